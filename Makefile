@@ -1,0 +1,71 @@
+# Replyflow: the entry point for people and CI. `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SAMVENV ?= .venv-sam
+SAM    := $(SAMVENV)/bin/sam
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit test-integration test-e2e test-infra lint format typecheck bench validate build pr clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(SAM): requirements-sam.txt
+	@test -x $(SAMVENV)/bin/python || $(PYTHON) -m venv $(SAMVENV)
+	@$(SAMVENV)/bin/pip install -q --disable-pip-version-check -r requirements-sam.txt
+	@touch $@
+
+install: $(STAMP) ## create .venv and install the pinned dependencies
+
+run: $(STAMP) ## start the local stack (API :3000, sandbox :3001) on embedded defaults
+	$(VENV)/bin/replyflow run
+
+test: $(STAMP) ## every test tier: unit, integration (MariaDB + Redis), infra, e2e
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-unit: $(STAMP) ## unit tests only (no sockets)
+	$(PY) -m pytest -q tests/unit
+
+test-integration: $(STAMP) ## integration tests against the real MariaDB and Redis
+	$(PY) -m pytest -q tests/integration
+
+test-e2e: $(STAMP) ## the local stack over HTTP
+	$(PY) -m pytest -q tests/e2e
+
+test-infra: $(STAMP) ## assertions on template.yaml and infra/
+	$(PY) -m pytest -q tests/infra
+
+lint: $(STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: $(STAMP) ## mypy on the layer package and the local stack
+	$(VENV)/bin/mypy
+
+bench: $(STAMP) ## measure latency and throughput; prints a table, writes bench/results/*.json
+	$(PY) -m bench
+
+validate: $(STAMP) $(SAM) ## cfn-lint every template and sam validate --lint
+	$(VENV)/bin/cfn-lint template.yaml infra/*.yaml
+	$(SAM) validate --lint --region us-east-1
+
+build: $(SAM) ## sam build (no Docker)
+	$(SAM) build
+
+pr: lint typecheck validate test ## everything a pull request must pass
+
+clean: ## remove local state and build output
+	rm -rf .local .aws-sam .pytest_cache .mypy_cache .ruff_cache

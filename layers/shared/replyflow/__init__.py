@@ -1,0 +1,1 @@
+"""Replyflow: multi-tenant Instagram reply automation. The shared layer package."""

@@ -1,0 +1,31 @@
+"""Time in one place: naive UTC datetimes everywhere (MySQL DATETIME has no zone), injectable in tests."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def from_epoch(value: float) -> datetime:
+    """Instagram sends seconds on comment events and milliseconds on messaging events (pitfall 4)."""
+    seconds = value / 1000 if value >= 1e12 else value
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return utcnow()
+
+    def monotonic(self) -> float:
+        return time.monotonic()

@@ -1,0 +1,72 @@
+"""Engines and sessions, built lazily on first use (no I/O at import).
+
+One small pool per process: in AWS every Lambda instance holds at most ``pool_size`` connections to
+RDS Proxy, which multiplexes them; locally SQLite runs in WAL mode so the gateway and the workers can
+share the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str, pool_size: int = 2) -> Engine:
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"future": True}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=280)
+    if parsed.get_backend_name() in {"mysql", "mariadb"}:
+        kwargs["isolation_level"] = "READ COMMITTED"
+    return create_engine(url, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+@lru_cache(maxsize=8)
+def session_factory(url: str, pool_size: int = 2) -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(url, pool_size), expire_on_commit=False, future=True)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A unit of work: commit on success, roll back on any error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def is_duplicate_key(error: Exception) -> bool:
+    """True when an IntegrityError is a unique-key violation (MySQL 1062, SQLite UNIQUE)."""
+    orig = getattr(error, "orig", None)
+    args = getattr(orig, "args", ())
+    if args and args[0] == 1062:
+        return True
+    return "UNIQUE constraint failed" in str(orig)

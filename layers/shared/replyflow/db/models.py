@@ -1,0 +1,330 @@
+"""The data model (DESIGN.md section 2), SQLAlchemy 2 typed.
+
+Invariants:
+- every tenant-scoped table carries ``tenant_id`` and has it first in its indexes;
+- times are naive UTC (``replyflow.clock.utcnow``);
+- public ids are 26-character strings (``replyflow.ids.new_id``); high-volume ledgers and logs use
+  auto-increment big integers so keyset pagination and chunked deletes walk the primary key;
+- uniqueness that guards against double sends lives in the database (``outbound_messages``), never
+  in a read-then-write check.
+
+Every column change here needs the same change in the Alembic migration; a test compares them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from replyflow.clock import utcnow
+from replyflow.ids import new_id
+
+# BIGINT AUTO_INCREMENT on MySQL; SQLite only auto-increments INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+TENANT_ID = String(26)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow, nullable=False)
+
+
+class Plan(Base):
+    __tablename__ = "plans"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    price_cents: Mapped[int] = mapped_column(Integer, default=0)
+    max_accounts: Mapped[int] = mapped_column(Integer)
+    max_automations: Mapped[int] = mapped_column(Integer)
+    monthly_dm_quota: Mapped[int] = mapped_column(Integer)
+    log_retention_days: Mapped[int] = mapped_column(Integer)
+    api_requests_per_minute: Mapped[int] = mapped_column(Integer)
+    queue_priority: Mapped[str] = mapped_column(String(16))  # low / default / high
+
+
+class Tenant(TimestampMixin, Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(120))
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    plan_code: Mapped[str] = mapped_column(ForeignKey("plans.code"))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+
+
+class User(TimestampMixin, Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+
+
+class Membership(TimestampMixin, Base):
+    __tablename__ = "memberships"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # owner / admin / member
+
+    __table_args__ = (Index("ix_memberships_user", "user_id"),)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(120))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)  # looked up, then the hash is verified
+    key_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="admin")
+    created_by: Mapped[str | None] = mapped_column(String(26))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_api_keys_tenant", "tenant_id", "created_at"),)
+
+
+class RefreshToken(Base):
+    """Rotating refresh tokens: one family per login; reuse of a rotated token revokes the family."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    family_id: Mapped[str] = mapped_column(String(26))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_refresh_tokens_tenant_family", "tenant_id", "family_id"),)
+
+
+class Subscription(TimestampMixin, Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    plan_code: Mapped[str] = mapped_column(ForeignKey("plans.code"))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active / canceled / past_due
+    provider: Mapped[str] = mapped_column(String(32), default="manual")
+    provider_ref: Mapped[str | None] = mapped_column(String(128))
+    current_period_start: Mapped[datetime] = mapped_column(DateTime)
+    current_period_end: Mapped[datetime] = mapped_column(DateTime)
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_subscriptions_tenant_status", "tenant_id", "status", "created_at"),)
+
+
+class IdempotencyKey(Base):
+    """Idempotent POSTs: the same key and body replay the stored response; another body is refused."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="in_progress")  # in_progress / done
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[Any] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class InstagramAccount(TimestampMixin, Base):
+    __tablename__ = "instagram_accounts"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    ig_user_id: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(64), default="")
+    access_token_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    token_issued_at: Mapped[datetime | None] = mapped_column(DateTime)
+    token_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active / needs_reauth / disabled
+    status_reason: Mapped[str | None] = mapped_column(String(255))
+    hourly_send_budget: Mapped[int] = mapped_column(Integer, default=200)
+    webhook_subscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_instagram_accounts_tenant", "tenant_id", "status"),)
+
+
+class Template(TimestampMixin, Base):
+    __tablename__ = "templates"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(120))
+    text: Mapped[str] = mapped_column(Text)
+    buttons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    quick_replies: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    __table_args__ = (Index("ix_templates_tenant", "tenant_id", "created_at"),)
+
+
+class Automation(TimestampMixin, Base):
+    """``actions`` is a JSON object: {"private_reply": {"template_id"}, "public_reply": {"variants": [..]},
+    "dm_reply": {"template_id"}}; ``media_ids`` null means any post."""
+
+    __tablename__ = "automations"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("instagram_accounts.id"))
+    name: Mapped[str] = mapped_column(String(120))
+    trigger: Mapped[str] = mapped_column(String(32))
+    media_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    match_mode: Mapped[str] = mapped_column(String(16), default="contains")
+    keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
+    actions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    cooldown_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (Index("ix_automations_tenant_account", "tenant_id", "account_id", "active"),)
+
+
+class Contact(TimestampMixin, Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    account_id: Mapped[str] = mapped_column(String(26))
+    igsid: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str | None] = mapped_column(String(64))
+    last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (UniqueConstraint("tenant_id", "account_id", "igsid", name="uq_contacts_account_igsid"),)
+
+
+class InboundEvent(Base):
+    """Dedupe ledger: the event key is the comment id, message mid or postback mid."""
+
+    __tablename__ = "inbound_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    account_id: Mapped[str] = mapped_column(String(26))
+    event_key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime | None] = mapped_column(DateTime)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "account_id", "event_key", name="uq_inbound_events_key"),
+        Index("ix_inbound_events_tenant_received", "tenant_id", "received_at"),
+    )
+
+
+class OutboundMessage(Base):
+    """The send ledger. ``dedupe_key`` is the comment id for private and public replies (so a comment can
+    never get two) and inbound mid + automation for DMs; the unique key makes the claim atomic."""
+
+    __tablename__ = "outbound_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    account_id: Mapped[str] = mapped_column(String(26))
+    automation_id: Mapped[str | None] = mapped_column(String(26))
+    kind: Mapped[str] = mapped_column(String(16))  # private_reply / public_reply / dm
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    comment_id: Mapped[str | None] = mapped_column(String(64))
+    recipient_id: Mapped[str | None] = mapped_column(String(64))
+    event_key: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    priority: Mapped[str] = mapped_column(String(16), default="default")
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    # queued / sending / deferred / parked / sent / failed / skipped / unknown
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(String(1000))
+    graph_message_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "account_id", "kind", "dedupe_key", name="uq_outbound_dedupe"),
+        Index("ix_outbound_tenant_status", "tenant_id", "status", "created_at"),
+        Index("ix_outbound_tenant_account_status", "tenant_id", "account_id", "status"),
+    )
+
+
+class ReplyLog(Base):
+    __tablename__ = "reply_logs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    account_id: Mapped[str] = mapped_column(String(26))
+    automation_id: Mapped[str | None] = mapped_column(String(26))
+    outbound_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # sent / failed / skipped / deferred / parked
+    recipient_id: Mapped[str | None] = mapped_column(String(64))
+    comment_id: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_reply_logs_tenant_created", "tenant_id", "created_at"),
+        Index("ix_reply_logs_tenant_account_created", "tenant_id", "account_id", "created_at"),
+        Index("ix_reply_logs_tenant_status_created", "tenant_id", "status", "created_at"),
+    )
+
+
+class AutomationLog(Base):
+    __tablename__ = "automation_logs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    account_id: Mapped[str] = mapped_column(String(26))
+    automation_id: Mapped[str | None] = mapped_column(String(26))
+    event_key: Mapped[str | None] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(16))  # matched / skipped / queued / deferred / sent / failed
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_automation_logs_tenant_action_created", "tenant_id", "action", "created_at"),
+        Index("ix_automation_logs_tenant_created", "tenant_id", "created_at"),
+        Index("ix_automation_logs_tenant_automation_created", "tenant_id", "automation_id", "created_at"),
+    )
+
+
+class UsageCounter(Base):
+    __tablename__ = "usage_counters"
+
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    dms_sent: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

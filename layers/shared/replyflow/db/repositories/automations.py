@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from replyflow.db.models import Automation
+
+
+def get(session: Session, tenant_id: str, automation_id: str) -> Automation | None:
+    return session.scalar(
+        select(Automation).where(Automation.tenant_id == tenant_id, Automation.id == automation_id)
+    )
+
+
+def list_for_tenant(
+    session: Session, tenant_id: str, *, account_id: str | None = None, active: bool | None = None
+) -> list[Automation]:
+    query = select(Automation).where(Automation.tenant_id == tenant_id)
+    if account_id is not None:
+        query = query.where(Automation.account_id == account_id)
+    if active is not None:
+        query = query.where(Automation.active == active)
+    return list(session.scalars(query.order_by(Automation.priority, Automation.created_at)))
+
+
+def count_for_tenant(session: Session, tenant_id: str) -> int:
+    return (
+        session.scalar(select(func.count()).select_from(Automation).where(Automation.tenant_id == tenant_id))
+        or 0
+    )

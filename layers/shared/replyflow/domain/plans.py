@@ -1,0 +1,41 @@
+"""The plan catalogue (seeded into ``plans``; the database is the source of truth at run time)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PLANS: tuple[dict[str, Any], ...] = (
+    {
+        "code": "free",
+        "name": "Free",
+        "price_cents": 0,
+        "max_accounts": 1,
+        "max_automations": 3,
+        "monthly_dm_quota": 1000,
+        "log_retention_days": 7,
+        "api_requests_per_minute": 60,
+        "queue_priority": "low",
+    },
+    {
+        "code": "pro",
+        "name": "Pro",
+        "price_cents": 2900,
+        "max_accounts": 3,
+        "max_automations": 50,
+        "monthly_dm_quota": 25000,
+        "log_retention_days": 30,
+        "api_requests_per_minute": 600,
+        "queue_priority": "default",
+    },
+    {
+        "code": "business",
+        "name": "Business",
+        "price_cents": 9900,
+        "max_accounts": 10,
+        "max_automations": 500,
+        "monthly_dm_quota": 250000,
+        "log_retention_days": 90,
+        "api_requests_per_minute": 3000,
+        "queue_priority": "high",
+    },
+)

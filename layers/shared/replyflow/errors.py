@@ -1,0 +1,68 @@
+"""Typed errors. Services raise these; the API maps them to HTTP in one place; workers let a record fail.
+
+Every error carries a stable machine-readable ``code`` and a message a person can act on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ReplyflowError(Exception):
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str, *, details: Any = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        if code:
+            self.code = code
+
+
+class ValidationError(ReplyflowError):
+    code = "validation_error"
+    status = 422
+
+
+class BadRequestError(ReplyflowError):
+    code = "bad_request"
+    status = 400
+
+
+class UnauthorizedError(ReplyflowError):
+    code = "unauthorized"
+    status = 401
+
+
+class ForbiddenError(ReplyflowError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFoundError(ReplyflowError):
+    code = "not_found"
+    status = 404
+
+
+class ConflictError(ReplyflowError):
+    code = "conflict"
+    status = 409
+
+
+class PlanLimitError(ReplyflowError):
+    code = "plan_limit_reached"
+    status = 402
+
+
+class RateLimitedError(ReplyflowError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class SignatureError(UnauthorizedError):
+    code = "invalid_signature"

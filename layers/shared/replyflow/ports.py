@@ -1,0 +1,20 @@
+"""Small protocols the services depend on. The wiring modules pass real adapters; unit tests pass fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+
+class Cache(Protocol):
+    def get_json(self, key: str) -> Any | None: ...
+
+    def set_json(self, key: str, value: Any, ttl_seconds: int) -> None: ...
+
+    def delete(self, *keys: str) -> None: ...
+
+
+class QueuePublisher(Protocol):
+    """Publishes message bodies to a logical queue ("events-high", "sends-default", ...)."""
+
+    def publish(self, queue: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None: ...

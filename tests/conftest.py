@@ -1,0 +1,88 @@
+"""Shared fixtures for every tier.
+
+- ``sqlite_url``: a migrated SQLite file per test (unit tier may use it: no sockets).
+- ``mysql_url``: a database of its own on the real MariaDB, created and migrated once per session and
+  dropped at the end. With CI=true a missing MariaDB or Redis fails the run instead of skipping.
+- ``redis_url`` / ``redis_namespace``: the real Redis, with a key namespace unique to the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS_DIR = ROOT / "events"
+REFERENCE_EVENTS_DIR = ROOT.parent / "shared" / "reference" / "events"
+MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def service_missing(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable ({error}); start it (see README) or run `bash .ci/run`"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A payload from events/ (ours) or the shared reference events, by file name."""
+    for folder in (EVENTS_DIR, REFERENCE_EVENTS_DIR):
+        path = folder / name
+        if path.exists():
+            return json.loads(path.read_text())
+    raise FileNotFoundError(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    from replyflow.db.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'replyflow.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    import sqlalchemy as sa
+    from replyflow.db.migrate import upgrade
+
+    name = f"rf_test_{secrets.token_hex(4)}"
+    admin = sa.create_engine(MYSQL_ADMIN_URL, poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    except sa.exc.OperationalError as error:
+        service_missing("MariaDB", error)
+    url = MYSQL_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}?charset=utf8mb4"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError as error:
+        service_missing("Redis", error)
+    return REDIS_TEST_URL
+
+
+@pytest.fixture
+def redis_namespace() -> str:
+    return f"rftest:{secrets.token_hex(4)}"
