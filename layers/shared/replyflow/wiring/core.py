@@ -32,6 +32,11 @@ def override(**components: object) -> None:
     reset_caches()
 
 
+def component(name: str) -> object | None:
+    """An installed override by name (e.g. ``queue_inspector`` from the local stack), or None."""
+    return _overrides.get(name)
+
+
 def clear_overrides() -> None:
     _overrides.clear()
     reset_caches()

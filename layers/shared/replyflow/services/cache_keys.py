@@ -1,0 +1,48 @@
+"""Cache keys shared by writers (the API) and readers (webhook, processor). Writers delete these keys in
+the same request that commits the change, so the pipeline sees a change at once."""
+
+from __future__ import annotations
+
+from replyflow.ports import Cache
+
+ROUTE_TTL_SECONDS = 300
+CONFIG_TTL_SECONDS = 300
+
+
+def account_route_key(ig_user_id: str) -> str:
+    """Webhook routing: entry.id -> {tenant_id, account_id, priority, status}."""
+    return f"route:ig:{ig_user_id}"
+
+
+def automations_key(tenant_id: str, account_id: str) -> str:
+    """The account's active automations with their templates resolved (processor)."""
+    return f"t:{tenant_id}:automations:{account_id}"
+
+
+def tenant_config_key(tenant_id: str) -> str:
+    """The tenant's plan and settings."""
+    return f"t:{tenant_id}:config"
+
+
+def templates_key(tenant_id: str) -> str:
+    return f"t:{tenant_id}:templates"
+
+
+def automations_list_key(tenant_id: str) -> str:
+    return f"t:{tenant_id}:automations"
+
+
+PLANS_KEY = "plans"
+
+
+def invalidate_account(cache: Cache, tenant_id: str, account_id: str, ig_user_id: str) -> None:
+    cache.delete(account_route_key(ig_user_id), automations_key(tenant_id, account_id))
+
+
+def invalidate_automations(cache: Cache, tenant_id: str, account_ids: list[str]) -> None:
+    cache.delete(automations_list_key(tenant_id), *(automations_key(tenant_id, a) for a in account_ids))
+
+
+def invalidate_tenant(cache: Cache, tenant_id: str, ig_user_ids: list[str]) -> None:
+    """A plan change moves the tenant's queue priority, so the routing entries go too."""
+    cache.delete(tenant_config_key(tenant_id), *(account_route_key(i) for i in ig_user_ids))
