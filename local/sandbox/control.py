@@ -1,0 +1,136 @@
+"""Control endpoints under ``/_sandbox`` (not on the real API): seed the world, read what was sent,
+inject faults. They answer plain JSON; bad input is a 400 ``{"error": {"message"}}``.
+
+Clearing messages keeps the one-private-reply-per-comment memory; ``DELETE /_sandbox/state`` forgets
+everything except accounts and tokens (add ``?identities=true`` to drop those too).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from local.sandbox.protocol import Request, Response
+from local.sandbox.state import Comment, Faults, SandboxState, parse_timestamp
+
+TRUTHY = ("1", "true", "yes")
+
+
+class ControlError(Exception):
+    """A malformed control request."""
+
+
+def health(state: SandboxState, request: Request) -> Response:
+    return Response(200, {"status": "ok"})
+
+
+def list_messages(state: SandboxState, request: Request) -> Response:
+    account_id, kind = request.query.get("account_id"), request.query.get("kind")
+
+    def wanted(record: Any) -> bool:
+        return (account_id is None or record.account_id == account_id) and (
+            kind is None or record.kind == kind
+        )
+
+    return Response(
+        200,
+        {
+            "messages": [record.to_json() for record in state.sent if wanted(record)],
+            "rejected": [record.to_json() for record in state.rejected if wanted(record)],
+        },
+    )
+
+
+def clear_messages(state: SandboxState, request: Request) -> Response:
+    state.sent.clear()
+    state.rejected.clear()
+    return Response(200, {"success": True})
+
+
+def reset_state(state: SandboxState, request: Request) -> Response:
+    state.reset(identities=request.query.get("identities", "").lower() in TRUTHY)
+    return Response(200, {"success": True})
+
+
+def register_comment(state: SandboxState, request: Request) -> Response:
+    body = _body(request)
+    comment_id = _required(body, "id")
+    created_at = _timestamp(body.get("timestamp"), state.now())
+    comment = Comment(
+        comment_id,
+        created_at,
+        media_id=_optional(body, "media_id"),
+        from_id=_required(body, "from_id"),
+        username=_optional(body, "username"),
+        text=_optional(body, "text"),
+        parent_id=_optional(body, "parent_id"),
+        media_product_type=_optional(body, "media_product_type") or "FEED",
+        hidden=bool(body.get("hidden", False)),
+    )
+    state.comments[comment_id] = comment
+    return Response(200, {"success": True, "comment": comment.node()})
+
+
+def register_inbound(state: SandboxState, request: Request) -> Response:
+    body = _body(request)
+    key = (_required(body, "account_id"), _required(body, "sender_id"))
+    at = _timestamp(body.get("timestamp"), state.now())
+    state.last_inbound[key] = max(at, state.last_inbound.get(key, at))
+    return Response(200, {"success": True})
+
+
+def mark_unavailable(state: SandboxState, request: Request, igsid: str) -> Response:
+    state.unavailable.add(igsid)
+    return Response(200, {"success": True})
+
+
+def mark_available(state: SandboxState, request: Request, igsid: str) -> Response:
+    state.unavailable.discard(igsid)
+    return Response(200, {"success": True})
+
+
+def get_faults(state: SandboxState, request: Request) -> Response:
+    return Response(200, state.faults.to_json())
+
+
+def set_faults(state: SandboxState, request: Request) -> Response:
+    try:
+        state.faults.update(_body(request), state.token_serial)
+    except (TypeError, ValueError) as exc:
+        raise ControlError(str(exc)) from None
+    return Response(200, state.faults.to_json())
+
+
+def clear_faults(state: SandboxState, request: Request) -> Response:
+    state.faults = Faults()
+    return Response(200, state.faults.to_json())
+
+
+def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise ControlError("the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise ControlError("the body must be a JSON object")
+    return body
+
+
+def _required(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None or value == "":
+        raise ControlError(f"{name} is required")
+    return str(value)
+
+
+def _optional(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    return None if value is None else str(value)
+
+
+def _timestamp(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise ControlError(str(exc)) from None

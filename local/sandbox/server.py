@@ -1,0 +1,176 @@
+"""The HTTP adapter: ``ThreadingHTTPServer`` in front of :class:`~local.sandbox.app.SandboxApp`.
+
+The handler turns bytes into a :class:`Request`, asks the app, then carries out what the response
+describes: injected latency is slept here, after the app released its lock, and an ambiguous write
+(``drop``) stalls and closes the connection without an answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlsplit
+
+from local.sandbox.app import SandboxApp
+from local.sandbox.oauth import issue_long_lived
+from local.sandbox.protocol import Request, Response
+from local.sandbox.state import DEFAULT_ISSUE_TTL_S
+
+SERVE_POLL_S = 0.05
+JOIN_TIMEOUT_S = 5.0
+
+
+class _SandboxHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: SandboxApp) -> None:
+        super().__init__(address, _Handler)
+        self.app = app
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "ReplyflowSandbox/1.0"
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the per-request stderr log."""
+
+    def _dispatch(self) -> None:
+        app = cast(_SandboxHTTPServer, self.server).app
+        response = app.handle(self._request())
+        if response.delay_s > 0:
+            time.sleep(response.delay_s)
+        if response.drop:
+            self._drop(response.stall_s)
+            return
+        self._write(response)
+
+    def _request(self) -> Request:
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        return Request(
+            self.command, split.path, dict(parse_qsl(split.query, keep_blank_values=True)), headers, body
+        )
+
+    def _write(self, response: Response) -> None:
+        payload = b"" if response.body is None else json.dumps(response.body).encode()
+        self.send_response(response.status)
+        if response.body is not None:
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _drop(self, stall_s: float) -> None:
+        if stall_s > 0:
+            time.sleep(stall_s)
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+
+class SandboxServer:
+    """A local graph.instagram.com / api.instagram.com, in memory, on one port."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 3001,
+        *,
+        app_id: str,
+        app_secret: str,
+        graph_version: str = "v23.0",
+        faults: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+        app_scoped_ids: bool = True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.graph_version = graph_version
+        self.app = SandboxApp(
+            app_id=app_id,
+            app_secret=app_secret,
+            faults=faults,
+            clock=clock,
+            seed=seed,
+            app_scoped_ids=app_scoped_ids,
+        )
+        self._httpd: _SandboxHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def graph_url(self) -> str:
+        """The versioned Graph root, e.g. ``http://127.0.0.1:3001/v23.0``."""
+        return f"{self.url}/{self.graph_version}"
+
+    def start(self) -> None:
+        if self._httpd is not None:
+            return
+        self._httpd = _SandboxHTTPServer((self.host, self.port), self.app)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": SERVE_POLL_S},
+            name="ig-sandbox",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(JOIN_TIMEOUT_S)
+        self._httpd, self._thread = None, None
+
+    def __enter__(self) -> SandboxServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def issue_token(
+        self,
+        ig_user_id: str,
+        username: str,
+        *,
+        expires_in: int = DEFAULT_ISSUE_TTL_S,
+        issued_at: float | None = None,
+    ) -> str:
+        """A valid long-lived token for an account (the demo seed uses this)."""
+        state = self.app.state
+        with state.lock:
+            return issue_long_lived(
+                state, ig_user_id, username, expires_in=expires_in, issued_at=issued_at
+            ).value
