@@ -10,7 +10,7 @@ import json
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Priority = Literal["low", "default", "high"]
@@ -88,6 +88,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _no_local_secrets_outside_local(self) -> Settings:
+        """Fail closed: a deployed stack must never run on the development defaults."""
+        if self.environment in {"dev", "prod"}:
+            defaults = Settings.model_fields
+            for name in ("instagram_app_secret", "instagram_verify_token", "token_encryption_key"):
+                if getattr(self, name) == defaults[name].default:
+                    raise ValueError(f"{name.upper()} must be set outside the local stack")
+            if self.jwt_signing_keys == defaults["jwt_signing_keys"].get_default(call_default_factory=True):
+                raise ValueError("JWT_SIGNING_KEYS must be set outside the local stack")
+        return self
 
     @property
     def app_secrets(self) -> list[bytes]:
