@@ -53,6 +53,7 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def mysql_url() -> Iterator[str]:
     import sqlalchemy as sa
+
     from replyflow.db.migrate import upgrade
 
     name = f"rf_test_{secrets.token_hex(4)}"

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from alembic import context
-from replyflow.db.models import Base
 from sqlalchemy import engine_from_config, pool
+
+from replyflow.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata
