@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -84,7 +85,8 @@ class SandboxApp:
             app_scoped_ids=app_scoped_ids,
         )
         if faults:
-            self.state.faults.update(faults, self.state.token_serial)
+            # Start-up faults have no "before": expire_tokens then covers every token until cleared.
+            self.state.faults.update(faults, sys.maxsize)
 
     def handle(self, request: Request) -> Response:
         route, params = _match(request)

@@ -121,7 +121,13 @@ class SendRecord:
 
 @dataclass
 class Faults:
-    """Fault injection knobs (POST /_sandbox/faults merges into these)."""
+    """Fault injection knobs; ``POST /_sandbox/faults`` merges into these, ``DELETE`` resets them.
+
+    ``expire_tokens`` expires the tokens that exist when it is set (so a reconnect through OAuth or
+    ``issue_token`` works again, as on the real platform); set in the constructor it covers every
+    token. ``throttle_seconds`` only feeds ``estimated_time_to_regain_access`` of ``throttle_next``.
+    ``timeout_rate`` accepts and records the send, then drops the connection after ``stall_seconds``.
+    """
 
     error_rate: float = 0.0
     latency_ms: float = 0.0

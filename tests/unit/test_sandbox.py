@@ -416,6 +416,14 @@ class TestFaults:
 
         assert error_of(send(server, token, {"comment_id": "a"})) == (190, 463)
 
+    def test_start_up_expiry_covers_later_tokens(self, clock):
+        sandbox = SandboxServer(
+            port=0, app_id=APP_ID, app_secret=APP_SECRET, faults={"expire_tokens": [ACCOUNT]}
+        )
+        token = sandbox.issue_token(ACCOUNT, "demo_shop")
+
+        assert error_of(send(sandbox, token, {"comment_id": "a"})) == (190, 463)
+
     def test_latency_is_described_for_graph_routes_only(self, server, token):
         control(server, "POST", "faults", {"latency_ms": 200})
 
