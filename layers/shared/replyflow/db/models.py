@@ -13,13 +13,14 @@ Every column change here needs the same change in the Alembic migration; a test 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -328,3 +329,28 @@ class UsageCounter(Base):
     period: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
     dms_sent: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class ArchiveFile(Base):
+    """One verified archive object: gzipped JSON lines of one log table for one tenant-day, ids
+    ``first_id..last_id``. A row is written only after the object and its partition manifest were
+    read back and verified; retention deletes a log row only when a row here covers it."""
+
+    __tablename__ = "archive_files"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    table_name: Mapped[str] = mapped_column(String(32))
+    day: Mapped[date] = mapped_column(Date)
+    first_id: Mapped[int] = mapped_column(BigInteger)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    row_count: Mapped[int] = mapped_column(Integer)
+    object_key: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    verified_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "object_key", name="uq_archive_files_key"),
+        Index("ix_archive_files_tenant_table_day", "tenant_id", "table_name", "day"),
+    )

@@ -18,6 +18,29 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
+        "archive_files",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("tenant_id", sa.String(length=26), nullable=False),
+        sa.Column("table_name", sa.String(length=32), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("first_id", sa.BigInteger(), nullable=False),
+        sa.Column("last_id", sa.BigInteger(), nullable=False),
+        sa.Column("row_count", sa.Integer(), nullable=False),
+        sa.Column("object_key", sa.String(length=255), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("verified_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("tenant_id", "object_key", name="uq_archive_files_key"),
+    )
+    with op.batch_alter_table("archive_files", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_archive_files_tenant_table_day", ["tenant_id", "table_name", "day"], unique=False
+        )
+
+    op.create_table(
         "automation_logs",
         sa.Column(
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
@@ -375,6 +398,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Dropping a table drops its indexes; reverse order of creation respects the foreign keys.
+    op.drop_table("archive_files")
     op.drop_table("automations")
     op.drop_table("templates")
     op.drop_table("subscriptions")
