@@ -1,0 +1,357 @@
+"""Invariants of template.yaml: the contract the local stack reads, and the template shape rules."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import ref_target, resources_of
+
+HANDLERS = {
+    "ApiFunction": "api.handler.lambda_handler",
+    "AuthorizerFunction": "authorizer.handler.lambda_handler",
+    "WebhookFunction": "webhook.handler.lambda_handler",
+    "ProcessorHighFunction": "processor.handler.lambda_handler",
+    "ProcessorDefaultFunction": "processor.handler.lambda_handler",
+    "ProcessorLowFunction": "processor.handler.lambda_handler",
+    "SenderHighFunction": "sender.handler.lambda_handler",
+    "SenderDefaultFunction": "sender.handler.lambda_handler",
+    "SenderLowFunction": "sender.handler.lambda_handler",
+    "JobsFunction": "jobs.handler.lambda_handler",
+}
+WORKER_QUEUES = {
+    "ProcessorHighFunction": "EventsHighQueue",
+    "ProcessorDefaultFunction": "EventsDefaultQueue",
+    "ProcessorLowFunction": "EventsLowQueue",
+    "SenderHighFunction": "SendsHighQueue",
+    "SenderDefaultFunction": "SendsDefaultQueue",
+    "SenderLowFunction": "SendsLowQueue",
+}
+LOGICAL_QUEUE_NAMES = {
+    "EventsHighQueue": "events-high",
+    "EventsDefaultQueue": "events-default",
+    "EventsLowQueue": "events-low",
+    "SendsHighQueue": "sends-high",
+    "SendsDefaultQueue": "sends-default",
+    "SendsLowQueue": "sends-low",
+}
+JOBS = {
+    "archive": "cron(0 2 * * ? *)",
+    "retention": "cron(0 3 * * ? *)",
+    "token-refresh": "cron(0 4 * * ? *)",
+    "usage-rollover": "cron(0 * * * ? *)",
+    "queue-metrics": "rate(1 minute)",
+    "webhook-subscriptions": "rate(6 hours)",
+}
+SETTINGS_ENV = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "LOG_LEVEL",
+    "ENVIRONMENT",
+    "DATABASE_URL",
+    "DATABASE_READER_URL",
+    "REDIS_URL",
+    "QUEUE_URLS",
+    "ARCHIVE_BUCKET",
+    "GRAPH_API_BASE_URL",
+    "INSTAGRAM_APP_ID",
+    "OAUTH_REDIRECT_URI",
+}
+
+
+def _globals(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Globals"]["Function"]
+
+
+def _sqs_events(function: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    events = function["Properties"].get("Events") or {}
+    return {name: event for name, event in events.items() if event["Type"] == "SQS"}
+
+
+def _setting(template: dict[str, Any], function: dict[str, Any], key: str) -> Any:
+    return function["Properties"].get(key, _globals(template).get(key))
+
+
+def test_globals_match_the_contract(template: dict[str, Any]) -> None:
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+    fn = _globals(template)
+    assert fn["Runtime"] == "python3.11"
+    assert fn["Architectures"] == ["arm64"]
+    assert fn["Tracing"] == "Active"
+    assert fn["Layers"] == [{"Ref": "SharedLayer"}]
+    variables = fn["Environment"]["Variables"]
+    assert set(variables) >= SETTINGS_ENV
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "Replyflow"
+
+
+def test_queue_urls_is_a_json_object_of_every_queue(template: dict[str, Any]) -> None:
+    raw = _globals(template)["Environment"]["Variables"]["QUEUE_URLS"]["Fn::Sub"]
+    parsed = json.loads(re.sub(r"\$\{(\w+)\}", r"<\1>", raw))
+    assert parsed == {name: f"<{logical}>" for logical, name in LOGICAL_QUEUE_NAMES.items()}
+
+
+def test_shared_layer_is_built_from_requirements(template: dict[str, Any]) -> None:
+    layer = template["Resources"]["SharedLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/shared/"
+    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+
+
+def test_every_function_has_the_contract_handler_and_code_uri(functions: dict[str, Any]) -> None:
+    assert {name: fn["Properties"]["Handler"] for name, fn in functions.items()} == HANDLERS
+    for fn in functions.values():
+        assert fn["Properties"]["CodeUri"] == "functions/"
+
+
+def test_every_function_states_timeout_and_memory_as_integers(functions: dict[str, Any]) -> None:
+    for name, fn in functions.items():
+        props = fn["Properties"]
+        assert isinstance(props.get("Timeout"), int), name
+        assert isinstance(props.get("MemorySize"), int), name
+        assert 128 <= props["MemorySize"] <= 10240, name
+
+
+def test_every_function_has_its_own_role(functions: dict[str, Any]) -> None:
+    # No shared Role: SAM then generates one role per function from that function's Policies.
+    for name, fn in functions.items():
+        assert "Role" not in fn["Properties"], name
+        assert fn["Properties"].get("Policies"), name
+
+
+def test_every_function_runs_in_the_private_subnets(
+    template: dict[str, Any], functions: dict[str, Any]
+) -> None:
+    for name, fn in functions.items():
+        vpc = _setting(template, fn, "VpcConfig")
+        assert vpc, name
+        assert "PrivateSubnetIds" in json.dumps(vpc["SubnetIds"]), name
+
+
+def test_every_sqs_trigger_reports_batch_item_failures(functions: dict[str, Any]) -> None:
+    for name, fn in functions.items():
+        for event in _sqs_events(fn).values():
+            props = event["Properties"]
+            assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
+            assert props["BatchSize"] == 10, name
+            assert isinstance(props["ScalingConfig"]["MaximumConcurrency"], int), name
+
+
+def test_workers_consume_their_priority_queue(functions: dict[str, Any]) -> None:
+    consumed = {
+        name: ref_target(event["Properties"]["Queue"])
+        for name, fn in functions.items()
+        for event in _sqs_events(fn).values()
+    }
+    assert consumed == WORKER_QUEUES
+
+
+@pytest.mark.parametrize("kind", ["Processor", "Sender"])
+def test_high_priority_gets_more_concurrency(functions: dict[str, Any], kind: str) -> None:
+    def max_concurrency(priority: str) -> int:
+        (event,) = _sqs_events(functions[f"{kind}{priority}Function"]).values()
+        return int(event["Properties"]["ScalingConfig"]["MaximumConcurrency"])
+
+    assert max_concurrency("High") > max_concurrency("Default") > max_concurrency("Low") >= 2
+
+
+@pytest.mark.parametrize("kind", ["Processor", "Sender"])
+def test_priority_workers_are_one_package(functions: dict[str, Any], kind: str) -> None:
+    shapes = {
+        (fn["Properties"]["Handler"], fn["Properties"]["Timeout"], fn["Properties"]["MemorySize"])
+        for name, fn in functions.items()
+        if name.startswith(kind)
+    }
+    assert len(shapes) == 1
+
+
+def test_queue_names_follow_the_local_stack_convention(queues: dict[str, Any]) -> None:
+    for logical_id, queue in queues.items():
+        name = queue["Properties"]["QueueName"]["Fn::Sub"]
+        assert name.startswith("${AWS::StackName}-"), logical_id
+    names = {lid: q["Properties"]["QueueName"]["Fn::Sub"].split("-", 1)[1] for lid, q in queues.items()}
+    for logical_id, logical_name in LOGICAL_QUEUE_NAMES.items():
+        assert names[logical_id] == logical_name
+        assert names[logical_id.replace("Queue", "DeadLetterQueue")] == f"{logical_name}-dlq"
+
+
+def test_every_work_queue_has_its_dead_letter_queue(queues: dict[str, Any]) -> None:
+    work_queues = {lid: q for lid, q in queues.items() if not lid.endswith("DeadLetterQueue")}
+    assert set(LOGICAL_QUEUE_NAMES) <= set(work_queues)
+    for logical_id, queue in work_queues.items():
+        policy = queue["Properties"].get("RedrivePolicy")
+        assert policy, f"{logical_id} has no RedrivePolicy"
+        dlq = ref_target(policy["deadLetterTargetArn"])
+        assert dlq == logical_id.replace("Queue", "DeadLetterQueue"), logical_id
+        assert dlq in queues
+        assert policy["maxReceiveCount"] == 5
+        assert queues[dlq]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_queue_settings_the_local_stack_reads_are_literals(queues: dict[str, Any]) -> None:
+    for logical_id, queue in queues.items():
+        props = queue["Properties"]
+        for key in ("VisibilityTimeout", "DelaySeconds"):
+            if key in props:
+                assert isinstance(props[key], int), (logical_id, key)
+        if "RedrivePolicy" in props:
+            assert isinstance(props["RedrivePolicy"]["maxReceiveCount"], int), logical_id
+
+
+def test_every_queue_is_encrypted(queues: dict[str, Any]) -> None:
+    for logical_id, queue in queues.items():
+        props = queue["Properties"]
+        assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props, logical_id
+
+
+def test_visibility_timeout_is_six_times_the_consumer_timeout(
+    template: dict[str, Any], functions: dict[str, Any], queues: dict[str, Any]
+) -> None:
+    checked = 0
+    for fn in functions.values():
+        timeout = _setting(template, fn, "Timeout")
+        for event in _sqs_events(fn).values():
+            queue = queues[str(ref_target(event["Properties"]["Queue"]))]
+            assert queue["Properties"]["VisibilityTimeout"] >= 6 * timeout
+            checked += 1
+    assert checked == len(WORKER_QUEUES)
+
+
+def test_jobs_are_scheduled_with_their_input(functions: dict[str, Any]) -> None:
+    events = functions["JobsFunction"]["Properties"]["Events"]
+    scheduled = {}
+    for name, event in events.items():
+        assert event["Type"] == "ScheduleV2", name
+        assert re.fullmatch(r"(?:[A-Z][a-z]+)+Schedule", name), name
+        job = json.loads(event["Properties"]["Input"])["job"]
+        scheduled[job] = event["Properties"]["ScheduleExpression"]
+    assert scheduled == JOBS
+
+
+def test_failed_jobs_are_kept(functions: dict[str, Any], queues: dict[str, Any]) -> None:
+    dlq = functions["JobsFunction"]["Properties"]["DeadLetterQueue"]
+    assert dlq["Type"] == "SQS"
+    assert ref_target(dlq["TargetArn"]) in queues
+
+
+def test_authorizer_is_a_cached_request_authorizer(template: dict[str, Any]) -> None:
+    auth = template["Resources"]["RestApi"]["Properties"]["Auth"]
+    authorizer = auth["Authorizers"][auth["DefaultAuthorizer"]]
+    assert ref_target(authorizer["FunctionArn"]) == "AuthorizerFunction"
+    assert authorizer["FunctionPayloadType"] == "REQUEST"
+    assert authorizer["Identity"]["Headers"] == ["Authorization"]
+    assert authorizer["Identity"]["ReauthorizeEvery"] == 300
+
+
+def test_only_the_public_routes_skip_the_authorizer(functions: dict[str, Any]) -> None:
+    routes = {}
+    for name in ("ApiFunction", "WebhookFunction"):
+        for event in functions[name]["Properties"]["Events"].values():
+            props = event["Properties"]
+            assert ref_target(props["RestApiId"]) == "RestApi"
+            routes[(props["Method"].upper(), props["Path"])] = (props.get("Auth") or {}).get("Authorizer")
+    assert routes == {
+        ("GET", "/health"): "NONE",
+        ("GET", "/openapi.json"): "NONE",
+        ("GET", "/docs"): "NONE",
+        ("ANY", "/v1/auth/{proxy+}"): "NONE",
+        ("GET", "/v1/plans"): "NONE",
+        ("GET", "/v1/accounts/oauth/callback"): "NONE",
+        ("ANY", "/v1/{proxy+}"): None,
+        ("GET", "/webhooks/instagram"): "NONE",
+        ("POST", "/webhooks/instagram"): "NONE",
+    }
+
+
+def test_api_stage_has_throttling_access_logs_and_tracing(template: dict[str, Any]) -> None:
+    props = template["Resources"]["RestApi"]["Properties"]
+    assert props["TracingEnabled"] is True
+    assert ref_target(props["AccessLogSetting"]["DestinationArn"]) == "ApiAccessLogGroup"
+    json.loads(props["AccessLogSetting"]["Format"])
+    stage_wide = next(s for s in props["MethodSettings"] if s["ResourcePath"] == "/*")
+    assert "ThrottlingRateLimit" in stage_wide
+    assert "ThrottlingBurstLimit" in stage_wide
+
+
+def test_one_usage_plan_per_plan_tier(template: dict[str, Any]) -> None:
+    plans = resources_of(template, "AWS::ApiGateway::UsagePlan")
+    tiers = {p["Properties"]["UsagePlanName"]["Fn::Sub"].rsplit("-", 1)[1] for p in plans.values()}
+    assert tiers == {"free", "pro", "business"}
+    rates = {
+        p["Properties"]["UsagePlanName"]["Fn::Sub"].rsplit("-", 1)[1]: p["Properties"]["Throttle"][
+            "RateLimit"
+        ]
+        for p in plans.values()
+    }
+    assert rates["free"] < rates["pro"] < rates["business"]
+
+
+def test_reserved_concurrency_covers_the_database_bound_workers(functions: dict[str, Any]) -> None:
+    for name in (*WORKER_QUEUES, "JobsFunction"):
+        reserved = functions[name]["Properties"]["ReservedConcurrentExecutions"]
+        enabled = reserved["Fn::If"][1]
+        assert isinstance(enabled, int), name
+        for event in _sqs_events(functions[name]).values():
+            # Reserved below MaximumConcurrency would throttle the poller instead of capping it.
+            assert enabled >= event["Properties"]["ScalingConfig"]["MaximumConcurrency"], name
+
+
+def _statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for policy in function["Properties"]["Policies"]:
+        if isinstance(policy, dict) and "Statement" in policy:
+            out.extend(policy["Statement"])
+    return out
+
+
+def _sqs_send_targets(function: dict[str, Any]) -> set[str | None]:
+    return {
+        ref_target(policy["SQSSendMessagePolicy"]["QueueName"])
+        for policy in function["Properties"]["Policies"]
+        if isinstance(policy, dict) and "SQSSendMessagePolicy" in policy
+    }
+
+
+def test_publishers_may_send_only_to_the_queues_they_publish_to(functions: dict[str, Any]) -> None:
+    events = {"EventsHighQueue", "EventsDefaultQueue", "EventsLowQueue"}
+    sends = {"SendsHighQueue", "SendsDefaultQueue", "SendsLowQueue"}
+    assert _sqs_send_targets(functions["WebhookFunction"]) == events
+    for name in WORKER_QUEUES:
+        assert _sqs_send_targets(functions[name]) == sends, name
+    for name in ("ApiFunction", "AuthorizerFunction", "JobsFunction"):
+        assert _sqs_send_targets(functions[name]) == set(), name
+
+
+def test_database_access_is_iam_auth_to_one_proxy_user(functions: dict[str, Any]) -> None:
+    for name, fn in functions.items():
+        connect = [s for s in _statements(fn) if s["Action"] == "rds-db:connect"]
+        assert len(connect) == 1, name
+        resource = json.dumps(connect[0]["Resource"])
+        assert "dbuser:${ProxyId}/${User}" in resource, name
+
+
+def test_only_jobs_touch_the_archive_bucket(functions: dict[str, Any]) -> None:
+    for name, fn in functions.items():
+        s3 = [s for s in _statements(fn) if any(str(a).startswith("s3:") for a in _actions(s))]
+        assert bool(s3) == (name == "JobsFunction"), name
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement.get("Action", [])
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def test_function_secrets_come_from_secrets_manager(functions: dict[str, Any]) -> None:
+    secret_names = {
+        "INSTAGRAM_APP_SECRET",
+        "INSTAGRAM_APP_SECRET_SECONDARY",
+        "INSTAGRAM_VERIFY_TOKEN",
+        "TOKEN_ENCRYPTION_KEY",
+        "JWT_SIGNING_KEYS",
+    }
+    for name, fn in functions.items():
+        variables = fn["Properties"].get("Environment", {}).get("Variables", {})
+        for key in secret_names & set(variables):
+            assert "{{resolve:secretsmanager:" in json.dumps(variables[key]), (name, key)
