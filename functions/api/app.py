@@ -1,0 +1,103 @@
+"""The REST API: one Powertools resolver with validation, one Router per resource.
+
+Built on first use (``get_app``), not at import, so settings overrides apply and a cold start pays
+only for what it uses; route modules import their services, which import SQLAlchemy lazily through
+the wiring. Every authenticated request passes the per-tenant rate limit first (plan's requests per
+minute, ``X-RateLimit-*`` on every response, 429 + ``Retry-After`` past it).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
+
+from api import context, errors
+from api.routes import (
+    accounts,
+    api_keys,
+    auth,
+    automations,
+    logs,
+    members,
+    meta,
+    plans,
+    stats,
+    subscriptions,
+    templates,
+)
+from replyflow.services import rate_limit_api
+from replyflow.services import subscriptions as subscriptions_service
+from replyflow.wiring import api as wiring
+from replyflow.wiring import core
+
+TITLE = "Replyflow API"
+VERSION = "1.0.0"
+RATE_HEADERS = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"]
+
+
+def _tenant_rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    app.context.pop(errors.RATE_HEADERS_CONTEXT_KEY, None)
+    authorizer = context.authorizer_context(app)
+    tenant_id = authorizer.get("tenant_id") if authorizer else None
+    if isinstance(tenant_id, str) and tenant_id:
+        config = subscriptions_service.tenant_config(core.writer_sessions(), wiring.cache(), tenant_id)
+        per_minute = int(config.get("api_requests_per_minute") or 60)
+        decision = wiring.rate_limiter().hit(f"api:{tenant_id}", per_minute, 60)
+        app.append_context(**{errors.RATE_HEADERS_CONTEXT_KEY: decision.headers()})
+        if not decision.allowed:
+            raise rate_limit_api.RateLimitedError(
+                f"the plan allows {per_minute} API requests per minute; retry in {decision.reset_seconds} s",
+                retry_after=decision.reset_seconds,
+                details={"limit": per_minute, "window_seconds": 60},
+            )
+    response = next_middleware(app)
+    for name, value in (app.context.get(errors.RATE_HEADERS_CONTEXT_KEY) or {}).items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@lru_cache(maxsize=1)
+def get_app() -> APIGatewayRestResolver:
+    settings = core.settings()
+    origins = settings.cors_allow_origins or ["*"]
+    cors = CORSConfig(
+        allow_origin=origins[0],
+        extra_origins=origins[1:],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        expose_headers=RATE_HEADERS,
+        max_age=600,
+    )
+    app = APIGatewayRestResolver(enable_validation=True, cors=cors)
+    errors.register(app)
+    app.use(middlewares=[_tenant_rate_limit])
+    for router, prefix in (
+        (meta.router, None),
+        (auth.router, "/v1/auth"),
+        (auth.me_router, "/v1"),
+        (plans.router, "/v1/plans"),
+        (subscriptions.router, "/v1/subscriptions"),
+        (members.router, "/v1/members"),
+        (api_keys.router, "/v1/api-keys"),
+        (accounts.router, "/v1/accounts"),
+        (templates.router, "/v1/templates"),
+        (automations.router, "/v1/automations"),
+        (logs.router, "/v1/logs"),
+        (stats.router, "/v1/stats"),
+    ):
+        app.include_router(router, prefix=prefix)
+    app.enable_swagger(
+        path="/docs",
+        title=TITLE,
+        version=VERSION,
+        description="Instagram reply automation. Authenticate with `Authorization: Bearer <access JWT>` "
+        "from /v1/auth/login, or `Bearer rfk_...` (a tenant API key).",
+        servers=[Server(url="/")],
+        security_schemes={"bearerAuth": HTTPBearer(bearerFormat="JWT or rfk_ API key")},
+        security=[{"bearerAuth": []}],
+    )
+    meta.bind(app, TITLE, VERSION)
+    return app

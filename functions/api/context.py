@@ -1,0 +1,38 @@
+"""Request facts the routes need, read from the proxy event: the principal the authorizer put in
+``requestContext.authorizer`` (never a token), the client IP, the unit of work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+
+from replyflow.observability import bind_tenant
+from replyflow.services.access import Principal
+
+
+def authorizer_context(router: BaseRouter) -> dict[str, Any] | None:
+    context = router.current_event.raw_event.get("requestContext") or {}
+    authorizer = context.get("authorizer")
+    return authorizer if isinstance(authorizer, dict) else None
+
+
+def principal(router: BaseRouter) -> Principal:
+    """The caller; 401 when the gateway ran no authorizer for this route (never trusted from headers)."""
+    found = Principal.from_context(authorizer_context(router))
+    bind_tenant(found.tenant_id)
+    return found
+
+
+def client_ip(router: BaseRouter) -> str:
+    context = router.current_event.raw_event.get("requestContext") or {}
+    identity = context.get("identity") or {}
+    return str(identity.get("sourceIp") or "unknown")
+
+
+def header(router: BaseRouter, name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in (router.current_event.raw_event.get("headers") or {}).items():
+        if key.lower() == wanted and isinstance(value, str):
+            return value
+    return None

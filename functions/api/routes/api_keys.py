@@ -1,0 +1,34 @@
+"""/v1/api-keys: owners create (secret shown once), list and revoke tenant API keys."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from api.context import principal
+from replyflow.services import api_keys
+from replyflow.services.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyView
+from replyflow.wiring import api as wiring
+
+router = Router()
+
+
+@router.get("", tags=["api-keys"], summary="API keys (never their secrets)")
+def list_keys() -> list[ApiKeyView]:
+    with wiring.unit_of_work() as session:
+        return api_keys.list_keys(session, principal(router))
+
+
+@router.post(
+    "", tags=["api-keys"], summary="Create an API key; the response is the only time the key is shown"
+)
+def create(body: ApiKeyCreate) -> Response[ApiKeyCreated]:
+    with wiring.unit_of_work() as session:
+        created = api_keys.create(session, principal(router), body)
+    return Response(201, content_types.APPLICATION_JSON, created)
+
+
+@router.delete("/<key_id>", tags=["api-keys"], summary="Revoke an API key")
+def revoke(key_id: str) -> ApiKeyView:
+    with wiring.unit_of_work() as session:
+        return api_keys.revoke(session, wiring.cache(), principal(router), key_id)

@@ -1,0 +1,74 @@
+"""/v1/automations: CRUD, enable/disable (admin writes), and a dry-run test."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from api.context import principal
+from replyflow.services import automation_test
+from replyflow.services import automations_service as automations
+from replyflow.services.automation_test import AutomationTestRequest, AutomationTestResult
+from replyflow.services.automations_service import AutomationCreate, AutomationUpdate, AutomationView
+from replyflow.wiring import api as wiring
+
+router = Router()
+
+
+@router.get("", tags=["automations"], summary="Automations (cached)")
+def list_automations(
+    account_id: Annotated[str | None, Query(max_length=26)] = None,
+) -> list[AutomationView]:
+    with wiring.unit_of_work() as session:
+        return automations.list_automations(session, wiring.cache(), principal(router), account_id)
+
+
+@router.post("", tags=["automations"], summary="Create an automation (admin); the plan's limit applies")
+def create(body: AutomationCreate) -> Response[AutomationView]:
+    with wiring.unit_of_work() as session:
+        view = automations.create(session, wiring.cache(), principal(router), body)
+    return Response(201, content_types.APPLICATION_JSON, view)
+
+
+@router.get("/<automation_id>", tags=["automations"], summary="One automation")
+def get_automation(automation_id: str) -> AutomationView:
+    with wiring.unit_of_work() as session:
+        return automations.get_automation(session, principal(router), automation_id)
+
+
+@router.patch("/<automation_id>", tags=["automations"], summary="Change an automation (admin)")
+def update(automation_id: str, body: AutomationUpdate) -> AutomationView:
+    with wiring.unit_of_work() as session:
+        return automations.update(session, wiring.cache(), principal(router), automation_id, body)
+
+
+@router.delete("/<automation_id>", tags=["automations"], summary="Delete an automation (admin)")
+def delete(automation_id: str) -> Response[Any]:
+    with wiring.unit_of_work() as session:
+        automations.delete(session, wiring.cache(), principal(router), automation_id)
+    return Response(204, content_types.APPLICATION_JSON, None)
+
+
+@router.post("/<automation_id>/enable", tags=["automations"], summary="Enable (admin)")
+def enable(automation_id: str) -> AutomationView:
+    with wiring.unit_of_work() as session:
+        return automations.set_active(session, wiring.cache(), principal(router), automation_id, True)
+
+
+@router.post("/<automation_id>/disable", tags=["automations"], summary="Disable (admin)")
+def disable(automation_id: str) -> AutomationView:
+    with wiring.unit_of_work() as session:
+        return automations.set_active(session, wiring.cache(), principal(router), automation_id, False)
+
+
+@router.post(
+    "/<automation_id>/test",
+    tags=["automations"],
+    summary="Dry run: given a sample comment or DM, which actions would run, or why not",
+)
+def test(automation_id: str, body: AutomationTestRequest) -> AutomationTestResult:
+    with wiring.read_only() as session:
+        return automation_test.run_test(session, principal(router), automation_id, body)

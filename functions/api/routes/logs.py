@@ -1,0 +1,69 @@
+"""/v1/logs/replies and /v1/logs/automations: keyset-paginated, filtered, newest first (reader)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from api.context import principal
+from replyflow.services import logs_query
+from replyflow.services.logs_query import AutomationAction, AutomationLogPage, ReplyLogPage, ReplyStatus
+from replyflow.wiring import api as wiring
+
+router = Router()
+Id = Annotated[str | None, Query(max_length=26)]
+Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")]
+Limit = Annotated[int, Query(ge=1, le=logs_query.MAX_LIMIT)]
+Since = Annotated[datetime | None, Query(description="inclusive, ISO 8601 (UTC when no offset)")]
+Until = Annotated[datetime | None, Query(description="exclusive, ISO 8601")]
+
+
+@router.get("/replies", tags=["logs"], summary="Reply logs (sent, failed, skipped, deferred, parked)")
+def replies(
+    account_id: Id = None,
+    automation_id: Id = None,
+    status: Annotated[ReplyStatus | None, Query()] = None,
+    since: Since = None,
+    until: Until = None,
+    cursor: Cursor = None,
+    limit: Limit = logs_query.DEFAULT_LIMIT,
+) -> ReplyLogPage:
+    with wiring.read_only() as session:
+        return logs_query.reply_logs(
+            session,
+            principal(router),
+            account_id=account_id,
+            automation_id=automation_id,
+            status=status,
+            since=since,
+            until=until,
+            cursor=cursor,
+            limit=limit,
+        )
+
+
+@router.get("/automations", tags=["logs"], summary="Automation decisions (matched, skipped with reason, ...)")
+def automation_decisions(
+    account_id: Id = None,
+    automation_id: Id = None,
+    action: Annotated[AutomationAction | None, Query()] = None,
+    since: Since = None,
+    until: Until = None,
+    cursor: Cursor = None,
+    limit: Limit = logs_query.DEFAULT_LIMIT,
+) -> AutomationLogPage:
+    with wiring.read_only() as session:
+        return logs_query.automation_logs(
+            session,
+            principal(router),
+            account_id=account_id,
+            automation_id=automation_id,
+            action=action,
+            since=since,
+            until=until,
+            cursor=cursor,
+            limit=limit,
+        )

@@ -1,0 +1,17 @@
+"""/v1/plans: the public plan catalogue (cached)."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from replyflow.services import subscriptions
+from replyflow.services.subscriptions import PlanView
+from replyflow.wiring import api as wiring
+
+router = Router()
+
+
+@router.get("", tags=["plans"], summary="Every plan and its limits", security=[])
+def list_plans() -> list[PlanView]:
+    with wiring.unit_of_work() as session:
+        return subscriptions.list_plans(session, wiring.cache())

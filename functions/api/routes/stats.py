@@ -1,0 +1,35 @@
+"""/v1/stats: daily counts per outcome per automation over at most 92 days (reader, cached 60 s)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from api.context import principal
+from replyflow.services import stats
+from replyflow.services.stats import StatsView
+from replyflow.wiring import api as wiring
+
+router = Router()
+
+
+@router.get("", tags=["stats"], summary="Daily outcome counts per automation (UTC days; until inclusive)")
+def daily(
+    since: Annotated[date | None, Query()] = None,
+    until: Annotated[date | None, Query()] = None,
+    automation_id: Annotated[str | None, Query(max_length=26)] = None,
+    account_id: Annotated[str | None, Query(max_length=26)] = None,
+) -> StatsView:
+    with wiring.read_only() as session:
+        return stats.stats(
+            session,
+            wiring.cache(),
+            principal(router),
+            since=since,
+            until=until,
+            automation_id=automation_id,
+            account_id=account_id,
+        )

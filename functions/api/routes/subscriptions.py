@@ -1,0 +1,48 @@
+"""/v1/subscriptions: the current subscription, plan changes (idempotent), cancellation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Header
+
+from api.context import header, principal
+from replyflow.services import subscriptions
+from replyflow.services.subscriptions import ChangePlanRequest, SubscriptionView
+from replyflow.wiring import api as wiring
+from replyflow.wiring import core
+
+router = Router()
+
+
+@router.get("/current", tags=["subscriptions"], summary="The active subscription and its plan")
+def current() -> SubscriptionView:
+    with wiring.unit_of_work() as session:
+        return subscriptions.current(session, principal(router))
+
+
+@router.post(
+    "",
+    tags=["subscriptions"],
+    summary="Change plan (owner); idempotent under Idempotency-Key; over-limit downgrades are refused",
+)
+def change_plan(
+    body: ChangePlanRequest,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", description="replays the first result for the same body")
+    ] = None,
+) -> Response[SubscriptionView]:
+    key = header(router, "Idempotency-Key")
+    result = subscriptions.change_plan_idempotent(
+        core.writer_sessions(), wiring.cache(), wiring.billing_provider(), principal(router), body, key
+    )
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return Response(result.status, content_types.APPLICATION_JSON, result.body, headers=headers)
+
+
+@router.post("/current/cancel", tags=["subscriptions"], summary="Cancel at the end of the period (owner)")
+def cancel() -> SubscriptionView:
+    with wiring.unit_of_work() as session:
+        return subscriptions.cancel(session, wiring.cache(), wiring.billing_provider(), principal(router))

@@ -1,0 +1,66 @@
+"""/v1/templates: CRUD (admin writes) and previews that render variables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from api.context import principal
+from replyflow.services import templates_service as templates
+from replyflow.services.templates_service import (
+    DraftPreviewRequest,
+    PreviewRequest,
+    PreviewView,
+    TemplateCreate,
+    TemplateUpdate,
+    TemplateView,
+)
+from replyflow.wiring import api as wiring
+
+router = Router()
+
+
+@router.get("", tags=["templates"], summary="Templates (cached)")
+def list_templates() -> list[TemplateView]:
+    with wiring.unit_of_work() as session:
+        return templates.list_templates(session, wiring.cache(), principal(router))
+
+
+@router.post("", tags=["templates"], summary="Create a template (admin); Instagram's limits are enforced")
+def create(body: TemplateCreate) -> Response[TemplateView]:
+    with wiring.unit_of_work() as session:
+        view = templates.create(session, wiring.cache(), principal(router), body)
+    return Response(201, content_types.APPLICATION_JSON, view)
+
+
+@router.post("/preview", tags=["templates"], summary="Render an unsaved template with variables")
+def preview_draft(body: DraftPreviewRequest) -> PreviewView:
+    principal(router)
+    return templates.preview_draft(body)
+
+
+@router.get("/<template_id>", tags=["templates"], summary="One template")
+def get_template(template_id: str) -> TemplateView:
+    with wiring.unit_of_work() as session:
+        return templates.get_template(session, principal(router), template_id)
+
+
+@router.patch("/<template_id>", tags=["templates"], summary="Change a template (admin)")
+def update(template_id: str, body: TemplateUpdate) -> TemplateView:
+    with wiring.unit_of_work() as session:
+        return templates.update(session, wiring.cache(), principal(router), template_id, body)
+
+
+@router.delete("/<template_id>", tags=["templates"], summary="Delete a template no automation uses (admin)")
+def delete(template_id: str) -> Response[Any]:
+    with wiring.unit_of_work() as session:
+        templates.delete(session, wiring.cache(), principal(router), template_id)
+    return Response(204, content_types.APPLICATION_JSON, None)
+
+
+@router.post("/<template_id>/preview", tags=["templates"], summary="Render a saved template with variables")
+def preview(template_id: str, body: PreviewRequest) -> PreviewView:
+    with wiring.unit_of_work() as session:
+        return templates.preview(session, principal(router), template_id, body)

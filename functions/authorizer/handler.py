@@ -1,0 +1,82 @@
+"""The Lambda REQUEST authorizer: ``Authorization: Bearer <jwt>`` or ``Bearer rfk_<prefix>_<secret>``.
+
+Returns an IAM policy that allows every method of the API (``<api>/<stage>/*/*``): API Gateway caches
+the result per ``Authorization`` header for 300 s, and a policy scoped to the first route called
+would deny the next route served from that cache. The context carries tenant_id, principal_id,
+role and principal_type to the API, which never parses tokens itself.
+
+Failures raise ``Exception("Unauthorized")``, API Gateway's convention for a 401. JWTs are checked
+with PyJWT alone (no database, no SQLAlchemy import); API keys need one lookup, cached briefly in
+Redis and dropped when the key is revoked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from replyflow.adapters.jwt_keys import InvalidTokenError
+from replyflow.services import tokens
+from replyflow.services.access import Principal
+from replyflow.services.api_key_auth import authenticate_api_key
+from replyflow.wiring import api as wiring
+
+
+def _header(event: dict[str, Any], name: str) -> str | None:
+    for source in (event.get("headers") or {}, event.get("multiValueHeaders") or {}):
+        for key, value in source.items():
+            if key.lower() == name:
+                return (
+                    value[0]
+                    if isinstance(value, list) and value
+                    else value
+                    if isinstance(value, str)
+                    else None
+                )
+    if event.get("type") == "TOKEN":
+        return event.get("authorizationToken")
+    return None
+
+
+def authenticate(authorization: str | None) -> Principal | None:
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.strip().partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        return None
+    if credential.startswith(tokens.API_KEY_PREFIX):
+        return authenticate_api_key(credential)
+    try:
+        claims = tokens.verify_access_token(wiring.key_ring(), credential)
+    except InvalidTokenError:
+        return None
+    if claims.role not in ("owner", "admin", "member"):
+        return None
+    return Principal(claims.tenant_id, claims.user_id, claims.role, "user")  # type: ignore[arg-type]
+
+
+def _api_wide_arn(method_arn: str) -> str:
+    # arn:aws:execute-api:region:account:api-id/stage/METHOD/resource/path -> .../stage/*/*
+    prefix, _, path = method_arn.partition("/")
+    stage = path.split("/", 1)[0] if path else "*"
+    return f"{prefix}/{stage}/*/*"
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    principal = authenticate(_header(event, "authorization"))
+    if principal is None:
+        raise Exception("Unauthorized")
+    return {
+        "principalId": f"{principal.principal_type}:{principal.principal_id}",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    "Resource": _api_wide_arn(str(event.get("methodArn", "arn:aws:execute-api:*:*:*/*/*/*"))),
+                }
+            ],
+        },
+        "context": principal.as_context(),
+    }

@@ -1,0 +1,162 @@
+"""Connected Instagram accounts: list, read, store after OAuth, disconnect.
+
+Invariants:
+- the access token is encrypted (AES-GCM, the account id as associated data) before it reaches the
+  database, and no view, error or log line ever carries it;
+- ``ig_user_id`` is globally unique: an account connected to another workspace is refused, never moved;
+- the plan's account limit counts accounts that are not disconnected, checked under the tenant lock;
+- disconnecting keeps the row (logs refer to it), drops the token, deactivates the account's
+  automations and invalidates the routing and automation caches (the webhook stops routing at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from replyflow.adapters.crypto import TokenCipher
+from replyflow.adapters.instagram_oauth import InstagramOAuth
+from replyflow.clock import utcnow
+from replyflow.db.models import Automation, InstagramAccount
+from replyflow.db.repositories import accounts, plans, tenants
+from replyflow.errors import ConflictError, NotFoundError, PlanLimitError
+from replyflow.ids import new_id
+from replyflow.observability import logger
+from replyflow.ports import Cache
+from replyflow.services import cache_keys, write_through
+from replyflow.services.access import Principal
+
+
+class AccountView(BaseModel):
+    id: str
+    ig_user_id: str
+    username: str
+    status: str
+    status_reason: str | None
+    token_expires_at: datetime | None
+    hourly_send_budget: int
+    webhook_subscribed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def view(account: InstagramAccount) -> AccountView:
+    return AccountView.model_validate(account, from_attributes=True)
+
+
+def list_accounts(session: Session, principal: Principal) -> list[AccountView]:
+    return [view(a) for a in accounts.list_for_tenant(session, principal.tenant_id)]
+
+
+def get_account(session: Session, principal: Principal, account_id: str) -> AccountView:
+    account = accounts.get(session, principal.tenant_id, account_id)
+    if account is None:
+        raise NotFoundError("no such account")
+    return view(account)
+
+
+def connected_count(session: Session, tenant_id: str) -> int:
+    return sum(1 for a in accounts.list_for_tenant(session, tenant_id) if a.status != "disabled")
+
+
+def store_connection(
+    session: Session,
+    cache: Cache,
+    cipher: TokenCipher,
+    *,
+    tenant_id: str,
+    ig_user_id: str,
+    username: str,
+    access_token: str,
+    expires_in: int,
+    hourly_send_budget: int,
+    on_reconnect: Callable[[str, str], object] | None = None,
+) -> AccountView:
+    """Creates or refreshes the account after a successful OAuth exchange and webhook subscription."""
+    tenant = tenants.get(session, tenant_id, for_update=True)
+    if tenant is None:
+        raise NotFoundError("no such tenant")
+    now = utcnow()
+    account = accounts.resolve_by_ig_user_id(session, ig_user_id)
+    if account is not None and account.tenant_id != tenant_id:
+        raise ConflictError(
+            "this Instagram account is connected to another workspace; disconnect it there first",
+            code="account_connected_elsewhere",
+        )
+    reconnect = account is not None and account.status != "active"
+    if account is None or account.status == "disabled":
+        plan = plans.plan_for_tenant(session, tenant_id)
+        if connected_count(session, tenant_id) >= plan.max_accounts:
+            raise PlanLimitError(
+                f"the {plan.code} plan allows {plan.max_accounts} connected account(s); "
+                "upgrade or disconnect one",
+                details={"limit": "max_accounts", "allowed": plan.max_accounts},
+            )
+    if account is None:
+        account = InstagramAccount(
+            id=new_id(),
+            tenant_id=tenant_id,
+            ig_user_id=ig_user_id,
+            hourly_send_budget=hourly_send_budget,
+            access_token_encrypted=b"",
+        )
+        session.add(account)
+    account.username = username
+    account.access_token_encrypted = cipher.encrypt(access_token, context=account.id)
+    account.token_issued_at = now
+    account.token_expires_at = now + timedelta(seconds=expires_in)
+    account.status, account.status_reason = "active", None
+    account.webhook_subscribed_at = now
+    session.flush()
+    account_id = account.id
+    write_through.invalidate(
+        session, lambda: cache_keys.invalidate_account(cache, tenant_id, account_id, ig_user_id)
+    )
+    if reconnect and on_reconnect is not None:
+        # Parked messages wait for a working token; release them once this commit is visible.
+        write_through.after_commit(session, lambda: on_reconnect(tenant_id, account_id))
+    return view(account)
+
+
+def disconnect(
+    session: Session,
+    cache: Cache,
+    cipher: TokenCipher,
+    client: InstagramOAuth,
+    principal: Principal,
+    account_id: str,
+) -> AccountView:
+    principal.require("admin")
+    account = accounts.get(session, principal.tenant_id, account_id)
+    if account is None:
+        raise NotFoundError("no such account")
+    if account.status != "disabled" and account.access_token_encrypted:
+        try:
+            client.unsubscribe(cipher.decrypt(account.access_token_encrypted, context=account.id))
+        except Exception:  # best effort: the account is disconnected here whatever Instagram answers
+            logger.warning("webhook unsubscription failed", extra={"account_id": account.id})
+    account.status, account.status_reason = "disabled", "disconnected by user"
+    account.access_token_encrypted = b""
+    account.webhook_subscribed_at = None
+    session.execute(
+        update(Automation)
+        .where(Automation.tenant_id == principal.tenant_id, Automation.account_id == account_id)
+        .values(active=False, updated_at=utcnow())
+    )
+    session.flush()
+    tenant_id, ig_user_id = principal.tenant_id, account.ig_user_id
+    write_through.invalidate(
+        session, lambda: cache_keys.invalidate_account(cache, tenant_id, account_id, ig_user_id)
+    )
+    write_through.invalidate(
+        session, lambda: cache_keys.invalidate_automations(cache, tenant_id, [account_id])
+    )
+    return view(account)
+
+
+def automation_account_ids(session: Session, tenant_id: str) -> list[str]:
+    return list(session.scalars(select(InstagramAccount.id).where(InstagramAccount.tenant_id == tenant_id)))

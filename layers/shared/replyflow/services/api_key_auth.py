@@ -1,0 +1,62 @@
+"""API key verification for the authorizer: prefix lookup (Redis first, database on a miss), then a
+constant-time comparison of SHA-256(secret). The cached entry holds the hash, never the secret, and is
+deleted when the key is revoked (``invalidate_api_key``). SQLAlchemy is imported only on a cache miss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from replyflow.ports import Cache
+from replyflow.services import tokens
+from replyflow.services.access import Principal
+
+API_KEY_CACHE_TTL_SECONDS = 60
+
+
+def api_key_cache_key(prefix: str) -> str:
+    return f"apikey:{prefix}"
+
+
+def invalidate_api_key(cache: Cache, prefix: str) -> None:
+    cache.delete(api_key_cache_key(prefix))
+
+
+def _load(prefix: str) -> dict[str, Any]:
+    from replyflow.db.engine import session_scope
+    from replyflow.db.repositories import api_keys
+    from replyflow.wiring import core
+
+    with session_scope(core.reader_sessions()) as session:
+        key = api_keys.resolve_by_prefix(session, prefix)
+        if key is None:
+            return {"missing": True}
+        return {
+            "id": key.id,
+            "tenant_id": key.tenant_id,
+            "role": key.role,
+            "key_hash": key.key_hash,
+            "revoked": key.revoked_at is not None,
+        }
+
+
+def authenticate_api_key(token: str, cache: Cache | None = None) -> Principal | None:
+    parsed = tokens.parse_api_key(token)
+    if parsed is None:
+        return None
+    prefix, secret = parsed
+    if cache is None:
+        from replyflow.wiring import core
+
+        cache = core.cache()
+    entry = cache.get_json(api_key_cache_key(prefix))
+    if not isinstance(entry, dict):
+        entry = _load(prefix)
+        cache.set_json(api_key_cache_key(prefix), entry, API_KEY_CACHE_TTL_SECONDS)
+    if entry.get("missing") or entry.get("revoked"):
+        return None
+    if not tokens.constant_time_equal(tokens.sha256_hex(secret), str(entry.get("key_hash", ""))):
+        return None
+    if entry.get("role") not in ("admin", "member"):
+        return None
+    return Principal(str(entry["tenant_id"]), str(entry["id"]), entry["role"], "api_key")

@@ -1,0 +1,78 @@
+"""Tenant API keys: owners create (the secret is returned once), list and revoke them.
+
+Keys act as ``admin`` or ``member`` (never owner: a leaked key must not be able to hand out more keys
+or change the subscription). Revoking deletes the authorizer's cached entry at once; a policy already
+cached by API Gateway lives out its TTL (300 s).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from replyflow.clock import utcnow
+from replyflow.db.repositories import api_keys
+from replyflow.errors import NotFoundError
+from replyflow.ports import Cache
+from replyflow.services import tokens, write_through
+from replyflow.services.access import Principal
+from replyflow.services.api_key_auth import invalidate_api_key
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=120)
+    role: Literal["admin", "member"] = "admin"
+
+
+class ApiKeyView(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyView):
+    key: str = Field(description="the full key; shown once, store it now")
+
+
+def _view(key: object) -> ApiKeyView:
+    return ApiKeyView.model_validate(key, from_attributes=True)
+
+
+def list_keys(session: Session, principal: Principal) -> list[ApiKeyView]:
+    principal.require("owner")
+    return [_view(k) for k in api_keys.list_for_tenant(session, principal.tenant_id)]
+
+
+def create(session: Session, principal: Principal, request: ApiKeyCreate) -> ApiKeyCreated:
+    principal.require("owner")
+    new = tokens.new_api_key()
+    key = api_keys.add(
+        session,
+        principal.tenant_id,
+        name=request.name,
+        prefix=new.prefix,
+        key_hash=new.key_hash,
+        role=request.role,
+        created_by=principal.principal_id,
+    )
+    return ApiKeyCreated(**_view(key).model_dump(), key=new.token)
+
+
+def revoke(session: Session, cache: Cache, principal: Principal, key_id: str) -> ApiKeyView:
+    principal.require("owner")
+    key = api_keys.revoke(session, principal.tenant_id, key_id, utcnow())
+    if key is None:
+        raise NotFoundError("no such API key")
+    session.flush()
+    prefix = key.prefix
+    write_through.invalidate(session, lambda: invalidate_api_key(cache, prefix))
+    return _view(key)

@@ -1,0 +1,265 @@
+"""Sign-up, login, refresh, logout and "who am I".
+
+Invariants:
+- passwords are argon2id; a login for an unknown email still runs one argon2 verification, so timing
+  does not reveal which emails exist; every failure is the same ``invalid_credentials`` 401;
+- login is rate limited per IP and per email *before* the password is checked (429, never a slower
+  401), by the caller passing a :class:`RateLimiter`;
+- refresh tokens rotate: each use returns a new token of the same family and marks the old one
+  rotated; presenting a rotated (or concurrently rotated) token again revokes the whole family
+  (``refresh_token_reused``), so a stolen token is useful once at most;
+- the role in an access token is read from the membership at login and at each refresh.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from replyflow.adapters.jwt_keys import KeyRing
+from replyflow.adapters.passwords import hash_password, verify_password
+from replyflow.clock import utcnow
+from replyflow.db.models import Subscription
+from replyflow.db.repositories import refresh_tokens, tenants, users
+from replyflow.db.repositories import subscriptions as subscriptions_repo
+from replyflow.errors import ConflictError, UnauthorizedError
+from replyflow.ids import new_id
+from replyflow.services import tokens
+from replyflow.services.access import Principal
+from replyflow.services.rate_limit_api import RateLimiter, check_login, check_refresh, check_signup
+
+FREE_PLAN = "free"
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+
+
+class SignupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+    password: str = Field(min_length=10, max_length=256)
+    name: str = Field(default="", max_length=120)
+    workspace_name: str = Field(min_length=1, max_length=120)
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+    password: str = Field(min_length=1, max_length=256)
+    tenant_id: str | None = Field(default=None, description="which workspace; the oldest one when omitted")
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    tenant_id: str
+    user_id: str
+    role: str
+
+
+class UserView(BaseModel):
+    id: str
+    email: str
+    name: str
+
+
+class TenantView(BaseModel):
+    id: str
+    name: str
+    slug: str
+    plan_code: str
+    status: str
+
+
+class MeView(BaseModel):
+    principal_type: str
+    role: str
+    tenant: TenantView
+    user: UserView | None = None
+    api_key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    keys: KeyRing
+    access_ttl_seconds: int
+    refresh_ttl_seconds: int
+
+
+_dummy: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _dummy:
+        _dummy.append(hash_password(secrets.token_urlsafe(16)))
+    return _dummy[0]
+
+
+def _slug(name: str) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "workspace"
+    return f"{base}-{secrets.token_hex(3)}"
+
+
+def _issue(
+    session: Session, cfg: AuthConfig, *, tenant_id: str, user_id: str, role: str, family_id: str
+) -> TokenPair:
+    refresh = tokens.new_refresh_token()
+    refresh_tokens.add(
+        session,
+        tenant_id,
+        user_id=user_id,
+        family_id=family_id,
+        token_hash=tokens.sha256_hex(refresh),
+        expires_at=utcnow() + timedelta(seconds=cfg.refresh_ttl_seconds),
+    )
+    access = tokens.issue_access_token(
+        cfg.keys, user_id=user_id, tenant_id=tenant_id, role=role, ttl_seconds=cfg.access_ttl_seconds
+    )
+    return TokenPair(
+        access_token=access,
+        expires_in=cfg.access_ttl_seconds,
+        refresh_token=refresh,
+        refresh_expires_in=cfg.refresh_ttl_seconds,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        role=role,
+    )
+
+
+def signup(
+    session: Session, cfg: AuthConfig, limiter: RateLimiter, request: SignupRequest, *, ip: str
+) -> TokenPair:
+    check_signup(limiter, ip)
+    if users.by_email(session, request.email) is not None:
+        raise ConflictError("an account with this email already exists; log in instead", code="email_taken")
+    now = utcnow()
+    tenant = tenants.add(
+        session, name=request.workspace_name, slug=_slug(request.workspace_name), plan_code=FREE_PLAN
+    )
+    user = users.add(
+        session, email=request.email, name=request.name, password_hash=hash_password(request.password)
+    )
+    tenants.add_member(session, tenant.id, user.id, "owner")
+    subscriptions_repo.add(
+        session,
+        Subscription(
+            tenant_id=tenant.id,
+            plan_code=FREE_PLAN,
+            status="active",
+            provider="manual",
+            current_period_start=now,
+            current_period_end=now + timedelta(days=30),
+        ),
+    )
+    return _issue(session, cfg, tenant_id=tenant.id, user_id=user.id, role="owner", family_id=new_id())
+
+
+def login(
+    session: Session, cfg: AuthConfig, limiter: RateLimiter, request: LoginRequest, *, ip: str
+) -> TokenPair:
+    check_login(limiter, ip, request.email)
+    user = users.by_email(session, request.email)
+    if user is None:
+        verify_password(_dummy_hash(), request.password)
+        raise UnauthorizedError("wrong email or password", code="invalid_credentials")
+    if not verify_password(user.password_hash, request.password):
+        raise UnauthorizedError("wrong email or password", code="invalid_credentials")
+    memberships = tenants.memberships_of_user(session, user.id)
+    if request.tenant_id is not None:
+        memberships = [m for m in memberships if m.tenant_id == request.tenant_id]
+    if not memberships:
+        raise UnauthorizedError("wrong email or password", code="invalid_credentials")
+    membership = memberships[0]
+    return _issue(
+        session,
+        cfg,
+        tenant_id=membership.tenant_id,
+        user_id=user.id,
+        role=membership.role,
+        family_id=new_id(),
+    )
+
+
+def refresh(
+    session: Session, cfg: AuthConfig, limiter: RateLimiter, request: RefreshRequest, *, ip: str
+) -> TokenPair:
+    check_refresh(limiter, ip)
+    now = utcnow()
+    token = refresh_tokens.resolve_by_hash(session, tokens.sha256_hex(request.refresh_token))
+    if token is None or token.revoked_at is not None or token.expires_at <= now:
+        raise UnauthorizedError(
+            "the refresh token is invalid or expired; log in again", code="invalid_refresh_token"
+        )
+    if token.rotated_at is not None or not refresh_tokens.mark_rotated(
+        session, token.tenant_id, token.id, now
+    ):
+        _revoke_after_reuse(session, token.tenant_id, token.family_id, now)
+        raise UnauthorizedError(
+            "this refresh token was already used; every session of this login was signed out",
+            code="refresh_token_reused",
+        )
+    membership = tenants.membership(session, token.tenant_id, token.user_id)
+    if membership is None:
+        refresh_tokens.revoke_family(session, token.tenant_id, token.family_id, now)
+        raise UnauthorizedError("you are no longer a member of this workspace", code="invalid_refresh_token")
+    return _issue(
+        session,
+        cfg,
+        tenant_id=token.tenant_id,
+        user_id=token.user_id,
+        role=membership.role,
+        family_id=token.family_id,
+    )
+
+
+def _revoke_after_reuse(session: Session, tenant_id: str, family_id: str, now: datetime) -> None:
+    # The request fails, and its unit of work rolls back: commit the revocation first.
+    refresh_tokens.revoke_family(session, tenant_id, family_id, now)
+    session.commit()
+
+
+def logout(session: Session, request: RefreshRequest) -> None:
+    """Revokes the token's whole family (this login on every device it was refreshed on). Idempotent."""
+    token = refresh_tokens.resolve_by_hash(session, tokens.sha256_hex(request.refresh_token))
+    if token is not None:
+        refresh_tokens.revoke_family(session, token.tenant_id, token.family_id, utcnow())
+
+
+def me(session: Session, principal: Principal) -> MeView:
+    tenant = tenants.get(session, principal.tenant_id)
+    if tenant is None:
+        raise UnauthorizedError("this workspace no longer exists")
+    tenant_view = TenantView(
+        id=tenant.id, name=tenant.name, slug=tenant.slug, plan_code=tenant.plan_code, status=tenant.status
+    )
+    if principal.principal_type == "api_key":
+        return MeView(
+            principal_type="api_key",
+            role=principal.role,
+            tenant=tenant_view,
+            api_key_id=principal.principal_id,
+        )
+    user = users.get(session, principal.principal_id)
+    if user is None or tenants.membership(session, tenant.id, user.id) is None:
+        raise UnauthorizedError("you are no longer a member of this workspace")
+    return MeView(
+        principal_type="user",
+        role=principal.role,
+        tenant=tenant_view,
+        user=UserView(id=user.id, email=user.email, name=user.name),
+    )

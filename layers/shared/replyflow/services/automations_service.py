@@ -1,0 +1,259 @@
+"""Automations: CRUD, enable/disable, the plan's automation limit.
+
+Invariants:
+- an automation belongs to one of the tenant's accounts and its actions name the tenant's templates
+  (a reference to anything else is a 404, as for any id of another tenant);
+- actions fit the trigger: comment triggers send a private reply and/or a public reply; message,
+  story and postback triggers send a DM;
+- the plan's ``max_automations`` is checked under the tenant row lock, so concurrent creates cannot
+  overshoot it;
+- every write invalidates the tenant's list cache and the processor's cache of each affected account
+  (old and new account on a move), so the pipeline sees the change at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.orm import Session
+
+from replyflow.db.models import Automation
+from replyflow.db.repositories import accounts, automations, plans, templates, tenants
+from replyflow.errors import NotFoundError, PlanLimitError, ValidationError
+from replyflow.ports import Cache
+from replyflow.services import cache_keys, write_through
+from replyflow.services.access import Principal
+
+Trigger = Literal[
+    "comment", "live_comment", "dm_keyword", "story_mention", "story_reply", "postback", "quick_reply"
+]
+MatchMode = Literal["any", "contains", "whole_word", "exact"]
+COMMENT_TRIGGERS = frozenset({"comment", "live_comment"})
+Keyword = Field(min_length=1, max_length=100)
+
+
+class TemplateAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template_id: str = Field(min_length=1, max_length=26)
+
+
+class PublicReplyAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variants: list[str] = Field(min_length=1, max_length=10, description="one is picked at random per reply")
+
+    @model_validator(mode="after")
+    def _lengths(self) -> PublicReplyAction:
+        for variant in self.variants:
+            if not variant.strip() or len(variant.encode()) > 1000:
+                raise ValueError("each variant needs 1 to 1000 bytes of text")
+        return self
+
+
+class Actions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    private_reply: TemplateAction | None = None
+    public_reply: PublicReplyAction | None = None
+    dm_reply: TemplateAction | None = None
+
+
+class AutomationFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=120)
+    trigger: Trigger
+    match_mode: MatchMode = "contains"
+    keywords: list[str] = Field(default_factory=list, max_length=50)
+    media_ids: list[str] | None = Field(default=None, max_length=100, description="null: any post")
+    actions: Actions
+    cooldown_seconds: int = Field(default=0, ge=0, le=30 * 24 * 3600)
+    priority: int = Field(default=100, ge=0, le=10000, description="lower runs first")
+    active: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AutomationFields:
+        _check_consistency(self.trigger, self.match_mode, self.keywords, self.actions)
+        return self
+
+
+class AutomationCreate(AutomationFields):
+    account_id: str = Field(min_length=1, max_length=26)
+
+
+class AutomationUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: str | None = Field(default=None, min_length=1, max_length=26)
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    trigger: Trigger | None = None
+    match_mode: MatchMode | None = None
+    keywords: list[str] | None = Field(default=None, max_length=50)
+    media_ids: list[str] | None = None
+    actions: Actions | None = None
+    cooldown_seconds: int | None = Field(default=None, ge=0, le=30 * 24 * 3600)
+    priority: int | None = Field(default=None, ge=0, le=10000)
+    active: bool | None = None
+
+
+class AutomationView(BaseModel):
+    id: str
+    account_id: str
+    name: str
+    trigger: str
+    match_mode: str
+    keywords: list[str]
+    media_ids: list[str] | None
+    actions: dict[str, Any]
+    cooldown_seconds: int
+    priority: int
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+def _check_consistency(trigger: str, match_mode: str, keywords: list[str], actions: Actions) -> None:
+    if any(not k.strip() or len(k) > 100 for k in keywords):
+        raise ValueError("keywords must be 1 to 100 characters")
+    if match_mode != "any" and not keywords and trigger != "story_mention":
+        raise ValueError(f"match_mode {match_mode!r} needs at least one keyword (or use 'any')")
+    if not (actions.private_reply or actions.public_reply or actions.dm_reply):
+        raise ValueError("at least one action is needed")
+    if trigger in COMMENT_TRIGGERS and actions.dm_reply:
+        raise ValueError("comment triggers answer with private_reply and/or public_reply, not dm_reply")
+    if trigger not in COMMENT_TRIGGERS and (actions.private_reply or actions.public_reply):
+        raise ValueError(f"the {trigger} trigger answers with dm_reply only")
+
+
+def view(a: Automation) -> AutomationView:
+    return AutomationView.model_validate(a, from_attributes=True)
+
+
+def _invalidate(session: Session, cache: Cache, tenant_id: str, account_ids: set[str]) -> None:
+    ids = sorted(account_ids)
+    write_through.invalidate(session, lambda: cache_keys.invalidate_automations(cache, tenant_id, ids))
+
+
+def _check_references(session: Session, tenant_id: str, account_id: str, actions: Actions) -> None:
+    account = accounts.get(session, tenant_id, account_id)
+    if account is None:
+        raise NotFoundError("no such account", details={"field": "account_id"})
+    if account.status == "disabled":
+        raise ValidationError("this account is disconnected; reconnect it first", code="account_disconnected")
+    for name, action in (("private_reply", actions.private_reply), ("dm_reply", actions.dm_reply)):
+        if action is not None and templates.get(session, tenant_id, action.template_id) is None:
+            raise NotFoundError("no such template", details={"field": f"actions.{name}.template_id"})
+
+
+def list_automations(
+    session: Session, cache: Cache, principal: Principal, account_id: str | None = None
+) -> list[AutomationView]:
+    key = cache_keys.automations_list_key(principal.tenant_id)
+    cached = cache.get_json(key)
+    if isinstance(cached, list):
+        views = [AutomationView.model_validate(a) for a in cached]
+    else:
+        views = [view(a) for a in automations.list_for_tenant(session, principal.tenant_id)]
+        cache.set_json(key, [v.model_dump(mode="json") for v in views], cache_keys.CONFIG_TTL_SECONDS)
+    if account_id is not None:
+        views = [v for v in views if v.account_id == account_id]
+    return views
+
+
+def _get(session: Session, principal: Principal, automation_id: str) -> Automation:
+    found = automations.get(session, principal.tenant_id, automation_id)
+    if found is None:
+        raise NotFoundError("no such automation")
+    return found
+
+
+def get_automation(session: Session, principal: Principal, automation_id: str) -> AutomationView:
+    return view(_get(session, principal, automation_id))
+
+
+def create(session: Session, cache: Cache, principal: Principal, request: AutomationCreate) -> AutomationView:
+    principal.require("admin")
+    tenants.get(session, principal.tenant_id, for_update=True)
+    _check_references(session, principal.tenant_id, request.account_id, request.actions)
+    plan = plans.plan_for_tenant(session, principal.tenant_id)
+    if automations.count_for_tenant(session, principal.tenant_id) >= plan.max_automations:
+        raise PlanLimitError(
+            f"the {plan.code} plan allows {plan.max_automations} automations; upgrade or delete one",
+            details={"limit": "max_automations", "allowed": plan.max_automations},
+        )
+    data = request.model_dump(mode="json")
+    data["actions"] = request.actions.model_dump(mode="json", exclude_none=True)
+    row = Automation(tenant_id=principal.tenant_id, **data)
+    session.add(row)
+    session.flush()
+    _invalidate(session, cache, principal.tenant_id, {row.account_id})
+    return view(row)
+
+
+def update(
+    session: Session, cache: Cache, principal: Principal, automation_id: str, request: AutomationUpdate
+) -> AutomationView:
+    principal.require("admin")
+    row = _get(session, principal, automation_id)
+    changes = request.model_dump(mode="json", exclude_unset=True)
+    if "actions" in changes:
+        changes["actions"] = (
+            request.actions.model_dump(mode="json", exclude_none=True) if request.actions else None
+        )
+    for field in (
+        "name",
+        "trigger",
+        "match_mode",
+        "actions",
+        "account_id",
+        "keywords",
+        "cooldown_seconds",
+        "priority",
+        "active",
+    ):
+        if field in changes and changes[field] is None:
+            raise ValidationError(
+                f"{field} cannot be null", details=[{"loc": ["body", field], "type": "not_null"}]
+            )
+    merged = {
+        **view(row).model_dump(mode="json", include=set(AutomationFields.model_fields) | {"account_id"}),
+        **changes,
+    }
+    checked = AutomationCreate.model_validate(merged)  # pydantic's error maps to 422 with field locations
+    _check_references(session, principal.tenant_id, checked.account_id, checked.actions)
+    old_account = row.account_id
+    for field, value in checked.model_dump(mode="json").items():
+        setattr(row, field, value)
+    row.actions = checked.actions.model_dump(mode="json", exclude_none=True)
+    session.flush()
+    _invalidate(session, cache, principal.tenant_id, {old_account, row.account_id})
+    return view(row)
+
+
+def set_active(
+    session: Session, cache: Cache, principal: Principal, automation_id: str, active: bool
+) -> AutomationView:
+    principal.require("admin")
+    row = _get(session, principal, automation_id)
+    if active and row.active is False:
+        account = accounts.get(session, principal.tenant_id, row.account_id)
+        if account is None or account.status == "disabled":
+            raise ValidationError(
+                "this automation's account is disconnected; reconnect it first", code="account_disconnected"
+            )
+    row.active = active
+    session.flush()
+    _invalidate(session, cache, principal.tenant_id, {row.account_id})
+    return view(row)
+
+
+def delete(session: Session, cache: Cache, principal: Principal, automation_id: str) -> None:
+    principal.require("admin")
+    row = _get(session, principal, automation_id)
+    account_id = row.account_id
+    session.delete(row)
+    session.flush()
+    _invalidate(session, cache, principal.tenant_id, {account_id})

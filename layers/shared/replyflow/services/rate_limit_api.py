@@ -1,0 +1,100 @@
+"""Distributed rate limits for the API: fixed windows in Redis.
+
+One MULTI/EXEC of ``INCR`` + ``EXPIRE NX`` + ``TTL`` per check, so concurrent instances never lose a
+count and a key can never be left without an expiry. Windows are aligned to the key's first hit.
+
+- per tenant: the plan's ``api_requests_per_minute`` (every authenticated request);
+- per IP and per email on login, per IP on signup: a brute force gets 429, not a slower 401.
+
+If Redis is unreachable the API fails open (counting is best-effort; availability wins).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+
+from replyflow.errors import RateLimitedError
+
+LOGIN_PER_IP = (30, 300)  # attempts, window seconds
+LOGIN_PER_EMAIL = (10, 300)
+SIGNUP_PER_IP = (10, 3600)
+REFRESH_PER_IP = (60, 60)
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_seconds),
+        }
+
+
+class RateLimiter(Protocol):
+    def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision: ...
+
+
+class RedisFixedWindowLimiter:
+    def __init__(self, client: redis.Redis, namespace: str = "rf") -> None:
+        self._redis = client
+        self._ns = namespace
+
+    def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
+        full = f"{self._ns}:rl:{key}"
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.incr(full)
+            pipe.expire(full, window_seconds, nx=True)
+            pipe.ttl(full)
+            count, _, ttl = pipe.execute()
+        except redis.RedisError:
+            return RateDecision(True, limit, limit, window_seconds)
+        ttl = int(ttl) if int(ttl) > 0 else window_seconds
+        count = int(count)
+        return RateDecision(count <= limit, limit, max(0, limit - count), ttl)
+
+
+def enforce(limiter: RateLimiter, key: str, rule: tuple[int, int], what: str) -> RateDecision:
+    decision = limiter.hit(key, *rule)
+    if not decision.allowed:
+        raise RateLimitedError(
+            f"too many {what}; retry in {decision.reset_seconds} s",
+            retry_after=decision.reset_seconds,
+            details={"limit": decision.limit, "window_seconds": rule[1]},
+        )
+    return decision
+
+
+def check_login(limiter: RateLimiter, ip: str, email: str) -> None:
+    enforce(limiter, f"login:ip:{ip}", LOGIN_PER_IP, "login attempts from this address")
+    enforce(
+        limiter, f"login:email:{email.strip().lower()}", LOGIN_PER_EMAIL, "login attempts for this account"
+    )
+
+
+def check_signup(limiter: RateLimiter, ip: str) -> None:
+    enforce(limiter, f"signup:ip:{ip}", SIGNUP_PER_IP, "sign-ups from this address")
+
+
+def check_refresh(limiter: RateLimiter, ip: str) -> None:
+    enforce(limiter, f"refresh:ip:{ip}", REFRESH_PER_IP, "token refreshes from this address")
+
+
+def check_tenant(limiter: RateLimiter, tenant_id: str, per_minute: int) -> RateDecision:
+    decision = limiter.hit(f"api:{tenant_id}", per_minute, 60)
+    if not decision.allowed:
+        raise RateLimitedError(
+            f"the plan allows {per_minute} API requests per minute; retry in {decision.reset_seconds} s",
+            retry_after=decision.reset_seconds,
+            details=decision.headers(),
+        )
+    return decision

@@ -1,0 +1,81 @@
+"""Daily counts per outcome (``automation_logs.action``) per automation over a bounded range.
+
+The range is at most 92 days and the query is one GROUP BY over an index range scan; results are
+cached in Redis for a minute per (tenant, range, filters), since dashboards poll.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from replyflow.clock import utcnow
+from replyflow.db.repositories import log_queries
+from replyflow.errors import ValidationError
+from replyflow.ports import Cache
+from replyflow.services.access import Principal
+
+MAX_DAYS = 92
+DEFAULT_DAYS = 7
+STATS_TTL_SECONDS = 60
+
+
+class DailyStats(BaseModel):
+    date: date
+    automation_id: str | None
+    counts: dict[str, int]
+
+
+class StatsView(BaseModel):
+    since: date
+    until: date
+    items: list[DailyStats]
+    totals: dict[str, int]
+
+
+def stats(
+    session: Session,
+    cache: Cache,
+    principal: Principal,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    automation_id: str | None = None,
+    account_id: str | None = None,
+) -> StatsView:
+    """Days are UTC; ``until`` is inclusive. Defaults: the last 7 days including today."""
+    until = until or utcnow().date()
+    since = since or until - timedelta(days=DEFAULT_DAYS - 1)
+    if since > until:
+        raise ValidationError("since must not be after until", details=[{"loc": ["query", "since"]}])
+    if (until - since).days + 1 > MAX_DAYS:
+        raise ValidationError(
+            f"the range may cover at most {MAX_DAYS} days", details=[{"loc": ["query", "since"]}]
+        )
+    key = f"t:{principal.tenant_id}:stats:{since}:{until}:{automation_id or ''}:{account_id or ''}"
+    cached = cache.get_json(key)
+    if isinstance(cached, dict):
+        return StatsView.model_validate(cached)
+    rows = log_queries.daily_counts(
+        session,
+        principal.tenant_id,
+        datetime.combine(since, time.min),
+        datetime.combine(until + timedelta(days=1), time.min),
+        automation_id=automation_id,
+        account_id=account_id,
+    )
+    grouped: dict[tuple[date, str | None], dict[str, int]] = defaultdict(dict)
+    totals: dict[str, int] = defaultdict(int)
+    for row in rows:
+        grouped[(row.day, row.automation_id)][row.action] = row.count
+        totals[row.action] += row.count
+    items = [
+        DailyStats(date=day, automation_id=automation, counts=counts)
+        for (day, automation), counts in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+    ]
+    result = StatsView(since=since, until=until, items=items, totals=dict(totals))
+    cache.set_json(key, result.model_dump(mode="json"), STATS_TTL_SECONDS)
+    return result

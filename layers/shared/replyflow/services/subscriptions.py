@@ -1,0 +1,279 @@
+"""Plans, the tenant's configuration and its subscription.
+
+Invariants:
+- plan changes hold the tenant row lock (``SELECT ... FOR UPDATE``) from the limit check to the
+  commit, so concurrent changes serialize and a downgrade check cannot race a connect or a create;
+- a downgrade is refused while the tenant is over the new plan's limits, naming each one;
+- ``POST /v1/subscriptions`` is idempotent under ``Idempotency-Key`` (see :func:`change_plan_idempotent`):
+  the key is claimed by inserting it (the primary key is the lock), the operation and the stored
+  response commit together, the same key with the same body replays, with another body is refused;
+- writes invalidate ``tenant_config`` and the account routing entries (the queue priority moves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session, sessionmaker
+
+from replyflow.clock import utcnow
+from replyflow.db.engine import session_scope
+from replyflow.db.models import Plan, Subscription
+from replyflow.db.repositories import accounts, automations, idempotency, plans, tenants
+from replyflow.db.repositories import subscriptions as repo
+from replyflow.errors import ConflictError, NotFoundError, ReplyflowError, ValidationError
+from replyflow.ports import Cache
+from replyflow.services import cache_keys, write_through
+from replyflow.services.access import Principal
+from replyflow.services.billing import BillingProvider
+
+SCOPE = "subscriptions.change"
+IDEMPOTENCY_WAIT_SECONDS = 3.0
+PERIOD = timedelta(days=30)
+
+
+class PlanView(BaseModel):
+    code: str
+    name: str
+    price_cents: int
+    max_accounts: int
+    max_automations: int
+    monthly_dm_quota: int
+    log_retention_days: int
+    api_requests_per_minute: int
+    queue_priority: str
+
+
+class SubscriptionView(BaseModel):
+    id: str
+    plan_code: str
+    status: str
+    provider: str
+    current_period_start: datetime
+    current_period_end: datetime
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    plan: PlanView
+
+
+class ChangePlanRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan_code: str = Field(min_length=1, max_length=32)
+
+
+def _plan_view(plan: Plan) -> PlanView:
+    return PlanView.model_validate(plan, from_attributes=True)
+
+
+def list_plans(session: Session, cache: Cache) -> list[PlanView]:
+    cached = cache.get_json(cache_keys.PLANS_KEY)
+    if isinstance(cached, list):
+        return [PlanView.model_validate(p) for p in cached]
+    views = [_plan_view(p) for p in plans.list_plans(session)]
+    cache.set_json(cache_keys.PLANS_KEY, [v.model_dump() for v in views], cache_keys.CONFIG_TTL_SECONDS)
+    return views
+
+
+def tenant_config(session_factory: Callable[[], Session], cache: Cache, tenant_id: str) -> dict[str, Any]:
+    """{tenant_id, status, plan_code, <every plan limit>} from Redis, the database on a miss.
+
+    Shared with the pipeline under ``cache_keys.tenant_config_key``; readers must tolerate extra keys.
+    """
+    key = cache_keys.tenant_config_key(tenant_id)
+    cached = cache.get_json(key)
+    if isinstance(cached, dict) and "api_requests_per_minute" in cached:
+        return cached
+    session = session_factory()
+    try:
+        tenant = tenants.get(session, tenant_id)
+        if tenant is None:
+            raise NotFoundError("no such tenant")
+        plan = plans.plan_for_tenant(session, tenant_id)
+        config = {"tenant_id": tenant.id, "status": tenant.status, **_plan_view(plan).model_dump()}
+        config["plan_code"] = plan.code
+    finally:
+        session.close()
+    cache.set_json(key, config, cache_keys.CONFIG_TTL_SECONDS)
+    return config
+
+
+def _view(session: Session, sub: Subscription) -> SubscriptionView:
+    plan = plans.get_plan(session, sub.plan_code)
+    assert plan is not None
+    data = {c: getattr(sub, c) for c in SubscriptionView.model_fields if c != "plan"}
+    return SubscriptionView(**data, plan=_plan_view(plan))
+
+
+def current(session: Session, principal: Principal) -> SubscriptionView:
+    sub = repo.current(session, principal.tenant_id)
+    if sub is None:
+        raise NotFoundError("this workspace has no active subscription")
+    return _view(session, sub)
+
+
+def _over_limits(session: Session, tenant_id: str, plan: Plan) -> list[dict[str, Any]]:
+    over = []
+    n_accounts = accounts.count_for_tenant(session, tenant_id)
+    if n_accounts > plan.max_accounts:
+        over.append({"limit": "max_accounts", "allowed": plan.max_accounts, "current": n_accounts})
+    n_automations = automations.count_for_tenant(session, tenant_id)
+    if n_automations > plan.max_automations:
+        over.append({"limit": "max_automations", "allowed": plan.max_automations, "current": n_automations})
+    return over
+
+
+def _invalidate_tenant(session: Session, cache: Cache, tenant_id: str) -> None:
+    ig_ids = [a.ig_user_id for a in accounts.list_for_tenant(session, tenant_id)]
+    write_through.invalidate(session, lambda: cache_keys.invalidate_tenant(cache, tenant_id, ig_ids))
+
+
+def change_plan(
+    session: Session, cache: Cache, billing: BillingProvider, principal: Principal, request: ChangePlanRequest
+) -> SubscriptionView:
+    principal.require("owner")
+    tenant = tenants.get(session, principal.tenant_id, for_update=True)
+    if tenant is None:
+        raise NotFoundError("no such tenant")
+    plan = plans.get_plan(session, request.plan_code)
+    if plan is None:
+        raise ValidationError(f"unknown plan {request.plan_code!r}", code="unknown_plan")
+    existing = repo.current(session, tenant.id)
+    if existing is not None and existing.plan_code == plan.code and not existing.cancel_at_period_end:
+        return _view(session, existing)
+    over = _over_limits(session, tenant.id, plan)
+    if over:
+        names = ", ".join(f"{o['limit']} ({o['current']} > {o['allowed']})" for o in over)
+        raise ConflictError(
+            f"cannot move to {plan.code}: the workspace is over the plan's limits: {names}; "
+            "remove some first",
+            code="over_plan_limits",
+            details=over,
+        )
+    change = billing.change_plan(tenant.id, plan.code)
+    now = utcnow()
+    if existing is not None:
+        existing.status = "replaced"
+        existing.canceled_at = now
+    sub = repo.add(
+        session,
+        Subscription(
+            tenant_id=tenant.id,
+            plan_code=plan.code,
+            status="active",
+            provider=change.provider,
+            provider_ref=change.provider_ref,
+            current_period_start=now,
+            current_period_end=now + PERIOD,
+        ),
+    )
+    tenant.plan_code = plan.code
+    session.flush()
+    _invalidate_tenant(session, cache, tenant.id)
+    return _view(session, sub)
+
+
+def cancel(
+    session: Session, cache: Cache, billing: BillingProvider, principal: Principal
+) -> SubscriptionView:
+    """Cancels at the end of the period (the scheduled job then moves the tenant to free)."""
+    principal.require("owner")
+    tenants.get(session, principal.tenant_id, for_update=True)
+    sub = repo.current(session, principal.tenant_id)
+    if sub is None:
+        raise NotFoundError("this workspace has no active subscription")
+    if sub.plan_code == "free":
+        raise ConflictError("the free plan has nothing to cancel", code="nothing_to_cancel")
+    if not sub.cancel_at_period_end:
+        billing.cancel(principal.tenant_id, sub.provider_ref)
+        sub.cancel_at_period_end = True
+        sub.canceled_at = utcnow()
+        session.flush()
+        _invalidate_tenant(session, cache, principal.tenant_id)
+    return _view(session, sub)
+
+
+def request_hash(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class IdempotentResult(BaseModel):
+    status: int
+    body: Any
+    replayed: bool
+
+
+def change_plan_idempotent(
+    sessions: sessionmaker[Session],
+    cache: Cache,
+    billing: BillingProvider,
+    principal: Principal,
+    request: ChangePlanRequest,
+    key: str | None,
+    *,
+    wait_seconds: float = IDEMPOTENCY_WAIT_SECONDS,
+) -> IdempotentResult:
+    """Runs :func:`change_plan` at most once per ``key``; typed errors are stored and replayed too."""
+    if key is None:
+        with session_scope(sessions) as session:
+            view = change_plan(session, cache, billing, principal, request)
+        return IdempotentResult(status=200, body=view.model_dump(mode="json"), replayed=False)
+    if not 1 <= len(key) <= 128:
+        raise ValidationError("Idempotency-Key must be 1 to 128 characters", code="invalid_idempotency_key")
+    principal.require("owner")
+    digest = request_hash(request.model_dump(mode="json"))
+    tenant_id = principal.tenant_id
+    with session_scope(sessions) as session:
+        claimed = idempotency.claim(session, tenant_id, SCOPE, key, digest)
+    if not claimed:
+        return _replay(sessions, tenant_id, key, digest, wait_seconds)
+    try:
+        with session_scope(sessions) as session:
+            try:
+                view = change_plan(session, cache, billing, principal, request)
+                status, body = 200, view.model_dump(mode="json")
+            except ReplyflowError as error:
+                session.rollback()
+                status, body = error.status, _error_body(error)
+            idempotency.complete(session, tenant_id, SCOPE, key, status, body)
+    except BaseException:
+        with session_scope(sessions) as session:
+            idempotency.release(session, tenant_id, SCOPE, key)
+        raise
+    return IdempotentResult(status=status, body=body, replayed=False)
+
+
+def _error_body(error: ReplyflowError) -> dict[str, Any]:
+    return {"error": {"code": error.code, "message": error.message, "details": error.details}}
+
+
+def _replay(
+    sessions: sessionmaker[Session], tenant_id: str, key: str, digest: str, wait_seconds: float
+) -> IdempotentResult:
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        with session_scope(sessions) as session:
+            row = idempotency.get(session, tenant_id, SCOPE, key)
+            if row is None:
+                raise ConflictError(
+                    "the request with this Idempotency-Key failed; retry", code="idempotency_in_progress"
+                )
+            if row.request_hash != digest:
+                raise ConflictError(
+                    "this Idempotency-Key was used with a different request body",
+                    code="idempotency_key_reused",
+                )
+            if row.status == "done" and row.response_status is not None:
+                return IdempotentResult(status=row.response_status, body=row.response_body, replayed=True)
+        if time.monotonic() >= deadline:
+            raise ConflictError(
+                "a request with this Idempotency-Key is still in progress; retry shortly",
+                code="idempotency_in_progress",
+            )
+        time.sleep(0.05)

@@ -1,0 +1,101 @@
+"""Token formats, in one place.
+
+- Access token: a JWT (``typ=access``) with ``sub`` = user id, ``tid`` = tenant id, ``role``.
+- Refresh token: ``rft_`` + 256 random bits; only its SHA-256 is stored.
+- API key: ``rfk_<prefix>_<secret>``; the prefix (12 hex chars) is the lookup key, the secret has 256
+  random bits and is stored as SHA-256 (argon2 is for low-entropy passwords; a random secret needs no
+  stretching, and the authorizer must be fast). Compared in constant time.
+- OAuth state: a JWT (``typ=oauth_state``, its own audience) with tenant, user and a nonce; 10 minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from replyflow.adapters.jwt_keys import InvalidTokenError, KeyRing
+
+ACCESS = "access"
+OAUTH_STATE = "oauth_state"
+OAUTH_STATE_TTL_SECONDS = 600
+API_KEY_PREFIX = "rfk_"
+REFRESH_PREFIX = "rft_"
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def issue_access_token(keys: KeyRing, *, user_id: str, tenant_id: str, role: str, ttl_seconds: int) -> str:
+    return keys.encode(
+        {"sub": user_id, "tid": tenant_id, "role": role, "typ": ACCESS}, ttl_seconds=ttl_seconds
+    )
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    tenant_id: str
+    role: str
+
+
+def verify_access_token(keys: KeyRing, token: str) -> AccessClaims:
+    claims = keys.decode(token, typ=ACCESS)
+    user_id, tenant_id, role = claims.get("sub"), claims.get("tid"), claims.get("role")
+    if not (isinstance(user_id, str) and isinstance(tenant_id, str) and isinstance(role, str)):
+        raise InvalidTokenError("missing claims")
+    return AccessClaims(user_id, tenant_id, role)
+
+
+def new_refresh_token() -> str:
+    return REFRESH_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    prefix: str
+    secret: str
+    key_hash: str
+
+    @property
+    def token(self) -> str:
+        return f"{API_KEY_PREFIX}{self.prefix}_{self.secret}"
+
+
+def new_api_key() -> NewApiKey:
+    prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    return NewApiKey(prefix, secret, sha256_hex(secret))
+
+
+def parse_api_key(token: str) -> tuple[str, str] | None:
+    """(prefix, secret) of a well-formed key, else None."""
+    if not token.startswith(API_KEY_PREFIX):
+        return None
+    prefix, sep, secret = token[len(API_KEY_PREFIX) :].partition("_")
+    if not sep or len(prefix) != 12 or len(secret) < 32:
+        return None
+    return prefix, secret
+
+
+def oauth_state_audience(keys: KeyRing) -> str:
+    return f"{keys.audience}:oauth-state"
+
+
+def issue_oauth_state(keys: KeyRing, *, tenant_id: str, user_id: str) -> str:
+    claims = {"sub": user_id, "tid": tenant_id, "typ": OAUTH_STATE, "nonce": secrets.token_hex(12)}
+    return keys.encode(claims, ttl_seconds=OAUTH_STATE_TTL_SECONDS, audience=oauth_state_audience(keys))
+
+
+def verify_oauth_state(keys: KeyRing, state: str) -> dict[str, str]:
+    claims = keys.decode(state, audience=oauth_state_audience(keys), typ=OAUTH_STATE)
+    return {
+        "tenant_id": str(claims.get("tid")),
+        "user_id": str(claims["sub"]),
+        "nonce": str(claims.get("nonce")),
+    }

@@ -1,0 +1,125 @@
+"""Composition for the API and the authorizer: builds the real adapters from the one Settings.
+
+Everything is built on demand from ``core`` (cheap objects, or core's cached clients), so
+``core.override(...)`` in the local stack and tests replaces any of them:
+``api_rate_limiter``, ``instagram_oauth``, ``billing_provider``, ``requeue_parked``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, cast
+
+from replyflow.adapters.jwt_keys import KeyRing
+from replyflow.wiring import core
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from replyflow.adapters.instagram_oauth import InstagramOAuth
+    from replyflow.ports import Cache
+    from replyflow.services.auth import AuthConfig
+    from replyflow.services.billing import BillingProvider
+    from replyflow.services.oauth import OAuthConfig
+    from replyflow.services.rate_limit_api import RateLimiter
+
+
+def key_ring() -> KeyRing:
+    s = core.settings()
+    return KeyRing(
+        keys=dict(s.jwt_signing_keys),
+        active_kid=s.jwt_active_kid,
+        issuer=s.jwt_issuer,
+        audience=s.jwt_audience,
+    )
+
+
+def auth_config() -> AuthConfig:
+    from replyflow.services.auth import AuthConfig
+
+    s = core.settings()
+    return AuthConfig(key_ring(), s.access_token_ttl_seconds, s.refresh_token_ttl_seconds)
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    from replyflow.db.engine import session_scope
+
+    with session_scope(core.writer_sessions()) as session:
+        yield session
+
+
+@contextmanager
+def read_only() -> Iterator[Session]:
+    """The reader endpoint (logs, stats); never commits."""
+    session = core.reader_sessions()()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+def cache() -> Cache:
+    return core.cache()
+
+
+def rate_limiter() -> RateLimiter:
+    override = core.component("api_rate_limiter")
+    if override is not None:
+        return cast("RateLimiter", override)
+    from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
+
+    return RedisFixedWindowLimiter(core.redis_client())
+
+
+def instagram_oauth() -> InstagramOAuth:
+    override = core.component("instagram_oauth")
+    if override is not None:
+        return cast("InstagramOAuth", override)
+    from replyflow.adapters.instagram_oauth import HttpxInstagramOAuth
+
+    s = core.settings()
+    return HttpxInstagramOAuth(
+        token_url=s.instagram_oauth_token_url,
+        graph_api_base_url=s.graph_api_base_url,
+        graph_base=s.graph_base,
+        timeout_seconds=s.graph_timeout_seconds,
+    )
+
+
+def oauth_config() -> OAuthConfig:
+    from replyflow.services.oauth import OAuthConfig
+
+    s = core.settings()
+    return OAuthConfig(
+        app_id=s.instagram_app_id,
+        app_secret=s.instagram_app_secret.get_secret_value(),
+        authorize_url=s.instagram_oauth_authorize_url,
+        redirect_uri=s.oauth_redirect_uri,
+        keys=key_ring(),
+        default_hourly_send_budget=s.default_hourly_send_budget,
+        sandbox_allowed=s.environment != "prod",
+    )
+
+
+def billing_provider() -> BillingProvider:
+    override = core.component("billing_provider")
+    if override is not None:
+        return cast("BillingProvider", override)
+    from replyflow.services.billing import ManualBilling
+
+    return ManualBilling()
+
+
+def requeue_parked() -> Callable[[str, str], int] | None:
+    """The pipeline's "release parked messages of a reconnected account", when it is available."""
+    override = core.component("requeue_parked")
+    if override is not None:
+        return cast("Callable[[str, str], int]", override)
+    try:
+        from replyflow.services.parked import requeue_parked as pipeline_requeue
+    except ImportError:
+        return None
+    return cast("Callable[[str, str], int]", pipeline_requeue)
