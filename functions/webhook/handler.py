@@ -1,0 +1,88 @@
+"""Instagram webhook entry point (API Gateway proxy events, REST API v1 shape).
+
+``GET /webhooks/instagram``: the subscription handshake (200 with the raw challenge, 403 otherwise).
+``POST /webhooks/instagram``: 401 on a bad or missing signature (nothing enqueued), 400 on bad JSON,
+200 otherwise, including unknown accounts and fields (logged and counted).
+
+The proxy event is parsed by hand and no web framework is imported: every new instance pays its
+imports as cold start, and webhook bursts start many instances at once (DESIGN.md section 3.1).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from replyflow.observability import MetricUnit, logger, metrics
+from replyflow.services.intake import BadPayloadError, SignatureError, intake, verify_handshake
+from replyflow.wiring import core, pipeline
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    method = (event.get("httpMethod") or _http_v2_method(event) or "").upper()
+    try:
+        if method == "GET":
+            return _handshake(event)
+        if method == "POST":
+            return _deliver(event)
+        return _error(405, "method_not_allowed", f"{method or 'this method'} is not supported")
+    finally:
+        metrics.flush_metrics(raise_on_empty_metrics=False)
+
+
+def _handshake(event: dict[str, Any]) -> dict[str, Any]:
+    params = event.get("queryStringParameters") or {}
+    token = core.settings().instagram_verify_token.get_secret_value()
+    challenge = verify_handshake(params, token)
+    if challenge is None:
+        logger.warning("webhook handshake refused", extra={"mode": params.get("hub.mode")})
+        return _error(403, "forbidden", "verification failed")
+    return {"statusCode": 200, "headers": {"Content-Type": "text/plain"}, "body": challenge}
+
+
+def _deliver(event: dict[str, Any]) -> dict[str, Any]:
+    body = _raw_body(event)
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    try:
+        result = intake(
+            body,
+            headers.get("x-hub-signature-256"),
+            secrets=core.settings().app_secrets,
+            resolver=pipeline.route_resolver(),
+            publisher=core.queue_publisher(),
+            on_signature=lambda index: logger.debug("webhook signed", extra={"secret_index": index}),
+        )
+    except SignatureError as exc:
+        metrics.add_metric(name="WebhookSignatureRejected", unit=MetricUnit.Count, value=1)
+        logger.warning("webhook signature rejected", extra={"reason": str(exc)})
+        return _error(401, "invalid_signature", "the X-Hub-Signature-256 header does not match the body")
+    except BadPayloadError as exc:
+        return _error(400, "bad_request", str(exc))
+    metrics.add_metric(name="WebhookEventsEnqueued", unit=MetricUnit.Count, value=result.enqueued)
+    for reason, count in result.counts.items():
+        metrics.add_metric(name=f"WebhookDropped_{reason}", unit=MetricUnit.Count, value=count)
+    if result.counts:
+        logger.info("webhook events not routed", extra={"counts": dict(result.counts)})
+    return {"statusCode": 200, "headers": JSON_HEADERS, "body": json.dumps({"received": result.enqueued})}
+
+
+def _raw_body(event: dict[str, Any]) -> bytes:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        # The signature covers the bytes Meta sent; API Gateway may hand them over base64-encoded.
+        return base64.b64decode(body)
+    return body.encode() if isinstance(body, str) else bytes(body)
+
+
+def _http_v2_method(event: dict[str, Any]) -> str | None:
+    http = (event.get("requestContext") or {}).get("http") or {}
+    method = http.get("method")
+    return method if isinstance(method, str) else None
+
+
+def _error(status: int, code: str, message: str, details: Any = None) -> dict[str, Any]:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return {"statusCode": status, "headers": JSON_HEADERS, "body": json.dumps(body)}

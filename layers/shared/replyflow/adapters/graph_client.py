@@ -1,0 +1,208 @@
+"""The Instagram Graph API client for sends, with the error classification of reference section 10.
+
+One ``httpx.Client`` per process (connection reuse across Lambda invocations), explicit timeouts.
+Every failure becomes a :class:`GraphError` whose ``kind`` tells the sender what to do:
+
+- ``throttle`` (codes 4, 17, 32, 613, 80001, 80002, 80006): defer; ``retry_after`` comes from
+  ``X-Business-Use-Case-Usage`` ``estimated_time_to_regain_access`` (minutes), else ``Retry-After``;
+- ``token_invalid`` (190): the account needs re-authorisation;
+- ``outside_window`` (10 with subcode 2018278 or 2534022), ``user_unavailable`` (551),
+  ``already_replied`` (100 with subcode 2534001; Meta's code is UNVERIFIED, so its documented text is
+  recognised too): skip with the reason;
+- ``transient`` (1, 2, ``is_transient``, HTTP 5xx, a connection never made): retry with backoff;
+- ``ambiguous``: the request may have reached Instagram (read timeout, connection dropped after the
+  request was written); the ledger settles it, the sender never resends blindly;
+- ``permanent``: everything else (100, 3, 10, 200-299, 368, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+ErrorKind = Literal[
+    "throttle",
+    "token_invalid",
+    "outside_window",
+    "user_unavailable",
+    "already_replied",
+    "transient",
+    "ambiguous",
+    "permanent",
+]
+
+THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80006})
+TRANSIENT_CODES = frozenset({1, 2})
+OUTSIDE_WINDOW_SUBCODES = frozenset({2018278, 2534022})
+ALREADY_REPLIED_SUBCODES = frozenset({2534001})
+DEFAULT_THROTTLE_SECONDS = 60.0
+BUC_HEADER = "x-business-use-case-usage"
+
+
+@dataclass
+class GraphError(Exception):
+    kind: ErrorKind
+    message: str
+    code: int | None = None
+    subcode: int | None = None
+    http_status: int | None = None
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.code}/{self.subcode}): {self.message}"
+
+    @property
+    def error_code(self) -> str:
+        """The ledger's ``error_code``: the class, plus Meta's code when there is one."""
+        return self.kind if self.code is None else f"{self.kind}:{self.code}"
+
+
+@dataclass(frozen=True)
+class GraphResult:
+    message_id: str | None
+    recipient_id: str | None
+    usage_pct: int | None = None
+
+
+def classify(status: int, body: Any, headers: httpx.Headers | dict[str, str]) -> GraphError:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        kind: ErrorKind = "transient" if status >= 500 or status == 429 else "permanent"
+        retry = _retry_after(headers) if status == 429 else None
+        if status == 429:
+            kind = "throttle"
+        return GraphError(kind, f"HTTP {status} without a Graph error", http_status=status, retry_after=retry)
+    code = _int(error.get("code"))
+    subcode = _int(error.get("error_subcode"))
+    message = str(error.get("message") or "")
+    make = lambda kind, retry=None: GraphError(kind, message, code, subcode, status, retry)  # noqa: E731
+    if code in THROTTLE_CODES:
+        return make("throttle", _retry_after(headers) or DEFAULT_THROTTLE_SECONDS)
+    if code == 190:
+        return make("token_invalid")
+    if code == 10 and subcode in OUTSIDE_WINDOW_SUBCODES:
+        return make("outside_window")
+    if code == 551:
+        return make("user_unavailable")
+    if code == 100 and (subcode in ALREADY_REPLIED_SUBCODES or "already been sent" in message.lower()):
+        return make("already_replied")
+    if code in TRANSIENT_CODES or error.get("is_transient") is True or status >= 500:
+        return make("transient")
+    return make("permanent")
+
+
+def _retry_after(headers: httpx.Headers | dict[str, str]) -> float | None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    minutes = _regain_minutes(lowered.get(BUC_HEADER))
+    if minutes is not None and minutes > 0:
+        return minutes * 60.0
+    retry = lowered.get("retry-after")
+    if retry:
+        try:
+            return max(1.0, float(retry))
+        except ValueError:
+            return None
+    return None
+
+
+def _regain_minutes(raw: str | None) -> float | None:
+    if not raw:
+        return None
+    try:
+        usage = json.loads(raw)
+    except ValueError:
+        return None
+    values = [
+        float(entry.get("estimated_time_to_regain_access") or 0)
+        for entries in (usage.values() if isinstance(usage, dict) else [])
+        if isinstance(entries, list)
+        for entry in entries
+        if isinstance(entry, dict)
+    ]
+    return max(values) if values else None
+
+
+def usage_pct(headers: httpx.Headers | dict[str, str]) -> int | None:
+    """The fullest BUC usage percentage on a response, if Meta sent the header."""
+    raw = {k.lower(): v for k, v in headers.items()}.get(BUC_HEADER)
+    if not raw:
+        return None
+    try:
+        usage = json.loads(raw)
+    except ValueError:
+        return None
+    pcts = [
+        int(max(entry.get("call_count", 0), entry.get("total_cputime", 0), entry.get("total_time", 0)))
+        for entries in (usage.values() if isinstance(usage, dict) else [])
+        if isinstance(entries, list)
+        for entry in entries
+        if isinstance(entry, dict)
+    ]
+    return max(pcts) if pcts else None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class GraphClient:
+    def __init__(
+        self,
+        graph_base: str,
+        *,
+        timeout_seconds: float = 10.0,
+        connect_timeout_seconds: float = 3.0,
+        client: httpx.Client | None = None,
+        max_connections: int = 20,
+    ) -> None:
+        self._base = graph_base.rstrip("/")
+        self._http = client or httpx.Client(
+            timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def send_message(
+        self, ig_user_id: str, access_token: str, recipient: dict[str, Any], message: dict[str, Any]
+    ) -> GraphResult:
+        """``POST /{ig_user_id}/messages`` (a DM, or a private reply with ``recipient.comment_id``)."""
+        body = self._post(
+            f"{self._base}/{ig_user_id}/messages",
+            access_token,
+            {"recipient": recipient, "message": message},
+        )
+        data, headers = body
+        return GraphResult(data.get("message_id"), data.get("recipient_id"), usage_pct(headers))
+
+    def reply_to_comment(self, comment_id: str, access_token: str, text: str) -> GraphResult:
+        """``POST /{comment_id}/replies``: a public reply."""
+        data, headers = self._post(f"{self._base}/{comment_id}/replies", access_token, {"message": text})
+        return GraphResult(data.get("id"), None, usage_pct(headers))
+
+    def _post(self, url: str, token: str, payload: dict[str, Any]) -> tuple[dict[str, Any], httpx.Headers]:
+        try:
+            response = self._http.post(url, json=payload, headers={"Authorization": f"Bearer {token}"})
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # The request never left this process: safe to retry.
+            raise GraphError("transient", f"connection failed: {exc!r}") from exc
+        except httpx.TransportError as exc:
+            # Written, then no (complete) answer: it may have been delivered.
+            raise GraphError("ambiguous", f"no response: {exc!r}") from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.status_code >= 400:
+            raise classify(response.status_code, data, response.headers)
+        if not isinstance(data, dict):
+            # A success status with an unreadable body: the send probably happened.
+            raise GraphError("ambiguous", "unreadable success response", http_status=response.status_code)
+        return data, response.headers

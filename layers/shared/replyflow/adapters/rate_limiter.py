@@ -1,0 +1,152 @@
+"""The per-account send limiter, and the processor's cooldown and rotation keys, in Redis.
+
+:class:`RedisRateLimiter` is a sliding-window log per account, in one Lua script so that taking a slot
+is atomic across any number of concurrent workers (Redis runs a script alone):
+- an hourly window holding at most ``min(hourly budget, ceiling)`` sends (default 200, never above
+  Instagram's 750 private replies an hour, reference section 9);
+- a one-second window holding at most the per-second cap;
+- a pause until a time (set on a Graph throttle, so other workers stop calling at once: calling while
+  throttled extends the block, reference section 9).
+No slot means "try again in N seconds", the exact time at which the oldest entry leaves the full
+window (or the pause ends); nothing is consumed. :meth:`release` gives a slot back when a send
+definitely did not go out. Time is Redis's ``TIME``, one clock for every worker. Keys share the hash
+tag ``{account}`` so the script stays valid on a cluster.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+HOUR_MS = 3_600_000
+SECOND_MS = 1_000
+
+_ACQUIRE = """
+local now = tonumber(ARGV[1])
+if now == 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
+if paused > now then
+  return {0, paused - now}
+end
+local hour_limit = tonumber(ARGV[2])
+local second_limit = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 1000)
+local in_hour = redis.call('ZCARD', KEYS[1])
+if in_hour >= hour_limit then
+  local idx = in_hour - hour_limit
+  local oldest = redis.call('ZRANGE', KEYS[1], idx, idx, 'WITHSCORES')
+  return {0, math.max(1, tonumber(oldest[2]) + 3600000 - now)}
+end
+local in_second = redis.call('ZCARD', KEYS[2])
+if in_second >= second_limit then
+  local idx = in_second - second_limit
+  local oldest = redis.call('ZRANGE', KEYS[2], idx, idx, 'WITHSCORES')
+  return {0, math.max(1, tonumber(oldest[2]) + 1000 - now)}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('ZADD', KEYS[2], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], 3600000)
+redis.call('PEXPIRE', KEYS[2], 2000)
+return {1, 0}
+"""
+
+_PAUSE = """
+local now = tonumber(ARGV[1])
+if now == 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local untilms = now + tonumber(ARGV[2])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if untilms > current then
+  redis.call('SET', KEYS[1], untilms, 'PX', tonumber(ARGV[2]))
+end
+return untilms
+"""
+
+
+@dataclass(frozen=True)
+class Slot:
+    granted: bool
+    token: str = ""
+    delay_seconds: float = 0.0
+
+
+class RedisRateLimiter:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ceiling_per_hour: int = 750,
+        per_second: int = 20,
+        namespace: str = "rf",
+    ) -> None:
+        self._redis = client
+        self._ceiling = ceiling_per_hour
+        self._per_second = per_second
+        self._ns = namespace
+        self._acquire = client.register_script(_ACQUIRE)
+        self._pause = client.register_script(_PAUSE)
+
+    def _keys(self, account_id: str) -> list[str]:
+        tag = f"{self._ns}:rl:{{{account_id}}}"
+        return [f"{tag}:h", f"{tag}:s", f"{tag}:pause"]
+
+    def limit_for(self, hourly_budget: int) -> int:
+        return max(1, min(hourly_budget, self._ceiling))
+
+    def acquire(self, account_id: str, hourly_budget: int, *, now_ms: int = 0) -> Slot:
+        token = uuid.uuid4().hex
+        granted, delay_ms = self._acquire(
+            keys=self._keys(account_id),
+            args=[now_ms, self.limit_for(hourly_budget), self._per_second, token],
+        )
+        if int(granted) == 1:
+            return Slot(True, token)
+        return Slot(False, "", int(delay_ms) / 1000)
+
+    def release(self, account_id: str, token: str) -> None:
+        if not token:
+            return
+        hour, second, _ = self._keys(account_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zrem(hour, token)
+        pipe.zrem(second, token)
+        pipe.execute()
+
+    def pause(self, account_id: str, seconds: float, *, now_ms: int = 0) -> None:
+        self._pause(keys=[self._keys(account_id)[2]], args=[now_ms, max(1, int(seconds * 1000))])
+
+    def used(self, account_id: str) -> int:
+        """Sends in the current hourly window (tests and metrics)."""
+        return int(self._redis.zcard(self._keys(account_id)[0]))
+
+
+class RedisCooldowns:
+    """Cooldown claims (SET NX EX) and rotation counters (INCR) for the processor."""
+
+    ROTATION_TTL_SECONDS = 30 * 24 * 3600
+
+    def __init__(self, client: redis.Redis, namespace: str = "rf") -> None:
+        self._redis = client
+        self._ns = namespace
+
+    def acquire(self, key: str, seconds: int) -> bool:
+        return bool(self._redis.set(f"{self._ns}:{key}", b"1", nx=True, ex=max(1, seconds)))
+
+    def release(self, key: str) -> None:
+        self._redis.delete(f"{self._ns}:{key}")
+
+    def next_index(self, key: str) -> int:
+        full = f"{self._ns}:{key}"
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(full)
+        pipe.expire(full, self.ROTATION_TTL_SECONDS)
+        value, _ = pipe.execute()
+        return int(value) - 1

@@ -1,0 +1,219 @@
+"""The two ledgers: ``inbound_events`` (what we received) and ``outbound_messages`` (what we send).
+
+Invariants:
+- a claim is an INSERT against a unique key, never a read-then-write: ``claim_event`` and
+  ``add_outbound`` return False/None when another worker already holds the key (inside a SAVEPOINT,
+  so the caller's transaction goes on);
+- a send is owned through ``start_send``: one conditional UPDATE moves a row from a sendable status to
+  ``sending``; only the worker whose UPDATE changed the row may call the Graph API for it. A row left
+  in ``sending`` longer than the lease belongs to a worker that died mid-call: the request may have
+  gone out, so ``settle_stale`` marks it ``unknown`` instead of sending again;
+- terminal statuses are ``sent``, ``skipped``, ``unknown`` and ``failed`` with a permanent error;
+  ``failed`` with ``error_code == "transient"`` stays sendable (the message waits in the queue or DLQ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from replyflow.clock import utcnow
+from replyflow.db.engine import is_duplicate_key
+from replyflow.db.models import InboundEvent, OutboundMessage
+
+SENDABLE = ("queued", "deferred")
+TRANSIENT_ERROR = "transient"
+TERMINAL = ("sent", "skipped", "unknown")
+
+
+def claim_event(
+    session: Session,
+    tenant_id: str,
+    account_id: str,
+    event_key: str,
+    *,
+    kind: str,
+    occurred_at: datetime | None,
+) -> bool:
+    """Record an inbound event; False when it was already recorded (a duplicate delivery)."""
+    try:
+        with session.begin_nested():
+            session.add(
+                InboundEvent(
+                    tenant_id=tenant_id,
+                    account_id=account_id,
+                    event_key=event_key[:255],
+                    kind=kind,
+                    occurred_at=occurred_at,
+                )
+            )
+    except IntegrityError as exc:
+        if is_duplicate_key(exc):
+            return False
+        raise
+    return True
+
+
+def add_outbound(
+    session: Session,
+    tenant_id: str,
+    account_id: str,
+    *,
+    automation_id: str | None,
+    kind: str,
+    dedupe_key: str,
+    comment_id: str | None,
+    recipient_id: str | None,
+    event_key: str | None,
+    payload: dict[str, Any],
+    priority: str,
+    status: str,
+    error_code: str | None = None,
+) -> OutboundMessage | None:
+    """The claim for one send; None when (tenant, account, kind, dedupe_key) is already taken."""
+    row = OutboundMessage(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        automation_id=automation_id,
+        kind=kind,
+        dedupe_key=dedupe_key[:255],
+        comment_id=comment_id,
+        recipient_id=recipient_id,
+        event_key=event_key[:255] if event_key else None,
+        payload=payload,
+        priority=priority,
+        status=status,
+        error_code=error_code,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError as exc:
+        if is_duplicate_key(exc):
+            return None
+        raise
+    return row
+
+
+def get_outbound(session: Session, tenant_id: str, outbound_id: int) -> OutboundMessage | None:
+    return session.scalar(
+        select(OutboundMessage).where(
+            OutboundMessage.tenant_id == tenant_id, OutboundMessage.id == outbound_id
+        )
+    )
+
+
+def start_send(session: Session, tenant_id: str, outbound_id: int, *, now: datetime | None = None) -> bool:
+    """Take ownership of a row for one send attempt (atomic). True when this worker owns it now."""
+    now = now or utcnow()
+    result = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.tenant_id == tenant_id,
+            OutboundMessage.id == outbound_id,
+            or_(
+                OutboundMessage.status.in_(SENDABLE),
+                and_(OutboundMessage.status == "failed", OutboundMessage.error_code == TRANSIENT_ERROR),
+            ),
+        )
+        .values(status="sending", attempts=OutboundMessage.attempts + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def settle_stale(
+    session: Session, tenant_id: str, outbound_id: int, *, lease_seconds: int, now: datetime | None = None
+) -> bool:
+    """Mark a row stuck in ``sending`` past the lease as ``unknown``; True when this call did it."""
+    now = now or utcnow()
+    result = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.tenant_id == tenant_id,
+            OutboundMessage.id == outbound_id,
+            OutboundMessage.status == "sending",
+            OutboundMessage.updated_at < now - timedelta(seconds=lease_seconds),
+        )
+        .values(status="unknown", error_code="worker_lost", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def finish(
+    session: Session,
+    tenant_id: str,
+    outbound_id: int,
+    *,
+    status: str,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    graph_message_id: str | None = None,
+    sent_at: datetime | None = None,
+    uncount_attempt: bool = False,
+) -> None:
+    """Settle a row. ``uncount_attempt`` gives back the attempt ``start_send`` counted (a deferral is
+    not an attempt: it must not eat into the retry budget)."""
+    values: dict[str, Any] = {
+        "status": status,
+        "error_code": error_code,
+        "error_message": error_message[:1000] if error_message else None,
+        "updated_at": utcnow(),
+    }
+    if graph_message_id is not None:
+        values["graph_message_id"] = graph_message_id[:255]
+    if sent_at is not None:
+        values["sent_at"] = sent_at
+    if uncount_attempt:
+        values["attempts"] = OutboundMessage.attempts - 1
+    session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.id == outbound_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def list_by_status(
+    session: Session,
+    tenant_id: str,
+    account_id: str,
+    statuses: Sequence[str],
+    *,
+    event_key: str | None = None,
+    limit: int = 1000,
+) -> list[OutboundMessage]:
+    query = select(OutboundMessage).where(
+        OutboundMessage.tenant_id == tenant_id,
+        OutboundMessage.account_id == account_id,
+        OutboundMessage.status.in_(list(statuses)),
+    )
+    if event_key is not None:
+        query = query.where(OutboundMessage.event_key == event_key[:255])
+    return list(session.scalars(query.order_by(OutboundMessage.id).limit(limit)))
+
+
+def requeue(session: Session, tenant_id: str, outbound_ids: Sequence[int], *, from_status: str) -> list[int]:
+    """Move rows from ``from_status`` back to ``queued``; the ids actually moved (a concurrent release
+    cannot move the same row twice)."""
+    moved = []
+    for outbound_id in outbound_ids:
+        result = session.execute(
+            update(OutboundMessage)
+            .where(
+                OutboundMessage.tenant_id == tenant_id,
+                OutboundMessage.id == outbound_id,
+                OutboundMessage.status == from_status,
+            )
+            .values(status="queued", error_code=None, error_message=None, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0):
+            moved.append(outbound_id)
+    return moved

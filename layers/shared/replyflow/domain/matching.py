@@ -1,0 +1,196 @@
+"""Triggers and keyword matching: which automations an event matches, and in which order they win.
+
+Normalisation (reference pitfall 7): Unicode NFKD, combining marks dropped, casefolded; every
+character that is not a letter or a digit (emoji, punctuation, bidi and format marks, spaces) is a word
+boundary. Texts are never truncated before matching. A keyword with no letters or digits (an emoji
+keyword) is matched as a casefolded substring of the raw text.
+
+Match modes, over several keywords (any one keyword matching is enough):
+- ``any``: every event of the trigger matches (no keywords needed);
+- ``contains``: the keyword's words appear in the text, possibly inside longer words ("link" in
+  "linked");
+- ``whole_word``: the keyword's words appear as whole words, in order ("link" in "LINK please 🙏",
+  not in "linked");
+- ``exact``: the whole text is the keyword, ignoring case, accents, emoji and punctuation around it.
+``exact`` implies ``whole_word`` implies ``contains``.
+
+Triggers -> event kinds: ``comment`` (comments on posts, reels, ads; optionally only the listed
+``media_ids``), ``live_comment``, ``dm_keyword`` (plain DM text; never a quick-reply tap, whose text is
+our own button title), ``story_mention`` (no text: always matches), ``story_reply`` (the reply's text;
+``media_ids`` may list story ids), ``postback`` (button and icebreaker payloads, and quick-reply
+payloads too), ``quick_reply`` (quick-reply payloads only). Payload triggers match the payload, not
+the title.
+
+**When several automations match one event** (the rule, applied by the processor):
+1. candidates are ordered by ``priority`` ascending (lower runs first), then ``created_at`` (older
+   first), then id;
+2. walking that order, a candidate in cooldown for this contact is skipped (logged ``cooldown``);
+3. the first candidate not in cooldown **wins**, and all of its actions are planned (each still subject
+   to its own rules: windows, quota, top-level comment, ...);
+4. every other candidate is logged as skipped with reason ``superseded``.
+So one event produces at most one message of each kind, from one automation.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from replyflow.domain.webhook_events import WebhookEvent
+
+MATCH_MODES = ("any", "contains", "whole_word", "exact")
+_MODE_ALIASES = {"whole-word": "whole_word", "word": "whole_word", "wholeword": "whole_word"}
+
+TRIGGER_KINDS: dict[str, frozenset[str]] = {
+    "comment": frozenset({"comment"}),
+    "live_comment": frozenset({"live_comment"}),
+    "dm_keyword": frozenset({"message"}),
+    "story_mention": frozenset({"story_mention"}),
+    "story_reply": frozenset({"story_reply"}),
+    "postback": frozenset({"postback", "quick_reply"}),
+    "quick_reply": frozenset({"quick_reply"}),
+}
+PAYLOAD_KINDS = frozenset({"postback", "quick_reply"})
+
+
+def _strip_marks(text: str) -> str:
+    return "".join(
+        ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.category(ch).startswith("M")
+    )
+
+
+def normalize(text: str) -> str:
+    """Words of ``text``, lower-cased and accent-free, joined by single spaces."""
+    # Casefolding can itself produce combining marks ("İ" -> "i̇"), hence the second pass.
+    folded = _strip_marks(_strip_marks(text).casefold())
+    chars = [ch if unicodedata.category(ch)[0] in "LN" else " " for ch in folded]
+    return " ".join("".join(chars).split())
+
+
+def normalize_mode(mode: str | None) -> str:
+    value = (mode or "contains").strip().lower()
+    value = _MODE_ALIASES.get(value, value)
+    return value if value in MATCH_MODES else "contains"
+
+
+def match_keyword(text: str | None, keywords: Iterable[str], mode: str) -> str | None:
+    """The first keyword that matches ``text`` under ``mode`` ("" for mode ``any``), else None."""
+    mode = normalize_mode(mode)
+    if mode == "any":
+        return ""
+    if not text:
+        return None
+    words = normalize(text)
+    padded = f" {words} "
+    for keyword in keywords:
+        wanted = normalize(keyword)
+        if not wanted:
+            symbol = keyword.strip().casefold()
+            if symbol and symbol in text.casefold():
+                return keyword
+            continue
+        if (
+            (mode == "exact" and words == wanted)
+            or (mode == "whole_word" and f" {wanted} " in padded)
+            or (mode == "contains" and wanted in words)
+        ):
+            return keyword
+    return None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An active automation, as the processor caches it (templates resolved into ``actions``)."""
+
+    id: str
+    name: str
+    trigger: str
+    match_mode: str
+    keywords: tuple[str, ...]
+    media_ids: tuple[str, ...] | None
+    actions: dict[str, Any]
+    cooldown_seconds: int = 0
+    priority: int = 100
+    created_at: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Rule:
+        media = data.get("media_ids")
+        return cls(
+            id=str(data["id"]),
+            name=str(data.get("name", "")),
+            trigger=str(data["trigger"]),
+            match_mode=normalize_mode(data.get("match_mode")),
+            keywords=tuple(str(k) for k in data.get("keywords") or ()),
+            media_ids=tuple(str(m) for m in media) if media else None,
+            actions=dict(data.get("actions") or {}),
+            cooldown_seconds=int(data.get("cooldown_seconds") or 0),
+            priority=_int(data.get("priority"), 100),
+            created_at=str(data.get("created_at") or ""),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "trigger": self.trigger,
+            "match_mode": self.match_mode,
+            "keywords": list(self.keywords),
+            "media_ids": list(self.media_ids) if self.media_ids is not None else None,
+            "actions": self.actions,
+            "cooldown_seconds": self.cooldown_seconds,
+            "priority": self.priority,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class Match:
+    rule: Rule
+    keyword: str
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def subject_text(event: WebhookEvent) -> str | None:
+    """What keywords are matched against: the payload of a tap, else the text."""
+    return event.payload if event.kind in PAYLOAD_KINDS else event.text
+
+
+def in_scope(rule: Rule, event: WebhookEvent) -> bool:
+    if not rule.media_ids:
+        return True
+    target = event.story_id if event.kind == "story_reply" else event.media_id
+    return target is not None and target in rule.media_ids
+
+
+def rule_matches(rule: Rule, event: WebhookEvent) -> str | None:
+    """The matched keyword ("" when no keyword is needed), or None."""
+    if event.kind not in TRIGGER_KINDS.get(rule.trigger, frozenset()):
+        return None
+    if not in_scope(rule, event):
+        return None
+    if event.kind == "story_mention":
+        return ""  # a mention carries no text to match
+    return match_keyword(subject_text(event), rule.keywords, rule.match_mode)
+
+
+def order_key(rule: Rule) -> tuple[int, str, str]:
+    return (rule.priority, rule.created_at, rule.id)
+
+
+def matching_rules(rules: Sequence[Rule], event: WebhookEvent) -> list[Match]:
+    """Every rule that matches ``event``, in the order in which they win (module docstring)."""
+    found = []
+    for rule in sorted(rules, key=order_key):
+        keyword = rule_matches(rule, event)
+        if keyword is not None:
+            found.append(Match(rule, keyword))
+    return found

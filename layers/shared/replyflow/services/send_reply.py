@@ -1,0 +1,427 @@
+"""The sender: one ``outbound_messages`` row -> at most one Graph API call (DESIGN.md section 3.3).
+
+Per send job:
+1. load the row; a terminal row (sent, skipped, unknown, permanently failed) or a parked one is left
+   alone, so redelivered and duplicate jobs are harmless; a row stuck in ``sending`` past the lease
+   belongs to a worker that died mid-call and becomes ``unknown`` (it may have gone out);
+2. park the row if the account needs re-authorisation; skip it if its window (``not_after``) passed;
+3. own the row (``ledger.start_send``: one conditional UPDATE) - only the owner calls Graph;
+4. take a slot from the account's limiter; none -> ``deferred`` and re-published with the delay the
+   limiter names (SQS caps a delay at 900 s; a longer wait just defers again). Never a failure;
+5. call Graph and settle the row by the error class (``adapters.graph_client``): sent (and the
+   tenant's monthly DM count goes up); throttle -> slot back, account paused for the regain time,
+   deferred; token_invalid -> account ``needs_reauth`` (its caches invalidated), row parked;
+   outside window / user unavailable / already replied -> skipped with that reason; transient ->
+   slot back, re-published with exponential backoff and full jitter up to ``max_inline_attempts``,
+   after which the record fails (SQS redelivers it, then moves it to the DLQ); ambiguous -> ``unknown``
+   and never resent (a comment cannot get two private replies); permanent -> failed.
+Every outcome writes a ``reply_logs`` row and an ``automation_logs`` row in the same transaction as the
+ledger change. The Graph call happens outside any transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session, sessionmaker
+
+from replyflow.adapters.graph_client import GraphError, GraphResult
+from replyflow.clock import Clock, SystemClock
+from replyflow.db.engine import session_scope
+from replyflow.db.models import OutboundMessage
+from replyflow.db.repositories import accounts as accounts_repo
+from replyflow.db.repositories import ledger
+from replyflow.db.repositories import logs as logs_repo
+from replyflow.db.repositories import usage as usage_repo
+from replyflow.domain.messages import SendJob, sends_queue
+from replyflow.observability import bind_tenant, logger
+from replyflow.ports import Cache, QueuePublisher
+from replyflow.services import cache_keys
+
+MAX_SQS_DELAY_SECONDS = 900
+DM_KINDS = frozenset({"private_reply", "dm"})
+SKIP_KINDS = frozenset({"outside_window", "user_unavailable", "already_replied"})
+
+
+class GraphSender(Protocol):
+    def send_message(
+        self, ig_user_id: str, access_token: str, recipient: dict[str, Any], message: dict[str, Any]
+    ) -> GraphResult: ...
+
+    def reply_to_comment(self, comment_id: str, access_token: str, text: str) -> GraphResult: ...
+
+
+class SlotLike(Protocol):
+    @property
+    def granted(self) -> bool: ...
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def delay_seconds(self) -> float: ...
+
+
+class SendLimiter(Protocol):
+    def acquire(self, account_id: str, hourly_budget: int) -> SlotLike: ...
+
+    def release(self, account_id: str, token: str) -> None: ...
+
+    def pause(self, account_id: str, seconds: float) -> None: ...
+
+
+class TokenDecrypter(Protocol):
+    def decrypt(self, blob: bytes, *, context: str) -> str: ...
+
+
+class SendRetryExhaustedError(Exception):
+    """A transient failure after the inline retries: the record fails so SQS retries, then DLQs it."""
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status: str  # sent / deferred / parked / skipped / failed / unknown / retry / noop
+    reason: str | None = None
+    delay_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    row_id: int
+    kind: str
+    automation_id: str | None
+    payload: dict[str, Any]
+    comment_id: str | None
+    recipient_id: str | None
+    priority: str
+    attempts: int
+    ig_user_id: str
+    token_blob: bytes
+    budget: int
+
+
+class SendService:
+    """Construct once per process (see ``wiring.pipeline.sender``); ``send`` is thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        graph: GraphSender,
+        limiter: SendLimiter,
+        cipher: TokenDecrypter,
+        publisher: QueuePublisher,
+        cache: Cache,
+        clock: Clock | None = None,
+        max_inline_attempts: int = 5,
+        backoff_base_seconds: float = 2.0,
+        lease_seconds: int = 120,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._sessions = sessions
+        self._graph = graph
+        self._limiter = limiter
+        self._cipher = cipher
+        self._publisher = publisher
+        self._cache = cache
+        self._clock = clock or SystemClock()
+        self._max_attempts = max_inline_attempts
+        self._backoff = backoff_base_seconds
+        self._lease = lease_seconds
+        self._rng = rng
+
+    # -- the job -----------------------------------------------------------------------------------
+
+    def send(self, job: SendJob) -> SendOutcome:
+        bind_tenant(job.tenant_id, job.account_id)
+        claimed_or_outcome = self._claim(job)
+        if isinstance(claimed_or_outcome, SendOutcome):
+            return claimed_or_outcome
+        claimed = claimed_or_outcome
+        slot = self._limiter.acquire(job.account_id, claimed.budget)
+        if not slot.granted:
+            return self._defer(job, claimed, slot.delay_seconds, "rate_limited", "no slot in the send budget")
+        try:
+            token = self._cipher.decrypt(claimed.token_blob, context=job.account_id)
+        except Exception:
+            self._limiter.release(job.account_id, slot.token)
+            return self._needs_reauth(job, claimed, GraphError("token_invalid", "stored token unreadable"))
+        try:
+            result = self._call(claimed, token)
+        except GraphError as error:
+            if error.kind != "ambiguous":
+                self._limiter.release(job.account_id, slot.token)
+            return self._settle_error(job, claimed, error)
+        return self._settle_sent(job, claimed, result)
+
+    def _claim(self, job: SendJob) -> _Claimed | SendOutcome:
+        now = self._clock.now()
+        with session_scope(self._sessions) as session:
+            row = ledger.get_outbound(session, job.tenant_id, job.outbound_id)
+            if row is None or row.account_id != job.account_id:
+                logger.warning("send job for a missing row", extra={"outbound_id": job.outbound_id})
+                return SendOutcome("noop", "missing")
+            if row.status in ledger.TERMINAL or row.status == "parked":
+                return SendOutcome("noop", row.status)
+            if row.status == "failed" and row.error_code != ledger.TRANSIENT_ERROR:
+                return SendOutcome("noop", "failed")
+            if row.status == "sending":
+                if ledger.settle_stale(session, job.tenant_id, row.id, lease_seconds=self._lease, now=now):
+                    self._log(session, row, "unknown", "worker_lost", "a worker died during the call")
+                    return SendOutcome("unknown", "worker_lost")
+                return SendOutcome("noop", "in_flight")
+            account = accounts_repo.get(session, job.tenant_id, job.account_id)
+            if account is None or account.status == "disabled":
+                reason = "account_missing" if account is None else "account_disabled"
+                ledger.finish(session, job.tenant_id, row.id, status="skipped", error_code=reason)
+                self._log(session, row, "skipped", reason)
+                return SendOutcome("skipped", reason)
+            if account.status == "needs_reauth":
+                ledger.finish(session, job.tenant_id, row.id, status="parked", error_code="needs_reauth")
+                self._log(session, row, "parked", "needs_reauth")
+                return SendOutcome("parked", "needs_reauth")
+            not_after = _parse_time(row.payload.get("not_after"))
+            if not_after is not None and now > not_after:
+                reason = "private_reply_window_expired" if row.kind == "private_reply" else "outside_window"
+                ledger.finish(session, job.tenant_id, row.id, status="skipped", error_code=reason)
+                self._log(session, row, "skipped", reason)
+                return SendOutcome("skipped", reason)
+            if not ledger.start_send(session, job.tenant_id, row.id, now=now):
+                return SendOutcome("noop", "taken")
+            return _Claimed(
+                row_id=row.id,
+                kind=row.kind,
+                automation_id=row.automation_id,
+                payload=dict(row.payload),
+                comment_id=row.comment_id,
+                recipient_id=row.recipient_id,
+                priority=row.priority,
+                attempts=row.attempts + 1,
+                ig_user_id=account.ig_user_id,
+                token_blob=account.access_token_encrypted,
+                budget=account.hourly_send_budget,
+            )
+
+    def _call(self, claimed: _Claimed, token: str) -> GraphResult:
+        payload = claimed.payload
+        if claimed.kind == "public_reply":
+            return self._graph.reply_to_comment(str(payload["comment_id"]), token, str(payload["message"]))
+        return self._graph.send_message(claimed.ig_user_id, token, payload["recipient"], payload["message"])
+
+    # -- outcomes ----------------------------------------------------------------------------------
+
+    def _settle_sent(self, job: SendJob, claimed: _Claimed, result: GraphResult) -> SendOutcome:
+        now = self._clock.now()
+        with session_scope(self._sessions) as session:
+            ledger.finish(
+                session,
+                job.tenant_id,
+                claimed.row_id,
+                status="sent",
+                graph_message_id=result.message_id,
+                sent_at=now,
+            )
+            if claimed.kind in DM_KINDS:
+                usage_repo.add_dms(session, job.tenant_id, 1, at=now)
+            self._log_claimed(session, job, claimed, "sent", None, f"message {result.message_id}")
+        if result.usage_pct is not None and result.usage_pct >= 90:
+            # Near Meta's limit: slow down before it throttles (calling while throttled extends it).
+            self._limiter.pause(job.account_id, 60)
+        return SendOutcome("sent")
+
+    def _settle_error(self, job: SendJob, claimed: _Claimed, error: GraphError) -> SendOutcome:
+        logger.info("graph send failed", extra={"outbound_id": claimed.row_id, "error": str(error)})
+        if error.kind == "throttle":
+            wait = error.retry_after or 60.0
+            self._limiter.pause(job.account_id, wait)
+            return self._defer(job, claimed, wait, error.error_code, error.message)
+        if error.kind == "token_invalid":
+            return self._needs_reauth(job, claimed, error)
+        if error.kind in SKIP_KINDS:
+            return self._finish(job, claimed, "skipped", error.kind, error)
+        if error.kind == "ambiguous":
+            return self._finish(job, claimed, "unknown", "ambiguous", error)
+        if error.kind == "transient":
+            if claimed.attempts < self._max_attempts:
+                delay = self._backoff_delay(claimed.attempts)
+                return self._defer(job, claimed, delay, ledger.TRANSIENT_ERROR, error.message, status="retry")
+            self._finish(job, claimed, "failed", ledger.TRANSIENT_ERROR, error)
+            raise SendRetryExhaustedError(f"outbound {claimed.row_id}: {error}")
+        return self._finish(job, claimed, "failed", error.error_code, error)
+
+    def _backoff_delay(self, attempts: int) -> float:
+        # Exponential backoff with full jitter: spreads a burst of failures over time.
+        ceiling = min(MAX_SQS_DELAY_SECONDS, self._backoff * (2 ** max(0, attempts - 1)))
+        return max(1.0, ceiling * self._rng())
+
+    def _defer(
+        self,
+        job: SendJob,
+        claimed: _Claimed,
+        delay: float,
+        reason: str,
+        detail: str,
+        *,
+        status: str = "deferred",
+    ) -> SendOutcome:
+        delay_s = min(MAX_SQS_DELAY_SECONDS, max(1, math.ceil(delay)))
+        with session_scope(self._sessions) as session:
+            ledger.finish(
+                session,
+                job.tenant_id,
+                claimed.row_id,
+                status="deferred",
+                error_code=reason,
+                uncount_attempt=status == "deferred",
+            )
+            self._log_claimed(session, job, claimed, "deferred", reason, f"{detail} (retry in {delay_s}s)")
+        # After the commit: the next worker must find the row sendable.
+        self._publisher.publish(sends_queue(claimed.priority), [job.model_dump_json()], delay_seconds=delay_s)
+        return SendOutcome(status, reason, delay_s)
+
+    def _needs_reauth(self, job: SendJob, claimed: _Claimed, error: GraphError) -> SendOutcome:
+        with session_scope(self._sessions) as session:
+            account = accounts_repo.set_status(
+                session,
+                job.tenant_id,
+                job.account_id,
+                "needs_reauth",
+                f"token rejected: {error.message}"[:255],
+            )
+            ledger.finish(
+                session,
+                job.tenant_id,
+                claimed.row_id,
+                status="parked",
+                error_code="needs_reauth",
+                error_message=error.message,
+            )
+            self._log_claimed(session, job, claimed, "parked", "needs_reauth", error.message)
+        if account is not None:
+            cache_keys.invalidate_account(self._cache, job.tenant_id, job.account_id, account.ig_user_id)
+        logger.warning("account needs re-authorisation", extra={"error": str(error)})
+        return SendOutcome("parked", "needs_reauth")
+
+    def _finish(
+        self, job: SendJob, claimed: _Claimed, status: str, reason: str, error: GraphError
+    ) -> SendOutcome:
+        with session_scope(self._sessions) as session:
+            ledger.finish(
+                session,
+                job.tenant_id,
+                claimed.row_id,
+                status=status,
+                error_code=reason,
+                error_message=error.message,
+            )
+            self._log_claimed(session, job, claimed, status, reason, error.message)
+        return SendOutcome(status, reason)
+
+    # -- logs --------------------------------------------------------------------------------------
+
+    def _log_claimed(
+        self, session: Session, job: SendJob, claimed: _Claimed, status: str, reason: str | None, detail: str
+    ) -> None:
+        message = claimed.payload.get("message")
+        text = message.get("text") if isinstance(message, dict) else message
+        logs_repo.reply(
+            session,
+            job.tenant_id,
+            job.account_id,
+            automation_id=claimed.automation_id,
+            outbound_message_id=claimed.row_id,
+            kind=claimed.kind,
+            status=status,
+            recipient_id=claimed.recipient_id,
+            comment_id=claimed.comment_id,
+            text=text if isinstance(text, str) else None,
+            error_code=reason,
+            detail=detail,
+        )
+        logs_repo.automation(
+            session,
+            job.tenant_id,
+            job.account_id,
+            automation_id=claimed.automation_id,
+            event_key=None,
+            action=status,
+            reason=reason,
+            detail=f"{claimed.kind} #{claimed.row_id}: {detail}",
+        )
+
+    def _log(
+        self, session: Session, row: OutboundMessage, status: str, reason: str, detail: str = ""
+    ) -> None:
+        logs_repo.reply(
+            session,
+            row.tenant_id,
+            row.account_id,
+            automation_id=row.automation_id,
+            outbound_message_id=row.id,
+            kind=row.kind,
+            status=status,
+            recipient_id=row.recipient_id,
+            comment_id=row.comment_id,
+            error_code=reason,
+            detail=detail or None,
+        )
+        logs_repo.automation(
+            session,
+            row.tenant_id,
+            row.account_id,
+            automation_id=row.automation_id,
+            event_key=row.event_key,
+            action=status,
+            reason=reason,
+            detail=f"{row.kind} #{row.id}",
+        )
+
+
+def release_parked(session: Session, tenant_id: str, account_id: str, publisher: QueuePublisher) -> int:
+    """Queue an account's parked messages again (call it when the account is re-connected).
+
+    The rows move to ``queued`` in the caller's transaction; the send jobs are published only after
+    that transaction commits (a job published earlier could reach a sender that still sees ``parked``).
+    Returns the number of rows released. Messages whose window has passed meanwhile are skipped by the
+    sender with the reason.
+    """
+    rows = ledger.list_by_status(session, tenant_id, account_id, ["parked"], limit=10_000)
+    moved = set(ledger.requeue(session, tenant_id, [row.id for row in rows], from_status="parked"))
+    jobs: dict[str, list[str]] = {}
+    for row in rows:
+        if row.id in moved:
+            body = SendJob(tenant_id=tenant_id, account_id=account_id, outbound_id=row.id).model_dump_json()
+            jobs.setdefault(sends_queue(row.priority), []).append(body)
+            logs_repo.automation(
+                session,
+                tenant_id,
+                account_id,
+                automation_id=row.automation_id,
+                event_key=row.event_key,
+                action="queued",
+                reason="released",
+                detail=f"{row.kind} #{row.id} released after reconnect",
+            )
+    if jobs:
+
+        def publish(_session: Session) -> None:
+            for queue, bodies in jobs.items():
+                publisher.publish(queue, bodies)
+
+        sa_event.listen(session, "after_commit", publish, once=True)
+    return len(moved)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

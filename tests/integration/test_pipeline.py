@@ -1,0 +1,135 @@
+"""The issue #2 path end to end, in process, against the real MariaDB and Redis and the Instagram
+sandbox on a loopback port: webhook -> events queue -> processor -> ledger -> sends queue -> sender ->
+Graph (sandbox) -> reply_logs + automation_logs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import func, select
+
+from local.sandbox import SandboxServer
+from processor.handler import lambda_handler as processor_handler
+from replyflow.db.engine import session_scope
+from replyflow.db.models import AutomationLog, OutboundMessage, ReplyLog
+from replyflow.settings import Settings
+from replyflow.wiring import core, pipeline
+from sender.handler import lambda_handler as sender_handler
+from tests.support_pipeline import SECRET, MemoryQueues, Seeded, comment_body, pump, seed_tenant, webhook_post
+from webhook.handler import lambda_handler as webhook_handler
+
+pytestmark = pytest.mark.integration
+
+PRIVATE_REPLY = {
+    "private_reply": {"template_text": "Hi {{username}}! Here is your link: https://example.com/p"}
+}
+
+
+@dataclass
+class Stack:
+    sandbox: SandboxServer
+    queues: MemoryQueues
+
+    def seed(self, **kwargs: object) -> Seeded:
+        with session_scope(core.writer_sessions()) as session:
+            ig = f"1784{uuid.uuid4().int % 10**13:013d}"
+            token = self.sandbox.issue_token(ig, "brand")
+            return seed_tenant(session, core.cipher(), token=token, ig_user_id=ig, **kwargs)  # type: ignore[arg-type]
+
+    def drain(self, timeout: float = 20.0) -> None:
+        pump(self.queues, processor_handler, sender_handler, timeout=timeout)
+
+    def sandbox_messages(self, ig_user_id: str) -> list[dict[str, object]]:
+        state = self.sandbox.app.state
+        with state.lock:
+            return [r.to_json() for r in state.sent if r.account_id == ig_user_id]
+
+
+@pytest.fixture
+def stack(mysql_url: str, redis_url: str) -> Iterator[Stack]:
+    sandbox = SandboxServer(port=0, app_id="replyflow-test", app_secret="sandbox-secret", seed=7)
+    sandbox.start()
+    queues = MemoryQueues()
+    settings = Settings(
+        environment="test",
+        database_url=mysql_url,
+        redis_url=redis_url,
+        graph_api_base_url=sandbox.url,
+        instagram_app_secret=SECRET.decode(),
+        instagram_app_secret_secondary="the-other-secret",
+        graph_timeout_seconds=5,
+    )
+    core.override(settings=settings, queue_publisher=queues)
+    pipeline.reset()
+    try:
+        yield Stack(sandbox, queues)
+    finally:
+        core.clear_overrides()
+        pipeline.reset()
+        sandbox.stop()
+
+
+def _count(model: type, **where: object) -> int:
+    with session_scope(core.writer_sessions()) as session:
+        query = select(func.count()).select_from(model)
+        for name, value in where.items():
+            query = query.where(getattr(model, name) == value)
+        return int(session.scalar(query) or 0)
+
+
+def test_a_comment_keyword_becomes_one_private_reply_with_logs(stack: Stack) -> None:
+    seeded = stack.seed(automations=[{"keywords": ["LINK"], "actions": PRIVATE_REPLY}])
+    comment_id = f"179{uuid.uuid4().int % 10**14:014d}"
+
+    response = webhook_handler(webhook_post(comment_body(seeded.ig_user_id, comment_id, "LINK")), None)
+    assert response["statusCode"] == 200
+    stack.drain()
+
+    sent = stack.sandbox_messages(seeded.ig_user_id)
+    assert len(sent) == 1
+    assert sent[0]["recipient"] == {"comment_id": comment_id}
+    assert "maya.creates" in json.dumps(sent[0]["message"])
+    assert _count(ReplyLog, tenant_id=seeded.tenant_id, status="sent") == 1
+    assert _count(AutomationLog, tenant_id=seeded.tenant_id, action="sent") == 1
+    assert _count(AutomationLog, tenant_id=seeded.tenant_id, action="queued") == 1
+    assert _count(OutboundMessage, tenant_id=seeded.tenant_id, status="sent") == 1
+
+
+def test_a_bad_signature_is_401_and_nothing_is_enqueued(stack: Stack) -> None:
+    seeded = stack.seed(automations=[{"actions": PRIVATE_REPLY}])
+    event = webhook_post(comment_body(seeded.ig_user_id, "17900000000000001"), secret=b"wrong")
+    response = webhook_handler(event, None)
+    assert response["statusCode"] == 401
+    assert json.loads(response["body"])["error"]["code"] == "invalid_signature"
+    assert stack.queues.pending() == 0
+
+
+def test_the_same_body_three_times_at_once_sends_one_dm(stack: Stack) -> None:
+    seeded = stack.seed(automations=[{"actions": PRIVATE_REPLY}])
+    comment_id = f"179{uuid.uuid4().int % 10**14:014d}"
+    event = webhook_post(comment_body(seeded.ig_user_id, comment_id))
+    barrier = threading.Barrier(3)
+    statuses: list[int] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        statuses.append(webhook_handler(event, None)["statusCode"])
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200, 200, 200]
+    assert stack.queues.pending("events-") == 3
+
+    # The three copies are processed concurrently too (one SQS batch, thread pool).
+    stack.drain()
+    assert len(stack.sandbox_messages(seeded.ig_user_id)) == 1
+    assert _count(OutboundMessage, tenant_id=seeded.tenant_id) == 1
+    assert _count(ReplyLog, tenant_id=seeded.tenant_id, status="sent") == 1
