@@ -40,7 +40,7 @@ from typing import Any
 
 from local.template import REGION, QueueSpec, SqsEvent, queue_arn
 
-log = logging.getLogger("replyflow.local.broker")
+log = logging.getLogger("local.broker")
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_DELAY_SECONDS = 900
@@ -161,7 +161,11 @@ class Broker:
         queue.consumers += 1
         self._consumers.append(consumer)
 
-    def send(
+    def send(self, queue: str, body: str, *, delay_seconds: int | None = None) -> None:
+        """SendMessage (the ``LocalBroker`` port). ``delay_seconds=None`` uses the queue's default."""
+        self.send_message(queue, body, delay_seconds=delay_seconds)
+
+    def send_message(
         self,
         queue: str,
         body: str,
@@ -169,7 +173,7 @@ class Broker:
         delay_seconds: int | None = None,
         message_attributes: Mapping[str, Any] | None = None,
     ) -> str:
-        """SendMessage: returns the message id. ``delay_seconds=None`` uses the queue's default."""
+        """SendMessage with message attributes; returns the message id."""
         size = len(body.encode())
         if size > MAX_BODY_BYTES:
             raise ValueError(f"message of {size} bytes exceeds the 256 KB SQS limit")

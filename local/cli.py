@@ -1,7 +1,423 @@
-"""The ``replyflow`` command line (placeholder until the local stack lands)."""
+"""The ``replyflow`` command line (also ``python -m local``).
+
+- ``run``: the local stack (:mod:`local.stack`) until Ctrl-C / SIGTERM, then a clean stop and exit 0.
+- ``migrate`` / ``seed``: the database alone (``seed`` stores a placeholder demo token; ``run``
+  replaces it with one the sandbox issues).
+- ``simulate comment|dm``: a webhook body shaped exactly like Instagram's, signed with the app secret
+  (``X-Hub-Signature-256``), registered with the sandbox first when it answers, POSTed to the stack.
+- ``dlq list|redrive``: the running local stack's DLQs over ``/_local``; with ``QUEUE_URLS`` set, the
+  real SQS DLQs through boto3.
+
+Other modules add subcommands with a ``register(subparsers)`` function (``local/jobs_cli.py``).
+Settings come from the environment through :class:`replyflow.settings.Settings`; this module prints
+(it is the user interface) and never reads ``os.environ`` itself.
+"""
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import hmac
+import importlib
+import json
+import logging
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
-def main() -> None:
-    raise SystemExit("not yet")
+from replyflow.settings import Settings
+
+DEFAULT_FROM_ID = "7351928465012834"
+DEFAULT_USERNAME = "maya.creates"
+DEFAULT_MEDIA_ID = "18034567890123456"
+DEFAULT_DM_FROM_ID = "1129384756102938"
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _configure_logging(settings: Settings, verbose: bool = False) -> None:
+    level = logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    for noisy in ("alembic", "httpx", "httpcore", "botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def api_url(settings: Settings) -> str:
+    from local.stack import client_host
+
+    return f"http://{client_host(settings.replyflow_host)}:{settings.replyflow_port}"
+
+
+def sandbox_url(settings: Settings) -> str:
+    from local.stack import client_host
+
+    return f"http://{client_host(settings.replyflow_host)}:{settings.replyflow_sandbox_port}"
+
+
+def sign(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _digits(count: int) -> str:
+    return "".join(random.choice("0123456789") for _ in range(count))
+
+
+def comment_body(
+    *,
+    text: str,
+    account: str,
+    comment_id: str,
+    from_id: str = DEFAULT_FROM_ID,
+    username: str = DEFAULT_USERNAME,
+    media_id: str = DEFAULT_MEDIA_ID,
+    parent_id: str | None = None,
+    live: bool = False,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """A ``comments`` (or ``live_comments``) webhook body like shared/reference/events/comment_feed.json."""
+    value: dict[str, Any] = {
+        "from": {"id": from_id, "username": username},
+        "media": {"id": media_id, "media_product_type": "LIVE" if live else "FEED"},
+        "id": comment_id,
+    }
+    if parent_id:
+        value["parent_id"] = parent_id
+    value["text"] = text
+    return {
+        "object": "instagram",
+        "entry": [
+            {
+                "id": account,
+                "time": int(now if now is not None else time.time()),
+                "changes": [{"field": "live_comments" if live else "comments", "value": value}],
+            }
+        ],
+    }
+
+
+def dm_body(
+    *,
+    text: str,
+    account: str,
+    from_id: str = DEFAULT_DM_FROM_ID,
+    mid: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """A ``messaging`` webhook body like shared/reference/events/dm_text.json (milliseconds)."""
+    millis = int((now if now is not None else time.time()) * 1000)
+    return {
+        "object": "instagram",
+        "entry": [
+            {
+                "id": account,
+                "time": millis,
+                "messaging": [
+                    {
+                        "sender": {"id": from_id},
+                        "recipient": {"id": account},
+                        "timestamp": millis,
+                        "message": {
+                            "mid": mid or f"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE{_digits(24)}",
+                            "text": text,
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def _try_sandbox(url: str, payload: dict[str, Any]) -> str:
+    import httpx
+
+    try:
+        response = httpx.post(url, json=payload, timeout=5)
+    except httpx.HTTPError:
+        return "sandbox not reachable, skipped"
+    return f"sandbox {response.status_code}"
+
+
+def post_webhook(settings: Settings, body: dict[str, Any]) -> int:
+    import httpx
+
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    url = f"{api_url(settings)}/webhooks/instagram"
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": sign(raw, settings.instagram_app_secret.get_secret_value()),
+    }
+    try:
+        response = httpx.post(url, content=raw, headers=headers, timeout=30)
+    except httpx.HTTPError as error:
+        print(f"POST {url} failed: {error} (is `replyflow run` running?)", file=sys.stderr)
+        return 1
+    print(f"POST {url} -> {response.status_code} {response.text[:300]}")
+    return 0 if response.is_success else 1
+
+
+# ----------------------------------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from local.stack import LocalStack, StackOptions
+
+    settings = _settings()
+    _configure_logging(settings, args.verbose)
+    options = StackOptions(
+        scheduler=not args.no_scheduler,
+        sandbox=not args.no_sandbox,
+        visibility_scale=args.visibility_scale,
+        workers=args.workers,
+        template_path=Path(args.template) if args.template else None,
+    )
+    stack = LocalStack(settings, options)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+    except Exception:
+        logging.getLogger("local").exception("the local stack failed to start")
+        stack.stop()
+        return 1
+    print(stack.banner(), flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        print("Stopping the local stack...", flush=True)
+        stack.stop()
+    print("Stopped.", flush=True)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from local.stack import describe_database, migrate
+
+    settings = _settings()
+    _configure_logging(settings)
+    migrate(settings)
+    print(f"Migrated {describe_database(settings.database_url)}")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from local.stack import PLACEHOLDER_TOKEN, describe_database, migrate, seed
+
+    settings = _settings()
+    _configure_logging(settings)
+    migrate(settings)
+    demo = seed(PLACEHOLDER_TOKEN)
+    print(f"Seeded plans and the demo tenant in {describe_database(settings.database_url)}")
+    print(f"  login {demo.email} / {demo.password}; IG account {demo.ig_user_id}")
+    print("  (the demo access token is a placeholder until `replyflow run` refreshes it)")
+    return 0
+
+
+def cmd_simulate_comment(args: argparse.Namespace) -> int:
+    from replyflow.services.demo_seed import DEMO_IG_USER_ID
+
+    settings = _settings()
+    account = args.account or DEMO_IG_USER_ID
+    comment_id = args.comment_id or f"179{_digits(14)}"
+    now = time.time()
+    body = comment_body(
+        text=args.text,
+        account=account,
+        comment_id=comment_id,
+        from_id=args.from_id,
+        username=args.username,
+        media_id=args.media,
+        parent_id=args.parent,
+        live=args.live,
+        now=now,
+    )
+    registered = _try_sandbox(
+        f"{sandbox_url(settings)}/_sandbox/comments",
+        {
+            "id": comment_id,
+            "from_id": args.from_id,
+            "username": args.username,
+            "text": args.text,
+            "media_id": args.media,
+            "parent_id": args.parent,
+            "media_product_type": "LIVE" if args.live else "FEED",
+            "timestamp": now,
+        },
+    )
+    print(f"comment {comment_id} on media {args.media} from @{args.username}: {args.text!r} ({registered})")
+    return post_webhook(settings, body)
+
+
+def cmd_simulate_dm(args: argparse.Namespace) -> int:
+    from replyflow.services.demo_seed import DEMO_IG_USER_ID
+
+    settings = _settings()
+    account = args.account or DEMO_IG_USER_ID
+    now = time.time()
+    body = dm_body(text=args.text, account=account, from_id=args.from_id, now=now)
+    registered = _try_sandbox(
+        f"{sandbox_url(settings)}/_sandbox/inbound",
+        {"account_id": account, "sender_id": args.from_id, "timestamp": now},
+    )
+    print(f"DM from {args.from_id}: {args.text!r} ({registered})")
+    return post_webhook(settings, body)
+
+
+def _local_get(settings: Settings, path: str, method: str = "GET") -> Any:
+    import httpx
+
+    url = f"{api_url(settings)}{path}"
+    try:
+        response = httpx.request(method, url, timeout=10)
+    except httpx.HTTPError as error:
+        raise SystemExit(f"{url}: {error} (is `replyflow run` running? set QUEUE_URLS for AWS)") from None
+    if not response.is_success:
+        raise SystemExit(f"{method} {url} -> {response.status_code} {response.text}")
+    return response.json()
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if settings.queue_urls:
+        return _dlq_aws(settings, args)
+    queues: dict[str, Any] = _local_get(settings, "/_local/queues")["queues"]
+    dlqs = {name: stats for name, stats in queues.items() if stats.get("source")}
+    if args.queue:
+        wanted = queues.get(args.queue)
+        if wanted is None:
+            raise SystemExit(f"no queue {args.queue!r}; queues: {', '.join(sorted(queues))}")
+        name = args.queue if wanted.get("source") else wanted.get("dlq_name")
+        if not name:
+            raise SystemExit(f"{args.queue} has no DLQ")
+        dlqs = {name: queues[name]}
+    if args.action == "list":
+        for name, stats in sorted(dlqs.items()):
+            count = stats["visible"] + stats["in_flight"] + stats["delayed"]
+            print(f"{name:24} {count:6d} message(s)  (source: {stats['source']})")
+            if args.queue:
+                for message in _local_get(settings, f"/_local/dlq/{name}")["messages"]:
+                    receives, body = message["receiveCount"], message["body"][:200]
+                    print(f"  {message['messageId']}  receives={receives}  {body}")
+        return 0
+    total = 0
+    for name in sorted(dlqs):
+        moved = int(_local_get(settings, f"/_local/dlq/{name}/redrive", method="POST")["moved"])
+        total += moved
+        if moved or args.queue:
+            print(f"{name}: {moved} message(s) moved back to {dlqs[name]['source']}")
+    print(f"redrove {total} message(s)")
+    return 0
+
+
+def _dlq_aws(settings: Settings, args: argparse.Namespace) -> int:
+    import boto3
+
+    sqs = boto3.client("sqs", region_name=settings.aws_region)
+    pairs: list[tuple[str, str, str]] = []  # (source name, dlq url, dlq arn)
+    for name, url in sorted(settings.queue_urls.items()):
+        if args.queue and args.queue not in {name, f"{name}-dlq"}:
+            continue
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]
+        policy = attributes.get("RedrivePolicy")
+        if not policy:
+            continue
+        dlq_arn = json.loads(policy)["deadLetterTargetArn"]
+        dlq_url = sqs.get_queue_url(QueueName=dlq_arn.rsplit(":", 1)[1])["QueueUrl"]
+        pairs.append((name, dlq_url, dlq_arn))
+    if not pairs:
+        raise SystemExit("no DLQs found for the configured QUEUE_URLS")
+    for name, dlq_url, dlq_arn in pairs:
+        if args.action == "list":
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=dlq_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            print(f"{dlq_arn.rsplit(':', 1)[1]:32} {int(attrs['ApproximateNumberOfMessages']):6d} message(s)")
+        else:
+            task = sqs.start_message_move_task(SourceArn=dlq_arn)
+            print(
+                f"{name}: move task {task.get('TaskHandle', '?')[:40]}... started (back to the source queue)"
+            )
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="replyflow", description="Replyflow local stack and tools")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = subparsers.add_parser("run", help="start the local stack (API, workers, sandbox, scheduler)")
+    run.add_argument("--no-scheduler", action="store_true", help="do not fire the template's schedules")
+    run.add_argument("--no-sandbox", action="store_true", help="do not start the Instagram sandbox")
+    run.add_argument(
+        "--visibility-scale",
+        type=float,
+        default=1.0,
+        metavar="FACTOR",
+        help="multiply every queue's visibility timeout (e.g. 0.01 to watch retries and DLQ moves); "
+        "local only, semantics unchanged",
+    )
+    run.add_argument("--workers", type=int, default=4, help="max worker threads per SQS event source")
+    run.add_argument("--template", help="template.yaml to read (default: the repository's)")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=cmd_run)
+
+    subparsers.add_parser("migrate", help="apply the database migrations").set_defaults(func=cmd_migrate)
+    subparsers.add_parser("seed", help="migrate, then seed plans and the demo tenant").set_defaults(
+        func=cmd_seed
+    )
+
+    simulate = subparsers.add_parser("simulate", help="post a signed Instagram webhook to the running stack")
+    kinds = simulate.add_subparsers(dest="kind", required=True, metavar="KIND")
+    comment = kinds.add_parser("comment", help="a comment on a post (or a live video with --live)")
+    comment.add_argument("--text", required=True)
+    comment.add_argument("--media", default=DEFAULT_MEDIA_ID, help="media id")
+    comment.add_argument("--from", dest="from_id", default=DEFAULT_FROM_ID, help="commenter IGSID")
+    comment.add_argument("--username", default=DEFAULT_USERNAME)
+    comment.add_argument("--account", help="receiving IG account id (default: the demo account)")
+    comment.add_argument("--comment-id", help="default: a fresh random id")
+    comment.add_argument("--parent", help="parent comment id (a reply)")
+    comment.add_argument("--live", action="store_true", help="a live_comments event")
+    comment.set_defaults(func=cmd_simulate_comment)
+    dm = kinds.add_parser("dm", help="a text DM")
+    dm.add_argument("--text", required=True)
+    dm.add_argument("--from", dest="from_id", default=DEFAULT_DM_FROM_ID, help="sender IGSID")
+    dm.add_argument("--account", help="receiving IG account id (default: the demo account)")
+    dm.set_defaults(func=cmd_simulate_dm)
+
+    dlq = subparsers.add_parser("dlq", help="list or redrive dead-letter queues")
+    dlq.add_argument("action", choices=["list", "redrive"])
+    dlq.add_argument("--queue", help="a queue or DLQ name (events-high, sends-low-dlq, ...)")
+    dlq.set_defaults(func=cmd_dlq)
+
+    try:
+        extension = importlib.import_module("local.jobs_cli")
+    except ModuleNotFoundError as error:
+        if error.name != "local.jobs_cli":
+            raise
+    else:
+        extension.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    raise SystemExit(args.func(args))

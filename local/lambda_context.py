@@ -21,7 +21,7 @@ from typing import Any
 
 from local.template import ACCOUNT_ID, REGION, FunctionSpec
 
-log = logging.getLogger("replyflow.local")
+log = logging.getLogger("local.lambda")
 
 Handler = Callable[[Any, Any], Any]
 

@@ -195,8 +195,8 @@ class Template:
         except KeyError:
             raise TemplateError(f"no function {logical_id!r} in the template") from None
 
-    def match(self, method: str, path: str) -> RouteMatch | None:
-        """The route API Gateway would pick for ``method path``, or None (no resource or no method)."""
+    def resource(self, path: str) -> tuple[list[Route], dict[str, str]] | None:
+        """The routes of the resource API Gateway would pick for ``path`` (all its methods)."""
         parts = _split(path)
         best: tuple[tuple[int, ...], list[Route], dict[str, str]] | None = None
         by_resource: dict[str, list[Route]] = {}
@@ -209,9 +209,14 @@ class Template:
             rank, params = matched
             if best is None or rank > best[0]:
                 best = (rank, routes, params)
-        if best is None:
+        return None if best is None else (best[1], best[2])
+
+    def match(self, method: str, path: str) -> RouteMatch | None:
+        """The route API Gateway would pick for ``method path``, or None (no resource or no method)."""
+        found = self.resource(path)
+        if found is None:
             return None
-        _rank, routes, params = best
+        routes, params = found
         method = method.upper()
         for wanted in (method, "ANY"):
             for route in routes:

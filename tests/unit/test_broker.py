@@ -75,7 +75,7 @@ def make(
 
 def test_record_shape_is_an_sqs_event_record(clock, handler):
     broker, consumer = make(clock, handler)
-    message_id = broker.send("work", '{"a": 1}')
+    message_id = broker.send_message("work", '{"a": 1}')
     broker.poll_once(consumer)
     (record,) = handler.batches[0]
     assert record["messageId"] == message_id

@@ -1,0 +1,245 @@
+"""The local stack: every function of template.yaml in one process, with no AWS.
+
+Start order (and stop order, reversed) matters:
+
+1. migrate the database (SQLite under ``.local/`` unless ``DATABASE_URL`` is set);
+2. start the Instagram sandbox, so the settings below can point the Graph API and OAuth at it;
+3. install the wiring overrides (settings pointing at the sandbox, the broker as queue publisher and
+   inspector) *before* anything builds an engine, a client or a cache;
+4. seed the demo tenant with a token the sandbox just issued (idempotent);
+5. start the broker's workers, the scheduler, and last the gateway, so a request that arrives can be
+   served end to end. Stopping closes the gateway first, lets in-flight batches finish, then stops
+   the sandbox.
+
+Redis is whatever ``replyflow.wiring.core.redis_client`` builds: fakeredis in-process unless
+``REDIS_URL`` is set. Messages live in the broker's memory: queued work does not survive a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.broker import Broker, Consumer
+from local.gateway import Gateway, GatewayServer
+from local.lambda_context import LambdaFunction
+from local.scheduler import Scheduler
+from local.template import Template, load_template
+from replyflow.settings import Settings
+
+log = logging.getLogger("local.stack")
+
+PLACEHOLDER_TOKEN = "IGAA-local-placeholder-token"
+
+
+@dataclass
+class StackOptions:
+    scheduler: bool = True
+    sandbox: bool = True
+    visibility_scale: float = 1.0
+    workers: int = 4  # per SQS event source, capped by its ScalingConfig.MaximumConcurrency
+    template_path: Path | None = None
+
+
+@dataclass
+class DemoInfo:
+    email: str
+    password: str
+    tenant_id: str
+    account_id: str
+    ig_user_id: str
+
+
+def client_host(host: str) -> str:
+    """Where a client on this machine reaches a server bound to ``host``."""
+    return "127.0.0.1" if host in {"0.0.0.0", "", "::"} else host  # noqa: S104 - comparison only
+
+
+def describe_database(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ":memory:"
+        if database != ":memory:":
+            database = str(Path(database).resolve())
+        return f"SQLite {database}"
+    return parsed.render_as_string(hide_password=True)
+
+
+def describe_redis(url: str | None) -> str:
+    if not url:
+        return "in-process fakeredis"
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def migrate(settings: Settings) -> None:
+    from sqlalchemy.engine import make_url
+
+    from replyflow.db.migrate import upgrade
+
+    parsed = make_url(settings.database_url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+
+
+def seed(access_token: str) -> DemoInfo:
+    """Plans + the demo tenant, through the (possibly overridden) core wiring."""
+    from replyflow.db.engine import session_scope
+    from replyflow.services.demo_seed import seed_demo
+    from replyflow.wiring import core
+
+    with session_scope(core.writer_sessions()) as session:
+        demo = seed_demo(session, core.cipher(), access_token=access_token)
+    return DemoInfo(demo.email, demo.password, demo.tenant_id, demo.account_id, demo.ig_user_id)
+
+
+@dataclass
+class LocalStack:
+    base: Settings
+    options: StackOptions = field(default_factory=StackOptions)
+    template: Template | None = None
+    settings: Settings | None = None
+    broker: Broker | None = None
+    scheduler: Scheduler | None = None
+    server: GatewayServer | None = None
+    sandbox: Any = None
+    demo: DemoInfo | None = None
+    functions: dict[str, LambdaFunction] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{client_host(self.base.replyflow_host)}:{self.base.replyflow_port}"
+
+    @property
+    def sandbox_url(self) -> str | None:
+        return str(self.sandbox.url) if self.sandbox is not None else None
+
+    def start(self) -> None:
+        from replyflow.adapters.queues import BrokerPublisher
+        from replyflow.wiring import core
+
+        template = self.template or load_template(self.options.template_path)
+        self.template = template
+        migrate(self.base)
+
+        token = PLACEHOLDER_TOKEN
+        updates: dict[str, Any] = {
+            "oauth_redirect_uri": f"{self.api_url}/v1/accounts/oauth/callback",
+        }
+        if self.options.sandbox:
+            from local.sandbox import SandboxServer
+            from replyflow.services.demo_seed import DEMO_IG_USER_ID, DEMO_USERNAME
+
+            self.sandbox = SandboxServer(
+                self.base.replyflow_host,
+                self.base.replyflow_sandbox_port,
+                app_id=self.base.instagram_app_id,
+                app_secret=self.base.instagram_app_secret.get_secret_value(),
+                graph_version=self.base.graph_api_version,
+            )
+            self.sandbox.start()
+            sandbox_url = f"http://{client_host(self.base.replyflow_host)}:{self.sandbox.port}"
+            token = self.sandbox.issue_token(DEMO_IG_USER_ID, DEMO_USERNAME)
+            updates.update(
+                graph_api_base_url=sandbox_url,
+                instagram_oauth_authorize_url=f"{sandbox_url}/oauth/authorize",
+                instagram_oauth_token_url=f"{sandbox_url}/oauth/access_token",
+            )
+        self.settings = self.base.model_copy(update=updates)
+
+        self.functions = {name: LambdaFunction(spec) for name, spec in template.functions.items()}
+        consumers = [
+            Consumer.from_event(event, fn.name, fn.invoke, max_workers=self.options.workers)
+            for fn in self.functions.values()
+            for event in fn.spec.sqs_events
+            if event.enabled
+        ]
+        self.broker = Broker(
+            template.queues.values(), consumers, visibility_scale=self.options.visibility_scale
+        )
+        core.override(
+            settings=self.settings,
+            queue_publisher=BrokerPublisher(self.broker),
+            queue_inspector=self.broker,
+        )
+        self.demo = seed(token)
+        self.broker.start()
+
+        if self.options.scheduler:
+            self.scheduler = Scheduler(
+                (event, fn.invoke) for fn in self.functions.values() for event in fn.spec.schedule_events
+            )
+            self.scheduler.start()
+
+        gateway = Gateway(template, self.functions, broker=self.broker)
+        self.server = GatewayServer(gateway, self.base.replyflow_host, self.base.replyflow_port)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            if not self.scheduler.wait_running(30):
+                log.warning("scheduled invocations still running at shutdown")
+        if self.broker is not None:
+            self.broker.stop()
+        if self.sandbox is not None:
+            self.sandbox.stop()
+        from replyflow.wiring import core
+
+        core.clear_overrides()
+
+    def banner(self) -> str:
+        assert self.settings is not None
+        assert self.template is not None
+        s = self.settings
+        api = self.api_url
+        lines = [
+            "",
+            "Replyflow local stack is running",
+            f"  API            {api}",
+            f"  API docs       {api}/docs  (OpenAPI: {api}/openapi.json)",
+            f"  Webhook        {api}/webhooks/instagram",
+        ]
+        if self.sandbox_url:
+            lines.append(
+                f"  IG sandbox     {self.sandbox_url}  (sent messages: {self.sandbox_url}/_sandbox/messages)"
+            )
+        else:
+            lines.append("  IG sandbox     disabled (Graph API calls go to " + s.graph_api_base_url + ")")
+        if self.demo is not None:
+            lines += [
+                f"  Demo login     {self.demo.email} / {self.demo.password}",
+                f"  Demo account   @replyflow.demo, IG id {self.demo.ig_user_id} "
+                "(automation: comment LINK -> private reply)",
+            ]
+        queues = [q for q in self.template.queues.values() if q.dlq]
+        lines += [
+            f"  App secret     {s.instagram_app_secret.get_secret_value()}",
+            f"  Verify token   {s.instagram_verify_token.get_secret_value()}",
+            f"  Database       {describe_database(s.database_url)}",
+            f"  Redis          {describe_redis(s.redis_url)}",
+            f"  Queues         in-process broker, {len(queues)} queues with DLQs "
+            f"(visibility timeouts x{self.options.visibility_scale:g}); inspect {api}/_local/queues",
+            "  Scheduler      "
+            + (
+                f"{len(self.scheduler.schedules)} schedules"
+                if self.scheduler
+                else "disabled (--no-scheduler)"
+            ),
+            "",
+            "  Simulate a comment:   replyflow simulate comment --text LINK",
+            "  Ctrl-C stops everything.",
+            "",
+        ]
+        return "\n".join(lines)
