@@ -1,0 +1,123 @@
+"""Call the API in-process the way API Gateway does: build a REST proxy event, run the REQUEST
+authorizer first on the routes template.yaml protects (its ``context`` becomes
+``requestContext.authorizer``; a failure is API Gateway's 401 ``{"message": "Unauthorized"}``), then
+``api.handler.lambda_handler``. Used by the integration tests and the benchmarks; the local stack's
+gateway does the same over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from api.handler import lambda_handler as api_handler
+from authorizer.handler import lambda_handler as authorizer_handler
+
+UNAUTHENTICATED_PREFIXES = ("/v1/auth/",)
+UNAUTHENTICATED_PATHS = frozenset(
+    {"/health", "/openapi.json", "/docs", "/v1/plans", "/v1/accounts/oauth/callback"}
+)
+METHOD_ARN = "arn:aws:execute-api:us-east-1:000000000000:local/v1/{method}{path}"
+POLICY_TTL_SECONDS = 300
+
+
+def needs_authorizer(path: str) -> bool:
+    if path in UNAUTHENTICATED_PATHS or path.startswith(UNAUTHENTICATED_PREFIXES):
+        return False
+    return path.startswith("/v1/")
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+    def json(self) -> Any:
+        return self.body
+
+
+@dataclass
+class Gateway:
+    """``cache_policies`` mimics API Gateway's authorizer result cache (keyed by the header, 300 s)."""
+
+    source_ip: str = "127.0.0.1"
+    cache_policies: bool = False
+    _policies: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+
+    def _authorize(self, method: str, path: str, headers: dict[str, str]) -> dict[str, Any] | None:
+        authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        if not authorization:
+            return None
+        cached = self._policies.get(authorization) if self.cache_policies else None
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        event = {
+            "type": "REQUEST",
+            "methodArn": METHOD_ARN.format(method=method, path=path),
+            "headers": headers,
+            "httpMethod": method,
+            "path": path,
+        }
+        try:
+            result = authorizer_handler(event, None)
+        except Exception:
+            return None
+        context = dict(result.get("context") or {})
+        context["principalId"] = result.get("principalId")
+        if self.cache_policies:
+            self._policies[authorization] = (time.monotonic() + POLICY_TTL_SECONDS, context)
+        return context
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        token: str | None = None,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> ApiResponse:
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        request_context: dict[str, Any] = {
+            "identity": {"sourceIp": self.source_ip},
+            "stage": "v1",
+            "httpMethod": method,
+            "path": path + (f"?{urlencode(query)}" if query else ""),
+            "requestId": f"local-{time.monotonic_ns()}",
+        }
+        if needs_authorizer(path):
+            context = self._authorize(method, path, all_headers)
+            if context is None:
+                return ApiResponse(401, {}, {"message": "Unauthorized"})
+            request_context["authorizer"] = context
+        event = {
+            "resource": path,
+            "path": path,
+            "httpMethod": method,
+            "headers": all_headers,
+            "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
+            "queryStringParameters": query or None,
+            "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+            "pathParameters": None,
+            "body": None if body is None else body if isinstance(body, str) else json.dumps(body),
+            "isBase64Encoded": False,
+            "requestContext": request_context,
+        }
+        raw = api_handler(event, None)
+        out_headers = {k: v for k, v in (raw.get("headers") or {}).items()}
+        for name, values in (raw.get("multiValueHeaders") or {}).items():
+            if values:
+                out_headers[name] = values[-1]
+        text = raw.get("body") or ""
+        try:
+            parsed: Any = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return ApiResponse(int(raw["statusCode"]), out_headers, parsed)

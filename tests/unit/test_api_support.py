@@ -1,0 +1,109 @@
+"""Shared fixtures and fakes for the API tests (no tests here).
+
+``api_env`` points the wiring at a database URL (SQLite in the unit tier, MariaDB in integration), a
+fake Instagram OAuth client and a rate limiter of its own, seeds the plans and yields an in-process
+gateway (``api.invoke.Gateway``) that runs the authorizer before the API like API Gateway does.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from api.invoke import ApiResponse, Gateway
+from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
+from replyflow.db.engine import session_scope
+from replyflow.db.repositories.plans import seed_plans
+from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
+from replyflow.settings import Settings
+from replyflow.wiring import core
+
+
+@dataclass
+class FakeInstagramOAuth:
+    """Issues predictable tokens; records calls (token values never leave this fake in assertions)."""
+
+    ig_user_id: str = "17841400000000999"
+    username: str = "fake.account"
+    calls: list[str] = field(default_factory=list)
+    subscribed: list[str] = field(default_factory=list)
+
+    def authorize_code(self, authorize_url: str) -> str:
+        self.calls.append("authorize")
+        return "code-" + secrets.token_hex(4)
+
+    def exchange_code(self, *, code: str, app_id: str, app_secret: str, redirect_uri: str) -> str:
+        self.calls.append("exchange_code")
+        return "short-" + code
+
+    def long_lived(self, *, short_token: str, app_secret: str) -> LongLivedToken:
+        self.calls.append("long_lived")
+        return LongLivedToken("IGLONG-" + secrets.token_hex(8), 5184000)
+
+    def profile(self, token: str) -> Profile:
+        self.calls.append("profile")
+        return Profile(self.ig_user_id, self.username)
+
+    def subscribe(self, token: str, fields: tuple[str, ...] = ()) -> None:
+        self.subscribed.append(token)
+
+    def unsubscribe(self, token: str) -> None:
+        self.calls.append("unsubscribe")
+
+
+@dataclass
+class ApiEnv:
+    gateway: Gateway
+    oauth: FakeInstagramOAuth
+    settings: Settings
+    requeued: list[tuple[str, str]]
+
+    def call(self, method: str, path: str, **kwargs: Any) -> ApiResponse:
+        return self.gateway.request(method, path, **kwargs)
+
+    def signup(self, workspace: str = "Acme") -> dict[str, Any]:
+        email = f"{workspace.lower()}-{secrets.token_hex(4)}@example.com"
+        response = self.call(
+            "POST",
+            "/v1/auth/signup",
+            body={"email": email, "password": "correct horse battery", "workspace_name": workspace},
+        )
+        assert response.status == 201, response.body
+        return {**response.body, "email": email, "password": "correct horse battery"}
+
+
+def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv]:
+    settings = Settings(database_url=database_url, redis_url=redis_url, environment="test")
+    oauth = FakeInstagramOAuth()
+    requeued: list[tuple[str, str]] = []
+    core.override(settings=settings)
+    client = core.redis_client()
+    if redis_url is None:
+        client.flushall()
+    limiter = RedisFixedWindowLimiter(client, namespace=f"rftest:{secrets.token_hex(4)}")
+    core.override(
+        settings=settings,
+        instagram_oauth=oauth,
+        api_rate_limiter=limiter,
+        requeue_parked=lambda tenant_id, account_id: requeued.append((tenant_id, account_id)) or 0,
+    )
+    with session_scope(core.writer_sessions()) as session:
+        seed_plans(session)
+    try:
+        yield ApiEnv(
+            Gateway(source_ip=f"10.0.{secrets.randbelow(250)}.{secrets.randbelow(250)}"),
+            oauth,
+            settings,
+            requeued,
+        )
+    finally:
+        core.clear_overrides()
+
+
+@pytest.fixture
+def api_env(sqlite_url: str) -> Iterator[ApiEnv]:
+    yield from make_env(sqlite_url)

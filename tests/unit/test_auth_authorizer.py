@@ -1,0 +1,55 @@
+"""The Lambda authorizer: API-wide Allow policy with the principal in the context, or "Unauthorized"."""
+
+from __future__ import annotations
+
+import pytest
+
+from authorizer.handler import lambda_handler
+from replyflow.services import tokens
+from replyflow.settings import Settings
+from replyflow.wiring import api as wiring
+from replyflow.wiring import core
+
+ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/v1/templates"
+
+
+@pytest.fixture(autouse=True)
+def _settings():
+    core.override(settings=Settings(environment="test"))
+    yield
+    core.clear_overrides()
+
+
+def event(authorization: str | None) -> dict:
+    headers = {"authorization": authorization} if authorization is not None else {}
+    return {"type": "REQUEST", "methodArn": ARN, "headers": headers}
+
+
+def test_valid_jwt_allows_every_route_and_passes_the_principal() -> None:
+    token = tokens.issue_access_token(
+        wiring.key_ring(), user_id="u1", tenant_id="t1", role="member", ttl_seconds=60
+    )
+    result = lambda_handler(event(f"Bearer {token}"), None)
+    statement = result["policyDocument"]["Statement"][0]
+    assert statement["Effect"] == "Allow"
+    assert statement["Resource"] == "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*/*"
+    assert result["context"] == {
+        "tenant_id": "t1",
+        "principal_id": "u1",
+        "role": "member",
+        "principal_type": "user",
+    }
+
+
+@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Basic abc", "Bearer nope", "Bearer rfk_bad"])
+def test_missing_or_malformed_credentials_are_unauthorized(authorization: str | None) -> None:
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        lambda_handler(event(authorization), None)
+
+
+def test_token_with_unknown_role_is_unauthorized() -> None:
+    token = tokens.issue_access_token(
+        wiring.key_ring(), user_id="u1", tenant_id="t1", role="root", ttl_seconds=60
+    )
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        lambda_handler(event(f"Bearer {token}"), None)
