@@ -320,7 +320,8 @@ def test_publishers_may_send_only_to_the_queues_they_publish_to(functions: dict[
     assert _sqs_send_targets(functions["WebhookFunction"]) == events
     for name in WORKER_QUEUES:
         assert _sqs_send_targets(functions[name]) == sends, name
-    for name in ("ApiFunction", "AuthorizerFunction", "JobsFunction"):
+    assert _sqs_send_targets(functions["ApiFunction"]) == sends  # re-queue parked sends on reconnect
+    for name in ("AuthorizerFunction", "JobsFunction"):
         assert _sqs_send_targets(functions[name]) == set(), name
 
 
@@ -355,3 +356,26 @@ def test_function_secrets_come_from_secrets_manager(functions: dict[str, Any]) -
         variables = fn["Properties"].get("Environment", {}).get("Variables", {})
         for key in secret_names & set(variables):
             assert "{{resolve:secretsmanager:" in json.dumps(variables[key]), (name, key)
+
+
+def test_dynamic_references_fit_cloudformations_limit(
+    template: dict[str, Any], functions: dict[str, Any]
+) -> None:
+    # SAM copies Globals into every function, so each global reference counts once per function.
+    def count(value: Any) -> int:
+        return json.dumps(value).count("{{resolve:")
+
+    global_refs = count(_globals(template)) * len(functions)
+    other_refs = count({k: v for k, v in template.items() if k != "Globals"})
+    assert global_refs + other_refs <= 60
+
+
+def test_functions_get_the_secrets_the_settings_model_requires(template: dict[str, Any]) -> None:
+    variables = _globals(template)["Environment"]["Variables"]
+    for name in (
+        "INSTAGRAM_APP_SECRET",
+        "INSTAGRAM_VERIFY_TOKEN",
+        "TOKEN_ENCRYPTION_KEY",
+        "JWT_SIGNING_KEYS",
+    ):
+        assert "{{resolve:secretsmanager:" in json.dumps(variables[name]), name
