@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from tests.unit.test_api_support import ApiEnv, api_env  # noqa: F401
+from collections.abc import Iterator
+
+import pytest
+
+from tests.unit.test_api_support import ApiEnv, make_env
+
+
+@pytest.fixture
+def api_env(sqlite_url: str) -> Iterator[ApiEnv]:
+    yield from make_env(sqlite_url)
 
 
 def test_signup_login_me(api_env: ApiEnv) -> None:

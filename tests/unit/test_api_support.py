@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
 from api.invoke import ApiResponse, Gateway
 from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
 from replyflow.db.engine import session_scope
@@ -76,6 +74,11 @@ class ApiEnv:
         return {**response.body, "email": email, "password": "correct horse battery"}
 
 
+def _record(calls: list[tuple[str, str]], tenant_id: str, account_id: str) -> int:
+    calls.append((tenant_id, account_id))
+    return 0
+
+
 def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv]:
     settings = Settings(database_url=database_url, redis_url=redis_url, environment="test")
     oauth = FakeInstagramOAuth()
@@ -89,7 +92,7 @@ def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv
         settings=settings,
         instagram_oauth=oauth,
         api_rate_limiter=limiter,
-        requeue_parked=lambda tenant_id, account_id: requeued.append((tenant_id, account_id)) or 0,
+        requeue_parked=lambda tenant_id, account_id: _record(requeued, tenant_id, account_id),
     )
     with session_scope(core.writer_sessions()) as session:
         seed_plans(session)
@@ -102,8 +105,3 @@ def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv
         )
     finally:
         core.clear_overrides()
-
-
-@pytest.fixture
-def api_env(sqlite_url: str) -> Iterator[ApiEnv]:
-    yield from make_env(sqlite_url)

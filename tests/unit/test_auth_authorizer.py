@@ -43,7 +43,7 @@ def test_valid_jwt_allows_every_route_and_passes_the_principal() -> None:
 
 @pytest.mark.parametrize("authorization", [None, "", "Bearer", "Basic abc", "Bearer nope", "Bearer rfk_bad"])
 def test_missing_or_malformed_credentials_are_unauthorized(authorization: str | None) -> None:
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         lambda_handler(event(authorization), None)
 
 
@@ -51,5 +51,5 @@ def test_token_with_unknown_role_is_unauthorized() -> None:
     token = tokens.issue_access_token(
         wiring.key_ring(), user_id="u1", tenant_id="t1", role="root", ttl_seconds=60
     )
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         lambda_handler(event(f"Bearer {token}"), None)

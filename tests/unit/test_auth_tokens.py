@@ -56,7 +56,7 @@ def test_alg_none_is_refused() -> None:
     now = int(time.time())
     claims = {"sub": "u1", "tid": "t1", "role": "owner", "typ": "access", "iat": now, "exp": now + 60}
     claims |= {"iss": "replyflow", "aud": "replyflow-api"}
-    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": "k1"})
+    unsigned = jwt.encode(claims, "", algorithm="none", headers={"kid": "k1"})
     with pytest.raises(InvalidTokenError):
         tokens.verify_access_token(ring(), unsigned)
 
