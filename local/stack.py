@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local import metrics_store
 from local.broker import Broker, Consumer
 from local.gateway import Gateway, GatewayServer
 from local.lambda_context import LambdaFunction
@@ -170,6 +171,7 @@ class LocalStack:
             settings=self.settings,
             queue_publisher=BrokerPublisher(self.broker),
             queue_inspector=self.broker,
+            metrics_sink=metrics_store,
         )
         self.demo = seed(token)
         self.broker.start()
