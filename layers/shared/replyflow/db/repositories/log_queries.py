@@ -119,7 +119,7 @@ def daily_counts(
         query = query.where(AutomationLog.account_id == account_id)
     query = query.group_by(day, AutomationLog.automation_id, AutomationLog.action).order_by(day)
     out: list[DailyCount] = []
-    for row_day, automation, action, count in session.execute(query).tuples():
+    for row_day, automation, action, count in session.execute(query):
         parsed = row_day if isinstance(row_day, date) else date.fromisoformat(str(row_day))
         out.append(DailyCount(parsed, automation, action, int(count)))
     return out

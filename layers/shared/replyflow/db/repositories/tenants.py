@@ -44,7 +44,7 @@ def members(session: Session, tenant_id: str) -> list[tuple[Membership, User]]:
         .where(Membership.tenant_id == tenant_id)
         .order_by(Membership.created_at, User.email)
     )
-    return [(m, u) for m, u in rows.tuples()]
+    return [(m, u) for m, u in rows]
 
 
 def owner_count(session: Session, tenant_id: str) -> int:
