@@ -1,0 +1,176 @@
+"""Tenant isolation, proven on MariaDB + Redis: every route of the OpenAPI document, called with
+tenant B's owner credentials against tenant A's resource ids, answers 404 and never A's data; bad
+tokens (tampered, expired, alg none, wrong audience, unknown key) are 401."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+
+from replyflow.adapters.jwt_keys import KeyRing
+from replyflow.services import tokens
+from replyflow.wiring import api as wiring
+from tests.unit.test_api_support import ApiEnv, make_env
+
+pytestmark = pytest.mark.integration
+
+# A valid body for every route that takes one, so validation can never answer before the lookup.
+BODIES: dict[tuple[str, str], Any] = {
+    ("PATCH", "/v1/members/{user_id}"): {"role": "member"},
+    ("PATCH", "/v1/templates/{template_id}"): {"text": "changed by B"},
+    ("POST", "/v1/templates/{template_id}/preview"): {"variables": {}},
+    ("PATCH", "/v1/automations/{automation_id}"): {"name": "changed by B"},
+    ("POST", "/v1/automations/{automation_id}/test"): {"kind": "comment", "text": "link"},
+}
+
+
+@pytest.fixture(scope="module")
+def env(mysql_url: str) -> Iterator[ApiEnv]:
+    import redis
+
+    from tests.conftest import REDIS_TEST_URL
+
+    try:
+        redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError as error:
+        pytest.skip(f"Redis is not reachable ({error})")
+    yield from make_env(mysql_url, REDIS_TEST_URL)
+
+
+@pytest.fixture(scope="module")
+def tenant_a(env: ApiEnv) -> dict[str, str]:
+    owner = env.signup("TenantA")
+    token = owner["access_token"]
+    env.oauth.ig_user_id = "17841499000000001"
+    account = env.call("POST", "/v1/accounts/sandbox", token=token, body={}).body
+    template = env.call(
+        "POST", "/v1/templates", token=token, body={"name": "a", "text": "secret A text"}
+    ).body
+    automation = env.call(
+        "POST",
+        "/v1/automations",
+        token=token,
+        body={
+            "account_id": account["id"],
+            "name": "A automation",
+            "trigger": "comment",
+            "keywords": ["link"],
+            "actions": {"private_reply": {"template_id": template["id"]}},
+        },
+    ).body
+    key = env.call("POST", "/v1/api-keys", token=token, body={"name": "A key"}).body
+    member = env.call("POST", "/v1/members", token=token, body={"email": "a-member@example.com"}).body
+    return {
+        "token": token,
+        "tenant_id": owner["tenant_id"],
+        "account_id": account["id"],
+        "template_id": template["id"],
+        "automation_id": automation["id"],
+        "key_id": key["id"],
+        "user_id": member["user_id"],
+    }
+
+
+def test_every_route_with_tenant_b_against_tenant_a_ids_is_404(env: ApiEnv, tenant_a: dict[str, str]) -> None:
+    b_token = env.signup("TenantB")["access_token"]
+    document = env.call("GET", "/openapi.json").body
+    secrets_of_a = [v for k, v in tenant_a.items() if k != "token"] + ["secret A text"]
+    walked = 0
+    for path, operations in document["paths"].items():
+        params = re.findall(r"{(\w+)}", path)
+        for method in operations:
+            method = method.upper()
+            if method not in {"GET", "POST", "PATCH", "PUT", "DELETE"}:
+                continue
+            concrete = path
+            for name in params:
+                concrete = concrete.replace(f"{{{name}}}", tenant_a[name])
+            if params:
+                body = BODIES.get((method, path))
+                if method in {"POST", "PATCH", "PUT"} and "requestBody" in operations[method.lower()]:
+                    assert body is not None, f"no example body for {method} {path}: add one to BODIES"
+                response = env.call(method, concrete, token=b_token, body=body)
+                assert response.status == 404, (method, path, response.status, response.body)
+                assert response.body["error"]["code"] in {"not_found"}, (method, path, response.body)
+                walked += 1
+            elif method == "GET":
+                # Lists and filters: B's own (empty) data, even when filtering on A's ids.
+                query = {"account_id": tenant_a["account_id"]} if "account_id" in str(operations) else None
+                response = env.call(method, concrete, token=b_token, query=query)
+                assert response.status < 500, (method, path, response.status)
+            else:
+                continue
+            leaked = [s for s in secrets_of_a if s in str(response.body)]
+            assert not leaked, (method, path, leaked)
+    assert walked >= 15, walked
+    # Nothing of A changed.
+    a = tenant_a["token"]
+    automation = env.call("GET", f"/v1/automations/{tenant_a['automation_id']}", token=a)
+    assert automation.status == 200
+    assert automation.body["active"] is True
+    assert automation.body["name"] == "A automation"
+    assert (
+        env.call("GET", f"/v1/templates/{tenant_a['template_id']}", token=a).body["text"] == "secret A text"
+    )
+    assert env.call("GET", f"/v1/accounts/{tenant_a['account_id']}", token=a).body["status"] == "active"
+    assert len(env.call("GET", "/v1/members", token=a).body) == 2
+
+
+def test_body_references_to_another_tenant_are_404(env: ApiEnv, tenant_a: dict[str, str]) -> None:
+    b_token = env.signup("TenantC")["access_token"]
+    body = {
+        "account_id": tenant_a["account_id"],
+        "name": "steal",
+        "trigger": "comment",
+        "match_mode": "any",
+        "actions": {"public_reply": {"variants": ["x"]}},
+    }
+    response = env.call("POST", "/v1/automations", token=b_token, body=body)
+    assert response.status == 404
+
+
+def _claims() -> dict[str, Any]:
+    import time
+
+    now = int(time.time())
+    return {"sub": "u", "tid": "t", "role": "owner", "typ": "access", "iat": now, "exp": now + 300}
+
+
+def test_bad_tokens_are_401(env: ApiEnv, tenant_a: dict[str, str]) -> None:
+    ring = wiring.key_ring()
+    good = tenant_a["token"]
+    header, payload, signature = good.split(".")
+    tampered = f"{header}.{payload[:-2]}{'AA' if not payload.endswith('AA') else 'BB'}.{signature}"
+    expired = ring.encode(
+        {"sub": "u", "tid": tenant_a["tenant_id"], "role": "owner", "typ": "access"}, ttl_seconds=-5
+    )
+    alg_none = jwt.encode(
+        {**_claims(), "tid": tenant_a["tenant_id"], "iss": ring.issuer, "aud": ring.audience},
+        "",
+        algorithm="none",
+        headers={"kid": ring.active_kid},
+    )
+    wrong_audience = KeyRing(ring.keys, ring.active_kid, ring.issuer, "another-api").encode(
+        {"sub": "u", "tid": tenant_a["tenant_id"], "role": "owner", "typ": "access"}, ttl_seconds=300
+    )
+    unknown_key = KeyRing({"rogue": "r" * 40}, "rogue", ring.issuer, ring.audience).encode(
+        {"sub": "u", "tid": tenant_a["tenant_id"], "role": "owner", "typ": "access"}, ttl_seconds=300
+    )
+    oauth_state = tokens.issue_oauth_state(ring, tenant_id=tenant_a["tenant_id"], user_id="u")
+    for name, bad in {
+        "tampered": tampered,
+        "expired": expired,
+        "alg_none": alg_none,
+        "wrong_audience": wrong_audience,
+        "unknown_key": unknown_key,
+        "oauth_state": oauth_state,
+        "revoked_shape_api_key": "rfk_000000000000_" + "x" * 43,
+    }.items():
+        response = env.call("GET", "/v1/templates", token=bad)
+        assert response.status == 401, name
+        assert "secret A text" not in str(response.body)
+    assert env.call("GET", "/v1/templates", token=good).status == 200
