@@ -49,7 +49,8 @@ class MemoryQueues:
     def take(self, prefix: str, limit: int = 10) -> list[tuple[str, str]]:
         """Up to ``limit`` ready messages of queues starting with ``prefix``."""
         now = time.monotonic()
-        taken, keep = [], []
+        taken: list[tuple[str, str]] = []
+        keep: list[tuple[float, int, str, str]] = []
         with self._lock:
             while self._heap and len(taken) < limit:
                 item = heapq.heappop(self._heap)
@@ -270,3 +271,80 @@ class ScriptedGraph:
     def reply_to_comment(self, comment_id: str, access_token: str, text: str) -> GraphResult:
         payload = {"comment_id": comment_id, "token": access_token, "text": text, "public": True}
         return self._call(payload, GraphResult(f"c.{uuid.uuid4().hex}", None))
+
+
+class DictCache:
+    """The Cache port in a dict."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get_json(self, key: str) -> Any | None:
+        return self.data.get(key)
+
+    def set_json(self, key: str, value: Any, ttl_seconds: int) -> None:
+        self.data[key] = json.loads(json.dumps(value, default=str))
+
+    def delete(self, *keys: str) -> None:
+        for key in keys:
+            self.data.pop(key, None)
+
+
+class DictCooldowns:
+    def __init__(self) -> None:
+        self.held: set[str] = set()
+        self.counters: dict[str, int] = {}
+
+    def acquire(self, key: str, seconds: int) -> bool:
+        if key in self.held:
+            return False
+        self.held.add(key)
+        return True
+
+    def release(self, key: str) -> None:
+        self.held.discard(key)
+
+    def next_index(self, key: str) -> int:
+        self.counters[key] = self.counters.get(key, -1) + 1
+        return self.counters[key]
+
+
+class FixedClock:
+    def __init__(self, now: Any) -> None:
+        self.current = now
+
+    def now(self) -> Any:
+        return self.current
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@dataclass
+class FakeSlot:
+    granted: bool
+    token: str = ""
+    delay_seconds: float = 0.0
+
+
+class FakeLimiter:
+    """Grants ``budget`` slots then answers with ``delay``; records releases and pauses."""
+
+    def __init__(self, budget: int = 10**9, delay: float = 30.0) -> None:
+        self.budget = budget
+        self.delay = delay
+        self.granted = 0
+        self.released: list[str] = []
+        self.paused: list[float] = []
+
+    def acquire(self, account_id: str, hourly_budget: int) -> FakeSlot:
+        if self.granted >= self.budget:
+            return FakeSlot(False, "", self.delay)
+        self.granted += 1
+        return FakeSlot(True, f"slot{self.granted}")
+
+    def release(self, account_id: str, token: str) -> None:
+        self.released.append(token)
+
+    def pause(self, account_id: str, seconds: float) -> None:
+        self.paused.append(seconds)

@@ -1,9 +1,10 @@
 """Triggers and keyword matching: which automations an event matches, and in which order they win.
 
-Normalisation (reference pitfall 7): Unicode NFKD, combining marks dropped, casefolded; every
-character that is not a letter or a digit (emoji, punctuation, bidi and format marks, spaces) is a word
-boundary. Texts are never truncated before matching. A keyword with no letters or digits (an emoji
-keyword) is matched as a casefolded substring of the raw text.
+Normalisation (reference pitfall 7): Unicode NFKD, accents (combining marks) dropped, casefolded;
+every character that is not a letter or a digit (emoji and their variation selectors, punctuation,
+bidi and format marks, spaces) is a word boundary. Texts are never truncated before matching. A
+keyword with no letters or digits (an emoji keyword) is matched as a casefolded substring of the raw
+text.
 
 Match modes, over several keywords (any one keyword matching is enough):
 - ``any``: every event of the trigger matches (no keywords needed);
@@ -55,18 +56,26 @@ TRIGGER_KINDS: dict[str, frozenset[str]] = {
 PAYLOAD_KINDS = frozenset({"postback", "quick_reply"})
 
 
-def _strip_marks(text: str) -> str:
+def _strip_accents(text: str) -> str:
+    # Only combining marks that attach to a letter (accents: canonical combining class > 0) go;
+    # variation selectors (the U+FE0F of "❤️") have class 0 and stay, to act as boundaries.
     return "".join(
-        ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.category(ch).startswith("M")
+        ch
+        for ch in unicodedata.normalize("NFKD", text)
+        if not (unicodedata.category(ch) == "Mn" and unicodedata.combining(ch))
     )
+
+
+def _word_char(ch: str) -> bool:
+    category = unicodedata.category(ch)
+    return category[0] in "LN" or category == "Mc"  # Mc: spacing vowel signs inside words
 
 
 def normalize(text: str) -> str:
     """Words of ``text``, lower-cased and accent-free, joined by single spaces."""
     # Casefolding can itself produce combining marks ("İ" -> "i̇"), hence the second pass.
-    folded = _strip_marks(_strip_marks(text).casefold())
-    chars = [ch if unicodedata.category(ch)[0] in "LN" else " " for ch in folded]
-    return " ".join("".join(chars).split())
+    folded = _strip_accents(_strip_accents(text).casefold())
+    return " ".join("".join(ch if _word_char(ch) else " " for ch in folded).split())
 
 
 def normalize_mode(mode: str | None) -> str:

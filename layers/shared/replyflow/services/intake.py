@@ -22,7 +22,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from replyflow.domain.messages import EventMessage, events_queue
 from replyflow.domain.webhook_events import WebhookEvent, drop_reason, parse_body
@@ -58,8 +58,8 @@ class Route:
         }
 
 
-class RouteLoader(Protocol):
-    def __call__(self, ig_user_id: str) -> Route | None: ...
+# entry.id -> Route, or None for an account we do not serve (the database, on a cache miss).
+RouteLoader = Callable[[str], "Route | None"]
 
 
 @dataclass

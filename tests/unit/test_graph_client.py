@@ -1,0 +1,121 @@
+"""Graph client over httpx.MockTransport (no sockets) and the error classification of reference §10."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from replyflow.adapters.graph_client import GraphClient, GraphError, classify
+
+
+def envelope(code: int, subcode: int | None = None, message: str = "x", **extra: object) -> dict:
+    error = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "A1", **extra}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    return {"error": error}
+
+
+BUC = {
+    "x-business-use-case-usage": json.dumps(
+        {"1784": [{"type": "instagram", "call_count": 100, "estimated_time_to_regain_access": 3}]}
+    )
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "kind", "retry"),
+    [
+        (400, envelope(80002), BUC, "throttle", 180.0),
+        (400, envelope(4), {}, "throttle", 60.0),
+        (400, envelope(613), {"retry-after": "7"}, "throttle", 7.0),
+        (400, envelope(17), {}, "throttle", 60.0),
+        (400, envelope(190, 463), {}, "token_invalid", None),
+        (400, envelope(190, 467), {}, "token_invalid", None),
+        (400, envelope(10, 2018278), {}, "outside_window", None),
+        (400, envelope(10, 2534022), {}, "outside_window", None),
+        (400, envelope(10), {}, "permanent", None),
+        (400, envelope(551, 1545041), {}, "user_unavailable", None),
+        (400, envelope(100, 2534001), {}, "already_replied", None),
+        (
+            400,
+            envelope(100, None, "A private reply has already been sent for this comment."),
+            {},
+            "already_replied",
+            None,
+        ),
+        (400, envelope(100, 33), {}, "permanent", None),
+        (403, envelope(200), {}, "permanent", None),
+        (400, envelope(368), {}, "permanent", None),
+        (500, envelope(2, is_transient=True), {}, "transient", None),
+        (400, envelope(1), {}, "transient", None),
+        (400, envelope(999, is_transient=True), {}, "transient", None),
+        (502, None, {}, "transient", None),
+        (429, None, {"Retry-After": "5"}, "throttle", 5.0),
+    ],
+)
+def test_classification(
+    status: int, body: dict | None, headers: dict, kind: str, retry: float | None
+) -> None:
+    error = classify(status, body, headers)
+    assert error.kind == kind
+    if kind == "throttle":
+        assert error.retry_after == retry
+
+
+def client(handler: Callable[[httpx.Request], httpx.Response]) -> GraphClient:
+    return GraphClient(
+        "https://graph.test/v23.0", client=httpx.Client(transport=httpx.MockTransport(handler))
+    )
+
+
+def test_send_message_posts_bearer_json_and_reads_the_result() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"recipient_id": "u1", "message_id": "mid.1"}, headers=BUC)
+
+    result = client(handler).send_message("1784", "tok", {"comment_id": "c1"}, {"text": "hi"})
+    assert (result.message_id, result.recipient_id, result.usage_pct) == ("mid.1", "u1", 100)
+    request = seen[0]
+    assert str(request.url) == "https://graph.test/v23.0/1784/messages"
+    assert request.headers["authorization"] == "Bearer tok"
+    assert json.loads(request.content) == {"recipient": {"comment_id": "c1"}, "message": {"text": "hi"}}
+
+
+def test_public_reply_endpoint() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v23.0/c1/replies"
+        assert json.loads(request.content) == {"message": "thanks"}
+        return httpx.Response(200, json={"id": "c2"})
+
+    assert client(handler).reply_to_comment("c1", "tok", "thanks").message_id == "c2"
+
+
+def test_errors_and_transport_failures() -> None:
+    def graph_error(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json=envelope(190, 463))
+
+    with pytest.raises(GraphError) as info:
+        client(graph_error).send_message("1", "t", {"id": "u"}, {"text": "x"})
+    assert info.value.kind == "token_invalid"
+    assert info.value.error_code == "token_invalid:190"
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(GraphError) as info:
+        client(refused).send_message("1", "t", {"id": "u"}, {"text": "x"})
+    assert info.value.kind == "transient"  # never left: safe to retry
+
+    for exc in (httpx.ReadTimeout("no answer"), httpx.RemoteProtocolError("server disconnected")):
+
+        def dropped(request: httpx.Request, exc: Exception = exc) -> httpx.Response:
+            raise exc
+
+        with pytest.raises(GraphError) as info:
+            client(dropped).send_message("1", "t", {"comment_id": "c"}, {"text": "x"})
+        assert info.value.kind == "ambiguous"  # may have been delivered: the ledger decides

@@ -1,0 +1,274 @@
+"""Processor decisions on SQLite with hand-written fakes (no sockets): every accepted event ends as a
+logged decision, and the rules (windows, quota, top-level, live, cooldown, several matches) hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from replyflow.adapters.crypto import TokenCipher
+from replyflow.clock import from_epoch
+from replyflow.db.engine import get_engine, session_factory, session_scope
+from replyflow.db.models import AutomationLog, Base, InstagramAccount, OutboundMessage, UsageCounter
+from replyflow.domain.messages import EventMessage, SendJob
+from replyflow.domain.webhook_events import parse_body
+from replyflow.services.process_event import EventProcessor
+from tests.conftest import load_event
+from tests.support_pipeline import (
+    KEY,
+    DictCache,
+    DictCooldowns,
+    FixedClock,
+    MemoryQueues,
+    Seeded,
+    seed_tenant,
+)
+
+PRIVATE = {"private_reply": {"template_text": "Hi {{username}}, here: https://x.example ({{keyword}})"}}
+PUBLIC = {"public_reply": {"variants": ["Sent you a DM {{username}}!", "Check your inbox!"]}}
+DM = {"dm_reply": {"template_text": "Here you go"}}
+
+
+@dataclass
+class World:
+    processor: EventProcessor
+    sessions: Any
+    queues: MemoryQueues
+    clock: FixedClock
+    cooldowns: DictCooldowns
+    cache: DictCache
+
+    def seed(self, automations: list[dict[str, Any]], **kw: Any) -> Seeded:
+        with session_scope(self.sessions) as session:
+            return seed_tenant(session, TokenCipher(KEY), automations=automations, **kw)
+
+    def run(self, seeded: Seeded, name_or_body: str | dict[str, Any], priority: str = "default") -> Any:
+        body = load_event(name_or_body) if isinstance(name_or_body, str) else name_or_body
+        event = parse_body(body).events[0]
+        message = EventMessage(
+            tenant_id=seeded.tenant_id, account_id=seeded.account_id, priority=priority, event=event
+        )
+        return self.processor.process(message)
+
+    def decisions(self, seeded: Seeded) -> list[tuple[str | None, str, str | None]]:
+        with session_scope(self.sessions) as session:
+            rows = session.scalars(
+                select(AutomationLog)
+                .where(AutomationLog.tenant_id == seeded.tenant_id)
+                .order_by(AutomationLog.id)
+            )
+            return [(r.automation_id, r.action, r.reason) for r in rows]
+
+    def outbound(self, seeded: Seeded) -> list[OutboundMessage]:
+        with session_scope(self.sessions) as session:
+            return list(
+                session.scalars(select(OutboundMessage).where(OutboundMessage.tenant_id == seeded.tenant_id))
+            )
+
+
+@pytest.fixture(scope="module")
+def module_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # One schema per module (create_all is much faster than migrating per test); tests use
+    # tenants of their own.
+    url = f"sqlite:///{tmp_path_factory.mktemp('processor') / 'p.db'}"
+    Base.metadata.create_all(get_engine(url))
+    return url
+
+
+@pytest.fixture
+def world(module_db: str) -> World:
+    sessions = session_factory(module_db)
+    queues, cooldowns, cache = MemoryQueues(), DictCooldowns(), DictCache()
+    # The reference payloads were sent on 2026-11-27; "now" is a day later unless a test moves it.
+    clock = FixedClock(from_epoch(1795788312) + timedelta(days=1))
+    processor = EventProcessor(
+        sessions=sessions, cache=cache, cooldowns=cooldowns, publisher=queues, clock=clock
+    )
+    return World(processor, sessions, queues, clock, cooldowns, cache)
+
+
+def test_a_comment_keyword_queues_a_private_reply_and_publishes_the_send_job(world: World) -> None:
+    seeded = world.seed([{"actions": PRIVATE}])
+    result = world.run(seeded, "comment_feed.json", priority="high")
+    (row,) = world.outbound(seeded)
+    assert (row.kind, row.dedupe_key, row.status) == ("private_reply", "17958213400876543", "queued")
+    assert row.payload["recipient"] == {"comment_id": "17958213400876543"}
+    assert row.payload["message"]["text"] == "Hi maya.creates, here: https://x.example (LINK)"
+    assert result.queued == [row.id]
+    ((queue, body),) = world.queues.take("sends-")
+    assert queue == "sends-high"
+    assert SendJob.model_validate_json(body).outbound_id == row.id
+    auto = seeded.automation_ids[0]
+    assert world.decisions(seeded) == [(auto, "matched", None), (auto, "queued", None)]
+
+
+def test_a_duplicate_event_is_claimed_once(world: World) -> None:
+    seeded = world.seed([{"actions": PRIVATE}])
+    assert not world.run(seeded, "comment_feed.json").duplicate
+    assert world.run(seeded, "comment_feed.json").duplicate
+    assert len(world.outbound(seeded)) == 1
+    assert world.queues.pending() == 1
+
+
+def test_no_match_is_a_logged_decision(world: World) -> None:
+    seeded = world.seed([{"keywords": ["PRICE"], "actions": PRIVATE}])
+    world.run(seeded, "comment_feed.json")
+    assert world.decisions(seeded) == [(None, "skipped", "no_match")]
+    assert world.outbound(seeded) == []
+
+
+def test_public_replies_only_on_top_level_non_live_comments_and_variants_rotate(world: World) -> None:
+    seeded = world.seed([{"trigger": "comment", "actions": {**PRIVATE, **PUBLIC}}])
+    world.run(seeded, "comment_feed.json")
+    world.run(seeded, "comment_reply.json")  # a reply to a comment: private reply only
+    rows = world.outbound(seeded)
+    assert sorted((r.kind, r.dedupe_key) for r in rows) == [
+        ("private_reply", "17873029461508812"),
+        ("private_reply", "17958213400876543"),
+        ("public_reply", "17958213400876543"),
+    ]
+    assert ("skipped", "not_top_level") in [(a, r) for _, a, r in world.decisions(seeded)]
+    public = next(r for r in rows if r.kind == "public_reply")
+    assert public.payload["message"] == "Sent you a DM maya.creates!"
+
+
+def test_live_comments_get_no_public_reply(world: World) -> None:
+    seeded = world.seed([{"trigger": "live_comment", "actions": {**PRIVATE, **PUBLIC}}])
+    world.run(seeded, "live_comment.json")
+    assert [r.kind for r in world.outbound(seeded)] == ["private_reply"]
+    assert (seeded.automation_ids[0], "skipped", "live_no_public_reply") in world.decisions(seeded)
+
+
+def test_private_replies_only_within_seven_days_of_the_comment(world: World) -> None:
+    seeded = world.seed([{"actions": PRIVATE}])
+    world.clock.current = from_epoch(1795788312) + timedelta(days=7, seconds=1)
+    world.run(seeded, "comment_feed.json")
+    assert world.outbound(seeded) == []
+    assert (seeded.automation_ids[0], "skipped", "private_reply_window_expired") in world.decisions(seeded)
+
+
+def test_dms_only_within_24_hours_of_the_contacts_last_message(world: World) -> None:
+    seeded = world.seed([{"trigger": "dm_keyword", "actions": DM}, {"trigger": "comment", "actions": DM}])
+    world.clock.current = from_epoch(1795788911266) + timedelta(hours=1)
+    world.run(seeded, "dm_text.json")
+    assert [(r.kind, r.recipient_id) for r in world.outbound(seeded)] == [("dm", "1129384756102938")]
+    # A comment from someone who never wrote to us: no DM (a private reply does not open the window).
+    world.run(seeded, "comment_feed.json")
+    assert (seeded.automation_ids[1], "skipped", "outside_window") in world.decisions(seeded)
+    # The DM, delivered again 25 h later as a new message, is outside the window.
+    late = load_event("dm_text.json")
+    late["entry"][0]["messaging"][0]["message"]["mid"] = "another-mid"
+    world.clock.current = from_epoch(1795788911266) + timedelta(hours=25)
+    world.run(seeded, late)
+    assert (seeded.automation_ids[0], "skipped", "outside_window") in world.decisions(seeded)
+
+
+def test_payload_triggers_and_story_events(world: World) -> None:
+    seeded = world.seed(
+        [
+            {"trigger": "dm_keyword", "keywords": ["link"], "match_mode": "contains", "actions": DM},
+            {
+                "trigger": "postback",
+                "keywords": ["SEND_LINK", "GET_GUIDE"],
+                "match_mode": "exact",
+                "actions": DM,
+            },
+            {"trigger": "story_mention", "keywords": [], "match_mode": "any", "actions": DM},
+            {"trigger": "story_reply", "keywords": [], "match_mode": "any", "actions": DM},
+        ]
+    )
+    world.clock.current = from_epoch(1795789152000)
+    for name in ("dm_quick_reply.json", "dm_postback.json", "dm_story_mention.json", "dm_story_reply.json"):
+        world.run(seeded, name)
+    by_automation = {r.automation_id for r in world.outbound(seeded)}
+    assert by_automation == set(seeded.automation_ids[1:])  # never the dm_keyword one (button title)
+
+
+def test_several_matches_one_winner_by_priority_the_rest_superseded(world: World) -> None:
+    seeded = world.seed(
+        [
+            {"name": "general", "priority": 100, "actions": PRIVATE},
+            {"name": "specific", "priority": 1, "actions": PRIVATE},
+        ]
+    )
+    world.run(seeded, "comment_feed.json")
+    general, specific = seeded.automation_ids
+    assert [r.automation_id for r in world.outbound(seeded)] == [specific]
+    assert world.decisions(seeded) == [
+        (specific, "matched", None),
+        (general, "skipped", "superseded"),
+        (specific, "queued", None),
+    ]
+
+
+def test_cooldown_passes_the_event_to_the_next_automation(world: World) -> None:
+    seeded = world.seed(
+        [
+            {"name": "first", "priority": 1, "cooldown_seconds": 3600, "actions": PRIVATE},
+            {"name": "fallback", "priority": 2, "actions": PRIVATE},
+        ]
+    )
+    first, fallback = seeded.automation_ids
+    world.cooldowns.held.add(f"cooldown:{seeded.tenant_id}:{first}:7351928465012834")
+    world.run(seeded, "comment_feed.json")
+    assert [r.automation_id for r in world.outbound(seeded)] == [fallback]
+    assert (first, "skipped", "cooldown") in world.decisions(seeded)
+
+
+def test_a_failed_transaction_gives_the_cooldown_back(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    seeded = world.seed([{"cooldown_seconds": 60, "actions": PRIVATE}])
+
+    def boom(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("replyflow.db.repositories.ledger.add_outbound", boom)
+    with pytest.raises(RuntimeError):
+        world.run(seeded, "comment_feed.json")
+    assert world.cooldowns.held == set()
+    assert world.decisions(seeded) == []  # rolled back: the redelivery decides afresh
+
+
+def test_the_monthly_quota(world: World) -> None:
+    seeded = world.seed([{"actions": PRIVATE}], plan="free")
+    with session_scope(world.sessions) as session:
+        session.add(
+            UsageCounter(
+                tenant_id=seeded.tenant_id, period=world.clock.current.strftime("%Y-%m"), dms_sent=1000
+            )
+        )
+    world.run(seeded, "comment_feed.json")
+    assert world.outbound(seeded) == []
+    assert (seeded.automation_ids[0], "skipped", "quota_exceeded") in world.decisions(seeded)
+
+
+def test_an_account_needing_reauth_parks_its_messages(world: World) -> None:
+    seeded = world.seed([{"actions": PRIVATE}])
+    with session_scope(world.sessions) as session:
+        session.get(InstagramAccount, seeded.account_id).status = "needs_reauth"  # type: ignore[union-attr]
+    world.run(seeded, "comment_feed.json")
+    (row,) = world.outbound(seeded)
+    assert row.status == "parked"
+    assert world.queues.pending() == 0
+
+
+def test_a_missing_template_is_skipped_with_a_reason(world: World) -> None:
+    seeded = world.seed([{"actions": {"private_reply": {"template_id": "gone"}}}])
+    world.run(seeded, "comment_feed.json")
+    assert (seeded.automation_ids[0], "skipped", "template_missing") in world.decisions(seeded)
+
+
+def test_templates_with_buttons_and_quick_replies_render(world: World) -> None:
+    buttons = [{"type": "web_url", "title": "Open", "url": "https://x.example"}]
+    quick = [{"content_type": "text", "title": "More", "payload": "MORE"}]
+    seeded = world.seed(
+        [{"actions": {"private_reply": {"template_text": "Hi", "buttons": buttons, "quick_replies": quick}}}]
+    )
+    world.run(seeded, "comment_feed.json")
+    (row,) = world.outbound(seeded)
+    message = row.payload["message"]
+    assert message["attachment"]["payload"]["buttons"][0]["url"].startswith("https://x.example")
+    assert message["quick_replies"] == quick

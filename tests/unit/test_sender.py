@@ -1,0 +1,267 @@
+"""The sender on SQLite with a scripted Graph client and a fake limiter: every error class settles the
+ledger as the reference says, redelivery is idempotent, and a batch reports failures record by record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from replyflow.adapters.crypto import TokenCipher
+from replyflow.adapters.graph_client import GraphError
+from replyflow.clock import utcnow
+from replyflow.db.engine import get_engine, session_factory, session_scope
+from replyflow.db.models import Base, InstagramAccount, OutboundMessage, ReplyLog, UsageCounter
+from replyflow.db.repositories import ledger
+from replyflow.domain.messages import SendJob
+from replyflow.services import cache_keys
+from replyflow.services.send_reply import SendRetryExhaustedError, SendService, release_parked
+from replyflow.services.sqs_batch import process_batch
+from tests.support_pipeline import (
+    KEY,
+    DictCache,
+    FakeLimiter,
+    FixedClock,
+    MemoryQueues,
+    ScriptedGraph,
+    seed_tenant,
+)
+
+
+@dataclass
+class World:
+    sessions: Any
+    queues: MemoryQueues
+    limiter: FakeLimiter
+    cache: DictCache
+    clock: FixedClock
+    tenant_id: str = ""
+    account_id: str = ""
+    ig_user_id: str = ""
+
+    def service(self, graph: ScriptedGraph, **kw: Any) -> SendService:
+        return SendService(
+            sessions=self.sessions,
+            graph=graph,
+            limiter=self.limiter,
+            cipher=TokenCipher(KEY),
+            publisher=self.queues,
+            cache=self.cache,
+            clock=self.clock,
+            rng=lambda: 0.5,
+            **kw,
+        )
+
+    def add(self, kind: str = "private_reply", key: str = "c1", **payload: Any) -> SendJob:
+        body = payload or {"recipient": {"comment_id": key}, "message": {"text": "hi"}}
+        if kind == "public_reply" and not payload:
+            body = {"comment_id": key, "message": "thanks!"}
+        with session_scope(self.sessions) as session:
+            row = ledger.add_outbound(
+                session,
+                self.tenant_id,
+                self.account_id,
+                automation_id=None,
+                kind=kind,
+                dedupe_key=key,
+                comment_id=key,
+                recipient_id="u1",
+                event_key=key,
+                payload=body,
+                priority="low",
+                status="queued",
+            )
+            assert row is not None
+            return SendJob(tenant_id=self.tenant_id, account_id=self.account_id, outbound_id=row.id)
+
+    def row(self, job: SendJob) -> OutboundMessage:
+        with session_scope(self.sessions) as session:
+            row = ledger.get_outbound(session, job.tenant_id, job.outbound_id)
+            assert row is not None
+            return row
+
+
+@pytest.fixture(scope="module")
+def module_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('sender') / 's.db'}"
+    Base.metadata.create_all(get_engine(url))
+    return url
+
+
+@pytest.fixture
+def world(module_db: str) -> World:
+    sessions = session_factory(module_db)
+    w = World(sessions, MemoryQueues(), FakeLimiter(), DictCache(), FixedClock(utcnow()))
+    with session_scope(sessions) as session:
+        seeded = seed_tenant(session, TokenCipher(KEY), token="secret-token")
+    w.tenant_id, w.account_id, w.ig_user_id = seeded.tenant_id, seeded.account_id, seeded.ig_user_id
+    return w
+
+
+def error(
+    kind: str, code: int | None = None, subcode: int | None = None, retry: float | None = None
+) -> GraphError:
+    return GraphError(kind, f"{kind} happened", code, subcode, 400, retry)  # type: ignore[arg-type]
+
+
+def test_a_private_reply_is_sent_once_and_counted(world: World) -> None:
+    graph = ScriptedGraph()
+    job = world.add()
+    service = world.service(graph)
+    assert service.send(job).status == "sent"
+    assert service.send(job).status == "noop"  # a redelivered job is harmless
+    assert len(graph.calls) == 1
+    assert graph.calls[0]["recipient"] == {"comment_id": "c1"}
+    assert graph.calls[0]["token"] == "secret-token"
+    assert graph.calls[0]["ig_user_id"] == world.ig_user_id
+    row = world.row(job)
+    assert (row.status, row.attempts) == ("sent", 1)
+    assert row.graph_message_id
+    with session_scope(world.sessions) as session:
+        assert (
+            session.scalar(select(UsageCounter.dms_sent).where(UsageCounter.tenant_id == world.tenant_id))
+            == 1
+        )
+
+
+def test_public_replies_use_the_replies_endpoint_and_are_not_dms(world: World) -> None:
+    graph = ScriptedGraph()
+    job = world.add("public_reply", "c9")
+    assert world.service(graph).send(job).status == "sent"
+    assert graph.calls == [{"comment_id": "c9", "token": "secret-token", "text": "thanks!", "public": True}]
+    with session_scope(world.sessions) as session:
+        assert (
+            session.scalar(select(UsageCounter.dms_sent).where(UsageCounter.tenant_id == world.tenant_id))
+            is None
+        )
+
+
+def test_no_slot_is_a_deferral_with_the_limiters_delay(world: World) -> None:
+    world.limiter.budget, world.limiter.delay = 0, 42.2
+    job = world.add()
+    outcome = world.service(ScriptedGraph()).send(job)
+    assert (outcome.status, outcome.delay_seconds) == ("deferred", 43)
+    row = world.row(job)
+    assert (row.status, row.attempts) == ("deferred", 0)  # a deferral is not an attempt
+    ((queue, body, delay),) = world.queues.published
+    assert (queue, delay, SendJob.model_validate_json(body)) == ("sends-low", 43, job)
+
+
+@pytest.mark.parametrize(
+    ("err", "status", "reason"),
+    [
+        (error("outside_window", 10, 2018278), "skipped", "outside_window"),
+        (error("user_unavailable", 551, 1545041), "skipped", "user_unavailable"),
+        (error("already_replied", 100, 2534001), "skipped", "already_replied"),
+        (error("permanent", 100, 33), "failed", "permanent:100"),
+        (error("ambiguous"), "unknown", "ambiguous"),
+    ],
+)
+def test_error_classes_settle_the_ledger(world: World, err: GraphError, status: str, reason: str) -> None:
+    graph = ScriptedGraph(lambda n, p: err)
+    job = world.add()
+    service = world.service(graph)
+    assert service.send(job).status == status
+    assert service.send(job).status == "noop"  # never resent, never retried blindly
+    assert len(graph.calls) == 1
+    assert (world.row(job).status, world.row(job).error_code) == (status, reason)
+    # A slot is given back unless the request may have gone out.
+    assert world.limiter.released == ([] if status == "unknown" else ["slot1"])
+    with session_scope(world.sessions) as session:
+        logs = session.scalars(select(ReplyLog).where(ReplyLog.outbound_message_id == job.outbound_id)).all()
+        assert [(log.status, log.error_code) for log in logs] == [(status, reason)]
+
+
+def test_a_throttle_pauses_the_account_and_defers(world: World) -> None:
+    graph = ScriptedGraph(lambda n, p: error("throttle", 80002, retry=120.0) if n == 0 else None)
+    job = world.add()
+    service = world.service(graph)
+    outcome = service.send(job)
+    assert (outcome.status, outcome.delay_seconds) == ("deferred", 120)
+    assert world.limiter.paused == [120.0]
+    assert world.limiter.released == ["slot1"]
+    assert service.send(job).status == "sent"
+    assert len(graph.delivered) == 1
+
+
+def test_transient_errors_back_off_then_fail_the_record(world: World) -> None:
+    graph = ScriptedGraph(lambda n, p: error("transient", 2))
+    job = world.add()
+    service = world.service(graph, max_inline_attempts=3, backoff_base_seconds=4)
+    delays = [service.send(job).delay_seconds for _ in range(2)]
+    assert delays == [2, 4]  # full jitter (rng 0.5) over 4 s, 8 s
+    with pytest.raises(SendRetryExhaustedError):
+        service.send(job)
+    assert (world.row(job).status, world.row(job).error_code) == ("failed", "transient")
+    # Redelivered by SQS (or redriven from the DLQ), it is tried again and can still succeed.
+    graph._script = lambda n, p: None
+    assert service.send(job).status == "sent"
+
+
+def test_a_token_error_marks_the_account_parks_and_release_queues_again(world: World) -> None:
+    graph = ScriptedGraph(lambda n, p: error("token_invalid", 190, 463))
+    world.cache.set_json(cache_keys.account_route_key(world.ig_user_id), {"x": 1}, 60)
+    first, second = world.add(key="c1"), world.add(key="c2")
+    service = world.service(graph)
+    assert service.send(first).status == "parked"
+    assert service.send(second).status == "parked"  # the account is marked: no second Graph call
+    assert len(graph.calls) == 1
+    assert world.cache.get_json(cache_keys.account_route_key(world.ig_user_id)) is None
+    with session_scope(world.sessions) as session:
+        account = session.get(InstagramAccount, world.account_id)
+        assert account is not None
+        assert account.status == "needs_reauth"
+        account.status = "active"  # the user re-connected
+        assert release_parked(session, world.tenant_id, world.account_id, world.queues) == 2
+        assert world.queues.pending() == 0  # published only after the commit
+    assert world.queues.pending("sends-low") == 2
+    graph._script = lambda n, p: None
+    for _, body in world.queues.take("sends-"):
+        assert service.send(SendJob.model_validate_json(body)).status == "sent"
+    assert {world.row(first).status, world.row(second).status} == {"sent"}
+
+
+def test_a_row_stuck_in_sending_after_the_lease_becomes_unknown_not_resent(world: World) -> None:
+    job = world.add()
+    with session_scope(world.sessions) as session:
+        assert ledger.start_send(
+            session, world.tenant_id, job.outbound_id, now=utcnow() - timedelta(minutes=5)
+        )
+    graph = ScriptedGraph()
+    assert world.service(graph).send(job).status == "unknown"
+    assert graph.calls == []
+
+
+def test_an_expired_window_is_skipped_before_calling(world: World) -> None:
+    payload: dict[str, Any] = {
+        "recipient": {"comment_id": "c1"},
+        "message": {"text": "x"},
+        "not_after": "2020-01-01T00:00:00",
+    }
+    job = world.add("private_reply", "c1", **payload)
+    graph = ScriptedGraph()
+    outcome = world.service(graph).send(job)
+    assert (outcome.status, outcome.reason) == ("skipped", "private_reply_window_expired")
+    assert graph.calls == []
+
+
+def test_a_batch_runs_concurrently_and_reports_failures_record_by_record(world: World) -> None:
+    jobs = [world.add(key=f"k{i}") for i in range(6)]
+    bad = {jobs[1].outbound_id, jobs[4].outbound_id}
+    service = world.service(ScriptedGraph())
+
+    def handle(body: str) -> None:
+        job = SendJob.model_validate_json(body)
+        if job.outbound_id in bad:
+            raise RuntimeError("boom")
+        service.send(job)
+
+    event = {"Records": [{"messageId": f"m{i}", "body": j.model_dump_json()} for i, j in enumerate(jobs)]}
+    result = process_batch(event, handle)
+    assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == ["m1", "m4"]
+    assert [world.row(j).status for j in jobs] == ["sent", "queued", "sent", "sent", "queued", "sent"]
+    assert json.dumps(result)

@@ -1,0 +1,307 @@
+"""Webhook parsing (every reference payload), signature, handshake, routing and the handler's HTTP
+contract. No sockets: the queue is in memory and the route cache is fakeredis."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from replyflow.domain.messages import EventMessage
+from replyflow.domain.webhook_events import drop_reason, epoch_seconds, parse_body
+from replyflow.services import cache_keys
+from replyflow.services.intake import (
+    Route,
+    RouteResolver,
+    SignatureError,
+    sign,
+    verify_handshake,
+    verify_signature,
+)
+from replyflow.settings import Settings
+from replyflow.wiring import core, pipeline
+from tests.conftest import REFERENCE_EVENTS_DIR, ROOT, load_event
+from tests.support_pipeline import SECRET, DictCache, MemoryQueues, comment_body, webhook_post
+from webhook.handler import lambda_handler
+
+ACCOUNT = "17841400000000001"
+
+# Reference payload -> (kind, routed?, drop reason)
+EXPECTED = {
+    "comment_feed.json": ("comment", None),
+    "comment_reply.json": ("comment", None),
+    "live_comment.json": ("live_comment", None),
+    "dm_text.json": ("message", None),
+    "dm_quick_reply.json": ("quick_reply", None),
+    "dm_postback.json": ("postback", None),
+    "dm_story_mention.json": ("story_mention", None),
+    "dm_story_reply.json": ("story_reply", None),
+    "dm_echo.json": ("echo", "echo"),
+    "dm_reaction.json": ("reaction", "ignored_reaction"),
+}
+
+
+def test_every_reference_payload_is_covered() -> None:
+    assert {p.name for p in REFERENCE_EVENTS_DIR.glob("*.json")} == set(EXPECTED)
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(EXPECTED.items()))
+def test_reference_payloads_parse_to_one_event_each(name: str, expected: tuple[str, str | None]) -> None:
+    kind, reason = expected
+    result = parse_body(load_event(name))
+    assert not result.skipped
+    assert [e.kind for e in result.events] == [kind]
+    event = result.events[0]
+    assert event.ig_account_id == ACCOUNT
+    assert event.event_key
+    assert drop_reason(event) == reason
+    # Seconds and milliseconds normalise to the same era (2026).
+    assert event.occurred_at is not None
+    assert 1.7e9 < event.occurred_at < 1.9e9
+
+
+def test_reference_details_are_read() -> None:
+    reply = parse_body(load_event("comment_reply.json")).events[0]
+    assert reply.parent_id == "17958213400876543"
+    assert reply.sender_username == "jordan_fit"
+    qr = parse_body(load_event("dm_quick_reply.json")).events[0]
+    assert qr.payload == "SEND_LINK"
+    assert qr.text == "Send link"
+    pb = parse_body(load_event("dm_postback.json")).events[0]
+    assert pb.payload == "GET_GUIDE"
+    assert pb.event_key
+    assert pb.event_key.startswith("aWdf")
+    story = parse_body(load_event("dm_story_reply.json")).events[0]
+    assert story.story_id == "18061234509876543"
+    live = parse_body(load_event("live_comment.json")).events[0]
+    assert live.media_product_type == "LIVE"
+    assert live.comment_id == "17849203715562091"
+    feed = parse_body(load_event("comment_feed.json")).events[0]
+    assert feed.occurred_at == 1795788312.0  # entry.time stands for the comment time
+
+
+def test_seconds_and_milliseconds() -> None:
+    assert epoch_seconds(1795788312) == epoch_seconds(1795788312000) == 1795788312.0
+    assert epoch_seconds(None) is None
+
+
+def test_every_entry_and_every_change_is_read_and_bad_items_do_not_drop_neighbours() -> None:
+    body = {
+        "object": "instagram",
+        "entry": [
+            {
+                "id": ACCOUNT,
+                "time": 1795788312,
+                "changes": [
+                    {"field": "comments", "value": {"id": "1", "text": "a", "from": {"id": "9"}}},
+                    {"field": "feed", "value": {"x": 1}},
+                    {"nofield": True},
+                    {"field": "comments", "value": {"comment_id": "2", "text": "b", "from": {"id": "9"}}},
+                ],
+                "messaging": [{"sender": {"id": "9"}, "recipient": {"id": ACCOUNT}, "weird": {}}],
+            },
+            {
+                "id": "17841400000000002",
+                "time": 1795788312,
+                "changes": [{"field": "comments", "value": {"id": "3"}}],
+            },
+            "garbage",
+        ],
+    }
+    result = parse_body(body)
+    assert [e.comment_id for e in result.events] == ["1", "2", "3"]  # value.comment_id fallback
+    assert result.skipped == {"unknown_field": 1, "malformed": 3}
+
+
+def test_the_documented_array_form_with_field_on_the_entry() -> None:
+    body = [{"id": ACCOUNT, "time": 1795788312, "field": "comments", "value": {"id": "5", "text": "LINK"}}]
+    events = parse_body(body).events
+    assert [(e.kind, e.comment_id) for e in events] == [("comment", "5")]
+
+
+def test_dashboard_test_payloads_self_comments_and_standby_are_dropped() -> None:
+    test_comment = comment_body("0", "17865799348089039", "This is an example.", from_id="232323232")
+    assert drop_reason(parse_body(test_comment).events[0]) == "test_payload"
+    messages_test = {
+        "entry": [
+            {
+                "id": "0",
+                "time": 1,
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "sender": {"id": "1"},
+                            "recipient": {"id": "0"},
+                            "message": {"mid": "m", "text": "hi"},
+                        },
+                    }
+                ],
+            }
+        ]
+    }
+    assert drop_reason(parse_body(messages_test).events[0]) == "test_payload"
+    own = comment_body(ACCOUNT, "77", "thanks!", from_id=ACCOUNT)
+    assert drop_reason(parse_body(own).events[0]) == "self_comment"
+    standby = load_event("dm_text.json")
+    standby["entry"][0]["standby"] = standby["entry"][0].pop("messaging")
+    assert drop_reason(parse_body(standby).events[0]) == "standby"
+
+
+def test_messaging_dispatch_order() -> None:
+    def kind(message: dict) -> str:
+        body = {
+            "entry": [
+                {"id": ACCOUNT, "messaging": [{"sender": {"id": "5"}, "timestamp": 1, "message": message}]}
+            ]
+        }
+        return parse_body(body).events[0].kind
+
+    assert kind({"mid": "m", "text": "x", "is_echo": True, "quick_reply": {"payload": "P"}}) == "echo"
+    assert kind({"mid": "m", "is_deleted": True}) == "deleted"
+    assert kind({"mid": "m", "is_unsupported": True}) == "unsupported"
+    assert kind({"mid": "m", "attachments": [{"type": "image", "payload": {"url": "u"}}]}) == "message"
+    assert kind({"mid": "m", "text": "hi", "reply_to": {"mid": "earlier"}}) == "message"
+    read = {"entry": [{"id": ACCOUNT, "messaging": [{"sender": {"id": "5"}, "read": {"mid": "m"}}]}]}
+    assert drop_reason(parse_body(read).events[0]) == "ignored_read"
+    referral = {"entry": [{"id": ACCOUNT, "messaging": [{"sender": {"id": "5"}, "referral": {"ref": "r"}}]}]}
+    assert parse_body(referral).events[0].kind == "referral"
+
+
+# -- signature and handshake ---------------------------------------------------------------------
+
+
+def test_signature_accepts_either_secret_and_rejects_the_rest() -> None:
+    body = b'{"object":"instagram"}'
+    assert verify_signature(body, sign(body, b"one"), [b"one", b"two"]) == 0
+    assert verify_signature(body, sign(body, b"two"), [b"one", b"two"]) == 1
+    for header in (None, "", "sha1=abc", sign(body, b"three"), sign(body + b" ", b"one")):
+        with pytest.raises(SignatureError):
+            verify_signature(body, header, [b"one", b"two"])
+    with pytest.raises(SignatureError):
+        verify_signature(body, sign(body, b""), [])  # no secret configured: fail closed
+
+
+def test_handshake() -> None:
+    ok = {"hub.mode": "subscribe", "hub.verify_token": "tok", "hub.challenge": "1158201444"}
+    assert verify_handshake(ok, "tok") == "1158201444"
+    assert verify_handshake({**ok, "hub.verify_token": "nope"}, "tok") is None
+    assert verify_handshake({**ok, "hub.mode": "unsubscribe"}, "tok") is None
+
+
+# -- routing -------------------------------------------------------------------------------------
+
+
+def test_route_resolver_loads_once_then_serves_from_the_cache_including_unknown_accounts() -> None:
+    calls: list[str] = []
+
+    def loader(ig: str) -> Route | None:
+        calls.append(ig)
+        return Route("t1", "a1", "high", "active") if ig == "known" else None
+
+    resolver = RouteResolver(DictCache(), loader)
+    for _ in range(3):
+        assert resolver.resolve("known") == Route("t1", "a1", "high", "active")
+        assert resolver.resolve("stranger") is None
+    assert calls == ["known", "stranger"]
+
+
+# -- the handler ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryQueues]:
+    queues = MemoryQueues()
+    core.override(
+        settings=Settings(
+            environment="test", instagram_app_secret=SECRET.decode(), instagram_verify_token="vt"
+        ),
+        queue_publisher=queues,
+    )
+    pipeline.reset()
+
+    def no_database(ig: str) -> Route | None:
+        raise AssertionError(f"the warm webhook must not touch the database ({ig})")
+
+    monkeypatch.setattr(pipeline, "load_route", no_database)
+    cache = core.cache()
+    cache.set_json(cache_keys.account_route_key(ACCOUNT), Route("t1", "a1", "high", "active").to_json(), 60)
+    cache.set_json(cache_keys.account_route_key("17841400000000009"), {"unknown": True}, 60)
+    yield queues
+    cache.delete(cache_keys.account_route_key(ACCOUNT), cache_keys.account_route_key("17841400000000009"))
+    core.clear_overrides()
+    pipeline.reset()
+
+
+def _get(params: dict[str, str]) -> dict:
+    return lambda_handler({"httpMethod": "GET", "queryStringParameters": params, "headers": {}}, None)
+
+
+def test_handler_handshake(webhook: MemoryQueues) -> None:
+    ok = _get({"hub.mode": "subscribe", "hub.verify_token": "vt", "hub.challenge": "42"})
+    assert (ok["statusCode"], ok["body"]) == (200, "42")
+    refused = _get({"hub.mode": "subscribe", "hub.verify_token": "bad", "hub.challenge": "42"})
+    assert refused["statusCode"] == 403
+    assert json.loads(refused["body"])["error"]["code"] == "forbidden"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_handler_routes_reference_payloads_to_the_priority_queue(webhook: MemoryQueues, name: str) -> None:
+    response = lambda_handler(webhook_post(load_event(name)), None)
+    assert response["statusCode"] == 200
+    routed = EXPECTED[name][1] is None
+    assert webhook.pending("events-high") == (1 if routed else 0)
+    if routed:
+        ((_, body),) = webhook.take("events-high")
+        message = EventMessage.model_validate_json(body)
+        assert (message.tenant_id, message.account_id, message.priority) == ("t1", "a1", "high")
+
+
+def test_handler_base64_body_bad_signature_and_bad_json(webhook: MemoryQueues) -> None:
+    assert lambda_handler(webhook_post(load_event("comment_feed.json"), b64=True), None)["statusCode"] == 200
+    assert webhook.pending() == 1
+    bad = lambda_handler(webhook_post(load_event("comment_feed.json"), secret=b"nope"), None)
+    assert bad["statusCode"] == 401
+    assert set(json.loads(bad["body"])["error"]) == {"code", "message", "details"}
+    missing = webhook_post(load_event("comment_feed.json"))
+    del missing["headers"]["X-Hub-Signature-256"]
+    assert lambda_handler(missing, None)["statusCode"] == 401
+    assert webhook.pending() == 1  # nothing more enqueued
+    assert lambda_handler(webhook_post(b"{not json"), None)["statusCode"] == 400
+
+
+def test_handler_unknown_accounts_are_200_and_not_enqueued(webhook: MemoryQueues) -> None:
+    response = lambda_handler(webhook_post(comment_body("17841400000000009", "1")), None)
+    assert response["statusCode"] == 200
+    assert webhook.pending() == 0
+
+
+def test_handler_batches_many_events(webhook: MemoryQueues) -> None:
+    body = comment_body(ACCOUNT, "1")
+    change = body["entry"][0]["changes"][0]
+    body["entry"][0]["changes"] = [
+        {**change, "value": {**change["value"], "id": str(1000 + i)}} for i in range(25)
+    ]
+    assert lambda_handler(webhook_post(body), None)["statusCode"] == 200
+    assert webhook.pending("events-high") == 25
+
+
+def test_the_webhook_imports_no_sqlalchemy_and_no_api() -> None:
+    code = (
+        "import sys, webhook.handler; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'api', 'boto3', 'httpx')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    env_path = f"{ROOT / 'layers' / 'shared'}:{ROOT / 'functions'}:{ROOT}"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": env_path},
+        capture_output=True,
+        text=True,
+        cwd=Path(ROOT),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
