@@ -111,3 +111,16 @@ def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
     assert missing == []
+
+
+def test_iam_auth_signs_a_token_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from replyflow.db.engine import _iam_token_hook
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    params: dict[str, object] = {}
+    _iam_token_hook("proxy.example", 3306, "replyflow")(None, None, None, params)
+    token = str(params["password"])
+    assert token.startswith("proxy.example:3306/?Action=connect")
+    assert "DBUser=replyflow" in token

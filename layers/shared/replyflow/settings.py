@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///.local/replyflow.db"
     database_reader_url: str | None = None
     database_pool_size: int = Field(default=2, ge=1, le=50)
+    database_iam_auth: bool = False  # RDS Proxy IAM auth: a signed token per connection, no password
     redis_url: str | None = None
 
     # Instagram. Either configured app secret may sign webhooks (reference section 3).

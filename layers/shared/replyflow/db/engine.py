@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 @lru_cache(maxsize=8)
-def get_engine(url: str, pool_size: int = 2) -> Engine:
+def get_engine(url: str, pool_size: int = 2, iam_auth: bool = False) -> Engine:
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"future": True}
     if parsed.get_backend_name() == "sqlite":
@@ -32,7 +32,35 @@ def get_engine(url: str, pool_size: int = 2) -> Engine:
     kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=280)
     if parsed.get_backend_name() in {"mysql", "mariadb"}:
         kwargs["isolation_level"] = "READ COMMITTED"
-    return create_engine(url, **kwargs)
+    if iam_auth:
+        # RDS Proxy requires TLS with IAM auth; the token goes over the clear-text plugin inside TLS.
+        kwargs["connect_args"] = {
+            "ssl": {"ca": _RDS_CA_BUNDLE},
+            "auth_plugin_map": {"mysql_clear_password": None},
+        }
+    engine = create_engine(url, **kwargs)
+    if iam_auth:
+        event.listen(
+            engine, "do_connect", _iam_token_hook(parsed.host or "", parsed.port or 3306, parsed.username)
+        )
+    return engine
+
+
+# The Lambda runtime ships the Amazon root CAs in the system bundle.
+_RDS_CA_BUNDLE = "/etc/pki/tls/certs/ca-bundle.crt"
+
+
+def _iam_token_hook(host: str, port: int, user: str | None) -> Any:
+    """Sign a fresh 15-minute IAM token per new connection (pooled connections outlive it safely)."""
+
+    def hook(_dialect: Any, _conn_rec: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        import boto3
+
+        cparams["password"] = boto3.client("rds").generate_db_auth_token(
+            DBHostname=host, Port=port, DBUsername=user or ""
+        )
+
+    return hook
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -45,8 +73,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 @lru_cache(maxsize=8)
-def session_factory(url: str, pool_size: int = 2) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(url, pool_size), expire_on_commit=False, future=True)
+def session_factory(url: str, pool_size: int = 2, iam_auth: bool = False) -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(url, pool_size, iam_auth), expire_on_commit=False, future=True)
 
 
 @contextmanager

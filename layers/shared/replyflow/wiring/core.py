@@ -52,7 +52,7 @@ def writer_sessions() -> sessionmaker[Session]:
     from replyflow.db.engine import session_factory
 
     s = settings()
-    return session_factory(s.database_url, s.database_pool_size)
+    return session_factory(s.database_url, s.database_pool_size, s.database_iam_auth)
 
 
 @lru_cache(maxsize=1)
@@ -61,7 +61,7 @@ def reader_sessions() -> sessionmaker[Session]:
     from replyflow.db.engine import session_factory
 
     s = settings()
-    return session_factory(s.database_reader_url or s.database_url, s.database_pool_size)
+    return session_factory(s.database_reader_url or s.database_url, s.database_pool_size, s.database_iam_auth)
 
 
 @lru_cache(maxsize=1)
