@@ -92,7 +92,7 @@ def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv
         settings=settings,
         instagram_oauth=oauth,
         api_rate_limiter=limiter,
-        requeue_parked=lambda tenant_id, account_id: _record(requeued, tenant_id, account_id),
+        requeue_parked=lambda _session, tenant_id, account_id: _record(requeued, tenant_id, account_id),
     )
     with session_scope(core.writer_sessions()) as session:
         seed_plans(session)

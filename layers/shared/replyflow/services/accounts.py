@@ -74,7 +74,7 @@ def store_connection(
     access_token: str,
     expires_in: int,
     hourly_send_budget: int,
-    on_reconnect: Callable[[str, str], object] | None = None,
+    on_reconnect: Callable[[Session, str, str], object] | None = None,
 ) -> AccountView:
     """Creates or refreshes the account after a successful OAuth exchange and webhook subscription."""
     tenant = tenants.get(session, tenant_id, for_update=True)
@@ -117,8 +117,8 @@ def store_connection(
         session, lambda: cache_keys.invalidate_account(cache, tenant_id, account_id, ig_user_id)
     )
     if reconnect and on_reconnect is not None:
-        # Parked messages wait for a working token; release them once this commit is visible.
-        write_through.after_commit(session, lambda: on_reconnect(tenant_id, account_id))
+        # Parked messages waited for a working token: they move back to queued in this transaction.
+        on_reconnect(session, tenant_id, account_id)
     return view(account)
 
 

@@ -21,7 +21,6 @@ from replyflow.adapters.crypto import TokenCipher
 from replyflow.adapters.instagram_oauth import InstagramOAuth
 from replyflow.adapters.jwt_keys import InvalidTokenError, KeyRing
 from replyflow.errors import BadRequestError, ForbiddenError
-from replyflow.observability import logger
 from replyflow.ports import Cache
 from replyflow.services import accounts, tokens
 from replyflow.services.access import Principal
@@ -74,20 +73,6 @@ def start(cfg: OAuthConfig, principal: Principal) -> AuthorizeUrl:
     return AuthorizeUrl(authorize_url=_authorize_url(cfg, state))
 
 
-def _release_parked(requeue: Callable[[str, str], object] | None) -> Callable[[str, str], object] | None:
-    if requeue is None:
-        return None
-
-    def run(tenant_id: str, account_id: str) -> None:
-        try:
-            requeue(tenant_id, account_id)
-        except Exception:
-            # The connection is committed; the parked messages wait for the next reconnect or job.
-            logger.exception("releasing parked messages failed", extra={"account_id": account_id})
-
-    return run
-
-
 def _complete(
     session: Session,
     cache: Cache,
@@ -97,7 +82,7 @@ def _complete(
     *,
     tenant_id: str,
     code: str,
-    requeue: Callable[[str, str], object] | None,
+    requeue: Callable[[Session, str, str], object] | None,
 ) -> AccountView:
     short = client.exchange_code(
         code=code, app_id=cfg.app_id, app_secret=cfg.app_secret, redirect_uri=cfg.redirect_uri
@@ -115,7 +100,7 @@ def _complete(
         access_token=long.access_token,
         expires_in=long.expires_in,
         hourly_send_budget=cfg.default_hourly_send_budget,
-        on_reconnect=_release_parked(requeue),
+        on_reconnect=requeue,
     )
 
 
@@ -129,7 +114,7 @@ def callback(
     code: str | None,
     state: str | None,
     error: str | None = None,
-    requeue: Callable[[str, str], object] | None = None,
+    requeue: Callable[[Session, str, str], object] | None = None,
 ) -> AccountView:
     if error:
         raise BadRequestError(f"Instagram login was not completed: {error}", code="oauth_denied")
@@ -154,7 +139,7 @@ def sandbox_connect(
     cfg: OAuthConfig,
     principal: Principal,
     request: SandboxConnectRequest,
-    requeue: Callable[[str, str], object] | None = None,
+    requeue: Callable[[Session, str, str], object] | None = None,
 ) -> AccountView:
     principal.require("admin")
     if not cfg.sandbox_allowed:

@@ -113,13 +113,16 @@ def billing_provider() -> BillingProvider:
     return ManualBilling()
 
 
-def requeue_parked() -> Callable[[str, str], int] | None:
-    """The pipeline's "release parked messages of a reconnected account", when it is available."""
+def requeue_parked() -> Callable[[Session, str, str], int]:
+    """Releases a reconnected account's parked messages in the caller's transaction (the pipeline's
+    ``send_reply.release_parked``; it publishes the send jobs after the commit)."""
     override = core.component("requeue_parked")
     if override is not None:
-        return cast("Callable[[str, str], int]", override)
-    try:
-        from replyflow.services.parked import requeue_parked as pipeline_requeue
-    except ImportError:
-        return None
-    return cast("Callable[[str, str], int]", pipeline_requeue)
+        return cast("Callable[[Session, str, str], int]", override)
+
+    def release(session: Session, tenant_id: str, account_id: str) -> int:
+        from replyflow.services.send_reply import release_parked
+
+        return release_parked(session, tenant_id, account_id, core.queue_publisher())
+
+    return release
