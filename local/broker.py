@@ -129,6 +129,7 @@ class Broker:
         consumers: Iterable[Consumer] = (),
         *,
         visibility_scale: float = 1.0,
+        dead_letter_queues: Iterable[str] = (),
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
     ) -> None:
@@ -147,6 +148,7 @@ class Broker:
                 if spec.spec.dlq not in self._queues:
                     raise ValueError(f"queue {spec.spec.name}: DLQ {spec.spec.dlq!r} is not defined")
                 self._dlq_sources.setdefault(spec.spec.dlq, spec.spec.name)
+        self._dead_letter_names = set(self._dlq_sources) | set(dead_letter_queues)
         self._consumers: list[Consumer] = []
         for consumer in consumers:
             self.add_consumer(consumer)
@@ -481,6 +483,7 @@ class Broker:
                     "dlq": len(dlq.messages) if dlq is not None else None,
                     "dlq_name": q.spec.dlq,
                     "source": self._dlq_sources.get(name),
+                    "is_dlq": name in self._dead_letter_names,
                     "consumers": q.consumers,
                     "visibility_timeout": q.visibility_timeout,
                     "max_receive_count": q.spec.max_receive_count,

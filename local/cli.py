@@ -297,19 +297,20 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     if settings.queue_urls:
         return _dlq_aws(settings, args)
     queues: dict[str, Any] = _local_get(settings, "/_local/queues")["queues"]
-    dlqs = {name: stats for name, stats in queues.items() if stats.get("source")}
+    dlqs = {name: stats for name, stats in queues.items() if stats.get("is_dlq")}
     if args.queue:
         wanted = queues.get(args.queue)
         if wanted is None:
             raise SystemExit(f"no queue {args.queue!r}; queues: {', '.join(sorted(queues))}")
-        name = args.queue if wanted.get("source") else wanted.get("dlq_name")
+        name = args.queue if wanted.get("is_dlq") else wanted.get("dlq_name")
         if not name:
             raise SystemExit(f"{args.queue} has no DLQ")
         dlqs = {name: queues[name]}
     if args.action == "list":
         for name, stats in sorted(dlqs.items()):
             count = stats["visible"] + stats["in_flight"] + stats["delayed"]
-            print(f"{name:24} {count:6d} message(s)  (source: {stats['source']})")
+            source = stats["source"] or "async invocations"
+            print(f"{name:24} {count:6d} message(s)  (source: {source})")
             if args.queue:
                 for message in _local_get(settings, f"/_local/dlq/{name}")["messages"]:
                     receives, body = message["receiveCount"], message["body"][:200]
@@ -317,6 +318,10 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         return 0
     total = 0
     for name in sorted(dlqs):
+        if not dlqs[name]["source"]:
+            if args.queue:
+                print(f"{name}: holds failed async invocations; there is no queue to redrive them to")
+            continue
         moved = int(_local_get(settings, f"/_local/dlq/{name}/redrive", method="POST")["moved"])
         total += moved
         if moved or args.queue:

@@ -6,6 +6,11 @@ and names (``JAN``, ``MON``); day-of-week is 1-7 = SUN-SAT as in AWS. ``L``, ``W
 supported (such a schedule is skipped with a warning). Times are in the schedule's
 ``ScheduleExpressionTimezone`` (UTC by default).
 
+A failed invocation is retried ``RetryPolicy.MaximumRetryAttempts`` times (short local backoff), then
+handed to the target's dead-letter callback: the stack sends the event to the function's
+``DeadLetterQueue`` (``jobs-dlq``) with the error as message attributes, as Lambda does for async
+invocations.
+
 A rate schedule first fires one period after the stack starts (not at start, so restarting the stack
 does not re-run every job). Each firing invokes the function with the schedule's ``Input`` JSON as the
 event, in its own thread; a firing is skipped while the previous run of the same schedule is still
@@ -161,6 +166,16 @@ class Cron:
         return None
 
 
+DeadLetter = Callable[[Any, BaseException], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    event: ScheduleEvent
+    invoke: Invoke
+    dead_letter: DeadLetter | None = None
+
+
 @dataclass
 class _Job:
     event: ScheduleEvent
@@ -183,24 +198,27 @@ class _Job:
 class Scheduler:
     def __init__(
         self,
-        schedules: Iterable[tuple[ScheduleEvent, Invoke]],
+        schedules: Iterable[Target | tuple[ScheduleEvent, Invoke]],
         *,
         now: Now = lambda: datetime.now(UTC),
+        retry_delay: float = 1.0,
     ) -> None:
         self._now = now
+        self._retry_delay = retry_delay
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._jobs: list[tuple[_Job, Invoke]] = []
+        self._jobs: list[tuple[_Job, Target]] = []
         start = now()
-        for event, invoke in schedules:
-            if not event.enabled:
+        for item in schedules:
+            target = item if isinstance(item, Target) else Target(*item)
+            if not target.event.enabled:
                 continue
             try:
-                job = self._job(event, start)
+                job = self._job(target.event, start)
             except (ScheduleExpressionError, ValueError) as error:
-                log.warning("schedule %s skipped: %s", event.name, error)
+                log.warning("schedule %s skipped: %s", target.event.name, error)
                 continue
-            self._jobs.append((job, invoke))
+            self._jobs.append((job, target))
 
     @staticmethod
     def _job(event: ScheduleEvent, start: datetime) -> _Job:
@@ -220,7 +238,7 @@ class Scheduler:
         """Fire every due schedule (in threads); returns their names. The loop calls this."""
         now = self._now()
         fired: list[str] = []
-        for job, invoke in self._jobs:
+        for job, target in self._jobs:
             if job.next_fire > now:
                 continue
             job.advance(now)
@@ -230,18 +248,32 @@ class Scheduler:
             job.running.set()
             fired.append(job.event.name)
             threading.Thread(
-                target=self._fire, args=(job, invoke), name=f"schedule-{job.event.name}", daemon=True
+                target=self._fire, args=(job, target), name=f"schedule-{job.event.name}", daemon=True
             ).start()
         return fired
 
-    @staticmethod
-    def _fire(job: _Job, invoke: Invoke) -> None:
+    def _fire(self, job: _Job, target: Target) -> None:
         event = job.event.input if job.event.input is not None else {}
+        log.info("schedule %s fired: %s", job.event.name, event)
         try:
-            log.info("schedule %s fired: %s", job.event.name, event)
-            invoke(event)
-        except Exception:
-            log.exception("schedule %s: the invocation failed", job.event.name)
+            for attempt in range(job.event.maximum_retry_attempts + 1):
+                try:
+                    target.invoke(event)
+                    return
+                except Exception as error:
+                    last = attempt == job.event.maximum_retry_attempts
+                    log.exception(
+                        "schedule %s: invocation %d of %d failed",
+                        job.event.name,
+                        attempt + 1,
+                        job.event.maximum_retry_attempts + 1,
+                    )
+                    if last:
+                        if target.dead_letter is not None:
+                            target.dead_letter(event, error)
+                        return
+                    if self._stop.wait(self._retry_delay * 2**attempt):
+                        return
         finally:
             job.running.clear()
 

@@ -17,7 +17,9 @@ Redis is whatever ``replyflow.wiring.core.redis_client`` builds: fakeredis in-pr
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from local import metrics_store
 from local.broker import Broker, Consumer
 from local.gateway import Gateway, GatewayServer
 from local.lambda_context import LambdaFunction
-from local.scheduler import Scheduler
+from local.scheduler import DeadLetter, Scheduler, Target
 from local.template import Template, load_template
 from replyflow.settings import Settings
 
@@ -165,7 +167,10 @@ class LocalStack:
             if event.enabled
         ]
         self.broker = Broker(
-            template.queues.values(), consumers, visibility_scale=self.options.visibility_scale
+            template.queues.values(),
+            consumers,
+            visibility_scale=self.options.visibility_scale,
+            dead_letter_queues=template.function_dead_letter_queues,
         )
         core.override(
             settings=self.settings,
@@ -178,13 +183,35 @@ class LocalStack:
 
         if self.options.scheduler:
             self.scheduler = Scheduler(
-                (event, fn.invoke) for fn in self.functions.values() for event in fn.spec.schedule_events
+                Target(event, fn.invoke, self._dead_letter(fn))
+                for fn in self.functions.values()
+                for event in fn.spec.schedule_events
             )
             self.scheduler.start()
 
         gateway = Gateway(template, self.functions, broker=self.broker)
         self.server = GatewayServer(gateway, self.base.replyflow_host, self.base.replyflow_port)
         self.server.start()
+
+    def _dead_letter(self, fn: LambdaFunction) -> DeadLetter | None:
+        """Where a failed async invocation goes: the function's ``DeadLetterQueue``, like Lambda."""
+        queue, broker = fn.spec.dead_letter_queue, self.broker
+        if queue is None or broker is None:
+            return None
+
+        def send(event: Any, error: BaseException) -> None:
+            attributes = {
+                "ErrorCode": {"stringValue": "200", "dataType": "Number"},
+                "ErrorMessage": {
+                    "stringValue": f"{type(error).__name__}: {error}"[:1000],
+                    "dataType": "String",
+                },
+                "RequestID": {"stringValue": str(uuid.uuid4()), "dataType": "String"},
+            }
+            broker.send_message(queue, json.dumps(event), delay_seconds=0, message_attributes=attributes)
+            log.error("%s: the event went to %s after its retries", fn.name, queue)
+
+        return send
 
     def stop(self) -> None:
         if self.server is not None:

@@ -107,6 +107,7 @@ class ScheduleEvent:
     input: Any  # the decoded Input JSON, or None
     enabled: bool = True
     timezone: str = "UTC"
+    maximum_retry_attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class FunctionSpec:
     sqs_events: tuple[SqsEvent, ...] = ()
     schedule_events: tuple[ScheduleEvent, ...] = ()
     environment: Mapping[str, Any] = field(default_factory=dict)
+    dead_letter_queue: str | None = None  # logical queue name of an async-invocation DLQ
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,11 @@ class Template:
     def dead_letter_queues(self) -> dict[str, str]:
         """DLQ logical name -> source queue logical name."""
         return {q.dlq: q.name for q in self.queues.values() if q.dlq}
+
+    @property
+    def function_dead_letter_queues(self) -> dict[str, str]:
+        """Async-invocation DLQ logical name -> function logical id (``DeadLetterQueue``)."""
+        return {fn.dead_letter_queue: name for name, fn in self.functions.items() if fn.dead_letter_queue}
 
 
 def queue_arn(name: str) -> str:
@@ -608,9 +615,19 @@ def _parse_function(
                     input=_decode_input(ep.get("Input")),
                     enabled=enabled,
                     timezone=str(ep.get("ScheduleExpressionTimezone") or "UTC"),
+                    maximum_retry_attempts=_as_int(
+                        (ep.get("RetryPolicy") or {}).get("MaximumRetryAttempts"), 0
+                    ),
                 )
             )
     environment = (resolver.resolve(merged.get("Environment")) or {}).get("Variables") or {}
+    dead_letter: str | None = None
+    dlq_config = props.get("DeadLetterQueue")
+    if isinstance(dlq_config, dict) and str(dlq_config.get("Type", "")).upper() == "SQS":
+        target = _ref_target(dlq_config.get("TargetArn"))
+        if target is None or target not in queue_names:
+            raise TemplateError(f"{logical_id}: DeadLetterQueue {target!r} is not a queue here")
+        dead_letter = queue_names[target]
     return FunctionSpec(
         logical_id=logical_id,
         handler=handler,
@@ -620,6 +637,7 @@ def _parse_function(
         sqs_events=tuple(sqs),
         schedule_events=tuple(schedules),
         environment=environment,
+        dead_letter_queue=dead_letter,
     )
 
 

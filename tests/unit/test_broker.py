@@ -131,6 +131,8 @@ def test_message_moves_to_dlq_after_max_receive_count(clock, handler):
     assert stats["work"]["dlq"] == 1
     assert stats["work"]["dead_lettered"] == 1
     assert stats["work-dlq"]["source"] == "work"
+    assert stats["work-dlq"]["is_dlq"] is True
+    assert stats["work"]["is_dlq"] is False
     (dead,) = broker.dlq_messages("work")
     assert dead["body"] == "poison"
     assert dead["receiveCount"] == 3

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from local.scheduler import Cron, ScheduleExpressionError, Scheduler, parse_rate
+from local.scheduler import Cron, ScheduleExpressionError, Scheduler, Target, parse_rate
 from local.template import ScheduleEvent, Tag, TemplateError, load_template, load_yaml, parse_template
 
 FIXTURE = """
@@ -267,3 +267,28 @@ def test_scheduler_fires_due_schedules_with_their_input():
     assert scheduler.wait_running(5)
     assert sorted(e["job"] for e in fired) == ["archive", "queue-metrics"]
     assert scheduler.tick() == []  # both advanced past now
+
+
+def test_failed_schedule_is_retried_then_dead_lettered():
+    now = [datetime(2026, 3, 1, 0, 0, tzinfo=UTC)]
+    calls: list[object] = []
+    dead: list[tuple[object, str]] = []
+
+    def invoke(event: object) -> None:
+        calls.append(event)
+        raise RuntimeError("database down")
+
+    event = ScheduleEvent("nightly", "rate(1 hour)", {"job": "archive"}, maximum_retry_attempts=2)
+    target = Target(event, invoke, lambda e, error: dead.append((e, str(error))))
+    scheduler = Scheduler([target], now=lambda: now[0], retry_delay=0)
+    now[0] = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
+    assert scheduler.tick() == ["nightly"]
+    assert scheduler.wait_running(5)
+    assert len(calls) == 3
+    assert dead == [({"job": "archive"}, "database down")]
+
+
+def test_real_template_jobs_dead_letter_queue(real):
+    assert real.function("JobsFunction").dead_letter_queue == "jobs-dlq"
+    assert real.function_dead_letter_queues == {"jobs-dlq": "JobsFunction"}
+    assert max(e.maximum_retry_attempts for e in real.function("JobsFunction").schedule_events) >= 1
