@@ -1,0 +1,39 @@
+"""The sample events in events/ drive the real handlers: the authorizer's REQUEST event, and proxy
+events for sign-up and a list read with the authorizer context already attached."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from api.handler import lambda_handler as api_handler
+from authorizer.handler import lambda_handler as authorizer_handler
+from tests.conftest import load_event
+from tests.unit.test_api_support import ApiEnv, make_env
+
+
+@pytest.fixture
+def api_env(sqlite_url: str) -> Iterator[ApiEnv]:
+    yield from make_env(sqlite_url)
+
+
+def test_sample_events(api_env: ApiEnv) -> None:
+    signup = load_event("api_signup.json")
+    response = api_handler(signup, None)
+    assert response["statusCode"] == 201, response["body"]
+    pair = json.loads(response["body"])
+
+    request = load_event("api_authorizer_request.json")
+    request["headers"]["Authorization"] = f"Bearer {pair['access_token']}"
+    policy = authorizer_handler(request, None)
+    assert policy["policyDocument"]["Statement"][0]["Resource"].endswith("/v1/*/*")
+    assert policy["context"]["tenant_id"] == pair["tenant_id"]
+
+    read = load_event("api_get_automations.json")
+    read["requestContext"]["authorizer"] = policy["context"]
+    listed = api_handler(read, None)
+    assert listed["statusCode"] == 200
+    assert json.loads(listed["body"]) == []
+    assert listed["multiValueHeaders"]["X-RateLimit-Limit"] == ["60"]
