@@ -20,7 +20,9 @@ Per request, as API Gateway does:
    decoded); a handler exception or a malformed response is a 502, logged with the traceback.
 
 Gateway-made errors use the project's one error shape ``{"error": {"code", "message", "details"}}``.
-``/_local/...`` routes are local-only controls (queues, DLQs, metrics) and never reach a function.
+``/_local/...`` routes are local-only controls and never reach a function: ``GET /_local/queues``,
+``POST /_local/queues/{queue}/messages[?delay=N]`` (send a raw body), ``GET /_local/idle?timeout=S``,
+``GET /_local/dlq/{queue}``, ``POST /_local/dlq/{queue}/redrive``, ``GET /_local/metrics``.
 """
 
 from __future__ import annotations
@@ -467,6 +469,14 @@ class Gateway:
         try:
             if parts == ["queues"] and method == "GET":
                 return json_response(200, {"queues": broker.stats(), "idle": broker.is_idle()})
+            if len(parts) == 3 and parts[0] == "queues" and parts[2] == "messages" and method == "POST":
+                delay = dict(request.query).get("delay")
+                message_id = broker.send_message(
+                    parts[1],
+                    request.body.decode("utf-8"),
+                    delay_seconds=int(delay) if delay is not None else None,
+                )
+                return json_response(200, {"queue": parts[1], "messageId": message_id})
             if parts == ["idle"] and method == "GET":
                 timeout = float(dict(request.query).get("timeout", "30"))
                 return json_response(200, {"idle": broker.wait_idle(min(timeout, 300.0))})
@@ -476,7 +486,7 @@ class Gateway:
                 return json_response(200, {"queue": parts[1], "moved": broker.redrive(parts[1])})
         except QueueNotFoundError as error:
             return self._error(404, "not_found", str(error.args[0]))
-        except ValueError as error:
+        except (ValueError, UnicodeDecodeError) as error:
             return self._error(400, "bad_request", str(error))
         return self._error(404, "not_found", f"No local control route {method} {request.path}")
 

@@ -149,6 +149,20 @@ class RunningStack:
             time.sleep(0.05)
         raise AssertionError(f"queues still busy after {timeout} s: {json.dumps(queues, indent=1)}")
 
+    def send_to_queue(self, queue: str, body: str, *, delay_seconds: int | None = None) -> str:
+        """Put a raw message on a broker queue (bypassing the webhook); returns its message id."""
+        params = {"delay": str(delay_seconds)} if delay_seconds is not None else None
+        response = self.client.post(
+            f"{self.api_url}/_local/queues/{queue}/messages", content=body, params=params
+        )
+        response.raise_for_status()
+        return str(response.json()["messageId"])
+
+    def redrive(self, queue: str) -> int:
+        response = self.client.post(f"{self.api_url}/_local/dlq/{queue}/redrive")
+        response.raise_for_status()
+        return int(response.json()["moved"])
+
     def dlq_messages(self, queue: str) -> list[dict[str, Any]]:
         response = self.get(f"/_local/dlq/{queue}")
         response.raise_for_status()

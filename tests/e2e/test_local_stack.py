@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 
 import pytest
 
@@ -139,3 +140,28 @@ def test_a_comment_on_mariadb_and_redis(local_stack_mysql):
     local_stack_mysql.wait_idle()
     comment_id = body["entry"][0]["changes"][0]["value"]["id"]
     assert sum(comment_id in json.dumps(m) for m in local_stack_mysql.sandbox_messages()) == 1
+
+
+@needs_pipeline
+def test_a_poison_message_reaches_the_dlq_after_max_receives_and_can_be_redriven(start_local_stack):
+    """With visibility timeouts scaled down (180 s -> 0.36 s) the whole redrive cycle takes seconds."""
+    stack = start_local_stack(extra_args=["--visibility-scale", "0.002"])
+    stack.send_to_queue("events-low", "this is not an event message")
+
+    def dead() -> list[dict]:
+        return stack.dlq_messages("events-low")
+
+    deadline = time.monotonic() + 30
+    while not dead() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (message,) = dead()
+    assert message["body"] == "this is not an event message"
+    assert message["receiveCount"] == stack.queues()["events-low"]["max_receive_count"]
+    assert stack.queues()["events-low"]["dead_lettered"] == 1
+
+    assert stack.redrive("events-low") == 1
+    assert stack.dlq_messages("events-low-dlq") == []
+    deadline = time.monotonic() + 30
+    while stack.queues()["events-low"]["dead_lettered"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stack.queues()["events-low"]["dead_lettered"] == 2  # still poison: back in the DLQ

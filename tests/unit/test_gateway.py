@@ -349,6 +349,10 @@ def test_local_control_routes(gateway, broker):
         "queue": "work-dlq",
         "moved": 0,
     }
+    sent = gateway.handle(request("POST", "/_local/queues/work/messages?delay=5", b"raw body")).json()
+    assert sent["queue"] == "work"
+    assert broker.stats()["work"]["delayed"] == 1
+    assert gateway.handle(request("POST", "/_local/queues/nope/messages", b"x")).status == 404
     assert gateway.handle(request("GET", "/_local/dlq/missing")).status == 404
     assert gateway.handle(request("GET", "/_local/nothing")).status == 404
 
