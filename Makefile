@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SAMVENV ?= .venv-sam
 SAM    := $(SAMVENV)/bin/sam
+export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-unit test-integration test-e2e test-infra lint format typecheck bench validate build pr clean
