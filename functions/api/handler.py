@@ -1,11 +1,20 @@
-"""Entry point of ``ApiFunction`` (every /v1 route, /health, /openapi.json, /docs)."""
+"""Entry point of ``ApiFunction`` (every /v1 route, /health, /openapi.json, /docs).
+
+The Powertools resolver keeps the current event on the app object, so one app serves one request at a
+time. Lambda never runs two invocations in one process; the local stack runs handlers on threads, so
+the lock gives it Lambda's semantics (concurrency comes from more instances, not shared state).
+"""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from api.app import get_app
 
+_one_at_a_time = threading.Lock()
+
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return get_app().resolve(event, context)
+    with _one_at_a_time:
+        return get_app().resolve(event, context)

@@ -98,3 +98,10 @@ def check_tenant(limiter: RateLimiter, tenant_id: str, per_minute: int) -> RateD
             details=decision.headers(),
         )
     return decision
+
+
+class NoRateLimit:
+    """Counts nothing (benchmarks and load tests that measure the API, not the limiter)."""
+
+    def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
+        return RateDecision(True, limit, limit, window_seconds)
