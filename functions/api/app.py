@@ -29,7 +29,7 @@ from api.routes import (
     subscriptions,
     templates,
 )
-from replyflow.services import rate_limit_api
+from replyflow.errors import RateLimitedError
 from replyflow.services import subscriptions as subscriptions_service
 from replyflow.wiring import api as wiring
 from replyflow.wiring import core
@@ -39,8 +39,11 @@ VERSION = "1.0.0"
 RATE_HEADERS = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"]
 
 
-def _tenant_rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    app.context.pop(errors.RATE_HEADERS_CONTEXT_KEY, None)
+def _meter(app: APIGatewayRestResolver) -> None:
+    """Counts the request against the tenant's per-minute budget; 429 past it. Runs once per request:
+    from the middleware, or from the 422 handler (Powertools validates before any middleware)."""
+    if errors.RATE_HEADERS_CONTEXT_KEY in app.context:
+        return
     authorizer = context.authorizer_context(app)
     tenant_id = authorizer.get("tenant_id") if authorizer else None
     if isinstance(tenant_id, str) and tenant_id:
@@ -49,11 +52,15 @@ def _tenant_rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddlew
         decision = wiring.rate_limiter().hit(f"api:{tenant_id}", per_minute, 60)
         app.append_context(**{errors.RATE_HEADERS_CONTEXT_KEY: decision.headers()})
         if not decision.allowed:
-            raise rate_limit_api.RateLimitedError(
+            raise RateLimitedError(
                 f"the plan allows {per_minute} API requests per minute; retry in {decision.reset_seconds} s",
                 retry_after=decision.reset_seconds,
                 details={"limit": per_minute, "window_seconds": 60},
             )
+
+
+def _tenant_rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    _meter(app)
     response = next_middleware(app)
     for name, value in (app.context.get(errors.RATE_HEADERS_CONTEXT_KEY) or {}).items():
         response.headers.setdefault(name, value)
@@ -72,7 +79,7 @@ def get_app() -> APIGatewayRestResolver:
         max_age=600,
     )
     app = APIGatewayRestResolver(enable_validation=True, cors=cors)
-    errors.register(app)
+    errors.register(app, meter=_meter)
     app.use(middlewares=[_tenant_rate_limit])
     for router, prefix in (
         (meta.router, None),

@@ -7,6 +7,7 @@ is a logged 500 that reveals nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pydantic
@@ -40,7 +41,7 @@ def _field_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
-def register(app: APIGatewayRestResolver) -> None:
+def register(app: APIGatewayRestResolver, meter: Callable[[APIGatewayRestResolver], None]) -> None:
     def rate_headers() -> dict[str, str]:
         return dict(app.context.get(RATE_HEADERS_CONTEXT_KEY) or {})
 
@@ -60,6 +61,10 @@ def register(app: APIGatewayRestResolver) -> None:
 
     @app.exception_handler(RequestValidationError)
     def _request_invalid(error: RequestValidationError) -> Response[Any]:
+        try:
+            meter(app)  # validation ran before the rate-limit middleware: count this request too
+        except RateLimitedError as limited:
+            return _rate_limited(limited)
         return error_response(
             422, "validation_error", "the request is not valid", _field_errors(error.errors()), rate_headers()
         )

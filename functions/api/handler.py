@@ -17,4 +17,6 @@ _one_at_a_time = threading.Lock()
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with _one_at_a_time:
-        return get_app().resolve(event, context)
+        app = get_app()
+        app.clear_context()
+        return app.resolve(event, context)

@@ -157,7 +157,10 @@ def test_tenant_rate_limit_headers_and_429(api_env: ApiEnv) -> None:
     first = api_env.call("GET", "/v1/templates", token=token)
     assert first.headers["X-RateLimit-Limit"] == "60"
     assert int(first.headers["X-RateLimit-Remaining"]) == 59
-    statuses = [api_env.call("GET", "/v1/templates", token=token).status for _ in range(60)]
+    invalid = api_env.call("POST", "/v1/templates", token=token, body={"name": ""})
+    assert invalid.status == 422
+    assert invalid.headers["X-RateLimit-Remaining"] == "58", "a request that fails validation still counts"
+    statuses = [api_env.call("GET", "/v1/templates", token=token).status for _ in range(59)]
     assert statuses.count(429) == 1
     limited = api_env.call("GET", "/v1/templates", token=token)
     assert limited.status == 429
