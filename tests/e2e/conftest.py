@@ -244,18 +244,23 @@ def launch(
         workdir=workdir,
     )
     deadline = time.monotonic() + START_TIMEOUT
+    last = "no answer"
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"the local stack exited with {process.returncode}:\n{stack.output()[-8000:]}")
         try:
+            # The gateway starts last; /health then proves the API function imports and answers.
             if stack.get("/_local/queues", timeout=2).status_code == 200:
-                return stack
-        except httpx.HTTPError:
-            pass
+                health = stack.get("/health", timeout=10)
+                if health.status_code == 200:
+                    return stack
+                last = f"/health -> {health.status_code} {health.text[:300]}"
+        except httpx.HTTPError as error:
+            last = repr(error)
         if time.monotonic() > deadline:
             stack.process.kill()
             raise RuntimeError(
-                f"the local stack did not serve within {START_TIMEOUT} s:\n{stack.output()[-8000:]}"
+                f"the local stack was not healthy in {START_TIMEOUT} s ({last}):\n{stack.output()[-8000:]}"
             )
         time.sleep(0.2)
 
