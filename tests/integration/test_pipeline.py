@@ -15,8 +15,10 @@ from sqlalchemy import func, select
 
 from local.sandbox import SandboxServer
 from processor.handler import lambda_handler as processor_handler
+from replyflow.adapters.rate_limiter import RedisRateLimiter, Slot
 from replyflow.db.engine import session_scope
-from replyflow.db.models import AutomationLog, OutboundMessage, ReplyLog
+from replyflow.db.models import AutomationLog, InstagramAccount, OutboundMessage, ReplyLog
+from replyflow.services.send_reply import SendService, release_parked
 from replyflow.settings import Settings
 from replyflow.wiring import core, pipeline
 from sender.handler import lambda_handler as sender_handler
@@ -133,3 +135,119 @@ def test_the_same_body_three_times_at_once_sends_one_dm(stack: Stack) -> None:
     assert len(stack.sandbox_messages(seeded.ig_user_id)) == 1
     assert _count(OutboundMessage, tenant_id=seeded.tenant_id) == 1
     assert _count(ReplyLog, tenant_id=seeded.tenant_id, status="sent") == 1
+
+
+# -- faults: throttle storm, error rate, token expiry, ambiguous writes ---------------------------
+
+
+class CompressedLimiter:
+    """The real Redis limiter with throttle pauses shortened like the queue delays, so a storm that
+    would pause for minutes plays out in about a second (time compression for the test only)."""
+
+    def __init__(self, inner: RedisRateLimiter, scale: float) -> None:
+        self._inner, self._scale = inner, scale
+
+    def acquire(self, account_id: str, hourly_budget: int) -> Slot:
+        return self._inner.acquire(account_id, hourly_budget)
+
+    def release(self, account_id: str, token: str) -> None:
+        self._inner.release(account_id, token)
+
+    def pause(self, account_id: str, seconds: float) -> None:
+        self._inner.pause(account_id, seconds * self._scale)
+
+
+def _compress(stack: Stack, monkeypatch: pytest.MonkeyPatch, scale: float = 0.01) -> None:
+    stack.queues.delay_scale = scale
+    service = SendService(
+        sessions=core.writer_sessions(),
+        graph=pipeline.graph_client(),
+        limiter=CompressedLimiter(pipeline.rate_limiter(), scale),
+        cipher=core.cipher(),
+        publisher=stack.queues,
+        cache=core.cache(),
+        backoff_base_seconds=1.0,
+    )
+    monkeypatch.setattr(pipeline, "sender", lambda: service)
+
+
+def _faults(stack: Stack, **faults: object) -> None:
+    with stack.sandbox.app.state.lock:
+        stack.sandbox.app.state.faults.update(faults, stack.sandbox.app.state.token_serial)
+
+
+def _comments(stack: Stack, seeded: Seeded, count: int) -> list[str]:
+    ids = [f"179{uuid.uuid4().int % 10**14:014d}" for _ in range(count)]
+    for comment_id in ids:
+        response = webhook_handler(webhook_post(comment_body(seeded.ig_user_id, comment_id)), None)
+        assert response["statusCode"] == 200
+    return ids
+
+
+def _statuses(seeded: Seeded) -> dict[str, int]:
+    with session_scope(core.writer_sessions()) as session:
+        rows = session.execute(
+            select(OutboundMessage.status, func.count())
+            .where(OutboundMessage.tenant_id == seeded.tenant_id)
+            .group_by(OutboundMessage.status)
+        ).all()
+    return {status: count for status, count in rows}
+
+
+def test_a_throttle_storm_and_a_5_percent_error_rate_still_send_every_message_exactly_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _compress(stack, monkeypatch)
+    seeded = stack.seed(automations=[{"actions": PRIVATE_REPLY}])
+    _faults(stack, error_rate=0.05, throttle_next=8)
+    ids = _comments(stack, seeded, 40)
+    stack.drain(timeout=45)
+
+    sent = [m["recipient"]["comment_id"] for m in stack.sandbox_messages(seeded.ig_user_id)]  # type: ignore[index]
+    assert sorted(sent) == sorted(ids)  # every comment answered, none twice
+    assert _statuses(seeded) == {"sent": 40}
+    state = stack.sandbox.app.state
+    with state.lock:
+        codes = [r.error["code"] for r in state.rejected if r.account_id == seeded.ig_user_id and r.error]
+    assert codes.count(80002) == 8  # the storm happened...
+    assert _count(ReplyLog, tenant_id=seeded.tenant_id, status="deferred") >= 8  # ...and was deferred
+
+
+def test_a_token_error_mid_stream_parks_messages_and_reconnecting_releases_them(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _compress(stack, monkeypatch)
+    seeded = stack.seed(automations=[{"actions": PRIVATE_REPLY}])
+    first = _comments(stack, seeded, 4)
+    stack.drain()
+    _faults(stack, expire_tokens=True)
+    second = _comments(stack, seeded, 6)
+    stack.drain()
+
+    assert _statuses(seeded) == {"sent": 4, "parked": 6}
+    with session_scope(core.writer_sessions()) as session:
+        account = session.get(InstagramAccount, seeded.account_id)
+        assert account is not None
+        assert account.status == "needs_reauth"
+        # Re-connecting: a fresh token, the account active again, then the parked messages released
+        # (the API's reconnect endpoint does exactly this, calling release_parked).
+        account.access_token_encrypted = core.cipher().encrypt(
+            stack.sandbox.issue_token(seeded.ig_user_id, "brand"), context=account.id
+        )
+        account.status = "active"
+        assert release_parked(session, seeded.tenant_id, seeded.account_id, core.queue_publisher()) == 6
+    stack.drain()
+
+    sent = [m["recipient"]["comment_id"] for m in stack.sandbox_messages(seeded.ig_user_id)]  # type: ignore[index]
+    assert sorted(sent) == sorted(first + second)
+    assert _statuses(seeded) == {"sent": 10}
+
+
+def test_an_ambiguous_timeout_is_settled_by_the_ledger_not_resent(stack: Stack) -> None:
+    seeded = stack.seed(automations=[{"actions": PRIVATE_REPLY}])
+    _faults(stack, timeout_rate=1.0)
+    (comment_id,) = _comments(stack, seeded, 1)
+    stack.drain()
+    assert _statuses(seeded) == {"unknown": 1}
+    messages = stack.sandbox_messages(seeded.ig_user_id)
+    assert [m["recipient"] for m in messages] == [{"comment_id": comment_id}]  # went out once, never again
