@@ -1,0 +1,130 @@
+"""Usage roll-over: a counter row for the current month for every tenant, reconciled with the ledger.
+
+The send ledger (``outbound_messages`` with status ``sent``) is the truth; ``usage_counters.dms_sent``
+is a fast running total the sender increments for quota checks. Each run, for the current and the
+previous period (so the last hour of a month is settled after the boundary):
+
+- inserts the missing ``(tenant, period)`` rows with the ledger's count (the roll-over);
+- sets ``dms_sent`` to the ledger's count where they differ, compare-and-set on the value it read,
+  so an increment racing with the job is never overwritten (the next run settles it).
+
+DMs are the kinds that use the monthly DM quota: private replies and DMs (public comment replies
+are not DMs). A message counts in the month of its ``sent_at`` (UTC). Idempotent by construction.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from replyflow.clock import utcnow
+from replyflow.db.models import OutboundMessage, Tenant, UsageCounter
+from replyflow.services.jobs.common import Deadline, JobResult
+
+DM_KINDS = ("private_reply", "dm")
+# A message is sent within days of being queued (private replies: 7 days); the bound lets the count
+# use the (tenant_id, status, created_at) index.
+MAX_QUEUE_TO_SEND = timedelta(days=35)
+
+
+def period_of(moment: datetime) -> str:
+    return f"{moment.year:04d}-{moment.month:02d}"
+
+
+def period_bounds(period: str) -> tuple[datetime, datetime]:
+    year, month = (int(p) for p in period.split("-"))
+    start = datetime(year, month, 1)
+    end = datetime(year + (month == 12), month % 12 + 1, 1)
+    return start, end
+
+
+def previous_period(period: str) -> str:
+    start, _ = period_bounds(period)
+    return period_of(start - timedelta(days=1))
+
+
+def ledger_count(session: Session, tenant_id: str, period: str) -> int:
+    start, end = period_bounds(period)
+    stmt = select(func.count()).where(
+        OutboundMessage.tenant_id == tenant_id,
+        OutboundMessage.status == "sent",
+        OutboundMessage.created_at >= start - MAX_QUEUE_TO_SEND,
+        OutboundMessage.created_at < end,
+        OutboundMessage.kind.in_(DM_KINDS),
+        OutboundMessage.sent_at >= start,
+        OutboundMessage.sent_at < end,
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def run_usage_rollover(sessions: sessionmaker[Session], *, now: datetime, deadline: Deadline) -> JobResult:
+    result = JobResult("usage-rollover")
+    started = time.perf_counter()
+    current = period_of(now)
+    periods = (previous_period(current), current)
+    with sessions() as session:
+        tenant_ids = list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
+    adjustments: list[dict[str, object]] = []
+    for tenant_id in tenant_ids:
+        if deadline.expired():
+            result.stopped_early = True
+            break
+        for period in periods:
+            with sessions() as session:
+                _settle(session, tenant_id, period, create=period == current, result=result, log=adjustments)
+        result.counts["tenants"] += 1
+    result.details["period"] = current
+    result.details["adjustments"] = adjustments[:100]
+    result.duration_seconds = time.perf_counter() - started
+    return result
+
+
+def _settle(
+    session: Session,
+    tenant_id: str,
+    period: str,
+    *,
+    create: bool,
+    result: JobResult,
+    log: list[dict[str, object]],
+) -> None:
+    truth = ledger_count(session, tenant_id, period)
+    stored = session.scalar(
+        select(UsageCounter.dms_sent).where(
+            UsageCounter.tenant_id == tenant_id, UsageCounter.period == period
+        )
+    )
+    if stored is None:
+        if not create and truth == 0:
+            return
+        session.add(UsageCounter(tenant_id=tenant_id, period=period, dms_sent=truth, updated_at=utcnow()))
+        try:
+            session.commit()
+            result.counts["counters_created"] += 1
+        except IntegrityError:
+            session.rollback()  # the sender created it first; the next run reconciles it
+        return
+    if stored == truth:
+        result.counts["counters_in_sync"] += 1
+        return
+    stmt = (
+        update(UsageCounter)
+        .where(
+            UsageCounter.tenant_id == tenant_id,
+            UsageCounter.period == period,
+            UsageCounter.dms_sent == stored,
+        )
+        .values(dms_sent=truth, updated_at=utcnow())
+    )
+    changed = cast("CursorResult[Any]", session.execute(stmt)).rowcount
+    session.commit()
+    if changed:
+        result.counts["counters_reconciled"] += 1
+        log.append({"tenant_id": tenant_id, "period": period, "was": stored, "ledger": truth})
+    else:
+        result.counts["counters_raced"] += 1
