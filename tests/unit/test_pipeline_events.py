@@ -54,7 +54,9 @@ def test_sample_webhook_to_sandbox_call(local: tuple[MemoryQueues, ScriptedGraph
     queues, graph, demo = local
     # A cold route cache: the webhook reads the database once, then caches the route.
     assert webhook_handler(load_event(name), None)["statusCode"] == 200
-    assert core.cache().get_json(cache_keys.account_route_key(demo.ig_user_id))["tenant_id"] == demo.tenant_id
+    route = core.cache().get_json(cache_keys.account_route_key(demo.ig_user_id))
+    assert route is not None
+    assert route["tenant_id"] == demo.tenant_id
     ((queue, body),) = queues.take("events-")
     assert queue == "events-default"  # the demo tenant is on the pro plan
     assert processor_handler(sqs_event([body]), None) == {"batchItemFailures": []}
