@@ -58,7 +58,7 @@ def test_same_key_many_at_once_changes_the_plan_once(env: ApiEnv) -> None:
             )
         except ConflictError as error:
             return error.code
-        return result.status, result.body["id"]  # type: ignore[index]
+        return result.status, result.body["id"]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         outcomes = list(pool.map(attempt, range(8)))
