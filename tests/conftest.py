@@ -19,7 +19,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS_DIR = ROOT / "events"
-REFERENCE_EVENTS_DIR = ROOT.parent / "shared" / "reference" / "events"
+# A copy of ../shared/reference/events, so a clone tests on its own; test_foundation checks they agree.
+REFERENCE_EVENTS_DIR = EVENTS_DIR / "instagram"
+SHARED_REFERENCE_EVENTS_DIR = ROOT.parent / "shared" / "reference" / "events"
 MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -124,3 +124,13 @@ def test_iam_auth_signs_a_token_per_connection(monkeypatch: pytest.MonkeyPatch) 
     token = str(params["password"])
     assert token.startswith("proxy.example:3306/?Action=connect")
     assert "DBUser=replyflow" in token
+
+
+def test_events_copy_matches_the_shared_reference() -> None:
+    from tests.conftest import REFERENCE_EVENTS_DIR, SHARED_REFERENCE_EVENTS_DIR
+
+    if not SHARED_REFERENCE_EVENTS_DIR.exists():
+        pytest.skip("no ../shared beside this checkout")
+    shared = {p.name: p.read_bytes() for p in SHARED_REFERENCE_EVENTS_DIR.glob("*.json")}
+    ours = {p.name: p.read_bytes() for p in REFERENCE_EVENTS_DIR.glob("*.json")}
+    assert ours == shared
