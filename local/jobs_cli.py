@@ -3,8 +3,8 @@
 - ``replyflow jobs list``: the job names (the template's ScheduleV2 inputs).
 - ``replyflow jobs run NAME``: run one job now in this process, with the same wiring as the Lambda
   (settings from the environment: ``DATABASE_URL``, ``ARCHIVE_BUCKET`` / ``ARCHIVE_DIR``, ...), and
-  print its summary as JSON. ``queue-metrics`` needs ``QUEUE_URLS`` here; inside the running stack the
-  scheduler runs it against the broker.
+  print its summary as JSON (logs and EMF metrics go to stderr). ``queue-metrics`` needs
+  ``QUEUE_URLS`` here; inside the running stack the scheduler runs it against the broker.
 - ``replyflow archive restore --tenant T --from DATE --to DATE [--out FILE]``: every archived log row
   of a tenant in a date range (inclusive), as JSON lines ``{"table": ..., "row": {...}}``.
 """
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -52,7 +53,9 @@ def _jobs_run(args: argparse.Namespace) -> int:
     from replyflow.wiring.jobs import UnknownJobError
 
     try:
-        summary = jobs.run(args.name, deadline_seconds=args.deadline)
+        # Log lines and EMF blobs go to stderr, so stdout carries only the summary.
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = jobs.run(args.name, deadline_seconds=args.deadline)
     except UnknownJobError as error:
         print(error.message, file=sys.stderr)
         return 2

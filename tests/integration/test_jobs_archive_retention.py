@@ -2,7 +2,8 @@
 
 The module uses a database of its own (a million rows would slow every other MariaDB test) and
 generates the rows with ``INSERT ... SELECT`` from MariaDB's Sequence engine. Four tenants on three
-plans (45, 60 and 90 days of retention; about a quarter of the rows expired) share the id space, interleaved as real traffic is.
+plans (45, 60 and 90 days of retention; about a quarter of the rows expired) share the id space,
+interleaved as real traffic is.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ def _generate(url: str) -> None:
         for code, days in PLANS.items():
             conn.execute(
                 sa.text(
-                    "INSERT INTO plans (code, name, price_cents, max_accounts, max_automations, monthly_dm_quota,"
-                    " log_retention_days, api_requests_per_minute, queue_priority)"
+                    "INSERT INTO plans (code, name, price_cents, max_accounts, max_automations,"
+                    " monthly_dm_quota, log_retention_days, api_requests_per_minute, queue_priority)"
                     " VALUES (:c, :c, 0, 1, 1, 1, :d, 60, 'default')"
                 ),
                 {"c": code, "d": days},
@@ -103,16 +104,16 @@ def _generate(url: str) -> None:
                 " status, recipient_id, comment_id, text, error_code, detail, created_at)"
                 f" SELECT ELT(1 + seq % {n}, {tenants}), 'acct-1', 'auto-1', seq, 'private_reply',"
                 " ELT(1 + seq % 3, 'sent', 'failed', 'skipped'), CONCAT('igsid-', seq), CONCAT('c', seq),"
-                " IF(seq % 997 = 0, CONCAT(:odd, seq),"
-                " CONCAT('Hi there, here is your link #', seq, ' \u2728')), IF(seq % 3 = 1, '551', NULL), NULL,"
+                " IF(seq % 997 = 0, CONCAT(:odd, seq), CONCAT('Your link #', seq, ' \u2728')),"
+                " IF(seq % 3 = 1, '551', NULL), NULL,"
                 f" :start + INTERVAL (seq * 14) SECOND FROM seq_1_to_{REPLY_ROWS}"
             ),
             {"start": START, "odd": 'two\nlines, "quoted" \\ \u00e9\U0001f600 #'},
         )
         conn.execute(
             sa.text(
-                "INSERT INTO automation_logs (tenant_id, account_id, automation_id, event_key, action, reason,"
-                " detail, created_at)"
+                "INSERT INTO automation_logs (tenant_id, account_id, automation_id, event_key, action,"
+                " reason, detail, created_at)"
                 f" SELECT ELT(1 + seq % {n}, {tenants}), 'acct-1', 'auto-1', CONCAT('evt-', seq),"
                 " ELT(1 + seq % 3, 'matched', 'skipped', 'sent'), IF(seq % 3 = 1, 'cooldown', NULL), NULL,"
                 f" :start + INTERVAL (seq * 21) SECOND FROM seq_1_to_{AUTOMATION_ROWS}"
@@ -138,8 +139,9 @@ def _fingerprint(
                 content = "text, status, comment_id" if table == "reply_logs" else "event_key, action, reason"
                 row = session.execute(
                     sa.text(
-                        f"SELECT COUNT(*), COALESCE(SUM(id), 0), COALESCE(SUM(CRC32(CONCAT_WS('|', id, {content},"
-                        f" created_at))), 0) FROM {table} WHERE tenant_id = :t AND created_at {op} :c"
+                        "SELECT COUNT(*), COALESCE(SUM(id), 0),"
+                        f" COALESCE(SUM(CRC32(CONCAT_WS('|', id, {content}, created_at))), 0)"
+                        f" FROM {table} WHERE tenant_id = :t AND created_at {op} :c"
                     ),
                     {"t": tenant, "c": _cutoff(tenant)},
                 ).one()
@@ -265,7 +267,8 @@ def test_late_rows_for_an_archived_day_go_to_an_additional_file(big_db: str, tmp
             {"t": tenant, "now": NOW},
         )
         insert = sa.text(
-            "INSERT INTO automation_logs (tenant_id, account_id, action, created_at) VALUES (:t, 'a', 'sent', :at)"
+            "INSERT INTO automation_logs (tenant_id, account_id, action, created_at)"
+            " VALUES (:t, 'a', 'sent', :at)"
         )
         for i in range(3):
             session.execute(insert, {"t": tenant, "at": day + timedelta(minutes=i)})

@@ -72,17 +72,17 @@ def run_webhook_subscriptions(
     now: datetime,
     deadline: Deadline,
     required_fields: Sequence[str] = REQUIRED_FIELDS,
+    tenant_ids: list[str] | None = None,
 ) -> JobResult:
     result = JobResult("webhook-subscriptions")
     started = time.perf_counter()
+    stmt = (
+        select(InstagramAccount.id).where(InstagramAccount.status == "active").order_by(InstagramAccount.id)
+    )
+    if tenant_ids is not None:
+        stmt = stmt.where(InstagramAccount.tenant_id.in_(tenant_ids))
     with sessions() as session:
-        account_ids = list(
-            session.scalars(
-                select(InstagramAccount.id)
-                .where(InstagramAccount.status == "active")
-                .order_by(InstagramAccount.id)
-            )
-        )
+        account_ids = list(session.scalars(stmt))
     flagged: list[dict[str, str]] = []
     for account_id in account_ids:
         if deadline.expired():

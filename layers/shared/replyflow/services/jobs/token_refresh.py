@@ -30,8 +30,10 @@ REFRESH_WINDOW = timedelta(days=10)
 MIN_TOKEN_AGE = timedelta(hours=24)
 
 
-def refresh_candidates(session: Session, now: datetime, window: timedelta = REFRESH_WINDOW) -> list[str]:
-    """Ids of active accounts whose token is due (tenant-blind by nature: a platform job)."""
+def refresh_candidates(
+    session: Session, now: datetime, window: timedelta = REFRESH_WINDOW, tenant_ids: list[str] | None = None
+) -> list[str]:
+    """Ids of active accounts whose token is due: every tenant's (a platform job), or ``tenant_ids``'."""
     stmt = (
         select(InstagramAccount.id)
         .where(
@@ -45,6 +47,8 @@ def refresh_candidates(session: Session, now: datetime, window: timedelta = REFR
         )
         .order_by(InstagramAccount.token_expires_at)
     )
+    if tenant_ids is not None:
+        stmt = stmt.where(InstagramAccount.tenant_id.in_(tenant_ids))
     return list(session.scalars(stmt))
 
 
@@ -57,11 +61,12 @@ def run_token_refresh(
     now: datetime,
     deadline: Deadline,
     window: timedelta = REFRESH_WINDOW,
+    tenant_ids: list[str] | None = None,
 ) -> JobResult:
     result = JobResult("token-refresh")
     started = time.perf_counter()
     with sessions() as session:
-        candidates = refresh_candidates(session, now, window)
+        candidates = refresh_candidates(session, now, window, tenant_ids)
     result.counts["candidates"] = len(candidates)
     flagged: list[dict[str, str]] = []
     for account_id in candidates:

@@ -1,0 +1,119 @@
+"""The jobs Lambda handler and the ``replyflow jobs`` / ``replyflow archive`` commands, wired with fakes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from jobs.handler import lambda_handler
+from local import jobs_cli
+from replyflow.db.engine import session_factory
+from replyflow.errors import ValidationError
+from replyflow.settings import Settings
+from replyflow.wiring import core
+from replyflow.wiring.jobs import JOB_NAMES, UnknownJobError
+from tests.conftest import load_event
+from tests.unit.test_jobs_fakes import KEY, FakeGraph, MemoryStore, RecordingSink, add_logs, add_tenant
+from tests.unit.test_jobs_usage_health import Inspector
+
+NOW = datetime(2026, 4, 1, 2, 0)
+
+
+@dataclass
+class Context:
+    function_name: str = "JobsFunction"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:jobs"
+    aws_request_id: str = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+class Clock:
+    def now(self) -> datetime:
+        return NOW
+
+
+@pytest.fixture
+def wired(sqlite_url: str) -> Iterator[tuple[MemoryStore, RecordingSink]]:
+    with session_factory(sqlite_url)() as session:
+        add_tenant(session, "t1", "free")
+        add_logs(session, "t1", NOW - timedelta(days=20), 40, timedelta(hours=12))
+        session.commit()
+    store, sink = MemoryStore(), RecordingSink()
+    core.override(
+        settings=Settings(database_url=sqlite_url, token_encryption_key=KEY, environment="test"),
+        archive_store=store,
+        metrics_sink=sink,
+        queue_inspector=Inspector(),
+        graph_token_client=FakeGraph(),
+        clock=Clock(),
+    )
+    yield store, sink
+    core.clear_overrides()
+
+
+def test_every_scheduled_job_runs_from_its_event(wired: tuple[MemoryStore, RecordingSink]) -> None:
+    store, sink = wired
+    for name in JOB_NAMES:
+        event = load_event(f"jobs_{name.replace('-', '_')}.json")
+        summary = lambda_handler(event, Context())
+        assert summary["job"] == name
+        assert summary["ok"] is True
+        assert sink.value("JobDuration", job=name) is not None
+    # The archive ran before retention, so retention could delete what it archived.
+    assert sink.value("RowsArchived", job="archive") == 2 * 26
+    assert sink.value("RowsDeleted", job="retention") == 2 * 26
+    assert sink.value("QueueVisibleMessages", queue="events-high") == 3
+    assert any(k.endswith("manifest.json") for k in store.objects)
+
+
+def test_unknown_or_missing_job_is_an_error(wired: tuple[MemoryStore, RecordingSink]) -> None:
+    with pytest.raises(UnknownJobError):
+        lambda_handler({"job": "defragment"}, Context())
+    with pytest.raises(ValidationError):
+        lambda_handler({"detail": {}}, Context())
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="replyflow")
+    jobs_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+def test_cli_runs_a_job_and_restores_an_archive(
+    wired: tuple[MemoryStore, RecordingSink], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli("jobs", "run", "archive") == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["rows_archived"] == 52
+    assert _cli("jobs", "run", "nope") == 2
+    out = tmp_path / "restored.jsonl"
+    assert (
+        _cli(
+            "archive",
+            "restore",
+            "--tenant",
+            "t1",
+            "--from",
+            "2026-03-12",
+            "--to",
+            "2026-03-14",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 2 * 2 * 3  # two rows a day, both tables, three days
+    assert {line["table"] for line in lines} == {"reply_logs", "automation_logs"}
+    assert all(line["row"]["tenant_id"] == "t1" for line in lines)
+    assert "restored 12 rows" in capsys.readouterr().err
