@@ -10,7 +10,7 @@ from replyflow.wiring import pipeline
 
 
 def _handle(body: str) -> None:
-    pipeline.processor().process(EventMessage.model_validate_json(body))
+    pipeline.processor().process(EventMessage.from_json(body))
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

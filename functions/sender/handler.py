@@ -11,7 +11,7 @@ from replyflow.wiring import pipeline
 
 
 def _handle(body: str) -> None:
-    pipeline.sender().send(SendJob.model_validate_json(body))
+    pipeline.sender().send(SendJob.from_json(body))
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

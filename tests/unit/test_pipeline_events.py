@@ -69,7 +69,7 @@ def test_sample_webhook_to_sandbox_call(local: tuple[MemoryQueues, ScriptedGraph
 
 def test_sample_sqs_events_parse() -> None:
     records = load_event("processor_sqs_comment.json")["Records"]
-    assert EventMessage.model_validate_json(records[0]["body"]).event.comment_id == "17958213400876543"
+    assert EventMessage.from_json(records[0]["body"]).event.comment_id == "17958213400876543"
     jobs = load_event("sender_sqs_jobs.json")["Records"]
     assert [json.loads(r["body"])["outbound_id"] for r in jobs] == [1, 2]
 

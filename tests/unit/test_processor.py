@@ -14,7 +14,7 @@ from replyflow.adapters.crypto import TokenCipher
 from replyflow.clock import from_epoch
 from replyflow.db.engine import get_engine, session_factory, session_scope
 from replyflow.db.models import AutomationLog, Base, InstagramAccount, OutboundMessage, UsageCounter
-from replyflow.domain.messages import EventMessage, SendJob
+from replyflow.domain.messages import EventMessage, SendJob, queue_priority
 from replyflow.domain.webhook_events import parse_body
 from replyflow.services.process_event import EventProcessor
 from tests.conftest import load_event
@@ -50,7 +50,10 @@ class World:
         body = load_event(name_or_body) if isinstance(name_or_body, str) else name_or_body
         event = parse_body(body).events[0]
         message = EventMessage(
-            tenant_id=seeded.tenant_id, account_id=seeded.account_id, priority=priority, event=event
+            tenant_id=seeded.tenant_id,
+            account_id=seeded.account_id,
+            priority=queue_priority(priority),
+            event=event,
         )
         return self.processor.process(message)
 
@@ -101,7 +104,7 @@ def test_a_comment_keyword_queues_a_private_reply_and_publishes_the_send_job(wor
     assert result.queued == [row.id]
     ((queue, body),) = world.queues.take("sends-")
     assert queue == "sends-high"
-    assert SendJob.model_validate_json(body).outbound_id == row.id
+    assert SendJob.from_json(body).outbound_id == row.id
     auto = seeded.automation_ids[0]
     assert world.decisions(seeded) == [(auto, "matched", None), (auto, "queued", None)]
 

@@ -148,7 +148,7 @@ def test_no_slot_is_a_deferral_with_the_limiters_delay(world: World) -> None:
     row = world.row(job)
     assert (row.status, row.attempts) == ("deferred", 0)  # a deferral is not an attempt
     ((queue, body, delay),) = world.queues.published
-    assert (queue, delay, SendJob.model_validate_json(body)) == ("sends-low", 43, job)
+    assert (queue, delay, SendJob.from_json(body)) == ("sends-low", 43, job)
 
 
 @pytest.mark.parametrize(
@@ -221,7 +221,7 @@ def test_a_token_error_marks_the_account_parks_and_release_queues_again(world: W
     assert world.queues.pending("sends-low") == 2
     graph._script = lambda n, p: None
     for _, body in world.queues.take("sends-"):
-        assert service.send(SendJob.model_validate_json(body)).status == "sent"
+        assert service.send(SendJob.from_json(body)).status == "sent"
     assert {world.row(first).status, world.row(second).status} == {"sent"}
 
 
@@ -255,12 +255,12 @@ def test_a_batch_runs_concurrently_and_reports_failures_record_by_record(world: 
     service = world.service(ScriptedGraph())
 
     def handle(body: str) -> None:
-        job = SendJob.model_validate_json(body)
+        job = SendJob.from_json(body)
         if job.outbound_id in bad:
             raise RuntimeError("boom")
         service.send(job)
 
-    event = {"Records": [{"messageId": f"m{i}", "body": j.model_dump_json()} for i, j in enumerate(jobs)]}
+    event = {"Records": [{"messageId": f"m{i}", "body": j.to_json()} for i, j in enumerate(jobs)]}
     result = process_batch(event, handle)
     assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == ["m1", "m4"]
     assert [world.row(j).status for j in jobs] == ["sent", "queued", "sent", "sent", "queued", "sent"]

@@ -257,7 +257,7 @@ def test_handler_routes_reference_payloads_to_the_priority_queue(webhook: Memory
     assert webhook.pending("events-high") == (1 if routed else 0)
     if routed:
         ((_, body),) = webhook.take("events-high")
-        message = EventMessage.model_validate_json(body)
+        message = EventMessage.from_json(body)
         assert (message.tenant_id, message.account_id, message.priority) == ("t1", "a1", "high")
 
 

@@ -1,12 +1,13 @@
-"""Instagram webhook payloads: typed models for every event in the reference, and their flattening into
-one :class:`WebhookEvent` per change or messaging item.
+"""Instagram webhook payloads: the shapes of every event in the reference (``TypedDict``s: zero import
+cost, checked by mypy), their flattening into one :class:`WebhookEvent` per change or messaging item,
+and the single rule for what never leaves the webhook.
 
 Invariants (reference sections 4-7):
 - every ``entry`` and every ``changes[]`` / ``messaging[]`` / ``standby[]`` item is read; one malformed
-  item never drops its neighbours (it is counted as ``malformed``);
+  item never drops its neighbours (it is counted as ``malformed``); unknown keys are ignored;
 - both envelope forms are accepted: ``{"object", "entry": [...]}`` and Meta's documented JSON array
   with ``field``/``value`` directly on the entry;
-- the comment id is ``value.id``, falling back to ``value.comment_id``;
+- the comment id is ``value.id``, falling back to ``value.comment_id``; numeric ids become strings;
 - times are epoch **seconds** as floats: values >= 1e12 are milliseconds (pitfall 4). Comment payloads
   carry no creation time, so ``occurred_at`` of a comment is ``entry.time`` (when Meta sent the
   notification, normally seconds after the comment): the 7-day private-reply rule is measured from it;
@@ -14,19 +15,20 @@ Invariants (reference sections 4-7):
   ``is_deleted``, ``quick_reply``, story mention attachment, story reply, ``is_unsupported``, plain
   message; then postback, reaction, read, referral;
 - :func:`drop_reason` is the single place that decides what never leaves the webhook: echoes, the
-  account's own comments, the App Dashboard's test payloads, and kinds no automation can answer.
+  account's own comments, the App Dashboard's test payloads, standby items, and kinds no automation
+  can answer.
 
-This module imports pydantic only: the webhook's cold start pays for it.
+The webhook imports this module on its cold path, so it is parsed by hand: no model classes to build
+at import (pydantic model construction cost ~100 ms here, more than the rest of the webhook).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic import ValidationError as PydanticValidationError
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
+from typing import Any, Literal, TypedDict, cast
 
 EventKind = Literal[
     "comment",
@@ -71,131 +73,130 @@ def epoch_seconds(value: float | int | None) -> float | None:
     return number / 1000 if number >= MILLISECONDS_THRESHOLD else number
 
 
-class _Lenient(BaseModel):
-    # Unknown keys are ignored (pitfall 8); numeric ids are kept as strings.
-    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True, populate_by_name=True)
+# -- the payload shapes (reference sections 5 and 6) ----------------------------------------------
 
 
-class IgUser(_Lenient):
-    id: str | None = None
-    username: str | None = None
-    self_ig_scoped_id: str | None = None
-
-
-class Media(_Lenient):
-    id: str | None = None
-    media_product_type: str | None = None
-    ad_id: str | None = None
-    ad_title: str | None = None
-    original_media_id: str | None = None
-
-
-class CommentValue(_Lenient):
-    id: str | None = None
-    comment_id: str | None = None
-    text: str | None = None
-    from_: IgUser | None = Field(default=None, alias="from")
-    media: Media | None = None
-    media_id: str | None = None  # Facebook-Login ``mentions``
-    parent_id: str | None = None
-
-    @property
-    def resolved_id(self) -> str | None:
-        return self.id or self.comment_id
-
-
-class Change(_Lenient):
-    field: str
-    value: dict[str, Any] = Field(default_factory=dict)
-
-
-class Party(_Lenient):
-    id: str | None = None
-
-
-class AttachmentPayload(_Lenient):
-    url: str | None = None
-    title: str | None = None
-
-
-class Attachment(_Lenient):
-    type: str | None = None
-    payload: AttachmentPayload | None = None
-
-
-class StoryRef(_Lenient):
-    id: str | None = None
-    url: str | None = None
-
-
-class ReplyTo(_Lenient):
-    mid: str | None = None
-    story: StoryRef | None = None
-
-
-class QuickReplyTap(_Lenient):
-    payload: str | None = None
-
-
-class Referral(_Lenient):
-    ref: str | None = None
-    source: str | None = None
-    type: str | None = None
-    ad_id: str | None = None
-
-
-class Message(_Lenient):
-    mid: str | None = None
-    text: str | None = None
-    attachments: list[Attachment] = Field(default_factory=list)
-    quick_reply: QuickReplyTap | None = None
-    reply_to: ReplyTo | None = None
-    referral: Referral | None = None
-    is_echo: bool = False
-    is_deleted: bool = False
-    is_unsupported: bool = False
-
-
-class Postback(_Lenient):
-    mid: str | None = None
-    title: str | None = None
-    payload: str | None = None
-
-
-class Reaction(_Lenient):
-    mid: str | None = None
-    action: str | None = None
-    reaction: str | None = None
-    emoji: str | None = None
-
-
-class Read(_Lenient):
-    mid: str | None = None
-
-
-class MessagingItem(_Lenient):
-    sender: Party = Field(default_factory=Party)
-    recipient: Party = Field(default_factory=Party)
-    timestamp: float | None = None
-    message: Message | None = None
-    postback: Postback | None = None
-    reaction: Reaction | None = None
-    read: Read | None = None
-    referral: Referral | None = None
-
-
-class Entry(_Lenient):
+class IgUserShape(TypedDict, total=False):
     id: str
-    time: float | None = None
-    changes: list[dict[str, Any]] = Field(default_factory=list)
-    messaging: list[dict[str, Any]] = Field(default_factory=list)
-    standby: list[dict[str, Any]] = Field(default_factory=list)
-    # Meta's documented (unwrapped) form puts one change directly on the entry.
-    field: str | None = None
-    value: dict[str, Any] | None = None
+    username: str
+    self_ig_scoped_id: str
 
 
-class WebhookEvent(_Lenient):
+class MediaShape(TypedDict, total=False):
+    id: str
+    media_product_type: str  # FEED, LIVE, REELS, STORY, AD, ... (never reject an unknown value)
+    ad_id: str
+    ad_title: str
+    original_media_id: str
+
+
+CommentShape = TypedDict(
+    "CommentShape",
+    {
+        "id": str,
+        "comment_id": str,  # Facebook-Login examples: instead of ``id``
+        "text": str,
+        "from": IgUserShape,
+        "media": MediaShape,
+        "media_id": str,  # Facebook-Login ``mentions``
+        "parent_id": str,
+    },
+    total=False,
+)
+
+
+class ChangeShape(TypedDict, total=False):
+    field: str  # comments, live_comments, mentions; "messages" in dashboard tests
+    value: CommentShape
+
+
+class AttachmentShape(TypedDict, total=False):
+    type: str  # audio, file, image, share, video, ig_reel, reel, story_mention
+    payload: dict[str, Any]
+
+
+class MessageShape(TypedDict, total=False):
+    mid: str
+    text: str
+    attachments: list[AttachmentShape]
+    quick_reply: dict[str, str]  # {"payload"}
+    reply_to: dict[str, Any]  # {"mid"} or {"story": {"id", "url"}}
+    referral: dict[str, Any]
+    is_echo: bool
+    is_deleted: bool
+    is_unsupported: bool
+
+
+class PostbackShape(TypedDict, total=False):
+    mid: str
+    title: str
+    payload: str
+
+
+class ReactionShape(TypedDict, total=False):
+    mid: str
+    action: str  # react / unreact
+    reaction: str
+    emoji: str
+
+
+class MessagingShape(TypedDict, total=False):
+    sender: dict[str, str]
+    recipient: dict[str, str]
+    timestamp: int
+    message: MessageShape
+    postback: PostbackShape
+    reaction: ReactionShape
+    read: dict[str, str]  # {"mid"}
+    referral: dict[str, Any]  # {"ref", "source", "type"}
+
+
+class EntryShape(TypedDict, total=False):
+    id: str
+    time: int
+    changes: list[ChangeShape]
+    messaging: list[MessagingShape]
+    standby: list[MessagingShape]
+    field: str
+    value: CommentShape
+
+
+class Malformed(ValueError):
+    """An item that cannot be read."""
+
+
+def _str(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(int(value)) if float(value).is_integer() else str(value)
+    return None
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+# -- the flattened event ---------------------------------------------------------------------------
+
+
+@dataclass
+class WebhookEvent:
     """One change or messaging item, flattened. Also the ``event`` of an events-queue message."""
 
     kind: EventKind
@@ -213,7 +214,7 @@ class WebhookEvent(_Lenient):
     comment_id: str | None = None
     parent_id: str | None = None
     story_id: str | None = None
-    attachment_types: list[str] = Field(default_factory=list)
+    attachment_types: list[str] = field(default_factory=list)
     ad_id: str | None = None
     reaction: str | None = None
     test_payload: bool = False
@@ -221,6 +222,34 @@ class WebhookEvent(_Lenient):
     @property
     def is_comment(self) -> bool:
         return self.kind in COMMENT_KINDS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != [] and v is not False}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> WebhookEvent:
+        if not isinstance(data, dict):
+            raise ValueError("event must be an object")
+        kind, account = data.get("kind"), _str(data.get("ig_account_id"))
+        if kind not in _KINDS or not account:
+            raise ValueError(f"bad event kind {kind!r} or account")
+        values: dict[str, Any] = {"kind": kind, "ig_account_id": account}
+        for spec in fields(cls):
+            if spec.name in values or spec.name not in data or data[spec.name] is None:
+                continue
+            raw = data[spec.name]
+            if spec.name == "occurred_at":
+                values[spec.name] = _num(raw)
+            elif spec.name in ("standby", "test_payload"):
+                values[spec.name] = bool(raw)
+            elif spec.name == "attachment_types":
+                values[spec.name] = [t for t in (_str(x) for x in _items(raw)) if t]
+            else:
+                values[spec.name] = _str(raw)
+        return cls(**values)
+
+
+_KINDS: frozenset[str] = frozenset(EventKind.__args__)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -250,27 +279,27 @@ def parse_body(body: Any) -> ParseResult:
 
 
 def _parse_entry(raw: Any, result: ParseResult) -> None:
-    try:
-        entry = Entry.model_validate(raw)
-    except PydanticValidationError:
+    entry_id = _str(raw.get("id")) if isinstance(raw, dict) else None
+    if not entry_id:
         result.skipped["malformed"] += 1
         return
-    entry_time = epoch_seconds(entry.time)
-    changes = list(entry.changes)
-    if entry.field is not None and entry.value is not None:
-        changes.append({"field": entry.field, "value": entry.value})
-    for raw_change in changes:
-        _guarded(result, lambda c=raw_change: _from_change(entry, entry_time, c))
-    for raw_item in entry.messaging:
-        _guarded(result, lambda m=raw_item: _from_messaging(entry, entry_time, m, standby=False))
-    for raw_item in entry.standby:
-        _guarded(result, lambda m=raw_item: _from_messaging(entry, entry_time, m, standby=True))
+    entry = cast(EntryShape, raw)
+    entry_time = epoch_seconds(_num(entry.get("time")))
+    changes = list(_items(entry.get("changes")))
+    if entry.get("field") is not None and isinstance(entry.get("value"), dict):
+        changes.append({"field": entry["field"], "value": entry["value"]})
+    for change in changes:
+        _guarded(result, partial(_from_change, entry_id, entry_time, change))
+    for item in _items(entry.get("messaging")):
+        _guarded(result, partial(_from_messaging, entry_id, entry_time, item, standby=False))
+    for item in _items(entry.get("standby")):
+        _guarded(result, partial(_from_messaging, entry_id, entry_time, item, standby=True))
 
 
-def _guarded(result: ParseResult, build: Any) -> None:
+def _guarded(result: ParseResult, build: Callable[[], WebhookEvent | str]) -> None:
     try:
         event = build()
-    except (PydanticValidationError, TypeError, ValueError):
+    except (Malformed, TypeError, ValueError, AttributeError):
         result.skipped["malformed"] += 1
         return
     if isinstance(event, str):
@@ -279,87 +308,113 @@ def _guarded(result: ParseResult, build: Any) -> None:
         result.events.append(event)
 
 
-def _from_change(entry: Entry, entry_time: float | None, raw: Any) -> WebhookEvent | str:
-    change = Change.model_validate(raw)
-    if change.field == "messages":
+def _from_change(entry_id: str, entry_time: float | None, raw: Any) -> WebhookEvent | str:
+    if not isinstance(raw, dict) or not isinstance(raw.get("field"), str):
+        raise Malformed("a change needs a field")
+    change = cast(ChangeShape, raw)
+    field_name, value = change["field"], cast(CommentShape, _obj(change.get("value")))
+    if field_name == "messages":
         # The dashboard's messages test arrives as a change (pitfall 1); read it like a messaging item.
-        return _from_messaging(entry, entry_time, change.value, standby=False)
-    if change.field not in ("comments", "live_comments", "mentions"):
+        return _from_messaging(entry_id, entry_time, value, standby=False)
+    if field_name not in ("comments", "live_comments", "mentions"):
         return "unknown_field"
-    value = CommentValue.model_validate(change.value)
-    comment_id = value.resolved_id
-    sender = value.from_ or IgUser()
-    media = value.media or Media()
+    comment_id = _str(value.get("id")) or _str(value.get("comment_id"))
+    sender, media = _obj(value.get("from")), _obj(value.get("media"))
+    media_type = _str(media.get("media_product_type"))
     kind: EventKind
-    if change.field == "mentions":
+    if field_name == "mentions":
         kind = "mention"
-    elif change.field == "live_comments" or (media.media_product_type or "").upper() == "LIVE":
+    elif field_name == "live_comments" or (media_type or "").upper() == "LIVE":
         kind = "live_comment"
     else:
         kind = "comment"
-    test = entry.id == TEST_ACCOUNT_ID or (sender.id == TEST_FROM_ID and comment_id == TEST_COMMENT_ID)
+    sender_id = _str(sender.get("id"))
+    test = entry_id == TEST_ACCOUNT_ID or (sender_id == TEST_FROM_ID and comment_id == TEST_COMMENT_ID)
     return WebhookEvent(
         kind=kind,
-        ig_account_id=entry.id,
+        ig_account_id=entry_id,
         event_key=comment_id,
         occurred_at=entry_time,
-        sender_id=sender.id,
-        sender_username=sender.username,
-        text=value.text,
-        media_id=media.id or value.media_id,
-        media_product_type=media.media_product_type,
+        sender_id=sender_id,
+        sender_username=_str(sender.get("username")),
+        text=_str(value.get("text")),
+        media_id=_str(media.get("id")) or _str(value.get("media_id")),
+        media_product_type=media_type,
         comment_id=comment_id,
-        parent_id=value.parent_id,
-        ad_id=media.ad_id,
+        parent_id=_str(value.get("parent_id")),
+        ad_id=_str(media.get("ad_id")),
         test_payload=test,
     )
 
 
-def _from_messaging(entry: Entry, entry_time: float | None, raw: Any, *, standby: bool) -> WebhookEvent:
-    item = MessagingItem.model_validate(raw)
+def _from_messaging(entry_id: str, entry_time: float | None, raw: Any, *, standby: bool) -> WebhookEvent:
+    if not isinstance(raw, dict):
+        raise Malformed("a messaging item must be an object")
+    item = cast(MessagingShape, raw)
     common: dict[str, Any] = {
-        "ig_account_id": entry.id,
-        "occurred_at": epoch_seconds(item.timestamp) or entry_time,
+        "ig_account_id": entry_id,
+        "occurred_at": epoch_seconds(_num(item.get("timestamp"))) or entry_time,
         "standby": standby,
-        "sender_id": item.sender.id,
-        "test_payload": entry.id == TEST_ACCOUNT_ID,
+        "sender_id": _str(_obj(item.get("sender")).get("id")),
+        "test_payload": entry_id == TEST_ACCOUNT_ID,
     }
-    if item.message is not None:
-        return _from_message(item.message, common)
-    if item.postback is not None:
-        pb = item.postback
+    if isinstance(item.get("message"), dict):
+        return _from_message(cast(MessageShape, item.get("message")), common)
+    if isinstance(item.get("postback"), dict):
+        pb = cast(PostbackShape, item.get("postback"))
+        title = _str(pb.get("title"))
         return WebhookEvent(
-            kind="postback", event_key=pb.mid, payload=pb.payload, title=pb.title, text=pb.title, **common
+            kind="postback",
+            event_key=_str(pb.get("mid")),
+            payload=_str(pb.get("payload")),
+            title=title,
+            text=title,
+            **common,
         )
-    if item.reaction is not None:
+    if isinstance(item.get("reaction"), dict):
+        reaction = cast(ReactionShape, item.get("reaction"))
         return WebhookEvent(
-            kind="reaction", event_key=item.reaction.mid, reaction=item.reaction.action, **common
+            kind="reaction",
+            event_key=_str(reaction.get("mid")),
+            reaction=_str(reaction.get("action")),
+            **common,
         )
-    if item.read is not None:
-        return WebhookEvent(kind="read", event_key=item.read.mid, **common)
-    if item.referral is not None:
-        return WebhookEvent(kind="referral", payload=item.referral.ref, ad_id=item.referral.ad_id, **common)
-    raise ValueError("messaging item with no known event")
+    if isinstance(item.get("read"), dict):
+        return WebhookEvent(kind="read", event_key=_str(_obj(item.get("read")).get("mid")), **common)
+    if isinstance(item.get("referral"), dict):
+        referral = _obj(item.get("referral"))
+        return WebhookEvent(
+            kind="referral", payload=_str(referral.get("ref")), ad_id=_str(referral.get("ad_id")), **common
+        )
+    raise Malformed("messaging item with no known event")
 
 
-def _from_message(message: Message, common: dict[str, Any]) -> WebhookEvent:
-    attachment_types = [a.type for a in message.attachments if a.type]
-    base = {"event_key": message.mid, "text": message.text, "attachment_types": attachment_types, **common}
-    if message.is_echo:
+def _from_message(message: MessageShape, common: dict[str, Any]) -> WebhookEvent:
+    attachments = [_obj(a) for a in _items(message.get("attachments"))]
+    attachment_types = [t for t in (_str(a.get("type")) for a in attachments) if t]
+    base: dict[str, Any] = {
+        "event_key": _str(message.get("mid")),
+        "text": _str(message.get("text")),
+        "attachment_types": attachment_types,
+        **common,
+    }
+    quick_reply = _str(_obj(message.get("quick_reply")).get("payload"))
+    story = _obj(_obj(message.get("reply_to")).get("story"))
+    if message.get("is_echo") is True:
         return WebhookEvent(kind="echo", **base)
-    if message.is_deleted:
+    if message.get("is_deleted") is True:
         return WebhookEvent(kind="deleted", **base)
-    if message.quick_reply is not None and message.quick_reply.payload is not None:
+    if quick_reply is not None:
         # ``text`` is the button title: route by payload, never by keyword (reference section 6).
-        return WebhookEvent(kind="quick_reply", payload=message.quick_reply.payload, **base)
+        return WebhookEvent(kind="quick_reply", payload=quick_reply, **base)
     if "story_mention" in attachment_types:
         return WebhookEvent(kind="story_mention", **base)
-    if message.reply_to is not None and message.reply_to.story is not None:
-        return WebhookEvent(kind="story_reply", story_id=message.reply_to.story.id, **base)
-    if message.is_unsupported:
+    if story:
+        return WebhookEvent(kind="story_reply", story_id=_str(story.get("id")), **base)
+    if message.get("is_unsupported") is True:
         return WebhookEvent(kind="unsupported", **base)
-    if message.referral is not None:
-        base["ad_id"] = message.referral.ad_id
+    if isinstance(message.get("referral"), dict):
+        base["ad_id"] = _str(_obj(message.get("referral")).get("ad_id"))
     return WebhookEvent(kind="message", **base)
 
 

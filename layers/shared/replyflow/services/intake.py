@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from replyflow.domain.messages import EventMessage, events_queue
+from replyflow.domain.messages import EventMessage, events_queue, queue_priority
 from replyflow.domain.webhook_events import WebhookEvent, drop_reason, parse_body
 from replyflow.ports import Cache, QueuePublisher
 from replyflow.services import cache_keys
@@ -174,10 +174,9 @@ def intake(
 
 
 def _message(route: Route, event: WebhookEvent) -> str:
-    priority = route.priority if route.priority in ("low", "default", "high") else "default"
     return EventMessage(
         tenant_id=route.tenant_id,
         account_id=route.account_id,
-        priority=priority,
+        priority=queue_priority(route.priority),
         event=event,
-    ).model_dump_json(exclude_none=True, exclude_defaults=False)
+    ).to_json()

@@ -392,9 +392,7 @@ class EventProcessor:
         if not outbound_ids:
             return
         bodies = [
-            SendJob(
-                tenant_id=message.tenant_id, account_id=message.account_id, outbound_id=i
-            ).model_dump_json()
+            SendJob(tenant_id=message.tenant_id, account_id=message.account_id, outbound_id=i).to_json()
             for i in outbound_ids
         ]
         self._publisher.publish(sends_queue(message.priority), bodies)

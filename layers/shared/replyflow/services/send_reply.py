@@ -282,7 +282,7 @@ class SendService:
             )
             self._log_claimed(session, job, claimed, "deferred", reason, f"{detail} (retry in {delay_s}s)")
         # After the commit: the next worker must find the row sendable.
-        self._publisher.publish(sends_queue(claimed.priority), [job.model_dump_json()], delay_seconds=delay_s)
+        self._publisher.publish(sends_queue(claimed.priority), [job.to_json()], delay_seconds=delay_s)
         return SendOutcome(status, reason, delay_s)
 
     def _needs_reauth(self, job: SendJob, claimed: _Claimed, error: GraphError) -> SendOutcome:
@@ -396,7 +396,7 @@ def release_parked(session: Session, tenant_id: str, account_id: str, publisher:
     jobs: dict[str, list[str]] = {}
     for row in rows:
         if row.id in moved:
-            body = SendJob(tenant_id=tenant_id, account_id=account_id, outbound_id=row.id).model_dump_json()
+            body = SendJob(tenant_id=tenant_id, account_id=account_id, outbound_id=row.id).to_json()
             jobs.setdefault(sends_queue(row.priority), []).append(body)
             logs_repo.automation(
                 session,

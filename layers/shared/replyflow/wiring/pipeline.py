@@ -5,8 +5,8 @@ services are imported inside the builders.
 In-process use (the local stack, tests, the bench)::
 
     from replyflow.wiring import pipeline
-    pipeline.processor().process(EventMessage.model_validate_json(body))
-    pipeline.sender().send(SendJob.model_validate_json(body))
+    pipeline.processor().process(EventMessage.from_json(body))
+    pipeline.sender().send(SendJob.from_json(body))
 
 ``core.override(...)`` then ``pipeline.reset()`` swaps settings, the queue publisher or the Graph
 client (``core.override(graph_client=...)``).
