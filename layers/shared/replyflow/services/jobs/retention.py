@@ -6,8 +6,9 @@ Invariants:
   verified archive file covers it (``archive_files``: same tenant, table and day, id in its range).
   Expired rows that no archive covers yet are kept and counted (``rows_kept_unarchived``).
 - Deletes go in chunks of at most ``chunk_size`` rows by primary key, each chunk its own short
-  transaction: the chunk's ids come from a keyset walk of the (tenant_id, created_at) index, then
-  ``DELETE ... WHERE tenant_id = ? AND created_at < cutoff AND id IN (...)`` touches only those rows.
+  transaction: the chunk's ids come from a keyset walk of the (tenant_id, created_at) index over the
+  archived days only, then ``DELETE ... WHERE tenant_id = ? AND created_at < cutoff AND id IN (...)``
+  touches only those rows (row locks on exactly them; READ COMMITTED takes no gap locks).
 - Deleting is by predicate, so the job keeps no checkpoint: stopped (deadline) or crashed at any
   point, the next run deletes what is left, and nothing else.
 """
@@ -15,12 +16,12 @@ Invariants:
 from __future__ import annotations
 
 import bisect
-import time
 from collections import Counter, defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
+from time import perf_counter
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, and_, delete, or_, select
+from sqlalchemy import CursorResult, Table, and_, delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.db.models import ArchiveFile
@@ -36,6 +37,9 @@ class _Coverage:
     def __init__(self, ranges: dict[date, list[tuple[int, int]]]) -> None:
         self._starts = {d: [r[0] for r in sorted(rs)] for d, rs in ranges.items()}
         self._ranges = {d: sorted(rs) for d, rs in ranges.items()}
+
+    def days(self) -> list[date]:
+        return sorted(self._ranges)
 
     def covers(self, day: date, row_id: int) -> bool:
         starts = self._starts.get(day)
@@ -65,7 +69,7 @@ def run_retention(
     tenant_ids: list[str] | None = None,
 ) -> JobResult:
     result = JobResult("retention")
-    started = time.perf_counter()
+    started = perf_counter()
     with sessions() as session:
         policies = tenant_retentions(session, tenant_ids)
     per_tenant: dict[str, dict[str, int]] = {}
@@ -89,7 +93,7 @@ def run_retention(
             break
     result.counts["rows_deleted"] = sum(v for k, v in result.counts.items() if k.startswith("deleted_"))
     result.details["deleted_per_tenant"] = per_tenant
-    result.duration_seconds = time.perf_counter() - started
+    result.duration_seconds = perf_counter() - started
     return result
 
 
@@ -104,16 +108,55 @@ def _purge_table(
     chunk_size: int,
     counts: Counter[str],
 ) -> bool:
-    """Delete one table's expired rows for one tenant; False when the deadline stopped it."""
+    """Delete one table's expired rows for one tenant; False when the deadline stopped it.
+
+    With the archive required, only the days that have verified files are walked (a day with none
+    costs nothing); the expired rows left afterwards are the unarchived ones, counted once.
+    """
     tenant_id = policy.tenant_id
     cutoff = policy.cutoff(now)
+    if not require_archive:
+        return _walk_and_delete(
+            sessions, table_name, table, tenant_id, None, cutoff, None, deadline, chunk_size, counts
+        )
     with sessions() as session:
-        coverage = _coverage(session, tenant_id, table_name, cutoff.date()) if require_archive else None
+        coverage = _coverage(session, tenant_id, table_name, cutoff.date())
+    for day in coverage.days():
+        start = datetime.combine(day, time.min)
+        end = min(start + timedelta(days=1), cutoff)
+        if not _walk_and_delete(
+            sessions, table_name, table, tenant_id, start, end, coverage, deadline, chunk_size, counts
+        ):
+            return False
+    with sessions() as session:
+        left = session.scalar(
+            select(func.count()).where(table.c.tenant_id == tenant_id, table.c.created_at < cutoff)
+        )
+    counts["rows_kept_unarchived"] += int(left or 0)
+    return True
+
+
+def _walk_and_delete(
+    sessions: sessionmaker[Session],
+    table_name: str,
+    table: Table,
+    tenant_id: str,
+    start: datetime | None,
+    end: datetime,
+    coverage: _Coverage | None,
+    deadline: Deadline,
+    chunk_size: int,
+    counts: Counter[str],
+) -> bool:
+    """Keyset walk of ``[start, end)`` on the (tenant_id, created_at) index, deleting covered rows in
+    chunks of at most ``chunk_size``, each chunk its own transaction."""
     position: tuple[datetime, int] | None = None
     while True:
         if deadline.expired():
             return False
-        where = [table.c.tenant_id == tenant_id, table.c.created_at < cutoff]
+        where = [table.c.tenant_id == tenant_id, table.c.created_at < end]
+        if start is not None:
+            where.append(table.c.created_at >= start)
         if position is not None:
             at, last_id = position
             where.append(or_(table.c.created_at > at, and_(table.c.created_at == at, table.c.id > last_id)))
@@ -131,10 +174,9 @@ def _purge_table(
                 ids = [int(r.id) for r in batch]
             else:
                 ids = [int(r.id) for r in batch if coverage.covers(r.created_at.date(), int(r.id))]
-                counts["rows_kept_unarchived"] += len(batch) - len(ids)
             if ids:
                 stmt = delete(table).where(
-                    table.c.tenant_id == tenant_id, table.c.created_at < cutoff, table.c.id.in_(ids)
+                    table.c.tenant_id == tenant_id, table.c.created_at < end, table.c.id.in_(ids)
                 )
                 deleted = cast("CursorResult[Any]", session.execute(stmt)).rowcount
                 session.commit()
