@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -49,16 +50,23 @@ def _jobs_list(args: argparse.Namespace) -> int:
 
 
 def _jobs_run(args: argparse.Namespace) -> int:
+    from replyflow.observability import logger
     from replyflow.wiring import jobs
     from replyflow.wiring.jobs import UnknownJobError
 
+    # Log lines and EMF blobs go to stderr, so stdout carries only the summary.
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sys.stderr)
     try:
-        # Log lines and EMF blobs go to stderr, so stdout carries only the summary.
         with contextlib.redirect_stdout(sys.stderr):
             summary = jobs.run(args.name, deadline_seconds=args.deadline)
     except UnknownJobError as error:
         print(error.message, file=sys.stderr)
         return 2
+    except RuntimeError as error:  # a missing adapter (e.g. no QUEUE_URLS outside the stack)
+        print(f"job {args.name} cannot run here: {error}", file=sys.stderr)
+        return 1
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
