@@ -5,13 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from replyflow.domain.messages import EventMessage
+from replyflow.observability import MetricUnit, metrics
 from replyflow.services.sqs_batch import process_batch
 from replyflow.wiring import pipeline
 
 
-def _handle(body: str) -> None:
-    pipeline.processor().process(EventMessage.from_json(body))
-
-
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_batch(event, _handle, max_workers=4)
+    outcomes: list[str] = []  # appended from worker threads; metrics are added on this thread
+
+    def handle(body: str) -> None:
+        result = pipeline.processor().process(EventMessage.from_json(body))
+        outcomes.append("duplicate" if result.duplicate else "processed")
+        outcomes.extend("queued" for _ in result.queued)
+
+    response = process_batch(event, handle, max_workers=4)
+    for name in ("processed", "duplicate", "queued"):
+        metrics.add_metric(name=f"Events_{name}", unit=MetricUnit.Count, value=outcomes.count(name))
+    metrics.add_metric(name="Events_failed", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
+    metrics.flush_metrics()
+    return response

@@ -3,16 +3,24 @@ failures are reported record by record."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from replyflow.domain.messages import SendJob
+from replyflow.observability import MetricUnit, metrics
 from replyflow.services.sqs_batch import process_batch
 from replyflow.wiring import pipeline
 
 
-def _handle(body: str) -> None:
-    pipeline.sender().send(SendJob.from_json(body))
-
-
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_batch(event, _handle, max_workers=10)
+    outcomes: list[str] = []  # appended from worker threads; metrics are added on this thread
+
+    def handle(body: str) -> None:
+        outcomes.append(pipeline.sender().send(SendJob.from_json(body)).status)
+
+    response = process_batch(event, handle, max_workers=10)
+    for status, count in Counter(outcomes).items():
+        metrics.add_metric(name=f"Sends_{status}", unit=MetricUnit.Count, value=count)
+    metrics.add_metric(name="Sends_error", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
+    metrics.flush_metrics()
+    return response
