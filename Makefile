@@ -53,7 +53,7 @@ format: $(STAMP) ## apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-typecheck: $(STAMP) ## mypy on the layer package and the local stack
+typecheck: $(STAMP) ## mypy on the layer package, the functions, the local stack and the tests
 	$(VENV)/bin/mypy
 
 bench: $(STAMP) ## measure latency and throughput; prints a table, writes bench/results/*.json
