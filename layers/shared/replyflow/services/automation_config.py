@@ -8,11 +8,13 @@ skipped (``template_missing``) instead of failing the event.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from replyflow.db.models import Automation
 from replyflow.db.repositories import accounts as accounts_repo
 from replyflow.db.repositories import automations as automations_repo
 from replyflow.db.repositories import templates as templates_repo
@@ -59,13 +61,24 @@ def load_account_config(session: Session, tenant_id: str, account_id: str) -> Ac
     if account is None:
         return None
     automations = automations_repo.list_for_tenant(session, tenant_id, account_id=account_id, active=True)
+    return AccountConfig(
+        account_id=account.id,
+        ig_user_id=account.ig_user_id,
+        username=account.username,
+        status=account.status,
+        rules=tuple(rules_for(session, tenant_id, automations)),
+    )
+
+
+def rules_for(session: Session, tenant_id: str, automations: Sequence[Automation]) -> list[Rule]:
+    """Matching rules of these automations, their templates resolved in one query."""
     template_ids = [
-        action.get("template_id")
+        str(action["template_id"])
         for automation in automations
         for name, action in (automation.actions or {}).items()
-        if name in TEMPLATE_ACTIONS and isinstance(action, dict)
+        if name in TEMPLATE_ACTIONS and isinstance(action, dict) and action.get("template_id")
     ]
-    templates = templates_repo.get_many(session, tenant_id, [t for t in template_ids if t])
+    templates = templates_repo.get_many(session, tenant_id, template_ids)
     rules = []
     for automation in automations:
         actions: dict[str, Any] = {}
@@ -97,13 +110,7 @@ def load_account_config(session: Session, tenant_id: str, account_id: str) -> Ac
                 }
             )
         )
-    return AccountConfig(
-        account_id=account.id,
-        ig_user_id=account.ig_user_id,
-        username=account.username,
-        status=account.status,
-        rules=tuple(rules),
-    )
+    return rules
 
 
 def account_config(cache: Cache, session: Session, tenant_id: str, account_id: str) -> AccountConfig | None:

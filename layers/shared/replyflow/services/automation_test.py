@@ -13,14 +13,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from replyflow.db.models import Automation
-from replyflow.db.repositories import automations, templates
+from replyflow.db.repositories import automations
 from replyflow.domain import matching
 from replyflow.domain.templates import TemplateContent
 from replyflow.domain.webhook_events import WebhookEvent
 from replyflow.errors import NotFoundError
 from replyflow.services.access import Principal
-from replyflow.services.automation_config import TEMPLATE_ACTIONS, load_account_config
+from replyflow.services.automation_config import load_account_config, rules_for
 from replyflow.services.templates_service import render
 
 SampleKind = Literal[
@@ -72,7 +71,7 @@ def run_test(
         raise NotFoundError("no such account")
     # The cached config holds active automations only; test this one whatever its flag.
     active_rules = {rule.id: rule for rule in config.rules}
-    rule = active_rules.get(row.id) or _rule_of(session, principal.tenant_id, row)
+    rule = active_rules.get(row.id) or rules_for(session, principal.tenant_id, [row])[0]
     event = WebhookEvent(
         kind=request.kind,
         ig_account_id=config.ig_user_id,
@@ -153,40 +152,3 @@ def _plan(rule: matching.Rule, variables: dict[str, str]) -> list[PlannedAction]
         preview = render(TemplateContent.model_validate(content), variables)
         planned.append(PlannedAction(action=name, message=preview.message))
     return planned
-
-
-def _rule_of(session: Session, tenant_id: str, row: Automation) -> matching.Rule:
-    """The rule of an inactive automation, with templates resolved as ``automation_config`` does."""
-    wanted = [
-        str(a.get("template_id"))
-        for name, a in (row.actions or {}).items()
-        if name in TEMPLATE_ACTIONS and isinstance(a, dict)
-    ]
-    found = templates.get_many(session, tenant_id, wanted)
-    actions: dict[str, Any] = {}
-    for name, action in (row.actions or {}).items():
-        if not isinstance(action, dict):
-            continue
-        resolved = dict(action)
-        template = found.get(str(action.get("template_id"))) if name in TEMPLATE_ACTIONS else None
-        if template is not None:
-            resolved["content"] = {
-                "text": template.text,
-                "buttons": template.buttons or [],
-                "quick_replies": template.quick_replies or [],
-            }
-        actions[name] = resolved
-    return matching.Rule.from_json(
-        {
-            "id": row.id,
-            "name": row.name,
-            "trigger": row.trigger,
-            "match_mode": row.match_mode,
-            "keywords": row.keywords or [],
-            "media_ids": row.media_ids,
-            "actions": actions,
-            "cooldown_seconds": row.cooldown_seconds,
-            "priority": row.priority,
-            "created_at": row.created_at.isoformat() if row.created_at else "",
-        }
-    )

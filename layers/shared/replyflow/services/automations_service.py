@@ -43,7 +43,7 @@ class TemplateAction(BaseModel):
 class PublicReplyAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    variants: list[str] = Field(min_length=1, max_length=10, description="used in turn, one per reply (rotating per automation)")
+    variants: list[str] = Field(min_length=1, max_length=10, description="used in turn, one per reply")
 
     @model_validator(mode="after")
     def _lengths(self) -> PublicReplyAction:
