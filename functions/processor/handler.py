@@ -20,7 +20,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     response = process_batch(event, handle, max_workers=4)
     for name in ("processed", "duplicate", "queued"):
-        metrics.add_metric(name=f"Events_{name}", unit=MetricUnit.Count, value=outcomes.count(name))
-    metrics.add_metric(name="Events_failed", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
+        metrics.add_metric(name=f"Events{name.title()}", unit=MetricUnit.Count, value=outcomes.count(name))
+    metrics.add_metric(name="EventsErrored", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
     metrics.flush_metrics()
     return response

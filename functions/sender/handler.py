@@ -11,6 +11,14 @@ from replyflow.observability import MetricUnit, metrics
 from replyflow.services.sqs_batch import process_batch
 from replyflow.wiring import pipeline
 
+# Metric names the CloudWatch dashboard and alarms read (infra/observability.yaml).
+METRIC_BY_OUTCOME = {
+    "sent": "MessagesSent",
+    "deferred": "SendsDeferred",
+    "skipped": "SendsSkipped",
+    "failed": "SendsFailed",
+}
+
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     outcomes: list[str] = []  # appended from worker threads; metrics are added on this thread
@@ -20,7 +28,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     response = process_batch(event, handle, max_workers=10)
     for status, count in Counter(outcomes).items():
-        metrics.add_metric(name=f"Sends_{status}", unit=MetricUnit.Count, value=count)
-    metrics.add_metric(name="Sends_error", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
+        name = METRIC_BY_OUTCOME.get(status, f"Sends{status.title()}")
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+    metrics.add_metric(name="SendsErrored", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
     metrics.flush_metrics()
     return response
