@@ -10,7 +10,8 @@
 
 Other modules add subcommands with a ``register(subparsers)`` function (``local/jobs_cli.py``).
 Settings come from the environment through :class:`replyflow.settings.Settings`; this module prints
-(it is the user interface) and never reads ``os.environ`` itself.
+(it is the user interface) and never reads ``os.environ`` itself (it only quiets Powertools' EMF
+output for ``run``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import hmac
 import importlib
 import json
 import logging
+import os
 import random
 import signal
 import sys
@@ -174,6 +176,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _configure_logging(settings, args.verbose)
+    if not args.verbose:
+        # CloudWatch EMF lines are for CloudWatch; locally the jobs' metrics show at /_local/metrics.
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     options = StackOptions(
         scheduler=not args.no_scheduler,
         sandbox=not args.no_sandbox,
