@@ -45,7 +45,6 @@ from replyflow.ports import Cache, QueuePublisher
 from replyflow.services import cache_keys
 
 MAX_SQS_DELAY_SECONDS = 900
-DM_KINDS = frozenset({"private_reply", "dm"})
 SKIP_KINDS = frozenset({"outside_window", "user_unavailable", "already_replied"})
 
 
@@ -227,7 +226,7 @@ class SendService:
                 graph_message_id=result.message_id,
                 sent_at=now,
             )
-            if claimed.kind in DM_KINDS:
+            if claimed.kind in usage_repo.DM_KINDS:
                 usage_repo.add_dms(session, job.tenant_id, 1, at=now)
             self._log_claimed(session, job, claimed, "sent", None, f"message {result.message_id}")
         if result.usage_pct is not None and result.usage_pct >= 90:

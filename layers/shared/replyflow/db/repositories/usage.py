@@ -12,6 +12,9 @@ from replyflow.clock import utcnow
 from replyflow.db.models import UsageCounter
 from replyflow.db.repositories._upsert import upsert
 
+# The outbound kinds that count against the plan's monthly DM quota (public replies are comments).
+DM_KINDS: tuple[str, ...] = ("private_reply", "dm")
+
 
 def period_of(moment: datetime) -> str:
     return moment.strftime("%Y-%m")

@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.clock import utcnow
 from replyflow.db.models import OutboundMessage, Tenant, UsageCounter
+from replyflow.db.repositories import usage as usage_repo
 from replyflow.services.jobs.common import Deadline, JobResult
 
-DM_KINDS = ("private_reply", "dm")
 # A message is sent within days of being queued (private replies: 7 days); the bound lets the count
 # use the (tenant_id, status, created_at) index.
 MAX_QUEUE_TO_SEND = timedelta(days=35)
@@ -55,7 +55,7 @@ def ledger_count(session: Session, tenant_id: str, period: str) -> int:
         OutboundMessage.status == "sent",
         OutboundMessage.created_at >= start - MAX_QUEUE_TO_SEND,
         OutboundMessage.created_at < end,
-        OutboundMessage.kind.in_(DM_KINDS),
+        OutboundMessage.kind.in_(usage_repo.DM_KINDS),
         OutboundMessage.sent_at >= start,
         OutboundMessage.sent_at < end,
     )
