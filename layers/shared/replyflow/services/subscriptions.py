@@ -199,6 +199,45 @@ def cancel(
     return _view(session, sub)
 
 
+def settle_period_ends(
+    sessions: sessionmaker[Session], cache: Cache, *, now: datetime, limit: int = 500
+) -> dict[str, int]:
+    """Ends due periods (the usage-rollover job runs this): a subscription cancelled at period end
+    becomes ``canceled`` and the tenant moves to the free plan; any other one renews for a period.
+    Each tenant is settled in its own transaction under its row lock, so it is safe to re-run."""
+    counts = {"renewed": 0, "downgraded": 0}
+    with session_scope(sessions) as session:
+        due = repo.due_for_period_end(session, now, limit)
+    for tenant_id, sub_id in due:
+        with session_scope(sessions) as session:
+            tenant = tenants.get(session, tenant_id, for_update=True)
+            sub = repo.current(session, tenant_id)
+            if tenant is None or sub is None or sub.id != sub_id or sub.current_period_end > now:
+                continue  # settled or changed meanwhile
+            if sub.cancel_at_period_end:
+                sub.status = "canceled"
+                repo.add(
+                    session,
+                    Subscription(
+                        tenant_id=tenant_id,
+                        plan_code="free",
+                        status="active",
+                        provider="manual",
+                        current_period_start=sub.current_period_end,
+                        current_period_end=sub.current_period_end + PERIOD,
+                    ),
+                )
+                tenant.plan_code = "free"
+                session.flush()
+                _invalidate_tenant(session, cache, tenant_id)
+                counts["downgraded"] += 1
+            else:
+                sub.current_period_start = sub.current_period_end
+                sub.current_period_end = sub.current_period_end + PERIOD
+                counts["renewed"] += 1
+    return counts
+
+
 def request_hash(body: Any) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

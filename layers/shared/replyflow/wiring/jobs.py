@@ -153,9 +153,16 @@ def _token_refresh(deadline: Deadline) -> JobResult:
 
 
 def _usage_rollover(deadline: Deadline) -> JobResult:
+    """Period boundaries: subscriptions renew or end (cancelled ones fall to free), then the usage
+    counters of the new period exist and agree with the ledger."""
     from replyflow.services.jobs.usage import run_usage_rollover
+    from replyflow.services.subscriptions import settle_period_ends
 
-    return run_usage_rollover(core.writer_sessions(), now=now(), deadline=deadline)
+    moment = now()
+    settled = settle_period_ends(core.writer_sessions(), core.cache(), now=moment)
+    result = run_usage_rollover(core.writer_sessions(), now=moment, deadline=deadline)
+    result.counts.update({f"subscriptions_{name}": count for name, count in settled.items()})
+    return result
 
 
 def _queue_metrics(deadline: Deadline) -> JobResult:

@@ -3,6 +3,8 @@ they switch it)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,3 +24,15 @@ def add(session: Session, subscription: Subscription) -> Subscription:
     session.add(subscription)
     session.flush()
     return subscription
+
+
+def due_for_period_end(session: Session, now: datetime, limit: int = 500) -> list[tuple[str, str]]:
+    """(tenant_id, subscription id) of active subscriptions whose period has ended. A scheduled job's
+    cross-tenant scan: each row is then settled under its own tenant's lock."""
+    rows = session.execute(
+        select(Subscription.tenant_id, Subscription.id)
+        .where(Subscription.status == "active", Subscription.current_period_end <= now)
+        .order_by(Subscription.current_period_end)
+        .limit(limit)
+    )
+    return [(tenant_id, sub_id) for tenant_id, sub_id in rows]
