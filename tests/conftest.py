@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,14 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def mysql_url() -> Iterator[str]:
+@contextmanager
+def fresh_mysql_database(prefix: str = "rf_test") -> Iterator[str]:
+    """A migrated database of its own on the real MariaDB, dropped afterwards."""
     import sqlalchemy as sa
 
     from replyflow.db.migrate import upgrade
 
-    name = f"rf_test_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
     admin = sa.create_engine(MYSQL_ADMIN_URL, poolclass=sa.pool.NullPool)
     try:
         with admin.connect() as conn:
@@ -73,6 +75,12 @@ def mysql_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    with fresh_mysql_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ interleaved as real traffic is.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -20,13 +19,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.adapters.archive_store import DirectoryArchiveStore
 from replyflow.db.engine import session_factory
-from replyflow.db.migrate import upgrade
 from replyflow.db.models import ArchiveFile
 from replyflow.services.jobs.archive import restore, run_archive
 from replyflow.services.jobs.common import Deadline
 from replyflow.services.jobs.policy import TenantRetention
 from replyflow.services.jobs.retention import run_retention
-from tests.conftest import MYSQL_ADMIN_URL, service_missing
+from tests.conftest import fresh_mysql_database
 
 pytestmark = pytest.mark.integration
 
@@ -57,22 +55,9 @@ class StopAfter(Deadline):
 
 @pytest.fixture(scope="module")
 def big_db() -> Iterator[str]:
-    name = f"rf_jobs_{secrets.token_hex(4)}"
-    admin = sa.create_engine(MYSQL_ADMIN_URL, poolclass=sa.pool.NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-    except sa.exc.OperationalError as error:
-        service_missing("MariaDB", error)
-    url = MYSQL_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}?charset=utf8mb4"
-    try:
-        upgrade(url)
+    with fresh_mysql_database("rf_jobs") as url:
         _generate(url)
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
-        admin.dispose()
 
 
 def _generate(url: str) -> None:
