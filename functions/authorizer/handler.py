@@ -19,6 +19,7 @@ from replyflow.services import tokens
 from replyflow.services.access import Principal
 from replyflow.services.api_key_auth import authenticate_api_key
 from replyflow.wiring import api as wiring
+from replyflow.wiring import core
 
 
 def _header(event: dict[str, Any], name: str) -> str | None:
@@ -66,7 +67,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     principal = authenticate(_header(event, "authorization"))
     if principal is None:
         raise Exception("Unauthorized")
-    return {
+    policy: dict[str, Any] = {
         "principalId": f"{principal.principal_type}:{principal.principal_id}",
         "policyDocument": {
             "Version": "2012-10-17",
@@ -80,3 +81,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         },
         "context": principal.as_context(),
     }
+    usage_key = core.settings().usage_plan_keys.get(principal.plan_code or "")
+    if usage_key:
+        # API keys are metered by their tenant's tier usage plan (ApiKeySourceType: AUTHORIZER).
+        policy["usageIdentifierKey"] = usage_key
+    return policy

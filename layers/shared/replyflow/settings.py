@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     jwt_audience: str = "replyflow-api"
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # Plan code -> the API Gateway key of that tier's usage plan, returned by the authorizer for API keys.
+    usage_plan_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
 
     # Queues: SQS URLs by logical name (events-high, sends-default, ...) in AWS; empty = local broker.
@@ -73,7 +75,7 @@ class Settings(BaseSettings):
     replyflow_sandbox_port: int = 3001
     local_state_dir: str = ".local"
 
-    @field_validator("jwt_signing_keys", "queue_urls", mode="before")
+    @field_validator("jwt_signing_keys", "queue_urls", "usage_plan_keys", mode="before")
     @classmethod
     def _json_dict(cls, value: object) -> object:
         if isinstance(value, str):

@@ -25,6 +25,8 @@ class Principal:
     principal_id: str
     role: Role
     principal_type: PrincipalType
+    # The tenant's plan, known to the authorizer for API keys: it picks the API Gateway usage plan.
+    plan_code: str | None = None
 
     @property
     def user_id(self) -> str | None:

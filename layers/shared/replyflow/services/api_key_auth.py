@@ -24,14 +24,16 @@ def invalidate_api_key(cache: Cache, prefix: str) -> None:
 
 def _load(prefix: str) -> dict[str, Any]:
     from replyflow.db.engine import session_scope
-    from replyflow.db.repositories import api_keys
+    from replyflow.db.repositories import api_keys, tenants
     from replyflow.wiring import core
 
     with session_scope(core.reader_sessions()) as session:
         key = api_keys.resolve_by_prefix(session, prefix)
         if key is None:
             return {"missing": True}
+        tenant = tenants.get(session, key.tenant_id)
         return {
+            "plan_code": tenant.plan_code if tenant is not None else None,
             "id": key.id,
             "tenant_id": key.tenant_id,
             "role": key.role,
@@ -59,4 +61,11 @@ def authenticate_api_key(token: str, cache: Cache | None = None) -> Principal | 
         return None
     if entry.get("role") not in ("admin", "member"):
         return None
-    return Principal(str(entry["tenant_id"]), str(entry["id"]), entry["role"], "api_key")
+    plan = entry.get("plan_code")
+    return Principal(
+        str(entry["tenant_id"]),
+        str(entry["id"]),
+        entry["role"],
+        "api_key",
+        plan if isinstance(plan, str) else None,
+    )
