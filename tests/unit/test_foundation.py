@@ -134,3 +134,20 @@ def test_events_copy_matches_the_shared_reference() -> None:
     shared = {p.name: p.read_bytes() for p in SHARED_REFERENCE_EVENTS_DIR.glob("*.json")}
     ours = {p.name: p.read_bytes() for p in REFERENCE_EVENTS_DIR.glob("*.json")}
     assert ours == shared
+
+
+def test_settings_never_show_secrets_in_repr_or_validation_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    jwt_key = "jwt-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+    monkeypatch.setenv("JWT_SIGNING_KEYS", f'{{"k1": "{jwt_key}"}}')
+    monkeypatch.setenv("REDIS_URL", "rediss://:redis-auth-token-xyz@cache.example:6379/0")
+    monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://app:db-password-xyz@db.example/replyflow")
+    shown = repr(Settings()) + str(Settings())
+    for secret in (jwt_key, "redis-auth-token-xyz", "db-password-xyz"):
+        assert secret not in shown
+    monkeypatch.setenv("ENVIRONMENT", "prod")  # refused: the local secrets are still the defaults
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    message = str(refused.value)
+    assert "INSTAGRAM_APP_SECRET" in message
+    for fragment in (jwt_key[-12:], "redis-auth", "db-password"):
+        assert fragment not in message

@@ -18,17 +18,21 @@ PRIORITIES: tuple[Priority, ...] = ("high", "default", "low")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+    # Validation errors never echo the input: it holds every secret of the environment.
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", case_sensitive=False, hide_input_in_errors=True
+    )
 
     environment: Literal["local", "test", "dev", "prod"] = "local"
     log_level: str = "INFO"
 
     # Storage. SQLite file and in-process fakeredis unless these are set.
-    database_url: str = "sqlite:///.local/replyflow.db"
-    database_reader_url: str | None = None
+    # URLs may carry passwords: kept out of repr(), like every secret here.
+    database_url: str = Field(default="sqlite:///.local/replyflow.db", repr=False)
+    database_reader_url: str | None = Field(default=None, repr=False)
     database_pool_size: int = Field(default=2, ge=1, le=50)
     database_iam_auth: bool = False  # RDS Proxy IAM auth: a signed token per connection, no password
-    redis_url: str | None = None
+    redis_url: str | None = Field(default=None, repr=False)
 
     # Instagram. Either configured app secret may sign webhooks (reference section 3).
     instagram_app_id: str = "replyflow-local-app"
@@ -45,7 +49,7 @@ class Settings(BaseSettings):
     # Secrets at rest and auth. Base64 (urlsafe) 32-byte AES-GCM key; JWT keys as {"kid": "secret"}.
     token_encryption_key: SecretStr = SecretStr("bG9jYWwtb25seS10b2tlbi1rZXktMzItYnl0ZXMhIT0=")
     jwt_signing_keys: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=lambda: {"local-1": "local-only-jwt-secret-change-me-please-0123456789"}
+        default_factory=lambda: {"local-1": "local-only-jwt-secret-change-me-please-0123456789"}, repr=False
     )
     jwt_active_kid: str = "local-1"
     jwt_issuer: str = "replyflow"
