@@ -44,10 +44,10 @@ class World:
     ig_user_id: str = ""
 
     def service(self, graph: ScriptedGraph, **kw: Any) -> SendService:
+        kw.setdefault("limiter", self.limiter)
         return SendService(
             sessions=self.sessions,
             graph=graph,
-            limiter=self.limiter,
             cipher=TokenCipher(KEY),
             publisher=self.queues,
             cache=self.cache,
@@ -234,6 +234,23 @@ def test_a_row_stuck_in_sending_after_the_lease_becomes_unknown_not_resent(world
     graph = ScriptedGraph()
     assert world.service(graph).send(job).status == "unknown"
     assert graph.calls == []
+
+
+def test_a_limiter_outage_fails_the_record_and_leaves_the_row_sendable(world: World) -> None:
+    class DownLimiter(FakeLimiter):
+        def acquire(self, account_id: str, hourly_budget: int) -> Any:
+            raise ConnectionError("redis is down")
+
+    job = world.add()
+    graph = ScriptedGraph()
+    with pytest.raises(ConnectionError):
+        world.service(graph, limiter=DownLimiter()).send(job)  # the record fails: SQS redelivers it
+    row = world.row(job)
+    assert (row.status, row.attempts) == ("deferred", 0)  # not owned by a worker that is gone
+    # Redelivered once Redis is back, even after the lease: sent, not written off as "unknown".
+    world.clock.current += timedelta(minutes=5)
+    assert world.service(graph).send(job).status == "sent"
+    assert len(graph.delivered) == 1
 
 
 def test_an_expired_window_is_skipped_before_calling(world: World) -> None:

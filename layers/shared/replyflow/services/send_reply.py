@@ -143,7 +143,13 @@ class SendService:
         if isinstance(claimed_or_outcome, SendOutcome):
             return claimed_or_outcome
         claimed = claimed_or_outcome
-        slot = self._limiter.acquire(job.account_id, claimed.budget)
+        try:
+            slot = self._limiter.acquire(job.account_id, claimed.budget)
+        except Exception:
+            # Nothing went out: give the row back, or the redelivery would find it "sending" and
+            # write it off as ``unknown`` (never sent). The record fails; SQS redelivers it.
+            self._give_back(job, claimed, "limiter_unavailable")
+            raise
         if not slot.granted:
             return self._defer(job, claimed, slot.delay_seconds, "rate_limited", "no slot in the send budget")
         try:
@@ -283,6 +289,17 @@ class SendService:
         # After the commit: the next worker must find the row sendable.
         self._publisher.publish(sends_queue(claimed.priority), [job.to_json()], delay_seconds=delay_s)
         return SendOutcome(status, reason, delay_s)
+
+    def _give_back(self, job: SendJob, claimed: _Claimed, reason: str) -> None:
+        with session_scope(self._sessions) as session:
+            ledger.finish(
+                session,
+                job.tenant_id,
+                claimed.row_id,
+                status="deferred",
+                error_code=reason,
+                uncount_attempt=True,
+            )
 
     def _needs_reauth(self, job: SendJob, claimed: _Claimed, error: GraphError) -> SendOutcome:
         with session_scope(self._sessions) as session:
