@@ -119,3 +119,32 @@ def test_errors_and_transport_failures() -> None:
         with pytest.raises(GraphError) as info:
             client(dropped).send_message("1", "t", {"comment_id": "c"}, {"text": "x"})
         assert info.value.kind == "ambiguous"  # may have been delivered: the ledger decides
+
+
+ODD_USAGE = {
+    "x-business-use-case-usage": json.dumps(
+        {
+            "1784": [
+                {
+                    "type": "instagram",
+                    "call_count": "95",
+                    "total_time": None,
+                    "estimated_time_to_regain_access": "soon",
+                }
+            ]
+        }
+    )
+}
+
+
+def test_an_odd_usage_header_never_turns_an_answer_into_a_crash() -> None:
+    """Header values of another type must not raise: after a 200 the message has gone out (a crash
+    would leave it 'sending', later 'unknown'), and a throttle must still be a throttle."""
+
+    def sent(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"recipient_id": "u1", "message_id": "mid.1"}, headers=ODD_USAGE)
+
+    result = client(sent).send_message("1784", "tok", {"comment_id": "c1"}, {"text": "hi"})
+    assert (result.message_id, result.usage_pct) == ("mid.1", 95)
+    error = classify(400, envelope(80002), ODD_USAGE)
+    assert (error.kind, error.retry_after) == ("throttle", 60.0)

@@ -18,6 +18,7 @@ Every failure becomes a :class:`GraphError` whose ``kind`` tells the sender what
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -115,13 +116,7 @@ def _regain_minutes(raw: str | None) -> float | None:
         usage = json.loads(raw)
     except ValueError:
         return None
-    values = [
-        float(entry.get("estimated_time_to_regain_access") or 0)
-        for entries in (usage.values() if isinstance(usage, dict) else [])
-        if isinstance(entries, list)
-        for entry in entries
-        if isinstance(entry, dict)
-    ]
+    values = [_number(entry.get("estimated_time_to_regain_access")) for entry in _usage_entries(usage)]
     return max(values) if values else None
 
 
@@ -135,13 +130,30 @@ def usage_pct(headers: httpx.Headers | dict[str, str]) -> int | None:
     except ValueError:
         return None
     pcts = [
-        int(max(entry.get("call_count", 0), entry.get("total_cputime", 0), entry.get("total_time", 0)))
+        int(max(_number(entry.get(name)) for name in ("call_count", "total_cputime", "total_time")))
+        for entry in _usage_entries(usage)
+    ]
+    return max(pcts) if pcts else None
+
+
+def _usage_entries(usage: Any) -> list[dict[str, Any]]:
+    return [
+        entry
         for entries in (usage.values() if isinstance(usage, dict) else [])
         if isinstance(entries, list)
         for entry in entries
         if isinstance(entry, dict)
     ]
-    return max(pcts) if pcts else None
+
+
+def _number(value: Any) -> float:
+    """A header figure as a number; anything unreadable counts as 0 (these parse Meta's answers, and
+    must never raise: after a 200 the message is out, and a throttle must stay a throttle)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 def _int(value: Any) -> int | None:
