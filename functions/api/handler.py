@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from api.app import get_app
+from replyflow.observability import clear_tenant
 
 _one_at_a_time = threading.Lock()
 
@@ -19,4 +20,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with _one_at_a_time:
         app = get_app()
         app.clear_context()
+        clear_tenant()  # the route binds the caller's tenant; none is left from the last request
         return app.resolve(event, context)

@@ -9,9 +9,18 @@ from aws_lambda_powertools.metrics import MetricUnit
 logger = Logger(service="replyflow")
 metrics = Metrics(namespace="Replyflow", service="replyflow")
 
-__all__ = ["MetricUnit", "bind_tenant", "logger", "metrics"]
+__all__ = ["MetricUnit", "bind_tenant", "clear_tenant", "logger", "metrics"]
+
+_TENANT_KEYS = ("tenant_id", "account_id")
 
 
 def bind_tenant(tenant_id: str | None, account_id: str | None = None) -> None:
-    """Attach the tenant (and account) to every following log line of this request or record."""
-    logger.append_keys(tenant_id=tenant_id, account_id=account_id)
+    """Attach the tenant (and account) to every following log line of this request or record.
+
+    Thread-local: the workers handle a batch's records (of different tenants) on a thread pool."""
+    logger.thread_safe_append_keys(tenant_id=tenant_id, account_id=account_id)
+
+
+def clear_tenant() -> None:
+    """Forget the tenant of the previous request or record (a warm process handles many)."""
+    logger.thread_safe_remove_keys(_TENANT_KEYS)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from replyflow.observability import logger
+from replyflow.observability import clear_tenant, logger
 
 
 def process_batch(
@@ -22,6 +22,7 @@ def process_batch(
 
     def run(record: dict[str, Any]) -> str | None:
         message_id = str(record.get("messageId", ""))
+        clear_tenant()
         try:
             handle(record.get("body") or "")
         except Exception:
