@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -261,6 +262,8 @@ def test_logs_keyset_pagination_and_filters(api_env: ApiEnv) -> None:
     ]
     wrong_kind = api_env.call("GET", "/v1/logs/automations", token=token, query={"cursor": reply_cursor})
     assert wrong_kind.status == 422
+    huge = base64.urlsafe_b64encode(b'{"l":"r","t":"2026-01-01T00:00:00","i":1e400}').decode()
+    assert api_env.call("GET", "/v1/logs/replies", token=token, query={"cursor": huge}).status == 422
     stats = api_env.call(
         "GET", "/v1/stats", token=token, query={"since": "2026-01-01", "until": "2026-01-02"}
     )
@@ -270,3 +273,17 @@ def test_logs_keyset_pagination_and_filters(api_env: ApiEnv) -> None:
         "GET", "/v1/stats", token=token, query={"since": "2025-01-01", "until": "2026-01-02"}
     )
     assert too_wide.status == 422
+
+
+def test_automation_logs_filter_by_every_action_the_pipeline_writes(api_env: ApiEnv) -> None:
+    signup = api_env.signup()
+    token, tenant = signup["access_token"], signup["tenant_id"]
+    # processor: matched, skipped, queued, parked; sender: sent, deferred, parked, skipped, failed, unknown
+    actions = ["matched", "skipped", "queued", "parked", "deferred", "sent", "failed", "unknown"]
+    with session_scope(core.writer_sessions()) as session:
+        for action in actions:
+            session.add(AutomationLog(tenant_id=tenant, account_id="a1", action=action))
+    for action in actions:
+        page = api_env.call("GET", "/v1/logs/automations", token=token, query={"action": action})
+        assert page.status == 200, (action, page.body)
+        assert [item["action"] for item in page.body["items"]] == [action]

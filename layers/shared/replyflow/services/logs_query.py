@@ -24,7 +24,7 @@ from replyflow.services.access import Principal
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 ReplyStatus = Literal["sent", "failed", "skipped", "deferred", "parked", "queued", "unknown"]
-AutomationAction = Literal["matched", "skipped", "queued", "deferred", "sent", "failed"]
+AutomationAction = Literal["matched", "skipped", "queued", "parked", "deferred", "sent", "failed", "unknown"]
 
 
 class ReplyLogView(BaseModel):
@@ -75,7 +75,7 @@ def decode_cursor(kind: str, cursor: str | None) -> Keyset | None:
         if data["l"] != kind:
             raise ValueError("cursor of another log")
         return Keyset(datetime.fromisoformat(data["t"]), int(data["i"]))
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationError(
             "the cursor is not valid for this list",
             code="invalid_cursor",
