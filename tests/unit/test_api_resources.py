@@ -213,6 +213,17 @@ def test_downgrade_refused_while_over_limits(api_env: ApiEnv) -> None:
     assert cancel.body["cancel_at_period_end"] is True
 
 
+def test_disconnected_accounts_do_not_block_a_downgrade(api_env: ApiEnv) -> None:
+    token = api_env.signup()["access_token"]
+    assert api_env.call("POST", "/v1/subscriptions", token=token, body={"plan_code": "pro"}).status == 200
+    connect(api_env, token, "17841400000000021")
+    second = connect(api_env, token, "17841400000000022")
+    assert api_env.call("DELETE", f"/v1/accounts/{second['id']}", token=token).status == 200
+    # One connected account fits the free plan; the disconnected row is kept only for its logs.
+    downgraded = api_env.call("POST", "/v1/subscriptions", token=token, body={"plan_code": "free"})
+    assert downgraded.status == 200, downgraded.body
+
+
 def test_logs_keyset_pagination_and_filters(api_env: ApiEnv) -> None:
     signup = api_env.signup()
     token, tenant = signup["access_token"], signup["tenant_id"]

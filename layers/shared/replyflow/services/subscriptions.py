@@ -31,6 +31,7 @@ from replyflow.errors import ConflictError, NotFoundError, ReplyflowError, Valid
 from replyflow.ports import Cache
 from replyflow.services import cache_keys, write_through
 from replyflow.services.access import Principal
+from replyflow.services.accounts import connected_count
 from replyflow.services.billing import BillingProvider
 
 SCOPE = "subscriptions.change"
@@ -120,7 +121,7 @@ def current(session: Session, principal: Principal) -> SubscriptionView:
 
 def _over_limits(session: Session, tenant_id: str, plan: Plan) -> list[dict[str, Any]]:
     over = []
-    n_accounts = accounts.count_for_tenant(session, tenant_id)
+    n_accounts = connected_count(session, tenant_id)  # disconnected rows stay for their logs only
     if n_accounts > plan.max_accounts:
         over.append({"limit": "max_accounts", "allowed": plan.max_accounts, "current": n_accounts})
     n_automations = automations.count_for_tenant(session, tenant_id)
