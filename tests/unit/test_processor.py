@@ -235,6 +235,25 @@ def test_a_failed_transaction_gives_the_cooldown_back(world: World, monkeypatch:
     assert world.decisions(seeded) == []  # rolled back: the redelivery decides afresh
 
 
+def test_a_failed_transaction_leaves_the_event_unclaimed_for_the_redelivery(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dedupe claim commits with the decisions or not at all (SQLite included: a SAVEPOINT that
+    opens the transaction must not commit it on release)."""
+    seeded = world.seed([{"actions": PRIVATE}])
+    with monkeypatch.context() as patch:
+        patch.setattr("replyflow.services.process_event.contacts_repo.touch", _fail)
+        with pytest.raises(RuntimeError):
+            world.run(seeded, "comment_feed.json")
+    redelivered = world.run(seeded, "comment_feed.json")
+    assert redelivered.duplicate is False
+    assert [row.status for row in world.outbound(seeded)] == ["queued"]
+
+
+def _fail(*_a: Any, **_k: Any) -> None:
+    raise RuntimeError("database went away")
+
+
 def test_the_monthly_quota(world: World) -> None:
     seeded = world.seed([{"actions": PRIVATE}], plan="free")
     with session_scope(world.sessions) as session:

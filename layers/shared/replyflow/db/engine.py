@@ -28,6 +28,7 @@ def get_engine(url: str, pool_size: int = 2, iam_auth: bool = False) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "savepoint", _sqlite_begin_before_savepoint)
         return engine
     kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=280)
     if parsed.get_backend_name() in {"mysql", "mariadb"}:
@@ -70,6 +71,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin_before_savepoint(conn: Any, _name: str) -> None:
+    """pysqlite opens a transaction only before DML, so a SAVEPOINT issued first opens one itself and
+    its RELEASE commits it: the ledgers' claims (a SAVEPOINT first in the transaction) would commit
+    alone and survive the rollback of the decisions they guard. BEGIN first keeps them in it."""
+    dbapi_connection = conn.connection.dbapi_connection
+    if dbapi_connection is not None and not dbapi_connection.in_transaction:
+        dbapi_connection.execute("BEGIN")
 
 
 @lru_cache(maxsize=8)
