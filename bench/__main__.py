@@ -1,0 +1,108 @@
+"""``python -m bench [--quick] [--only NAME ...]`` (``make bench``): run the suites, print a table per
+suite, write ``bench/results/<suite>.json`` and ``bench/results/summary.json``.
+
+Suites, in order (each module's docstring says exactly what it measures):
+
+- ``cold_start``: a fresh interpreter importing each handler module;
+- ``webhook``: the webhook handler in-process (route cache in fakeredis, then in the real Redis);
+- ``e2e``: the local stack over HTTP, comment -> DM latency and a 4-thread burst;
+- ``workers``: processor and sender handlers in-process on MariaDB + Redis, sandbox at 0 and 200 ms;
+- ``api``: cached and uncached API reads on MariaDB + Redis with a million log rows.
+
+A suite that fails is reported and the others still run (the exit status is then 1). Every suite
+cleans up what it made (MariaDB databases, Redis databases, servers, the stack) on error too. While
+a suite runs, stdout goes to /dev/null (Powertools writes a log line or EMF metrics per call; the cost
+stays in the measurement) and progress goes to stderr. ``--quick`` shrinks every suite for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from bench import api, cold_start, e2e, webhook, workers
+from bench.stats import MACHINE_NOTE, RESULTS_DIR, machine, print_table, write_results
+from bench.support import quiet_stdout
+
+Suite = Callable[..., list[dict[str, Any]]]
+
+SUITES: dict[str, Suite] = {
+    "cold_start": cold_start.run,
+    "webhook": webhook.run,
+    "e2e": e2e.run,
+    "workers": workers.run,
+    "api": api.run,
+}
+FULL: dict[str, dict[str, Any]] = {
+    "cold_start": {"repeats": 7},
+    "webhook": {"calls": 3000},
+    "e2e": {"sequential": 100, "burst": 500},
+    "workers": {"events": 1000, "accounts": 50},
+    "api": {"log_rows": 1_000_000, "calls": 300, "stats_calls": 5},
+}
+QUICK: dict[str, dict[str, Any]] = {
+    "cold_start": {"repeats": 3},
+    "webhook": {"calls": 300},
+    "e2e": {"sequential": 20, "burst": 100},
+    "workers": {"events": 100, "accounts": 10},
+    "api": {"log_rows": 100_000, "calls": 50, "stats_calls": 2},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of about a minute")
+    parser.add_argument("--only", nargs="+", choices=list(SUITES), metavar="NAME", help=f"of {list(SUITES)}")
+    args = parser.parse_args(argv)
+    names = args.only or list(SUITES)
+    sizes = QUICK if args.quick else FULL
+    mode = "quick" if args.quick else "full"
+
+    report = sys.stdout
+    print(f"Replyflow bench ({mode}): {', '.join(names)}", file=report)
+    print(f"Machine: {MACHINE_NOTE}; load average {os.getloadavg()[0]:.2f}", file=report, flush=True)
+    suites: dict[str, Any] = {}
+    all_rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    started = time.perf_counter()
+    for name in names:
+        print(f"\n== {name} {sizes[name]}", file=report, flush=True)
+        print(f"== {name}", file=sys.stderr, flush=True)
+        suite_start = time.perf_counter()
+        try:
+            with quiet_stdout():
+                rows = SUITES[name](**sizes[name])
+        except Exception:
+            failed.append(name)
+            traceback.print_exc()
+            error = traceback.format_exc(limit=3)
+            print(f"  FAILED: {error.strip().splitlines()[-1]}", file=report, flush=True)
+            suites[name] = {"sizes": sizes[name], "error": error}
+            continue
+        seconds = round(time.perf_counter() - suite_start, 1)
+        print_table(rows, report)
+        print(f"  ({seconds} s)", file=report, flush=True)
+        write_results(name, rows, mode=mode, sizes=sizes[name], seconds=seconds)
+        suites[name] = {"sizes": sizes[name], "seconds": seconds}
+        all_rows += [{"suite": name, **row} for row in rows]
+    total = round(time.perf_counter() - started, 1)
+    write_results(
+        "summary", all_rows, mode=mode, seconds=total, suites=suites, failed=failed, machine_after=machine()
+    )
+    print(
+        f"\n{len(names) - len(failed)}/{len(names)} suites in {total} s; JSON in {RESULTS_DIR}"
+        f"; load average now {os.getloadavg()[0]:.2f}",
+        file=report,
+    )
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=report)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

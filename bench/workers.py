@@ -1,0 +1,275 @@
+"""Pipeline workers in-process, one process, on the real MariaDB and Redis (as in AWS with Aurora and
+ElastiCache), against the Instagram sandbox over HTTP on 127.0.0.1.
+
+Setup (not timed): a fresh MariaDB database, migrated; the demo tenant plus extra tenants on the
+Business plan holding ``accounts`` more Instagram accounts, each with a sandbox-issued token,
+``hourly_send_budget=750`` and the demo's comment automation (keyword LINK -> private reply); an empty
+Redis database (caches, cooldowns, limiter windows start empty); ``PER_SECOND_SEND_CAP=100``. Comment
+events (one per webhook POST, a commenter of its own each, accounts round-robin) are turned into
+events-queue bodies by running the real webhook handler with a collecting publisher.
+
+Measured, one batch at a time on one thread, each batch an SQS event of 10 records in the local
+broker's shape:
+
+- processor: ``processor.handler.lambda_handler`` (records on its pool of 4 threads: dedupe insert,
+  contact upsert, automation match, ledger rows, publish the send job) -> events/s over the whole run
+  and per-batch p50/p95/p99. Both rounds of events below are processed here, so its row has both.
+- sender: ``sender.handler.lambda_handler`` (records on its pool of 10 threads: limiter slot in Redis,
+  token decrypt, Graph call to the sandbox, ledger update) on the send jobs the processor published,
+  once with the sandbox answering at 0 ms and once, on fresh comments, at 200 ms injected latency
+  -> sends/s and per-batch p50/p95/p99.
+
+The database pool is the deployed default (``DATABASE_POOL_SIZE=2``, overflow 2), so ten sender
+threads share four connections, as one Lambda instance would. Outcomes come from the ledger
+(``outbound_messages.status`` of the rows the run touched): a deferral re-publishes the job with a
+delay to the collector and is counted, not retried.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from datetime import timedelta
+from typing import Any
+
+from bench.stats import summarize
+from bench.support import (
+    APP_ID,
+    APP_SECRET,
+    CollectingPublisher,
+    Published,
+    chunks,
+    comment_webhook,
+    empty_redis_db,
+    mariadb_database,
+    ms_since,
+    progress,
+    proxy_event,
+    rate,
+    reset_wiring,
+    sqs_event,
+)
+
+BATCH = 10
+ACCOUNTS_PER_TENANT = 5
+LATENCIES_MS = (0, 200)
+
+
+def _seed(sandbox: Any, extra_accounts: int) -> list[str]:
+    """The demo tenant plus ``extra_accounts`` accounts; returns every account's ig_user_id."""
+    from sqlalchemy import select, update
+
+    from replyflow.clock import utcnow
+    from replyflow.db.engine import session_scope
+    from replyflow.db.models import Automation, InstagramAccount, Subscription, Template, Tenant
+    from replyflow.services.demo_seed import DEMO_IG_USER_ID, DEMO_USERNAME, seed_demo
+    from replyflow.wiring import core
+
+    cipher = core.cipher()
+    now = utcnow()
+    ig_ids = [DEMO_IG_USER_ID]
+    with session_scope(core.writer_sessions()) as session:
+        demo = seed_demo(session, cipher, sandbox.issue_token(DEMO_IG_USER_ID, DEMO_USERNAME))
+        session.execute(
+            update(InstagramAccount)
+            .where(InstagramAccount.id == demo.account_id)
+            .values(hourly_send_budget=750)
+        )
+        shape = session.scalars(select(Automation).where(Automation.id == demo.automation_id)).one()
+        template_text = session.scalars(
+            select(Template.text).where(Template.id == shape.actions["private_reply"]["template_id"])
+        ).one()
+        tenant: Tenant | None = None
+        for n in range(extra_accounts):
+            if n % ACCOUNTS_PER_TENANT == 0:
+                tenant = Tenant(name=f"Bench {n}", slug=f"bench-{n}", plan_code="business")
+                session.add(tenant)
+                session.flush()
+                session.add(
+                    Subscription(
+                        tenant_id=tenant.id,
+                        plan_code="business",
+                        status="active",
+                        provider="manual",
+                        current_period_start=now,
+                        current_period_end=now + timedelta(days=30),
+                    )
+                )
+            assert tenant is not None
+            ig_user_id, username = f"178414{n + 10:011d}", f"bench.account{n}"
+            account = InstagramAccount(
+                tenant_id=tenant.id,
+                ig_user_id=ig_user_id,
+                username=username,
+                access_token_encrypted=b"",
+                token_issued_at=now,
+                token_expires_at=now + timedelta(days=60),
+                hourly_send_budget=750,
+                webhook_subscribed_at=now,
+            )
+            session.add(account)
+            session.flush()
+            account.access_token_encrypted = cipher.encrypt(
+                sandbox.issue_token(ig_user_id, username), context=account.id
+            )
+            template = Template(tenant_id=tenant.id, name="Link", text=template_text)
+            session.add(template)
+            session.flush()
+            session.add(
+                Automation(
+                    tenant_id=tenant.id,
+                    account_id=account.id,
+                    name=shape.name,
+                    trigger=shape.trigger,
+                    media_ids=shape.media_ids,
+                    match_mode=shape.match_mode,
+                    keywords=list(shape.keywords),
+                    actions={"private_reply": {"template_id": template.id}},
+                    cooldown_seconds=shape.cooldown_seconds,
+                    active=True,
+                )
+            )
+            ig_ids.append(ig_user_id)
+    return ig_ids
+
+
+def _events(ig_ids: list[str], count: int, collector: CollectingPublisher) -> list[Published]:
+    """``count`` events-queue bodies, made by the webhook handler itself from signed comment POSTs."""
+    from webhook.handler import lambda_handler as webhook
+
+    for n in range(count):
+        response = webhook(proxy_event(comment_webhook(ig_ids[n % len(ig_ids)]), APP_SECRET), None)
+        if response["statusCode"] != 200:
+            raise RuntimeError(f"the webhook refused a bench event: {response}")
+    events = collector.take("events-")
+    if len(events) != count:
+        raise RuntimeError(f"expected {count} events-queue bodies, the webhook published {len(events)}")
+    return events
+
+
+def _batches(items: list[Published]) -> list[tuple[str, list[str]]]:
+    """Batches of ``BATCH`` from one queue each, like an SQS event source mapping delivers them."""
+    by_queue: dict[str, list[str]] = defaultdict(list)
+    for item in items:
+        by_queue[item.queue].append(item.body)
+    return [(queue, batch) for queue, bodies in by_queue.items() for batch in chunks(bodies, BATCH)]
+
+
+def _drive(handler: Any, batches: list[tuple[str, list[str]]]) -> tuple[list[float], float, int]:
+    """Per-batch milliseconds, total seconds, records reported as failed."""
+    samples: list[float] = []
+    failed = 0
+    started = time.perf_counter()
+    for queue, bodies in batches:
+        t0 = time.perf_counter()
+        response = handler(sqs_event(queue, bodies), None)
+        samples.append(ms_since(t0))
+        failed += len(response.get("batchItemFailures") or [])
+    return samples, time.perf_counter() - started, failed
+
+
+def _ledger(outbound_ids: list[int]) -> Counter[str]:
+    from sqlalchemy import func, select
+
+    from replyflow.db.engine import session_scope
+    from replyflow.db.models import OutboundMessage
+    from replyflow.wiring import core
+
+    with session_scope(core.writer_sessions()) as session:
+        rows = session.execute(
+            select(OutboundMessage.status, func.count())
+            .where(OutboundMessage.id.in_(outbound_ids))
+            .group_by(OutboundMessage.status)
+        ).all()
+    return Counter({str(status): int(n) for status, n in rows})
+
+
+def _set_latency(sandbox_url: str, latency_ms: int) -> None:
+    import httpx
+
+    httpx.post(
+        f"{sandbox_url}/_sandbox/faults", json={"latency_ms": latency_ms}, timeout=5
+    ).raise_for_status()
+
+
+def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
+    from local.sandbox import SandboxServer
+    from processor.handler import lambda_handler as processor
+    from replyflow.domain.messages import SendJob
+    from replyflow.settings import Settings
+    from replyflow.wiring import core, pipeline
+    from sender.handler import lambda_handler as sender
+
+    rows: list[dict[str, Any]] = []
+    processor_samples: list[float] = []
+    processor_seconds, processor_events, processor_failed, sends_queued = 0.0, 0, 0, 0
+    sandbox = SandboxServer("127.0.0.1", 0, app_id=APP_ID, app_secret=APP_SECRET, faults={"latency_ms": 0})
+    sandbox.start()
+    try:
+        with mariadb_database("rf_bench_workers") as db_url, empty_redis_db() as redis_url:
+            collector = CollectingPublisher()
+            settings = Settings(
+                environment="test",
+                database_url=db_url,
+                redis_url=redis_url,
+                graph_api_base_url=sandbox.url,
+                per_second_send_cap=100,
+                instagram_app_id=APP_ID,
+                instagram_app_secret=APP_SECRET,
+            )
+            core.override(settings=settings, queue_publisher=collector)
+            pipeline.reset()
+            progress(f"workers: seeding the demo tenant + {accounts} accounts on MariaDB")
+            ig_ids = _seed(sandbox, accounts)
+            where = f"MariaDB (fresh db, pool 2+2), Redis {redis_url}"
+            for latency_ms in LATENCIES_MS:
+                _set_latency(sandbox.url, latency_ms)
+                progress(f"workers: {events} comment events through the webhook handler")
+                produced = _events(ig_ids, events, collector)
+                progress(f"workers: processor, {events} events in batches of {BATCH}")
+                samples, seconds, failed = _drive(processor, _batches(produced))
+                processor_samples += samples
+                processor_seconds += seconds
+                processor_events += len(produced)
+                processor_failed += failed
+                jobs = collector.take("sends-")
+                sends_queued += len(jobs)
+                outbound_ids = [SendJob.from_json(job.body).outbound_id for job in jobs]
+                sent_before = len(sandbox.app.state.sent)
+                progress(f"workers: sender, {len(jobs)} sends at sandbox latency {latency_ms} ms")
+                samples, seconds, failed = _drive(sender, _batches(jobs))
+                republished = collector.take("sends-")
+                ledger = _ledger(outbound_ids)
+                rows.append(
+                    summarize(
+                        f"sender, batch of {BATCH}, sandbox {latency_ms} ms",
+                        samples,
+                        per_second=rate(len(jobs), seconds),
+                        unit="per batch; per_second = sends/s",
+                        sends=len(jobs),
+                        ledger=dict(sorted(ledger.items())),
+                        deferred_republished=len(republished),
+                        batch_failures=failed,
+                        sandbox_received=len(sandbox.app.state.sent) - sent_before,
+                        sandbox_latency_ms=latency_ms,
+                        backing=where,
+                    )
+                )
+            rows.insert(
+                0,
+                summarize(
+                    f"processor, batch of {BATCH}",
+                    processor_samples,
+                    per_second=rate(processor_events, processor_seconds),
+                    unit="per batch; per_second = events/s",
+                    events=processor_events,
+                    sends_queued=sends_queued,
+                    batch_failures=processor_failed,
+                    accounts=len(ig_ids),
+                    backing=where,
+                ),
+            )
+    finally:
+        reset_wiring()
+        sandbox.stop()
+    return rows
