@@ -379,3 +379,13 @@ def test_functions_get_the_secrets_the_settings_model_requires(template: dict[st
         "JWT_SIGNING_KEYS",
     ):
         assert "{{resolve:secretsmanager:" in json.dumps(variables[name]), name
+
+
+def test_gateway_made_errors_keep_the_one_error_shape(template: dict[str, Any]) -> None:
+    responses = template["Resources"]["RestApi"]["Properties"]["GatewayResponses"]
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "UNAUTHORIZED", "ACCESS_DENIED"} <= set(responses)
+    for name, response in responses.items():
+        body = response["ResponseTemplates"]["application/json"]
+        # $context variables are substituted as JSON strings; a placeholder stands in for them here.
+        error = json.loads(body.replace("$context.error.messageString", '"m"'))["error"]
+        assert set(error) == {"code", "message", "details"}, name
