@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from replyflow.db.engine import session_scope
 from replyflow.db.models import AutomationLog, InstagramAccount, ReplyLog
+from replyflow.db.repositories import logs as logs_repo
 from replyflow.wiring import core
 from tests.unit.test_api_support import ApiEnv, make_env
 
@@ -224,7 +225,7 @@ def test_disconnected_accounts_do_not_block_a_downgrade(api_env: ApiEnv) -> None
     assert downgraded.status == 200, downgraded.body
 
 
-def test_logs_keyset_pagination_and_filters(api_env: ApiEnv) -> None:
+def test_logs_keyset_pagination_and_filters(api_env: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     signup = api_env.signup()
     token, tenant = signup["access_token"], signup["tenant_id"]
     base = datetime(2026, 1, 1)
@@ -241,14 +242,10 @@ def test_logs_keyset_pagination_and_filters(api_env: ApiEnv) -> None:
                     created_at=created,
                 )
             )
-            session.add(
-                AutomationLog(
-                    tenant_id=tenant,
-                    account_id="a1",
-                    automation_id="au1",
-                    action="matched",
-                    created_at=created,
-                )
+            # Through the pipeline's writer, which also keeps the daily_stats rollup that stats read.
+            monkeypatch.setattr(logs_repo, "utcnow", lambda created=created: created)
+            logs_repo.automation(
+                session, tenant, "a1", automation_id="au1", event_key=f"e{i}", action="matched"
             )
     seen, cursor = [], None
     while True:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from replyflow.db.models import AutomationLog, ReplyLog
+from replyflow.db.models import AutomationLog, DailyStat, ReplyLog
 
 
 @dataclass(frozen=True)
@@ -97,29 +97,23 @@ class DailyCount:
 def daily_counts(
     session: Session,
     tenant_id: str,
-    since: datetime,
-    until: datetime,
+    since: date,
+    until: date,
     *,
     automation_id: str | None = None,
     account_id: str | None = None,
 ) -> Sequence[DailyCount]:
-    """Counts per day, automation and outcome over [since, until): a range scan of
-    (tenant_id, created_at) or (tenant_id, automation_id, created_at)."""
-    day = func.date(AutomationLog.created_at).label("day")
-    query = select(day, AutomationLog.automation_id, AutomationLog.action, func.count().label("n")).where(
-        and_(
-            AutomationLog.tenant_id == tenant_id,
-            AutomationLog.created_at >= since,
-            AutomationLog.created_at < until,
-        )
-    )
+    """Counts per day, automation and outcome over the days [since, until], from the ``daily_stats``
+    rollup: a primary-key range of at most (days x automations x actions) rows, whatever the log volume."""
+    query = select(
+        DailyStat.day, DailyStat.automation_id, DailyStat.action, func.sum(DailyStat.count).label("n")
+    ).where(DailyStat.tenant_id == tenant_id, DailyStat.day >= since, DailyStat.day <= until)
     if automation_id is not None:
-        query = query.where(AutomationLog.automation_id == automation_id)
+        query = query.where(DailyStat.automation_id == automation_id)
     if account_id is not None:
-        query = query.where(AutomationLog.account_id == account_id)
-    query = query.group_by(day, AutomationLog.automation_id, AutomationLog.action).order_by(day)
-    out: list[DailyCount] = []
-    for row_day, automation, action, count in session.execute(query):
-        parsed = row_day if isinstance(row_day, date) else date.fromisoformat(str(row_day))
-        out.append(DailyCount(parsed, automation, action, int(count)))
-    return out
+        query = query.where(DailyStat.account_id == account_id)
+    query = query.group_by(DailyStat.day, DailyStat.automation_id, DailyStat.action).order_by(DailyStat.day)
+    return [
+        DailyCount(day, automation or None, action, int(count))
+        for day, automation, action, count in session.execute(query)
+    ]

@@ -1,13 +1,15 @@
 """Writes of the pipeline's logs (the API owns the queries). ``automation_logs`` holds every decision
 (matched, skipped with a reason, queued, deferred, parked, sent, failed); ``reply_logs`` every send
 outcome. Both are appended in the caller's transaction, so a decision and its ledger change commit
-together."""
+together; so is the decision's count in ``daily_stats`` (the rollup ``GET /v1/stats`` reads)."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from replyflow.db.models import AutomationLog, ReplyLog
+from replyflow.clock import utcnow
+from replyflow.db.models import AutomationLog, DailyStat, ReplyLog
+from replyflow.db.repositories._upsert import upsert
 
 MAX_DETAIL = 1000
 
@@ -23,6 +25,7 @@ def automation(
     reason: str | None = None,
     detail: str | None = None,
 ) -> None:
+    now = utcnow()
     session.add(
         AutomationLog(
             tenant_id=tenant_id,
@@ -32,7 +35,23 @@ def automation(
             action=action,
             reason=reason,
             detail=detail[:MAX_DETAIL] if detail else None,
+            created_at=now,
         )
+    )
+    table = DailyStat.__table__
+    upsert(
+        session,
+        table,  # type: ignore[arg-type]
+        {
+            "tenant_id": tenant_id,
+            "day": now.date(),
+            "account_id": account_id,
+            "automation_id": automation_id or "",
+            "action": action,
+            "count": 1,
+        },
+        conflict=["tenant_id", "day", "account_id", "automation_id", "action"],
+        update={"count": lambda new: table.c.count + new.count},
     )
 
 

@@ -174,6 +174,16 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "daily_stats",
+        sa.Column("tenant_id", sa.String(length=26), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("account_id", sa.String(length=26), nullable=False),
+        sa.Column("automation_id", sa.String(length=26), nullable=False),
+        sa.Column("action", sa.String(length=16), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", "day", "account_id", "automation_id", "action"),
+    )
+    op.create_table(
         "usage_counters",
         sa.Column("tenant_id", sa.String(length=26), nullable=False),
         sa.Column("period", sa.String(length=7), nullable=False),
@@ -410,6 +420,7 @@ def downgrade() -> None:
     op.drop_table("tenants")
     op.drop_table("users")
     op.drop_table("usage_counters")
+    op.drop_table("daily_stats")
     op.drop_table("reply_logs")
     op.drop_table("plans")
     op.drop_table("outbound_messages")
