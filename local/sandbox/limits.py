@@ -1,9 +1,12 @@
 """Per-account send limits and the ``X-Business-Use-Case-Usage`` header (reference §9).
 
 Two rolling windows per account: every send call in the last second (against the configurable
-per-second cap) and every accepted private reply in the last hour (against Meta's 750/h). Usage is the
-fuller of the two, in percent. The sandbox models calls only, so ``total_cputime`` and ``total_time``
-mirror ``call_count``. The header rides on successes once usage passes 50 %, and on every throttle.
+per-second cap) and every accepted private reply in the last hour (against Meta's 750/h). Usage, in
+percent, is the hourly window only: Meta's BUC usage describes rolling hour-scale windows, and a
+per-second burst reported as "90 % used" would make a client pause for minutes over a one-second peak.
+A per-second throttle still answers 80002 with the header at 100 %. The sandbox models calls only,
+so ``total_cputime`` and ``total_time`` mirror ``call_count``. The header rides on successes once
+usage passes 50 %, and on every throttle.
 """
 
 from __future__ import annotations
@@ -51,11 +54,8 @@ def check(state: SandboxState, account: Account, *, private_reply: bool) -> None
 
 def usage_pct(state: SandboxState, account: Account) -> int:
     now = state.now()
-    _prune(account.send_calls, now - SECOND_S)
     _prune(account.private_replies, now - HOUR_S)
-    per_second = len(account.send_calls) / state.faults.per_second_cap
-    hourly = len(account.private_replies) / PRIVATE_REPLIES_PER_HOUR
-    return int(100 * max(per_second, hourly))
+    return int(100 * len(account.private_replies) / PRIVATE_REPLIES_PER_HOUR)
 
 
 def usage_header(
