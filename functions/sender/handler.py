@@ -8,6 +8,7 @@ from typing import Any
 
 from replyflow.domain.messages import SendJob
 from replyflow.observability import MetricUnit, metrics
+from replyflow.services.send_reply import POLICY_BLOCK_REASON, SendOutcome
 from replyflow.services.sqs_batch import process_batch
 from replyflow.wiring import pipeline
 
@@ -18,18 +19,27 @@ METRIC_BY_OUTCOME = {
     "skipped": "SendsSkipped",
     "failed": "SendsFailed",
 }
+# Outcomes an operator must act on, counted again on their own for alarms (reference section 10).
+ALERT_METRIC_BY_REASON = {
+    POLICY_BLOCK_REASON: "SendsBlocked",
+    "misconfigured": "SendsMisconfigured",
+}
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    outcomes: list[str] = []  # appended from worker threads; metrics are added on this thread
+    outcomes: list[SendOutcome] = []  # appended from worker threads; metrics are added on this thread
 
     def handle(body: str) -> None:
-        outcomes.append(pipeline.sender().send(SendJob.from_json(body)).status)
+        outcomes.append(pipeline.sender().send(SendJob.from_json(body)))
 
     response = process_batch(event, handle, max_workers=10)
-    for status, count in Counter(outcomes).items():
+    for status, count in Counter(outcome.status for outcome in outcomes).items():
         name = METRIC_BY_OUTCOME.get(status, f"Sends{status.title()}")
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+    alerts = Counter(ALERT_METRIC_BY_REASON.get(outcome.reason or "") for outcome in outcomes)
+    for alert, count in alerts.items():
+        if alert is not None:
+            metrics.add_metric(name=alert, unit=MetricUnit.Count, value=count)
     metrics.add_metric(name="SendsErrored", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
     metrics.flush_metrics()
     return response

@@ -4,6 +4,8 @@ ledger as the reference says, redelivery is idempotent, and a batch reports fail
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,9 +20,12 @@ from replyflow.db.engine import get_engine, session_factory, session_scope
 from replyflow.db.models import Base, InstagramAccount, OutboundMessage, ReplyLog, UsageCounter
 from replyflow.db.repositories import ledger
 from replyflow.domain.messages import SendJob
+from replyflow.observability import logger
 from replyflow.services import cache_keys
-from replyflow.services.send_reply import SendRetryExhaustedError, SendService, release_parked
+from replyflow.services.send_reply import SendOutcome, SendRetryExhaustedError, SendService, release_parked
 from replyflow.services.sqs_batch import process_batch
+from replyflow.wiring import pipeline
+from sender import handler as sender_handler
 from tests.support_pipeline import (
     KEY,
     DictCache,
@@ -100,6 +105,27 @@ def world(module_db: str) -> World:
         seeded = seed_tenant(session, TokenCipher(KEY), token="secret-token")
     w.tenant_id, w.account_id, w.ig_user_id = seeded.tenant_id, seeded.account_id, seeded.ig_user_id
     return w
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(logger.registered_formatter.format(record)))
+
+
+@pytest.fixture
+def error_lines() -> Iterator[list[dict[str, Any]]]:
+    """The sender's error-level log lines (what a log alarm would match)."""
+    handler = _Lines()
+    handler.setLevel(logging.ERROR)
+    logger._logger.addHandler(handler)  # the Powertools logger's stdlib logger
+    try:
+        yield handler.lines
+    finally:
+        logger._logger.removeHandler(handler)
 
 
 def error(
@@ -223,6 +249,96 @@ def test_a_token_error_marks_the_account_parks_and_release_queues_again(world: W
     for _, body in world.queues.take("sends-"):
         assert service.send(SendJob.from_json(body)).status == "sent"
     assert {world.row(first).status, world.row(second).status} == {"sent"}
+
+
+def test_a_policy_block_pauses_the_account_alerts_and_release_resumes(
+    world: World, error_lines: list[dict[str, Any]]
+) -> None:
+    graph = ScriptedGraph(lambda n, p: error("policy_block", 368, 1390008))
+    world.cache.set_json(cache_keys.account_route_key(world.ig_user_id), {"x": 1}, 60)
+    first, second = world.add(key="c1"), world.add(key="c2")
+    service = world.service(graph)
+    assert service.send(first) == SendOutcome("parked", "policy_block_368")
+    assert service.send(second) == SendOutcome("parked", "policy_block_368")
+    assert len(graph.calls) == 1  # sending is paused: no second Graph call
+    assert world.limiter.released == ["slot1"]
+    assert world.queues.published == []  # not retried
+    assert world.cache.get_json(cache_keys.account_route_key(world.ig_user_id)) is None
+    assert [(world.row(j).status, world.row(j).error_code) for j in (first, second)] == [
+        ("parked", "policy_block_368")
+    ] * 2
+    assert [(line["message"], line["reason"]) for line in error_lines] == [
+        ("sending paused: Instagram blocked the account (code 368)", "policy_block_368")
+    ]
+    with session_scope(world.sessions) as session:
+        account = session.get(InstagramAccount, world.account_id)
+        assert account is not None
+        assert (account.status, account.status_reason) == ("needs_reauth", "policy_block_368")
+        account.status, account.status_reason = "active", None  # the user resolved it and re-connected
+        assert release_parked(session, world.tenant_id, world.account_id, world.queues) == 2
+    graph._script = lambda n, p: None
+    for _, body in world.queues.take("sends-"):
+        assert service.send(SendJob.from_json(body)).status == "sent"
+
+
+@pytest.mark.parametrize("code", [3, 10, 200, 299])
+def test_a_missing_capability_skips_the_message_without_retrying_and_alerts(
+    world: World, error_lines: list[dict[str, Any]], code: int
+) -> None:
+    graph = ScriptedGraph(lambda n, p: error("misconfigured", code))
+    job = world.add()
+    service = world.service(graph)
+    assert service.send(job) == SendOutcome("skipped", "misconfigured")
+    assert service.send(job).status == "noop"
+    assert len(graph.calls) == 1
+    assert world.queues.published == []
+    assert (world.row(job).status, world.row(job).error_code) == ("skipped", f"misconfigured:{code}")
+    assert [line["reason"] for line in error_lines] == [f"misconfigured:{code}"]
+    with session_scope(world.sessions) as session:
+        account = session.get(InstagramAccount, world.account_id)
+        assert account is not None
+        assert account.status == "active"  # one app-wide misconfiguration is no reason to park a tenant
+
+
+class RecordingMetrics:
+    def __init__(self) -> None:
+        self.added: dict[str, float] = {}
+
+    def add_metric(self, name: str, unit: Any, value: float) -> None:
+        self.added[name] = self.added.get(name, 0) + value
+
+    def flush_metrics(self, **_: Any) -> None:
+        pass
+
+
+def test_the_handler_counts_blocked_and_misconfigured_sends_for_alarms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    outcomes = {
+        1: SendOutcome("parked", "policy_block_368"),
+        2: SendOutcome("skipped", "misconfigured"),
+        3: SendOutcome("skipped", "outside_window"),
+        4: SendOutcome("sent"),
+    }
+
+    class Service:
+        def send(self, job: SendJob) -> SendOutcome:
+            return outcomes[job.outbound_id]
+
+    recording = RecordingMetrics()
+    monkeypatch.setattr(pipeline, "sender", Service)
+    monkeypatch.setattr(sender_handler, "metrics", recording)
+    jobs = [SendJob(tenant_id="t", account_id="a", outbound_id=i).to_json() for i in outcomes]
+    event = {"Records": [{"messageId": f"m{i}", "body": body} for i, body in enumerate(jobs)]}
+    assert sender_handler.lambda_handler(event, None) == {"batchItemFailures": []}
+    assert recording.added == {
+        "SendsParked": 1,
+        "SendsBlocked": 1,
+        "SendsSkipped": 2,
+        "SendsMisconfigured": 1,
+        "MessagesSent": 1,
+        "SendsErrored": 0,
+    }
 
 
 def test_a_row_stuck_in_sending_after_the_lease_becomes_unknown_not_resent(world: World) -> None:

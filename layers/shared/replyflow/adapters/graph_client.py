@@ -9,10 +9,13 @@ Every failure becomes a :class:`GraphError` whose ``kind`` tells the sender what
 - ``outside_window`` (10 with subcode 2018278 or 2534022), ``user_unavailable`` (551),
   ``already_replied`` (100 with subcode 2534001; Meta's code is UNVERIFIED, so its documented text is
   recognised too): skip with the reason;
+- ``policy_block`` (368): Instagram blocked the account for a policy reason; pause it and alert;
+- ``misconfigured`` (3, 10 with any other subcode, 200-299): the app or account lacks a capability or
+  permission; no retry helps, an operator must fix it, so alert;
 - ``transient`` (1, 2, ``is_transient``, HTTP 5xx, a connection never made): retry with backoff;
 - ``ambiguous``: the request may have reached Instagram (read timeout, connection dropped after the
   request was written); the ledger settles it, the sender never resends blindly;
-- ``permanent``: everything else (100, 3, 10, 200-299, 368, ...).
+- ``permanent``: everything else (100, ...).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ ErrorKind = Literal[
     "outside_window",
     "user_unavailable",
     "already_replied",
+    "policy_block",
+    "misconfigured",
     "transient",
     "ambiguous",
     "permanent",
@@ -39,6 +44,8 @@ THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80006})
 TRANSIENT_CODES = frozenset({1, 2})
 OUTSIDE_WINDOW_SUBCODES = frozenset({2018278, 2534022})
 ALREADY_REPLIED_SUBCODES = frozenset({2534001})
+POLICY_BLOCK_CODE = 368
+MISCONFIGURED_CODES = frozenset({3, 10, *range(200, 300)})  # 10: after its outside-window subcodes
 DEFAULT_THROTTLE_SECONDS = 60.0
 BUC_HEADER = "x-business-use-case-usage"
 
@@ -90,6 +97,10 @@ def classify(status: int, body: Any, headers: httpx.Headers | dict[str, str]) ->
         return make("user_unavailable")
     if code == 100 and (subcode in ALREADY_REPLIED_SUBCODES or "already been sent" in message.lower()):
         return make("already_replied")
+    if code == POLICY_BLOCK_CODE:
+        return make("policy_block")
+    if code in MISCONFIGURED_CODES:
+        return make("misconfigured")
     if code in TRANSIENT_CODES or error.get("is_transient") is True or status >= 500:
         return make("transient")
     return make("permanent")

@@ -11,6 +11,10 @@ Per send job:
 5. call Graph and settle the row by the error class (``adapters.graph_client``): sent (and the
    tenant's monthly DM count goes up); throttle -> slot back, account paused for the regain time,
    deferred; token_invalid -> account ``needs_reauth`` (its caches invalidated), row parked;
+   policy block (368) -> the same parking with ``status_reason`` ``policy_block_368`` (the account
+   sends nothing until it is re-connected, which releases its parked messages), and an error log;
+   misconfigured (3, 10, 200-299: a missing capability or permission) -> skipped, not retried, and an
+   error log (the handler counts both for alarms);
    outside window / user unavailable / already replied -> skipped with that reason; transient ->
    slot back, re-published with exponential backoff and full jitter up to ``max_inline_attempts``,
    after which the record fails (SQS redelivers it, then moves it to the DLQ); ambiguous -> ``unknown``
@@ -46,6 +50,8 @@ from replyflow.services import cache_keys
 
 MAX_SQS_DELAY_SECONDS = 900
 SKIP_KINDS = frozenset({"outside_window", "user_unavailable", "already_replied"})
+# An account Instagram blocked is parked like one with a rejected token: both wait for a reconnect.
+POLICY_BLOCK_REASON = "policy_block_368"
 
 
 class GraphSender(Protocol):
@@ -188,9 +194,12 @@ class SendService:
                 self._log(session, row, "skipped", reason)
                 return SendOutcome("skipped", reason)
             if account.status == "needs_reauth":
-                ledger.finish(session, job.tenant_id, row.id, status="parked", error_code="needs_reauth")
-                self._log(session, row, "parked", "needs_reauth")
-                return SendOutcome("parked", "needs_reauth")
+                reason = (
+                    POLICY_BLOCK_REASON if account.status_reason == POLICY_BLOCK_REASON else "needs_reauth"
+                )
+                ledger.finish(session, job.tenant_id, row.id, status="parked", error_code=reason)
+                self._log(session, row, "parked", reason)
+                return SendOutcome("parked", reason)
             not_after = _parse_time(row.payload.get("not_after"))
             if not_after is not None and now > not_after:
                 reason = "private_reply_window_expired" if row.kind == "private_reply" else "outside_window"
@@ -248,6 +257,22 @@ class SendService:
             return self._defer(job, claimed, wait, error.error_code, error.message)
         if error.kind == "token_invalid":
             return self._needs_reauth(job, claimed, error)
+        if error.kind == "policy_block":
+            return self._park_account(
+                job,
+                claimed,
+                error,
+                reason=POLICY_BLOCK_REASON,
+                status_reason=POLICY_BLOCK_REASON,
+                log_line="sending paused: Instagram blocked the account (code 368)",
+            )
+        if error.kind == "misconfigured":
+            logger.error(
+                "send refused: the app or account lacks a capability or permission",
+                extra={"reason": error.error_code, "outbound_id": claimed.row_id, "error": str(error)},
+            )
+            self._finish(job, claimed, "skipped", error.error_code, error)
+            return SendOutcome("skipped", "misconfigured")
         if error.kind in SKIP_KINDS:
             return self._finish(job, claimed, "skipped", error.kind, error)
         if error.kind == "ambiguous":
@@ -302,27 +327,42 @@ class SendService:
             )
 
     def _needs_reauth(self, job: SendJob, claimed: _Claimed, error: GraphError) -> SendOutcome:
+        outcome = self._park_account(
+            job, claimed, error, reason="needs_reauth", status_reason=f"token rejected: {error.message}"
+        )
+        logger.warning("account needs re-authorisation", extra={"error": str(error)})
+        return outcome
+
+    def _park_account(
+        self,
+        job: SendJob,
+        claimed: _Claimed,
+        error: GraphError,
+        *,
+        reason: str,
+        status_reason: str,
+        log_line: str | None = None,
+    ) -> SendOutcome:
+        """Stop the account's sends until it is re-connected: ``needs_reauth``, this row parked."""
         with session_scope(self._sessions) as session:
             account = accounts_repo.set_status(
-                session,
-                job.tenant_id,
-                job.account_id,
-                "needs_reauth",
-                f"token rejected: {error.message}"[:255],
+                session, job.tenant_id, job.account_id, "needs_reauth", status_reason[:255]
             )
             ledger.finish(
                 session,
                 job.tenant_id,
                 claimed.row_id,
                 status="parked",
-                error_code="needs_reauth",
+                error_code=reason,
                 error_message=error.message,
             )
-            self._log_claimed(session, job, claimed, "parked", "needs_reauth", error.message)
+            self._log_claimed(session, job, claimed, "parked", reason, error.message)
         if account is not None:
             cache_keys.invalidate_account(self._cache, job.tenant_id, job.account_id, account.ig_user_id)
-        logger.warning("account needs re-authorisation", extra={"error": str(error)})
-        return SendOutcome("parked", "needs_reauth")
+        if log_line is not None:
+            extra = {"reason": reason, "outbound_id": claimed.row_id, "error": str(error)}
+            logger.error(log_line, extra=extra)
+        return SendOutcome("parked", reason)
 
     def _finish(
         self, job: SendJob, claimed: _Claimed, status: str, reason: str, error: GraphError
