@@ -336,6 +336,7 @@ class FakeLimiter:
         self.granted = 0
         self.released: list[str] = []
         self.paused: list[float] = []
+        self.paused_all: list[float] = []
 
     def acquire(self, account_id: str, hourly_budget: int) -> FakeSlot:
         if self.granted >= self.budget:
@@ -348,3 +349,6 @@ class FakeLimiter:
 
     def pause(self, account_id: str, seconds: float) -> None:
         self.paused.append(seconds)
+
+    def pause_all(self, seconds: float) -> None:
+        self.paused_all.append(seconds)

@@ -156,6 +156,9 @@ class CompressedLimiter:
     def pause(self, account_id: str, seconds: float) -> None:
         self._inner.pause(account_id, seconds * self._scale)
 
+    def pause_all(self, seconds: float) -> None:
+        self._inner.pause_all(seconds * self._scale)
+
 
 def _compress(stack: Stack, monkeypatch: pytest.MonkeyPatch, scale: float = 0.01) -> None:
     stack.queues.delay_scale = scale

@@ -152,3 +152,21 @@ def test_an_odd_usage_header_never_turns_an_answer_into_a_crash() -> None:
     assert (result.message_id, result.usage_pct) == ("mid.1", 95)
     error = classify(400, envelope(80002), ODD_USAGE)
     assert (error.kind, error.retry_after) == ("throttle", 60.0)
+
+
+def test_app_level_usage_is_read_apart_from_the_accounts_usage() -> None:
+    """``X-App-Usage`` is the whole app's share of its platform limit (reference section 9)."""
+    app_usage = {"x-app-usage": json.dumps({"call_count": 91, "total_cputime": 12, "total_time": 40})}
+
+    def sent(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"recipient_id": "u1", "message_id": "mid.1"}, headers=app_usage)
+
+    result = client(sent).send_message("1784", "tok", {"comment_id": "c1"}, {"text": "hi"})
+    assert (result.usage_pct, result.app_usage_pct) == (None, 91)
+
+    def odd(request: httpx.Request) -> httpx.Response:
+        headers = {"X-App-Usage": '{"call_count": "lots", "total_time": null}', **BUC}
+        return httpx.Response(200, json={"id": "c2"}, headers=headers)
+
+    result = client(odd).reply_to_comment("c1", "tok", "thanks")
+    assert (result.usage_pct, result.app_usage_pct) == (100, 0)

@@ -58,6 +58,18 @@ def test_pause_defers_everyone_until_it_ends(limiter: RedisRateLimiter) -> None:
     assert limiter.acquire("a", 200, now_ms=T0 + 120_001).granted
 
 
+def test_an_app_wide_pause_defers_every_account(limiter: RedisRateLimiter) -> None:
+    limiter.pause_all(60, now_ms=T0)
+    for account in ("a", "b"):
+        slot = limiter.acquire(account, 200, now_ms=T0 + 15_000)
+        assert not slot.granted
+        assert slot.delay_seconds == pytest.approx(45)
+    limiter.pause("a", 120, now_ms=T0)  # the longer of the two pauses wins
+    assert limiter.acquire("a", 200, now_ms=T0 + 60_001).delay_seconds == pytest.approx(59.999)
+    assert limiter.acquire("b", 200, now_ms=T0 + 60_001).granted
+    assert limiter.used("b") == 1  # a refused slot consumed nothing
+
+
 def test_redis_time_is_used_without_an_explicit_now(limiter: RedisRateLimiter) -> None:
     assert limiter.acquire("z", 1).granted
     assert not limiter.acquire("z", 1).granted

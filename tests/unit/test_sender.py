@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from replyflow.adapters.crypto import TokenCipher
-from replyflow.adapters.graph_client import GraphError
+from replyflow.adapters.graph_client import GraphError, GraphResult
 from replyflow.clock import utcnow
 from replyflow.db.engine import get_engine, session_factory, session_scope
 from replyflow.db.models import Base, InstagramAccount, OutboundMessage, ReplyLog, UsageCounter
@@ -212,6 +212,28 @@ def test_a_throttle_pauses_the_account_and_defers(world: World) -> None:
     assert world.limiter.released == ["slot1"]
     assert service.send(job).status == "sent"
     assert len(graph.delivered) == 1
+
+
+@pytest.mark.parametrize(
+    ("buc", "app", "paused", "paused_all"),
+    [
+        (None, None, [], []),
+        (89, 89, [], []),
+        (90, None, [60.0], []),
+        (None, 90, [], [60.0]),  # app-wide usage: every account slows down, not only this one
+        (95, 97, [60.0], [60.0]),
+    ],
+)
+def test_usage_near_the_limit_slows_sending_down(
+    world: World, buc: int | None, app: int | None, paused: list[float], paused_all: list[float]
+) -> None:
+    class Usage(ScriptedGraph):
+        def _call(self, payload: dict[str, Any], result: GraphResult) -> GraphResult:
+            sent = super()._call(payload, result)
+            return GraphResult(sent.message_id, sent.recipient_id, usage_pct=buc, app_usage_pct=app)
+
+    assert world.service(Usage()).send(world.add()).status == "sent"
+    assert (world.limiter.paused, world.limiter.paused_all) == (paused, paused_all)
 
 
 def test_transient_errors_back_off_then_fail_the_record(world: World) -> None:

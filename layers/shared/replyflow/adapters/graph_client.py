@@ -48,6 +48,8 @@ POLICY_BLOCK_CODE = 368
 MISCONFIGURED_CODES = frozenset({3, 10, *range(200, 300)})  # 10: after its outside-window subcodes
 DEFAULT_THROTTLE_SECONDS = 60.0
 BUC_HEADER = "x-business-use-case-usage"
+APP_USAGE_HEADER = "x-app-usage"
+USAGE_FIELDS = ("call_count", "total_cputime", "total_time")
 
 
 @dataclass
@@ -72,7 +74,8 @@ class GraphError(Exception):
 class GraphResult:
     message_id: str | None
     recipient_id: str | None
-    usage_pct: int | None = None
+    usage_pct: int | None = None  # the account's BUC usage (X-Business-Use-Case-Usage)
+    app_usage_pct: int | None = None  # the whole app's usage (X-App-Usage)
 
 
 def classify(status: int, body: Any, headers: httpx.Headers | dict[str, str]) -> GraphError:
@@ -140,11 +143,24 @@ def usage_pct(headers: httpx.Headers | dict[str, str]) -> int | None:
         usage = json.loads(raw)
     except ValueError:
         return None
-    pcts = [
-        int(max(_number(entry.get(name)) for name in ("call_count", "total_cputime", "total_time")))
-        for entry in _usage_entries(usage)
-    ]
+    pcts = [_fullest(entry) for entry in _usage_entries(usage)]
     return max(pcts) if pcts else None
+
+
+def app_usage_pct(headers: httpx.Headers | dict[str, str]) -> int | None:
+    """The fullest app-level usage percentage (``X-App-Usage``), if Meta sent the header."""
+    raw = {k.lower(): v for k, v in headers.items()}.get(APP_USAGE_HEADER)
+    if not raw:
+        return None
+    try:
+        usage = json.loads(raw)
+    except ValueError:
+        return None
+    return _fullest(usage) if isinstance(usage, dict) else None
+
+
+def _fullest(entry: dict[str, Any]) -> int:
+    return int(max(_number(entry.get(name)) for name in USAGE_FIELDS))
 
 
 def _usage_entries(usage: Any) -> list[dict[str, Any]]:
@@ -203,12 +219,14 @@ class GraphClient:
             {"recipient": recipient, "message": message},
         )
         data, headers = body
-        return GraphResult(data.get("message_id"), data.get("recipient_id"), usage_pct(headers))
+        return GraphResult(
+            data.get("message_id"), data.get("recipient_id"), usage_pct(headers), app_usage_pct(headers)
+        )
 
     def reply_to_comment(self, comment_id: str, access_token: str, text: str) -> GraphResult:
         """``POST /{comment_id}/replies``: a public reply."""
         data, headers = self._post(f"{self._base}/{comment_id}/replies", access_token, {"message": text})
-        return GraphResult(data.get("id"), None, usage_pct(headers))
+        return GraphResult(data.get("id"), None, usage_pct(headers), app_usage_pct(headers))
 
     def _post(self, url: str, token: str, payload: dict[str, Any]) -> tuple[dict[str, Any], httpx.Headers]:
         try:

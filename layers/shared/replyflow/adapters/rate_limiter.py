@@ -6,7 +6,10 @@ is atomic across any number of concurrent workers (Redis runs a script alone):
   Instagram's 750 private replies an hour, reference section 9);
 - a one-second window holding at most the per-second cap;
 - a pause until a time (set on a Graph throttle, so other workers stop calling at once: calling while
-  throttled extends the block, reference section 9).
+  throttled extends the block, reference section 9);
+- an app-wide pause (set when ``X-App-Usage`` nears the app's limit, which every account shares). Its
+  key has no account hash tag, so it is read first and handed to the script as an argument (a script
+  touches keys of one slot only); the longer of the two pauses wins.
 No slot means "try again in N seconds", the exact time at which the oldest entry leaves the full
 window (or the pause ends); nothing is consumed. :meth:`release` gives a slot back when a send
 definitely did not go out. Time is Redis's ``TIME``, one clock for every worker. Keys share the hash
@@ -29,7 +32,7 @@ if now == 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
+local paused = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(ARGV[5]))
 if paused > now then
   return {0, paused - now}
 end
@@ -98,14 +101,18 @@ class RedisRateLimiter:
         tag = f"{self._ns}:rl:{{{account_id}}}"
         return [f"{tag}:h", f"{tag}:s", f"{tag}:pause"]
 
+    def _app_pause_key(self) -> str:
+        return f"{self._ns}:rl:app:pause"
+
     def limit_for(self, hourly_budget: int) -> int:
         return max(1, min(hourly_budget, self._ceiling))
 
     def acquire(self, account_id: str, hourly_budget: int, *, now_ms: int = 0) -> Slot:
         token = uuid.uuid4().hex
+        app_paused_until = int(self._redis.get(self._app_pause_key()) or 0)
         granted, delay_ms = self._acquire(
             keys=self._keys(account_id),
-            args=[now_ms, self.limit_for(hourly_budget), self._per_second, token],
+            args=[now_ms, self.limit_for(hourly_budget), self._per_second, token, app_paused_until],
         )
         if int(granted) == 1:
             return Slot(True, token)
@@ -122,6 +129,10 @@ class RedisRateLimiter:
 
     def pause(self, account_id: str, seconds: float, *, now_ms: int = 0) -> None:
         self._pause(keys=[self._keys(account_id)[2]], args=[now_ms, max(1, int(seconds * 1000))])
+
+    def pause_all(self, seconds: float, *, now_ms: int = 0) -> None:
+        """Pause every account's sends (app-level usage near its limit)."""
+        self._pause(keys=[self._app_pause_key()], args=[now_ms, max(1, int(seconds * 1000))])
 
     def used(self, account_id: str) -> int:
         """Sends in the current hourly window (tests and metrics)."""

@@ -9,8 +9,10 @@ Per send job:
 4. take a slot from the account's limiter; none -> ``deferred`` and re-published with the delay the
    limiter names (SQS caps a delay at 900 s; a longer wait just defers again). Never a failure;
 5. call Graph and settle the row by the error class (``adapters.graph_client``): sent (and the
-   tenant's monthly DM count goes up); throttle -> slot back, account paused for the regain time,
-   deferred; token_invalid -> account ``needs_reauth`` (its caches invalidated), row parked;
+   tenant's monthly DM count goes up; usage at 90 % or more pauses the account for a minute, or
+   every account when it is the app-level ``X-App-Usage``); throttle -> slot back, account paused
+   for the regain time, deferred; token_invalid -> account ``needs_reauth`` (its caches
+   invalidated), row parked;
    policy block (368) -> the same parking with ``status_reason`` ``policy_block_368`` (the account
    sends nothing until it is re-connected, which releases its parked messages), and an error log;
    misconfigured (3, 10, 200-299: a missing capability or permission) -> skipped, not retried, and an
@@ -49,6 +51,9 @@ from replyflow.ports import Cache, QueuePublisher
 from replyflow.services import cache_keys
 
 MAX_SQS_DELAY_SECONDS = 900
+# Usage headers at or above this share of Meta's limit pause sending briefly (reference section 9).
+NEAR_LIMIT_PCT = 90
+NEAR_LIMIT_PAUSE_SECONDS = 60.0
 SKIP_KINDS = frozenset({"outside_window", "user_unavailable", "already_replied"})
 # An account Instagram blocked is parked like one with a rejected token: both wait for a reconnect.
 POLICY_BLOCK_REASON = "policy_block_368"
@@ -79,6 +84,8 @@ class SendLimiter(Protocol):
     def release(self, account_id: str, token: str) -> None: ...
 
     def pause(self, account_id: str, seconds: float) -> None: ...
+
+    def pause_all(self, seconds: float) -> None: ...
 
 
 class TokenDecrypter(Protocol):
@@ -244,9 +251,15 @@ class SendService:
             if claimed.kind in usage_repo.DM_KINDS:
                 usage_repo.add_dms(session, job.tenant_id, 1, at=now)
             self._log_claimed(session, job, claimed, "sent", None, f"message {result.message_id}")
-        if result.usage_pct is not None and result.usage_pct >= 90:
-            # Near Meta's limit: slow down before it throttles (calling while throttled extends it).
-            self._limiter.pause(job.account_id, 60)
+        # Near Meta's limit: slow down before it throttles (calling while throttled extends it).
+        if result.usage_pct is not None and result.usage_pct >= NEAR_LIMIT_PCT:
+            self._limiter.pause(job.account_id, NEAR_LIMIT_PAUSE_SECONDS)
+        if result.app_usage_pct is not None and result.app_usage_pct >= NEAR_LIMIT_PCT:
+            # The app's limit is shared by every account: pausing this one alone would not help.
+            self._limiter.pause_all(NEAR_LIMIT_PAUSE_SECONDS)
+            logger.warning(
+                "app-level usage near its limit: all sending paused", extra={"pct": result.app_usage_pct}
+            )
         return SendOutcome("sent")
 
     def _settle_error(self, job: SendJob, claimed: _Claimed, error: GraphError) -> SendOutcome:
