@@ -6,6 +6,8 @@
   random bits and is stored as SHA-256 (argon2 is for low-entropy passwords; a random secret needs no
   stretching, and the authorizer must be fast). Compared in constant time.
 - OAuth state: a JWT (``typ=oauth_state``, its own audience) with tenant, user and a nonce; 10 minutes.
+  The signature only proves the API issued it: ``services.oauth.complete`` also binds it to the caller
+  (tenant and user) and spends its nonce once.
 """
 
 from __future__ import annotations
@@ -92,10 +94,30 @@ def issue_oauth_state(keys: KeyRing, *, tenant_id: str, user_id: str) -> str:
     return keys.encode(claims, ttl_seconds=OAUTH_STATE_TTL_SECONDS, audience=oauth_state_audience(keys))
 
 
-def verify_oauth_state(keys: KeyRing, state: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class OAuthState:
+    tenant_id: str
+    user_id: str
+    nonce: str
+    expires_at: int  # epoch seconds
+
+
+def read_oauth_state(keys: KeyRing, state: str) -> OAuthState:
+    """The verified claims of a state; ``InvalidTokenError`` when tampered, expired or incomplete."""
     claims = keys.decode(state, audience=oauth_state_audience(keys), typ=OAUTH_STATE)
-    return {
-        "tenant_id": str(claims.get("tid")),
-        "user_id": str(claims["sub"]),
-        "nonce": str(claims.get("nonce")),
-    }
+    tenant_id, user_id, nonce, exp = (
+        claims.get("tid"),
+        claims.get("sub"),
+        claims.get("nonce"),
+        claims.get("exp"),
+    )
+    if not (isinstance(tenant_id, str) and tenant_id and isinstance(user_id, str) and user_id):
+        raise InvalidTokenError("missing claims")
+    if not (isinstance(nonce, str) and nonce and isinstance(exp, int)):
+        raise InvalidTokenError("missing claims")
+    return OAuthState(tenant_id, user_id, nonce, exp)
+
+
+def verify_oauth_state(keys: KeyRing, state: str) -> dict[str, str]:
+    claims = read_oauth_state(keys, state)
+    return {"tenant_id": claims.tenant_id, "user_id": claims.user_id, "nonce": claims.nonce}
