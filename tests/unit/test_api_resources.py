@@ -74,21 +74,25 @@ def test_account_limit_and_other_workspace_conflict(api_env: ApiEnv) -> None:
     assert taken.body["error"]["code"] == "account_connected_elsewhere"
 
 
-def test_oauth_start_and_callback_verify_the_state(api_env: ApiEnv) -> None:
+def test_oauth_start_then_complete_connects_and_the_callback_only_shows_the_code(api_env: ApiEnv) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
     token = api_env.signup()["access_token"]
     start = api_env.call("GET", "/v1/accounts/oauth/start", token=token)
     assert start.status == 200
-    url = start.body["authorize_url"]
-    assert "state=" in url
-    assert "client_id=" in url
-    state = url.split("state=")[1].split("&")[0]
-    bad = api_env.call("GET", "/v1/accounts/oauth/callback", query={"code": "c", "state": state[:-3] + "abc"})
-    assert bad.status == 400
+    query = parse_qs(urlsplit(start.body["authorize_url"]).query)
+    assert query["client_id"] == [api_env.settings.instagram_app_id]
+    state = query["state"][0]
+    landing = api_env.call("GET", "/v1/accounts/oauth/callback", query={"code": "c1", "state": state})
+    assert landing.status == 200
+    assert api_env.call("GET", "/v1/accounts", token=token).body == []
+    bad = api_env.call(
+        "POST", "/v1/accounts/oauth/complete", token=token, body={"code": "c1", "state": state[:-3] + "abc"}
+    )
+    assert bad.status == 422
     assert bad.body["error"]["code"] == "oauth_invalid_state"
-    from urllib.parse import unquote
-
-    ok = api_env.call("GET", "/v1/accounts/oauth/callback", query={"code": "c1", "state": unquote(state)})
-    assert ok.status == 200, ok.body
+    ok = api_env.call("POST", "/v1/accounts/oauth/complete", token=token, body={"code": "c1", "state": state})
+    assert ok.status == 201, ok.body
     assert ok.body["status"] == "active"
 
 

@@ -1,4 +1,8 @@
-"""/v1/accounts: connected Instagram accounts, OAuth connect (and sandbox connect), disconnect."""
+"""/v1/accounts: connected Instagram accounts, OAuth connect (and sandbox connect), disconnect.
+
+OAuth: ``/oauth/start`` and ``/oauth/complete`` are authenticated; the unauthenticated ``/oauth/callback``
+only shows what Instagram sent (see ``services.oauth`` for why it must never connect).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from api.context import principal
+from api.context import header, principal
 from replyflow.services import accounts, oauth
 from replyflow.services.accounts import AccountView
-from replyflow.services.oauth import AuthorizeUrl, SandboxConnectRequest
+from replyflow.services.oauth import AuthorizeUrl, CallbackLanding, CompleteRequest, SandboxConnectRequest
 from replyflow.wiring import api as wiring
 from replyflow.wiring import core
 
@@ -29,29 +33,69 @@ def oauth_start() -> AuthorizeUrl:
     return oauth.start(wiring.oauth_config(), principal(router))
 
 
+@router.post(
+    "/oauth/complete",
+    tags=["accounts"],
+    summary="Finish Instagram Login with the code and state from the redirect (admin; the user who started)",
+    description="201 with the account. Refused, and nothing connected: 422 `oauth_invalid_state` (tampered "
+    "or expired), 403 `oauth_state_mismatch` (started by another user or workspace), 409 `oauth_state_used` "
+    "(a state completes once).",
+)
+def oauth_complete(body: CompleteRequest) -> Response[AccountView]:
+    with wiring.unit_of_work() as session:
+        view = oauth.complete(
+            session,
+            wiring.cache(),
+            wiring.oauth_nonces(),
+            core.cipher(),
+            wiring.instagram_oauth(),
+            wiring.oauth_config(),
+            principal(router),
+            body,
+            requeue=wiring.requeue_parked(),
+        )
+    return Response(201, content_types.APPLICATION_JSON, view)
+
+
 @router.get(
     "/oauth/callback",
     tags=["accounts"],
-    summary="Instagram redirects here; exchanges the code, subscribes webhooks, stores the token",
+    summary="Instagram redirects here: a page with the code and state to finish with /oauth/complete "
+    "(connects nothing; JSON with Accept: application/json)",
     security=[],
 )
 def oauth_callback(
     code: Annotated[str | None, Query(max_length=2000)] = None,
     state: Annotated[str | None, Query(max_length=4000)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
-) -> AccountView:
-    with wiring.unit_of_work() as session:
-        return oauth.callback(
-            session,
-            wiring.cache(),
-            core.cipher(),
-            wiring.instagram_oauth(),
-            wiring.oauth_config(),
-            code=code,
-            state=state,
-            error=error,
-            requeue=wiring.requeue_parked(),
-        )
+    error_reason: Annotated[str | None, Query(max_length=200)] = None,
+    error_description: Annotated[str | None, Query(max_length=1000)] = None,
+) -> Response[CallbackLanding | str]:
+    landing = oauth.callback_landing(
+        wiring.oauth_config(),
+        code=code,
+        state=state,
+        error=error,
+        error_reason=error_reason,
+        error_description=error_description,
+    )
+    # The URL carries a live code: never cached, never sent on as a Referer, never framed.
+    headers = {
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if _wants_json(header(router, "Accept")):
+        return Response(200, content_types.APPLICATION_JSON, landing, headers=headers)
+    headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+    )
+    return Response(200, "text/html; charset=utf-8", oauth.callback_page(landing), headers=headers)
+
+
+def _wants_json(accept: str | None) -> bool:
+    media = [part.split(";", 1)[0].strip().lower() for part in (accept or "").split(",")]
+    return "application/json" in media and "text/html" not in media
 
 
 @router.post("/sandbox", tags=["accounts"], summary="Connect a sandbox account (local and test only; admin)")
@@ -60,6 +104,7 @@ def sandbox_connect(body: SandboxConnectRequest) -> Response[AccountView]:
         view = oauth.sandbox_connect(
             session,
             wiring.cache(),
+            wiring.oauth_nonces(),
             core.cipher(),
             wiring.instagram_oauth(),
             wiring.oauth_config(),

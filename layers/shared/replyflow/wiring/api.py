@@ -2,7 +2,7 @@
 
 Everything is built on demand from ``core`` (cheap objects, or core's cached clients), so
 ``core.override(...)`` in the local stack and tests replaces any of them:
-``api_rate_limiter``, ``instagram_oauth``, ``billing_provider``, ``requeue_parked``.
+``api_rate_limiter``, ``instagram_oauth``, ``oauth_nonces``, ``billing_provider``, ``requeue_parked``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from replyflow.ports import Cache
     from replyflow.services.auth import AuthConfig
     from replyflow.services.billing import BillingProvider
-    from replyflow.services.oauth import OAuthConfig
+    from replyflow.services.oauth import NonceStore, OAuthConfig
     from replyflow.services.rate_limit_api import RateLimiter
 
 
@@ -87,6 +87,16 @@ def instagram_oauth() -> InstagramOAuth:
         graph_base=s.graph_base,
         timeout_seconds=s.graph_timeout_seconds,
     )
+
+
+def oauth_nonces() -> NonceStore:
+    """Spent OAuth state nonces: Redis ``SET NX EX``. Fails closed: with Redis down no state completes."""
+    override = core.component("oauth_nonces")
+    if override is not None:
+        return cast("NonceStore", override)
+    from replyflow.adapters.rate_limiter import RedisCooldowns
+
+    return RedisCooldowns(core.redis_client())
 
 
 def oauth_config() -> OAuthConfig:
