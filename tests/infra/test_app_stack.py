@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from replyflow.services.send_reply import SEND_LEASE_SECONDS
 from tests.infra.conftest import ref_target, resources_of
 
 HANDLERS = {
@@ -217,6 +218,21 @@ def test_visibility_timeout_is_six_times_the_consumer_timeout(
             assert queue["Properties"]["VisibilityTimeout"] >= 6 * timeout
             checked += 1
     assert checked == len(WORKER_QUEUES)
+
+
+def test_the_send_lease_outlives_a_live_sender_and_ends_before_a_redelivery(
+    template: dict[str, Any], functions: dict[str, Any], queues: dict[str, Any]
+) -> None:
+    """A row stays ``sending`` for the lease: a live sender (at most its Timeout) must not lose it, and
+    a job redelivered after the visibility timeout must find it past the lease (a dead worker's row is
+    then settled ``unknown``, not left ``sending``)."""
+    senders = {n: fn for n, fn in functions.items() if HANDLERS[n] == "sender.handler.lambda_handler"}
+    assert len(senders) == 3
+    for name, fn in senders.items():
+        assert _setting(template, fn, "Timeout") < SEND_LEASE_SECONDS, name
+        for event in _sqs_events(fn).values():
+            queue = queues[str(ref_target(event["Properties"]["Queue"]))]
+            assert queue["Properties"]["VisibilityTimeout"] > SEND_LEASE_SECONDS, name
 
 
 def test_jobs_are_scheduled_with_their_input(functions: dict[str, Any]) -> None:

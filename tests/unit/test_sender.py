@@ -374,6 +374,26 @@ def test_a_row_stuck_in_sending_after_the_lease_becomes_unknown_not_resent(world
     assert graph.calls == []
 
 
+def test_a_job_for_a_row_in_flight_is_checked_again_after_the_lease(world: World) -> None:
+    """A redelivery inside the lease (a duplicate job, or the local stack's ``--visibility-scale``
+    shrinking visibility below the lease) must not drop the job: were the owner dead, nothing would
+    ever settle the row."""
+    job = world.add()
+    with session_scope(world.sessions) as session:
+        started = world.clock.current - timedelta(seconds=30)
+        assert ledger.start_send(session, world.tenant_id, job.outbound_id, now=started)
+    graph = ScriptedGraph()
+    service = world.service(graph)
+    assert service.send(job) == SendOutcome("noop", "in_flight", 91)  # 90 s of lease left, then 1
+    ((queue, body, delay),) = world.queues.published
+    assert (queue, delay, SendJob.from_json(body)) == ("sends-low", 91, job)
+    assert world.row(job).status == "sending"
+    world.clock.current += timedelta(seconds=91)  # the owner never came back
+    assert service.send(job) == SendOutcome("unknown", "worker_lost")
+    assert graph.calls == []
+    assert len(world.queues.published) == 1
+
+
 def test_a_limiter_outage_fails_the_record_and_leaves_the_row_sendable(world: World) -> None:
     class DownLimiter(FakeLimiter):
         def acquire(self, account_id: str, hourly_budget: int) -> Any:

@@ -3,7 +3,11 @@
 Per send job:
 1. load the row; a terminal row (sent, skipped, unknown, permanently failed) or a parked one is left
    alone, so redelivered and duplicate jobs are harmless; a row stuck in ``sending`` past the lease
-   belongs to a worker that died mid-call and becomes ``unknown`` (it may have gone out);
+   belongs to a worker that died mid-call and becomes ``unknown`` (it may have gone out). Inside the
+   lease the job is published again for when the lease ends, so a dead owner's row is settled even
+   when the redelivery came early (a duplicate job; the local stack's ``--visibility-scale``). The
+   lease outlives a sender's Timeout and ends before the sends queues' visibility timeout
+   (``tests/infra``);
 2. park the row if the account needs re-authorisation; skip it if its window (``not_after``) passed;
 3. own the row (``ledger.start_send``: one conditional UPDATE) - only the owner calls Graph;
 4. take a slot from the account's limiter; none -> ``deferred`` and re-published with the delay the
@@ -51,6 +55,7 @@ from replyflow.ports import Cache, QueuePublisher
 from replyflow.services import cache_keys
 
 MAX_SQS_DELAY_SECONDS = 900
+SEND_LEASE_SECONDS = 120
 # Usage headers at or above this share of Meta's limit pause sending briefly (reference section 9).
 NEAR_LIMIT_PCT = 90
 NEAR_LIMIT_PAUSE_SECONDS = 60.0
@@ -133,7 +138,7 @@ class SendService:
         clock: Clock | None = None,
         max_inline_attempts: int = 5,
         backoff_base_seconds: float = 2.0,
-        lease_seconds: int = 120,
+        lease_seconds: int = SEND_LEASE_SECONDS,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self._sessions = sessions
@@ -193,7 +198,7 @@ class SendService:
                 if ledger.settle_stale(session, job.tenant_id, row.id, lease_seconds=self._lease, now=now):
                     self._log(session, row, "unknown", "worker_lost", "a worker died during the call")
                     return SendOutcome("unknown", "worker_lost")
-                return SendOutcome("noop", "in_flight")
+                return self._recheck_after_lease(job, row, now)
             account = accounts_repo.get(session, job.tenant_id, job.account_id)
             if account is None or account.status == "disabled":
                 reason = "account_missing" if account is None else "account_disabled"
@@ -228,6 +233,17 @@ class SendService:
                 token_blob=account.access_token_encrypted,
                 budget=account.hourly_send_budget,
             )
+
+    def _recheck_after_lease(self, job: SendJob, row: OutboundMessage, now: datetime) -> SendOutcome:
+        # Nothing changed in this transaction, so publishing inside it is safe.
+        left = self._lease - (now - row.updated_at).total_seconds()
+        delay_s = min(MAX_SQS_DELAY_SECONDS, max(1, math.ceil(left) + 1))
+        self._publisher.publish(sends_queue(row.priority), [job.to_json()], delay_seconds=delay_s)
+        logger.info(
+            "send job for a row in flight: checked again when its lease ends",
+            extra={"outbound_id": row.id, "recheck_in": delay_s},
+        )
+        return SendOutcome("noop", "in_flight", delay_s)
 
     def _call(self, claimed: _Claimed, token: str) -> GraphResult:
         payload = claimed.payload
