@@ -19,6 +19,9 @@ Per request, as API Gateway does:
 4. The proxy response is written back (``multiValueHeaders`` merged over ``headers``, base64 bodies
    decoded); a handler exception or a malformed response is a 502, logged with the traceback.
 
+Log lines name a request by its path and query with the values of credential-bearing parameters
+(:data:`REDACTED_PARAMS`: OAuth codes and state, the webhook verify token, tokens, secrets) replaced.
+
 Gateway-made errors use the project's one error shape ``{"error": {"code", "message", "details"}}``.
 ``/_local/...`` routes are local-only controls and never reach a function: ``GET /_local/queues``,
 ``POST /_local/queues/{queue}/messages[?delay=N]`` (send a raw body), ``GET /_local/idle?timeout=S``,
@@ -41,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from local import metrics_store
 from local.broker import Broker, QueueNotFoundError
@@ -53,6 +56,20 @@ log = logging.getLogger("local.gateway")
 API_ID = "local"
 STAGE = "local"
 HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+REDACTED_PARAMS = frozenset({"code", "state", "hub.verify_token", "access_token", "client_secret", "token"})
+
+
+def redacted_target(target: str) -> str:
+    """``target`` for a log line: the values of :data:`REDACTED_PARAMS` (any case) replaced."""
+    path, sep, query = target.partition("?")
+    if not sep:
+        return target
+    fields = []
+    for pair in query.split("&"):
+        name, eq, _value = pair.partition("=")
+        redact = eq and unquote_plus(name).lower() in REDACTED_PARAMS
+        fields.append(f"{name}=REDACTED" if redact else pair)
+    return f"{path}?{'&'.join(fields)}"
 
 
 @dataclass
@@ -184,12 +201,12 @@ class Gateway:
         try:
             response = self._handle(request)
         except Exception:
-            log.exception("gateway error on %s %s", request.method, request.target)
+            log.exception("gateway error on %s %s", request.method, redacted_target(request.target))
             response = self._error(500, "internal_error", "The local gateway failed; see its log")
         log.info(
             "%s %s -> %d (%.1f ms)",
             request.method,
-            request.target,
+            redacted_target(request.target),
             response.status,
             (time.monotonic() - started) * 1000,
         )
@@ -228,7 +245,7 @@ class Gateway:
         try:
             result = function.invoke(event)
         except Exception:
-            log.exception("%s raised on %s %s", function.name, method, request.target)
+            log.exception("%s raised on %s %s", function.name, method, redacted_target(request.target))
             return self._error(502, "internal_error", f"{function.name} failed; see the local stack log")
         try:
             return self.proxy_response(result)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -230,6 +231,34 @@ def test_handler_exception_is_502_in_the_error_shape(gateway, api):
             "details": None,
         }
     }
+
+
+SECRETS = {
+    "code": "AQBx-oauth-code",
+    "state": "csrf-state-1",
+    "hub.verify_token": "verify-me",
+    "access_token": "IGQ-access",
+    "client_secret": "app-secret",
+    "token": "plain-token",
+}
+
+
+def test_log_lines_redact_secrets_in_the_query_string(gateway, api, caplog):
+    query = "&".join(f"{name}={value}" for name, value in SECRETS.items())
+    target = f"/open?hub.mode=subscribe&{query}&Code=AQB-upper&hub.challenge=42"
+    with caplog.at_level(logging.INFO, logger="local.gateway"):
+        assert gateway.handle(request("GET", target)).status == 200
+        api.error = RuntimeError("kaput")
+        assert gateway.handle(request("GET", target)).status == 502
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert len(caplog.records) == 3  # two access lines, one handler failure
+    for value in [*SECRETS.values(), "AQB-upper"]:
+        assert value not in logged
+    assert "hub.verify_token=REDACTED" in logged
+    assert "hub.mode=subscribe" in logged
+    assert "hub.challenge=42" in logged
+    # The function still gets the real values.
+    assert api.events[0]["queryStringParameters"]["hub.verify_token"] == "verify-me"
 
 
 def test_unknown_route_is_404(gateway):
