@@ -3,6 +3,8 @@ the indexes, on the real MariaDB and Redis."""
 
 from __future__ import annotations
 
+import secrets
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -10,15 +12,18 @@ from datetime import datetime, timedelta
 import pytest
 import redis
 from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
 
 from replyflow.db.engine import session_scope
-from replyflow.db.models import ReplyLog, Subscription
+from replyflow.db.models import ReplyLog, Subscription, User
+from replyflow.db.repositories import users
 from replyflow.errors import ConflictError
-from replyflow.services import logs_query
+from replyflow.services import auth, logs_query
 from replyflow.services import subscriptions as service
 from replyflow.services.access import Principal
 from replyflow.services.billing import ManualBilling
 from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
+from replyflow.wiring import api as api_wiring
 from replyflow.wiring import core
 from tests.unit.test_api_support import ApiEnv, make_env
 
@@ -73,6 +78,39 @@ def test_same_key_many_at_once_changes_the_plan_once(env: ApiEnv) -> None:
             core.writer_sessions(), core.cache(), ManualBilling(), principal, other_body, "same-key"
         )
     assert reused.value.code == "idempotency_key_reused"
+
+
+def test_one_email_signed_up_many_at_once_makes_one_user_and_409s(
+    env: ApiEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every signup passes the "email free?" read before any inserts; the unique index decides."""
+    attempts = 4  # every attempt holds a connection at the barrier: at most the pool (2 + overflow 2)
+    barrier = threading.Barrier(attempts)
+    read = users.by_email
+
+    def read_then_wait(session: Session, email: str) -> User | None:
+        found = read(session, email)
+        barrier.wait(10)
+        return found
+
+    monkeypatch.setattr(users, "by_email", read_then_wait)
+    email = f"race-{secrets.token_hex(4)}@example.com"
+
+    def attempt(i: int) -> str:
+        request = auth.SignupRequest(email=email, password="correct horse battery", workspace_name=f"R{i}")
+        try:
+            with session_scope(core.writer_sessions()) as session:
+                cfg, limiter = api_wiring.auth_config(), api_wiring.rate_limiter()
+                auth.signup(session, cfg, limiter, request, ip=f"10.77.0.{i}")
+        except ConflictError as error:
+            return error.code
+        return "created"
+
+    with ThreadPoolExecutor(max_workers=attempts) as pool:
+        outcomes = sorted(pool.map(attempt, range(attempts)))
+    assert outcomes == ["created"] + ["email_taken"] * (attempts - 1)
+    with session_scope(core.writer_sessions()) as session:
+        assert session.scalar(select(func.count()).select_from(User).where(User.email == email)) == 1
 
 
 def test_different_keys_at_once_still_leave_one_active_subscription(env: ApiEnv) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from replyflow.db.repositories import users
 from tests.unit.test_api_support import ApiEnv, make_env
 
 
@@ -39,6 +40,21 @@ def test_duplicate_signup_is_a_conflict_with_the_error_shape(api_env: ApiEnv) ->
     assert again.status == 409
     assert again.body["error"]["code"] == "email_taken"
     assert set(again.body["error"]) == {"code", "message", "details"}
+
+
+def test_a_signup_racing_another_for_the_email_is_a_conflict_not_a_500(
+    api_env: ApiEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "email free?" read saw nothing, then the other signup committed: the unique index decides."""
+    account = api_env.signup()
+    monkeypatch.setattr(users, "by_email", lambda session, email: None)  # the read that lost the race
+    again = api_env.call(
+        "POST",
+        "/v1/auth/signup",
+        body={"email": account["email"], "password": "another password", "workspace_name": "x"},
+    )
+    assert again.status == 409
+    assert again.body["error"]["code"] == "email_taken"
 
 
 def test_validation_errors_name_the_field(api_env: ApiEnv) -> None:

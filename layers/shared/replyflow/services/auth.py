@@ -8,7 +8,9 @@ Invariants:
 - refresh tokens rotate: each use returns a new token of the same family and marks the old one
   rotated; presenting a rotated (or concurrently rotated) token again revokes the whole family
   (``refresh_token_reused``), so a stolen token is useful once at most;
-- the role in an access token is read from the membership at login and at each refresh.
+- the role in an access token is read from the membership at login and at each refresh;
+- one user per email: the unique index decides, so a signup that loses a race to another for the
+  same email is the same ``email_taken`` 409 as one that finds the email taken.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.jwt_keys import KeyRing
 from replyflow.adapters.passwords import hash_password, verify_password
 from replyflow.clock import utcnow
+from replyflow.db.engine import is_duplicate_key
 from replyflow.db.models import Subscription
 from replyflow.db.repositories import refresh_tokens, tenants, users
 from replyflow.db.repositories import subscriptions as subscriptions_repo
@@ -141,19 +145,29 @@ def _issue(
     )
 
 
+def _email_taken() -> ConflictError:
+    return ConflictError("an account with this email already exists; log in instead", code="email_taken")
+
+
 def signup(
     session: Session, cfg: AuthConfig, limiter: RateLimiter, request: SignupRequest, *, ip: str
 ) -> TokenPair:
     check_signup(limiter, ip)
     if users.by_email(session, request.email) is not None:
-        raise ConflictError("an account with this email already exists; log in instead", code="email_taken")
+        raise _email_taken()
     now = utcnow()
     tenant = tenants.add(
         session, name=request.workspace_name, slug=_slug(request.workspace_name), plan_code=FREE_PLAN
     )
-    user = users.add(
-        session, email=request.email, name=request.name, password_hash=hash_password(request.password)
-    )
+    try:
+        user = users.add(
+            session, email=request.email, name=request.name, password_hash=hash_password(request.password)
+        )
+    except IntegrityError as exc:
+        # A concurrent signup committed this email after the read above (the caller rolls back).
+        if is_duplicate_key(exc):
+            raise _email_taken() from None
+        raise
     tenants.add_member(session, tenant.id, user.id, "owner")
     subscriptions_repo.add(
         session,
