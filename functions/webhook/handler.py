@@ -1,8 +1,9 @@
 """Instagram webhook entry point (API Gateway proxy events, REST API v1 shape).
 
 ``GET /webhooks/instagram``: the subscription handshake (200 with the raw challenge, 403 otherwise).
-``POST /webhooks/instagram``: 401 on a bad or missing signature (nothing enqueued), 400 on bad JSON,
-200 otherwise, including unknown accounts and fields (logged and counted).
+``POST /webhooks/instagram``: 401 on a bad or missing signature (nothing enqueued), 400 on bad JSON or
+a body flagged ``isBase64Encoded`` that is not base64, 200 otherwise, including unknown accounts and
+fields (logged and counted).
 
 The proxy event is parsed by hand and no web framework is imported: every new instance pays its
 imports as cold start, and webhook bursts start many instances at once (DESIGN.md section 3.1).
@@ -11,6 +12,7 @@ imports as cold start, and webhook bursts start many instances at once (DESIGN.m
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import warnings
 from typing import Any
@@ -48,7 +50,10 @@ def _handshake(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _deliver(event: dict[str, Any]) -> dict[str, Any]:
-    body = _raw_body(event)
+    try:
+        body = _raw_body(event)
+    except binascii.Error:
+        return _error(400, "bad_request", "the body is flagged base64 but is not valid base64")
     headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
     try:
         result = intake(
@@ -77,7 +82,7 @@ def _raw_body(event: dict[str, Any]) -> bytes:
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):
         # The signature covers the bytes Meta sent; API Gateway may hand them over base64-encoded.
-        return base64.b64decode(body)
+        return base64.b64decode(body, validate=True)
     return body.encode() if isinstance(body, str) else bytes(body)
 
 

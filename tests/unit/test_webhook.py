@@ -274,6 +274,16 @@ def test_handler_base64_body_bad_signature_and_bad_json(webhook: MemoryQueues) -
     assert lambda_handler(webhook_post(b"{not json"), None)["statusCode"] == 400
 
 
+@pytest.mark.parametrize("body", ["abc", "eyJvYmplY3QiOiAiaW5zdGFncmFtIn0=!", "not base64 at all"])
+def test_handler_body_flagged_base64_that_is_not_is_400(webhook: MemoryQueues, body: str) -> None:
+    event = webhook_post(load_event("comment_feed.json"))
+    event.update(body=body, isBase64Encoded=True)
+    response = lambda_handler(event, None)
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"]["code"] == "bad_request"
+    assert webhook.pending() == 0
+
+
 def test_handler_unknown_accounts_are_200_and_not_enqueued(webhook: MemoryQueues) -> None:
     response = lambda_handler(webhook_post(comment_body("17841400000000009", "1")), None)
     assert response["statusCode"] == 200
