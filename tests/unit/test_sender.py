@@ -214,6 +214,14 @@ def test_a_throttle_pauses_the_account_and_defers(world: World) -> None:
     assert len(graph.delivered) == 1
 
 
+def test_an_app_level_throttle_pauses_every_account(world: World) -> None:
+    graph = ScriptedGraph(lambda n, p: error("throttle", 4, retry=300.0) if n == 0 else None)
+    job = world.add()
+    outcome = world.service(graph).send(job)
+    assert (outcome.status, outcome.delay_seconds) == ("deferred", 300)
+    assert (world.limiter.paused, world.limiter.paused_all) == ([], [300.0])
+
+
 @pytest.mark.parametrize(
     ("buc", "app", "paused", "paused_all"),
     [

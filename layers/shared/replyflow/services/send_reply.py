@@ -101,6 +101,10 @@ class SendRetryExhaustedError(Exception):
     """A transient failure after the inline retries: the record fails so SQS retries, then DLQs it."""
 
 
+# Reference section 10: code 4 is the app-level platform limit, shared by every account.
+APP_THROTTLE_CODES = frozenset({4})
+
+
 @dataclass(frozen=True)
 class SendOutcome:
     status: str  # sent / deferred / parked / skipped / failed / unknown / retry / noop
@@ -282,7 +286,10 @@ class SendService:
         logger.info("graph send failed", extra={"outbound_id": claimed.row_id, "error": str(error)})
         if error.kind == "throttle":
             wait = error.retry_after or 60.0
-            self._limiter.pause(job.account_id, wait)
+            if error.code in APP_THROTTLE_CODES:
+                self._limiter.pause_all(wait)  # the app's limit is shared by every account
+            else:
+                self._limiter.pause(job.account_id, wait)
             return self._defer(job, claimed, wait, error.error_code, error.message)
         if error.kind == "token_invalid":
             return self._needs_reauth(job, claimed, error)
