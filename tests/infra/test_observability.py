@@ -71,6 +71,14 @@ def test_5xx_rate_and_proxy_connection_alarms(nested: dict[str, Any]) -> None:
     assert ("AWS/RDS", "DatabaseConnections") in metrics
 
 
+def test_blocked_and_misconfigured_sends_alarm_on_the_senders_metrics(nested: dict[str, Any]) -> None:
+    from sender.handler import ALERT_METRIC_BY_REASON  # the names the sender emits
+
+    metrics = {(a["Namespace"], a["MetricName"]) for a in _alarms(nested).values()}
+    for name in ALERT_METRIC_BY_REASON.values():
+        assert ("Replyflow", name) in metrics
+
+
 def test_every_alarm_notifies(nested: dict[str, Any]) -> None:
     for lid, alarm in _alarms(nested).items():
         assert [ref_target(a) for a in alarm["AlarmActions"]] == ["AlarmTopic"], lid
