@@ -422,57 +422,82 @@ class SendService:
     ) -> None:
         message = claimed.payload.get("message")
         text = message.get("text") if isinstance(message, dict) else message
-        logs_repo.reply(
+        _log_outcome(
             session,
             job.tenant_id,
             job.account_id,
             automation_id=claimed.automation_id,
-            outbound_message_id=claimed.row_id,
+            row_id=claimed.row_id,
             kind=claimed.kind,
-            status=status,
             recipient_id=claimed.recipient_id,
             comment_id=claimed.comment_id,
-            text=text if isinstance(text, str) else None,
-            error_code=reason,
-            detail=detail,
-        )
-        logs_repo.automation(
-            session,
-            job.tenant_id,
-            job.account_id,
-            automation_id=claimed.automation_id,
             event_key=None,
-            action=status,
+            status=status,
             reason=reason,
-            detail=f"{claimed.kind} #{claimed.row_id}: {detail}",
+            detail=detail,
+            text=text if isinstance(text, str) else None,
         )
 
     def _log(
         self, session: Session, row: OutboundMessage, status: str, reason: str, detail: str = ""
     ) -> None:
-        logs_repo.reply(
+        _log_outcome(
             session,
             row.tenant_id,
             row.account_id,
             automation_id=row.automation_id,
-            outbound_message_id=row.id,
+            row_id=row.id,
             kind=row.kind,
-            status=status,
             recipient_id=row.recipient_id,
             comment_id=row.comment_id,
-            error_code=reason,
-            detail=detail or None,
-        )
-        logs_repo.automation(
-            session,
-            row.tenant_id,
-            row.account_id,
-            automation_id=row.automation_id,
             event_key=row.event_key,
-            action=status,
+            status=status,
             reason=reason,
-            detail=f"{row.kind} #{row.id}",
+            detail=detail,
         )
+
+
+def _log_outcome(
+    session: Session,
+    tenant_id: str,
+    account_id: str,
+    *,
+    automation_id: str | None,
+    row_id: int,
+    kind: str,
+    recipient_id: str | None,
+    comment_id: str | None,
+    event_key: str | None,
+    status: str,
+    reason: str | None,
+    detail: str,
+    text: str | None = None,
+) -> None:
+    """A send outcome is one ``reply_logs`` row and one ``automation_logs`` decision, together."""
+    logs_repo.reply(
+        session,
+        tenant_id,
+        account_id,
+        automation_id=automation_id,
+        outbound_message_id=row_id,
+        kind=kind,
+        status=status,
+        recipient_id=recipient_id,
+        comment_id=comment_id,
+        text=text,
+        error_code=reason,
+        detail=detail or None,
+    )
+    logs_repo.automation(
+        session,
+        tenant_id,
+        account_id,
+        automation_id=automation_id,
+        event_key=event_key,
+        action=status,
+        reason=reason,
+        detail=f"{kind} #{row_id}: {detail}" if detail else f"{kind} #{row_id}",
+    )
 
 
 def release_parked(session: Session, tenant_id: str, account_id: str, publisher: QueuePublisher) -> int:
