@@ -109,12 +109,26 @@ def classify(status: int, body: Any, headers: httpx.Headers | dict[str, str]) ->
     return make("permanent")
 
 
+def _header_json(headers: httpx.Headers | dict[str, str], name: str) -> Any | None:
+    """A JSON-valued header (Meta's usage headers), or None when absent or unreadable."""
+    raw = {k.lower(): v for k, v in headers.items()}.get(name)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
 def _retry_after(headers: httpx.Headers | dict[str, str]) -> float | None:
-    lowered = {k.lower(): v for k, v in headers.items()}
-    minutes = _regain_minutes(lowered.get(BUC_HEADER))
+    usage = _header_json(headers, BUC_HEADER)
+    minutes = None
+    if usage is not None:
+        values = [_number(entry.get("estimated_time_to_regain_access")) for entry in _usage_entries(usage)]
+        minutes = max(values) if values else None
     if minutes is not None and minutes > 0:
         return minutes * 60.0
-    retry = lowered.get("retry-after")
+    retry = {k.lower(): v for k, v in headers.items()}.get("retry-after")
     if retry:
         try:
             return max(1.0, float(retry))
@@ -123,25 +137,10 @@ def _retry_after(headers: httpx.Headers | dict[str, str]) -> float | None:
     return None
 
 
-def _regain_minutes(raw: str | None) -> float | None:
-    if not raw:
-        return None
-    try:
-        usage = json.loads(raw)
-    except ValueError:
-        return None
-    values = [_number(entry.get("estimated_time_to_regain_access")) for entry in _usage_entries(usage)]
-    return max(values) if values else None
-
-
 def usage_pct(headers: httpx.Headers | dict[str, str]) -> int | None:
     """The fullest BUC usage percentage on a response, if Meta sent the header."""
-    raw = {k.lower(): v for k, v in headers.items()}.get(BUC_HEADER)
-    if not raw:
-        return None
-    try:
-        usage = json.loads(raw)
-    except ValueError:
+    usage = _header_json(headers, BUC_HEADER)
+    if usage is None:
         return None
     pcts = [_fullest(entry) for entry in _usage_entries(usage)]
     return max(pcts) if pcts else None
@@ -149,13 +148,7 @@ def usage_pct(headers: httpx.Headers | dict[str, str]) -> int | None:
 
 def app_usage_pct(headers: httpx.Headers | dict[str, str]) -> int | None:
     """The fullest app-level usage percentage (``X-App-Usage``), if Meta sent the header."""
-    raw = {k.lower(): v for k, v in headers.items()}.get(APP_USAGE_HEADER)
-    if not raw:
-        return None
-    try:
-        usage = json.loads(raw)
-    except ValueError:
-        return None
+    usage = _header_json(headers, APP_USAGE_HEADER)
     return _fullest(usage) if isinstance(usage, dict) else None
 
 
