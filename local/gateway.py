@@ -42,12 +42,13 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from local import metrics_store
 from local.broker import Broker, QueueNotFoundError
+from local.http_handler import DispatchingHandler
 from local.lambda_context import LambdaFunction
 from local.template import ACCOUNT_ID, REGION, AuthorizerSpec, RouteMatch, Template
 
@@ -521,9 +522,7 @@ class _Server(ThreadingHTTPServer):
         self.gateway = gateway
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes; see local/sandbox/server.py
+class _Handler(DispatchingHandler):
     server_version = "ReplyflowLocalGateway/1.0"
 
     def _dispatch(self) -> None:
@@ -570,30 +569,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """The gateway logs each request itself."""
 
 
 class GatewayServer:

@@ -13,10 +13,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from local.http_handler import DispatchingHandler
 from local.sandbox.app import SandboxApp
 from local.sandbox.oauth import issue_long_lived
 from local.sandbox.protocol import Request, Response
@@ -35,26 +36,8 @@ class _SandboxHTTPServer(ThreadingHTTPServer):
         self.app = app
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes; without this, delayed ACKs cap keep-alive at ~25 req/s.
-    disable_nagle_algorithm = True
+class _Handler(DispatchingHandler):
     server_version = "ReplyflowSandbox/1.0"
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request stderr log."""
 
     def _dispatch(self) -> None:
         app = cast(_SandboxHTTPServer, self.server).app
