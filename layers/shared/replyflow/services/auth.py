@@ -116,7 +116,8 @@ def _dummy_hash() -> str:
 
 def _slug(name: str) -> str:
     base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "workspace"
-    return f"{base}-{secrets.token_hex(3)}"
+    # 40 random bits: two workspaces of one name colliding (a 500 on the unique key) is out of reach.
+    return f"{base}-{secrets.token_hex(5)}"
 
 
 def _issue(
