@@ -151,13 +151,12 @@ def _check_references(session: Session, tenant_id: str, account_id: str, actions
 def list_automations(
     session: Session, cache: Cache, principal: Principal, account_id: str | None = None
 ) -> list[AutomationView]:
-    key = cache_keys.automations_list_key(principal.tenant_id)
-    cached = cache.get_json(key)
-    if isinstance(cached, list):
-        views = [AutomationView.model_validate(a) for a in cached]
-    else:
-        views = [view(a) for a in automations.list_for_tenant(session, principal.tenant_id)]
-        cache.set_json(key, [v.model_dump(mode="json") for v in views], cache_keys.CONFIG_TTL_SECONDS)
+    views = cache_keys.cached_models(
+        cache,
+        cache_keys.automations_list_key(principal.tenant_id),
+        AutomationView,
+        lambda: [view(a) for a in automations.list_for_tenant(session, principal.tenant_id)],
+    )
     if account_id is not None:
         views = [v for v in views if v.account_id == account_id]
     return views

@@ -3,7 +3,14 @@ the same request that commits the change, so the pipeline sees a change at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from pydantic import BaseModel
+
 from replyflow.ports import Cache
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 ROUTE_TTL_SECONDS = 300
 CONFIG_TTL_SECONDS = 300
@@ -46,3 +53,16 @@ def invalidate_automations(cache: Cache, tenant_id: str, account_ids: list[str])
 def invalidate_tenant(cache: Cache, tenant_id: str, ig_user_ids: list[str]) -> None:
     """A plan change moves the tenant's queue priority, so the routing entries go too."""
     cache.delete(tenant_config_key(tenant_id), *(account_route_key(i) for i in ig_user_ids))
+
+
+def cached_models(
+    cache: Cache, key: str, model: type[ModelT], build: Callable[[], Sequence[ModelT]]
+) -> list[ModelT]:
+    """A list of API views read through the cache: built and stored on a miss, for CONFIG_TTL_SECONDS
+    (writers delete the key)."""
+    cached = cache.get_json(key)
+    if isinstance(cached, list):
+        return [model.model_validate(item) for item in cached]
+    views = list(build())
+    cache.set_json(key, [v.model_dump(mode="json") for v in views], CONFIG_TTL_SECONDS)
+    return views

@@ -74,12 +74,9 @@ def _plan_view(plan: Plan) -> PlanView:
 
 
 def list_plans(session: Session, cache: Cache) -> list[PlanView]:
-    cached = cache.get_json(cache_keys.PLANS_KEY)
-    if isinstance(cached, list):
-        return [PlanView.model_validate(p) for p in cached]
-    views = [_plan_view(p) for p in plans.list_plans(session)]
-    cache.set_json(cache_keys.PLANS_KEY, [v.model_dump() for v in views], cache_keys.CONFIG_TTL_SECONDS)
-    return views
+    return cache_keys.cached_models(
+        cache, cache_keys.PLANS_KEY, PlanView, lambda: [_plan_view(p) for p in plans.list_plans(session)]
+    )
 
 
 def tenant_config(session_factory: Callable[[], Session], cache: Cache, tenant_id: str) -> dict[str, Any]:

@@ -88,13 +88,12 @@ def _invalidate(session: Session, cache: Cache, tenant_id: str) -> None:
 
 
 def list_templates(session: Session, cache: Cache, principal: Principal) -> list[TemplateView]:
-    key = cache_keys.templates_key(principal.tenant_id)
-    cached = cache.get_json(key)
-    if isinstance(cached, list):
-        return [TemplateView.model_validate(t) for t in cached]
-    views = [_view(t) for t in templates.list_for_tenant(session, principal.tenant_id)]
-    cache.set_json(key, [v.model_dump(mode="json") for v in views], cache_keys.CONFIG_TTL_SECONDS)
-    return views
+    return cache_keys.cached_models(
+        cache,
+        cache_keys.templates_key(principal.tenant_id),
+        TemplateView,
+        lambda: [_view(t) for t in templates.list_for_tenant(session, principal.tenant_id)],
+    )
 
 
 def _get(session: Session, principal: Principal, template_id: str) -> Template:
