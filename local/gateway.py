@@ -214,7 +214,7 @@ class Gateway:
         return response
 
     def _error(self, status: int, code: str, message: str) -> HttpResponse:
-        extra = list(self._gateway_headers)
+        extra = [*self._gateway_headers, ("X-Content-Type-Options", "nosniff")]
         if status == 401:
             extra.append(("WWW-Authenticate", "Bearer"))
         return error_response(status, code, message, extra)

@@ -254,8 +254,14 @@ class LocalStack:
             ]
         queues = [q for q in self.template.queues.values() if q.dlq]
         lines += [
-            f"  App secret     {s.instagram_app_secret.get_secret_value()}",
-            f"  Verify token   {s.instagram_verify_token.get_secret_value()}",
+            # Secrets stay off the terminal (and out of CI logs): say where they come from.
+            "  App secret     "
+            + (
+                "INSTAGRAM_APP_SECRET (set; `replyflow simulate` signs with it)"
+                if s.instagram_app_secret != Settings.model_fields["instagram_app_secret"].default
+                else "the local default (`replyflow simulate` signs with it)"
+            ),
+            "  Verify token   INSTAGRAM_VERIFY_TOKEN (the webhook handshake's hub.verify_token)",
             f"  Database       {describe_database(s.database_url)}",
             f"  Redis          {describe_redis(s.redis_url)}",
             f"  Queues         in-process broker, {len(queues)} queues with DLQs "

@@ -3,7 +3,9 @@
 Built on first use (``get_app``), not at import, so settings overrides apply and a cold start pays
 only for what it uses; route modules import their services, which import SQLAlchemy lazily through
 the wiring. Every authenticated request passes the per-tenant rate limit first (plan's requests per
-minute, ``X-RateLimit-*`` on every response, 429 + ``Retry-After`` past it).
+minute, ``X-RateLimit-*`` on every response, 429 + ``Retry-After`` past it) and, in the same Redis
+round trip, the revocation check (``services.revocation``): a revoked key, a removed or demoted member
+or a logged-out session is a 401 on its next request, whatever API Gateway's policy cache holds.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from api.routes import (
     templates,
 )
 from replyflow.errors import RateLimitedError
+from replyflow.services import revocation
 from replyflow.services import subscriptions as subscriptions_service
+from replyflow.services.access import Principal
 from replyflow.wiring import api as wiring
 from replyflow.wiring import core
 
@@ -40,16 +44,20 @@ RATE_HEADERS = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset
 
 
 def _meter(app: APIGatewayRestResolver) -> None:
-    """Counts the request against the tenant's per-minute budget; 429 past it. Runs once per request:
-    from the middleware, or from the 422 handler (Powertools validates before any middleware)."""
+    """Refuses a revoked caller (401) and counts the request against the tenant's per-minute budget
+    (429 past it), in one Redis round trip. Runs once per request: from the middleware, or from the
+    422 handler (Powertools validates before any middleware)."""
     if errors.RATE_HEADERS_CONTEXT_KEY in app.context:
         return
     authorizer = context.authorizer_context(app)
     tenant_id = authorizer.get("tenant_id") if authorizer else None
     if isinstance(tenant_id, str) and tenant_id:
+        caller = Principal.from_context(authorizer)
         config = subscriptions_service.tenant_config(core.writer_sessions(), wiring.cache(), tenant_id)
         per_minute = int(config.get("api_requests_per_minute") or 60)
-        decision = wiring.rate_limiter().hit(f"api:{tenant_id}", per_minute, 60)
+        decision = revocation.admit(
+            wiring.rate_limiter(), wiring.revoker(), caller, per_minute, wiring.verify_principal
+        )
         app.append_context(**{errors.RATE_HEADERS_CONTEXT_KEY: decision.headers()})
         if not decision.allowed:
             raise RateLimitedError(
@@ -77,6 +85,7 @@ def get_app() -> APIGatewayRestResolver:
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         expose_headers=RATE_HEADERS,
         max_age=600,
+        allow_credentials=settings.cors_allow_credentials,
     )
     app = APIGatewayRestResolver(enable_validation=True, cors=cors)
     errors.register(app, meter=_meter)

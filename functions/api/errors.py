@@ -65,6 +65,8 @@ def register(app: APIGatewayRestResolver, meter: Callable[[APIGatewayRestResolve
             meter(app)  # validation ran before the rate-limit middleware: count this request too
         except RateLimitedError as limited:
             return _rate_limited(limited)
+        except ReplyflowError as refused:  # a revoked caller: 401 before any 422
+            return _typed(refused)
         return error_response(
             422, "validation_error", "the request is not valid", _field_errors(error.errors()), rate_headers()
         )

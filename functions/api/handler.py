@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from api import security_headers
 from api.app import get_app
 from replyflow.observability import clear_tenant
 
@@ -21,4 +22,4 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         app = get_app()
         app.clear_context()
         clear_tenant()  # the route binds the caller's tenant; none is left from the last request
-        return app.resolve(event, context)
+        return security_headers.apply(event, app.resolve(event, context))

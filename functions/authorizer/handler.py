@@ -3,7 +3,9 @@
 Returns an IAM policy that allows every method of the API (``<api>/<stage>/*/*``): API Gateway caches
 the result per ``Authorization`` header for 300 s, and a policy scoped to the first route called
 would deny the next route served from that cache. The context carries tenant_id, principal_id,
-role and principal_type to the API, which never parses tokens itself.
+role and principal_type to the API, which never parses tokens itself; for users also session_id and
+issued_at_ms, which the API checks against the revocation epochs on every request (a cached policy
+outlives a revocation, the per-request check does not).
 
 Failures raise ``Exception("Unauthorized")``, API Gateway's convention for a 401. JWTs are checked
 with PyJWT alone (no database, no SQLAlchemy import); API keys need one lookup, cached briefly in
@@ -53,7 +55,14 @@ def authenticate(authorization: str | None) -> Principal | None:
         return None
     if claims.role not in ("owner", "admin", "member"):
         return None
-    return Principal(claims.tenant_id, claims.user_id, claims.role, "user")  # type: ignore[arg-type]
+    return Principal(
+        claims.tenant_id,
+        claims.user_id,
+        claims.role,  # type: ignore[arg-type]
+        "user",
+        session_id=claims.session_id,
+        issued_at_ms=claims.issued_at_ms,
+    )
 
 
 def _api_wide_arn(method_arn: str) -> str:

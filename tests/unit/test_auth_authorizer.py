@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from authorizer.handler import lambda_handler
@@ -26,18 +28,22 @@ def event(authorization: str | None) -> dict:
 
 
 def test_valid_jwt_allows_every_route_and_passes_the_principal() -> None:
+    before = time.time_ns() // 1_000_000
     token = tokens.issue_access_token(
-        wiring.key_ring(), user_id="u1", tenant_id="t1", role="member", ttl_seconds=60
+        wiring.key_ring(), user_id="u1", tenant_id="t1", role="member", ttl_seconds=60, session_id="s1"
     )
     result = lambda_handler(event(f"Bearer {token}"), None)
     statement = result["policyDocument"]["Statement"][0]
     assert statement["Effect"] == "Allow"
     assert statement["Resource"] == "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*/*"
+    issued = int(result["context"].pop("issued_at_ms"))
+    assert before <= issued <= time.time_ns() // 1_000_000
     assert result["context"] == {
         "tenant_id": "t1",
         "principal_id": "u1",
         "role": "member",
         "principal_type": "user",
+        "session_id": "s1",
     }
 
 

@@ -31,4 +31,4 @@ def create(body: ApiKeyCreate) -> Response[ApiKeyCreated]:
 @router.delete("/<key_id>", tags=["api-keys"], summary="Revoke an API key")
 def revoke(key_id: str) -> ApiKeyView:
     with wiring.unit_of_work() as session:
-        return api_keys.revoke(session, wiring.cache(), principal(router), key_id)
+        return api_keys.revoke(session, wiring.cache(), wiring.revoker(), principal(router), key_id)

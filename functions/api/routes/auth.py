@@ -46,7 +46,7 @@ def refresh(body: RefreshRequest) -> TokenPair:
 @router.post("/logout", tags=["auth"], summary="Revoke the refresh token's whole family", security=NO_AUTH)
 def logout(body: RefreshRequest) -> Response[Any]:
     with wiring.unit_of_work() as session:
-        auth.logout(session, body)
+        auth.logout(session, wiring.auth_config(), body)
     return Response(204, content_types.APPLICATION_JSON, None)
 
 

@@ -31,11 +31,11 @@ def invite(body: InviteRequest) -> Response[InviteResult]:
 @router.patch("/<user_id>", tags=["members"], summary="Change a member's role (owner)")
 def change_role(user_id: str, body: RoleChange) -> MemberView:
     with wiring.unit_of_work() as session:
-        return members.change_role(session, principal(router), user_id, body)
+        return members.change_role(session, wiring.revoker(), principal(router), user_id, body)
 
 
 @router.delete("/<user_id>", tags=["members"], summary="Remove a member (owner)")
 def remove(user_id: str) -> Response[Any]:
     with wiring.unit_of_work() as session:
-        members.remove(session, principal(router), user_id)
+        members.remove(session, wiring.revoker(), principal(router), user_id)
     return Response(204, content_types.APPLICATION_JSON, None)

@@ -11,6 +11,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def epoch_ms() -> int:
+    """Wall-clock milliseconds: token issue times and revocation epochs compare in this unit."""
+    return time.time_ns() // 1_000_000
+
+
 def from_epoch(value: float) -> datetime:
     """Instagram sends seconds on comment events and milliseconds on messaging events (pitfall 4)."""
     seconds = value / 1000 if value >= 1e12 else value

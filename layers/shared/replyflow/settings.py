@@ -6,12 +6,59 @@ Services never read settings themselves: the wiring modules pass the values they
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import math
+from collections import Counter
 from functools import lru_cache
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Outside local/test a secret must be this long, carry about this much entropy (estimated from its
+# own character frequencies) and not repeat a shorter pattern: a random 32-character hex secret (Meta's
+# app secret format) or base64 key passes, "aaaa...", "changeme-changeme-..." or a password does not.
+MIN_SECRET_CHARS = 16
+MIN_SECRET_BITS = 80.0
+MIN_SECRET_BITS_PER_CHAR = 2.5
+
+
+def estimated_entropy_bits(value: str) -> tuple[float, float]:
+    """(bits per character, total bits) by the Shannon entropy of the value's own characters."""
+    if not value:
+        return 0.0, 0.0
+    counts = Counter(value)
+    per_char = -sum((n / len(value)) * math.log2(n / len(value)) for n in counts.values())
+    return per_char, per_char * len(value)
+
+
+def weak_secret_reason(value: str) -> str | None:
+    if len(value) < MIN_SECRET_CHARS:
+        return f"is shorter than {MIN_SECRET_CHARS} characters"
+    per_char, total = estimated_entropy_bits(value)
+    periodic = any(
+        value == (value[:p] * (len(value) // p + 1))[: len(value)] for p in range(1, len(value) // 2 + 1)
+    )
+    if periodic or per_char < MIN_SECRET_BITS_PER_CHAR or total < MIN_SECRET_BITS:
+        return "is too predictable (repeated or too few distinct characters); use a random value"
+    return None
+
+
+def weak_aes_key_reason(value: str) -> str | None:
+    try:
+        raw = base64.urlsafe_b64decode(value.encode())
+    except (binascii.Error, ValueError):
+        return "is not urlsafe base64"
+    if len(raw) != 32:
+        return "must decode to exactly 32 bytes"
+    if raw == bytes(32):
+        return "is all zeros"
+    if len(set(raw)) < 16:  # a random 32-byte key has ~31 distinct bytes; < 16 is never chance
+        return "is not random (too few distinct bytes)"
+    return None
+
 
 Priority = Literal["low", "default", "high"]
 PRIORITIES: tuple[Priority, ...] = ("high", "default", "low")
@@ -59,6 +106,8 @@ class Settings(BaseSettings):
     # Plan code -> the API Gateway key of that tier's usage plan, returned by the authorizer for API keys.
     usage_plan_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    # Browsers may send credentials (cookies, client certificates) cross-origin: never with origin "*".
+    cors_allow_credentials: bool = False
 
     # Queues: SQS URLs by logical name (events-high, sends-default, ...) in AWS; empty = local broker.
     queue_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
@@ -98,7 +147,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_local_secrets_outside_local(self) -> Settings:
-        """Fail closed: a deployed stack must never run on the development defaults."""
+        """Fail closed: a deployed stack must never run on the development defaults, on a weak or empty
+        secret, or with credentialed CORS open to every origin. Messages name the setting, never the
+        value."""
         if self.environment in {"dev", "prod"}:
             defaults = Settings.model_fields
             for name in ("instagram_app_secret", "instagram_verify_token", "token_encryption_key"):
@@ -106,7 +157,33 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()} must be set outside the local stack")
             if self.jwt_signing_keys == defaults["jwt_signing_keys"].get_default(call_default_factory=True):
                 raise ValueError("JWT_SIGNING_KEYS must be set outside the local stack")
+            self._refuse_weak_secrets()
+            if self.cors_allow_credentials and (
+                not self.cors_allow_origins or "*" in self.cors_allow_origins
+            ):
+                raise ValueError(
+                    "CORS_ALLOW_ORIGINS=* with CORS_ALLOW_CREDENTIALS: name the allowed origins instead"
+                )
         return self
+
+    def _refuse_weak_secrets(self) -> None:
+        named: list[tuple[str, str]] = [
+            ("INSTAGRAM_APP_SECRET", self.instagram_app_secret.get_secret_value()),
+            ("INSTAGRAM_VERIFY_TOKEN", self.instagram_verify_token.get_secret_value()),
+        ]
+        secondary = self.instagram_app_secret_secondary
+        if secondary is not None and secondary.get_secret_value():
+            named.append(("INSTAGRAM_APP_SECRET_SECONDARY", secondary.get_secret_value()))
+        named += [(f"JWT_SIGNING_KEYS[{kid}]", secret) for kid, secret in self.jwt_signing_keys.items()]
+        for name, value in named:
+            if not value:
+                raise ValueError(f"{name} is empty")
+            reason = weak_secret_reason(value)
+            if reason:
+                raise ValueError(f"{name} {reason}")
+        reason = weak_aes_key_reason(self.token_encryption_key.get_secret_value())
+        if reason:
+            raise ValueError(f"TOKEN_ENCRYPTION_KEY {reason}")
 
     @property
     def app_secrets(self) -> list[bytes]:

@@ -39,3 +39,8 @@ PLANS: tuple[dict[str, Any], ...] = (
         "queue_priority": "high",
     },
 )
+
+# Members per workspace by plan (a cap in code, not a plans column: it needs no migration and no plan
+# view change). A plan code not listed gets the default.
+MAX_MEMBERS: dict[str, int] = {"free": 5, "pro": 20, "business": 100}
+MAX_MEMBERS_DEFAULT = 5

@@ -1,8 +1,10 @@
 """Tenant API keys: owners create (the secret is returned once), list and revoke them.
 
 Keys act as ``admin`` or ``member`` (never owner: a leaked key must not be able to hand out more keys
-or change the subscription). Revoking deletes the authorizer's cached entry at once; a policy already
-cached by API Gateway lives out its TTL (300 s).
+or change the subscription). Revoking deletes the authorizer's cached entry at once and writes a
+revocation entry (``services.revocation``) that the API checks on every request, so a policy API
+Gateway still caches (300 s) no longer gets through. A tenant has at most
+``limits.MAX_ACTIVE_API_KEYS`` active keys.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from replyflow.clock import utcnow
 from replyflow.db.repositories import api_keys
 from replyflow.errors import NotFoundError
 from replyflow.ports import Cache
-from replyflow.services import tokens, write_through
+from replyflow.services import limits, tokens, write_through
 from replyflow.services.access import Principal
 from replyflow.services.api_key_auth import invalidate_api_key
+from replyflow.services.revocation import Revoker
 
 
 class ApiKeyCreate(BaseModel):
@@ -54,6 +57,7 @@ def list_keys(session: Session, principal: Principal) -> list[ApiKeyView]:
 
 def create(session: Session, principal: Principal, request: ApiKeyCreate) -> ApiKeyCreated:
     principal.require("owner")
+    limits.check_api_keys(session, principal.tenant_id)
     new = tokens.new_api_key()
     key = api_keys.add(
         session,
@@ -67,12 +71,13 @@ def create(session: Session, principal: Principal, request: ApiKeyCreate) -> Api
     return ApiKeyCreated(**_view(key).model_dump(), key=new.token)
 
 
-def revoke(session: Session, cache: Cache, principal: Principal, key_id: str) -> ApiKeyView:
+def revoke(session: Session, cache: Cache, revoker: Revoker, principal: Principal, key_id: str) -> ApiKeyView:
     principal.require("owner")
     key = api_keys.revoke(session, principal.tenant_id, key_id, utcnow())
     if key is None:
         raise NotFoundError("no such API key")
     session.flush()
+    revoker.api_key(session, principal.tenant_id, key.id)
     prefix = key.prefix
     write_through.invalidate(session, lambda: invalidate_api_key(cache, prefix))
     return _view(key)

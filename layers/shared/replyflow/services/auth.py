@@ -8,7 +8,10 @@ Invariants:
 - refresh tokens rotate: each use returns a new token of the same family and marks the old one
   rotated; presenting a rotated (or concurrently rotated) token again revokes the whole family
   (``refresh_token_reused``), so a stolen token is useful once at most;
-- the role in an access token is read from the membership at login and at each refresh;
+- the role in an access token is read from the membership at login and at each refresh; an access
+  token names its login session (``sid`` = the refresh-token family), and logout (or reuse of a
+  rotated refresh token) deny-lists that session, so its access tokens stop working on the next
+  request (``services.revocation``), not when they expire;
 - one user per email: the unique index decides, so a signup that loses a race to another for the
   same email is the same ``email_taken`` 409 as one that finds the email taken.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
@@ -37,6 +41,7 @@ from replyflow.ids import new_id
 from replyflow.services import tokens
 from replyflow.services.access import Principal
 from replyflow.services.rate_limit_api import RateLimiter, check_login, check_refresh, check_signup
+from replyflow.services.revocation import LOGGED_OUT, REFRESH_REUSED, RevocationUnavailableError, Revoker
 
 FREE_PLAN = "free"
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
@@ -103,6 +108,7 @@ class AuthConfig:
     keys: KeyRing
     access_ttl_seconds: int
     refresh_ttl_seconds: int
+    revoker: Revoker | None = None  # deny-lists logged-out sessions; None only in token-only tests
 
 
 _dummy: list[str] = []
@@ -133,7 +139,12 @@ def _issue(
         expires_at=utcnow() + timedelta(seconds=cfg.refresh_ttl_seconds),
     )
     access = tokens.issue_access_token(
-        cfg.keys, user_id=user_id, tenant_id=tenant_id, role=role, ttl_seconds=cfg.access_ttl_seconds
+        cfg.keys,
+        user_id=user_id,
+        tenant_id=tenant_id,
+        role=role,
+        ttl_seconds=cfg.access_ttl_seconds,
+        session_id=family_id,
     )
     return TokenPair(
         access_token=access,
@@ -223,7 +234,7 @@ def refresh(
     if token.rotated_at is not None or not refresh_tokens.mark_rotated(
         session, token.tenant_id, token.id, now
     ):
-        _revoke_after_reuse(session, token.tenant_id, token.family_id, now)
+        _revoke_after_reuse(session, cfg, token.tenant_id, token.family_id, now)
         raise UnauthorizedError(
             "this refresh token was already used; every session of this login was signed out",
             code="refresh_token_reused",
@@ -242,16 +253,26 @@ def refresh(
     )
 
 
-def _revoke_after_reuse(session: Session, tenant_id: str, family_id: str, now: datetime) -> None:
+def _revoke_after_reuse(
+    session: Session, cfg: AuthConfig, tenant_id: str, family_id: str, now: datetime
+) -> None:
     # The request fails, and its unit of work rolls back: commit the revocation first.
     refresh_tokens.revoke_family(session, tenant_id, family_id, now)
     session.commit()
+    if cfg.revoker is not None:
+        # Best effort: the family is revoked in the database, which the API checks while Redis is down.
+        with suppress(RevocationUnavailableError):
+            cfg.revoker.end_session(tenant_id, family_id, REFRESH_REUSED)
 
 
-def logout(session: Session, request: RefreshRequest) -> None:
-    """Revokes the token's whole family (this login on every device it was refreshed on). Idempotent."""
+def logout(session: Session, cfg: AuthConfig, request: RefreshRequest) -> None:
+    """Revokes the token's whole family (this login on every device it was refreshed on) and deny-lists
+    the session, so its access tokens are refused on the next request. Idempotent. If the deny-list
+    cannot be written the logout fails (503) and nothing changes: the client can retry."""
     token = refresh_tokens.resolve_by_hash(session, tokens.sha256_hex(request.refresh_token))
     if token is not None:
+        if cfg.revoker is not None:
+            cfg.revoker.end_session(token.tenant_id, token.family_id, LOGGED_OUT)
         refresh_tokens.revoke_family(session, token.tenant_id, token.family_id, utcnow())
 
 

@@ -1,8 +1,17 @@
 """Members of a tenant. Owners manage members; everyone reads the list.
 
-Invariants: a tenant always keeps at least one owner; removing a member revokes their refresh tokens
-for this tenant (their access token lapses within its 15-minute TTL). There is no mail in this
-product: inviting an unknown email creates the user with a one-time password shown once.
+Invariants:
+- a tenant always keeps at least one owner, under concurrency too: a role change or removal locks the
+  tenant row first, then re-reads the caller's own role and counts the owners with a locking read, so
+  two owners demoting each other at once are serialised (the second finds itself demoted, or the
+  first as the last owner);
+- a role change or removal takes effect on the member's next request: it bumps their revocation epoch
+  in this tenant (``services.revocation``), so access tokens issued before it are refused (a role
+  change asks for a refresh, which reads the new role); removal also revokes their refresh tokens;
+- a tenant has at most its plan's ``MAX_MEMBERS`` members (``services.limits``).
+
+There is no mail in this product: inviting an unknown email creates the user with a one-time password
+shown once.
 """
 
 from __future__ import annotations
@@ -17,9 +26,11 @@ from sqlalchemy.orm import Session
 from replyflow.adapters.passwords import hash_password
 from replyflow.clock import utcnow
 from replyflow.db.repositories import refresh_tokens, tenants, users
-from replyflow.errors import ConflictError, NotFoundError
+from replyflow.errors import ConflictError, ForbiddenError, NotFoundError
+from replyflow.services import limits, revocation
 from replyflow.services.access import Principal
 from replyflow.services.auth import Email
+from replyflow.services.revocation import Revoker
 
 
 class MemberView(BaseModel):
@@ -59,6 +70,7 @@ def list_members(session: Session, principal: Principal) -> list[MemberView]:
 
 def invite(session: Session, principal: Principal, request: InviteRequest) -> InviteResult:
     principal.require("owner")
+    limits.check_members(session, principal.tenant_id)
     user = users.by_email(session, request.email)
     temporary: str | None = None
     if user is None:
@@ -79,20 +91,38 @@ def invite(session: Session, principal: Principal, request: InviteRequest) -> In
     )
 
 
-def change_role(session: Session, principal: Principal, user_id: str, request: RoleChange) -> MemberView:
+def _lock_as_owner(session: Session, principal: Principal) -> None:
+    """Locks the tenant row (role changes and removals of one tenant run one at a time) and re-reads the
+    caller's role under it: a token minted before a concurrent demotion still says owner."""
     principal.require("owner")
+    tenants.get(session, principal.tenant_id, for_update=True)
+    if principal.user_id is not None:
+        own = tenants.membership(session, principal.tenant_id, principal.user_id)
+        if own is None or own.role != "owner":
+            raise ForbiddenError(
+                "this needs the owner role; yours changed, refresh your token", code="insufficient_role"
+            )
+
+
+def _keeps_an_owner(session: Session, tenant_id: str) -> None:
+    if tenants.owner_count(session, tenant_id, for_update=True) <= 1:
+        raise ConflictError("a workspace needs at least one owner", code="last_owner")
+
+
+def change_role(
+    session: Session, revoker: Revoker, principal: Principal, user_id: str, request: RoleChange
+) -> MemberView:
+    _lock_as_owner(session, principal)
     membership = tenants.membership(session, principal.tenant_id, user_id)
     user = users.get(session, user_id)
     if membership is None or user is None:
         raise NotFoundError("no such member")
-    if (
-        membership.role == "owner"
-        and request.role != "owner"
-        and tenants.owner_count(session, principal.tenant_id) <= 1
-    ):
-        raise ConflictError("a workspace needs at least one owner", code="last_owner")
-    membership.role = request.role
-    session.flush()
+    if membership.role != request.role:
+        if membership.role == "owner":
+            _keeps_an_owner(session, principal.tenant_id)
+        membership.role = request.role
+        session.flush()
+        revoker.user(session, principal.tenant_id, user_id, revocation.ROLE_CHANGED)
     return MemberView(
         user_id=user.id,
         email=user.email,
@@ -102,12 +132,13 @@ def change_role(session: Session, principal: Principal, user_id: str, request: R
     )
 
 
-def remove(session: Session, principal: Principal, user_id: str) -> None:
-    principal.require("owner")
+def remove(session: Session, revoker: Revoker, principal: Principal, user_id: str) -> None:
+    _lock_as_owner(session, principal)
     membership = tenants.membership(session, principal.tenant_id, user_id)
     if membership is None:
         raise NotFoundError("no such member")
-    if membership.role == "owner" and tenants.owner_count(session, principal.tenant_id) <= 1:
-        raise ConflictError("a workspace needs at least one owner", code="last_owner")
+    if membership.role == "owner":
+        _keeps_an_owner(session, principal.tenant_id)
     tenants.remove_member(session, principal.tenant_id, user_id)
     refresh_tokens.revoke_user(session, principal.tenant_id, user_id, utcnow())
+    revoker.user(session, principal.tenant_id, user_id, revocation.REMOVED)

@@ -7,10 +7,14 @@ count and a key can never be left without an expiry. Windows are aligned to the 
 - per IP and per email on login, per IP on signup: a brute force gets 429, not a slower 401.
 
 If Redis is unreachable the API fails open (counting is best-effort; availability wins).
+
+``hit_and_get`` adds a ``MGET`` of other keys to the same MULTI/EXEC: the API function reads the
+caller's revocation entries (``services.revocation``) in the round trip it already pays for the count.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,6 +46,19 @@ class RateDecision:
 class RateLimiter(Protocol):
     def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision: ...
 
+    def hit_and_get(
+        self, key: str, limit: int, window_seconds: int, get_keys: Sequence[str]
+    ) -> tuple[RateDecision, list[str | None] | None]:
+        """The count, plus the values of ``get_keys`` (full Redis keys) read in the same round trip;
+        None for the values when Redis did not answer (the decision then fails open)."""
+        ...
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
 
 class RedisFixedWindowLimiter:
     def __init__(self, client: redis.Redis, namespace: str = "rf") -> None:
@@ -49,18 +66,26 @@ class RedisFixedWindowLimiter:
         self._ns = namespace
 
     def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
+        return self.hit_and_get(key, limit, window_seconds, ())[0]
+
+    def hit_and_get(
+        self, key: str, limit: int, window_seconds: int, get_keys: Sequence[str]
+    ) -> tuple[RateDecision, list[str | None] | None]:
         full = f"{self._ns}:rl:{key}"
         try:
             pipe = self._redis.pipeline(transaction=True)
             pipe.incr(full)
             pipe.expire(full, window_seconds, nx=True)
             pipe.ttl(full)
-            count, _, ttl = pipe.execute()
+            if get_keys:
+                pipe.mget(list(get_keys))
+            results = pipe.execute()
         except redis.RedisError:
-            return RateDecision(True, limit, limit, window_seconds)
-        ttl = int(ttl) if int(ttl) > 0 else window_seconds
-        count = int(count)
-        return RateDecision(count <= limit, limit, max(0, limit - count), ttl)
+            return RateDecision(True, limit, limit, window_seconds), None
+        count, ttl = int(results[0]), int(results[2])
+        ttl = ttl if ttl > 0 else window_seconds
+        values = [_text(v) for v in results[3]] if get_keys else []
+        return RateDecision(count <= limit, limit, max(0, limit - count), ttl), values
 
 
 def enforce(limiter: RateLimiter, key: str, rule: tuple[int, int], what: str) -> RateDecision:
@@ -101,7 +126,24 @@ def check_tenant(limiter: RateLimiter, tenant_id: str, per_minute: int) -> RateD
 
 
 class NoRateLimit:
-    """Counts nothing (benchmarks and load tests that measure the API, not the limiter)."""
+    """Counts nothing (benchmarks and load tests that measure the API, not the limiter). Given a Redis
+    client it still reads ``get_keys`` (one round trip), so revocation checks behave as in production."""
+
+    def __init__(self, client: redis.Redis | None = None) -> None:
+        self._redis = client
 
     def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
         return RateDecision(True, limit, limit, window_seconds)
+
+    def hit_and_get(
+        self, key: str, limit: int, window_seconds: int, get_keys: Sequence[str]
+    ) -> tuple[RateDecision, list[str | None] | None]:
+        decision = self.hit(key, limit, window_seconds)
+        if not get_keys:
+            return decision, []
+        if self._redis is None:
+            return decision, None
+        try:
+            return decision, [_text(v) for v in self._redis.mget(list(get_keys))]
+        except redis.RedisError:
+            return decision, None

@@ -2,7 +2,8 @@
 preview that renders variables through the same ``build_message`` the sender uses.
 
 Writes invalidate the templates list and every account's automation cache (the processor caches
-automations with their templates resolved). A template used by an automation cannot be deleted.
+automations with their templates resolved). A template used by an automation cannot be deleted. A
+tenant has at most ``limits.MAX_TEMPLATES`` templates.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from replyflow.db.repositories import automations, templates
 from replyflow.domain.templates import VARIABLES, Button, QuickReply, TemplateContent, build_message
 from replyflow.errors import ConflictError, NotFoundError
 from replyflow.ports import Cache
-from replyflow.services import cache_keys, write_through
+from replyflow.services import cache_keys, limits, write_through
 from replyflow.services.access import Principal
 from replyflow.services.accounts import automation_account_ids
 
@@ -109,6 +110,7 @@ def get_template(session: Session, principal: Principal, template_id: str) -> Te
 
 def create(session: Session, cache: Cache, principal: Principal, request: TemplateCreate) -> TemplateView:
     principal.require("admin")
+    limits.check_templates(session, principal.tenant_id)
     dumped = request.model_dump(mode="json", exclude_none=True)
     row = Template(
         tenant_id=principal.tenant_id,

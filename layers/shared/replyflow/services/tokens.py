@@ -1,6 +1,8 @@
 """Token formats, in one place.
 
-- Access token: a JWT (``typ=access``) with ``sub`` = user id, ``tid`` = tenant id, ``role``.
+- Access token: a JWT (``typ=access``) with ``sub`` = user id, ``tid`` = tenant id, ``role``, ``sid`` =
+  the login session (the refresh-token family) and ``iat_ms`` = issue time in milliseconds (revocation
+  epochs compare against it; ``iat`` has whole seconds only).
 - Refresh token: ``rft_`` + 256 random bits; only its SHA-256 is stored.
 - API key: ``rfk_<prefix>_<secret>``; the prefix (12 hex chars) is the lookup key, the secret has 256
   random bits and is stored as SHA-256 (argon2 is for low-entropy passwords; a random secret needs no
@@ -18,6 +20,7 @@ import secrets
 from dataclasses import dataclass
 
 from replyflow.adapters.jwt_keys import InvalidTokenError, KeyRing
+from replyflow.clock import epoch_ms
 
 ACCESS = "access"
 OAUTH_STATE = "oauth_state"
@@ -34,10 +37,25 @@ def constant_time_equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-def issue_access_token(keys: KeyRing, *, user_id: str, tenant_id: str, role: str, ttl_seconds: int) -> str:
-    return keys.encode(
-        {"sub": user_id, "tid": tenant_id, "role": role, "typ": ACCESS}, ttl_seconds=ttl_seconds
-    )
+def issue_access_token(
+    keys: KeyRing,
+    *,
+    user_id: str,
+    tenant_id: str,
+    role: str,
+    ttl_seconds: int,
+    session_id: str | None = None,
+) -> str:
+    claims: dict[str, object] = {
+        "sub": user_id,
+        "tid": tenant_id,
+        "role": role,
+        "typ": ACCESS,
+        "iat_ms": epoch_ms(),
+    }
+    if session_id:
+        claims["sid"] = session_id
+    return keys.encode(claims, ttl_seconds=ttl_seconds)
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,8 @@ class AccessClaims:
     user_id: str
     tenant_id: str
     role: str
+    issued_at_ms: int
+    session_id: str | None = None
 
 
 def verify_access_token(keys: KeyRing, token: str) -> AccessClaims:
@@ -52,7 +72,17 @@ def verify_access_token(keys: KeyRing, token: str) -> AccessClaims:
     user_id, tenant_id, role = claims.get("sub"), claims.get("tid"), claims.get("role")
     if not (isinstance(user_id, str) and isinstance(tenant_id, str) and isinstance(role, str)):
         raise InvalidTokenError("missing claims")
-    return AccessClaims(user_id, tenant_id, role)
+    issued_at_ms = claims.get("iat_ms")
+    if not isinstance(issued_at_ms, int) or isinstance(issued_at_ms, bool):
+        issued_at_ms = int(claims["iat"]) * 1000  # a token from before iat_ms existed
+    session_id = claims.get("sid")
+    return AccessClaims(
+        user_id,
+        tenant_id,
+        role,
+        issued_at_ms,
+        session_id if isinstance(session_id, str) and session_id else None,
+    )
 
 
 def new_refresh_token() -> str:

@@ -2,7 +2,8 @@
 
 Everything is built on demand from ``core`` (cheap objects, or core's cached clients), so
 ``core.override(...)`` in the local stack and tests replaces any of them:
-``api_rate_limiter``, ``instagram_oauth``, ``oauth_nonces``, ``billing_provider``, ``requeue_parked``.
+``api_rate_limiter``, ``revocation_store``, ``instagram_oauth``, ``oauth_nonces``, ``billing_provider``,
+``requeue_parked``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ if TYPE_CHECKING:
 
     from replyflow.adapters.instagram_oauth import InstagramOAuth
     from replyflow.ports import Cache
+    from replyflow.services.access import Principal
     from replyflow.services.auth import AuthConfig
     from replyflow.services.billing import BillingProvider
     from replyflow.services.oauth import NonceStore, OAuthConfig
     from replyflow.services.rate_limit_api import RateLimiter
+    from replyflow.services.revocation import Revoker
 
 
 def key_ring() -> KeyRing:
@@ -39,7 +42,28 @@ def auth_config() -> AuthConfig:
     from replyflow.services.auth import AuthConfig
 
     s = core.settings()
-    return AuthConfig(key_ring(), s.access_token_ttl_seconds, s.refresh_token_ttl_seconds)
+    return AuthConfig(key_ring(), s.access_token_ttl_seconds, s.refresh_token_ttl_seconds, revoker())
+
+
+def revoker() -> Revoker:
+    """Writes revocation entries to the Redis the API reads them from (``services.revocation``)."""
+    from replyflow.services.revocation import RedisRevocationStore, RevocationStore, Revoker
+
+    override = core.component("revocation_store")
+    store = (
+        cast("RevocationStore", override)
+        if override is not None
+        else RedisRevocationStore(core.redis_client())
+    )
+    return Revoker(store, core.settings().access_token_ttl_seconds)
+
+
+def verify_principal(principal: Principal) -> None:
+    """The database's word on a caller, when Redis cannot vouch for it (the writer: no replica lag)."""
+    from replyflow.services.revocation import verify_in_database
+
+    with unit_of_work() as session:
+        verify_in_database(session, principal)
 
 
 @contextmanager

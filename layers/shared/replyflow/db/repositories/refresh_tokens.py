@@ -76,3 +76,17 @@ def revoke_user(session: Session, tenant_id: str, user_id: str, now: datetime) -
         )
         .values(revoked_at=now)
     )
+
+
+def family_revoked(session: Session, tenant_id: str, family_id: str) -> bool:
+    """True once the login session ended (logout, reuse, removal revoke every token of the family)."""
+    found = session.scalar(
+        select(RefreshToken.id)
+        .where(
+            RefreshToken.tenant_id == tenant_id,
+            RefreshToken.family_id == family_id,
+            RefreshToken.revoked_at.is_not(None),
+        )
+        .limit(1)
+    )
+    return found is not None

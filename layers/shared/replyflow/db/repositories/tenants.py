@@ -47,13 +47,29 @@ def members(session: Session, tenant_id: str) -> list[tuple[Membership, User]]:
     return [(m, u) for m, u in rows]
 
 
-def owner_count(session: Session, tenant_id: str) -> int:
+def owner_count(session: Session, tenant_id: str, *, for_update: bool = False) -> int:
+    """With ``for_update`` a locking read: it sees the latest committed owners, not the transaction's
+    snapshot, and holds their rows until commit (call it after locking the tenant row)."""
+    if for_update:
+        rows = session.scalars(
+            select(Membership.user_id)
+            .where(Membership.tenant_id == tenant_id, Membership.role == "owner")
+            .with_for_update()
+        )
+        return len(list(rows))
     return (
         session.scalar(
             select(func.count())
             .select_from(Membership)
             .where(Membership.tenant_id == tenant_id, Membership.role == "owner")
         )
+        or 0
+    )
+
+
+def member_count(session: Session, tenant_id: str) -> int:
+    return (
+        session.scalar(select(func.count()).select_from(Membership).where(Membership.tenant_id == tenant_id))
         or 0
     )
 
