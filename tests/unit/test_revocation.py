@@ -1,9 +1,9 @@
 """Revocation takes effect on the next request although the gateway caches the authorizer's policy
 (``Gateway(cache_policies=True)``, API Gateway's 300 s cache), on SQLite and fakeredis.
 
-The ``api_env`` here marks the revocation store trusted since long before any token is issued, and the database
-fallback is made to fail the test unless a test allows it: a refusal must come from the Redis entry
-read in the rate-limit round trip, not from a database read.
+The ``api_env`` here marks the revocation store trusted since long before any token is issued, and
+records every database fallback: a refusal must come from the Redis entry read in the rate-limit
+round trip, not from a database read, unless the test is about the fallback.
 """
 
 from __future__ import annotations
