@@ -1,0 +1,155 @@
+"""On the real MariaDB and Redis: a workspace keeps an owner when two owners demote or remove each
+other at the same moment (two threads, each on its own connection), and a revocation is refused on
+the very next request through API Gateway's cached policy, with the latency recorded."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from replyflow.clock import epoch_ms
+from replyflow.db.engine import session_scope
+from replyflow.db.repositories import tenants
+from replyflow.errors import ConflictError, ForbiddenError
+from replyflow.services import members, revocation
+from replyflow.services.access import Principal
+from replyflow.services.members import InviteRequest, RoleChange
+from replyflow.wiring import api as wiring
+from replyflow.wiring import core
+from tests.unit.test_api_support import ApiEnv, make_env
+
+pytestmark = pytest.mark.integration
+WORKSPACES = 8
+
+
+@pytest.fixture
+def env(mysql_url: str, redis_url: str) -> Iterator[ApiEnv]:
+    for api_env in make_env(mysql_url, redis_url):
+        api_env.gateway.cache_policies = True
+        yield api_env
+
+
+def two_owners(env: ApiEnv) -> tuple[Principal, Principal]:
+    signup = env.signup("Owners")
+    first = Principal(signup["tenant_id"], signup["user_id"], "owner", "user")
+    with session_scope(core.writer_sessions()) as session:
+        email = f"second-{time.monotonic_ns()}@example.com"
+        invited = members.invite(session, first, InviteRequest(email=email, role="owner"))
+    return first, Principal(first.tenant_id, invited.user_id, "owner", "user")
+
+
+def owners_of(tenant_id: str) -> int:
+    with session_scope(core.writer_sessions()) as session:
+        return tenants.owner_count(session, tenant_id)
+
+
+def at_once(actions: list[Callable[[], None]]) -> list[str]:
+    """Runs the actions on their own threads (own sessions, so own connections), released together."""
+    barrier = threading.Barrier(len(actions))
+
+    def run(action: Callable[[], None]) -> str:
+        barrier.wait()
+        try:
+            action()
+        except (ConflictError, ForbiddenError) as refused:
+            return refused.code
+        return "done"
+
+    with ThreadPoolExecutor(len(actions)) as pool:
+        return list(pool.map(run, actions))
+
+
+def demote(actor: Principal, target: Principal) -> Callable[[], None]:
+    def action() -> None:
+        with session_scope(core.writer_sessions()) as session:
+            members.change_role(
+                session, wiring.revoker(), actor, target.principal_id, RoleChange(role="admin")
+            )
+
+    return action
+
+
+def remove(actor: Principal, target: Principal) -> Callable[[], None]:
+    def action() -> None:
+        with session_scope(core.writer_sessions()) as session:
+            members.remove(session, wiring.revoker(), actor, target.principal_id)
+
+    return action
+
+
+@pytest.mark.parametrize("move", [demote, remove], ids=["demote", "remove"])
+def test_two_owners_turning_on_each_other_at_once_leave_the_workspace_an_owner(
+    env: ApiEnv, move: Callable[[Principal, Principal], Callable[[], None]]
+) -> None:
+    outcomes: list[list[str]] = []
+    for _ in range(WORKSPACES):
+        a, b = two_owners(env)
+        outcomes.append(sorted(at_once([move(a, b), move(b, a)])))
+        assert owners_of(a.tenant_id) == 1, outcomes
+    # Exactly one of each pair won; the other found itself no longer an owner (or the last owner).
+    assert all(o[0] == "done" and o[1] in ("insufficient_role", "last_owner") for o in outcomes), outcomes
+
+
+def _trusted_for_a_while() -> None:
+    """Redis here has held every revocation for longer than any grace period (no database fallback):
+    the latencies below are those of the Redis path."""
+    client = core.redis_client()
+    past = epoch_ms() - revocation.API_KEY_GRACE_MS - 1000
+    current = client.get(revocation.TRUSTED_SINCE_KEY)
+    if current is None or int(current) > past:
+        client.set(revocation.TRUSTED_SINCE_KEY, str(past))
+
+
+def test_revocations_are_refused_on_the_next_request_through_the_cached_policy(
+    env: ApiEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _trusted_for_a_while()
+    fallbacks: list[Principal] = []
+    monkeypatch.setattr(wiring, "verify_principal", fallbacks.append)
+    account = env.signup("Latency")
+    owner = account["access_token"]
+    key = env.call("POST", "/v1/api-keys", token=owner, body={"name": "ci"}).body
+    email = f"member-{time.monotonic_ns()}@example.com"
+    invited = env.call("POST", "/v1/members", token=owner, body={"email": email, "role": "admin"}).body
+    member = env.call(
+        "POST", "/v1/auth/login", body={"email": email, "password": invited["temporary_password"]}
+    ).body
+    session = env.call(
+        "POST", "/v1/auth/login", body={"email": account["email"], "password": account["password"]}
+    ).body
+    for token in (key["key"], member["access_token"], session["access_token"]):
+        assert env.call("GET", "/v1/templates", token=token).status == 200  # policies cached now
+
+    revocations: list[tuple[str, str, Callable[[], Any], str]] = [
+        ("api key revoked", key["key"], lambda: env.call("DELETE", f"/v1/api-keys/{key['id']}", token=owner),
+         "api_key_revoked"),
+        ("member demoted", member["access_token"], lambda: env.call(
+            "PATCH", f"/v1/members/{member['user_id']}", token=owner, body={"role": "member"}), "token_outdated"),
+        ("session logged out", session["access_token"], lambda: env.call(
+            "POST", "/v1/auth/logout", body={"refresh_token": session["refresh_token"]}), "session_ended"),
+    ]  # fmt: skip
+    latencies: dict[str, float] = {}
+    for name, token, revoke, code in revocations:
+        started = time.monotonic()
+        assert revoke().status in (200, 204)
+        refused = env.call("GET", "/v1/templates", token=token)
+        latencies[name] = (time.monotonic() - started) * 1000
+        assert refused.status == 401, (name, refused.body)
+        assert refused.body["error"]["code"] == code
+    # Removal after the demotion: the refreshed (member) token is refused at once too.
+    fresh = env.call("POST", "/v1/auth/refresh", body={"refresh_token": member["refresh_token"]}).body
+    assert env.call("GET", "/v1/templates", token=fresh["access_token"]).status == 200
+    started = time.monotonic()
+    assert env.call("DELETE", f"/v1/members/{member['user_id']}", token=owner).status == 204
+    refused = env.call("GET", "/v1/templates", token=fresh["access_token"])
+    latencies["member removed"] = (time.monotonic() - started) * 1000
+    assert refused.body["error"]["code"] == "membership_revoked"
+    assert fallbacks == []
+    print("revocation -> refusal (ms, revoking request + next request):", latencies)
+    assert max(latencies.values()) < 2000
+    assert env.call("GET", "/v1/templates", token=owner).status == 200
