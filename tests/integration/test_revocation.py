@@ -125,14 +125,20 @@ def test_revocations_are_refused_on_the_next_request_through_the_cached_policy(
     for token in (key["key"], member["access_token"], session["access_token"]):
         assert env.call("GET", "/v1/templates", token=token).status == 200  # policies cached now
 
+    def revoke_key() -> Any:
+        return env.call("DELETE", f"/v1/api-keys/{key['id']}", token=owner)
+
+    def demote_member() -> Any:
+        return env.call("PATCH", f"/v1/members/{member['user_id']}", token=owner, body={"role": "member"})
+
+    def log_out() -> Any:
+        return env.call("POST", "/v1/auth/logout", body={"refresh_token": session["refresh_token"]})
+
     revocations: list[tuple[str, str, Callable[[], Any], str]] = [
-        ("api key revoked", key["key"], lambda: env.call("DELETE", f"/v1/api-keys/{key['id']}", token=owner),
-         "api_key_revoked"),
-        ("member demoted", member["access_token"], lambda: env.call(
-            "PATCH", f"/v1/members/{member['user_id']}", token=owner, body={"role": "member"}), "token_outdated"),
-        ("session logged out", session["access_token"], lambda: env.call(
-            "POST", "/v1/auth/logout", body={"refresh_token": session["refresh_token"]}), "session_ended"),
-    ]  # fmt: skip
+        ("api key revoked", key["key"], revoke_key, "api_key_revoked"),
+        ("member demoted", member["access_token"], demote_member, "token_outdated"),
+        ("session logged out", session["access_token"], log_out, "session_ended"),
+    ]
     latencies: dict[str, float] = {}
     for name, token, revoke, code in revocations:
         started = time.monotonic()
