@@ -461,7 +461,9 @@ class Gateway:
             for value in values
         ]
         raw = result.get("body")
-        if raw is None:
+        if raw is None or status in (204, 304):
+            # No body on the wire for these (RFC 9110): a client reads none, and the leftover bytes
+            # ("null" from a JSON 204) would corrupt the next response on a keep-alive connection.
             body = b""
         elif not isinstance(raw, str):
             raise ValueError("body must be a string")

@@ -212,6 +212,13 @@ def test_response_mapping(gateway, api):
     assert [v for k, v in response.headers if k == "Set-Cookie"] == ["a=1", "b=2"]
 
 
+def test_a_204_goes_out_without_the_body_a_json_serializer_gave_it(gateway, api):
+    api.response = {"statusCode": 204, "headers": {"Content-Type": "application/json"}, "body": "null"}
+    response = gateway.handle(request("GET", "/open"))
+    assert response.status == 204
+    assert response.body == b""
+
+
 @pytest.mark.parametrize("bad", [None, "text", {"body": "no status"}, {"statusCode": "200"}])
 def test_malformed_proxy_response_is_502(gateway, api, bad):
     api.response = bad
