@@ -160,3 +160,16 @@ def test_members_are_capped_by_plan(api_env: ApiEnv) -> None:
     assert over.body["error"]["code"] == "member_limit_reached"
     assert over.body["error"]["details"] == {"allowed": allowed, "current": allowed}
     assert limits.members_allowed("business") > limits.members_allowed("pro") > allowed
+
+
+def test_a_downgrade_below_the_member_count_is_refused(api_env: ApiEnv) -> None:
+    owner = api_env.signup()["access_token"]
+    upgrade = api_env.call("POST", "/v1/subscriptions", token=owner, body={"plan_code": "pro"})
+    assert upgrade.status in (200, 201), upgrade.body
+    for i in range(limits.members_allowed("free")):
+        invited = api_env.call("POST", "/v1/members", token=owner, body={"email": f"d{i}@example.com"})
+        assert invited.status == 201, invited.body
+    downgrade = api_env.call("POST", "/v1/subscriptions", token=owner, body={"plan_code": "free"})
+    assert downgrade.status == 409
+    assert downgrade.body["error"]["code"] == "over_plan_limits"
+    assert {"limit": "max_members", "allowed": 5, "current": 6} in downgrade.body["error"]["details"]

@@ -29,7 +29,7 @@ from replyflow.db.repositories import accounts, automations, idempotency, plans,
 from replyflow.db.repositories import subscriptions as repo
 from replyflow.errors import ConflictError, NotFoundError, ReplyflowError, ValidationError
 from replyflow.ports import Cache
-from replyflow.services import cache_keys, write_through
+from replyflow.services import cache_keys, limits, write_through
 from replyflow.services.access import Principal
 from replyflow.services.accounts import connected_count
 from replyflow.services.billing import BillingProvider
@@ -124,6 +124,9 @@ def _over_limits(session: Session, tenant_id: str, plan: Plan) -> list[dict[str,
     n_automations = automations.count_for_tenant(session, tenant_id)
     if n_automations > plan.max_automations:
         over.append({"limit": "max_automations", "allowed": plan.max_automations, "current": n_automations})
+    n_members, max_members = tenants.member_count(session, tenant_id), limits.members_allowed(plan.code)
+    if n_members > max_members:
+        over.append({"limit": "max_members", "allowed": max_members, "current": n_members})
     return over
 
 
