@@ -284,3 +284,21 @@ def test_unreadable_properties_fail_with_the_field_names(target: Target, respons
     (body,) = response_url.bodies()
     assert body["Status"] == "FAILED"
     assert "DatabaseName" in body["Reason"]
+
+
+def test_a_rollback_to_older_code_leaves_a_newer_schema_alone(
+    target: Target, response_url: ResponseURL
+) -> None:
+    _invoke(_request("Create", response_url, target.properties()))
+    physical = response_url.bodies()[0]["PhysicalResourceId"]
+    admin = sa.create_engine(MYSQL_ADMIN_URL, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:  # a newer release migrated past what this code knows
+        conn.execute(sa.text(f"UPDATE {target.database}.alembic_version SET version_num = '9999_future'"))
+    admin.dispose()
+
+    _invoke(_request("Update", response_url, target.properties(), physical))
+
+    body = response_url.bodies()[-1]
+    assert body["Status"] == "SUCCESS", body["Reason"]
+    assert body["Data"]["Revision"] == "9999_future"
+    assert _denied(target.app_engine(), "DROP TABLE tenants") == DENIED

@@ -5,6 +5,9 @@ Invariants:
 
 - Idempotent. A second run with the same inputs changes nothing: Alembic is already at head, the
   user exists and gets the same password and the same grants again.
+- Rollback-safe. Code older than the schema (CloudFormation rolling a failed update back runs the
+  previous release) leaves a schema at a revision it does not know untouched instead of failing:
+  migrations are expand/contract, so the older code runs on the newer schema.
 - The application user holds DML only (SELECT, INSERT, UPDATE, DELETE) on the one schema. Every
   privilege is revoked before the grant, so a run also narrows a user someone widened by hand.
 - The app user's password never reaches a log line or an error message: the engine hides statement
@@ -22,8 +25,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from replyflow.db.migrate import current_revision, upgrade_on
+from replyflow.db.migrate import current_revision, known_revision, upgrade_on
 from replyflow.errors import ReplyflowError
+from replyflow.observability import logger
 
 APP_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 # MySQL user names are at most 32 characters; schema names follow the template's AllowedPattern.
@@ -84,7 +88,16 @@ def provision(engine: Engine, database: str, app_user: AppUser) -> ProvisionResu
     schema = identifier(database)
     try:
         with engine.begin() as conn:
-            upgrade_on(conn)
+            current = current_revision(conn)
+            if current is not None and not known_revision(current):
+                # A rollback runs the previous release's code against a schema a newer release
+                # already migrated. Migrations are expand/contract, so the older code works on it:
+                # leave the schema as it is rather than fail the rollback.
+                logger.warning(
+                    "database is ahead of this code; schema left as is", extra={"revision": current}
+                )
+            else:
+                upgrade_on(conn)
     except Exception as error:
         raise MigrationError(f"alembic upgrade head failed: {error}") from error
     with engine.begin() as conn:
