@@ -140,8 +140,11 @@ def test_every_handler_is_wrapped_by_the_tracer_without_capturing_responses(
 
 
 def _scoped_past_the_webhook(statement: dict[str, Any]) -> bool:
-    match = statement["ScopeDownStatement"]["NotStatement"]["Statement"]["ByteMatchStatement"]
-    return match["SearchString"] == "/webhooks/instagram" and match["PositionalConstraint"] == "ENDS_WITH"
+    either = statement["ScopeDownStatement"]["NotStatement"]["Statement"]["OrStatement"]["Statements"]
+    matches = [s["ByteMatchStatement"] for s in either]
+    assert {m["PositionalConstraint"] for m in matches} == {"EXACTLY"}  # no suffix can borrow it
+    assert all(m["FieldToMatch"] == {"UriPath": {}} for m in matches)
+    return {m["SearchString"] for m in matches} == {"/webhooks/instagram", "/live/webhooks/instagram"}
 
 
 def test_waf_guards_the_api_stage_with_managed_rules_and_a_rate_limit(template: dict[str, Any]) -> None:
