@@ -108,3 +108,41 @@ def test_endpoint_settings_reach_the_boto3_clients() -> None:
 def test_the_secrets_manager_endpoint_has_its_own_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:3")
     assert Settings().aws_endpoint("secretsmanager") == "http://127.0.0.1:3"
+
+
+class FlakyEngine:
+    """Refuses ``failures`` connections (the proxy still registering its target), then connects."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts = 0
+
+    def connect(self) -> Any:
+        import contextlib
+
+        from sqlalchemy.exc import OperationalError
+
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise OperationalError("connect", {}, Exception("(2003) Can't connect"))
+        return contextlib.nullcontext()
+
+
+def test_the_database_is_awaited_until_it_answers_or_the_deadline() -> None:
+    from replyflow.db.provision import ProvisionError, wait_for_database
+
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    engine = FlakyEngine(failures=3)
+    wait_for_database(engine, deadline=60, clock=lambda: now[0], sleep=sleep)  # type: ignore[arg-type]
+    assert (engine.attempts, sleeps) == (4, [5.0, 5.0, 5.0])
+
+    engine = FlakyEngine(failures=100)
+    with pytest.raises(ProvisionError, match="did not accept a connection in time"):
+        wait_for_database(engine, deadline=now[0] + 12, clock=lambda: now[0], sleep=sleep)  # type: ignore[arg-type]
+    assert engine.attempts == 3
