@@ -338,7 +338,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 def _dlq_aws(settings: Settings, args: argparse.Namespace) -> int:
     import boto3
 
-    sqs = boto3.client("sqs", region_name=settings.aws_region)
+    sqs = boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint("sqs"))
     pairs: list[tuple[str, str, str]] = []  # (source name, dlq url, dlq arn)
     for name, url in sorted(settings.queue_urls.items()):
         if args.queue and args.queue not in {name, f"{name}-dlq"}:

@@ -12,11 +12,12 @@ from typing import Any
 
 from api import security_headers
 from api.app import get_app
-from replyflow.observability import clear_tenant
+from replyflow.observability import clear_tenant, tracer
 
 _one_at_a_time = threading.Lock()
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with _one_at_a_time:
         app = get_app()

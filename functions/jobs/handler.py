@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from replyflow.errors import ValidationError
-from replyflow.observability import logger
+from replyflow.observability import logger, tracer
 from replyflow.wiring import jobs
 
 SAFETY_MARGIN_SECONDS = 30.0
@@ -24,6 +24,7 @@ class JobEvent(BaseModel):
     job: str
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:

@@ -17,13 +17,14 @@ import json
 import warnings
 from typing import Any
 
-from replyflow.observability import MetricUnit, logger, metrics
+from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.intake import BadPayloadError, SignatureError, intake, verify_handshake
 from replyflow.wiring import core, pipeline
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     method = (event.get("httpMethod") or _http_v2_method(event) or "").upper()
     try:

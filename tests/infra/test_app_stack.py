@@ -22,6 +22,7 @@ HANDLERS = {
     "SenderDefaultFunction": "sender.handler.lambda_handler",
     "SenderLowFunction": "sender.handler.lambda_handler",
     "JobsFunction": "jobs.handler.lambda_handler",
+    "MigrateFunction": "migrate.handler.lambda_handler",
 }
 WORKER_QUEUES = {
     "ProcessorHighFunction": "EventsHighQueue",
@@ -337,7 +338,7 @@ def test_publishers_may_send_only_to_the_queues_they_publish_to(functions: dict[
     for name in WORKER_QUEUES:
         assert _sqs_send_targets(functions[name]) == sends, name
     assert _sqs_send_targets(functions["ApiFunction"]) == sends  # re-queue parked sends on reconnect
-    for name in ("AuthorizerFunction", "JobsFunction"):
+    for name in ("AuthorizerFunction", "JobsFunction", "MigrateFunction"):
         assert _sqs_send_targets(functions[name]) == set(), name
 
 

@@ -84,9 +84,17 @@ def test_rds_proxy_requires_iam_and_tls_and_has_a_reader_endpoint(nested: dict[s
     database = nested["database"]
     proxy = _one(database, "AWS::RDS::DBProxy")["Properties"]
     assert proxy["RequireTLS"] is True
-    (auth,) = proxy["Auth"]
-    assert auth["IAMAuth"] == "REQUIRED"
-    assert ref_target(auth["SecretArn"]) in resources_of(database, "AWS::SecretsManager::Secret")
+    secrets = resources_of(database, "AWS::SecretsManager::Secret")
+    # One entry per database user (master, app), each IAM-only.
+    assert (
+        {ref_target(auth["SecretArn"]) for auth in proxy["Auth"]}
+        == set(secrets)
+        == {
+            "DatabaseSecret",
+            "AppUserSecret",
+        }
+    )
+    assert {auth["IAMAuth"] for auth in proxy["Auth"]} == {"REQUIRED"}
     endpoint = _one(database, "AWS::RDS::DBProxyEndpoint")["Properties"]
     assert endpoint["TargetRole"] == "READ_ONLY"
     params = _one(database, "AWS::RDS::DBClusterParameterGroup")["Properties"]["Parameters"]

@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     # Queues: SQS URLs by logical name (events-high, sends-default, ...) in AWS; empty = local broker.
     queue_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     aws_region: str = "us-east-1"
+    # The SDK's standard endpoint overrides (a moto server or LocalStack): the per-service one wins.
+    aws_endpoint_url: str | None = None
+    aws_endpoint_url_sqs: str | None = None
+    aws_endpoint_url_s3: str | None = None
+    aws_endpoint_url_secrets_manager: str | None = None
 
     # Sending limits (reference section 9).
     default_hourly_send_budget: int = Field(default=200, ge=1, le=750)
@@ -189,6 +194,15 @@ class Settings(BaseSettings):
     def app_secrets(self) -> list[bytes]:
         secrets = [self.instagram_app_secret, self.instagram_app_secret_secondary]
         return [s.get_secret_value().encode() for s in secrets if s and s.get_secret_value()]
+
+    def aws_endpoint(self, service: str) -> str | None:
+        """The endpoint override of a boto3 service ("sqs", "s3", "secretsmanager"), or None."""
+        per_service = {
+            "sqs": self.aws_endpoint_url_sqs,
+            "s3": self.aws_endpoint_url_s3,
+            "secretsmanager": self.aws_endpoint_url_secrets_manager,
+        }
+        return per_service.get(service) or self.aws_endpoint_url
 
     @property
     def graph_base(self) -> str:

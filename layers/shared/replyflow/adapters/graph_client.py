@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 import httpx
 
+from replyflow.observability import traced
+
 ErrorKind = Literal[
     "throttle",
     "token_invalid",
@@ -222,6 +224,16 @@ class GraphClient:
         return GraphResult(data.get("id"), None, usage_pct(headers), app_usage_pct(headers))
 
     def _post(self, url: str, token: str, payload: dict[str, Any]) -> tuple[dict[str, Any], httpx.Headers]:
+        # One subsegment per call, named by the edge ("messages", "replies"), never by ids.
+        with traced(f"graph {url.rsplit('/', 1)[-1]}", graph_operation=url.rsplit("/", 1)[-1]) as segment:
+            data, headers = self._post_untraced(url, token, payload)
+            if segment is not None:
+                segment.put_annotation("graph_usage_pct", usage_pct(headers) or 0)
+            return data, headers
+
+    def _post_untraced(
+        self, url: str, token: str, payload: dict[str, Any]
+    ) -> tuple[dict[str, Any], httpx.Headers]:
         try:
             response = self._http.post(url, json=payload, headers={"Authorization": f"Bearer {token}"})
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from replyflow.observability import traced
 from replyflow.services.jobs.ports import GraphCallError, RefreshedToken
 
 # Meta's throttling and "temporary" codes (reference section 10).
@@ -61,8 +62,10 @@ class HttpxGraphTokenClient:
         self, method: str, url: str, *, token: str | None = None, params: dict[str, str] | None = None
     ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        edge = url.rsplit("/", 1)[-1]
         try:
-            response = self._http.request(method, url, params=params, headers=headers)
+            with traced(f"graph {edge}", graph_operation=edge):
+                response = self._http.request(method, url, params=params, headers=headers)
         except httpx.HTTPError as error:
             raise GraphCallError(f"{type(error).__name__}: {error}", transient=True) from error
         try:

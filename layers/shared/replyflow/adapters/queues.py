@@ -1,30 +1,68 @@
 """Queue publishers: SQS in AWS, the local broker on the local stack. Same port, same batching rule:
-at most 10 messages and 256 KB per SendMessageBatch call."""
+at most 10 messages and 256 KB per SendMessageBatch call (SQS counts message attributes in the 256 KB,
+so the SQS publisher sizes whole entries). Every SQS message carries the job's ``tenant_id`` and
+``account_id`` as message attributes."""
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+from replyflow.observability import traced
 
 MAX_BATCH_MESSAGES = 10
 MAX_BATCH_BYTES = 256 * 1024
+MAX_DELAY_SECONDS = 900  # SQS's per-message delay limit; longer deferrals are re-delayed on receipt
+ATTRIBUTE_NAMES = ("tenant_id", "account_id")
+_T = TypeVar("_T")
 
 
 def batches(bodies: Sequence[str]) -> Iterator[list[str]]:
-    batch: list[str] = []
+    yield from _chunks(bodies, lambda body: len(body.encode()))
+
+
+def _chunks(items: Sequence[_T], size_of: Callable[[_T], int]) -> Iterator[list[_T]]:
+    """Consecutive runs of at most 10 items and 256 KB; an item over 256 KB on its own is an error."""
+    batch: list[_T] = []
     size = 0
-    for body in bodies:
-        body_size = len(body.encode())
-        if body_size > MAX_BATCH_BYTES:
-            raise ValueError(f"queue message of {body_size} bytes exceeds the 256 KB SQS limit")
-        if batch and (len(batch) == MAX_BATCH_MESSAGES or size + body_size > MAX_BATCH_BYTES):
+    for item in items:
+        item_size = size_of(item)
+        if item_size > MAX_BATCH_BYTES:
+            raise ValueError(f"queue message of {item_size} bytes exceeds the 256 KB SQS limit")
+        if batch and (len(batch) == MAX_BATCH_MESSAGES or size + item_size > MAX_BATCH_BYTES):
             yield batch
             batch, size = [], 0
-        batch.append(body)
-        size += body_size
+        batch.append(item)
+        size += item_size
     if batch:
         yield batch
+
+
+def message_attributes(body: str) -> dict[str, dict[str, str]]:
+    """``tenant_id`` and ``account_id`` of a job body as SQS message attributes, so an operator can
+    tell whose messages sit in a queue or DLQ (console, CLI) without decoding bodies."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        name: {"DataType": "String", "StringValue": value}
+        for name in ATTRIBUTE_NAMES
+        if isinstance(value := data.get(name), str) and value
+    }
+
+
+def entry_size(entry: dict[str, Any]) -> int:
+    """SQS counts the body and every attribute's name, type and value towards the 256 KB."""
+    size = len(entry["MessageBody"].encode())
+    for name, attribute in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode()) + len(attribute["DataType"].encode())
+        size += len(attribute["StringValue"].encode())
+    return size
 
 
 class SqsPublisher:
@@ -36,17 +74,22 @@ class SqsPublisher:
         url = self._urls.get(queue)
         if url is None:
             raise KeyError(f"no URL configured for queue {queue!r} (QUEUE_URLS)")
-        for batch in batches(bodies):
-            entries = [
-                {"Id": uuid.uuid4().hex, "MessageBody": body, "DelaySeconds": min(delay_seconds, 900)}
-                for body in batch
-            ]
-            response = self._sqs.send_message_batch(QueueUrl=url, Entries=entries)
-            failed = response.get("Failed") or []
-            if failed:
-                raise RuntimeError(
-                    f"SQS rejected {len(failed)} of {len(entries)} messages to {queue}: {failed}"
-                )
+        delay = max(0, min(delay_seconds, MAX_DELAY_SECONDS))
+        entries = []
+        for body in bodies:
+            entry: dict[str, Any] = {"Id": uuid.uuid4().hex, "MessageBody": body, "DelaySeconds": delay}
+            attributes = message_attributes(body)
+            if attributes:
+                entry["MessageAttributes"] = attributes
+            entries.append(entry)
+        with traced(f"sqs publish {queue}", queue=queue, messages=len(entries), delay_seconds=delay):
+            for batch in _chunks(entries, entry_size):
+                response = self._sqs.send_message_batch(QueueUrl=url, Entries=batch)
+                failed = response.get("Failed") or []
+                if failed:
+                    raise RuntimeError(
+                        f"SQS rejected {len(failed)} of {len(batch)} messages to {queue}: {failed}"
+                    )
 
 
 class LocalBroker(Protocol):

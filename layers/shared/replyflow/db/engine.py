@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 
 @lru_cache(maxsize=8)
@@ -29,26 +30,77 @@ def get_engine(url: str, pool_size: int = 2, iam_auth: bool = False) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "savepoint", _sqlite_begin_before_savepoint)
+        trace_statements(engine)
         return engine
     kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=280)
     if parsed.get_backend_name() in {"mysql", "mariadb"}:
         kwargs["isolation_level"] = "READ COMMITTED"
     if iam_auth:
-        # RDS Proxy requires TLS with IAM auth; the token goes over the clear-text plugin inside TLS.
-        kwargs["connect_args"] = {
-            "ssl": {"ca": _RDS_CA_BUNDLE},
-            "auth_plugin_map": {"mysql_clear_password": None},
-        }
+        kwargs["connect_args"] = _IAM_CONNECT_ARGS
     engine = create_engine(url, **kwargs)
     if iam_auth:
         event.listen(
             engine, "do_connect", _iam_token_hook(parsed.host or "", parsed.port or 3306, parsed.username)
         )
+    trace_statements(engine)
     return engine
+
+
+def admin_engine(url: URL, iam_auth: bool = False) -> Engine:
+    """A one-off MySQL engine for deploy-time work (migrations, users): no pool, and statement
+    parameters are kept out of error messages, since some of them are passwords."""
+    kwargs: dict[str, Any] = {"poolclass": NullPool, "hide_parameters": True}
+    if iam_auth:
+        kwargs["connect_args"] = _IAM_CONNECT_ARGS
+    engine = create_engine(url, **kwargs)
+    if iam_auth:
+        event.listen(engine, "do_connect", _iam_token_hook(url.host or "", url.port or 3306, url.username))
+    trace_statements(engine)
+    return engine
+
+
+def trace_statements(engine: Engine) -> None:
+    """One X-Ray subsegment per SQL statement (its text, never its parameters), annotated with the
+    tenant and account of the thread; nothing is installed when tracing is off (outside Lambda)."""
+    from replyflow.observability import trace_annotations, tracer, tracing_enabled
+
+    if not tracing_enabled():
+        return
+    provider: Any = tracer.provider
+    dialect = engine.dialect.name
+
+    def before(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
+        subsegment = provider.begin_subsegment("sql", namespace="remote")
+        if subsegment is None:
+            return
+        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
+        for key, value in trace_annotations(sql_verb=verb).items():
+            subsegment.put_annotation(key, value)
+        subsegment.set_sql({"database_type": dialect, "sanitized_query": statement[:2000]})
+        context._replyflow_subsegment = subsegment
+
+    def after(_conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool) -> None:
+        if getattr(context, "_replyflow_subsegment", None) is not None:
+            context._replyflow_subsegment = None
+            provider.end_subsegment()
+
+    def failed(exception_context: Any) -> None:
+        context = exception_context.execution_context
+        subsegment = getattr(context, "_replyflow_subsegment", None)
+        if subsegment is not None:
+            context._replyflow_subsegment = None
+            subsegment.add_error_flag()
+            provider.end_subsegment()
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    event.listen(engine, "handle_error", failed)
 
 
 # The Lambda runtime ships the Amazon root CAs in the system bundle.
 _RDS_CA_BUNDLE = "/etc/pki/tls/certs/ca-bundle.crt"
+# RDS Proxy requires TLS with IAM auth; the token goes over the clear-text plugin inside TLS.
+_IAM_CONNECT_ARGS = {"ssl": {"ca": _RDS_CA_BUNDLE}, "auth_plugin_map": {"mysql_clear_password": None}}
 
 
 def _iam_token_hook(host: str, port: int, user: str | None) -> Any:

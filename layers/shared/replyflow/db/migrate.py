@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 _HERE = Path(__file__).parent
 
@@ -23,3 +27,28 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+def upgrade_on(connection: Connection, revision: str = "head") -> None:
+    """``upgrade`` on a connection the caller opened (its own auth, TLS and transaction)."""
+    config = alembic_config("")
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+def current_revision(connection: Connection) -> str | None:
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def known_revision(revision: str) -> bool:
+    """Whether this code's migrations include ``revision`` (a database migrated by a newer release
+    is at a revision an older release has never heard of)."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(alembic_config("")).get_revision(revision) is not None
+    except CommandError:
+        return False

@@ -6,7 +6,7 @@ module and must stay lean.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from replyflow.settings import Settings, get_settings
 
@@ -92,13 +92,19 @@ def queue_publisher() -> QueuePublisher:
     return _sqs_publisher()
 
 
-@lru_cache(maxsize=1)
-def _sqs_publisher() -> QueuePublisher:
+def aws_client(service: str) -> Any:
+    """A boto3 client in the configured region, at the configured endpoint override if any."""
     import boto3
 
+    s = settings()
+    return boto3.client(service, region_name=s.aws_region, endpoint_url=s.aws_endpoint(service))
+
+
+@lru_cache(maxsize=1)
+def _sqs_publisher() -> QueuePublisher:
     from replyflow.adapters.queues import SqsPublisher
 
     s = settings()
     if not s.queue_urls:
         raise RuntimeError("QUEUE_URLS is empty and no local broker is installed")
-    return SqsPublisher(boto3.client("sqs", region_name=s.aws_region), s.queue_urls)
+    return SqsPublisher(aws_client("sqs"), s.queue_urls)

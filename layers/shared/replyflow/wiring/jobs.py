@@ -80,11 +80,9 @@ def archive_store() -> ArchiveStore:
         return installed  # type: ignore[return-value]
     s = core.settings()
     if s.archive_bucket:
-        import boto3
-
         from replyflow.adapters.archive_store import S3ArchiveStore
 
-        return S3ArchiveStore(boto3.client("s3", region_name=s.aws_region), s.archive_bucket)
+        return S3ArchiveStore(core.aws_client("s3"), s.archive_bucket)
     from replyflow.adapters.archive_store import DirectoryArchiveStore
 
     return DirectoryArchiveStore(s.archive_dir)
@@ -99,9 +97,7 @@ def queue_stats() -> QueueStatsSource:
     s = core.settings()
     if not s.queue_urls:
         raise RuntimeError("QUEUE_URLS is empty and no local broker is installed")
-    import boto3
-
-    return SqsQueueStats(boto3.client("sqs", region_name=s.aws_region), s.queue_urls)
+    return SqsQueueStats(core.aws_client("sqs"), s.queue_urls)
 
 
 def graph_client() -> GraphTokenClient:
@@ -118,10 +114,7 @@ def graph_client() -> GraphTokenClient:
 
 def sqs_dlq_target() -> tuple[Any, dict[str, str]]:
     """A boto3 SQS client and QUEUE_URLS, for ``replyflow.services.jobs.dlq`` (the DLQ CLI in AWS)."""
-    import boto3
-
-    s = core.settings()
-    return boto3.client("sqs", region_name=s.aws_region), dict(s.queue_urls)
+    return core.aws_client("sqs"), dict(core.settings().queue_urls)
 
 
 def now() -> datetime:

@@ -21,6 +21,14 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
+    # A caller that built its own connection (the deploy-time migrate function: IAM auth over TLS
+    # through RDS Proxy) hands it over; everyone else gives a URL.
+    given = config.attributes.get("connection")
+    if given is not None:
+        context.configure(connection=given, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
     connectable = engine_from_config(
         config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
     )

@@ -1,0 +1,193 @@
+"""What a first ``sam deploy`` needs beyond the shapes in test_app_stack: the schema custom resource
+runs before the code that needs the tables, the app connects as a DML-only user (never the master),
+every function logs to a group with retention, AWS WAF guards the stage, schedules keep a DLQ."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from replyflow.services.schema_deploy import SchemaProperties
+from tests.infra.conftest import ROOT, ref_target, resources_of, walk
+
+MIGRATE = "MigrateFunction"
+
+
+def _resources(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return template["Resources"]
+
+
+def _app_functions(functions: dict[str, Any]) -> dict[str, Any]:
+    return {name: fn for name, fn in functions.items() if name != MIGRATE}
+
+
+def _depends_on(resource: dict[str, Any]) -> set[str]:
+    value = resource.get("DependsOn") or []
+    return {value} if isinstance(value, str) else set(value)
+
+
+def _connect_user(function: dict[str, Any]) -> str | None:
+    """The nested-stack output named as the user of the function's rds-db:connect statement."""
+    for policy in function["Properties"]["Policies"]:
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            if statement["Action"] == "rds-db:connect":
+                user = statement["Resource"]["Fn::Sub"][1]["User"]["Fn::GetAtt"]
+                assert user[0] == "Database"
+                return str(user[1]).removeprefix("Outputs.")
+    return None
+
+
+# --------------------------------------------------------------------- schema on deploy
+
+
+def test_the_schema_resource_is_served_by_the_migrate_function(template: dict[str, Any]) -> None:
+    schema = _resources(template)["DatabaseSchema"]
+    assert schema["Type"] == "Custom::DatabaseSchema"
+    props = schema["Properties"]
+    assert props["ServiceToken"] == {"Fn::GetAtt": [MIGRATE, "Arn"]}
+    # A new layer version (new migrations) changes the properties, so every such deploy re-runs it.
+    assert ref_target(props["SchemaVersion"]) == "SharedLayer"
+    assert props["IamAuth"] == "true"
+    assert props["Host"] == {"Fn::GetAtt": ["Database", "Outputs.ProxyEndpoint"]}
+    required = {f.alias for f in SchemaProperties.model_fields.values() if f.is_required()}
+    assert required <= set(props)
+
+
+def test_the_migrate_custom_resource_runs_before_every_function_that_needs_the_schema(
+    functions: dict[str, Any],
+) -> None:
+    for name, fn in _app_functions(functions).items():
+        assert "DatabaseSchema" in _depends_on(fn), name
+    assert "DatabaseSchema" not in _depends_on(functions[MIGRATE])
+
+
+def test_only_the_migrate_function_reads_the_database_secrets(functions: dict[str, Any]) -> None:
+    readers = set()
+    for name, fn in functions.items():
+        for node in walk(fn["Properties"]["Policies"]):
+            if isinstance(node, dict) and node.get("Action") == "secretsmanager:GetSecretValue":
+                readers.add(name)
+                outputs = {ref[1] for ref in (r["Fn::GetAtt"] for r in node["Resource"])}
+                assert outputs == {"Outputs.DatabaseSecretArn", "Outputs.AppUserSecretArn"}
+    assert readers == {MIGRATE}
+
+
+def test_the_app_connects_as_the_non_master_user(
+    template: dict[str, Any], functions: dict[str, Any], nested: dict[str, Any]
+) -> None:
+    database = nested["database"]
+    params = database["Parameters"]
+    assert params["DatabaseUser"]["Default"] != params["MasterUser"]["Default"]
+    assert ref_target(database["Outputs"]["DatabaseUser"]["Value"]) == "DatabaseUser"
+    assert ref_target(database["Outputs"]["MasterUser"]["Value"]) == "MasterUser"
+    secrets = resources_of(database, "AWS::SecretsManager::Secret")
+    template_of = {
+        lid: s["Properties"]["GenerateSecretString"]["SecretStringTemplate"]["Fn::Sub"]
+        for lid, s in secrets.items()
+    }
+    assert template_of == {
+        "DatabaseSecret": '{"username": "${MasterUser}"}',
+        "AppUserSecret": '{"username": "${DatabaseUser}"}',
+    }
+    # The cluster's master is the master secret's user.
+    cluster = next(iter(resources_of(database, "AWS::RDS::DBCluster").values()))
+    assert "${DatabaseSecret}:SecretString:username" in json.dumps(cluster["Properties"]["MasterUsername"])
+
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    for key in ("DATABASE_URL", "DATABASE_READER_URL"):
+        user = variables[key]["Fn::Sub"][1]["User"]
+        assert user == {"Fn::GetAtt": ["Database", "Outputs.DatabaseUser"]}, key
+    assert variables["DATABASE_IAM_AUTH"] == "true"
+    for name, fn in _app_functions(functions).items():
+        assert _connect_user(fn) == "DatabaseUser", name
+    assert _connect_user(functions[MIGRATE]) == "MasterUser"
+
+
+# --------------------------------------------------------------------- logs and traces
+
+
+def test_every_function_has_its_own_log_group_with_retention(
+    template: dict[str, Any], functions: dict[str, Any]
+) -> None:
+    groups = resources_of(template, "AWS::Logs::LogGroup")
+    assert template["Globals"]["Function"]["LoggingConfig"]["LogFormat"] == "JSON"
+    used = []
+    for name, fn in functions.items():
+        group = ref_target(fn["Properties"]["LoggingConfig"]["LogGroup"])
+        assert group in groups, name
+        assert ref_target(groups[str(group)]["Properties"]["RetentionInDays"]) == "LogRetentionDays", name
+        used.append(group)
+    assert len(used) == len(set(used)) == len(functions)
+    names = [json.dumps(groups[str(g)]["Properties"]["LogGroupName"]) for g in used]
+    assert len(set(names)) == len(names)
+    assert "LogRetentionDays" in template["Parameters"]
+
+
+def test_every_handler_is_wrapped_by_the_tracer_without_capturing_responses(
+    template: dict[str, Any], functions: dict[str, Any]
+) -> None:
+    assert template["Globals"]["Function"]["Tracing"] == "Active"
+    for name, fn in functions.items():
+        module = fn["Properties"]["Handler"].rsplit(".", 1)[0]
+        source = Path(ROOT, "functions", *module.split(".")).with_suffix(".py").read_text()
+        # Responses hold tokens and IAM policies: they never go into trace metadata.
+        assert "@tracer.capture_lambda_handler(capture_response=False)\n" in source, name
+        assert "Tracing" not in fn["Properties"], name
+
+
+# --------------------------------------------------------------------- AWS WAF
+
+
+def _scoped_past_the_webhook(statement: dict[str, Any]) -> bool:
+    either = statement["ScopeDownStatement"]["NotStatement"]["Statement"]["OrStatement"]["Statements"]
+    matches = [s["ByteMatchStatement"] for s in either]
+    assert {m["PositionalConstraint"] for m in matches} == {"EXACTLY"}  # no suffix can borrow it
+    assert all(m["FieldToMatch"] == {"UriPath": {}} for m in matches)
+    return {m["SearchString"] for m in matches} == {"/webhooks/instagram", "/live/webhooks/instagram"}
+
+
+def test_waf_guards_the_api_stage_with_managed_rules_and_a_rate_limit(template: dict[str, Any]) -> None:
+    (acl_id, acl), *others = resources_of(template, "AWS::WAFv2::WebACL").items()
+    assert not others
+    props = acl["Properties"]
+    assert props["Scope"] == "REGIONAL"
+    assert props["DefaultAction"] == {"Allow": {}}
+    managed = {
+        r["Statement"]["ManagedRuleGroupStatement"]["Name"]: r
+        for r in props["Rules"]
+        if "ManagedRuleGroupStatement" in r["Statement"]
+    }
+    assert set(managed) == {"AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"}
+    for rule in managed.values():
+        assert rule["OverrideAction"] == {"None": {}}  # the groups block; they do not just count
+        # Meta's webhook bodies (people's comments) are not inspected by body rules.
+        assert _scoped_past_the_webhook(rule["Statement"]["ManagedRuleGroupStatement"])
+    (rate,) = [r for r in props["Rules"] if "RateBasedStatement" in r["Statement"]]
+    statement = rate["Statement"]["RateBasedStatement"]
+    assert statement["AggregateKeyType"] == "IP"
+    assert ref_target(statement["Limit"]) == "WafRateLimitPerIp"
+    assert rate["Action"] == {"Block": {}}
+    assert _scoped_past_the_webhook(statement)
+    assert len({r["Priority"] for r in props["Rules"]}) == len(props["Rules"])
+
+    (association,) = resources_of(template, "AWS::WAFv2::WebACLAssociation").values()
+    assert association["Properties"]["WebACLArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
+    arn = association["Properties"]["ResourceArn"]["Fn::Sub"]
+    assert arn.endswith("::/restapis/${RestApi}/stages/${RestApi.Stage}")
+
+
+# --------------------------------------------------------------------- schedules
+
+
+def test_every_schedule_has_a_dead_letter_queue(functions: dict[str, Any], queues: dict[str, Any]) -> None:
+    checked = 0
+    for fn in functions.values():
+        for name, event in (fn["Properties"].get("Events") or {}).items():
+            if event["Type"] != "ScheduleV2":
+                continue
+            dlq = ref_target(event["Properties"]["DeadLetterConfig"]["Arn"])
+            assert dlq == "SchedulerDeadLetterQueue", name
+            checked += 1
+    assert checked >= 6
+    assert queues["SchedulerDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
