@@ -67,6 +67,17 @@ def register_comment(state: SandboxState, request: Request) -> Response:
         hidden=bool(body.get("hidden", False)),
     )
     state.comments[comment_id] = comment
+    account_id = _optional(body, "account_id")
+    if account_id and comment.media_id:
+        from local.sandbox.media import ensure_medium
+
+        ensure_medium(
+            state,
+            comment.media_id,
+            account_id,
+            created_at=created_at,
+            media_product_type=comment.media_product_type,
+        )
     return Response(200, {"success": True, "comment": comment.node()})
 
 

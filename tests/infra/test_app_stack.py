@@ -46,6 +46,7 @@ JOBS = {
     "usage-rollover": "cron(0 * * * ? *)",
     "queue-metrics": "rate(1 minute)",
     "webhook-subscriptions": "rate(6 hours)",
+    "reconcile-comments": "rate(15 minutes)",
 }
 SETTINGS_ENV = {
     "POWERTOOLS_SERVICE_NAME",
@@ -337,8 +338,8 @@ def test_publishers_may_send_only_to_the_queues_they_publish_to(functions: dict[
     for name in WORKER_QUEUES:
         assert _sqs_send_targets(functions[name]) == sends, name
     assert _sqs_send_targets(functions["ApiFunction"]) == sends  # re-queue parked sends on reconnect
-    for name in ("AuthorizerFunction", "JobsFunction"):
-        assert _sqs_send_targets(functions[name]) == set(), name
+    assert _sqs_send_targets(functions["JobsFunction"]) == events  # reconcile-comments feeds missed comments
+    assert _sqs_send_targets(functions["AuthorizerFunction"]) == set()
 
 
 def test_database_access_is_iam_auth_to_one_proxy_user(functions: dict[str, Any]) -> None:
