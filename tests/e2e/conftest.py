@@ -104,6 +104,7 @@ class RunningStack:
                 value = change.get("value", {})
                 payload = {
                     "id": value["id"],
+                    "account_id": entry.get("id"),
                     "from_id": value.get("from", {}).get("id"),
                     "username": value.get("from", {}).get("username"),
                     "text": value.get("text"),
@@ -167,6 +168,25 @@ class RunningStack:
         response = self.get(f"/_local/dlq/{queue}")
         response.raise_for_status()
         return list(response.json()["messages"])
+
+    # ---------------------------------------------------------------------------------- CLI
+
+    def cli(self, *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Any:
+        """``python -m local ARGS`` as a user in another terminal: in the stack's directory, with only
+        ``LOCAL_STATE_DIR`` pointing at it (ports and database come from its ``stack.env``)."""
+        from replyflow.settings import Settings
+
+        base = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+        child_env = {**base, "LOCAL_STATE_DIR": str(self.workdir / ".local"), **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "local", *args],
+            cwd=cwd or self.workdir,
+            env=child_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     # ------------------------------------------------------------------------------ sandbox
 

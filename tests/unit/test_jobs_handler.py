@@ -13,12 +13,14 @@ import pytest
 
 from jobs.handler import lambda_handler
 from local import jobs_cli
+from local.gateway import free_port
 from replyflow.db.engine import session_factory
 from replyflow.errors import ValidationError
 from replyflow.settings import Settings
 from replyflow.wiring import core
 from replyflow.wiring.jobs import JOB_NAMES, UnknownJobError
 from tests.conftest import load_event
+from tests.support_pipeline import MemoryQueues
 from tests.unit.test_jobs_fakes import KEY, FakeGraph, MemoryStore, RecordingSink, add_logs, add_tenant
 from tests.unit.test_jobs_usage_health import Inspector
 
@@ -49,11 +51,15 @@ def wired(sqlite_url: str) -> Iterator[tuple[MemoryStore, RecordingSink]]:
         session.commit()
     store, sink = MemoryStore(), RecordingSink()
     core.override(
-        settings=Settings(database_url=sqlite_url, token_encryption_key=KEY, environment="test"),
+        # No local stack answers on this port, so the CLI runs jobs in this process.
+        settings=Settings(
+            database_url=sqlite_url, token_encryption_key=KEY, environment="test", replyflow_port=free_port()
+        ),
         archive_store=store,
         metrics_sink=sink,
         queue_inspector=Inspector(),
         graph_token_client=FakeGraph(),
+        queue_publisher=MemoryQueues(),
         clock=Clock(),
     )
     yield store, sink
