@@ -14,11 +14,12 @@ from tests.private_redis import private_redis_server
 @pytest.mark.skipif(REDIS_TEST_URL is not None, reason="TEST_REDIS_URL chooses the Redis")
 def test_the_redis_fixture_is_a_server_of_the_sessions_own(redis_url: str) -> None:
     port = urlsplit(redis_url).port
-    assert port is not None and port != 6379
+    assert port is not None
+    assert port != 6379
     client = redis.Redis.from_url(redis_url)
     try:
-        directory = client.config_get("dir")["dir"]
-        persistence = client.config_get("save")["save"]
+        directory = str(client.config_get("dir")["dir"])
+        persistence = str(client.config_get("save")["save"])
     finally:
         client.close()
     assert "rf-test-redis-" in directory
