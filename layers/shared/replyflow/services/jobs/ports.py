@@ -79,7 +79,7 @@ class CommentReader(Protocol):
     def media_comments(self, access_token: str, media_id: str, *, after: str | None) -> GraphPage: ...
 
 
-# Meta's throttling codes (reference section 10): 4 is the whole app's limit, the rest one account's.
+# Meta's throttling codes (docs/instagram.md): 4 is the whole app's limit, the rest one account's.
 THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80006})
 APP_THROTTLE_CODE = 4
 

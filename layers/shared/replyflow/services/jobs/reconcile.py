@@ -301,7 +301,7 @@ def _feed_unseen(
 
 
 def _event(account: _Account, media_id: str, product_type: str, comment: Any) -> WebhookEvent | None:
-    """The event the webhook would have built for this comment (reference section 5)."""
+    """The event the webhook would have built for this comment (docs/instagram.md)."""
     comment_id = str(comment.get("id") or "")
     stamp = _parse_time(comment.get("timestamp"))
     if not comment_id or stamp is None:
