@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from jobs.handler import lambda_handler
-from local import jobs_cli
-from local.gateway import free_port
+from local import cli, jobs_cli
 from replyflow.db.engine import session_factory
 from replyflow.errors import ValidationError
 from replyflow.settings import Settings
@@ -51,10 +50,7 @@ def wired(sqlite_url: str) -> Iterator[tuple[MemoryStore, RecordingSink]]:
         session.commit()
     store, sink = MemoryStore(), RecordingSink()
     core.override(
-        # No local stack answers on this port, so the CLI runs jobs in this process.
-        settings=Settings(
-            database_url=sqlite_url, token_encryption_key=KEY, environment="test", replyflow_port=free_port()
-        ),
+        settings=Settings(database_url=sqlite_url, token_encryption_key=KEY, environment="test"),
         archive_store=store,
         metrics_sink=sink,
         queue_inspector=Inspector(),
@@ -97,8 +93,12 @@ def _cli(*argv: str) -> int:
 
 
 def test_cli_runs_a_job_and_restores_an_archive(
-    wired: tuple[MemoryStore, RecordingSink], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    wired: tuple[MemoryStore, RecordingSink],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(cli, "running_stack", lambda settings: None)  # no stack: run in this process
     assert _cli("jobs", "run", "archive") == 0
     assert json.loads(capsys.readouterr().out)["counts"]["rows_archived"] == 52
     assert _cli("jobs", "run", "nope") == 2
