@@ -1,6 +1,8 @@
 """Control endpoints under ``/_sandbox`` (not on the real API): seed the world, read what was sent,
 inject faults. They answer plain JSON; bad input is a 400 ``{"error": {"message"}}``.
 
+``POST /_sandbox/comments`` with an ``account_id`` also registers the comment's medium for that account,
+so the media and comments reads serve it (``local.sandbox.media``) whether or not a webhook was sent.
 Clearing messages keeps the one-private-reply-per-comment memory; ``DELETE /_sandbox/state`` forgets
 everything except accounts and tokens (add ``?identities=true`` to drop those too).
 """
