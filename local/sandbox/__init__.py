@@ -8,8 +8,9 @@ limits from ``shared/reference/instagram-platform.md`` §8-§11, and lists what 
 
 - ``state``: all memory (accounts, tokens, comments, windows, recorded sends, faults) behind one lock.
 - ``app``: an in-process request -> response function; unit tests call it directly, no sockets.
-- ``graph``, ``media``, ``oauth``, ``control``: one handler function per route; ``validation`` and ``limits`` hold
-  the Send API body rules and the per-account rate windows; ``errors`` the codes and the envelope.
+- ``graph``, ``media``, ``oauth``, ``control``: one handler function per route; ``validation`` and
+  ``limits`` hold the Send API body rules and the per-account rate windows; ``errors`` the codes and
+  the envelope.
 - ``server``: the stdlib HTTP adapter and :class:`SandboxServer`; latency and dropped connections are
   carried out there, outside the lock.
 """
