@@ -78,3 +78,22 @@ def test_the_checkpoint_lives_in_redis(world: World) -> None:
     checkpoint = core.cache().get_json(checkpoint_key(world.demo.account_id))
     assert checkpoint is not None
     assert checkpoint["resume_below"]["id"] == "18000000000000202"
+
+
+def test_a_send_pause_in_redis_keeps_the_job_off_the_account(world: World, redis_url: str) -> None:
+    import redis
+
+    from replyflow.adapters.rate_limiter import RedisRateLimiter
+
+    limiter = RedisRateLimiter(redis.Redis.from_url(redis_url), namespace=f"rftest:{world.demo.account_id}")
+    world.comment("17900000000000301")
+    assert limiter.paused_seconds(world.demo.account_id) == 0.0
+    limiter.pause(world.demo.account_id, 60)
+    assert 55 < limiter.paused_seconds(world.demo.account_id) <= 60
+    assert world.run(pauses=limiter).counts["accounts_paused_by_sends"] == 1
+
+    other = RedisRateLimiter(redis.Redis.from_url(redis_url), namespace=f"rftest:b{world.demo.account_id}")
+    world.server.app.state.faults.throttle_next = 1
+    world.server.app.state.faults.throttle_seconds = 1200
+    assert world.run(pauses=other).counts["stopped_throttled"] == 1
+    assert other.paused_seconds(world.demo.account_id) > 1100  # the sends wait the throttle out too

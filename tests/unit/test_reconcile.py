@@ -102,7 +102,7 @@ class World:
         )
         assert response.status == 200, response.body
 
-    def run(self, limits: ReconcileLimits | None = None, reader: Any = None) -> JobResult:
+    def run(self, limits: ReconcileLimits | None = None, reader: Any = None, pauses: Any = None) -> JobResult:
         return run_reconcile_comments(
             core.writer_sessions(),
             reader or self.reader,
@@ -112,6 +112,7 @@ class World:
             now=self.now(),
             deadline=Deadline.unlimited(),
             limits=limits,
+            pauses=pauses,
         )
 
     def deliver(self) -> None:
@@ -379,3 +380,40 @@ def test_an_app_wide_throttle_ends_the_run(world: World) -> None:
     assert result.counts["stopped_throttled"] == 1
     assert result.stopped_early is True
     assert reader.calls == 1  # the second account is not read
+
+
+class RecordingPauses:
+    """The send limiter's pauses, in memory."""
+
+    def __init__(self, paused: dict[str, float] | None = None) -> None:
+        self.paused = dict(paused or {})
+        self.paused_all: list[float] = []
+
+    def paused_seconds(self, account_id: str) -> float:
+        return self.paused.get(account_id, 0.0)
+
+    def pause(self, account_id: str, seconds: float) -> None:
+        self.paused[account_id] = seconds
+
+    def pause_all(self, seconds: float) -> None:
+        self.paused_all.append(seconds)
+
+
+def test_reads_and_sends_share_one_budget(world: World) -> None:
+    world.comment("17900000000000091")
+    sends_paused = RecordingPauses({world.demo.account_id: 120.0})
+    skipped = world.run(pauses=sends_paused)
+    assert (skipped.counts["accounts_paused_by_sends"], skipped.counts["graph_calls"]) == (1, 0)
+
+    pauses = RecordingPauses()
+    world.server.app.state.faults.throttle_next = 1
+    world.server.app.state.faults.throttle_seconds = 1800
+    throttled = world.run(pauses=pauses)
+    assert throttled.counts["stopped_throttled"] == 1
+    assert pauses.paused[world.demo.account_id] == pytest.approx(1800, abs=60)
+
+    app_pauses = RecordingPauses()
+    reader = ScriptedReader([GraphCallError("app limit", code=4, transient=True, retry_after=600)])
+    core.cache().delete(checkpoint_key(world.demo.account_id))
+    world.run(reader=reader, pauses=app_pauses)
+    assert app_pauses.paused_all == [900.0]

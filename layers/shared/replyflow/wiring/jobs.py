@@ -209,6 +209,7 @@ def _webhook_subscriptions(deadline: Deadline) -> JobResult:
 
 def _reconcile_comments(deadline: Deadline) -> JobResult:
     from replyflow.services.jobs.reconcile import ReconcileLimits, run_reconcile_comments
+    from replyflow.wiring import pipeline
 
     s = core.settings()
     limits = ReconcileLimits(
@@ -223,6 +224,7 @@ def _reconcile_comments(deadline: Deadline) -> JobResult:
         now=now(),
         deadline=deadline,
         limits=limits,
+        pauses=pipeline.rate_limiter(),
     )
 
 

@@ -79,6 +79,16 @@ class CommentReader(Protocol):
     def media_comments(self, access_token: str, media_id: str, *, after: str | None) -> GraphPage: ...
 
 
+class GraphPauses(Protocol):
+    """The send limiter's pauses: one Graph budget per account, so readers and senders share them."""
+
+    def paused_seconds(self, account_id: str) -> float: ...
+
+    def pause(self, account_id: str, seconds: float) -> None: ...
+
+    def pause_all(self, seconds: float) -> None: ...
+
+
 # Meta's throttling codes (docs/instagram.md): 4 is the whole app's limit, the rest one account's.
 THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80006})
 APP_THROTTLE_CODE = 4

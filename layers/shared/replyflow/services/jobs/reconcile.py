@@ -18,6 +18,8 @@ the Graph API knows and feeds in what the pipeline never saw:
   the budget is spent, when Meta reports usage at or above ``usage_ceiling_pct`` (BUC or app headers),
   or on a throttle (codes 4/17/32/613/800xx, HTTP 429). A throttle pauses the account until Meta's
   ``estimated_time_to_regain_access`` (at least ``pause_seconds``); code 4 (the whole app) ends the run;
+- reads and sends spend one budget: an account whose sends the limiter has paused (a send was
+  throttled) is not read, and a throttled read pauses the account's sends too (``GraphPauses``);
 - checkpoint per account (the cache, ``cache_keys``-style key ``rf:reconcile:<account id>``): the last
   fully read medium (timestamp and id) while a pass is unfinished, so the next run resumes below it
   instead of re-reading the newest media forever; cleared when a pass reaches the end. Losing the
@@ -41,7 +43,13 @@ from replyflow.domain.webhook_events import WebhookEvent, drop_reason
 from replyflow.ports import Cache, QueuePublisher
 from replyflow.services.jobs.accounts import decrypt_token
 from replyflow.services.jobs.common import Deadline, JobResult
-from replyflow.services.jobs.ports import APP_THROTTLE_CODE, CommentReader, GraphCallError, GraphPage
+from replyflow.services.jobs.ports import (
+    APP_THROTTLE_CODE,
+    CommentReader,
+    GraphCallError,
+    GraphPage,
+    GraphPauses,
+)
 
 JOB = "reconcile-comments"
 LOOKBACK = timedelta(days=7)
@@ -72,10 +80,11 @@ class _Account:
 class _Stop(Exception):
     """Stop reading this account now; ``reason`` is counted. ``app_wide`` ends the whole run."""
 
-    def __init__(self, reason: str, *, app_wide: bool = False) -> None:
+    def __init__(self, reason: str, *, app_wide: bool = False, pause_sends: float = 0.0) -> None:
         super().__init__(reason)
         self.reason = reason
         self.app_wide = app_wide
+        self.pause_sends = pause_sends  # seconds; Meta throttled the account (or app) itself
 
 
 class _Budget:
@@ -119,6 +128,7 @@ def run_reconcile_comments(
     now: datetime,
     deadline: Deadline,
     limits: ReconcileLimits | None = None,
+    pauses: GraphPauses | None = None,
     tenant_ids: list[str] | None = None,
 ) -> JobResult:
     limits = limits or ReconcileLimits()
@@ -133,6 +143,9 @@ def run_reconcile_comments(
             checkpoint = {}
         if float(checkpoint.get("paused_until") or 0) > _epoch(now):
             result.counts["accounts_paused"] += 1
+            continue
+        if pauses is not None and pauses.paused_seconds(account.id) > 0:
+            result.counts["accounts_paused_by_sends"] += 1
             continue
         with sessions() as session:
             row = session.get(InstagramAccount, account.id)
@@ -156,6 +169,11 @@ def run_reconcile_comments(
             )
         except _Stop as stop:
             result.counts[f"stopped_{stop.reason}"] += 1
+            if stop.pause_sends and pauses is not None:
+                if stop.app_wide:
+                    pauses.pause_all(stop.pause_sends)
+                else:
+                    pauses.pause(account.id, stop.pause_sends)
             if stop.app_wide:
                 result.stopped_early = True
                 break
@@ -223,7 +241,8 @@ def _reconcile_account(
         if error.throttled:
             pause = max(float(limits.pause_seconds), error.retry_after or 0.0)
             save(paused_until=_epoch(now) + pause)
-            raise _Stop("throttled", app_wide=error.code == APP_THROTTLE_CODE) from error
+            app_wide = error.code == APP_THROTTLE_CODE
+            raise _Stop("throttled", app_wide=app_wide, pause_sends=pause) from error
         save()
         result.counts["graph_errors"] += 1
         return
