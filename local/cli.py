@@ -49,12 +49,13 @@ DEFAULT_DM_FROM_ID = "1129384756102938"
 
 _cli_settings: Settings | None = None
 _from_stack_env: frozenset[str] = frozenset()
+_conflicts: frozenset[str] = frozenset()
 
 
 def _settings() -> Settings:
     """The environment over the running stack's ``stack.env``; notes go to stderr once. Settings
     already installed in the wiring (a test, an embedding process) are used as they are."""
-    global _cli_settings, _from_stack_env
+    global _cli_settings, _from_stack_env, _conflicts
     from replyflow.wiring import core
 
     installed = core.component("settings")
@@ -66,8 +67,14 @@ def _settings() -> Settings:
         loaded = cli_settings()
         for note in loaded.notes:
             print(note, file=sys.stderr)
-        _cli_settings, _from_stack_env = loaded.settings, loaded.from_stack_env
+        _cli_settings, _from_stack_env, _conflicts = loaded.settings, loaded.from_stack_env, loaded.conflicts
     return _cli_settings
+
+
+def points_elsewhere() -> bool:
+    """Whether the environment chose another database, Redis, Graph host or queues than the stack's."""
+    _settings()
+    return bool(_conflicts)
 
 
 def chosen_explicitly(name: str) -> bool:
@@ -79,8 +86,8 @@ def chosen_explicitly(name: str) -> bool:
 
 def reset_settings() -> None:
     """Forget the loaded settings (tests run several commands in one process)."""
-    global _cli_settings, _from_stack_env
-    _cli_settings, _from_stack_env = None, frozenset()
+    global _cli_settings, _from_stack_env, _conflicts
+    _cli_settings, _from_stack_env, _conflicts = None, frozenset(), frozenset()
 
 
 def _configure_logging(settings: Settings, verbose: bool = False) -> None:

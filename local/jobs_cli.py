@@ -5,7 +5,8 @@
   else goes to stderr). With a local stack running (found through ``.local/stack.env``), the stack
   runs it (``POST /_local/jobs/NAME``): its broker, its sandbox as the Graph API, its database and
   caches, exactly as its scheduler would. Without one, the job runs in this process with the same
-  wiring as the Lambda, on the settings of ``stack.env`` under the environment, and only where that
+  wiring as the Lambda, on the settings of ``stack.env`` under the environment (also when a stack
+  runs but the environment chose another database, Redis, Graph host or queues), and only where that
   is safe: a job that reads the broker (``queue-metrics``) or publishes events needs ``QUEUE_URLS``;
   a job that calls the Graph API needs ``GRAPH_API_BASE_URL`` set in the environment (never the real
   graph.instagram.com by default from a laptop). Anything missing, a missing database included, is
@@ -62,14 +63,16 @@ CALLS_GRAPH = frozenset({"token-refresh", "webhook-subscriptions", "reconcile-co
 
 
 def _jobs_run(args: argparse.Namespace) -> int:
-    from local.cli import _settings, running_stack
+    from local.cli import _settings, points_elsewhere, running_stack
     from replyflow.wiring.jobs import JOB_NAMES
 
     if args.name not in JOB_NAMES:
         print(f"unknown job {args.name!r}; known: {', '.join(JOB_NAMES)}", file=sys.stderr)
         return 2
     settings = _settings()
-    stack = running_stack(settings)
+    # The environment chose another database (or Redis, Graph host, queues) than the running stack's:
+    # the job must run on those, so not in the stack.
+    stack = None if points_elsewhere() else running_stack(settings)
     if stack is not None:
         return _run_in_stack(stack, args.name, args.deadline)
     return _run_here(settings, args.name, args.deadline)

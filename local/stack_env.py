@@ -121,6 +121,7 @@ class CliSettings:
     stack_env: Path | None  # the file read, or None when there was none
     notes: list[str] = field(default_factory=list)
     from_stack_env: frozenset[str] = frozenset()  # the fields the file filled in
+    conflicts: frozenset[str] = frozenset()  # watched fields the environment set to another value
 
 
 def cli_settings(environment: Settings | None = None) -> CliSettings:
@@ -133,19 +134,24 @@ def cli_settings(environment: Settings | None = None) -> CliSettings:
         stack = {k: v for k, v in read(path).items() if k in Settings.model_fields}
     except OSError as error:
         return CliSettings(env, None, [f"cannot read {path}: {error.strerror}; using the environment only"])
-    notes = []
+    notes, conflicts = [], set()
     for name in WATCHED:
         if name in env.model_fields_set and name in stack:
             mine, theirs = _value(env, name), stack[name]
             if mine != theirs:
+                conflicts.add(name)
                 shown_mine, shown_theirs = _describe(name, mine), _describe(name, theirs)
                 notes.append(
                     f"note: {name.upper()} from the environment ({shown_mine}) is not the local stack's "
                     f"({shown_theirs}, {path}); using the environment's"
                 )
     fill = {k: v for k, v in stack.items() if k not in env.model_fields_set}
-    merged = Settings(**env.model_dump(include=env.model_fields_set), **fill)  # type: ignore[arg-type]
-    return CliSettings(merged, path, notes, frozenset(fill))
+    try:
+        merged = Settings(**env.model_dump(include=env.model_fields_set), **fill)  # type: ignore[arg-type]
+    except ValueError as error:  # pydantic's ValidationError; its text never echoes the values
+        first = str(error).splitlines()[0]
+        return CliSettings(env, None, [f"cannot use {path} ({first}); using the environment only"])
+    return CliSettings(merged, path, notes, frozenset(fill), frozenset(conflicts))
 
 
 def _describe(name: str, value: str | None) -> str:

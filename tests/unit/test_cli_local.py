@@ -197,3 +197,33 @@ def test_the_gateway_runs_a_job_inside_the_stack(sqlite_url: str) -> None:
     failed = gateway.handle(request("POST", "/_local/jobs/queue-metrics"))
     assert failed.status == 500
     assert failed.json()["error"]["code"] == "job_failed"
+
+
+def test_a_job_runs_on_the_environments_database_when_it_is_not_the_running_stacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str
+) -> None:
+    stack_env.write(stack_settings(tmp_path))
+    monkeypatch.setenv("LOCAL_STATE_DIR", str(tmp_path / ".local"))
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+
+    def no_stack_please(settings: Settings) -> str:
+        raise AssertionError("the job must not go to the stack: it works on another database")
+
+    monkeypatch.setattr(cli, "running_stack", no_stack_please)
+    assert main("jobs", "run", "usage-rollover") == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["job"] == "usage-rollover"
+    assert "note: DATABASE_URL from the environment" in captured.err
+    assert f"running usage-rollover here on SQLite {sqlite_url.removeprefix('sqlite:///')}" in captured.err
+
+
+def test_an_unusable_stack_env_is_a_note_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = stack_env.write(stack_settings(tmp_path))
+    path.write_text("REPLYFLOW_PORT=not-a-port\n")
+    monkeypatch.setenv("LOCAL_STATE_DIR", str(tmp_path / ".local"))
+    loaded = stack_env.cli_settings()
+    assert loaded.stack_env is None
+    assert loaded.settings.replyflow_port == 3000
+    (note,) = loaded.notes
+    assert "using the environment only" in note
