@@ -9,7 +9,10 @@
   real SQS DLQs through boto3.
 
 Other modules add subcommands with a ``register(subparsers)`` function (``local/jobs_cli.py``).
-Settings come from the environment through :class:`replyflow.settings.Settings`; this module prints
+Settings come from the environment through :class:`replyflow.settings.Settings`, over the running
+stack's ``.local/stack.env`` (:mod:`local.stack_env`) for every command but ``run``: the CLI in another
+terminal works on the stack's database, ports and sandbox, and says so on stderr when the environment
+points elsewhere. A database error ends a command with one line, not a traceback. This module prints
 (it is the user interface) and never reads ``os.environ`` itself (it only quiets Powertools' EMF
 output for ``run``).
 """
@@ -44,8 +47,47 @@ DEFAULT_DM_FROM_ID = "1129384756102938"
 # ------------------------------------------------------------------------------------------ helpers
 
 
+_cli_settings: Settings | None = None
+_from_stack_env: frozenset[str] = frozenset()
+_conflicts: frozenset[str] = frozenset()
+
+
 def _settings() -> Settings:
-    return Settings()
+    """The environment over the running stack's ``stack.env``; notes go to stderr once. Settings
+    already installed in the wiring (a test, an embedding process) are used as they are."""
+    global _cli_settings, _from_stack_env, _conflicts
+    from replyflow.wiring import core
+
+    installed = core.component("settings")
+    if isinstance(installed, Settings):
+        return installed
+    if _cli_settings is None:
+        from local.stack_env import cli_settings
+
+        loaded = cli_settings()
+        for note in loaded.notes:
+            print(note, file=sys.stderr)
+        _cli_settings, _from_stack_env, _conflicts = loaded.settings, loaded.from_stack_env, loaded.conflicts
+    return _cli_settings
+
+
+def points_elsewhere() -> bool:
+    """Whether the environment chose another database, Redis, Graph host or queues than the stack's."""
+    _settings()
+    return bool(_conflicts)
+
+
+def chosen_explicitly(name: str) -> bool:
+    """Whether setting ``name`` was chosen for this command (the environment or a test), rather than
+    left at its default or taken from the stack's ``stack.env``."""
+    settings = _settings()
+    return name in settings.model_fields_set and name not in _from_stack_env
+
+
+def reset_settings() -> None:
+    """Forget the loaded settings (tests run several commands in one process)."""
+    global _cli_settings, _from_stack_env, _conflicts
+    _cli_settings, _from_stack_env, _conflicts = None, frozenset(), frozenset()
 
 
 def _configure_logging(settings: Settings, verbose: bool = False) -> None:
@@ -87,7 +129,7 @@ def comment_body(
     live: bool = False,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """A ``comments`` (or ``live_comments``) webhook body like shared/reference/events/comment_feed.json."""
+    """A ``comments`` (or ``live_comments``) webhook body like events/instagram/comment_feed.json."""
     value: dict[str, Any] = {
         "from": {"id": from_id, "username": username},
         "media": {"id": media_id, "media_product_type": "LIVE" if live else "FEED"},
@@ -116,7 +158,7 @@ def dm_body(
     mid: str | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """A ``messaging`` webhook body like shared/reference/events/dm_text.json (milliseconds)."""
+    """A ``messaging`` webhook body like events/instagram/dm_text.json (milliseconds)."""
     millis = int((now if now is not None else time.time()) * 1000)
     return {
         "object": "instagram",
@@ -174,7 +216,7 @@ def post_webhook(settings: Settings, body: dict[str, Any]) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from local.stack import LocalStack, StackOptions
 
-    settings = _settings()
+    settings = Settings()  # the stack is configured by the environment alone; it writes stack.env
     _configure_logging(settings, args.verbose)
     if not args.verbose:
         # CloudWatch EMF lines are for CloudWatch; locally the jobs' metrics show at /_local/metrics.
@@ -211,11 +253,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def running_stack(settings: Settings) -> str | None:
+    """The API URL of a local stack that answers its control routes at ``settings``' port, or None."""
+    import httpx
+
+    url = api_url(settings)
+    try:
+        response = httpx.get(f"{url}/_local/jobs", timeout=3)
+    except httpx.HTTPError:
+        return None
+    return url if response.status_code == 200 else None
+
+
+def use_settings(settings: Settings) -> None:
+    """Make the wiring (engines, caches, clients) use the CLI's settings, not the bare environment."""
+    from replyflow.wiring import core
+
+    core.override(settings=settings)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from local.stack import describe_database, migrate
 
     settings = _settings()
     _configure_logging(settings)
+    use_settings(settings)
     migrate(settings)
     print(f"Migrated {describe_database(settings.database_url)}")
     return 0
@@ -226,6 +288,13 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _configure_logging(settings)
+    stack = running_stack(settings)
+    if stack is not None:
+        # The running stack seeded the demo tenant with a token its sandbox issued; a placeholder
+        # written over it now would break every send until the stack restarts.
+        print(f"The local stack at {stack} seeded the demo tenant when it started; nothing to do")
+        return 0
+    use_settings(settings)
     migrate(settings)
     demo = seed(PLACEHOLDER_TOKEN)
     print(f"Seeded plans and the demo tenant in {describe_database(settings.database_url)}")
@@ -256,6 +325,7 @@ def cmd_simulate_comment(args: argparse.Namespace) -> int:
         f"{sandbox_url(settings)}/_sandbox/comments",
         {
             "id": comment_id,
+            "account_id": account,
             "from_id": args.from_id,
             "username": args.username,
             "text": args.text,
@@ -266,6 +336,9 @@ def cmd_simulate_comment(args: argparse.Namespace) -> int:
         },
     )
     print(f"comment {comment_id} on media {args.media} from @{args.username}: {args.text!r} ({registered})")
+    if args.no_webhook:
+        print("no webhook sent (a missed delivery): `replyflow jobs run reconcile-comments` catches it")
+        return 0 if registered == "sandbox 200" else 1
     return post_webhook(settings, body)
 
 
@@ -406,6 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     comment.add_argument("--comment-id", help="default: a fresh random id")
     comment.add_argument("--parent", help="parent comment id (a reply)")
     comment.add_argument("--live", action="store_true", help="a live_comments event")
+    comment.add_argument(
+        "--no-webhook",
+        action="store_true",
+        help="only give the comment to the sandbox, as if Meta never delivered its webhook",
+    )
     comment.set_defaults(func=cmd_simulate_comment)
     dm = kinds.add_parser("dm", help="a text DM")
     dm.add_argument("--text", required=True)
@@ -430,4 +508,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    raise SystemExit(args.func(args))
+    raise SystemExit(run_command(args))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command; a database that is missing or unreachable is one line on stderr."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from local.stack import describe_database
+    from local.stack_env import one_line
+
+    try:
+        code: int = args.func(args)
+    except SQLAlchemyError as error:
+        where = describe_database(_settings().database_url)
+        print(f"replyflow: database error on {where}: {one_line(error)}", file=sys.stderr)
+        return 1
+    return code

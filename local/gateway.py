@@ -25,7 +25,10 @@ Log lines name a request by its path and query with the values of credential-bea
 Gateway-made errors use the project's one error shape ``{"error": {"code", "message", "details"}}``.
 ``/_local/...`` routes are local-only controls and never reach a function: ``GET /_local/queues``,
 ``POST /_local/queues/{queue}/messages[?delay=N]`` (send a raw body), ``GET /_local/idle?timeout=S``,
-``GET /_local/dlq/{queue}``, ``POST /_local/dlq/{queue}/redrive``, ``GET /_local/metrics``.
+``GET /_local/dlq/{queue}``, ``POST /_local/dlq/{queue}/redrive``, ``GET /_local/metrics``,
+``GET /_local/jobs`` (the job names) and ``POST /_local/jobs/{name}[?deadline=S]``: run one scheduled job
+now, inside the stack (its broker, sandbox and caches), and answer its summary (``replyflow jobs run``
+uses this when a stack is running).
 """
 
 from __future__ import annotations
@@ -483,6 +486,8 @@ class Gateway:
         method = request.method.upper()
         if parts == ["metrics"] and method == "GET":
             return json_response(200, {"metrics": metrics_store.snapshot()})
+        if parts and parts[0] == "jobs":
+            return self._jobs(parts[1:], method, request)
         if self.broker is None:
             return self._error(404, "not_found", "No broker in this gateway")
         broker = self.broker
@@ -509,6 +514,29 @@ class Gateway:
         except (ValueError, UnicodeDecodeError) as error:
             return self._error(400, "bad_request", str(error))
         return self._error(404, "not_found", f"No local control route {method} {request.path}")
+
+    def _jobs(self, parts: list[str], method: str, request: HttpRequest) -> HttpResponse:
+        from replyflow.wiring import jobs
+
+        if not parts and method == "GET":
+            return json_response(200, {"jobs": list(jobs.JOB_NAMES)})
+        if len(parts) != 1 or method != "POST":
+            return self._error(404, "not_found", f"No local control route {method} {request.path}")
+        name = parts[0]
+        if name not in jobs.JOB_NAMES:
+            return self._error(
+                404, "unknown_job", f"unknown job {name!r}; known: {', '.join(jobs.JOB_NAMES)}"
+            )
+        raw = dict(request.query).get("deadline")
+        try:
+            deadline = float(raw) if raw is not None else None
+        except ValueError:
+            return self._error(400, "bad_request", "deadline must be a number of seconds")
+        try:
+            summary = jobs.run(name, deadline_seconds=deadline)
+        except Exception as error:  # the job logged its traceback; the caller gets one line
+            return self._error(500, "job_failed", f"job {name} failed: {type(error).__name__}: {error}")
+        return json_response(200, {"summary": summary})
 
 
 # ------------------------------------------------------------------------------------ HTTP server

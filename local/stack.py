@@ -8,7 +8,8 @@ Start order (and stop order, reversed) matters:
    inspector) *before* anything builds an engine, a client or a cache;
 4. seed the demo tenant with a token the sandbox just issued (idempotent);
 5. start the broker's workers, the scheduler, and last the gateway, so a request that arrives can be
-   served end to end. Stopping closes the gateway first, lets in-flight batches finish, then stops
+   served end to end; then write ``LOCAL_STATE_DIR/stack.env`` (:mod:`local.stack_env`) for the
+   CLI. Stopping closes the gateway first, lets in-flight batches finish, then stops
    the sandbox.
 
 Redis is whatever ``replyflow.wiring.core.redis_client`` builds: fakeredis in-process unless
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local import metrics_store
+from local import metrics_store, stack_env
 from local.broker import Broker, Consumer
 from local.gateway import Gateway, GatewayServer
 from local.lambda_context import LambdaFunction
@@ -117,6 +119,7 @@ class LocalStack:
     sandbox: Any = None
     demo: DemoInfo | None = None
     functions: dict[str, LambdaFunction] = field(default_factory=dict)
+    stack_env: Path | None = None
 
     @property
     def api_url(self) -> str:
@@ -192,6 +195,8 @@ class LocalStack:
         gateway = Gateway(template, self.functions, broker=self.broker)
         self.server = GatewayServer(gateway, self.base.replyflow_host, self.base.replyflow_port)
         self.server.start()
+        # Last: the CLI in another terminal reads it to work on this stack's database and sandbox.
+        self.stack_env = stack_env.write(self.settings, pid=os.getpid())
 
     def _dead_letter(self, fn: LambdaFunction) -> DeadLetter | None:
         """Where a failed async invocation goes: the function's ``DeadLetterQueue``, like Lambda."""
@@ -272,6 +277,8 @@ class LocalStack:
                 if self.scheduler
                 else "disabled (--no-scheduler)"
             ),
+            "",
+            f"  CLI settings   {self.stack_env} (the replyflow CLI reads it)",
             "",
             "  Simulate a comment:   replyflow simulate comment --text LINK",
             "  Ctrl-C stops everything.",

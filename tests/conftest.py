@@ -3,7 +3,13 @@
 - ``sqlite_url``: a migrated SQLite file per test (unit tier may use it: no sockets).
 - ``mysql_url``: a database of its own on the real MariaDB, created and migrated once per session and
   dropped at the end. With CI=true a missing MariaDB or Redis fails the run instead of skipping.
-- ``redis_url`` / ``redis_namespace``: the real Redis, with a key namespace unique to the test.
+- ``redis_server`` (session) / ``redis_url``: a redis-server of the session's own on a free port
+  (``tests/private_redis.py``), or ``TEST_REDIS_URL`` when set; ``redis_namespace``: a key namespace
+  unique to the test. Nothing here connects to the machine's Redis on 6379, and nothing flushes.
+
+What ``make test`` touches outside its temporary directories: on the MariaDB at ``TEST_MYSQL_URL``
+(default ``root@127.0.0.1:3306``), databases named ``rf_*_<8 hex>`` that it creates and drops; a
+``redis-server`` process of its own. The README says the same.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,8 @@ EVENTS_DIR = ROOT / "events"
 REFERENCE_EVENTS_DIR = EVENTS_DIR / "instagram"
 SHARED_REFERENCE_EVENTS_DIR = ROOT.parent / "shared" / "reference" / "events"
 MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
-REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Unset: the session starts its own redis-server (never the machine's Redis on 6379).
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -83,15 +90,31 @@ def mysql_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def redis_url() -> str:
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """The URL of a Redis only this session uses: its own redis-server, or ``TEST_REDIS_URL``."""
     import redis
 
-    try:
-        redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as error:
-        service_missing("Redis", error)
-    return REDIS_TEST_URL
+    from tests.private_redis import RedisServerUnavailableError, private_redis_server
+
+    if REDIS_TEST_URL:
+        try:
+            redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=1).ping()
+        except redis.RedisError as error:
+            service_missing("Redis", error)
+        yield REDIS_TEST_URL
+        return
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(private_redis_server())
+        except RedisServerUnavailableError as error:
+            service_missing("redis-server", error)
+        yield url
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    return redis_server
 
 
 @pytest.fixture

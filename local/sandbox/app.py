@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from local.sandbox import control, errors, graph, oauth
+from local.sandbox import control, errors, graph, media, oauth
 from local.sandbox.protocol import Request, Response
 from local.sandbox.state import SandboxState
 
@@ -45,6 +45,7 @@ ROUTES: tuple[Route, ...] = (
     _route("DELETE", "/_sandbox/messages", control.clear_messages, graph=False),
     _route("DELETE", "/_sandbox/state", control.reset_state, graph=False),
     _route("POST", "/_sandbox/comments", control.register_comment, graph=False),
+    _route("POST", "/_sandbox/media", media.register_media, graph=False),
     _route("POST", "/_sandbox/inbound", control.register_inbound, graph=False),
     _route("POST", r"/_sandbox/users/(?P<igsid>[^/]+)/unavailable", control.mark_unavailable, graph=False),
     _route("DELETE", r"/_sandbox/users/(?P<igsid>[^/]+)/unavailable", control.mark_available, graph=False),
@@ -57,6 +58,8 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", f"{_VERSION}/refresh_access_token", oauth.refresh),
     _route("POST", f"{_VERSION}/{_NODE}/messages", graph.send_message),
     _route("POST", f"{_VERSION}/{_NODE}/replies", graph.public_reply),
+    _route("GET", f"{_VERSION}/{_NODE}/media", media.list_media),
+    _route("GET", f"{_VERSION}/{_NODE}/comments", media.list_comments),
     _route("GET", f"{_VERSION}/{_NODE}/subscribed_apps", oauth.get_subscriptions),
     _route("POST", f"{_VERSION}/{_NODE}/subscribed_apps", oauth.subscribe),
     _route("DELETE", f"{_VERSION}/{_NODE}/subscribed_apps", oauth.unsubscribe),

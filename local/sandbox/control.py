@@ -1,6 +1,8 @@
 """Control endpoints under ``/_sandbox`` (not on the real API): seed the world, read what was sent,
 inject faults. They answer plain JSON; bad input is a 400 ``{"error": {"message"}}``.
 
+``POST /_sandbox/comments`` with an ``account_id`` also registers the comment's medium for that account,
+so the media and comments reads serve it (``local.sandbox.media``) whether or not a webhook was sent.
 Clearing messages keeps the one-private-reply-per-comment memory; ``DELETE /_sandbox/state`` forgets
 everything except accounts and tokens (add ``?identities=true`` to drop those too).
 """
@@ -67,6 +69,17 @@ def register_comment(state: SandboxState, request: Request) -> Response:
         hidden=bool(body.get("hidden", False)),
     )
     state.comments[comment_id] = comment
+    account_id = _optional(body, "account_id")
+    if account_id and comment.media_id:
+        from local.sandbox.media import ensure_medium
+
+        ensure_medium(
+            state,
+            comment.media_id,
+            account_id,
+            created_at=created_at,
+            media_product_type=comment.media_product_type,
+        )
     return Response(200, {"success": True, "comment": comment.node()})
 
 

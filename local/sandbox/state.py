@@ -83,6 +83,30 @@ class Comment:
 
 
 @dataclass
+class Medium:
+    """A post, reel or live video of an account (IG Media reference); comments point at it by id."""
+
+    id: str
+    account_id: str  # the owner's IG user id
+    created_at: float
+    caption: str | None = None
+    media_product_type: str = "FEED"
+    media_type: str = "IMAGE"
+
+    def node(self, comments_count: int) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "timestamp": graph_timestamp(self.created_at),
+            "caption": self.caption,
+            "media_product_type": self.media_product_type,
+            "media_type": self.media_type,
+            "comments_count": comments_count,
+            "like_count": 0,
+            "permalink": f"https://sandbox.invalid/p/{self.id}/",
+        }
+
+
+@dataclass
 class AuthCode:
     code: str
     ig_user_id: str
@@ -257,6 +281,7 @@ class SandboxState:
             account.send_calls.clear()
             account.private_replies.clear()
         self.comments: dict[str, Comment] = {}
+        self.media: dict[str, Medium] = {}
         self.auth_codes: dict[str, AuthCode] = {}
         self.last_inbound: dict[tuple[str, str], float] = {}
         self.unavailable: set[str] = set()

@@ -6,8 +6,8 @@ Fixtures:
   ``--no-scheduler`` and visibility timeouts scaled by ``E2E_VISIBILITY_SCALE`` (default 0.05: the
   template's 180 s become 9 s, so a failed record is retried within a test). Yields a
   :class:`RunningStack`.
-- ``local_stack_mysql`` (session): the same on a fresh MariaDB database (``mysql_url``) and the real
-  Redis (a random database index, flushed before and after); skipped when they are not reachable.
+- ``local_stack_mysql`` (session): the same on a fresh MariaDB database (``mysql_url``) and the
+  session's own redis-server (``redis_server``, database 1); skipped when they are not reachable.
 - ``start_local_stack``: a factory for a stack of your own with other flags or environment
   (``start_local_stack(extra_args=["--visibility-scale", "0.005"])``); stopped at session end.
 
@@ -104,6 +104,7 @@ class RunningStack:
                 value = change.get("value", {})
                 payload = {
                     "id": value["id"],
+                    "account_id": entry.get("id"),
                     "from_id": value.get("from", {}).get("id"),
                     "username": value.get("from", {}).get("username"),
                     "text": value.get("text"),
@@ -167,6 +168,25 @@ class RunningStack:
         response = self.get(f"/_local/dlq/{queue}")
         response.raise_for_status()
         return list(response.json()["messages"])
+
+    # ---------------------------------------------------------------------------------- CLI
+
+    def cli(self, *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Any:
+        """``python -m local ARGS`` as a user in another terminal: in the stack's directory, with only
+        ``LOCAL_STATE_DIR`` pointing at it (ports and database come from its ``stack.env``)."""
+        from replyflow.settings import Settings
+
+        base = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+        child_env = {**base, "LOCAL_STATE_DIR": str(self.workdir / ".local"), **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "local", *args],
+            cwd=cwd or self.workdir,
+            env=child_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     # ------------------------------------------------------------------------------ sandbox
 
@@ -296,23 +316,17 @@ def local_stack(start_local_stack: StartStack) -> RunningStack:
 
 
 @pytest.fixture(scope="session")
-def local_stack_mysql(tmp_path_factory: pytest.TempPathFactory, mysql_url: str) -> Iterator[RunningStack]:
-    """Stopped here rather than by the factory: before ``mysql_url`` drops its database."""
-    import redis
-
-    from tests.conftest import REDIS_TEST_URL, service_missing
-
-    db_url = f"{REDIS_TEST_URL.rsplit('/', 1)[0]}/{2 + secrets.randbelow(14)}"
-    client = redis.Redis.from_url(db_url, socket_connect_timeout=1)
-    try:
-        client.flushdb()
-    except redis.RedisError as error:
-        service_missing("Redis", error)
-    stack = launch(tmp_path_factory.mktemp("stack-mysql"), database_url=mysql_url, env={"REDIS_URL": db_url})
+def local_stack_mysql(
+    tmp_path_factory: pytest.TempPathFactory, mysql_url: str, redis_server: str
+) -> Iterator[RunningStack]:
+    """Stopped here rather than by the factory: before ``mysql_url`` drops its database. Redis is the
+    session's own server (logical database 1, which no other fixture uses), so nothing is flushed."""
+    stack_redis = f"{redis_server.rsplit('/', 1)[0]}/1"
+    stack = launch(
+        tmp_path_factory.mktemp("stack-mysql"), database_url=mysql_url, env={"REDIS_URL": stack_redis}
+    )
     try:
         yield stack
     finally:
         code = stack.stop()
-        client.flushdb()
-        client.close()
     assert code == 0, f"the local stack did not exit cleanly on SIGINT:\n{stack.output()[-5000:]}"

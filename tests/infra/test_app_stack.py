@@ -47,6 +47,7 @@ JOBS = {
     "usage-rollover": "cron(0 * * * ? *)",
     "queue-metrics": "rate(1 minute)",
     "webhook-subscriptions": "rate(6 hours)",
+    "reconcile-comments": "rate(15 minutes)",
 }
 SETTINGS_ENV = {
     "POWERTOOLS_SERVICE_NAME",
@@ -338,7 +339,8 @@ def test_publishers_may_send_only_to_the_queues_they_publish_to(functions: dict[
     for name in WORKER_QUEUES:
         assert _sqs_send_targets(functions[name]) == sends, name
     assert _sqs_send_targets(functions["ApiFunction"]) == sends  # re-queue parked sends on reconnect
-    for name in ("AuthorizerFunction", "JobsFunction", "MigrateFunction"):
+    assert _sqs_send_targets(functions["JobsFunction"]) == events  # reconcile-comments feeds missed comments
+    for name in ("AuthorizerFunction", "MigrateFunction"):
         assert _sqs_send_targets(functions[name]) == set(), name
 
 

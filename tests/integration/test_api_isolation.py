@@ -29,16 +29,8 @@ BODIES: dict[tuple[str, str], Any] = {
 
 
 @pytest.fixture(scope="module")
-def env(mysql_url: str) -> Iterator[ApiEnv]:
-    import redis
-
-    from tests.conftest import REDIS_TEST_URL
-
-    try:
-        redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as error:
-        pytest.skip(f"Redis is not reachable ({error})")
-    yield from make_env(mysql_url, REDIS_TEST_URL)
+def env(mysql_url: str, redis_server: str) -> Iterator[ApiEnv]:
+    yield from make_env(mysql_url, redis_server)
 
 
 @pytest.fixture(scope="module")

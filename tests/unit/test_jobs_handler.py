@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from jobs.handler import lambda_handler
-from local import jobs_cli
+from local import cli, jobs_cli
 from replyflow.db.engine import session_factory
 from replyflow.errors import ValidationError
 from replyflow.settings import Settings
 from replyflow.wiring import core
 from replyflow.wiring.jobs import JOB_NAMES, UnknownJobError
 from tests.conftest import load_event
+from tests.support_pipeline import MemoryQueues
 from tests.unit.test_jobs_fakes import KEY, FakeGraph, MemoryStore, RecordingSink, add_logs, add_tenant
 from tests.unit.test_jobs_usage_health import Inspector
 
@@ -54,6 +55,7 @@ def wired(sqlite_url: str) -> Iterator[tuple[MemoryStore, RecordingSink]]:
         metrics_sink=sink,
         queue_inspector=Inspector(),
         graph_token_client=FakeGraph(),
+        queue_publisher=MemoryQueues(),
         clock=Clock(),
     )
     yield store, sink
@@ -91,8 +93,12 @@ def _cli(*argv: str) -> int:
 
 
 def test_cli_runs_a_job_and_restores_an_archive(
-    wired: tuple[MemoryStore, RecordingSink], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    wired: tuple[MemoryStore, RecordingSink],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(cli, "running_stack", lambda settings: None)  # no stack: run in this process
     assert _cli("jobs", "run", "archive") == 0
     assert json.loads(capsys.readouterr().out)["counts"]["rows_archived"] == 52
     assert _cli("jobs", "run", "nope") == 2

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     private_reply_hourly_ceiling: int = Field(default=750, ge=1, le=750)
     per_second_send_cap: int = Field(default=20, ge=1)
 
+    # Reconciliation of missed comment webhooks: Graph calls per account per run, and the usage
+    # (percent, Meta's headers) at which a run stops reading an account.
+    reconcile_max_calls_per_account: int = Field(default=20, ge=1, le=500)
+    reconcile_usage_ceiling_pct: int = Field(default=75, ge=1, le=100)
+
     # Archive: S3 bucket in AWS, a directory locally.
     archive_bucket: str | None = None
     archive_dir: str = ".local/archive"

@@ -134,6 +134,18 @@ class RedisRateLimiter:
         """Pause every account's sends (app-level usage near its limit)."""
         self._pause(keys=[self._app_pause_key()], args=[now_ms, max(1, int(seconds * 1000))])
 
+    def paused_seconds(self, account_id: str) -> float:
+        """How long the account's sends are still paused (its own pause or the app-wide one), by
+        Redis's clock; 0.0 when they are not. Other Graph callers (reconciliation) wait it out too."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.get(self._keys(account_id)[2])
+        pipe.get(self._app_pause_key())
+        (seconds, micros), own, app = pipe.execute()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        until = max(int(own or 0), int(app or 0))
+        return max(0.0, (until - now_ms) / 1000)
+
     def used(self, account_id: str) -> int:
         """Sends in the current hourly window (tests and metrics)."""
         return int(self._redis.zcard(self._keys(account_id)[0]))

@@ -9,6 +9,7 @@ Adapters come from the local stack or a test when installed with ``core.override
 - ``metrics_sink``: anything with ``record(name, value, unit, dimensions)`` (the local stack installs
   ``local.metrics_store``); metrics always go out as EMF too;
 - ``graph_token_client``: a ``GraphTokenClient``; otherwise httpx against ``GRAPH_API_BASE_URL``;
+- ``comment_reader``: a ``CommentReader`` for reconciliation; otherwise the same httpx client;
 - ``clock``: anything with ``now()`` returning naive UTC.
 
 Every run logs one summary line (counts, duration) and emits the counts as metrics.
@@ -19,14 +20,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from replyflow.clock import utcnow
 from replyflow.errors import ValidationError
 from replyflow.observability import logger
 from replyflow.services.jobs.common import Deadline, JobResult, emit_metrics, summary_line
-from replyflow.services.jobs.ports import ArchiveStore, GraphTokenClient, MetricsSink, QueueStatsSource
+from replyflow.services.jobs.ports import (
+    ArchiveStore,
+    CommentReader,
+    GraphTokenClient,
+    MetricsSink,
+    QueueStatsSource,
+)
 from replyflow.wiring import core
+
+if TYPE_CHECKING:
+    from replyflow.adapters.graph_tokens import HttpxGraphTokenClient
 
 JOB_NAMES = (
     "archive",
@@ -35,6 +45,7 @@ JOB_NAMES = (
     "usage-rollover",
     "queue-metrics",
     "webhook-subscriptions",
+    "reconcile-comments",
 )
 METRICS_NAMESPACE = "Replyflow"
 
@@ -104,6 +115,17 @@ def graph_client() -> GraphTokenClient:
     installed = core.component("graph_token_client")
     if installed is not None:
         return installed  # type: ignore[return-value]
+    return _httpx_graph()
+
+
+def comment_reader() -> CommentReader:
+    installed = core.component("comment_reader")
+    if installed is not None:
+        return installed  # type: ignore[return-value]
+    return _httpx_graph()
+
+
+def _httpx_graph() -> HttpxGraphTokenClient:
     from replyflow.adapters.graph_tokens import HttpxGraphTokenClient
 
     s = core.settings()
@@ -178,6 +200,27 @@ def _webhook_subscriptions(deadline: Deadline) -> JobResult:
     )
 
 
+def _reconcile_comments(deadline: Deadline) -> JobResult:
+    from replyflow.services.jobs.reconcile import ReconcileLimits, run_reconcile_comments
+    from replyflow.wiring import pipeline
+
+    s = core.settings()
+    limits = ReconcileLimits(
+        max_calls=s.reconcile_max_calls_per_account, usage_ceiling_pct=s.reconcile_usage_ceiling_pct
+    )
+    return run_reconcile_comments(
+        core.writer_sessions(),
+        comment_reader(),
+        core.cipher(),
+        core.queue_publisher(),
+        core.cache(),
+        now=now(),
+        deadline=deadline,
+        limits=limits,
+        pauses=pipeline.rate_limiter(),
+    )
+
+
 _JOBS: dict[str, Callable[[Deadline], JobResult]] = {
     "archive": _archive,
     "retention": _retention,
@@ -185,6 +228,7 @@ _JOBS: dict[str, Callable[[Deadline], JobResult]] = {
     "usage-rollover": _usage_rollover,
     "queue-metrics": _queue_metrics,
     "webhook-subscriptions": _webhook_subscriptions,
+    "reconcile-comments": _reconcile_comments,
 }
 
 

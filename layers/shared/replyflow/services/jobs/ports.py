@@ -58,17 +58,67 @@ class GraphTokenClient(Protocol):
     def subscribe(self, access_token: str, fields: Sequence[str]) -> None: ...
 
 
+@dataclass(frozen=True)
+class GraphPage:
+    """One page of a Graph edge: its items, the cursor of the next page (None on the last) and the
+    usage Meta reported with it (percent; None when the header was absent)."""
+
+    items: Sequence[Mapping[str, object]]
+    next_cursor: str | None = None
+    usage_pct: int | None = None
+    app_usage_pct: int | None = None
+
+
+class CommentReader(Protocol):
+    """Reads for reconciliation (IG User Media, IG Media Comments); failures raise GraphCallError."""
+
+    def recent_media(
+        self, access_token: str, ig_user_id: str, *, since: int, until: int | None, after: str | None
+    ) -> GraphPage: ...
+
+    def media_comments(self, access_token: str, media_id: str, *, after: str | None) -> GraphPage: ...
+
+
+class GraphPauses(Protocol):
+    """The send limiter's pauses: one Graph budget per account, so readers and senders share them."""
+
+    def paused_seconds(self, account_id: str) -> float: ...
+
+    def pause(self, account_id: str, seconds: float) -> None: ...
+
+    def pause_all(self, seconds: float) -> None: ...
+
+
+# Meta's throttling codes (docs/instagram.md): 4 is the whole app's limit, the rest one account's.
+THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80006})
+APP_THROTTLE_CODE = 4
+
+
 class GraphCallError(Exception):
-    """A Graph API call failed. ``transient``: try again next run; otherwise the answer is final."""
+    """A Graph API call failed. ``transient``: try again next run; otherwise the answer is final.
+    ``retry_after``: seconds Meta asked us to wait (``estimated_time_to_regain_access``), if it said."""
 
     def __init__(
-        self, message: str, *, code: int | None = None, subcode: int | None = None, transient: bool
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        subcode: int | None = None,
+        transient: bool,
+        retry_after: float | None = None,
+        http_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.subcode = subcode
         self.transient = transient
+        self.retry_after = retry_after
+        self.http_status = http_status
+
+    @property
+    def throttled(self) -> bool:
+        return self.code in THROTTLE_CODES or self.http_status == 429
 
     @property
     def needs_login(self) -> bool:
