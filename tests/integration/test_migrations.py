@@ -30,7 +30,12 @@ def test_named_indexes_exist_with_tenant_first(mysql_url: str) -> None:
     assert reply["ix_reply_logs_tenant_created"] == ["tenant_id", "created_at"]
     assert auto["ix_automation_logs_tenant_action_created"] == ["tenant_id", "action", "created_at"]
     # Global unique lookups that *find* the tenant, and the indexes MariaDB adds for foreign keys.
-    routing = {("api_keys", "prefix"), ("instagram_accounts", "ig_user_id"), ("refresh_tokens", "token_hash")}
+    routing = {
+        ("api_keys", "prefix"),
+        ("instagram_accounts", "ig_user_id"),
+        ("refresh_tokens", "token_hash"),
+        ("invitations", "token_hash"),
+    }
     for table in inspector.get_table_names():
         columns = {c["name"] for c in inspector.get_columns(table)}
         if "tenant_id" not in columns or table == "memberships":
@@ -41,3 +46,16 @@ def test_named_indexes_exist_with_tenant_first(mysql_url: str) -> None:
             if (table, cols[0]) in routing or cols in fk_columns:
                 continue
             assert cols[0] == "tenant_id", (table, index)
+
+
+def test_emails_compare_byte_for_byte_on_mariadb(mysql_url: str) -> None:
+    """The default collation folds accents (admín = admin); canonical emails must not be folded again."""
+    engine = sa.create_engine(mysql_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT table_name, collation_name FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() AND column_name = 'email'"
+            )
+        ).all()
+    assert dict((str(t), str(c)) for t, c in rows) == {"users": "utf8mb4_bin", "invitations": "utf8mb4_bin"}

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     usage_plan_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
 
+    # Email: SES (v2) sends from MAIL_FROM; unset, mail goes to the local outbox (refused in dev/prod).
+    # Invitation and password reset links point at the console's pages under CONSOLE_BASE_URL.
+    mail_from: str | None = None
+    console_base_url: str = "http://127.0.0.1:3000"
+
     # Queues: SQS URLs by logical name (events-high, sends-default, ...) in AWS; empty = local broker.
     queue_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     aws_region: str = "us-east-1"

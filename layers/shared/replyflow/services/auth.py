@@ -10,7 +10,10 @@ Invariants:
   (``refresh_token_reused``), so a stolen token is useful once at most;
 - the role in an access token is read from the membership at login and at each refresh;
 - one user per email: the unique index decides, so a signup that loses a race to another for the
-  same email is the same ``email_taken`` 409 as one that finds the email taken.
+  same email is the same ``email_taken`` 409 as one that finds the email taken;
+- emails are canonical (``domain.emails``) from the moment a request model parses them: lookups,
+  uniqueness and every rate-limit key see one spelling;
+- a new password passes ``password_policy.check_password``.
 """
 
 from __future__ import annotations
@@ -19,27 +22,35 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from replyflow.adapters.jwt_keys import KeyRing
+from replyflow.adapters.jwt_keys import InvalidTokenError, KeyRing
 from replyflow.adapters.passwords import hash_password, verify_password
 from replyflow.clock import utcnow
 from replyflow.db.engine import is_duplicate_key
 from replyflow.db.models import Subscription
 from replyflow.db.repositories import refresh_tokens, tenants, users
 from replyflow.db.repositories import subscriptions as subscriptions_repo
-from replyflow.errors import ConflictError, UnauthorizedError
+from replyflow.domain.emails import EMAIL_PATTERN, canonical_email
+from replyflow.errors import ConflictError, ForbiddenError, UnauthorizedError
 from replyflow.ids import new_id
 from replyflow.services import tokens
 from replyflow.services.access import Principal
+from replyflow.services.password_policy import check_password
 from replyflow.services.rate_limit_api import RateLimiter, check_login, check_refresh, check_signup
 
 FREE_PLAN = "free"
-Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+
+
+def _canonical(value: Any) -> Any:
+    return canonical_email(value) if isinstance(value, str) else value
+
+
+Email = Annotated[str, BeforeValidator(_canonical), Field(pattern=EMAIL_PATTERN, max_length=254)]
 
 
 class SignupRequest(BaseModel):
@@ -120,7 +131,7 @@ def _slug(name: str) -> str:
     return f"{base}-{secrets.token_hex(5)}"
 
 
-def _issue(
+def issue_pair(
     session: Session, cfg: AuthConfig, *, tenant_id: str, user_id: str, role: str, family_id: str
 ) -> TokenPair:
     refresh = tokens.new_refresh_token()
@@ -156,6 +167,7 @@ def signup(
     check_signup(limiter, ip)
     if users.by_email(session, request.email) is not None:
         raise _email_taken()
+    check_password(request.password, email=request.email, other_inputs=(request.name, request.workspace_name))
     now = utcnow()
     tenant = tenants.add(
         session, name=request.workspace_name, slug=_slug(request.workspace_name), plan_code=FREE_PLAN
@@ -181,7 +193,7 @@ def signup(
             current_period_end=now + timedelta(days=30),
         ),
     )
-    return _issue(session, cfg, tenant_id=tenant.id, user_id=user.id, role="owner", family_id=new_id())
+    return issue_pair(session, cfg, tenant_id=tenant.id, user_id=user.id, role="owner", family_id=new_id())
 
 
 def login(
@@ -200,7 +212,7 @@ def login(
     if not memberships:
         raise UnauthorizedError("wrong email or password", code="invalid_credentials")
     membership = memberships[0]
-    return _issue(
+    return issue_pair(
         session,
         cfg,
         tenant_id=membership.tenant_id,
@@ -232,7 +244,7 @@ def refresh(
     if membership is None:
         refresh_tokens.revoke_family(session, token.tenant_id, token.family_id, now)
         raise UnauthorizedError("you are no longer a member of this workspace", code="invalid_refresh_token")
-    return _issue(
+    return issue_pair(
         session,
         cfg,
         tenant_id=token.tenant_id,
@@ -246,6 +258,24 @@ def _revoke_after_reuse(session: Session, tenant_id: str, family_id: str, now: d
     # The request fails, and its unit of work rolls back: commit the revocation first.
     refresh_tokens.revoke_family(session, tenant_id, family_id, now)
     session.commit()
+
+
+def user_id_from_bearer(keys: KeyRing, authorization: str | None) -> str | None:
+    """The user of an ``Authorization: Bearer <access JWT>`` header on a route the gateway does not
+    authorize (accepting an invitation works signed in or not). None without the header;
+    ``UnauthorizedError`` for a header that is not a valid user access token (never a silent fallback
+    to the signed-out path)."""
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise UnauthorizedError("missing or invalid credentials")
+    if credential.strip().startswith(tokens.API_KEY_PREFIX):
+        raise ForbiddenError("an invitation is accepted by a user, not an API key", code="user_required")
+    try:
+        return tokens.verify_access_token(keys, credential.strip()).user_id
+    except InvalidTokenError:
+        raise UnauthorizedError("missing or invalid credentials") from None
 
 
 def logout(session: Session, request: RefreshRequest) -> None:

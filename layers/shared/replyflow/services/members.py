@@ -1,25 +1,27 @@
 """Members of a tenant. Owners manage members; everyone reads the list.
 
 Invariants: a tenant always keeps at least one owner; removing a member revokes their refresh tokens
-for this tenant (their access token lapses within its 15-minute TTL). There is no mail in this
-product: inviting an unknown email creates the user with a one-time password shown once.
+for this tenant (their access token lapses within its 15-minute TTL). Inviting creates an emailed
+invitation (``services.invitations``); nobody becomes a member without accepting it.
 """
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
-from replyflow.adapters.passwords import hash_password
 from replyflow.clock import utcnow
 from replyflow.db.repositories import refresh_tokens, tenants, users
 from replyflow.errors import ConflictError, NotFoundError
+from replyflow.ports import Mailer
+from replyflow.services import invitations
 from replyflow.services.access import Principal
 from replyflow.services.auth import Email
+from replyflow.services.invitations import InvitationView
+from replyflow.services.rate_limit_api import RateLimiter
 
 
 class MemberView(BaseModel):
@@ -35,13 +37,6 @@ class InviteRequest(BaseModel):
 
     email: Email
     role: Literal["owner", "admin", "member"] = "member"
-    name: str = Field(default="", max_length=120)
-
-
-class InviteResult(MemberView):
-    temporary_password: str | None = Field(
-        default=None, description="set only when the user was created by this invitation; shown once"
-    )
 
 
 class RoleChange(BaseModel):
@@ -57,25 +52,17 @@ def list_members(session: Session, principal: Principal) -> list[MemberView]:
     ]
 
 
-def invite(session: Session, principal: Principal, request: InviteRequest) -> InviteResult:
-    principal.require("owner")
-    user = users.by_email(session, request.email)
-    temporary: str | None = None
-    if user is None:
-        temporary = secrets.token_urlsafe(12)
-        user = users.add(
-            session, email=request.email, name=request.name, password_hash=hash_password(temporary)
-        )
-    elif tenants.membership(session, principal.tenant_id, user.id) is not None:
-        raise ConflictError("this user is already a member", code="already_member")
-    membership = tenants.add_member(session, principal.tenant_id, user.id, request.role)
-    return InviteResult(
-        user_id=user.id,
-        email=user.email,
-        name=user.name,
-        role=membership.role,
-        joined_at=membership.created_at,
-        temporary_password=temporary,
+def invite(
+    session: Session,
+    principal: Principal,
+    request: InviteRequest,
+    limiter: RateLimiter,
+    mailer: Mailer,
+    console_base_url: str,
+) -> InvitationView:
+    """Emails an invitation; the membership exists only once the invitee accepts it."""
+    return invitations.create(
+        session, principal, limiter, mailer, console_base_url, email=request.email, role=request.role
     )
 
 

@@ -76,3 +76,12 @@ def revoke_user(session: Session, tenant_id: str, user_id: str, now: datetime) -
         )
         .values(revoked_at=now)
     )
+
+
+def revoke_every_tenant_of_user(session: Session, user_id: str, now: datetime) -> None:
+    """A password change or reset: the user is global, so every session in every tenant ends."""
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
