@@ -25,7 +25,8 @@ Log lines name a request by its path and query with the values of credential-bea
 Gateway-made errors use the project's one error shape ``{"error": {"code", "message", "details"}}``.
 ``/_local/...`` routes are local-only controls and never reach a function: ``GET /_local/queues``,
 ``POST /_local/queues/{queue}/messages[?delay=N]`` (send a raw body), ``GET /_local/idle?timeout=S``,
-``GET /_local/dlq/{queue}``, ``POST /_local/dlq/{queue}/redrive``, ``GET /_local/metrics``.
+``GET /_local/dlq/{queue}``, ``POST /_local/dlq/{queue}/redrive``, ``GET /_local/metrics``,
+``GET /_local/outbox[?to=EMAIL&limit=N]`` (the emails the stack sent; ``DELETE`` empties it).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from local.broker import Broker, QueueNotFoundError
 from local.http_handler import DispatchingHandler
 from local.lambda_context import LambdaFunction
 from local.template import ACCOUNT_ID, REGION, AuthorizerSpec, RouteMatch, Template
+from replyflow.adapters.mail_outbox import OutboxMailer
 
 log = logging.getLogger("local.gateway")
 
@@ -179,6 +181,7 @@ class Gateway:
         functions: Mapping[str, LambdaFunction],
         *,
         broker: Broker | None = None,
+        outbox: OutboxMailer | None = None,
         stage: str = STAGE,
         host_header: str = "127.0.0.1:3000",
         clock: Callable[[], float] = time.monotonic,
@@ -186,6 +189,7 @@ class Gateway:
         self.template = template
         self.functions = functions
         self.broker = broker
+        self.outbox = outbox
         self.stage = stage
         self.host_header = host_header
         self._clock = clock
@@ -481,6 +485,8 @@ class Gateway:
         method = request.method.upper()
         if parts == ["metrics"] and method == "GET":
             return json_response(200, {"metrics": metrics_store.snapshot()})
+        if parts == ["outbox"]:
+            return self._outbox(request, method)
         if self.broker is None:
             return self._error(404, "not_found", "No broker in this gateway")
         broker = self.broker
@@ -507,6 +513,20 @@ class Gateway:
         except (ValueError, UnicodeDecodeError) as error:
             return self._error(400, "bad_request", str(error))
         return self._error(404, "not_found", f"No local control route {method} {request.path}")
+
+    def _outbox(self, request: HttpRequest, method: str) -> HttpResponse:
+        if self.outbox is None:
+            return self._error(404, "not_found", "No outbox in this gateway (MAIL_FROM sends through SES)")
+        if method == "DELETE":
+            return json_response(200, {"deleted": self.outbox.clear()})
+        if method != "GET":
+            return self._error(405, "method_not_allowed", "GET or DELETE /_local/outbox")
+        query = dict(request.query)
+        try:
+            limit = int(query.get("limit", "50"))
+        except ValueError:
+            return self._error(400, "bad_request", "limit must be a number")
+        return json_response(200, {"messages": self.outbox.messages(to=query.get("to"), limit=limit)})
 
 
 # ------------------------------------------------------------------------------------ HTTP server
