@@ -79,6 +79,10 @@ class ApiEnv:
         assert response.status == 201, response.body
         return {**response.body, "email": email, "password": "correct horse battery"}
 
+    def signup_as(self, email: str, password: str = "correct horse battery") -> ApiResponse:
+        body = {"email": email, "password": password, "workspace_name": "Workspace"}
+        return self.call("POST", "/v1/auth/signup", body=body)
+
     def last_token(self, to: str, kind: str) -> str:
         """The token of the newest ``kind`` email (invitation, password_reset) sent to ``to``."""
         sent = [m for m in self.outbox.messages(to=to) if m["kind"] == kind]

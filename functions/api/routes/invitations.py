@@ -18,7 +18,7 @@ from replyflow.services.invitations import AcceptInvitationRequest, InvitationVi
 from replyflow.wiring import api as wiring
 
 router = Router()
-OPTIONAL_AUTH: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}]
+NO_GATEWAY_AUTH: list[dict[str, list[str]]] = []  # the bearer is optional; the service checks it
 
 
 @router.get("", tags=["members"], summary="Pending invitations (owner)")
@@ -55,7 +55,9 @@ def resend(invitation_id: str) -> InvitationView:
     "/accept",
     tags=["members"],
     summary="Accept an invitation: signed in as the invited email, or with a new account's password",
-    security=OPTIONAL_AUTH,
+    description="Send `Authorization: Bearer <access JWT>` of the invited email's account, or no "
+    "session and a `password` for a new account (when no account has this email).",
+    security=NO_GATEWAY_AUTH,
 )
 def accept(body: AcceptInvitationRequest) -> TokenPair:
     user_id = user_id_from_bearer(wiring.key_ring(), header(router, "authorization"))

@@ -156,7 +156,7 @@ def list_pending(session: Session, principal: Principal) -> list[InvitationView]
 def _pending_or_404(session: Session, principal: Principal, invitation_id: str, now: datetime) -> Invitation:
     invitation = invitations.get(session, principal.tenant_id, invitation_id, for_update=True)
     if invitation is None or status_of(invitation, now) != "pending":
-        raise NotFoundError("no such pending invitation", code="invitation_not_found")
+        raise NotFoundError("no such pending invitation")
     return invitation
 
 
