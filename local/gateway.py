@@ -585,9 +585,12 @@ class _Handler(DispatchingHandler):
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+        # A 204/304 has no body (a handler's "null" would be read as the next response's first bytes).
+        bodiless = response.status in (204, 304)
+        if not bodiless:
+            self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and not bodiless:
             self.wfile.write(response.body)
 
 
