@@ -59,3 +59,39 @@ def test_emails_compare_byte_for_byte_on_mariadb(mysql_url: str) -> None:
             )
         ).all()
     assert dict((str(t), str(c)) for t, c in rows) == {"users": "utf8mb4_bin", "invitations": "utf8mb4_bin"}
+
+
+def test_0002_canonicalises_existing_emails_and_goes_down_and_up(mysql_url: str) -> None:
+    import secrets
+
+    from replyflow.db.migrate import downgrade, upgrade
+
+    name = f"rf_mig_{secrets.token_hex(4)}"
+    admin = sa.create_engine(mysql_url, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    url = mysql_url.rsplit("/", 1)[0] + f"/{name}?charset=utf8mb4"
+    try:
+        upgrade(url, "0001")
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        insert = sa.text(
+            "INSERT INTO users (id, email, name, password_hash, created_at, updated_at)"
+            " VALUES (:id, :email, '', 'x', NOW(), NOW())"
+        )
+        with engine.begin() as conn:
+            for i, email in enumerate(["\uff57ide@example.com", "stra\u00dfe@x.de", "plain@x.de"]):
+                conn.execute(insert, {"id": f"u{i}", "email": email})
+        upgrade(url)
+        with engine.connect() as conn:
+            emails = {str(i): str(e) for i, e in conn.execute(sa.text("SELECT id, email FROM users"))}
+        # Compatibility forms folded (full-width letters, the German sharp s).
+        assert emails == {"u0": "wide@example.com", "u1": "strasse@x.de", "u2": "plain@x.de"}
+        downgrade(url, "0001")
+        upgrade(url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM invitations")).scalar_one() == 0
+        engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()

@@ -6,16 +6,17 @@ Create Date: 2026-12-01 09:40:00
 
 Existing emails were stored lower-cased; they are rewritten to the canonical form (NFKC + case
 folding, ``domain.emails.canonical_email``) unless that form is already taken by another row, which
-is left as it was for an operator to merge.
+is left as it was for an operator to merge (MySQL's old accent-insensitive collation made such pairs
+impossible there). A downgrade back to that collation fails while two users differ only by accents.
 """
 
 from __future__ import annotations
 
+import unicodedata
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
-
-from replyflow.domain.emails import canonical_email
 
 revision = "0002"
 down_revision = "0001"
@@ -24,6 +25,12 @@ depends_on = None
 
 EMAIL = sa.String(length=254).with_variant(mysql.VARCHAR(254, collation="utf8mb4_bin"), "mysql", "mariadb")
 OLD_EMAIL = sa.String(length=254)
+
+
+def canonical_email(email: str) -> str:
+    """``domain.emails.canonical_email`` as of this revision (a migration does not follow app code)."""
+    once = unicodedata.normalize("NFKC", email.strip())
+    return unicodedata.normalize("NFKC", once.casefold()).strip()
 
 
 def upgrade() -> None:
@@ -78,11 +85,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("password_reset_tokens", schema=None) as batch_op:
-        batch_op.drop_index("ix_password_reset_tokens_user")
+    # Dropping a table drops its indexes; MySQL refuses to drop an index a foreign key needs first.
     op.drop_table("password_reset_tokens")
-    with op.batch_alter_table("invitations", schema=None) as batch_op:
-        batch_op.drop_index("ix_invitations_tenant_email")
     op.drop_table("invitations")
     if op.get_bind().dialect.name in ("mysql", "mariadb"):
         with op.batch_alter_table("users", schema=None) as batch_op:
