@@ -123,6 +123,8 @@ def create(
 ) -> InvitationView:
     """A pending invitation of ``email`` (canonical) to the principal's tenant, emailed to it."""
     principal.require("owner")
+    # Invitations of one tenant run one at a time: "one pending per email" is a read, then a write.
+    tenants.get(session, principal.tenant_id, for_update=True)
     now = utcnow()
     existing = users.by_email(session, email)
     if existing is not None and tenants.membership(session, principal.tenant_id, existing.id) is not None:
