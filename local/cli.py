@@ -7,6 +7,8 @@
   (``X-Hub-Signature-256``), registered with the sandbox first when it answers, POSTed to the stack.
 - ``dlq list|redrive``: the running local stack's DLQs over ``/_local``; with ``QUEUE_URLS`` set, the
   real SQS DLQs through boto3.
+- ``outbox``: the emails the local stack sent (invitations, password resets), read from the outbox
+  file under ``LOCAL_STATE_DIR`` (no running stack needed; ``GET /_local/outbox`` serves the same).
 
 Other modules add subcommands with a ``register(subparsers)`` function (``local/jobs_cli.py``).
 Settings come from the environment through :class:`replyflow.settings.Settings`, over the running
@@ -440,6 +442,26 @@ def _dlq_aws(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from replyflow.adapters.mail_outbox import OutboxMailer
+
+    outbox = OutboxMailer.in_state_dir(_settings().local_state_dir)
+    if args.clear:
+        print(f"deleted {outbox.clear()} email(s) from {outbox.path}")
+        return 0
+    messages = outbox.messages(to=args.to, limit=args.limit)
+    if args.json:
+        print(json.dumps(messages, indent=2))
+        return 0
+    if not messages:
+        print(f"no emails in {outbox.path}")
+    for message in messages:
+        sent = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(message["sent_at"]))
+        print(f"--- #{message['id']} {sent}  {message['kind']}  to {message['to']}")
+        print(f"Subject: {message['subject']}\n\n{message['text']}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- parser
 
 
@@ -495,6 +517,13 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("action", choices=["list", "redrive"])
     dlq.add_argument("--queue", help="a queue or DLQ name (events-high, sends-low-dlq, ...)")
     dlq.set_defaults(func=cmd_dlq)
+
+    outbox = subparsers.add_parser("outbox", help="emails the local stack sent (invitations, resets)")
+    outbox.add_argument("--to", help="only the emails to this address")
+    outbox.add_argument("--limit", type=int, default=20, help="the newest N (default 20)")
+    outbox.add_argument("--json", action="store_true", help="as JSON")
+    outbox.add_argument("--clear", action="store_true", help="delete every email in the outbox")
+    outbox.set_defaults(func=cmd_outbox)
 
     try:
         extension = importlib.import_module("local.jobs_cli")

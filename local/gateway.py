@@ -28,7 +28,8 @@ Gateway-made errors use the project's one error shape ``{"error": {"code", "mess
 ``GET /_local/dlq/{queue}``, ``POST /_local/dlq/{queue}/redrive``, ``GET /_local/metrics``,
 ``GET /_local/jobs`` (the job names) and ``POST /_local/jobs/{name}[?deadline=S]``: run one scheduled job
 now, inside the stack (its broker, sandbox and caches), and answer its summary (``replyflow jobs run``
-uses this when a stack is running).
+uses this when a stack is running), and
+``GET /_local/outbox[?to=EMAIL&limit=N]`` (the emails the stack sent; ``DELETE`` empties it).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from local.broker import Broker, QueueNotFoundError
 from local.http_handler import DispatchingHandler
 from local.lambda_context import LambdaFunction
 from local.template import ACCOUNT_ID, REGION, AuthorizerSpec, RouteMatch, Template
+from replyflow.adapters.mail_outbox import OutboxMailer
 
 log = logging.getLogger("local.gateway")
 
@@ -182,6 +184,7 @@ class Gateway:
         functions: Mapping[str, LambdaFunction],
         *,
         broker: Broker | None = None,
+        outbox: OutboxMailer | None = None,
         stage: str = STAGE,
         host_header: str = "127.0.0.1:3000",
         clock: Callable[[], float] = time.monotonic,
@@ -189,6 +192,7 @@ class Gateway:
         self.template = template
         self.functions = functions
         self.broker = broker
+        self.outbox = outbox
         self.stage = stage
         self.host_header = host_header
         self._clock = clock
@@ -488,6 +492,8 @@ class Gateway:
             return json_response(200, {"metrics": metrics_store.snapshot()})
         if parts and parts[0] == "jobs":
             return self._jobs(parts[1:], method, request)
+        if parts == ["outbox"]:
+            return self._outbox(request, method)
         if self.broker is None:
             return self._error(404, "not_found", "No broker in this gateway")
         broker = self.broker
@@ -537,6 +543,20 @@ class Gateway:
         except Exception as error:  # the job logged its traceback; the caller gets one line
             return self._error(500, "job_failed", f"job {name} failed: {type(error).__name__}: {error}")
         return json_response(200, {"summary": summary})
+
+    def _outbox(self, request: HttpRequest, method: str) -> HttpResponse:
+        if self.outbox is None:
+            return self._error(404, "not_found", "No outbox in this gateway (MAIL_FROM sends through SES)")
+        if method == "DELETE":
+            return json_response(200, {"deleted": self.outbox.clear()})
+        if method != "GET":
+            return self._error(405, "method_not_allowed", "GET or DELETE /_local/outbox")
+        query = dict(request.query)
+        try:
+            limit = int(query.get("limit", "50"))
+        except ValueError:
+            return self._error(400, "bad_request", "limit must be a number")
+        return json_response(200, {"messages": self.outbox.messages(to=query.get("to"), limit=limit)})
 
 
 # ------------------------------------------------------------------------------------ HTTP server
@@ -595,9 +615,12 @@ class _Handler(DispatchingHandler):
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+        # A 204/304 has no body (a handler's "null" would be read as the next response's first bytes).
+        bodiless = response.status in (204, 304)
+        if not bodiless:
+            self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and not bodiless:
             self.wfile.write(response.body)
 
 

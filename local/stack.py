@@ -32,6 +32,7 @@ from local.gateway import Gateway, GatewayServer
 from local.lambda_context import LambdaFunction
 from local.scheduler import DeadLetter, Scheduler, Target
 from local.template import Template, load_template
+from replyflow.adapters.mail_outbox import OutboxMailer
 from replyflow.settings import Settings
 
 log = logging.getLogger("local.stack")
@@ -192,11 +193,18 @@ class LocalStack:
             )
             self.scheduler.start()
 
-        gateway = Gateway(template, self.functions, broker=self.broker)
+        gateway = Gateway(template, self.functions, broker=self.broker, outbox=self._outbox())
         self.server = GatewayServer(gateway, self.base.replyflow_host, self.base.replyflow_port)
         self.server.start()
         # Last: the CLI in another terminal reads it to work on this stack's database and sandbox.
         self.stack_env = stack_env.write(self.settings, pid=os.getpid())
+
+    def _outbox(self) -> OutboxMailer | None:
+        """The file the API's mailer writes to when no ``MAIL_FROM`` sends through SES."""
+        assert self.settings is not None
+        if self.settings.mail_from:
+            return None
+        return OutboxMailer.in_state_dir(self.settings.local_state_dir)
 
     def _dead_letter(self, fn: LambdaFunction) -> DeadLetter | None:
         """Where a failed async invocation goes: the function's ``DeadLetterQueue``, like Lambda."""
@@ -281,6 +289,7 @@ class LocalStack:
             f"  CLI settings   {self.stack_env} (the replyflow CLI reads it)",
             "",
             "  Simulate a comment:   replyflow simulate comment --text LINK",
+            "  Emails sent:          replyflow outbox   (or " + api + "/_local/outbox)",
             "  Ctrl-C stops everything.",
             "",
         ]

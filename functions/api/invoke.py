@@ -18,13 +18,23 @@ from authorizer.handler import lambda_handler as authorizer_handler
 
 UNAUTHENTICATED_PREFIXES = ("/v1/auth/",)
 UNAUTHENTICATED_PATHS = frozenset(
-    {"/health", "/openapi.json", "/docs", "/v1/plans", "/v1/accounts/oauth/callback"}
+    {
+        "/health",
+        "/openapi.json",
+        "/docs",
+        "/v1/plans",
+        "/v1/accounts/oauth/callback",
+        "/v1/invitations/accept",
+    }
 )
+AUTHENTICATED_PATHS = frozenset({"/v1/auth/password"})  # under /v1/auth/, but a route of its own
 METHOD_ARN = "arn:aws:execute-api:us-east-1:000000000000:local/v1/{method}{path}"
 POLICY_TTL_SECONDS = 300
 
 
 def needs_authorizer(path: str) -> bool:
+    if path in AUTHENTICATED_PATHS:
+        return True
     if path in UNAUTHENTICATED_PATHS or path.startswith(UNAUTHENTICATED_PREFIXES):
         return False
     return path.startswith("/v1/")

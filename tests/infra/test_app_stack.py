@@ -275,6 +275,8 @@ def test_only_the_public_routes_skip_the_authorizer(functions: dict[str, Any]) -
         ("GET", "/openapi.json"): "NONE",
         ("GET", "/docs"): "NONE",
         ("ANY", "/v1/auth/{proxy+}"): "NONE",
+        ("POST", "/v1/auth/password"): None,  # a password change needs the session
+        ("POST", "/v1/invitations/accept"): "NONE",  # a new invitee has no session yet
         ("GET", "/v1/plans"): "NONE",
         ("GET", "/v1/accounts/oauth/callback"): "NONE",
         ("ANY", "/v1/{proxy+}"): None,

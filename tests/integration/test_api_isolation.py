@@ -55,7 +55,8 @@ def tenant_a(env: ApiEnv) -> dict[str, str]:
         },
     ).body
     key = env.call("POST", "/v1/api-keys", token=token, body={"name": "A key"}).body
-    member = env.call("POST", "/v1/members", token=token, body={"email": "a-member@example.com"}).body
+    member = env.invite_and_accept(token, "a-member@example.com")
+    invitation = env.call("POST", "/v1/members", token=token, body={"email": "a-pending@example.com"}).body
     return {
         "token": token,
         "tenant_id": owner["tenant_id"],
@@ -64,6 +65,7 @@ def tenant_a(env: ApiEnv) -> dict[str, str]:
         "automation_id": automation["id"],
         "key_id": key["id"],
         "user_id": member["user_id"],
+        "invitation_id": invitation["id"],
     }
 
 
@@ -110,6 +112,7 @@ def test_every_route_with_tenant_b_against_tenant_a_ids_is_404(env: ApiEnv, tena
     )
     assert env.call("GET", f"/v1/accounts/{tenant_a['account_id']}", token=a).body["status"] == "active"
     assert len(env.call("GET", "/v1/members", token=a).body) == 2
+    assert [i["id"] for i in env.call("GET", "/v1/invitations", token=a).body] == [tenant_a["invitation_id"]]
 
 
 def test_body_references_to_another_tenant_are_404(env: ApiEnv, tenant_a: dict[str, str]) -> None:

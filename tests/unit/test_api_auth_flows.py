@@ -142,14 +142,7 @@ def test_api_key_is_shown_once_authenticates_and_stops_working_when_revoked(api_
 def test_members_roles_and_the_last_owner(api_env: ApiEnv) -> None:
     owner = api_env.signup()
     token = owner["access_token"]
-    invited = api_env.call(
-        "POST", "/v1/members", token=token, body={"email": "m@example.com", "role": "member"}
-    )
-    assert invited.status == 201
-    password = invited.body["temporary_password"]
-    member = api_env.call(
-        "POST", "/v1/auth/login", body={"email": "m@example.com", "password": password}
-    ).body
+    member = api_env.invite_and_accept(token, "m@example.com", "member")
     member_token = member["access_token"]
     assert api_env.call("GET", "/v1/templates", token=member_token).status == 200
     denied = api_env.call("POST", "/v1/templates", token=member_token, body={"name": "t", "text": "hi"})

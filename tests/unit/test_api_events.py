@@ -1,5 +1,6 @@
 """The sample events in events/ drive the real handlers: the authorizer's REQUEST event, and proxy
-events for sign-up and a list read with the authorizer context already attached."""
+events for sign-up, a list read with the authorizer context already attached, and accepting an
+invitation (a public route: no authorizer context)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,16 @@ def test_sample_events(api_env: ApiEnv) -> None:
     assert listed["statusCode"] == 200
     assert json.loads(listed["body"]) == []
     assert listed["multiValueHeaders"]["X-RateLimit-Limit"] == ["60"]
+
+
+def test_sample_invitation_accept_event(api_env: ApiEnv) -> None:
+    owner = api_env.signup()
+    email = "teammate@example.com"
+    invited = api_env.call("POST", "/v1/members", token=owner["access_token"], body={"email": email})
+    assert invited.status == 201
+    event = load_event("api_invitation_accept.json")
+    body = json.loads(event["body"])
+    event["body"] = json.dumps({**body, "token": api_env.last_token(email, "invitation")})
+    response = api_handler(event, None)
+    assert response["statusCode"] == 200, response["body"]
+    assert json.loads(response["body"])["tenant_id"] == owner["tenant_id"]

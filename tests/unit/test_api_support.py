@@ -7,13 +7,18 @@ gateway (``api.invoke.Gateway``) that runs the authorizer before the API like AP
 
 from __future__ import annotations
 
+import re
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from api.invoke import ApiResponse, Gateway
 from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
+from replyflow.adapters.mail_outbox import OutboxMailer
 from replyflow.db.engine import session_scope
 from replyflow.db.repositories.plans import seed_plans
 from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
@@ -59,6 +64,7 @@ class ApiEnv:
     oauth: FakeInstagramOAuth
     settings: Settings
     requeued: list[tuple[str, str]]
+    outbox: OutboxMailer
 
     def call(self, method: str, path: str, **kwargs: Any) -> ApiResponse:
         return self.gateway.request(method, path, **kwargs)
@@ -73,6 +79,30 @@ class ApiEnv:
         assert response.status == 201, response.body
         return {**response.body, "email": email, "password": "correct horse battery"}
 
+    def signup_as(self, email: str, password: str = "correct horse battery") -> ApiResponse:
+        body = {"email": email, "password": password, "workspace_name": "Workspace"}
+        return self.call("POST", "/v1/auth/signup", body=body)
+
+    def last_token(self, to: str, kind: str) -> str:
+        """The token of the newest ``kind`` email (invitation, password_reset) sent to ``to``."""
+        sent = [m for m in self.outbox.messages(to=to) if m["kind"] == kind]
+        assert sent, f"no {kind} email to {to}"
+        found = re.search(r"#token=(\S+)", sent[-1]["text"])
+        assert found is not None, sent[-1]["text"]
+        return found.group(1)
+
+    def invite_and_accept(self, owner_token: str, email: str, role: str = "member") -> dict[str, Any]:
+        """Invites ``email`` and accepts as a new user with a password; the new session's token pair."""
+        invited = self.call("POST", "/v1/members", token=owner_token, body={"email": email, "role": role})
+        assert invited.status == 201, invited.body
+        accepted = self.call(
+            "POST",
+            "/v1/invitations/accept",
+            body={"token": self.last_token(email, "invitation"), "password": "correct horse battery"},
+        )
+        assert accepted.status == 200, accepted.body
+        return {**accepted.body, "email": email, "password": "correct horse battery"}
+
 
 def _record(calls: list[tuple[str, str]], tenant_id: str, account_id: str) -> int:
     calls.append((tenant_id, account_id))
@@ -83,6 +113,7 @@ def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv
     settings = Settings(database_url=database_url, redis_url=redis_url, environment="test")
     oauth = FakeInstagramOAuth()
     requeued: list[tuple[str, str]] = []
+    outbox = OutboxMailer(Path(tempfile.mkdtemp(prefix="rf-outbox-")) / "outbox.sqlite3")
     core.override(settings=settings)
     client = core.redis_client()
     if redis_url is None:
@@ -92,6 +123,7 @@ def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv
         settings=settings,
         instagram_oauth=oauth,
         api_rate_limiter=limiter,
+        mailer=outbox,
         requeue_parked=lambda _session, tenant_id, account_id: _record(requeued, tenant_id, account_id),
     )
     with session_scope(core.writer_sessions()) as session:
@@ -102,6 +134,8 @@ def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv
             oauth,
             settings,
             requeued,
+            outbox,
         )
     finally:
         core.clear_overrides()
+        shutil.rmtree(outbox.path.parent, ignore_errors=True)

@@ -42,12 +42,7 @@ def account_count(env: ApiEnv, token: str) -> int:
 
 def invite_and_login(env: ApiEnv, owner_token: str, role: str) -> str:
     email = f"{role}-{secrets.token_hex(4)}@example.com"
-    invited = env.call("POST", "/v1/members", token=owner_token, body={"email": email, "role": role})
-    assert invited.status == 201, invited.body
-    password = invited.body["temporary_password"]
-    login = env.call("POST", "/v1/auth/login", body={"email": email, "password": password})
-    assert login.status == 200, login.body
-    return str(login.body["access_token"])
+    return str(env.invite_and_accept(owner_token, email, role)["access_token"])
 
 
 def test_complete_connects_the_account_for_the_user_who_started(api_env: ApiEnv) -> None:

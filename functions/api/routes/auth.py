@@ -1,4 +1,8 @@
-"""/v1/auth/* (no gateway authorizer: credentials travel in the body) and /v1/me."""
+"""/v1/auth/* (no gateway authorizer: credentials travel in the body) and /v1/me.
+
+The exception is ``POST /v1/auth/password`` (change the password), a route of its own in template.yaml
+that the gateway authorizes like every /v1 route.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,14 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import client_ip, principal
-from replyflow.services import auth
+from replyflow.services import auth, passwords
 from replyflow.services.auth import LoginRequest, MeView, RefreshRequest, SignupRequest, TokenPair
+from replyflow.services.passwords import (
+    PasswordChangeRequest,
+    PasswordForgotAccepted,
+    PasswordForgotRequest,
+    PasswordResetRequest,
+)
 from replyflow.wiring import api as wiring
 
 router = Router()
@@ -47,6 +57,47 @@ def refresh(body: RefreshRequest) -> TokenPair:
 def logout(body: RefreshRequest) -> Response[Any]:
     with wiring.unit_of_work() as session:
         auth.logout(session, wiring.auth_config(), body)
+    return Response(204, content_types.APPLICATION_JSON, None)
+
+
+@router.post(
+    "/password",
+    tags=["auth"],
+    summary="Change the password (current one required); signs out every other session",
+)
+def change_password(body: PasswordChangeRequest) -> TokenPair:
+    with wiring.unit_of_work() as session:
+        return passwords.change(session, wiring.auth_config(), wiring.rate_limiter(), principal(router), body)
+
+
+@router.post(
+    "/password/forgot",
+    tags=["auth"],
+    summary="Email a reset link (30 min); the same 202 whether the account exists or not",
+    security=NO_AUTH,
+)
+def forgot_password(body: PasswordForgotRequest) -> Response[PasswordForgotAccepted]:
+    with wiring.unit_of_work() as session:
+        answer = passwords.forgot(
+            session,
+            wiring.rate_limiter(),
+            wiring.mailer(),
+            wiring.console_base_url(),
+            body,
+            ip=client_ip(router),
+        )
+    return Response(202, content_types.APPLICATION_JSON, answer)
+
+
+@router.post(
+    "/password/reset",
+    tags=["auth"],
+    summary="Set a new password with an emailed token (single use); signs out every session",
+    security=NO_AUTH,
+)
+def reset_password(body: PasswordResetRequest) -> Response[Any]:
+    with wiring.unit_of_work() as session:
+        passwords.reset(session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router))
     return Response(204, content_types.APPLICATION_JSON, None)
 
 

@@ -9,7 +9,8 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import principal
 from replyflow.services import members
-from replyflow.services.members import InviteRequest, InviteResult, MemberView, RoleChange
+from replyflow.services.invitations import InvitationView
+from replyflow.services.members import InviteRequest, MemberView, RoleChange
 from replyflow.wiring import api as wiring
 
 router = Router()
@@ -21,10 +22,21 @@ def list_members() -> list[MemberView]:
         return members.list_members(session, principal(router))
 
 
-@router.post("", tags=["members"], summary="Invite a member (owner)")
-def invite(body: InviteRequest) -> Response[InviteResult]:
+@router.post(
+    "",
+    tags=["members"],
+    summary="Invite an email (owner): emails a single-use link; a member only once it is accepted",
+)
+def invite(body: InviteRequest) -> Response[InvitationView]:
     with wiring.unit_of_work() as session:
-        result = members.invite(session, principal(router), body)
+        result = members.invite(
+            session,
+            principal(router),
+            body,
+            wiring.rate_limiter(),
+            wiring.mailer(),
+            wiring.console_base_url(),
+        )
     return Response(201, content_types.APPLICATION_JSON, result)
 
 

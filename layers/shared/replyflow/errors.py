@@ -66,3 +66,10 @@ class RateLimitedError(ReplyflowError):
 
 class SignatureError(UnauthorizedError):
     code = "invalid_signature"
+
+
+class MailDeliveryError(ReplyflowError):
+    """The mail service refused or could not be reached; nothing was committed."""
+
+    code = "mail_unavailable"
+    status = 503

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from replyflow.domain.emails import OutgoingEmail
 
 
 class Cache(Protocol):
@@ -18,3 +21,9 @@ class QueuePublisher(Protocol):
     """Publishes message bodies to a logical queue ("events-high", "sends-default", ...)."""
 
     def publish(self, queue: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None: ...
+
+
+class Mailer(Protocol):
+    """Sends one email or raises ``MailDeliveryError``. SES in AWS; a local outbox file otherwise."""
+
+    def send(self, message: OutgoingEmail) -> None: ...

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     # Browsers may send credentials (cookies, client certificates) cross-origin: never with origin "*".
     cors_allow_credentials: bool = False
 
+    # Email: SES (v2) sends from MAIL_FROM; unset, mail goes to the local outbox (refused in dev/prod).
+    # Invitation and password reset links point at the console's pages under CONSOLE_BASE_URL.
+    mail_from: str | None = None
+    console_base_url: str = "http://127.0.0.1:3000"
+
     # Queues: SQS URLs by logical name (events-high, sends-default, ...) in AWS; empty = local broker.
     queue_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     aws_region: str = "us-east-1"

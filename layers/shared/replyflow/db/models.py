@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from replyflow.clock import utcnow
@@ -38,6 +39,9 @@ from replyflow.ids import new_id
 # BIGINT AUTO_INCREMENT on MySQL; SQLite only auto-increments INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 TENANT_ID = String(26)
+# Canonical emails (``domain.emails``) compared byte for byte: MySQL's default collations would make
+# ``admín@`` and ``admin@`` one row, deciding identity behind the application's back.
+EmailAddress = String(254).with_variant(mysql.VARCHAR(254, collation="utf8mb4_bin"), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -77,7 +81,7 @@ class User(TimestampMixin, Base):
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
-    email: Mapped[str] = mapped_column(String(254), unique=True)
+    email: Mapped[str] = mapped_column(EmailAddress, unique=True)
     name: Mapped[str] = mapped_column(String(120), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
 
@@ -125,6 +129,43 @@ class RefreshToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_refresh_tokens_tenant_family", "tenant_id", "family_id"),)
+
+
+class Invitation(Base):
+    """An owner's invitation of an email to a tenant. Only the SHA-256 of its token is stored; it is
+    pending until accepted, revoked or expired, and accepting it is what creates the membership."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    email: Mapped[str] = mapped_column(EmailAddress)
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[str | None] = mapped_column(String(26))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    accepted_by: Mapped[str | None] = mapped_column(String(26))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_invitations_tenant_email", "tenant_id", "email"),)
+
+
+class PasswordResetToken(Base):
+    """A single-use password reset token (SHA-256 stored). Users are global, so this table is too."""
+
+    __tablename__ = "password_reset_tokens"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_password_reset_tokens_user", "user_id"),)
 
 
 class Subscription(TimestampMixin, Base):

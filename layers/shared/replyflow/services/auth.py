@@ -13,7 +13,10 @@ Invariants:
   rotated refresh token) deny-lists that session, so its access tokens stop working on the next
   request (``services.revocation``), not when they expire;
 - one user per email: the unique index decides, so a signup that loses a race to another for the
-  same email is the same ``email_taken`` 409 as one that finds the email taken.
+  same email is the same ``email_taken`` 409 as one that finds the email taken;
+- emails are canonical (``domain.emails``) from the moment a request model parses them: lookups,
+  uniqueness and every rate-limit key see one spelling;
+- a new password passes ``password_policy.check_password``.
 """
 
 from __future__ import annotations
@@ -23,28 +26,36 @@ import secrets
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from replyflow.adapters.jwt_keys import KeyRing
+from replyflow.adapters.jwt_keys import InvalidTokenError, KeyRing
 from replyflow.adapters.passwords import hash_password, verify_password
 from replyflow.clock import utcnow
 from replyflow.db.engine import is_duplicate_key
 from replyflow.db.models import Subscription
 from replyflow.db.repositories import refresh_tokens, tenants, users
 from replyflow.db.repositories import subscriptions as subscriptions_repo
-from replyflow.errors import ConflictError, UnauthorizedError
+from replyflow.domain.emails import EMAIL_PATTERN, canonical_email
+from replyflow.errors import ConflictError, ForbiddenError, UnauthorizedError
 from replyflow.ids import new_id
 from replyflow.services import tokens
 from replyflow.services.access import Principal
+from replyflow.services.password_policy import check_password
 from replyflow.services.rate_limit_api import RateLimiter, check_login, check_refresh, check_signup
 from replyflow.services.revocation import LOGGED_OUT, REFRESH_REUSED, RevocationUnavailableError, Revoker
 
 FREE_PLAN = "free"
-Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+
+
+def _canonical(value: Any) -> Any:
+    return canonical_email(value) if isinstance(value, str) else value
+
+
+Email = Annotated[str, BeforeValidator(_canonical), Field(pattern=EMAIL_PATTERN, max_length=254)]
 
 
 class SignupRequest(BaseModel):
@@ -126,7 +137,7 @@ def _slug(name: str) -> str:
     return f"{base}-{secrets.token_hex(5)}"
 
 
-def _issue(
+def issue_pair(
     session: Session, cfg: AuthConfig, *, tenant_id: str, user_id: str, role: str, family_id: str
 ) -> TokenPair:
     refresh = tokens.new_refresh_token()
@@ -167,6 +178,7 @@ def signup(
     check_signup(limiter, ip)
     if users.by_email(session, request.email) is not None:
         raise _email_taken()
+    check_password(request.password, email=request.email, other_inputs=(request.name, request.workspace_name))
     now = utcnow()
     tenant = tenants.add(
         session, name=request.workspace_name, slug=_slug(request.workspace_name), plan_code=FREE_PLAN
@@ -192,7 +204,7 @@ def signup(
             current_period_end=now + timedelta(days=30),
         ),
     )
-    return _issue(session, cfg, tenant_id=tenant.id, user_id=user.id, role="owner", family_id=new_id())
+    return issue_pair(session, cfg, tenant_id=tenant.id, user_id=user.id, role="owner", family_id=new_id())
 
 
 def login(
@@ -211,7 +223,7 @@ def login(
     if not memberships:
         raise UnauthorizedError("wrong email or password", code="invalid_credentials")
     membership = memberships[0]
-    return _issue(
+    return issue_pair(
         session,
         cfg,
         tenant_id=membership.tenant_id,
@@ -243,7 +255,7 @@ def refresh(
     if membership is None:
         refresh_tokens.revoke_family(session, token.tenant_id, token.family_id, now)
         raise UnauthorizedError("you are no longer a member of this workspace", code="invalid_refresh_token")
-    return _issue(
+    return issue_pair(
         session,
         cfg,
         tenant_id=token.tenant_id,
@@ -263,6 +275,24 @@ def _revoke_after_reuse(
         # Best effort: the family is revoked in the database, which the API checks while Redis is down.
         with suppress(RevocationUnavailableError):
             cfg.revoker.end_session(tenant_id, family_id, REFRESH_REUSED)
+
+
+def user_id_from_bearer(keys: KeyRing, authorization: str | None) -> str | None:
+    """The user of an ``Authorization: Bearer <access JWT>`` header on a route the gateway does not
+    authorize (accepting an invitation works signed in or not). None without the header;
+    ``UnauthorizedError`` for a header that is not a valid user access token (never a silent fallback
+    to the signed-out path)."""
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise UnauthorizedError("missing or invalid credentials")
+    if credential.strip().startswith(tokens.API_KEY_PREFIX):
+        raise ForbiddenError("an invitation is accepted by a user, not an API key", code="user_required")
+    try:
+        return tokens.verify_access_token(keys, credential.strip()).user_id
+    except InvalidTokenError:
+        raise UnauthorizedError("missing or invalid credentials") from None
 
 
 def logout(session: Session, cfg: AuthConfig, request: RefreshRequest) -> None:

@@ -10,26 +10,27 @@ Invariants:
   change asks for a refresh, which reads the new role); removal also revokes their refresh tokens;
 - a tenant has at most its plan's ``MAX_MEMBERS`` members (``services.limits``).
 
-There is no mail in this product: inviting an unknown email creates the user with a one-time password
-shown once.
+Inviting creates an emailed invitation (``services.invitations``); nobody becomes a member without
+accepting it.
 """
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
-from replyflow.adapters.passwords import hash_password
 from replyflow.clock import utcnow
 from replyflow.db.repositories import refresh_tokens, tenants, users
 from replyflow.errors import ConflictError, ForbiddenError, NotFoundError
-from replyflow.services import limits, revocation
+from replyflow.ports import Mailer
+from replyflow.services import invitations, limits, revocation
 from replyflow.services.access import Principal
 from replyflow.services.auth import Email
+from replyflow.services.invitations import InvitationView
+from replyflow.services.rate_limit_api import RateLimiter
 from replyflow.services.revocation import Revoker
 
 
@@ -46,13 +47,6 @@ class InviteRequest(BaseModel):
 
     email: Email
     role: Literal["owner", "admin", "member"] = "member"
-    name: str = Field(default="", max_length=120)
-
-
-class InviteResult(MemberView):
-    temporary_password: str | None = Field(
-        default=None, description="set only when the user was created by this invitation; shown once"
-    )
 
 
 class RoleChange(BaseModel):
@@ -68,26 +62,18 @@ def list_members(session: Session, principal: Principal) -> list[MemberView]:
     ]
 
 
-def invite(session: Session, principal: Principal, request: InviteRequest) -> InviteResult:
-    principal.require("owner")
+def invite(
+    session: Session,
+    principal: Principal,
+    request: InviteRequest,
+    limiter: RateLimiter,
+    mailer: Mailer,
+    console_base_url: str,
+) -> InvitationView:
+    """Emails an invitation; the membership exists only once the invitee accepts it."""
     limits.check_members(session, principal.tenant_id)
-    user = users.by_email(session, request.email)
-    temporary: str | None = None
-    if user is None:
-        temporary = secrets.token_urlsafe(12)
-        user = users.add(
-            session, email=request.email, name=request.name, password_hash=hash_password(temporary)
-        )
-    elif tenants.membership(session, principal.tenant_id, user.id) is not None:
-        raise ConflictError("this user is already a member", code="already_member")
-    membership = tenants.add_member(session, principal.tenant_id, user.id, request.role)
-    return InviteResult(
-        user_id=user.id,
-        email=user.email,
-        name=user.name,
-        role=membership.role,
-        joined_at=membership.created_at,
-        temporary_password=temporary,
+    return invitations.create(
+        session, principal, limiter, mailer, console_base_url, email=request.email, role=request.role
     )
 
 

@@ -4,7 +4,15 @@ One MULTI/EXEC of ``INCR`` + ``EXPIRE NX`` + ``TTL`` per check, so concurrent in
 count and a key can never be left without an expiry. Windows are aligned to the key's first hit.
 
 - per tenant: the plan's ``api_requests_per_minute`` (every authenticated request);
-- per IP and per email on login, per IP on signup: a brute force gets 429, not a slower 401.
+- per IP on signup and refresh; per IP and per canonical email on login and password reset: a brute
+  force gets 429, not a slower 401.
+
+Login limits are built so that they are not a lever against someone else's account: an account's
+attempt budget is counted per (email, client) -- one client that burns it locks out only itself --
+and the account-wide ceiling over every client *slows* (one attempt a minute per client past it)
+rather than blocks, so the right password from a client that has not been guessing still gets in.
+Email keys use ``domain.emails.limiter_email``: every spelling of an address (case, full-width,
+accents) shares one budget. A client is its IP, or its /64 for IPv6 (one host holds a whole /64).
 
 If Redis is unreachable the API fails open (counting is best-effort; availability wins).
 
@@ -14,16 +22,26 @@ caller's revocation entries (``services.revocation``) in the round trip it alrea
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import redis
 
+from replyflow.domain.emails import limiter_email
 from replyflow.errors import RateLimitedError
 
 LOGIN_PER_IP = (30, 300)  # attempts, window seconds
-LOGIN_PER_EMAIL = (10, 300)
+LOGIN_PER_EMAIL_CLIENT = (10, 300)  # one client's attempts at one account
+LOGIN_PER_EMAIL = (50, 300)  # every client's attempts at one account: past it, the slow lane below
+LOGIN_SLOW_PER_EMAIL_CLIENT = (1, 60)
+PASSWORD_FORGOT_PER_IP = (10, 3600)
+PASSWORD_FORGOT_PER_EMAIL = (5, 3600)
+PASSWORD_RESET_PER_IP = (20, 3600)
+PASSWORD_CHANGE_PER_USER = (10, 3600)
+INVITATION_ACCEPT_PER_IP = (30, 3600)
+INVITATIONS_PER_TENANT = (50, 3600)
 SIGNUP_PER_IP = (10, 3600)
 REFRESH_PER_IP = (60, 60)
 
@@ -99,11 +117,55 @@ def enforce(limiter: RateLimiter, key: str, rule: tuple[int, int], what: str) ->
     return decision
 
 
+def client_key(ip: str) -> str:
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return ip.strip() or "unknown"
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def check_login(limiter: RateLimiter, ip: str, email: str) -> None:
-    enforce(limiter, f"login:ip:{ip}", LOGIN_PER_IP, "login attempts from this address")
+    client, account = client_key(ip), limiter_email(email)
+    enforce(limiter, f"login:ip:{client}", LOGIN_PER_IP, "login attempts from this address")
     enforce(
-        limiter, f"login:email:{email.strip().lower()}", LOGIN_PER_EMAIL, "login attempts for this account"
+        limiter,
+        f"login:email-client:{account}:{client}",
+        LOGIN_PER_EMAIL_CLIENT,
+        "login attempts for this account from this address",
     )
+    if not limiter.hit(f"login:email:{account}", *LOGIN_PER_EMAIL).allowed:
+        enforce(
+            limiter,
+            f"login:email-slow:{account}:{client}",
+            LOGIN_SLOW_PER_EMAIL_CLIENT,
+            "login attempts for this account (it is under attack; one attempt a minute)",
+        )
+
+
+def check_password_forgot(limiter: RateLimiter, ip: str, email: str) -> bool:
+    """Whether a reset email may go out. The per-IP limit is a 429; the per-email one is silent (the
+    answer stays the same 202, so it reveals nothing about the account), it just sends no more mail."""
+    enforce(limiter, f"pwforgot:ip:{client_key(ip)}", PASSWORD_FORGOT_PER_IP, "password reset requests")
+    return limiter.hit(f"pwforgot:email:{limiter_email(email)}", *PASSWORD_FORGOT_PER_EMAIL).allowed
+
+
+def check_password_reset(limiter: RateLimiter, ip: str) -> None:
+    enforce(limiter, f"pwreset:ip:{client_key(ip)}", PASSWORD_RESET_PER_IP, "password reset attempts")
+
+
+def check_password_change(limiter: RateLimiter, user_id: str) -> None:
+    enforce(limiter, f"pwchange:user:{user_id}", PASSWORD_CHANGE_PER_USER, "password change attempts")
+
+
+def check_invitation_accept(limiter: RateLimiter, ip: str) -> None:
+    enforce(limiter, f"invite-accept:ip:{client_key(ip)}", INVITATION_ACCEPT_PER_IP, "invitation attempts")
+
+
+def check_invitations_sent(limiter: RateLimiter, tenant_id: str) -> None:
+    enforce(limiter, f"invites:tenant:{tenant_id}", INVITATIONS_PER_TENANT, "invitations sent")
 
 
 def check_signup(limiter: RateLimiter, ip: str) -> None:

@@ -58,6 +58,7 @@ ROLE_CHANGED = "role_changed"
 REVOKED = "revoked"
 LOGGED_OUT = "logged_out"
 REFRESH_REUSED = "refresh_reused"
+PASSWORD_CHANGED = "password_changed"
 
 
 class RevocationUnavailableError(ReplyflowError):

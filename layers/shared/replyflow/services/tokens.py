@@ -7,6 +7,8 @@
 - API key: ``rfk_<prefix>_<secret>``; the prefix (12 hex chars) is the lookup key, the secret has 256
   random bits and is stored as SHA-256 (argon2 is for low-entropy passwords; a random secret needs no
   stretching, and the authorizer must be fast). Compared in constant time.
+- Invitation token: ``rfi_`` + 256 random bits; password reset token: ``rfp_`` + 256 random bits.
+  Both are single use, sent only by email, and stored as SHA-256 like refresh tokens.
 - OAuth state: a JWT (``typ=oauth_state``, its own audience) with tenant, user and a nonce; 10 minutes.
   The signature only proves the API issued it: ``services.oauth.complete`` also binds it to the caller
   (tenant and user) and spends its nonce once.
@@ -27,6 +29,8 @@ OAUTH_STATE = "oauth_state"
 OAUTH_STATE_TTL_SECONDS = 600
 API_KEY_PREFIX = "rfk_"
 REFRESH_PREFIX = "rft_"
+INVITATION_PREFIX = "rfi_"
+PASSWORD_RESET_PREFIX = "rfp_"
 
 
 def sha256_hex(value: str) -> str:
@@ -87,6 +91,14 @@ def verify_access_token(keys: KeyRing, token: str) -> AccessClaims:
 
 def new_refresh_token() -> str:
     return REFRESH_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_invitation_token() -> str:
+    return INVITATION_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_password_reset_token() -> str:
+    return PASSWORD_RESET_PREFIX + secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,14 @@
 Everything is built on demand from ``core`` (cheap objects, or core's cached clients), so
 ``core.override(...)`` in the local stack and tests replaces any of them:
 ``api_rate_limiter``, ``revocation_store``, ``instagram_oauth``, ``oauth_nonces``, ``billing_provider``,
-``requeue_parked``.
+``requeue_parked``, ``mailer``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import TYPE_CHECKING, cast
 
 from replyflow.adapters.jwt_keys import KeyRing
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from replyflow.adapters.instagram_oauth import InstagramOAuth
-    from replyflow.ports import Cache
+    from replyflow.ports import Cache, Mailer
     from replyflow.services.access import Principal
     from replyflow.services.auth import AuthConfig
     from replyflow.services.billing import BillingProvider
@@ -160,3 +161,31 @@ def requeue_parked() -> Callable[[Session, str, str], int]:
         return release_parked(session, tenant_id, account_id, core.queue_publisher())
 
     return release
+
+
+def mailer() -> Mailer:
+    """SES from ``MAIL_FROM``; without it the local outbox, which a deployed stack refuses to use."""
+    override = core.component("mailer")
+    if override is not None:
+        return cast("Mailer", override)
+    s = core.settings()
+    if s.mail_from:
+        return _ses_mailer(s.mail_from, s.aws_region)
+    if s.environment in {"dev", "prod"}:
+        raise RuntimeError("MAIL_FROM must be set outside the local stack")
+    from replyflow.adapters.mail_outbox import OutboxMailer
+
+    return OutboxMailer.in_state_dir(s.local_state_dir)
+
+
+@lru_cache(maxsize=2)
+def _ses_mailer(from_address: str, region: str) -> Mailer:
+    import boto3
+
+    from replyflow.adapters.mail_ses import SesMailer
+
+    return SesMailer(boto3.client("sesv2", region_name=region), from_address)
+
+
+def console_base_url() -> str:
+    return core.settings().console_base_url.rstrip("/")

@@ -90,3 +90,21 @@ def family_revoked(session: Session, tenant_id: str, family_id: str) -> bool:
         .limit(1)
     )
     return found is not None
+
+
+def revoke_every_tenant_of_user(session: Session, user_id: str, now: datetime) -> list[tuple[str, str]]:
+    """A password change or reset: the user is global, so every session in every tenant ends. Returns
+    the (tenant id, family id) of every session it ended, for the access-token deny-list."""
+    live = RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None)
+    ended = [
+        (tenant_id, family_id)
+        for tenant_id, family_id in session.execute(
+            select(RefreshToken.tenant_id, RefreshToken.family_id).where(*live).distinct()
+        )
+    ]
+    session.execute(
+        update(RefreshToken)
+        .where(*live)
+        .values(revoked_at=now)
+    )
+    return ended

@@ -1,0 +1,72 @@
+"""/v1/invitations: owners list, revoke and resend pending invitations; anyone with a link accepts.
+
+``POST /v1/invitations/accept`` is a public route in template.yaml (a new user has no session yet);
+a signed-in invitee sends its bearer token anyway, and the service verifies it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from api.context import client_ip, header, principal
+from replyflow.services import invitations
+from replyflow.services.auth import TokenPair, user_id_from_bearer
+from replyflow.services.invitations import AcceptInvitationRequest, InvitationView
+from replyflow.wiring import api as wiring
+
+router = Router()
+NO_GATEWAY_AUTH: list[dict[str, list[str]]] = []  # the bearer is optional; the service checks it
+
+
+@router.get("", tags=["members"], summary="Pending invitations (owner)")
+def list_pending() -> list[InvitationView]:
+    with wiring.unit_of_work() as session:
+        return invitations.list_pending(session, principal(router))
+
+
+@router.delete("/<invitation_id>", tags=["members"], summary="Revoke a pending invitation (owner)")
+def revoke(invitation_id: str) -> Response[Any]:
+    with wiring.unit_of_work() as session:
+        invitations.revoke(session, principal(router), invitation_id)
+    return Response(204, content_types.APPLICATION_JSON, None)
+
+
+@router.post(
+    "/<invitation_id>/resend",
+    tags=["members"],
+    summary="Email a new link (owner); the old one stops working, the 7 days start again",
+)
+def resend(invitation_id: str) -> InvitationView:
+    with wiring.unit_of_work() as session:
+        return invitations.resend(
+            session,
+            principal(router),
+            wiring.rate_limiter(),
+            wiring.mailer(),
+            wiring.console_base_url(),
+            invitation_id,
+        )
+
+
+@router.post(
+    "/accept",
+    tags=["members"],
+    summary="Accept an invitation: signed in as the invited email, or with a new account's password",
+    description="Send `Authorization: Bearer <access JWT>` of the invited email's account, or no "
+    "session and a `password` for a new account (when no account has this email).",
+    security=NO_GATEWAY_AUTH,
+)
+def accept(body: AcceptInvitationRequest) -> TokenPair:
+    user_id = user_id_from_bearer(wiring.key_ring(), header(router, "authorization"))
+    with wiring.unit_of_work() as session:
+        return invitations.accept(
+            session,
+            wiring.auth_config(),
+            wiring.rate_limiter(),
+            body,
+            signed_in_user_id=user_id,
+            ip=client_ip(router),
+        )
