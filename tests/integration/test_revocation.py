@@ -18,7 +18,7 @@ from replyflow.db.repositories import tenants
 from replyflow.errors import ConflictError, ForbiddenError
 from replyflow.services import members, revocation
 from replyflow.services.access import Principal
-from replyflow.services.members import InviteRequest, RoleChange
+from replyflow.services.members import RoleChange
 from replyflow.wiring import api as wiring
 from replyflow.wiring import core
 from tests.unit.test_api_support import ApiEnv, make_env
@@ -37,10 +37,9 @@ def env(mysql_url: str, redis_url: str) -> Iterator[ApiEnv]:
 def two_owners(env: ApiEnv) -> tuple[Principal, Principal]:
     signup = env.signup("Owners")
     first = Principal(signup["tenant_id"], signup["user_id"], "owner", "user")
-    with session_scope(core.writer_sessions()) as session:
-        email = f"second-{time.monotonic_ns()}@example.com"
-        invited = members.invite(session, first, InviteRequest(email=email, role="owner"))
-    return first, Principal(first.tenant_id, invited.user_id, "owner", "user")
+    email = f"second-{time.monotonic_ns()}@example.com"
+    invited = env.invite_and_accept(signup["access_token"], email, role="owner")
+    return first, Principal(first.tenant_id, invited["user_id"], "owner", "user")
 
 
 def owners_of(tenant_id: str) -> int:

@@ -29,13 +29,13 @@ from replyflow.services import tokens
 from replyflow.services.access import Principal
 from replyflow.services.auth import AuthConfig, Email, TokenPair, issue_pair
 from replyflow.services.password_policy import MAX_LENGTH, check_password
-from replyflow.services.revocation import PASSWORD_CHANGED
 from replyflow.services.rate_limit_api import (
     RateLimiter,
     check_password_change,
     check_password_forgot,
     check_password_reset,
 )
+from replyflow.services.revocation import PASSWORD_CHANGED
 
 RESET_TTL = timedelta(minutes=30)
 

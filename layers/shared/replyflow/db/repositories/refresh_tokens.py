@@ -102,9 +102,5 @@ def revoke_every_tenant_of_user(session: Session, user_id: str, now: datetime) -
             select(RefreshToken.tenant_id, RefreshToken.family_id).where(*live).distinct()
         )
     ]
-    session.execute(
-        update(RefreshToken)
-        .where(*live)
-        .values(revoked_at=now)
-    )
+    session.execute(update(RefreshToken).where(*live).values(revoked_at=now))
     return ended
