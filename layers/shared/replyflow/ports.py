@@ -18,3 +18,10 @@ class QueuePublisher(Protocol):
     """Publishes message bodies to a logical queue ("events-high", "sends-default", ...)."""
 
     def publish(self, queue: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None: ...
+
+
+class QueueVisibility(Protocol):
+    """ChangeMessageVisibility for received messages of one queue (named by its ARN, as in the SQS
+    event's ``eventSourceARN``): ``changes`` are ``(receipt_handle, visibility_timeout_seconds)``."""
+
+    def change_visibility(self, queue_arn: str, changes: Sequence[tuple[str, int]]) -> None: ...
