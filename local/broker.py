@@ -160,8 +160,15 @@ class Broker:
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._store = store
-        # Messages a locked section changed (None: deleted), written to the store before it returns.
+        # Messages a locked section changed (None: deleted); snapshotted into _pending when it ends.
         self._staged: dict[str, tuple[_Queue, _Message] | None] = {}
+        # Group commit: rows waiting for the file (newest state per message), the generation of the
+        # last snapshot and of the last commit, and whether some caller is writing right now.
+        self._pending: dict[str, StoredMessage | None] = {}
+        self._generation = 0
+        self._committed = 0
+        self._writing = False
+        self._io = threading.Condition()
         self._queues: dict[str, _Queue] = {
             spec.name: _Queue(spec, max(0.05, spec.visibility_timeout * visibility_scale)) for spec in queues
         }
@@ -225,44 +232,78 @@ class Broker:
         if self._store is not None:
             self._staged[message_id] = None
 
-    def _flush(self) -> None:
-        """Under the lock: write what this section changed; the caller returns only after the commit."""
+    def _flush(self) -> int:
+        """Under the lock: snapshot what this section changed into the pending rows; returns the
+        generation to pass to :meth:`_durable` once the lock is released (0: nothing to wait for)."""
         if self._store is None or not self._staged:
-            return
+            return 0
         now, wall = self._clock(), self._wall()
-        upserts: list[StoredMessage] = []
-        deletes: list[str] = []
         for message_id, entry in self._staged.items():
             if entry is None:
-                deletes.append(message_id)
+                self._pending[message_id] = None
                 continue
             q, message = entry
             inflight = message_id in q.inflight
             deadline = message.invisible_until if inflight else message.visible_at
-            upserts.append(
-                StoredMessage(
-                    message_id=message_id,
-                    queue=q.spec.name,
-                    body=message.body,
-                    md5=message.md5,
-                    sent_ms=message.sent_ms,
-                    seq=message.seq,
-                    visible_at=wall + (deadline - now),
-                    inflight=inflight,
-                    attributes=message.message_attributes,
-                    receive_count=message.receive_count,
-                    first_receive_ms=message.first_receive_ms,
-                    dead_letter_source=message.dead_letter_source,
-                )
+            self._pending[message_id] = StoredMessage(
+                message_id=message_id,
+                queue=q.spec.name,
+                body=message.body,
+                md5=message.md5,
+                sent_ms=message.sent_ms,
+                seq=message.seq,
+                visible_at=wall + (deadline - now),
+                inflight=inflight,
+                attributes=message.message_attributes,
+                receive_count=message.receive_count,
+                first_receive_ms=message.first_receive_ms,
+                dead_letter_source=message.dead_letter_source,
             )
         self._staged.clear()
-        self._store.write(upserts, deletes)
+        self._generation += 1
+        return self._generation
+
+    def _durable(self, generation: int) -> None:
+        """Return once the rows of ``generation`` are committed (never called holding the lock).
+
+        Group commit: the first caller to find nobody writing takes every pending row (its own and
+        those of the callers that queued up meanwhile) and commits them in one transaction; the others
+        wait for it. Throughput then does not hang on one commit per message."""
+        store = self._store
+        if not generation or store is None:
+            return
+        with self._io:
+            while self._committed < generation:
+                if self._writing:
+                    self._io.wait()
+                    continue
+                self._writing = True
+                with self._cond:
+                    batch, self._pending = self._pending, {}
+                    upto = self._generation
+                self._io.release()
+                try:
+                    store.write(
+                        [row for row in batch.values() if row is not None],
+                        [message_id for message_id, row in batch.items() if row is None],
+                    )
+                except BaseException:
+                    with self._cond:  # put the rows back under anything newer, for the next writer
+                        self._pending = {**batch, **self._pending}
+                    raise
+                finally:
+                    self._io.acquire()
+                    self._writing = False
+                    self._io.notify_all()
+                self._committed = max(self._committed, upto)
 
     def close(self) -> None:
         """Release the state file (after :meth:`stop`)."""
         with self._cond:
+            generation = self._flush()
+        self._durable(generation)
+        with self._cond:
             if self._store is not None:
-                self._flush()
                 self._store.close()
                 self._store = None
 
@@ -297,9 +338,10 @@ class Broker:
             message = self._new_message(body, delay, dict(message_attributes or {}))
             self._enqueue(q, message)
             q.sent += 1
-            self._flush()
+            generation = self._flush()
             self._cond.notify_all()
-            return message.message_id
+        self._durable(generation)
+        return message.message_id
 
     def _new_message(self, body: str, delay: float, attributes: dict[str, Any]) -> _Message:
         return _Message(
@@ -323,8 +365,9 @@ class Broker:
         """ReceiveMessage (no waiting): up to ``max_messages`` SQS event records, now in flight."""
         with self._cond:
             records = self._receive(self._queue(queue), max_messages, self._clock())
-            self._flush()
-            return records
+            generation = self._flush()
+        self._durable(generation)
+        return records
 
     def delete(self, queue: str, receipt_handle: str) -> bool:
         """DeleteMessage; False when the receipt handle is stale (the message was received again)."""
@@ -335,10 +378,11 @@ class Broker:
         with self._cond:
             q = self._queue(queue)
             deleted = sum(self._delete(q, handle) for handle in receipt_handles)
-            self._flush()
+            generation = self._flush()
             if deleted:
                 self._cond.notify_all()
-            return deleted
+        self._durable(generation)
+        return deleted
 
     def _delete(self, q: _Queue, receipt_handle: str) -> bool:
         message_id = q.receipts.pop(receipt_handle, None)
@@ -371,8 +415,9 @@ class Broker:
             message.invisible_until = now + visibility_timeout * self._scale
             heapq.heappush(q.expiry, (message.invisible_until, message.seq, message.message_id))
             self._stage(q, message)
-            self._flush()
+            generation = self._flush()
             self._cond.notify_all()
+        self._durable(generation)
 
     def _expire(self, q: _Queue, now: float) -> None:
         while q.expiry and q.expiry[0][0] <= now:
@@ -459,12 +504,14 @@ class Broker:
         """Receive one batch for ``consumer`` without waiting and invoke it (what a worker does)."""
         with self._cond:
             records = self._receive(self._queue(consumer.queue), consumer.batch_size, self._clock())
-            self._flush()
+            generation = self._flush()
             if records:
                 self._busy += 1
         if not records:
+            self._durable(generation)  # a receive that only moved messages to the DLQ
             return BatchResult(0, 0, 0)
         try:
+            self._durable(generation)
             return self._deliver(consumer, records)
         finally:
             with self._cond:
@@ -687,24 +734,25 @@ class Broker:
                 moved += 1
             dlq.ready = [entry for entry in dlq.ready if entry[2] in dlq.messages]
             heapq.heapify(dlq.ready)
-            self._flush()
+            generation = self._flush()
             if moved:
                 log.info("redrove %d messages from %s", moved, dlq.spec.name)
                 self._cond.notify_all()
-            return moved
+        self._durable(generation)
+        return moved
 
     def purge(self, queue: str) -> None:
         with self._cond:
             q = self._queue(queue)
             for message_id in q.messages:
-                self._staged.pop(message_id, None)
+                self._stage_delete(message_id)
             q.messages.clear()
             q.ready.clear()
             q.inflight.clear()
             q.expiry.clear()
             q.receipts.clear()
-            if self._store is not None:
-                self._store.purge(q.spec.name)
+            generation = self._flush()
+        self._durable(generation)
 
     def is_idle(self, *, include_delayed: bool = True) -> bool:
         with self._cond:

@@ -3,8 +3,9 @@
 The broker keeps its queues in memory for speed (heaps of ready and in-flight messages) and writes
 every change through to this file *before* the call that made it returns: a ``SendMessage`` the
 webhook answered 200 for is on disk when the 200 leaves, a delete is on disk before the batch is
-reported done. One row per message, keyed by message id; the broker stages the rows a locked section
-touched and :meth:`QueueStore.write` commits them in one transaction.
+reported done. One row per message, keyed by message id; the broker snapshots the rows a call
+changed and commits them in groups (one transaction for every call that queued up behind the
+running commit, :meth:`QueueStore.write`), so concurrent senders share commits.
 
 Durability: WAL with ``synchronous=NORMAL`` survives a crash of the process (``kill -9``, Ctrl-C at any
 point), which is what the local stack needs; only a power cut could lose the last commits (``FULL``
@@ -44,8 +45,7 @@ CREATE TABLE IF NOT EXISTS messages (
     receive_count INTEGER NOT NULL DEFAULT 0,
     first_receive_ms INTEGER,
     dead_letter_source TEXT
-);
-CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, seq);
+) WITHOUT ROWID;
 """
 UPSERT = """
 INSERT OR REPLACE INTO messages (
@@ -101,6 +101,7 @@ class QueueStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file: TextIO | None = exclusive_lock(self.path.with_name(self.path.name + ".lock"))
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -138,6 +139,12 @@ class QueueStore:
         gone = [(message_id,) for message_id in deletes]
         if not rows and not gone:
             return
+        if len(rows) + len(gone) == 1:  # one statement commits on its own (autocommit): the common send
+            if rows:
+                self._db.execute(UPSERT, rows[0])
+            else:
+                self._db.execute("DELETE FROM messages WHERE message_id = ?", gone[0])
+            return
         self._db.execute("BEGIN")
         try:
             if rows:
@@ -148,9 +155,6 @@ class QueueStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-
-    def purge(self, queue: str) -> None:
-        self._db.execute("DELETE FROM messages WHERE queue = ?", (queue,))
 
     def close(self) -> None:
         self._db.close()

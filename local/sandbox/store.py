@@ -180,6 +180,7 @@ class SandboxStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = exclusive_lock(self.path.with_name(self.path.name + ".lock"))
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(SCHEMA)
