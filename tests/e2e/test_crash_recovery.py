@@ -50,7 +50,8 @@ KILL_AT_ACCEPTED = 250
 THREADS = 4
 DRAIN_TIMEOUT_S = 60.0
 STACK_ENV = {
-    # 300 private replies to one account within the hour: room for all of them, no deferral.
+    # 300 private replies to one account within the hour: room for all of them, no deferral (the
+    # demo account's own budget is raised too, raise_hourly_budget).
     "DEFAULT_HOURLY_SEND_BUDGET": "750",
     "PER_SECOND_SEND_CAP": "50",
     "POWERTOOLS_METRICS_DISABLED": "true",
@@ -202,6 +203,21 @@ def wait_drained(stack: RunningStack, timeout: float = DRAIN_TIMEOUT_S) -> None:
     raise AssertionError(f"queues still busy after {timeout} s: {json.dumps(stack.queues(), indent=1)}")
 
 
+def raise_hourly_budget(database_url: str) -> None:
+    """The demo account's own budget (200/h) would defer the burst's last sends by up to 900 s."""
+    import sqlalchemy as sa
+
+    from replyflow.services.demo_seed import DEMO_IG_USER_ID
+
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE instagram_accounts SET hourly_send_budget = 750 WHERE ig_user_id = :ig"),
+            {"ig": DEMO_IG_USER_ID},
+        )
+    engine.dispose()
+
+
 def queued_jobs(state_dir: Path) -> list[tuple[str, str]]:
     """(queue, body) of every message left in the broker's state file (none for an in-memory broker)."""
     path = state_dir / "broker.sqlite3"
@@ -317,6 +333,7 @@ def test_kill_9_mid_burst_loses_nothing(
     comment_ids = [f"179{9_000_000_000_000 + index:014d}" for index in range(COMMENTS)]
 
     stack = launch(workdir, database_url=crash_database, env=env)
+    raise_hourly_budget(crash_database)
     accepted = post_burst(stack, comment_ids, kill=True)
     assert stack.process.returncode == -9
     first_log = stack.output()
