@@ -12,6 +12,12 @@ one transaction per request. Rows are ``(kind, key) -> JSON``. Kept: accounts (w
 windows), tokens, comments, auth codes, recorded sends and rejections, replied comments, DM windows,
 unavailable users and the id counters. Not kept: injected faults (a restart runs with the faults it
 was started with) and the random generator's position.
+
+The invariant a handler must keep for its change to reach the file: change an entry's scalar field in
+place (``comment.hidden = True`` is seen) or replace a list or dict field, never mutate one in place
+(the comparison is shallow). Accounts are the exception, compared by their full encoding because
+their rate windows are deques appended to in place. A new collection on the state needs a tracker
+here.
 """
 
 from __future__ import annotations

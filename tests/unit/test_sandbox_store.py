@@ -102,3 +102,18 @@ def test_one_sandbox_per_state_file(tmp_path, clock):
         SandboxStore(path)
     first.stop()
     sandbox(path, clock).stop()  # released on stop
+
+
+def test_a_field_changed_in_place_is_written_too(tmp_path, clock):
+    """What a handler that edits an entry (hiding a comment, a used auth code) relies on."""
+    path = tmp_path / "sandbox.sqlite3"
+    first = sandbox(path, clock)
+    comment = {"id": "17900000000000400", "from_id": USER, "text": "hello"}
+    assert call(first, "POST", "/_sandbox/comments", body=comment).status == 200
+    with first.app.state.lock:
+        first.app.state.comments[comment["id"]].hidden = True
+        first.app.persist()
+    crash(first)
+    second = sandbox(path, clock)
+    assert second.app.state.comments[comment["id"]].hidden is True
+    second.stop()
