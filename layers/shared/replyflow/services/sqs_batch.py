@@ -7,11 +7,12 @@ raises is reported by its ``messageId`` and only it is redelivered, never the wh
 Before the response goes back, each failed record's visibility is changed (``ChangeMessageVisibility``)
 to a short delay that grows with its ``ApproximateReceiveCount``: ``base x 3^(n - 1)`` seconds, at most
 ``max``, of which the upper half is random so the records of one outage do not all come back in the
-same second. With the defaults (5 s, 180 s) a record is retried after 2.5-5 s, 7.5-15 s, 22.5-45 s,
-67.5-135 s, then moves to the DLQ on its fifth failure (``maxReceiveCount`` 5): a five-second Redis or
-database outage costs seconds, not the 180 s visibility timeout, and a poison message still reaches
-its DLQ within a few minutes. A failure to change the visibility is logged and otherwise harmless: the
-record then waits out the visibility timeout, as it did without a backoff.
+same second. With the defaults (5 s, 180 s) a record is retried after 2.5-5 s, 7.5-15 s, 22.5-45 s and
+67.5-135 s, and 90-180 s after its fifth failure it moves to the DLQ (``maxReceiveCount`` 5): a
+five-second Redis or database outage costs seconds, not the 180 s visibility timeout, and a poison
+message reaches its DLQ after 190-380 s (900 s without the backoff). A failure to change the
+visibility is logged and otherwise harmless: the record then waits out the visibility timeout, as it
+did without a backoff.
 """
 
 from __future__ import annotations
