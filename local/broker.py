@@ -8,6 +8,11 @@ What it keeps from SQS (and Lambda's SQS event source), because the handlers dep
   next receive instead of being delivered (so at most ``maxReceiveCount`` deliveries).
 - **Delays.** ``DelaySeconds`` per message, or the queue's default when the sender names none (note
   that :class:`~replyflow.adapters.queues.BrokerPublisher`, like ``SqsPublisher``, always names one).
+- **ChangeMessageVisibility.** A consumer may move an in-flight message's deadline to ``now + timeout``
+  (0..43200 s) with the receipt handle of its latest receive; the workers do it for failed records so
+  they come back after a short, growing backoff instead of the full visibility timeout. A stale
+  handle or a message no longer in flight raises :class:`ReceiptHandleError`, as SQS answers
+  ``ReceiptHandleIsInvalid`` / ``MessageNotInflight``.
 - **Lambda's poller.** Each SQS event source gets worker threads (``ScalingConfig.MaximumConcurrency``
   capped by ``workers``) that gather up to ``BatchSize`` messages, waiting at most
   ``MaximumBatchingWindowInSeconds`` (50 ms when the template sets none) for a batch to fill, and
@@ -16,9 +21,15 @@ What it keeps from SQS (and Lambda's SQS event source), because the handlers dep
   timeout) while the rest are deleted; an identifier that is not in the batch fails the whole batch,
   as Lambda does.
 
-Local-only departures: queues live in memory (a restart forgets them) and ``visibility_scale``
-multiplies every visibility timeout (``replyflow run --visibility-scale 0.01`` turns the template's
-180 s into 1.8 s so retries and DLQ moves can be watched; the semantics are unchanged).
+**Durability.** With a :class:`~local.queue_store.QueueStore` every change is written through to a
+SQLite file before the call returns, and a new broker on the same file resumes every queue, DLQs
+included: delays keep what they have left, receive counts are kept, and messages that were in flight
+in the dead process are visible again at once (their consumer is gone; SQS would wait out the
+visibility timeout, which here would only slow the restart). Without a store, queues live in memory.
+
+Local-only departure: ``visibility_scale`` multiplies every visibility timeout, the ones a consumer
+sets with ChangeMessageVisibility included (``replyflow run --visibility-scale 0.01`` turns the
+template's 180 s into 1.8 s so retries and DLQ moves can be watched; the semantics are unchanged).
 
 Time comes from an injectable monotonic ``clock`` (and ``wall_clock`` for the epoch timestamps in
 record attributes), so unit tests drive visibility and delays with a fake clock and
@@ -38,12 +49,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.queue_store import QueueStore, StoredMessage
 from local.template import REGION, QueueSpec, SqsEvent, queue_arn
 
 log = logging.getLogger("local.broker")
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_DELAY_SECONDS = 900
+MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
 DEFAULT_BATCHING_WINDOW = 0.05
 SENDER_ID = "AIDALOCALREPLYFLOW0001"
 
@@ -53,6 +66,11 @@ Clock = Callable[[], float]
 
 class QueueNotFoundError(KeyError):
     """No queue of that logical name (SQS: AWS.SimpleQueueService.NonExistentQueue)."""
+
+
+class ReceiptHandleError(ValueError):
+    """The receipt handle is not the latest of a message in flight (SQS: ReceiptHandleIsInvalid or
+    MessageNotInflight)."""
 
 
 @dataclass
@@ -132,13 +150,25 @@ class Broker:
         dead_letter_queues: Iterable[str] = (),
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        store: QueueStore | None = None,
     ) -> None:
         if visibility_scale <= 0:
             raise ValueError("visibility_scale must be positive")
         self._clock = clock
         self._wall = wall_clock
+        self._scale = visibility_scale
         self._cond = threading.Condition()
         self._seq = itertools.count()
+        self._store = store
+        # Messages a locked section changed (None: deleted); snapshotted into _pending when it ends.
+        self._staged: dict[str, tuple[_Queue, _Message] | None] = {}
+        # Group commit: rows waiting for the file (newest state per message), the generation of the
+        # last snapshot and of the last commit, and whether some caller is writing right now.
+        self._pending: dict[str, StoredMessage | None] = {}
+        self._generation = 0
+        self._committed = 0
+        self._writing = False
+        self._io = threading.Condition()
         self._queues: dict[str, _Queue] = {
             spec.name: _Queue(spec, max(0.05, spec.visibility_timeout * visibility_scale)) for spec in queues
         }
@@ -155,6 +185,127 @@ class Broker:
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self._busy = 0  # batches being handled right now
+        if store is not None:
+            self._restore(store)
+
+    # ------------------------------------------------------------------------------ durability
+
+    def _restore(self, store: QueueStore) -> None:
+        now, wall = self._clock(), self._wall()
+        restored: dict[str, int] = {}
+        last_seq = -1
+        for stored in store.load():
+            q = self._queues.get(stored.queue)
+            if q is None:
+                log.warning(
+                    "%s: message %s of unknown queue %r left as is",
+                    store.path,
+                    stored.message_id,
+                    stored.queue,
+                )
+                continue
+            message = _Message(
+                message_id=stored.message_id,
+                body=stored.body,
+                md5=stored.md5,
+                sent_ms=stored.sent_ms,
+                seq=stored.seq,
+                visible_at=now if stored.inflight else now + (stored.visible_at - wall),
+                message_attributes=dict(stored.attributes),
+                receive_count=stored.receive_count,
+                first_receive_ms=stored.first_receive_ms,
+                dead_letter_source=stored.dead_letter_source,
+            )
+            self._enqueue(q, message)
+            restored[q.spec.name] = restored.get(q.spec.name, 0) + 1
+            last_seq = max(last_seq, stored.seq)
+        self._seq = itertools.count(last_seq + 1)
+        self._staged.clear()
+        if restored:
+            log.info("broker resumed %d messages from %s: %s", sum(restored.values()), store.path, restored)
+
+    def _stage(self, q: _Queue, message: _Message) -> None:
+        if self._store is not None:
+            self._staged[message.message_id] = (q, message)
+
+    def _stage_delete(self, message_id: str) -> None:
+        if self._store is not None:
+            self._staged[message_id] = None
+
+    def _flush(self) -> int:
+        """Under the lock: snapshot what this section changed into the pending rows; returns the
+        generation to pass to :meth:`_durable` once the lock is released (0: nothing to wait for)."""
+        if self._store is None or not self._staged:
+            return 0
+        now, wall = self._clock(), self._wall()
+        for message_id, entry in self._staged.items():
+            if entry is None:
+                self._pending[message_id] = None
+                continue
+            q, message = entry
+            inflight = message_id in q.inflight
+            deadline = message.invisible_until if inflight else message.visible_at
+            self._pending[message_id] = StoredMessage(
+                message_id=message_id,
+                queue=q.spec.name,
+                body=message.body,
+                md5=message.md5,
+                sent_ms=message.sent_ms,
+                seq=message.seq,
+                visible_at=wall + (deadline - now),
+                inflight=inflight,
+                attributes=message.message_attributes,
+                receive_count=message.receive_count,
+                first_receive_ms=message.first_receive_ms,
+                dead_letter_source=message.dead_letter_source,
+            )
+        self._staged.clear()
+        self._generation += 1
+        return self._generation
+
+    def _durable(self, generation: int) -> None:
+        """Return once the rows of ``generation`` are committed (never called holding the lock).
+
+        Group commit: the first caller to find nobody writing takes every pending row (its own and
+        those of the callers that queued up meanwhile) and commits them in one transaction; the others
+        wait for it. Throughput then does not hang on one commit per message."""
+        store = self._store
+        if not generation or store is None:
+            return
+        with self._io:
+            while self._committed < generation:
+                if self._writing:
+                    self._io.wait()
+                    continue
+                self._writing = True
+                with self._cond:
+                    batch, self._pending = self._pending, {}
+                    upto = self._generation
+                self._io.release()
+                try:
+                    store.write(
+                        [row for row in batch.values() if row is not None],
+                        [message_id for message_id, row in batch.items() if row is None],
+                    )
+                except BaseException:
+                    with self._cond:  # put the rows back under anything newer, for the next writer
+                        self._pending = {**batch, **self._pending}
+                    raise
+                finally:
+                    self._io.acquire()
+                    self._writing = False
+                    self._io.notify_all()
+                self._committed = max(self._committed, upto)
+
+    def close(self) -> None:
+        """Release the state file (after :meth:`stop`)."""
+        with self._cond:
+            generation = self._flush()
+        self._durable(generation)
+        with self._cond:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
     # ------------------------------------------------------------------------------ producer side
 
@@ -187,8 +338,10 @@ class Broker:
             message = self._new_message(body, delay, dict(message_attributes or {}))
             self._enqueue(q, message)
             q.sent += 1
+            generation = self._flush()
             self._cond.notify_all()
-            return message.message_id
+        self._durable(generation)
+        return message.message_id
 
     def _new_message(self, body: str, delay: float, attributes: dict[str, Any]) -> _Message:
         return _Message(
@@ -204,27 +357,67 @@ class Broker:
     def _enqueue(self, q: _Queue, message: _Message) -> None:
         q.messages[message.message_id] = message
         heapq.heappush(q.ready, (message.visible_at, message.seq, message.message_id))
+        self._stage(q, message)
 
     # ------------------------------------------------------------------------------ consumer side
 
     def receive(self, queue: str, max_messages: int = 10) -> list[dict[str, Any]]:
         """ReceiveMessage (no waiting): up to ``max_messages`` SQS event records, now in flight."""
         with self._cond:
-            return self._receive(self._queue(queue), max_messages, self._clock())
+            records = self._receive(self._queue(queue), max_messages, self._clock())
+            generation = self._flush()
+        self._durable(generation)
+        return records
 
     def delete(self, queue: str, receipt_handle: str) -> bool:
         """DeleteMessage; False when the receipt handle is stale (the message was received again)."""
+        return self.delete_batch(queue, [receipt_handle]) == 1
+
+    def delete_batch(self, queue: str, receipt_handles: Iterable[str]) -> int:
+        """DeleteMessageBatch: how many handles deleted a message (stale ones delete nothing)."""
         with self._cond:
             q = self._queue(queue)
-            message_id = q.receipts.pop(receipt_handle, None)
+            deleted = sum(self._delete(q, handle) for handle in receipt_handles)
+            generation = self._flush()
+            if deleted:
+                self._cond.notify_all()
+        self._durable(generation)
+        return deleted
+
+    def _delete(self, q: _Queue, receipt_handle: str) -> bool:
+        message_id = q.receipts.pop(receipt_handle, None)
+        message = q.messages.get(message_id) if message_id else None
+        if message is None or message.receipt_handle != receipt_handle:
+            return False
+        del q.messages[message.message_id]
+        q.inflight.discard(message.message_id)
+        q.deleted += 1
+        self._stage_delete(message.message_id)
+        return True
+
+    def change_message_visibility(self, queue: str, receipt_handle: str, visibility_timeout: float) -> None:
+        """ChangeMessageVisibility: the in-flight message becomes visible ``visibility_timeout`` seconds
+        from now (times ``visibility_scale``); 0 makes it visible at once."""
+        if not 0 <= visibility_timeout <= MAX_VISIBILITY_TIMEOUT_SECONDS:
+            raise ValueError(
+                f"VisibilityTimeout must be 0..{MAX_VISIBILITY_TIMEOUT_SECONDS}, got {visibility_timeout}"
+            )
+        with self._cond:
+            q = self._queue(queue)
+            now = self._clock()
+            self._expire(q, now)
+            message_id = q.receipts.get(receipt_handle)
             message = q.messages.get(message_id) if message_id else None
             if message is None or message.receipt_handle != receipt_handle:
-                return False
-            del q.messages[message.message_id]
-            q.inflight.discard(message.message_id)
-            q.deleted += 1
+                raise ReceiptHandleError("the receipt handle is not valid (ReceiptHandleIsInvalid)")
+            if message_id not in q.inflight:
+                raise ReceiptHandleError(f"message {message_id} is not in flight (MessageNotInflight)")
+            message.invisible_until = now + visibility_timeout * self._scale
+            heapq.heappush(q.expiry, (message.invisible_until, message.seq, message.message_id))
+            self._stage(q, message)
+            generation = self._flush()
             self._cond.notify_all()
-            return True
+        self._durable(generation)
 
     def _expire(self, q: _Queue, now: float) -> None:
         while q.expiry and q.expiry[0][0] <= now:
@@ -260,6 +453,7 @@ class Broker:
             q.inflight.add(message_id)
             heapq.heappush(q.expiry, (message.invisible_until, message.seq, message_id))
             q.received += 1
+            self._stage(q, message)
             records.append(self._record(q, message))
         return records
 
@@ -267,6 +461,7 @@ class Broker:
         assert q.spec.dlq is not None
         dlq = self._queues[q.spec.dlq]
         del q.messages[message.message_id]
+        self._staged.pop(message.message_id, None)  # the DLQ's upsert below replaces the row
         if message.receipt_handle:
             q.receipts.pop(message.receipt_handle, None)
         message.receipt_handle = None
@@ -309,11 +504,14 @@ class Broker:
         """Receive one batch for ``consumer`` without waiting and invoke it (what a worker does)."""
         with self._cond:
             records = self._receive(self._queue(consumer.queue), consumer.batch_size, self._clock())
+            generation = self._flush()
             if records:
                 self._busy += 1
         if not records:
+            self._durable(generation)  # a receive that only moved messages to the DLQ
             return BatchResult(0, 0, 0)
         try:
+            self._durable(generation)
             return self._deliver(consumer, records)
         finally:
             with self._cond:
@@ -335,10 +533,10 @@ class Broker:
             failed = set(ids)
         else:
             failed = self._failed_items(consumer, response, ids)
-        deleted = 0
-        for record in records:
-            if record["messageId"] not in failed and self.delete(consumer.queue, record["receiptHandle"]):
-                deleted += 1
+        deleted = self.delete_batch(
+            consumer.queue,
+            [record["receiptHandle"] for record in records if record["messageId"] not in failed],
+        )
         if failed:
             log.info(
                 "%s: %d of %d records failed (%s)",
@@ -528,6 +726,7 @@ class Broker:
                 if source is None or source not in self._queues:
                     continue
                 del dlq.messages[message.message_id]
+                self._stage_delete(message.message_id)
                 target = self._queues[source]
                 fresh = self._new_message(message.body, 0, dict(message.message_attributes))
                 self._enqueue(target, fresh)
@@ -535,19 +734,25 @@ class Broker:
                 moved += 1
             dlq.ready = [entry for entry in dlq.ready if entry[2] in dlq.messages]
             heapq.heapify(dlq.ready)
+            generation = self._flush()
             if moved:
                 log.info("redrove %d messages from %s", moved, dlq.spec.name)
                 self._cond.notify_all()
-            return moved
+        self._durable(generation)
+        return moved
 
     def purge(self, queue: str) -> None:
         with self._cond:
             q = self._queue(queue)
+            for message_id in q.messages:
+                self._stage_delete(message_id)
             q.messages.clear()
             q.ready.clear()
             q.inflight.clear()
             q.expiry.clear()
             q.receipts.clear()
+            generation = self._flush()
+        self._durable(generation)
 
     def is_idle(self, *, include_delayed: bool = True) -> bool:
         with self._cond:

@@ -13,7 +13,9 @@ Start order (and stop order, reversed) matters:
    the sandbox.
 
 Redis is whatever ``replyflow.wiring.core.redis_client`` builds: fakeredis in-process unless
-``REDIS_URL`` is set. Messages live in the broker's memory: queued work does not survive a restart.
+``REDIS_URL`` is set. The broker's queues and the sandbox's world are SQLite files under
+``LOCAL_STATE_DIR`` (``broker.sqlite3``, ``sandbox.sqlite3``): a restart, even after ``kill -9``,
+resumes every queue and keeps what the sandbox received. Delete the files to start empty.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from local import metrics_store, stack_env
 from local.broker import Broker, Consumer
 from local.gateway import Gateway, GatewayServer
 from local.lambda_context import LambdaFunction
+from local.queue_store import QueueStore
 from local.scheduler import DeadLetter, Scheduler, Target
 from local.template import Template, load_template
 from replyflow.adapters.mail_outbox import OutboxMailer
@@ -38,6 +41,8 @@ from replyflow.settings import Settings
 log = logging.getLogger("local.stack")
 
 PLACEHOLDER_TOKEN = "IGAA-local-placeholder-token"
+BROKER_STATE_FILE = "broker.sqlite3"
+SANDBOX_STATE_FILE = "sandbox.sqlite3"
 
 
 @dataclass
@@ -47,6 +52,7 @@ class StackOptions:
     visibility_scale: float = 1.0
     workers: int = 4  # per SQS event source, capped by its ScalingConfig.MaximumConcurrency
     template_path: Path | None = None
+    durable: bool = True  # queues and sandbox state in LOCAL_STATE_DIR, surviving restarts
 
 
 @dataclass
@@ -130,8 +136,12 @@ class LocalStack:
     def sandbox_url(self) -> str | None:
         return str(self.sandbox.url) if self.sandbox is not None else None
 
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.base.local_state_dir)
+
     def start(self) -> None:
-        from replyflow.adapters.queues import BrokerPublisher
+        from replyflow.adapters.queues import BrokerPublisher, BrokerVisibility
         from replyflow.wiring import core
 
         template = self.template or load_template(self.options.template_path)
@@ -152,6 +162,7 @@ class LocalStack:
                 app_id=self.base.instagram_app_id,
                 app_secret=self.base.instagram_app_secret.get_secret_value(),
                 graph_version=self.base.graph_api_version,
+                state_path=self.state_dir / SANDBOX_STATE_FILE if self.options.durable else None,
             )
             self.sandbox.start()
             sandbox_url = f"http://{client_host(self.base.replyflow_host)}:{self.sandbox.port}"
@@ -175,11 +186,13 @@ class LocalStack:
             consumers,
             visibility_scale=self.options.visibility_scale,
             dead_letter_queues=template.function_dead_letter_queues,
+            store=QueueStore(self.state_dir / BROKER_STATE_FILE) if self.options.durable else None,
         )
         core.override(
             settings=self.settings,
             queue_publisher=BrokerPublisher(self.broker),
             queue_inspector=self.broker,
+            queue_visibility=BrokerVisibility(self.broker),
             metrics_sink=metrics_store,
         )
         self.demo = seed(token)
@@ -235,6 +248,7 @@ class LocalStack:
                 log.warning("scheduled invocations still running at shutdown")
         if self.broker is not None:
             self.broker.stop()
+            self.broker.close()
         if self.sandbox is not None:
             self.sandbox.stop()
         from replyflow.wiring import core
@@ -277,7 +291,8 @@ class LocalStack:
             "  Verify token   INSTAGRAM_VERIFY_TOKEN (the webhook handshake's hub.verify_token)",
             f"  Database       {describe_database(s.database_url)}",
             f"  Redis          {describe_redis(s.redis_url)}",
-            f"  Queues         in-process broker, {len(queues)} queues with DLQs "
+            f"  Queues         {'durable' if self.options.durable else 'in-memory'} broker, "
+            f"{len(queues)} queues with DLQs "
             f"(visibility timeouts x{self.options.visibility_scale:g}); inspect {api}/_local/queues",
             "  Scheduler      "
             + (

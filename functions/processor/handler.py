@@ -19,7 +19,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         outcomes.append("duplicate" if result.duplicate else "processed")
         outcomes.extend("queued" for _ in result.queued)
 
-    response = process_batch(event, handle, max_workers=4)
+    response = process_batch(event, handle, max_workers=4, backoff=pipeline.retry_backoff())
     for name in ("processed", "duplicate", "queued"):
         metrics.add_metric(name=f"Events{name.title()}", unit=MetricUnit.Count, value=outcomes.count(name))
     metrics.add_metric(name="EventsErrored", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))

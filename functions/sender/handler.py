@@ -33,7 +33,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     def handle(body: str) -> None:
         outcomes.append(pipeline.sender().send(SendJob.from_json(body)))
 
-    response = process_batch(event, handle, max_workers=10)
+    response = process_batch(event, handle, max_workers=10, backoff=pipeline.retry_backoff())
     for status, count in Counter(outcome.status for outcome in outcomes).items():
         name = METRIC_BY_OUTCOME.get(status, f"Sends{status.title()}")
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)

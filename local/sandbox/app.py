@@ -4,6 +4,9 @@
 :class:`~local.sandbox.errors.GraphError` to Meta's envelope in one place. Handlers run under the
 state lock; the response only *describes* latency and dropped connections (``delay_s``, ``drop``) so
 the HTTP adapter sleeps after the lock is released.
+
+With a :class:`~local.sandbox.store.SandboxStore` the app starts from the state on disk and writes what
+a request changed before releasing the lock (read-only routes skip the write).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 from local.sandbox import control, errors, graph, media, oauth
 from local.sandbox.protocol import Request, Response
 from local.sandbox.state import SandboxState
+from local.sandbox.store import SandboxStore
 
 _VERSION = r"(?:/v\d+\.\d+)?"
 _NODE = r"(?P<node>[A-Za-z0-9_.\-]+)"
@@ -67,6 +71,12 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+# Handlers that never change the state: no write to the store after them.
+READ_ONLY: frozenset[Handler] = frozenset(
+    {control.health, control.list_messages, control.get_faults, graph.get_node, oauth.get_subscriptions}
+)
+
+
 class SandboxApp:
     """Routes requests against one :class:`SandboxState`."""
 
@@ -79,6 +89,7 @@ class SandboxApp:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         app_scoped_ids: bool = True,
+        store: SandboxStore | None = None,
     ) -> None:
         self.state = SandboxState(
             app_id=app_id,
@@ -87,6 +98,9 @@ class SandboxApp:
             rng=random.Random(seed),
             app_scoped_ids=app_scoped_ids,
         )
+        self.store = store
+        if store is not None:
+            store.restore(self.state)
         if faults:
             # Start-up faults have no "before": expire_tokens then covers every token until cleared.
             self.state.faults.update(faults, sys.maxsize)
@@ -106,7 +120,21 @@ class SandboxApp:
             if route.graph:
                 response.delay_s = self.state.faults.latency_ms / 1000
                 response.headers.setdefault("X-FB-Trace-Id", trace_id)
+            if route.handler not in READ_ONLY:
+                self.persist()
         return response
+
+    def persist(self) -> None:
+        """Write the state's changes to the store (the caller holds the state lock)."""
+        if self.store is not None:
+            self.store.sync(self.state)
+
+    def close(self) -> None:
+        if self.store is not None:
+            with self.state.lock:
+                self.store.sync(self.state)
+                self.store.close()
+            self.store = None
 
     def _unrouted(self, request: Request) -> Response:
         if request.path.startswith("/_sandbox"):

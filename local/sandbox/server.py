@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
@@ -22,6 +23,7 @@ from local.sandbox.app import SandboxApp
 from local.sandbox.oauth import issue_long_lived
 from local.sandbox.protocol import Request, Response
 from local.sandbox.state import DEFAULT_ISSUE_TTL_S
+from local.sandbox.store import SandboxStore
 
 SERVE_POLL_S = 0.05
 JOIN_TIMEOUT_S = 5.0
@@ -78,7 +80,8 @@ class _Handler(DispatchingHandler):
 
 
 class SandboxServer:
-    """A local graph.instagram.com / api.instagram.com, in memory, on one port."""
+    """A local graph.instagram.com / api.instagram.com on one port; in memory, or kept in the SQLite
+    file ``state_path`` across restarts."""
 
     def __init__(
         self,
@@ -92,6 +95,7 @@ class SandboxServer:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         app_scoped_ids: bool = True,
+        state_path: str | Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -103,6 +107,7 @@ class SandboxServer:
             clock=clock,
             seed=seed,
             app_scoped_ids=app_scoped_ids,
+            store=SandboxStore(state_path) if state_path is not None else None,
         )
         self._httpd: _SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -130,13 +135,13 @@ class SandboxServer:
         self._thread.start()
 
     def stop(self) -> None:
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(JOIN_TIMEOUT_S)
-        self._httpd, self._thread = None, None
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            if self._thread is not None:
+                self._thread.join(JOIN_TIMEOUT_S)
+            self._httpd, self._thread = None, None
+        self.app.close()
 
     def __enter__(self) -> SandboxServer:
         self.start()
@@ -156,6 +161,6 @@ class SandboxServer:
         """A valid long-lived token for an account (the demo seed uses this)."""
         state = self.app.state
         with state.lock:
-            return issue_long_lived(
-                state, ig_user_id, username, expires_in=expires_in, issued_at=issued_at
-            ).value
+            token = issue_long_lived(state, ig_user_id, username, expires_in=expires_in, issued_at=issued_at)
+            self.app.persist()
+            return token.value

@@ -1,8 +1,9 @@
-"""The sandbox's in-memory world: accounts, tokens, comments, windows, recorded sends and faults.
+"""The sandbox's world: accounts, tokens, comments, windows, recorded sends and faults.
 
 :class:`SandboxState` is plain data guarded by one lock that the app holds for the whole of a request
 (never while sleeping). Time comes from an injected clock so tests can move across the 24 h and 7 day
-windows without waiting.
+windows without waiting. It lives in memory; with a state file, :mod:`local.sandbox.store` writes
+what each request changed and loads it back on start, so the world survives a restart.
 """
 
 from __future__ import annotations

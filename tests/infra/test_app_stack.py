@@ -346,6 +346,25 @@ def test_publishers_may_send_only_to_the_queues_they_publish_to(functions: dict[
         assert _sqs_send_targets(functions[name]) == set(), name
 
 
+def test_only_the_consumers_change_visibility_and_only_on_their_own_queue(functions: dict[str, Any]) -> None:
+    """The retry backoff (services/sqs_batch.py) calls ChangeMessageVisibility on failed records."""
+    for name, fn in functions.items():
+        grants = [
+            statement
+            for statement in _statements(fn)
+            if "sqs:ChangeMessageVisibility" in _actions(statement) or "sqs:*" in _actions(statement)
+        ]
+        if name not in WORKER_QUEUES:
+            assert grants == [], name
+            continue
+        (grant,) = grants
+        assert _actions(grant) == ["sqs:ChangeMessageVisibility"], name
+        assert grant["Effect"] == "Allow"
+        assert ref_target(grant["Resource"]) == WORKER_QUEUES[name], name
+        (event,) = _sqs_events(fn).values()
+        assert ref_target(event["Properties"]["Queue"]) == WORKER_QUEUES[name], name
+
+
 def test_database_access_is_iam_auth_to_one_proxy_user(functions: dict[str, Any]) -> None:
     for name, fn in functions.items():
         connect = [s for s in _statements(fn) if s["Action"] == "rds-db:connect"]

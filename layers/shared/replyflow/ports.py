@@ -27,3 +27,10 @@ class Mailer(Protocol):
     """Sends one email or raises ``MailDeliveryError``. SES in AWS; a local outbox file otherwise."""
 
     def send(self, message: OutgoingEmail) -> None: ...
+
+
+class QueueVisibility(Protocol):
+    """ChangeMessageVisibility for received messages of one queue (named by its ARN, as in the SQS
+    event's ``eventSourceARN``): ``changes`` are ``(receipt_handle, visibility_timeout_seconds)``."""
+
+    def change_visibility(self, queue_arn: str, changes: Sequence[tuple[str, int]]) -> None: ...

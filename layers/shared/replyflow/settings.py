@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     aws_endpoint_url_sqs: str | None = None
     aws_endpoint_url_s3: str | None = None
     aws_endpoint_url_secrets_manager: str | None = None
+    # A failed record comes back after base x 3^(receives - 1) seconds (half of it jittered), at most
+    # max: the workers set it with ChangeMessageVisibility instead of waiting out the visibility timeout.
+    retry_backoff_base_seconds: int = Field(default=5, ge=0, le=43_200)
+    retry_backoff_max_seconds: int = Field(default=180, ge=0, le=43_200)
 
     # Sending limits (reference section 9).
     default_hourly_send_budget: int = Field(default=200, ge=1, le=750)

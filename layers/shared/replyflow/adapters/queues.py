@@ -1,7 +1,11 @@
 """Queue publishers: SQS in AWS, the local broker on the local stack. Same port, same batching rule:
 at most 10 messages and 256 KB per SendMessageBatch call (SQS counts message attributes in the 256 KB,
 so the SQS publisher sizes whole entries). Every SQS message carries the job's ``tenant_id`` and
-``account_id`` as message attributes."""
+``account_id`` as message attributes.
+
+The same two backends change the visibility of received messages (``QueueVisibility``): the workers
+use it to send a failed record back after a short backoff rather than the full visibility timeout.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,14 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
-from replyflow.observability import traced
+from replyflow.observability import logger, traced
 
 MAX_BATCH_MESSAGES = 10
 MAX_BATCH_BYTES = 256 * 1024
 MAX_DELAY_SECONDS = 900  # SQS's per-message delay limit; longer deferrals are re-delayed on receipt
 ATTRIBUTE_NAMES = ("tenant_id", "account_id")
 _T = TypeVar("_T")
+MAX_VISIBILITY_BATCH = 10  # entries per ChangeMessageVisibilityBatch call
 
 
 def batches(bodies: Sequence[str]) -> Iterator[list[str]]:
@@ -106,3 +111,68 @@ class BrokerPublisher:
         for batch in batches(bodies):
             for body in batch:
                 self._broker.send(queue, body, delay_seconds=delay_seconds)
+
+
+def queue_url_from_arn(queue_arn: str) -> str:
+    """``arn:aws:sqs:REGION:ACCOUNT:NAME`` -> ``https://sqs.REGION.amazonaws.com/ACCOUNT/NAME``."""
+    parts = queue_arn.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs":
+        raise ValueError(f"not an SQS queue ARN: {queue_arn!r}")
+    _, partition, _, region, account, name = parts
+    domain = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"https://sqs.{region}.{domain}/{account}/{name}"
+
+
+class SqsVisibility:
+    """ChangeMessageVisibilityBatch; the client is built on first use (no boto3 on a clean batch)."""
+
+    def __init__(self, client_factory: Callable[[], Any]) -> None:
+        self._factory = client_factory
+        self._client: Any = None
+
+    def change_visibility(self, queue_arn: str, changes: Sequence[tuple[str, int]]) -> None:
+        if not changes:
+            return
+        if self._client is None:
+            self._client = self._factory()
+        url = queue_url_from_arn(queue_arn)
+        for start in range(0, len(changes), MAX_VISIBILITY_BATCH):
+            chunk = changes[start : start + MAX_VISIBILITY_BATCH]
+            entries = [
+                {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": timeout}
+                for index, (handle, timeout) in enumerate(chunk)
+            ]
+            response = self._client.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+            for failed in response.get("Failed") or []:
+                # The record then waits out the queue's visibility timeout: slower, never lost.
+                logger.warning(
+                    "ChangeMessageVisibility failed",
+                    extra={
+                        "queue_arn": queue_arn,
+                        "code": failed.get("Code"),
+                        "sender_fault": failed.get("SenderFault"),
+                    },
+                )
+
+
+class LocalVisibility(Protocol):
+    def change_message_visibility(
+        self, queue: str, receipt_handle: str, visibility_timeout: float
+    ) -> None: ...
+
+
+class BrokerVisibility:
+    """The local broker behind the same port; its queues are named by the ARN's last part."""
+
+    def __init__(self, broker: LocalVisibility) -> None:
+        self._broker = broker
+
+    def change_visibility(self, queue_arn: str, changes: Sequence[tuple[str, int]]) -> None:
+        queue = queue_arn.rsplit(":", 1)[-1]
+        for handle, timeout in changes:
+            try:
+                self._broker.change_message_visibility(queue, handle, timeout)
+            except (KeyError, ValueError) as error:  # as SQS's per-entry Failed: logged, not raised
+                logger.warning(
+                    "ChangeMessageVisibility failed", extra={"queue_arn": queue_arn, "error": str(error)}
+                )

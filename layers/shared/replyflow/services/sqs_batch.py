@@ -1,20 +1,95 @@
-"""SQS partial batch responses for the pipeline's workers (``ReportBatchItemFailures``).
+"""SQS partial batch responses for the pipeline's workers (``ReportBatchItemFailures``), with a
+per-record retry backoff.
 
 Records run concurrently on a thread pool (each call opens its own database session); a record that
 raises is reported by its ``messageId`` and only it is redelivered, never the whole batch.
+
+Before the response goes back, each failed record's visibility is changed (``ChangeMessageVisibility``)
+to a short delay that grows with its ``ApproximateReceiveCount``: ``base x 3^(n - 1)`` seconds, at most
+``max``, of which the upper half is random so the records of one outage do not all come back in the
+same second. With the defaults (5 s, 180 s) a record is retried after 2.5-5 s, 7.5-15 s, 22.5-45 s and
+67.5-135 s, and 90-180 s after its fifth failure it moves to the DLQ (``maxReceiveCount`` 5): a
+five-second Redis or database outage costs seconds, not the 180 s visibility timeout, and a poison
+message reaches its DLQ after 190-380 s (900 s without the backoff). A failure to change the
+visibility is logged and otherwise harmless: the record then waits out the visibility timeout, as it
+did without a backoff.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from replyflow.observability import clear_tenant, logger
+from replyflow.ports import QueueVisibility
+
+BACKOFF_FACTOR = 3
+MAX_EXPONENT = 20  # 3^20 s is far past any cap; keeps the arithmetic small for absurd receive counts
+
+
+class RetryBackoff:
+    """The visibility a failed record gets, set through the ``QueueVisibility`` port."""
+
+    def __init__(
+        self,
+        visibility: QueueVisibility,
+        *,
+        base_seconds: float,
+        max_seconds: float,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._visibility = visibility
+        self._base = base_seconds
+        self._max = max_seconds
+        self._jitter = jitter
+
+    @property
+    def enabled(self) -> bool:
+        return self._base > 0 and self._max > 0
+
+    def delay(self, receive_count: int) -> int:
+        """Seconds of invisibility after the ``receive_count``-th delivery failed (whole seconds, as
+        SQS takes them; at least 1)."""
+        exponent = min(max(receive_count, 1) - 1, MAX_EXPONENT)
+        full = min(self._max, self._base * BACKOFF_FACTOR**exponent)
+        return max(1, math.ceil(full / 2 + self._jitter() * full / 2))
+
+    def apply(self, failed: Sequence[dict[str, Any]]) -> None:
+        if not self.enabled or not failed:
+            return
+        by_queue: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for record in failed:
+            arn, handle = record.get("eventSourceARN"), record.get("receiptHandle")
+            if not arn or not handle:
+                continue
+            by_queue[str(arn)].append((str(handle), self.delay(_receive_count(record))))
+        for arn, changes in by_queue.items():
+            try:
+                self._visibility.change_visibility(arn, changes)
+            except Exception:
+                logger.exception(
+                    "could not shorten the retry of failed records; they wait out the visibility timeout",
+                    extra={"queue_arn": arn, "records": len(changes)},
+                )
+
+
+def _receive_count(record: dict[str, Any]) -> int:
+    try:
+        return int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def process_batch(
-    event: dict[str, Any], handle: Callable[[str], object], *, max_workers: int = 10
+    event: dict[str, Any],
+    handle: Callable[[str], object],
+    *,
+    max_workers: int = 10,
+    backoff: RetryBackoff | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     records = event.get("Records") or []
     if not records:
@@ -36,4 +111,7 @@ def process_batch(
     else:
         with ThreadPoolExecutor(max_workers=min(max_workers, len(records))) as pool:
             failures = list(pool.map(run, records))
+    failed = [record for record, failure in zip(records, failures, strict=True) if failure is not None]
+    if backoff is not None:
+        backoff.apply(failed)
     return {"batchItemFailures": [{"itemIdentifier": f} for f in failures if f is not None]}

@@ -23,12 +23,14 @@ from replyflow.wiring import core
 if TYPE_CHECKING:
     from replyflow.adapters.graph_client import GraphClient
     from replyflow.adapters.rate_limiter import RedisRateLimiter
+    from replyflow.ports import QueueVisibility
     from replyflow.services.process_event import EventProcessor
     from replyflow.services.send_reply import GraphSender, SendService
+    from replyflow.services.sqs_batch import RetryBackoff
 
 
 def reset() -> None:
-    for fn in (route_resolver, processor, sender, graph_client, rate_limiter):
+    for fn in (route_resolver, processor, sender, graph_client, rate_limiter, retry_backoff):
         fn.cache_clear()
 
 
@@ -78,6 +80,27 @@ def graph_client() -> GraphSender | GraphClient:
 
     s = core.settings()
     return GraphClient(s.graph_base, timeout_seconds=s.graph_timeout_seconds)
+
+
+def queue_visibility() -> QueueVisibility:
+    """The local broker's (``core.override(queue_visibility=...)``), else SQS with a lazy client."""
+    override = core.component("queue_visibility")
+    if override is not None:
+        return override  # type: ignore[return-value]
+    from replyflow.adapters.queues import SqsVisibility
+
+    return SqsVisibility(lambda: core.aws_client("sqs"))
+
+
+@lru_cache(maxsize=1)
+def retry_backoff() -> RetryBackoff:
+    """How the processor and sender workers delay a failed record's next delivery."""
+    from replyflow.services.sqs_batch import RetryBackoff
+
+    s = core.settings()
+    return RetryBackoff(
+        queue_visibility(), base_seconds=s.retry_backoff_base_seconds, max_seconds=s.retry_backoff_max_seconds
+    )
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,137 @@
+"""Per-record retry backoff: a failed record's visibility is changed to a short delay that grows with its
+ApproximateReceiveCount, through the ``QueueVisibility`` port (SQS with moto here; the local broker in
+``test_broker_durable.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from replyflow.adapters.queues import SqsVisibility, queue_url_from_arn
+from replyflow.services.sqs_batch import RetryBackoff, process_batch
+
+ARN = "arn:aws:sqs:us-east-1:123456789012:rf-events-high"
+
+
+class FakeVisibility:
+    def __init__(self, *, fail: bool = False) -> None:
+        self.calls: list[tuple[str, list[tuple[str, int]]]] = []
+        self.fail = fail
+
+    def change_visibility(self, queue_arn: str, changes: Sequence[tuple[str, int]]) -> None:
+        self.calls.append((queue_arn, list(changes)))
+        if self.fail:
+            raise ConnectionError("sqs unreachable")
+
+
+def record(message_id: str, body: str, receives: int, arn: str = ARN) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"handle-{message_id}",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": str(receives)},
+        "eventSourceARN": arn,
+    }
+
+
+def failing_on(*bad: str) -> Any:
+    def handle(body: str) -> None:
+        if body in bad:
+            raise RuntimeError("database is down")
+
+    return handle
+
+
+def test_the_delay_grows_with_the_receive_count_up_to_the_cap() -> None:
+    top = RetryBackoff(FakeVisibility(), base_seconds=5, max_seconds=180, jitter=lambda: 1.0)
+    bottom = RetryBackoff(FakeVisibility(), base_seconds=5, max_seconds=180, jitter=lambda: 0.0)
+    assert [top.delay(n) for n in range(1, 7)] == [5, 15, 45, 135, 180, 180]
+    assert [bottom.delay(n) for n in range(1, 7)] == [3, 8, 23, 68, 90, 90]  # half, rounded up
+    assert top.delay(0) == 5
+    assert top.delay(10_000) == 180
+
+
+def test_only_failed_records_get_a_shorter_visibility_grouped_by_queue() -> None:
+    visibility = FakeVisibility()
+    backoff = RetryBackoff(visibility, base_seconds=5, max_seconds=180, jitter=lambda: 1.0)
+    other = "arn:aws:sqs:us-east-1:123456789012:rf-events-low"
+    event = {
+        "Records": [
+            record("1", "ok", 1),
+            record("2", "bad", 1),
+            record("3", "bad", 3),
+            record("4", "bad", 2, arn=other),
+        ]
+    }
+    response = process_batch(event, failing_on("bad"), backoff=backoff)
+    assert response == {"batchItemFailures": [{"itemIdentifier": i} for i in ("2", "3", "4")]}
+    assert sorted(visibility.calls) == [
+        (ARN, [("handle-2", 5), ("handle-3", 45)]),
+        (other, [("handle-4", 15)]),
+    ]
+
+
+def test_a_clean_batch_and_a_disabled_backoff_change_nothing() -> None:
+    visibility = FakeVisibility()
+    backoff = RetryBackoff(visibility, base_seconds=5, max_seconds=180)
+    process_batch({"Records": [record("1", "ok", 1)]}, failing_on(), backoff=backoff)
+    off = RetryBackoff(visibility, base_seconds=0, max_seconds=180)
+    assert process_batch({"Records": [record("2", "bad", 1)]}, failing_on("bad"), backoff=off) == {
+        "batchItemFailures": [{"itemIdentifier": "2"}]
+    }
+    assert visibility.calls == []
+
+
+def test_a_failing_visibility_call_still_returns_the_partial_batch_response() -> None:
+    visibility = FakeVisibility(fail=True)
+    backoff = RetryBackoff(visibility, base_seconds=5, max_seconds=180)
+    response = process_batch({"Records": [record("1", "bad", 1)]}, failing_on("bad"), backoff=backoff)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "1"}]}
+    assert len(visibility.calls) == 1
+
+
+def test_queue_urls_come_from_the_event_source_arn() -> None:
+    assert queue_url_from_arn(ARN) == "https://sqs.us-east-1.amazonaws.com/123456789012/rf-events-high"
+    assert (
+        queue_url_from_arn("arn:aws-cn:sqs:cn-north-1:1:q") == "https://sqs.cn-north-1.amazonaws.com.cn/1/q"
+    )
+    with pytest.raises(ValueError, match="not an SQS queue ARN"):
+        queue_url_from_arn("arn:aws:sns:us-east-1:1:topic")
+
+
+@pytest.fixture
+def sqs() -> Iterator[tuple[Any, str, str]]:
+    with mock_aws():
+        client = boto3.client("sqs", region_name="us-east-1")
+        url = client.create_queue(QueueName="rf-sends-default", Attributes={"VisibilityTimeout": "180"})[
+            "QueueUrl"
+        ]
+        arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        yield client, url, arn
+
+
+def test_sqs_visibility_changes_the_visibility_of_the_received_messages(sqs: tuple[Any, str, str]) -> None:
+    client, url, arn = sqs
+    for index in range(12):
+        client.send_message(QueueUrl=url, MessageBody=f"m{index}")
+    handles: list[str] = []
+    while len(handles) < 12:
+        received = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        handles += [m["ReceiptHandle"] for m in received]
+    built: list[int] = []
+
+    def factory() -> Any:
+        built.append(1)
+        return client
+
+    visibility = SqsVisibility(factory)
+    assert built == []  # no client until a record fails
+    visibility.change_visibility(arn, [(handle, 0) for handle in handles])  # 12: two batch calls
+    assert built == [1]
+    again = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    assert len(again) == 10  # visible at once again, not after the queue's 180 s
+    visibility.change_visibility(arn, [("not-a-handle", 5)])  # per-entry failures are logged, not raised
