@@ -17,8 +17,9 @@ import json
 import warnings
 from typing import Any
 
+from replyflow.errors import SignatureError
 from replyflow.observability import MetricUnit, logger, metrics
-from replyflow.services.intake import BadPayloadError, SignatureError, intake, verify_handshake
+from replyflow.services.intake import BadPayloadError, intake, verify_handshake
 from replyflow.wiring import core, pipeline
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -67,7 +68,7 @@ def _deliver(event: dict[str, Any]) -> dict[str, Any]:
     except SignatureError as exc:
         metrics.add_metric(name="WebhookSignatureRejected", unit=MetricUnit.Count, value=1)
         logger.warning("webhook signature rejected", extra={"reason": str(exc)})
-        return _error(401, "invalid_signature", "the X-Hub-Signature-256 header does not match the body")
+        return _error(exc.status, exc.code, "the X-Hub-Signature-256 header does not match the body")
     except BadPayloadError as exc:
         return _error(400, "bad_request", str(exc))
     metrics.add_metric(name="WebhookEventsEnqueued", unit=MetricUnit.Count, value=result.enqueued)

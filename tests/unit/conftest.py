@@ -8,7 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import urllib3.util.connection  # noqa: F401
 from pytest_socket import disable_socket, enable_socket
+
+# urllib3 (boto3's HTTP stack) probes for IPv6 by opening a socket when first imported; imported here,
+# before any socket is blocked, it probes once for the whole session instead of failing inside a test.
 
 
 @pytest.fixture(autouse=True)

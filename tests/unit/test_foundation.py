@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,14 @@ def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
     assert missing == []
+
+
+def test_the_readme_settings_table_names_no_setting_that_is_gone() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Settings", 1)[1]
+    rows = re.findall(r"^\| `([A-Z_]+)` \|", table, re.MULTILINE)
+    assert rows, "the README has a settings table"
+    assert sorted(set(rows) - {name.upper() for name in Settings.model_fields}) == []
 
 
 def test_iam_auth_signs_a_token_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,15 +13,9 @@ import pytest
 
 from replyflow.domain.messages import EventMessage
 from replyflow.domain.webhook_events import drop_reason, epoch_seconds, parse_body
+from replyflow.errors import SignatureError, UnauthorizedError
 from replyflow.services import cache_keys
-from replyflow.services.intake import (
-    Route,
-    RouteResolver,
-    SignatureError,
-    sign,
-    verify_handshake,
-    verify_signature,
-)
+from replyflow.services.intake import Route, RouteResolver, sign, verify_handshake, verify_signature
 from replyflow.settings import Settings
 from replyflow.wiring import core, pipeline
 from tests.conftest import REFERENCE_EVENTS_DIR, ROOT, load_event
@@ -184,6 +178,12 @@ def test_signature_accepts_either_secret_and_rejects_the_rest() -> None:
             verify_signature(body, header, [b"one", b"two"])
     with pytest.raises(SignatureError):
         verify_signature(body, sign(body, b""), [])  # no secret configured: fail closed
+
+
+def test_a_bad_signature_is_the_one_typed_401() -> None:
+    with pytest.raises(UnauthorizedError) as refused:
+        verify_signature(b"{}", sign(b"{}", b"other"), [b"one"])
+    assert (refused.value.code, refused.value.status) == ("invalid_signature", 401)
 
 
 def test_handshake() -> None:

@@ -77,7 +77,6 @@ class Settings(BaseSettings):
     replyflow_host: str = "127.0.0.1"
     replyflow_port: int = 3000
     replyflow_sandbox_port: int = 3001
-    local_state_dir: str = ".local"
 
     @field_validator("jwt_signing_keys", "queue_urls", "usage_plan_keys", mode="before")
     @classmethod

@@ -23,9 +23,6 @@ from dataclasses import dataclass
 
 import redis
 
-HOUR_MS = 3_600_000
-SECOND_MS = 1_000
-
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
 if now == 0 then

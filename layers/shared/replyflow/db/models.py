@@ -287,7 +287,7 @@ class ReplyLog(Base):
     automation_id: Mapped[str | None] = mapped_column(String(26))
     outbound_message_id: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))  # sent / failed / skipped / deferred / parked
+    status: Mapped[str] = mapped_column(String(16))  # sent / failed / skipped / deferred / parked / unknown
     recipient_id: Mapped[str | None] = mapped_column(String(64))
     comment_id: Mapped[str | None] = mapped_column(String(64))
     text: Mapped[str | None] = mapped_column(Text)

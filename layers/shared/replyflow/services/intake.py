@@ -26,16 +26,13 @@ from typing import Any
 
 from replyflow.domain.messages import EventMessage, events_queue, queue_priority
 from replyflow.domain.webhook_events import WebhookEvent, drop_reason, parse_body
+from replyflow.errors import SignatureError
 from replyflow.ports import Cache, QueuePublisher
 from replyflow.services import cache_keys
 
 SIGNATURE_PREFIX = "sha256="
 # Unknown accounts are remembered briefly so a burst for one costs one database read.
 NEGATIVE_ROUTE_TTL_SECONDS = 30
-
-
-class SignatureError(Exception):
-    """The body is not signed by any configured app secret."""
 
 
 class BadPayloadError(Exception):
