@@ -6,7 +6,11 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-logger = Logger(service="replyflow")
+# Log lines carry the function's own service, POWERTOOLS_SERVICE_NAME from template.yaml (webhook,
+# processor, sender, ...). Metrics keep one ``service`` dimension for every function on purpose: the
+# dashboard and alarms in infra/observability.yaml read one series per metric, whichever function
+# emits it.
+logger = Logger()
 metrics = Metrics(namespace="Replyflow", service="replyflow")
 
 __all__ = ["MetricUnit", "bind_tenant", "clear_tenant", "logger", "metrics"]
