@@ -11,11 +11,12 @@ import threading
 from typing import Any
 
 from api.app import get_app
-from replyflow.observability import clear_tenant
+from replyflow.observability import clear_tenant, logger
 
 _one_at_a_time = threading.Lock()
 
 
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with _one_at_a_time:
         app = get_app()

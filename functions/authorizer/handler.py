@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from replyflow.adapters.jwt_keys import InvalidTokenError
+from replyflow.observability import logger
 from replyflow.services import tokens
 from replyflow.services.access import Principal
 from replyflow.services.api_key_auth import authenticate_api_key
@@ -63,6 +64,7 @@ def _api_wide_arn(method_arn: str) -> str:
     return f"{prefix}/{stage}/*/*"
 
 
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     principal = authenticate(_header(event, "authorization"))
     if principal is None:

@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from replyflow.domain.messages import SendJob
-from replyflow.observability import MetricUnit, metrics
+from replyflow.observability import MetricUnit, logger, metrics
 from replyflow.services.send_reply import POLICY_BLOCK_REASON, SendOutcome
 from replyflow.services.sqs_batch import process_batch
 from replyflow.wiring import pipeline
@@ -26,6 +26,7 @@ ALERT_METRIC_BY_REASON = {
 }
 
 
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     outcomes: list[SendOutcome] = []  # appended from worker threads; metrics are added on this thread
 

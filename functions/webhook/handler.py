@@ -25,6 +25,7 @@ from replyflow.wiring import core, pipeline
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     method = (event.get("httpMethod") or _http_v2_method(event) or "").upper()
     try:

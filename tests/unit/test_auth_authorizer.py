@@ -9,6 +9,7 @@ from replyflow.services import tokens
 from replyflow.settings import Settings
 from replyflow.wiring import api as wiring
 from replyflow.wiring import core
+from tests.support_pipeline import lambda_context
 
 ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/v1/templates"
 
@@ -29,7 +30,7 @@ def test_valid_jwt_allows_every_route_and_passes_the_principal() -> None:
     token = tokens.issue_access_token(
         wiring.key_ring(), user_id="u1", tenant_id="t1", role="member", ttl_seconds=60
     )
-    result = lambda_handler(event(f"Bearer {token}"), None)
+    result = lambda_handler(event(f"Bearer {token}"), lambda_context())
     statement = result["policyDocument"]["Statement"][0]
     assert statement["Effect"] == "Allow"
     assert statement["Resource"] == "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*/*"
@@ -44,7 +45,7 @@ def test_valid_jwt_allows_every_route_and_passes_the_principal() -> None:
 @pytest.mark.parametrize("authorization", [None, "", "Bearer", "Basic abc", "Bearer nope", "Bearer rfk_bad"])
 def test_missing_or_malformed_credentials_are_unauthorized(authorization: str | None) -> None:
     with pytest.raises(Exception, match=r"^Unauthorized$"):
-        lambda_handler(event(authorization), None)
+        lambda_handler(event(authorization), lambda_context())
 
 
 def test_token_with_unknown_role_is_unauthorized() -> None:
@@ -52,4 +53,4 @@ def test_token_with_unknown_role_is_unauthorized() -> None:
         wiring.key_ring(), user_id="u1", tenant_id="t1", role="root", ttl_seconds=60
     )
     with pytest.raises(Exception, match=r"^Unauthorized$"):
-        lambda_handler(event(f"Bearer {token}"), None)
+        lambda_handler(event(f"Bearer {token}"), lambda_context())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import socket
 from pathlib import Path
@@ -24,3 +25,15 @@ def test_make_pr_chains_every_gate() -> None:
     assert pr is not None
     assert pr.group(1).split() == ["lint", "typecheck", "complexity", "validate", "test"]
     assert "xenon --no-assert --max-absolute C" in makefile
+
+
+@pytest.mark.parametrize(
+    "handler", sorted((ROOT / "functions").glob("*/handler.py")), ids=lambda p: p.parent.name
+)
+def test_every_handler_logs_its_lambda_context(handler: Path) -> None:
+    tree = ast.parse(handler.read_text())
+    entry = next(
+        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "lambda_handler"
+    )
+    decorators = [ast.unparse(decorator) for decorator in entry.decorator_list]
+    assert any(d.startswith("logger.inject_lambda_context") for d in decorators), decorators

@@ -33,6 +33,7 @@ from tests.support_pipeline import (
     FixedClock,
     MemoryQueues,
     ScriptedGraph,
+    lambda_context,
     seed_tenant,
 )
 
@@ -360,7 +361,7 @@ def test_the_handler_counts_blocked_and_misconfigured_sends_for_alarms(
     monkeypatch.setattr(sender_handler, "metrics", recording)
     jobs = [SendJob(tenant_id="t", account_id="a", outbound_id=i).to_json() for i in outcomes]
     event = {"Records": [{"messageId": f"m{i}", "body": body} for i, body in enumerate(jobs)]}
-    assert sender_handler.lambda_handler(event, None) == {"batchItemFailures": []}
+    assert sender_handler.lambda_handler(event, lambda_context()) == {"batchItemFailures": []}
     assert recording.added == {
         "SendsParked": 1,
         "SendsBlocked": 1,
