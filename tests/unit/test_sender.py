@@ -3,6 +3,7 @@ ledger as the reference says, redelivery is idempotent, and a batch reports fail
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Iterator
@@ -51,10 +52,10 @@ class World:
 
     def service(self, graph: ScriptedGraph, **kw: Any) -> SendService:
         kw.setdefault("limiter", self.limiter)
+        kw.setdefault("cipher", TokenCipher(KEY))
         return SendService(
             sessions=self.sessions,
             graph=graph,
-            cipher=TokenCipher(KEY),
             publisher=self.queues,
             cache=self.cache,
             clock=self.clock,
@@ -280,6 +281,39 @@ def test_a_token_error_marks_the_account_parks_and_release_queues_again(world: W
     for _, body in world.queues.take("sends-"):
         assert service.send(SendJob.from_json(body)).status == "sent"
     assert {world.row(first).status, world.row(second).status} == {"sent"}
+
+
+class BrokenCipher:
+    """A cipher that fails for a reason of its own, not the row's (a bug, an unknown blob version)."""
+
+    def decrypt(self, blob: bytes, *, context: str) -> str:
+        raise ValueError("unknown token ciphertext version")
+
+
+def test_a_token_that_does_not_open_parks_the_account(world: World) -> None:
+    other_key = TokenCipher(base64.urlsafe_b64encode(b"k" * 32).decode())
+    graph = ScriptedGraph()
+    job = world.add()
+    outcome = world.service(graph, cipher=other_key).send(job)
+    assert outcome == SendOutcome("parked", "needs_reauth")
+    assert graph.calls == []
+    assert world.limiter.released == ["slot1"]
+
+
+def test_a_broken_cipher_fails_the_record_instead_of_parking_the_account(world: World) -> None:
+    graph = ScriptedGraph()
+    job = world.add()
+    with pytest.raises(ValueError, match="ciphertext version"):
+        world.service(graph, cipher=BrokenCipher()).send(job)
+    assert graph.calls == []
+    assert world.limiter.released == ["slot1"]
+    assert (world.row(job).status, world.row(job).error_code) == ("deferred", "cipher_error")
+    with session_scope(world.sessions) as session:
+        account = session.get(InstagramAccount, world.account_id)
+        assert account is not None
+        assert account.status == "active"
+    # Once the cipher is fixed, the redelivered record sends.
+    assert world.service(graph).send(job).status == "sent"
 
 
 def test_a_policy_block_pauses_the_account_alerts_and_release_resumes(

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -176,9 +177,15 @@ class SendService:
             return self._defer(job, claimed, slot.delay_seconds, "rate_limited", "no slot in the send budget")
         try:
             token = self._cipher.decrypt(claimed.token_blob, context=job.account_id)
-        except Exception:
+        except InvalidTag:  # this row's ciphertext does not open (copied, or tampered with)
             self._limiter.release(job.account_id, slot.token)
             return self._needs_reauth(job, claimed, GraphError("token_invalid", "stored token unreadable"))
+        except Exception:
+            # The cipher itself is wrong (a bug, an unknown ciphertext version): nothing went out, so
+            # the slot and the row go back and the record fails loudly instead of parking the account.
+            self._limiter.release(job.account_id, slot.token)
+            self._give_back(job, claimed, "cipher_error")
+            raise
         try:
             result = self._call(claimed, token)
         except GraphError as error:
