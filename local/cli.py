@@ -87,7 +87,7 @@ def comment_body(
     live: bool = False,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """A ``comments`` (or ``live_comments``) webhook body like shared/reference/events/comment_feed.json."""
+    """A ``comments`` (or ``live_comments``) webhook body like events/instagram/comment_feed.json."""
     value: dict[str, Any] = {
         "from": {"id": from_id, "username": username},
         "media": {"id": media_id, "media_product_type": "LIVE" if live else "FEED"},
@@ -116,7 +116,7 @@ def dm_body(
     mid: str | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """A ``messaging`` webhook body like shared/reference/events/dm_text.json (milliseconds)."""
+    """A ``messaging`` webhook body like events/instagram/dm_text.json (milliseconds)."""
     millis = int((now if now is not None else time.time()) * 1000)
     return {
         "object": "instagram",

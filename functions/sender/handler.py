@@ -19,7 +19,7 @@ METRIC_BY_OUTCOME = {
     "skipped": "SendsSkipped",
     "failed": "SendsFailed",
 }
-# Outcomes an operator must act on, counted again on their own for alarms (reference section 10).
+# Outcomes an operator must act on, counted again on their own for alarms (docs/instagram.md#errors).
 ALERT_METRIC_BY_REASON = {
     POLICY_BLOCK_REASON: "SendsBlocked",
     "misconfigured": "SendsMisconfigured",

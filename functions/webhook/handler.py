@@ -6,7 +6,7 @@ a body flagged ``isBase64Encoded`` that is not base64, 200 otherwise, including 
 fields (logged and counted).
 
 The proxy event is parsed by hand and no web framework is imported: every new instance pays its
-imports as cold start, and webhook bursts start many instances at once (DESIGN.md section 3.1).
+imports as cold start, and webhook bursts start many instances at once (docs/architecture.md#cold-starts).
 """
 
 from __future__ import annotations

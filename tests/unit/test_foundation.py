@@ -135,16 +135,6 @@ def test_iam_auth_signs_a_token_per_connection(monkeypatch: pytest.MonkeyPatch) 
     assert "DBUser=replyflow" in token
 
 
-def test_events_copy_matches_the_shared_reference() -> None:
-    from tests.conftest import REFERENCE_EVENTS_DIR, SHARED_REFERENCE_EVENTS_DIR
-
-    if not SHARED_REFERENCE_EVENTS_DIR.exists():
-        pytest.skip("no ../shared beside this checkout")
-    shared = {p.name: p.read_bytes() for p in SHARED_REFERENCE_EVENTS_DIR.glob("*.json")}
-    ours = {p.name: p.read_bytes() for p in REFERENCE_EVENTS_DIR.glob("*.json")}
-    assert ours == shared
-
-
 def test_settings_never_show_secrets_in_repr_or_validation_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     jwt_key = "jwt-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
     monkeypatch.setenv("JWT_SIGNING_KEYS", f'{{"k1": "{jwt_key}"}}')

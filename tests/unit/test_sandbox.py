@@ -544,7 +544,7 @@ class TestOAuth:
 
         grant = exchange(server, redirect["code"][0]).body["data"][0]
         assert grant["permissions"] == "instagram_business_basic,instagram_business_manage_messages"
-        assert grant["user_id"] != ACCOUNT  # app-scoped, reference §2
+        assert grant["user_id"] != ACCOUNT  # app-scoped, docs/instagram.md#tokens-and-oauth
 
         me = call(
             server, "GET", "/v23.0/me", params={"fields": "user_id,username"}, token=grant["access_token"]

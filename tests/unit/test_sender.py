@@ -1,5 +1,6 @@
 """The sender on SQLite with a scripted Graph client and a fake limiter: every error class settles the
-ledger as the reference says, redelivery is idempotent, and a batch reports failures record by record."""
+ledger as docs/instagram.md#errors says, redelivery is idempotent, and a batch reports failures
+record by record."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Webhook parsing (every reference payload), signature, handshake, routing and the handler's HTTP
-contract. No sockets: the queue is in memory and the route cache is fakeredis."""
+"""Webhook parsing (every sample payload in events/instagram/), signature, handshake, routing and the
+handler's HTTP contract. No sockets: the queue is in memory and the route cache is fakeredis."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     database_iam_auth: bool = False  # RDS Proxy IAM auth: a signed token per connection, no password
     redis_url: str | None = Field(default=None, repr=False)
 
-    # Instagram. Either configured app secret may sign webhooks (reference section 3).
+    # Instagram. Either configured app secret may sign webhooks (docs/instagram.md#signatures).
     instagram_app_id: str = "replyflow-local-app"
     instagram_app_secret: SecretStr = SecretStr("local-app-secret")
     instagram_app_secret_secondary: SecretStr | None = None
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     queue_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     aws_region: str = "us-east-1"
 
-    # Sending limits (reference section 9).
+    # Sending limits (docs/instagram.md#rate-limits).
     default_hourly_send_budget: int = Field(default=200, ge=1, le=750)
     private_reply_hourly_ceiling: int = Field(default=750, ge=1, le=750)
     per_second_send_cap: int = Field(default=20, ge=1)

@@ -1,4 +1,4 @@
-"""The Instagram Graph API client for sends, with the error classification of reference section 10.
+"""The Instagram Graph API client for sends, with the error classification of docs/instagram.md#errors.
 
 One ``httpx.Client`` per process (connection reuse across Lambda invocations), explicit timeouts.
 Every failure becomes a :class:`GraphError` whose ``kind`` tells the sender what to do:
@@ -7,7 +7,7 @@ Every failure becomes a :class:`GraphError` whose ``kind`` tells the sender what
   ``X-Business-Use-Case-Usage`` ``estimated_time_to_regain_access`` (minutes), else ``Retry-After``;
 - ``token_invalid`` (190): the account needs re-authorisation;
 - ``outside_window`` (10 with subcode 2018278 or 2534022), ``user_unavailable`` (551),
-  ``already_replied`` (100 with subcode 2534001; Meta's code is UNVERIFIED, so its documented text is
+  ``already_replied`` (100 with subcode 2534001; Meta's code is unconfirmed, so its documented text is
   recognised too): skip with the reason;
 - ``policy_block`` (368): Instagram blocked the account for a policy reason; pause it and alert;
 - ``misconfigured`` (3, 10 with any other subcode, 200-299): the app or account lacks a capability or

@@ -1,4 +1,5 @@
-"""The Graph calls of the jobs over httpx: token refresh and ``subscribed_apps`` (reference §10-§12).
+"""The Graph calls of the jobs over httpx: token refresh and ``subscribed_apps``
+(docs/instagram.md#tokens-and-oauth, #delivery).
 
 Errors map to :class:`GraphCallError` once, here: timeouts, transport errors, 5xx, throttles and
 ``is_transient`` answers are transient (try next run); everything else is final and keeps Meta's code
@@ -15,7 +16,7 @@ import httpx
 
 from replyflow.services.jobs.ports import GraphCallError, RefreshedToken
 
-# Meta's throttling and "temporary" codes (reference section 10).
+# Meta's throttling and "temporary" codes (docs/instagram.md#errors).
 _TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80002, 80006})
 
 

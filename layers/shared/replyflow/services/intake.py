@@ -1,8 +1,9 @@
-"""Webhook intake: handshake, signature, parse, route, enqueue (DESIGN.md section 3.1).
+"""Webhook intake: handshake, signature, parse, route, enqueue (docs/architecture.md#pipeline).
 
 Invariants:
 - the signature is an HMAC-SHA256 over the exact bytes received, compared in constant time against
-  every configured app secret (either may sign, reference section 3); no secret configured fails closed;
+  every configured app secret (either may sign, docs/instagram.md#signatures); no secret configured
+  fails closed;
 - nothing is parsed, routed or enqueued before the signature holds;
 - routing reads ``cache_keys.account_route_key`` only; on a miss a :class:`RouteLoader` (the database,
   imported lazily by the wiring) answers and the answer is cached, unknown accounts included (a short

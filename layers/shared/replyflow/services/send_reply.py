@@ -1,4 +1,4 @@
-"""The sender: one ``outbound_messages`` row -> at most one Graph API call (DESIGN.md section 3.3).
+"""The sender: one ``outbound_messages`` row -> at most one Graph API call (docs/architecture.md#pipeline).
 
 Per send job:
 1. load the row; a terminal row (sent, skipped, unknown, permanently failed) or a parked one is left
@@ -57,7 +57,7 @@ from replyflow.services import cache_keys
 
 MAX_SQS_DELAY_SECONDS = 900
 SEND_LEASE_SECONDS = 120
-# Usage headers at or above this share of Meta's limit pause sending briefly (reference section 9).
+# Usage at or above this share of Meta's limit pauses sending briefly (docs/instagram.md#usage-headers).
 NEAR_LIMIT_PCT = 90
 NEAR_LIMIT_PAUSE_SECONDS = 60.0
 SKIP_KINDS = frozenset({"outside_window", "user_unavailable", "already_replied"})
@@ -102,7 +102,7 @@ class SendRetryExhaustedError(Exception):
     """A transient failure after the inline retries: the record fails so SQS retries, then DLQs it."""
 
 
-# Reference section 10: code 4 is the app-level platform limit, shared by every account.
+# docs/instagram.md#errors: code 4 is the app-level platform limit, shared by every account.
 APP_THROTTLE_CODES = frozenset({4})
 
 
