@@ -45,7 +45,7 @@ TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ".json", ".txt", ".ini"
 # Spelled in pieces so that this file does not match itself.
 OUTSIDE_CITATIONS = (
     "../" + "shared",
-    "shared/" + "reference",
+    "shared" + "/reference",
     "DESIGN" + ".md",
     "the " + "reference",
     "\u00a7",
