@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from replyflow.adapters.crypto import TokenCipher
+from replyflow.adapters.crypto import TokenCipher, WrongKeyError
 from replyflow.adapters.graph_client import GraphError, GraphResult
 from replyflow.clock import utcnow
 from replyflow.db.engine import get_engine, session_factory, session_scope
@@ -292,20 +292,32 @@ class BrokenCipher:
 
 
 def test_a_token_that_does_not_open_parks_the_account(world: World) -> None:
-    other_key = TokenCipher(base64.urlsafe_b64encode(b"k" * 32).decode())
+    with session_scope(world.sessions) as session:
+        account = session.get(InstagramAccount, world.account_id)
+        assert account is not None  # a ciphertext copied from another account's row
+        account.access_token_encrypted = TokenCipher(KEY).encrypt("secret-token", context="another")
     graph = ScriptedGraph()
     job = world.add()
-    outcome = world.service(graph, cipher=other_key).send(job)
-    assert outcome == SendOutcome("parked", "needs_reauth")
+    assert world.service(graph).send(job) == SendOutcome("parked", "needs_reauth")
     assert graph.calls == []
     assert world.limiter.released == ["slot1"]
 
 
-def test_a_broken_cipher_fails_the_record_instead_of_parking_the_account(world: World) -> None:
+@pytest.mark.parametrize(
+    ("cipher", "raised"),
+    [
+        (TokenCipher(base64.urlsafe_b64encode(b"w" * 32).decode()), WrongKeyError),  # TOKEN_ENCRYPTION_KEY
+        (BrokenCipher(), ValueError),
+    ],
+    ids=["wrong-key", "broken-cipher"],
+)
+def test_a_cipher_failure_fails_the_record_instead_of_parking_the_account(
+    world: World, cipher: Any, raised: type[Exception]
+) -> None:
     graph = ScriptedGraph()
     job = world.add()
-    with pytest.raises(ValueError, match="ciphertext version"):
-        world.service(graph, cipher=BrokenCipher()).send(job)
+    with pytest.raises(raised):
+        world.service(graph, cipher=cipher).send(job)
     assert graph.calls == []
     assert world.limiter.released == ["slot1"]
     assert (world.row(job).status, world.row(job).error_code) == ("deferred", "cipher_error")
@@ -313,7 +325,7 @@ def test_a_broken_cipher_fails_the_record_instead_of_parking_the_account(world: 
         account = session.get(InstagramAccount, world.account_id)
         assert account is not None
         assert account.status == "active"
-    # Once the cipher is fixed, the redelivered record sends.
+    # Once the key is fixed, the redelivered record sends.
     assert world.service(graph).send(job).status == "sent"
 
 

@@ -181,8 +181,8 @@ class SendService:
             self._limiter.release(job.account_id, slot.token)
             return self._needs_reauth(job, claimed, GraphError("token_invalid", "stored token unreadable"))
         except Exception:
-            # The cipher itself is wrong (a bug, an unknown ciphertext version): nothing went out, so
-            # the slot and the row go back and the record fails loudly instead of parking the account.
+            # The cipher itself is wrong (WrongKeyError: another TOKEN_ENCRYPTION_KEY; a bug): nothing
+            # went out, so the slot and the row go back and the record fails loudly instead of parking.
             self._limiter.release(job.account_id, slot.token)
             self._give_back(job, claimed, "cipher_error")
             raise
