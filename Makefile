@@ -8,7 +8,7 @@ SAM    := $(SAMVENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-e2e test-infra lint format typecheck bench validate build pr clean
+.PHONY: help install run test test-unit test-integration test-e2e test-infra lint format typecheck complexity bench validate build pr clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,6 +56,10 @@ format: $(STAMP) ## apply ruff formatting and safe fixes
 typecheck: $(STAMP) ## mypy on the layer package, the functions, the local stack and the tests
 	$(VENV)/bin/mypy
 
+# Rank C is cyclomatic complexity 20 at most; asserts are not branches, so tests are held to it too.
+complexity: $(STAMP) ## no function above cyclomatic rank C (xenon)
+	$(VENV)/bin/xenon --no-assert --max-absolute C layers functions local bench tests
+
 bench: $(STAMP) ## measure latency and throughput; prints a table, writes bench/results/*.json
 	$(PY) -m bench
 
@@ -66,7 +70,7 @@ validate: $(STAMP) $(SAM) ## cfn-lint every template and sam validate --lint
 build: $(SAM) ## sam build (no Docker)
 	$(SAM) build
 
-pr: lint typecheck validate test ## everything a pull request must pass
+pr: lint typecheck complexity validate test ## everything a pull request must pass
 
 clean: ## remove local state and build output
 	rm -rf .local .aws-sam .pytest_cache .mypy_cache .ruff_cache

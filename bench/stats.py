@@ -54,9 +54,7 @@ def print_table(rows: list[dict[str, Any]], stream: TextIO | None = None) -> Non
         print("  (no rows)", file=out)
         return
     extra = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in MAIN_COLUMNS]
-    common = (
-        [k for k in extra if all(k in row and row[k] == rows[0][k] for row in rows)] if len(rows) > 1 else []
-    )
+    common = _common_fields(rows, extra)
     table = [
         {
             **{c: _fmt(row.get(c)) for c in MAIN_COLUMNS},
@@ -66,11 +64,17 @@ def print_table(rows: list[dict[str, Any]], stream: TextIO | None = None) -> Non
     ]
     columns = [*MAIN_COLUMNS, "details"]
     widths = {c: max(len(c), *(len(r[c]) for r in table)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip(), file=out)
-    for r in table:
-        print("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip(), file=out)
+    for cells in [{c: c for c in columns}, *table]:
+        print("  ".join(cells[c].ljust(widths[c]) for c in columns).rstrip(), file=out)
     for k in common:
         print(f"  {k}: {_fmt(rows[0][k])}", file=out)
+
+
+def _common_fields(rows: list[dict[str, Any]], fields: list[str]) -> list[str]:
+    """The fields every row has with one value (said once under a table of several rows)."""
+    if len(rows) < 2:
+        return []
+    return [k for k in fields if all(k in row and row[k] == rows[0][k] for row in rows)]
 
 
 def _fmt(value: Any) -> str:

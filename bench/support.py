@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.lambda_context import LambdaContext
+
 # The same defaults as the integration tier (tests/conftest.py), overridable for another machine.
 MYSQL_ADMIN_URL = os.environ.get(
     "BENCH_MYSQL_URL", os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -28,6 +30,8 @@ REDIS_SERVER_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 APP_SECRET = "bench-app-secret"
 APP_ID = "bench-app"
 QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:{queue}"
+# The context the Lambda runtime would pass (the handlers log it); its deadline is never reached here.
+BENCH_CONTEXT = LambdaContext("BenchFunction", 512, 24 * 3600.0)
 
 
 def progress(message: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from bench.stats import summarize
 from bench.support import (
     APP_SECRET,
+    BENCH_CONTEXT,
     CollectingPublisher,
     comment_webhook,
     empty_redis_db,
@@ -57,7 +58,7 @@ def _measure(name: str, database_url: str, redis_url: str | None, calls: int) ->
     try:
         ig_user_id = _seed(database_url)
         events = [proxy_event(comment_webhook(ig_user_id), APP_SECRET) for _ in range(calls + 1)]
-        warm = lambda_handler(events[0], None)
+        warm = lambda_handler(events[0], BENCH_CONTEXT)
         if warm["statusCode"] != 200 or '"received": 1' not in warm["body"]:
             raise RuntimeError(f"the webhook did not accept the warm-up event: {warm}")
         samples: list[float] = []
@@ -65,7 +66,7 @@ def _measure(name: str, database_url: str, redis_url: str | None, calls: int) ->
         started = time.perf_counter()
         for event in events[1:]:
             t0 = time.perf_counter()
-            response = lambda_handler(event, None)
+            response = lambda_handler(event, BENCH_CONTEXT)
             samples.append(ms_since(t0))
             errors += response["statusCode"] != 200
         elapsed = time.perf_counter() - started

@@ -36,6 +36,7 @@ from bench.stats import summarize
 from bench.support import (
     APP_ID,
     APP_SECRET,
+    BENCH_CONTEXT,
     CollectingPublisher,
     Published,
     chunks,
@@ -162,7 +163,7 @@ def _drive(handler: Any, batches: list[tuple[str, list[str]]]) -> tuple[list[flo
     started = time.perf_counter()
     for queue, bodies in batches:
         t0 = time.perf_counter()
-        response = handler(sqs_event(queue, bodies), None)
+        response = handler(sqs_event(queue, bodies), BENCH_CONTEXT)
         samples.append(ms_since(t0))
         failed += len(response.get("batchItemFailures") or [])
     return samples, time.perf_counter() - started, failed

@@ -496,30 +496,41 @@ class Gateway:
             return self._outbox(request, method)
         if self.broker is None:
             return self._error(404, "not_found", "No broker in this gateway")
-        broker = self.broker
         try:
-            if parts == ["queues"] and method == "GET":
-                return json_response(200, {"queues": broker.stats(), "idle": broker.is_idle()})
-            if len(parts) == 3 and parts[0] == "queues" and parts[2] == "messages" and method == "POST":
-                delay = dict(request.query).get("delay")
-                message_id = broker.send_message(
-                    parts[1],
-                    request.body.decode("utf-8"),
-                    delay_seconds=int(delay) if delay is not None else None,
-                )
-                return json_response(200, {"queue": parts[1], "messageId": message_id})
-            if parts == ["idle"] and method == "GET":
-                timeout = float(dict(request.query).get("timeout", "30"))
-                return json_response(200, {"idle": broker.wait_idle(min(timeout, 300.0))})
-            if len(parts) == 2 and parts[0] == "dlq" and method == "GET":
-                return json_response(200, {"queue": parts[1], "messages": broker.dlq_messages(parts[1])})
-            if len(parts) == 3 and parts[0] == "dlq" and parts[2] == "redrive" and method == "POST":
-                return json_response(200, {"queue": parts[1], "moved": broker.redrive(parts[1])})
+            response = self._broker_control(self.broker, request, *_control_route(method, parts))
         except QueueNotFoundError as error:
             return self._error(404, "not_found", str(error.args[0]))
         except (ValueError, UnicodeDecodeError) as error:
             return self._error(400, "bad_request", str(error))
-        return self._error(404, "not_found", f"No local control route {method} {request.path}")
+        return response or self._error(404, "not_found", f"No local control route {method} {request.path}")
+
+    @staticmethod
+    def _broker_control(broker: Broker, request: HttpRequest, route: str, queue: str) -> HttpResponse | None:
+        query = dict(request.query)
+        if route == "GET queues":
+            return json_response(200, {"queues": broker.stats(), "idle": broker.is_idle()})
+        if route == "POST queues/{}/messages":
+            delay = query.get("delay")
+            message_id = broker.send_message(
+                queue, request.body.decode("utf-8"), delay_seconds=int(delay) if delay is not None else None
+            )
+            return json_response(200, {"queue": queue, "messageId": message_id})
+        if route == "GET idle":
+            timeout = float(query.get("timeout", "30"))
+            return json_response(200, {"idle": broker.wait_idle(min(timeout, 300.0))})
+        if route == "GET dlq/{}":
+            return json_response(200, {"queue": queue, "messages": broker.dlq_messages(queue)})
+        if route == "POST dlq/{}/redrive":
+            return json_response(200, {"queue": queue, "moved": broker.redrive(queue)})
+        return None
+
+
+def _control_route(method: str, parts: list[str]) -> tuple[str, str]:
+    """``POST`` + ``["dlq", "events-high", "redrive"]`` -> ``("POST dlq/{}/redrive", "events-high")``."""
+    if len(parts) < 2:
+        return f"{method} {'/'.join(parts)}", ""
+    rest = "/".join(parts[2:])
+    return f"{method} {parts[0]}/{{}}{'/' + rest if rest else ''}", parts[1]
 
     def _jobs(self, parts: list[str], method: str, request: HttpRequest) -> HttpResponse:
         from replyflow.wiring import jobs

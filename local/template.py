@@ -119,7 +119,6 @@ class FunctionSpec:
     api_events: tuple[ApiEvent, ...] = ()
     sqs_events: tuple[SqsEvent, ...] = ()
     schedule_events: tuple[ScheduleEvent, ...] = ()
-    environment: Mapping[str, Any] = field(default_factory=dict)
     dead_letter_queue: str | None = None  # logical queue name of an async-invocation DLQ
 
 
@@ -463,55 +462,63 @@ def _identity_header(source: Any) -> str | None:
 def _parse_authorizer(
     resolver: _Resolver, doc: Mapping[str, Any], resources: Mapping[str, Any]
 ) -> AuthorizerSpec | None:
-    auth_blocks: list[Mapping[str, Any]] = []
-    for resource in resources.values():
-        if (resource or {}).get("Type") == "AWS::Serverless::Api":
-            auth = ((resource.get("Properties") or {}).get("Auth")) or {}
-            if auth:
-                auth_blocks.append(auth)
+    """A SAM ``Auth.DefaultAuthorizer`` (an Api's, then ``Globals.Api``'s) wins over a raw
+    ``AWS::ApiGateway::Authorizer`` resource."""
+    auth_blocks: list[Mapping[str, Any]] = [
+        auth
+        for resource in resources.values()
+        if (resource or {}).get("Type") == "AWS::Serverless::Api"
+        and (auth := (resource.get("Properties") or {}).get("Auth"))
+    ]
     global_auth = (((doc.get("Globals") or {}).get("Api")) or {}).get("Auth")
     if global_auth:
         auth_blocks.append(global_auth)
     for auth in auth_blocks:
-        auth = resolver.resolve(auth)
-        default = auth.get("DefaultAuthorizer")
-        authorizers = auth.get("Authorizers") or {}
-        if not default or default not in authorizers:
-            continue
-        spec = authorizers[default]
-        function = _ref_target(spec.get("FunctionArn"))
-        if function is None:
-            raise TemplateError(f"authorizer {default}: FunctionArn does not name a function")
-        identity = spec.get("Identity") or {}
-        headers = identity.get("Headers") or []
-        header = headers[0] if headers else "Authorization"
-        kind = str(spec.get("FunctionPayloadType", "TOKEN")).upper()
-        if kind == "TOKEN":
-            header = identity.get("Header", "Authorization")
-        return AuthorizerSpec(
-            name=default,
-            function=function,
-            identity_header=header,
-            ttl=_as_int(identity.get("ReauthorizeEvery"), 300),
-            kind=kind,
-        )
+        spec = _sam_default_authorizer(resolver.resolve(auth))
+        if spec is not None:
+            return spec
     for logical_id, resource in resources.items():
         if (resource or {}).get("Type") == "AWS::ApiGateway::Authorizer":
-            props = resolver.resolve(resource.get("Properties") or {})
-            function = _ref_target(props.get("AuthorizerUri"))
-            uri = props.get("AuthorizerUri")
-            if isinstance(uri, Tag | dict) or function is None:
-                function = _function_in_uri(uri)
-            if function is None:
-                raise TemplateError(f"{logical_id}: AuthorizerUri does not name a function")
-            return AuthorizerSpec(
-                name=logical_id,
-                function=function,
-                identity_header=_identity_header(props.get("IdentitySource")) or "Authorization",
-                ttl=_as_int(props.get("AuthorizerResultTtlInSeconds"), 300),
-                kind=str(props.get("Type", "REQUEST")).upper(),
-            )
+            return _apigateway_authorizer(logical_id, resolver.resolve(resource.get("Properties") or {}))
     return None
+
+
+def _sam_default_authorizer(auth: Mapping[str, Any]) -> AuthorizerSpec | None:
+    default = auth.get("DefaultAuthorizer")
+    authorizers = auth.get("Authorizers") or {}
+    if not default or default not in authorizers:
+        return None
+    spec = authorizers[default]
+    function = _ref_target(spec.get("FunctionArn"))
+    if function is None:
+        raise TemplateError(f"authorizer {default}: FunctionArn does not name a function")
+    identity = spec.get("Identity") or {}
+    kind = str(spec.get("FunctionPayloadType", "TOKEN")).upper()
+    headers = identity.get("Headers") or ["Authorization"]
+    header = identity.get("Header", "Authorization") if kind == "TOKEN" else headers[0]
+    return AuthorizerSpec(
+        name=default,
+        function=function,
+        identity_header=header,
+        ttl=_as_int(identity.get("ReauthorizeEvery"), 300),
+        kind=kind,
+    )
+
+
+def _apigateway_authorizer(logical_id: str, props: Mapping[str, Any]) -> AuthorizerSpec:
+    uri = props.get("AuthorizerUri")
+    function = _ref_target(uri)
+    if isinstance(uri, Tag | dict) or function is None:
+        function = _function_in_uri(uri)
+    if function is None:
+        raise TemplateError(f"{logical_id}: AuthorizerUri does not name a function")
+    return AuthorizerSpec(
+        name=logical_id,
+        function=function,
+        identity_header=_identity_header(props.get("IdentitySource")) or "Authorization",
+        ttl=_as_int(props.get("AuthorizerResultTtlInSeconds"), 300),
+        kind=str(props.get("Type", "REQUEST")).upper(),
+    )
 
 
 def _unquote(value: Any) -> str | None:
@@ -579,55 +586,14 @@ def _parse_function(
         kind = event.get("Type")
         ep = resolver.resolve(event.get("Properties") or {})
         if kind == "Api":
-            auth = (ep.get("Auth") or {}).get("Authorizer")
-            api.append(
-                ApiEvent(
-                    name=event_name,
-                    method=str(ep["Method"]).upper(),
-                    path=str(ep["Path"]),
-                    auth="NONE" if isinstance(auth, str) and auth.upper() == "NONE" else "default",
-                )
-            )
+            api.append(_api_event(event_name, ep))
         elif kind == "SQS":
             target = _ref_target(event.get("Properties", {}).get("Queue"))
             if target is None or target not in queue_names:
                 raise TemplateError(f"{logical_id}.{event_name}: Queue {target!r} is not a queue here")
-            scaling = ep.get("ScalingConfig") or {}
-            sqs.append(
-                SqsEvent(
-                    name=event_name,
-                    queue=queue_names[target],
-                    batch_size=_as_int(ep.get("BatchSize"), 10),
-                    maximum_batching_window=float(_as_int(ep.get("MaximumBatchingWindowInSeconds"), 0)),
-                    report_batch_item_failures="ReportBatchItemFailures"
-                    in (ep.get("FunctionResponseTypes") or []),
-                    maximum_concurrency=_as_int(scaling.get("MaximumConcurrency"), 0) or None,
-                    enabled=ep.get("Enabled", True) is not False,
-                )
-            )
+            sqs.append(_sqs_event(event_name, ep, queue_names[target]))
         elif kind in {"ScheduleV2", "Schedule"}:
-            state = ep.get("State")
-            enabled = ep.get("Enabled", True) is not False and str(state or "ENABLED").upper() == "ENABLED"
-            schedules.append(
-                ScheduleEvent(
-                    name=str(ep.get("Name") or event_name),
-                    expression=str(ep["ScheduleExpression"]),
-                    input=_decode_input(ep.get("Input")),
-                    enabled=enabled,
-                    timezone=str(ep.get("ScheduleExpressionTimezone") or "UTC"),
-                    maximum_retry_attempts=_as_int(
-                        (ep.get("RetryPolicy") or {}).get("MaximumRetryAttempts"), 0
-                    ),
-                )
-            )
-    environment = (resolver.resolve(merged.get("Environment")) or {}).get("Variables") or {}
-    dead_letter: str | None = None
-    dlq_config = props.get("DeadLetterQueue")
-    if isinstance(dlq_config, dict) and str(dlq_config.get("Type", "")).upper() == "SQS":
-        target = _ref_target(dlq_config.get("TargetArn"))
-        if target is None or target not in queue_names:
-            raise TemplateError(f"{logical_id}: DeadLetterQueue {target!r} is not a queue here")
-        dead_letter = queue_names[target]
+            schedules.append(_schedule_event(event_name, ep))
     return FunctionSpec(
         logical_id=logical_id,
         handler=handler,
@@ -636,9 +602,53 @@ def _parse_function(
         api_events=tuple(api),
         sqs_events=tuple(sqs),
         schedule_events=tuple(schedules),
-        environment=environment,
-        dead_letter_queue=dead_letter,
+        dead_letter_queue=_dead_letter_queue(logical_id, props.get("DeadLetterQueue"), queue_names),
     )
+
+
+def _api_event(name: str, ep: Mapping[str, Any]) -> ApiEvent:
+    auth = (ep.get("Auth") or {}).get("Authorizer")
+    return ApiEvent(
+        name=name,
+        method=str(ep["Method"]).upper(),
+        path=str(ep["Path"]),
+        auth="NONE" if isinstance(auth, str) and auth.upper() == "NONE" else "default",
+    )
+
+
+def _sqs_event(name: str, ep: Mapping[str, Any], queue: str) -> SqsEvent:
+    scaling = ep.get("ScalingConfig") or {}
+    return SqsEvent(
+        name=name,
+        queue=queue,
+        batch_size=_as_int(ep.get("BatchSize"), 10),
+        maximum_batching_window=float(_as_int(ep.get("MaximumBatchingWindowInSeconds"), 0)),
+        report_batch_item_failures="ReportBatchItemFailures" in (ep.get("FunctionResponseTypes") or []),
+        maximum_concurrency=_as_int(scaling.get("MaximumConcurrency"), 0) or None,
+        enabled=ep.get("Enabled", True) is not False,
+    )
+
+
+def _schedule_event(name: str, ep: Mapping[str, Any]) -> ScheduleEvent:
+    state = str(ep.get("State") or "ENABLED").upper()
+    return ScheduleEvent(
+        name=str(ep.get("Name") or name),
+        expression=str(ep["ScheduleExpression"]),
+        input=_decode_input(ep.get("Input")),
+        enabled=ep.get("Enabled", True) is not False and state == "ENABLED",
+        timezone=str(ep.get("ScheduleExpressionTimezone") or "UTC"),
+        maximum_retry_attempts=_as_int((ep.get("RetryPolicy") or {}).get("MaximumRetryAttempts"), 0),
+    )
+
+
+def _dead_letter_queue(logical_id: str, config: Any, queue_names: Mapping[str, str]) -> str | None:
+    """The logical queue name of a function's async-invocation DLQ (``DeadLetterQueue: {Type: SQS}``)."""
+    if not isinstance(config, dict) or str(config.get("Type", "")).upper() != "SQS":
+        return None
+    target = _ref_target(config.get("TargetArn"))
+    if target is None or target not in queue_names:
+        raise TemplateError(f"{logical_id}: DeadLetterQueue {target!r} is not a queue here")
+    return queue_names[target]
 
 
 def parse_template(text: str) -> Template:

@@ -26,9 +26,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS_DIR = ROOT / "events"
-# A copy of ../shared/reference/events, so a clone tests on its own; test_foundation checks they agree.
+# Instagram's webhook bodies, one per event kind we handle (docs/instagram.md explains each).
 REFERENCE_EVENTS_DIR = EVENTS_DIR / "instagram"
-SHARED_REFERENCE_EVENTS_DIR = ROOT.parent / "shared" / "reference" / "events"
 MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 # Unset: the session starts its own redis-server (never the machine's Redis on 6379).
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL")
@@ -43,7 +42,7 @@ def service_missing(what: str, error: Exception) -> None:
 
 
 def load_event(name: str) -> dict[str, Any]:
-    """A payload from events/ (ours) or the shared reference events, by file name."""
+    """A payload from events/ or events/instagram/, by file name."""
     for folder in (EVENTS_DIR, REFERENCE_EVENTS_DIR):
         path = folder / name
         if path.exists():

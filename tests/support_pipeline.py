@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from local.lambda_context import LambdaContext
 from replyflow.adapters.crypto import TokenCipher
 from replyflow.adapters.graph_client import GraphError, GraphResult
 from replyflow.db.models import Automation, InstagramAccount, Template, Tenant
@@ -27,6 +28,11 @@ from replyflow.services.intake import sign
 
 KEY = "bG9jYWwtb25seS10b2tlbi1rZXktMzItYnl0ZXMhIT0="
 SECRET = b"test-app-secret"
+
+
+def lambda_context(function_name: str = "TestFunction", timeout_seconds: float = 30.0) -> LambdaContext:
+    """What the Lambda runtime passes a handler (every handler logs it through Powertools)."""
+    return LambdaContext(function_name, 512, timeout_seconds)
 
 
 class MemoryQueues:
@@ -117,7 +123,7 @@ def pump(
             by_id = {
                 r["messageId"]: (q, r["body"]) for r, (q, _) in zip(event["Records"], batch, strict=True)
             }
-            result = handler(event, None)
+            result = handler(event, lambda_context())
             stats.processed += len(bodies)
             for failure in result.get("batchItemFailures", []):
                 queue, body = by_id[failure["itemIdentifier"]]

@@ -12,11 +12,12 @@ from typing import Any
 
 from api import security_headers
 from api.app import get_app
-from replyflow.observability import clear_tenant, tracer
+from replyflow.observability import clear_tenant, logger, tracer
 
 _one_at_a_time = threading.Lock()
 
 
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with _one_at_a_time:

@@ -32,6 +32,26 @@ METHOD_ARN = "arn:aws:execute-api:us-east-1:000000000000:local/v1/{method}{path}
 POLICY_TTL_SECONDS = 300
 
 
+@dataclass(frozen=True)
+class InvokeContext:
+    """The Lambda context attributes the handlers' Powertools logger reads."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = "local"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+AUTHORIZER_CONTEXT = InvokeContext("AuthorizerFunction")
+API_CONTEXT = InvokeContext("ApiFunction")
+
+
 def needs_authorizer(path: str) -> bool:
     if path in AUTHENTICATED_PATHS:
         return True
@@ -73,7 +93,7 @@ class Gateway:
             "path": path,
         }
         try:
-            result = authorizer_handler(event, None)
+            result = authorizer_handler(event, AUTHORIZER_CONTEXT)
         except Exception:
             return None
         context = dict(result.get("context") or {})
@@ -120,7 +140,7 @@ class Gateway:
             "isBase64Encoded": False,
             "requestContext": request_context,
         }
-        raw = api_handler(event, None)
+        raw = api_handler(event, API_CONTEXT)
         out_headers = {k: v for k, v in (raw.get("headers") or {}).items()}
         for name, values in (raw.get("multiValueHeaders") or {}).items():
             if values:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from replyflow.adapters.jwt_keys import InvalidTokenError
-from replyflow.observability import tracer
+from replyflow.observability import logger, tracer
 from replyflow.services import tokens
 from replyflow.services.access import Principal
 from replyflow.services.api_key_auth import authenticate_api_key
@@ -73,6 +73,7 @@ def _api_wide_arn(method_arn: str) -> str:
     return f"{prefix}/{stage}/*/*"
 
 
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     principal = authenticate(_header(event, "authorization"))

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from replyflow.domain.messages import EventMessage
-from replyflow.observability import MetricUnit, metrics, tracer
+from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.sqs_batch import process_batch
 from replyflow.wiring import pipeline
 
 
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     outcomes: list[str] = []  # appended from worker threads; metrics are added on this thread

@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from replyflow.domain.messages import SendJob
-from replyflow.observability import MetricUnit, metrics, tracer
+from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.send_reply import POLICY_BLOCK_REASON, SendOutcome
 from replyflow.services.sqs_batch import process_batch
 from replyflow.wiring import pipeline
@@ -19,13 +19,14 @@ METRIC_BY_OUTCOME = {
     "skipped": "SendsSkipped",
     "failed": "SendsFailed",
 }
-# Outcomes an operator must act on, counted again on their own for alarms (reference section 10).
+# Outcomes an operator must act on, counted again on their own for alarms (docs/instagram.md#errors).
 ALERT_METRIC_BY_REASON = {
     POLICY_BLOCK_REASON: "SendsBlocked",
     "misconfigured": "SendsMisconfigured",
 }
 
 
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     outcomes: list[SendOutcome] = []  # appended from worker threads; metrics are added on this thread

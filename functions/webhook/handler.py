@@ -6,7 +6,7 @@ a body flagged ``isBase64Encoded`` that is not base64, 200 otherwise, including 
 fields (logged and counted).
 
 The proxy event is parsed by hand and no web framework is imported: every new instance pays its
-imports as cold start, and webhook bursts start many instances at once (DESIGN.md section 3.1).
+imports as cold start, and webhook bursts start many instances at once (docs/architecture.md#cold-starts).
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import json
 import warnings
 from typing import Any
 
+from replyflow.errors import SignatureError
 from replyflow.observability import MetricUnit, logger, metrics, tracer
-from replyflow.services.intake import BadPayloadError, SignatureError, intake, verify_handshake
+from replyflow.services.intake import BadPayloadError, intake, verify_handshake
 from replyflow.wiring import core, pipeline
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     method = (event.get("httpMethod") or _http_v2_method(event) or "").upper()
@@ -68,7 +70,7 @@ def _deliver(event: dict[str, Any]) -> dict[str, Any]:
     except SignatureError as exc:
         metrics.add_metric(name="WebhookSignatureRejected", unit=MetricUnit.Count, value=1)
         logger.warning("webhook signature rejected", extra={"reason": str(exc)})
-        return _error(401, "invalid_signature", "the X-Hub-Signature-256 header does not match the body")
+        return _error(exc.status, exc.code, "the X-Hub-Signature-256 header does not match the body")
     except BadPayloadError as exc:
         return _error(400, "bad_request", str(exc))
     metrics.add_metric(name="WebhookEventsEnqueued", unit=MetricUnit.Count, value=result.enqueued)

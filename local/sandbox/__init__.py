@@ -2,8 +2,8 @@
 
 It answers the calls Replyflow makes (send message, private reply, public reply, comment lookup,
 an account's media and a medium's comments, Instagram Login token exchange and refresh,
-subscribed_apps) with Instagram's error envelope and the
-limits from ``shared/reference/instagram-platform.md`` §8-§11, and lists what it received at
+subscribed_apps) with Instagram's error envelope and the limits of docs/instagram.md (sending, rate
+limits, errors, tokens), and lists what it received at
 ``GET /_sandbox/messages``. Design:
 
 - ``state``: all memory (accounts, tokens, comments, windows, recorded sends, faults) behind one lock.

@@ -1,4 +1,5 @@
-"""Who is calling: access-token lookup and the ``/me`` / ``/<IG_ID>`` node check (reference §8a, §11)."""
+"""Who is calling: access-token lookup and the ``/me`` / ``/<IG_ID>`` node check
+(docs/instagram.md#send-api, #tokens-and-oauth)."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 Every Graph failure is a :class:`GraphError`; the app turns it into Meta's envelope
 ``{"error": {"message", "type", "code", "error_subcode"?, "is_transient"?, "fbtrace_id"}}`` in one
-place (reference §10). ``error_subcode`` is left out when Meta sends none (throttles, transient errors),
-as the real API does, so clients must read it with ``.get``.
+place (docs/instagram.md#errors). ``error_subcode`` is left out when Meta sends none (throttles,
+transient errors), as the real API does, so clients must read it with ``.get``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-# Error codes (reference §10).
+# Error codes (docs/instagram.md#errors).
 CODE_TRANSIENT = 2
 CODE_PERMISSION = 10
 CODE_INVALID_PARAM = 100
@@ -23,7 +23,7 @@ CODE_USER_UNAVAILABLE = 551
 CODE_UNKNOWN_PATH = 2500
 CODE_BUC_THROTTLE = 80002
 
-# Subcodes (reference §10; the "already sent" one is UNVERIFIED there, §8b/§13.3).
+# Subcodes (docs/instagram.md#errors; "already sent" is unconfirmed, docs/instagram.md#private-replies).
 SUBCODE_TOKEN_EXPIRED = 463
 SUBCODE_TOKEN_INVALID = 467
 SUBCODE_UNKNOWN_OBJECT = 33

@@ -1,4 +1,5 @@
-"""Graph endpoints that act on a conversation or a comment (reference §8).
+"""Graph endpoints that act on a conversation or a comment (docs/instagram.md#send-api,
+#private-replies, #public-replies).
 
 ``POST /<IG_ID>/messages`` enforces, in order: token (190), account (200), body shape (100), injected
 transient errors (2), throttles (80002), then the recipient rules: one private reply per comment
@@ -16,9 +17,9 @@ from local.sandbox.protocol import Request, Response
 from local.sandbox.state import Account, Comment, SandboxState, SendRecord
 from local.sandbox.validation import parse_send_body
 
-# Reference §8b: a private reply must go out within 7 days of the comment.
+# docs/instagram.md#private-replies: a private reply must go out within 7 days of the comment.
 PRIVATE_REPLY_WINDOW_S = 7 * 24 * 3600
-# Reference §8a: the standard messaging window after the user's last message, and the
+# docs/instagram.md#messaging-window: the standard messaging window after the user's last message, and the
 # HUMAN_AGENT tag's extension.
 DM_WINDOW_S = 24 * 3600
 HUMAN_AGENT_WINDOW_S = 7 * 24 * 3600

@@ -1,4 +1,4 @@
-"""Per-account send limits and the ``X-Business-Use-Case-Usage`` header (reference §9).
+"""Per-account send limits and the ``X-Business-Use-Case-Usage`` header (docs/instagram.md#rate-limits).
 
 Two rolling windows per account: every send call in the last second (against the configurable
 per-second cap) and every accepted private reply in the last hour (against Meta's 750/h). Usage, in
@@ -18,11 +18,12 @@ from collections import deque
 from local.sandbox import errors
 from local.sandbox.state import Account, SandboxState
 
-# Reference §9: private replies to post and reel comments, per IG professional account.
+# docs/instagram.md#rate-limits: private replies to post and reel comments, per IG professional account.
 PRIVATE_REPLIES_PER_HOUR = 750
 HOUR_S = 3600.0
 SECOND_S = 1.0
-# Meta only sends usage headers "once enough calls have been made" (§9); the sandbox picks 50 %.
+# Meta only sends usage headers "once enough calls have been made"
+# (docs/instagram.md#usage-headers); the sandbox picks 50 %.
 USAGE_HEADER_THRESHOLD_PCT = 50
 BUC_USAGE_HEADER = "X-Business-Use-Case-Usage"
 

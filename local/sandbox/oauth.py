@@ -1,10 +1,10 @@
-"""Instagram Login and account subscriptions (reference §2, §11).
+"""Instagram Login and account subscriptions (docs/instagram.md#tokens-and-oauth, #webhook-handshake).
 
 The sandbox user consents at once: ``/oauth/authorize`` redirects straight back with a single-use,
 one-hour code. The code buys a one-hour token, which buys a 60-day token, which can be refreshed once
 it is a day old and as long as it has not expired. ``user_id`` from the code exchange and ``id`` from
 ``/me`` are app-scoped ids that differ from the professional account id (``/me?fields=user_id``), as
-reference §2 warns; ``app_scoped_ids=False`` makes them equal.
+docs/instagram.md#tokens-and-oauth warns; ``app_scoped_ids=False`` makes them equal.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from local.sandbox.state import (
     Token,
 )
 
-# Reference §11.4: a long-lived token can be refreshed once it is at least 24 h old.
+# docs/instagram.md#tokens-and-oauth: a long-lived token can be refreshed once it is at least 24 h old.
 REFRESH_MIN_AGE_S = 24 * 3600
 REFRESH_PERMISSION = "instagram_business_basic"
-# Reference §1: the current scope names (the business_* names were retired on 2025-01-27).
+# docs/instagram.md#setup-and-scopes: the current scope names (business_* were retired on 2025-01-27).
 KNOWN_SCOPES = frozenset(
     {
         *DEFAULT_SCOPES,
@@ -38,7 +38,8 @@ KNOWN_SCOPES = frozenset(
         "instagram_business_manage_insights",
     }
 )
-# Reference §6 and §2: Instagram Login webhook fields an account can be subscribed to.
+# Instagram Login webhook fields an account can be subscribed to (docs/instagram.md#messaging-events,
+# #webhook-handshake).
 SUBSCRIBABLE_FIELDS = frozenset(
     {
         "comments",

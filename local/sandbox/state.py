@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-# Token lifetimes (reference §11): short-lived 1 h, long-lived 60 days; Meta answers the exchange
-# and the refresh with expires_in 5183944 s.
+# Token lifetimes (docs/instagram.md#tokens-and-oauth): short-lived 1 h, long-lived 60 days; Meta
+# answers the exchange and the refresh with expires_in 5183944 s.
 SHORT_TOKEN_TTL_S = 3600
 LONG_TOKEN_TTL_S = 5_183_944
 DEFAULT_ISSUE_TTL_S = 5_184_000
@@ -69,7 +69,7 @@ class Comment:
     hidden: bool = False
 
     def node(self) -> dict[str, Any]:
-        """Every field the sandbox knows, in Graph's shape (IG Comment reference)."""
+        """Every field the sandbox knows, in Graph's shape (Graph's IG Comment node)."""
         return {
             "id": self.id,
             "timestamp": graph_timestamp(self.created_at),
@@ -236,7 +236,7 @@ def graph_timestamp(epoch: float) -> str:
 
 
 def parse_timestamp(value: Any) -> float:
-    """Epoch seconds, epoch milliseconds (>= 1e12, reference §7.4) or an ISO-8601 string."""
+    """Epoch seconds, epoch milliseconds (>= 1e12, docs/instagram.md#timestamps) or an ISO-8601 string."""
     if isinstance(value, bool):
         raise ValueError("timestamp must be a number or an ISO-8601 string")
     if isinstance(value, int | float):

@@ -1,4 +1,4 @@
-"""Shape rules of a Send API body that Instagram enforces with code 100 (reference §8a).
+"""Shape rules of a Send API body that Instagram enforces with code 100 (docs/instagram.md#send-api).
 
 Limits Meta only truncates (quick-reply titles over 20 characters, template titles over 80) are not
 errors here either.
@@ -11,7 +11,7 @@ from typing import Any
 
 from local.sandbox import errors
 
-# Reference §8a.
+# docs/instagram.md#send-api.
 MAX_TEXT_BYTES = 1000
 MAX_QUICK_REPLIES = 13
 MAX_BUTTONS = 3

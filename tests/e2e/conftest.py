@@ -235,7 +235,6 @@ def launch(
         "INSTAGRAM_APP_SECRET": APP_SECRET,
         "INSTAGRAM_VERIFY_TOKEN": VERIFY_TOKEN,
         "DATABASE_URL": database_url or f"sqlite:///{workdir / 'e2e.db'}",
-        "LOCAL_STATE_DIR": str(workdir / ".local"),
         "ARCHIVE_DIR": str(workdir / ".local" / "archive"),
         "ENVIRONMENT": "test",
         "QUEUE_URLS": "",

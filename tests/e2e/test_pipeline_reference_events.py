@@ -1,10 +1,10 @@
-"""Every payload in shared/reference/events/ through the local stack over HTTP, with the outcome it
+"""Every sample payload in events/instagram/ through the local stack over HTTP, with the outcome it
 should have: the signed POST is answered 200, and the sandbox receives exactly the replies the demo
 tenant's automations call for (comments -> private replies with ``recipient.comment_id``; DM-family
 events -> one DM each; the echo and the reaction -> nothing).
 
 The stack is one of this module's own (the demo tenant gets extra automations). Messaging payloads are
-re-timed to now: the reference bodies are older than Instagram's 24 h window, and a replay of the
+re-timed to now: the sample bodies are older than Instagram's 24 h window, and a replay of the
 original is checked to be skipped with the reason, not sent.
 """
 

@@ -22,7 +22,16 @@ from replyflow.services.send_reply import SendService, release_parked
 from replyflow.settings import Settings
 from replyflow.wiring import core, pipeline
 from sender.handler import lambda_handler as sender_handler
-from tests.support_pipeline import SECRET, MemoryQueues, Seeded, comment_body, pump, seed_tenant, webhook_post
+from tests.support_pipeline import (
+    SECRET,
+    MemoryQueues,
+    Seeded,
+    comment_body,
+    lambda_context,
+    pump,
+    seed_tenant,
+    webhook_post,
+)
 from webhook.handler import lambda_handler as webhook_handler
 
 pytestmark = pytest.mark.integration
@@ -88,7 +97,9 @@ def test_a_comment_keyword_becomes_one_private_reply_with_logs(stack: Stack) -> 
     seeded = stack.seed(automations=[{"keywords": ["LINK"], "actions": PRIVATE_REPLY}])
     comment_id = f"179{uuid.uuid4().int % 10**14:014d}"
 
-    response = webhook_handler(webhook_post(comment_body(seeded.ig_user_id, comment_id, "LINK")), None)
+    response = webhook_handler(
+        webhook_post(comment_body(seeded.ig_user_id, comment_id, "LINK")), lambda_context()
+    )
     assert response["statusCode"] == 200
     stack.drain()
 
@@ -105,7 +116,7 @@ def test_a_comment_keyword_becomes_one_private_reply_with_logs(stack: Stack) -> 
 def test_a_bad_signature_is_401_and_nothing_is_enqueued(stack: Stack) -> None:
     seeded = stack.seed(automations=[{"actions": PRIVATE_REPLY}])
     event = webhook_post(comment_body(seeded.ig_user_id, "17900000000000001"), secret=b"wrong")
-    response = webhook_handler(event, None)
+    response = webhook_handler(event, lambda_context())
     assert response["statusCode"] == 401
     assert json.loads(response["body"])["error"]["code"] == "invalid_signature"
     assert stack.queues.pending() == 0
@@ -120,7 +131,7 @@ def test_the_same_body_three_times_at_once_sends_one_dm(stack: Stack) -> None:
 
     def deliver() -> None:
         barrier.wait()
-        statuses.append(webhook_handler(event, None)["statusCode"])
+        statuses.append(webhook_handler(event, lambda_context())["statusCode"])
 
     threads = [threading.Thread(target=deliver) for _ in range(3)]
     for thread in threads:
@@ -182,7 +193,9 @@ def _faults(stack: Stack, **faults: object) -> None:
 def _comments(stack: Stack, seeded: Seeded, count: int) -> list[str]:
     ids = [f"179{uuid.uuid4().int % 10**14:014d}" for _ in range(count)]
     for comment_id in ids:
-        response = webhook_handler(webhook_post(comment_body(seeded.ig_user_id, comment_id)), None)
+        response = webhook_handler(
+            webhook_post(comment_body(seeded.ig_user_id, comment_id)), lambda_context()
+        )
         assert response["statusCode"] == 200
     return ids
 

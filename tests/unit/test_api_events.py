@@ -12,6 +12,7 @@ import pytest
 from api.handler import lambda_handler as api_handler
 from authorizer.handler import lambda_handler as authorizer_handler
 from tests.conftest import load_event
+from tests.support_pipeline import lambda_context
 from tests.unit.test_api_support import ApiEnv, make_env
 
 
@@ -22,19 +23,19 @@ def api_env(sqlite_url: str) -> Iterator[ApiEnv]:
 
 def test_sample_events(api_env: ApiEnv) -> None:
     signup = load_event("api_signup.json")
-    response = api_handler(signup, None)
+    response = api_handler(signup, lambda_context())
     assert response["statusCode"] == 201, response["body"]
     pair = json.loads(response["body"])
 
     request = load_event("api_authorizer_request.json")
     request["headers"]["Authorization"] = f"Bearer {pair['access_token']}"
-    policy = authorizer_handler(request, None)
+    policy = authorizer_handler(request, lambda_context())
     assert policy["policyDocument"]["Statement"][0]["Resource"].endswith("/v1/*/*")
     assert policy["context"]["tenant_id"] == pair["tenant_id"]
 
     read = load_event("api_get_automations.json")
     read["requestContext"]["authorizer"] = policy["context"]
-    listed = api_handler(read, None)
+    listed = api_handler(read, lambda_context())
     assert listed["statusCode"] == 200
     assert json.loads(listed["body"]) == []
     assert listed["multiValueHeaders"]["X-RateLimit-Limit"] == ["60"]

@@ -11,6 +11,7 @@ from replyflow.services import tokens
 from replyflow.settings import Settings
 from replyflow.wiring import api as wiring
 from replyflow.wiring import core
+from tests.support_pipeline import lambda_context
 
 ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/v1/templates"
 
@@ -32,7 +33,7 @@ def test_valid_jwt_allows_every_route_and_passes_the_principal() -> None:
     token = tokens.issue_access_token(
         wiring.key_ring(), user_id="u1", tenant_id="t1", role="member", ttl_seconds=60, session_id="s1"
     )
-    result = lambda_handler(event(f"Bearer {token}"), None)
+    result = lambda_handler(event(f"Bearer {token}"), lambda_context())
     statement = result["policyDocument"]["Statement"][0]
     assert statement["Effect"] == "Allow"
     assert statement["Resource"] == "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*/*"
@@ -50,7 +51,7 @@ def test_valid_jwt_allows_every_route_and_passes_the_principal() -> None:
 @pytest.mark.parametrize("authorization", [None, "", "Bearer", "Basic abc", "Bearer nope", "Bearer rfk_bad"])
 def test_missing_or_malformed_credentials_are_unauthorized(authorization: str | None) -> None:
     with pytest.raises(Exception, match=r"^Unauthorized$"):
-        lambda_handler(event(authorization), None)
+        lambda_handler(event(authorization), lambda_context())
 
 
 def test_token_with_unknown_role_is_unauthorized() -> None:
@@ -58,4 +59,4 @@ def test_token_with_unknown_role_is_unauthorized() -> None:
         wiring.key_ring(), user_id="u1", tenant_id="t1", role="root", ttl_seconds=60
     )
     with pytest.raises(Exception, match=r"^Unauthorized$"):
-        lambda_handler(event(f"Bearer {token}"), None)
+        lambda_handler(event(f"Bearer {token}"), lambda_context())

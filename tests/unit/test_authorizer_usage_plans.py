@@ -10,6 +10,7 @@ from replyflow.services.api_key_auth import api_key_cache_key
 from replyflow.settings import Settings
 from replyflow.wiring import api as wiring
 from replyflow.wiring import core
+from tests.support_pipeline import lambda_context
 
 ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/v1/templates"
 TIER_KEYS = {"free": "stack-tier-free-key-0000", "pro": "stack-tier-pro-key-00000"}
@@ -38,7 +39,7 @@ def _api_key(plan_code: str) -> str:
 
 def _authorize(authorization: str) -> dict:
     return lambda_handler(
-        {"type": "REQUEST", "methodArn": ARN, "headers": {"Authorization": authorization}}, None
+        {"type": "REQUEST", "methodArn": ARN, "headers": {"Authorization": authorization}}, lambda_context()
     )
 
 

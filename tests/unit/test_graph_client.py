@@ -1,4 +1,5 @@
-"""Graph client over httpx.MockTransport (no sockets) and the error classification of reference §10."""
+"""Graph client over httpx.MockTransport (no sockets) and the error classification of
+docs/instagram.md#errors."""
 
 from __future__ import annotations
 
@@ -155,7 +156,7 @@ def test_an_odd_usage_header_never_turns_an_answer_into_a_crash() -> None:
 
 
 def test_app_level_usage_is_read_apart_from_the_accounts_usage() -> None:
-    """``X-App-Usage`` is the whole app's share of its platform limit (reference section 9)."""
+    """``X-App-Usage`` is the whole app's share of its platform limit (docs/instagram.md#usage-headers)."""
     app_usage = {"x-app-usage": json.dumps({"call_count": 91, "total_cputime": 12, "total_time": 40})}
 
     def sent(request: httpx.Request) -> httpx.Response:

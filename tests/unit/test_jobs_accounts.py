@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from replyflow.adapters.crypto import TokenCipher, WrongKeyError
 from replyflow.db.engine import session_factory
 from replyflow.db.models import InstagramAccount
 from replyflow.services.cache_keys import account_route_key
@@ -136,3 +137,10 @@ def test_webhook_subscriptions_resubscribe_flag_and_record(sessions: sessionmake
     assert graph.subscribed == []
     assert again.counts["subscribed"] == 3
     assert _account(sessions, "due").webhook_subscribed_at == NOW
+
+
+def test_token_refresh_under_a_wrong_key_fails_and_flags_nobody(sessions: sessionmaker[Session]) -> None:
+    wrong = TokenCipher("d3Jvbmctd3Jvbmctd3Jvbmctd3Jvbmctd3Jvbmctd3I=")  # 32 bytes, not the key
+    with pytest.raises(WrongKeyError):
+        run_token_refresh(sessions, FakeGraph(), wrong, FakeCache(), now=NOW, deadline=Deadline.unlimited())
+    assert _account(sessions, "due").status == "active"

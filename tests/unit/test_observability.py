@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -59,3 +62,10 @@ def test_a_record_does_not_inherit_the_previous_records_tenant(lines: list[dict[
     failed = [line for line in lines if line.get("message") == "record failed"]
     assert len(failed) == 1
     assert "tenant_id" not in failed[0]
+
+
+def test_log_lines_carry_the_functions_service_and_metrics_one_dimension() -> None:
+    code = "from replyflow.observability import logger, metrics; print(logger.service, metrics.service)"
+    env = {**os.environ, "POWERTOOLS_SERVICE_NAME": "sender"}
+    shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert shown.stdout.split() == ["sender", "replyflow"]

@@ -18,7 +18,7 @@ from replyflow.settings import Settings
 from replyflow.wiring import core, pipeline
 from sender.handler import lambda_handler as sender_handler
 from tests.conftest import load_event
-from tests.support_pipeline import MemoryQueues, ScriptedGraph, sqs_event
+from tests.support_pipeline import MemoryQueues, ScriptedGraph, lambda_context, sqs_event
 from webhook.handler import lambda_handler as webhook_handler
 
 
@@ -43,7 +43,7 @@ def local(sqlite_url: str) -> Iterator[tuple[MemoryQueues, ScriptedGraph, Any]]:
 def test_handshake_event() -> None:
     core.override(settings=Settings(environment="test"))
     try:
-        response = webhook_handler(load_event("webhook_get_handshake.json"), None)
+        response = webhook_handler(load_event("webhook_get_handshake.json"), lambda_context())
     finally:
         core.clear_overrides()
     assert (response["statusCode"], response["body"]) == (200, "1158201444")
@@ -53,15 +53,15 @@ def test_handshake_event() -> None:
 def test_sample_webhook_to_sandbox_call(local: tuple[MemoryQueues, ScriptedGraph, Any], name: str) -> None:
     queues, graph, demo = local
     # A cold route cache: the webhook reads the database once, then caches the route.
-    assert webhook_handler(load_event(name), None)["statusCode"] == 200
+    assert webhook_handler(load_event(name), lambda_context())["statusCode"] == 200
     route = core.cache().get_json(cache_keys.account_route_key(demo.ig_user_id))
     assert route is not None
     assert route["tenant_id"] == demo.tenant_id
     ((queue, body),) = queues.take("events-")
     assert queue == "events-default"  # the demo tenant is on the pro plan
-    assert processor_handler(sqs_event([body]), None) == {"batchItemFailures": []}
+    assert processor_handler(sqs_event([body]), lambda_context()) == {"batchItemFailures": []}
     jobs = [b for _, b in queues.take("sends-")]
-    assert sender_handler(sqs_event(jobs), None) == {"batchItemFailures": []}
+    assert sender_handler(sqs_event(jobs), lambda_context()) == {"batchItemFailures": []}
     (call,) = graph.calls
     assert call["recipient"] == {"comment_id": "17958213400876543"}
     assert call["message"] == {"text": "Hi maya.creates! Here is your link: https://example.com/preset-pack"}
@@ -77,5 +77,5 @@ def test_sample_sqs_events_parse() -> None:
 def test_a_record_that_fails_is_reported_alone(local: tuple[MemoryQueues, ScriptedGraph, Any]) -> None:
     event = load_event("processor_sqs_comment.json")  # ids that exist nowhere: processed, logged
     event["Records"].append({**event["Records"][0], "messageId": "bad", "body": "{not json"})
-    result = processor_handler(event, None)
+    result = processor_handler(event, lambda_context())
     assert result == {"batchItemFailures": [{"itemIdentifier": "bad"}]}

@@ -86,7 +86,8 @@ def module_db(tmp_path_factory: pytest.TempPathFactory) -> str:
 def world(module_db: str) -> World:
     sessions = session_factory(module_db)
     queues, cooldowns, cache = MemoryQueues(), DictCooldowns(), DictCache()
-    # The reference payloads were sent on 2026-11-27; "now" is a day later unless a test moves it.
+    # The sample payloads in events/instagram/ were sent on 2026-11-27; "now" is a day later unless a
+    # test moves it.
     clock = FixedClock(from_epoch(1795788312) + timedelta(days=1))
     processor = EventProcessor(
         sessions=sessions, cache=cache, cooldowns=cooldowns, publisher=queues, clock=clock

@@ -1,14 +1,12 @@
 """The Instagram sandbox: Send API rules, rate limits, faults, OAuth and the control surface.
 
-Most tests call the in-process app (``server.app.handle``) with a fake clock; the ``TestOverHttp``
-class starts the real HTTP adapter on a loopback port for what only a socket can show (latency,
-dropped connections, redirects).
+Every test calls the in-process app (``server.app.handle``) with a fake clock; what only a socket
+can show (latency, dropped connections, redirects) is in ``tests/integration/test_sandbox_http.py``.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -546,7 +544,7 @@ class TestOAuth:
 
         grant = exchange(server, redirect["code"][0]).body["data"][0]
         assert grant["permissions"] == "instagram_business_basic,instagram_business_manage_messages"
-        assert grant["user_id"] != ACCOUNT  # app-scoped, reference §2
+        assert grant["user_id"] != ACCOUNT  # app-scoped, docs/instagram.md#tokens-and-oauth
 
         me = call(
             server, "GET", "/v23.0/me", params={"fields": "user_id,username"}, token=grant["access_token"]
@@ -685,70 +683,3 @@ class TestControl:
         assert {r.status for r in responses} == {200}
         assert len({r.body["message_id"] for r in responses}) == 400
         assert len(listing(server)["messages"]) == 400
-
-
-class TestOverHttp:
-    @pytest.fixture
-    def live(self):
-        sandbox = SandboxServer(port=0, app_id=APP_ID, app_secret=APP_SECRET)
-        sandbox.start()
-        try:
-            yield sandbox
-        finally:
-            sandbox.stop()
-
-    @pytest.fixture
-    def client(self, live):
-        with httpx.Client(base_url=live.url, timeout=5.0) as client:
-            yield client
-
-    def test_send_and_list(self, live, client):
-        token = live.issue_token(ACCOUNT, "demo_shop")
-        body = {"recipient": {"comment_id": "c1"}, "message": {"text": "hi"}}
-
-        response = client.post(
-            f"/v23.0/{ACCOUNT}/messages", json=body, headers={"Authorization": f"Bearer {token}"}
-        )
-
-        assert response.status_code == 200
-        assert response.headers["x-fb-trace-id"]
-        assert (
-            client.get("/_sandbox/messages").json()["messages"][0]["message_id"]
-            == response.json()["message_id"]
-        )
-
-    def test_error_envelope_and_usage_header(self, live, client):
-        client.post("/_sandbox/faults", json={"throttle_next": 1})
-        token = live.issue_token(ACCOUNT, "demo_shop")
-        body = {"recipient": {"comment_id": "c1"}, "message": {"text": "hi"}}
-
-        response = client.post(f"{live.graph_url}/me/messages", json=body, params={"access_token": token})
-
-        assert response.status_code == 400
-        assert response.json()["error"]["code"] == 80002
-        assert usage(response)["call_count"] == 100
-
-    def test_latency_is_slept_outside_the_app(self, client):
-        client.post("/_sandbox/faults", json={"latency_ms": 150})
-
-        started = time.monotonic()
-        assert client.get("/v23.0/me").status_code == 400
-        assert time.monotonic() - started >= 0.15
-
-    def test_timeout_drops_the_connection_after_recording(self, live, client):
-        client.post("/_sandbox/faults", json={"timeout_rate": 1.0})
-        token = live.issue_token(ACCOUNT, "demo_shop")
-        body = {"recipient": {"comment_id": "c1"}, "message": {"text": "hi"}}
-
-        with pytest.raises(httpx.TransportError):
-            client.post(f"/v23.0/{ACCOUNT}/messages", json=body, headers={"Authorization": f"Bearer {token}"})
-
-        assert client.get("/_sandbox/messages").json()["messages"][0]["ambiguous"] is True
-
-    def test_authorize_redirects(self, client):
-        params = {"client_id": APP_ID, "redirect_uri": "https://app.example/cb?x=1", "response_type": "code"}
-
-        response = client.get("/oauth/authorize", params=params)
-
-        assert response.status_code == 302
-        assert response.headers["location"].startswith("https://app.example/cb?x=1&code=")

@@ -1,8 +1,10 @@
 """The sender on SQLite with a scripted Graph client and a fake limiter: every error class settles the
-ledger as the reference says, redelivery is idempotent, and a batch reports failures record by record."""
+ledger as docs/instagram.md#errors says, redelivery is idempotent, and a batch reports failures
+record by record."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from replyflow.adapters.crypto import TokenCipher
+from replyflow.adapters.crypto import TokenCipher, WrongKeyError
 from replyflow.adapters.graph_client import GraphError, GraphResult
 from replyflow.clock import utcnow
 from replyflow.db.engine import get_engine, session_factory, session_scope
@@ -33,6 +35,7 @@ from tests.support_pipeline import (
     FixedClock,
     MemoryQueues,
     ScriptedGraph,
+    lambda_context,
     seed_tenant,
 )
 
@@ -50,10 +53,10 @@ class World:
 
     def service(self, graph: ScriptedGraph, **kw: Any) -> SendService:
         kw.setdefault("limiter", self.limiter)
+        kw.setdefault("cipher", TokenCipher(KEY))
         return SendService(
             sessions=self.sessions,
             graph=graph,
-            cipher=TokenCipher(KEY),
             publisher=self.queues,
             cache=self.cache,
             clock=self.clock,
@@ -281,6 +284,51 @@ def test_a_token_error_marks_the_account_parks_and_release_queues_again(world: W
     assert {world.row(first).status, world.row(second).status} == {"sent"}
 
 
+class BrokenCipher:
+    """A cipher that fails for a reason of its own, not the row's (a bug, an unknown blob version)."""
+
+    def decrypt(self, blob: bytes, *, context: str) -> str:
+        raise ValueError("unknown token ciphertext version")
+
+
+def test_a_token_that_does_not_open_parks_the_account(world: World) -> None:
+    with session_scope(world.sessions) as session:
+        account = session.get(InstagramAccount, world.account_id)
+        assert account is not None  # a ciphertext copied from another account's row
+        account.access_token_encrypted = TokenCipher(KEY).encrypt("secret-token", context="another")
+    graph = ScriptedGraph()
+    job = world.add()
+    assert world.service(graph).send(job) == SendOutcome("parked", "needs_reauth")
+    assert graph.calls == []
+    assert world.limiter.released == ["slot1"]
+
+
+@pytest.mark.parametrize(
+    ("cipher", "raised"),
+    [
+        (TokenCipher(base64.urlsafe_b64encode(b"w" * 32).decode()), WrongKeyError),  # TOKEN_ENCRYPTION_KEY
+        (BrokenCipher(), ValueError),
+    ],
+    ids=["wrong-key", "broken-cipher"],
+)
+def test_a_cipher_failure_fails_the_record_instead_of_parking_the_account(
+    world: World, cipher: Any, raised: type[Exception]
+) -> None:
+    graph = ScriptedGraph()
+    job = world.add()
+    with pytest.raises(raised):
+        world.service(graph, cipher=cipher).send(job)
+    assert graph.calls == []
+    assert world.limiter.released == ["slot1"]
+    assert (world.row(job).status, world.row(job).error_code) == ("deferred", "cipher_error")
+    with session_scope(world.sessions) as session:
+        account = session.get(InstagramAccount, world.account_id)
+        assert account is not None
+        assert account.status == "active"
+    # Once the key is fixed, the redelivered record sends.
+    assert world.service(graph).send(job).status == "sent"
+
+
 def test_a_policy_block_pauses_the_account_alerts_and_release_resumes(
     world: World, error_lines: list[dict[str, Any]]
 ) -> None:
@@ -360,7 +408,7 @@ def test_the_handler_counts_blocked_and_misconfigured_sends_for_alarms(
     monkeypatch.setattr(sender_handler, "metrics", recording)
     jobs = [SendJob(tenant_id="t", account_id="a", outbound_id=i).to_json() for i in outcomes]
     event = {"Records": [{"messageId": f"m{i}", "body": body} for i, body in enumerate(jobs)]}
-    assert sender_handler.lambda_handler(event, None) == {"batchItemFailures": []}
+    assert sender_handler.lambda_handler(event, lambda_context()) == {"batchItemFailures": []}
     assert recording.added == {
         "SendsParked": 1,
         "SendsBlocked": 1,

@@ -1,5 +1,5 @@
-"""Webhook parsing (every reference payload), signature, handshake, routing and the handler's HTTP
-contract. No sockets: the queue is in memory and the route cache is fakeredis."""
+"""Webhook parsing (every sample payload in events/instagram/), signature, handshake, routing and the
+handler's HTTP contract. No sockets: the queue is in memory and the route cache is fakeredis."""
 
 from __future__ import annotations
 
@@ -13,19 +13,13 @@ import pytest
 
 from replyflow.domain.messages import EventMessage
 from replyflow.domain.webhook_events import drop_reason, epoch_seconds, parse_body
+from replyflow.errors import SignatureError, UnauthorizedError
 from replyflow.services import cache_keys
-from replyflow.services.intake import (
-    Route,
-    RouteResolver,
-    SignatureError,
-    sign,
-    verify_handshake,
-    verify_signature,
-)
+from replyflow.services.intake import Route, RouteResolver, sign, verify_handshake, verify_signature
 from replyflow.settings import Settings
 from replyflow.wiring import core, pipeline
 from tests.conftest import REFERENCE_EVENTS_DIR, ROOT, load_event
-from tests.support_pipeline import SECRET, DictCache, MemoryQueues, comment_body, webhook_post
+from tests.support_pipeline import SECRET, DictCache, MemoryQueues, comment_body, lambda_context, webhook_post
 from webhook.handler import lambda_handler
 
 ACCOUNT = "17841400000000001"
@@ -186,6 +180,12 @@ def test_signature_accepts_either_secret_and_rejects_the_rest() -> None:
         verify_signature(body, sign(body, b""), [])  # no secret configured: fail closed
 
 
+def test_a_bad_signature_is_the_one_typed_401() -> None:
+    with pytest.raises(UnauthorizedError) as refused:
+        verify_signature(b"{}", sign(b"{}", b"other"), [b"one"])
+    assert (refused.value.code, refused.value.status) == ("invalid_signature", 401)
+
+
 def test_handshake() -> None:
     ok = {"hub.mode": "subscribe", "hub.verify_token": "tok", "hub.challenge": "1158201444"}
     assert verify_handshake(ok, "tok") == "1158201444"
@@ -238,7 +238,9 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryQueues]:
 
 
 def _get(params: dict[str, str]) -> dict:
-    return lambda_handler({"httpMethod": "GET", "queryStringParameters": params, "headers": {}}, None)
+    return lambda_handler(
+        {"httpMethod": "GET", "queryStringParameters": params, "headers": {}}, lambda_context()
+    )
 
 
 def test_handler_handshake(webhook: MemoryQueues) -> None:
@@ -251,7 +253,7 @@ def test_handler_handshake(webhook: MemoryQueues) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_handler_routes_reference_payloads_to_the_priority_queue(webhook: MemoryQueues, name: str) -> None:
-    response = lambda_handler(webhook_post(load_event(name)), None)
+    response = lambda_handler(webhook_post(load_event(name)), lambda_context())
     assert response["statusCode"] == 200
     routed = EXPECTED[name][1] is None
     assert webhook.pending("events-high") == (1 if routed else 0)
@@ -262,30 +264,35 @@ def test_handler_routes_reference_payloads_to_the_priority_queue(webhook: Memory
 
 
 def test_handler_base64_body_bad_signature_and_bad_json(webhook: MemoryQueues) -> None:
-    assert lambda_handler(webhook_post(load_event("comment_feed.json"), b64=True), None)["statusCode"] == 200
+    assert (
+        lambda_handler(webhook_post(load_event("comment_feed.json"), b64=True), lambda_context())[
+            "statusCode"
+        ]
+        == 200
+    )
     assert webhook.pending() == 1
-    bad = lambda_handler(webhook_post(load_event("comment_feed.json"), secret=b"nope"), None)
+    bad = lambda_handler(webhook_post(load_event("comment_feed.json"), secret=b"nope"), lambda_context())
     assert bad["statusCode"] == 401
     assert set(json.loads(bad["body"])["error"]) == {"code", "message", "details"}
     missing = webhook_post(load_event("comment_feed.json"))
     del missing["headers"]["X-Hub-Signature-256"]
-    assert lambda_handler(missing, None)["statusCode"] == 401
+    assert lambda_handler(missing, lambda_context())["statusCode"] == 401
     assert webhook.pending() == 1  # nothing more enqueued
-    assert lambda_handler(webhook_post(b"{not json"), None)["statusCode"] == 400
+    assert lambda_handler(webhook_post(b"{not json"), lambda_context())["statusCode"] == 400
 
 
 @pytest.mark.parametrize("body", ["abc", "eyJvYmplY3QiOiAiaW5zdGFncmFtIn0=!", "not base64 at all"])
 def test_handler_body_flagged_base64_that_is_not_is_400(webhook: MemoryQueues, body: str) -> None:
     event = webhook_post(load_event("comment_feed.json"))
     event.update(body=body, isBase64Encoded=True)
-    response = lambda_handler(event, None)
+    response = lambda_handler(event, lambda_context())
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"]["code"] == "bad_request"
     assert webhook.pending() == 0
 
 
 def test_handler_unknown_accounts_are_200_and_not_enqueued(webhook: MemoryQueues) -> None:
-    response = lambda_handler(webhook_post(comment_body("17841400000000009", "1")), None)
+    response = lambda_handler(webhook_post(comment_body("17841400000000009", "1")), lambda_context())
     assert response["statusCode"] == 200
     assert webhook.pending() == 0
 
@@ -296,7 +303,7 @@ def test_handler_batches_many_events(webhook: MemoryQueues) -> None:
     body["entry"][0]["changes"] = [
         {**change, "value": {**change["value"], "id": str(1000 + i)}} for i in range(25)
     ]
-    assert lambda_handler(webhook_post(body), None)["statusCode"] == 200
+    assert lambda_handler(webhook_post(body), lambda_context())["statusCode"] == 200
     assert webhook.pending("events-high") == 25
 
 

@@ -17,7 +17,8 @@ def epoch_ms() -> int:
 
 
 def from_epoch(value: float) -> datetime:
-    """Instagram sends seconds on comment events and milliseconds on messaging events (pitfall 4)."""
+    """Instagram sends seconds on comment events and milliseconds on messaging events
+    (docs/instagram.md#timestamps)."""
     seconds = value / 1000 if value >= 1e12 else value
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
 

@@ -17,7 +17,11 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-logger = Logger(service="replyflow")
+# Log lines carry the function's own service, POWERTOOLS_SERVICE_NAME from template.yaml (webhook,
+# processor, sender, ...). Metrics keep one ``service`` dimension for every function on purpose: the
+# dashboard and alarms in infra/observability.yaml read one series per metric, whichever function
+# emits it.
+logger = Logger()
 metrics = Metrics(namespace="Replyflow", service="replyflow")
 tracer = Tracer(service="replyflow", patch_modules=["botocore"])
 

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     database_iam_auth: bool = False  # RDS Proxy IAM auth: a signed token per connection, no password
     redis_url: str | None = Field(default=None, repr=False)
 
-    # Instagram. Either configured app secret may sign webhooks (reference section 3).
+    # Instagram. Either configured app secret may sign webhooks (docs/instagram.md#signatures).
     instagram_app_id: str = "replyflow-local-app"
     instagram_app_secret: SecretStr = SecretStr("local-app-secret")
     instagram_app_secret_secondary: SecretStr | None = None
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     retry_backoff_base_seconds: int = Field(default=5, ge=0, le=43_200)
     retry_backoff_max_seconds: int = Field(default=180, ge=0, le=43_200)
 
-    # Sending limits (reference section 9).
+    # Sending limits (docs/instagram.md#rate-limits).
     default_hourly_send_budget: int = Field(default=200, ge=1, le=750)
     private_reply_hourly_ceiling: int = Field(default=750, ge=1, le=750)
     per_second_send_cap: int = Field(default=20, ge=1)
@@ -145,6 +145,7 @@ class Settings(BaseSettings):
     replyflow_host: str = "127.0.0.1"
     replyflow_port: int = 3000
     replyflow_sandbox_port: int = 3001
+    # The local stack's state: the durable broker and sandbox files, the outbox, stack.env.
     local_state_dir: str = ".local"
 
     @field_validator("jwt_signing_keys", "queue_urls", "usage_plan_keys", mode="before")

@@ -1,14 +1,33 @@
 """Secrets at rest: AES-256-GCM with a random 96-bit nonce; the account id is bound as associated data
-so a ciphertext copied onto another row does not decrypt."""
+so a ciphertext copied onto another row does not decrypt.
+
+A blob names the key that sealed it (version 2: a 4-byte key id, the first bytes of a SHA-256 of the
+key, before the nonce), so a wrong ``TOKEN_ENCRYPTION_KEY`` is told apart from one bad row: the first
+raises :class:`WrongKeyError` (a configuration error: every row would fail), the second the cipher's
+``InvalidTag`` (this row does not open). Version 1 blobs (no key id) still decrypt; every new blob is
+version 2, so the token refresh job converts them as it renews tokens.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-_VERSION = b"\x01"
+_V1 = b"\x01"  # nonce + ciphertext
+_V2 = b"\x02"  # key id + nonce + ciphertext
+_KEY_ID_BYTES = 4
+
+
+class WrongKeyError(Exception):
+    """The blob was sealed under another key than the configured one (not a ``ValueError``: callers
+    that give up on one unreadable row must not swallow it)."""
+
+
+def key_id(key: bytes) -> bytes:
+    return hashlib.sha256(b"replyflow-token-key-id:" + key).digest()[:_KEY_ID_BYTES]
 
 
 class TokenCipher:
@@ -17,12 +36,18 @@ class TokenCipher:
         if len(key) != 32:
             raise ValueError("TOKEN_ENCRYPTION_KEY must be 32 bytes, urlsafe-base64 encoded")
         self._aead = AESGCM(key)
+        self._key_id = key_id(key)
 
     def encrypt(self, plaintext: str, *, context: str) -> bytes:
         nonce = os.urandom(12)
-        return _VERSION + nonce + self._aead.encrypt(nonce, plaintext.encode(), context.encode())
+        return _V2 + self._key_id + nonce + self._aead.encrypt(nonce, plaintext.encode(), context.encode())
 
     def decrypt(self, blob: bytes, *, context: str) -> str:
-        if blob[:1] != _VERSION:
+        version, body = blob[:1], blob[1:]
+        if version == _V2:
+            if body[:_KEY_ID_BYTES] != self._key_id:
+                raise WrongKeyError("the token was encrypted under another TOKEN_ENCRYPTION_KEY")
+            body = body[_KEY_ID_BYTES:]
+        elif version != _V1:
             raise ValueError("unknown token ciphertext version")
-        return self._aead.decrypt(blob[1:13], blob[13:], context.encode()).decode()
+        return self._aead.decrypt(body[:12], body[12:], context.encode()).decode()

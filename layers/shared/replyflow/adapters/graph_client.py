@@ -1,4 +1,4 @@
-"""The Instagram Graph API client for sends, with the error classification of reference section 10.
+"""The Instagram Graph API client for sends, with the error classification of docs/instagram.md#errors.
 
 One ``httpx.Client`` per process (connection reuse across Lambda invocations), explicit timeouts.
 Every failure becomes a :class:`GraphError` whose ``kind`` tells the sender what to do:
@@ -7,7 +7,7 @@ Every failure becomes a :class:`GraphError` whose ``kind`` tells the sender what
   ``X-Business-Use-Case-Usage`` ``estimated_time_to_regain_access`` (minutes), else ``Retry-After``;
 - ``token_invalid`` (190): the account needs re-authorisation;
 - ``outside_window`` (10 with subcode 2018278 or 2534022), ``user_unavailable`` (551),
-  ``already_replied`` (100 with subcode 2534001; Meta's code is UNVERIFIED, so its documented text is
+  ``already_replied`` (100 with subcode 2534001; Meta's code is unconfirmed, so its documented text is
   recognised too): skip with the reason;
 - ``policy_block`` (368): Instagram blocked the account for a policy reason; pause it and alert;
 - ``misconfigured`` (3, 10 with any other subcode, 200-299): the app or account lacks a capability or
@@ -83,32 +83,48 @@ class GraphResult:
 def classify(status: int, body: Any, headers: httpx.Headers | dict[str, str]) -> GraphError:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
-        kind: ErrorKind = "transient" if status >= 500 or status == 429 else "permanent"
-        retry = _retry_after(headers) if status == 429 else None
-        if status == 429:
-            kind = "throttle"
-        return GraphError(kind, f"HTTP {status} without a Graph error", http_status=status, retry_after=retry)
+        return _classify_bare_status(status, headers)
     code = _int(error.get("code"))
     subcode = _int(error.get("error_subcode"))
     message = str(error.get("message") or "")
-    make = lambda kind, retry=None: GraphError(kind, message, code, subcode, status, retry)  # noqa: E731
+    kind = _error_kind(
+        code, subcode, message, transient_flag=error.get("is_transient") is True, status=status
+    )
+    retry = (_retry_after(headers) or DEFAULT_THROTTLE_SECONDS) if kind == "throttle" else None
+    return GraphError(kind, message, code, subcode, status, retry)
+
+
+def _classify_bare_status(status: int, headers: httpx.Headers | dict[str, str]) -> GraphError:
+    """A failure status with no Graph error envelope (a proxy or load balancer answered)."""
+    message = f"HTTP {status} without a Graph error"
+    if status == 429:
+        return GraphError("throttle", message, http_status=status, retry_after=_retry_after(headers))
+    kind: ErrorKind = "transient" if status >= 500 else "permanent"
+    return GraphError(kind, message, http_status=status)
+
+
+def _error_kind(
+    code: int | None, subcode: int | None, message: str, *, transient_flag: bool, status: int
+) -> ErrorKind:
+    """Meta's code first, then the subcode; the order matters (10 is misconfigured unless its subcode
+    says outside the window; 100 is permanent unless it says already replied)."""
     if code in THROTTLE_CODES:
-        return make("throttle", _retry_after(headers) or DEFAULT_THROTTLE_SECONDS)
+        return "throttle"
     if code == 190:
-        return make("token_invalid")
+        return "token_invalid"
     if code == 10 and subcode in OUTSIDE_WINDOW_SUBCODES:
-        return make("outside_window")
+        return "outside_window"
     if code == 551:
-        return make("user_unavailable")
+        return "user_unavailable"
     if code == 100 and (subcode in ALREADY_REPLIED_SUBCODES or "already been sent" in message.lower()):
-        return make("already_replied")
+        return "already_replied"
     if code == POLICY_BLOCK_CODE:
-        return make("policy_block")
+        return "policy_block"
     if code in MISCONFIGURED_CODES:
-        return make("misconfigured")
-    if code in TRANSIENT_CODES or error.get("is_transient") is True or status >= 500:
-        return make("transient")
-    return make("permanent")
+        return "misconfigured"
+    if code in TRANSIENT_CODES or transient_flag or status >= 500:
+        return "transient"
+    return "permanent"
 
 
 def _header_json(headers: httpx.Headers | dict[str, str], name: str) -> Any | None:

@@ -1,5 +1,6 @@
-"""The Graph calls of the jobs over httpx: token refresh, ``subscribed_apps`` (reference §10-§12) and
-the reconciliation reads (``/<IG_ID>/media``, ``/<media-id>/comments``, paged by cursor).
+"""The Graph calls of the jobs over httpx: token refresh, ``subscribed_apps`` and the reconciliation
+reads (``/<IG_ID>/media``, ``/<media-id>/comments``, paged by cursor); docs/instagram.md#tokens-and-oauth,
+#delivery.
 
 Errors map to :class:`GraphCallError` once, here: timeouts, transport errors, 5xx, throttles and
 ``is_transient`` answers are transient (try next run); everything else is final and keeps Meta's code
@@ -18,7 +19,7 @@ from replyflow.adapters.graph_client import app_usage_pct, classify, usage_pct
 from replyflow.observability import traced
 from replyflow.services.jobs.ports import GraphCallError, GraphPage, RefreshedToken
 
-# Meta's throttling and "temporary" codes (reference section 10).
+# Meta's throttling and "temporary" codes (docs/instagram.md#errors).
 _TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80001, 80002, 80006})
 MEDIA_FIELDS = "id,timestamp,media_product_type,comments_count"
 COMMENT_FIELDS = "id,text,timestamp,from,username,parent_id"

@@ -1,4 +1,4 @@
-"""Instagram Login over httpx (reference section 11): code -> short-lived token -> 60-day token,
+"""Instagram Login over httpx (docs/instagram.md#tokens-and-oauth): code -> short-lived token -> 60-day token,
 ``/me?fields=user_id,username`` for the professional account id, ``subscribed_apps`` for webhooks.
 
 Tokens travel in request bodies or query strings only as Instagram requires, and never appear in an

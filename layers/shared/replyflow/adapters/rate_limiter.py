@@ -3,10 +3,10 @@
 :class:`RedisRateLimiter` is a sliding-window log per account, in one Lua script so that taking a slot
 is atomic across any number of concurrent workers (Redis runs a script alone):
 - an hourly window holding at most ``min(hourly budget, ceiling)`` sends (default 200, never above
-  Instagram's 750 private replies an hour, reference section 9);
+  Instagram's 750 private replies an hour, docs/instagram.md#rate-limits);
 - a one-second window holding at most the per-second cap;
 - a pause until a time (set on a Graph throttle, so other workers stop calling at once: calling while
-  throttled extends the block, reference section 9);
+  throttled extends the block, docs/instagram.md#rate-limits);
 - an app-wide pause (set when ``X-App-Usage`` nears the app's limit, which every account shares). Its
   key has no account hash tag, so it is read first and handed to the script as an argument (a script
   touches keys of one slot only); the longer of the two pauses wins.
@@ -22,9 +22,6 @@ import uuid
 from dataclasses import dataclass
 
 import redis
-
-HOUR_MS = 3_600_000
-SECOND_MS = 1_000
 
 _ACQUIRE = """
 local now = tonumber(ARGV[1])

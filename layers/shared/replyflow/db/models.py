@@ -1,4 +1,4 @@
-"""The data model (DESIGN.md section 2), SQLAlchemy 2 typed.
+"""The data model (docs/architecture.md#data-model), SQLAlchemy 2 typed.
 
 Invariants:
 - every tenant-scoped table carries ``tenant_id`` and has it first in its indexes;
@@ -328,7 +328,7 @@ class ReplyLog(Base):
     automation_id: Mapped[str | None] = mapped_column(String(26))
     outbound_message_id: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))  # sent / failed / skipped / deferred / parked
+    status: Mapped[str] = mapped_column(String(16))  # sent / failed / skipped / deferred / parked / unknown
     recipient_id: Mapped[str | None] = mapped_column(String(64))
     comment_id: Mapped[str | None] = mapped_column(String(64))
     text: Mapped[str | None] = mapped_column(Text)
@@ -351,7 +351,8 @@ class AutomationLog(Base):
     account_id: Mapped[str] = mapped_column(String(26))
     automation_id: Mapped[str | None] = mapped_column(String(26))
     event_key: Mapped[str | None] = mapped_column(String(255))
-    action: Mapped[str] = mapped_column(String(16))  # matched / skipped / queued / deferred / sent / failed
+    # matched / skipped / queued / parked / deferred / sent / failed / unknown
+    action: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,7 +1,7 @@
 """Triggers and keyword matching: which automations an event matches, and in which order they win.
 
-Normalisation (reference pitfall 7): Unicode NFKD, accents (combining marks) dropped, casefolded;
-every character that is not a letter or a digit (emoji and their variation selectors, punctuation,
+Normalisation (docs/instagram.md#keyword-matching): Unicode NFKD, accents (combining marks) dropped,
+casefolded; every character that is not a letter or a digit (emoji and their variation selectors, punctuation,
 bidi and format marks, spaces) is a word boundary. Texts are never truncated before matching. A
 keyword with no letters or digits (an emoji keyword) is matched as a casefolded substring of the raw
 text.

@@ -1,6 +1,6 @@
 """Message templates: validation against Instagram's limits and rendering into a Send API ``message``.
 
-Limits (reference section 8a): text <= 1000 bytes of UTF-8 (bytes, not characters), <= 3 buttons,
+Limits (docs/instagram.md#send-api): text <= 1000 bytes of UTF-8 (bytes, not characters), <= 3 buttons,
 <= 13 quick replies, titles <= 20 characters. Variables are ``{{name}}``; unknown variables are refused
 at validation time and render as empty strings if they ever reach rendering. Rendered text is cut on
 a byte budget at a character boundary, so a long username can never push a message over the limit.

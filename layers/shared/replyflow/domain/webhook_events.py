@@ -1,19 +1,20 @@
-"""Instagram webhook payloads: the shapes of every event in the reference (``TypedDict``s: zero import
+"""Instagram webhook payloads: the shapes of every event in docs/instagram.md (``TypedDict``s: zero import
 cost, checked by mypy), their flattening into one :class:`WebhookEvent` per change or messaging item,
 and the single rule for what never leaves the webhook.
 
-Invariants (reference sections 4-7):
+Invariants (docs/instagram.md#envelope-and-routing and the sections after it):
 - every ``entry`` and every ``changes[]`` / ``messaging[]`` / ``standby[]`` item is read; one malformed
   item never drops its neighbours (it is counted as ``malformed``); unknown keys are ignored;
 - both envelope forms are accepted: ``{"object", "entry": [...]}`` and Meta's documented JSON array
   with ``field``/``value`` directly on the entry;
 - the comment id is ``value.id``, falling back to ``value.comment_id``; numeric ids become strings;
-- times are epoch **seconds** as floats: values >= 1e12 are milliseconds (pitfall 4). Comment payloads
-  carry no creation time, so ``occurred_at`` of a comment is ``entry.time`` (when Meta sent the
-  notification, normally seconds after the comment): the 7-day private-reply rule is measured from it;
-- dispatch on messaging items follows the reference's table, first matching key wins: ``is_echo``,
-  ``is_deleted``, ``quick_reply``, story mention attachment, story reply, ``is_unsupported``, plain
-  message; then postback, reaction, read, referral;
+- times are epoch **seconds** as floats: values >= 1e12 are milliseconds (docs/instagram.md#timestamps).
+  Comment payloads carry no creation time, so ``occurred_at`` of a comment is ``entry.time`` (when
+  Meta sent the notification, normally seconds after the comment): the 7-day private-reply rule is
+  measured from it;
+- dispatch on messaging items follows the table in docs/instagram.md#messaging-events, first matching
+  key wins: ``is_echo``, ``is_deleted``, ``quick_reply``, story mention attachment, story reply,
+  ``is_unsupported``, plain message; then postback, reaction, read, referral;
 - :func:`drop_reason` is the single place that decides what never leaves the webhook: echoes, the
   account's own comments, the App Dashboard's test payloads, standby items, and kinds no automation
   can answer.
@@ -57,7 +58,7 @@ INBOUND_MESSAGE_KINDS: frozenset[str] = frozenset(
 )
 COMMENT_KINDS: frozenset[str] = frozenset({"comment", "live_comment"})
 
-# App Dashboard "Test" button sample values (reference pitfall 1).
+# App Dashboard "Test" button sample values (docs/instagram.md#loops-and-test-payloads).
 TEST_ACCOUNT_ID = "0"
 TEST_FROM_ID = "232323232"
 TEST_COMMENT_ID = "17865799348089039"
@@ -66,14 +67,14 @@ MILLISECONDS_THRESHOLD = 1e12
 
 
 def epoch_seconds(value: float | int | None) -> float | None:
-    """Seconds since the epoch; Instagram mixes seconds and milliseconds (pitfall 4)."""
+    """Seconds since the epoch; Instagram mixes seconds and milliseconds (docs/instagram.md#timestamps)."""
     if value is None:
         return None
     number = float(value)
     return number / 1000 if number >= MILLISECONDS_THRESHOLD else number
 
 
-# -- the payload shapes (reference sections 5 and 6) ----------------------------------------------
+# -- the payload shapes (docs/instagram.md#comment-events, #messaging-events) ---------------------
 
 
 class IgUserShape(TypedDict, total=False):
@@ -314,7 +315,8 @@ def _from_change(entry_id: str, entry_time: float | None, raw: Any) -> WebhookEv
     change = cast(ChangeShape, raw)
     field_name, value = change["field"], cast(CommentShape, _obj(change.get("value")))
     if field_name == "messages":
-        # The dashboard's messages test arrives as a change (pitfall 1); read it like a messaging item.
+        # The dashboard's messages test arrives as a change (docs/instagram.md#loops-and-test-payloads):
+        # read it like a messaging item.
         return _from_messaging(entry_id, entry_time, value, standby=False)
     if field_name not in ("comments", "live_comments", "mentions"):
         return "unknown_field"
@@ -405,7 +407,7 @@ def _from_message(message: MessageShape, common: dict[str, Any]) -> WebhookEvent
     if message.get("is_deleted") is True:
         return WebhookEvent(kind="deleted", **base)
     if quick_reply is not None:
-        # ``text`` is the button title: route by payload, never by keyword (reference section 6).
+        # ``text`` is our button title: by payload, never by keyword (docs/instagram.md#messaging-events).
         return WebhookEvent(kind="quick_reply", payload=quick_reply, **base)
     if "story_mention" in attachment_types:
         return WebhookEvent(kind="story_mention", **base)

@@ -1,5 +1,5 @@
-"""The demo tenant of the local stack (DESIGN.md section 6). Idempotent: re-running refreshes the demo
-account's sandbox token and leaves everything else as the user changed it."""
+"""The demo tenant of the local stack (docs/architecture.md#the-local-stack). Idempotent: re-running
+refreshes the demo account's sandbox token and leaves everything else as the user changed it."""
 
 from __future__ import annotations
 

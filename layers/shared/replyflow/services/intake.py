@@ -1,8 +1,9 @@
-"""Webhook intake: handshake, signature, parse, route, enqueue (DESIGN.md section 3.1).
+"""Webhook intake: handshake, signature, parse, route, enqueue (docs/architecture.md#pipeline).
 
 Invariants:
 - the signature is an HMAC-SHA256 over the exact bytes received, compared in constant time against
-  every configured app secret (either may sign, reference section 3); no secret configured fails closed;
+  every configured app secret (either may sign, docs/instagram.md#signatures); no secret configured
+  fails closed;
 - nothing is parsed, routed or enqueued before the signature holds;
 - routing reads ``cache_keys.account_route_key`` only; on a miss a :class:`RouteLoader` (the database,
   imported lazily by the wiring) answers and the answer is cached, unknown accounts included (a short
@@ -26,16 +27,13 @@ from typing import Any
 
 from replyflow.domain.messages import EventMessage, events_queue, queue_priority
 from replyflow.domain.webhook_events import WebhookEvent, drop_reason, parse_body
+from replyflow.errors import SignatureError
 from replyflow.ports import Cache, QueuePublisher
 from replyflow.services import cache_keys
 
 SIGNATURE_PREFIX = "sha256="
 # Unknown accounts are remembered briefly so a burst for one costs one database read.
 NEGATIVE_ROUTE_TTL_SECONDS = 30
-
-
-class SignatureError(Exception):
-    """The body is not signed by any configured app secret."""
 
 
 class BadPayloadError(Exception):

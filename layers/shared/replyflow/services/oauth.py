@@ -1,4 +1,4 @@
-"""Connecting an Instagram account through Instagram Login (reference section 11).
+"""Connecting an Instagram account through Instagram Login (docs/instagram.md#tokens-and-oauth).
 
 The flow, and why it is shaped this way (OAuth account-linking CSRF):
 

@@ -1,11 +1,11 @@
-"""The processor: one routed webhook event -> logged decisions and claimed sends (DESIGN.md section 3.2).
+"""The processor: one routed event -> logged decisions and claimed sends (docs/architecture.md#pipeline).
 
 Per event, in one database transaction:
 1. claim the event in ``inbound_events`` (INSERT against the unique key; a duplicate delivery stops
    here, whether it arrives later or at the same moment: the second INSERT waits for the first
    transaction and then fails);
 2. upsert the contact; a DM-family event moves ``last_inbound_at`` (the 24 h window), a comment does
-   not (a private reply does not open the window, reference section 8b);
+   not (a private reply does not open the window, docs/instagram.md#private-replies);
 3. match the account's active automations (``domain.matching`` documents the order and the
    several-matches rule); cooldown is a Redis ``SET NX EX`` per contact per automation, given back if
    the transaction fails;

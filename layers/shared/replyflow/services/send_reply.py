@@ -1,4 +1,4 @@
-"""The sender: one ``outbound_messages`` row -> at most one Graph API call (DESIGN.md section 3.3).
+"""The sender: one ``outbound_messages`` row -> at most one Graph API call (docs/architecture.md#pipeline).
 
 Per send job:
 1. load the row; a terminal row (sent, skipped, unknown, permanently failed) or a parked one is left
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,7 +57,7 @@ from replyflow.services import cache_keys
 
 MAX_SQS_DELAY_SECONDS = 900
 SEND_LEASE_SECONDS = 120
-# Usage headers at or above this share of Meta's limit pause sending briefly (reference section 9).
+# Usage at or above this share of Meta's limit pauses sending briefly (docs/instagram.md#usage-headers).
 NEAR_LIMIT_PCT = 90
 NEAR_LIMIT_PAUSE_SECONDS = 60.0
 SKIP_KINDS = frozenset({"outside_window", "user_unavailable", "already_replied"})
@@ -101,7 +102,7 @@ class SendRetryExhaustedError(Exception):
     """A transient failure after the inline retries: the record fails so SQS retries, then DLQs it."""
 
 
-# Reference section 10: code 4 is the app-level platform limit, shared by every account.
+# docs/instagram.md#errors: code 4 is the app-level platform limit, shared by every account.
 APP_THROTTLE_CODES = frozenset({4})
 
 
@@ -176,9 +177,15 @@ class SendService:
             return self._defer(job, claimed, slot.delay_seconds, "rate_limited", "no slot in the send budget")
         try:
             token = self._cipher.decrypt(claimed.token_blob, context=job.account_id)
-        except Exception:
+        except InvalidTag:  # this row's ciphertext does not open (copied, or tampered with)
             self._limiter.release(job.account_id, slot.token)
             return self._needs_reauth(job, claimed, GraphError("token_invalid", "stored token unreadable"))
+        except Exception:
+            # The cipher itself is wrong (WrongKeyError: another TOKEN_ENCRYPTION_KEY; a bug): nothing
+            # went out, so the slot and the row go back and the record fails loudly instead of parking.
+            self._limiter.release(job.account_id, slot.token)
+            self._give_back(job, claimed, "cipher_error")
+            raise
         try:
             result = self._call(claimed, token)
         except GraphError as error:

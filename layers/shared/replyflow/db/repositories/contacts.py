@@ -1,7 +1,7 @@
 """Contacts per account: the IGSID, username and the last time the user wrote (the 24 h DM window).
 
 ``touch`` is one upsert: concurrent events from a new contact cannot collide, and ``last_inbound_at``
-only moves forward (events arrive out of order, reference section 12)."""
+only moves forward (events arrive out of order, docs/instagram.md#timestamps)."""
 
 from __future__ import annotations
 

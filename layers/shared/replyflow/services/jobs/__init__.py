@@ -1,4 +1,4 @@
-"""The scheduled jobs of DESIGN.md section 3.4 (EventBridge Scheduler in AWS, the local scheduler
+"""The scheduled jobs of docs/jobs.md (EventBridge Scheduler in AWS, the local scheduler
 locally, ``replyflow jobs run NAME`` by hand).
 
 Every job:

@@ -1,4 +1,4 @@
-"""Health: queue depth metrics, and each account's webhook subscription (reference section 12).
+"""Health: queue depth metrics, and each account's webhook subscription (docs/instagram.md#delivery).
 
 Queue metrics: per queue, depth (visible, in flight, delayed), the age of the oldest message where
 the source knows it (the local broker does; in AWS the age is CloudWatch's own

@@ -1,4 +1,4 @@
-"""Token refresh: keep long-lived Instagram tokens alive (reference section 11).
+"""Token refresh: keep long-lived Instagram tokens alive (docs/instagram.md#tokens-and-oauth).
 
 Candidates are active accounts whose token expires within ``window`` (10 days) and was issued at
 least 24 hours ago (Instagram refuses younger tokens). Each refresh stores the new token encrypted
