@@ -524,14 +524,6 @@ class Gateway:
             return json_response(200, {"queue": queue, "moved": broker.redrive(queue)})
         return None
 
-
-def _control_route(method: str, parts: list[str]) -> tuple[str, str]:
-    """``POST`` + ``["dlq", "events-high", "redrive"]`` -> ``("POST dlq/{}/redrive", "events-high")``."""
-    if len(parts) < 2:
-        return f"{method} {'/'.join(parts)}", ""
-    rest = "/".join(parts[2:])
-    return f"{method} {parts[0]}/{{}}{'/' + rest if rest else ''}", parts[1]
-
     def _jobs(self, parts: list[str], method: str, request: HttpRequest) -> HttpResponse:
         from replyflow.wiring import jobs
 
@@ -568,6 +560,14 @@ def _control_route(method: str, parts: list[str]) -> tuple[str, str]:
         except ValueError:
             return self._error(400, "bad_request", "limit must be a number")
         return json_response(200, {"messages": self.outbox.messages(to=query.get("to"), limit=limit)})
+
+
+def _control_route(method: str, parts: list[str]) -> tuple[str, str]:
+    """``POST`` + ``["dlq", "events-high", "redrive"]`` -> ``("POST dlq/{}/redrive", "events-high")``."""
+    if len(parts) < 2:
+        return f"{method} {'/'.join(parts)}", ""
+    rest = "/".join(parts[2:])
+    return f"{method} {parts[0]}/{{}}{'/' + rest if rest else ''}", parts[1]
 
 
 # ------------------------------------------------------------------------------------ HTTP server
