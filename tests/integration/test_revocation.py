@@ -114,10 +114,7 @@ def test_revocations_are_refused_on_the_next_request_through_the_cached_policy(
     owner = account["access_token"]
     key = env.call("POST", "/v1/api-keys", token=owner, body={"name": "ci"}).body
     email = f"member-{time.monotonic_ns()}@example.com"
-    invited = env.call("POST", "/v1/members", token=owner, body={"email": email, "role": "admin"}).body
-    member = env.call(
-        "POST", "/v1/auth/login", body={"email": email, "password": invited["temporary_password"]}
-    ).body
+    member = env.invite_and_accept(owner, email, "admin")
     session = env.call(
         "POST", "/v1/auth/login", body={"email": account["email"], "password": account["password"]}
     ).body

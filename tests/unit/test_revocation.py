@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import fakeredis
 import pytest
-import redis
 
 from replyflow.clock import epoch_ms
 from replyflow.errors import UnauthorizedError
@@ -51,14 +51,7 @@ def api_env(sqlite_url: str, db_checks: list[Principal]) -> Iterator[ApiEnv]:
 
 
 def invite_and_login(env: ApiEnv, owner_token: str, role: str) -> dict[str, Any]:
-    email = f"{role}-{time.monotonic_ns()}@example.com"
-    invited = env.call("POST", "/v1/members", token=owner_token, body={"email": email, "role": role})
-    assert invited.status == 201, invited.body
-    login = env.call(
-        "POST", "/v1/auth/login", body={"email": email, "password": invited.body["temporary_password"]}
-    )
-    assert login.status == 200, login.body
-    return dict(login.body)
+    return env.invite_and_accept(owner_token, f"{role}-{time.monotonic_ns()}@example.com", role)
 
 
 def refused_within(env: ApiEnv, token: str, revoked_at: float, code: str) -> float:
@@ -149,10 +142,13 @@ def test_refresh_token_reuse_ends_the_session_for_access_tokens_too(api_env: Api
 
 
 class _DownRedis(RedisFixedWindowLimiter):
-    """A limiter whose Redis does not answer (a closed port)."""
+    """A limiter whose Redis does not answer (fakeredis's disconnected server: the unit tier has no
+    sockets)."""
 
     def __init__(self) -> None:
-        super().__init__(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
+        server = fakeredis.FakeServer()
+        server.connected = False
+        super().__init__(fakeredis.FakeRedis(server=server))
 
 
 def test_with_redis_down_the_api_checks_callers_in_the_database_and_stays_up(

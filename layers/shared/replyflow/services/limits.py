@@ -7,11 +7,13 @@ the cap and the current count.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import ApiKey, Template
-from replyflow.db.repositories import tenants
+from replyflow.db.repositories import invitations, tenants
 from replyflow.domain.plans import MAX_MEMBERS, MAX_MEMBERS_DEFAULT
 from replyflow.errors import ConflictError
 
@@ -33,10 +35,17 @@ def members_allowed(plan_code: str | None) -> int:
     return MAX_MEMBERS.get(plan_code or "", MAX_MEMBERS_DEFAULT)
 
 
-def check_members(session: Session, tenant_id: str) -> None:
+def check_members(session: Session, tenant_id: str, *, invitations_pending_at: datetime | None = None) -> None:
+    """With ``invitations_pending_at``, the invitations pending then count as members (an invite must
+    not promise a seat the plan cannot give); accepting one counts the members alone."""
     allowed = members_allowed(_lock(session, tenant_id))
+    pending = (
+        len(invitations.pending(session, tenant_id, invitations_pending_at))
+        if invitations_pending_at is not None
+        else 0
+    )
     _reached(
-        tenants.member_count(session, tenant_id),
+        tenants.member_count(session, tenant_id) + pending,
         allowed,
         "member_limit_reached",
         f"this workspace's plan allows {allowed} members; remove one or upgrade",

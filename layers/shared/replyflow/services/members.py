@@ -71,7 +71,7 @@ def invite(
     console_base_url: str,
 ) -> InvitationView:
     """Emails an invitation; the membership exists only once the invitee accepts it."""
-    limits.check_members(session, principal.tenant_id)
+    limits.check_members(session, principal.tenant_id, invitations_pending_at=utcnow())
     return invitations.create(
         session, principal, limiter, mailer, console_base_url, email=request.email, role=request.role
     )
