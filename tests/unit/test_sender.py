@@ -519,7 +519,8 @@ def test_a_token_replaced_while_in_flight_retries_instead_of_parking(world: Worl
     assert (outcome.status, outcome.reason) == ("deferred", "token_replaced")
     with session_scope(world.sessions) as session:
         account = session.get(InstagramAccount, world.account_id)
-        assert account is not None and account.status == "active"
+        assert account is not None
+        assert account.status == "active"
     ((_, body),) = world.queues.take("sends-")
     assert service.send(SendJob.from_json(body)).status == "sent"
     assert graph.calls[-1]["token"] == "new-token"
