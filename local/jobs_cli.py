@@ -4,7 +4,9 @@
 - ``replyflow jobs run NAME``: run one job now in this process, with the same wiring as the Lambda
   (settings from the environment: ``DATABASE_URL``, ``ARCHIVE_BUCKET`` / ``ARCHIVE_DIR``, ...), and
   print its summary as JSON (logs and EMF metrics go to stderr). ``queue-metrics`` needs
-  ``QUEUE_URLS`` here; inside the running stack the scheduler runs it against the broker.
+  ``QUEUE_URLS`` here; inside the running stack the scheduler runs it against the broker. Send jobs a
+  job publishes (``ledger-sweep``) go to ``QUEUE_URLS`` when set, else to the running stack's broker
+  over ``POST /_local/queues/{queue}/messages``.
 - ``replyflow archive restore --tenant T --from DATE --to DATE [--out FILE]``: every archived log row
   of a tenant in a date range (inclusive), as JSON lines ``{"table": ..., "row": {...}}``.
 """
@@ -26,7 +28,7 @@ def register(subparsers: Any) -> None:
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
     jobs_sub.add_parser("list", help="list the job names").set_defaults(func=_jobs_list)
     run = jobs_sub.add_parser("run", help="run one job now and print its summary")
-    run.add_argument("name", help="archive, retention, token-refresh, usage-rollover, ...")
+    run.add_argument("name", help="archive, retention, token-refresh, ..., ledger-sweep (`jobs list`)")
     run.add_argument("--deadline", type=float, default=None, help="stop after this many seconds")
     run.set_defaults(func=_jobs_run)
 
@@ -51,9 +53,11 @@ def _jobs_list(args: argparse.Namespace) -> int:
 
 def _jobs_run(args: argparse.Namespace) -> int:
     from replyflow.observability import logger
-    from replyflow.wiring import jobs
+    from replyflow.wiring import core, jobs
     from replyflow.wiring.jobs import UnknownJobError
 
+    if not core.settings().queue_urls and core.component("queue_publisher") is None:
+        core.override(queue_publisher=StackPublisher(core.settings()))
     # Log lines and EMF blobs go to stderr, so stdout carries only the summary.
     handler = logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
@@ -69,6 +73,28 @@ def _jobs_run(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+class StackPublisher:
+    """The queue publisher port over the running local stack's ``/_local`` control routes."""
+
+    def __init__(self, settings: Any) -> None:
+        from local.cli import api_url
+
+        self._base = api_url(settings)
+
+    def publish(self, queue: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None:
+        import httpx
+
+        for body in bodies:
+            url = f"{self._base}/_local/queues/{queue}/messages"
+            try:
+                response = httpx.post(url, content=body.encode(), params={"delay": delay_seconds}, timeout=10)
+            except httpx.HTTPError as error:
+                raise RuntimeError(
+                    f"{url}: {error} (is `replyflow run` running? set QUEUE_URLS for AWS)"
+                ) from None
+            response.raise_for_status()
 
 
 def _archive_restore(args: argparse.Namespace) -> int:

@@ -141,7 +141,13 @@ class RedisRateLimiter:
         token = uuid.uuid4().hex
         keys = self._keys(account_id)
         app_paused_until = int(self._redis.get(self._app_pause_key()) or 0)
-        args = [now_ms, self.limit_for(hourly_budget), self._per_second, token, app_paused_until]
+        args: list[str | int] = [
+            now_ms,
+            self.limit_for(hourly_budget),
+            self._per_second,
+            token,
+            app_paused_until,
+        ]
         granted, delay_ms = self._acquire(keys=keys, args=[*args, "1" if history is not None else "0"])
         if int(granted) == -1 and history is not None:
             self._seed(keys=[keys[0]], args=[int(ms) for ms in history()])

@@ -501,20 +501,27 @@ class SendService:
     def _log(
         self, session: Session, row: OutboundMessage, status: str, reason: str, detail: str = ""
     ) -> None:
-        _log_outcome(
-            session,
-            row.tenant_id,
-            row.account_id,
-            automation_id=row.automation_id,
-            row_id=row.id,
-            kind=row.kind,
-            recipient_id=row.recipient_id,
-            comment_id=row.comment_id,
-            event_key=row.event_key,
-            status=status,
-            reason=reason,
-            detail=detail,
-        )
+        log_row_outcome(session, row, status, reason, detail)
+
+
+def log_row_outcome(
+    session: Session, row: OutboundMessage, status: str, reason: str, detail: str = ""
+) -> None:
+    """The log rows of an outcome decided from the ledger row alone (a lost worker, the sweeper)."""
+    _log_outcome(
+        session,
+        row.tenant_id,
+        row.account_id,
+        automation_id=row.automation_id,
+        row_id=row.id,
+        kind=row.kind,
+        recipient_id=row.recipient_id,
+        comment_id=row.comment_id,
+        event_key=row.event_key,
+        status=status,
+        reason=reason,
+        detail=detail,
+    )
 
 
 def _log_outcome(

@@ -17,7 +17,7 @@ Every run logs one summary line (counts, duration) and emits the counts as metri
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ JOB_NAMES = (
     "usage-rollover",
     "queue-metrics",
     "webhook-subscriptions",
+    "ledger-sweep",
 )
 METRICS_NAMESPACE = "Replyflow"
 
@@ -185,6 +186,19 @@ def _webhook_subscriptions(deadline: Deadline) -> JobResult:
     )
 
 
+class _PublisherOnUse:
+    """The queue publisher, resolved at the first publish: a sweep with nothing to send runs anywhere."""
+
+    def publish(self, queue: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None:
+        core.queue_publisher().publish(queue, bodies, delay_seconds=delay_seconds)
+
+
+def _ledger_sweep(deadline: Deadline) -> JobResult:
+    from replyflow.services.jobs.ledger_sweep import run_ledger_sweep
+
+    return run_ledger_sweep(core.writer_sessions(), _PublisherOnUse(), now=now(), deadline=deadline)
+
+
 _JOBS: dict[str, Callable[[Deadline], JobResult]] = {
     "archive": _archive,
     "retention": _retention,
@@ -192,6 +206,7 @@ _JOBS: dict[str, Callable[[Deadline], JobResult]] = {
     "usage-rollover": _usage_rollover,
     "queue-metrics": _queue_metrics,
     "webhook-subscriptions": _webhook_subscriptions,
+    "ledger-sweep": _ledger_sweep,
 }
 
 
