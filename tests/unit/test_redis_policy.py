@@ -52,7 +52,7 @@ def test_a_failure_is_retried_once_then_the_breaker_opens_and_calls_fail_at_once
     no_sleep: list[float],
 ) -> None:
     retry, _ = _policy()
-    server, failed = Server(), []
+    server, failed = Server(), list[Exception]()
     assert retry.call_with_retry(server.call, failed.append) == "PONG"
     server.down = True
     with pytest.raises(redis.ConnectionError):
@@ -137,6 +137,7 @@ def test_every_connection_shares_one_breaker_and_real_clients_get_the_policy() -
     assert options["socket_timeout"] == redis_client.COMMAND_TIMEOUT_SECONDS <= 1.0
     client = redis.Redis.from_url("redis://127.0.0.1:1/0", **options)  # built lazily: no connection yet
     connection = client.connection_pool.make_connection()
+    assert isinstance(connection, redis.Connection)
     assert isinstance(connection.retry, BreakerRetry)
     assert connection.retry.breaker is retry.breaker
     assert connection.retry.get_retries() == redis_client.RETRIES
