@@ -200,7 +200,7 @@ def test_a_redis_outage_during_sends_writes_no_message_off(
     while queues.pending("sends-"):
         rounds += 1
         assert rounds < 200, _statuses(sessions, seeded)
-        if not restarted and rounds > 60:  # a while of outage, then Redis is back, empty
+        if not restarted and rounds > 15:  # a while of outage, then Redis is back, empty
             clock.current += timedelta(minutes=5)  # long enough that a row left "sending" is written off
             private_redis.start()
             restarted = True
@@ -213,7 +213,7 @@ def test_a_redis_outage_during_sends_writes_no_message_off(
     assert _statuses(sessions, seeded) == {"sent": 40}  # none unknown, none stuck
     assert len(graph.delivered) == 40
     # Redis came back empty; the window was rebuilt from the ledger, not started from zero.
-    assert limiter.used(seeded.account_id) >= 40 - 10
+    assert limiter.used(seeded.account_id) == 40  # 10 rebuilt from sent_at + 30 sent since
 
 
 def test_a_lost_limiter_window_is_rebuilt_from_sent_at_and_keeps_the_hourly_budget(
