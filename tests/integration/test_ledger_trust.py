@@ -352,3 +352,39 @@ def test_a_sender_parking_between_the_reconnects_release_and_commit_leaves_nothi
     assert _parked_on_active(sessions, seeded) == []
     ((_, body),) = queues.take("sends-")
     assert sender.send(SendJob.from_json(body)).status == "sent"
+
+
+def test_the_ledger_sweep_on_mariadb_settles_republishes_and_releases(
+    sessions: sessionmaker[Session],
+) -> None:
+    from replyflow.services.jobs.common import Deadline
+    from replyflow.services.jobs.ledger_sweep import run_ledger_sweep, thresholds
+
+    seeded = _seed(sessions)
+    lost_call, lost_job, parked = (job.outbound_id for job in _add_rows(sessions, seeded, 3))
+    now = utcnow().replace(microsecond=0)
+    limits = thresholds()
+    with session_scope(sessions) as session:
+        for row_id, status, age in (
+            (lost_call, "sending", limits["sending"]),
+            (lost_job, "queued", limits["queued"]),
+            (parked, "parked", timedelta(0)),
+        ):
+            row = ledger.get_outbound(session, seeded.tenant_id, row_id)
+            assert row is not None
+            row.status, row.updated_at = status, now - age - timedelta(seconds=1)
+    queues = MemoryQueues()
+    first = run_ledger_sweep(sessions, queues, now=now, deadline=Deadline.unlimited())
+    second = run_ledger_sweep(sessions, queues, now=now, deadline=Deadline.unlimited())
+    assert {k: v for k, v in first.counts.items() if v} == {
+        "sending_settled_unknown": 1,
+        "queued_republished": 1,
+        "parked_released": 1,
+    }
+    assert sum(second.counts.values()) == 0  # idempotent
+    assert sorted(SendJob.from_json(b).outbound_id for _, b, _ in queues.published) == [lost_job, parked]
+    with session_scope(sessions) as session:
+        statuses = {
+            i: ledger.get_outbound(session, seeded.tenant_id, i).status for i in (lost_call, lost_job, parked)
+        }  # type: ignore[union-attr]
+    assert statuses == {lost_call: "unknown", lost_job: "queued", parked: "queued"}

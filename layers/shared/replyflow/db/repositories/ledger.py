@@ -291,18 +291,22 @@ def touch(
 
 
 def parked_on_active_accounts(session: Session, *, limit: int) -> list[tuple[str, str]]:
-    """(tenant, account) pairs with parked rows although the account is active again."""
-    stmt = (
-        select(OutboundMessage.tenant_id, OutboundMessage.account_id)
-        .join(
-            InstagramAccount,
-            and_(
-                InstagramAccount.tenant_id == OutboundMessage.tenant_id,
-                InstagramAccount.id == OutboundMessage.account_id,
-            ),
+    """(tenant, account) pairs with parked rows although the account is active again. Driven from the
+    active accounts (one probe of ``ix_outbound_tenant_account_status`` each): the parked rows of
+    accounts that never reconnect pile up and are not scanned."""
+    parked = (
+        select(OutboundMessage.id)
+        .where(
+            OutboundMessage.tenant_id == InstagramAccount.tenant_id,
+            OutboundMessage.account_id == InstagramAccount.id,
+            OutboundMessage.status == "parked",
         )
-        .where(OutboundMessage.status == "parked", InstagramAccount.status == "active")
-        .distinct()
+        .exists()
+    )
+    stmt = (
+        select(InstagramAccount.tenant_id, InstagramAccount.id)
+        .where(InstagramAccount.status == "active", parked)
+        .order_by(InstagramAccount.id)
         .limit(limit)
     )
     return [(tenant_id, account_id) for tenant_id, account_id in session.execute(stmt)]
