@@ -80,6 +80,26 @@ def test_after_the_open_period_one_probe_goes_and_its_success_closes_the_breaker
     assert retry.call_with_retry(server.call, lambda e: None) == "PONG"
 
 
+def test_a_failure_soon_after_a_trip_is_not_retried() -> None:
+    retry, clock = _policy()
+    server = Server()
+    server.down = True
+    with pytest.raises(redis.ConnectionError):
+        retry.call_with_retry(server.call, lambda e: None)
+    clock.now += 2.1
+    server.attempts = 0
+    with pytest.raises(redis.ConnectionError):
+        retry.call_with_retry(server.call, lambda e: None)  # the probe
+    assert server.attempts == 1  # one timeout, not two
+    clock.now += 10.0
+    server.down = False
+    assert retry.call_with_retry(server.call, lambda e: None) == "PONG"  # back: the breaker closes
+    server.down, server.attempts = True, 0  # a blip long after the outage gets its retry again
+    with pytest.raises(redis.ConnectionError):
+        retry.call_with_retry(server.call, lambda e: None)
+    assert server.attempts == 2
+
+
 def test_a_failed_probe_opens_it_again_and_others_fail_fast_while_it_runs() -> None:
     retry, clock = _policy()
     server = Server()

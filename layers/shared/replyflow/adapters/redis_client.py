@@ -12,8 +12,10 @@ limiter to a deferral, the API limiter to "allowed", so Redis must fail *fast*, 
   dropped connection or a failover's first refused connect;
 - a circuit breaker shared by every connection of the process: once a call has failed after its retry,
   calls fail at once (:class:`RedisUnavailableError`) for ``BREAKER_OPEN_SECONDS``; then one call
-  probes, and its success closes the breaker. During an outage a webhook pays no Redis timeout at
-  all, only the database read of its route.
+  probes, and its success closes the breaker. A failure soon after a trip (within two open periods:
+  a probe, or a call right after a connect succeeded on a node that then hangs) is not retried, so a
+  probe costs one timeout. During an outage a webhook pays no Redis timeout at all, only the
+  database read of its route; one call per open period pays the probe.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class CircuitBreaker:
         self._open_seconds = open_seconds
         self._monotonic = monotonic
         self._open_until = 0.0
+        self._last_trip = -float("inf")
         self._lock = threading.Lock()
         self.depth = threading.local()  # how deep this thread is in nested retry loops
 
@@ -76,7 +79,12 @@ class CircuitBreaker:
 
     def trip(self) -> None:
         with self._lock:
-            self._open_until = self._monotonic() + self._open_seconds
+            self._last_trip = self._monotonic()
+            self._open_until = self._last_trip + self._open_seconds
+
+    def recovering(self) -> bool:
+        """Tripped recently: a failure now is the outage going on, not a blip worth a retry."""
+        return self._monotonic() - self._last_trip < 2 * self._open_seconds
 
     def close(self) -> None:
         if self._open_until != 0.0:
@@ -136,7 +144,7 @@ class BreakerRetry(Retry):
                     fail(error, failures)
                 else:
                     fail(error)
-                if failures > self._retries:
+                if failures > self._retries or self.breaker.recovering():
                     self.breaker.trip()
                     raise
                 time.sleep(self._backoff.compute(failures))
