@@ -4,10 +4,11 @@ on an active account); each only once, at most ``limit`` per run, and the counts
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from sqlalchemy import select, update
@@ -216,3 +217,24 @@ def test_the_job_runs_by_name_and_emits_its_counts(book: Ledger, wired: Recordin
     assert wired.value("QueuedRepublished", job="ledger-sweep") == 1
     assert wired.value("DeferredRepublished", job="ledger-sweep") == 0  # zero is a data point too
     assert wired.value("ParkedReleased", job="ledger-sweep") == 0
+
+
+def test_a_republished_job_goes_out_only_after_its_row_is_committed(book: Ledger) -> None:
+    ids = [book.add("queued", LIMITS["queued"] + SECOND) for _ in range(3)]
+    seen_at_publish: list[datetime] = []
+
+    class Checking(MemoryQueues):
+        def publish(self, queue: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None:
+            for body in bodies:  # read from another connection: only committed data is visible
+                with session_scope(book.sessions) as session:
+                    row = ledger.get_outbound(session, book.tenant_id, SendJob.from_json(body).outbound_id)
+                    assert row is not None
+                    seen_at_publish.append(row.updated_at)
+            super().publish(queue, bodies, delay_seconds=delay_seconds)
+
+    with patch("replyflow.services.jobs.ledger_sweep.CHUNK", 2):  # two chunks: 2 rows, then 1
+        counts = dict(
+            run_ledger_sweep(book.sessions, Checking(), now=NOW, deadline=Deadline.unlimited()).counts
+        )
+    assert counts["queued_republished"] == 3
+    assert seen_at_publish == [NOW] * len(ids)  # the sweep's stamp was committed before each publish

@@ -25,12 +25,14 @@ before its deadline; what is left waits for the next run. The counts become the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.db.engine import session_scope
+from replyflow.db.models import OutboundMessage
 from replyflow.db.repositories import ledger
 from replyflow.domain.messages import SendJob, sends_queue
 from replyflow.observability import logger
@@ -47,6 +49,8 @@ from replyflow.services.send_reply import (
 SENDS_VISIBILITY_TIMEOUT_SECONDS = 180
 DEFAULT_LIMIT = 500
 CHUNK = 100
+COUNTS = ("sending_settled_unknown", "queued_republished", "deferred_republished", "parked_released")
+SETTLED_DETAIL = "settled by the ledger sweeper: the worker died during the call"
 
 
 def thresholds(lease_seconds: int = SEND_LEASE_SECONDS) -> dict[str, timedelta]:
@@ -68,131 +72,113 @@ def run_ledger_sweep(
     lease_seconds: int = SEND_LEASE_SECONDS,
     limit: int = DEFAULT_LIMIT,
 ) -> JobResult:
-    result = JobResult("ledger-sweep")
-    for name in ("sending_settled_unknown", "queued_republished", "deferred_republished", "parked_released"):
-        result.counts[name] = 0  # a metric every run, zero included: its alarm needs the data point
     started = time.perf_counter()
+    sweep = _Sweep(sessions, publisher, now, deadline, lease_seconds, limit)
     limits = thresholds(lease_seconds)
-    result.details["thresholds_seconds"] = {k: int(v.total_seconds()) for k, v in limits.items()}
-    steps: list[tuple[str, Callable[[], bool]]] = [
-        (
-            "sending",
-            lambda: _settle_sending(sessions, now, lease_seconds, limits["sending"], limit, deadline, result),
-        ),
-        (
-            "queued",
-            lambda: _republish(sessions, publisher, "queued", now, limits["queued"], limit, deadline, result),
-        ),
-        (
-            "deferred",
-            lambda: _republish(
-                sessions, publisher, "deferred", now, limits["deferred"], limit, deadline, result
-            ),
-        ),
-        ("parked", lambda: _release_parked(sessions, publisher, limit, deadline, result)),
-    ]
-    for _name, step in steps:
-        if not step():
-            result.stopped_early = True
-            break
-    result.duration_seconds = time.perf_counter() - started
-    return result
+    sweep.result.details["thresholds_seconds"] = {k: int(v.total_seconds()) for k, v in limits.items()}
+    finished = (
+        sweep.settle_sending(limits["sending"])
+        and sweep.republish("queued", limits["queued"])
+        and sweep.republish("deferred", limits["deferred"])
+        and sweep.release_parked()
+    )
+    sweep.result.stopped_early = not finished
+    sweep.result.duration_seconds = time.perf_counter() - started
+    return sweep.result
 
 
-def _settle_sending(
-    sessions: sessionmaker[Session],
-    now: datetime,
-    lease_seconds: int,
-    older_than: timedelta,
-    limit: int,
-    deadline: Deadline,
-    result: JobResult,
-) -> bool:
-    after_id, seen = 0, 0
-    while seen < limit:
-        if deadline.expired():
-            return False
-        with session_scope(sessions) as session:
-            rows = ledger.stale_before(
-                session, "sending", now - older_than, limit=min(CHUNK, limit - seen), after_id=after_id
-            )
-            for row in rows:
-                settled = ledger.settle_stale_row(
-                    session, row.tenant_id, row.id, lease_seconds=lease_seconds, now=now
-                )
-                if settled is None:
-                    continue  # its worker settled it meanwhile
-                log_row_outcome(
+@dataclass
+class _Sweep:
+    """One run. Each step returns False when the deadline stopped it."""
+
+    sessions: sessionmaker[Session]
+    publisher: QueuePublisher
+    now: datetime
+    deadline: Deadline
+    lease_seconds: int
+    limit: int
+    result: JobResult = field(default_factory=lambda: JobResult("ledger-sweep"))
+
+    def __post_init__(self) -> None:
+        for name in COUNTS:
+            self.result.counts[name] = 0  # a data point every run, zero included: alarms need it
+
+    def _chunks(self, status: str, older_than: timedelta) -> Iterator[tuple[Session, list[OutboundMessage]]]:
+        """Stale rows in ``status``, a chunk per transaction, at most ``limit`` in all."""
+        after_id, seen = 0, 0
+        while seen < self.limit:
+            if self.deadline.expired():
+                raise _DeadlineReached
+            with session_scope(self.sessions) as session:
+                rows = ledger.stale_before(
                     session,
-                    settled,
-                    "unknown",
-                    "worker_lost",
-                    "settled by the ledger sweeper: the worker died during the call",
+                    status,
+                    self.now - older_than,
+                    limit=min(CHUNK, self.limit - seen),
+                    after_id=after_id,
                 )
-                result.counts["sending_settled_unknown"] += 1
-        if not rows:
-            return True
-        seen += len(rows)
-        after_id = rows[-1].id
-    return True
+                if not rows:
+                    return
+                yield session, rows
+            seen += len(rows)
+            after_id = rows[-1].id
 
-
-def _republish(
-    sessions: sessionmaker[Session],
-    publisher: QueuePublisher,
-    status: str,
-    now: datetime,
-    older_than: timedelta,
-    limit: int,
-    deadline: Deadline,
-    result: JobResult,
-) -> bool:
-    after_id, seen = 0, 0
-    while seen < limit:
-        if deadline.expired():
+    def settle_sending(self, older_than: timedelta) -> bool:
+        try:
+            for session, rows in self._chunks("sending", older_than):
+                for row in rows:
+                    settled = ledger.settle_stale_row(
+                        session, row.tenant_id, row.id, lease_seconds=self.lease_seconds, now=self.now
+                    )
+                    if settled is None:
+                        continue  # its worker settled it meanwhile
+                    log_row_outcome(session, settled, "unknown", "worker_lost", SETTLED_DETAIL)
+                    self.result.counts["sending_settled_unknown"] += 1
+        except _DeadlineReached:
             return False
+        return True
+
+    def republish(self, status: str, older_than: timedelta) -> bool:
+        # A chunk's jobs go out after its commit, as every send job (the sender must find the row as
+        # it is now): the generator commits a chunk when asked for the next one, or when it ends.
         jobs: dict[str, list[str]] = {}
-        with session_scope(sessions) as session:
-            rows = ledger.stale_before(
-                session, status, now - older_than, limit=min(CHUNK, limit - seen), after_id=after_id
-            )
-            for row in rows:
-                if not ledger.touch(
-                    session, row.tenant_id, row.id, status=status, seen=row.updated_at, now=now
-                ):
-                    continue  # a sender took it meanwhile
-                body = SendJob(
-                    tenant_id=row.tenant_id, account_id=row.account_id, outbound_id=row.id
-                ).to_json()
-                jobs.setdefault(sends_queue(row.priority), []).append(body)
-        # After the commit, as every publish of a send job: the sender must find the row as it is now.
-        for queue, bodies in jobs.items():
-            publisher.publish(queue, bodies)
-            result.counts[f"{status}_republished"] += len(bodies)
-        if not rows:
-            return True
-        seen += len(rows)
-        after_id = rows[-1].id
-    return True
-
-
-def _release_parked(
-    sessions: sessionmaker[Session],
-    publisher: QueuePublisher,
-    limit: int,
-    deadline: Deadline,
-    result: JobResult,
-) -> bool:
-    with session_scope(sessions) as session:
-        accounts = ledger.parked_on_active_accounts(session, limit=limit)
-    for tenant_id, account_id in accounts:
-        if deadline.expired():
+        try:
+            for session, rows in self._chunks(status, older_than):
+                self._publish(status, jobs)  # the previous chunk, committed by now
+                for row in rows:
+                    if not ledger.touch(
+                        session, row.tenant_id, row.id, status=status, seen=row.updated_at, now=self.now
+                    ):
+                        continue  # a sender took it meanwhile
+                    job = SendJob(tenant_id=row.tenant_id, account_id=row.account_id, outbound_id=row.id)
+                    jobs.setdefault(sends_queue(row.priority), []).append(job.to_json())
+        except _DeadlineReached:
+            self._publish(status, jobs)
             return False
-        released = release_if_active(sessions, tenant_id, account_id, publisher)
-        if released:
-            logger.info(
-                "parked rows released on an active account",
-                extra={"tenant_id": tenant_id, "account_id": account_id, "released": released},
-            )
-        result.counts["parked_released"] += released
-    return True
+        self._publish(status, jobs)
+        return True
+
+    def _publish(self, status: str, jobs: dict[str, list[str]]) -> None:
+        for queue, bodies in jobs.items():
+            self.publisher.publish(queue, bodies)
+            self.result.counts[f"{status}_republished"] += len(bodies)
+        jobs.clear()
+
+    def release_parked(self) -> bool:
+        with session_scope(self.sessions) as session:
+            accounts = ledger.parked_on_active_accounts(session, limit=self.limit)
+        for tenant_id, account_id in accounts:
+            if self.deadline.expired():
+                return False
+            released = release_if_active(self.sessions, tenant_id, account_id, self.publisher)
+            if released:
+                logger.info(
+                    "parked rows released on an active account",
+                    extra={"tenant_id": tenant_id, "account_id": account_id, "released": released},
+                )
+            self.result.counts["parked_released"] += released
+        return True
+
+
+class _DeadlineReached(Exception):
+    pass
