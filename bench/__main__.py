@@ -5,6 +5,8 @@ Suites, in order (each module's docstring says exactly what it measures):
 
 - ``cold_start``: a fresh interpreter importing each handler module;
 - ``webhook``: the webhook handler in-process (route cache in fakeredis, then in the real Redis);
+- ``redis_outage``: the webhook handler with Redis refused or unresponsive, before/after the client's
+  failure policy;
 - ``e2e``: the local stack over HTTP, comment -> DM latency and a 4-thread burst;
 - ``workers``: processor and sender handlers in-process on MariaDB + Redis, sandbox at 0 and 200 ms;
 - ``api``: cached and uncached API reads on MariaDB + Redis with a million log rows;
@@ -26,7 +28,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import api, broker, cold_start, e2e, webhook, workers
+from bench import api, broker, cold_start, e2e, redis_outage, webhook, workers
 from bench.stats import MACHINE_NOTE, RESULTS_DIR, machine, print_table, write_results
 from bench.support import quiet_stdout
 
@@ -35,6 +37,7 @@ Suite = Callable[..., list[dict[str, Any]]]
 SUITES: dict[str, Suite] = {
     "cold_start": cold_start.run,
     "webhook": webhook.run,
+    "redis_outage": redis_outage.run,
     "e2e": e2e.run,
     "workers": workers.run,
     "api": api.run,
@@ -43,6 +46,7 @@ SUITES: dict[str, Suite] = {
 FULL: dict[str, dict[str, Any]] = {
     "cold_start": {"repeats": 7},
     "webhook": {"calls": 3000},
+    "redis_outage": {"calls": 300, "slow_calls": 20},
     "e2e": {"sequential": 100, "burst": 500},
     "workers": {"events": 1000, "accounts": 50},
     "api": {"log_rows": 1_000_000, "calls": 300, "stats_calls": 5},
@@ -51,6 +55,7 @@ FULL: dict[str, dict[str, Any]] = {
 QUICK: dict[str, dict[str, Any]] = {
     "cold_start": {"repeats": 3},
     "webhook": {"calls": 300},
+    "redis_outage": {"calls": 50, "slow_calls": 5},
     "e2e": {"sequential": 20, "burst": 100},
     "workers": {"events": 100, "accounts": 10},
     "api": {"log_rows": 100_000, "calls": 50, "stats_calls": 2},

@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     jobs_sub.add_parser("list", help="list the job names").set_defaults(func=_jobs_list)
     run = jobs_sub.add_parser("run", help="run one job now and print its summary")
     run.add_argument(
-        "name", help="archive, retention, token-refresh, usage-rollover, reconcile-comments, ..."
+        "name", help="archive, retention, token-refresh, reconcile-comments, ledger-sweep, ... (`jobs list`)"
     )
     run.add_argument("--deadline", type=float, default=None, help="stop after this many seconds")
     run.set_defaults(func=_jobs_run)
@@ -58,7 +58,7 @@ def _jobs_list(args: argparse.Namespace) -> int:
 
 
 # What a job needs that only a running stack (or AWS) provides locally.
-NEEDS_QUEUES = frozenset({"queue-metrics", "reconcile-comments"})
+NEEDS_QUEUES = frozenset({"queue-metrics", "reconcile-comments", "ledger-sweep"})
 CALLS_GRAPH = frozenset({"token-refresh", "webhook-subscriptions", "reconcile-comments"})
 
 

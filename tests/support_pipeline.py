@@ -343,8 +343,15 @@ class FakeLimiter:
         self.released: list[str] = []
         self.paused: list[float] = []
         self.paused_all: list[float] = []
+        self.window_lost = False  # like a Redis restart: the next acquire rebuilds from ``history``
+        self.rebuilt_from: list[int] = []
 
-    def acquire(self, account_id: str, hourly_budget: int) -> FakeSlot:
+    def acquire(
+        self, account_id: str, hourly_budget: int, *, history: Callable[[], Sequence[int]] | None = None
+    ) -> FakeSlot:
+        if self.window_lost and history is not None:
+            self.rebuilt_from = list(history())
+            self.granted, self.window_lost = len(self.rebuilt_from), False
         if self.granted >= self.budget:
             return FakeSlot(False, "", self.delay)
         self.granted += 1

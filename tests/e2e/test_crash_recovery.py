@@ -57,11 +57,10 @@ STACK_ENV = {
     "POWERTOOLS_METRICS_DISABLED": "true",
 }
 TERMINAL = {"sent", "skipped", "unknown", "failed"}
-# Ledger rows a crash can leave without a job that only the ledger sweeper settles: a processor
-# killed between its commit and its publish leaves the event's rows ``queued`` (the redelivered
-# event is a duplicate and re-publishes only rows older than a minute).
-# INTEGRATOR: once the sweeper is merged, run it in settle_what_the_crash_left() and empty this set.
-AWAITING_SWEEPER: frozenset[str] = frozenset({"queued"})
+# How long after the crash the ledger sweeper is run: past every threshold it waits for (the send
+# lease, the visibility timeout plus a lease, the longest SQS delay plus those), so it settles what
+# no job will (a processor killed between its commit and its publish leaves rows ``queued``).
+SWEEP_AFTER = "30 MINUTE"
 
 
 # ------------------------------------------------------------------------------------- fixtures
@@ -303,22 +302,32 @@ def account_for(
     return report
 
 
-def settle_what_the_crash_left(stack: RunningStack) -> None:
-    """The jobs that settle what a crash leaves behind, run on the restarted stack before the check.
+def settle_what_the_crash_left(stack: RunningStack, database_url: str) -> None:
+    """The ledger sweeper on the restarted stack, as its schedule would run it once the thresholds have
+    passed: the rows still waiting are aged by SWEEP_AFTER (the time the sweeper waits), the job runs
+    inside the stack (``POST /_local/jobs/ledger-sweep``), and what it republished drains."""
+    import sqlalchemy as sa
 
-    INTEGRATOR: with the ledger sweeper merged, run it here, e.g.
-    ``subprocess.run([sys.executable, "-m", "local", "jobs", "run", "<sweeper>"], env=..., check=True)``
-    (or POST the schedule through the scheduler), wait_drained(stack), and empty AWAITING_SWEEPER. Until
-    then this is what the durable broker alone guarantees: nothing to run.
-    """
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"UPDATE outbound_messages SET updated_at = updated_at - INTERVAL {SWEEP_AFTER} "
+                "WHERE status IN ('queued', 'deferred', 'sending')"
+            )
+        )
+    engine.dispose()
+    swept = stack.request("POST", "/_local/jobs/ledger-sweep", timeout=120)
+    assert swept.status_code == 200, swept.text
+    print(f"\nledger sweep after the crash: {swept.json()['summary']}")
+    wait_drained(stack)
 
 
 def assert_nothing_stuck(report: CrashReport, crashed_log: str = "") -> None:
     assert report.lost == [], f"accepted comments without any trace: {report.line()}\n{crashed_log[-3000:]}"
     assert report.duplicates == [], f"comments with two DMs: {report.line()}"
     assert report.sent_without_dm == [], f"the sandbox forgot DMs it answered: {report.line()}"
-    stuck = [(comment, status) for comment, status in report.unsettled if status not in AWAITING_SWEEPER]
-    assert stuck == [], f"ledger rows no job will settle: {stuck} ({report.line()})"
+    assert report.unsettled == [], f"ledger rows no job will settle: {report.unsettled} ({report.line()})"
 
 
 # ------------------------------------------------------------------------------------------ tests
@@ -343,7 +352,7 @@ def test_kill_9_mid_burst_loses_nothing(
     stack = launch(workdir, database_url=crash_database, env=env)
     try:
         wait_drained(stack)
-        settle_what_the_crash_left(stack)
+        settle_what_the_crash_left(stack, crash_database)
         dms = Counter(
             m["recipient"].get("comment_id") for m in stack.sandbox_messages() if m["kind"] == "private_reply"
         )

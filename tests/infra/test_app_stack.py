@@ -48,6 +48,7 @@ JOBS = {
     "queue-metrics": "rate(1 minute)",
     "webhook-subscriptions": "rate(6 hours)",
     "reconcile-comments": "rate(15 minutes)",
+    "ledger-sweep": "rate(5 minutes)",
 }
 SETTINGS_ENV = {
     "POWERTOOLS_SERVICE_NAME",
@@ -341,7 +342,8 @@ def test_publishers_may_send_only_to_the_queues_they_publish_to(functions: dict[
     for name in WORKER_QUEUES:
         assert _sqs_send_targets(functions[name]) == sends, name
     assert _sqs_send_targets(functions["ApiFunction"]) == sends  # re-queue parked sends on reconnect
-    assert _sqs_send_targets(functions["JobsFunction"]) == events  # reconcile-comments feeds missed comments
+    # reconcile-comments feeds missed comments; ledger-sweep republishes lost send jobs
+    assert _sqs_send_targets(functions["JobsFunction"]) == events | sends
     for name in ("AuthorizerFunction", "MigrateFunction"):
         assert _sqs_send_targets(functions[name]) == set(), name
 
@@ -429,3 +431,17 @@ def test_gateway_made_errors_keep_the_one_error_shape(template: dict[str, Any]) 
         # $context variables are substituted as JSON strings; a placeholder stands in for them here.
         error = json.loads(body.replace("$context.error.messageString", '"m"'))["error"]
         assert set(error) == {"code", "message", "details"}, name
+
+
+def test_the_ledger_sweeps_thresholds_follow_the_sends_queues(
+    functions: dict[str, Any], queues: dict[str, Any]
+) -> None:
+    """The sweeper republishes a queued row's job only after a redelivery had its chance, so it must
+    know the sends queues' visibility timeout; and the jobs function must be allowed to publish."""
+    from replyflow.services.jobs.ledger_sweep import SENDS_VISIBILITY_TIMEOUT_SECONDS
+
+    sends = {name: q for name, q in queues.items() if name.startswith("Sends") and "DeadLetter" not in name}
+    assert len(sends) == 3
+    for name, queue in sends.items():
+        assert queue["Properties"]["VisibilityTimeout"] == SENDS_VISIBILITY_TIMEOUT_SECONDS, name
+    assert _sqs_send_targets(functions["JobsFunction"]) == set(sends)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -158,8 +158,10 @@ class CompressedLimiter:
     def __init__(self, inner: RedisRateLimiter, scale: float) -> None:
         self._inner, self._scale = inner, scale
 
-    def acquire(self, account_id: str, hourly_budget: int) -> Slot:
-        return self._inner.acquire(account_id, hourly_budget)
+    def acquire(
+        self, account_id: str, hourly_budget: int, *, history: Callable[[], Sequence[int]] | None = None
+    ) -> Slot:
+        return self._inner.acquire(account_id, hourly_budget, history=history)
 
     def release(self, account_id: str, token: str) -> None:
         self._inner.release(account_id, token)

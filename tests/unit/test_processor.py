@@ -278,6 +278,26 @@ def test_an_account_needing_reauth_parks_its_messages(world: World) -> None:
     assert world.queues.pending() == 0
 
 
+def test_a_park_decided_on_a_stale_cached_status_is_released_at_once(world: World) -> None:
+    """The account was re-connected, but the cached config still says ``needs_reauth`` (and the
+    reconnect's release ran before this row existed): after the commit the processor reads the
+    account afresh and releases the row instead of leaving it parked for good."""
+    seeded = world.seed([{"actions": PRIVATE}])
+    with session_scope(world.sessions) as session:
+        session.get(InstagramAccount, seeded.account_id).status = "needs_reauth"  # type: ignore[union-attr]
+    world.run(seeded, "comment_feed.json")  # caches the config with needs_reauth
+    with session_scope(world.sessions) as session:
+        session.get(InstagramAccount, seeded.account_id).status = "active"  # type: ignore[union-attr]
+    body = load_event("comment_feed.json")
+    body["entry"][0]["changes"][0]["value"]["id"] = "17958213400870000"  # another comment
+    result = world.run(seeded, body)
+    assert len(result.parked) == 1
+    statuses = {row.id: row.status for row in world.outbound(seeded)}
+    assert statuses[result.parked[0]] == "queued"
+    published = [SendJob.from_json(b).outbound_id for _, b in world.queues.take("sends-")]
+    assert result.parked[0] in published
+
+
 def test_a_missing_template_is_skipped_with_a_reason(world: World) -> None:
     seeded = world.seed([{"actions": {"private_reply": {"template_id": "gone"}}}])
     world.run(seeded, "comment_feed.json")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -32,6 +32,7 @@ from tests.support_pipeline import (
     KEY,
     DictCache,
     FakeLimiter,
+    FakeSlot,
     FixedClock,
     MemoryQueues,
     ScriptedGraph,
@@ -450,21 +451,127 @@ def test_a_job_for_a_row_in_flight_is_checked_again_after_the_lease(world: World
     assert len(world.queues.published) == 1
 
 
-def test_a_limiter_outage_fails_the_record_and_leaves_the_row_sendable(world: World) -> None:
-    class DownLimiter(FakeLimiter):
-        def acquire(self, account_id: str, hourly_budget: int) -> Any:
-            raise ConnectionError("redis is down")
+class DownLimiter(FakeLimiter):
+    """Redis gone: every limiter call raises, from ``down_from`` on (acquire first, then the rest)."""
 
+    def __init__(self, *, acquire_works: bool = False) -> None:
+        super().__init__()
+        self.acquire_works = acquire_works
+
+    def acquire(
+        self, account_id: str, hourly_budget: int, *, history: Callable[[], Sequence[int]] | None = None
+    ) -> FakeSlot:
+        if self.acquire_works:
+            return super().acquire(account_id, hourly_budget, history=history)
+        raise ConnectionError("redis is down")
+
+    def release(self, account_id: str, token: str) -> None:
+        raise ConnectionError("redis is down")
+
+    def pause(self, account_id: str, seconds: float) -> None:
+        raise ConnectionError("redis is down")
+
+    def pause_all(self, seconds: float) -> None:
+        raise ConnectionError("redis is down")
+
+
+def test_a_limiter_outage_defers_the_row_and_it_is_sent_once_redis_is_back(world: World) -> None:
     job = world.add()
     graph = ScriptedGraph()
-    with pytest.raises(ConnectionError):
-        world.service(graph, limiter=DownLimiter()).send(job)  # the record fails: SQS redelivers it
+    outcome = world.service(graph, limiter=DownLimiter()).send(job)
+    assert (outcome.status, outcome.reason, outcome.delay_seconds) == ("deferred", "limiter_unavailable", 23)
+    assert graph.calls == []
     row = world.row(job)
     assert (row.status, row.attempts) == ("deferred", 0)  # not owned by a worker that is gone
-    # Redelivered once Redis is back, even after the lease: sent, not written off as "unknown".
+    ((queue, body, delay),) = world.queues.published  # back to be retried, not the DLQ
+    assert (queue, SendJob.from_json(body), delay) == ("sends-low", job, 23)
+    # Redis is back, even after the lease: sent, not written off as "unknown".
     world.clock.current += timedelta(minutes=5)
     assert world.service(graph).send(job).status == "sent"
     assert len(graph.delivered) == 1
+
+
+@pytest.mark.parametrize(
+    ("script", "status"),
+    [
+        (lambda n, p: error("transient", 2), "deferred"),
+        (lambda n, p: error("throttle", 80002, retry=60.0), "deferred"),
+        (lambda n, p: error("throttle", 4, retry=60.0), "deferred"),
+        (lambda n, p: error("permanent", 100), "failed"),
+        (lambda n, p: error("outside_window", 10, 2534022), "skipped"),
+        (lambda n, p: error("token_invalid", 190), "parked"),
+        (lambda n, p: error("policy_block", 368), "parked"),
+    ],
+)
+def test_a_redis_failure_after_the_slot_never_leaves_the_row_sending(
+    world: World, script: Callable[[int, dict[str, Any]], GraphError], status: str
+) -> None:
+    job = world.add()
+    outcome = world.service(ScriptedGraph(script), limiter=DownLimiter(acquire_works=True)).send(job)
+    assert world.row(job).status == status
+    assert outcome.status in {status, "retry"}
+
+
+def test_an_unreadable_token_with_redis_down_still_parks(world: World) -> None:
+    with session_scope(world.sessions) as session:
+        account = session.get(InstagramAccount, world.account_id)
+        assert account is not None
+        account.access_token_encrypted = b"garbage"
+    job = world.add()
+    outcome = world.service(ScriptedGraph(), limiter=DownLimiter(acquire_works=True)).send(job)
+    assert (outcome.status, world.row(job).status) == ("parked", "parked")
+
+
+def test_a_pause_that_fails_after_a_send_keeps_it_sent(world: World) -> None:
+    class NearLimit(ScriptedGraph):
+        def _call(self, payload: dict[str, Any], result: GraphResult) -> GraphResult:
+            sent = super()._call(payload, result)
+            return GraphResult(sent.message_id, sent.recipient_id, usage_pct=99, app_usage_pct=99)
+
+    job = world.add()
+    assert world.service(NearLimit(), limiter=DownLimiter(acquire_works=True)).send(job).status == "sent"
+    assert world.row(job).status == "sent"
+
+
+def test_a_lost_limiter_window_is_rebuilt_from_the_ledger(world: World) -> None:
+    graph = ScriptedGraph()
+    service = world.service(graph)
+    old = world.add(key="c0")
+    assert service.send(old).status == "sent"
+    world.clock.current += timedelta(minutes=61)  # out of the window
+    sent = [world.add(key=f"c{i}") for i in range(1, 4)]
+    for job in sent:
+        assert service.send(job).status == "sent"
+    world.limiter.window_lost, world.limiter.budget = True, 4  # Redis restarted, empty
+    assert service.send(next_job := world.add(key="c4")).status == "sent"
+    expected = sorted(int(world.row(j).sent_at.replace(tzinfo=UTC).timestamp() * 1000) for j in sent)  # type: ignore[union-attr]
+    assert sorted(world.limiter.rebuilt_from) == expected  # the current row is not counted twice
+    assert service.send(world.add(key="c5")).status == "deferred"  # the budget of 4 is used up
+    assert world.row(next_job).status == "sent"
+
+
+def test_a_token_replaced_while_in_flight_retries_instead_of_parking(world: World) -> None:
+    def reconnect_then_reject(n: int, payload: dict[str, Any]) -> GraphError | None:
+        if n > 0:
+            return None
+        with session_scope(world.sessions) as session:  # the user re-connects during the call
+            account = session.get(InstagramAccount, world.account_id)
+            assert account is not None
+            account.access_token_encrypted = TokenCipher(KEY).encrypt("new-token", context=account.id)
+        return error("token_invalid", 190, 463)  # ... and the old token's call fails
+
+    graph = ScriptedGraph(reconnect_then_reject)
+    job = world.add()
+    service = world.service(graph)
+    outcome = service.send(job)
+    assert (outcome.status, outcome.reason) == ("deferred", "token_replaced")
+    with session_scope(world.sessions) as session:
+        account = session.get(InstagramAccount, world.account_id)
+        assert account is not None
+        assert account.status == "active"
+    ((_, body),) = world.queues.take("sends-")
+    assert service.send(SendJob.from_json(body)).status == "sent"
+    assert graph.calls[-1]["token"] == "new-token"
 
 
 def test_an_expired_window_is_skipped_before_calling(world: World) -> None:

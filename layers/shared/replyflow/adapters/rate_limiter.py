@@ -14,11 +14,19 @@ No slot means "try again in N seconds", the exact time at which the oldest entry
 window (or the pause ends); nothing is consumed. :meth:`release` gives a slot back when a send
 definitely did not go out. Time is Redis's ``TIME``, one clock for every worker. Keys share the hash
 tag ``{account}`` so the script stays valid on a cluster.
+
+A missing hourly key means either an hour without sends or a Redis that lost its data (a restart, a
+failover to an empty replica). The second must not hand the account a fresh budget, so when the
+caller passes ``history`` (the epoch milliseconds of the account's sends in the last hour, read from
+the ledger's ``sent_at``) the script answers "rebuild first" instead of a slot; the window is seeded
+from the history only while the key is still missing (one atomic script, so two workers never seed
+twice), and the acquire runs again. An idle account pays that one ledger read, then has a key.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -28,6 +36,9 @@ local now = tonumber(ARGV[1])
 if now == 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+if ARGV[6] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+  return {-1, 0}
 end
 local paused = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(ARGV[5]))
 if paused > now then
@@ -70,6 +81,21 @@ end
 return untilms
 """
 
+_SEED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+for i = 1, #ARGV do
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[i]), 'ledger:' .. i .. ':' .. ARGV[i])
+end
+if #ARGV > 0 then
+  redis.call('PEXPIRE', KEYS[1], 3600000)
+end
+return #ARGV
+"""
+
+SendHistory = Callable[[], Sequence[int]]
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -93,6 +119,7 @@ class RedisRateLimiter:
         self._ns = namespace
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
+        self._seed = client.register_script(_SEED)
 
     def _keys(self, account_id: str) -> list[str]:
         tag = f"{self._ns}:rl:{{{account_id}}}"
@@ -104,13 +131,24 @@ class RedisRateLimiter:
     def limit_for(self, hourly_budget: int) -> int:
         return max(1, min(hourly_budget, self._ceiling))
 
-    def acquire(self, account_id: str, hourly_budget: int, *, now_ms: int = 0) -> Slot:
+    def acquire(
+        self, account_id: str, hourly_budget: int, *, history: SendHistory | None = None, now_ms: int = 0
+    ) -> Slot:
+        """A slot, or the delay after which one may be free. ``history``: see the module docstring."""
         token = uuid.uuid4().hex
+        keys = self._keys(account_id)
         app_paused_until = int(self._redis.get(self._app_pause_key()) or 0)
-        granted, delay_ms = self._acquire(
-            keys=self._keys(account_id),
-            args=[now_ms, self.limit_for(hourly_budget), self._per_second, token, app_paused_until],
-        )
+        args: list[str | int] = [
+            now_ms,
+            self.limit_for(hourly_budget),
+            self._per_second,
+            token,
+            app_paused_until,
+        ]
+        granted, delay_ms = self._acquire(keys=keys, args=[*args, "1" if history is not None else "0"])
+        if int(granted) == -1 and history is not None:
+            self._seed(keys=[keys[0]], args=[int(ms) for ms in history()])
+            granted, delay_ms = self._acquire(keys=keys, args=[*args, "0"])
         if int(granted) == 1:
             return Slot(True, token)
         return Slot(False, "", int(delay_ms) / 1000)

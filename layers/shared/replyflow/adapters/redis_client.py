@@ -1,17 +1,171 @@
-"""Redis clients, built lazily. With no REDIS_URL (the embedded default) one in-process fakeredis server
-is shared by every client of the process, so the gateway and the workers see the same data."""
+"""Redis clients, built lazily, with one explicit failure policy. With no REDIS_URL (the embedded
+default) one in-process fakeredis server is shared by every client of the process, so the gateway and
+the workers see the same data.
+
+The failure policy (every caller degrades on a ``redis.RedisError``: the cache to a miss, the send
+limiter to a deferral, the API limiter to "allowed", so Redis must fail *fast*, not slowly):
+
+- short timeouts: ``CONNECT_TIMEOUT_SECONDS`` to connect and ``COMMAND_TIMEOUT_SECONDS`` per reply (an
+  ElastiCache node in the same VPC answers in about a millisecond; the limiter's scripts are
+  microseconds), instead of seconds;
+- one retry after a short jittered pause (``RETRIES``, ``RETRY_BACKOFF_*``), which rides over a
+  dropped connection or a failover's first refused connect;
+- a circuit breaker shared by every connection of the process: once a call has failed after its retry,
+  calls fail at once (:class:`RedisUnavailableError`) for ``BREAKER_OPEN_SECONDS``; then one call
+  probes, and its success closes the breaker. A failure soon after a trip (within two open periods:
+  a probe, or a call right after a connect succeeded on a node that then hangs) is not retried, so a
+  probe costs one timeout. During an outage a webhook pays no Redis timeout at all, only the
+  database read of its route; one call per open period pays the probe.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from replyflow.observability import MetricUnit, logger, metrics
+
+CONNECT_TIMEOUT_SECONDS = 0.25
+COMMAND_TIMEOUT_SECONDS = 0.5
+RETRIES = 1
+RETRY_BACKOFF_BASE_SECONDS = 0.02
+RETRY_BACKOFF_CAP_SECONDS = 0.05
+BREAKER_OPEN_SECONDS = 2.0
+_RETRIED_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+
+T = TypeVar("T")
+
+
+class RedisUnavailableError(redis.ConnectionError):
+    """Refused without trying: the breaker is open after a recent failure."""
+
+
+class CircuitBreaker:
+    """Closed, open until a time, then half-open: one caller probes while the others still fail fast.
+
+    Shared by the deep copies redis-py makes of the retry policy for each connection."""
+
+    def __init__(self, open_seconds: float, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._open_seconds = open_seconds
+        self._monotonic = monotonic
+        self._open_until = 0.0
+        self._last_trip = -float("inf")
+        self._lock = threading.Lock()
+        self.depth = threading.local()  # how deep this thread is in nested retry loops
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CircuitBreaker:
+        return self
+
+    @property
+    def is_open(self) -> bool:
+        return self._open_until > 0.0
+
+    def check(self) -> None:
+        if self._open_until == 0.0:
+            return
+        now = self._monotonic()
+        with self._lock:
+            if self._open_until == 0.0:
+                return
+            if now < self._open_until:
+                raise RedisUnavailableError("Redis is unavailable (circuit open after a recent failure)")
+            self._open_until = now + self._open_seconds  # this caller is the probe
+
+    def trip(self) -> None:
+        with self._lock:
+            self._last_trip = self._monotonic()
+            self._open_until = self._last_trip + self._open_seconds
+
+    def recovering(self) -> bool:
+        """Tripped recently: a failure now is the outage going on, not a blip worth a retry."""
+        return self._monotonic() - self._last_trip < 2 * self._open_seconds
+
+    def close(self) -> None:
+        if self._open_until != 0.0:
+            with self._lock:
+                self._open_until = 0.0
+
+
+class BreakerRetry(Retry):
+    """redis-py's retry loop with the breaker in front. redis-py nests retries (a command's retry wraps
+    the reconnect's); only the outermost call of a thread consults the breaker, so a probe is not
+    refused by its own reconnect, and a tripped breaker ends the outer loop too."""
+
+    def __init__(self, breaker: CircuitBreaker, *, retries: int = RETRIES) -> None:
+        super().__init__(
+            ExponentialWithJitterBackoff(cap=RETRY_BACKOFF_CAP_SECONDS, base=RETRY_BACKOFF_BASE_SECONDS),
+            retries,
+            _RETRIED_ERRORS,
+        )
+        self.breaker = breaker
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        local = self.breaker.depth
+        depth = getattr(local, "value", 0)
+        local.value = depth + 1
+        try:
+            return self._loop(do, fail, is_retryable, with_failure_count, outermost=depth == 0)
+        finally:
+            local.value = depth
+
+    def _loop(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None,
+        with_failure_count: bool,
+        *,
+        outermost: bool,
+    ) -> T:
+        self._backoff.reset()
+        failures = 0
+        while True:
+            if outermost:
+                self.breaker.check()
+            try:
+                result = do()
+            except self._supported_errors as error:
+                if is_retryable is not None and not is_retryable(error):
+                    raise
+                failures += 1
+                if with_failure_count:
+                    fail(error, failures)
+                else:
+                    fail(error)
+                if failures > self._retries or self.breaker.recovering():
+                    self.breaker.trip()
+                    raise
+                time.sleep(self._backoff.compute(failures))
+                continue
+            if outermost:
+                self.breaker.close()
+            return result
+
+
+def redis_options(breaker: CircuitBreaker | None = None) -> dict[str, Any]:
+    """The keyword arguments of every real client (tests build clients with the same policy)."""
+    return {
+        "socket_timeout": COMMAND_TIMEOUT_SECONDS,
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "retry": BreakerRetry(breaker or CircuitBreaker(BREAKER_OPEN_SECONDS)),
+        "retry_on_error": list(_RETRIED_ERRORS),
+        "health_check_interval": 30,
+    }
 
 
 @lru_cache(maxsize=4)
@@ -20,7 +174,7 @@ def get_redis(url: str | None) -> redis.Redis:
         import fakeredis  # imported only on the local stack: never in a Lambda
 
         return fakeredis.FakeRedis(server=_fake_server(), decode_responses=False)
-    return redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
+    return redis.Redis.from_url(url, **redis_options())
 
 
 @lru_cache(maxsize=1)

@@ -316,6 +316,9 @@ class OutboundMessage(Base):
         UniqueConstraint("tenant_id", "account_id", "kind", "dedupe_key", name="uq_outbound_dedupe"),
         Index("ix_outbound_tenant_status", "tenant_id", "status", "created_at"),
         Index("ix_outbound_tenant_account_status", "tenant_id", "account_id", "status"),
+        # The ledger sweeper (a platform job: the row names its tenant) and the limiter's rebuild.
+        Index("ix_outbound_status_updated", "status", "updated_at"),
+        Index("ix_outbound_tenant_account_sent", "tenant_id", "account_id", "sent_at"),
     )
 
 

@@ -6,7 +6,10 @@ Invariants:
 - ``ig_user_id`` is globally unique: an account connected to another workspace is refused, never moved;
 - the plan's account limit counts accounts that are not disconnected, checked under the tenant lock;
 - disconnecting keeps the row (logs refer to it), drops the token, deactivates the account's
-  automations and invalidates the routing and automation caches (the webhook stops routing at once).
+  automations and invalidates the routing and automation caches (the webhook stops routing at once);
+- storing a connection for an existing account always releases its parked messages (``on_reconnect``,
+  which runs again after the commit): whether the account still looked active or not, a worker may
+  have parked rows under the old token concurrently, and none may stay parked on an active account.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ def store_connection(
             "this Instagram account is connected to another workspace; disconnect it there first",
             code="account_connected_elsewhere",
         )
+    existed = account is not None
     reconnect = account is not None and account.status != "active"
     if account is None or account.status == "disabled":
         plan = plans.plan_for_tenant(session, tenant_id)
@@ -116,8 +120,10 @@ def store_connection(
     write_through.invalidate(
         session, lambda: cache_keys.invalidate_account(cache, tenant_id, account_id, ig_user_id)
     )
-    if reconnect and on_reconnect is not None:
-        # Parked messages waited for a working token: they move back to queued in this transaction.
+    if (reconnect or existed) and on_reconnect is not None:
+        # Parked messages waited for a working token: they move back to queued in this transaction,
+        # and once more after the commit. Also when the account looked active: a worker may have
+        # flagged it and parked rows after this transaction's snapshot was taken.
         on_reconnect(session, tenant_id, account_id)
     return view(account)
 

@@ -35,7 +35,9 @@ def members_allowed(plan_code: str | None) -> int:
     return MAX_MEMBERS.get(plan_code or "", MAX_MEMBERS_DEFAULT)
 
 
-def check_members(session: Session, tenant_id: str, *, invitations_pending_at: datetime | None = None) -> None:
+def check_members(
+    session: Session, tenant_id: str, *, invitations_pending_at: datetime | None = None
+) -> None:
     """With ``invitations_pending_at``, the invitations pending then count as members (an invite must
     not promise a seat the plan cannot give); accepting one counts the members alone."""
     allowed = members_allowed(_lock(session, tenant_id))

@@ -20,7 +20,9 @@ Per event, in one database transaction:
 After the commit the queued rows are published to ``sends-{priority}``. If that publish fails the
 event's message is redelivered; the duplicate claim then re-publishes the event's rows still queued,
 so nothing is stranded. Accounts needing re-authorisation get their rows ``parked`` (not published);
-``send_reply.release_parked`` queues them again after a reconnect.
+``send_reply.release_parked`` queues them again after a reconnect. The status that decided the park
+may be a cached one from before a reconnect, so after the commit the account is read afresh and, if
+active, its parked rows are released at once (the race-free release in ``send_reply``).
 """
 
 from __future__ import annotations
@@ -134,6 +136,8 @@ class EventProcessor:
                 self._cooldowns.release(key)
             raise
         self._publish(message, [*result.queued, *stranded])
+        if result.parked:
+            self._recheck_parked(message)
         if result.duplicate:
             logger.info("duplicate event", extra={"event_key": event.event_key, "republished": len(stranded)})
         return result
@@ -387,6 +391,21 @@ class EventProcessor:
             event_key=message.event.event_key,
         )
         return [row.id for row in rows if now - row.updated_at > REPUBLISH_AFTER]
+
+    def _recheck_parked(self, message: EventMessage) -> None:
+        """The account's status came from the cache, maybe from before a reconnect whose release did
+        not see these rows: read it afresh now that they are committed (``send_reply`` explains)."""
+        from replyflow.services.send_reply import release_if_active
+
+        try:
+            released = release_if_active(
+                self._sessions, message.tenant_id, message.account_id, self._publisher
+            )
+        except Exception as error:  # the ledger sweeper releases them on its next run
+            logger.warning("parked rows not re-checked", extra={"error": str(error)})
+            return
+        if released:
+            logger.info("parked rows released: the account was re-connected meanwhile", extra={"n": released})
 
     def _publish(self, message: EventMessage, outbound_ids: list[int]) -> None:
         if not outbound_ids:

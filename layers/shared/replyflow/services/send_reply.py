@@ -11,7 +11,10 @@ Per send job:
 2. park the row if the account needs re-authorisation; skip it if its window (``not_after``) passed;
 3. own the row (``ledger.start_send``: one conditional UPDATE) - only the owner calls Graph;
 4. take a slot from the account's limiter; none -> ``deferred`` and re-published with the delay the
-   limiter names (SQS caps a delay at 900 s; a longer wait just defers again). Never a failure;
+   limiter names (SQS caps a delay at 900 s; a longer wait just defers again). Never a failure. A
+   limiter that does not answer (Redis down) defers the row too, for ``limiter_retry_seconds``: it
+   was never sent, so it must not stay ``sending`` (that would end as ``unknown``). When the
+   account's window is missing in Redis the limiter rebuilds it from the ledger's ``sent_at``;
 5. call Graph and settle the row by the error class (``adapters.graph_client``): sent (and the
    tenant's monthly DM count goes up; usage at 90 % or more pauses the account for a minute, or
    every account when it is the app-level ``X-App-Usage``); throttle -> slot back, account paused
@@ -26,16 +29,25 @@ Per send job:
    after which the record fails (SQS redelivers it, then moves it to the DLQ); ambiguous -> ``unknown``
    and never resent (a comment cannot get two private replies); permanent -> failed.
 Every outcome writes a ``reply_logs`` row and an ``automation_logs`` row in the same transaction as the
-ledger change. The Graph call happens outside any transaction.
+ledger change. The Graph call happens outside any transaction. Every limiter call after the slot is
+taken (release, pause) is best effort: a Redis failure there is logged and never stops the ledger
+from settling.
+
+Parking is race-free against a reconnect. The account is flagged only while it still holds the token
+that failed (a reconnect or refresh that stored a new one wins, and the row is simply retried), and
+every park is followed, after its commit, by a fresh read of the account: active again -> its parked
+rows are released. The reconnect does the mirror image (:func:`release_parked` runs once more after
+its commit), so whichever commits last sees the other's write and no row stays parked on an active
+account.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -57,7 +69,11 @@ from replyflow.services import cache_keys
 
 MAX_SQS_DELAY_SECONDS = 900
 SEND_LEASE_SECONDS = 120
-# Usage at or above this share of Meta's limit pauses sending briefly (docs/instagram.md#usage-headers).
+# A limiter that does not answer: the row comes back after this long (with jitter). Long enough not to
+# spin through the queue during an outage, short enough that a Redis failover costs under a minute.
+LIMITER_RETRY_SECONDS = 30.0
+HOUR = timedelta(hours=1)
+# Usage headers at or above this share of Meta's limit pause sending (docs/instagram.md#usage-headers).
 NEAR_LIMIT_PCT = 90
 NEAR_LIMIT_PAUSE_SECONDS = 60.0
 SKIP_KINDS = frozenset({"outside_window", "user_unavailable", "already_replied"})
@@ -85,7 +101,9 @@ class SlotLike(Protocol):
 
 
 class SendLimiter(Protocol):
-    def acquire(self, account_id: str, hourly_budget: int) -> SlotLike: ...
+    def acquire(
+        self, account_id: str, hourly_budget: int, *, history: Callable[[], Sequence[int]] | None = None
+    ) -> SlotLike: ...
 
     def release(self, account_id: str, token: str) -> None: ...
 
@@ -145,6 +163,7 @@ class SendService:
         backoff_base_seconds: float = 2.0,
         lease_seconds: int = SEND_LEASE_SECONDS,
         rng: Callable[[], float] = random.random,
+        limiter_retry_seconds: float = LIMITER_RETRY_SECONDS,
     ) -> None:
         self._sessions = sessions
         self._graph = graph
@@ -157,6 +176,7 @@ class SendService:
         self._backoff = backoff_base_seconds
         self._lease = lease_seconds
         self._rng = rng
+        self._limiter_retry = limiter_retry_seconds
 
     # -- the job -----------------------------------------------------------------------------------
 
@@ -164,35 +184,75 @@ class SendService:
         bind_tenant(job.tenant_id, job.account_id)
         claimed_or_outcome = self._claim(job)
         if isinstance(claimed_or_outcome, SendOutcome):
+            if claimed_or_outcome.status == "parked":
+                self._recheck_parked(job)
             return claimed_or_outcome
         claimed = claimed_or_outcome
         try:
-            slot = self._limiter.acquire(job.account_id, claimed.budget)
-        except Exception:
-            # Nothing went out: give the row back, or the redelivery would find it "sending" and
-            # write it off as ``unknown`` (never sent). The record fails; SQS redelivers it.
-            self._give_back(job, claimed, "limiter_unavailable")
-            raise
+            slot = self._limiter.acquire(
+                job.account_id, claimed.budget, history=lambda: self._send_history(job, claimed)
+            )
+        except Exception as error:
+            # Nothing went out: the row waits and comes back. Left "sending", it would be written off
+            # as ``unknown`` (never sent) once the lease ends.
+            logger.warning("send limiter unavailable: the message waits", extra={"error": str(error)})
+            delay = self._limiter_retry * (0.5 + self._rng() / 2)
+            return self._defer(job, claimed, delay, "limiter_unavailable", "the send limiter did not answer")
         if not slot.granted:
             return self._defer(job, claimed, slot.delay_seconds, "rate_limited", "no slot in the send budget")
         try:
             token = self._cipher.decrypt(claimed.token_blob, context=job.account_id)
         except InvalidTag:  # this row's ciphertext does not open (copied, or tampered with)
-            self._limiter.release(job.account_id, slot.token)
+            self._release(job, slot.token)
             return self._needs_reauth(job, claimed, GraphError("token_invalid", "stored token unreadable"))
         except Exception:
             # The cipher itself is wrong (WrongKeyError: another TOKEN_ENCRYPTION_KEY; a bug): nothing
             # went out, so the slot and the row go back and the record fails loudly instead of parking.
-            self._limiter.release(job.account_id, slot.token)
+            self._release(job, slot.token)
             self._give_back(job, claimed, "cipher_error")
             raise
         try:
             result = self._call(claimed, token)
         except GraphError as error:
             if error.kind != "ambiguous":
-                self._limiter.release(job.account_id, slot.token)
+                self._release(job, slot.token)
             return self._settle_error(job, claimed, error)
         return self._settle_sent(job, claimed, result)
+
+    # -- the limiter, best effort once a slot is held ----------------------------------------------
+
+    def _send_history(self, job: SendJob, claimed: _Claimed) -> list[int]:
+        """Epoch ms of the account's sends in the last hour, for a limiter whose window was lost."""
+        since = self._clock.now() - HOUR
+        with session_scope(self._sessions) as session:
+            times = ledger.recent_send_times(
+                session, job.tenant_id, job.account_id, since=since, exclude_id=claimed.row_id
+            )
+        return [int(t.replace(tzinfo=UTC).timestamp() * 1000) for t in times]
+
+    def _release(self, job: SendJob, token: str) -> None:
+        try:
+            self._limiter.release(job.account_id, token)
+        except Exception as error:  # the slot stays counted: the budget errs on the safe side
+            logger.warning("send limiter release failed", extra={"error": str(error)})
+
+    def _pause(self, job: SendJob, seconds: float) -> None:
+        try:
+            self._limiter.pause(job.account_id, seconds)
+        except Exception as error:
+            logger.warning("send limiter pause failed", extra={"error": str(error), "seconds": seconds})
+
+    def _pause_all(self, seconds: float) -> None:
+        try:
+            self._limiter.pause_all(seconds)
+        except Exception as error:
+            logger.warning("send limiter app pause failed", extra={"error": str(error), "seconds": seconds})
+
+    def _recheck_parked(self, job: SendJob) -> None:
+        try:
+            release_if_active(self._sessions, job.tenant_id, job.account_id, self._publisher)
+        except Exception as error:  # the ledger sweeper releases it on its next run
+            logger.warning("parked row not re-checked", extra={"error": str(error)})
 
     def _claim(self, job: SendJob) -> _Claimed | SendOutcome:
         now = self._clock.now()
@@ -280,10 +340,10 @@ class SendService:
             self._log_claimed(session, job, claimed, "sent", None, f"message {result.message_id}")
         # Near Meta's limit: slow down before it throttles (calling while throttled extends it).
         if result.usage_pct is not None and result.usage_pct >= NEAR_LIMIT_PCT:
-            self._limiter.pause(job.account_id, NEAR_LIMIT_PAUSE_SECONDS)
+            self._pause(job, NEAR_LIMIT_PAUSE_SECONDS)
         if result.app_usage_pct is not None and result.app_usage_pct >= NEAR_LIMIT_PCT:
             # The app's limit is shared by every account: pausing this one alone would not help.
-            self._limiter.pause_all(NEAR_LIMIT_PAUSE_SECONDS)
+            self._pause_all(NEAR_LIMIT_PAUSE_SECONDS)
             logger.warning(
                 "app-level usage near its limit: all sending paused", extra={"pct": result.app_usage_pct}
             )
@@ -294,9 +354,9 @@ class SendService:
         if error.kind == "throttle":
             wait = error.retry_after or 60.0
             if error.code in APP_THROTTLE_CODES:
-                self._limiter.pause_all(wait)  # the app's limit is shared by every account
+                self._pause_all(wait)  # the app's limit is shared by every account
             else:
-                self._limiter.pause(job.account_id, wait)
+                self._pause(job, wait)
             return self._defer(job, claimed, wait, error.error_code, error.message)
         if error.kind == "token_invalid":
             return self._needs_reauth(job, claimed, error)
@@ -373,7 +433,8 @@ class SendService:
         outcome = self._park_account(
             job, claimed, error, reason="needs_reauth", status_reason=f"token rejected: {error.message}"
         )
-        logger.warning("account needs re-authorisation", extra={"error": str(error)})
+        if outcome.status == "parked":
+            logger.warning("account needs re-authorisation", extra={"error": str(error)})
         return outcome
 
     def _park_account(
@@ -386,25 +447,35 @@ class SendService:
         status_reason: str,
         log_line: str | None = None,
     ) -> SendOutcome:
-        """Stop the account's sends until it is re-connected: ``needs_reauth``, this row parked."""
+        """Stop the account's sends until it is re-connected: ``needs_reauth``, this row parked. Only
+        while the account holds the token that failed: a new token stored meanwhile gets the row."""
         with session_scope(self._sessions) as session:
-            account = accounts_repo.set_status(
-                session, job.tenant_id, job.account_id, "needs_reauth", status_reason[:255]
-            )
-            ledger.finish(
+            flagged = accounts_repo.flag_if_token(
                 session,
                 job.tenant_id,
-                claimed.row_id,
-                status="parked",
-                error_code=reason,
-                error_message=error.message,
+                job.account_id,
+                claimed.token_blob,
+                "needs_reauth",
+                status_reason[:255],
             )
-            self._log_claimed(session, job, claimed, "parked", reason, error.message)
-        if account is not None:
-            cache_keys.invalidate_account(self._cache, job.tenant_id, job.account_id, account.ig_user_id)
+            if flagged:
+                ledger.finish(
+                    session,
+                    job.tenant_id,
+                    claimed.row_id,
+                    status="parked",
+                    error_code=reason,
+                    error_message=error.message,
+                )
+                self._log_claimed(session, job, claimed, "parked", reason, error.message)
+        if not flagged:
+            logger.info("a rejected token was replaced meanwhile: the message is retried with the new one")
+            return self._defer(job, claimed, 1, "token_replaced", "the account holds a new token")
+        cache_keys.invalidate_account(self._cache, job.tenant_id, job.account_id, claimed.ig_user_id)
         if log_line is not None:
             extra = {"reason": reason, "outbound_id": claimed.row_id, "error": str(error)}
             logger.error(log_line, extra=extra)
+        self._recheck_parked(job)
         return SendOutcome("parked", reason)
 
     def _finish(
@@ -448,20 +519,27 @@ class SendService:
     def _log(
         self, session: Session, row: OutboundMessage, status: str, reason: str, detail: str = ""
     ) -> None:
-        _log_outcome(
-            session,
-            row.tenant_id,
-            row.account_id,
-            automation_id=row.automation_id,
-            row_id=row.id,
-            kind=row.kind,
-            recipient_id=row.recipient_id,
-            comment_id=row.comment_id,
-            event_key=row.event_key,
-            status=status,
-            reason=reason,
-            detail=detail,
-        )
+        log_row_outcome(session, row, status, reason, detail)
+
+
+def log_row_outcome(
+    session: Session, row: OutboundMessage, status: str, reason: str, detail: str = ""
+) -> None:
+    """The log rows of an outcome decided from the ledger row alone (a lost worker, the sweeper)."""
+    _log_outcome(
+        session,
+        row.tenant_id,
+        row.account_id,
+        automation_id=row.automation_id,
+        row_id=row.id,
+        kind=row.kind,
+        recipient_id=row.recipient_id,
+        comment_id=row.comment_id,
+        event_key=row.event_key,
+        status=status,
+        reason=reason,
+        detail=detail,
+    )
 
 
 def _log_outcome(
@@ -507,13 +585,34 @@ def _log_outcome(
     )
 
 
-def release_parked(session: Session, tenant_id: str, account_id: str, publisher: QueuePublisher) -> int:
+def release_if_active(
+    sessions: sessionmaker[Session], tenant_id: str, account_id: str, publisher: QueuePublisher
+) -> int:
+    """After a park has committed: if the account is active again (a reconnect raced the park), release
+    its parked rows. A fresh transaction, so it sees every commit made before it."""
+    with session_scope(sessions) as session:
+        account = accounts_repo.get(session, tenant_id, account_id)
+        if account is None or account.status != "active":
+            return 0
+        return release_parked(session, tenant_id, account_id, publisher, recheck_after_commit=False)
+
+
+def release_parked(
+    session: Session,
+    tenant_id: str,
+    account_id: str,
+    publisher: QueuePublisher,
+    *,
+    recheck_after_commit: bool = True,
+) -> int:
     """Queue an account's parked messages again (call it when the account is re-connected).
 
     The rows move to ``queued`` in the caller's transaction; the send jobs are published only after
     that transaction commits (a job published earlier could reach a sender that still sees ``parked``).
     Returns the number of rows released. Messages whose window has passed meanwhile are skipped by the
-    sender with the reason.
+    sender with the reason. With ``recheck_after_commit`` the release runs once more after the commit,
+    in a fresh transaction: a row parked by a worker whose commit this transaction's snapshot missed is
+    released then (the worker's own re-check covers the opposite order).
     """
     rows = ledger.list_by_status(session, tenant_id, account_id, ["parked"], limit=10_000)
     moved = set(ledger.requeue(session, tenant_id, [row.id for row in rows], from_status="parked"))
@@ -532,13 +631,19 @@ def release_parked(session: Session, tenant_id: str, account_id: str, publisher:
                 reason="released",
                 detail=f"{row.kind} #{row.id} released after reconnect",
             )
-    if jobs:
+    bind = session.get_bind()
 
-        def publish(_session: Session) -> None:
-            for queue, bodies in jobs.items():
-                publisher.publish(queue, bodies)
+    def after_commit(_session: Session) -> None:
+        for queue, bodies in jobs.items():
+            publisher.publish(queue, bodies)
+        if recheck_after_commit:
+            try:
+                release_if_active(sessionmaker(bind=bind), tenant_id, account_id, publisher)
+            except Exception as error:  # the ledger sweeper releases what is left on its next run
+                logger.warning("parked rows not re-checked after the release", extra={"error": str(error)})
 
-        sa_event.listen(session, "after_commit", publish, once=True)
+    if jobs or recheck_after_commit:
+        sa_event.listen(session, "after_commit", after_commit, once=True)
     return len(moved)
 
 

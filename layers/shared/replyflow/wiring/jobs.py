@@ -18,7 +18,7 @@ Every run logs one summary line (counts, duration) and emits the counts as metri
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,7 @@ JOB_NAMES = (
     "queue-metrics",
     "webhook-subscriptions",
     "reconcile-comments",
+    "ledger-sweep",
 )
 METRICS_NAMESPACE = "Replyflow"
 
@@ -221,6 +222,19 @@ def _reconcile_comments(deadline: Deadline) -> JobResult:
     )
 
 
+class _PublisherOnUse:
+    """The queue publisher, resolved at the first publish: a sweep with nothing to send runs anywhere."""
+
+    def publish(self, queue: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None:
+        core.queue_publisher().publish(queue, bodies, delay_seconds=delay_seconds)
+
+
+def _ledger_sweep(deadline: Deadline) -> JobResult:
+    from replyflow.services.jobs.ledger_sweep import run_ledger_sweep
+
+    return run_ledger_sweep(core.writer_sessions(), _PublisherOnUse(), now=now(), deadline=deadline)
+
+
 _JOBS: dict[str, Callable[[Deadline], JobResult]] = {
     "archive": _archive,
     "retention": _retention,
@@ -229,6 +243,7 @@ _JOBS: dict[str, Callable[[Deadline], JobResult]] = {
     "queue-metrics": _queue_metrics,
     "webhook-subscriptions": _webhook_subscriptions,
     "reconcile-comments": _reconcile_comments,
+    "ledger-sweep": _ledger_sweep,
 }
 
 

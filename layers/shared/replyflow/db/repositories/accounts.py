@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import InstagramAccount
@@ -47,3 +47,22 @@ def set_status(
         account.status_reason = reason
         session.flush()
     return account
+
+
+def flag_if_token(
+    session: Session, tenant_id: str, account_id: str, token_blob: bytes, status: str, reason: str | None
+) -> bool:
+    """Set ``status`` only while the account still holds ``token_blob`` (the token that failed): a
+    reconnect or a refresh that stored a new token meanwhile wins (and a disconnect dropped it). True
+    when the account holds that token."""
+    result = session.execute(
+        update(InstagramAccount)
+        .where(
+            InstagramAccount.tenant_id == tenant_id,
+            InstagramAccount.id == account_id,
+            InstagramAccount.access_token_encrypted == token_blob,
+        )
+        .values(status=status, status_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))

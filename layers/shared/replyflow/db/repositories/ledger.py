@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
 from replyflow.db.engine import is_duplicate_key
-from replyflow.db.models import InboundEvent, OutboundMessage
+from replyflow.db.models import InboundEvent, InstagramAccount, OutboundMessage
 
 SENDABLE = ("queued", "deferred")
 TRANSIENT_ERROR = "transient"
@@ -217,3 +217,96 @@ def requeue(session: Session, tenant_id: str, outbound_ids: Sequence[int], *, fr
         if getattr(result, "rowcount", 0):
             moved.append(outbound_id)
     return moved
+
+
+def recent_send_times(
+    session: Session, tenant_id: str, account_id: str, *, since: datetime, exclude_id: int | None = None
+) -> list[datetime]:
+    """When the account's sends of the window started at ``since`` went out: ``sent_at`` of sent rows,
+    and the last change of rows that may have gone out (``sending`` in flight, ``unknown``)."""
+    sent = select(OutboundMessage.sent_at).where(
+        OutboundMessage.tenant_id == tenant_id,
+        OutboundMessage.account_id == account_id,
+        OutboundMessage.sent_at >= since,
+        OutboundMessage.status == "sent",
+    )
+    maybe = select(OutboundMessage.updated_at).where(
+        OutboundMessage.tenant_id == tenant_id,
+        OutboundMessage.account_id == account_id,
+        OutboundMessage.status.in_(("sending", "unknown")),
+        OutboundMessage.updated_at >= since,
+    )
+    if exclude_id is not None:
+        maybe = maybe.where(OutboundMessage.id != exclude_id)
+    times = [t for t in session.scalars(sent) if t is not None]
+    times.extend(t for t in session.scalars(maybe) if t is not None)
+    return times
+
+
+def settle_stale_row(
+    session: Session, tenant_id: str, outbound_id: int, *, lease_seconds: int, now: datetime
+) -> OutboundMessage | None:
+    """``settle_stale`` returning the settled row (for its log lines), None when it was not stale."""
+    if not settle_stale(session, tenant_id, outbound_id, lease_seconds=lease_seconds, now=now):
+        return None
+    return get_outbound(session, tenant_id, outbound_id)
+
+
+def stale_before(
+    session: Session, status: str, before: datetime, *, limit: int, after_id: int = 0
+) -> list[OutboundMessage]:
+    """Rows of every tenant in ``status`` not changed since ``before``, by id (the ledger sweeper: a
+    platform job; each row carries its tenant, and every change it makes is keyed by tenant too)."""
+    return list(
+        session.scalars(
+            select(OutboundMessage)
+            .where(
+                OutboundMessage.status == status,
+                OutboundMessage.updated_at < before,
+                OutboundMessage.id > after_id,
+            )
+            .order_by(OutboundMessage.id)
+            .limit(limit)
+        )
+    )
+
+
+def touch(
+    session: Session, tenant_id: str, outbound_id: int, *, status: str, seen: datetime, now: datetime
+) -> bool:
+    """Stamp a row still in ``status`` and unchanged since ``seen``; True when this call did it (two
+    sweepers, or a sweeper and a sender, cannot both act on the same version of the row)."""
+    result = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.tenant_id == tenant_id,
+            OutboundMessage.id == outbound_id,
+            OutboundMessage.status == status,
+            OutboundMessage.updated_at == seen,
+        )
+        .values(updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def parked_on_active_accounts(session: Session, *, limit: int) -> list[tuple[str, str]]:
+    """(tenant, account) pairs with parked rows although the account is active again. Driven from the
+    active accounts (one probe of ``ix_outbound_tenant_account_status`` each): the parked rows of
+    accounts that never reconnect pile up and are not scanned."""
+    parked = (
+        select(OutboundMessage.id)
+        .where(
+            OutboundMessage.tenant_id == InstagramAccount.tenant_id,
+            OutboundMessage.account_id == InstagramAccount.id,
+            OutboundMessage.status == "parked",
+        )
+        .exists()
+    )
+    stmt = (
+        select(InstagramAccount.tenant_id, InstagramAccount.id)
+        .where(InstagramAccount.status == "active", parked)
+        .order_by(InstagramAccount.id)
+        .limit(limit)
+    )
+    return [(tenant_id, account_id) for tenant_id, account_id in session.execute(stmt)]
