@@ -37,6 +37,7 @@ from bench.support import (
     proxy_event,
     reset_wiring,
 )
+from local.lambda_context import LambdaContext
 
 
 def _free_port() -> int:
@@ -120,12 +121,13 @@ def _measure(name: str, database_url: str, redis_url: str, calls: int, policy: s
     try:
         ig_user_id = _seed(database_url)
         events = [proxy_event(comment_webhook(ig_user_id), APP_SECRET) for _ in range(calls + 1)]
-        lambda_handler(events[0], None)  # warm: imports, the database connection
+        context = LambdaContext("WebhookFunction", 512, 30.0)
+        lambda_handler(events[0], context)  # warm: imports, the database connection
         samples: list[float] = []
         errors = 0
         for event in events[1:]:
             t0 = time.perf_counter()
-            response = lambda_handler(event, None)
+            response = lambda_handler(event, context)
             samples.append(ms_since(t0))
             errors += response["statusCode"] != 200
         enqueued = len(collector.take("events-")) - 1

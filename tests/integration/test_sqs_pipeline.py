@@ -24,7 +24,7 @@ from replyflow.db.engine import session_scope
 from replyflow.settings import PRIORITIES, Settings
 from replyflow.wiring import core, pipeline
 from sender.handler import lambda_handler as sender_handler
-from tests.support_pipeline import SECRET, comment_body, seed_tenant, webhook_post
+from tests.support_pipeline import SECRET, comment_body, lambda_context, seed_tenant, webhook_post
 from webhook.handler import lambda_handler as webhook_handler
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ class SqsStack:
             return False
         self.received.extend(messages)
         event = {"Records": [_lambda_record(url, m) for m in messages]}
-        failed = {f["itemIdentifier"] for f in handler(event, None)["batchItemFailures"]}
+        failed = {f["itemIdentifier"] for f in handler(event, lambda_context())["batchItemFailures"]}
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
             self.sqs.delete_message_batch(
@@ -203,7 +203,7 @@ def test_comments_through_real_sqs_end_in_exactly_one_private_reply_each(sqs_sta
         for i, cid in enumerate(comment_ids)
     ]
 
-    response = webhook_handler(webhook_post(body), None)
+    response = webhook_handler(webhook_post(body), lambda_context())
     assert response["statusCode"] == 200
     assert json.loads(response["body"]) == {"received": 12}
     sqs_stack.poll()

@@ -49,6 +49,6 @@ def test_sample_invitation_accept_event(api_env: ApiEnv) -> None:
     event = load_event("api_invitation_accept.json")
     body = json.loads(event["body"])
     event["body"] = json.dumps({**body, "token": api_env.last_token(email, "invitation")})
-    response = api_handler(event, None)
+    response = api_handler(event, lambda_context())
     assert response["statusCode"] == 200, response["body"]
     assert json.loads(response["body"])["tenant_id"] == owner["tenant_id"]

@@ -27,7 +27,15 @@ from replyflow.services.jobs.reconcile import ReconcileLimits, checkpoint_key, r
 from replyflow.settings import Settings
 from replyflow.wiring import core, pipeline
 from sender.handler import lambda_handler as sender_handler
-from tests.support_pipeline import MemoryQueues, ScriptedGraph, comment_body, pump, seed_tenant, webhook_post
+from tests.support_pipeline import (
+    MemoryQueues,
+    ScriptedGraph,
+    comment_body,
+    lambda_context,
+    pump,
+    seed_tenant,
+    webhook_post,
+)
 from webhook.handler import lambda_handler as webhook_handler
 
 APP_ID = "reconcile-app"
@@ -124,7 +132,7 @@ class World:
 
     def webhook(self, comment_id: str, text: str = "LINK please") -> None:
         event = webhook_post(comment_body(self.demo.ig_user_id, comment_id, text), SECRET.encode())
-        assert webhook_handler(event, None)["statusCode"] == 200
+        assert webhook_handler(event, lambda_context())["statusCode"] == 200
 
 
 @pytest.fixture

@@ -36,6 +36,8 @@ def segment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from aws_xray_sdk.core.context import Context
     from aws_xray_sdk.core.recorder import AWSXRayRecorder
 
+    # The recorder builds a UDP emitter (a socket) before configure() can replace it.
+    monkeypatch.setattr("aws_xray_sdk.core.recorder.UDPEmitter", MemoryEmitter)
     recorder = AWSXRayRecorder()
     recorder.configure(context=Context(), emitter=MemoryEmitter(), sampling=False, plugins=())
     was_enabled = global_sdk_config.sdk_enabled()

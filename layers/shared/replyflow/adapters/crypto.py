@@ -4,8 +4,9 @@ so a ciphertext copied onto another row does not decrypt.
 A blob names the key that sealed it (version 2: a 4-byte key id, the first bytes of a SHA-256 of the
 key, before the nonce), so a wrong ``TOKEN_ENCRYPTION_KEY`` is told apart from one bad row: the first
 raises :class:`WrongKeyError` (a configuration error: every row would fail), the second the cipher's
-``InvalidTag`` (this row does not open). Version 1 blobs (no key id) still decrypt; every new blob is
-version 2, so the token refresh job converts them as it renews tokens.
+``InvalidTag`` (this row does not open; a blob of no known version too). Version 1 blobs (no key id)
+still decrypt; every new blob is version 2, so the token refresh job converts them as it renews
+tokens.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import base64
 import hashlib
 import os
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _V1 = b"\x01"  # nonce + ciphertext
@@ -49,5 +51,5 @@ class TokenCipher:
                 raise WrongKeyError("the token was encrypted under another TOKEN_ENCRYPTION_KEY")
             body = body[_KEY_ID_BYTES:]
         elif version != _V1:
-            raise ValueError("unknown token ciphertext version")
+            raise InvalidTag("not a token ciphertext of any known version")  # this row does not open
         return self._aead.decrypt(body[:12], body[12:], context.encode()).decode()
