@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import principal
+from api.responses import documented
 from replyflow.services import stats
 from replyflow.services.stats import StatsView
 from replyflow.wiring import api as wiring
@@ -16,7 +17,12 @@ from replyflow.wiring import api as wiring
 router = Router()
 
 
-@router.get("", tags=["stats"], summary="Daily outcome counts per automation (UTC days; until inclusive)")
+@router.get(
+    "",
+    tags=["stats"],
+    summary="Daily outcome counts per automation (UTC days; until inclusive)",
+    responses=documented(),
+)
 def daily(
     since: Annotated[date | None, Query()] = None,
     until: Annotated[date | None, Query()] = None,

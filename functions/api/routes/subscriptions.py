@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header
 
 from api.context import header, principal
+from api.responses import documented
 from replyflow.services import subscriptions
 from replyflow.services.subscriptions import ChangePlanRequest, SubscriptionView
 from replyflow.wiring import api as wiring
@@ -17,7 +18,12 @@ from replyflow.wiring import core
 router = Router()
 
 
-@router.get("/current", tags=["subscriptions"], summary="The active subscription and its plan")
+@router.get(
+    "/current",
+    tags=["subscriptions"],
+    summary="The active subscription and its plan",
+    responses=documented(200, 404),
+)
 def current() -> SubscriptionView:
     with wiring.unit_of_work() as session:
         return subscriptions.current(session, principal(router))
@@ -27,6 +33,7 @@ def current() -> SubscriptionView:
     "",
     tags=["subscriptions"],
     summary="Change plan (owner); idempotent under Idempotency-Key; over-limit downgrades are refused",
+    responses=documented(200, 404, 409, body=True),
 )
 def change_plan(
     body: ChangePlanRequest,
@@ -42,7 +49,12 @@ def change_plan(
     return Response(result.status, content_types.APPLICATION_JSON, result.body, headers=headers)
 
 
-@router.post("/current/cancel", tags=["subscriptions"], summary="Cancel at the end of the period (owner)")
+@router.post(
+    "/current/cancel",
+    tags=["subscriptions"],
+    summary="Cancel at the end of the period (owner)",
+    responses=documented(200, 404, 409),
+)
 def cancel() -> SubscriptionView:
     with wiring.unit_of_work() as session:
         return subscriptions.cancel(session, wiring.cache(), wiring.billing_provider(), principal(router))

@@ -7,7 +7,6 @@ cached by API Gateway lives out its TTL (300 s).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +19,7 @@ from replyflow.ports import Cache
 from replyflow.services import tokens, write_through
 from replyflow.services.access import Principal
 from replyflow.services.api_key_auth import invalidate_api_key
+from replyflow.timestamps import UtcDateTime
 
 
 class ApiKeyCreate(BaseModel):
@@ -34,9 +34,9 @@ class ApiKeyView(BaseModel):
     name: str
     prefix: str
     role: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcDateTime
+    last_used_at: UtcDateTime | None
+    revoked_at: UtcDateTime | None
 
 
 class ApiKeyCreated(ApiKeyView):

@@ -8,7 +8,6 @@ product: inviting an unknown email creates the user with a one-time password sho
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +19,7 @@ from replyflow.db.repositories import refresh_tokens, tenants, users
 from replyflow.errors import ConflictError, NotFoundError
 from replyflow.services.access import Principal
 from replyflow.services.auth import Email
+from replyflow.timestamps import UtcDateTime
 
 
 class MemberView(BaseModel):
@@ -27,7 +27,7 @@ class MemberView(BaseModel):
     email: str
     name: str
     role: str
-    joined_at: datetime
+    joined_at: UtcDateTime
 
 
 class InviteRequest(BaseModel):

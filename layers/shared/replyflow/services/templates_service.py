@@ -7,7 +7,6 @@ automations with their templates resolved). A template used by an automation can
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +20,7 @@ from replyflow.ports import Cache
 from replyflow.services import cache_keys, write_through
 from replyflow.services.access import Principal
 from replyflow.services.accounts import automation_account_ids
+from replyflow.timestamps import UtcDateTime
 
 SAMPLE_VARIABLES = {
     "username": "jane.doe",
@@ -50,8 +50,8 @@ class TemplateView(BaseModel):
     text: str
     buttons: list[dict[str, Any]]
     quick_replies: list[dict[str, Any]]
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class PreviewRequest(BaseModel):
