@@ -44,8 +44,9 @@ _DESCRIPTIONS = {
 
 
 def documented(
-    success: int = 200, *errors: int, public: bool = False, body: bool = False
+    success: int = 200, *errors: int, public: bool = False, body: bool = False, model: type | None = None
 ) -> dict[int, OpenAPIResponse]:
+    """``model``: the success body when the route's return type is wider (a union with the error)."""
     statuses = {422, *errors}
     if not public:
         statuses |= {401, 403, 429}
@@ -54,6 +55,9 @@ def documented(
     out: dict[int, OpenAPIResponse] = {}
     if success == 204:
         out[204] = {"description": _DESCRIPTIONS[204], "content": {}}
+    elif model is not None:
+        content: dict[str, Any] = {"application/json": {"model": model}}
+        out[success] = {"description": _DESCRIPTIONS.get(success, "OK"), "content": content}
     else:
         out[success] = {"description": _DESCRIPTIONS.get(success, "OK")}
     for status in sorted(statuses):

@@ -127,3 +127,25 @@ def test_204_has_no_body(api_env: ApiEnv) -> None:
     raw = api_env.gateway.request("POST", "/v1/auth/logout", body={"refresh_token": pair["refresh_token"]})
     assert raw.status == 204
     assert raw.body is None
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "value"),
+    [
+        ("/v1/stats", "until", "2.220446049250313e-16"),
+        ("/v1/stats", "since", "1700000000"),
+        ("/v1/logs/replies", "since", "1700000000"),
+        ("/v1/logs/automations", "until", "1e3"),
+    ],
+)
+def test_numbers_are_not_dates(api_env: ApiEnv, path: str, name: str, value: str) -> None:
+    token = api_env.signup()["access_token"]
+    response = api_env.call("GET", path, token=token, query={name: value})
+    assert assert_error_shape(response.body, response.status) == "validation_error", response.body
+    assert response.status == 422
+    from datetime import UTC, datetime
+
+    today = datetime.now(UTC)
+    valid = today.date().isoformat() if "stats" in path else today.strftime("%Y-%m-%dT00:00:00Z")
+    ok = api_env.call("GET", path, token=token, query={name: valid})
+    assert ok.status == 200, ok.body

@@ -25,7 +25,7 @@ router = Router()
 
 
 def _callback_responses() -> dict[int, OpenAPIResponse]:
-    responses = documented(public=True)
+    responses = documented(200, 400, public=True)
     responses[200] = {
         "description": "What Instagram sent: an HTML page, or JSON with `Accept: application/json`",
         "content": {

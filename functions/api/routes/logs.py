@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -12,14 +11,15 @@ from api.context import principal
 from api.responses import documented
 from replyflow.services import logs_query
 from replyflow.services.logs_query import AutomationAction, AutomationLogPage, ReplyLogPage, ReplyStatus
+from replyflow.timestamps import IsoDateTime
 from replyflow.wiring import api as wiring
 
 router = Router()
 Id = Annotated[str | None, Query(max_length=26)]
 Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=logs_query.MAX_LIMIT)]
-Since = Annotated[datetime | None, Query(description="inclusive, ISO 8601 (UTC when no offset)")]
-Until = Annotated[datetime | None, Query(description="exclusive, ISO 8601")]
+Since = Annotated[IsoDateTime | None, Query(description="inclusive, ISO 8601 (UTC when no offset)")]
+Until = Annotated[IsoDateTime | None, Query(description="exclusive, ISO 8601")]
 
 
 @router.get(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -12,6 +11,7 @@ from api.context import principal
 from api.responses import documented
 from replyflow.services import stats
 from replyflow.services.stats import StatsView
+from replyflow.timestamps import IsoDate
 from replyflow.wiring import api as wiring
 
 router = Router()
@@ -24,8 +24,8 @@ router = Router()
     responses=documented(),
 )
 def daily(
-    since: Annotated[date | None, Query()] = None,
-    until: Annotated[date | None, Query()] = None,
+    since: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
+    until: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
     automation_id: Annotated[str | None, Query(max_length=26)] = None,
     account_id: Annotated[str | None, Query(max_length=26)] = None,
 ) -> StatsView:

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header
 
 from api.context import header, principal
+from api.errors import ErrorResponse
 from api.responses import documented
 from replyflow.services import subscriptions
 from replyflow.services.subscriptions import ChangePlanRequest, SubscriptionView
@@ -33,14 +34,15 @@ def current() -> SubscriptionView:
     "",
     tags=["subscriptions"],
     summary="Change plan (owner); idempotent under Idempotency-Key; over-limit downgrades are refused",
-    responses=documented(200, 404, 409, body=True),
+    responses=documented(200, 404, 409, body=True, model=SubscriptionView),
 )
 def change_plan(
     body: ChangePlanRequest,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", description="replays the first result for the same body")
     ] = None,
-) -> Response[SubscriptionView]:
+) -> Response[SubscriptionView | ErrorResponse]:
+    # A replayed request answers what the first one did, an error included (with its status).
     key = header(router, "Idempotency-Key")
     result = subscriptions.change_plan_idempotent(
         core.writer_sessions(), wiring.cache(), wiring.billing_provider(), principal(router), body, key
