@@ -141,7 +141,7 @@ def intake(
     matched = verify_signature(body, signature, secrets)
     if on_signature is not None:
         on_signature(matched)
-    decoded: Any = decode_json(body)  # MalformedJsonError: a 400, and Meta does not retry a 4xx
+    decoded: Any = decode_json(body)  # MalformedJsonError (400): Meta's deliveries are plain JSON
     parsed = parse_body(decoded)
     result = IntakeResult(counts=Counter(parsed.skipped))
     by_queue: dict[str, list[str]] = {}
