@@ -10,19 +10,22 @@ request; the whole run takes about a minute on two cores.
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from tests.e2e.conftest import RunningStack, StartStack
 
 pytestmark = pytest.mark.e2e
-MAX_EXAMPLES = 6
+# FUZZ_MAX_EXAMPLES=50 for a longer exploratory run; FUZZ_SEED to explore other inputs than the suite's.
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "6"))
+SEED = os.environ.get("FUZZ_SEED")
 # Every built-in check runs. A schema-valid request may still break a rule the schema cannot state (an
 # unknown plan code, since after until, a full plan): those are 402/409/422 here, not a failure.
 # The OAuth callback's 400 (neither code and state nor error) is such a rule too. Unknown query
@@ -101,12 +104,13 @@ def _fuzz(operation: Any, mode: GenerationMode) -> str | None:
     """The first failure schemathesis finds on ``operation`` in ``mode``, as its report, or None."""
 
     @given(case=operation.as_strategy(generation_mode=mode))
+    @seed(int(SEED or 0))
     @settings(
         max_examples=MAX_EXAMPLES,
         deadline=None,
         phases=[Phase.explicit, Phase.generate],  # no shrinking: the report names the request as sent
         suppress_health_check=list(HealthCheck),
-        derandomize=True,
+        derandomize=SEED is None,
         database=None,
     )
     def run(case: Any) -> None:

@@ -75,7 +75,8 @@ def test_bad_base64_and_oversized_bodies(api_env: ApiEnv) -> None:
     response = api_env.call("POST", "/v1/auth/login", body=too_big)
     assert assert_error_shape(response.body, response.status) == "payload_too_large"
     assert response.status == 413
-    assert base64.b64encode(b"\xff") == b"/w=="
+    flagged = api_env.call("POST", "/v1/auth/login", body=b"\xff\xfe")  # sent base64, as API Gateway does
+    assert (flagged.status, flagged.body["error"]["code"]) == (400, "malformed_json")
 
 
 def test_other_content_types_are_415(api_env: ApiEnv) -> None:
@@ -123,29 +124,19 @@ def test_times_whose_offset_leaves_the_calendar_are_422(api_env: ApiEnv) -> None
 
 
 def test_204_has_no_body(api_env: ApiEnv) -> None:
+    from api.handler import lambda_handler
+
     pair = api_env.signup()
-    raw = api_env.gateway.request("POST", "/v1/auth/logout", body={"refresh_token": pair["refresh_token"]})
-    assert raw.status == 204
-    assert raw.body is None
-
-
-@pytest.mark.parametrize(
-    ("path", "name", "value"),
-    [
-        ("/v1/stats", "until", "2.220446049250313e-16"),
-        ("/v1/stats", "since", "1700000000"),
-        ("/v1/logs/replies", "since", "1700000000"),
-        ("/v1/logs/automations", "until", "1e3"),
-    ],
-)
-def test_numbers_are_not_dates(api_env: ApiEnv, path: str, name: str, value: str) -> None:
-    token = api_env.signup()["access_token"]
-    response = api_env.call("GET", path, token=token, query={name: value})
-    assert assert_error_shape(response.body, response.status) == "validation_error", response.body
-    assert response.status == 422
-    from datetime import UTC, datetime
-
-    today = datetime.now(UTC)
-    valid = today.date().isoformat() if "stats" in path else today.strftime("%Y-%m-%dT00:00:00Z")
-    ok = api_env.call("GET", path, token=token, query={name: valid})
-    assert ok.status == 200, ok.body
+    event = {
+        "resource": "/v1/auth/logout",
+        "path": "/v1/auth/logout",
+        "httpMethod": "POST",
+        "headers": {"Content-Type": "application/json"},
+        "requestContext": {"stage": "v1", "identity": {"sourceIp": "10.9.9.9"}},
+        "body": json.dumps({"refresh_token": pair["refresh_token"]}),
+        "isBase64Encoded": False,
+    }
+    raw = lambda_handler(event, None)
+    assert raw["statusCode"] == 204
+    assert raw["body"] in (None, "")  # not "null": a body after a 204 desyncs keep-alive
+    assert "Content-Type" not in (raw.get("headers") or {})
