@@ -5,6 +5,12 @@ JSON with ``json.loads``; invalid UTF-8, bad base64, ``NaN``, a 5,000-digit inte
 arrays then escape as exceptions no handler can tell from a bug (a 500). This event class reads the
 body once, bounded by :data:`MAX_BODY_BYTES`, and decodes it with :func:`replyflow.json_input.decode_json`,
 so each of those is a typed 400/413 mapped by ``api.errors``.
+
+Every route takes JSON. Powertools would also parse form and multipart bodies, and its multipart
+parser lets a ``ValueError`` escape (no boundary, a character outside Latin-1): a 500. The resolver's
+request validation is therefore swapped for one that reads JSON or refuses the content type (415).
+Both overrides touch Powertools internals (``_to_proxy_event``, ``_get_body``); the version is pinned
+and ``tests/unit/test_api_hostile_input.py`` fails if an upgrade moves them.
 """
 
 from __future__ import annotations
@@ -15,6 +21,10 @@ from functools import cached_property
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
@@ -54,8 +64,30 @@ class JsonBodyEvent(APIGatewayProxyEvent):
         return decode_json(raw) if raw else None
 
 
+def is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media in ("", "application/json") or (media.startswith("application/") and media.endswith("+json"))
+
+
+class JsonOnlyValidation(OpenAPIRequestValidationMiddleware):
+    def _get_body(self, app: Any) -> Any:
+        content_type = app.current_event.headers.get("content-type")
+        if not is_json(content_type):
+            raise RequestUnsupportedContentType(
+                "Unsupported content type",
+                errors=[{"type": "unsupported_content_type", "loc": ("body",), "msg": str(content_type)}],
+            )
+        return app.current_event.json_body
+
+
 class JsonBodyResolver(APIGatewayRestResolver):
-    """``APIGatewayRestResolver`` whose ``current_event`` is a :class:`JsonBodyEvent`."""
+    """``APIGatewayRestResolver`` whose ``current_event`` is a :class:`JsonBodyEvent` and whose
+    request validation reads JSON bodies only."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self._enable_validation:
+            self._request_validation_middleware = JsonOnlyValidation()
 
     def _to_proxy_event(self, event: dict[str, Any]) -> BaseProxyEvent:
         return JsonBodyEvent(event, self._json_body_deserializer)

@@ -79,10 +79,26 @@ def test_bad_base64_and_oversized_bodies(api_env: ApiEnv) -> None:
     assert (flagged.status, flagged.body["error"]["code"]) == (400, "malformed_json")
 
 
-def test_other_content_types_are_415(api_env: ApiEnv) -> None:
-    response = api_env.call("POST", "/v1/auth/login", body="email=a", headers={"Content-Type": "text/plain"})
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain", b"email=a"),
+        ("application/x-www-form-urlencoded", b"email=a&password=b"),
+        ("multipart/form-data", b"no boundary at all"),
+        ("multipart/form-data; boundary=xyz", b"--xyz\r\n\r\n\xff--xyz--"),
+    ],
+)
+def test_bodies_that_are_not_json_are_415(api_env: ApiEnv, content_type: str, body: bytes) -> None:
+    response = api_env.call("POST", "/v1/auth/login", body=body, headers={"Content-Type": content_type})
     assert assert_error_shape(response.body, response.status) == "unsupported_media_type"
     assert response.status == 415
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "APPLICATION/JSON"])
+def test_json_with_parameters_is_json(api_env: ApiEnv, content_type: str) -> None:
+    body = {"email": "nobody@example.com", "password": "correct horse battery"}
+    response = api_env.call("POST", "/v1/auth/login", body=body, headers={"Content-Type": content_type})
+    assert response.status == 401, response.body
 
 
 @pytest.mark.parametrize(
