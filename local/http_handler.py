@@ -10,6 +10,7 @@ the one JSON error shape ``{"error": {"code", "message", "details"}}`` and close
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -57,7 +58,7 @@ class DispatchingHandler(BaseHTTPRequestHandler):
         body = json.dumps(
             {
                 "error": {
-                    "code": status.phrase.lower().replace(" ", "_"),
+                    "code": re.sub(r"[^a-z0-9]+", "_", status.phrase.lower()).strip("_"),
                     "message": message or status.phrase,
                     "details": None,
                 }

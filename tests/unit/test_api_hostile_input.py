@@ -156,3 +156,11 @@ def test_204_has_no_body(api_env: ApiEnv) -> None:
     assert raw["statusCode"] == 204
     assert raw["body"] in (None, "")  # not "null": a body after a 204 desyncs keep-alive
     assert "Content-Type" not in (raw.get("headers") or {})
+
+
+@pytest.mark.parametrize("until", ["0001-01-01", "0001-01-03", "9999-12-31"])
+def test_stats_at_the_ends_of_the_calendar(api_env: ApiEnv, until: str) -> None:
+    token = api_env.signup()["access_token"]
+    response = api_env.call("GET", "/v1/stats", token=token, query={"until": until})
+    assert response.status == 200, response.body
+    assert response.body["until"] == until
