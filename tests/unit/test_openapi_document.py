@@ -59,3 +59,10 @@ def test_date_times_carry_z(api_env: ApiEnv) -> None:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", template[field]), template[field]
     current = api_env.call("GET", "/v1/subscriptions/current", token=token).body
     assert current["current_period_end"].endswith("Z")
+
+
+def test_swagger_ui_serves_the_same_document(api_env: ApiEnv) -> None:
+    page = api_env.call("GET", "/docs")
+    assert page.status == 200
+    assert "bearerAuth" in str(page.body)
+    assert "ErrorResponse" in str(page.body)
