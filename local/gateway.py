@@ -17,7 +17,12 @@ Per request, as API Gateway does:
 3. The proxy event (version 1.0) carries the raw body as UTF-8 text when it decodes, else base64
    with ``isBase64Encoded``, so a webhook's HMAC over the raw bytes verifies.
 4. The proxy response is written back (``multiValueHeaders`` merged over ``headers``, base64 bodies
-   decoded); a handler exception or a malformed response is a 502, logged with the traceback.
+   decoded; a 204 or 304 goes out with no body and no ``Content-Length``, whatever the function
+   returned); a handler exception or a malformed response is a 502, logged with the traceback.
+
+At the HTTP edge, before any of that: a method API Gateway does not know (``FOO``) is 405 with
+``Allow``; a body over :data:`MAX_BODY_BYTES` (API Gateway's 10 MB quota) is 413 and is not read, so
+the connection closes; a bad ``Content-Length`` or chunk size is 400.
 
 Log lines name a request by its path and query with the values of credential-bearing parameters
 (:data:`REDACTED_PARAMS`: OAuth codes and state, the webhook verify token, tokens, secrets) replaced.
@@ -62,6 +67,12 @@ log = logging.getLogger("local.gateway")
 API_ID = "local"
 STAGE = "local"
 HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+# The methods API Gateway knows; it refuses any other before a resource is looked at.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# API Gateway's payload quota; a larger request is refused before it is read.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+# Statuses that never carry a body (RFC 9110 6.4.1): one written anyway desyncs a keep-alive client.
+NO_BODY_STATUSES = frozenset({204, 304})
 REDACTED_PARAMS = frozenset({"code", "state", "hub.verify_token", "access_token", "client_secret", "token"})
 
 
@@ -227,10 +238,18 @@ class Gateway:
         return error_response(status, code, message, extra)
 
     def _handle(self, request: HttpRequest) -> HttpResponse:
+        method = request.method.upper()
+        if method not in HTTP_METHODS:
+            allow = [("Allow", ", ".join(sorted(HTTP_METHODS)))]
+            return error_response(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not an HTTP method this API serves",
+                [*self._gateway_headers, *allow],
+            )
         path = request.path
         if path == "/_local" or path.startswith("/_local/"):
             return self._control(request)
-        method = request.method.upper()
         if method == "OPTIONS" and self.template.cors is not None:
             found = self.template.resource(path)
             if found is not None:
@@ -468,9 +487,7 @@ class Gateway:
             for value in values
         ]
         raw = result.get("body")
-        if raw is None or status in (204, 304):
-            # No body on the wire for these (RFC 9110): a client reads none, and the leftover bytes
-            # ("null" from a JSON 204) would corrupt the next response on a keep-alive connection.
+        if raw is None or status in NO_BODY_STATUSES:
             body = b""
         elif not isinstance(raw, str):
             raise ValueError("body must be a string")
@@ -583,6 +600,10 @@ class _Server(ThreadingHTTPServer):
         self.gateway = gateway
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
 class _Handler(DispatchingHandler):
     server_version = "ReplyflowLocalGateway/1.0"
 
@@ -591,8 +612,14 @@ class _Handler(DispatchingHandler):
         try:
             body = self._read_body()
         except ValueError as error:
-            self._write(error_response(400, "bad_request", str(error)))
             self.close_connection = True
+            self._write(error_response(400, "bad_request", str(error)))
+            return
+        except _BodyTooLarge:
+            # The rest of the body is never read, so the connection cannot carry another request.
+            self.close_connection = True
+            message = f"the request body is larger than {MAX_BODY_BYTES} bytes"
+            self._write(error_response(413, "payload_too_large", message))
             return
         request = HttpRequest(
             method=self.command,
@@ -609,6 +636,10 @@ class _Handler(DispatchingHandler):
             while True:
                 size_line = self.rfile.readline(65537).split(b";", 1)[0].strip()
                 size = int(size_line, 16)
+                if size < 0:
+                    raise ValueError("bad chunk size")
+                if size + sum(map(len, chunks)) > MAX_BODY_BYTES:
+                    raise _BodyTooLarge
                 if size == 0:
                     while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass
@@ -618,20 +649,22 @@ class _Handler(DispatchingHandler):
         length = self.headers.get("Content-Length")
         if not length:
             return b""
-        if not length.isdigit():
+        if not length.isascii() or not length.isdigit():
             raise ValueError("bad Content-Length")
+        if int(length) > MAX_BODY_BYTES:
+            raise _BodyTooLarge
         return self.rfile.read(int(length))
 
     def _write(self, response: HttpResponse) -> None:
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
-        # A 204/304 has no body (a handler's "null" would be read as the next response's first bytes).
-        bodiless = response.status in (204, 304)
-        if not bodiless:
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        if response.status not in NO_BODY_STATUSES:
             self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        if self.command != "HEAD" and not bodiless:
+        if self.command != "HEAD" and response.status not in NO_BODY_STATUSES:
             self.wfile.write(response.body)
 
 

@@ -18,6 +18,8 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 
 from api import context, errors
+from api.request_body import JsonBodyResolver
+from api.responses import SECURITY_SCHEME
 from api.routes import (
     accounts,
     api_keys,
@@ -88,7 +90,7 @@ def get_app() -> APIGatewayRestResolver:
         max_age=600,
         allow_credentials=settings.cors_allow_credentials,
     )
-    app = APIGatewayRestResolver(enable_validation=True, cors=cors)
+    app = JsonBodyResolver(enable_validation=True, cors=cors)
     errors.register(app, meter=_meter)
     app.use(middlewares=[_tenant_rate_limit])
     for router, prefix in (
@@ -107,15 +109,21 @@ def get_app() -> APIGatewayRestResolver:
         (stats.router, "/v1/stats"),
     ):
         app.include_router(router, prefix=prefix)
-    app.enable_swagger(
-        path="/docs",
+    app.configure_openapi(
         title=TITLE,
         version=VERSION,
         description="Instagram reply automation. Authenticate with `Authorization: Bearer <access JWT>` "
-        "from /v1/auth/login, or `Bearer rfk_...` (a tenant API key).",
+        "from /v1/auth/login, or `Bearer rfk_...` (a tenant API key). Every error, from the gateway or "
+        "the API, is an `ErrorResponse`; every date-time is UTC with a `Z`.",
         servers=[Server(url="/")],
-        security_schemes={"bearerAuth": HTTPBearer(bearerFormat="JWT or rfk_ API key")},
-        security=[{"bearerAuth": []}],
+        security_schemes={
+            SECURITY_SCHEME: HTTPBearer(
+                bearerFormat="JWT or rfk_ API key",
+                description="An access JWT from /v1/auth/login, or a tenant API key (rfk_...)",
+            )
+        },
+        security=[{SECURITY_SCHEME: []}],
     )
-    meta.bind(app, TITLE, VERSION)
+    app.enable_swagger(path="/docs")
+    meta.bind(app)
     return app

@@ -1,8 +1,10 @@
 """Every error leaves the API as ``{"error": {"code", "message", "details"}}``, mapped here only.
 
 Typed ``ReplyflowError``s carry their code and status; request validation (Powertools) and pydantic
-validation raised by services become 422 with field locations; an unknown route is 404; anything else
-is a logged 500 that reveals nothing.
+validation raised by services become 422 with field locations; a body that cannot be read (not UTF-8
+JSON within ``replyflow.json_input``'s limits) is 400 ``malformed_json`` or 413, another content type
+415; an unknown route is 404; anything else is a logged 500 that reveals nothing. The same shape is
+the ``ErrorResponse`` schema of every error status in the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -14,12 +16,27 @@ import pydantic
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFound
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 
-from replyflow.errors import RateLimitedError, ReplyflowError
+from replyflow.errors import MalformedJsonError, PayloadTooLargeError, RateLimitedError, ReplyflowError
 from replyflow.observability import logger
 
 RATE_HEADERS_CONTEXT_KEY = "rate_limit_headers"
+
+
+class ErrorBody(pydantic.BaseModel):
+    code: str = pydantic.Field(description="stable, machine-readable")
+    message: str = pydantic.Field(description="what went wrong, for a person")
+    details: Any = pydantic.Field(default=None, description="field errors, limits; null when none")
+
+
+class ErrorResponse(pydantic.BaseModel):
+    """The body of every error the API and the gateway return."""
+
+    error: ErrorBody
 
 
 def error_response(
@@ -59,16 +76,40 @@ def register(app: APIGatewayRestResolver, meter: Callable[[APIGatewayRestResolve
             logger.warning("upstream or internal error", extra={"code": error.code, "details": error.details})
         return error_response(error.status, error.code, error.message, error.details, rate_headers())
 
-    @app.exception_handler(RequestValidationError)
-    def _request_invalid(error: RequestValidationError) -> Response[Any]:
+    def metered(respond: Callable[[], Response[Any]]) -> Response[Any]:
+        """The request was refused while it was read, before the rate-limit middleware: count it too."""
         try:
-            meter(app)  # validation ran before the rate-limit middleware: count this request too
+            meter(app)
         except RateLimitedError as limited:
             return _rate_limited(limited)
         except ReplyflowError as refused:  # a revoked caller: 401 before any 422
             return _typed(refused)
-        return error_response(
-            422, "validation_error", "the request is not valid", _field_errors(error.errors()), rate_headers()
+        return respond()
+
+    @app.exception_handler(RequestValidationError)
+    def _request_invalid(error: RequestValidationError) -> Response[Any]:
+        return metered(
+            lambda: error_response(
+                422,
+                "validation_error",
+                "the request is not valid",
+                _field_errors(error.errors()),
+                rate_headers(),
+            )
+        )
+
+    @app.exception_handler([MalformedJsonError, PayloadTooLargeError])
+    def _body_unreadable(error: ReplyflowError) -> Response[Any]:
+        return metered(
+            lambda: error_response(error.status, error.code, error.message, error.details, rate_headers())
+        )
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported_media(_error: RequestUnsupportedContentType) -> Response[Any]:
+        return metered(
+            lambda: error_response(
+                415, "unsupported_media_type", "send the body as application/json", None, rate_headers()
+            )
         )
 
     @app.exception_handler(pydantic.ValidationError)

@@ -7,6 +7,7 @@ gateway does the same over HTTP.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,17 @@ class InvokeContext:
 
 AUTHORIZER_CONTEXT = InvokeContext("AuthorizerFunction")
 API_CONTEXT = InvokeContext("ApiFunction")
+
+
+def _proxy_body(body: Any) -> dict[str, Any]:
+    """Bytes travel as API Gateway sends them: text when UTF-8, else base64 with the flag set."""
+    if isinstance(body, bytes):
+        try:
+            return {"body": body.decode("utf-8"), "isBase64Encoded": False}
+        except UnicodeDecodeError:
+            return {"body": base64.b64encode(body).decode("ascii"), "isBase64Encoded": True}
+    text = None if body is None else body if isinstance(body, str) else json.dumps(body)
+    return {"body": text, "isBase64Encoded": False}
 
 
 def needs_authorizer(path: str) -> bool:
@@ -136,8 +148,7 @@ class Gateway:
             "queryStringParameters": query or None,
             "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
             "pathParameters": None,
-            "body": None if body is None else body if isinstance(body, str) else json.dumps(body),
-            "isBase64Encoded": False,
+            **_proxy_body(body),
             "requestContext": request_context,
         }
         raw = api_handler(event, API_CONTEXT)

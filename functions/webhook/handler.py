@@ -1,9 +1,10 @@
 """Instagram webhook entry point (API Gateway proxy events, REST API v1 shape).
 
 ``GET /webhooks/instagram``: the subscription handshake (200 with the raw challenge, 403 otherwise).
-``POST /webhooks/instagram``: 401 on a bad or missing signature (nothing enqueued), 400 on bad JSON or
-a body flagged ``isBase64Encoded`` that is not base64, 200 otherwise, including unknown accounts and
-fields (logged and counted).
+``POST /webhooks/instagram``: 401 on a bad or missing signature (nothing enqueued), 400 on a body
+flagged ``isBase64Encoded`` that is not base64 or one ``replyflow.json_input`` refuses (not UTF-8 JSON,
+``NaN``/``Infinity``, integers past 64 bits, nesting past its depth: ``malformed_json``), 200
+otherwise, including unknown accounts and fields (logged and counted). Any other method is 405.
 
 The proxy event is parsed by hand and no web framework is imported: every new instance pays its
 imports as cold start, and webhook bursts start many instances at once (docs/architecture.md#cold-starts).
@@ -17,9 +18,9 @@ import json
 import warnings
 from typing import Any
 
-from replyflow.errors import SignatureError
+from replyflow.errors import MalformedJsonError, SignatureError
 from replyflow.observability import MetricUnit, logger, metrics, tracer
-from replyflow.services.intake import BadPayloadError, intake, verify_handshake
+from replyflow.services.intake import intake, verify_handshake
 from replyflow.wiring import core, pipeline
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -71,8 +72,8 @@ def _deliver(event: dict[str, Any]) -> dict[str, Any]:
         metrics.add_metric(name="WebhookSignatureRejected", unit=MetricUnit.Count, value=1)
         logger.warning("webhook signature rejected", extra={"reason": str(exc)})
         return _error(exc.status, exc.code, "the X-Hub-Signature-256 header does not match the body")
-    except BadPayloadError as exc:
-        return _error(400, "bad_request", str(exc))
+    except MalformedJsonError as exc:
+        return _error(exc.status, exc.code, exc.message)
     metrics.add_metric(name="WebhookEventsEnqueued", unit=MetricUnit.Count, value=result.enqueued)
     for reason, count in result.counts.items():
         metrics.add_metric(name=f"WebhookDropped_{reason}", unit=MetricUnit.Count, value=count)

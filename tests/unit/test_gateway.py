@@ -403,3 +403,19 @@ def test_local_metrics_route(gateway):
     assert series["dimensions"] == {"Queue": "events-high"}
     metrics_store.clear()
     assert json.loads(gateway.handle(request("GET", "/_local/metrics")).body) == {"metrics": []}
+
+
+@pytest.mark.parametrize("method", ["FOO", "PROPFIND", "TRACE", "CONNECT"])
+def test_methods_api_gateway_does_not_know_are_405_in_the_error_shape(gateway, api, method):
+    response = gateway.handle(request(method, "/open"))
+    assert response.status == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert ("Allow", "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT") in response.headers
+    assert api.events == []
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses_drop_whatever_body_the_function_returned(gateway, api, status):
+    api.response = {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": "null"}
+    response = gateway.handle(request("GET", "/open"))
+    assert (response.status, response.body) == (status, b"")

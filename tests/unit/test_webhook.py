@@ -322,3 +322,31 @@ def test_the_webhook_imports_no_sqlalchemy_and_no_api() -> None:
         cwd=Path(ROOT),
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"object": "instagram", "entry": [{"id": "1", "time": NaN, "changes": []}]}',
+        b'{"object": "instagram", "entry": [{"id": "1", "time": Infinity, "changes": []}]}',
+        b'{"object": "instagram", "entry": [{"id": "1", "time": ' + b"9" * 5000 + b', "changes": []}]}',
+        b'{"object": "instagram", "entry": [' + b"[" * 10_000 + b"]" * 10_000 + b"]}",
+        b'{"object": "instagram", "entry": [{"id": "\xff\xfe", "changes": []}]}',
+    ],
+)
+def test_signed_bodies_the_decoder_refuses_are_400_and_never_enqueued(
+    webhook: MemoryQueues, body: bytes
+) -> None:
+    # Invalid UTF-8 arrives base64-encoded, as API Gateway hands over such bytes.
+    response = lambda_handler(webhook_post(body, b64=True), None)
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"]["code"] == "malformed_json"
+    assert webhook.pending() == 0
+
+
+def test_the_reference_comment_with_a_nan_never_reaches_a_queue(webhook: MemoryQueues) -> None:
+    raw = json.dumps(load_event("comment_feed.json")).replace('"time": ', '"time": NaN, "_t": ', 1)
+    assert "NaN" in raw
+    response = lambda_handler(webhook_post(raw.encode()), None)
+    assert response["statusCode"] == 400
+    assert webhook.pending() == 0

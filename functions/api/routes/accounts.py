@@ -11,8 +11,10 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from api.context import header, principal
+from api.responses import NO_AUTH, documented
 from replyflow.services import accounts, oauth
 from replyflow.services.accounts import AccountView
 from replyflow.services.oauth import AuthorizeUrl, CallbackLanding, CompleteRequest, SandboxConnectRequest
@@ -22,13 +24,30 @@ from replyflow.wiring import core
 router = Router()
 
 
-@router.get("", tags=["accounts"], summary="Connected Instagram accounts")
+def _callback_responses() -> dict[int, OpenAPIResponse]:
+    responses = documented(200, 400, public=True)
+    responses[200] = {
+        "description": "What Instagram sent: an HTML page, or JSON with `Accept: application/json`",
+        "content": {
+            "application/json": {"model": CallbackLanding},
+            "text/html": {"schema": {"type": "string"}},
+        },
+    }
+    return responses
+
+
+@router.get("", tags=["accounts"], summary="Connected Instagram accounts", responses=documented())
 def list_accounts() -> list[AccountView]:
     with wiring.unit_of_work() as session:
         return accounts.list_accounts(session, principal(router))
 
 
-@router.get("/oauth/start", tags=["accounts"], summary="Instagram authorize URL with a signed state (admin)")
+@router.get(
+    "/oauth/start",
+    tags=["accounts"],
+    summary="Instagram authorize URL with a signed state (admin)",
+    responses=documented(),
+)
 def oauth_start() -> AuthorizeUrl:
     return oauth.start(wiring.oauth_config(), principal(router))
 
@@ -40,6 +59,7 @@ def oauth_start() -> AuthorizeUrl:
     description="201 with the account. Refused, and nothing connected: 422 `oauth_invalid_state` (tampered "
     "or expired), 403 `oauth_state_mismatch` (started by another user or workspace), 409 `oauth_state_used` "
     "(a state completes once).",
+    responses=documented(201, 402, 409, 502, body=True),
 )
 def oauth_complete(body: CompleteRequest) -> Response[AccountView]:
     with wiring.unit_of_work() as session:
@@ -62,7 +82,8 @@ def oauth_complete(body: CompleteRequest) -> Response[AccountView]:
     tags=["accounts"],
     summary="Instagram redirects here: a page with the code and state to finish with /oauth/complete "
     "(connects nothing; JSON with Accept: application/json)",
-    security=[],
+    security=NO_AUTH,
+    responses=_callback_responses(),
 )
 def oauth_callback(
     code: Annotated[str | None, Query(max_length=2000)] = None,
@@ -98,7 +119,12 @@ def _wants_json(accept: str | None) -> bool:
     return "application/json" in media and "text/html" not in media
 
 
-@router.post("/sandbox", tags=["accounts"], summary="Connect a sandbox account (local and test only; admin)")
+@router.post(
+    "/sandbox",
+    tags=["accounts"],
+    summary="Connect a sandbox account (local and test only; admin)",
+    responses=documented(201, 402, 404, 409, 502, body=True),
+)
 def sandbox_connect(body: SandboxConnectRequest) -> Response[AccountView]:
     with wiring.unit_of_work() as session:
         view = oauth.sandbox_connect(
@@ -115,14 +141,17 @@ def sandbox_connect(body: SandboxConnectRequest) -> Response[AccountView]:
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
-@router.get("/<account_id>", tags=["accounts"], summary="One account")
+@router.get("/<account_id>", tags=["accounts"], summary="One account", responses=documented(200, 404))
 def get_account(account_id: str) -> AccountView:
     with wiring.unit_of_work() as session:
         return accounts.get_account(session, principal(router), account_id)
 
 
 @router.delete(
-    "/<account_id>", tags=["accounts"], summary="Disconnect (admin): token dropped, automations paused"
+    "/<account_id>",
+    tags=["accounts"],
+    summary="Disconnect (admin): token dropped, automations paused",
+    responses=documented(200, 404),
 )
 def disconnect(account_id: str) -> AccountView:
     with wiring.unit_of_work() as session:

@@ -6,6 +6,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import principal
+from api.responses import documented
 from replyflow.services import api_keys
 from replyflow.services.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyView
 from replyflow.wiring import api as wiring
@@ -13,14 +14,17 @@ from replyflow.wiring import api as wiring
 router = Router()
 
 
-@router.get("", tags=["api-keys"], summary="API keys (never their secrets)")
+@router.get("", tags=["api-keys"], summary="API keys (never their secrets)", responses=documented())
 def list_keys() -> list[ApiKeyView]:
     with wiring.unit_of_work() as session:
         return api_keys.list_keys(session, principal(router))
 
 
 @router.post(
-    "", tags=["api-keys"], summary="Create an API key; the response is the only time the key is shown"
+    "",
+    tags=["api-keys"],
+    summary="Create an API key; the response is the only time the key is shown",
+    responses=documented(201, body=True),
 )
 def create(body: ApiKeyCreate) -> Response[ApiKeyCreated]:
     with wiring.unit_of_work() as session:
@@ -28,7 +32,7 @@ def create(body: ApiKeyCreate) -> Response[ApiKeyCreated]:
     return Response(201, content_types.APPLICATION_JSON, created)
 
 
-@router.delete("/<key_id>", tags=["api-keys"], summary="Revoke an API key")
+@router.delete("/<key_id>", tags=["api-keys"], summary="Revoke an API key", responses=documented(200, 404))
 def revoke(key_id: str) -> ApiKeyView:
     with wiring.unit_of_work() as session:
         return api_keys.revoke(session, wiring.cache(), wiring.revoker(), principal(router), key_id)

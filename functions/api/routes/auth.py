@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import client_ip, principal
+from api.responses import NO_AUTH, documented, no_content
 from replyflow.services import auth, passwords
 from replyflow.services.auth import LoginRequest, MeView, RefreshRequest, SignupRequest, TokenPair
 from replyflow.services.passwords import (
@@ -24,7 +25,6 @@ from replyflow.wiring import api as wiring
 
 router = Router()
 me_router = Router()
-NO_AUTH: list[dict[str, list[str]]] = []
 
 
 @router.post(
@@ -32,6 +32,7 @@ NO_AUTH: list[dict[str, list[str]]] = []
     tags=["auth"],
     summary="Create a workspace, its owner and a free subscription",
     security=NO_AUTH,
+    responses=documented(201, 409, 429, public=True, body=True),
 )
 def signup(body: SignupRequest) -> Response[TokenPair]:
     with wiring.unit_of_work() as session:
@@ -40,30 +41,47 @@ def signup(body: SignupRequest) -> Response[TokenPair]:
 
 
 @router.post(
-    "/login", tags=["auth"], summary="Access token (15 min) and a rotating refresh token", security=NO_AUTH
+    "/login",
+    tags=["auth"],
+    summary="Access token (15 min) and a rotating refresh token",
+    security=NO_AUTH,
+    responses=documented(200, 401, 429, public=True, body=True),
 )
 def login(body: LoginRequest) -> TokenPair:
     with wiring.unit_of_work() as session:
         return auth.login(session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router))
 
 
-@router.post("/refresh", tags=["auth"], summary="Rotate a refresh token for a new pair", security=NO_AUTH)
+@router.post(
+    "/refresh",
+    tags=["auth"],
+    summary="Rotate a refresh token for a new pair",
+    security=NO_AUTH,
+    responses=documented(200, 401, 429, public=True, body=True),
+)
 def refresh(body: RefreshRequest) -> TokenPair:
     with wiring.unit_of_work() as session:
         return auth.refresh(session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router))
 
 
-@router.post("/logout", tags=["auth"], summary="Revoke the refresh token's whole family", security=NO_AUTH)
+@router.post(
+    "/logout",
+    tags=["auth"],
+    summary="Revoke the refresh token's whole family",
+    security=NO_AUTH,
+    responses=documented(204, public=True, body=True),
+)
 def logout(body: RefreshRequest) -> Response[Any]:
     with wiring.unit_of_work() as session:
         auth.logout(session, wiring.auth_config(), body)
-    return Response(204, content_types.APPLICATION_JSON, None)
+    return no_content()
 
 
 @router.post(
     "/password",
     tags=["auth"],
     summary="Change the password (current one required); signs out every other session",
+    responses=documented(200, 400, body=True),
 )
 def change_password(body: PasswordChangeRequest) -> TokenPair:
     with wiring.unit_of_work() as session:
@@ -75,6 +93,7 @@ def change_password(body: PasswordChangeRequest) -> TokenPair:
     tags=["auth"],
     summary="Email a reset link (30 min); the same 202 whether the account exists or not",
     security=NO_AUTH,
+    responses=documented(202, 429, public=True, body=True),
 )
 def forgot_password(body: PasswordForgotRequest) -> Response[PasswordForgotAccepted]:
     with wiring.unit_of_work() as session:
@@ -94,14 +113,17 @@ def forgot_password(body: PasswordForgotRequest) -> Response[PasswordForgotAccep
     tags=["auth"],
     summary="Set a new password with an emailed token (single use); signs out every session",
     security=NO_AUTH,
+    responses=documented(204, 400, 429, public=True, body=True),
 )
 def reset_password(body: PasswordResetRequest) -> Response[Any]:
     with wiring.unit_of_work() as session:
         passwords.reset(session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router))
-    return Response(204, content_types.APPLICATION_JSON, None)
+    return no_content()
 
 
-@me_router.get("/me", tags=["auth"], summary="The caller: user or API key, tenant and role")
+@me_router.get(
+    "/me", tags=["auth"], summary="The caller: user or API key, tenant and role", responses=documented()
+)
 def me() -> MeView:
     with wiring.unit_of_work() as session:
         return auth.me(session, principal(me_router))

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import principal
+from api.responses import documented, no_content
 from replyflow.services import automation_test
 from replyflow.services import automations_service as automations
 from replyflow.services.automation_test import AutomationTestRequest, AutomationTestResult
@@ -18,7 +19,7 @@ from replyflow.wiring import api as wiring
 router = Router()
 
 
-@router.get("", tags=["automations"], summary="Automations (cached)")
+@router.get("", tags=["automations"], summary="Automations (cached)", responses=documented())
 def list_automations(
     account_id: Annotated[str | None, Query(max_length=26)] = None,
 ) -> list[AutomationView]:
@@ -26,39 +27,66 @@ def list_automations(
         return automations.list_automations(session, wiring.cache(), principal(router), account_id)
 
 
-@router.post("", tags=["automations"], summary="Create an automation (admin); the plan's limit applies")
+@router.post(
+    "",
+    tags=["automations"],
+    summary="Create an automation (admin); the plan's limit applies",
+    responses=documented(201, 402, 404, 409, body=True),
+)
 def create(body: AutomationCreate) -> Response[AutomationView]:
     with wiring.unit_of_work() as session:
         view = automations.create(session, wiring.cache(), principal(router), body)
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
-@router.get("/<automation_id>", tags=["automations"], summary="One automation")
+@router.get(
+    "/<automation_id>", tags=["automations"], summary="One automation", responses=documented(200, 404)
+)
 def get_automation(automation_id: str) -> AutomationView:
     with wiring.unit_of_work() as session:
         return automations.get_automation(session, principal(router), automation_id)
 
 
-@router.patch("/<automation_id>", tags=["automations"], summary="Change an automation (admin)")
+@router.patch(
+    "/<automation_id>",
+    tags=["automations"],
+    summary="Change an automation (admin)",
+    responses=documented(200, 402, 404, 409, body=True),
+)
 def update(automation_id: str, body: AutomationUpdate) -> AutomationView:
     with wiring.unit_of_work() as session:
         return automations.update(session, wiring.cache(), principal(router), automation_id, body)
 
 
-@router.delete("/<automation_id>", tags=["automations"], summary="Delete an automation (admin)")
+@router.delete(
+    "/<automation_id>",
+    tags=["automations"],
+    summary="Delete an automation (admin)",
+    responses=documented(204, 404),
+)
 def delete(automation_id: str) -> Response[Any]:
     with wiring.unit_of_work() as session:
         automations.delete(session, wiring.cache(), principal(router), automation_id)
-    return Response(204, content_types.APPLICATION_JSON, None)
+    return no_content()
 
 
-@router.post("/<automation_id>/enable", tags=["automations"], summary="Enable (admin)")
+@router.post(
+    "/<automation_id>/enable",
+    tags=["automations"],
+    summary="Enable (admin)",
+    responses=documented(200, 402, 404, 409),
+)
 def enable(automation_id: str) -> AutomationView:
     with wiring.unit_of_work() as session:
         return automations.set_active(session, wiring.cache(), principal(router), automation_id, True)
 
 
-@router.post("/<automation_id>/disable", tags=["automations"], summary="Disable (admin)")
+@router.post(
+    "/<automation_id>/disable",
+    tags=["automations"],
+    summary="Disable (admin)",
+    responses=documented(200, 404, 409),
+)
 def disable(automation_id: str) -> AutomationView:
     with wiring.unit_of_work() as session:
         return automations.set_active(session, wiring.cache(), principal(router), automation_id, False)
@@ -68,6 +96,7 @@ def disable(automation_id: str) -> AutomationView:
     "/<automation_id>/test",
     tags=["automations"],
     summary="Dry run: given a sample comment or DM, which actions would run, or why not",
+    responses=documented(200, 404, body=True),
 )
 def test(automation_id: str, body: AutomationTestRequest) -> AutomationTestResult:
     with wiring.read_only() as session:

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import principal
+from api.responses import documented
 from replyflow.services import logs_query
 from replyflow.services.logs_query import AutomationAction, AutomationLogPage, ReplyLogPage, ReplyStatus
+from replyflow.timestamps import IsoDateTime
 from replyflow.wiring import api as wiring
 
 router = Router()
 Id = Annotated[str | None, Query(max_length=26)]
 Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=logs_query.MAX_LIMIT)]
-Since = Annotated[datetime | None, Query(description="inclusive, ISO 8601 (UTC when no offset)")]
-Until = Annotated[datetime | None, Query(description="exclusive, ISO 8601")]
+Since = Annotated[IsoDateTime | None, Query(description="inclusive, ISO 8601 (UTC when no offset)")]
+Until = Annotated[IsoDateTime | None, Query(description="exclusive, ISO 8601")]
 
 
-@router.get("/replies", tags=["logs"], summary="Reply logs (sent, failed, skipped, deferred, parked)")
+@router.get(
+    "/replies",
+    tags=["logs"],
+    summary="Reply logs (sent, failed, skipped, deferred, parked)",
+    responses=documented(),
+)
 def replies(
     account_id: Id = None,
     automation_id: Id = None,
@@ -45,7 +51,12 @@ def replies(
         )
 
 
-@router.get("/automations", tags=["logs"], summary="Automation decisions (matched, skipped with reason, ...)")
+@router.get(
+    "/automations",
+    tags=["logs"],
+    summary="Automation decisions (matched, skipped with reason, ...)",
+    responses=documented(),
+)
 def automation_decisions(
     account_id: Id = None,
     automation_id: Id = None,

@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import principal
+from api.responses import documented
 from replyflow.services import members
 from replyflow.services.invitations import InvitationView
 from replyflow.services.members import InviteRequest, MemberView, RoleChange
@@ -16,7 +17,7 @@ from replyflow.wiring import api as wiring
 router = Router()
 
 
-@router.get("", tags=["members"], summary="Members and their roles")
+@router.get("", tags=["members"], summary="Members and their roles", responses=documented())
 def list_members() -> list[MemberView]:
     with wiring.unit_of_work() as session:
         return members.list_members(session, principal(router))
@@ -26,6 +27,7 @@ def list_members() -> list[MemberView]:
     "",
     tags=["members"],
     summary="Invite an email (owner): emails a single-use link; a member only once it is accepted",
+    responses=documented(201, 409, 503, body=True),
 )
 def invite(body: InviteRequest) -> Response[InvitationView]:
     with wiring.unit_of_work() as session:
@@ -40,13 +42,20 @@ def invite(body: InviteRequest) -> Response[InvitationView]:
     return Response(201, content_types.APPLICATION_JSON, result)
 
 
-@router.patch("/<user_id>", tags=["members"], summary="Change a member's role (owner)")
+@router.patch(
+    "/<user_id>",
+    tags=["members"],
+    summary="Change a member's role (owner)",
+    responses=documented(200, 404, 409, body=True),
+)
 def change_role(user_id: str, body: RoleChange) -> MemberView:
     with wiring.unit_of_work() as session:
         return members.change_role(session, wiring.revoker(), principal(router), user_id, body)
 
 
-@router.delete("/<user_id>", tags=["members"], summary="Remove a member (owner)")
+@router.delete(
+    "/<user_id>", tags=["members"], summary="Remove a member (owner)", responses=documented(204, 404, 409)
+)
 def remove(user_id: str) -> Response[Any]:
     with wiring.unit_of_work() as session:
         members.remove(session, wiring.revoker(), principal(router), user_id)

@@ -15,8 +15,8 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def bind(app: APIGatewayRestResolver, title: str, version: str) -> None:
+def bind(app: APIGatewayRestResolver) -> None:
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> Response[Any]:
-        body = app.get_openapi_json_schema(title=title, version=version)
+        body = app.get_openapi_json_schema()  # from app.configure_openapi, as Swagger UI at /docs
         return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
+from api.responses import NO_AUTH, documented
 from replyflow.services import subscriptions
 from replyflow.services.subscriptions import PlanView
 from replyflow.wiring import api as wiring
@@ -11,7 +12,13 @@ from replyflow.wiring import api as wiring
 router = Router()
 
 
-@router.get("", tags=["plans"], summary="Every plan and its limits", security=[])
+@router.get(
+    "",
+    tags=["plans"],
+    summary="Every plan and its limits",
+    security=NO_AUTH,
+    responses=documented(public=True),
+)
 def list_plans() -> list[PlanView]:
     with wiring.unit_of_work() as session:
         return subscriptions.list_plans(session, wiring.cache())

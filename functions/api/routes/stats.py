@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import principal
+from api.responses import documented
 from replyflow.services import stats
 from replyflow.services.stats import StatsView
+from replyflow.timestamps import IsoDate
 from replyflow.wiring import api as wiring
 
 router = Router()
 
 
-@router.get("", tags=["stats"], summary="Daily outcome counts per automation (UTC days; until inclusive)")
+@router.get(
+    "",
+    tags=["stats"],
+    summary="Daily outcome counts per automation (UTC days; until inclusive)",
+    responses=documented(),
+)
 def daily(
-    since: Annotated[date | None, Query()] = None,
-    until: Annotated[date | None, Query()] = None,
+    since: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
+    until: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
     automation_id: Annotated[str | None, Query(max_length=26)] = None,
     account_id: Annotated[str | None, Query(max_length=26)] = None,
 ) -> StatsView:

@@ -9,6 +9,8 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header
 
 from api.context import header, principal
+from api.errors import ErrorResponse
+from api.responses import documented
 from replyflow.services import subscriptions
 from replyflow.services.subscriptions import ChangePlanRequest, SubscriptionView
 from replyflow.wiring import api as wiring
@@ -17,7 +19,12 @@ from replyflow.wiring import core
 router = Router()
 
 
-@router.get("/current", tags=["subscriptions"], summary="The active subscription and its plan")
+@router.get(
+    "/current",
+    tags=["subscriptions"],
+    summary="The active subscription and its plan",
+    responses=documented(200, 404),
+)
 def current() -> SubscriptionView:
     with wiring.unit_of_work() as session:
         return subscriptions.current(session, principal(router))
@@ -27,13 +34,15 @@ def current() -> SubscriptionView:
     "",
     tags=["subscriptions"],
     summary="Change plan (owner); idempotent under Idempotency-Key; over-limit downgrades are refused",
+    responses=documented(200, 404, 409, body=True, model=SubscriptionView),
 )
 def change_plan(
     body: ChangePlanRequest,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", description="replays the first result for the same body")
     ] = None,
-) -> Response[SubscriptionView]:
+) -> Response[SubscriptionView | ErrorResponse]:
+    # A replayed request answers what the first one did, an error included (with its status).
     key = header(router, "Idempotency-Key")
     result = subscriptions.change_plan_idempotent(
         core.writer_sessions(), wiring.cache(), wiring.billing_provider(), principal(router), body, key
@@ -42,7 +51,12 @@ def change_plan(
     return Response(result.status, content_types.APPLICATION_JSON, result.body, headers=headers)
 
 
-@router.post("/current/cancel", tags=["subscriptions"], summary="Cancel at the end of the period (owner)")
+@router.post(
+    "/current/cancel",
+    tags=["subscriptions"],
+    summary="Cancel at the end of the period (owner)",
+    responses=documented(200, 404, 409),
+)
 def cancel() -> SubscriptionView:
     with wiring.unit_of_work() as session:
         return subscriptions.cancel(session, wiring.cache(), wiring.billing_provider(), principal(router))

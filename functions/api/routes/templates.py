@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import principal
+from api.responses import documented, no_content
 from replyflow.services import templates_service as templates
 from replyflow.services.templates_service import (
     DraftPreviewRequest,
@@ -22,45 +23,70 @@ from replyflow.wiring import api as wiring
 router = Router()
 
 
-@router.get("", tags=["templates"], summary="Templates (cached)")
+@router.get("", tags=["templates"], summary="Templates (cached)", responses=documented())
 def list_templates() -> list[TemplateView]:
     with wiring.unit_of_work() as session:
         return templates.list_templates(session, wiring.cache(), principal(router))
 
 
-@router.post("", tags=["templates"], summary="Create a template (admin); Instagram's limits are enforced")
+@router.post(
+    "",
+    tags=["templates"],
+    summary="Create a template (admin); Instagram's limits are enforced",
+    responses=documented(201, 409, body=True),
+)
 def create(body: TemplateCreate) -> Response[TemplateView]:
     with wiring.unit_of_work() as session:
         view = templates.create(session, wiring.cache(), principal(router), body)
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
-@router.post("/preview", tags=["templates"], summary="Render an unsaved template with variables")
+@router.post(
+    "/preview",
+    tags=["templates"],
+    summary="Render an unsaved template with variables",
+    responses=documented(200, body=True),
+)
 def preview_draft(body: DraftPreviewRequest) -> PreviewView:
     principal(router)
     return templates.preview_draft(body)
 
 
-@router.get("/<template_id>", tags=["templates"], summary="One template")
+@router.get("/<template_id>", tags=["templates"], summary="One template", responses=documented(200, 404))
 def get_template(template_id: str) -> TemplateView:
     with wiring.unit_of_work() as session:
         return templates.get_template(session, principal(router), template_id)
 
 
-@router.patch("/<template_id>", tags=["templates"], summary="Change a template (admin)")
+@router.patch(
+    "/<template_id>",
+    tags=["templates"],
+    summary="Change a template (admin)",
+    responses=documented(200, 404, 409, body=True),
+)
 def update(template_id: str, body: TemplateUpdate) -> TemplateView:
     with wiring.unit_of_work() as session:
         return templates.update(session, wiring.cache(), principal(router), template_id, body)
 
 
-@router.delete("/<template_id>", tags=["templates"], summary="Delete a template no automation uses (admin)")
+@router.delete(
+    "/<template_id>",
+    tags=["templates"],
+    summary="Delete a template no automation uses (admin)",
+    responses=documented(204, 404, 409),
+)
 def delete(template_id: str) -> Response[Any]:
     with wiring.unit_of_work() as session:
         templates.delete(session, wiring.cache(), principal(router), template_id)
-    return Response(204, content_types.APPLICATION_JSON, None)
+    return no_content()
 
 
-@router.post("/<template_id>/preview", tags=["templates"], summary="Render a saved template with variables")
+@router.post(
+    "/<template_id>/preview",
+    tags=["templates"],
+    summary="Render a saved template with variables",
+    responses=documented(200, 404, body=True),
+)
 def preview(template_id: str, body: PreviewRequest) -> PreviewView:
     with wiring.unit_of_work() as session:
         return templates.preview(session, principal(router), template_id, body)

@@ -30,6 +30,17 @@ class BadRequestError(ReplyflowError):
     status = 400
 
 
+class MalformedJsonError(BadRequestError):
+    """A body that is not UTF-8 JSON within :mod:`replyflow.json_input`'s limits."""
+
+    code = "malformed_json"
+
+
+class PayloadTooLargeError(ReplyflowError):
+    code = "payload_too_large"
+    status = 413
+
+
 class UnauthorizedError(ReplyflowError):
     code = "unauthorized"
     status = 401

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from replyflow.domain.webhook_events import WebhookEvent
+from replyflow.errors import MalformedJsonError
+from replyflow.json_input import decode_json
 
 QueuePriority = Literal["low", "default", "high"]
 VERSION = 1
@@ -39,7 +41,10 @@ def queue_priority(value: str) -> QueuePriority:
 
 
 def _load(body: str | bytes) -> dict[str, Any]:
-    data = json.loads(body)
+    try:
+        data = decode_json(body)
+    except MalformedJsonError as error:
+        raise ValueError(error.message) from None
     if not isinstance(data, dict) or data.get("v", VERSION) != VERSION:
         raise ValueError("not a version-1 queue message")
     return data

@@ -15,7 +15,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
@@ -32,6 +32,7 @@ from replyflow.observability import logger
 from replyflow.ports import Cache
 from replyflow.services import cache_keys, write_through
 from replyflow.services.access import Principal
+from replyflow.timestamps import UtcDateTime
 
 
 class AccountView(BaseModel):
@@ -40,11 +41,11 @@ class AccountView(BaseModel):
     username: str
     status: str
     status_reason: str | None
-    token_expires_at: datetime | None
+    token_expires_at: UtcDateTime | None
     hourly_send_budget: int
-    webhook_subscribed_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    webhook_subscribed_at: UtcDateTime | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 def view(account: InstagramAccount) -> AccountView:

@@ -9,7 +9,6 @@ Gateway still caches (300 s) no longer gets through. A tenant has at most
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +22,7 @@ from replyflow.services import limits, tokens, write_through
 from replyflow.services.access import Principal
 from replyflow.services.api_key_auth import invalidate_api_key
 from replyflow.services.revocation import Revoker
+from replyflow.timestamps import UtcDateTime
 
 
 class ApiKeyCreate(BaseModel):
@@ -37,9 +37,9 @@ class ApiKeyView(BaseModel):
     name: str
     prefix: str
     role: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcDateTime
+    last_used_at: UtcDateTime | None
+    revoked_at: UtcDateTime | None
 
 
 class ApiKeyCreated(ApiKeyView):

@@ -13,7 +13,6 @@ Invariants:
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -25,6 +24,7 @@ from replyflow.errors import NotFoundError, PlanLimitError, ValidationError
 from replyflow.ports import Cache
 from replyflow.services import cache_keys, write_through
 from replyflow.services.access import Principal
+from replyflow.timestamps import UtcDateTime
 
 Trigger = Literal[
     "comment", "live_comment", "dm_keyword", "story_mention", "story_reply", "postback", "quick_reply"
@@ -111,8 +111,8 @@ class AutomationView(BaseModel):
     cooldown_seconds: int
     priority: int
     active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 def _check_consistency(trigger: str, match_mode: str, keywords: list[str], actions: Actions) -> None:

@@ -4,7 +4,9 @@ Invariants:
 - the signature is an HMAC-SHA256 over the exact bytes received, compared in constant time against
   every configured app secret (either may sign, docs/instagram.md#signatures); no secret configured
   fails closed;
-- nothing is parsed, routed or enqueued before the signature holds;
+- nothing is parsed, routed or enqueued before the signature holds; the body is then decoded by
+  ``replyflow.json_input`` (UTF-8, finite numbers, 64-bit integers, bounded depth), so a ``NaN`` is a
+  400 here rather than a queue message no worker can read;
 - routing reads ``cache_keys.account_route_key`` only; on a miss a :class:`RouteLoader` (the database,
   imported lazily by the wiring) answers and the answer is cached, unknown accounts included (a short
   negative entry), so a warm webhook touches no database;
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,16 +29,13 @@ from typing import Any
 from replyflow.domain.messages import EventMessage, events_queue, queue_priority
 from replyflow.domain.webhook_events import WebhookEvent, drop_reason, parse_body
 from replyflow.errors import SignatureError
+from replyflow.json_input import decode_json
 from replyflow.ports import Cache, QueuePublisher
 from replyflow.services import cache_keys
 
 SIGNATURE_PREFIX = "sha256="
 # Unknown accounts are remembered briefly so a burst for one costs one database read.
 NEGATIVE_ROUTE_TTL_SECONDS = 30
-
-
-class BadPayloadError(Exception):
-    """The body is not JSON."""
 
 
 @dataclass(frozen=True)
@@ -141,10 +139,7 @@ def intake(
     matched = verify_signature(body, signature, secrets)
     if on_signature is not None:
         on_signature(matched)
-    try:
-        decoded: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadPayloadError("the body is not valid JSON") from exc
+    decoded: Any = decode_json(body)  # MalformedJsonError (400): Meta's deliveries are plain JSON
     parsed = parse_body(decoded)
     result = IntakeResult(counts=Counter(parsed.skipped))
     by_queue: dict[str, list[str]] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel
@@ -18,8 +18,10 @@ from sqlalchemy.orm import Session
 
 from replyflow.db.repositories import log_queries
 from replyflow.db.repositories.log_queries import Keyset, LogFilter
-from replyflow.errors import ValidationError
+from replyflow.errors import MalformedJsonError, ValidationError
+from replyflow.json_input import INT64_MAX, decode_json
 from replyflow.services.access import Principal
+from replyflow.timestamps import UtcDateTime
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -38,7 +40,7 @@ class ReplyLogView(BaseModel):
     text: str | None
     error_code: str | None
     detail: str | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class AutomationLogView(BaseModel):
@@ -49,7 +51,7 @@ class AutomationLogView(BaseModel):
     action: str
     reason: str | None
     detail: str | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class ReplyLogPage(BaseModel):
@@ -71,11 +73,20 @@ def decode_cursor(kind: str, cursor: str | None) -> Keyset | None:
     if not cursor:
         return None
     try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if data["l"] != kind:
+        data = decode_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(data, dict) or data.get("l") != kind:
             raise ValueError("cursor of another log")
-        return Keyset(datetime.fromisoformat(data["t"]), int(data["i"]))
-    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
+        row_id, created = data.get("i"), data.get("t")
+        # Ids are BIGINT: one outside 1..2^63-1 would reach the database as an overflow, not a row.
+        if not isinstance(row_id, int) or isinstance(row_id, bool) or not 1 <= row_id <= INT64_MAX:
+            raise ValueError("cursor id out of range")
+        if not isinstance(created, str):
+            raise ValueError("cursor time missing")
+        created_at = datetime.fromisoformat(created)
+        if created_at.tzinfo is not None:
+            created_at = created_at.astimezone(UTC).replace(tzinfo=None)
+        return Keyset(created_at, row_id)
+    except (ValueError, OverflowError, binascii.Error, MalformedJsonError):
         raise ValidationError(
             "the cursor is not valid for this list",
             code="invalid_cursor",
@@ -91,11 +102,15 @@ def _check(limit: int, since: datetime | None, until: datetime | None) -> None:
 
 
 def _naive(value: datetime | None) -> datetime | None:
+    """UTC without tzinfo, as the columns store it; an offset that leaves datetime's range is a 422."""
     if value is None or value.tzinfo is None:
         return value
-    from datetime import UTC
-
-    return value.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValidationError(
+            "the time is out of range", details=[{"loc": ["query"], "msg": value.isoformat()}]
+        ) from None
 
 
 def reply_logs(

@@ -16,7 +16,6 @@ accepting it.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -32,6 +31,7 @@ from replyflow.services.auth import Email
 from replyflow.services.invitations import InvitationView
 from replyflow.services.rate_limit_api import RateLimiter
 from replyflow.services.revocation import Revoker
+from replyflow.timestamps import UtcDateTime
 
 
 class MemberView(BaseModel):
@@ -39,7 +39,7 @@ class MemberView(BaseModel):
     email: str
     name: str
     role: str
-    joined_at: datetime
+    joined_at: UtcDateTime
 
 
 class InviteRequest(BaseModel):

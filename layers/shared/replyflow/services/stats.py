@@ -8,7 +8,7 @@ cached in Redis for a minute per (tenant, range, filters), since dashboards poll
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -49,7 +49,8 @@ def stats(
 ) -> StatsView:
     """Days are UTC; ``until`` is inclusive. Defaults: the last 7 days including today."""
     until = until or utcnow().date()
-    since = since or until - timedelta(days=DEFAULT_DAYS - 1)
+    # The calendar starts at 0001-01-01: a default range that would reach before it starts there.
+    since = since or date.fromordinal(max(1, until.toordinal() - (DEFAULT_DAYS - 1)))
     if since > until:
         raise ValidationError("since must not be after until", details=[{"loc": ["query", "since"]}])
     if (until - since).days + 1 > MAX_DAYS:

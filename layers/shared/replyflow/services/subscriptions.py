@@ -33,6 +33,7 @@ from replyflow.services import cache_keys, limits, write_through
 from replyflow.services.access import Principal
 from replyflow.services.accounts import connected_count
 from replyflow.services.billing import BillingProvider
+from replyflow.timestamps import UtcDateTime
 
 SCOPE = "subscriptions.change"
 IDEMPOTENCY_WAIT_SECONDS = 3.0
@@ -56,10 +57,10 @@ class SubscriptionView(BaseModel):
     plan_code: str
     status: str
     provider: str
-    current_period_start: datetime
-    current_period_end: datetime
+    current_period_start: UtcDateTime
+    current_period_end: UtcDateTime
     cancel_at_period_end: bool
-    canceled_at: datetime | None
+    canceled_at: UtcDateTime | None
     plan: PlanView
 
 

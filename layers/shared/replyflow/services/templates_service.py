@@ -8,7 +8,6 @@ tenant has at most ``limits.MAX_TEMPLATES`` templates.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +21,7 @@ from replyflow.ports import Cache
 from replyflow.services import cache_keys, limits, write_through
 from replyflow.services.access import Principal
 from replyflow.services.accounts import automation_account_ids
+from replyflow.timestamps import UtcDateTime
 
 SAMPLE_VARIABLES = {
     "username": "jane.doe",
@@ -51,8 +51,8 @@ class TemplateView(BaseModel):
     text: str
     buttons: list[dict[str, Any]]
     quick_replies: list[dict[str, Any]]
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class PreviewRequest(BaseModel):
