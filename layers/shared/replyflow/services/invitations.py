@@ -37,6 +37,7 @@ from replyflow.services.access import Principal
 from replyflow.services.auth import AuthConfig, TokenPair, issue_pair
 from replyflow.services.password_policy import MAX_LENGTH, check_password
 from replyflow.services.rate_limit_api import RateLimiter, check_invitation_accept, check_invitations_sent
+from replyflow.timestamps import UtcDateTime
 
 INVITATION_TTL = timedelta(days=7)
 InvitationStatus = Literal["pending", "accepted", "revoked", "expired"]
@@ -48,10 +49,10 @@ class InvitationView(BaseModel):
     role: str
     status: InvitationStatus
     invited_by: str | None
-    created_at: datetime
-    sent_at: datetime
-    expires_at: datetime
-    accepted_at: datetime | None = None
+    created_at: UtcDateTime
+    sent_at: UtcDateTime
+    expires_at: UtcDateTime
+    accepted_at: UtcDateTime | None = None
 
 
 class AcceptInvitationRequest(BaseModel):
