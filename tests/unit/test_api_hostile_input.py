@@ -13,6 +13,7 @@ from api.request_body import MAX_BODY_BYTES
 from replyflow.errors import MalformedJsonError, PayloadTooLargeError
 from replyflow.json_input import MAX_DEPTH, decode_json
 from replyflow.services.logs_query import encode_cursor
+from tests.support_pipeline import lambda_context
 from tests.unit.test_api_support import ApiEnv, make_env
 
 HOSTILE_BODIES = {
@@ -152,7 +153,7 @@ def test_204_has_no_body(api_env: ApiEnv) -> None:
         "body": json.dumps({"refresh_token": pair["refresh_token"]}),
         "isBase64Encoded": False,
     }
-    raw = lambda_handler(event, None)
+    raw = lambda_handler(event, lambda_context("ApiFunction"))
     assert raw["statusCode"] == 204
     assert raw["body"] in (None, "")  # not "null": a body after a 204 desyncs keep-alive
     assert "Content-Type" not in (raw.get("headers") or {})

@@ -338,7 +338,7 @@ def test_signed_bodies_the_decoder_refuses_are_400_and_never_enqueued(
     webhook: MemoryQueues, body: bytes
 ) -> None:
     # Invalid UTF-8 arrives base64-encoded, as API Gateway hands over such bytes.
-    response = lambda_handler(webhook_post(body, b64=True), None)
+    response = lambda_handler(webhook_post(body, b64=True), lambda_context())
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"]["code"] == "malformed_json"
     assert webhook.pending() == 0
@@ -347,6 +347,6 @@ def test_signed_bodies_the_decoder_refuses_are_400_and_never_enqueued(
 def test_the_reference_comment_with_a_nan_never_reaches_a_queue(webhook: MemoryQueues) -> None:
     raw = json.dumps(load_event("comment_feed.json")).replace('"time": ', '"time": NaN, "_t": ', 1)
     assert "NaN" in raw
-    response = lambda_handler(webhook_post(raw.encode()), None)
+    response = lambda_handler(webhook_post(raw.encode()), lambda_context())
     assert response["statusCode"] == 400
     assert webhook.pending() == 0

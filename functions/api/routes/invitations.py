@@ -8,36 +8,44 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import client_ip, header, principal
+from api.responses import SECURITY_SCHEME, documented, no_content
 from replyflow.services import invitations
 from replyflow.services.auth import TokenPair, user_id_from_bearer
 from replyflow.services.invitations import AcceptInvitationRequest, InvitationView
 from replyflow.wiring import api as wiring
 
 router = Router()
-NO_GATEWAY_AUTH: list[dict[str, list[str]]] = []  # the bearer is optional; the service checks it
+# The bearer is optional (signed in, or a new account's password); the service checks it.
+OPTIONAL_BEARER: list[dict[str, list[str]]] = [{}, {SECURITY_SCHEME: []}]
 
 
-@router.get("", tags=["members"], summary="Pending invitations (owner)")
+@router.get("", tags=["members"], summary="Pending invitations (owner)", responses=documented())
 def list_pending() -> list[InvitationView]:
     with wiring.unit_of_work() as session:
         return invitations.list_pending(session, principal(router))
 
 
-@router.delete("/<invitation_id>", tags=["members"], summary="Revoke a pending invitation (owner)")
+@router.delete(
+    "/<invitation_id>",
+    tags=["members"],
+    summary="Revoke a pending invitation (owner)",
+    responses=documented(204, 404),
+)
 def revoke(invitation_id: str) -> Response[Any]:
     with wiring.unit_of_work() as session:
         invitations.revoke(session, principal(router), invitation_id)
-    return Response(204, content_types.APPLICATION_JSON, None)
+    return no_content()
 
 
 @router.post(
     "/<invitation_id>/resend",
     tags=["members"],
     summary="Email a new link (owner); the old one stops working, the 7 days start again",
+    responses=documented(200, 404, 503),
 )
 def resend(invitation_id: str) -> InvitationView:
     with wiring.unit_of_work() as session:
@@ -57,7 +65,8 @@ def resend(invitation_id: str) -> InvitationView:
     summary="Accept an invitation: signed in as the invited email, or with a new account's password",
     description="Send `Authorization: Bearer <access JWT>` of the invited email's account, or no "
     "session and a `password` for a new account (when no account has this email).",
-    security=NO_GATEWAY_AUTH,
+    security=OPTIONAL_BEARER,
+    responses=documented(200, 401, 403, 404, 409, 429, public=True, body=True),
 )
 def accept(body: AcceptInvitationRequest) -> TokenPair:
     user_id = user_id_from_bearer(wiring.key_ring(), header(router, "authorization"))

@@ -29,6 +29,7 @@ the Graph API knows and feeds in what the pipeline never saw:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -181,6 +182,14 @@ def run_reconcile_comments(
     return result
 
 
+def _resume_point(checkpoint: dict[str, Any]) -> tuple[float, str] | None:
+    """Where an unfinished pass stopped: the (timestamp, id) of the last medium it read in full."""
+    resume = checkpoint.get("resume_below")
+    if isinstance(resume, dict) and isinstance(resume.get("id"), str):
+        return float(resume.get("timestamp") or 0), str(resume["id"])
+    return None
+
+
 def _reconcile_account(
     sessions: sessionmaker[Session],
     budget: _Budget,
@@ -194,49 +203,26 @@ def _reconcile_account(
     limits: ReconcileLimits,
     result: JobResult,
 ) -> None:
-    since = int(_epoch(now - limits.lookback))
-    resume = checkpoint.get("resume_below")
-    below: tuple[float, str] | None = None
-    if isinstance(resume, dict) and isinstance(resume.get("id"), str):
-        below = (float(resume.get("timestamp") or 0), str(resume["id"]))
-    state = {"resume_below": resume} if below else {}
+    below = _resume_point(checkpoint)
+    state = {"resume_below": checkpoint.get("resume_below")} if below else {}
 
     def save(**extra: Any) -> None:
         cache.set_json(checkpoint_key(account.id), {**state, **extra}, CHECKPOINT_TTL_SECONDS)
 
-    after: str | None = None
     try:
-        while True:
-            page = budget.media(
-                account.ig_user_id, since=since, until=int(below[0]) if below else None, after=after
-            )
-            for medium in page.items:
-                media_id, stamp = str(medium.get("id") or ""), _parse_time(medium.get("timestamp"))
-                if not media_id or stamp is None:
-                    continue
-                if below is not None and (stamp, media_id) >= below:
-                    continue  # read in full by an earlier run of this pass
-                product_type = str(medium.get("media_product_type") or "FEED")
-                if product_type.upper() != LIVE:
-                    _reconcile_medium(
-                        sessions,
-                        budget,
-                        publisher,
-                        account,
-                        media_id,
-                        product_type,
-                        now=now,
-                        limits=limits,
-                        result=result,
-                    )
-                    result.counts["media_read"] += 1
-                state["resume_below"] = {"timestamp": stamp, "id": media_id}
-                if deadline.expired():
-                    save()
-                    raise _Stop("deadline")
-            if page.next_cursor is None:
-                break
-            after = page.next_cursor
+        _walk_media(
+            sessions,
+            budget,
+            publisher,
+            account,
+            below,
+            state,
+            save,
+            now=now,
+            deadline=deadline,
+            limits=limits,
+            result=result,
+        )
     except GraphCallError as error:
         if error.throttled:
             pause = max(float(limits.pause_seconds), error.retry_after or 0.0)
@@ -254,6 +240,57 @@ def _reconcile_account(
         raise
     cache.delete(checkpoint_key(account.id))  # the pass reached the end: the next starts at the top
     result.counts["accounts_complete"] += 1
+
+
+def _walk_media(
+    sessions: sessionmaker[Session],
+    budget: _Budget,
+    publisher: QueuePublisher,
+    account: _Account,
+    below: tuple[float, str] | None,
+    state: dict[str, Any],
+    save: Callable[..., None],
+    *,
+    now: datetime,
+    deadline: Deadline,
+    limits: ReconcileLimits,
+    result: JobResult,
+) -> None:
+    """Every medium of the lookback, newest first, below the resume point; ``state`` follows the last
+    medium read in full, so an interrupted pass resumes there."""
+    since = int(_epoch(now - limits.lookback))
+    after: str | None = None
+    while True:
+        page = budget.media(
+            account.ig_user_id, since=since, until=int(below[0]) if below else None, after=after
+        )
+        for medium in page.items:
+            media_id, stamp = str(medium.get("id") or ""), _parse_time(medium.get("timestamp"))
+            if not media_id or stamp is None:
+                continue
+            if below is not None and (stamp, media_id) >= below:
+                continue  # read in full by an earlier run of this pass
+            product_type = str(medium.get("media_product_type") or "FEED")
+            if product_type.upper() != LIVE:
+                _reconcile_medium(
+                    sessions,
+                    budget,
+                    publisher,
+                    account,
+                    media_id,
+                    product_type,
+                    now=now,
+                    limits=limits,
+                    result=result,
+                )
+                result.counts["media_read"] += 1
+            state["resume_below"] = {"timestamp": stamp, "id": media_id}
+            if deadline.expired():
+                save()
+                raise _Stop("deadline")
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor
 
 
 def _reconcile_medium(
