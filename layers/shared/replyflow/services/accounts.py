@@ -18,14 +18,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.crypto import TokenCipher
 from replyflow.adapters.instagram_oauth import InstagramOAuth
 from replyflow.clock import utcnow
-from replyflow.db.models import Automation, InstagramAccount
-from replyflow.db.repositories import accounts, plans, tenants
+from replyflow.db.models import InstagramAccount
+from replyflow.db.repositories import accounts, automations, plans, tenants
 from replyflow.errors import ConflictError, NotFoundError, PlanLimitError
 from replyflow.ids import new_id
 from replyflow.observability import logger
@@ -148,11 +147,7 @@ def disconnect(
     account.status, account.status_reason = "disabled", "disconnected by user"
     account.access_token_encrypted = b""
     account.webhook_subscribed_at = None
-    session.execute(
-        update(Automation)
-        .where(Automation.tenant_id == principal.tenant_id, Automation.account_id == account_id)
-        .values(active=False, updated_at=utcnow())
-    )
+    automations.deactivate_for_account(session, principal.tenant_id, account_id, utcnow())
     session.flush()
     tenant_id, ig_user_id = principal.tenant_id, account.ig_user_id
     write_through.invalidate(
@@ -165,4 +160,4 @@ def disconnect(
 
 
 def automation_account_ids(session: Session, tenant_id: str) -> list[str]:
-    return list(session.scalars(select(InstagramAccount.id).where(InstagramAccount.tenant_id == tenant_id)))
+    return accounts.ids_for_tenant(session, tenant_id)
