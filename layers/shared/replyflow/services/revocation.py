@@ -38,10 +38,10 @@ import redis
 from sqlalchemy.orm import Session
 
 from replyflow.clock import epoch_ms
+from replyflow.db.after_commit import after_commit
 from replyflow.db.repositories import api_keys, refresh_tokens, tenants
 from replyflow.errors import ReplyflowError, UnauthorizedError
 from replyflow.observability import logger
-from replyflow.services import write_through
 from replyflow.services.access import Principal, role_rank
 from replyflow.services.rate_limit_api import RateDecision, RateLimiter
 
@@ -127,7 +127,7 @@ class Revoker:
                 # The first entry stands; only a refresh inside the commit window is not caught.
                 logger.warning("revocation entry not rewritten after commit", extra={"key_kind": "epoch"})
 
-        write_through.after_commit(session, again)
+        after_commit(session, again)
 
     def user(self, session: Session, tenant_id: str, user_id: str, reason: str) -> None:
         """Refuses the user's access tokens for this tenant issued up to now (and up to the commit)."""

@@ -51,11 +51,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.adapters.graph_client import GraphError, GraphResult
 from replyflow.clock import Clock, SystemClock
+from replyflow.db.after_commit import after_commit
 from replyflow.db.engine import session_scope
 from replyflow.db.models import OutboundMessage
 from replyflow.db.repositories import accounts as accounts_repo
@@ -633,7 +633,7 @@ def release_parked(
             )
     bind = session.get_bind()
 
-    def after_commit(_session: Session) -> None:
+    def publish_and_recheck() -> None:
         for queue, bodies in jobs.items():
             publisher.publish(queue, bodies)
         if recheck_after_commit:
@@ -643,7 +643,7 @@ def release_parked(
                 logger.warning("parked rows not re-checked after the release", extra={"error": str(error)})
 
     if jobs or recheck_after_commit:
-        sa_event.listen(session, "after_commit", after_commit, once=True)
+        after_commit(session, publish_and_recheck)
     return len(moved)
 
 
