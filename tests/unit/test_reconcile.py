@@ -19,10 +19,10 @@ from replyflow.adapters.graph_tokens import HttpxGraphTokenClient
 from replyflow.db.engine import session_scope
 from replyflow.db.models import Automation, OutboundMessage
 from replyflow.domain.messages import EventMessage
+from replyflow.ports import GraphCallError, GraphPage
 from replyflow.services import cache_keys
 from replyflow.services.demo_seed import DemoTenant, seed_demo
 from replyflow.services.jobs.common import Deadline, JobResult
-from replyflow.services.jobs.ports import GraphCallError, GraphPage
 from replyflow.services.jobs.reconcile import ReconcileLimits, checkpoint_key, run_reconcile_comments
 from replyflow.settings import Settings
 from replyflow.wiring import core, pipeline

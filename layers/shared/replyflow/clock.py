@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Protocol
 
 
 def utcnow() -> datetime:
@@ -21,12 +20,6 @@ def from_epoch(value: float) -> datetime:
     (docs/instagram.md#timestamps)."""
     seconds = value / 1000 if value >= 1e12 else value
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-    def monotonic(self) -> float: ...
 
 
 class SystemClock:

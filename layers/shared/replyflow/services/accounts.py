@@ -21,14 +21,13 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.crypto import TokenCipher
-from replyflow.adapters.instagram_oauth import InstagramOAuth
 from replyflow.clock import utcnow
 from replyflow.db.models import InstagramAccount
 from replyflow.db.repositories import accounts, automations, plans, tenants
 from replyflow.errors import ConflictError, NotFoundError, PlanLimitError
 from replyflow.ids import new_id
 from replyflow.observability import logger
-from replyflow.ports import Cache
+from replyflow.ports import Cache, InstagramOAuth
 from replyflow.services import cache_keys, write_through
 from replyflow.services.access import Principal
 

@@ -31,12 +31,12 @@ from replyflow.db.repositories import invitations, tenants, users
 from replyflow.domain.emails import OutgoingEmail
 from replyflow.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError
 from replyflow.ids import new_id
-from replyflow.ports import Mailer
+from replyflow.ports import Mailer, RateLimiter
 from replyflow.services import limits, tokens
 from replyflow.services.access import Principal
 from replyflow.services.auth import AuthConfig, TokenPair, issue_pair
 from replyflow.services.password_policy import MAX_LENGTH, check_password
-from replyflow.services.rate_limit_api import RateLimiter, check_invitation_accept, check_invitations_sent
+from replyflow.services.rate_limit_api import check_invitation_accept, check_invitations_sent
 
 INVITATION_TTL = timedelta(days=7)
 InvitationStatus = Literal["pending", "accepted", "revoked", "expired"]

@@ -25,12 +25,11 @@ from sqlalchemy.orm import Session
 from replyflow.clock import utcnow
 from replyflow.db.repositories import refresh_tokens, tenants, users
 from replyflow.errors import ConflictError, ForbiddenError, NotFoundError
-from replyflow.ports import Mailer
+from replyflow.ports import Mailer, RateLimiter
 from replyflow.services import invitations, limits, revocation
 from replyflow.services.access import Principal
 from replyflow.services.auth import Email
 from replyflow.services.invitations import InvitationView
-from replyflow.services.rate_limit_api import RateLimiter
 from replyflow.services.revocation import Revoker
 
 

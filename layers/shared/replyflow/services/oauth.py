@@ -29,18 +29,17 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.crypto import TokenCipher
-from replyflow.adapters.instagram_oauth import InstagramOAuth
 from replyflow.adapters.jwt_keys import InvalidTokenError, KeyRing
 from replyflow.errors import BadRequestError, ConflictError, ForbiddenError, ValidationError
 from replyflow.observability import logger
-from replyflow.ports import Cache
+from replyflow.ports import Cache, InstagramOAuth, NonceStore
 from replyflow.services import accounts, tokens
 from replyflow.services.access import Principal
 from replyflow.services.accounts import AccountView
@@ -48,13 +47,6 @@ from replyflow.services.accounts import AccountView
 SCOPES = "instagram_business_basic,instagram_business_manage_messages,instagram_business_manage_comments"
 COMPLETE_PATH = "/v1/accounts/oauth/complete"
 CALLBACK_PATH = "/v1/accounts/oauth/callback"
-
-
-class NonceStore(Protocol):
-    """Single-use claims: ``acquire`` is true for the first caller of a key within ``seconds``
-    (Redis ``SET NX EX``)."""
-
-    def acquire(self, key: str, seconds: int) -> bool: ...
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,10 @@ from replyflow.db.models import Plan, Subscription
 from replyflow.db.repositories import accounts, automations, idempotency, plans, tenants
 from replyflow.db.repositories import subscriptions as repo
 from replyflow.errors import ConflictError, NotFoundError, ReplyflowError, ValidationError
-from replyflow.ports import Cache
+from replyflow.ports import BillingProvider, Cache
 from replyflow.services import cache_keys, limits, write_through
 from replyflow.services.access import Principal
 from replyflow.services.accounts import connected_count
-from replyflow.services.billing import BillingProvider
 
 SCOPE = "subscriptions.change"
 IDEMPOTENCY_WAIT_SECONDS = 3.0

@@ -23,9 +23,9 @@ from replyflow.wiring import core
 if TYPE_CHECKING:
     from replyflow.adapters.graph_client import GraphClient
     from replyflow.adapters.rate_limiter import RedisRateLimiter
-    from replyflow.ports import QueueVisibility
+    from replyflow.ports import GraphSender, QueueVisibility
     from replyflow.services.process_event import EventProcessor
-    from replyflow.services.send_reply import GraphSender, SendService
+    from replyflow.services.send_reply import SendService
     from replyflow.services.sqs_batch import RetryBackoff
 
 

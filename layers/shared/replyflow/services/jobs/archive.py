@@ -37,9 +37,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.db.models import ArchiveFile
 from replyflow.db.repositories import log_archive
+from replyflow.ports import ArchiveStore
 from replyflow.services.jobs.common import Deadline, JobResult
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention, tenant_retentions
-from replyflow.services.jobs.ports import ArchiveStore
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1

@@ -23,10 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from replyflow.adapters.crypto import TokenCipher
 from replyflow.db.models import InstagramAccount
 from replyflow.db.repositories import accounts
-from replyflow.ports import Cache
+from replyflow.ports import Cache, GraphCallError, GraphTokenClient, MetricsSink, QueueStatsSource
 from replyflow.services.jobs.accounts import decrypt_token, flag_needs_reauth
 from replyflow.services.jobs.common import Deadline, JobResult
-from replyflow.services.jobs.ports import GraphCallError, GraphTokenClient, MetricsSink, QueueStatsSource
 
 # The fields the pipeline consumes: comments and live comments; DMs, story replies and mentions
 # arrive as messages; button taps as postbacks.

@@ -40,16 +40,17 @@ from replyflow.db.models import InstagramAccount
 from replyflow.db.repositories import accounts, ledger
 from replyflow.domain.messages import EventMessage, events_queue, queue_priority
 from replyflow.domain.webhook_events import WebhookEvent, drop_reason
-from replyflow.ports import Cache, QueuePublisher
-from replyflow.services.jobs.accounts import decrypt_token
-from replyflow.services.jobs.common import Deadline, JobResult
-from replyflow.services.jobs.ports import (
+from replyflow.ports import (
     APP_THROTTLE_CODE,
+    Cache,
     CommentReader,
     GraphCallError,
     GraphPage,
     GraphPauses,
+    QueuePublisher,
 )
+from replyflow.services.jobs.accounts import decrypt_token
+from replyflow.services.jobs.common import Deadline, JobResult
 
 JOB = "reconcile-comments"
 LOOKBACK = timedelta(days=7)

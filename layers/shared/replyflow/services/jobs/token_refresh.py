@@ -21,10 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from replyflow.adapters.crypto import TokenCipher
 from replyflow.db.models import InstagramAccount
 from replyflow.db.repositories import accounts
-from replyflow.ports import Cache
+from replyflow.ports import Cache, GraphCallError, GraphTokenClient
 from replyflow.services.jobs.accounts import decrypt_token, flag_needs_reauth
 from replyflow.services.jobs.common import Deadline, JobResult
-from replyflow.services.jobs.ports import GraphCallError, GraphTokenClient
 
 REFRESH_WINDOW = timedelta(days=10)
 MIN_TOKEN_AGE = timedelta(hours=24)
