@@ -16,6 +16,7 @@ import pytest
 from local.sandbox import Request, SandboxServer
 from processor.handler import lambda_handler as processor_handler
 from replyflow.adapters.graph_tokens import HttpxGraphTokenClient
+from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
 from replyflow.db.models import Automation, OutboundMessage
 from replyflow.domain.messages import EventMessage
@@ -136,7 +137,7 @@ def world(sqlite_url: str) -> Iterator[World]:
     core.override(settings=settings, queue_publisher=queues, graph_client=sender)
     pipeline.reset()
     with session_scope(core.writer_sessions()) as session:
-        demo = seed_demo(session, core.cipher(), "placeholder")
+        demo = seed_demo(session, core.cipher(), "placeholder", now=utcnow())
     token = server.issue_token(demo.ig_user_id, "replyflow.demo")
     with session_scope(core.writer_sessions()) as session:
         from replyflow.db.models import InstagramAccount

@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import header, principal
+from replyflow.clock import utcnow
 from replyflow.services import accounts, oauth
 from replyflow.services.accounts import AccountView
 from replyflow.services.oauth import AuthorizeUrl, CallbackLanding, CompleteRequest, SandboxConnectRequest
@@ -53,6 +54,7 @@ def oauth_complete(body: CompleteRequest) -> Response[AccountView]:
             principal(router),
             body,
             requeue=wiring.requeue_parked(),
+            now=utcnow(),
         )
     return Response(201, content_types.APPLICATION_JSON, view)
 
@@ -111,6 +113,7 @@ def sandbox_connect(body: SandboxConnectRequest) -> Response[AccountView]:
             principal(router),
             body,
             requeue=wiring.requeue_parked(),
+            now=utcnow(),
         )
     return Response(201, content_types.APPLICATION_JSON, view)
 
@@ -127,5 +130,11 @@ def get_account(account_id: str) -> AccountView:
 def disconnect(account_id: str) -> AccountView:
     with wiring.unit_of_work() as session:
         return accounts.disconnect(
-            session, wiring.cache(), core.cipher(), wiring.instagram_oauth(), principal(router), account_id
+            session,
+            wiring.cache(),
+            core.cipher(),
+            wiring.instagram_oauth(),
+            principal(router),
+            account_id,
+            now=utcnow(),
         )

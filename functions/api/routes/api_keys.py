@@ -6,6 +6,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import principal
+from replyflow.clock import utcnow
 from replyflow.services import api_keys
 from replyflow.services.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyView
 from replyflow.wiring import api as wiring
@@ -31,4 +32,6 @@ def create(body: ApiKeyCreate) -> Response[ApiKeyCreated]:
 @router.delete("/<key_id>", tags=["api-keys"], summary="Revoke an API key")
 def revoke(key_id: str) -> ApiKeyView:
     with wiring.unit_of_work() as session:
-        return api_keys.revoke(session, wiring.cache(), wiring.revoker(), principal(router), key_id)
+        return api_keys.revoke(
+            session, wiring.cache(), wiring.revoker(), principal(router), key_id, now=utcnow()
+        )

@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import client_ip, principal
+from replyflow.clock import utcnow
 from replyflow.services import auth, passwords
 from replyflow.services.auth import LoginRequest, MeView, RefreshRequest, SignupRequest, TokenPair
 from replyflow.services.passwords import (
@@ -35,7 +36,9 @@ NO_AUTH: list[dict[str, list[str]]] = []
 )
 def signup(body: SignupRequest) -> Response[TokenPair]:
     with wiring.unit_of_work() as session:
-        pair = auth.signup(session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router))
+        pair = auth.signup(
+            session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router), now=utcnow()
+        )
     return Response(201, content_types.APPLICATION_JSON, pair)
 
 
@@ -44,19 +47,23 @@ def signup(body: SignupRequest) -> Response[TokenPair]:
 )
 def login(body: LoginRequest) -> TokenPair:
     with wiring.unit_of_work() as session:
-        return auth.login(session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router))
+        return auth.login(
+            session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router), now=utcnow()
+        )
 
 
 @router.post("/refresh", tags=["auth"], summary="Rotate a refresh token for a new pair", security=NO_AUTH)
 def refresh(body: RefreshRequest) -> TokenPair:
     with wiring.unit_of_work() as session:
-        return auth.refresh(session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router))
+        return auth.refresh(
+            session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router), now=utcnow()
+        )
 
 
 @router.post("/logout", tags=["auth"], summary="Revoke the refresh token's whole family", security=NO_AUTH)
 def logout(body: RefreshRequest) -> Response[Any]:
     with wiring.unit_of_work() as session:
-        auth.logout(session, wiring.auth_config(), body)
+        auth.logout(session, wiring.auth_config(), body, now=utcnow())
     return Response(204, content_types.APPLICATION_JSON, None)
 
 
@@ -67,7 +74,9 @@ def logout(body: RefreshRequest) -> Response[Any]:
 )
 def change_password(body: PasswordChangeRequest) -> TokenPair:
     with wiring.unit_of_work() as session:
-        return passwords.change(session, wiring.auth_config(), wiring.rate_limiter(), principal(router), body)
+        return passwords.change(
+            session, wiring.auth_config(), wiring.rate_limiter(), principal(router), body, now=utcnow()
+        )
 
 
 @router.post(
@@ -85,6 +94,7 @@ def forgot_password(body: PasswordForgotRequest) -> Response[PasswordForgotAccep
             wiring.console_base_url(),
             body,
             ip=client_ip(router),
+            now=utcnow(),
         )
     return Response(202, content_types.APPLICATION_JSON, answer)
 
@@ -97,7 +107,9 @@ def forgot_password(body: PasswordForgotRequest) -> Response[PasswordForgotAccep
 )
 def reset_password(body: PasswordResetRequest) -> Response[Any]:
     with wiring.unit_of_work() as session:
-        passwords.reset(session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router))
+        passwords.reset(
+            session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router), now=utcnow()
+        )
     return Response(204, content_types.APPLICATION_JSON, None)
 
 

@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import client_ip, header, principal
+from replyflow.clock import utcnow
 from replyflow.services import invitations
 from replyflow.services.auth import TokenPair, user_id_from_bearer
 from replyflow.services.invitations import AcceptInvitationRequest, InvitationView
@@ -24,13 +25,13 @@ NO_GATEWAY_AUTH: list[dict[str, list[str]]] = []  # the bearer is optional; the 
 @router.get("", tags=["members"], summary="Pending invitations (owner)")
 def list_pending() -> list[InvitationView]:
     with wiring.unit_of_work() as session:
-        return invitations.list_pending(session, principal(router))
+        return invitations.list_pending(session, principal(router), now=utcnow())
 
 
 @router.delete("/<invitation_id>", tags=["members"], summary="Revoke a pending invitation (owner)")
 def revoke(invitation_id: str) -> Response[Any]:
     with wiring.unit_of_work() as session:
-        invitations.revoke(session, principal(router), invitation_id)
+        invitations.revoke(session, principal(router), invitation_id, now=utcnow())
     return Response(204, content_types.APPLICATION_JSON, None)
 
 
@@ -48,6 +49,7 @@ def resend(invitation_id: str) -> InvitationView:
             wiring.mailer(),
             wiring.console_base_url(),
             invitation_id,
+            now=utcnow(),
         )
 
 
@@ -69,4 +71,5 @@ def accept(body: AcceptInvitationRequest) -> TokenPair:
             body,
             signed_in_user_id=user_id,
             ip=client_ip(router),
+            now=utcnow(),
         )

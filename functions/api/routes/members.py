@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import principal
+from replyflow.clock import utcnow
 from replyflow.services import members
 from replyflow.services.invitations import InvitationView
 from replyflow.services.members import InviteRequest, MemberView, RoleChange
@@ -36,6 +37,7 @@ def invite(body: InviteRequest) -> Response[InvitationView]:
             wiring.rate_limiter(),
             wiring.mailer(),
             wiring.console_base_url(),
+            now=utcnow(),
         )
     return Response(201, content_types.APPLICATION_JSON, result)
 
@@ -49,5 +51,5 @@ def change_role(user_id: str, body: RoleChange) -> MemberView:
 @router.delete("/<user_id>", tags=["members"], summary="Remove a member (owner)")
 def remove(user_id: str) -> Response[Any]:
     with wiring.unit_of_work() as session:
-        members.remove(session, wiring.revoker(), principal(router), user_id)
+        members.remove(session, wiring.revoker(), principal(router), user_id, now=utcnow())
     return Response(204, content_types.APPLICATION_JSON, None)

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import principal
+from replyflow.clock import utcnow
 from replyflow.services import stats
 from replyflow.services.stats import StatsView
 from replyflow.wiring import api as wiring
@@ -32,4 +33,5 @@ def daily(
             until=until,
             automation_id=automation_id,
             account_id=account_id,
+            now=utcnow(),
         )

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header
 
 from api.context import header, principal
+from replyflow.clock import utcnow
 from replyflow.services import subscriptions
 from replyflow.services.subscriptions import ChangePlanRequest, SubscriptionView
 from replyflow.wiring import api as wiring
@@ -36,7 +37,13 @@ def change_plan(
 ) -> Response[SubscriptionView]:
     key = header(router, "Idempotency-Key")
     result = subscriptions.change_plan_idempotent(
-        core.writer_sessions(), wiring.cache(), wiring.billing_provider(), principal(router), body, key
+        core.writer_sessions(),
+        wiring.cache(),
+        wiring.billing_provider(),
+        principal(router),
+        body,
+        key,
+        now=utcnow(),
     )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
     return Response(result.status, content_types.APPLICATION_JSON, result.body, headers=headers)
@@ -45,4 +52,6 @@ def change_plan(
 @router.post("/current/cancel", tags=["subscriptions"], summary="Cancel at the end of the period (owner)")
 def cancel() -> SubscriptionView:
     with wiring.unit_of_work() as session:
-        return subscriptions.cancel(session, wiring.cache(), wiring.billing_provider(), principal(router))
+        return subscriptions.cancel(
+            session, wiring.cache(), wiring.billing_provider(), principal(router), now=utcnow()
+        )

@@ -15,6 +15,11 @@ def epoch_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def epoch_seconds(moment: datetime) -> float:
+    """A naive UTC datetime (the house clock) as epoch seconds."""
+    return moment.replace(tzinfo=UTC).timestamp() if moment.tzinfo is None else moment.timestamp()
+
+
 def from_epoch(value: float) -> datetime:
     """Instagram sends seconds on comment events and milliseconds on messaging events
     (docs/instagram.md#timestamps)."""

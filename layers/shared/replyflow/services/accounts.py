@@ -21,7 +21,6 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.crypto import TokenCipher
-from replyflow.clock import utcnow
 from replyflow.db.models import InstagramAccount
 from replyflow.db.repositories import accounts, automations, plans, tenants
 from replyflow.errors import ConflictError, NotFoundError, PlanLimitError
@@ -76,12 +75,12 @@ def store_connection(
     expires_in: int,
     hourly_send_budget: int,
     on_reconnect: Callable[[Session, str, str], object] | None = None,
+    now: datetime,
 ) -> AccountView:
     """Creates or refreshes the account after a successful OAuth exchange and webhook subscription."""
     tenant = tenants.get(session, tenant_id, for_update=True)
     if tenant is None:
         raise NotFoundError("no such tenant")
-    now = utcnow()
     account = accounts.resolve_by_ig_user_id(session, ig_user_id)
     if account is not None and account.tenant_id != tenant_id:
         raise ConflictError(
@@ -133,6 +132,8 @@ def disconnect(
     client: InstagramOAuth,
     principal: Principal,
     account_id: str,
+    *,
+    now: datetime,
 ) -> AccountView:
     principal.require("admin")
     account = accounts.get(session, principal.tenant_id, account_id)
@@ -146,7 +147,7 @@ def disconnect(
     account.status, account.status_reason = "disabled", "disconnected by user"
     account.access_token_encrypted = b""
     account.webhook_subscribed_at = None
-    automations.deactivate_for_account(session, principal.tenant_id, account_id, utcnow())
+    automations.deactivate_for_account(session, principal.tenant_id, account_id, now)
     session.flush()
     tenant_id, ig_user_id = principal.tenant_id, account.ig_user_id
     write_through.invalidate(

@@ -4,13 +4,12 @@ refreshes the demo account's sandbox token and leaves everything else as the use
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.crypto import TokenCipher
 from replyflow.adapters.passwords import hash_password
-from replyflow.clock import utcnow
 from replyflow.db.models import (
     Automation,
     InstagramAccount,
@@ -40,9 +39,8 @@ class DemoTenant:
     ig_user_id: str
 
 
-def seed_demo(session: Session, cipher: TokenCipher, access_token: str) -> DemoTenant:
+def seed_demo(session: Session, cipher: TokenCipher, access_token: str, *, now: datetime) -> DemoTenant:
     seed_plans(session)
-    now = utcnow()
     tenant = tenants.by_slug(session, "demo")
     if tenant is None:
         tenant = Tenant(name="Demo", slug="demo", plan_code="pro")

@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.passwords import hash_password
-from replyflow.clock import utcnow
 from replyflow.db.engine import is_duplicate_key
 from replyflow.db.models import Invitation
 from replyflow.db.repositories import invitations, tenants, users
@@ -120,12 +119,12 @@ def create(
     *,
     email: str,
     role: str,
+    now: datetime,
 ) -> InvitationView:
     """A pending invitation of ``email`` (canonical) to the principal's tenant, emailed to it."""
     principal.require("owner")
     # Invitations of one tenant run one at a time: "one pending per email" is a read, then a write.
     tenants.get(session, principal.tenant_id, for_update=True)
-    now = utcnow()
     existing = users.by_email(session, email)
     if existing is not None and tenants.membership(session, principal.tenant_id, existing.id) is not None:
         raise ConflictError("this user is already a member", code="already_member")
@@ -149,9 +148,8 @@ def create(
     return view(invitation, now)
 
 
-def list_pending(session: Session, principal: Principal) -> list[InvitationView]:
+def list_pending(session: Session, principal: Principal, *, now: datetime) -> list[InvitationView]:
     principal.require("owner")
-    now = utcnow()
     return [view(i, now) for i in invitations.pending(session, principal.tenant_id, now)]
 
 
@@ -162,9 +160,8 @@ def _pending_or_404(session: Session, principal: Principal, invitation_id: str, 
     return invitation
 
 
-def revoke(session: Session, principal: Principal, invitation_id: str) -> None:
+def revoke(session: Session, principal: Principal, invitation_id: str, *, now: datetime) -> None:
     principal.require("owner")
-    now = utcnow()
     _pending_or_404(session, principal, invitation_id, now).revoked_at = now
     session.flush()
 
@@ -176,9 +173,10 @@ def resend(
     mailer: Mailer,
     console_base_url: str,
     invitation_id: str,
+    *,
+    now: datetime,
 ) -> InvitationView:
     principal.require("owner")
-    now = utcnow()
     invitation = _pending_or_404(session, principal, invitation_id, now)
     check_invitations_sent(limiter, principal.tenant_id)
     token = tokens.new_invitation_token()
@@ -198,9 +196,9 @@ def accept(
     *,
     signed_in_user_id: str | None,
     ip: str,
+    now: datetime,
 ) -> TokenPair:
     check_invitation_accept(limiter, ip)
-    now = utcnow()
     invitation = invitations.resolve_by_hash(session, tokens.sha256_hex(request.token))
     if invitation is None or status_of(invitation, now) in ("revoked", "expired"):
         raise NotFoundError("this invitation link is invalid or has expired", code="invitation_invalid")
@@ -253,4 +251,5 @@ def accept(
         user_id=user.id,
         role=membership.role,
         family_id=new_id(),
+        now=now,
     )

@@ -8,12 +8,11 @@ cached in Redis for a minute per (tenant, range, filters), since dashboards poll
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from replyflow.clock import utcnow
 from replyflow.db.repositories import log_queries
 from replyflow.errors import ValidationError
 from replyflow.ports import Cache
@@ -46,9 +45,10 @@ def stats(
     until: date | None = None,
     automation_id: str | None = None,
     account_id: str | None = None,
+    now: datetime,
 ) -> StatsView:
     """Days are UTC; ``until`` is inclusive. Defaults: the last 7 days including today."""
-    until = until or utcnow().date()
+    until = until or now.date()
     since = since or until - timedelta(days=DEFAULT_DAYS - 1)
     if since > until:
         raise ValidationError("since must not be after until", details=[{"loc": ["query", "since"]}])
