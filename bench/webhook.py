@@ -34,6 +34,7 @@ from bench.support import (
 
 
 def _seed(database_url: str) -> str:
+    from replyflow.clock import utcnow
     from replyflow.db.engine import session_scope
     from replyflow.db.migrate import upgrade
     from replyflow.services.demo_seed import seed_demo
@@ -41,7 +42,7 @@ def _seed(database_url: str) -> str:
 
     upgrade(database_url)
     with session_scope(core.writer_sessions()) as session:
-        return seed_demo(session, core.cipher(), access_token="IGAA-bench-token").ig_user_id
+        return seed_demo(session, core.cipher(), access_token="IGAA-bench-token", now=utcnow()).ig_user_id
 
 
 def _measure(name: str, database_url: str, redis_url: str | None, calls: int) -> dict[str, Any]:

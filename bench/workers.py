@@ -70,7 +70,7 @@ def _seed(sandbox: Any, extra_accounts: int) -> list[str]:
     now = utcnow()
     ig_ids = [DEMO_IG_USER_ID]
     with session_scope(core.writer_sessions()) as session:
-        demo = seed_demo(session, cipher, sandbox.issue_token(DEMO_IG_USER_ID, DEMO_USERNAME))
+        demo = seed_demo(session, cipher, sandbox.issue_token(DEMO_IG_USER_ID, DEMO_USERNAME), now=utcnow())
         session.execute(
             update(InstagramAccount)
             .where(InstagramAccount.id == demo.account_id)

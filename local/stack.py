@@ -36,6 +36,7 @@ from local.queue_store import QueueStore
 from local.scheduler import DeadLetter, Scheduler, Target
 from local.template import Template, load_template
 from replyflow.adapters.mail_outbox import OutboxMailer
+from replyflow.clock import utcnow
 from replyflow.settings import Settings
 
 log = logging.getLogger("local.stack")
@@ -110,7 +111,7 @@ def seed(access_token: str) -> DemoInfo:
     from replyflow.wiring import core
 
     with session_scope(core.writer_sessions()) as session:
-        demo = seed_demo(session, core.cipher(), access_token=access_token)
+        demo = seed_demo(session, core.cipher(), access_token=access_token, now=utcnow())
     return DemoInfo(demo.email, demo.password, demo.tenant_id, demo.account_id, demo.ig_user_id)
 
 

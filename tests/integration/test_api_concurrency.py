@@ -14,6 +14,7 @@ import redis
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
+from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
 from replyflow.db.models import ReplyLog, Subscription, User
 from replyflow.db.repositories import users
@@ -59,7 +60,13 @@ def test_same_key_many_at_once_changes_the_plan_once(env: ApiEnv) -> None:
     def attempt(_: int) -> tuple[int, object] | str:
         try:
             result = service.change_plan_idempotent(
-                core.writer_sessions(), core.cache(), ManualBilling(), principal, request, "same-key"
+                core.writer_sessions(),
+                core.cache(),
+                ManualBilling(),
+                principal,
+                request,
+                "same-key",
+                now=utcnow(),
             )
         except ConflictError as error:
             return error.code
@@ -75,7 +82,13 @@ def test_same_key_many_at_once_changes_the_plan_once(env: ApiEnv) -> None:
     other_body = service.ChangePlanRequest(plan_code="business")
     with pytest.raises(ConflictError) as reused:
         service.change_plan_idempotent(
-            core.writer_sessions(), core.cache(), ManualBilling(), principal, other_body, "same-key"
+            core.writer_sessions(),
+            core.cache(),
+            ManualBilling(),
+            principal,
+            other_body,
+            "same-key",
+            now=utcnow(),
         )
     assert reused.value.code == "idempotency_key_reused"
 
@@ -101,7 +114,7 @@ def test_one_email_signed_up_many_at_once_makes_one_user_and_409s(
         try:
             with session_scope(core.writer_sessions()) as session:
                 cfg, limiter = api_wiring.auth_config(), api_wiring.rate_limiter()
-                auth.signup(session, cfg, limiter, request, ip=f"10.77.0.{i}")
+                auth.signup(session, cfg, limiter, request, ip=f"10.77.0.{i}", now=utcnow())
         except ConflictError as error:
             return error.code
         return "created"
@@ -119,7 +132,13 @@ def test_different_keys_at_once_still_leave_one_active_subscription(env: ApiEnv)
 
     def attempt(i: int) -> int:
         return service.change_plan_idempotent(
-            core.writer_sessions(), core.cache(), ManualBilling(), principal, request, f"key-{i}"
+            core.writer_sessions(),
+            core.cache(),
+            ManualBilling(),
+            principal,
+            request,
+            f"key-{i}",
+            now=utcnow(),
         ).status
 
     with ThreadPoolExecutor(max_workers=6) as pool:
@@ -138,10 +157,10 @@ def test_stored_errors_replay_too(env: ApiEnv) -> None:
     principal = owner(env)
     request = service.ChangePlanRequest(plan_code="no-such-plan")
     first = service.change_plan_idempotent(
-        core.writer_sessions(), core.cache(), ManualBilling(), principal, request, "k"
+        core.writer_sessions(), core.cache(), ManualBilling(), principal, request, "k", now=utcnow()
     )
     again = service.change_plan_idempotent(
-        core.writer_sessions(), core.cache(), ManualBilling(), principal, request, "k"
+        core.writer_sessions(), core.cache(), ManualBilling(), principal, request, "k", now=utcnow()
     )
     assert (first.status, again.status, again.replayed) == (422, 422, True)
     assert again.body == first.body

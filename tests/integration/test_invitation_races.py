@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
+from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
 from replyflow.db.models import Invitation, Membership, User
 from replyflow.errors import ReplyflowError
@@ -61,6 +62,7 @@ def test_one_invitation_is_accepted_once(env: ApiEnv) -> None:
                 request,
                 signed_in_user_id=None,
                 ip=f"10.88.0.{i}",
+                now=utcnow(),
             )
 
     assert race(accept) == ["invitation_used"] * (ATTEMPTS - 1) + ["ok"]
@@ -87,6 +89,7 @@ def test_one_email_invited_many_times_at_once_is_one_pending_invitation(env: Api
                 "https://console.example",
                 email=email,
                 role="member",
+                now=utcnow(),
             )
 
     assert race(invite) == ["invitation_pending"] * (ATTEMPTS - 1) + ["ok"]

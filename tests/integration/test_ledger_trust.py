@@ -265,6 +265,7 @@ def _reconnect(
         expires_in=3600,
         hourly_send_budget=200,
         on_reconnect=on_reconnect,
+        now=utcnow(),
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from local.sandbox import SandboxServer
 from replyflow.adapters.graph_tokens import HttpxGraphTokenClient
+from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
 from replyflow.db.models import InstagramAccount
 from replyflow.services.demo_seed import seed_demo
@@ -31,7 +32,7 @@ def world(redis_url: str) -> Iterator[World]:
         core.override(settings=settings, queue_publisher=queues, graph_client=sender)
         pipeline.reset()
         with session_scope(core.writer_sessions()) as session:
-            demo = seed_demo(session, core.cipher(), "placeholder")
+            demo = seed_demo(session, core.cipher(), "placeholder", now=utcnow())
             account = session.get(InstagramAccount, demo.account_id)
             assert account is not None
             token = server.issue_token(demo.ig_user_id, "replyflow.demo")

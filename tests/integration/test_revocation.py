@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from replyflow.clock import epoch_ms
+from replyflow.clock import epoch_ms, utcnow
 from replyflow.db.engine import session_scope
 from replyflow.db.repositories import tenants
 from replyflow.errors import ConflictError, ForbiddenError
@@ -76,7 +76,7 @@ def demote(actor: Principal, target: Principal) -> Callable[[], None]:
 def remove(actor: Principal, target: Principal) -> Callable[[], None]:
     def action() -> None:
         with session_scope(core.writer_sessions()) as session:
-            members.remove(session, wiring.revoker(), actor, target.principal_id)
+            members.remove(session, wiring.revoker(), actor, target.principal_id, now=utcnow())
 
     return action
 

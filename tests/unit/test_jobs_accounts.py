@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from replyflow.adapters.crypto import TokenCipher, WrongKeyError
 from replyflow.db.engine import session_factory
 from replyflow.db.models import InstagramAccount
+from replyflow.ports import GraphCallError, RefreshedToken
 from replyflow.services.cache_keys import account_route_key
 from replyflow.services.jobs.common import Deadline
 from replyflow.services.jobs.health import REQUIRED_FIELDS, run_webhook_subscriptions
-from replyflow.services.jobs.ports import GraphCallError, RefreshedToken
 from replyflow.services.jobs.token_refresh import run_token_refresh
 from tests.unit.test_jobs_fakes import FakeCache, FakeGraph, add_account, add_tenant, cipher
 

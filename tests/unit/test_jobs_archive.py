@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from replyflow.adapters.archive_store import DirectoryArchiveStore, S3ArchiveStore
 from replyflow.db.engine import session_factory
 from replyflow.db.models import ArchiveFile, AutomationLog, ReplyLog
+from replyflow.ports import ArchiveObjectMissingError
 from replyflow.services.jobs.archive import (
     ArchiveVerificationError,
     encode_rows,
@@ -25,7 +26,6 @@ from replyflow.services.jobs.archive import (
     run_archive,
 )
 from replyflow.services.jobs.common import Deadline
-from replyflow.services.jobs.ports import ArchiveObjectMissingError
 from replyflow.services.jobs.retention import run_retention
 from tests.unit.test_jobs_fakes import MemoryStore, add_logs, add_tenant
 

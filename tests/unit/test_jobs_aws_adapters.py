@@ -13,8 +13,8 @@ from moto import mock_aws
 
 from replyflow.adapters.graph_tokens import HttpxGraphTokenClient
 from replyflow.adapters.sqs_admin import SqsQueueStats
+from replyflow.ports import GraphCallError
 from replyflow.services.jobs import dlq
-from replyflow.services.jobs.ports import GraphCallError
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from replyflow.adapters.crypto import TokenCipher
 from replyflow.db.models import AutomationLog, InstagramAccount, ReplyLog, Tenant
 from replyflow.db.repositories.plans import seed_plans
-from replyflow.services.jobs.ports import ArchiveObjectMissingError, GraphCallError, RefreshedToken
+from replyflow.ports import ArchiveObjectMissingError, GraphCallError, RefreshedToken
 
 KEY = "bG9jYWwtb25seS10b2tlbi1rZXktMzItYnl0ZXMhIT0="
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from processor.handler import lambda_handler as processor_handler
+from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
 from replyflow.domain.messages import EventMessage
 from replyflow.services import cache_keys
@@ -29,7 +30,7 @@ def local(sqlite_url: str) -> Iterator[tuple[MemoryQueues, ScriptedGraph, Any]]:
     core.override(graph_client=graph)
     pipeline.reset()
     with session_scope(core.writer_sessions()) as session:
-        demo = seed_demo(session, core.cipher(), "sandbox-token")
+        demo = seed_demo(session, core.cipher(), "sandbox-token", now=utcnow())
     core.cache().delete(cache_keys.account_route_key(demo.ig_user_id))
     yield queues, graph, demo
     core.cache().delete(

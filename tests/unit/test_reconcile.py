@@ -16,13 +16,14 @@ import pytest
 from local.sandbox import Request, SandboxServer
 from processor.handler import lambda_handler as processor_handler
 from replyflow.adapters.graph_tokens import HttpxGraphTokenClient
+from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
 from replyflow.db.models import Automation, OutboundMessage
 from replyflow.domain.messages import EventMessage
+from replyflow.ports import GraphCallError, GraphPage
 from replyflow.services import cache_keys
 from replyflow.services.demo_seed import DemoTenant, seed_demo
 from replyflow.services.jobs.common import Deadline, JobResult
-from replyflow.services.jobs.ports import GraphCallError, GraphPage
 from replyflow.services.jobs.reconcile import ReconcileLimits, checkpoint_key, run_reconcile_comments
 from replyflow.settings import Settings
 from replyflow.wiring import core, pipeline
@@ -144,7 +145,7 @@ def world(sqlite_url: str) -> Iterator[World]:
     core.override(settings=settings, queue_publisher=queues, graph_client=sender)
     pipeline.reset()
     with session_scope(core.writer_sessions()) as session:
-        demo = seed_demo(session, core.cipher(), "placeholder")
+        demo = seed_demo(session, core.cipher(), "placeholder", now=utcnow())
     token = server.issue_token(demo.ig_user_id, "replyflow.demo")
     with session_scope(core.writer_sessions()) as session:
         from replyflow.db.models import InstagramAccount

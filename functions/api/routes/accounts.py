@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from api.context import header, principal
 from api.responses import NO_AUTH, documented
+from replyflow.clock import utcnow
 from replyflow.services import accounts, oauth
 from replyflow.services.accounts import AccountView
 from replyflow.services.oauth import AuthorizeUrl, CallbackLanding, CompleteRequest, SandboxConnectRequest
@@ -73,6 +74,7 @@ def oauth_complete(body: CompleteRequest) -> Response[AccountView]:
             principal(router),
             body,
             requeue=wiring.requeue_parked(),
+            now=utcnow(),
         )
     return Response(201, content_types.APPLICATION_JSON, view)
 
@@ -137,6 +139,7 @@ def sandbox_connect(body: SandboxConnectRequest) -> Response[AccountView]:
             principal(router),
             body,
             requeue=wiring.requeue_parked(),
+            now=utcnow(),
         )
     return Response(201, content_types.APPLICATION_JSON, view)
 
@@ -156,5 +159,11 @@ def get_account(account_id: str) -> AccountView:
 def disconnect(account_id: str) -> AccountView:
     with wiring.unit_of_work() as session:
         return accounts.disconnect(
-            session, wiring.cache(), core.cipher(), wiring.instagram_oauth(), principal(router), account_id
+            session,
+            wiring.cache(),
+            core.cipher(),
+            wiring.instagram_oauth(),
+            principal(router),
+            account_id,
+            now=utcnow(),
         )

@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import principal
 from api.responses import documented
+from replyflow.clock import utcnow
 from replyflow.services import api_keys
 from replyflow.services.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyView
 from replyflow.wiring import api as wiring
@@ -35,4 +36,6 @@ def create(body: ApiKeyCreate) -> Response[ApiKeyCreated]:
 @router.delete("/<key_id>", tags=["api-keys"], summary="Revoke an API key", responses=documented(200, 404))
 def revoke(key_id: str) -> ApiKeyView:
     with wiring.unit_of_work() as session:
-        return api_keys.revoke(session, wiring.cache(), wiring.revoker(), principal(router), key_id)
+        return api_keys.revoke(
+            session, wiring.cache(), wiring.revoker(), principal(router), key_id, now=utcnow()
+        )

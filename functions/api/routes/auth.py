@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import client_ip, principal
 from api.responses import NO_AUTH, documented, no_content
+from replyflow.clock import utcnow
 from replyflow.services import auth, passwords
 from replyflow.services.auth import LoginRequest, MeView, RefreshRequest, SignupRequest, TokenPair
 from replyflow.services.passwords import (
@@ -36,7 +37,9 @@ me_router = Router()
 )
 def signup(body: SignupRequest) -> Response[TokenPair]:
     with wiring.unit_of_work() as session:
-        pair = auth.signup(session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router))
+        pair = auth.signup(
+            session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router), now=utcnow()
+        )
     return Response(201, content_types.APPLICATION_JSON, pair)
 
 
@@ -49,7 +52,9 @@ def signup(body: SignupRequest) -> Response[TokenPair]:
 )
 def login(body: LoginRequest) -> TokenPair:
     with wiring.unit_of_work() as session:
-        return auth.login(session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router))
+        return auth.login(
+            session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router), now=utcnow()
+        )
 
 
 @router.post(
@@ -61,7 +66,9 @@ def login(body: LoginRequest) -> TokenPair:
 )
 def refresh(body: RefreshRequest) -> TokenPair:
     with wiring.unit_of_work() as session:
-        return auth.refresh(session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router))
+        return auth.refresh(
+            session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router), now=utcnow()
+        )
 
 
 @router.post(
@@ -73,7 +80,7 @@ def refresh(body: RefreshRequest) -> TokenPair:
 )
 def logout(body: RefreshRequest) -> Response[Any]:
     with wiring.unit_of_work() as session:
-        auth.logout(session, wiring.auth_config(), body)
+        auth.logout(session, wiring.auth_config(), body, now=utcnow())
     return no_content()
 
 
@@ -85,7 +92,9 @@ def logout(body: RefreshRequest) -> Response[Any]:
 )
 def change_password(body: PasswordChangeRequest) -> TokenPair:
     with wiring.unit_of_work() as session:
-        return passwords.change(session, wiring.auth_config(), wiring.rate_limiter(), principal(router), body)
+        return passwords.change(
+            session, wiring.auth_config(), wiring.rate_limiter(), principal(router), body, now=utcnow()
+        )
 
 
 @router.post(
@@ -104,6 +113,7 @@ def forgot_password(body: PasswordForgotRequest) -> Response[PasswordForgotAccep
             wiring.console_base_url(),
             body,
             ip=client_ip(router),
+            now=utcnow(),
         )
     return Response(202, content_types.APPLICATION_JSON, answer)
 
@@ -117,7 +127,9 @@ def forgot_password(body: PasswordForgotRequest) -> Response[PasswordForgotAccep
 )
 def reset_password(body: PasswordResetRequest) -> Response[Any]:
     with wiring.unit_of_work() as session:
-        passwords.reset(session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router))
+        passwords.reset(
+            session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router), now=utcnow()
+        )
     return no_content()
 
 

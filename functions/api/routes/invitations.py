@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import client_ip, header, principal
 from api.responses import SECURITY_SCHEME, documented, no_content
+from replyflow.clock import utcnow
 from replyflow.services import invitations
 from replyflow.services.auth import TokenPair, user_id_from_bearer
 from replyflow.services.invitations import AcceptInvitationRequest, InvitationView
@@ -26,7 +27,7 @@ OPTIONAL_BEARER: list[dict[str, list[str]]] = [{}, {SECURITY_SCHEME: []}]
 @router.get("", tags=["members"], summary="Pending invitations (owner)", responses=documented())
 def list_pending() -> list[InvitationView]:
     with wiring.unit_of_work() as session:
-        return invitations.list_pending(session, principal(router))
+        return invitations.list_pending(session, principal(router), now=utcnow())
 
 
 @router.delete(
@@ -37,7 +38,7 @@ def list_pending() -> list[InvitationView]:
 )
 def revoke(invitation_id: str) -> Response[Any]:
     with wiring.unit_of_work() as session:
-        invitations.revoke(session, principal(router), invitation_id)
+        invitations.revoke(session, principal(router), invitation_id, now=utcnow())
     return no_content()
 
 
@@ -56,6 +57,7 @@ def resend(invitation_id: str) -> InvitationView:
             wiring.mailer(),
             wiring.console_base_url(),
             invitation_id,
+            now=utcnow(),
         )
 
 
@@ -78,4 +80,5 @@ def accept(body: AcceptInvitationRequest) -> TokenPair:
             body,
             signed_in_user_id=user_id,
             ip=client_ip(router),
+            now=utcnow(),
         )

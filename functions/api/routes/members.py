@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import principal
 from api.responses import documented
+from replyflow.clock import utcnow
 from replyflow.services import members
 from replyflow.services.invitations import InvitationView
 from replyflow.services.members import InviteRequest, MemberView, RoleChange
@@ -38,6 +39,7 @@ def invite(body: InviteRequest) -> Response[InvitationView]:
             wiring.rate_limiter(),
             wiring.mailer(),
             wiring.console_base_url(),
+            now=utcnow(),
         )
     return Response(201, content_types.APPLICATION_JSON, result)
 
@@ -58,5 +60,5 @@ def change_role(user_id: str, body: RoleChange) -> MemberView:
 )
 def remove(user_id: str) -> Response[Any]:
     with wiring.unit_of_work() as session:
-        members.remove(session, wiring.revoker(), principal(router), user_id)
+        members.remove(session, wiring.revoker(), principal(router), user_id, now=utcnow())
     return Response(204, content_types.APPLICATION_JSON, None)

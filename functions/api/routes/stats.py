@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import principal
 from api.responses import documented
+from replyflow.clock import utcnow
 from replyflow.services import stats
 from replyflow.services.stats import StatsView
 from replyflow.timestamps import IsoDate
@@ -38,4 +39,5 @@ def daily(
             until=until,
             automation_id=automation_id,
             account_id=account_id,
+            now=utcnow(),
         )

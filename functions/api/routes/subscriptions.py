@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header
 from api.context import header, principal
 from api.errors import ErrorResponse
 from api.responses import documented
+from replyflow.clock import utcnow
 from replyflow.services import subscriptions
 from replyflow.services.subscriptions import ChangePlanRequest, SubscriptionView
 from replyflow.wiring import api as wiring
@@ -45,7 +46,13 @@ def change_plan(
     # A replayed request answers what the first one did, an error included (with its status).
     key = header(router, "Idempotency-Key")
     result = subscriptions.change_plan_idempotent(
-        core.writer_sessions(), wiring.cache(), wiring.billing_provider(), principal(router), body, key
+        core.writer_sessions(),
+        wiring.cache(),
+        wiring.billing_provider(),
+        principal(router),
+        body,
+        key,
+        now=utcnow(),
     )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
     return Response(result.status, content_types.APPLICATION_JSON, result.body, headers=headers)
@@ -59,4 +66,6 @@ def change_plan(
 )
 def cancel() -> SubscriptionView:
     with wiring.unit_of_work() as session:
-        return subscriptions.cancel(session, wiring.cache(), wiring.billing_provider(), principal(router))
+        return subscriptions.cancel(
+            session, wiring.cache(), wiring.billing_provider(), principal(router), now=utcnow()
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Protocol
 
 
 def utcnow() -> datetime:
@@ -16,17 +15,16 @@ def epoch_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def epoch_seconds(moment: datetime) -> float:
+    """A naive UTC datetime (the house clock) as epoch seconds."""
+    return moment.replace(tzinfo=UTC).timestamp() if moment.tzinfo is None else moment.timestamp()
+
+
 def from_epoch(value: float) -> datetime:
     """Instagram sends seconds on comment events and milliseconds on messaging events
     (docs/instagram.md#timestamps)."""
     seconds = value / 1000 if value >= 1e12 else value
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-    def monotonic(self) -> float: ...
 
 
 class SystemClock:

@@ -1,12 +1,34 @@
-"""Small protocols the services depend on. The wiring modules pass real adapters; unit tests pass fakes."""
+"""Every port in one module: the small protocols the services depend on, and the data types and
+errors that are part of their contracts. The wiring modules pass real adapters (``replyflow.adapters``
+and the local stack); unit tests pass hand-written fakes.
+
+The import rule this module makes possible: adapters and services both import from here, and an
+adapter never imports a service (``tests/unit/test_house_rules.py`` checks it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from replyflow.adapters.graph_client import GraphResult
+    from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
     from replyflow.domain.emails import OutgoingEmail
+
+
+# Time ---------------------------------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+
+# Cache, queues, mail ------------------------------------------------------------------------------
 
 
 class Cache(Protocol):
@@ -34,3 +56,288 @@ class QueueVisibility(Protocol):
     event's ``eventSourceARN``): ``changes`` are ``(receipt_handle, visibility_timeout_seconds)``."""
 
     def change_visibility(self, queue_arn: str, changes: Sequence[tuple[str, int]]) -> None: ...
+
+
+class LocalBroker(Protocol):
+    """The local stack's broker, as the publisher adapter sees it."""
+
+    def send(self, queue: str, body: str, *, delay_seconds: int = 0) -> None: ...
+
+
+class LocalVisibility(Protocol):
+    """The local stack's broker, as the visibility adapter sees it."""
+
+    def change_message_visibility(
+        self, queue: str, receipt_handle: str, visibility_timeout: float
+    ) -> None: ...
+
+
+class QueueInspector(Protocol):
+    """The local broker's per-queue counters (``visible``, ``in_flight``, ``delayed``, ``dlq``, ...)."""
+
+    def stats(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+
+# Rate limits, cooldowns, single-use claims, revocation entries ----------------------------------
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_seconds),
+        }
+
+
+class RateLimiter(Protocol):
+    def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision: ...
+
+    def hit_and_get(
+        self, key: str, limit: int, window_seconds: int, get_keys: Sequence[str]
+    ) -> tuple[RateDecision, list[str | None] | None]:
+        """The count, plus the values of ``get_keys`` (full Redis keys) read in the same round trip;
+        None for the values when Redis did not answer (the decision then fails open)."""
+        ...
+
+
+class Cooldowns(Protocol):
+    def acquire(self, key: str, seconds: int) -> bool: ...
+
+    def release(self, key: str) -> None: ...
+
+    def next_index(self, key: str) -> int: ...
+
+
+class NonceStore(Protocol):
+    """Single-use claims: ``acquire`` is true for the first caller of a key within ``seconds``
+    (Redis ``SET NX EX``)."""
+
+    def acquire(self, key: str, seconds: int) -> bool: ...
+
+
+class RevocationStore(Protocol):
+    def put(self, key: str, value: str, ttl_seconds: int) -> None:
+        """Raises ``RevocationUnavailableError`` when the entry could not be stored."""
+        ...
+
+    def put_if_absent(self, key: str, value: str) -> None:
+        """Best effort, no expiry (the ``since`` marker)."""
+        ...
+
+
+# Sending ------------------------------------------------------------------------------------------
+
+
+class GraphSender(Protocol):
+    def send_message(
+        self, ig_user_id: str, access_token: str, recipient: dict[str, Any], message: dict[str, Any]
+    ) -> GraphResult: ...
+
+    def reply_to_comment(self, comment_id: str, access_token: str, text: str) -> GraphResult: ...
+
+
+class SlotLike(Protocol):
+    @property
+    def granted(self) -> bool: ...
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def delay_seconds(self) -> float: ...
+
+
+class SendLimiter(Protocol):
+    def acquire(
+        self, account_id: str, hourly_budget: int, *, history: Callable[[], Sequence[int]] | None = None
+    ) -> SlotLike: ...
+
+    def release(self, account_id: str, token: str) -> None: ...
+
+    def pause(self, account_id: str, seconds: float) -> None: ...
+
+    def pause_all(self, seconds: float) -> None: ...
+
+
+class TokenDecrypter(Protocol):
+    def decrypt(self, blob: bytes, *, context: str) -> str: ...
+
+
+# Instagram Login ----------------------------------------------------------------------------------
+
+
+class InstagramOAuth(Protocol):
+    def authorize_code(self, authorize_url: str) -> str:
+        """Follow an authorize URL server-side (the sandbox consents at once) and return the code."""
+        ...
+
+    def exchange_code(self, *, code: str, app_id: str, app_secret: str, redirect_uri: str) -> str: ...
+
+    def long_lived(self, *, short_token: str, app_secret: str) -> LongLivedToken: ...
+
+    def profile(self, token: str) -> Profile: ...
+
+    def subscribe(self, token: str, fields: tuple[str, ...] = ...) -> None:
+        """Subscribes the app to the account's webhook ``fields`` (the adapter's default set)."""
+        ...
+
+    def unsubscribe(self, token: str) -> None: ...
+
+
+# Billing ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BillingChange:
+    provider: str
+    provider_ref: str
+
+
+class BillingProvider(Protocol):
+    name: str
+
+    def change_plan(self, tenant_id: str, plan_code: str) -> BillingChange: ...
+
+    def cancel(self, tenant_id: str, provider_ref: str | None) -> None: ...
+
+
+# Deploy time --------------------------------------------------------------------------------------
+
+
+class SecretReader(Protocol):
+    def json(self, secret_id: str) -> dict[str, Any]: ...
+
+
+# The scheduled jobs -------------------------------------------------------------------------------
+
+
+class MetricsSink(Protocol):
+    """One data point. ``unit`` is a CloudWatch unit name ("Count", "Seconds", "Milliseconds")."""
+
+    def record(self, name: str, value: float, unit: str, dimensions: Mapping[str, str]) -> None: ...
+
+
+class ArchiveStore(Protocol):
+    """Object storage for archives: S3 in AWS, a directory (or moto) locally. Keys use ``/``."""
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str) -> Iterator[str]: ...
+
+
+class ArchiveObjectMissingError(KeyError):
+    """``ArchiveStore.get`` of a key that does not exist."""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    visible: int
+    in_flight: int
+    delayed: int
+    oldest_age_seconds: float | None  # None where the source cannot tell (SQS attributes)
+    dlq: int | None  # None where the DLQ is not readable
+
+
+class QueueStatsSource(Protocol):
+    def stats(self) -> Mapping[str, QueueStats]: ...
+
+
+@dataclass(frozen=True)
+class RefreshedToken:
+    access_token: str
+    expires_in: int
+
+
+class GraphTokenClient(Protocol):
+    """The Graph calls the jobs make; failures raise :class:`GraphCallError`."""
+
+    def refresh_token(self, access_token: str) -> RefreshedToken: ...
+
+    def subscribed_fields(self, access_token: str, app_id: str | None) -> set[str]: ...
+
+    def subscribe(self, access_token: str, fields: Sequence[str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class GraphPage:
+    """One page of a Graph edge: its items, the cursor of the next page (None on the last) and the
+    usage Meta reported with it (percent; None when the header was absent)."""
+
+    items: Sequence[Mapping[str, object]]
+    next_cursor: str | None = None
+    usage_pct: int | None = None
+    app_usage_pct: int | None = None
+
+
+class CommentReader(Protocol):
+    """Reads for reconciliation (IG User Media, IG Media Comments); failures raise GraphCallError."""
+
+    def recent_media(
+        self, access_token: str, ig_user_id: str, *, since: int, until: int | None, after: str | None
+    ) -> GraphPage: ...
+
+    def media_comments(self, access_token: str, media_id: str, *, after: str | None) -> GraphPage: ...
+
+
+class GraphPauses(Protocol):
+    """The send limiter's pauses: one Graph budget per account, so readers and senders share them."""
+
+    def paused_seconds(self, account_id: str) -> float: ...
+
+    def pause(self, account_id: str, seconds: float) -> None: ...
+
+    def pause_all(self, seconds: float) -> None: ...
+
+
+# Meta's throttling codes (docs/instagram.md): 4 is the whole app's limit, the rest one account's.
+THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80006})
+APP_THROTTLE_CODE = 4
+
+
+class GraphCallError(Exception):
+    """A Graph API call failed. ``transient``: try again next run; otherwise the answer is final.
+    ``retry_after``: seconds Meta asked us to wait (``estimated_time_to_regain_access``), if it said."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        subcode: int | None = None,
+        transient: bool,
+        retry_after: float | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.subcode = subcode
+        self.transient = transient
+        self.retry_after = retry_after
+        self.http_status = http_status
+
+    @property
+    def throttled(self) -> bool:
+        return self.code in THROTTLE_CODES or self.http_status == 429
+
+    @property
+    def needs_login(self) -> bool:
+        """Code 190 (expired, revoked, password changed) or a missing permission (10, 2xx): only a new
+        login by the account owner helps."""
+        code = self.code or 0
+        return code in (190, 10) or 200 <= code < 300
+
+    def reason(self) -> str:
+        code = f"{self.code}/{self.subcode}" if self.subcode else f"{self.code}"
+        return f"graph error {code}: {self.message}"[:255]

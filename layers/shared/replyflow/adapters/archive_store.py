@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from replyflow.services.jobs.ports import ArchiveObjectMissingError
+from replyflow.ports import ArchiveObjectMissingError
 
 
 class S3ArchiveStore:

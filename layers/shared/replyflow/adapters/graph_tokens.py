@@ -17,7 +17,7 @@ import httpx
 
 from replyflow.adapters.graph_client import app_usage_pct, classify, usage_pct
 from replyflow.observability import traced
-from replyflow.services.jobs.ports import GraphCallError, GraphPage, RefreshedToken
+from replyflow.ports import GraphCallError, GraphPage, RefreshedToken
 
 # Meta's throttling and "temporary" codes (docs/instagram.md#errors).
 _TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80001, 80002, 80006})

@@ -8,7 +8,7 @@ exception message or a log line: errors carry Instagram's code/type/message, not
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -33,22 +33,6 @@ class LongLivedToken:
 class Profile:
     ig_user_id: str
     username: str
-
-
-class InstagramOAuth(Protocol):
-    def authorize_code(self, authorize_url: str) -> str:
-        """Follow an authorize URL server-side (the sandbox consents at once) and return the code."""
-        ...
-
-    def exchange_code(self, *, code: str, app_id: str, app_secret: str, redirect_uri: str) -> str: ...
-
-    def long_lived(self, *, short_token: str, app_secret: str) -> LongLivedToken: ...
-
-    def profile(self, token: str) -> Profile: ...
-
-    def subscribe(self, token: str, fields: tuple[str, ...] = SUBSCRIBED_FIELDS) -> None: ...
-
-    def unsubscribe(self, token: str) -> None: ...
 
 
 def _error(response: httpx.Response, step: str) -> InstagramOAuthError:

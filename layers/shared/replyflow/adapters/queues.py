@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from replyflow.observability import logger, traced
+from replyflow.ports import LocalBroker, LocalVisibility
 
 MAX_BATCH_MESSAGES = 10
 MAX_BATCH_BYTES = 256 * 1024
@@ -97,10 +98,6 @@ class SqsPublisher:
                     )
 
 
-class LocalBroker(Protocol):
-    def send(self, queue: str, body: str, *, delay_seconds: int = 0) -> None: ...
-
-
 class BrokerPublisher:
     """The local stack's in-process broker behind the same port."""
 
@@ -153,12 +150,6 @@ class SqsVisibility:
                         "sender_fault": failed.get("SenderFault"),
                     },
                 )
-
-
-class LocalVisibility(Protocol):
-    def change_message_visibility(
-        self, queue: str, receipt_handle: str, visibility_timeout: float
-    ) -> None: ...
 
 
 class BrokerVisibility:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
-from replyflow.services.jobs.ports import QueueStats
+from replyflow.ports import QueueInspector, QueueStats
 
 DEPTH_ATTRIBUTES = [
     "ApproximateNumberOfMessages",
@@ -68,10 +68,6 @@ class SqsQueueStats:
                 dlq=dlq,
             )
         return out
-
-
-class QueueInspector(Protocol):
-    def stats(self) -> Mapping[str, Mapping[str, Any]]: ...
 
 
 class BrokerQueueStats:

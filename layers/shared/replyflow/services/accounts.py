@@ -15,21 +15,18 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.crypto import TokenCipher
-from replyflow.adapters.instagram_oauth import InstagramOAuth
-from replyflow.clock import utcnow
-from replyflow.db.models import Automation, InstagramAccount
-from replyflow.db.repositories import accounts, plans, tenants
+from replyflow.db.models import InstagramAccount
+from replyflow.db.repositories import accounts, automations, plans, tenants
 from replyflow.errors import ConflictError, NotFoundError, PlanLimitError
 from replyflow.ids import new_id
 from replyflow.observability import logger
-from replyflow.ports import Cache
+from replyflow.ports import Cache, InstagramOAuth
 from replyflow.services import cache_keys, write_through
 from replyflow.services.access import Principal
 from replyflow.timestamps import UtcDateTime
@@ -79,12 +76,12 @@ def store_connection(
     expires_in: int,
     hourly_send_budget: int,
     on_reconnect: Callable[[Session, str, str], object] | None = None,
+    now: datetime,
 ) -> AccountView:
     """Creates or refreshes the account after a successful OAuth exchange and webhook subscription."""
     tenant = tenants.get(session, tenant_id, for_update=True)
     if tenant is None:
         raise NotFoundError("no such tenant")
-    now = utcnow()
     account = accounts.resolve_by_ig_user_id(session, ig_user_id)
     if account is not None and account.tenant_id != tenant_id:
         raise ConflictError(
@@ -136,6 +133,8 @@ def disconnect(
     client: InstagramOAuth,
     principal: Principal,
     account_id: str,
+    *,
+    now: datetime,
 ) -> AccountView:
     principal.require("admin")
     account = accounts.get(session, principal.tenant_id, account_id)
@@ -149,11 +148,7 @@ def disconnect(
     account.status, account.status_reason = "disabled", "disconnected by user"
     account.access_token_encrypted = b""
     account.webhook_subscribed_at = None
-    session.execute(
-        update(Automation)
-        .where(Automation.tenant_id == principal.tenant_id, Automation.account_id == account_id)
-        .values(active=False, updated_at=utcnow())
-    )
+    automations.deactivate_for_account(session, principal.tenant_id, account_id, now)
     session.flush()
     tenant_id, ig_user_id = principal.tenant_id, account.ig_user_id
     write_through.invalidate(
@@ -166,4 +161,4 @@ def disconnect(
 
 
 def automation_account_ids(session: Session, tenant_id: str) -> list[str]:
-    return list(session.scalars(select(InstagramAccount.id).where(InstagramAccount.tenant_id == tenant_id)))
+    return accounts.ids_for_tenant(session, tenant_id)

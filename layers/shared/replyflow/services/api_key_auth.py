@@ -24,16 +24,16 @@ def invalidate_api_key(cache: Cache, prefix: str) -> None:
 
 def _load(prefix: str) -> dict[str, Any]:
     from replyflow.db.engine import session_scope
-    from replyflow.db.repositories import api_keys, tenants
+    from replyflow.db.repositories import api_keys
     from replyflow.wiring import core
 
     with session_scope(core.reader_sessions()) as session:
-        key = api_keys.resolve_by_prefix(session, prefix)
-        if key is None:
+        found = api_keys.resolve_with_plan(session, prefix)
+        if found is None:
             return {"missing": True}
-        tenant = tenants.get(session, key.tenant_id)
+        key, plan_code = found
         return {
-            "plan_code": tenant.plan_code if tenant is not None else None,
+            "plan_code": plan_code,
             "id": key.id,
             "tenant_id": key.tenant_id,
             "role": key.role,

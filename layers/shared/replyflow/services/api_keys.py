@@ -9,12 +9,12 @@ Gateway still caches (300 s) no longer gets through. A tenant has at most
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from replyflow.clock import utcnow
 from replyflow.db.repositories import api_keys
 from replyflow.errors import NotFoundError
 from replyflow.ports import Cache
@@ -71,9 +71,11 @@ def create(session: Session, principal: Principal, request: ApiKeyCreate) -> Api
     return ApiKeyCreated(**_view(key).model_dump(), key=new.token)
 
 
-def revoke(session: Session, cache: Cache, revoker: Revoker, principal: Principal, key_id: str) -> ApiKeyView:
+def revoke(
+    session: Session, cache: Cache, revoker: Revoker, principal: Principal, key_id: str, *, now: datetime
+) -> ApiKeyView:
     principal.require("owner")
-    key = api_keys.revoke(session, principal.tenant_id, key_id, utcnow())
+    key = api_keys.revoke(session, principal.tenant_id, key_id, now)
     if key is None:
         raise NotFoundError("no such API key")
     session.flush()

@@ -34,7 +34,6 @@ from sqlalchemy.orm import Session
 
 from replyflow.adapters.jwt_keys import InvalidTokenError, KeyRing
 from replyflow.adapters.passwords import hash_password, verify_password
-from replyflow.clock import utcnow
 from replyflow.db.engine import is_duplicate_key
 from replyflow.db.models import Subscription
 from replyflow.db.repositories import refresh_tokens, tenants, users
@@ -42,10 +41,11 @@ from replyflow.db.repositories import subscriptions as subscriptions_repo
 from replyflow.domain.emails import EMAIL_PATTERN, canonical_email
 from replyflow.errors import ConflictError, ForbiddenError, UnauthorizedError
 from replyflow.ids import new_id
+from replyflow.ports import RateLimiter
 from replyflow.services import tokens
 from replyflow.services.access import Principal
 from replyflow.services.password_policy import check_password
-from replyflow.services.rate_limit_api import RateLimiter, check_login, check_refresh, check_signup
+from replyflow.services.rate_limit_api import check_login, check_refresh, check_signup
 from replyflow.services.revocation import LOGGED_OUT, REFRESH_REUSED, RevocationUnavailableError, Revoker
 
 FREE_PLAN = "free"
@@ -138,7 +138,14 @@ def _slug(name: str) -> str:
 
 
 def issue_pair(
-    session: Session, cfg: AuthConfig, *, tenant_id: str, user_id: str, role: str, family_id: str
+    session: Session,
+    cfg: AuthConfig,
+    *,
+    tenant_id: str,
+    user_id: str,
+    role: str,
+    family_id: str,
+    now: datetime,
 ) -> TokenPair:
     refresh = tokens.new_refresh_token()
     refresh_tokens.add(
@@ -147,7 +154,7 @@ def issue_pair(
         user_id=user_id,
         family_id=family_id,
         token_hash=tokens.sha256_hex(refresh),
-        expires_at=utcnow() + timedelta(seconds=cfg.refresh_ttl_seconds),
+        expires_at=now + timedelta(seconds=cfg.refresh_ttl_seconds),
     )
     access = tokens.issue_access_token(
         cfg.keys,
@@ -173,13 +180,12 @@ def _email_taken() -> ConflictError:
 
 
 def signup(
-    session: Session, cfg: AuthConfig, limiter: RateLimiter, request: SignupRequest, *, ip: str
+    session: Session, cfg: AuthConfig, limiter: RateLimiter, request: SignupRequest, *, ip: str, now: datetime
 ) -> TokenPair:
     check_signup(limiter, ip)
     if users.by_email(session, request.email) is not None:
         raise _email_taken()
     check_password(request.password, email=request.email, other_inputs=(request.name, request.workspace_name))
-    now = utcnow()
     tenant = tenants.add(
         session, name=request.workspace_name, slug=_slug(request.workspace_name), plan_code=FREE_PLAN
     )
@@ -204,11 +210,13 @@ def signup(
             current_period_end=now + timedelta(days=30),
         ),
     )
-    return issue_pair(session, cfg, tenant_id=tenant.id, user_id=user.id, role="owner", family_id=new_id())
+    return issue_pair(
+        session, cfg, tenant_id=tenant.id, user_id=user.id, role="owner", family_id=new_id(), now=now
+    )
 
 
 def login(
-    session: Session, cfg: AuthConfig, limiter: RateLimiter, request: LoginRequest, *, ip: str
+    session: Session, cfg: AuthConfig, limiter: RateLimiter, request: LoginRequest, *, ip: str, now: datetime
 ) -> TokenPair:
     check_login(limiter, ip, request.email)
     user = users.by_email(session, request.email)
@@ -230,14 +238,20 @@ def login(
         user_id=user.id,
         role=membership.role,
         family_id=new_id(),
+        now=now,
     )
 
 
 def refresh(
-    session: Session, cfg: AuthConfig, limiter: RateLimiter, request: RefreshRequest, *, ip: str
+    session: Session,
+    cfg: AuthConfig,
+    limiter: RateLimiter,
+    request: RefreshRequest,
+    *,
+    ip: str,
+    now: datetime,
 ) -> TokenPair:
     check_refresh(limiter, ip)
-    now = utcnow()
     token = refresh_tokens.resolve_by_hash(session, tokens.sha256_hex(request.refresh_token))
     if token is None or token.revoked_at is not None or token.expires_at <= now:
         raise UnauthorizedError(
@@ -262,6 +276,7 @@ def refresh(
         user_id=token.user_id,
         role=membership.role,
         family_id=token.family_id,
+        now=now,
     )
 
 
@@ -295,7 +310,7 @@ def user_id_from_bearer(keys: KeyRing, authorization: str | None) -> str | None:
         raise UnauthorizedError("missing or invalid credentials") from None
 
 
-def logout(session: Session, cfg: AuthConfig, request: RefreshRequest) -> None:
+def logout(session: Session, cfg: AuthConfig, request: RefreshRequest, *, now: datetime) -> None:
     """Revokes the token's whole family (this login on every device it was refreshed on) and deny-lists
     the session, so its access tokens are refused on the next request. Idempotent. If the deny-list
     cannot be written the logout fails (503) and nothing changes: the client can retry."""
@@ -303,7 +318,7 @@ def logout(session: Session, cfg: AuthConfig, request: RefreshRequest) -> None:
     if token is not None:
         if cfg.revoker is not None:
             cfg.revoker.end_session(token.tenant_id, token.family_id, LOGGED_OUT)
-        refresh_tokens.revoke_family(session, token.tenant_id, token.family_id, utcnow())
+        refresh_tokens.revoke_family(session, token.tenant_id, token.family_id, now)
 
 
 def me(session: Session, principal: Principal) -> MeView:

@@ -3,24 +3,8 @@ handled outside the product) is the one that ships: it accepts every change and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
 from replyflow.ids import new_id
-
-
-@dataclass(frozen=True)
-class BillingChange:
-    provider: str
-    provider_ref: str
-
-
-class BillingProvider(Protocol):
-    name: str
-
-    def change_plan(self, tenant_id: str, plan_code: str) -> BillingChange: ...
-
-    def cancel(self, tenant_id: str, provider_ref: str | None) -> None: ...
+from replyflow.ports import BillingChange
 
 
 class ManualBilling:

@@ -4,14 +4,12 @@ refreshes the demo account's sandbox token and leaves everything else as the use
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.crypto import TokenCipher
 from replyflow.adapters.passwords import hash_password
-from replyflow.clock import utcnow
 from replyflow.db.models import (
     Automation,
     InstagramAccount,
@@ -21,6 +19,7 @@ from replyflow.db.models import (
     Tenant,
     User,
 )
+from replyflow.db.repositories import accounts, automations, tenants, users
 from replyflow.db.repositories.plans import seed_plans
 
 DEMO_IG_USER_ID = "17841400000000001"
@@ -40,10 +39,9 @@ class DemoTenant:
     ig_user_id: str
 
 
-def seed_demo(session: Session, cipher: TokenCipher, access_token: str) -> DemoTenant:
+def seed_demo(session: Session, cipher: TokenCipher, access_token: str, *, now: datetime) -> DemoTenant:
     seed_plans(session)
-    now = utcnow()
-    tenant = session.scalar(select(Tenant).where(Tenant.slug == "demo"))
+    tenant = tenants.by_slug(session, "demo")
     if tenant is None:
         tenant = Tenant(name="Demo", slug="demo", plan_code="pro")
         session.add(tenant)
@@ -58,14 +56,14 @@ def seed_demo(session: Session, cipher: TokenCipher, access_token: str) -> DemoT
                 current_period_end=now + timedelta(days=30),
             )
         )
-    user = session.scalar(select(User).where(User.email == DEMO_EMAIL))
+    user = users.by_email(session, DEMO_EMAIL)
     if user is None:
         user = User(email=DEMO_EMAIL, name="Demo Owner", password_hash=hash_password(DEMO_PASSWORD))
         session.add(user)
         session.flush()
         session.add(Membership(tenant_id=tenant.id, user_id=user.id, role="owner"))
 
-    account = session.scalar(select(InstagramAccount).where(InstagramAccount.ig_user_id == DEMO_IG_USER_ID))
+    account = accounts.resolve_by_ig_user_id(session, DEMO_IG_USER_ID)
     if account is None:
         account = InstagramAccount(
             tenant_id=tenant.id,
@@ -81,9 +79,7 @@ def seed_demo(session: Session, cipher: TokenCipher, access_token: str) -> DemoT
     account.token_expires_at = now + timedelta(days=60)
     account.status, account.status_reason = "active", None
 
-    automation = session.scalar(
-        select(Automation).where(Automation.tenant_id == tenant.id, Automation.name == "Comment LINK -> DM")
-    )
+    automation = automations.by_name(session, tenant.id, "Comment LINK -> DM")
     if automation is None:
         template = Template(tenant_id=tenant.id, name="Preset pack link", text=DEMO_TEMPLATE_TEXT)
         session.add(template)

@@ -24,19 +24,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.passwords import hash_password
-from replyflow.clock import utcnow
 from replyflow.db.engine import is_duplicate_key
 from replyflow.db.models import Invitation
 from replyflow.db.repositories import invitations, tenants, users
 from replyflow.domain.emails import OutgoingEmail
 from replyflow.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError
 from replyflow.ids import new_id
-from replyflow.ports import Mailer
+from replyflow.ports import Mailer, RateLimiter
 from replyflow.services import limits, tokens
 from replyflow.services.access import Principal
 from replyflow.services.auth import AuthConfig, TokenPair, issue_pair
 from replyflow.services.password_policy import MAX_LENGTH, check_password
-from replyflow.services.rate_limit_api import RateLimiter, check_invitation_accept, check_invitations_sent
+from replyflow.services.rate_limit_api import check_invitation_accept, check_invitations_sent
 from replyflow.timestamps import UtcDateTime
 
 INVITATION_TTL = timedelta(days=7)
@@ -121,12 +120,12 @@ def create(
     *,
     email: str,
     role: str,
+    now: datetime,
 ) -> InvitationView:
     """A pending invitation of ``email`` (canonical) to the principal's tenant, emailed to it."""
     principal.require("owner")
     # Invitations of one tenant run one at a time: "one pending per email" is a read, then a write.
     tenants.get(session, principal.tenant_id, for_update=True)
-    now = utcnow()
     existing = users.by_email(session, email)
     if existing is not None and tenants.membership(session, principal.tenant_id, existing.id) is not None:
         raise ConflictError("this user is already a member", code="already_member")
@@ -150,9 +149,8 @@ def create(
     return view(invitation, now)
 
 
-def list_pending(session: Session, principal: Principal) -> list[InvitationView]:
+def list_pending(session: Session, principal: Principal, *, now: datetime) -> list[InvitationView]:
     principal.require("owner")
-    now = utcnow()
     return [view(i, now) for i in invitations.pending(session, principal.tenant_id, now)]
 
 
@@ -163,9 +161,8 @@ def _pending_or_404(session: Session, principal: Principal, invitation_id: str, 
     return invitation
 
 
-def revoke(session: Session, principal: Principal, invitation_id: str) -> None:
+def revoke(session: Session, principal: Principal, invitation_id: str, *, now: datetime) -> None:
     principal.require("owner")
-    now = utcnow()
     _pending_or_404(session, principal, invitation_id, now).revoked_at = now
     session.flush()
 
@@ -177,9 +174,10 @@ def resend(
     mailer: Mailer,
     console_base_url: str,
     invitation_id: str,
+    *,
+    now: datetime,
 ) -> InvitationView:
     principal.require("owner")
-    now = utcnow()
     invitation = _pending_or_404(session, principal, invitation_id, now)
     check_invitations_sent(limiter, principal.tenant_id)
     token = tokens.new_invitation_token()
@@ -199,9 +197,9 @@ def accept(
     *,
     signed_in_user_id: str | None,
     ip: str,
+    now: datetime,
 ) -> TokenPair:
     check_invitation_accept(limiter, ip)
-    now = utcnow()
     invitation = invitations.resolve_by_hash(session, tokens.sha256_hex(request.token))
     if invitation is None or status_of(invitation, now) in ("revoked", "expired"):
         raise NotFoundError("this invitation link is invalid or has expired", code="invitation_invalid")
@@ -254,4 +252,5 @@ def accept(
         user_id=user.id,
         role=membership.role,
         family_id=new_id(),
+        now=now,
     )

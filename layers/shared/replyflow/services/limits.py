@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from replyflow.db.models import ApiKey, Template
-from replyflow.db.repositories import invitations, tenants
+from replyflow.db.repositories import api_keys, invitations, templates, tenants
 from replyflow.domain.plans import MAX_MEMBERS, MAX_MEMBERS_DEFAULT
 from replyflow.errors import ConflictError
 
@@ -56,13 +54,8 @@ def check_members(
 
 def check_api_keys(session: Session, tenant_id: str) -> None:
     _lock(session, tenant_id)
-    active = session.scalar(
-        select(func.count())
-        .select_from(ApiKey)
-        .where(ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None))
-    )
     _reached(
-        active or 0,
+        api_keys.active_count(session, tenant_id),
         MAX_ACTIVE_API_KEYS,
         "api_key_limit_reached",
         f"a workspace can have {MAX_ACTIVE_API_KEYS} active API keys; revoke one first",
@@ -71,9 +64,8 @@ def check_api_keys(session: Session, tenant_id: str) -> None:
 
 def check_templates(session: Session, tenant_id: str) -> None:
     _lock(session, tenant_id)
-    count = session.scalar(select(func.count()).select_from(Template).where(Template.tenant_id == tenant_id))
     _reached(
-        count or 0,
+        templates.count_for_tenant(session, tenant_id),
         MAX_TEMPLATES,
         "template_limit_reached",
         f"a workspace can have {MAX_TEMPLATES} templates; delete one first",

@@ -16,20 +16,19 @@ accepting it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
-from replyflow.clock import utcnow
 from replyflow.db.repositories import refresh_tokens, tenants, users
 from replyflow.errors import ConflictError, ForbiddenError, NotFoundError
-from replyflow.ports import Mailer
+from replyflow.ports import Mailer, RateLimiter
 from replyflow.services import invitations, limits, revocation
 from replyflow.services.access import Principal
 from replyflow.services.auth import Email
 from replyflow.services.invitations import InvitationView
-from replyflow.services.rate_limit_api import RateLimiter
 from replyflow.services.revocation import Revoker
 from replyflow.timestamps import UtcDateTime
 
@@ -69,11 +68,13 @@ def invite(
     limiter: RateLimiter,
     mailer: Mailer,
     console_base_url: str,
+    *,
+    now: datetime,
 ) -> InvitationView:
     """Emails an invitation; the membership exists only once the invitee accepts it."""
-    limits.check_members(session, principal.tenant_id, invitations_pending_at=utcnow())
+    limits.check_members(session, principal.tenant_id, invitations_pending_at=now)
     return invitations.create(
-        session, principal, limiter, mailer, console_base_url, email=request.email, role=request.role
+        session, principal, limiter, mailer, console_base_url, email=request.email, role=request.role, now=now
     )
 
 
@@ -118,7 +119,7 @@ def change_role(
     )
 
 
-def remove(session: Session, revoker: Revoker, principal: Principal, user_id: str) -> None:
+def remove(session: Session, revoker: Revoker, principal: Principal, user_id: str, *, now: datetime) -> None:
     _lock_as_owner(session, principal)
     membership = tenants.membership(session, principal.tenant_id, user_id)
     if membership is None:
@@ -126,5 +127,5 @@ def remove(session: Session, revoker: Revoker, principal: Principal, user_id: st
     if membership.role == "owner":
         _keeps_an_owner(session, principal.tenant_id)
     tenants.remove_member(session, principal.tenant_id, user_id)
-    refresh_tokens.revoke_user(session, principal.tenant_id, user_id, utcnow())
+    refresh_tokens.revoke_user(session, principal.tenant_id, user_id, now)
     revoker.user(session, principal.tenant_id, user_id, revocation.REMOVED)

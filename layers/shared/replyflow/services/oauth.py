@@ -26,21 +26,21 @@ from __future__ import annotations
 import html
 import json
 import shlex
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from datetime import datetime
+from typing import Literal
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.crypto import TokenCipher
-from replyflow.adapters.instagram_oauth import InstagramOAuth
 from replyflow.adapters.jwt_keys import InvalidTokenError, KeyRing
+from replyflow.clock import epoch_seconds
 from replyflow.errors import BadRequestError, ConflictError, ForbiddenError, ValidationError
 from replyflow.observability import logger
-from replyflow.ports import Cache
+from replyflow.ports import Cache, InstagramOAuth, NonceStore
 from replyflow.services import accounts, tokens
 from replyflow.services.access import Principal
 from replyflow.services.accounts import AccountView
@@ -48,13 +48,6 @@ from replyflow.services.accounts import AccountView
 SCOPES = "instagram_business_basic,instagram_business_manage_messages,instagram_business_manage_comments"
 COMPLETE_PATH = "/v1/accounts/oauth/complete"
 CALLBACK_PATH = "/v1/accounts/oauth/callback"
-
-
-class NonceStore(Protocol):
-    """Single-use claims: ``acquire`` is true for the first caller of a key within ``seconds``
-    (Redis ``SET NX EX``)."""
-
-    def acquire(self, key: str, seconds: int) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -140,6 +133,7 @@ def _connect(
     tenant_id: str,
     code: str,
     requeue: Callable[[Session, str, str], object] | None,
+    now: datetime,
 ) -> AccountView:
     short = client.exchange_code(
         code=code, app_id=cfg.app_id, app_secret=cfg.app_secret, redirect_uri=cfg.redirect_uri
@@ -158,6 +152,7 @@ def _connect(
         expires_in=long.expires_in,
         hourly_send_budget=cfg.default_hourly_send_budget,
         on_reconnect=requeue,
+        now=now,
     )
 
 
@@ -175,6 +170,8 @@ def complete(
     principal: Principal,
     request: CompleteRequest,
     requeue: Callable[[Session, str, str], object] | None = None,
+    *,
+    now: datetime,
 ) -> AccountView:
     """Connects the account for the caller, if and only if the caller started this flow."""
     principal.require("admin")
@@ -197,14 +194,22 @@ def complete(
             code="oauth_state_mismatch",
         )
     # Spent before the exchange: a failed exchange costs a new start, a replay can never connect.
-    remaining = max(1, claims.expires_at - int(time.time()))
+    remaining = max(1, claims.expires_at - int(epoch_seconds(now)))
     if not nonces.acquire(_nonce_key(claims), remaining):
         raise ConflictError(
             "this OAuth state was already used; start again with GET /v1/accounts/oauth/start",
             code="oauth_state_used",
         )
     return _connect(
-        session, cache, cipher, client, cfg, tenant_id=claims.tenant_id, code=request.code, requeue=requeue
+        session,
+        cache,
+        cipher,
+        client,
+        cfg,
+        tenant_id=claims.tenant_id,
+        code=request.code,
+        requeue=requeue,
+        now=now,
     )
 
 
@@ -312,6 +317,8 @@ def sandbox_connect(
     principal: Principal,
     request: SandboxConnectRequest,
     requeue: Callable[[Session, str, str], object] | None = None,
+    *,
+    now: datetime,
 ) -> AccountView:
     """start -> sandbox authorize -> complete, server-side, for the caller (the same state checks)."""
     principal.require("admin")
@@ -330,4 +337,5 @@ def sandbox_connect(
         principal,
         CompleteRequest(code=code, state=state),
         requeue=requeue,
+        now=now,
     )

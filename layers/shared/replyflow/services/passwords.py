@@ -12,13 +12,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.passwords import hash_password, verify_password
-from replyflow.clock import utcnow
 from replyflow.db.repositories import password_resets, refresh_tokens, tenants, users
 from replyflow.domain.emails import OutgoingEmail
 from replyflow.errors import BadRequestError, ForbiddenError, MailDeliveryError, UnauthorizedError
@@ -71,6 +70,8 @@ def change(
     limiter: RateLimiter,
     principal: Principal,
     request: PasswordChangeRequest,
+    *,
+    now: datetime,
 ) -> TokenPair:
     user_id = principal.require_user()
     check_password_change(limiter, user_id)
@@ -83,12 +84,17 @@ def change(
     check_password(request.new_password, email=user.email, other_inputs=(user.name,))
     if verify_password(user.password_hash, request.new_password):
         raise BadRequestError("the new password is the current one", code="password_unchanged")
-    now = utcnow()
     users.set_password_hash(session, user.id, hash_password(request.new_password))
     _end_sessions(cfg, refresh_tokens.revoke_every_tenant_of_user(session, user.id, now))
     password_resets.spend_all_of_user(session, user.id, now)
     return issue_pair(
-        session, cfg, tenant_id=principal.tenant_id, user_id=user.id, role=membership.role, family_id=new_id()
+        session,
+        cfg,
+        tenant_id=principal.tenant_id,
+        user_id=user.id,
+        role=membership.role,
+        family_id=new_id(),
+        now=now,
     )
 
 
@@ -100,6 +106,7 @@ def forgot(
     request: PasswordForgotRequest,
     *,
     ip: str,
+    now: datetime,
 ) -> PasswordForgotAccepted:
     answer = PasswordForgotAccepted()
     if not check_password_forgot(limiter, ip, request.email):
@@ -107,7 +114,6 @@ def forgot(
     user = users.by_email(session, request.email)
     if user is None:
         return answer
-    now = utcnow()
     token = tokens.new_password_reset_token()
     password_resets.spend_all_of_user(session, user.id, now)
     password_resets.add(
@@ -142,10 +148,15 @@ def _end_sessions(cfg: AuthConfig, ended: list[tuple[str, str]]) -> None:
 
 
 def reset(
-    session: Session, cfg: AuthConfig, limiter: RateLimiter, request: PasswordResetRequest, *, ip: str
+    session: Session,
+    cfg: AuthConfig,
+    limiter: RateLimiter,
+    request: PasswordResetRequest,
+    *,
+    ip: str,
+    now: datetime,
 ) -> None:
     check_password_reset(limiter, ip)
-    now = utcnow()
     found = password_resets.resolve_by_hash(session, tokens.sha256_hex(request.token))
     invalid = BadRequestError(
         "this reset link is invalid, used or expired; ask for a new one", code="invalid_reset_token"

@@ -30,12 +30,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from replyflow.clock import Clock, SystemClock, from_epoch
+from replyflow.clock import SystemClock, from_epoch
 from replyflow.db.engine import session_scope
 from replyflow.db.models import OutboundMessage
 from replyflow.db.repositories import contacts as contacts_repo
@@ -48,7 +48,7 @@ from replyflow.domain.messages import EventMessage, SendJob, sends_queue
 from replyflow.domain.templates import TemplateContent, build_message, render_text
 from replyflow.domain.webhook_events import INBOUND_MESSAGE_KINDS, WebhookEvent
 from replyflow.observability import bind_tenant, logger
-from replyflow.ports import Cache, QueuePublisher
+from replyflow.ports import Cache, Clock, Cooldowns, QueuePublisher
 from replyflow.services.automation_config import AccountConfig, account_config
 
 PRIVATE_REPLY_WINDOW = timedelta(days=7)
@@ -56,14 +56,6 @@ DM_WINDOW = timedelta(hours=24)
 # A duplicate delivery re-publishes the event's still-queued rows only when they are this old: the
 # original publish has evidently failed (a concurrent duplicate must not double the send jobs).
 REPUBLISH_AFTER = timedelta(seconds=60)
-
-
-class Cooldowns(Protocol):
-    def acquire(self, key: str, seconds: int) -> bool: ...
-
-    def release(self, key: str) -> None: ...
-
-    def next_index(self, key: str) -> int: ...
 
 
 @dataclass

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 import redis
 
 from replyflow.domain.emails import limiter_email
 from replyflow.errors import RateLimitedError
+from replyflow.ports import RateDecision, RateLimiter
 
 LOGIN_PER_IP = (30, 300)  # attempts, window seconds
 LOGIN_PER_EMAIL_CLIENT = (10, 300)  # one client's attempts at one account
@@ -44,32 +43,6 @@ INVITATION_ACCEPT_PER_IP = (30, 3600)
 INVITATIONS_PER_TENANT = (50, 3600)
 SIGNUP_PER_IP = (10, 3600)
 REFRESH_PER_IP = (60, 60)
-
-
-@dataclass(frozen=True)
-class RateDecision:
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_seconds: int
-
-    def headers(self) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(self.reset_seconds),
-        }
-
-
-class RateLimiter(Protocol):
-    def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision: ...
-
-    def hit_and_get(
-        self, key: str, limit: int, window_seconds: int, get_keys: Sequence[str]
-    ) -> tuple[RateDecision, list[str | None] | None]:
-        """The count, plus the values of ``get_keys`` (full Redis keys) read in the same round trip;
-        None for the values when Redis did not answer (the decision then fails open)."""
-        ...
 
 
 def _text(value: object) -> str | None:

@@ -32,18 +32,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import redis
 from sqlalchemy.orm import Session
 
 from replyflow.clock import epoch_ms
+from replyflow.db.after_commit import after_commit
 from replyflow.db.repositories import api_keys, refresh_tokens, tenants
 from replyflow.errors import ReplyflowError, UnauthorizedError
 from replyflow.observability import logger
-from replyflow.services import write_through
+from replyflow.ports import RateDecision, RateLimiter, RevocationStore
 from replyflow.services.access import Principal, role_rank
-from replyflow.services.rate_limit_api import RateDecision, RateLimiter
 
 PREFIX = "rf:rev"
 TRUSTED_SINCE_KEY = f"{PREFIX}:since"
@@ -72,16 +71,6 @@ def principal_key(tenant_id: str, principal_type: str, principal_id: str) -> str
 
 def session_key(tenant_id: str, session_id: str) -> str:
     return f"{PREFIX}:{tenant_id}:sid:{session_id}"
-
-
-class RevocationStore(Protocol):
-    def put(self, key: str, value: str, ttl_seconds: int) -> None:
-        """Raises ``RevocationUnavailableError`` when the entry could not be stored."""
-        ...
-
-    def put_if_absent(self, key: str, value: str) -> None:
-        """Best effort, no expiry (the ``since`` marker)."""
-        ...
 
 
 class RedisRevocationStore:
@@ -127,7 +116,7 @@ class Revoker:
                 # The first entry stands; only a refresh inside the commit window is not caught.
                 logger.warning("revocation entry not rewritten after commit", extra={"key_kind": "epoch"})
 
-        write_through.after_commit(session, again)
+        after_commit(session, again)
 
     def user(self, session: Session, tenant_id: str, user_id: str, reason: str) -> None:
         """Refuses the user's access tokens for this tenant issued up to now (and up to the commit)."""

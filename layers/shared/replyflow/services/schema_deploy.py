@@ -15,7 +15,6 @@ the old id after the update, which is a no-op too.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic import ValidationError as PydanticValidationError
@@ -24,10 +23,7 @@ from sqlalchemy import URL, Engine
 from replyflow.adapters.cfn_response import CustomResourceRequest, CustomResourceResponse
 from replyflow.db.provision import AppUser, ProvisionError, provision, wait_for_database
 from replyflow.observability import logger
-
-
-class SecretReader(Protocol):
-    def json(self, secret_id: str) -> dict[str, Any]: ...
+from replyflow.ports import SecretReader
 
 
 class SchemaProperties(BaseModel):

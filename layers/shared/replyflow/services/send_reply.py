@@ -45,17 +45,17 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.adapters.graph_client import GraphError, GraphResult
-from replyflow.clock import Clock, SystemClock
+from replyflow.clock import SystemClock
+from replyflow.db.after_commit import after_commit
 from replyflow.db.engine import session_scope
 from replyflow.db.models import OutboundMessage
 from replyflow.db.repositories import accounts as accounts_repo
@@ -64,7 +64,7 @@ from replyflow.db.repositories import logs as logs_repo
 from replyflow.db.repositories import usage as usage_repo
 from replyflow.domain.messages import SendJob, sends_queue
 from replyflow.observability import bind_tenant, logger
-from replyflow.ports import Cache, QueuePublisher
+from replyflow.ports import Cache, Clock, GraphSender, QueuePublisher, SendLimiter, TokenDecrypter
 from replyflow.services import cache_keys
 
 MAX_SQS_DELAY_SECONDS = 900
@@ -79,41 +79,6 @@ NEAR_LIMIT_PAUSE_SECONDS = 60.0
 SKIP_KINDS = frozenset({"outside_window", "user_unavailable", "already_replied"})
 # An account Instagram blocked is parked like one with a rejected token: both wait for a reconnect.
 POLICY_BLOCK_REASON = "policy_block_368"
-
-
-class GraphSender(Protocol):
-    def send_message(
-        self, ig_user_id: str, access_token: str, recipient: dict[str, Any], message: dict[str, Any]
-    ) -> GraphResult: ...
-
-    def reply_to_comment(self, comment_id: str, access_token: str, text: str) -> GraphResult: ...
-
-
-class SlotLike(Protocol):
-    @property
-    def granted(self) -> bool: ...
-
-    @property
-    def token(self) -> str: ...
-
-    @property
-    def delay_seconds(self) -> float: ...
-
-
-class SendLimiter(Protocol):
-    def acquire(
-        self, account_id: str, hourly_budget: int, *, history: Callable[[], Sequence[int]] | None = None
-    ) -> SlotLike: ...
-
-    def release(self, account_id: str, token: str) -> None: ...
-
-    def pause(self, account_id: str, seconds: float) -> None: ...
-
-    def pause_all(self, seconds: float) -> None: ...
-
-
-class TokenDecrypter(Protocol):
-    def decrypt(self, blob: bytes, *, context: str) -> str: ...
 
 
 class SendRetryExhaustedError(Exception):
@@ -633,7 +598,7 @@ def release_parked(
             )
     bind = session.get_bind()
 
-    def after_commit(_session: Session) -> None:
+    def publish_and_recheck() -> None:
         for queue, bodies in jobs.items():
             publisher.publish(queue, bodies)
         if recheck_after_commit:
@@ -643,7 +608,7 @@ def release_parked(
                 logger.warning("parked rows not re-checked after the release", extra={"error": str(error)})
 
     if jobs or recheck_after_commit:
-        sa_event.listen(session, "after_commit", after_commit, once=True)
+        after_commit(session, publish_and_recheck)
     return len(moved)
 
 

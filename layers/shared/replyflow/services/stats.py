@@ -8,12 +8,11 @@ cached in Redis for a minute per (tenant, range, filters), since dashboards poll
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
+from datetime import date, datetime
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from replyflow.clock import utcnow
 from replyflow.db.repositories import log_queries
 from replyflow.errors import ValidationError
 from replyflow.ports import Cache
@@ -46,9 +45,10 @@ def stats(
     until: date | None = None,
     automation_id: str | None = None,
     account_id: str | None = None,
+    now: datetime,
 ) -> StatsView:
     """Days are UTC; ``until`` is inclusive. Defaults: the last 7 days including today."""
-    until = until or utcnow().date()
+    until = until or now.date()
     # The calendar starts at 0001-01-01: a default range that would reach before it starts there.
     since = since or date.fromordinal(max(1, until.toordinal() - (DEFAULT_DAYS - 1)))
     if since > until:

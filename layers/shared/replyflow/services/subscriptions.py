@@ -22,17 +22,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
-from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
 from replyflow.db.models import Plan, Subscription
 from replyflow.db.repositories import accounts, automations, idempotency, plans, tenants
 from replyflow.db.repositories import subscriptions as repo
 from replyflow.errors import ConflictError, NotFoundError, ReplyflowError, ValidationError
-from replyflow.ports import Cache
+from replyflow.ports import BillingProvider, Cache
 from replyflow.services import cache_keys, limits, write_through
 from replyflow.services.access import Principal
 from replyflow.services.accounts import connected_count
-from replyflow.services.billing import BillingProvider
 from replyflow.timestamps import UtcDateTime
 
 SCOPE = "subscriptions.change"
@@ -137,7 +135,13 @@ def _invalidate_tenant(session: Session, cache: Cache, tenant_id: str) -> None:
 
 
 def change_plan(
-    session: Session, cache: Cache, billing: BillingProvider, principal: Principal, request: ChangePlanRequest
+    session: Session,
+    cache: Cache,
+    billing: BillingProvider,
+    principal: Principal,
+    request: ChangePlanRequest,
+    *,
+    now: datetime,
 ) -> SubscriptionView:
     principal.require("owner")
     tenant = tenants.get(session, principal.tenant_id, for_update=True)
@@ -159,7 +163,6 @@ def change_plan(
             details=over,
         )
     change = billing.change_plan(tenant.id, plan.code)
-    now = utcnow()
     if existing is not None:
         existing.status = "replaced"
         existing.canceled_at = now
@@ -182,7 +185,7 @@ def change_plan(
 
 
 def cancel(
-    session: Session, cache: Cache, billing: BillingProvider, principal: Principal
+    session: Session, cache: Cache, billing: BillingProvider, principal: Principal, *, now: datetime
 ) -> SubscriptionView:
     """Cancels at the end of the period (the scheduled job then moves the tenant to free)."""
     principal.require("owner")
@@ -195,7 +198,7 @@ def cancel(
     if not sub.cancel_at_period_end:
         billing.cancel(principal.tenant_id, sub.provider_ref)
         sub.cancel_at_period_end = True
-        sub.canceled_at = utcnow()
+        sub.canceled_at = now
         session.flush()
         _invalidate_tenant(session, cache, principal.tenant_id)
     return _view(session, sub)
@@ -259,11 +262,12 @@ def change_plan_idempotent(
     key: str | None,
     *,
     wait_seconds: float = IDEMPOTENCY_WAIT_SECONDS,
+    now: datetime,
 ) -> IdempotentResult:
     """Runs :func:`change_plan` at most once per ``key``; typed errors are stored and replayed too."""
     if key is None:
         with session_scope(sessions) as session:
-            view = change_plan(session, cache, billing, principal, request)
+            view = change_plan(session, cache, billing, principal, request, now=now)
         return IdempotentResult(status=200, body=view.model_dump(mode="json"), replayed=False)
     if not 1 <= len(key) <= 128:
         raise ValidationError("Idempotency-Key must be 1 to 128 characters", code="invalid_idempotency_key")
@@ -277,7 +281,7 @@ def change_plan_idempotent(
     try:
         with session_scope(sessions) as session:
             try:
-                view = change_plan(session, cache, billing, principal, request)
+                view = change_plan(session, cache, billing, principal, request, now=now)
                 status, body = 200, view.model_dump(mode="json")
             except ReplyflowError as error:
                 session.rollback()

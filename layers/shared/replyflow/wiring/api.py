@@ -19,13 +19,10 @@ from replyflow.wiring import core
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from replyflow.adapters.instagram_oauth import InstagramOAuth
-    from replyflow.ports import Cache, Mailer
+    from replyflow.ports import BillingProvider, Cache, InstagramOAuth, Mailer, NonceStore, RateLimiter
     from replyflow.services.access import Principal
     from replyflow.services.auth import AuthConfig
-    from replyflow.services.billing import BillingProvider
-    from replyflow.services.oauth import NonceStore, OAuthConfig
-    from replyflow.services.rate_limit_api import RateLimiter
+    from replyflow.services.oauth import OAuthConfig
     from replyflow.services.revocation import Revoker
 
 
@@ -48,7 +45,8 @@ def auth_config() -> AuthConfig:
 
 def revoker() -> Revoker:
     """Writes revocation entries to the Redis the API reads them from (``services.revocation``)."""
-    from replyflow.services.revocation import RedisRevocationStore, RevocationStore, Revoker
+    from replyflow.ports import RevocationStore
+    from replyflow.services.revocation import RedisRevocationStore, Revoker
 
     override = core.component("revocation_store")
     store = (

@@ -25,14 +25,8 @@ from typing import TYPE_CHECKING, Any
 from replyflow.clock import utcnow
 from replyflow.errors import ValidationError
 from replyflow.observability import logger
+from replyflow.ports import ArchiveStore, CommentReader, GraphTokenClient, MetricsSink, QueueStatsSource
 from replyflow.services.jobs.common import Deadline, JobResult, emit_metrics, summary_line
-from replyflow.services.jobs.ports import (
-    ArchiveStore,
-    CommentReader,
-    GraphTokenClient,
-    MetricsSink,
-    QueueStatsSource,
-)
 from replyflow.wiring import core
 
 if TYPE_CHECKING:

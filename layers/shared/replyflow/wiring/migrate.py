@@ -5,7 +5,8 @@ from __future__ import annotations
 from replyflow.adapters.cfn_response import CustomResourceResponse, send_response
 from replyflow.adapters.secrets import SecretsManagerReader
 from replyflow.db.engine import admin_engine
-from replyflow.services.schema_deploy import EngineFactory, SecretReader
+from replyflow.ports import SecretReader
+from replyflow.services.schema_deploy import EngineFactory
 from replyflow.wiring import core
 
 

@@ -23,9 +23,9 @@ from replyflow.wiring import core
 if TYPE_CHECKING:
     from replyflow.adapters.graph_client import GraphClient
     from replyflow.adapters.rate_limiter import RedisRateLimiter
-    from replyflow.ports import QueueVisibility
+    from replyflow.ports import GraphSender, QueueVisibility
     from replyflow.services.process_event import EventProcessor
-    from replyflow.services.send_reply import GraphSender, SendService
+    from replyflow.services.send_reply import SendService
     from replyflow.services.sqs_batch import RetryBackoff
 
 
@@ -36,20 +36,11 @@ def reset() -> None:
 
 def load_route(ig_user_id: str) -> Route | None:
     """The cold path of webhook routing: account + tenant plan priority from the reader database."""
-    from sqlalchemy import select
-
     from replyflow.db.engine import session_scope
-    from replyflow.db.models import InstagramAccount, Plan, Tenant
+    from replyflow.db.repositories import accounts
 
     with session_scope(core.reader_sessions()) as session:
-        row = session.execute(
-            select(
-                InstagramAccount.tenant_id, InstagramAccount.id, InstagramAccount.status, Plan.queue_priority
-            )
-            .join(Tenant, Tenant.id == InstagramAccount.tenant_id)
-            .join(Plan, Plan.code == Tenant.plan_code)
-            .where(InstagramAccount.ig_user_id == ig_user_id)
-        ).first()
+        row = accounts.route_row(session, ig_user_id)
     if row is None:
         return None
     tenant_id, account_id, status, priority = row

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import datetime
+
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import Automation
@@ -27,4 +29,18 @@ def count_for_tenant(session: Session, tenant_id: str) -> int:
     return (
         session.scalar(select(func.count()).select_from(Automation).where(Automation.tenant_id == tenant_id))
         or 0
+    )
+
+
+def by_name(session: Session, tenant_id: str, name: str) -> Automation | None:
+    return session.scalar(
+        select(Automation).where(Automation.tenant_id == tenant_id, Automation.name == name)
+    )
+
+
+def deactivate_for_account(session: Session, tenant_id: str, account_id: str, now: datetime) -> None:
+    session.execute(
+        update(Automation)
+        .where(Automation.tenant_id == tenant_id, Automation.account_id == account_id)
+        .values(active=False, updated_at=now)
     )

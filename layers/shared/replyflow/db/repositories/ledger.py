@@ -310,3 +310,18 @@ def parked_on_active_accounts(session: Session, *, limit: int) -> list[tuple[str
         .limit(limit)
     )
     return [(tenant_id, account_id) for tenant_id, account_id in session.execute(stmt)]
+
+
+def seen_event_keys(session: Session, tenant_id: str, account_id: str, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` the account's inbound ledger already holds."""
+    if not keys:
+        return set()
+    return set(
+        session.scalars(
+            select(InboundEvent.event_key).where(
+                InboundEvent.tenant_id == tenant_id,
+                InboundEvent.account_id == account_id,
+                InboundEvent.event_key.in_(keys),
+            )
+        )
+    )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import Template
@@ -23,4 +23,10 @@ def get_many(session: Session, tenant_id: str, template_ids: Iterable[str]) -> d
 def list_for_tenant(session: Session, tenant_id: str) -> list[Template]:
     return list(
         session.scalars(select(Template).where(Template.tenant_id == tenant_id).order_by(Template.created_at))
+    )
+
+
+def count_for_tenant(session: Session, tenant_id: str) -> int:
+    return (
+        session.scalar(select(func.count()).select_from(Template).where(Template.tenant_id == tenant_id)) or 0
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from replyflow.db.models import Membership, Tenant, User
+from replyflow.db.models import Membership, Plan, Tenant, User
 
 
 def get(session: Session, tenant_id: str, *, for_update: bool = False) -> Tenant | None:
@@ -88,3 +88,20 @@ def memberships_of_user(session: Session, user_id: str) -> list[Membership]:
             select(Membership).where(Membership.user_id == user_id).order_by(Membership.created_at)
         )
     )
+
+
+def by_slug(session: Session, slug: str) -> Tenant | None:
+    return session.scalar(select(Tenant).where(Tenant.slug == slug))
+
+
+def all_ids(session: Session) -> list[str]:
+    """Every tenant's id, ordered (the platform jobs walk them all)."""
+    return list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
+
+
+def log_retention_days(session: Session, tenant_ids: list[str] | None = None) -> list[tuple[str, int]]:
+    """``(tenant id, plan's log retention days)`` by tenant id; tenants without a plan row are skipped."""
+    stmt = select(Tenant.id, Plan.log_retention_days).join(Plan, Plan.code == Tenant.plan_code)
+    if tenant_ids:
+        stmt = stmt.where(Tenant.id.in_(tenant_ids))
+    return [(t, int(d)) for t, d in session.execute(stmt.order_by(Tenant.id))]

@@ -3,13 +3,14 @@ processor reads it against the plan's quota. The increment is one upsert (no los
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
-from replyflow.db.models import UsageCounter
+from replyflow.db.models import OutboundMessage, UsageCounter
 from replyflow.db.repositories._upsert import upsert
 
 # The outbound kinds that count against the plan's monthly DM quota (public replies are comments).
@@ -42,3 +43,45 @@ def dms_sent(session: Session, tenant_id: str, *, at: datetime | None = None) ->
         )
     )
     return int(value or 0)
+
+
+def stored_dms(session: Session, tenant_id: str, period: str) -> int | None:
+    """The counter's value for ``period`` (``YYYY-MM``), None when the row does not exist."""
+    return session.scalar(
+        select(UsageCounter.dms_sent).where(
+            UsageCounter.tenant_id == tenant_id, UsageCounter.period == period
+        )
+    )
+
+
+def set_dms_if(
+    session: Session, tenant_id: str, period: str, *, expected: int, value: int, now: datetime
+) -> bool:
+    """Compare-and-set: ``dms_sent = value`` only while it still holds ``expected``. True when set."""
+    stmt = (
+        update(UsageCounter)
+        .where(
+            UsageCounter.tenant_id == tenant_id,
+            UsageCounter.period == period,
+            UsageCounter.dms_sent == expected,
+        )
+        .values(dms_sent=value, updated_at=now)
+    )
+    return bool(cast("CursorResult[Any]", session.execute(stmt)).rowcount)
+
+
+def ledger_dms(
+    session: Session, tenant_id: str, start: datetime, end: datetime, queued_within: timedelta
+) -> int:
+    """DMs the ledger says were sent in ``[start, end)``; ``queued_within`` bounds how long before
+    ``start`` they were queued, so the count uses the (tenant_id, status, created_at) index."""
+    stmt = select(func.count()).where(
+        OutboundMessage.tenant_id == tenant_id,
+        OutboundMessage.status == "sent",
+        OutboundMessage.created_at >= start - queued_within,
+        OutboundMessage.created_at < end,
+        OutboundMessage.kind.in_(DM_KINDS),
+        OutboundMessage.sent_at >= start,
+        OutboundMessage.sent_at < end,
+    )
+    return int(session.scalar(stmt) or 0)

@@ -31,14 +31,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Table, func, select
+from sqlalchemy import DateTime, Table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.db.models import ArchiveFile
+from replyflow.db.repositories import log_archive
+from replyflow.ports import ArchiveStore
 from replyflow.services.jobs.common import Deadline, JobResult
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention, tenant_retentions
-from replyflow.services.jobs.ports import ArchiveStore
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -263,9 +264,7 @@ def _covered_up_to(files: Sequence[FileEntry], table: str) -> int:
 
 
 def _recorded_files(session: Session, tenant_id: str, before: date) -> dict[date, list[FileEntry]]:
-    rows = session.scalars(
-        select(ArchiveFile).where(ArchiveFile.tenant_id == tenant_id, ArchiveFile.day < before)
-    )
+    rows = log_archive.archived_files(session, tenant_id, before)
     known: dict[date, list[FileEntry]] = defaultdict(list)
     for f in rows:
         known[f.day].append(
@@ -285,13 +284,10 @@ def _as_date(value: Any) -> date:
 def _day_summaries(
     session: Session, table: Table, tenant_id: str, cutoff: datetime
 ) -> dict[date, _DaySummary]:
-    day = func.date(table.c.created_at)
-    stmt = (
-        select(day, func.count(), func.max(table.c.id))
-        .where(table.c.tenant_id == tenant_id, table.c.created_at < cutoff)
-        .group_by(day)
-    )
-    return {_as_date(d): _DaySummary(int(n), int(m)) for d, n, m in session.execute(stmt)}
+    return {
+        _as_date(d): _DaySummary(n, m)
+        for d, n, m in log_archive.day_summaries(session, table, tenant_id, cutoff)
+    }
 
 
 def _write_partition_files(
@@ -312,17 +308,7 @@ def _write_partition_files(
         after = pending[table_name]
         while True:
             with sessions() as session:
-                rows = session.execute(
-                    select(*table.columns)
-                    .where(
-                        table.c.tenant_id == tenant_id,
-                        table.c.created_at >= start,
-                        table.c.created_at < end,
-                        table.c.id > after,
-                    )
-                    .order_by(table.c.id)
-                    .limit(rows_per_file)
-                ).all()
+                rows = log_archive.rows_after(session, table, tenant_id, start, end, after, rows_per_file)
             if not rows:
                 break
             first_id, last_id = int(rows[0].id), int(rows[-1].id)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from replyflow.services.jobs.ports import MetricsSink
+from replyflow.ports import MetricsSink
 
 
 class Deadline:

@@ -18,15 +18,14 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.adapters.crypto import TokenCipher
 from replyflow.db.models import InstagramAccount
-from replyflow.ports import Cache
+from replyflow.db.repositories import accounts
+from replyflow.ports import Cache, GraphCallError, GraphTokenClient, MetricsSink, QueueStatsSource
 from replyflow.services.jobs.accounts import decrypt_token, flag_needs_reauth
 from replyflow.services.jobs.common import Deadline, JobResult
-from replyflow.services.jobs.ports import GraphCallError, GraphTokenClient, MetricsSink, QueueStatsSource
 
 # The fields the pipeline consumes: comments and live comments; DMs, story replies and mentions
 # arrive as messages; button taps as postbacks.
@@ -76,13 +75,8 @@ def run_webhook_subscriptions(
 ) -> JobResult:
     result = JobResult("webhook-subscriptions")
     started = time.perf_counter()
-    stmt = (
-        select(InstagramAccount.id).where(InstagramAccount.status == "active").order_by(InstagramAccount.id)
-    )
-    if tenant_ids is not None:
-        stmt = stmt.where(InstagramAccount.tenant_id.in_(tenant_ids))
     with sessions() as session:
-        account_ids = list(session.scalars(stmt))
+        account_ids = accounts.active_ids(session, tenant_ids)
     flagged: list[dict[str, str]] = []
     for account_id in account_ids:
         if deadline.expired():

@@ -11,15 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-from replyflow.db.models import AutomationLog, Plan, ReplyLog, Tenant
+from replyflow.db.repositories import tenants
+from replyflow.db.repositories.log_archive import LOG_TABLES
 
-LOG_TABLES: dict[str, Table] = {
-    "reply_logs": ReplyLog.__table__,  # type: ignore[dict-item]
-    "automation_logs": AutomationLog.__table__,  # type: ignore[dict-item]
-}
+__all__ = ["LOG_TABLES", "TenantRetention", "tenant_retentions"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +31,4 @@ class TenantRetention:
 
 def tenant_retentions(session: Session, tenant_ids: list[str] | None = None) -> list[TenantRetention]:
     """Every tenant with its plan's retention, ordered by id (tenants without a plan row are skipped)."""
-    stmt = select(Tenant.id, Plan.log_retention_days).join(Plan, Plan.code == Tenant.plan_code)
-    if tenant_ids:
-        stmt = stmt.where(Tenant.id.in_(tenant_ids))
-    return [TenantRetention(t, max(int(d), 1)) for t, d in session.execute(stmt.order_by(Tenant.id))]
+    return [TenantRetention(t, max(d, 1)) for t, d in tenants.log_retention_days(session, tenant_ids)]

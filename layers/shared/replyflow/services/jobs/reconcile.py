@@ -34,23 +34,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.adapters.crypto import TokenCipher
-from replyflow.db.models import Automation, InboundEvent, InstagramAccount, Plan, Tenant
+from replyflow.db.models import InstagramAccount
+from replyflow.db.repositories import accounts, ledger
 from replyflow.domain.messages import EventMessage, events_queue, queue_priority
 from replyflow.domain.webhook_events import WebhookEvent, drop_reason
-from replyflow.ports import Cache, QueuePublisher
-from replyflow.services.jobs.accounts import decrypt_token
-from replyflow.services.jobs.common import Deadline, JobResult
-from replyflow.services.jobs.ports import (
+from replyflow.ports import (
     APP_THROTTLE_CODE,
+    Cache,
     CommentReader,
     GraphCallError,
     GraphPage,
     GraphPauses,
+    QueuePublisher,
 )
+from replyflow.services.jobs.accounts import decrypt_token
+from replyflow.services.jobs.common import Deadline, JobResult
 
 JOB = "reconcile-comments"
 LOOKBACK = timedelta(days=7)
@@ -335,15 +336,7 @@ def _feed_unseen(
         return
     keys = [e.event_key for e in events if e.event_key]
     with sessions() as session:
-        seen = set(
-            session.scalars(
-                select(InboundEvent.event_key).where(
-                    InboundEvent.tenant_id == account.tenant_id,
-                    InboundEvent.account_id == account.id,
-                    InboundEvent.event_key.in_(keys),
-                )
-            )
-        )
+        seen = ledger.seen_event_keys(session, account.tenant_id, account.id, keys)
     missed = [e for e in events if e.event_key not in seen]
     if not missed:
         return
@@ -380,29 +373,11 @@ def _event(account: _Account, media_id: str, product_type: str, comment: Any) ->
 
 
 def _accounts(sessions: sessionmaker[Session], tenant_ids: list[str] | None) -> list[_Account]:
-    stmt = (
-        select(
-            InstagramAccount.id, InstagramAccount.tenant_id, InstagramAccount.ig_user_id, Plan.queue_priority
-        )
-        .join(Tenant, Tenant.id == InstagramAccount.tenant_id)
-        .join(Plan, Plan.code == Tenant.plan_code)
-        .where(
-            InstagramAccount.status == "active",
-            select(Automation.id)
-            .where(
-                Automation.tenant_id == InstagramAccount.tenant_id,
-                Automation.account_id == InstagramAccount.id,
-                Automation.active.is_(True),
-                Automation.trigger == "comment",
-            )
-            .exists(),
-        )
-        .order_by(InstagramAccount.id)
-    )
-    if tenant_ids is not None:
-        stmt = stmt.where(InstagramAccount.tenant_id.in_(tenant_ids))
     with sessions() as session:
-        return [_Account(a, t, ig, p or "default") for a, t, ig, p in session.execute(stmt)]
+        return [
+            _Account(a, t, ig, p or "default")
+            for a, t, ig, p in accounts.with_active_comment_automations(session, tenant_ids)
+        ]
 
 
 def _epoch(moment: datetime) -> float:

@@ -19,12 +19,11 @@ import bisect
 from collections import Counter, defaultdict
 from datetime import date, datetime, time, timedelta
 from time import perf_counter
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, and_, delete, func, or_, select
+from sqlalchemy import Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from replyflow.db.models import ArchiveFile
+from replyflow.db.repositories import log_archive
 from replyflow.services.jobs.common import Deadline, JobResult
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention, tenant_retentions
 
@@ -51,11 +50,8 @@ class _Coverage:
 
 def _coverage(session: Session, tenant_id: str, table: str, before: date) -> _Coverage:
     ranges: dict[date, list[tuple[int, int]]] = defaultdict(list)
-    stmt = select(ArchiveFile.day, ArchiveFile.first_id, ArchiveFile.last_id).where(
-        ArchiveFile.tenant_id == tenant_id, ArchiveFile.table_name == table, ArchiveFile.day < before
-    )
-    for day, first_id, last_id in session.execute(stmt):
-        ranges[day].append((int(first_id), int(last_id)))
+    for day, first_id, last_id in log_archive.archived_ranges(session, tenant_id, table, before):
+        ranges[day].append((first_id, last_id))
     return _Coverage(ranges)
 
 
@@ -129,10 +125,8 @@ def _purge_table(
         ):
             return False
     with sessions() as session:
-        left = session.scalar(
-            select(func.count()).where(table.c.tenant_id == tenant_id, table.c.created_at < cutoff)
-        )
-    counts["rows_kept_unarchived"] += int(left or 0)
+        left = log_archive.count_before(session, table, tenant_id, cutoff)
+    counts["rows_kept_unarchived"] += left
     return True
 
 
@@ -154,19 +148,8 @@ def _walk_and_delete(
     while True:
         if deadline.expired():
             return False
-        where = [table.c.tenant_id == tenant_id, table.c.created_at < end]
-        if start is not None:
-            where.append(table.c.created_at >= start)
-        if position is not None:
-            at, last_id = position
-            where.append(or_(table.c.created_at > at, and_(table.c.created_at == at, table.c.id > last_id)))
         with sessions() as session:
-            batch = session.execute(
-                select(table.c.id, table.c.created_at)
-                .where(*where)
-                .order_by(table.c.created_at, table.c.id)
-                .limit(chunk_size)
-            ).all()
+            batch = log_archive.keyset_page(session, table, tenant_id, start, end, position, chunk_size)
             if not batch:
                 return True
             position = (batch[-1].created_at, int(batch[-1].id))
@@ -175,12 +158,9 @@ def _walk_and_delete(
             else:
                 ids = [int(r.id) for r in batch if coverage.covers(r.created_at.date(), int(r.id))]
             if ids:
-                stmt = delete(table).where(
-                    table.c.tenant_id == tenant_id, table.c.created_at < end, table.c.id.in_(ids)
-                )
-                deleted = cast("CursorResult[Any]", session.execute(stmt)).rowcount
+                deleted = log_archive.delete_ids(session, table, tenant_id, end, ids)
                 session.commit()
-                counts[f"deleted_{table_name}"] += int(deleted or 0)
+                counts[f"deleted_{table_name}"] += deleted
                 counts["chunks"] += 1
         if len(batch) < chunk_size:
             return True

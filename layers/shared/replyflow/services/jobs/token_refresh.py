@@ -16,15 +16,14 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.adapters.crypto import TokenCipher
 from replyflow.db.models import InstagramAccount
-from replyflow.ports import Cache
+from replyflow.db.repositories import accounts
+from replyflow.ports import Cache, GraphCallError, GraphTokenClient
 from replyflow.services.jobs.accounts import decrypt_token, flag_needs_reauth
 from replyflow.services.jobs.common import Deadline, JobResult
-from replyflow.services.jobs.ports import GraphCallError, GraphTokenClient
 
 REFRESH_WINDOW = timedelta(days=10)
 MIN_TOKEN_AGE = timedelta(hours=24)
@@ -34,22 +33,7 @@ def refresh_candidates(
     session: Session, now: datetime, window: timedelta = REFRESH_WINDOW, tenant_ids: list[str] | None = None
 ) -> list[str]:
     """Ids of active accounts whose token is due: every tenant's (a platform job), or ``tenant_ids``'."""
-    stmt = (
-        select(InstagramAccount.id)
-        .where(
-            InstagramAccount.status == "active",
-            InstagramAccount.token_expires_at.is_not(None),
-            InstagramAccount.token_expires_at < now + window,
-            or_(
-                InstagramAccount.token_issued_at.is_(None),
-                InstagramAccount.token_issued_at <= now - MIN_TOKEN_AGE,
-            ),
-        )
-        .order_by(InstagramAccount.token_expires_at)
-    )
-    if tenant_ids is not None:
-        stmt = stmt.where(InstagramAccount.tenant_id.in_(tenant_ids))
-    return list(session.scalars(stmt))
+    return accounts.refresh_candidates(session, now, window, MIN_TOKEN_AGE, tenant_ids)
 
 
 def run_token_refresh(

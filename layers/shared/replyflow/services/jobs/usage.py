@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from replyflow.clock import utcnow
-from replyflow.db.models import OutboundMessage, Tenant, UsageCounter
+from replyflow.db.models import UsageCounter
+from replyflow.db.repositories import tenants
 from replyflow.db.repositories import usage as usage_repo
 from replyflow.services.jobs.common import Deadline, JobResult
 
@@ -50,16 +48,7 @@ def previous_period(period: str) -> str:
 
 def ledger_count(session: Session, tenant_id: str, period: str) -> int:
     start, end = period_bounds(period)
-    stmt = select(func.count()).where(
-        OutboundMessage.tenant_id == tenant_id,
-        OutboundMessage.status == "sent",
-        OutboundMessage.created_at >= start - MAX_QUEUE_TO_SEND,
-        OutboundMessage.created_at < end,
-        OutboundMessage.kind.in_(usage_repo.DM_KINDS),
-        OutboundMessage.sent_at >= start,
-        OutboundMessage.sent_at < end,
-    )
-    return int(session.scalar(stmt) or 0)
+    return usage_repo.ledger_dms(session, tenant_id, start, end, MAX_QUEUE_TO_SEND)
 
 
 def run_usage_rollover(sessions: sessionmaker[Session], *, now: datetime, deadline: Deadline) -> JobResult:
@@ -68,7 +57,7 @@ def run_usage_rollover(sessions: sessionmaker[Session], *, now: datetime, deadli
     current = period_of(now)
     periods = (previous_period(current), current)
     with sessions() as session:
-        tenant_ids = list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
+        tenant_ids = tenants.all_ids(session)
     adjustments: list[dict[str, object]] = []
     for tenant_id in tenant_ids:
         if deadline.expired():
@@ -76,7 +65,15 @@ def run_usage_rollover(sessions: sessionmaker[Session], *, now: datetime, deadli
             break
         for period in periods:
             with sessions() as session:
-                _settle(session, tenant_id, period, create=period == current, result=result, log=adjustments)
+                _settle(
+                    session,
+                    tenant_id,
+                    period,
+                    create=period == current,
+                    now=now,
+                    result=result,
+                    log=adjustments,
+                )
         result.counts["tenants"] += 1
     result.details["period"] = current
     result.details["adjustments"] = adjustments[:100]
@@ -90,19 +87,16 @@ def _settle(
     period: str,
     *,
     create: bool,
+    now: datetime,
     result: JobResult,
     log: list[dict[str, object]],
 ) -> None:
     truth = ledger_count(session, tenant_id, period)
-    stored = session.scalar(
-        select(UsageCounter.dms_sent).where(
-            UsageCounter.tenant_id == tenant_id, UsageCounter.period == period
-        )
-    )
+    stored = usage_repo.stored_dms(session, tenant_id, period)
     if stored is None:
         if not create and truth == 0:
             return
-        session.add(UsageCounter(tenant_id=tenant_id, period=period, dms_sent=truth, updated_at=utcnow()))
+        session.add(UsageCounter(tenant_id=tenant_id, period=period, dms_sent=truth, updated_at=now))
         try:
             session.commit()
             result.counts["counters_created"] += 1
@@ -112,16 +106,7 @@ def _settle(
     if stored == truth:
         result.counts["counters_in_sync"] += 1
         return
-    stmt = (
-        update(UsageCounter)
-        .where(
-            UsageCounter.tenant_id == tenant_id,
-            UsageCounter.period == period,
-            UsageCounter.dms_sent == stored,
-        )
-        .values(dms_sent=truth, updated_at=utcnow())
-    )
-    changed = cast("CursorResult[Any]", session.execute(stmt)).rowcount
+    changed = usage_repo.set_dms_if(session, tenant_id, period, expected=stored, value=truth, now=now)
     session.commit()
     if changed:
         result.counts["counters_reconciled"] += 1
