@@ -9,10 +9,10 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import principal
-from replyflow.services import automation_test
-from replyflow.services import automations_service as automations
-from replyflow.services.automation_test import AutomationTestRequest, AutomationTestResult
-from replyflow.services.automations_service import AutomationCreate, AutomationUpdate, AutomationView
+from replyflow.services import automation_dry_run
+from replyflow.services import automations
+from replyflow.services.automation_dry_run import DryRunRequest, DryRunResult
+from replyflow.services.automations import AutomationCreate, AutomationUpdate, AutomationView
 from replyflow.wiring import api as wiring
 
 router = Router()
@@ -69,6 +69,6 @@ def disable(automation_id: str) -> AutomationView:
     tags=["automations"],
     summary="Dry run: given a sample comment or DM, which actions would run, or why not",
 )
-def test(automation_id: str, body: AutomationTestRequest) -> AutomationTestResult:
+def test(automation_id: str, body: DryRunRequest) -> DryRunResult:
     with wiring.read_only() as session:
-        return automation_test.run_test(session, principal(router), automation_id, body)
+        return automation_dry_run.dry_run(session, principal(router), automation_id, body)

@@ -8,8 +8,8 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import principal
-from replyflow.services import templates_service as templates
-from replyflow.services.templates_service import (
+from replyflow.services import templates
+from replyflow.services.templates import (
     DraftPreviewRequest,
     PreviewRequest,
     PreviewView,

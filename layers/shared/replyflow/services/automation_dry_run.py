@@ -20,14 +20,14 @@ from replyflow.domain.webhook_events import WebhookEvent
 from replyflow.errors import NotFoundError
 from replyflow.services.access import Principal
 from replyflow.services.automation_config import load_account_config, rules_for
-from replyflow.services.templates_service import render
+from replyflow.services.templates import render
 
 SampleKind = Literal[
     "comment", "live_comment", "message", "story_mention", "story_reply", "postback", "quick_reply"
 ]
 
 
-class AutomationTestRequest(BaseModel):
+class DryRunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: SampleKind = Field(default="comment", description="comment / live_comment / message (a DM) / ...")
@@ -45,7 +45,7 @@ class PlannedAction(BaseModel):
     note: str | None = None
 
 
-class AutomationTestResult(BaseModel):
+class DryRunResult(BaseModel):
     matched: bool
     would_run: bool
     keyword: str | None = None
@@ -56,13 +56,13 @@ class AutomationTestResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-def _not_run(reason: str, explanation: str, *, matched: bool = False) -> AutomationTestResult:
-    return AutomationTestResult(matched=matched, would_run=False, reason=reason, explanation=explanation)
+def _not_run(reason: str, explanation: str, *, matched: bool = False) -> DryRunResult:
+    return DryRunResult(matched=matched, would_run=False, reason=reason, explanation=explanation)
 
 
-def run_test(
-    session: Session, principal: Principal, automation_id: str, request: AutomationTestRequest
-) -> AutomationTestResult:
+def dry_run(
+    session: Session, principal: Principal, automation_id: str, request: DryRunRequest
+) -> DryRunResult:
     row = automations.get(session, principal.tenant_id, automation_id)
     if row is None:
         raise NotFoundError("no such automation")
@@ -109,7 +109,7 @@ def run_test(
         "account_username": config.username,
     }
     actions = _plan(rule, variables)
-    result = AutomationTestResult(
+    result = DryRunResult(
         matched=True, would_run=True, keyword=keyword, explanation="the sample matches", actions=actions
     )
     notes = []
