@@ -9,8 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import principal
-from replyflow.services import automation_dry_run
-from replyflow.services import automations
+from replyflow.services import automation_dry_run, automations
 from replyflow.services.automation_dry_run import DryRunRequest, DryRunResult
 from replyflow.services.automations import AutomationCreate, AutomationUpdate, AutomationView
 from replyflow.wiring import api as wiring

@@ -1,26 +1,40 @@
 """Dry run of one automation: given a sample comment or DM, which actions would run, or why not.
 
-The decision reuses the pipeline's matcher (``domain.matching``) on the same ``Rule`` the processor
-caches (``services.automation_config``), so the answer cannot drift from production behaviour. Time-
-and history-dependent checks (cooldown, messaging windows, quota) are reported as notes, not applied:
-a sample has no history.
+The verdict comes from the processor's own decision functions (``domain.lifecycle``: the gate, the
+winner among the matching automations, the plan of each action under its rules) on the same ``Rule``
+the processor caches (``services.automation_config``), so it cannot drift from production: a property
+test feeds both the same events and history and requires the same verdicts. The history a sample
+lacks is that of a new contact: no earlier message (a DM to a commenter is outside the 24 h window),
+no cooldown held; the tenant's DM quota is the real one. :func:`evaluate` takes any history.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from replyflow.clock import utcnow
 from replyflow.db.repositories import automations
+from replyflow.db.repositories import plans as plans_repo
+from replyflow.db.repositories import usage as usage_repo
 from replyflow.domain import matching
-from replyflow.domain.templates import TemplateContent
+from replyflow.domain.lifecycle import (
+    DecisionReason,
+    PlanFacts,
+    PlannedSend,
+    choose_winner,
+    gate_event,
+    plan_actions,
+    public_reply_variants,
+)
 from replyflow.domain.webhook_events import WebhookEvent
 from replyflow.errors import NotFoundError
 from replyflow.services.access import Principal
-from replyflow.services.automation_config import load_account_config, rules_for
-from replyflow.services.templates import render
+from replyflow.services.automation_config import AccountConfig, load_account_config, rules_for
 
 SampleKind = Literal[
     "comment", "live_comment", "message", "story_mention", "story_reply", "postback", "quick_reply"
@@ -42,6 +56,7 @@ class PlannedAction(BaseModel):
     action: str
     message: dict[str, Any] | None = None
     public_reply_variants: list[str] | None = None
+    skipped: str | None = Field(default=None, description="why this action would not send (machine-readable)")
     note: str | None = None
 
 
@@ -60,8 +75,24 @@ def _not_run(reason: str, explanation: str, *, matched: bool = False) -> DryRunR
     return DryRunResult(matched=matched, would_run=False, reason=reason, explanation=explanation)
 
 
+@dataclass(frozen=True)
+class History:
+    """What the processor would know about the event's contact and tenant."""
+
+    now: datetime
+    occurred_at: datetime
+    last_inbound_at: datetime | None = None  # the contact's last message before this one
+    quota_left: int = 0
+    cooling_down: frozenset[str] = frozenset()  # automations in cooldown for this contact
+
+
 def dry_run(
-    session: Session, principal: Principal, automation_id: str, request: DryRunRequest
+    session: Session,
+    principal: Principal,
+    automation_id: str,
+    request: DryRunRequest,
+    *,
+    now: datetime | None = None,
 ) -> DryRunResult:
     row = automations.get(session, principal.tenant_id, automation_id)
     if row is None:
@@ -84,6 +115,25 @@ def dry_run(
         story_id=request.story_id,
         comment_id="sample-comment" if request.kind in ("comment", "live_comment") else None,
     )
+    moment = now or utcnow()
+    history = History(
+        now=moment, occurred_at=moment, quota_left=_quota_left(session, principal.tenant_id, moment)
+    )
+    return evaluate(config, rule, event, history, active=row.active)
+
+
+def _quota_left(session: Session, tenant_id: str, now: datetime) -> int:
+    try:
+        plan = plans_repo.plan_for_tenant(session, tenant_id)
+    except LookupError:
+        return 0
+    return plan.monthly_dm_quota - usage_repo.dms_sent(session, tenant_id, at=now)
+
+
+def evaluate(
+    config: AccountConfig, rule: matching.Rule, event: WebhookEvent, history: History, *, active: bool = True
+) -> DryRunResult:
+    """The processor's verdict on ``event`` for ``rule``, explained."""
     kinds = matching.TRIGGER_KINDS.get(rule.trigger, frozenset())
     if event.kind not in kinds:
         return _not_run(
@@ -101,17 +151,68 @@ def dry_run(
             "no_keyword_match",
             f"no keyword of {list(rule.keywords)} matches the sample under match mode {rule.match_mode!r}",
         )
-    variables = {
-        "username": request.username,
-        "comment_text": request.text or "",
-        "keyword": keyword,
-        "media_id": request.media_id or "",
-        "account_username": config.username,
-    }
-    actions = _plan(rule, variables)
-    result = DryRunResult(
-        matched=True, would_run=True, keyword=keyword, explanation="the sample matches", actions=actions
+    if not active:
+        return _not_run("inactive", "the sample matches, but the automation is disabled", matched=True)
+    gate = gate_event(event, config.status, config.ig_user_id)
+    if gate is not None:
+        return _not_run(gate, f"the sample matches, but the event is skipped ({gate})", matched=True)
+    candidates = list(config.rules) if rule in config.rules else [*config.rules, rule]
+    selection = choose_winner(
+        matching.matching_rules(candidates, event), lambda r: r.id not in history.cooling_down
     )
+    verdict = next(v for v in selection.verdicts if v.rule_id == rule.id)
+    if verdict.reason == DecisionReason.SUPERSEDED and selection.winner is not None:
+        result = _not_run(
+            "superseded",
+            f"the sample matches, but automation {selection.winner.rule.name!r} runs first",
+            matched=True,
+        )
+        result.superseded_by = selection.winner.rule.id
+        return result
+    if verdict.reason is not None:
+        return _not_run(verdict.reason, "the contact is in this automation's cooldown", matched=True)
+    match = matching.Match(rule, keyword)
+    facts = PlanFacts(
+        account_username=config.username,
+        occurred_at=history.occurred_at,
+        now=history.now,
+        last_inbound_at=history.last_inbound_at,
+        quota_left=history.quota_left,
+    )
+    steps = plan_actions(event, match, facts, lambda _rule, _count: 0)
+    if len(steps) == 1 and steps[0].action is None:
+        return _not_run(
+            steps[0].reason, "the sample matches, but the automation has no actions", matched=True
+        )
+    actions = [_planned(rule, step) for step in steps]
+    sends = [a for a in actions if a.skipped is None]
+    result = DryRunResult(
+        matched=True,
+        would_run=bool(sends),
+        keyword=keyword,
+        reason=None if sends else "no_action_would_send",
+        explanation="the sample matches"
+        if sends
+        else "the sample matches, but every action would be skipped",
+        actions=actions,
+    )
+    result.notes = _notes(rule, event, config)
+    return result
+
+
+def _planned(rule: matching.Rule, step: Any) -> PlannedAction:
+    name = str(step.action)
+    if not isinstance(step, PlannedSend):
+        return PlannedAction(
+            action=name, skipped=str(step.reason), note=f"{step.reason}: this action would be skipped"
+        )
+    if step.kind == "public_reply":
+        variants = public_reply_variants(rule.actions.get(name) or {})
+        return PlannedAction(action=name, public_reply_variants=variants)
+    return PlannedAction(action=name, message=step.payload.get("message"))
+
+
+def _notes(rule: matching.Rule, event: WebhookEvent, config: AccountConfig) -> list[str]:
     notes = []
     if rule.cooldown_seconds:
         notes.append(
@@ -121,34 +222,6 @@ def dry_run(
         notes.append("a private reply is possible within 7 days of the comment, once per comment")
     else:
         notes.append("a DM is possible within 24 h of the contact's last message")
-    result.notes = notes
-    if not row.active:
-        result.would_run, result.reason = False, "inactive"
-        result.explanation = "the sample matches, but the automation is disabled"
-    elif config.status != "active":
-        result.would_run, result.reason = False, "account_not_active"
-        result.explanation = f"the sample matches, but the account is {config.status}"
-    else:
-        winners = matching.matching_rules(list(config.rules), event)
-        if winners and winners[0].rule.id != rule.id:
-            result.would_run, result.reason = False, "superseded"
-            result.superseded_by = winners[0].rule.id
-            result.explanation = f"the sample matches, but automation {winners[0].rule.name!r} runs first"
-    return result
-
-
-def _plan(rule: matching.Rule, variables: dict[str, str]) -> list[PlannedAction]:
-    planned = []
-    for name, action in rule.actions.items():
-        if name == "public_reply":
-            planned.append(
-                PlannedAction(action=name, public_reply_variants=list(action.get("variants") or []))
-            )
-            continue
-        content = action.get("content")
-        if content is None:
-            planned.append(PlannedAction(action=name, note="template_missing: this action would be skipped"))
-            continue
-        preview = render(TemplateContent.model_validate(content), variables)
-        planned.append(PlannedAction(action=name, message=preview.message))
-    return planned
+    if config.status == "needs_reauth":
+        notes.append("the account needs re-authorisation: the messages wait (parked) until it is reconnected")
+    return notes

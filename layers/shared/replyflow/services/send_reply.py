@@ -62,6 +62,8 @@ from replyflow.db.repositories import accounts as accounts_repo
 from replyflow.db.repositories import ledger
 from replyflow.db.repositories import logs as logs_repo
 from replyflow.db.repositories import usage as usage_repo
+from replyflow.domain.lifecycle import POLICY_BLOCK_REASON as POLICY_BLOCK_REASON
+from replyflow.domain.lifecycle import OutboundStatus, SendStep, decide_send
 from replyflow.domain.messages import SendJob, sends_queue
 from replyflow.observability import bind_tenant, logger
 from replyflow.ports import Cache, QueuePublisher
@@ -78,7 +80,6 @@ NEAR_LIMIT_PCT = 90
 NEAR_LIMIT_PAUSE_SECONDS = 60.0
 SKIP_KINDS = frozenset({"outside_window", "user_unavailable", "already_replied"})
 # An account Instagram blocked is parked like one with a rejected token: both wait for a reconnect.
-POLICY_BLOCK_REASON = "policy_block_368"
 
 
 class GraphSender(Protocol):
@@ -261,34 +262,30 @@ class SendService:
             if row is None or row.account_id != job.account_id:
                 logger.warning("send job for a missing row", extra={"outbound_id": job.outbound_id})
                 return SendOutcome("noop", "missing")
-            if row.status in ledger.TERMINAL or row.status == "parked":
-                return SendOutcome("noop", row.status)
-            if row.status == "failed" and row.error_code != ledger.TRANSIENT_ERROR:
-                return SendOutcome("noop", "failed")
-            if row.status == "sending":
+            account = accounts_repo.get(session, job.tenant_id, job.account_id)
+            decision = decide_send(
+                status=row.status,
+                error_code=row.error_code,
+                kind=row.kind,
+                not_after=_parse_time(row.payload.get("not_after")),
+                account_status=account.status if account else None,
+                account_status_reason=account.status_reason if account else None,
+                now=now,
+            )
+            if decision.step == SendStep.NOOP:
+                return SendOutcome("noop", decision.reason)
+            if decision.step == SendStep.IN_FLIGHT:
                 if ledger.settle_stale(session, job.tenant_id, row.id, lease_seconds=self._lease, now=now):
                     self._log(session, row, "unknown", "worker_lost", "a worker died during the call")
                     return SendOutcome("unknown", "worker_lost")
                 return self._recheck_after_lease(job, row, now)
-            account = accounts_repo.get(session, job.tenant_id, job.account_id)
-            if account is None or account.status == "disabled":
-                reason = "account_missing" if account is None else "account_disabled"
-                ledger.finish(session, job.tenant_id, row.id, status="skipped", error_code=reason)
-                self._log(session, row, "skipped", reason)
-                return SendOutcome("skipped", reason)
-            if account.status == "needs_reauth":
-                reason = (
-                    POLICY_BLOCK_REASON if account.status_reason == POLICY_BLOCK_REASON else "needs_reauth"
-                )
-                ledger.finish(session, job.tenant_id, row.id, status="parked", error_code=reason)
-                self._log(session, row, "parked", reason)
-                return SendOutcome("parked", reason)
-            not_after = _parse_time(row.payload.get("not_after"))
-            if not_after is not None and now > not_after:
-                reason = "private_reply_window_expired" if row.kind == "private_reply" else "outside_window"
-                ledger.finish(session, job.tenant_id, row.id, status="skipped", error_code=reason)
-                self._log(session, row, "skipped", reason)
-                return SendOutcome("skipped", reason)
+            if decision.step in (SendStep.SKIP, SendStep.PARK):
+                status = OutboundStatus.SKIPPED if decision.step == SendStep.SKIP else OutboundStatus.PARKED
+                reason = str(decision.reason)
+                ledger.finish(session, job.tenant_id, row.id, status=status, error_code=reason)
+                self._log(session, row, status, reason)
+                return SendOutcome(status, reason)
+            assert account is not None  # SEND implies an account
             if not ledger.start_send(session, job.tenant_id, row.id, now=now):
                 return SendOutcome("noop", "taken")
             return _Claimed(

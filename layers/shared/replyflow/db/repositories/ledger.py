@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -310,3 +310,18 @@ def parked_on_active_accounts(session: Session, *, limit: int) -> list[tuple[str
         .limit(limit)
     )
     return [(tenant_id, account_id) for tenant_id, account_id in session.execute(stmt)]
+
+
+def last_send_to(
+    session: Session, tenant_id: str, account_id: str, *, automation_id: str, recipient_id: str
+) -> datetime | None:
+    """When ``automation_id`` last planned a send to this contact (any status): the processor's
+    cooldown when Redis does not answer."""
+    return session.scalar(
+        select(func.max(OutboundMessage.created_at)).where(
+            OutboundMessage.tenant_id == tenant_id,
+            OutboundMessage.account_id == account_id,
+            OutboundMessage.automation_id == automation_id,
+            OutboundMessage.recipient_id == recipient_id,
+        )
+    )
