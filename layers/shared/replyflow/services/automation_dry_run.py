@@ -19,8 +19,6 @@ from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
 from replyflow.db.repositories import automations
-from replyflow.db.repositories import plans as plans_repo
-from replyflow.db.repositories import usage as usage_repo
 from replyflow.domain import matching
 from replyflow.domain.lifecycle import (
     DecisionReason,
@@ -35,6 +33,7 @@ from replyflow.domain.webhook_events import WebhookEvent
 from replyflow.errors import NotFoundError
 from replyflow.services.access import Principal
 from replyflow.services.automation_config import AccountConfig, load_account_config, rules_for
+from replyflow.services.process_event import quota_left
 
 SampleKind = Literal[
     "comment", "live_comment", "message", "story_mention", "story_reply", "postback", "quick_reply"
@@ -117,23 +116,19 @@ def dry_run(
     )
     moment = now or utcnow()
     history = History(
-        now=moment, occurred_at=moment, quota_left=_quota_left(session, principal.tenant_id, moment)
+        now=moment, occurred_at=moment, quota_left=quota_left(session, principal.tenant_id, moment)
     )
     return evaluate(config, rule, event, history, active=row.active)
-
-
-def _quota_left(session: Session, tenant_id: str, now: datetime) -> int:
-    try:
-        plan = plans_repo.plan_for_tenant(session, tenant_id)
-    except LookupError:
-        return 0
-    return plan.monthly_dm_quota - usage_repo.dms_sent(session, tenant_id, at=now)
 
 
 def evaluate(
     config: AccountConfig, rule: matching.Rule, event: WebhookEvent, history: History, *, active: bool = True
 ) -> DryRunResult:
     """The processor's verdict on ``event`` for ``rule``, explained."""
+    keyword = matching.rule_matches(rule, event)
+    gate = gate_event(event, config.status, config.ig_user_id)
+    if gate is not None:  # the processor stops here, before any matching
+        return _not_run(gate, f"the event is skipped ({gate})", matched=keyword is not None)
     kinds = matching.TRIGGER_KINDS.get(rule.trigger, frozenset())
     if event.kind not in kinds:
         return _not_run(
@@ -145,7 +140,6 @@ def evaluate(
         return _not_run(
             "media_not_in_scope", "the sample's post or story is not in this automation's media list"
         )
-    keyword = matching.rule_matches(rule, event)
     if keyword is None:
         return _not_run(
             "no_keyword_match",
@@ -153,9 +147,6 @@ def evaluate(
         )
     if not active:
         return _not_run("inactive", "the sample matches, but the automation is disabled", matched=True)
-    gate = gate_event(event, config.status, config.ig_user_id)
-    if gate is not None:
-        return _not_run(gate, f"the sample matches, but the event is skipped ({gate})", matched=True)
     candidates = list(config.rules) if rule in config.rules else [*config.rules, rule]
     selection = choose_winner(
         matching.matching_rules(candidates, event), lambda r: r.id not in history.cooling_down

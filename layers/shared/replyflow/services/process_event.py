@@ -209,7 +209,7 @@ class EventProcessor:
             occurred_at=ctx.occurred_at,
             now=ctx.now,
             last_inbound_at=last_inbound,
-            quota_left=self._quota_left(ctx) if needs_quota(rule) else 0,
+            quota_left=quota_left(ctx.session, message.tenant_id, ctx.now) if needs_quota(rule) else 0,
         )
         for step in plan_actions(event, match, facts, self._variant_chooser(message)):
             if isinstance(step, SkippedAction):
@@ -261,13 +261,6 @@ class EventProcessor:
                 _fallback("cooldown_release", error, None)
 
     # -- helpers -----------------------------------------------------------------------------------
-
-    def _quota_left(self, ctx: _Context) -> int:
-        try:
-            plan = plans_repo.plan_for_tenant(ctx.session, ctx.message.tenant_id)
-        except LookupError:
-            return 0
-        return plan.monthly_dm_quota - usage_repo.dms_sent(ctx.session, ctx.message.tenant_id, at=ctx.now)
 
     def _enqueue(self, ctx: _Context, rule_id: str, send: PlannedSend) -> None:
         """Write one planned send into the ledger; its unique key makes a second one a ``duplicate``."""
@@ -371,6 +364,15 @@ class EventProcessor:
             for i in outbound_ids
         ]
         self._publisher.publish(sends_queue(message.priority), bodies)
+
+
+def quota_left(session: Session, tenant_id: str, now: datetime) -> int:
+    """DMs left in the tenant's monthly quota: soft by the sends in flight (the sender counts them)."""
+    try:
+        plan = plans_repo.plan_for_tenant(session, tenant_id)
+    except LookupError:
+        return 0
+    return plan.monthly_dm_quota - usage_repo.dms_sent(session, tenant_id, at=now)
 
 
 def _fallback(operation: str, error: Exception, automation_id: str | None) -> None:
