@@ -27,7 +27,7 @@ from typing import Any
 
 from replyflow.domain.messages import EventMessage, events_queue, queue_priority
 from replyflow.domain.webhook_events import WebhookEvent, drop_reason, parse_body
-from replyflow.errors import SignatureError
+from replyflow.errors import BadRequestError, SignatureError
 from replyflow.ports import Cache, QueuePublisher
 from replyflow.services import cache_keys
 
@@ -36,8 +36,10 @@ SIGNATURE_PREFIX = "sha256="
 NEGATIVE_ROUTE_TTL_SECONDS = 30
 
 
-class BadPayloadError(Exception):
+class BadPayloadError(BadRequestError):
     """The body is not JSON."""
+
+    code = "bad_payload"
 
 
 @dataclass(frozen=True)

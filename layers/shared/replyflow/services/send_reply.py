@@ -65,6 +65,7 @@ from replyflow.db.repositories import usage as usage_repo
 from replyflow.domain.lifecycle import POLICY_BLOCK_REASON as POLICY_BLOCK_REASON
 from replyflow.domain.lifecycle import OutboundStatus, SendStep, decide_send
 from replyflow.domain.messages import SendJob, sends_queue
+from replyflow.errors import ReplyflowError
 from replyflow.observability import bind_tenant, logger
 from replyflow.ports import Cache, QueuePublisher
 from replyflow.services import cache_keys
@@ -117,8 +118,11 @@ class TokenDecrypter(Protocol):
     def decrypt(self, blob: bytes, *, context: str) -> str: ...
 
 
-class SendRetryExhaustedError(Exception):
+class SendRetryExhaustedError(ReplyflowError):
     """A transient failure after the inline retries: the record fails so SQS retries, then DLQs it."""
+
+    code = "send_retry_exhausted"
+    status = 503
 
 
 # docs/instagram.md#errors: code 4 is the app-level platform limit, shared by every account.
@@ -350,7 +354,7 @@ class SendService:
         logger.info("graph send failed", extra={"outbound_id": claimed.row_id, "error": str(error)})
         if error.kind == "throttle":
             wait = error.retry_after or 60.0
-            if error.code in APP_THROTTLE_CODES:
+            if error.graph_code in APP_THROTTLE_CODES:
                 self._pause_all(wait)  # the app's limit is shared by every account
             else:
                 self._pause(job, wait)

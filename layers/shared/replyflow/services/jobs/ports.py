@@ -6,6 +6,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from replyflow.errors import NotFoundError, ReplyflowError
+
 
 class MetricsSink(Protocol):
     """One data point. ``unit`` is a CloudWatch unit name ("Count", "Seconds", "Milliseconds")."""
@@ -25,7 +27,7 @@ class ArchiveStore(Protocol):
     def list(self, prefix: str) -> Iterator[str]: ...
 
 
-class ArchiveObjectMissingError(KeyError):
+class ArchiveObjectMissingError(NotFoundError, KeyError):
     """``ArchiveStore.get`` of a key that does not exist."""
 
 
@@ -94,7 +96,7 @@ THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80006})
 APP_THROTTLE_CODE = 4
 
 
-class GraphCallError(Exception):
+class GraphCallError(ReplyflowError):
     """A Graph API call failed. ``transient``: try again next run; otherwise the answer is final.
     ``retry_after``: seconds Meta asked us to wait (``estimated_time_to_regain_access``), if it said."""
 
@@ -102,15 +104,14 @@ class GraphCallError(Exception):
         self,
         message: str,
         *,
-        code: int | None = None,
+        graph_code: int | None = None,
         subcode: int | None = None,
         transient: bool,
         retry_after: float | None = None,
         http_status: int | None = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
-        self.code = code
+        self.graph_code = graph_code
         self.subcode = subcode
         self.transient = transient
         self.retry_after = retry_after
@@ -118,15 +119,15 @@ class GraphCallError(Exception):
 
     @property
     def throttled(self) -> bool:
-        return self.code in THROTTLE_CODES or self.http_status == 429
+        return self.graph_code in THROTTLE_CODES or self.http_status == 429
 
     @property
     def needs_login(self) -> bool:
         """Code 190 (expired, revoked, password changed) or a missing permission (10, 2xx): only a new
         login by the account owner helps."""
-        code = self.code or 0
+        code = self.graph_code or 0
         return code in (190, 10) or 200 <= code < 300
 
     def reason(self) -> str:
-        code = f"{self.code}/{self.subcode}" if self.subcode else f"{self.code}"
+        code = f"{self.graph_code}/{self.subcode}" if self.subcode else f"{self.graph_code}"
         return f"graph error {code}: {self.message}"[:255]

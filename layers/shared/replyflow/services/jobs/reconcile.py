@@ -241,7 +241,7 @@ def _reconcile_account(
         if error.throttled:
             pause = max(float(limits.pause_seconds), error.retry_after or 0.0)
             save(paused_until=_epoch(now) + pause)
-            app_wide = error.code == APP_THROTTLE_CODE
+            app_wide = error.graph_code == APP_THROTTLE_CODE
             raise _Stop("throttled", app_wide=app_wide, pause_sends=pause) from error
         save()
         result.counts["graph_errors"] += 1
