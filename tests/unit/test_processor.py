@@ -114,7 +114,7 @@ def test_a_comment_keyword_queues_a_private_reply_and_publishes_the_send_job(wor
     assert world.decisions(seeded) == [(auto, "matched", None), (auto, "queued", None)]
 
 
-def test_a_duplicate_event_is_claimed_once(world: World) -> None:
+def test_a_duplicate_event_is_recorded_once(world: World) -> None:
     seeded = world.seed([{"actions": PRIVATE}])
     assert not world.run(seeded, "comment_feed.json").duplicate
     assert world.run(seeded, "comment_feed.json").duplicate
@@ -240,7 +240,7 @@ def test_a_failed_transaction_gives_the_cooldown_back(world: World, monkeypatch:
     assert world.decisions(seeded) == []  # rolled back: the redelivery decides afresh
 
 
-def test_a_failed_transaction_leaves_the_event_unclaimed_for_the_redelivery(
+def test_a_failed_transaction_leaves_the_event_unrecorded_for_the_redelivery(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The dedupe claim commits with the decisions or not at all (SQLite included: a SAVEPOINT that

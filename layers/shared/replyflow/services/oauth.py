@@ -51,7 +51,7 @@ CALLBACK_PATH = "/v1/accounts/oauth/callback"
 
 
 class NonceStore(Protocol):
-    """Single-use claims: ``acquire`` is true for the first caller of a key within ``seconds``
+    """Single-use nonces: ``acquire`` is true for the first caller of a key within ``seconds``
     (Redis ``SET NX EX``)."""
 
     def acquire(self, key: str, seconds: int) -> bool: ...

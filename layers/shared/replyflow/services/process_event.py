@@ -1,7 +1,7 @@
-"""The processor: one routed event -> logged decisions and claimed sends (docs/architecture.md#pipeline).
+"""The processor: one routed event -> logged decisions and reserved sends (docs/architecture.md#pipeline).
 
 Per event, in one database transaction:
-1. claim the event in ``inbound_events`` (INSERT against the unique key; a duplicate delivery stops
+1. record the event in ``inbound_events`` (INSERT against the unique key; a duplicate delivery stops
    here, whether it arrives later or at the same moment: the second INSERT waits for the first
    transaction and then fails);
 2. upsert the contact; a DM-family event moves ``last_inbound_at`` (the 24 h window), a comment does
@@ -14,11 +14,11 @@ Per event, in one database transaction:
    top-level, non-live comments; DM only within 24 h of the contact's last message; DMs (private
    replies included) only under the plan's monthly quota (``usage_counters``, counted by the sender on
    success, so the check is soft by the number of sends in flight);
-5. insert one ``outbound_messages`` row per action (the unique key is the claim: a comment can never
+5. insert one ``outbound_messages`` row per action (the unique key reserves the send: a comment can never
    get two private replies) and an ``automation_logs`` row for every decision, including "no
    automation matched" (``automation_id`` null, reason ``no_match``).
 After the commit the queued rows are published to ``sends-{priority}``. If that publish fails the
-event's message is redelivered; the duplicate claim then re-publishes the event's rows still queued,
+event's message is redelivered; the duplicate delivery then re-publishes the event's rows still queued,
 so nothing is stranded. Accounts needing re-authorisation get their rows ``parked`` (not published);
 ``send_reply.release_parked`` queues them again after a reconnect. The status that decided the park
 may be a cached one from before a reconnect, so after the commit the account is read afresh and, if
@@ -130,7 +130,7 @@ class EventProcessor:
         held: list[str] = []
         try:
             with session_scope(self._sessions) as session:
-                claimed = ledger.claim_event(
+                recorded = ledger.record_event(
                     session,
                     message.tenant_id,
                     message.account_id,
@@ -138,7 +138,7 @@ class EventProcessor:
                     kind=event.kind,
                     occurred_at=occurred_at,
                 )
-                if not claimed:
+                if not recorded:
                     result.duplicate = True
                     stranded = self._stranded(session, message, now)
                 else:

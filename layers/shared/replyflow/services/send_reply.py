@@ -137,7 +137,7 @@ class SendOutcome:
 
 
 @dataclass(frozen=True)
-class _Claimed:
+class _Leased:
     row_id: int
     kind: str
     automation_id: str | None
@@ -187,51 +187,51 @@ class SendService:
 
     def send(self, job: SendJob) -> SendOutcome:
         bind_tenant(job.tenant_id, job.account_id)
-        claimed_or_outcome = self._claim(job)
-        if isinstance(claimed_or_outcome, SendOutcome):
-            if claimed_or_outcome.status == "parked":
+        leased_or_outcome = self._lease_row(job)
+        if isinstance(leased_or_outcome, SendOutcome):
+            if leased_or_outcome.status == "parked":
                 self._recheck_parked(job)
-            return claimed_or_outcome
-        claimed = claimed_or_outcome
+            return leased_or_outcome
+        leased = leased_or_outcome
         try:
             slot = self._limiter.acquire(
-                job.account_id, claimed.budget, history=lambda: self._send_history(job, claimed)
+                job.account_id, leased.budget, history=lambda: self._send_history(job, leased)
             )
         except Exception as error:
             # Nothing went out: the row waits and comes back. Left "sending", it would be written off
             # as ``unknown`` (never sent) once the lease ends.
             logger.warning("send limiter unavailable: the message waits", extra={"error": str(error)})
             delay = self._limiter_retry * (0.5 + self._rng() / 2)
-            return self._defer(job, claimed, delay, "limiter_unavailable", "the send limiter did not answer")
+            return self._defer(job, leased, delay, "limiter_unavailable", "the send limiter did not answer")
         if not slot.granted:
-            return self._defer(job, claimed, slot.delay_seconds, "rate_limited", "no slot in the send budget")
+            return self._defer(job, leased, slot.delay_seconds, "rate_limited", "no slot in the send budget")
         try:
-            token = self._cipher.decrypt(claimed.token_blob, context=job.account_id)
+            token = self._cipher.decrypt(leased.token_blob, context=job.account_id)
         except InvalidTag:  # this row's ciphertext does not open (copied, or tampered with)
             self._release(job, slot.token)
-            return self._needs_reauth(job, claimed, GraphError("token_invalid", "stored token unreadable"))
+            return self._needs_reauth(job, leased, GraphError("token_invalid", "stored token unreadable"))
         except Exception:
             # The cipher itself is wrong (WrongKeyError: another TOKEN_ENCRYPTION_KEY; a bug): nothing
             # went out, so the slot and the row go back and the record fails loudly instead of parking.
             self._release(job, slot.token)
-            self._give_back(job, claimed, "cipher_error")
+            self._give_back(job, leased, "cipher_error")
             raise
         try:
-            result = self._call(claimed, token)
+            result = self._call(leased, token)
         except GraphError as error:
             if error.kind != "ambiguous":
                 self._release(job, slot.token)
-            return self._settle_error(job, claimed, error)
-        return self._settle_sent(job, claimed, result)
+            return self._settle_error(job, leased, error)
+        return self._settle_sent(job, leased, result)
 
     # -- the limiter, best effort once a slot is held ----------------------------------------------
 
-    def _send_history(self, job: SendJob, claimed: _Claimed) -> list[int]:
+    def _send_history(self, job: SendJob, leased: _Leased) -> list[int]:
         """Epoch ms of the account's sends in the last hour, for a limiter whose window was lost."""
         since = self._clock.now() - HOUR
         with session_scope(self._sessions) as session:
             times = ledger.recent_send_times(
-                session, job.tenant_id, job.account_id, since=since, exclude_id=claimed.row_id
+                session, job.tenant_id, job.account_id, since=since, exclude_id=leased.row_id
             )
         return [int(t.replace(tzinfo=UTC).timestamp() * 1000) for t in times]
 
@@ -259,7 +259,7 @@ class SendService:
         except Exception as error:  # the ledger sweeper releases it on its next run
             logger.warning("parked row not re-checked", extra={"error": str(error)})
 
-    def _claim(self, job: SendJob) -> _Claimed | SendOutcome:
+    def _lease_row(self, job: SendJob) -> _Leased | SendOutcome:
         now = self._clock.now()
         with session_scope(self._sessions) as session:
             row = ledger.get_outbound(session, job.tenant_id, job.outbound_id)
@@ -292,7 +292,7 @@ class SendService:
             assert account is not None  # SEND implies an account
             if not ledger.start_send(session, job.tenant_id, row.id, now=now):
                 return SendOutcome("noop", "taken")
-            return _Claimed(
+            return _Leased(
                 row_id=row.id,
                 kind=row.kind,
                 automation_id=row.automation_id,
@@ -317,28 +317,28 @@ class SendService:
         )
         return SendOutcome("noop", "in_flight", delay_s)
 
-    def _call(self, claimed: _Claimed, token: str) -> GraphResult:
-        payload = claimed.payload
-        if claimed.kind == "public_reply":
+    def _call(self, leased: _Leased, token: str) -> GraphResult:
+        payload = leased.payload
+        if leased.kind == "public_reply":
             return self._graph.reply_to_comment(str(payload["comment_id"]), token, str(payload["message"]))
-        return self._graph.send_message(claimed.ig_user_id, token, payload["recipient"], payload["message"])
+        return self._graph.send_message(leased.ig_user_id, token, payload["recipient"], payload["message"])
 
     # -- outcomes ----------------------------------------------------------------------------------
 
-    def _settle_sent(self, job: SendJob, claimed: _Claimed, result: GraphResult) -> SendOutcome:
+    def _settle_sent(self, job: SendJob, leased: _Leased, result: GraphResult) -> SendOutcome:
         now = self._clock.now()
         with session_scope(self._sessions) as session:
             ledger.finish(
                 session,
                 job.tenant_id,
-                claimed.row_id,
+                leased.row_id,
                 status="sent",
                 graph_message_id=result.message_id,
                 sent_at=now,
             )
-            if claimed.kind in usage_repo.DM_KINDS:
+            if leased.kind in usage_repo.DM_KINDS:
                 usage_repo.add_dms(session, job.tenant_id, 1, at=now)
-            self._log_claimed(session, job, claimed, "sent", None, f"message {result.message_id}")
+            self._log_leased(session, job, leased, "sent", None, f"message {result.message_id}")
         # Near Meta's limit: slow down before it throttles (calling while throttled extends it).
         if result.usage_pct is not None and result.usage_pct >= NEAR_LIMIT_PCT:
             self._pause(job, NEAR_LIMIT_PAUSE_SECONDS)
@@ -350,21 +350,21 @@ class SendService:
             )
         return SendOutcome("sent")
 
-    def _settle_error(self, job: SendJob, claimed: _Claimed, error: GraphError) -> SendOutcome:
-        logger.info("graph send failed", extra={"outbound_id": claimed.row_id, "error": str(error)})
+    def _settle_error(self, job: SendJob, leased: _Leased, error: GraphError) -> SendOutcome:
+        logger.info("graph send failed", extra={"outbound_id": leased.row_id, "error": str(error)})
         if error.kind == "throttle":
             wait = error.retry_after or 60.0
             if error.graph_code in APP_THROTTLE_CODES:
                 self._pause_all(wait)  # the app's limit is shared by every account
             else:
                 self._pause(job, wait)
-            return self._defer(job, claimed, wait, error.error_code, error.message)
+            return self._defer(job, leased, wait, error.error_code, error.message)
         if error.kind == "token_invalid":
-            return self._needs_reauth(job, claimed, error)
+            return self._needs_reauth(job, leased, error)
         if error.kind == "policy_block":
             return self._park_account(
                 job,
-                claimed,
+                leased,
                 error,
                 reason=POLICY_BLOCK_REASON,
                 status_reason=POLICY_BLOCK_REASON,
@@ -373,21 +373,21 @@ class SendService:
         if error.kind == "misconfigured":
             logger.error(
                 "send refused: the app or account lacks a capability or permission",
-                extra={"reason": error.error_code, "outbound_id": claimed.row_id, "error": str(error)},
+                extra={"reason": error.error_code, "outbound_id": leased.row_id, "error": str(error)},
             )
-            self._finish(job, claimed, "skipped", error.error_code, error)
+            self._finish(job, leased, "skipped", error.error_code, error)
             return SendOutcome("skipped", "misconfigured")
         if error.kind in SKIP_KINDS:
-            return self._finish(job, claimed, "skipped", error.kind, error)
+            return self._finish(job, leased, "skipped", error.kind, error)
         if error.kind == "ambiguous":
-            return self._finish(job, claimed, "unknown", "ambiguous", error)
+            return self._finish(job, leased, "unknown", "ambiguous", error)
         if error.kind == "transient":
-            if claimed.attempts < self._max_attempts:
-                delay = self._backoff_delay(claimed.attempts)
-                return self._defer(job, claimed, delay, ledger.TRANSIENT_ERROR, error.message, status="retry")
-            self._finish(job, claimed, "failed", ledger.TRANSIENT_ERROR, error)
-            raise SendRetryExhaustedError(f"outbound {claimed.row_id}: {error}")
-        return self._finish(job, claimed, "failed", error.error_code, error)
+            if leased.attempts < self._max_attempts:
+                delay = self._backoff_delay(leased.attempts)
+                return self._defer(job, leased, delay, ledger.TRANSIENT_ERROR, error.message, status="retry")
+            self._finish(job, leased, "failed", ledger.TRANSIENT_ERROR, error)
+            raise SendRetryExhaustedError(f"outbound {leased.row_id}: {error}")
+        return self._finish(job, leased, "failed", error.error_code, error)
 
     def _backoff_delay(self, attempts: int) -> float:
         # Exponential backoff with full jitter: spreads a burst of failures over time.
@@ -397,7 +397,7 @@ class SendService:
     def _defer(
         self,
         job: SendJob,
-        claimed: _Claimed,
+        leased: _Leased,
         delay: float,
         reason: str,
         detail: str,
@@ -409,30 +409,30 @@ class SendService:
             ledger.finish(
                 session,
                 job.tenant_id,
-                claimed.row_id,
+                leased.row_id,
                 status="deferred",
                 error_code=reason,
                 uncount_attempt=status == "deferred",
             )
-            self._log_claimed(session, job, claimed, "deferred", reason, f"{detail} (retry in {delay_s}s)")
+            self._log_leased(session, job, leased, "deferred", reason, f"{detail} (retry in {delay_s}s)")
         # After the commit: the next worker must find the row sendable.
-        self._publisher.publish(sends_queue(claimed.priority), [job.to_json()], delay_seconds=delay_s)
+        self._publisher.publish(sends_queue(leased.priority), [job.to_json()], delay_seconds=delay_s)
         return SendOutcome(status, reason, delay_s)
 
-    def _give_back(self, job: SendJob, claimed: _Claimed, reason: str) -> None:
+    def _give_back(self, job: SendJob, leased: _Leased, reason: str) -> None:
         with session_scope(self._sessions) as session:
             ledger.finish(
                 session,
                 job.tenant_id,
-                claimed.row_id,
+                leased.row_id,
                 status="deferred",
                 error_code=reason,
                 uncount_attempt=True,
             )
 
-    def _needs_reauth(self, job: SendJob, claimed: _Claimed, error: GraphError) -> SendOutcome:
+    def _needs_reauth(self, job: SendJob, leased: _Leased, error: GraphError) -> SendOutcome:
         outcome = self._park_account(
-            job, claimed, error, reason="needs_reauth", status_reason=f"token rejected: {error.message}"
+            job, leased, error, reason="needs_reauth", status_reason=f"token rejected: {error.message}"
         )
         if outcome.status == "parked":
             logger.warning("account needs re-authorisation", extra={"error": str(error)})
@@ -441,7 +441,7 @@ class SendService:
     def _park_account(
         self,
         job: SendJob,
-        claimed: _Claimed,
+        leased: _Leased,
         error: GraphError,
         *,
         reason: str,
@@ -455,7 +455,7 @@ class SendService:
                 session,
                 job.tenant_id,
                 job.account_id,
-                claimed.token_blob,
+                leased.token_blob,
                 "needs_reauth",
                 status_reason[:255],
             )
@@ -463,53 +463,53 @@ class SendService:
                 ledger.finish(
                     session,
                     job.tenant_id,
-                    claimed.row_id,
+                    leased.row_id,
                     status="parked",
                     error_code=reason,
                     error_message=error.message,
                 )
-                self._log_claimed(session, job, claimed, "parked", reason, error.message)
+                self._log_leased(session, job, leased, "parked", reason, error.message)
         if not flagged:
             logger.info("a rejected token was replaced meanwhile: the message is retried with the new one")
-            return self._defer(job, claimed, 1, "token_replaced", "the account holds a new token")
-        cache_keys.invalidate_account(self._cache, job.tenant_id, job.account_id, claimed.ig_user_id)
+            return self._defer(job, leased, 1, "token_replaced", "the account holds a new token")
+        cache_keys.invalidate_account(self._cache, job.tenant_id, job.account_id, leased.ig_user_id)
         if log_line is not None:
-            extra = {"reason": reason, "outbound_id": claimed.row_id, "error": str(error)}
+            extra = {"reason": reason, "outbound_id": leased.row_id, "error": str(error)}
             logger.error(log_line, extra=extra)
         self._recheck_parked(job)
         return SendOutcome("parked", reason)
 
     def _finish(
-        self, job: SendJob, claimed: _Claimed, status: str, reason: str, error: GraphError
+        self, job: SendJob, leased: _Leased, status: str, reason: str, error: GraphError
     ) -> SendOutcome:
         with session_scope(self._sessions) as session:
             ledger.finish(
                 session,
                 job.tenant_id,
-                claimed.row_id,
+                leased.row_id,
                 status=status,
                 error_code=reason,
                 error_message=error.message,
             )
-            self._log_claimed(session, job, claimed, status, reason, error.message)
+            self._log_leased(session, job, leased, status, reason, error.message)
         return SendOutcome(status, reason)
 
     # -- logs --------------------------------------------------------------------------------------
 
-    def _log_claimed(
-        self, session: Session, job: SendJob, claimed: _Claimed, status: str, reason: str | None, detail: str
+    def _log_leased(
+        self, session: Session, job: SendJob, leased: _Leased, status: str, reason: str | None, detail: str
     ) -> None:
-        message = claimed.payload.get("message")
+        message = leased.payload.get("message")
         text = message.get("text") if isinstance(message, dict) else message
         _log_outcome(
             session,
             job.tenant_id,
             job.account_id,
-            automation_id=claimed.automation_id,
-            row_id=claimed.row_id,
-            kind=claimed.kind,
-            recipient_id=claimed.recipient_id,
-            comment_id=claimed.comment_id,
+            automation_id=leased.automation_id,
+            row_id=leased.row_id,
+            kind=leased.kind,
+            recipient_id=leased.recipient_id,
+            comment_id=leased.comment_id,
             event_key=None,
             status=status,
             reason=reason,

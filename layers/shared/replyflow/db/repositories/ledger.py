@@ -1,7 +1,7 @@
 """The two ledgers: ``inbound_events`` (what we received) and ``outbound_messages`` (what we send).
 
 Invariants:
-- a claim is an INSERT against a unique key, never a read-then-write: ``claim_event`` and
+- a reservation is an INSERT against a unique key, never a read-then-write: ``record_event`` and
   ``add_outbound`` return False/None when another worker already holds the key (inside a SAVEPOINT,
   so the caller's transaction goes on);
 - a send is owned through ``start_send``: one conditional UPDATE moves a row from a sendable status to
@@ -31,7 +31,7 @@ TRANSIENT_ERROR = "transient"
 TERMINAL = ("sent", "skipped", "unknown")
 
 
-def claim_event(
+def record_event(
     session: Session,
     tenant_id: str,
     account_id: str,
@@ -75,7 +75,7 @@ def add_outbound(
     status: str,
     error_code: str | None = None,
 ) -> OutboundMessage | None:
-    """The claim for one send; None when (tenant, account, kind, dedupe_key) is already taken."""
+    """Reserve one send; None when (tenant, account, kind, dedupe_key) is already taken."""
     row = OutboundMessage(
         tenant_id=tenant_id,
         account_id=account_id,
