@@ -340,6 +340,7 @@ class SendDecision:
     reason: str | None = None
 
 
+# ``failed`` is terminal too unless its error_code is ``transient`` (it waits in the queue or DLQ).
 TERMINAL_STATUSES = frozenset({OutboundStatus.SENT, OutboundStatus.SKIPPED, OutboundStatus.UNKNOWN})
 TRANSIENT_ERROR = "transient"
 POLICY_BLOCK_REASON = "policy_block_368"

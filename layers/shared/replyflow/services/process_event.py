@@ -7,15 +7,17 @@ Per event, in one database transaction:
 2. upsert the contact; a DM-family event moves ``last_inbound_at`` (the 24 h window), a comment does
    not (a private reply does not open the window, docs/instagram.md#private-replies);
 3. match the account's active automations (``domain.matching`` documents the order and the
-   several-matches rule); cooldown is a Redis ``SET NX EX`` per contact per automation, given back if
-   the transaction fails;
-4. plan the winner's actions under the rules: private reply only on comments and within 7 days of the
-   comment (``entry.time`` stands for the comment time: the payload has none); public reply only on
-   top-level, non-live comments; DM only within 24 h of the contact's last message; DMs (private
-   replies included) only under the plan's monthly quota (``usage_counters``, counted by the sender on
-   success, so the check is soft by the number of sends in flight);
-5. insert one ``outbound_messages`` row per action (the unique key reserves the send: a comment can never
-   get two private replies) and an ``automation_logs`` row for every decision, including "no
+   several-matches rule); cooldown is a Redis ``SET NX EX`` hold per contact per automation, given
+   back if the transaction fails. With Redis down the ledger decides the cooldown, and the comment
+   id the reply variant (docs/architecture.md, "The message lifecycle in types");
+4. plan the winner's actions under the rules (``domain.lifecycle.plan_actions``, which the dry run
+   calls too): private reply only on comments and within 7 days of the comment (``entry.time``
+   stands for the comment time: the payload has none); public reply only on top-level, non-live
+   comments; DM only within 24 h of the contact's last message; DMs (private replies included) only
+   under the plan's monthly quota (``usage_counters``, counted by the sender on success, so the check
+   is soft by the number of sends in flight);
+5. insert one ``outbound_messages`` row per action (the unique key reserves the send: a comment can
+   never get two private replies) and an ``automation_logs`` row for every decision, including "no
    automation matched" (``automation_id`` null, reason ``no_match``).
 After the commit the queued rows are published to ``sends-{priority}``. If that publish fails the
 event's message is redelivered; the duplicate delivery then re-publishes the event's rows still queued,

@@ -63,7 +63,7 @@ from replyflow.db.repositories import ledger
 from replyflow.db.repositories import logs as logs_repo
 from replyflow.db.repositories import usage as usage_repo
 from replyflow.domain.lifecycle import POLICY_BLOCK_REASON as POLICY_BLOCK_REASON
-from replyflow.domain.lifecycle import OutboundStatus, SendStep, decide_send
+from replyflow.domain.lifecycle import TRANSIENT_ERROR, OutboundStatus, SendStep, decide_send
 from replyflow.domain.messages import SendJob, sends_queue
 from replyflow.errors import ReplyflowError
 from replyflow.observability import bind_tenant, logger
@@ -384,8 +384,8 @@ class SendService:
         if error.kind == "transient":
             if leased.attempts < self._max_attempts:
                 delay = self._backoff_delay(leased.attempts)
-                return self._defer(job, leased, delay, ledger.TRANSIENT_ERROR, error.message, status="retry")
-            self._finish(job, leased, "failed", ledger.TRANSIENT_ERROR, error)
+                return self._defer(job, leased, delay, TRANSIENT_ERROR, error.message, status="retry")
+            self._finish(job, leased, "failed", TRANSIENT_ERROR, error)
             raise SendRetryExhaustedError(f"outbound {leased.row_id}: {error}")
         return self._finish(job, leased, "failed", error.error_code, error)
 

@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session
 from replyflow.clock import utcnow
 from replyflow.db.engine import is_duplicate_key
 from replyflow.db.models import InboundEvent, InstagramAccount, OutboundMessage
+from replyflow.domain.lifecycle import TERMINAL_STATUSES, TRANSIENT_ERROR, OutboundStatus
 
-SENDABLE = ("queued", "deferred")
-TRANSIENT_ERROR = "transient"
-TERMINAL = ("sent", "skipped", "unknown")
+SENDABLE = (OutboundStatus.QUEUED, OutboundStatus.DEFERRED)
+TERMINAL = tuple(sorted(TERMINAL_STATUSES))
 
 
 def record_event(
