@@ -1,11 +1,11 @@
 """API Gateway (REST, Lambda proxy) in front of the template's functions, on one local port.
 
-:meth:`Gateway.handle` is the whole gateway as a function of an :class:`HttpRequest` (unit tests call
+:meth:`LocalGateway.handle` is the whole gateway as a function of an :class:`HttpRequest` (unit tests call
 it with no sockets); :class:`GatewayServer` is the stdlib ``ThreadingHTTPServer`` adapter around it.
 
 Per request, as API Gateway does:
 
-1. Pick the resource by the most specific path (``Template.resource``), then the method on it
+1. Pick the resource by the most specific path (``SamTemplate.resource``), then the method on it
    (exact, then ``ANY``). ``OPTIONS`` on a resource of an API with ``Cors`` is the preflight mock
    SAM adds, answered here without the authorizer. No resource or no method: 404 (API Gateway says
    403 "Missing Authentication Token", which misleads more than it helps locally).
@@ -59,7 +59,7 @@ from local import metrics_store
 from local.broker import Broker, QueueNotFoundError
 from local.http_handler import DispatchingHandler
 from local.lambda_context import LambdaFunction
-from local.template import ACCOUNT_ID, REGION, AuthorizerSpec, RouteMatch, Template
+from local.template import ACCOUNT_ID, REGION, AuthorizerSpec, RouteMatch, SamTemplate
 from replyflow.adapters.mail_outbox import OutboxMailer
 
 log = logging.getLogger("local.gateway")
@@ -188,10 +188,10 @@ def _stringify_context(context: Any) -> dict[str, str]:
     return out
 
 
-class Gateway:
+class LocalGateway:
     def __init__(
         self,
-        template: Template,
+        template: SamTemplate,
         functions: Mapping[str, LambdaFunction],
         *,
         broker: Broker | None = None,
@@ -595,8 +595,8 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], gateway: Gateway) -> None:
-        super().__init__(address, _Handler)
+    def __init__(self, address: tuple[str, int], gateway: LocalGateway) -> None:
+        super().__init__(address, _GatewayHandler)
         self.gateway = gateway
 
 
@@ -604,7 +604,7 @@ class _BodyTooLarge(Exception):
     pass
 
 
-class _Handler(DispatchingHandler):
+class _GatewayHandler(DispatchingHandler):
     server_version = "ReplyflowLocalGateway/1.0"
 
     def _dispatch(self) -> None:
@@ -669,7 +669,7 @@ class _Handler(DispatchingHandler):
 
 
 class GatewayServer:
-    def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 3000) -> None:
+    def __init__(self, gateway: LocalGateway, host: str = "127.0.0.1", port: int = 3000) -> None:
         self.gateway = gateway
         self.host = host
         self.port = port

@@ -30,11 +30,11 @@ from typing import Any
 
 from local import metrics_store, stack_env
 from local.broker import Broker, Consumer
-from local.gateway import Gateway, GatewayServer
+from local.gateway import GatewayServer, LocalGateway
 from local.lambda_context import LambdaFunction
 from local.queue_store import QueueStore
 from local.scheduler import DeadLetter, Scheduler, Target
-from local.template import Template, load_template
+from local.template import SamTemplate, load_template
 from replyflow.adapters.mail_outbox import OutboxMailer
 from replyflow.clock import utcnow
 from replyflow.settings import Settings
@@ -119,7 +119,7 @@ def seed(access_token: str) -> DemoInfo:
 class LocalStack:
     base: Settings
     options: StackOptions = field(default_factory=StackOptions)
-    template: Template | None = None
+    template: SamTemplate | None = None
     settings: Settings | None = None
     broker: Broker | None = None
     scheduler: Scheduler | None = None
@@ -207,7 +207,7 @@ class LocalStack:
             )
             self.scheduler.start()
 
-        gateway = Gateway(template, self.functions, broker=self.broker, outbox=self._outbox())
+        gateway = LocalGateway(template, self.functions, broker=self.broker, outbox=self._outbox())
         self.server = GatewayServer(gateway, self.base.replyflow_host, self.base.replyflow_port)
         self.server.start()
         # Last: the CLI in another terminal reads it to work on this stack's database and sandbox.

@@ -183,7 +183,7 @@ class RouteMatch:
 
 
 @dataclass
-class Template:
+class SamTemplate:
     functions: dict[str, FunctionSpec]
     queues: dict[str, QueueSpec]  # by logical name
     authorizer: AuthorizerSpec | None
@@ -651,7 +651,7 @@ def _dead_letter_queue(logical_id: str, config: Any, queue_names: Mapping[str, s
     return queue_names[target]
 
 
-def parse_template(text: str) -> Template:
+def parse_template(text: str) -> SamTemplate:
     doc = load_yaml(text)
     resolver = _Resolver(doc)
     resources: Mapping[str, Any] = doc.get("Resources") or {}
@@ -672,7 +672,7 @@ def parse_template(text: str) -> Template:
         for fn in functions.values()
         for event in fn.api_events
     ]
-    return Template(
+    return SamTemplate(
         functions=functions,
         queues=queues,
         authorizer=authorizer,
@@ -685,7 +685,7 @@ def default_template_path() -> Path:
     return Path(__file__).resolve().parent.parent / "template.yaml"
 
 
-def load_template(path: str | Path | None = None) -> Template:
+def load_template(path: str | Path | None = None) -> SamTemplate:
     source = Path(path) if path is not None else default_template_path()
     try:
         text = source.read_text()

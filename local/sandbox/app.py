@@ -1,7 +1,7 @@
 """The in-process sandbox app: a request goes in, a response comes out, no sockets.
 
 :class:`SandboxApp` routes a :class:`Request` to one handler function and maps a
-:class:`~local.sandbox.errors.GraphError` to Meta's envelope in one place. Handlers run under the
+:class:`~local.sandbox.errors.SandboxGraphError` to Meta's envelope in one place. Handlers run under the
 state lock; the response only *describes* latency and dropped connections (``delay_s``, ``drop``) so
 the HTTP adapter sleeps after the lock is released.
 
@@ -32,18 +32,18 @@ Handler = Callable[..., Response]
 
 
 @dataclass(frozen=True)
-class Route:
+class SandboxRoute:
     method: str
     pattern: re.Pattern[str]
     handler: Handler
     graph: bool
 
 
-def _route(method: str, pattern: str, handler: Handler, *, graph: bool = True) -> Route:
-    return Route(method, re.compile(f"^{pattern}/?$"), handler, graph)
+def _route(method: str, pattern: str, handler: Handler, *, graph: bool = True) -> SandboxRoute:
+    return SandboxRoute(method, re.compile(f"^{pattern}/?$"), handler, graph)
 
 
-ROUTES: tuple[Route, ...] = (
+ROUTES: tuple[SandboxRoute, ...] = (
     _route("GET", "/_sandbox/health", control.health, graph=False),
     _route("GET", "/_sandbox/messages", control.list_messages, graph=False),
     _route("DELETE", "/_sandbox/messages", control.clear_messages, graph=False),
@@ -113,7 +113,7 @@ class SandboxApp:
             trace_id = self.state.trace_id()
             try:
                 response = route.handler(self.state, request, **params)
-            except errors.GraphError as exc:
+            except errors.SandboxGraphError as exc:
                 response = Response(exc.status, exc.envelope(trace_id), dict(exc.headers))
             except control.ControlError as exc:
                 response = Response(400, {"error": {"message": str(exc)}})
@@ -145,7 +145,7 @@ class SandboxApp:
         return Response(error.status, error.envelope(trace_id), {"X-FB-Trace-Id": trace_id})
 
 
-def _match(request: Request) -> tuple[Route | None, dict[str, str]]:
+def _match(request: Request) -> tuple[SandboxRoute | None, dict[str, str]]:
     for route in ROUTES:
         if route.method != request.method:
             continue

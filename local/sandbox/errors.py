@@ -1,6 +1,6 @@
 """Instagram's error envelope and the errors the sandbox answers with.
 
-Every Graph failure is a :class:`GraphError`; the app turns it into Meta's envelope
+Every Graph failure is a :class:`SandboxGraphError`; the app turns it into Meta's envelope
 ``{"error": {"message", "type", "code", "error_subcode"?, "is_transient"?, "fbtrace_id"}}`` in one
 place (docs/instagram.md#errors). ``error_subcode`` is left out when Meta sends none (throttles,
 transient errors), as the real API does, so clients must read it with ``.get``.
@@ -40,7 +40,7 @@ HTTP_SERVER_ERROR = 500
 
 
 @dataclass
-class GraphError(Exception):
+class SandboxGraphError(Exception):
     """A failure answered with Meta's error envelope."""
 
     code: int
@@ -72,78 +72,78 @@ class GraphError(Exception):
         return {"code": self.code, "error_subcode": self.subcode, "message": self.message}
 
 
-def missing_token() -> GraphError:
-    return GraphError(
+def missing_token() -> SandboxGraphError:
+    return SandboxGraphError(
         CODE_TOKEN,
         "An active access token must be used to query information about the current user.",
         SUBCODE_TOKEN_INVALID,
     )
 
 
-def invalid_token() -> GraphError:
-    return GraphError(
+def invalid_token() -> SandboxGraphError:
+    return SandboxGraphError(
         CODE_TOKEN, "Invalid OAuth access token - Cannot parse access token", SUBCODE_TOKEN_INVALID
     )
 
 
-def expired_token(expired_at: float, now: float) -> GraphError:
+def expired_token(expired_at: float, now: float) -> SandboxGraphError:
     fmt = "%A, %d-%b-%y %H:%M:%S UTC"
     expired, current = time.strftime(fmt, time.gmtime(expired_at)), time.strftime(fmt, time.gmtime(now))
     message = (
         f"Error validating access token: Session has expired on {expired}. The current time is {current}."
     )
-    return GraphError(CODE_TOKEN, message, SUBCODE_TOKEN_EXPIRED)
+    return SandboxGraphError(CODE_TOKEN, message, SUBCODE_TOKEN_EXPIRED)
 
 
-def permission_denied(node: str) -> GraphError:
+def permission_denied(node: str) -> SandboxGraphError:
     message = f"(#200) The access token does not have permission to act on behalf of account {node}."
-    return GraphError(CODE_PERMISSION_DENIED, message, status=HTTP_FORBIDDEN)
+    return SandboxGraphError(CODE_PERMISSION_DENIED, message, status=HTTP_FORBIDDEN)
 
 
-def missing_permission(permission: str) -> GraphError:
+def missing_permission(permission: str) -> SandboxGraphError:
     message = f"(#10) Application does not have permission for this action ({permission} is required)."
-    return GraphError(CODE_PERMISSION, message)
+    return SandboxGraphError(CODE_PERMISSION, message)
 
 
-def invalid_param(message: str, subcode: int | None = None) -> GraphError:
-    return GraphError(CODE_INVALID_PARAM, f"(#100) {message}", subcode)
+def invalid_param(message: str, subcode: int | None = None) -> SandboxGraphError:
+    return SandboxGraphError(CODE_INVALID_PARAM, f"(#100) {message}", subcode)
 
 
-def unknown_object(method: str, node: str) -> GraphError:
+def unknown_object(method: str, node: str) -> SandboxGraphError:
     message = (
         f"Unsupported {method.lower()} request. Object with ID '{node}' does not exist, cannot be loaded due "
         "to missing permissions, or does not support this operation."
     )
-    return GraphError(CODE_INVALID_PARAM, message, SUBCODE_UNKNOWN_OBJECT)
+    return SandboxGraphError(CODE_INVALID_PARAM, message, SUBCODE_UNKNOWN_OBJECT)
 
 
-def unknown_path(path: str) -> GraphError:
-    return GraphError(CODE_UNKNOWN_PATH, f"Unknown path components: {path}")
+def unknown_path(path: str) -> SandboxGraphError:
+    return SandboxGraphError(CODE_UNKNOWN_PATH, f"Unknown path components: {path}")
 
 
-def already_replied() -> GraphError:
+def already_replied() -> SandboxGraphError:
     return invalid_param("A private reply has already been sent for this comment.", SUBCODE_ALREADY_REPLIED)
 
 
-def outside_window() -> GraphError:
-    return GraphError(
+def outside_window() -> SandboxGraphError:
+    return SandboxGraphError(
         CODE_PERMISSION, "(#10) This message is sent outside of allowed window.", SUBCODE_OUTSIDE_WINDOW
     )
 
 
-def user_unavailable() -> GraphError:
-    return GraphError(
+def user_unavailable() -> SandboxGraphError:
+    return SandboxGraphError(
         CODE_USER_UNAVAILABLE, "(#551) This person isn't available right now.", SUBCODE_USER_UNAVAILABLE
     )
 
 
-def buc_throttled(headers: dict[str, str]) -> GraphError:
+def buc_throttled(headers: dict[str, str]) -> SandboxGraphError:
     message = "There have been too many calls to this Instagram account. Wait a bit and try again."
-    return GraphError(CODE_BUC_THROTTLE, message, headers=headers)
+    return SandboxGraphError(CODE_BUC_THROTTLE, message, headers=headers)
 
 
-def transient() -> GraphError:
-    return GraphError(
+def transient() -> SandboxGraphError:
+    return SandboxGraphError(
         CODE_TRANSIENT,
         "An unexpected error has occurred. Please retry your request later.",
         status=HTTP_SERVER_ERROR,
@@ -151,5 +151,5 @@ def transient() -> GraphError:
     )
 
 
-def invalid_app(message: str) -> GraphError:
-    return GraphError(CODE_INVALID_APP, message)
+def invalid_app(message: str) -> SandboxGraphError:
+    return SandboxGraphError(CODE_INVALID_APP, message)

@@ -35,7 +35,7 @@ def send_message(state: SandboxState, request: Request, node: str) -> Response:
     attempt = SendRecord(node, {}, {}, "dm", state.now())
     try:
         return _send_message(state, request, node, attempt)
-    except errors.GraphError as exc:
+    except errors.SandboxGraphError as exc:
         attempt.error = exc.summary()
         state.rejected.append(attempt)
         raise
@@ -67,7 +67,7 @@ def public_reply(state: SandboxState, request: Request, node: str) -> Response:
     attempt = SendRecord(node, {"comment_id": node}, {}, "public_reply", state.now())
     try:
         return _public_reply(state, request, node, attempt)
-    except errors.GraphError as exc:
+    except errors.SandboxGraphError as exc:
         attempt.error = exc.summary()
         state.rejected.append(attempt)
         raise

@@ -88,7 +88,7 @@ def exchange_code(state: SandboxState, request: Request) -> Response:
     """``POST /oauth/access_token`` on api.instagram.com: code -> short-lived token."""
     try:
         return _exchange_code(state, request)
-    except errors.GraphError as exc:
+    except errors.SandboxGraphError as exc:
         raise dataclasses.replace(exc, legacy=True) from None
 
 

@@ -34,11 +34,11 @@ class _SandboxHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], app: SandboxApp) -> None:
-        super().__init__(address, _Handler)
+        super().__init__(address, _SandboxHandler)
         self.app = app
 
 
-class _Handler(DispatchingHandler):
+class _SandboxHandler(DispatchingHandler):
     server_version = "ReplyflowSandbox/1.0"
 
     def _dispatch(self) -> None:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from local import cli, stack_env
-from local.gateway import Gateway, HttpRequest
+from local.gateway import HttpRequest, LocalGateway
 from local.template import load_template
 from replyflow.settings import Settings
 from replyflow.wiring import core
@@ -183,7 +183,7 @@ def test_the_gateway_runs_a_job_inside_the_stack(sqlite_url: str) -> None:
         settings=Settings(database_url=sqlite_url, environment="test"),
         queue_inspector=Inspector(),
     )
-    gateway = Gateway(load_template(), {})
+    gateway = LocalGateway(load_template(), {})
     assert "reconcile-comments" in gateway.handle(request("GET", "/_local/jobs")).json()["jobs"]
     ran = gateway.handle(request("POST", "/_local/jobs/queue-metrics"))
     assert ran.status == 200

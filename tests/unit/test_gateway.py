@@ -1,6 +1,6 @@
 """The local gateway turns HTTP requests into API Gateway REST proxy events, runs the REQUEST
 authorizer like API Gateway (401/403, cached policy per identity value), and maps proxy responses and
-failures. Called through ``Gateway.handle``: no sockets."""
+failures. Called through ``LocalGateway.handle``: no sockets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from local import metrics_store
 from local.broker import Broker
-from local.gateway import Gateway, HttpRequest, policy_allows
+from local.gateway import HttpRequest, LocalGateway, policy_allows
 from local.lambda_context import LambdaFunction
 from local.template import parse_template
 
@@ -123,13 +123,13 @@ def broker() -> Broker:
 
 
 @pytest.fixture
-def gateway(api: Api, authorizer: Authorizer, clock: FakeClock, broker: Broker) -> Gateway:
+def gateway(api: Api, authorizer: Authorizer, clock: FakeClock, broker: Broker) -> LocalGateway:
     template = parse_template(TEMPLATE)
     functions = {
         "ApiFunction": LambdaFunction(template.function("ApiFunction"), api),
         "AuthorizerFunction": LambdaFunction(template.function("AuthorizerFunction"), authorizer),
     }
-    return Gateway(template, functions, broker=broker, clock=clock)
+    return LocalGateway(template, functions, broker=broker, clock=clock)
 
 
 def request(method: str, target: str, body: bytes = b"", **headers: str) -> HttpRequest:

@@ -260,3 +260,51 @@ def test_services_take_the_time_from_their_caller() -> None:
         and _dotted(node.func) not in CLOCK_READS_ALLOWED.get(_rel(path), set())
     ]
     assert found == []
+SOURCE_DIRS = ("layers/shared/replyflow", "functions", "local", "bench")
+
+
+def _classes(dirs: tuple[str, ...]) -> list[tuple[str, list[str], str]]:
+    found = []
+    for folder in dirs:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ClassDef):
+                    bases = [ast.unparse(base) for base in node.bases]
+                    found.append((node.name, bases, str(path.relative_to(ROOT))))
+    return found
+
+
+def test_class_names_are_unique_across_the_tree() -> None:
+    where: dict[str, list[str]] = {}
+    for name, _bases, path in _classes(SOURCE_DIRS):
+        where.setdefault(name, []).append(path)
+    assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}
+
+
+def test_every_error_of_the_product_is_a_replyflow_error() -> None:
+    """Every exception class defined in the layer and the functions derives from ``ReplyflowError``
+    (private control-flow signals such as ``_Stop`` aside). The local stack's emulators raise the
+    errors of what they emulate (SQS, Instagram), so ``local/`` is not held to this."""
+    classes = _classes(("layers/shared/replyflow", "functions"))
+    bases_of = {name: [base.rsplit(".", 1)[-1] for base in bases] for name, bases, _path in classes}
+
+    def reaches(name: str, target: str, seen: frozenset[str] = frozenset()) -> bool:
+        if name == target:
+            return True
+        return any(
+            reaches(base, target, seen | {name}) for base in bases_of.get(name, []) if base not in seen
+        )
+
+    def is_error(name: str) -> bool:
+        builtin = {"Exception", "BaseException", "ValueError", "KeyError", "RuntimeError", "ConnectionError"}
+        return any(reaches(name, base) for base in builtin if base != name)
+
+    outside = [
+        f"{path}:{name}"
+        for name, _bases, path in classes
+        if not name.startswith("_")
+        and name != "ReplyflowError"
+        and is_error(name)
+        and not reaches(name, "ReplyflowError")
+    ]
+    assert outside == []

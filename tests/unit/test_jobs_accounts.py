@@ -51,9 +51,9 @@ def test_token_refresh_refreshes_due_tokens_and_flags_dead_ones(sessions: sessio
     graph = FakeGraph()
     graph.refresh_answers["tok-due"] = RefreshedToken("tok-due-2", 5_184_000)
     graph.refresh_answers["tok-dead"] = GraphCallError(
-        "Error validating access token: Session has expired", code=190, subcode=463, transient=False
+        "Error validating access token: Session has expired", graph_code=190, subcode=463, transient=False
     )
-    graph.refresh_answers["tok-flaky"] = GraphCallError("Service unavailable", code=2, transient=True)
+    graph.refresh_answers["tok-flaky"] = GraphCallError("Service unavailable", graph_code=2, transient=True)
     cache = FakeCache()
     cache.set_json(account_route_key("ig-dead"), {"status": "active"}, 300)
 
@@ -85,7 +85,7 @@ def test_token_refresh_refreshes_due_tokens_and_flags_dead_ones(sessions: sessio
 def test_token_refresh_parameter_errors_are_retried_not_flagged(sessions: sessionmaker[Session]) -> None:
     graph = FakeGraph()
     graph.refresh_answers["tok-due"] = GraphCallError(
-        "must be at least 24 hours old", code=100, transient=False
+        "must be at least 24 hours old", graph_code=100, transient=False
     )
     result = run_token_refresh(sessions, graph, cipher(), FakeCache(), now=NOW, deadline=Deadline.unlimited())
     assert result.counts["failed_retry_next_run"] == 1
@@ -109,7 +109,7 @@ def test_webhook_subscriptions_resubscribe_flag_and_record(sessions: sessionmake
     graph = FakeGraph()
     graph.fields["tok-fresh"] = set(REQUIRED_FIELDS) | {"mentions"}
     graph.fields["tok-due"] = {"comments"}
-    graph.fields["tok-dead"] = GraphCallError("expired", code=190, subcode=463, transient=False)
+    graph.fields["tok-dead"] = GraphCallError("expired", graph_code=190, subcode=463, transient=False)
     graph.fields["tok-flaky"] = GraphCallError("timeout", transient=True)
     cache = FakeCache()
 

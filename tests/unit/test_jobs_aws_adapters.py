@@ -155,7 +155,7 @@ def test_graph_errors_are_classified(
     client = _client(lambda request: response)
     with pytest.raises(GraphCallError) as caught:
         client.refresh_token("t")
-    assert (caught.value.code, caught.value.transient, caught.value.needs_login) == (
+    assert (caught.value.graph_code, caught.value.transient, caught.value.needs_login) == (
         code,
         transient,
         needs_login,

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local.gateway import Gateway, HttpRequest
+from local.gateway import HttpRequest, LocalGateway
 from local.template import parse_template
 from replyflow.adapters.mail_outbox import OutboxMailer
 from replyflow.adapters.mail_ses import SesMailer
@@ -98,7 +98,7 @@ def test_the_outbox_is_read_by_another_process(tmp_path: Path) -> None:
 
 def test_the_local_gateway_serves_the_outbox(tmp_path: Path) -> None:
     outbox = OutboxMailer.in_state_dir(tmp_path)
-    gateway = Gateway(parse_template("Resources: {}"), {}, outbox=outbox)
+    gateway = LocalGateway(parse_template("Resources: {}"), {}, outbox=outbox)
     empty = gateway.handle(HttpRequest("GET", "/_local/outbox", [], b"", "127.0.0.1"))
     assert (empty.status, empty.json()) == (200, {"messages": []})
     outbox.send(MESSAGE)
@@ -110,7 +110,7 @@ def test_the_local_gateway_serves_the_outbox(tmp_path: Path) -> None:
     assert bad.status == 400
     cleared = gateway.handle(HttpRequest("DELETE", "/_local/outbox", [], b"", "127.0.0.1"))
     assert cleared.json() == {"deleted": 1}
-    without = Gateway(parse_template("Resources: {}"), {})
+    without = LocalGateway(parse_template("Resources: {}"), {})
     assert without.handle(HttpRequest("GET", "/_local/outbox", [], b"", "127.0.0.1")).status == 404
 
 

@@ -3,6 +3,7 @@ logged decision, and the rules (windows, quota, top-level, live, cooldown, sever
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -11,11 +12,13 @@ import pytest
 from sqlalchemy import select
 
 from replyflow.adapters.crypto import TokenCipher
-from replyflow.clock import from_epoch
+from replyflow.clock import from_epoch, utcnow
 from replyflow.db.engine import get_engine, session_factory, session_scope
 from replyflow.db.models import AutomationLog, Base, InstagramAccount, OutboundMessage, UsageCounter
 from replyflow.domain.messages import EventMessage, SendJob, queue_priority
 from replyflow.domain.webhook_events import parse_body
+from replyflow.errors import CooldownsUnavailableError
+from replyflow.observability import metrics
 from replyflow.services.process_event import EventProcessor
 from tests.conftest import load_event
 from tests.support_pipeline import (
@@ -25,6 +28,7 @@ from tests.support_pipeline import (
     FixedClock,
     MemoryQueues,
     Seeded,
+    comment_body,
     seed_tenant,
 )
 
@@ -110,7 +114,7 @@ def test_a_comment_keyword_queues_a_private_reply_and_publishes_the_send_job(wor
     assert world.decisions(seeded) == [(auto, "matched", None), (auto, "queued", None)]
 
 
-def test_a_duplicate_event_is_claimed_once(world: World) -> None:
+def test_a_duplicate_event_is_recorded_once(world: World) -> None:
     seeded = world.seed([{"actions": PRIVATE}])
     assert not world.run(seeded, "comment_feed.json").duplicate
     assert world.run(seeded, "comment_feed.json").duplicate
@@ -236,7 +240,7 @@ def test_a_failed_transaction_gives_the_cooldown_back(world: World, monkeypatch:
     assert world.decisions(seeded) == []  # rolled back: the redelivery decides afresh
 
 
-def test_a_failed_transaction_leaves_the_event_unclaimed_for_the_redelivery(
+def test_a_failed_transaction_leaves_the_event_unrecorded_for_the_redelivery(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The dedupe claim commits with the decisions or not at all (SQLite included: a SAVEPOINT that
@@ -315,3 +319,92 @@ def test_templates_with_buttons_and_quick_replies_render(world: World) -> None:
     message = row.payload["message"]
     assert message["attachment"]["payload"]["buttons"][0]["url"].startswith("https://x.example")
     assert message["quick_replies"] == quick
+
+
+class DownCooldowns:
+    """The cooldown store with Redis down: every call fails as the adapter reports it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def acquire(self, key: str, seconds: int) -> bool:
+        self.calls += 1
+        raise CooldownsUnavailableError("cooldown store: ConnectionError")
+
+    def release(self, key: str) -> None:
+        self.calls += 1
+        raise CooldownsUnavailableError("cooldown store: ConnectionError")
+
+    def next_index(self, key: str) -> int:
+        self.calls += 1
+        raise CooldownsUnavailableError("rotation store: ConnectionError")
+
+
+def _redis_down(world: World) -> tuple[EventProcessor, DownCooldowns]:
+    down = DownCooldowns()
+    processor = EventProcessor(
+        sessions=world.sessions, cache=world.cache, cooldowns=down, publisher=world.queues, clock=world.clock
+    )
+    return processor, down
+
+
+def _comment(seeded: Seeded, comment_id: str) -> EventMessage:
+    body = comment_body(seeded.ig_user_id, comment_id, "LINK please", time=1795788312)
+    return EventMessage(seeded.tenant_id, seeded.account_id, parse_body(body).events[0])
+
+
+def test_with_redis_down_the_cooldown_falls_back_to_the_ledger(world: World) -> None:
+    seeded = world.seed([{"cooldown_seconds": 3600, "actions": PRIVATE}])
+    processor, down = _redis_down(world)
+    metrics.clear_metrics()
+    first = processor.process(_comment(seeded, "c-first"))
+    second = processor.process(_comment(seeded, "c-second"))  # same contact, inside the cooldown
+    assert down.calls == 2
+    auto = seeded.automation_ids[0]
+    assert (first.queued != [], second.queued) == (True, [])
+    assert second.decisions == [(auto, "skipped", "cooldown")]
+    assert [r.dedupe_key for r in world.outbound(seeded)] == ["c-first"]
+    assert metrics.metric_set["ProcessorRedisFallbacks"]["Value"] == [1.0, 1.0]
+
+
+def test_with_redis_down_the_cooldown_is_free_once_it_has_passed(world: World) -> None:
+    seeded = world.seed([{"cooldown_seconds": 60, "actions": PRIVATE}])
+    processor, _ = _redis_down(world)
+    processor.process(_comment(seeded, "c-first"))
+    # The ledger's created_at is the wall clock: move the processor's clock past it.
+    world.clock.current = utcnow() + timedelta(seconds=61)
+    assert processor.process(_comment(seeded, "c-second")).queued != []
+
+
+def test_with_redis_down_the_variant_is_chosen_by_the_comment(world: World) -> None:
+    seeded = world.seed([{"actions": PUBLIC}])
+    processor, _ = _redis_down(world)
+    for comment_id in ("c-1", "c-2", "c-3"):
+        processor.process(_comment(seeded, comment_id))
+    rows = {r.dedupe_key: r.payload["variant"] for r in world.outbound(seeded)}
+    assert rows == {c: zlib.crc32(c.encode()) % 2 for c in ("c-1", "c-2", "c-3")}
+
+
+def test_with_redis_down_a_failed_transaction_raises_its_own_error(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seeded = world.seed([{"cooldown_seconds": 60, "actions": PRIVATE}])
+
+    class HeldThenDown(DictCooldowns):
+        def release(self, key: str) -> None:
+            raise CooldownsUnavailableError("cooldown store: ConnectionError")
+
+    processor = EventProcessor(
+        sessions=world.sessions,
+        cache=world.cache,
+        cooldowns=HeldThenDown(),
+        publisher=world.queues,
+        clock=world.clock,
+    )
+
+    def boom(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("replyflow.db.repositories.ledger.add_outbound", boom)
+    with pytest.raises(RuntimeError, match="database went away"):
+        processor.process(_comment(seeded, "c-first"))

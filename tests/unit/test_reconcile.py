@@ -384,7 +384,7 @@ def test_an_app_wide_throttle_ends_the_run(world: World) -> None:
         seed_tenant(
             session, core.cipher(), automations=[{"actions": {"private_reply": {"template_text": "hi"}}}]
         )
-    reader = ScriptedReader([GraphCallError("app limit", code=4, transient=True, retry_after=600)])
+    reader = ScriptedReader([GraphCallError("app limit", graph_code=4, transient=True, retry_after=600)])
     result = world.run(reader=reader)
     assert result.counts["stopped_throttled"] == 1
     assert result.stopped_early is True
@@ -422,7 +422,7 @@ def test_reads_and_sends_share_one_budget(world: World) -> None:
     assert pauses.paused[world.demo.account_id] == pytest.approx(1800, abs=60)
 
     app_pauses = RecordingPauses()
-    reader = ScriptedReader([GraphCallError("app limit", code=4, transient=True, retry_after=600)])
+    reader = ScriptedReader([GraphCallError("app limit", graph_code=4, transient=True, retry_after=600)])
     core.cache().delete(checkpoint_key(world.demo.account_id))
     world.run(reader=reader, pauses=app_pauses)
     assert app_pauses.paused_all == [900.0]

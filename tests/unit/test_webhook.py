@@ -15,7 +15,7 @@ from replyflow.domain.messages import EventMessage
 from replyflow.domain.webhook_events import drop_reason, epoch_seconds, parse_body
 from replyflow.errors import SignatureError, UnauthorizedError
 from replyflow.services import cache_keys
-from replyflow.services.intake import Route, RouteResolver, sign, verify_handshake, verify_signature
+from replyflow.services.intake import AccountRoute, RouteResolver, sign, verify_handshake, verify_signature
 from replyflow.settings import Settings
 from replyflow.wiring import core, pipeline
 from tests.conftest import REFERENCE_EVENTS_DIR, ROOT, load_event
@@ -199,13 +199,13 @@ def test_handshake() -> None:
 def test_route_resolver_loads_once_then_serves_from_the_cache_including_unknown_accounts() -> None:
     calls: list[str] = []
 
-    def loader(ig: str) -> Route | None:
+    def loader(ig: str) -> AccountRoute | None:
         calls.append(ig)
-        return Route("t1", "a1", "high", "active") if ig == "known" else None
+        return AccountRoute("t1", "a1", "high", "active") if ig == "known" else None
 
     resolver = RouteResolver(DictCache(), loader)
     for _ in range(3):
-        assert resolver.resolve("known") == Route("t1", "a1", "high", "active")
+        assert resolver.resolve("known") == AccountRoute("t1", "a1", "high", "active")
         assert resolver.resolve("stranger") is None
     assert calls == ["known", "stranger"]
 
@@ -224,12 +224,14 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryQueues]:
     )
     pipeline.reset()
 
-    def no_database(ig: str) -> Route | None:
+    def no_database(ig: str) -> AccountRoute | None:
         raise AssertionError(f"the warm webhook must not touch the database ({ig})")
 
     monkeypatch.setattr(pipeline, "load_route", no_database)
     cache = core.cache()
-    cache.set_json(cache_keys.account_route_key(ACCOUNT), Route("t1", "a1", "high", "active").to_json(), 60)
+    cache.set_json(
+        cache_keys.account_route_key(ACCOUNT), AccountRoute("t1", "a1", "high", "active").to_json(), 60
+    )
     cache.set_json(cache_keys.account_route_key("17841400000000009"), {"unknown": True}, 60)
     yield queues
     cache.delete(cache_keys.account_route_key(ACCOUNT), cache_keys.account_route_key("17841400000000009"))

@@ -10,10 +10,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import principal
 from api.responses import documented, no_content
-from replyflow.services import automation_test
-from replyflow.services import automations_service as automations
-from replyflow.services.automation_test import AutomationTestRequest, AutomationTestResult
-from replyflow.services.automations_service import AutomationCreate, AutomationUpdate, AutomationView
+from replyflow.services import automation_dry_run, automations
+from replyflow.services.automation_dry_run import DryRunRequest, DryRunResult
+from replyflow.services.automations import AutomationCreate, AutomationUpdate, AutomationView
 from replyflow.wiring import api as wiring
 
 router = Router()
@@ -98,6 +97,6 @@ def disable(automation_id: str) -> AutomationView:
     summary="Dry run: given a sample comment or DM, which actions would run, or why not",
     responses=documented(200, 404, body=True),
 )
-def test(automation_id: str, body: AutomationTestRequest) -> AutomationTestResult:
+def test(automation_id: str, body: DryRunRequest) -> DryRunResult:
     with wiring.read_only() as session:
-        return automation_test.run_test(session, principal(router), automation_id, body)
+        return automation_dry_run.dry_run(session, principal(router), automation_id, body)

@@ -9,8 +9,8 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import principal
 from api.responses import documented, no_content
-from replyflow.services import templates_service as templates
-from replyflow.services.templates_service import (
+from replyflow.services import templates
+from replyflow.services.templates import (
     DraftPreviewRequest,
     PreviewRequest,
     PreviewView,

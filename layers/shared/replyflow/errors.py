@@ -84,3 +84,10 @@ class MailDeliveryError(ReplyflowError):
 
     code = "mail_unavailable"
     status = 503
+
+
+class CooldownsUnavailableError(ReplyflowError):
+    """The cooldown and rotation store (Redis) did not answer; the processor falls back to the ledger."""
+
+    code = "cooldowns_unavailable"
+    status = 503

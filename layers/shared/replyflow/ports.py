@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from replyflow.errors import NotFoundError, ReplyflowError
+
 if TYPE_CHECKING:
     from replyflow.adapters.graph_client import GraphResult
     from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
@@ -108,6 +110,9 @@ class RateLimiter(Protocol):
 
 
 class Cooldowns(Protocol):
+    """Redis cooldowns and rotation counters; every method raises ``CooldownsUnavailableError`` when
+    the store does not answer."""
+
     def acquire(self, key: str, seconds: int) -> bool: ...
 
     def release(self, key: str) -> None: ...
@@ -116,7 +121,7 @@ class Cooldowns(Protocol):
 
 
 class NonceStore(Protocol):
-    """Single-use claims: ``acquire`` is true for the first caller of a key within ``seconds``
+    """Single-use nonces: ``acquire`` is true for the first caller of a key within ``seconds``
     (Redis ``SET NX EX``)."""
 
     def acquire(self, key: str, seconds: int) -> bool: ...
@@ -236,7 +241,7 @@ class ArchiveStore(Protocol):
     def list(self, prefix: str) -> Iterator[str]: ...
 
 
-class ArchiveObjectMissingError(KeyError):
+class ArchiveObjectMissingError(NotFoundError, KeyError):
     """``ArchiveStore.get`` of a key that does not exist."""
 
 
@@ -305,7 +310,7 @@ THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80006})
 APP_THROTTLE_CODE = 4
 
 
-class GraphCallError(Exception):
+class GraphCallError(ReplyflowError):
     """A Graph API call failed. ``transient``: try again next run; otherwise the answer is final.
     ``retry_after``: seconds Meta asked us to wait (``estimated_time_to_regain_access``), if it said."""
 
@@ -313,15 +318,14 @@ class GraphCallError(Exception):
         self,
         message: str,
         *,
-        code: int | None = None,
+        graph_code: int | None = None,
         subcode: int | None = None,
         transient: bool,
         retry_after: float | None = None,
         http_status: int | None = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
-        self.code = code
+        self.graph_code = graph_code
         self.subcode = subcode
         self.transient = transient
         self.retry_after = retry_after
@@ -329,15 +333,15 @@ class GraphCallError(Exception):
 
     @property
     def throttled(self) -> bool:
-        return self.code in THROTTLE_CODES or self.http_status == 429
+        return self.graph_code in THROTTLE_CODES or self.http_status == 429
 
     @property
     def needs_login(self) -> bool:
         """Code 190 (expired, revoked, password changed) or a missing permission (10, 2xx): only a new
         login by the account owner helps."""
-        code = self.code or 0
+        code = self.graph_code or 0
         return code in (190, 10) or 200 <= code < 300
 
     def reason(self) -> str:
-        code = f"{self.code}/{self.subcode}" if self.subcode else f"{self.code}"
+        code = f"{self.graph_code}/{self.subcode}" if self.subcode else f"{self.graph_code}"
         return f"graph error {code}: {self.message}"[:255]

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from replyflow.errors import ReplyflowError
+
 MAX_REASON_CHARS = 2000
 
 
@@ -67,8 +69,11 @@ class CustomResourceResponse(BaseModel):
         return json.dumps(self.model_dump(by_alias=True)).encode()
 
 
-class ResponseDeliveryError(Exception):
+class ResponseDeliveryError(ReplyflowError):
     """CloudFormation's ResponseURL did not take the response."""
+
+    code = "cfn_response_undelivered"
+    status = 502
 
 
 def send_response(

@@ -18,14 +18,18 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from replyflow.errors import ReplyflowError
+
 _V1 = b"\x01"  # nonce + ciphertext
 _V2 = b"\x02"  # key id + nonce + ciphertext
 _KEY_ID_BYTES = 4
 
 
-class WrongKeyError(Exception):
+class WrongKeyError(ReplyflowError):
     """The blob was sealed under another key than the configured one (not a ``ValueError``: callers
     that give up on one unreadable row must not swallow it)."""
+
+    code = "token_key_mismatch"
 
 
 def key_id(key: bytes) -> bytes:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import httpx
 
+from replyflow.errors import ReplyflowError
 from replyflow.observability import traced
 
 ErrorKind = Literal[
@@ -55,21 +56,29 @@ USAGE_FIELDS = ("call_count", "total_cputime", "total_time")
 
 
 @dataclass
-class GraphError(Exception):
+class GraphError(ReplyflowError):
+    """A Graph call failed: ``kind`` is the class the sender acts on, ``graph_code`` Meta's code."""
+
     kind: ErrorKind
     message: str
-    code: int | None = None
+    graph_code: int | None = None
     subcode: int | None = None
     http_status: int | None = None
     retry_after: float | None = None
 
+    code = "graph_error"
+    status = 502
+
+    def __post_init__(self) -> None:
+        ReplyflowError.__init__(self, self.message)
+
     def __str__(self) -> str:
-        return f"{self.kind} ({self.code}/{self.subcode}): {self.message}"
+        return f"{self.kind} ({self.graph_code}/{self.subcode}): {self.message}"
 
     @property
     def error_code(self) -> str:
         """The ledger's ``error_code``: the class, plus Meta's code when there is one."""
-        return self.kind if self.code is None else f"{self.kind}:{self.code}"
+        return self.kind if self.graph_code is None else f"{self.kind}:{self.graph_code}"
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ def _error(status: int, body: Any, headers: httpx.Headers | None = None) -> Grap
     transient = bool(error.get("is_transient")) or status >= 500 or code in _TRANSIENT_CODES
     return GraphCallError(
         str(error.get("message", "")),
-        code=code,
+        graph_code=code,
         subcode=subcode,
         transient=transient,
         retry_after=retry_after,

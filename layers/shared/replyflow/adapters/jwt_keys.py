@@ -21,12 +21,16 @@ from typing import Any
 
 import jwt
 
+from replyflow.errors import UnauthorizedError
+
 ALGORITHM = "HS256"
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub"]
 
 
-class InvalidTokenError(Exception):
+class InvalidTokenError(UnauthorizedError):
     """The token is malformed, expired, tampered with, for another audience or signed by an unknown key."""
+
+    code = "invalid_token"
 
 
 @dataclass(frozen=True)

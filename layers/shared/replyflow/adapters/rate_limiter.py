@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import redis
 
+from replyflow.errors import CooldownsUnavailableError
+
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
 if now == 0 then
@@ -187,7 +189,8 @@ class RedisRateLimiter:
 
 
 class RedisCooldowns:
-    """Cooldown claims (SET NX EX) and rotation counters (INCR) for the processor."""
+    """Cooldown holds (SET NX EX) and rotation counters (INCR) for the processor. A Redis failure is
+    raised as ``CooldownsUnavailableError``: the processor then falls back (``process_event``)."""
 
     ROTATION_TTL_SECONDS = 30 * 24 * 3600
 
@@ -196,15 +199,24 @@ class RedisCooldowns:
         self._ns = namespace
 
     def acquire(self, key: str, seconds: int) -> bool:
-        return bool(self._redis.set(f"{self._ns}:{key}", b"1", nx=True, ex=max(1, seconds)))
+        try:
+            return bool(self._redis.set(f"{self._ns}:{key}", b"1", nx=True, ex=max(1, seconds)))
+        except redis.RedisError as error:
+            raise CooldownsUnavailableError(f"cooldown store: {type(error).__name__}") from error
 
     def release(self, key: str) -> None:
-        self._redis.delete(f"{self._ns}:{key}")
+        try:
+            self._redis.delete(f"{self._ns}:{key}")
+        except redis.RedisError as error:
+            raise CooldownsUnavailableError(f"cooldown store: {type(error).__name__}") from error
 
     def next_index(self, key: str) -> int:
         full = f"{self._ns}:{key}"
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.incr(full)
-        pipe.expire(full, self.ROTATION_TTL_SECONDS)
-        value, _ = pipe.execute()
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.incr(full)
+            pipe.expire(full, self.ROTATION_TTL_SECONDS)
+            value, _ = pipe.execute()
+        except redis.RedisError as error:
+            raise CooldownsUnavailableError(f"rotation store: {type(error).__name__}") from error
         return int(value) - 1

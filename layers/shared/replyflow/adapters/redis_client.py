@@ -32,6 +32,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from replyflow.errors import ReplyflowError
 from replyflow.observability import MetricUnit, logger, metrics
 
 CONNECT_TIMEOUT_SECONDS = 0.25
@@ -45,8 +46,11 @@ _RETRIED_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.Tim
 T = TypeVar("T")
 
 
-class RedisUnavailableError(redis.ConnectionError):
+class RedisUnavailableError(ReplyflowError, redis.ConnectionError):
     """Refused without trying: the breaker is open after a recent failure."""
+
+    code = "redis_unavailable"
+    status = 503
 
 
 class CircuitBreaker:

@@ -127,7 +127,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin_before_savepoint(conn: Any, _name: str) -> None:
     """pysqlite opens a transaction only before DML, so a SAVEPOINT issued first opens one itself and
-    its RELEASE commits it: the ledgers' claims (a SAVEPOINT first in the transaction) would commit
+    its RELEASE commits it: the ledgers' reservations (a SAVEPOINT first in the transaction) would commit
     alone and survive the rollback of the decisions they guard. BEGIN first keeps them in it."""
     dbapi_connection = conn.connection.dbapi_connection
     if dbapi_connection is not None and not dbapi_connection.in_transaction:

@@ -287,7 +287,7 @@ class InboundEvent(Base):
 
 class OutboundMessage(Base):
     """The send ledger. ``dedupe_key`` is the comment id for private and public replies (so a comment can
-    never get two) and inbound mid + automation for DMs; the unique key makes the claim atomic."""
+    never get two) and inbound mid + automation for DMs; the unique key makes the reservation atomic."""
 
     __tablename__ = "outbound_messages"
 

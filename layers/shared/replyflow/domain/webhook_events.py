@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from typing import Any, Literal, TypedDict, cast
 
+from replyflow.errors import ReplyflowError
+
 EventKind = Literal[
     "comment",
     "live_comment",
@@ -162,8 +164,11 @@ class EntryShape(TypedDict, total=False):
     value: CommentShape
 
 
-class Malformed(ValueError):
+class MalformedEventError(ReplyflowError, ValueError):
     """An item that cannot be read."""
+
+    code = "malformed_event"
+    status = 400
 
 
 def _str(value: Any) -> str | None:
@@ -300,7 +305,7 @@ def _parse_entry(raw: Any, result: ParseResult) -> None:
 def _guarded(result: ParseResult, build: Callable[[], WebhookEvent | str]) -> None:
     try:
         event = build()
-    except (Malformed, TypeError, ValueError, AttributeError):
+    except (MalformedEventError, TypeError, ValueError, AttributeError):
         result.skipped["malformed"] += 1
         return
     if isinstance(event, str):
@@ -311,7 +316,7 @@ def _guarded(result: ParseResult, build: Callable[[], WebhookEvent | str]) -> No
 
 def _from_change(entry_id: str, entry_time: float | None, raw: Any) -> WebhookEvent | str:
     if not isinstance(raw, dict) or not isinstance(raw.get("field"), str):
-        raise Malformed("a change needs a field")
+        raise MalformedEventError("a change needs a field")
     change = cast(ChangeShape, raw)
     field_name, value = change["field"], cast(CommentShape, _obj(change.get("value")))
     if field_name == "messages":
@@ -351,7 +356,7 @@ def _from_change(entry_id: str, entry_time: float | None, raw: Any) -> WebhookEv
 
 def _from_messaging(entry_id: str, entry_time: float | None, raw: Any, *, standby: bool) -> WebhookEvent:
     if not isinstance(raw, dict):
-        raise Malformed("a messaging item must be an object")
+        raise MalformedEventError("a messaging item must be an object")
     item = cast(MessagingShape, raw)
     common: dict[str, Any] = {
         "ig_account_id": entry_id,
@@ -388,7 +393,7 @@ def _from_messaging(entry_id: str, entry_time: float | None, raw: Any, *, standb
         return WebhookEvent(
             kind="referral", payload=_str(referral.get("ref")), ad_id=_str(referral.get("ad_id")), **common
         )
-    raise Malformed("messaging item with no known event")
+    raise MalformedEventError("messaging item with no known event")
 
 
 def _from_message(message: MessageShape, common: dict[str, Any]) -> WebhookEvent:

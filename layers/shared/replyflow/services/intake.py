@@ -39,7 +39,7 @@ NEGATIVE_ROUTE_TTL_SECONDS = 30
 
 
 @dataclass(frozen=True)
-class Route:
+class AccountRoute:
     tenant_id: str
     account_id: str
     priority: str
@@ -54,8 +54,8 @@ class Route:
         }
 
 
-# entry.id -> Route, or None for an account we do not serve (the database, on a cache miss).
-RouteLoader = Callable[[str], "Route | None"]
+# entry.id -> AccountRoute, or None for an account we do not serve (the database, on a cache miss).
+RouteLoader = Callable[[str], "AccountRoute | None"]
 
 
 @dataclass
@@ -97,20 +97,20 @@ def verify_handshake(params: dict[str, str], verify_token: str) -> str | None:
 
 
 class RouteResolver:
-    """entry.id -> Route through the shared cache, falling back to ``loader``."""
+    """entry.id -> AccountRoute through the shared cache, falling back to ``loader``."""
 
     def __init__(self, cache: Cache, loader: RouteLoader) -> None:
         self._cache = cache
         self._loader = loader
 
-    def resolve(self, ig_user_id: str) -> Route | None:
+    def resolve(self, ig_user_id: str) -> AccountRoute | None:
         key = cache_keys.account_route_key(ig_user_id)
         cached = self._cache.get_json(key)
         if isinstance(cached, dict):
             if cached.get("unknown"):
                 return None
             try:
-                return Route(
+                return AccountRoute(
                     tenant_id=cached["tenant_id"],
                     account_id=cached["account_id"],
                     priority=cached.get("priority", "default"),
@@ -143,7 +143,7 @@ def intake(
     parsed = parse_body(decoded)
     result = IntakeResult(counts=Counter(parsed.skipped))
     by_queue: dict[str, list[str]] = {}
-    routes: dict[str, Route | None] = {}
+    routes: dict[str, AccountRoute | None] = {}
     for event in parsed.events:
         reason = drop_reason(event)
         if reason is not None:
@@ -166,7 +166,7 @@ def intake(
     return result
 
 
-def _message(route: Route, event: WebhookEvent) -> str:
+def _message(route: AccountRoute, event: WebhookEvent) -> str:
     return EventMessage(
         tenant_id=route.tenant_id,
         account_id=route.account_id,

@@ -62,7 +62,10 @@ from replyflow.db.repositories import accounts as accounts_repo
 from replyflow.db.repositories import ledger
 from replyflow.db.repositories import logs as logs_repo
 from replyflow.db.repositories import usage as usage_repo
+from replyflow.domain.lifecycle import POLICY_BLOCK_REASON as POLICY_BLOCK_REASON
+from replyflow.domain.lifecycle import TRANSIENT_ERROR, OutboundStatus, SendStep, decide_send
 from replyflow.domain.messages import SendJob, sends_queue
+from replyflow.errors import ReplyflowError
 from replyflow.observability import bind_tenant, logger
 from replyflow.ports import Cache, Clock, GraphSender, QueuePublisher, SendLimiter, TokenDecrypter
 from replyflow.services import cache_keys
@@ -78,11 +81,13 @@ NEAR_LIMIT_PCT = 90
 NEAR_LIMIT_PAUSE_SECONDS = 60.0
 SKIP_KINDS = frozenset({"outside_window", "user_unavailable", "already_replied"})
 # An account Instagram blocked is parked like one with a rejected token: both wait for a reconnect.
-POLICY_BLOCK_REASON = "policy_block_368"
 
 
-class SendRetryExhaustedError(Exception):
+class SendRetryExhaustedError(ReplyflowError):
     """A transient failure after the inline retries: the record fails so SQS retries, then DLQs it."""
+
+    code = "send_retry_exhausted"
+    status = 503
 
 
 # docs/instagram.md#errors: code 4 is the app-level platform limit, shared by every account.
@@ -97,7 +102,7 @@ class SendOutcome:
 
 
 @dataclass(frozen=True)
-class _Claimed:
+class _Leased:
     row_id: int
     kind: str
     automation_id: str | None
@@ -147,51 +152,51 @@ class SendService:
 
     def send(self, job: SendJob) -> SendOutcome:
         bind_tenant(job.tenant_id, job.account_id)
-        claimed_or_outcome = self._claim(job)
-        if isinstance(claimed_or_outcome, SendOutcome):
-            if claimed_or_outcome.status == "parked":
+        leased_or_outcome = self._lease_row(job)
+        if isinstance(leased_or_outcome, SendOutcome):
+            if leased_or_outcome.status == "parked":
                 self._recheck_parked(job)
-            return claimed_or_outcome
-        claimed = claimed_or_outcome
+            return leased_or_outcome
+        leased = leased_or_outcome
         try:
             slot = self._limiter.acquire(
-                job.account_id, claimed.budget, history=lambda: self._send_history(job, claimed)
+                job.account_id, leased.budget, history=lambda: self._send_history(job, leased)
             )
         except Exception as error:
             # Nothing went out: the row waits and comes back. Left "sending", it would be written off
             # as ``unknown`` (never sent) once the lease ends.
             logger.warning("send limiter unavailable: the message waits", extra={"error": str(error)})
             delay = self._limiter_retry * (0.5 + self._rng() / 2)
-            return self._defer(job, claimed, delay, "limiter_unavailable", "the send limiter did not answer")
+            return self._defer(job, leased, delay, "limiter_unavailable", "the send limiter did not answer")
         if not slot.granted:
-            return self._defer(job, claimed, slot.delay_seconds, "rate_limited", "no slot in the send budget")
+            return self._defer(job, leased, slot.delay_seconds, "rate_limited", "no slot in the send budget")
         try:
-            token = self._cipher.decrypt(claimed.token_blob, context=job.account_id)
+            token = self._cipher.decrypt(leased.token_blob, context=job.account_id)
         except InvalidTag:  # this row's ciphertext does not open (copied, or tampered with)
             self._release(job, slot.token)
-            return self._needs_reauth(job, claimed, GraphError("token_invalid", "stored token unreadable"))
+            return self._needs_reauth(job, leased, GraphError("token_invalid", "stored token unreadable"))
         except Exception:
             # The cipher itself is wrong (WrongKeyError: another TOKEN_ENCRYPTION_KEY; a bug): nothing
             # went out, so the slot and the row go back and the record fails loudly instead of parking.
             self._release(job, slot.token)
-            self._give_back(job, claimed, "cipher_error")
+            self._give_back(job, leased, "cipher_error")
             raise
         try:
-            result = self._call(claimed, token)
+            result = self._call(leased, token)
         except GraphError as error:
             if error.kind != "ambiguous":
                 self._release(job, slot.token)
-            return self._settle_error(job, claimed, error)
-        return self._settle_sent(job, claimed, result)
+            return self._settle_error(job, leased, error)
+        return self._settle_sent(job, leased, result)
 
     # -- the limiter, best effort once a slot is held ----------------------------------------------
 
-    def _send_history(self, job: SendJob, claimed: _Claimed) -> list[int]:
+    def _send_history(self, job: SendJob, leased: _Leased) -> list[int]:
         """Epoch ms of the account's sends in the last hour, for a limiter whose window was lost."""
         since = self._clock.now() - HOUR
         with session_scope(self._sessions) as session:
             times = ledger.recent_send_times(
-                session, job.tenant_id, job.account_id, since=since, exclude_id=claimed.row_id
+                session, job.tenant_id, job.account_id, since=since, exclude_id=leased.row_id
             )
         return [int(t.replace(tzinfo=UTC).timestamp() * 1000) for t in times]
 
@@ -219,44 +224,40 @@ class SendService:
         except Exception as error:  # the ledger sweeper releases it on its next run
             logger.warning("parked row not re-checked", extra={"error": str(error)})
 
-    def _claim(self, job: SendJob) -> _Claimed | SendOutcome:
+    def _lease_row(self, job: SendJob) -> _Leased | SendOutcome:
         now = self._clock.now()
         with session_scope(self._sessions) as session:
             row = ledger.get_outbound(session, job.tenant_id, job.outbound_id)
             if row is None or row.account_id != job.account_id:
                 logger.warning("send job for a missing row", extra={"outbound_id": job.outbound_id})
                 return SendOutcome("noop", "missing")
-            if row.status in ledger.TERMINAL or row.status == "parked":
-                return SendOutcome("noop", row.status)
-            if row.status == "failed" and row.error_code != ledger.TRANSIENT_ERROR:
-                return SendOutcome("noop", "failed")
-            if row.status == "sending":
+            account = accounts_repo.get(session, job.tenant_id, job.account_id)
+            decision = decide_send(
+                status=row.status,
+                error_code=row.error_code,
+                kind=row.kind,
+                not_after=_parse_time(row.payload.get("not_after")),
+                account_status=account.status if account else None,
+                account_status_reason=account.status_reason if account else None,
+                now=now,
+            )
+            if decision.step == SendStep.NOOP:
+                return SendOutcome("noop", decision.reason)
+            if decision.step == SendStep.IN_FLIGHT:
                 if ledger.settle_stale(session, job.tenant_id, row.id, lease_seconds=self._lease, now=now):
                     self._log(session, row, "unknown", "worker_lost", "a worker died during the call")
                     return SendOutcome("unknown", "worker_lost")
                 return self._recheck_after_lease(job, row, now)
-            account = accounts_repo.get(session, job.tenant_id, job.account_id)
-            if account is None or account.status == "disabled":
-                reason = "account_missing" if account is None else "account_disabled"
-                ledger.finish(session, job.tenant_id, row.id, status="skipped", error_code=reason)
-                self._log(session, row, "skipped", reason)
-                return SendOutcome("skipped", reason)
-            if account.status == "needs_reauth":
-                reason = (
-                    POLICY_BLOCK_REASON if account.status_reason == POLICY_BLOCK_REASON else "needs_reauth"
-                )
-                ledger.finish(session, job.tenant_id, row.id, status="parked", error_code=reason)
-                self._log(session, row, "parked", reason)
-                return SendOutcome("parked", reason)
-            not_after = _parse_time(row.payload.get("not_after"))
-            if not_after is not None and now > not_after:
-                reason = "private_reply_window_expired" if row.kind == "private_reply" else "outside_window"
-                ledger.finish(session, job.tenant_id, row.id, status="skipped", error_code=reason)
-                self._log(session, row, "skipped", reason)
-                return SendOutcome("skipped", reason)
+            if decision.step in (SendStep.SKIP, SendStep.PARK):
+                status = OutboundStatus.SKIPPED if decision.step == SendStep.SKIP else OutboundStatus.PARKED
+                reason = str(decision.reason)
+                ledger.finish(session, job.tenant_id, row.id, status=status, error_code=reason)
+                self._log(session, row, status, reason)
+                return SendOutcome(status, reason)
+            assert account is not None  # SEND implies an account
             if not ledger.start_send(session, job.tenant_id, row.id, now=now):
                 return SendOutcome("noop", "taken")
-            return _Claimed(
+            return _Leased(
                 row_id=row.id,
                 kind=row.kind,
                 automation_id=row.automation_id,
@@ -281,28 +282,28 @@ class SendService:
         )
         return SendOutcome("noop", "in_flight", delay_s)
 
-    def _call(self, claimed: _Claimed, token: str) -> GraphResult:
-        payload = claimed.payload
-        if claimed.kind == "public_reply":
+    def _call(self, leased: _Leased, token: str) -> GraphResult:
+        payload = leased.payload
+        if leased.kind == "public_reply":
             return self._graph.reply_to_comment(str(payload["comment_id"]), token, str(payload["message"]))
-        return self._graph.send_message(claimed.ig_user_id, token, payload["recipient"], payload["message"])
+        return self._graph.send_message(leased.ig_user_id, token, payload["recipient"], payload["message"])
 
     # -- outcomes ----------------------------------------------------------------------------------
 
-    def _settle_sent(self, job: SendJob, claimed: _Claimed, result: GraphResult) -> SendOutcome:
+    def _settle_sent(self, job: SendJob, leased: _Leased, result: GraphResult) -> SendOutcome:
         now = self._clock.now()
         with session_scope(self._sessions) as session:
             ledger.finish(
                 session,
                 job.tenant_id,
-                claimed.row_id,
+                leased.row_id,
                 status="sent",
                 graph_message_id=result.message_id,
                 sent_at=now,
             )
-            if claimed.kind in usage_repo.DM_KINDS:
+            if leased.kind in usage_repo.DM_KINDS:
                 usage_repo.add_dms(session, job.tenant_id, 1, at=now)
-            self._log_claimed(session, job, claimed, "sent", None, f"message {result.message_id}")
+            self._log_leased(session, job, leased, "sent", None, f"message {result.message_id}")
         # Near Meta's limit: slow down before it throttles (calling while throttled extends it).
         if result.usage_pct is not None and result.usage_pct >= NEAR_LIMIT_PCT:
             self._pause(job, NEAR_LIMIT_PAUSE_SECONDS)
@@ -314,21 +315,21 @@ class SendService:
             )
         return SendOutcome("sent")
 
-    def _settle_error(self, job: SendJob, claimed: _Claimed, error: GraphError) -> SendOutcome:
-        logger.info("graph send failed", extra={"outbound_id": claimed.row_id, "error": str(error)})
+    def _settle_error(self, job: SendJob, leased: _Leased, error: GraphError) -> SendOutcome:
+        logger.info("graph send failed", extra={"outbound_id": leased.row_id, "error": str(error)})
         if error.kind == "throttle":
             wait = error.retry_after or 60.0
-            if error.code in APP_THROTTLE_CODES:
+            if error.graph_code in APP_THROTTLE_CODES:
                 self._pause_all(wait)  # the app's limit is shared by every account
             else:
                 self._pause(job, wait)
-            return self._defer(job, claimed, wait, error.error_code, error.message)
+            return self._defer(job, leased, wait, error.error_code, error.message)
         if error.kind == "token_invalid":
-            return self._needs_reauth(job, claimed, error)
+            return self._needs_reauth(job, leased, error)
         if error.kind == "policy_block":
             return self._park_account(
                 job,
-                claimed,
+                leased,
                 error,
                 reason=POLICY_BLOCK_REASON,
                 status_reason=POLICY_BLOCK_REASON,
@@ -337,21 +338,21 @@ class SendService:
         if error.kind == "misconfigured":
             logger.error(
                 "send refused: the app or account lacks a capability or permission",
-                extra={"reason": error.error_code, "outbound_id": claimed.row_id, "error": str(error)},
+                extra={"reason": error.error_code, "outbound_id": leased.row_id, "error": str(error)},
             )
-            self._finish(job, claimed, "skipped", error.error_code, error)
+            self._finish(job, leased, "skipped", error.error_code, error)
             return SendOutcome("skipped", "misconfigured")
         if error.kind in SKIP_KINDS:
-            return self._finish(job, claimed, "skipped", error.kind, error)
+            return self._finish(job, leased, "skipped", error.kind, error)
         if error.kind == "ambiguous":
-            return self._finish(job, claimed, "unknown", "ambiguous", error)
+            return self._finish(job, leased, "unknown", "ambiguous", error)
         if error.kind == "transient":
-            if claimed.attempts < self._max_attempts:
-                delay = self._backoff_delay(claimed.attempts)
-                return self._defer(job, claimed, delay, ledger.TRANSIENT_ERROR, error.message, status="retry")
-            self._finish(job, claimed, "failed", ledger.TRANSIENT_ERROR, error)
-            raise SendRetryExhaustedError(f"outbound {claimed.row_id}: {error}")
-        return self._finish(job, claimed, "failed", error.error_code, error)
+            if leased.attempts < self._max_attempts:
+                delay = self._backoff_delay(leased.attempts)
+                return self._defer(job, leased, delay, TRANSIENT_ERROR, error.message, status="retry")
+            self._finish(job, leased, "failed", TRANSIENT_ERROR, error)
+            raise SendRetryExhaustedError(f"outbound {leased.row_id}: {error}")
+        return self._finish(job, leased, "failed", error.error_code, error)
 
     def _backoff_delay(self, attempts: int) -> float:
         # Exponential backoff with full jitter: spreads a burst of failures over time.
@@ -361,7 +362,7 @@ class SendService:
     def _defer(
         self,
         job: SendJob,
-        claimed: _Claimed,
+        leased: _Leased,
         delay: float,
         reason: str,
         detail: str,
@@ -373,30 +374,30 @@ class SendService:
             ledger.finish(
                 session,
                 job.tenant_id,
-                claimed.row_id,
+                leased.row_id,
                 status="deferred",
                 error_code=reason,
                 uncount_attempt=status == "deferred",
             )
-            self._log_claimed(session, job, claimed, "deferred", reason, f"{detail} (retry in {delay_s}s)")
+            self._log_leased(session, job, leased, "deferred", reason, f"{detail} (retry in {delay_s}s)")
         # After the commit: the next worker must find the row sendable.
-        self._publisher.publish(sends_queue(claimed.priority), [job.to_json()], delay_seconds=delay_s)
+        self._publisher.publish(sends_queue(leased.priority), [job.to_json()], delay_seconds=delay_s)
         return SendOutcome(status, reason, delay_s)
 
-    def _give_back(self, job: SendJob, claimed: _Claimed, reason: str) -> None:
+    def _give_back(self, job: SendJob, leased: _Leased, reason: str) -> None:
         with session_scope(self._sessions) as session:
             ledger.finish(
                 session,
                 job.tenant_id,
-                claimed.row_id,
+                leased.row_id,
                 status="deferred",
                 error_code=reason,
                 uncount_attempt=True,
             )
 
-    def _needs_reauth(self, job: SendJob, claimed: _Claimed, error: GraphError) -> SendOutcome:
+    def _needs_reauth(self, job: SendJob, leased: _Leased, error: GraphError) -> SendOutcome:
         outcome = self._park_account(
-            job, claimed, error, reason="needs_reauth", status_reason=f"token rejected: {error.message}"
+            job, leased, error, reason="needs_reauth", status_reason=f"token rejected: {error.message}"
         )
         if outcome.status == "parked":
             logger.warning("account needs re-authorisation", extra={"error": str(error)})
@@ -405,7 +406,7 @@ class SendService:
     def _park_account(
         self,
         job: SendJob,
-        claimed: _Claimed,
+        leased: _Leased,
         error: GraphError,
         *,
         reason: str,
@@ -419,7 +420,7 @@ class SendService:
                 session,
                 job.tenant_id,
                 job.account_id,
-                claimed.token_blob,
+                leased.token_blob,
                 "needs_reauth",
                 status_reason[:255],
             )
@@ -427,53 +428,53 @@ class SendService:
                 ledger.finish(
                     session,
                     job.tenant_id,
-                    claimed.row_id,
+                    leased.row_id,
                     status="parked",
                     error_code=reason,
                     error_message=error.message,
                 )
-                self._log_claimed(session, job, claimed, "parked", reason, error.message)
+                self._log_leased(session, job, leased, "parked", reason, error.message)
         if not flagged:
             logger.info("a rejected token was replaced meanwhile: the message is retried with the new one")
-            return self._defer(job, claimed, 1, "token_replaced", "the account holds a new token")
-        cache_keys.invalidate_account(self._cache, job.tenant_id, job.account_id, claimed.ig_user_id)
+            return self._defer(job, leased, 1, "token_replaced", "the account holds a new token")
+        cache_keys.invalidate_account(self._cache, job.tenant_id, job.account_id, leased.ig_user_id)
         if log_line is not None:
-            extra = {"reason": reason, "outbound_id": claimed.row_id, "error": str(error)}
+            extra = {"reason": reason, "outbound_id": leased.row_id, "error": str(error)}
             logger.error(log_line, extra=extra)
         self._recheck_parked(job)
         return SendOutcome("parked", reason)
 
     def _finish(
-        self, job: SendJob, claimed: _Claimed, status: str, reason: str, error: GraphError
+        self, job: SendJob, leased: _Leased, status: str, reason: str, error: GraphError
     ) -> SendOutcome:
         with session_scope(self._sessions) as session:
             ledger.finish(
                 session,
                 job.tenant_id,
-                claimed.row_id,
+                leased.row_id,
                 status=status,
                 error_code=reason,
                 error_message=error.message,
             )
-            self._log_claimed(session, job, claimed, status, reason, error.message)
+            self._log_leased(session, job, leased, status, reason, error.message)
         return SendOutcome(status, reason)
 
     # -- logs --------------------------------------------------------------------------------------
 
-    def _log_claimed(
-        self, session: Session, job: SendJob, claimed: _Claimed, status: str, reason: str | None, detail: str
+    def _log_leased(
+        self, session: Session, job: SendJob, leased: _Leased, status: str, reason: str | None, detail: str
     ) -> None:
-        message = claimed.payload.get("message")
+        message = leased.payload.get("message")
         text = message.get("text") if isinstance(message, dict) else message
         _log_outcome(
             session,
             job.tenant_id,
             job.account_id,
-            automation_id=claimed.automation_id,
-            row_id=claimed.row_id,
-            kind=claimed.kind,
-            recipient_id=claimed.recipient_id,
-            comment_id=claimed.comment_id,
+            automation_id=leased.automation_id,
+            row_id=leased.row_id,
+            kind=leased.kind,
+            recipient_id=leased.recipient_id,
+            comment_id=leased.comment_id,
             event_key=None,
             status=status,
             reason=reason,

@@ -5,7 +5,7 @@ Invariants:
   commit, so concurrent changes serialize and a downgrade check cannot race a connect or a create;
 - a downgrade is refused while the tenant is over the new plan's limits, naming each one;
 - ``POST /v1/subscriptions`` is idempotent under ``Idempotency-Key`` (see :func:`change_plan_idempotent`):
-  the key is claimed by inserting it (the primary key is the lock), the operation and the stored
+  the key is reserved by inserting it (the primary key is the lock), the operation and the stored
   response commit together, the same key with the same body replays, with another body is refused;
 - writes invalidate ``tenant_config`` and the account routing entries (the queue priority moves).
 """
@@ -275,8 +275,8 @@ def change_plan_idempotent(
     digest = request_hash(request.model_dump(mode="json"))
     tenant_id = principal.tenant_id
     with session_scope(sessions) as session:
-        claimed = idempotency.claim(session, tenant_id, SCOPE, key, digest)
-    if not claimed:
+        reserved = idempotency.reserve(session, tenant_id, SCOPE, key, digest)
+    if not reserved:
         return _replay(sessions, tenant_id, key, digest, wait_seconds)
     try:
         with session_scope(sessions) as session:

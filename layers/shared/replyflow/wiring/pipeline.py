@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from replyflow.services.intake import Route, RouteResolver
+from replyflow.services.intake import AccountRoute, RouteResolver
 from replyflow.wiring import core
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def reset() -> None:
         fn.cache_clear()
 
 
-def load_route(ig_user_id: str) -> Route | None:
+def load_route(ig_user_id: str) -> AccountRoute | None:
     """The cold path of webhook routing: account + tenant plan priority from the reader database."""
     from replyflow.db.engine import session_scope
     from replyflow.db.repositories import accounts
@@ -44,7 +44,9 @@ def load_route(ig_user_id: str) -> Route | None:
     if row is None:
         return None
     tenant_id, account_id, status, priority = row
-    return Route(tenant_id=tenant_id, account_id=account_id, priority=priority or "default", status=status)
+    return AccountRoute(
+        tenant_id=tenant_id, account_id=account_id, priority=priority or "default", status=status
+    )
 
 
 @lru_cache(maxsize=1)

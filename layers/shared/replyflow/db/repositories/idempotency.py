@@ -1,4 +1,4 @@
-"""Idempotency keys. The primary key (tenant, scope, key) is the claim: inserting the row in its own
+"""Idempotency keys. The primary key (tenant, scope, key) is the reservation: inserting the row in its own
 committed transaction is what makes one request, and only one, the owner of a key."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from replyflow.db.engine import is_duplicate_key
 from replyflow.db.models import IdempotencyKey
 
 
-def claim(session: Session, tenant_id: str, scope: str, key: str, request_hash: str) -> bool:
+def reserve(session: Session, tenant_id: str, scope: str, key: str, request_hash: str) -> bool:
     """True when this call inserted the key; False when it already existed. Commits."""
     session.add(
         IdempotencyKey(
@@ -50,7 +50,7 @@ def complete(session: Session, tenant_id: str, scope: str, key: str, status: int
 
 
 def release(session: Session, tenant_id: str, scope: str, key: str) -> None:
-    """Drop an in-progress claim after an unexpected failure so the client can retry."""
+    """Drop an in-progress reservation after an unexpected failure so the client can retry."""
     session.execute(
         delete(IdempotencyKey).where(
             IdempotencyKey.tenant_id == tenant_id,

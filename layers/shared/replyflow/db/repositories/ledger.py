@@ -1,7 +1,7 @@
 """The two ledgers: ``inbound_events`` (what we received) and ``outbound_messages`` (what we send).
 
 Invariants:
-- a claim is an INSERT against a unique key, never a read-then-write: ``claim_event`` and
+- a reservation is an INSERT against a unique key, never a read-then-write: ``record_event`` and
   ``add_outbound`` return False/None when another worker already holds the key (inside a SAVEPOINT,
   so the caller's transaction goes on);
 - a send is owned through ``start_send``: one conditional UPDATE moves a row from a sendable status to
@@ -18,20 +18,20 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
 from replyflow.db.engine import is_duplicate_key
 from replyflow.db.models import InboundEvent, InstagramAccount, OutboundMessage
+from replyflow.domain.lifecycle import TERMINAL_STATUSES, TRANSIENT_ERROR, OutboundStatus
 
-SENDABLE = ("queued", "deferred")
-TRANSIENT_ERROR = "transient"
-TERMINAL = ("sent", "skipped", "unknown")
+SENDABLE = (OutboundStatus.QUEUED, OutboundStatus.DEFERRED)
+TERMINAL = tuple(sorted(TERMINAL_STATUSES))
 
 
-def claim_event(
+def record_event(
     session: Session,
     tenant_id: str,
     account_id: str,
@@ -75,7 +75,7 @@ def add_outbound(
     status: str,
     error_code: str | None = None,
 ) -> OutboundMessage | None:
-    """The claim for one send; None when (tenant, account, kind, dedupe_key) is already taken."""
+    """Reserve one send; None when (tenant, account, kind, dedupe_key) is already taken."""
     row = OutboundMessage(
         tenant_id=tenant_id,
         account_id=account_id,
@@ -323,5 +323,20 @@ def seen_event_keys(session: Session, tenant_id: str, account_id: str, keys: Seq
                 InboundEvent.account_id == account_id,
                 InboundEvent.event_key.in_(keys),
             )
+        )
+    )
+
+
+def last_send_to(
+    session: Session, tenant_id: str, account_id: str, *, automation_id: str, recipient_id: str
+) -> datetime | None:
+    """When ``automation_id`` last planned a send to this contact (any status): the processor's
+    cooldown when Redis does not answer."""
+    return session.scalar(
+        select(func.max(OutboundMessage.created_at)).where(
+            OutboundMessage.tenant_id == tenant_id,
+            OutboundMessage.account_id == account_id,
+            OutboundMessage.automation_id == automation_id,
+            OutboundMessage.recipient_id == recipient_id,
         )
     )

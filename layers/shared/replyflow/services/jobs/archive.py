@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from replyflow.db.models import ArchiveFile
 from replyflow.db.repositories import log_archive
 from replyflow.ports import ArchiveStore
+from replyflow.errors import ReplyflowError
 from replyflow.services.jobs.common import Deadline, JobResult
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention, tenant_retentions
 
@@ -46,8 +47,10 @@ MANIFEST_VERSION = 1
 DEFAULT_ROWS_PER_FILE = 100_000
 
 
-class ArchiveVerificationError(Exception):
+class ArchiveVerificationError(ReplyflowError):
     """An object read back from the store differs from what was written; nothing is recorded."""
+
+    code = "archive_unverified"
 
 
 @dataclass(frozen=True)

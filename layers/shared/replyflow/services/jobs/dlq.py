@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from replyflow.adapters.sqs_admin import dead_letter_url, queue_depth
+from replyflow.errors import NotFoundError
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class RedriveResult:
     failed: int
 
 
-class UnknownQueueError(KeyError):
+class UnknownQueueError(NotFoundError, KeyError):
     """A queue name that is not in QUEUE_URLS."""
 
 

@@ -10,7 +10,7 @@ the Graph API knows and feeds in what the pipeline never saw:
   7-day private-reply window) is left alone;
 - a comment is fed in when its key is not in ``inbound_events`` for the account: the same normalised
   event the webhook builds (``kind`` comment, ``event_key`` = the comment id), published to the
-  tenant's ``events-{priority}`` queue. The processor's claim on ``inbound_events`` and the send
+  tenant's ``events-{priority}`` queue. The processor's record in ``inbound_events`` and the send
   ledger's unique key make a late webhook for it a duplicate, and vice versa: nothing goes out twice,
   whatever the order and however often this runs. Unlike the webhook's ``entry.time``, ``occurred_at``
   is the comment's own ``timestamp``;
@@ -228,7 +228,7 @@ def _reconcile_account(
         if error.throttled:
             pause = max(float(limits.pause_seconds), error.retry_after or 0.0)
             save(paused_until=_epoch(now) + pause)
-            app_wide = error.code == APP_THROTTLE_CODE
+            app_wide = error.graph_code == APP_THROTTLE_CODE
             raise _Stop("throttled", app_wide=app_wide, pause_sends=pause) from error
         save()
         result.counts["graph_errors"] += 1

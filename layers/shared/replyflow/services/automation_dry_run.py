@@ -1,0 +1,218 @@
+"""Dry run of one automation: given a sample comment or DM, which actions would run, or why not.
+
+The verdict comes from the processor's own decision functions (``domain.lifecycle``: the gate, the
+winner among the matching automations, the plan of each action under its rules) on the same ``Rule``
+the processor caches (``services.automation_config``), so it cannot drift from production: a property
+test feeds both the same events and history and requires the same verdicts. The history a sample
+lacks is that of a new contact: no earlier message (a DM to a commenter is outside the 24 h window),
+no cooldown held; the tenant's DM quota is the real one. :func:`evaluate` takes any history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from replyflow.clock import utcnow
+from replyflow.db.repositories import automations
+from replyflow.domain import matching
+from replyflow.domain.lifecycle import (
+    DecisionReason,
+    PlanFacts,
+    PlannedSend,
+    choose_winner,
+    gate_event,
+    plan_actions,
+    public_reply_variants,
+)
+from replyflow.domain.webhook_events import WebhookEvent
+from replyflow.errors import NotFoundError
+from replyflow.services.access import Principal
+from replyflow.services.automation_config import AccountConfig, load_account_config, rules_for
+from replyflow.services.process_event import quota_left
+
+SampleKind = Literal[
+    "comment", "live_comment", "message", "story_mention", "story_reply", "postback", "quick_reply"
+]
+
+
+class DryRunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: SampleKind = Field(default="comment", description="comment / live_comment / message (a DM) / ...")
+    text: str | None = Field(default=None, max_length=2200)
+    payload: str | None = Field(default=None, max_length=1000, description="postback or quick-reply payload")
+    media_id: str | None = Field(default=None, max_length=64)
+    story_id: str | None = Field(default=None, max_length=64)
+    username: str = Field(default="sample.user", max_length=64)
+
+
+class PlannedAction(BaseModel):
+    action: str
+    message: dict[str, Any] | None = None
+    public_reply_variants: list[str] | None = None
+    skipped: str | None = Field(default=None, description="why this action would not send (machine-readable)")
+    note: str | None = None
+
+
+class DryRunResult(BaseModel):
+    matched: bool
+    would_run: bool
+    keyword: str | None = None
+    reason: str | None = Field(default=None, description="why nothing would run (machine-readable)")
+    explanation: str
+    actions: list[PlannedAction] = Field(default_factory=list)
+    superseded_by: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+def _not_run(reason: str, explanation: str, *, matched: bool = False) -> DryRunResult:
+    return DryRunResult(matched=matched, would_run=False, reason=reason, explanation=explanation)
+
+
+@dataclass(frozen=True)
+class History:
+    """What the processor would know about the event's contact and tenant."""
+
+    now: datetime
+    occurred_at: datetime
+    last_inbound_at: datetime | None = None  # the contact's last message before this one
+    quota_left: int = 0
+    cooling_down: frozenset[str] = frozenset()  # automations in cooldown for this contact
+
+
+def dry_run(
+    session: Session,
+    principal: Principal,
+    automation_id: str,
+    request: DryRunRequest,
+    *,
+    now: datetime | None = None,
+) -> DryRunResult:
+    row = automations.get(session, principal.tenant_id, automation_id)
+    if row is None:
+        raise NotFoundError("no such automation")
+    config = load_account_config(session, principal.tenant_id, row.account_id)
+    if config is None:
+        raise NotFoundError("no such account")
+    # The cached config holds active automations only; test this one whatever its flag.
+    active_rules = {rule.id: rule for rule in config.rules}
+    rule = active_rules.get(row.id) or rules_for(session, principal.tenant_id, [row])[0]
+    event = WebhookEvent(
+        kind=request.kind,
+        ig_account_id=config.ig_user_id,
+        event_key="sample",
+        sender_id="sample-sender",
+        sender_username=request.username,
+        text=request.text,
+        payload=request.payload,
+        media_id=request.media_id,
+        story_id=request.story_id,
+        comment_id="sample-comment" if request.kind in ("comment", "live_comment") else None,
+    )
+    moment = now or utcnow()
+    history = History(
+        now=moment, occurred_at=moment, quota_left=quota_left(session, principal.tenant_id, moment)
+    )
+    return evaluate(config, rule, event, history, active=row.active)
+
+
+def evaluate(
+    config: AccountConfig, rule: matching.Rule, event: WebhookEvent, history: History, *, active: bool = True
+) -> DryRunResult:
+    """The processor's verdict on ``event`` for ``rule``, explained."""
+    keyword = matching.rule_matches(rule, event)
+    gate = gate_event(event, config.status, config.ig_user_id)
+    if gate is not None:  # the processor stops here, before any matching
+        return _not_run(gate, f"the event is skipped ({gate})", matched=keyword is not None)
+    kinds = matching.TRIGGER_KINDS.get(rule.trigger, frozenset())
+    if event.kind not in kinds:
+        return _not_run(
+            "trigger_mismatch",
+            f"this automation fires on {rule.trigger} ({', '.join(sorted(kinds))} events), "
+            f"not on {event.kind}",
+        )
+    if not matching.in_scope(rule, event):
+        return _not_run(
+            "media_not_in_scope", "the sample's post or story is not in this automation's media list"
+        )
+    if keyword is None:
+        return _not_run(
+            "no_keyword_match",
+            f"no keyword of {list(rule.keywords)} matches the sample under match mode {rule.match_mode!r}",
+        )
+    if not active:
+        return _not_run("inactive", "the sample matches, but the automation is disabled", matched=True)
+    candidates = list(config.rules) if rule in config.rules else [*config.rules, rule]
+    selection = choose_winner(
+        matching.matching_rules(candidates, event), lambda r: r.id not in history.cooling_down
+    )
+    verdict = next(v for v in selection.verdicts if v.rule_id == rule.id)
+    if verdict.reason == DecisionReason.SUPERSEDED and selection.winner is not None:
+        result = _not_run(
+            "superseded",
+            f"the sample matches, but automation {selection.winner.rule.name!r} runs first",
+            matched=True,
+        )
+        result.superseded_by = selection.winner.rule.id
+        return result
+    if verdict.reason is not None:
+        return _not_run(verdict.reason, "the contact is in this automation's cooldown", matched=True)
+    match = matching.Match(rule, keyword)
+    facts = PlanFacts(
+        account_username=config.username,
+        occurred_at=history.occurred_at,
+        now=history.now,
+        last_inbound_at=history.last_inbound_at,
+        quota_left=history.quota_left,
+    )
+    steps = plan_actions(event, match, facts, lambda _rule, _count: 0)
+    if len(steps) == 1 and steps[0].action is None:
+        return _not_run(
+            steps[0].reason, "the sample matches, but the automation has no actions", matched=True
+        )
+    actions = [_planned(rule, step) for step in steps]
+    sends = [a for a in actions if a.skipped is None]
+    result = DryRunResult(
+        matched=True,
+        would_run=bool(sends),
+        keyword=keyword,
+        reason=None if sends else "no_action_would_send",
+        explanation="the sample matches"
+        if sends
+        else "the sample matches, but every action would be skipped",
+        actions=actions,
+    )
+    result.notes = _notes(rule, event, config)
+    return result
+
+
+def _planned(rule: matching.Rule, step: Any) -> PlannedAction:
+    name = str(step.action)
+    if not isinstance(step, PlannedSend):
+        return PlannedAction(
+            action=name, skipped=str(step.reason), note=f"{step.reason}: this action would be skipped"
+        )
+    if step.kind == "public_reply":
+        variants = public_reply_variants(rule.actions.get(name) or {})
+        return PlannedAction(action=name, public_reply_variants=variants)
+    return PlannedAction(action=name, message=step.payload.get("message"))
+
+
+def _notes(rule: matching.Rule, event: WebhookEvent, config: AccountConfig) -> list[str]:
+    notes = []
+    if rule.cooldown_seconds:
+        notes.append(
+            f"a contact who triggered it in the last {rule.cooldown_seconds} s would be skipped (cooldown)"
+        )
+    if event.kind in ("comment", "live_comment"):
+        notes.append("a private reply is possible within 7 days of the comment, once per comment")
+    else:
+        notes.append("a DM is possible within 24 h of the contact's last message")
+    if config.status == "needs_reauth":
+        notes.append("the account needs re-authorisation: the messages wait (parked) until it is reconnected")
+    return notes

@@ -1,0 +1,279 @@
+"""The dry run and the processor give the same verdict on the same inputs (hypothesis).
+
+Each example seeds a tenant on SQLite with one or two automations (triggers, match modes, keywords,
+media scopes, cooldowns, priorities, actions with and without templates or variants), an account
+status, the contact's last message, the cooldowns already held and the DMs left in the quota; then
+one event (comment, live comment, DM, story mention or reply, postback, quick reply; texts, replies to
+comments, live media, times) goes through the dry run's ``evaluate`` and through the real
+``EventProcessor``. The verdict on the first automation must agree: whether it fires, and why not, or
+what each of its actions does (sends, or the skip reason).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.orm import Session, sessionmaker
+
+from replyflow.adapters.crypto import TokenCipher
+from replyflow.db.engine import get_engine, session_factory, session_scope
+from replyflow.db.models import Base, InstagramAccount
+from replyflow.db.repositories import contacts as contacts_repo
+from replyflow.db.repositories import plans as plans_repo
+from replyflow.db.repositories import usage as usage_repo
+from replyflow.domain.messages import EventMessage
+from replyflow.domain.webhook_events import WebhookEvent
+from replyflow.services.automation_config import load_account_config
+from replyflow.services.automation_dry_run import DryRunResult, History, evaluate
+from replyflow.services.process_event import EventProcessor, quota_left
+from tests.support_pipeline import KEY, DictCache, DictCooldowns, FixedClock, MemoryQueues, seed_tenant
+
+NOW = datetime(2026, 11, 28, 12, 0, 0)
+CONTACT = "contact-1"
+OWN = "own-account"
+NO_MATCH_REASONS = frozenset({"trigger_mismatch", "media_not_in_scope", "no_keyword_match"})
+
+Verdict = tuple[str, Any]
+
+
+@dataclass(frozen=True)
+class Case:
+    automations: list[dict[str, Any]]
+    account_status: str
+    last_inbound_minutes_ago: int | None
+    quota_left: int
+    held: tuple[bool, ...]  # per automation: the contact's cooldown is already taken
+    event: dict[str, Any]
+    age_minutes: int
+
+
+TEMPLATE = {"template_text": "Hi {{username}}, here ({{keyword}})"}
+MISSING = {"template_id": "01MISSINGTEMPLATE000000000"}
+actions = st.fixed_dictionaries(
+    {},
+    optional={
+        "private_reply": st.sampled_from([TEMPLATE, MISSING]),
+        "public_reply": st.sampled_from(
+            [
+                {"variants": ["Sent {{username}} a DM!", "Check your inbox"]},
+                {"variants": []},
+                {"variants": [" "]},
+            ]
+        ),
+        "dm_reply": st.sampled_from([TEMPLATE, MISSING]),
+    },
+)
+KINDS = ["comment", "live_comment", "message", "story_mention", "story_reply", "postback", "quick_reply"]
+TRIGGER_OF = {
+    "comment": "comment",
+    "live_comment": "live_comment",
+    "message": "dm_keyword",
+    "story_mention": "story_mention",
+    "story_reply": "story_reply",
+    "postback": "postback",
+    "quick_reply": "quick_reply",
+}
+TRIGGERS = sorted(set(TRIGGER_OF.values()))
+
+
+def automations_for(kind: str) -> st.SearchStrategy[dict[str, Any]]:
+    # Mostly the event's own trigger, so that most examples get past matching.
+    trigger = st.sampled_from([TRIGGER_OF[kind]] * 3 * len(TRIGGERS) + TRIGGERS)
+    return st.fixed_dictionaries(
+        {
+            "trigger": trigger,
+            "match_mode": st.sampled_from(["any", "contains", "whole_word", "exact"]),
+            "keywords": st.lists(
+                st.sampled_from(["link", "price", "🙏", "LINK please"]), min_size=1, max_size=2
+            ),
+            "cooldown_seconds": st.sampled_from([0, 0, 3600]),
+            "priority": st.integers(1, 3),
+            "media_ids": st.sampled_from([None, None, None, None, ["m1"], ["s1"]]),
+            "actions": st.one_of(
+                actions.filter(bool), actions.filter(bool), actions.filter(bool), st.just({})
+            ),
+        }
+    )
+
+
+texts = st.one_of(
+    st.sampled_from(["LINK", "link please", "LINK please 🙏", "Línk!", "price?", "🙏"]),
+    st.sampled_from(["LINK", "link please", "linked", "Línk!", "price?", "🙏", "LINK please 🙏", ""]),
+    st.none(),
+    st.text(max_size=12),
+)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    kind = draw(st.sampled_from(KINDS))
+    event = {
+        "kind": kind,
+        "text": draw(texts),
+        "sender_id": draw(st.sampled_from([CONTACT] * 19 + [OWN])),
+        "media_id": draw(st.sampled_from([None, "m1", "m1", "m2"])),
+        "story_id": draw(st.sampled_from([None, "s1", "s1"])),
+        "media_product_type": draw(st.sampled_from([None, "FEED", "FEED", "LIVE"])),
+        "parent_id": draw(st.sampled_from([None, None, "p1"])),
+    }
+    return Case(
+        automations=draw(st.lists(automations_for(kind), min_size=1, max_size=2)),
+        account_status=draw(st.sampled_from(["active"] * 8 + ["needs_reauth"] * 2 + ["disabled"])),
+        last_inbound_minutes_ago=draw(st.one_of(st.none(), st.integers(0, 3000))),
+        quota_left=draw(st.sampled_from([0, 1, 2, 5, 5])),
+        held=(draw(st.booleans()), draw(st.booleans())),
+        event=event,
+        age_minutes=draw(st.sampled_from([0, 5, 60 * 23, 60 * 25, 60 * 24 * 6, 60 * 24 * 8])),
+    )
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory) -> sessionmaker[Session]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('dry_run') / 'd.db'}"
+    Base.metadata.create_all(get_engine(url))
+    return session_factory(url)
+
+
+def _event(case: Case, ig_user_id: str) -> WebhookEvent:
+    spec = dict(case.event)
+    kind = spec.pop("kind")
+    comment = kind in ("comment", "live_comment")
+    text = spec.pop("text")
+    sender = spec.pop("sender_id")
+    key = f"{'c' if comment else 'mid'}-{uuid.uuid4().hex}"
+    occurred = NOW - timedelta(minutes=case.age_minutes)
+    return WebhookEvent(
+        kind=kind,
+        ig_account_id=ig_user_id,
+        event_key=key,
+        occurred_at=(occurred - datetime(1970, 1, 1)).total_seconds(),
+        sender_id=ig_user_id if sender == OWN else sender,
+        sender_username="ana",
+        text=None if kind in ("postback", "quick_reply", "story_mention") else text,
+        payload=text if kind in ("postback", "quick_reply") else None,
+        comment_id=key if comment else None,
+        media_id=spec["media_id"] if kind != "message" else None,
+        story_id=spec["story_id"] if kind in ("story_reply", "story_mention") else None,
+        media_product_type=spec["media_product_type"] if comment else None,
+        parent_id=spec["parent_id"] if comment else None,
+    )
+
+
+def processor_verdict(decisions: list[tuple[str | None, str, str | None]], rule_id: str) -> Verdict:
+    gate = [reason for automation_id, _action, reason in decisions if automation_id is None]
+    if gate:
+        return ("skip", "no_match" if gate[0] == "no_match" else gate[0])
+    mine = [(action, reason) for automation_id, action, reason in decisions if automation_id == rule_id]
+    if not mine:
+        return ("skip", "no_match")
+    (first_action, first_reason), rest = mine[0], mine[1:]
+    if first_action == "skipped":
+        return ("skip", first_reason)
+    if rest and rest[0][1] == "no_actions":
+        return ("skip", "no_actions")
+    return ("plan", tuple("send" if action in ("queued", "parked") else reason for action, reason in rest))
+
+
+def dry_run_verdict(result: DryRunResult) -> Verdict:
+    if result.reason in NO_MATCH_REASONS:
+        return ("skip", "no_match")
+    if result.reason is not None and result.reason != "no_action_would_send":
+        return ("skip", result.reason)
+    return ("plan", tuple(action.skipped or "send" for action in result.actions))
+
+
+def run_both(sessions: sessionmaker[Session], case: Case) -> tuple[Verdict, Verdict]:
+    cooldowns = DictCooldowns()
+    with session_scope(sessions) as session:
+        seeded = seed_tenant(
+            session,
+            TokenCipher(KEY),
+            automations=[{"name": f"a{i}", **spec} for i, spec in enumerate(case.automations)],
+        )
+        account = session.get(InstagramAccount, seeded.account_id)
+        assert account is not None
+        account.status = case.account_status
+        if case.last_inbound_minutes_ago is not None:
+            contacts_repo.touch(
+                session,
+                seeded.tenant_id,
+                seeded.account_id,
+                CONTACT,
+                username="ana",
+                inbound_at=NOW - timedelta(minutes=case.age_minutes + case.last_inbound_minutes_ago),
+            )
+        quota = plans_repo.plan_for_tenant(session, seeded.tenant_id).monthly_dm_quota
+        usage_repo.add_dms(session, seeded.tenant_id, quota - case.quota_left, at=NOW)
+    cooling = set()
+    for rule_id, held in zip(seeded.automation_ids, case.held, strict=False):
+        if held:
+            cooling.add(rule_id)
+            cooldowns.held.add(f"cooldown:{seeded.tenant_id}:{rule_id}:{CONTACT}")
+    event = _event(case, seeded.ig_user_id)
+    with session_scope(sessions) as session:
+        config = load_account_config(session, seeded.tenant_id, seeded.account_id)
+        assert config is not None
+        rule = next(r for r in config.rules if r.id == seeded.automation_ids[0])
+        last_inbound = contacts_repo.last_inbound_at(session, seeded.tenant_id, seeded.account_id, CONTACT)
+        history = History(
+            now=NOW,
+            occurred_at=NOW - timedelta(minutes=case.age_minutes),
+            last_inbound_at=last_inbound,
+            quota_left=quota_left(session, seeded.tenant_id, NOW),
+            cooling_down=frozenset(cooling),
+        )
+        dry = evaluate(config, rule, event, history)
+    processor = EventProcessor(
+        sessions=sessions,
+        cache=DictCache(),
+        cooldowns=cooldowns,
+        publisher=MemoryQueues(),
+        clock=FixedClock(NOW),
+    )
+    message = EventMessage(tenant_id=seeded.tenant_id, account_id=seeded.account_id, event=event)
+    result = processor.process(message)
+    return dry_run_verdict(dry), processor_verdict(result.decisions, seeded.automation_ids[0])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases())
+def test_the_dry_run_gives_the_processors_verdict(sessions: sessionmaker[Session], case: Case) -> None:
+    dry, processed = run_both(sessions, case)
+    assert dry == processed
+
+
+def test_the_verdicts_cover_sends_and_skips(sessions: sessionmaker[Session]) -> None:
+    """The comparison is not vacuous: a keyword comment fires a private reply on both sides, and a
+    commenter with no earlier message gets no DM on either."""
+    case = Case(
+        automations=[
+            {
+                "trigger": "comment",
+                "match_mode": "whole_word",
+                "keywords": ["link"],
+                "actions": {"private_reply": TEMPLATE, "dm_reply": TEMPLATE},
+            }
+        ],
+        account_status="active",
+        last_inbound_minutes_ago=None,
+        quota_left=5,
+        held=(False, False),
+        event={
+            "kind": "comment",
+            "text": "LINK please",
+            "sender_id": CONTACT,
+            "media_id": "m1",
+            "story_id": None,
+            "media_product_type": "FEED",
+            "parent_id": None,
+        },
+        age_minutes=5,
+    )
+    dry, processed = run_both(sessions, case)
+    assert dry == processed == ("plan", ("send", "outside_window"))
