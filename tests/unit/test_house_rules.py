@@ -260,6 +260,8 @@ def test_services_take_the_time_from_their_caller() -> None:
         and _dotted(node.func) not in CLOCK_READS_ALLOWED.get(_rel(path), set())
     ]
     assert found == []
+
+
 SOURCE_DIRS = ("layers/shared/replyflow", "functions", "local", "bench")
 
 

@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import principal
 from api.responses import documented, no_content
+from replyflow.clock import utcnow
 from replyflow.services import automation_dry_run, automations
 from replyflow.services.automation_dry_run import DryRunRequest, DryRunResult
 from replyflow.services.automations import AutomationCreate, AutomationUpdate, AutomationView
@@ -99,4 +100,4 @@ def disable(automation_id: str) -> AutomationView:
 )
 def test(automation_id: str, body: DryRunRequest) -> DryRunResult:
     with wiring.read_only() as session:
-        return automation_dry_run.dry_run(session, principal(router), automation_id, body)
+        return automation_dry_run.dry_run(session, principal(router), automation_id, body, now=utcnow())

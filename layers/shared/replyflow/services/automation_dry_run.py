@@ -17,7 +17,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from replyflow.clock import utcnow
 from replyflow.db.repositories import automations
 from replyflow.domain import matching
 from replyflow.domain.lifecycle import (
@@ -91,7 +90,7 @@ def dry_run(
     automation_id: str,
     request: DryRunRequest,
     *,
-    now: datetime | None = None,
+    now: datetime,
 ) -> DryRunResult:
     row = automations.get(session, principal.tenant_id, automation_id)
     if row is None:
@@ -114,10 +113,7 @@ def dry_run(
         story_id=request.story_id,
         comment_id="sample-comment" if request.kind in ("comment", "live_comment") else None,
     )
-    moment = now or utcnow()
-    history = History(
-        now=moment, occurred_at=moment, quota_left=quota_left(session, principal.tenant_id, moment)
-    )
+    history = History(now=now, occurred_at=now, quota_left=quota_left(session, principal.tenant_id, now))
     return evaluate(config, rule, event, history, active=row.active)
 
 

@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.db.models import ArchiveFile
 from replyflow.db.repositories import log_archive
-from replyflow.ports import ArchiveStore
 from replyflow.errors import ReplyflowError
+from replyflow.ports import ArchiveStore
 from replyflow.services.jobs.common import Deadline, JobResult
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention, tenant_retentions
 
