@@ -218,7 +218,7 @@ def _reconcile_comments(deadline: Deadline) -> JobResult:
         now=now(),
         deadline=deadline,
         limits=limits,
-        pauses=pipeline.rate_limiter(),
+        pauses=pipeline.send_limiter(core.Clients(s)),
     )
 
 
