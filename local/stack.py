@@ -193,8 +193,6 @@ class LocalStack:
         core.override(
             settings=self.settings,
             queue_publisher=BrokerPublisher(self.broker),
-            queue_inspector=self.broker,
-            metrics_sink=metrics_store,
         )
         self.roots = self._roots(self.settings, self.broker)
         for fn in self.functions.values():
@@ -210,7 +208,9 @@ class LocalStack:
             )
             self.scheduler.start()
 
-        gateway = Gateway(template, self.functions, broker=self.broker, outbox=self._outbox())
+        gateway = Gateway(
+            template, self.functions, broker=self.broker, outbox=self._outbox(), jobs=self.roots.jobs
+        )
         self.server = GatewayServer(gateway, self.base.replyflow_host, self.base.replyflow_port)
         self.server.start()
         # Last: the CLI in another terminal reads it to work on this stack's database and sandbox.
@@ -220,7 +220,9 @@ class LocalStack:
     def _roots(settings: Settings, broker: Broker) -> Roots:
         """Every family's dependencies on this stack: the broker as the queues, the stack's settings."""
         from replyflow.adapters.queues import BrokerPublisher, BrokerVisibility
+        from replyflow.adapters.sqs_admin import BrokerQueueStats
         from replyflow.wiring.core import Clients
+        from replyflow.wiring.jobs import build_jobs
         from replyflow.wiring.pipeline import build_pipeline
 
         clients = Clients(settings)
@@ -228,6 +230,13 @@ class LocalStack:
         return Roots(
             pipeline=build_pipeline(
                 settings, clients=clients, publisher=publisher, visibility=BrokerVisibility(broker)
+            ),
+            jobs=build_jobs(
+                settings,
+                clients=clients,
+                publisher=publisher,
+                queue_stats=BrokerQueueStats(broker),
+                metrics=metrics_store,
             ),
         )
 

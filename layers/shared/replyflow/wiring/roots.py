@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from replyflow.wiring.jobs import JobsDeps
 from replyflow.wiring.pipeline import PipelineDeps
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -15,3 +16,4 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 @dataclass(frozen=True, eq=False)
 class Roots:
     pipeline: PipelineDeps
+    jobs: JobsDeps
