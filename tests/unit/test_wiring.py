@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
+from replyflow.services.api_key_auth import api_key_cache_key, authenticate_api_key
+from replyflow.services.tokens import sha256_hex
 from replyflow.settings import Settings
 from replyflow.wiring.core import Clients, once
 from replyflow.wiring.pipeline import GraphOnUse, build_pipeline
-from tests.support_pipeline import FakeLimiter, FixedClock, MemoryQueues, ScriptedGraph
+from tests.support_pipeline import DictCache, FakeLimiter, FixedClock, MemoryQueues, ScriptedGraph
 
 
 class _Counted:
@@ -57,3 +60,22 @@ def test_left_out_adapters_are_the_real_ones_unbuilt() -> None:
     assert "writer_sessions" not in vars(deps.clients)
     with pytest.raises(RuntimeError, match="QUEUE_URLS is empty"):
         deps.publisher.publish("events-high", ["{}"])  # resolved at the first publish, not before
+
+
+def test_api_key_checks_get_their_sessions_and_cache_as_arguments() -> None:
+    """The service never reaches into the wiring; a warm key (cached) never builds an engine."""
+    prefix, secret = "abcdefghijkl", "s" * 40
+    cache = DictCache()
+    cache.set_json(
+        api_key_cache_key(prefix),
+        {"id": "k1", "tenant_id": "t1", "role": "member", "key_hash": sha256_hex(secret), "plan_code": "pro"},
+        60,
+    )
+
+    def no_database() -> Any:
+        raise AssertionError("a cached key must not open a session")
+
+    principal = authenticate_api_key(f"rfk_{prefix}_{secret}", cache, no_database)
+    assert principal is not None
+    assert (principal.tenant_id, principal.principal_id, principal.principal_type) == ("t1", "k1", "api_key")
+    assert authenticate_api_key(f"rfk_{prefix}_{'x' * 40}", cache, no_database) is None
