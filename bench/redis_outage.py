@@ -30,6 +30,7 @@ from typing import Any
 from bench.stats import summarize
 from bench.support import (
     APP_SECRET,
+    BENCH_CONTEXT,
     CollectingPublisher,
     comment_webhook,
     ms_since,
@@ -37,7 +38,6 @@ from bench.support import (
     proxy_event,
     reset_wiring,
 )
-from local.lambda_context import LambdaContext
 
 
 def _free_port() -> int:
@@ -105,8 +105,9 @@ def _measure(name: str, database_url: str, redis_url: str, calls: int, policy: s
     from bench.webhook import _seed
     from replyflow.adapters import redis_client
     from replyflow.settings import Settings
-    from replyflow.wiring import core, pipeline
-    from webhook.handler import lambda_handler
+    from replyflow.wiring import core
+    from replyflow.wiring.pipeline import build_pipeline
+    from webhook.handler import make_handler
 
     original: Callable[[str | None], Any] = redis_client.get_redis
     redis_client.get_redis.cache_clear()
@@ -116,18 +117,18 @@ def _measure(name: str, database_url: str, redis_url: str, calls: int, policy: s
     settings = Settings(
         environment="test", database_url=database_url, redis_url=redis_url, instagram_app_secret=APP_SECRET
     )
-    core.override(settings=settings, queue_publisher=collector)
-    pipeline.reset()
+    core.override(settings=settings)  # the seeding reads the database through core
+    deps = build_pipeline(settings, publisher=collector)
+    lambda_handler = make_handler(lambda: deps)
     try:
         ig_user_id = _seed(database_url)
         events = [proxy_event(comment_webhook(ig_user_id), APP_SECRET) for _ in range(calls + 1)]
-        context = LambdaContext("WebhookFunction", 512, 30.0)
-        lambda_handler(events[0], context)  # warm: imports, the database connection
+        lambda_handler(events[0], BENCH_CONTEXT)  # warm: imports, the database connection
         samples: list[float] = []
         errors = 0
         for event in events[1:]:
             t0 = time.perf_counter()
-            response = lambda_handler(event, context)
+            response = lambda_handler(event, BENCH_CONTEXT)
             samples.append(ms_since(t0))
             errors += response["statusCode"] != 200
         enqueued = len(collector.take("events-")) - 1

@@ -228,10 +228,9 @@ def empty_redis_db() -> Iterator[str]:
 
 
 def reset_wiring() -> None:
-    from replyflow.wiring import core, pipeline
+    from replyflow.wiring import core
 
     core.clear_overrides()
-    pipeline.reset()
 
 
 def rate(count: int, seconds: float) -> float:

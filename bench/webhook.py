@@ -47,15 +47,17 @@ def _seed(database_url: str) -> str:
 
 def _measure(name: str, database_url: str, redis_url: str | None, calls: int) -> dict[str, Any]:
     from replyflow.settings import Settings
-    from replyflow.wiring import core, pipeline
-    from webhook.handler import lambda_handler
+    from replyflow.wiring import core
+    from replyflow.wiring.pipeline import build_pipeline
+    from webhook.handler import make_handler
 
     collector = CollectingPublisher()
     settings = Settings(
         environment="test", database_url=database_url, redis_url=redis_url, instagram_app_secret=APP_SECRET
     )
-    core.override(settings=settings, queue_publisher=collector)
-    pipeline.reset()
+    core.override(settings=settings)  # the seeding reads the database through core
+    deps = build_pipeline(settings, publisher=collector)
+    lambda_handler = make_handler(lambda: deps)
     try:
         ig_user_id = _seed(database_url)
         events = [proxy_event(comment_webhook(ig_user_id), APP_SECRET) for _ in range(calls + 1)]

@@ -134,12 +134,10 @@ def _seed(sandbox: Any, extra_accounts: int) -> list[str]:
     return ig_ids
 
 
-def _events(ig_ids: list[str], count: int, collector: CollectingPublisher) -> list[Published]:
+def _events(ig_ids: list[str], count: int, collector: CollectingPublisher, webhook: Any) -> list[Published]:
     """``count`` events-queue bodies, made by the webhook handler itself from signed comment POSTs."""
-    from webhook.handler import lambda_handler as webhook
-
     for n in range(count):
-        response = webhook(proxy_event(comment_webhook(ig_ids[n % len(ig_ids)]), APP_SECRET), None)
+        response = webhook(proxy_event(comment_webhook(ig_ids[n % len(ig_ids)]), APP_SECRET), BENCH_CONTEXT)
         if response["statusCode"] != 200:
             raise RuntimeError(f"the webhook refused a bench event: {response}")
     events = collector.take("events-")
@@ -195,11 +193,13 @@ def _set_latency(sandbox_url: str, latency_ms: int) -> None:
 
 def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
     from local.sandbox import SandboxServer
-    from processor.handler import lambda_handler as processor
+    from processor.handler import make_handler as processor_handler
     from replyflow.domain.messages import SendJob
     from replyflow.settings import Settings
-    from replyflow.wiring import core, pipeline
-    from sender.handler import lambda_handler as sender
+    from replyflow.wiring import core
+    from replyflow.wiring.pipeline import build_pipeline
+    from sender.handler import make_handler as sender_handler
+    from webhook.handler import make_handler as webhook_handler
 
     rows: list[dict[str, Any]] = []
     processor_samples: list[float] = []
@@ -218,15 +218,17 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
                 instagram_app_id=APP_ID,
                 instagram_app_secret=APP_SECRET,
             )
-            core.override(settings=settings, queue_publisher=collector)
-            pipeline.reset()
+            core.override(settings=settings)  # the seeding reads the database through core
+            deps = build_pipeline(settings, publisher=collector)
+            webhook = webhook_handler(lambda: deps)
+            processor, sender = processor_handler(lambda: deps), sender_handler(lambda: deps)
             progress(f"workers: seeding the demo tenant + {accounts} accounts on MariaDB")
             ig_ids = _seed(sandbox, accounts)
             where = f"MariaDB (fresh db, pool 2+2), Redis {redis_url}"
             for latency_ms in LATENCIES_MS:
                 _set_latency(sandbox.url, latency_ms)
                 progress(f"workers: {events} comment events through the webhook handler")
-                produced = _events(ig_ids, events, collector)
+                produced = _events(ig_ids, events, collector, webhook)
                 progress(f"workers: processor, {events} events in batches of {BATCH}")
                 samples, seconds, failed = _drive(processor, _batches(produced))
                 processor_samples += samples

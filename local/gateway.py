@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from local import metrics_store
@@ -61,6 +61,9 @@ from local.http_handler import DispatchingHandler
 from local.lambda_context import LambdaFunction
 from local.template import ACCOUNT_ID, REGION, AuthorizerSpec, RouteMatch, SamTemplate
 from replyflow.adapters.mail_outbox import OutboxMailer
+
+if TYPE_CHECKING:
+    from replyflow.wiring.jobs import JobsDeps
 
 log = logging.getLogger("local.gateway")
 
@@ -196,6 +199,7 @@ class LocalGateway:
         *,
         broker: Broker | None = None,
         outbox: OutboxMailer | None = None,
+        jobs: JobsDeps | None = None,
         stage: str = STAGE,
         host_header: str = "127.0.0.1:3000",
         clock: Callable[[], float] = time.monotonic,
@@ -204,6 +208,7 @@ class LocalGateway:
         self.functions = functions
         self.broker = broker
         self.outbox = outbox
+        self.jobs = jobs
         self.stage = stage
         self.host_header = host_header
         self._clock = clock
@@ -544,6 +549,8 @@ class LocalGateway:
     def _jobs(self, parts: list[str], method: str, request: HttpRequest) -> HttpResponse:
         from replyflow.wiring import jobs
 
+        if self.jobs is None:
+            return self._error(404, "not_found", "No scheduled jobs in this gateway")
         if not parts and method == "GET":
             return json_response(200, {"jobs": list(jobs.JOB_NAMES)})
         if len(parts) != 1 or method != "POST":
@@ -559,7 +566,7 @@ class LocalGateway:
         except ValueError:
             return self._error(400, "bad_request", "deadline must be a number of seconds")
         try:
-            summary = jobs.run(name, deadline_seconds=deadline)
+            summary = jobs.run(self.jobs, name, deadline_seconds=deadline)
         except Exception as error:  # the job logged its traceback; the caller gets one line
             return self._error(500, "job_failed", f"job {name} failed: {type(error).__name__}: {error}")
         return json_response(200, {"summary": summary})

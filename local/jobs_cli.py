@@ -22,12 +22,25 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from replyflow.settings import Settings
+    from replyflow.wiring.jobs import JobsDeps
+
+JobsBuilder = Callable[["Settings"], "JobsDeps"]
 
 
-def register(subparsers: Any) -> None:
+def _real_jobs(settings: Settings) -> JobsDeps:
+    from replyflow.wiring.jobs import build_jobs
+
+    return build_jobs(settings)
+
+
+def register(subparsers: Any, build: JobsBuilder = _real_jobs) -> None:
+    """``build`` makes the jobs' dependencies for a run in this process (a test passes its fakes)."""
     jobs = subparsers.add_parser("jobs", help="scheduled jobs: list, run one now")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
     jobs_sub.add_parser("list", help="list the job names").set_defaults(func=_jobs_list)
@@ -36,7 +49,7 @@ def register(subparsers: Any) -> None:
         "name", help="archive, retention, token-refresh, reconcile-comments, ledger-sweep, ... (`jobs list`)"
     )
     run.add_argument("--deadline", type=float, default=None, help="stop after this many seconds")
-    run.set_defaults(func=_jobs_run)
+    run.set_defaults(func=_jobs_run, build_jobs=build)
 
     archive = subparsers.add_parser("archive", help="log archives")
     archive_sub = archive.add_subparsers(dest="archive_command", required=True)
@@ -47,7 +60,7 @@ def register(subparsers: Any) -> None:
     )
     restore.add_argument("--to", dest="date_to", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
     restore.add_argument("--out", default=None, help="write JSON lines here instead of stdout")
-    restore.set_defaults(func=_archive_restore)
+    restore.set_defaults(func=_archive_restore, build_jobs=build)
 
 
 def _jobs_list(args: argparse.Namespace) -> int:
@@ -75,7 +88,7 @@ def _jobs_run(args: argparse.Namespace) -> int:
     stack = None if points_elsewhere() else running_stack(settings)
     if stack is not None:
         return _run_in_stack(stack, args.name, args.deadline)
-    return _run_here(settings, args.name, args.deadline)
+    return _run_here(settings, args.name, args.deadline, args.build_jobs)
 
 
 def _run_in_stack(stack: str, name: str, deadline: float | None) -> int:
@@ -100,8 +113,8 @@ def _run_in_stack(stack: str, name: str, deadline: float | None) -> int:
     return 0
 
 
-def _run_here(settings: Any, name: str, deadline: float | None) -> int:
-    from local.cli import api_url, chosen_explicitly, use_settings
+def _run_here(settings: Any, name: str, deadline: float | None, build: JobsBuilder) -> int:
+    from local.cli import api_url, chosen_explicitly
     from local.stack import describe_database
     from local.stack_env import database_problem
     from replyflow.observability import logger
@@ -129,14 +142,13 @@ def _run_here(settings: Any, name: str, deadline: float | None) -> int:
         print(f"job {name}: {problem}", file=sys.stderr)
         return 1
     print(f"running {name} here on {describe_database(settings.database_url)} ({where})", file=sys.stderr)
-    use_settings(settings)
     # Log lines and EMF blobs go to stderr, so stdout carries only the summary.
     handler = logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
         handler.stream = sys.stderr  # not setStream: it flushes the old stream, which may be closed
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            summary = jobs.run(name, deadline_seconds=deadline)
+            summary = jobs.run(build(settings), name, deadline_seconds=deadline)
     except Exception as error:  # the job logged its traceback on stderr; this is the last word
         print(f"job {name} failed: {type(error).__name__}: {_first_line(error)}", file=sys.stderr)
         return 1
@@ -158,15 +170,14 @@ def _first_line(error: BaseException) -> str:
 
 
 def _archive_restore(args: argparse.Namespace) -> int:
-    from local.cli import _settings, use_settings
+    from local.cli import _settings
     from replyflow.services.jobs.archive import restore
-    from replyflow.wiring.jobs import archive_store
 
     if args.date_to < args.date_from:
         print("--to is before --from", file=sys.stderr)
         return 2
-    use_settings(_settings())
-    rows = restore(archive_store(), args.tenant, args.date_from, args.date_to)
+    deps: JobsDeps = args.build_jobs(_settings())
+    rows = restore(deps.archive, args.tenant, args.date_from, args.date_to)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as out:
             count = _write(rows, out)

@@ -17,9 +17,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.template import ACCOUNT_ID, REGION, FunctionSpec
+
+if TYPE_CHECKING:
+    from replyflow.wiring.roots import Roots
 
 log = logging.getLogger("local.lambda")
 
@@ -54,13 +57,17 @@ class LambdaContext:
         return max(0, int((self.timeout_seconds - elapsed) * 1000))
 
 
-def import_handler(handler: str) -> Handler:
-    """``"webhook.handler.lambda_handler"`` -> the function object (raises ImportError/AttributeError)."""
+def import_handler(handler: str, roots: Roots | None = None) -> Handler:
+    """``"webhook.handler.lambda_handler"`` -> the function object (raises ImportError/AttributeError).
+
+    With ``roots``, the module's ``bind(roots)`` instead: the same entry point over the given
+    composition roots rather than the module's own, built from the environment."""
     module_name, _, attribute = handler.rpartition(".")
     if not module_name:
         raise ImportError(f"handler {handler!r} is not 'module.function'")
     module = importlib.import_module(module_name)
-    fn = getattr(module, attribute)
+    bind = getattr(module, "bind", None) if roots is not None else None
+    fn = bind(roots) if callable(bind) else getattr(module, attribute)
     if not callable(fn):
         raise TypeError(f"{handler} is not callable")
     return fn
@@ -69,10 +76,18 @@ def import_handler(handler: str) -> Handler:
 class LambdaFunction:
     """One template function bound to its handler; thread-safe (handlers run concurrently)."""
 
-    def __init__(self, spec: FunctionSpec, handler: Handler | None = None) -> None:
+    def __init__(
+        self, spec: FunctionSpec, handler: Handler | None = None, roots: Roots | None = None
+    ) -> None:
         self.spec = spec
         self._handler = handler
+        self._roots = roots
         self._lock = threading.Lock()
+
+    def use_roots(self, roots: Roots) -> None:
+        """Run on ``roots`` (before the first invocation: the handler is bound once)."""
+        with self._lock:
+            self._roots = roots
 
     @property
     def name(self) -> str:
@@ -82,7 +97,7 @@ class LambdaFunction:
         if self._handler is None:
             with self._lock:
                 if self._handler is None:
-                    self._handler = import_handler(self.spec.handler)
+                    self._handler = import_handler(self.spec.handler, self._roots)
         return self._handler
 
     def new_context(self) -> LambdaContext:

@@ -38,6 +38,7 @@ from local.template import SamTemplate, load_template
 from replyflow.adapters.mail_outbox import OutboxMailer
 from replyflow.clock import utcnow
 from replyflow.settings import Settings
+from replyflow.wiring.roots import Roots
 
 log = logging.getLogger("local.stack")
 
@@ -127,6 +128,7 @@ class LocalStack:
     sandbox: Any = None
     demo: DemoInfo | None = None
     functions: dict[str, LambdaFunction] = field(default_factory=dict)
+    roots: Roots | None = None
     stack_env: Path | None = None
 
     @property
@@ -142,7 +144,7 @@ class LocalStack:
         return Path(self.base.local_state_dir)
 
     def start(self) -> None:
-        from replyflow.adapters.queues import BrokerPublisher, BrokerVisibility
+        from replyflow.adapters.queues import BrokerPublisher
         from replyflow.wiring import core
 
         template = self.template or load_template(self.options.template_path)
@@ -192,10 +194,10 @@ class LocalStack:
         core.override(
             settings=self.settings,
             queue_publisher=BrokerPublisher(self.broker),
-            queue_inspector=self.broker,
-            queue_visibility=BrokerVisibility(self.broker),
-            metrics_sink=metrics_store,
         )
+        self.roots = self._roots(self.settings, self.broker)
+        for fn in self.functions.values():
+            fn.use_roots(self.roots)
         self.demo = seed(token)
         self.broker.start()
 
@@ -207,11 +209,37 @@ class LocalStack:
             )
             self.scheduler.start()
 
-        gateway = LocalGateway(template, self.functions, broker=self.broker, outbox=self._outbox())
+        gateway = LocalGateway(
+            template, self.functions, broker=self.broker, outbox=self._outbox(), jobs=self.roots.jobs
+        )
         self.server = GatewayServer(gateway, self.base.replyflow_host, self.base.replyflow_port)
         self.server.start()
         # Last: the CLI in another terminal reads it to work on this stack's database and sandbox.
         self.stack_env = stack_env.write(self.settings, pid=os.getpid())
+
+    @staticmethod
+    def _roots(settings: Settings, broker: Broker) -> Roots:
+        """Every family's dependencies on this stack: the broker as the queues, the stack's settings."""
+        from replyflow.adapters.queues import BrokerPublisher, BrokerVisibility
+        from replyflow.adapters.sqs_admin import BrokerQueueStats
+        from replyflow.wiring.core import Clients
+        from replyflow.wiring.jobs import build_jobs
+        from replyflow.wiring.pipeline import build_pipeline
+
+        clients = Clients(settings)
+        publisher = BrokerPublisher(broker)
+        return Roots(
+            pipeline=build_pipeline(
+                settings, clients=clients, publisher=publisher, visibility=BrokerVisibility(broker)
+            ),
+            jobs=build_jobs(
+                settings,
+                clients=clients,
+                publisher=publisher,
+                queue_stats=BrokerQueueStats(broker),
+                metrics=metrics_store,
+            ),
+        )
 
     def _outbox(self) -> OutboxMailer | None:
         """The file the API's mailer writes to when no ``MAIL_FROM`` sends through SES."""

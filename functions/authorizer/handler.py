@@ -49,7 +49,7 @@ def authenticate(authorization: str | None) -> Principal | None:
     if scheme.lower() != "bearer" or not credential:
         return None
     if credential.startswith(tokens.API_KEY_PREFIX):
-        return authenticate_api_key(credential)
+        return authenticate_api_key(credential, core.cache(), core.reader_sessions)
     try:
         claims = tokens.verify_access_token(wiring.key_ring(), credential)
     except InvalidTokenError:

@@ -2,27 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from replyflow.domain.messages import EventMessage
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.sqs_batch import process_batch
-from replyflow.wiring import pipeline
+from replyflow.settings import get_settings
+from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
+
+if TYPE_CHECKING:
+    from replyflow.wiring.roots import Handler, Roots
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    outcomes: list[str] = []  # appended from worker threads; metrics are added on this thread
+def make_handler(deps: Callable[[], PipelineDeps]) -> Handler:
+    """The entry point over the dependencies ``deps()`` returns (read at each invocation)."""
 
-    def handle(body: str) -> None:
-        result = pipeline.processor().process(EventMessage.from_json(body))
-        outcomes.append("duplicate" if result.duplicate else "processed")
-        outcomes.extend("queued" for _ in result.queued)
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        pipeline = deps()
+        outcomes: list[str] = []  # appended from worker threads; metrics are added on this thread
 
-    response = process_batch(event, handle, max_workers=4, backoff=pipeline.retry_backoff())
-    for name in ("processed", "duplicate", "queued"):
-        metrics.add_metric(name=f"Events{name.title()}", unit=MetricUnit.Count, value=outcomes.count(name))
-    metrics.add_metric(name="EventsErrored", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
-    metrics.flush_metrics()
-    return response
+        def handle(body: str) -> None:
+            result = pipeline.processor.process(EventMessage.from_json(body))
+            outcomes.append("duplicate" if result.duplicate else "processed")
+            outcomes.extend("queued" for _ in result.queued)
+
+        response = process_batch(event, handle, max_workers=4, backoff=pipeline.retry_backoff)
+        for name in ("processed", "duplicate", "queued"):
+            metrics.add_metric(
+                name=f"Events{name.title()}", unit=MetricUnit.Count, value=outcomes.count(name)
+            )
+        errored = len(response["batchItemFailures"])
+        metrics.add_metric(name="EventsErrored", unit=MetricUnit.Count, value=errored)
+        metrics.flush_metrics()
+        return response
+
+    return lambda_handler
+
+
+def bind(roots: Roots) -> Handler:
+    """This function on the local stack's dependencies."""
+    return make_handler(lambda: roots.pipeline)
+
+
+@cache
+def _deps() -> PipelineDeps:
+    return build_pipeline(get_settings())
+
+
+lambda_handler = make_handler(_deps)

@@ -4,13 +4,19 @@ failures are reported record by record."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol
 
 from replyflow.domain.messages import SendJob
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.send_reply import POLICY_BLOCK_REASON, SendOutcome
-from replyflow.services.sqs_batch import process_batch
-from replyflow.wiring import pipeline
+from replyflow.services.sqs_batch import RetryBackoff, process_batch
+from replyflow.settings import get_settings
+from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
+
+if TYPE_CHECKING:
+    from replyflow.wiring.roots import Handler, Roots
 
 # Metric names the CloudWatch dashboard and alarms read (infra/observability.yaml).
 METRIC_BY_OUTCOME = {
@@ -26,22 +32,57 @@ ALERT_METRIC_BY_REASON = {
 }
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    outcomes: list[SendOutcome] = []  # appended from worker threads; metrics are added on this thread
+class Sends(Protocol):
+    def send(self, job: SendJob) -> SendOutcome: ...
 
-    def handle(body: str) -> None:
-        outcomes.append(pipeline.sender().send(SendJob.from_json(body)))
 
-    response = process_batch(event, handle, max_workers=10, backoff=pipeline.retry_backoff())
-    for status, count in Counter(outcome.status for outcome in outcomes).items():
-        name = METRIC_BY_OUTCOME.get(status, f"Sends{status.title()}")
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
-    alerts = Counter(ALERT_METRIC_BY_REASON.get(outcome.reason or "") for outcome in outcomes)
-    for alert, count in alerts.items():
-        if alert is not None:
-            metrics.add_metric(name=alert, unit=MetricUnit.Count, value=count)
-    metrics.add_metric(name="SendsErrored", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
-    metrics.flush_metrics()
-    return response
+class SenderDeps(Protocol):
+    """What this function reads of ``PipelineDeps``."""
+
+    @property
+    def sender(self) -> Sends: ...
+
+    @property
+    def retry_backoff(self) -> RetryBackoff | None: ...
+
+
+def make_handler(deps: Callable[[], SenderDeps]) -> Handler:
+    """The entry point over the dependencies ``deps()`` returns (read at each invocation)."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        pipeline = deps()
+        outcomes: list[SendOutcome] = []  # appended from worker threads; metrics are added on this thread
+
+        def handle(body: str) -> None:
+            outcomes.append(pipeline.sender.send(SendJob.from_json(body)))
+
+        response = process_batch(event, handle, max_workers=10, backoff=pipeline.retry_backoff)
+        for status, count in Counter(outcome.status for outcome in outcomes).items():
+            name = METRIC_BY_OUTCOME.get(status, f"Sends{status.title()}")
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+        alerts = Counter(ALERT_METRIC_BY_REASON.get(outcome.reason or "") for outcome in outcomes)
+        for alert, count in alerts.items():
+            if alert is not None:
+                metrics.add_metric(name=alert, unit=MetricUnit.Count, value=count)
+        metrics.add_metric(
+            name="SendsErrored", unit=MetricUnit.Count, value=len(response["batchItemFailures"])
+        )
+        metrics.flush_metrics()
+        return response
+
+    return lambda_handler
+
+
+def bind(roots: Roots) -> Handler:
+    """This function on the local stack's dependencies."""
+    return make_handler(lambda: roots.pipeline)
+
+
+@cache
+def _deps() -> PipelineDeps:
+    return build_pipeline(get_settings())
+
+
+lambda_handler = make_handler(_deps)

@@ -16,36 +16,60 @@ import base64
 import binascii
 import json
 import warnings
-from typing import Any
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from replyflow.errors import MalformedJsonError, SignatureError
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.intake import intake, verify_handshake
-from replyflow.wiring import core, pipeline
+from replyflow.settings import get_settings
+from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
+
+if TYPE_CHECKING:
+    from replyflow.wiring.roots import Handler, Roots
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    method = (event.get("httpMethod") or _http_v2_method(event) or "").upper()
-    try:
-        if method == "GET":
-            return _handshake(event)
-        if method == "POST":
-            return _deliver(event)
-        return _error(405, "method_not_allowed", f"{method or 'this method'} is not supported")
-    finally:
-        with warnings.catch_warnings():
-            # A GET or a body that counted nothing has no metrics; that is not worth a warning.
-            warnings.simplefilter("ignore", UserWarning)
-            metrics.flush_metrics(raise_on_empty_metrics=False)
+def make_handler(deps: Callable[[], PipelineDeps]) -> Handler:
+    """The entry point over the dependencies ``deps()`` returns (read at each invocation)."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        method = (event.get("httpMethod") or _http_v2_method(event) or "").upper()
+        try:
+            if method == "GET":
+                return _handshake(event, deps())
+            if method == "POST":
+                return _deliver(event, deps())
+            return _error(405, "method_not_allowed", f"{method or 'this method'} is not supported")
+        finally:
+            with warnings.catch_warnings():
+                # A GET or a body that counted nothing has no metrics; that is not worth a warning.
+                warnings.simplefilter("ignore", UserWarning)
+                metrics.flush_metrics(raise_on_empty_metrics=False)
+
+    return lambda_handler
 
 
-def _handshake(event: dict[str, Any]) -> dict[str, Any]:
+def bind(roots: Roots) -> Handler:
+    """This function on the local stack's dependencies."""
+    return make_handler(lambda: roots.pipeline)
+
+
+@cache
+def _deps() -> PipelineDeps:
+    return build_pipeline(get_settings())
+
+
+lambda_handler = make_handler(_deps)
+
+
+def _handshake(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:
     params = event.get("queryStringParameters") or {}
-    token = core.settings().instagram_verify_token.get_secret_value()
+    token = deps.settings.instagram_verify_token.get_secret_value()
     challenge = verify_handshake(params, token)
     if challenge is None:
         logger.warning("webhook handshake refused", extra={"mode": params.get("hub.mode")})
@@ -53,7 +77,7 @@ def _handshake(event: dict[str, Any]) -> dict[str, Any]:
     return {"statusCode": 200, "headers": {"Content-Type": "text/plain"}, "body": challenge}
 
 
-def _deliver(event: dict[str, Any]) -> dict[str, Any]:
+def _deliver(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:
     try:
         body = _raw_body(event)
     except binascii.Error:
@@ -63,9 +87,9 @@ def _deliver(event: dict[str, Any]) -> dict[str, Any]:
         result = intake(
             body,
             headers.get("x-hub-signature-256"),
-            secrets=core.settings().app_secrets,
-            resolver=pipeline.route_resolver(),
-            publisher=core.queue_publisher(),
+            secrets=deps.settings.app_secrets,
+            resolver=deps.route_resolver,
+            publisher=deps.publisher,
             on_signature=lambda index: logger.debug("webhook signed", extra={"secret_index": index}),
         )
     except SignatureError as exc:

@@ -9,19 +9,23 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from local.sandbox import SandboxServer
-from processor.handler import lambda_handler as processor_handler
+from processor import handler as processor
 from replyflow.adapters.rate_limiter import RedisRateLimiter, Slot
 from replyflow.db.engine import session_scope
 from replyflow.db.models import AutomationLog, InstagramAccount, OutboundMessage, ReplyLog
 from replyflow.services.send_reply import SendService, release_parked
+from replyflow.services.sqs_batch import RetryBackoff
 from replyflow.settings import Settings
-from replyflow.wiring import core, pipeline
-from sender.handler import lambda_handler as sender_handler
+from replyflow.wiring import core
+from replyflow.wiring.pipeline import PipelineDeps, build_pipeline, send_limiter
+from sender import handler as sender
+from sender.handler import SenderDeps
 from tests.support_pipeline import (
     SECRET,
     MemoryQueues,
@@ -32,7 +36,7 @@ from tests.support_pipeline import (
     seed_tenant,
     webhook_post,
 )
-from webhook.handler import lambda_handler as webhook_handler
+from webhook import handler as webhook
 
 pytestmark = pytest.mark.integration
 
@@ -41,10 +45,21 @@ PRIVATE_REPLY = {
 }
 
 
+@dataclass(frozen=True)
+class CompressedSender:
+    sender: SendService
+    retry_backoff: RetryBackoff
+
+
 @dataclass
 class Stack:
     sandbox: SandboxServer
     queues: MemoryQueues
+    deps: PipelineDeps
+    sender_deps: SenderDeps | None = None
+
+    def webhook(self, event: dict[str, Any]) -> dict[str, Any]:
+        return webhook.make_handler(lambda: self.deps)(event, lambda_context())
 
     def seed(self, **kwargs: object) -> Seeded:
         with session_scope(core.writer_sessions()) as session:
@@ -53,7 +68,13 @@ class Stack:
             return seed_tenant(session, core.cipher(), token=token, ig_user_id=ig, **kwargs)  # type: ignore[arg-type]
 
     def drain(self, timeout: float = 20.0) -> None:
-        pump(self.queues, processor_handler, sender_handler, timeout=timeout)
+        sends = self.sender_deps or self.deps
+        pump(
+            self.queues,
+            processor.make_handler(lambda: self.deps),
+            sender.make_handler(lambda: sends),
+            timeout=timeout,
+        )
 
     def sandbox_messages(self, ig_user_id: str) -> list[dict[str, object]]:
         state = self.sandbox.app.state
@@ -75,13 +96,11 @@ def stack(mysql_url: str, redis_url: str) -> Iterator[Stack]:
         instagram_app_secret_secondary="the-other-secret",
         graph_timeout_seconds=5,
     )
-    core.override(settings=settings, queue_publisher=queues)
-    pipeline.reset()
+    core.override(settings=settings)  # the helpers below read the database through core
     try:
-        yield Stack(sandbox, queues)
+        yield Stack(sandbox, queues, build_pipeline(settings, publisher=queues))
     finally:
         core.clear_overrides()
-        pipeline.reset()
         sandbox.stop()
 
 
@@ -97,9 +116,7 @@ def test_a_comment_keyword_becomes_one_private_reply_with_logs(stack: Stack) -> 
     seeded = stack.seed(automations=[{"keywords": ["LINK"], "actions": PRIVATE_REPLY}])
     comment_id = f"179{uuid.uuid4().int % 10**14:014d}"
 
-    response = webhook_handler(
-        webhook_post(comment_body(seeded.ig_user_id, comment_id, "LINK")), lambda_context()
-    )
+    response = stack.webhook(webhook_post(comment_body(seeded.ig_user_id, comment_id, "LINK")))
     assert response["statusCode"] == 200
     stack.drain()
 
@@ -116,7 +133,7 @@ def test_a_comment_keyword_becomes_one_private_reply_with_logs(stack: Stack) -> 
 def test_a_bad_signature_is_401_and_nothing_is_enqueued(stack: Stack) -> None:
     seeded = stack.seed(automations=[{"actions": PRIVATE_REPLY}])
     event = webhook_post(comment_body(seeded.ig_user_id, "17900000000000001"), secret=b"wrong")
-    response = webhook_handler(event, lambda_context())
+    response = stack.webhook(event)
     assert response["statusCode"] == 401
     assert json.loads(response["body"])["error"]["code"] == "invalid_signature"
     assert stack.queues.pending() == 0
@@ -131,7 +148,7 @@ def test_the_same_body_three_times_at_once_sends_one_dm(stack: Stack) -> None:
 
     def deliver() -> None:
         barrier.wait()
-        statuses.append(webhook_handler(event, lambda_context())["statusCode"])
+        statuses.append(stack.webhook(event)["statusCode"])
 
     threads = [threading.Thread(target=deliver) for _ in range(3)]
     for thread in threads:
@@ -173,18 +190,19 @@ class CompressedLimiter:
         self._inner.pause_all(seconds * self._scale)
 
 
-def _compress(stack: Stack, monkeypatch: pytest.MonkeyPatch, scale: float = 0.01) -> None:
+def _compress(stack: Stack, scale: float = 0.01) -> None:
     stack.queues.delay_scale = scale
+    deps = stack.deps
     service = SendService(
-        sessions=core.writer_sessions(),
-        graph=pipeline.graph_client(),
-        limiter=CompressedLimiter(pipeline.rate_limiter(), scale),
-        cipher=core.cipher(),
+        sessions=deps.clients.writer_sessions,
+        graph=deps.graph,
+        limiter=CompressedLimiter(send_limiter(deps.clients), scale),
+        cipher=deps.clients.cipher,
         publisher=stack.queues,
-        cache=core.cache(),
+        cache=deps.clients.cache,
         backoff_base_seconds=1.0,
     )
-    monkeypatch.setattr(pipeline, "sender", lambda: service)
+    stack.sender_deps = CompressedSender(service, deps.retry_backoff)
 
 
 def _faults(stack: Stack, **faults: object) -> None:
@@ -195,9 +213,7 @@ def _faults(stack: Stack, **faults: object) -> None:
 def _comments(stack: Stack, seeded: Seeded, count: int) -> list[str]:
     ids = [f"179{uuid.uuid4().int % 10**14:014d}" for _ in range(count)]
     for comment_id in ids:
-        response = webhook_handler(
-            webhook_post(comment_body(seeded.ig_user_id, comment_id)), lambda_context()
-        )
+        response = stack.webhook(webhook_post(comment_body(seeded.ig_user_id, comment_id)))
         assert response["statusCode"] == 200
     return ids
 
@@ -213,9 +229,9 @@ def _statuses(seeded: Seeded) -> dict[str, int]:
 
 
 def test_a_throttle_storm_and_a_5_percent_error_rate_still_send_every_message_exactly_once(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack,
 ) -> None:
-    _compress(stack, monkeypatch)
+    _compress(stack)
     seeded = stack.seed(automations=[{"actions": PRIVATE_REPLY}])
     _faults(stack, error_rate=0.05, throttle_next=8)
     ids = _comments(stack, seeded, 40)
@@ -232,9 +248,9 @@ def test_a_throttle_storm_and_a_5_percent_error_rate_still_send_every_message_ex
 
 
 def test_a_token_error_mid_stream_parks_messages_and_reconnecting_releases_them(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack,
 ) -> None:
-    _compress(stack, monkeypatch)
+    _compress(stack)
     seeded = stack.seed(automations=[{"actions": PRIVATE_REPLY}])
     first = _comments(stack, seeded, 4)
     stack.drain()
@@ -253,7 +269,7 @@ def test_a_token_error_mid_stream_parks_messages_and_reconnecting_releases_them(
             stack.sandbox.issue_token(seeded.ig_user_id, "brand"), context=account.id
         )
         account.status = "active"
-        assert release_parked(session, seeded.tenant_id, seeded.account_id, core.queue_publisher()) == 6
+        assert release_parked(session, seeded.tenant_id, seeded.account_id, stack.queues) == 6
     stack.drain()
 
     sent = [m["recipient"]["comment_id"] for m in stack.sandbox_messages(seeded.ig_user_id)]  # type: ignore[index]

@@ -14,7 +14,7 @@ from replyflow.db.models import InstagramAccount
 from replyflow.services.demo_seed import seed_demo
 from replyflow.services.jobs.reconcile import checkpoint_key
 from replyflow.settings import Settings
-from replyflow.wiring import core, pipeline
+from replyflow.wiring.pipeline import build_pipeline
 from tests.conftest import fresh_mysql_database
 from tests.support_pipeline import MemoryQueues, ScriptedGraph
 from tests.unit.test_reconcile import APP_ID, SECRET, FakeClock, World, sandbox_client
@@ -29,26 +29,23 @@ def world(redis_url: str) -> Iterator[World]:
         settings = Settings(
             environment="test", database_url=url, redis_url=redis_url, instagram_app_secret=SECRET
         )
-        core.override(settings=settings, queue_publisher=queues, graph_client=sender)
-        pipeline.reset()
-        with session_scope(core.writer_sessions()) as session:
-            demo = seed_demo(session, core.cipher(), "placeholder", now=utcnow())
+        deps = build_pipeline(settings, publisher=queues, graph=sender)
+        with session_scope(deps.clients.writer_sessions) as session:
+            demo = seed_demo(session, deps.clients.cipher, "placeholder", now=utcnow())
             account = session.get(InstagramAccount, demo.account_id)
             assert account is not None
             token = server.issue_token(demo.ig_user_id, "replyflow.demo")
-            account.access_token_encrypted = core.cipher().encrypt(token, context=account.id)
+            account.access_token_encrypted = deps.clients.cipher.encrypt(token, context=account.id)
         client = sandbox_client(server)
         reader = HttpxGraphTokenClient(
             base_url="http://sandbox.test", graph_base="http://sandbox.test/v23.0", timeout=5, client=client
         )
         try:
-            yield World(clock, server, reader, queues, sender, demo)
+            yield World(clock, server, reader, queues, sender, demo, deps)
         finally:
-            core.cache().delete(checkpoint_key(demo.account_id))
+            deps.clients.cache.delete(checkpoint_key(demo.account_id))
             client.close()
-            core.writer_sessions().kw["bind"].dispose()
-            core.clear_overrides()
-            pipeline.reset()
+            deps.clients.writer_sessions.kw["bind"].dispose()
 
 
 def test_a_missed_comment_is_fed_once_and_answered_once_on_mariadb(world: World) -> None:
@@ -76,7 +73,7 @@ def test_the_checkpoint_lives_in_redis(world: World) -> None:
     for n in range(3):
         world.comment(f"1790000000000020{n}", media_id=f"1800000000000020{n}", age=3600.0 * (3 - n))
     world.run(ReconcileLimits(max_calls=2))
-    checkpoint = core.cache().get_json(checkpoint_key(world.demo.account_id))
+    checkpoint = world.deps.clients.cache.get_json(checkpoint_key(world.demo.account_id))
     assert checkpoint is not None
     assert checkpoint["resume_below"]["id"] == "18000000000000202"
 

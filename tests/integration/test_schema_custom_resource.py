@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from local.lambda_context import LambdaContext
-from migrate.handler import lambda_handler
+from migrate.handler import make_handler
 from replyflow.db.migrate import alembic_config
 from replyflow.settings import Settings
-from replyflow.wiring import core
+from replyflow.wiring.migrate import MigrateDeps, build_migrate
 from tests.conftest import MYSQL_ADMIN_URL, service_missing
 
 pytestmark = pytest.mark.integration
@@ -80,6 +80,10 @@ class Target:
     master_secret: str
     app_secret: str
     sm: Any
+    deps: MigrateDeps
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        return make_handler(lambda: self.deps)(event, LambdaContext("migrate", 512, 120))
 
     def properties(self) -> dict[str, str]:
         admin = make_url(MYSQL_ADMIN_URL)
@@ -129,11 +133,10 @@ def target(moto_endpoint: str) -> Iterator[Target]:
     app = sm.create_secret(
         Name=f"app-{suffix}", SecretString=json.dumps({"username": app_user, "password": password})
     )["ARN"]
-    core.override(settings=Settings(environment="test", aws_endpoint_url=moto_endpoint))
+    deps = build_migrate(Settings(environment="test", aws_endpoint_url=moto_endpoint))
     try:
-        yield Target(database, app_user, password, master, app, sm)
+        yield Target(database, app_user, password, master, app, sm, deps)
     finally:
-        core.clear_overrides()
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
             conn.execute(sa.text(f"DROP USER IF EXISTS '{app_user}'@'%'"))
@@ -158,10 +161,6 @@ def _request(
     return event
 
 
-def _invoke(event: dict[str, Any]) -> dict[str, Any]:
-    return lambda_handler(event, LambdaContext("migrate", 512, 120))
-
-
 def _head() -> str:
     from alembic.script import ScriptDirectory
 
@@ -179,7 +178,7 @@ def test_create_migrates_to_head_and_answers_the_response_url(
     target: Target, response_url: ResponseURL
 ) -> None:
     event = _request("Create", response_url, target.properties())
-    _invoke(event)
+    target.invoke(event)
 
     (sent,) = response_url.requests
     assert sent["method"] == "PUT"
@@ -201,7 +200,7 @@ def test_create_migrates_to_head_and_answers_the_response_url(
 
 
 def test_the_app_user_has_dml_only_on_its_schema(target: Target, response_url: ResponseURL) -> None:
-    _invoke(_request("Create", response_url, target.properties()))
+    target.invoke(_request("Create", response_url, target.properties()))
     app = target.app_engine()
     with app.begin() as conn:
         conn.execute(
@@ -226,7 +225,7 @@ def test_update_is_idempotent_rotates_the_password_and_narrows_widened_grants(
     target: Target, response_url: ResponseURL
 ) -> None:
     props = target.properties()
-    _invoke(_request("Create", response_url, props))
+    target.invoke(_request("Create", response_url, props))
     physical = response_url.bodies()[0]["PhysicalResourceId"]
     admin = sa.create_engine(MYSQL_ADMIN_URL, poolclass=sa.pool.NullPool)
     with admin.connect() as conn:  # someone widened the user by hand
@@ -234,8 +233,8 @@ def test_update_is_idempotent_rotates_the_password_and_narrows_widened_grants(
     old_password = target.app_password
     target.rotate_app_password()
 
-    _invoke(_request("Update", response_url, {**props, "SchemaVersion": "layer-version-2"}, physical))
-    _invoke(_request("Update", response_url, {**props, "SchemaVersion": "layer-version-3"}, physical))
+    target.invoke(_request("Update", response_url, {**props, "SchemaVersion": "layer-version-2"}, physical))
+    target.invoke(_request("Update", response_url, {**props, "SchemaVersion": "layer-version-3"}, physical))
 
     assert [b["Status"] for b in response_url.bodies()] == ["SUCCESS", "SUCCESS", "SUCCESS"]
     assert {b["PhysicalResourceId"] for b in response_url.bodies()} == {physical}
@@ -250,9 +249,9 @@ def test_update_is_idempotent_rotates_the_password_and_narrows_widened_grants(
 def test_delete_answers_success_and_keeps_the_schema_and_the_user(
     target: Target, response_url: ResponseURL
 ) -> None:
-    _invoke(_request("Create", response_url, target.properties()))
+    target.invoke(_request("Create", response_url, target.properties()))
     physical = response_url.bodies()[0]["PhysicalResourceId"]
-    _invoke(_request("Delete", response_url, target.properties(), physical))
+    target.invoke(_request("Delete", response_url, target.properties(), physical))
 
     body = response_url.bodies()[-1]
     assert (body["Status"], body["PhysicalResourceId"]) == ("SUCCESS", physical)
@@ -268,7 +267,7 @@ def test_a_failing_migration_fails_the_deploy_with_the_alembic_error(
         conn.execute(sa.text(f"CREATE TABLE {target.database}.tenants (id INT)"))
     admin.dispose()
 
-    _invoke(_request("Create", response_url, target.properties()))
+    target.invoke(_request("Create", response_url, target.properties()))
 
     (body,) = response_url.bodies()
     assert body["Status"] == "FAILED"
@@ -279,7 +278,7 @@ def test_a_failing_migration_fails_the_deploy_with_the_alembic_error(
 
 def test_unreadable_properties_fail_with_the_field_names(target: Target, response_url: ResponseURL) -> None:
     props = {**target.properties(), "DatabaseName": "Robert'); DROP TABLE students;--"}
-    _invoke(_request("Create", response_url, props))
+    target.invoke(_request("Create", response_url, props))
 
     (body,) = response_url.bodies()
     assert body["Status"] == "FAILED"
@@ -289,14 +288,14 @@ def test_unreadable_properties_fail_with_the_field_names(target: Target, respons
 def test_a_rollback_to_older_code_leaves_a_newer_schema_alone(
     target: Target, response_url: ResponseURL
 ) -> None:
-    _invoke(_request("Create", response_url, target.properties()))
+    target.invoke(_request("Create", response_url, target.properties()))
     physical = response_url.bodies()[0]["PhysicalResourceId"]
     admin = sa.create_engine(MYSQL_ADMIN_URL, poolclass=sa.pool.NullPool)
     with admin.begin() as conn:  # a newer release migrated past what this code knows
         conn.execute(sa.text(f"UPDATE {target.database}.alembic_version SET version_num = '9999_future'"))
     admin.dispose()
 
-    _invoke(_request("Update", response_url, target.properties(), physical))
+    target.invoke(_request("Update", response_url, target.properties(), physical))
 
     body = response_url.bodies()[-1]
     assert body["Status"] == "SUCCESS", body["Reason"]

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 
 from local.sandbox import SandboxServer
-from processor.handler import lambda_handler as processor_handler
+from processor import handler as processor
 from replyflow.adapters.queues import MAX_BATCH_BYTES, SqsPublisher, entry_size
 from replyflow.db.engine import session_scope
 from replyflow.settings import PRIORITIES, Settings
-from replyflow.wiring import core, pipeline
-from sender.handler import lambda_handler as sender_handler
+from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
+from sender import handler as sender
 from tests.support_pipeline import SECRET, comment_body, lambda_context, seed_tenant, webhook_post
-from webhook.handler import lambda_handler as webhook_handler
+from webhook import handler as webhook
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +58,7 @@ class SqsStack:
     urls: dict[str, str]
     sandbox: SandboxServer
     calls: SqsCalls
+    deps: PipelineDeps
     received: list[dict[str, Any]] = field(default_factory=list)
 
     def sandbox_messages(self, ig_user_id: str) -> list[dict[str, Any]]:
@@ -79,7 +80,10 @@ class SqsStack:
 
     def poll(self, timeout: float = 60.0) -> None:
         """Deliver every queue's messages to its worker until all queues are empty."""
-        workers: list[tuple[str, Handler]] = [("events-", processor_handler), ("sends-", sender_handler)]
+        workers: list[tuple[str, Handler]] = [
+            ("events-", processor.make_handler(lambda: self.deps)),
+            ("sends-", sender.make_handler(lambda: self.deps)),
+        ]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             delivered = False
@@ -169,29 +173,25 @@ def sqs_stack(moto_endpoint: str, mysql_url: str, redis_url: str) -> Iterator[Sq
         # Four sends per second per account: a batch of ten defers six, with SQS DelaySeconds.
         per_second_send_cap=4,
     )
-    core.override(settings=settings)  # no queue_publisher override: the boto3 SqsPublisher runs
-    pipeline.reset()
+    deps = build_pipeline(settings)  # no publisher argument: the boto3 SqsPublisher runs
     calls = SqsCalls()
-    publisher = core.queue_publisher()
-    assert isinstance(publisher, SqsPublisher)
-    publisher._sqs.meta.events.register("provide-client-params.sqs.SendMessageBatch", calls.record)
+    deps.clients.sqs.meta.events.register("provide-client-params.sqs.SendMessageBatch", calls.record)
     try:
-        yield SqsStack(sqs, urls, sandbox, calls)
+        yield SqsStack(sqs, urls, sandbox, calls, deps)
     finally:
-        core.clear_overrides()
-        pipeline.reset()
         sandbox.stop()
         for url in urls.values():
             sqs.delete_queue(QueueUrl=url)
 
 
 def test_comments_through_real_sqs_end_in_exactly_one_private_reply_each(sqs_stack: SqsStack) -> None:
-    with session_scope(core.writer_sessions()) as session:
+    clients = sqs_stack.deps.clients
+    with session_scope(clients.writer_sessions) as session:
         ig = f"1784{uuid.uuid4().int % 10**13:013d}"
         token = sqs_stack.sandbox.issue_token(ig, "brand")
         seeded = seed_tenant(
             session,
-            core.cipher(),
+            clients.cipher,
             token=token,
             ig_user_id=ig,
             automations=[{"keywords": ["LINK"], "actions": PRIVATE_REPLY}],
@@ -203,7 +203,7 @@ def test_comments_through_real_sqs_end_in_exactly_one_private_reply_each(sqs_sta
         for i, cid in enumerate(comment_ids)
     ]
 
-    response = webhook_handler(webhook_post(body), lambda_context())
+    response = webhook.make_handler(lambda: sqs_stack.deps)(webhook_post(body), lambda_context())
     assert response["statusCode"] == 200
     assert json.loads(response["body"]) == {"received": 12}
     sqs_stack.poll()

@@ -16,8 +16,10 @@ import sqlalchemy as sa
 from local import cli, stack_env
 from local.gateway import HttpRequest, LocalGateway
 from local.template import load_template
+from replyflow.adapters.sqs_admin import BrokerQueueStats
 from replyflow.settings import Settings
 from replyflow.wiring import core
+from replyflow.wiring.jobs import build_jobs
 from tests.unit.test_jobs_usage_health import Inspector
 
 
@@ -179,11 +181,9 @@ def request(method: str, target: str) -> HttpRequest:
 
 
 def test_the_gateway_runs_a_job_inside_the_stack(sqlite_url: str) -> None:
-    core.override(
-        settings=Settings(database_url=sqlite_url, environment="test"),
-        queue_inspector=Inspector(),
-    )
-    gateway = LocalGateway(load_template(), {})
+    settings = Settings(database_url=sqlite_url, environment="test")
+    deps = build_jobs(settings, queue_stats=BrokerQueueStats(Inspector()))
+    gateway = LocalGateway(load_template(), {}, jobs=deps)
     assert "reconcile-comments" in gateway.handle(request("GET", "/_local/jobs")).json()["jobs"]
     ran = gateway.handle(request("POST", "/_local/jobs/queue-metrics"))
     assert ran.status == 200
@@ -193,8 +193,9 @@ def test_the_gateway_runs_a_job_inside_the_stack(sqlite_url: str) -> None:
     assert unknown.json()["error"]["code"] == "unknown_job"
     bad = gateway.handle(request("POST", "/_local/jobs/archive?deadline=soon"))
     assert bad.status == 400
-    core.override(queue_inspector=None)
-    failed = gateway.handle(request("POST", "/_local/jobs/queue-metrics"))
+    failed = LocalGateway(load_template(), {}, jobs=build_jobs(settings)).handle(  # no QUEUE_URLS, no broker
+        request("POST", "/_local/jobs/queue-metrics")
+    )
     assert failed.status == 500
     assert failed.json()["error"]["code"] == "job_failed"
 

@@ -8,16 +8,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from jobs.handler import lambda_handler
+from jobs.handler import make_handler
 from local import cli, jobs_cli
+from replyflow.adapters.sqs_admin import BrokerQueueStats
 from replyflow.db.engine import session_factory
 from replyflow.errors import ValidationError
 from replyflow.settings import Settings
 from replyflow.wiring import core
-from replyflow.wiring.jobs import JOB_NAMES, UnknownJobError
+from replyflow.wiring.jobs import JOB_NAMES, JobsDeps, UnknownJobError, build_jobs
 from tests.conftest import load_event
 from tests.support_pipeline import MemoryQueues
 from tests.unit.test_jobs_fakes import KEY, FakeGraph, MemoryStore, RecordingSink, add_logs, add_tenant
@@ -42,31 +44,45 @@ class Clock:
         return NOW
 
 
+@dataclass(frozen=True)
+class Wired:
+    store: MemoryStore
+    sink: RecordingSink
+    settings: Settings
+
+    def deps(self, settings: Settings | None = None) -> JobsDeps:
+        return build_jobs(
+            settings or self.settings,
+            archive=self.store,
+            metrics=self.sink,
+            queue_stats=BrokerQueueStats(Inspector()),
+            graph=FakeGraph(),
+            publisher=MemoryQueues(),
+            clock=Clock(),
+        )
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        deps = self.deps()
+        return make_handler(lambda: deps)(event, Context())
+
+
 @pytest.fixture
-def wired(sqlite_url: str) -> Iterator[tuple[MemoryStore, RecordingSink]]:
+def wired(sqlite_url: str) -> Iterator[Wired]:
     with session_factory(sqlite_url)() as session:
         add_tenant(session, "t1", "free")
         add_logs(session, "t1", NOW - timedelta(days=20), 40, timedelta(hours=12))
         session.commit()
-    store, sink = MemoryStore(), RecordingSink()
-    core.override(
-        settings=Settings(database_url=sqlite_url, token_encryption_key=KEY, environment="test"),
-        archive_store=store,
-        metrics_sink=sink,
-        queue_inspector=Inspector(),
-        graph_token_client=FakeGraph(),
-        queue_publisher=MemoryQueues(),
-        clock=Clock(),
-    )
-    yield store, sink
+    settings = Settings(database_url=sqlite_url, token_encryption_key=KEY, environment="test")
+    core.override(settings=settings)  # the CLI reads the settings installed by an embedding process
+    yield Wired(MemoryStore(), RecordingSink(), settings)
     core.clear_overrides()
 
 
-def test_every_scheduled_job_runs_from_its_event(wired: tuple[MemoryStore, RecordingSink]) -> None:
-    store, sink = wired
+def test_every_scheduled_job_runs_from_its_event(wired: Wired) -> None:
+    store, sink = wired.store, wired.sink
     for name in JOB_NAMES:
         event = load_event(f"jobs_{name.replace('-', '_')}.json")
-        summary = lambda_handler(event, Context())
+        summary = wired.invoke(event)
         assert summary["job"] == name
         assert summary["ok"] is True
         assert sink.value("JobDuration", job=name) is not None
@@ -77,34 +93,35 @@ def test_every_scheduled_job_runs_from_its_event(wired: tuple[MemoryStore, Recor
     assert any(k.endswith("manifest.json") for k in store.objects)
 
 
-def test_unknown_or_missing_job_is_an_error(wired: tuple[MemoryStore, RecordingSink]) -> None:
+def test_unknown_or_missing_job_is_an_error(wired: Wired) -> None:
     with pytest.raises(UnknownJobError):
-        lambda_handler({"job": "defragment"}, Context())
+        wired.invoke({"job": "defragment"})
     with pytest.raises(ValidationError):
-        lambda_handler({"detail": {}}, Context())
+        wired.invoke({"detail": {}})
 
 
-def _cli(*argv: str) -> int:
+def _cli(wired: Wired, *argv: str) -> int:
     parser = argparse.ArgumentParser(prog="replyflow")
-    jobs_cli.register(parser.add_subparsers(dest="command", required=True))
+    jobs_cli.register(parser.add_subparsers(dest="command", required=True), wired.deps)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result
 
 
 def test_cli_runs_a_job_and_restores_an_archive(
-    wired: tuple[MemoryStore, RecordingSink],
+    wired: Wired,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(cli, "running_stack", lambda settings: None)  # no stack: run in this process
-    assert _cli("jobs", "run", "archive") == 0
+    assert _cli(wired, "jobs", "run", "archive") == 0
     assert json.loads(capsys.readouterr().out)["counts"]["rows_archived"] == 52
-    assert _cli("jobs", "run", "nope") == 2
+    assert _cli(wired, "jobs", "run", "nope") == 2
     out = tmp_path / "restored.jsonl"
     assert (
         _cli(
+            wired,
             "archive",
             "restore",
             "--tenant",

@@ -4,7 +4,7 @@ on an active account); each only once, at most ``limit`` per run, and the counts
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +24,7 @@ from replyflow.services.jobs.common import Deadline
 from replyflow.services.jobs.ledger_sweep import run_ledger_sweep, thresholds
 from replyflow.services.send_reply import MAX_SQS_DELAY_SECONDS, SEND_LEASE_SECONDS, SendService
 from replyflow.settings import Settings
-from replyflow.wiring import core, jobs
+from replyflow.wiring import jobs
 from tests.support_pipeline import (
     KEY,
     DictCache,
@@ -190,27 +190,17 @@ def test_a_run_stops_before_its_deadline(book: Ledger) -> None:
     assert result.counts["sending_settled_unknown"] == 0
 
 
-@pytest.fixture
-def wired(book: Ledger, sqlite_url: str) -> Iterator[RecordingSink]:
+def test_the_job_runs_by_name_and_emits_its_counts(book: Ledger, sqlite_url: str) -> None:
     class Clock:
         def now(self) -> datetime:
             return NOW
 
-    sink = RecordingSink()
-    core.override(
-        settings=Settings(database_url=sqlite_url, token_encryption_key=KEY, environment="test"),
-        metrics_sink=sink,
-        queue_publisher=book.queues,
-        clock=Clock(),
-    )
-    yield sink
-    core.clear_overrides()
-
-
-def test_the_job_runs_by_name_and_emits_its_counts(book: Ledger, wired: RecordingSink) -> None:
+    wired = RecordingSink()
+    settings = Settings(database_url=sqlite_url, token_encryption_key=KEY, environment="test")
+    deps = jobs.build_jobs(settings, metrics=wired, publisher=book.queues, clock=Clock())
     book.add("sending", LEASE + SECOND)
     book.add("queued", LIMITS["queued"] + SECOND)
-    summary = jobs.run("ledger-sweep")
+    summary = jobs.run(deps, "ledger-sweep")
     assert summary["counts"]["sending_settled_unknown"] == 1
     assert summary["thresholds_seconds"] == {"sending": 120, "queued": 300, "deferred": 1200}
     assert wired.value("SendingSettledUnknown", job="ledger-sweep") == 1

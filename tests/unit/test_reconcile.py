@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from local.sandbox import Request, SandboxServer
-from processor.handler import lambda_handler as processor_handler
+from processor import handler as processor
 from replyflow.adapters.graph_tokens import HttpxGraphTokenClient
 from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
@@ -26,8 +26,8 @@ from replyflow.services.demo_seed import DemoTenant, seed_demo
 from replyflow.services.jobs.common import Deadline, JobResult
 from replyflow.services.jobs.reconcile import ReconcileLimits, checkpoint_key, run_reconcile_comments
 from replyflow.settings import Settings
-from replyflow.wiring import core, pipeline
-from sender.handler import lambda_handler as sender_handler
+from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
+from sender import handler as sender
 from tests.support_pipeline import (
     MemoryQueues,
     ScriptedGraph,
@@ -37,7 +37,7 @@ from tests.support_pipeline import (
     seed_tenant,
     webhook_post,
 )
-from webhook.handler import lambda_handler as webhook_handler
+from webhook import handler as webhook
 
 APP_ID = "reconcile-app"
 SECRET = "reconcile-secret"
@@ -77,6 +77,7 @@ class World:
     queues: MemoryQueues
     sender: ScriptedGraph
     demo: DemoTenant
+    deps: PipelineDeps
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.now, UTC).replace(tzinfo=None)
@@ -113,11 +114,11 @@ class World:
 
     def run(self, limits: ReconcileLimits | None = None, reader: Any = None, pauses: Any = None) -> JobResult:
         return run_reconcile_comments(
-            core.writer_sessions(),
+            self.deps.clients.writer_sessions,
             reader or self.reader,
-            core.cipher(),
+            self.deps.clients.cipher,
             self.queues,
-            core.cache(),
+            self.deps.clients.cache,
             now=self.now(),
             deadline=Deadline.unlimited(),
             limits=limits,
@@ -125,7 +126,9 @@ class World:
         )
 
     def deliver(self) -> None:
-        stats = pump(self.queues, processor_handler, sender_handler)
+        stats = pump(
+            self.queues, processor.make_handler(lambda: self.deps), sender.make_handler(lambda: self.deps)
+        )
         assert stats.failures == []
 
     def private_replies(self) -> list[dict[str, Any]]:
@@ -133,7 +136,7 @@ class World:
 
     def webhook(self, comment_id: str, text: str = "LINK please") -> None:
         event = webhook_post(comment_body(self.demo.ig_user_id, comment_id, text), SECRET.encode())
-        assert webhook_handler(event, lambda_context())["statusCode"] == 200
+        assert webhook.make_handler(lambda: self.deps)(event, lambda_context())["statusCode"] == 200
 
 
 @pytest.fixture
@@ -142,30 +145,27 @@ def world(sqlite_url: str) -> Iterator[World]:
     server = SandboxServer(port=0, app_id=APP_ID, app_secret=SECRET, clock=clock, seed=3)
     queues, sender = MemoryQueues(), ScriptedGraph()
     settings = Settings(environment="test", database_url=sqlite_url, instagram_app_secret=SECRET)
-    core.override(settings=settings, queue_publisher=queues, graph_client=sender)
-    pipeline.reset()
-    with session_scope(core.writer_sessions()) as session:
-        demo = seed_demo(session, core.cipher(), "placeholder", now=utcnow())
+    deps = build_pipeline(settings, publisher=queues, graph=sender)
+    with session_scope(deps.clients.writer_sessions) as session:
+        demo = seed_demo(session, deps.clients.cipher, "placeholder", now=utcnow())
     token = server.issue_token(demo.ig_user_id, "replyflow.demo")
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(deps.clients.writer_sessions) as session:
         from replyflow.db.models import InstagramAccount
 
         account = session.get(InstagramAccount, demo.account_id)
         assert account is not None
-        account.access_token_encrypted = core.cipher().encrypt(token, context=account.id)
+        account.access_token_encrypted = deps.clients.cipher.encrypt(token, context=account.id)
     client = sandbox_client(server)
     reader = HttpxGraphTokenClient(
         base_url="http://sandbox.test", graph_base="http://sandbox.test/v23.0", timeout=5, client=client
     )
-    yield World(clock, server, reader, queues, sender, demo)
-    core.cache().delete(
+    yield World(clock, server, reader, queues, sender, demo, deps)
+    deps.clients.cache.delete(
         cache_keys.account_route_key(demo.ig_user_id),
         cache_keys.automations_key(demo.tenant_id, demo.account_id),
         checkpoint_key(demo.account_id),
     )
     client.close()
-    core.clear_overrides()
-    pipeline.reset()
 
 
 # The sandbox's reads ---------------------------------------------------------------------------
@@ -260,7 +260,7 @@ def test_two_runs_before_the_processor_catches_up_still_send_once(world: World) 
     world.webhook("17900000000000021")
     world.deliver()
     assert len(world.private_replies()) == 1
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(world.deps.clients.writer_sessions) as session:
         rows = session.query(OutboundMessage).filter_by(comment_id="17900000000000021").all()
     assert len(rows) == 1
 
@@ -289,7 +289,7 @@ def test_old_own_and_live_comments_are_left_alone(world: World) -> None:
 
 def test_accounts_without_an_active_comment_automation_are_not_read(world: World) -> None:
     world.comment("17900000000000051")
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(world.deps.clients.writer_sessions) as session:
         for automation in session.query(Automation).filter_by(tenant_id=world.demo.tenant_id):
             automation.active = False
     result = world.run()
@@ -305,7 +305,7 @@ def test_the_call_budget_stops_a_run_and_the_next_resumes_below_the_checkpoint(w
     assert first.counts["stopped_budget_spent"] == 1
     fed = [EventMessage.from_json(b).event.event_key for _, b, _ in world.queues.published]
     assert fed == ["17900000000000063", "17900000000000062"]
-    checkpoint = core.cache().get_json(checkpoint_key(world.demo.account_id))
+    checkpoint = world.deps.clients.cache.get_json(checkpoint_key(world.demo.account_id))
     assert checkpoint is not None
     assert checkpoint["resume_below"]["id"] == "18000000000000062"
 
@@ -313,7 +313,7 @@ def test_the_call_budget_stops_a_run_and_the_next_resumes_below_the_checkpoint(w
     fed = [EventMessage.from_json(b).event.event_key for _, b, _ in world.queues.published]
     assert fed[2:] == ["17900000000000061", "17900000000000060"]
     assert second.counts["accounts_complete"] == 1
-    assert core.cache().get_json(checkpoint_key(world.demo.account_id)) is None
+    assert world.deps.clients.cache.get_json(checkpoint_key(world.demo.account_id)) is None
     world.deliver()
     assert len(world.private_replies()) == 4
 
@@ -325,7 +325,7 @@ def test_a_throttle_stops_the_account_and_pauses_it(world: World) -> None:
     first = world.run()
     assert first.counts["stopped_throttled"] == 1
     assert first.counts["graph_calls"] == 1
-    checkpoint = core.cache().get_json(checkpoint_key(world.demo.account_id))
+    checkpoint = world.deps.clients.cache.get_json(checkpoint_key(world.demo.account_id))
     assert checkpoint is not None
     assert checkpoint["paused_until"] == pytest.approx(world.clock.now + 1800, abs=1)
     paused = world.run()
@@ -374,15 +374,17 @@ def test_high_usage_headers_stop_reading_an_account(world: World) -> None:
     assert reader.calls == 2
     assert result.counts["stopped_usage_high"] == 1
     assert result.counts["comments_fed"] == 0  # the page that reported 80 % is not trusted further
-    checkpoint = core.cache().get_json(checkpoint_key(world.demo.account_id))
+    checkpoint = world.deps.clients.cache.get_json(checkpoint_key(world.demo.account_id))
     assert checkpoint is not None
     assert checkpoint["paused_until"] > world.clock.now
 
 
 def test_an_app_wide_throttle_ends_the_run(world: World) -> None:
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(world.deps.clients.writer_sessions) as session:
         seed_tenant(
-            session, core.cipher(), automations=[{"actions": {"private_reply": {"template_text": "hi"}}}]
+            session,
+            world.deps.clients.cipher,
+            automations=[{"actions": {"private_reply": {"template_text": "hi"}}}],
         )
     reader = ScriptedReader([GraphCallError("app limit", graph_code=4, transient=True, retry_after=600)])
     result = world.run(reader=reader)
@@ -423,6 +425,6 @@ def test_reads_and_sends_share_one_budget(world: World) -> None:
 
     app_pauses = RecordingPauses()
     reader = ScriptedReader([GraphCallError("app limit", graph_code=4, transient=True, retry_after=600)])
-    core.cache().delete(checkpoint_key(world.demo.account_id))
+    world.deps.clients.cache.delete(checkpoint_key(world.demo.account_id))
     world.run(reader=reader, pauses=app_pauses)
     assert app_pauses.paused_all == [900.0]

@@ -16,7 +16,8 @@ from replyflow.adapters.cfn_response import MAX_REASON_CHARS, CustomResourceRequ
 from replyflow.errors import ValidationError
 from replyflow.services.schema_deploy import handle_request
 from replyflow.settings import Settings
-from replyflow.wiring import core
+from replyflow.wiring.core import Clients
+from replyflow.wiring.migrate import build_migrate
 
 EVENT: dict[str, Any] = {
     "RequestType": "Create",
@@ -72,8 +73,9 @@ def test_a_long_reason_is_cut_to_fit_the_response_limit() -> None:
 
 def test_a_run_past_the_deadline_still_answers_failed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     answers: list[CustomResourceResponse] = []
-    monkeypatch.setattr(handler.migrate, "respond", lambda url, response: answers.append(response))
-    monkeypatch.setattr(handler.migrate, "secrets", lambda: NoSecrets())
+    deps = build_migrate(
+        Settings(), secrets=NoSecrets(), respond=lambda url, response: answers.append(response)
+    )
 
     def slow(request: CustomResourceRequest, *_args: Any, **_kwargs: Any) -> CustomResourceResponse:
         time.sleep(1.5)
@@ -81,7 +83,7 @@ def test_a_run_past_the_deadline_still_answers_failed_once(monkeypatch: pytest.M
 
     monkeypatch.setattr(handler, "handle_request", slow)
     # 10.5 s left: the timer answers 10 s before the end (after about a second).
-    handler.lambda_handler(EVENT, Deadline(10_500))
+    handler.make_handler(lambda: deps)(EVENT, Deadline(10_500))
     (answer,) = answers
     assert answer.status == "FAILED"
     assert "did not finish" in answer.reason
@@ -97,12 +99,9 @@ def test_endpoint_settings_reach_the_boto3_clients() -> None:
     assert settings.aws_endpoint("sqs") == "http://127.0.0.1:2"
     assert settings.aws_endpoint("s3") == "http://127.0.0.1:1"
     assert Settings().aws_endpoint("sqs") is None
-    core.override(settings=settings)
-    try:
-        assert core.aws_client("sqs").meta.endpoint_url == "http://127.0.0.1:2"
-        assert core.aws_client("secretsmanager").meta.endpoint_url == "http://127.0.0.1:1"
-    finally:
-        core.clear_overrides()
+    clients = Clients(settings)
+    assert clients.aws_client("sqs").meta.endpoint_url == "http://127.0.0.1:2"
+    assert clients.aws_client("secretsmanager").meta.endpoint_url == "http://127.0.0.1:1"
 
 
 def test_the_secrets_manager_endpoint_has_its_own_setting(monkeypatch: pytest.MonkeyPatch) -> None:

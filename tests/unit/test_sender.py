@@ -26,7 +26,6 @@ from replyflow.observability import logger
 from replyflow.services import cache_keys
 from replyflow.services.send_reply import SendOutcome, SendRetryExhaustedError, SendService, release_parked
 from replyflow.services.sqs_batch import process_batch
-from replyflow.wiring import pipeline
 from sender import handler as sender_handler
 from tests.support_pipeline import (
     KEY,
@@ -404,12 +403,17 @@ def test_the_handler_counts_blocked_and_misconfigured_sends_for_alarms(
         def send(self, job: SendJob) -> SendOutcome:
             return outcomes[job.outbound_id]
 
+    @dataclass(frozen=True)
+    class Deps:
+        sender: Service
+        retry_backoff: None = None
+
     recording = RecordingMetrics()
-    monkeypatch.setattr(pipeline, "sender", Service)
     monkeypatch.setattr(sender_handler, "metrics", recording)
     jobs = [SendJob(tenant_id="t", account_id="a", outbound_id=i).to_json() for i in outcomes]
     event = {"Records": [{"messageId": f"m{i}", "body": body} for i, body in enumerate(jobs)]}
-    assert sender_handler.lambda_handler(event, lambda_context()) == {"batchItemFailures": []}
+    handler = sender_handler.make_handler(lambda: Deps(Service()))
+    assert handler(event, lambda_context()) == {"batchItemFailures": []}
     assert recording.added == {
         "SendsParked": 1,
         "SendsBlocked": 1,

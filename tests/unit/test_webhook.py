@@ -7,7 +7,9 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,10 +19,10 @@ from replyflow.errors import SignatureError, UnauthorizedError
 from replyflow.services import cache_keys
 from replyflow.services.intake import AccountRoute, RouteResolver, sign, verify_handshake, verify_signature
 from replyflow.settings import Settings
-from replyflow.wiring import core, pipeline
+from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
 from tests.conftest import REFERENCE_EVENTS_DIR, ROOT, load_event
 from tests.support_pipeline import SECRET, DictCache, MemoryQueues, comment_body, lambda_context, webhook_post
-from webhook.handler import lambda_handler
+from webhook.handler import make_handler
 
 ACCOUNT = "17841400000000001"
 
@@ -213,106 +215,111 @@ def test_route_resolver_loads_once_then_serves_from_the_cache_including_unknown_
 # -- the handler ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class WebhookWorld:
+    queues: MemoryQueues
+    deps: PipelineDeps
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        return make_handler(lambda: self.deps)(event, lambda_context())
+
+
 @pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryQueues]:
+def webhook() -> Iterator[WebhookWorld]:
     queues = MemoryQueues()
-    core.override(
-        settings=Settings(
-            environment="test", instagram_app_secret=SECRET.decode(), instagram_verify_token="vt"
-        ),
-        queue_publisher=queues,
-    )
-    pipeline.reset()
 
     def no_database(ig: str) -> AccountRoute | None:
         raise AssertionError(f"the warm webhook must not touch the database ({ig})")
 
-    monkeypatch.setattr(pipeline, "load_route", no_database)
-    cache = core.cache()
+    settings = Settings(environment="test", instagram_app_secret=SECRET.decode(), instagram_verify_token="vt")
+    deps = build_pipeline(settings, publisher=queues, route_loader=no_database)
+    cache = deps.clients.cache
     cache.set_json(
         cache_keys.account_route_key(ACCOUNT), AccountRoute("t1", "a1", "high", "active").to_json(), 60
     )
     cache.set_json(cache_keys.account_route_key("17841400000000009"), {"unknown": True}, 60)
-    yield queues
+    yield WebhookWorld(queues, deps)
     cache.delete(cache_keys.account_route_key(ACCOUNT), cache_keys.account_route_key("17841400000000009"))
-    core.clear_overrides()
-    pipeline.reset()
 
 
-def _get(params: dict[str, str]) -> dict:
-    return lambda_handler(
-        {"httpMethod": "GET", "queryStringParameters": params, "headers": {}}, lambda_context()
-    )
+def _get(webhook: WebhookWorld, params: dict[str, str]) -> dict[str, Any]:
+    return webhook.invoke({"httpMethod": "GET", "queryStringParameters": params, "headers": {}})
 
 
-def test_handler_handshake(webhook: MemoryQueues) -> None:
-    ok = _get({"hub.mode": "subscribe", "hub.verify_token": "vt", "hub.challenge": "42"})
+def test_handler_handshake(webhook: WebhookWorld) -> None:
+    ok = _get(webhook, {"hub.mode": "subscribe", "hub.verify_token": "vt", "hub.challenge": "42"})
     assert (ok["statusCode"], ok["body"]) == (200, "42")
-    refused = _get({"hub.mode": "subscribe", "hub.verify_token": "bad", "hub.challenge": "42"})
+    refused = _get(webhook, {"hub.mode": "subscribe", "hub.verify_token": "bad", "hub.challenge": "42"})
     assert refused["statusCode"] == 403
     assert json.loads(refused["body"])["error"]["code"] == "forbidden"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_handler_routes_reference_payloads_to_the_priority_queue(webhook: MemoryQueues, name: str) -> None:
-    response = lambda_handler(webhook_post(load_event(name)), lambda_context())
+def test_handler_routes_reference_payloads_to_the_priority_queue(webhook: WebhookWorld, name: str) -> None:
+    response = webhook.invoke(webhook_post(load_event(name)))
     assert response["statusCode"] == 200
     routed = EXPECTED[name][1] is None
-    assert webhook.pending("events-high") == (1 if routed else 0)
+    assert webhook.queues.pending("events-high") == (1 if routed else 0)
     if routed:
-        ((_, body),) = webhook.take("events-high")
+        ((_, body),) = webhook.queues.take("events-high")
         message = EventMessage.from_json(body)
         assert (message.tenant_id, message.account_id, message.priority) == ("t1", "a1", "high")
 
 
-def test_handler_base64_body_bad_signature_and_bad_json(webhook: MemoryQueues) -> None:
-    assert (
-        lambda_handler(webhook_post(load_event("comment_feed.json"), b64=True), lambda_context())[
-            "statusCode"
-        ]
-        == 200
-    )
-    assert webhook.pending() == 1
-    bad = lambda_handler(webhook_post(load_event("comment_feed.json"), secret=b"nope"), lambda_context())
+def test_handler_base64_body_bad_signature_and_bad_json(webhook: WebhookWorld) -> None:
+    assert webhook.invoke(webhook_post(load_event("comment_feed.json"), b64=True))["statusCode"] == 200
+    assert webhook.queues.pending() == 1
+    bad = webhook.invoke(webhook_post(load_event("comment_feed.json"), secret=b"nope"))
     assert bad["statusCode"] == 401
     assert set(json.loads(bad["body"])["error"]) == {"code", "message", "details"}
     missing = webhook_post(load_event("comment_feed.json"))
     del missing["headers"]["X-Hub-Signature-256"]
-    assert lambda_handler(missing, lambda_context())["statusCode"] == 401
-    assert webhook.pending() == 1  # nothing more enqueued
-    assert lambda_handler(webhook_post(b"{not json"), lambda_context())["statusCode"] == 400
+    assert webhook.invoke(missing)["statusCode"] == 401
+    assert webhook.queues.pending() == 1  # nothing more enqueued
+    assert webhook.invoke(webhook_post(b"{not json"))["statusCode"] == 400
 
 
 @pytest.mark.parametrize("body", ["abc", "eyJvYmplY3QiOiAiaW5zdGFncmFtIn0=!", "not base64 at all"])
-def test_handler_body_flagged_base64_that_is_not_is_400(webhook: MemoryQueues, body: str) -> None:
+def test_handler_body_flagged_base64_that_is_not_is_400(webhook: WebhookWorld, body: str) -> None:
     event = webhook_post(load_event("comment_feed.json"))
     event.update(body=body, isBase64Encoded=True)
-    response = lambda_handler(event, lambda_context())
+    response = webhook.invoke(event)
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"]["code"] == "bad_request"
-    assert webhook.pending() == 0
+    assert webhook.queues.pending() == 0
 
 
-def test_handler_unknown_accounts_are_200_and_not_enqueued(webhook: MemoryQueues) -> None:
-    response = lambda_handler(webhook_post(comment_body("17841400000000009", "1")), lambda_context())
+def test_handler_unknown_accounts_are_200_and_not_enqueued(webhook: WebhookWorld) -> None:
+    response = webhook.invoke(webhook_post(comment_body("17841400000000009", "1")))
     assert response["statusCode"] == 200
-    assert webhook.pending() == 0
+    assert webhook.queues.pending() == 0
 
 
-def test_handler_batches_many_events(webhook: MemoryQueues) -> None:
+def test_handler_batches_many_events(webhook: WebhookWorld) -> None:
     body = comment_body(ACCOUNT, "1")
     change = body["entry"][0]["changes"][0]
     body["entry"][0]["changes"] = [
         {**change, "value": {**change["value"], "id": str(1000 + i)}} for i in range(25)
     ]
-    assert lambda_handler(webhook_post(body), lambda_context())["statusCode"] == 200
-    assert webhook.pending("events-high") == 25
+    assert webhook.invoke(webhook_post(body))["statusCode"] == 200
+    assert webhook.queues.pending("events-high") == 25
 
 
-def test_the_webhook_imports_no_sqlalchemy_and_no_api() -> None:
+@pytest.mark.parametrize(
+    "invoke",
+    [
+        "",
+        # The first invocation builds the PipelineDeps: its processor, sender and Graph client stay unbuilt.
+        "webhook.handler.lambda_handler({'httpMethod': 'GET', 'queryStringParameters': {}}, "
+        "LambdaContext('WebhookFunction', 512, 3)); ",
+    ],
+    ids=["import", "first-invocation"],
+)
+def test_the_webhook_imports_no_sqlalchemy_and_no_api(invoke: str) -> None:
     code = (
-        "import sys, webhook.handler; "
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'api', 'boto3', 'httpx')]; "
+        "import sys, webhook.handler; from local.lambda_context import LambdaContext; "
+        + invoke
+        + "bad = [m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'api', 'boto3', 'httpx')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     env_path = f"{ROOT / 'layers' / 'shared'}:{ROOT / 'functions'}:{ROOT}"
@@ -337,18 +344,18 @@ def test_the_webhook_imports_no_sqlalchemy_and_no_api() -> None:
     ],
 )
 def test_signed_bodies_the_decoder_refuses_are_400_and_never_enqueued(
-    webhook: MemoryQueues, body: bytes
+    webhook: WebhookWorld, body: bytes
 ) -> None:
     # Invalid UTF-8 arrives base64-encoded, as API Gateway hands over such bytes.
-    response = lambda_handler(webhook_post(body, b64=True), lambda_context())
+    response = webhook.invoke(webhook_post(body, b64=True))
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"]["code"] == "malformed_json"
-    assert webhook.pending() == 0
+    assert webhook.queues.pending() == 0
 
 
-def test_the_reference_comment_with_a_nan_never_reaches_a_queue(webhook: MemoryQueues) -> None:
+def test_the_reference_comment_with_a_nan_never_reaches_a_queue(webhook: WebhookWorld) -> None:
     raw = json.dumps(load_event("comment_feed.json")).replace('"time": ', '"time": NaN, "_t": ', 1)
     assert "NaN" in raw
-    response = lambda_handler(webhook_post(raw.encode()), lambda_context())
+    response = webhook.invoke(webhook_post(raw.encode()))
     assert response["statusCode"] == 400
-    assert webhook.pending() == 0
+    assert webhook.queues.pending() == 0

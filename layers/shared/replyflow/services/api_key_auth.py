@@ -5,11 +5,15 @@ deleted when the key is revoked (``invalidate_api_key``). SQLAlchemy is imported
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from replyflow.ports import Cache
 from replyflow.services import tokens
 from replyflow.services.access import Principal
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 API_KEY_CACHE_TTL_SECONDS = 60
 
@@ -22,12 +26,11 @@ def invalidate_api_key(cache: Cache, prefix: str) -> None:
     cache.delete(api_key_cache_key(prefix))
 
 
-def _load(prefix: str) -> dict[str, Any]:
+def _load(sessions: sessionmaker[Session], prefix: str) -> dict[str, Any]:
     from replyflow.db.engine import session_scope
     from replyflow.db.repositories import api_keys
-    from replyflow.wiring import core
 
-    with session_scope(core.reader_sessions()) as session:
+    with session_scope(sessions) as session:
         found = api_keys.resolve_with_plan(session, prefix)
         if found is None:
             return {"missing": True}
@@ -42,18 +45,18 @@ def _load(prefix: str) -> dict[str, Any]:
         }
 
 
-def authenticate_api_key(token: str, cache: Cache | None = None) -> Principal | None:
+def authenticate_api_key(
+    token: str, cache: Cache, sessions: Callable[[], sessionmaker[Session]]
+) -> Principal | None:
+    """``sessions`` gives the reader's session factory; it is called only on a cache miss, so a warm
+    authorizer never builds an engine."""
     parsed = tokens.parse_api_key(token)
     if parsed is None:
         return None
     prefix, secret = parsed
-    if cache is None:
-        from replyflow.wiring import core
-
-        cache = core.cache()
     entry = cache.get_json(api_key_cache_key(prefix))
     if not isinstance(entry, dict):
-        entry = _load(prefix)
+        entry = _load(sessions(), prefix)
         cache.set_json(api_key_cache_key(prefix), entry, API_KEY_CACHE_TTL_SECONDS)
     if entry.get("missing") or entry.get("revoked"):
         return None

@@ -1,12 +1,18 @@
 """Shared adapters, built lazily once per process (no I/O at import, so cold starts stay cheap and
 tests can override anything). Nothing here imports SQLAlchemy at module level: the webhook uses this
 module and must stay lean.
+
+:class:`Clients` holds the clients every function family shares (engines, Redis, the token cipher,
+boto3 clients) for one ``Settings``, each built on first read; the families' composition roots
+(``PipelineDeps``, ...) take one. :class:`once` is the lazy attribute they are built with.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from replyflow.settings import Settings, get_settings
 
@@ -19,6 +25,126 @@ if TYPE_CHECKING:
     from replyflow.ports import QueuePublisher
 
 _overrides: dict[str, object] = {}
+
+_Owner = TypeVar("_Owner")
+_Value = TypeVar("_Value")
+
+
+class once(Generic[_Owner, _Value]):  # noqa: N801 - reads like the property decorator it replaces
+    """An attribute computed on first read, exactly once per instance, under a lock.
+
+    Like ``functools.cached_property``, but safe when worker threads share a composition root (two
+    threads never build two engines), and usable on frozen dataclasses (it writes the instance
+    ``__dict__``, not through ``__setattr__``)."""
+
+    def __init__(self, build: Callable[[_Owner], _Value]) -> None:
+        self._build = build
+        self._name = build.__name__
+        self._lock = threading.RLock()
+        self.__doc__ = build.__doc__
+
+    def __set_name__(self, owner: type[_Owner], name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type[_Owner]) -> once[_Owner, _Value]: ...
+
+    @overload
+    def __get__(self, instance: _Owner, owner: type[_Owner]) -> _Value: ...
+
+    def __get__(self, instance: _Owner | None, owner: type[_Owner]) -> once[_Owner, _Value] | _Value:
+        if instance is None:
+            return self
+        values = instance.__dict__
+        if self._name not in values:
+            with self._lock:
+                if self._name not in values:
+                    values[self._name] = self._build(instance)
+        value: _Value = values[self._name]
+        return value
+
+
+class Clients:
+    """The clients shared by every family, for one ``Settings``: each built on first read (no I/O
+    and no heavy import before). Engines and Redis clients are cached per URL underneath, so two
+    ``Clients`` of the same settings share their pools."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @once
+    def writer_sessions(self) -> sessionmaker[Session]:
+        from replyflow.db.engine import session_factory
+
+        s = self.settings
+        return session_factory(s.database_url, s.database_pool_size, s.database_iam_auth)
+
+    @once
+    def reader_sessions(self) -> sessionmaker[Session]:
+        """The Aurora reader endpoint for read-heavy queries (logs, stats); the writer when unset."""
+        from replyflow.db.engine import session_factory
+
+        s = self.settings
+        url = s.database_reader_url or s.database_url
+        return session_factory(url, s.database_pool_size, s.database_iam_auth)
+
+    @once
+    def redis(self) -> redis.Redis:
+        from replyflow.adapters.redis_client import get_redis
+
+        return get_redis(self.settings.redis_url)
+
+    @once
+    def cache(self) -> RedisCache:
+        from replyflow.adapters.redis_client import RedisCache
+
+        return RedisCache(self.redis)
+
+    @once
+    def cipher(self) -> TokenCipher:
+        from replyflow.adapters.crypto import TokenCipher
+
+        return TokenCipher(self.settings.token_encryption_key.get_secret_value())
+
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client in the configured region, at the configured endpoint override if any."""
+        import boto3
+
+        s = self.settings
+        return boto3.client(service, region_name=s.aws_region, endpoint_url=s.aws_endpoint(service))
+
+    @once
+    def sqs(self) -> Any:
+        return self.aws_client("sqs")
+
+    @once
+    def sqs_publisher(self) -> QueuePublisher:
+        """SQS over ``QUEUE_URLS``, resolved at the first publish: boto3 is not imported before, and a
+        path that publishes nothing runs without queue URLs."""
+        return PublisherOnUse(self._sqs_publisher_now)
+
+    def _sqs_publisher_now(self) -> QueuePublisher:
+        from replyflow.adapters.queues import SqsPublisher
+
+        if not self.settings.queue_urls:
+            raise RuntimeError("QUEUE_URLS is empty and no local broker is installed")
+        return SqsPublisher(self.sqs, self.settings.queue_urls)
+
+
+class PublisherOnUse:
+    """A queue publisher built by ``build`` at the first publish, once."""
+
+    def __init__(self, build: Callable[[], QueuePublisher]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._publisher: QueuePublisher | None = None
+
+    def publish(self, queue: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None:
+        with self._lock:
+            if self._publisher is None:
+                self._publisher = self._build()
+            publisher = self._publisher
+        publisher.publish(queue, bodies, delay_seconds=delay_seconds)
 
 
 def settings() -> Settings:

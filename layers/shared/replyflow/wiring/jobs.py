@@ -1,16 +1,16 @@
-"""Wiring of the scheduled jobs: builds the adapters, runs one job by name, reports it.
+"""The composition root of the scheduled jobs, ``JobsDeps``: runs one job by name and reports it.
 
-Adapters come from the local stack or a test when installed with ``core.override(...)``:
+``build_jobs(settings)`` gives the real adapters; the local stack and tests pass theirs:
 
-- ``archive_store``: an ``ArchiveStore``; otherwise S3 when ``ARCHIVE_BUCKET`` is set, else the
-  directory ``ARCHIVE_DIR`` (``.local/archive``);
-- ``queue_inspector``: the local broker (``stats()``); otherwise SQS GetQueueAttributes over
-  ``QUEUE_URLS``;
-- ``metrics_sink``: anything with ``record(name, value, unit, dimensions)`` (the local stack installs
+- ``archive``: an ``ArchiveStore``; otherwise S3 when ``ARCHIVE_BUCKET`` is set, else the directory
+  ``ARCHIVE_DIR`` (``.local/archive``);
+- ``queue_stats``: the local broker's (``BrokerQueueStats``); otherwise SQS GetQueueAttributes over
+  ``QUEUE_URLS``, resolved when the queue-metrics job first reads it;
+- ``metrics``: a ``MetricsSink`` that gets every data point besides EMF (the local stack passes
   ``local.metrics_store``); metrics always go out as EMF too;
-- ``graph_token_client``: a ``GraphTokenClient``; otherwise httpx against ``GRAPH_API_BASE_URL``;
-- ``comment_reader``: a ``CommentReader`` for reconciliation; otherwise the same httpx client;
-- ``clock``: anything with ``now()`` returning naive UTC.
+- ``graph``: a ``GraphTokenClient``; ``comments``: a ``CommentReader`` for reconciliation;
+  otherwise one httpx client against ``GRAPH_API_BASE_URL`` for both;
+- ``publisher``, ``pauses`` (the send limiter's), ``clock`` (anything with ``now()`` in naive UTC).
 
 Every run logs one summary line (counts, duration) and emits the counts as metrics.
 """
@@ -18,19 +18,30 @@ Every run logs one summary line (counts, duration) and emits the counts as metri
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from replyflow.clock import utcnow
 from replyflow.errors import ValidationError
 from replyflow.observability import logger
-from replyflow.ports import ArchiveStore, CommentReader, GraphTokenClient, MetricsSink, QueueStatsSource
+from replyflow.ports import (
+    ArchiveStore,
+    CommentReader,
+    GraphPauses,
+    GraphTokenClient,
+    MetricsSink,
+    QueueStatsSource,
+)
 from replyflow.services.jobs.common import Deadline, JobResult, emit_metrics, summary_line
-from replyflow.wiring import core
+from replyflow.settings import Settings
+from replyflow.wiring.core import Clients
 
 if TYPE_CHECKING:
     from replyflow.adapters.graph_tokens import HttpxGraphTokenClient
+    from replyflow.ports import QueuePublisher
+    from replyflow.services.jobs.ports import QueueStats
 
 JOB_NAMES = (
     "archive",
@@ -47,6 +58,15 @@ METRICS_NAMESPACE = "Replyflow"
 
 class UnknownJobError(ValidationError):
     code = "unknown_job"
+
+
+class NowClock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemNow:
+    def now(self) -> datetime:
+        return utcnow()
 
 
 # Adapters -----------------------------------------------------------------------------------------
@@ -74,162 +94,188 @@ class FanOutMetricsSink:
             sink.record(name, value, unit, dimensions)
 
 
-def metrics_sink() -> MetricsSink:
-    local = core.component("metrics_sink")
+class SqsStatsOnUse:
+    """SQS queue attributes over ``QUEUE_URLS``, built at the first read: only queue-metrics reads."""
+
+    def __init__(self, clients: Clients) -> None:
+        self._clients = clients
+
+    def stats(self) -> Mapping[str, QueueStats]:
+        from replyflow.adapters.sqs_admin import SqsQueueStats
+
+        urls = self._clients.settings.queue_urls
+        if not urls:
+            raise RuntimeError("QUEUE_URLS is empty and no local broker is installed")
+        return SqsQueueStats(self._clients.sqs, urls).stats()
+
+
+@dataclass(frozen=True, eq=False)
+class JobsDeps:
+    """What the scheduled jobs need; one instance per process, shared by every run."""
+
+    settings: Settings
+    clients: Clients
+    publisher: QueuePublisher
+    archive: ArchiveStore
+    queue_stats: QueueStatsSource
+    metrics: MetricsSink
+    graph: GraphTokenClient
+    comments: CommentReader
+    pauses: GraphPauses
+    clock: NowClock
+
+
+def build_jobs(
+    settings: Settings,
+    *,
+    clients: Clients | None = None,
+    publisher: QueuePublisher | None = None,
+    archive: ArchiveStore | None = None,
+    queue_stats: QueueStatsSource | None = None,
+    metrics: MetricsSink | None = None,
+    graph: GraphTokenClient | None = None,
+    comments: CommentReader | None = None,
+    pauses: GraphPauses | None = None,
+    clock: NowClock | None = None,
+) -> JobsDeps:
+    """The jobs' dependencies; every argument left out is the real adapter for ``settings``."""
+    from replyflow.wiring.pipeline import send_limiter
+
+    shared = clients or Clients(settings)
+    http = None if graph is not None and comments is not None else _httpx_graph(settings)
     emf = EmfMetricsSink()
-    return FanOutMetricsSink(emf, local) if local is not None else emf  # type: ignore[arg-type]
+    return JobsDeps(
+        settings=settings,
+        clients=shared,
+        publisher=publisher or shared.sqs_publisher,
+        archive=archive or archive_store(shared),
+        queue_stats=queue_stats or SqsStatsOnUse(shared),
+        metrics=FanOutMetricsSink(emf, metrics) if metrics is not None else emf,
+        graph=graph or _required(http),
+        comments=comments or _required(http),
+        pauses=pauses or send_limiter(shared),
+        clock=clock or SystemNow(),
+    )
 
 
-def archive_store() -> ArchiveStore:
-    installed = core.component("archive_store")
-    if installed is not None:
-        return installed  # type: ignore[return-value]
-    s = core.settings()
+def _required(http: HttpxGraphTokenClient | None) -> HttpxGraphTokenClient:
+    assert http is not None  # built above whenever graph or comments was left out
+    return http
+
+
+def archive_store(clients: Clients) -> ArchiveStore:
+    s = clients.settings
     if s.archive_bucket:
         from replyflow.adapters.archive_store import S3ArchiveStore
 
-        return S3ArchiveStore(core.aws_client("s3"), s.archive_bucket)
+        return S3ArchiveStore(clients.aws_client("s3"), s.archive_bucket)
     from replyflow.adapters.archive_store import DirectoryArchiveStore
 
     return DirectoryArchiveStore(s.archive_dir)
 
 
-def queue_stats() -> QueueStatsSource:
-    from replyflow.adapters.sqs_admin import BrokerQueueStats, SqsQueueStats
-
-    inspector = core.component("queue_inspector")
-    if inspector is not None:
-        return BrokerQueueStats(inspector)  # type: ignore[arg-type]
-    s = core.settings()
-    if not s.queue_urls:
-        raise RuntimeError("QUEUE_URLS is empty and no local broker is installed")
-    return SqsQueueStats(core.aws_client("sqs"), s.queue_urls)
-
-
-def graph_client() -> GraphTokenClient:
-    installed = core.component("graph_token_client")
-    if installed is not None:
-        return installed  # type: ignore[return-value]
-    return _httpx_graph()
-
-
-def comment_reader() -> CommentReader:
-    installed = core.component("comment_reader")
-    if installed is not None:
-        return installed  # type: ignore[return-value]
-    return _httpx_graph()
-
-
-def _httpx_graph() -> HttpxGraphTokenClient:
+def _httpx_graph(settings: Settings) -> HttpxGraphTokenClient:
     from replyflow.adapters.graph_tokens import HttpxGraphTokenClient
 
-    s = core.settings()
     return HttpxGraphTokenClient(
-        base_url=s.graph_api_base_url, graph_base=s.graph_base, timeout=s.graph_timeout_seconds
+        base_url=settings.graph_api_base_url,
+        graph_base=settings.graph_base,
+        timeout=settings.graph_timeout_seconds,
     )
-
-
-def sqs_dlq_target() -> tuple[Any, dict[str, str]]:
-    """A boto3 SQS client and QUEUE_URLS, for ``replyflow.services.jobs.dlq`` (the DLQ CLI in AWS)."""
-    return core.aws_client("sqs"), dict(core.settings().queue_urls)
-
-
-def now() -> datetime:
-    clock = core.component("clock")
-    return clock.now() if clock is not None else utcnow()  # type: ignore[attr-defined]
 
 
 # Jobs ---------------------------------------------------------------------------------------------
 
 
-def _archive(deadline: Deadline) -> JobResult:
+def _archive(deps: JobsDeps, deadline: Deadline) -> JobResult:
     from replyflow.services.jobs.archive import run_archive
 
-    return run_archive(core.writer_sessions(), archive_store(), now=now(), deadline=deadline)
+    return run_archive(deps.clients.writer_sessions, deps.archive, now=deps.clock.now(), deadline=deadline)
 
 
-def _retention(deadline: Deadline) -> JobResult:
+def _retention(deps: JobsDeps, deadline: Deadline) -> JobResult:
     from replyflow.services.jobs.retention import run_retention
 
-    return run_retention(core.writer_sessions(), now=now(), deadline=deadline, require_archive=True)
-
-
-def _token_refresh(deadline: Deadline) -> JobResult:
-    from replyflow.services.jobs.token_refresh import run_token_refresh
-
-    return run_token_refresh(
-        core.writer_sessions(), graph_client(), core.cipher(), core.cache(), now=now(), deadline=deadline
+    return run_retention(
+        deps.clients.writer_sessions, now=deps.clock.now(), deadline=deadline, require_archive=True
     )
 
 
-def _usage_rollover(deadline: Deadline) -> JobResult:
+def _token_refresh(deps: JobsDeps, deadline: Deadline) -> JobResult:
+    from replyflow.services.jobs.token_refresh import run_token_refresh
+
+    return run_token_refresh(
+        deps.clients.writer_sessions,
+        deps.graph,
+        deps.clients.cipher,
+        deps.clients.cache,
+        now=deps.clock.now(),
+        deadline=deadline,
+    )
+
+
+def _usage_rollover(deps: JobsDeps, deadline: Deadline) -> JobResult:
     """Period boundaries: subscriptions renew or end (cancelled ones fall to free), then the usage
     counters of the new period exist and agree with the ledger."""
     from replyflow.services.jobs.usage import run_usage_rollover
     from replyflow.services.subscriptions import settle_period_ends
 
-    moment = now()
-    settled = settle_period_ends(core.writer_sessions(), core.cache(), now=moment)
-    result = run_usage_rollover(core.writer_sessions(), now=moment, deadline=deadline)
+    moment = deps.clock.now()
+    settled = settle_period_ends(deps.clients.writer_sessions, deps.clients.cache, now=moment)
+    result = run_usage_rollover(deps.clients.writer_sessions, now=moment, deadline=deadline)
     result.counts.update({f"subscriptions_{name}": count for name, count in settled.items()})
     return result
 
 
-def _queue_metrics(deadline: Deadline) -> JobResult:
+def _queue_metrics(deps: JobsDeps, deadline: Deadline) -> JobResult:
     from replyflow.services.jobs.health import run_queue_metrics
 
-    return run_queue_metrics(queue_stats(), metrics_sink(), deadline=deadline)
+    return run_queue_metrics(deps.queue_stats, deps.metrics, deadline=deadline)
 
 
-def _webhook_subscriptions(deadline: Deadline) -> JobResult:
+def _webhook_subscriptions(deps: JobsDeps, deadline: Deadline) -> JobResult:
     from replyflow.services.jobs.health import run_webhook_subscriptions
 
     return run_webhook_subscriptions(
-        core.writer_sessions(),
-        graph_client(),
-        core.cipher(),
-        core.cache(),
-        app_id=core.settings().instagram_app_id,
-        now=now(),
+        deps.clients.writer_sessions,
+        deps.graph,
+        deps.clients.cipher,
+        deps.clients.cache,
+        app_id=deps.settings.instagram_app_id,
+        now=deps.clock.now(),
         deadline=deadline,
     )
 
 
-def _reconcile_comments(deadline: Deadline) -> JobResult:
+def _reconcile_comments(deps: JobsDeps, deadline: Deadline) -> JobResult:
     from replyflow.services.jobs.reconcile import ReconcileLimits, run_reconcile_comments
-    from replyflow.wiring import pipeline
 
-    s = core.settings()
+    s = deps.settings
     limits = ReconcileLimits(
         max_calls=s.reconcile_max_calls_per_account, usage_ceiling_pct=s.reconcile_usage_ceiling_pct
     )
     return run_reconcile_comments(
-        core.writer_sessions(),
-        comment_reader(),
-        core.cipher(),
-        core.queue_publisher(),
-        core.cache(),
-        now=now(),
+        deps.clients.writer_sessions,
+        deps.comments,
+        deps.clients.cipher,
+        deps.publisher,
+        deps.clients.cache,
+        now=deps.clock.now(),
         deadline=deadline,
         limits=limits,
-        pauses=pipeline.rate_limiter(),
+        pauses=deps.pauses,
     )
 
 
-class _PublisherOnUse:
-    """The queue publisher, resolved at the first publish: a sweep with nothing to send runs anywhere."""
-
-    def publish(self, queue: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None:
-        core.queue_publisher().publish(queue, bodies, delay_seconds=delay_seconds)
-
-
-def _ledger_sweep(deadline: Deadline) -> JobResult:
+def _ledger_sweep(deps: JobsDeps, deadline: Deadline) -> JobResult:
     from replyflow.services.jobs.ledger_sweep import run_ledger_sweep
 
-    return run_ledger_sweep(core.writer_sessions(), _PublisherOnUse(), now=now(), deadline=deadline)
+    return run_ledger_sweep(
+        deps.clients.writer_sessions, deps.publisher, now=deps.clock.now(), deadline=deadline
+    )
 
 
-_JOBS: dict[str, Callable[[Deadline], JobResult]] = {
+_JOBS: dict[str, Callable[[JobsDeps, Deadline], JobResult]] = {
     "archive": _archive,
     "retention": _retention,
     "token-refresh": _token_refresh,
@@ -241,15 +287,15 @@ _JOBS: dict[str, Callable[[Deadline], JobResult]] = {
 }
 
 
-def run(name: str, *, deadline_seconds: float | None = None) -> dict[str, Any]:
+def run(deps: JobsDeps, name: str, *, deadline_seconds: float | None = None) -> dict[str, Any]:
     """Run one job now; log its summary line, emit its metrics, return its summary."""
     job = _JOBS.get(name)
     if job is None:
         raise UnknownJobError(f"unknown job {name!r}; known: {', '.join(JOB_NAMES)}")
     started = time.perf_counter()
-    sink = metrics_sink()
+    sink = deps.metrics
     try:
-        result = job(Deadline(deadline_seconds))
+        result = job(deps, Deadline(deadline_seconds))
     except Exception:
         sink.record("JobFailed", 1, "Count", {"job": name})
         logger.exception(f"job {name} failed after {time.perf_counter() - started:.2f}s", extra={"job": name})

@@ -1,123 +1,173 @@
-"""Wiring for the pipeline's functions (webhook, processor, sender): real adapters, built lazily once
-per process. Nothing heavy at import: the webhook imports this module, so SQLAlchemy, httpx and the
-services are imported inside the builders.
+"""The composition root of the pipeline's functions (webhook, processor, sender): ``PipelineDeps``.
 
-In-process use (the local stack, tests, the bench)::
+``build_pipeline(settings)`` gives the real adapters; the local stack, tests and benches pass theirs
+as arguments (the broker as ``publisher`` and ``visibility``, a scripted ``graph``, a fake
+``limiter`` or ``clock``). Nothing heavy at import and nothing built before it is read: the webhook
+reads ``settings``, ``route_resolver`` and ``publisher`` only, so it never imports SQLAlchemy (but
+on a route-cache miss), httpx or the services. ::
 
-    from replyflow.wiring import pipeline
-    pipeline.processor().process(EventMessage.from_json(body))
-    pipeline.sender().send(SendJob.from_json(body))
-
-``core.override(...)`` then ``pipeline.reset()`` swaps settings, the queue publisher or the Graph
-client (``core.override(graph_client=...)``).
+    deps = build_pipeline(settings, publisher=queues, graph=ScriptedGraph())
+    deps.processor.process(EventMessage.from_json(body))
+    deps.sender.send(SendJob.from_json(body))
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from replyflow.clock import SystemClock
 from replyflow.services.intake import AccountRoute, RouteResolver
-from replyflow.wiring import core
+from replyflow.settings import Settings
+from replyflow.wiring.core import Clients, once
 
 if TYPE_CHECKING:
-    from replyflow.adapters.graph_client import GraphClient
+    from replyflow.adapters.graph_client import GraphResult
     from replyflow.adapters.rate_limiter import RedisRateLimiter
-    from replyflow.ports import GraphSender, QueueVisibility
+    from replyflow.ports import Clock, GraphSender, QueuePublisher, QueueVisibility, SendLimiter
     from replyflow.services.process_event import EventProcessor
     from replyflow.services.send_reply import SendService
     from replyflow.services.sqs_batch import RetryBackoff
 
-
-def reset() -> None:
-    for fn in (route_resolver, processor, sender, graph_client, rate_limiter, retry_backoff):
-        fn.cache_clear()
+RouteLoader = Callable[[str], "AccountRoute | None"]
 
 
-def load_route(ig_user_id: str) -> AccountRoute | None:
+@dataclass(frozen=True, eq=False)
+class PipelineDeps:
+    """What the webhook, processor and sender need; the services are built on first read."""
+
+    settings: Settings
+    clients: Clients
+    publisher: QueuePublisher
+    visibility: QueueVisibility
+    graph: GraphSender
+    limiter: SendLimiter
+    clock: Clock
+    route_loader: RouteLoader
+
+    @once
+    def route_resolver(self) -> RouteResolver:
+        return RouteResolver(self.clients.cache, self.route_loader)
+
+    @once
+    def processor(self) -> EventProcessor:
+        from replyflow.adapters.rate_limiter import RedisCooldowns
+        from replyflow.services.process_event import EventProcessor
+
+        return EventProcessor(
+            sessions=self.clients.writer_sessions,
+            cache=self.clients.cache,
+            cooldowns=RedisCooldowns(self.clients.redis),
+            publisher=self.publisher,
+            clock=self.clock,
+        )
+
+    @once
+    def sender(self) -> SendService:
+        from replyflow.services.send_reply import SendService
+
+        return SendService(
+            sessions=self.clients.writer_sessions,
+            graph=self.graph,
+            limiter=self.limiter,
+            cipher=self.clients.cipher,
+            publisher=self.publisher,
+            cache=self.clients.cache,
+            clock=self.clock,
+        )
+
+    @once
+    def retry_backoff(self) -> RetryBackoff:
+        """How the processor and sender workers delay a failed record's next delivery."""
+        from replyflow.services.sqs_batch import RetryBackoff
+
+        s = self.settings
+        return RetryBackoff(
+            self.visibility,
+            base_seconds=s.retry_backoff_base_seconds,
+            max_seconds=s.retry_backoff_max_seconds,
+        )
+
+
+def build_pipeline(
+    settings: Settings,
+    *,
+    clients: Clients | None = None,
+    publisher: QueuePublisher | None = None,
+    visibility: QueueVisibility | None = None,
+    graph: GraphSender | None = None,
+    limiter: SendLimiter | None = None,
+    clock: Clock | None = None,
+    route_loader: RouteLoader | None = None,
+) -> PipelineDeps:
+    """The pipeline's dependencies; every argument left out is the real adapter for ``settings``."""
+    shared = clients or Clients(settings)
+    return PipelineDeps(
+        settings=settings,
+        clients=shared,
+        publisher=publisher or shared.sqs_publisher,
+        visibility=visibility or _sqs_visibility(shared),
+        graph=graph or GraphOnUse(settings),
+        limiter=limiter or send_limiter(shared),
+        clock=clock or SystemClock(),
+        route_loader=route_loader or (lambda ig_user_id: load_route(shared, ig_user_id)),
+    )
+
+
+def send_limiter(clients: Clients) -> RedisRateLimiter:
+    """The one Redis limiter of sends (slots and Graph pauses), shared with reconciliation."""
+    from replyflow.adapters.rate_limiter import RedisRateLimiter
+
+    s = clients.settings
+    return RedisRateLimiter(
+        clients.redis, ceiling_per_hour=s.private_reply_hourly_ceiling, per_second=s.per_second_send_cap
+    )
+
+
+def _sqs_visibility(clients: Clients) -> QueueVisibility:
+    from replyflow.adapters.queues import SqsVisibility
+
+    return SqsVisibility(lambda: clients.sqs)
+
+
+class GraphOnUse:
+    """The httpx Graph client, built at the first send (the webhook never sends, so never imports httpx)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._client: GraphSender | None = None
+
+    def _real(self) -> GraphSender:
+        with self._lock:
+            if self._client is None:
+                from replyflow.adapters.graph_client import GraphClient
+
+                s = self._settings
+                self._client = GraphClient(s.graph_base, timeout_seconds=s.graph_timeout_seconds)
+            return self._client
+
+    def send_message(
+        self, ig_user_id: str, access_token: str, recipient: dict[str, Any], message: dict[str, Any]
+    ) -> GraphResult:
+        return self._real().send_message(ig_user_id, access_token, recipient, message)
+
+    def reply_to_comment(self, comment_id: str, access_token: str, text: str) -> GraphResult:
+        return self._real().reply_to_comment(comment_id, access_token, text)
+
+
+def load_route(clients: Clients, ig_user_id: str) -> AccountRoute | None:
     """The cold path of webhook routing: account + tenant plan priority from the reader database."""
     from replyflow.db.engine import session_scope
     from replyflow.db.repositories import accounts
 
-    with session_scope(core.reader_sessions()) as session:
+    with session_scope(clients.reader_sessions) as session:
         row = accounts.route_row(session, ig_user_id)
     if row is None:
         return None
     tenant_id, account_id, status, priority = row
     return AccountRoute(
         tenant_id=tenant_id, account_id=account_id, priority=priority or "default", status=status
-    )
-
-
-@lru_cache(maxsize=1)
-def route_resolver() -> RouteResolver:
-    return RouteResolver(core.cache(), load_route)
-
-
-@lru_cache(maxsize=1)
-def rate_limiter() -> RedisRateLimiter:
-    from replyflow.adapters.rate_limiter import RedisRateLimiter
-
-    s = core.settings()
-    return RedisRateLimiter(
-        core.redis_client(), ceiling_per_hour=s.private_reply_hourly_ceiling, per_second=s.per_second_send_cap
-    )
-
-
-@lru_cache(maxsize=1)
-def graph_client() -> GraphSender | GraphClient:
-    override = core.component("graph_client")
-    if override is not None:
-        return override  # type: ignore[return-value]
-    from replyflow.adapters.graph_client import GraphClient
-
-    s = core.settings()
-    return GraphClient(s.graph_base, timeout_seconds=s.graph_timeout_seconds)
-
-
-def queue_visibility() -> QueueVisibility:
-    """The local broker's (``core.override(queue_visibility=...)``), else SQS with a lazy client."""
-    override = core.component("queue_visibility")
-    if override is not None:
-        return override  # type: ignore[return-value]
-    from replyflow.adapters.queues import SqsVisibility
-
-    return SqsVisibility(lambda: core.aws_client("sqs"))
-
-
-@lru_cache(maxsize=1)
-def retry_backoff() -> RetryBackoff:
-    """How the processor and sender workers delay a failed record's next delivery."""
-    from replyflow.services.sqs_batch import RetryBackoff
-
-    s = core.settings()
-    return RetryBackoff(
-        queue_visibility(), base_seconds=s.retry_backoff_base_seconds, max_seconds=s.retry_backoff_max_seconds
-    )
-
-
-@lru_cache(maxsize=1)
-def processor() -> EventProcessor:
-    from replyflow.adapters.rate_limiter import RedisCooldowns
-    from replyflow.services.process_event import EventProcessor
-
-    return EventProcessor(
-        sessions=core.writer_sessions(),
-        cache=core.cache(),
-        cooldowns=RedisCooldowns(core.redis_client()),
-        publisher=core.queue_publisher(),
-    )
-
-
-@lru_cache(maxsize=1)
-def sender() -> SendService:
-    from replyflow.services.send_reply import SendService
-
-    return SendService(
-        sessions=core.writer_sessions(),
-        graph=graph_client(),
-        limiter=rate_limiter(),
-        cipher=core.cipher(),
-        publisher=core.queue_publisher(),
-        cache=core.cache(),
     )
