@@ -210,11 +210,16 @@ def test_adapters_and_the_layers_below_never_import_services(layer: str) -> None
     assert found == []
 
 
+# A handler may state the narrow view it takes of its composition root (so a test can hand it a fake
+# service); that is the handler's own signature, not a port.
+HANDLER_VIEWS = {"functions/sender/handler.py"}
+
+
 def test_every_protocol_is_declared_in_the_ports_module() -> None:
     found = [
         f"{_rel(path)}:{node.lineno}: {node.name}"
         for path in _python_files(*APP_CODE)
-        if path != PACKAGE / "ports.py"
+        if path != PACKAGE / "ports.py" and _rel(path) not in HANDLER_VIEWS
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.ClassDef) and any(_dotted(base).endswith("Protocol") for base in node.bases)
     ]

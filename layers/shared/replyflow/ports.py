@@ -30,6 +30,12 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
 
+class NowClock(Protocol):
+    """The jobs' clock: the time of day only."""
+
+    def now(self) -> datetime: ...
+
+
 # Cache, queues, mail ------------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from replyflow.clock import utcnow
 from replyflow.errors import ValidationError
@@ -32,6 +32,7 @@ from replyflow.ports import (
     GraphPauses,
     GraphTokenClient,
     MetricsSink,
+    NowClock,
     QueueStatsSource,
 )
 from replyflow.services.jobs.common import Deadline, JobResult, emit_metrics, summary_line
@@ -58,10 +59,6 @@ METRICS_NAMESPACE = "Replyflow"
 
 class UnknownJobError(ValidationError):
     code = "unknown_job"
-
-
-class NowClock(Protocol):
-    def now(self) -> datetime: ...
 
 
 class SystemNow:
