@@ -266,6 +266,7 @@ class Contact(TimestampMixin, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "account_id", "igsid", name="uq_contacts_account_igsid"),
         Index("ix_contacts_igsid", "igsid"),  # a data deletion request, across tenants
+        Index("ix_contacts_tenant_updated", "tenant_id", "updated_at"),  # retention
     )
 
 
@@ -323,6 +324,7 @@ class OutboundMessage(Base):
         Index("ix_outbound_status_updated", "status", "updated_at"),
         Index("ix_outbound_tenant_account_sent", "tenant_id", "account_id", "sent_at"),
         Index("ix_outbound_recipient", "recipient_id"),  # a data deletion request, across tenants
+        Index("ix_outbound_tenant_created", "tenant_id", "created_at"),  # retention
     )
 
 

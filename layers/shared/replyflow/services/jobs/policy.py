@@ -15,10 +15,14 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import AutomationLog, Plan, ReplyLog, Tenant
+from replyflow.db.repositories.retained_tables import RETAINED_TABLES
 
+# Every table the plan's retention prunes (archived first when archiving is on): the logs, and the
+# ledgers that hold message text and recipient ids (``db.repositories.retained_tables``).
 LOG_TABLES: dict[str, Table] = {
     "reply_logs": ReplyLog.__table__,  # type: ignore[dict-item]
     "automation_logs": AutomationLog.__table__,  # type: ignore[dict-item]
+    **RETAINED_TABLES,
 }
 
 

@@ -1,4 +1,5 @@
-"""Retention: delete reply and automation logs older than the tenant's plan retention.
+"""Retention: delete reply and automation logs, inbound events, settled sends and silent contacts
+older than the tenant's plan retention (the tables: ``policy.LOG_TABLES``).
 
 Invariants:
 - A row is deleted only if it is expired (``created_at`` before the tenant's cutoff, see
@@ -25,6 +26,7 @@ from sqlalchemy import CursorResult, Table, and_, delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.db.models import ArchiveFile
+from replyflow.db.repositories.retained_tables import prunable
 from replyflow.services.jobs.common import Deadline, JobResult
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention, tenant_retentions
 
@@ -130,7 +132,9 @@ def _purge_table(
             return False
     with sessions() as session:
         left = session.scalar(
-            select(func.count()).where(table.c.tenant_id == tenant_id, table.c.created_at < cutoff)
+            select(func.count()).where(
+                table.c.tenant_id == tenant_id, table.c.created_at < cutoff, *prunable(table)
+            )
         )
     counts["rows_kept_unarchived"] += int(left or 0)
     return True
@@ -154,7 +158,7 @@ def _walk_and_delete(
     while True:
         if deadline.expired():
             return False
-        where = [table.c.tenant_id == tenant_id, table.c.created_at < end]
+        where = [table.c.tenant_id == tenant_id, table.c.created_at < end, *prunable(table)]
         if start is not None:
             where.append(table.c.created_at >= start)
         if position is not None:
@@ -176,7 +180,10 @@ def _walk_and_delete(
                 ids = [int(r.id) for r in batch if coverage.covers(r.created_at.date(), int(r.id))]
             if ids:
                 stmt = delete(table).where(
-                    table.c.tenant_id == tenant_id, table.c.created_at < end, table.c.id.in_(ids)
+                    table.c.tenant_id == tenant_id,
+                    table.c.created_at < end,
+                    table.c.id.in_(ids),
+                    *prunable(table),
                 )
                 deleted = cast("CursorResult[Any]", session.execute(stmt)).rowcount
                 session.commit()

@@ -1,4 +1,4 @@
-"""meta data deletion requests; lookups of an Instagram user's rows
+"""meta data deletion requests; lookups of an Instagram user's rows; retention walks of the ledgers
 
 Revision ID: 0006
 Revises: 0003
@@ -34,8 +34,12 @@ def upgrade() -> None:
     # A data deletion request finds the user's rows in every tenant by the user's Instagram id.
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.create_index("ix_contacts_igsid", ["igsid"], unique=False)
+        # Retention: a tenant's contacts silent since before the cutoff.
+        batch_op.create_index("ix_contacts_tenant_updated", ["tenant_id", "updated_at"], unique=False)
     with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
         batch_op.create_index("ix_outbound_recipient", ["recipient_id"], unique=False)
+        # Retention: a tenant's sends created before the cutoff.
+        batch_op.create_index("ix_outbound_tenant_created", ["tenant_id", "created_at"], unique=False)
     with op.batch_alter_table("reply_logs", schema=None) as batch_op:
         batch_op.create_index("ix_reply_logs_recipient", ["recipient_id"], unique=False)
 
@@ -44,7 +48,9 @@ def downgrade() -> None:
     with op.batch_alter_table("reply_logs", schema=None) as batch_op:
         batch_op.drop_index("ix_reply_logs_recipient")
     with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbound_tenant_created")
         batch_op.drop_index("ix_outbound_recipient")
     with op.batch_alter_table("contacts", schema=None) as batch_op:
+        batch_op.drop_index("ix_contacts_tenant_updated")
         batch_op.drop_index("ix_contacts_igsid")
     op.drop_table("data_deletion_requests")
