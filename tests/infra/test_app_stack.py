@@ -393,7 +393,7 @@ def _actions(statement: dict[str, Any]) -> list[str]:
 def test_function_secrets_come_from_secrets_manager(functions: dict[str, Any]) -> None:
     secret_names = {
         "INSTAGRAM_APP_SECRET",
-        "INSTAGRAM_APP_SECRET_SECONDARY",
+        "META_APP_SECRET",
         "INSTAGRAM_VERIFY_TOKEN",
         "TOKEN_ENCRYPTION_KEY",
         "JWT_SIGNING_KEYS",
