@@ -19,6 +19,8 @@ from replyflow.db.models import (
     ReplyLog,
 )
 from replyflow.services.meta_callbacks import InvalidSignedRequestError, parse_signed_request, sign_request
+from replyflow.settings import Settings
+from replyflow.wiring import api as wiring
 from replyflow.wiring import core
 from tests.unit.test_api_resources import connect
 from tests.unit.test_api_support import ApiEnv, make_env
@@ -183,3 +185,24 @@ def test_bad_signed_requests_and_json_bodies_are_refused_in_the_one_error_shape(
     empty = api_env.call("POST", path, body="", headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert empty.status == 422
     assert empty.body["error"]["code"] == "validation_error"
+
+
+def test_the_status_url_carries_the_stage_on_api_gateways_own_domain(api_env: ApiEnv) -> None:
+    host = "abc123.execute-api.eu-west-1.amazonaws.com"
+    response = api_env.call(
+        "POST",
+        "/v1/data-deletion",
+        body=urlencode({"signed_request": sign_request({"user_id": OTHER}, secret(api_env))}),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Host": host},
+    )
+    assert response.status == 200, response.body
+    assert response.body["url"] == f"https://{host}/v1/v1/data-deletion/{response.body['confirmation_code']}"
+
+
+def test_oauth_uses_the_instagram_app_secret_even_with_the_meta_one_set() -> None:
+    core.override(settings=Settings(instagram_app_secret="instagram-secret", meta_app_secret="meta-secret"))
+    try:
+        assert wiring.oauth_config().app_secret == "instagram-secret"
+        assert core.settings().app_secrets == [b"instagram-secret", b"meta-secret"]
+    finally:
+        core.clear_overrides()
