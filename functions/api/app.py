@@ -29,6 +29,7 @@ from api.routes import (
     logs,
     members,
     meta,
+    meta_callbacks,
     plans,
     stats,
     subscriptions,
@@ -107,6 +108,7 @@ def get_app() -> APIGatewayRestResolver:
         (automations.router, "/v1/automations"),
         (logs.router, "/v1/logs"),
         (stats.router, "/v1/stats"),
+        (meta_callbacks.router, "/v1"),
     ):
         app.include_router(router, prefix=prefix)
     app.configure_openapi(

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from api.handler import lambda_handler as api_handler
 from authorizer.handler import lambda_handler as authorizer_handler
 
-UNAUTHENTICATED_PREFIXES = ("/v1/auth/",)
+UNAUTHENTICATED_PREFIXES = ("/v1/auth/", "/v1/data-deletion/")
 UNAUTHENTICATED_PATHS = frozenset(
     {
         "/health",
@@ -25,6 +25,8 @@ UNAUTHENTICATED_PATHS = frozenset(
         "/docs",
         "/v1/plans",
         "/v1/accounts/oauth/callback",
+        "/v1/data-deletion",
+        "/v1/deauthorize",
         "/v1/invitations/accept",
     }
 )

@@ -6,9 +6,12 @@ arrays then escape as exceptions no handler can tell from a bug (a 500). This ev
 body once, bounded by :data:`MAX_BODY_BYTES`, and decodes it with :func:`replyflow.json_input.decode_json`,
 so each of those is a typed 400/413 mapped by ``api.errors``.
 
-Every route takes JSON. Powertools would also parse form and multipart bodies, and its multipart
-parser lets a ``ValueError`` escape (no boundary, a character outside Latin-1): a 500. The resolver's
-request validation is therefore swapped for one that reads JSON or refuses the content type (415).
+Every route takes JSON, except the routes whose body fields are all ``Form`` fields (Meta's callbacks,
+which Meta posts form-encoded): those take ``application/x-www-form-urlencoded`` only. Powertools would
+also parse multipart bodies, and its multipart parser lets a ``ValueError`` escape (no boundary, a
+character outside Latin-1): a 500. The resolver's request validation is therefore swapped for one that
+reads JSON (or, on a form route, a urlencoded form, through the same bounded UTF-8 read) or refuses the
+content type (415).
 Both overrides touch Powertools internals (``_to_proxy_event``, ``_get_body``); the version is pinned
 and ``tests/unit/test_api_hostile_input.py`` fails if an upgrade moves them.
 """
@@ -25,6 +28,7 @@ from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
     OpenAPIRequestValidationMiddleware,
 )
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType
+from aws_lambda_powertools.event_handler.openapi.params import Form
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
@@ -69,14 +73,35 @@ def is_json(content_type: str | None) -> bool:
     return media in ("", "application/json") or (media.startswith("application/") and media.endswith("+json"))
 
 
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def is_form(content_type: str | None) -> bool:
+    return (content_type or "").split(";", 1)[0].strip().lower() == FORM_CONTENT_TYPE
+
+
+def takes_form(route: Any) -> bool:
+    """True for a route whose body fields are all ``Form`` fields."""
+    params = list(getattr(getattr(route, "dependant", None), "body_params", None) or [])
+    return bool(params) and all(isinstance(p.field_info, Form) for p in params)
+
+
+def _unsupported(content_type: str | None) -> RequestUnsupportedContentType:
+    return RequestUnsupportedContentType(
+        "Unsupported content type",
+        errors=[{"type": "unsupported_content_type", "loc": ("body",), "msg": str(content_type)}],
+    )
+
+
 class JsonOnlyValidation(OpenAPIRequestValidationMiddleware):
     def _get_body(self, app: Any) -> Any:
         content_type = app.current_event.headers.get("content-type")
+        if takes_form(app.context.get("_route")):
+            if not is_form(content_type):
+                raise _unsupported(content_type)
+            return self._parse_form_data(app)
         if not is_json(content_type):
-            raise RequestUnsupportedContentType(
-                "Unsupported content type",
-                errors=[{"type": "unsupported_content_type", "loc": ("body",), "msg": str(content_type)}],
-            )
+            raise _unsupported(content_type)
         return app.current_event.json_body
 
 

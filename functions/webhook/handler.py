@@ -83,14 +83,15 @@ def _deliver(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:
     except binascii.Error:
         return _error(400, "bad_request", "the body is flagged base64 but is not valid base64")
     headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    named = deps.settings.named_app_secrets
     try:
         result = intake(
             body,
             headers.get("x-hub-signature-256"),
-            secrets=deps.settings.app_secrets,
+            secrets=[secret for _name, secret in named],
             resolver=deps.route_resolver,
             publisher=deps.publisher,
-            on_signature=lambda index: logger.debug("webhook signed", extra={"secret_index": index}),
+            on_signature=lambda index: logger.debug("webhook signed", extra={"signed_with": named[index][0]}),
         )
     except SignatureError as exc:
         metrics.add_metric(name="WebhookSignatureRejected", unit=MetricUnit.Count, value=1)

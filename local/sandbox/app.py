@@ -51,6 +51,7 @@ ROUTES: tuple[SandboxRoute, ...] = (
     _route("POST", "/_sandbox/comments", control.register_comment, graph=False),
     _route("POST", "/_sandbox/media", media.register_media, graph=False),
     _route("POST", "/_sandbox/inbound", control.register_inbound, graph=False),
+    _route("POST", "/_sandbox/signed-request", control.signed_request, graph=False),
     _route("POST", r"/_sandbox/users/(?P<igsid>[^/]+)/unavailable", control.mark_unavailable, graph=False),
     _route("DELETE", r"/_sandbox/users/(?P<igsid>[^/]+)/unavailable", control.mark_available, graph=False),
     _route("GET", "/_sandbox/faults", control.get_faults, graph=False),

@@ -5,10 +5,16 @@ inject faults. They answer plain JSON; bad input is a 400 ``{"error": {"message"
 so the media and comments reads serve it (``local.sandbox.media``) whether or not a webhook was sent.
 Clearing messages keeps the one-private-reply-per-comment memory; ``DELETE /_sandbox/state`` forgets
 everything except accounts and tokens (add ``?identities=true`` to drop those too).
+``POST /_sandbox/signed-request`` ``{"user_id"}`` answers the ``signed_request`` Meta would post to the
+data deletion and deauthorize callbacks for that user, signed with the sandbox's app secret.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 from typing import Any
 
 from local.sandbox.protocol import Request, Response
@@ -51,6 +57,22 @@ def clear_messages(state: SandboxState, request: Request) -> Response:
 def reset_state(state: SandboxState, request: Request) -> Response:
     state.reset(identities=request.query.get("identities", "").lower() in TRUTHY)
     return Response(200, {"success": True})
+
+
+def signed_request(state: SandboxState, request: Request) -> Response:
+    body = _body(request)
+    payload = {
+        "algorithm": "HMAC-SHA256",
+        "issued_at": int(state.now()),
+        "user_id": _required(body, "user_id"),
+    }
+    encoded = _b64url(json.dumps(payload, separators=(",", ":")).encode())
+    signature = hmac.new(state.app_secret.encode(), encoded.encode("ascii"), hashlib.sha256).digest()
+    return Response(200, {"signed_request": f"{_b64url(signature)}.{encoded}"})
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def register_comment(state: SandboxState, request: Request) -> Response:

@@ -280,6 +280,10 @@ def test_only_the_public_routes_skip_the_authorizer(functions: dict[str, Any]) -
         ("POST", "/v1/invitations/accept"): "NONE",  # a new invitee has no session yet
         ("GET", "/v1/plans"): "NONE",
         ("GET", "/v1/accounts/oauth/callback"): "NONE",
+        # Meta's callbacks: the signed_request is the credential; the status page is public.
+        ("POST", "/v1/data-deletion"): "NONE",
+        ("GET", "/v1/data-deletion/{code}"): "NONE",
+        ("POST", "/v1/deauthorize"): "NONE",
         ("ANY", "/v1/{proxy+}"): None,
         ("GET", "/webhooks/instagram"): "NONE",
         ("POST", "/webhooks/instagram"): "NONE",
@@ -389,7 +393,7 @@ def _actions(statement: dict[str, Any]) -> list[str]:
 def test_function_secrets_come_from_secrets_manager(functions: dict[str, Any]) -> None:
     secret_names = {
         "INSTAGRAM_APP_SECRET",
-        "INSTAGRAM_APP_SECRET_SECONDARY",
+        "META_APP_SECRET",
         "INSTAGRAM_VERIFY_TOKEN",
         "TOKEN_ENCRYPTION_KEY",
         "JWT_SIGNING_KEYS",

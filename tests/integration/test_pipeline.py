@@ -93,7 +93,7 @@ def stack(mysql_url: str, redis_url: str) -> Iterator[Stack]:
         redis_url=redis_url,
         graph_api_base_url=sandbox.url,
         instagram_app_secret=SECRET.decode(),
-        instagram_app_secret_secondary="the-other-secret",
+        meta_app_secret="the-other-secret",
         graph_timeout_seconds=5,
     )
     core.override(settings=settings)  # the helpers below read the database through core

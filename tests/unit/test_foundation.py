@@ -39,8 +39,19 @@ def test_settings_refuse_a_send_budget_above_instagrams_ceiling() -> None:
 
 
 def test_settings_accept_either_app_secret() -> None:
-    settings = Settings(instagram_app_secret="a", instagram_app_secret_secondary="b")
+    settings = Settings(instagram_app_secret="a", meta_app_secret="b")
     assert settings.app_secrets == [b"a", b"b"]
+    assert [name for name, _ in settings.named_app_secrets] == ["instagram_app_secret", "meta_app_secret"]
+
+
+def test_the_old_name_of_the_meta_app_secret_still_works_for_one_release(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INSTAGRAM_APP_SECRET_SECONDARY", "old-name")
+    assert Settings(instagram_app_secret="a").app_secrets == [b"a", b"old-name"]
+    monkeypatch.setenv("META_APP_SECRET", "new-name")
+    monkeypatch.delenv("INSTAGRAM_APP_SECRET_SECONDARY")
+    assert Settings(instagram_app_secret="a").app_secrets == [b"a", b"new-name"]
 
 
 def test_token_cipher_round_trips_and_binds_the_account() -> None:

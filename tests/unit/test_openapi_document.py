@@ -19,6 +19,9 @@ PUBLIC = {
     "/v1/auth/password/forgot",
     "/v1/auth/password/reset",
     "/v1/plans",
+    "/v1/data-deletion",
+    "/v1/data-deletion/{code}",
+    "/v1/deauthorize",
 }
 OPTIONAL_BEARER = {"/v1/invitations/accept"}  # signed in as the invitee, or a new account's password
 

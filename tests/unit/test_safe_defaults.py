@@ -42,7 +42,7 @@ def test_strong_secrets_are_accepted_in_prod() -> None:
         ("instagram_app_secret", "short", "INSTAGRAM_APP_SECRET is shorter"),
         ("instagram_app_secret", "a" * 40, "INSTAGRAM_APP_SECRET is too predictable"),
         ("instagram_verify_token", "changeme-" * 4, "INSTAGRAM_VERIFY_TOKEN is too predictable"),
-        ("instagram_app_secret_secondary", "passwordpassword", "INSTAGRAM_APP_SECRET_SECONDARY"),
+        ("meta_app_secret", "passwordpassword", "META_APP_SECRET"),
         ("jwt_signing_keys", json.dumps({"k1": "x" * 48}), r"JWT_SIGNING_KEYS\[k1\] is too predictable"),
         ("token_encryption_key", base64.urlsafe_b64encode(bytes(32)).decode(), "all zeros"),
         ("token_encryption_key", base64.urlsafe_b64encode(b"ab" * 16).decode(), "not random"),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from replyflow.domain.messages import EventMessage
 from replyflow.domain.webhook_events import drop_reason, epoch_seconds, parse_body
@@ -359,3 +360,28 @@ def test_the_reference_comment_with_a_nan_never_reaches_a_queue(webhook: Webhook
     response = webhook.invoke(webhook_post(raw.encode()))
     assert response["statusCode"] == 400
     assert webhook.queues.pending() == 0
+
+
+def test_the_handler_accepts_the_meta_app_secret_too_and_logs_which_secret_signed(
+    webhook: WebhookWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import webhook.handler as handler_module
+
+    logged: list[dict[str, Any]] = []
+    monkeypatch.setattr(handler_module.logger, "debug", lambda _msg, extra: logged.append(extra))
+    settings = webhook.deps.settings.model_copy(
+        update={"meta_app_secret": SecretStr("meta-app-secret-value")}
+    )
+    deps = build_pipeline(
+        settings, clients=webhook.deps.clients, publisher=webhook.queues, route_loader=webhook.deps.route_loader
+    )
+    invoke = make_handler(lambda: deps)
+    body = comment_body(ACCOUNT, "17900000000000777")
+    signed_by_meta = invoke(webhook_post(body, b"meta-app-secret-value"), lambda_context())
+    assert signed_by_meta["statusCode"] == 200
+    assert webhook.queues.pending("events-high") == 1
+    assert logged == [{"signed_with": "meta_app_secret"}]
+    invoke(webhook_post(comment_body(ACCOUNT, "17900000000000778")), lambda_context())
+    assert logged[-1] == {"signed_with": "instagram_app_secret"}
+    forged = invoke(webhook_post(body, b"neither-secret"), lambda_context())
+    assert forged["statusCode"] == 401

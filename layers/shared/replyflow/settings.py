@@ -14,7 +14,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Outside local/test a secret must be this long, carry about this much entropy (estimated from its
@@ -81,10 +81,15 @@ class Settings(BaseSettings):
     database_iam_auth: bool = False  # RDS Proxy IAM auth: a signed token per connection, no password
     redis_url: str | None = Field(default=None, repr=False)
 
-    # Instagram. Either configured app secret may sign webhooks (docs/instagram.md#signatures).
+    # Instagram. The app has two secrets (docs/deploy.md says where each is): the Instagram app
+    # secret, which Instagram Login's code exchange and token calls need, and the Meta app secret.
+    # Webhooks may be signed with either; both are accepted (docs/instagram.md#signatures).
+    # INSTAGRAM_APP_SECRET_SECONDARY is the old name of META_APP_SECRET, read for one more release.
     instagram_app_id: str = "replyflow-local-app"
     instagram_app_secret: SecretStr = SecretStr("local-app-secret")
-    instagram_app_secret_secondary: SecretStr | None = None
+    meta_app_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("meta_app_secret", "instagram_app_secret_secondary")
+    )
     instagram_verify_token: SecretStr = SecretStr("local-verify-token")
     graph_api_base_url: str = "https://graph.instagram.com"
     graph_api_version: str = "v23.0"
@@ -191,9 +196,9 @@ class Settings(BaseSettings):
             ("INSTAGRAM_APP_SECRET", self.instagram_app_secret.get_secret_value()),
             ("INSTAGRAM_VERIFY_TOKEN", self.instagram_verify_token.get_secret_value()),
         ]
-        secondary = self.instagram_app_secret_secondary
-        if secondary is not None and secondary.get_secret_value():
-            named.append(("INSTAGRAM_APP_SECRET_SECONDARY", secondary.get_secret_value()))
+        meta = self.meta_app_secret
+        if meta is not None and meta.get_secret_value():
+            named.append(("META_APP_SECRET", meta.get_secret_value()))
         named += [(f"JWT_SIGNING_KEYS[{kid}]", secret) for kid, secret in self.jwt_signing_keys.items()]
         for name, value in named:
             if not value:
@@ -207,8 +212,17 @@ class Settings(BaseSettings):
 
     @property
     def app_secrets(self) -> list[bytes]:
-        secrets = [self.instagram_app_secret, self.instagram_app_secret_secondary]
-        return [s.get_secret_value().encode() for s in secrets if s and s.get_secret_value()]
+        """The secrets a webhook signature or a ``signed_request`` may be made with: Instagram's, Meta's."""
+        return [secret for _name, secret in self.named_app_secrets]
+
+    @property
+    def named_app_secrets(self) -> list[tuple[str, bytes]]:
+        """The configured app secrets by setting name (logs say which one signed, never its value)."""
+        pairs = [
+            ("instagram_app_secret", self.instagram_app_secret),
+            ("meta_app_secret", self.meta_app_secret),
+        ]
+        return [(name, s.get_secret_value().encode()) for name, s in pairs if s and s.get_secret_value()]
 
     def aws_endpoint(self, service: str) -> str | None:
         """The endpoint override of a boto3 service ("sqs", "s3", "secretsmanager"), or None."""

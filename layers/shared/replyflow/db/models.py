@@ -263,7 +263,11 @@ class Contact(TimestampMixin, Base):
     username: Mapped[str | None] = mapped_column(String(64))
     last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    __table_args__ = (UniqueConstraint("tenant_id", "account_id", "igsid", name="uq_contacts_account_igsid"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "account_id", "igsid", name="uq_contacts_account_igsid"),
+        Index("ix_contacts_igsid", "igsid"),  # a data deletion request, across tenants
+        Index("ix_contacts_tenant_updated", "tenant_id", "updated_at"),  # retention
+    )
 
 
 class InboundEvent(Base):
@@ -319,6 +323,8 @@ class OutboundMessage(Base):
         # The ledger sweeper (a platform job: the row names its tenant) and the limiter's rebuild.
         Index("ix_outbound_status_updated", "status", "updated_at"),
         Index("ix_outbound_tenant_account_sent", "tenant_id", "account_id", "sent_at"),
+        Index("ix_outbound_recipient", "recipient_id"),  # a data deletion request, across tenants
+        Index("ix_outbound_tenant_created", "tenant_id", "created_at"),  # retention
     )
 
 
@@ -343,6 +349,7 @@ class ReplyLog(Base):
         Index("ix_reply_logs_tenant_created", "tenant_id", "created_at"),
         Index("ix_reply_logs_tenant_account_created", "tenant_id", "account_id", "created_at"),
         Index("ix_reply_logs_tenant_status_created", "tenant_id", "status", "created_at"),
+        Index("ix_reply_logs_recipient", "recipient_id"),  # a data deletion request, across tenants
     )
 
 
@@ -415,3 +422,20 @@ class ArchiveFile(Base):
         UniqueConstraint("tenant_id", "object_key", name="uq_archive_files_key"),
         Index("ix_archive_files_tenant_table_day", "tenant_id", "table_name", "day"),
     )
+
+
+class DataDeletionRequest(Base):
+    """One of Meta's data deletion callbacks. Platform-wide (the user's rows may be in any tenant);
+    the user is kept only as a SHA-256 of the Instagram id, so the record of a deletion names nobody."""
+
+    __tablename__ = "data_deletion_requests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    confirmation_code: Mapped[str] = mapped_column(String(32))
+    user_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # completed
+    rows_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    requested_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (UniqueConstraint("confirmation_code", name="uq_data_deletion_requests_code"),)

@@ -1,6 +1,7 @@
-"""The reads and deletes of the log lifecycle (archive and retention): expired log rows by tenant and
-day, and the ``archive_files`` rows that record what a verified archive covers. Every query names the
-tenant and runs on the (tenant_id, created_at) index of the log tables."""
+"""The reads and deletes of the log lifecycle (archive and retention): expired rows of the logs and of
+the retained ledgers (``retained_tables``) by tenant and day, and the ``archive_files`` rows that
+record what a verified archive covers. Every query names the tenant and runs on the (tenant_id, age)
+index of its table; deletes keep the rows ``prunable`` excludes (sends still pending)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from sqlalchemy import CursorResult, Row, Table, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import ArchiveFile, AutomationLog, ReplyLog
+from replyflow.db.repositories.retained_tables import RETAINED_TABLES, prunable
 
+# Every table the plan's retention prunes (archived first when archiving is on): the logs, and the
+# ledgers that hold message text and recipient ids (``retained_tables``).
 LOG_TABLES: dict[str, Table] = {
     "reply_logs": ReplyLog.__table__,  # type: ignore[dict-item]
     "automation_logs": AutomationLog.__table__,  # type: ignore[dict-item]
+    **RETAINED_TABLES,
 }
 
 
@@ -71,7 +76,9 @@ def rows_after(
 def count_before(session: Session, table: Table, tenant_id: str, cutoff: datetime) -> int:
     return int(
         session.scalar(
-            select(func.count()).where(table.c.tenant_id == tenant_id, table.c.created_at < cutoff)
+            select(func.count()).where(
+                table.c.tenant_id == tenant_id, table.c.created_at < cutoff, *prunable(table)
+            )
         )
         or 0
     )
@@ -88,7 +95,7 @@ def keyset_page(
 ) -> Sequence[Row[Any, Any]]:
     """``(id, created_at)`` of the rows in ``[start, end)`` after ``position`` (created_at, id), in
     that order, at most ``limit``: one step of a keyset walk on the (tenant_id, created_at) index."""
-    where = [table.c.tenant_id == tenant_id, table.c.created_at < end]
+    where = [table.c.tenant_id == tenant_id, table.c.created_at < end, *prunable(table)]
     if start is not None:
         where.append(table.c.created_at >= start)
     if position is not None:
@@ -104,5 +111,7 @@ def keyset_page(
 
 def delete_ids(session: Session, table: Table, tenant_id: str, end: datetime, ids: Sequence[int]) -> int:
     """Deletes the tenant's rows with these ids created before ``end``; the number deleted."""
-    stmt = delete(table).where(table.c.tenant_id == tenant_id, table.c.created_at < end, table.c.id.in_(ids))
+    stmt = delete(table).where(
+        table.c.tenant_id == tenant_id, table.c.created_at < end, table.c.id.in_(ids), *prunable(table)
+    )
     return int(cast("CursorResult[Any]", session.execute(stmt)).rowcount or 0)

@@ -1,4 +1,5 @@
-"""Retention: delete reply and automation logs older than the tenant's plan retention.
+"""Retention: delete reply and automation logs, inbound events, settled sends and silent contacts
+older than the tenant's plan retention (the tables: ``policy.LOG_TABLES``).
 
 Invariants:
 - A row is deleted only if it is expired (``created_at`` before the tenant's cutoff, see

@@ -1,0 +1,83 @@
+"""Meta's required callbacks (public, form-encoded as Meta sends them) and the deletion status page:
+``POST /v1/data-deletion``, ``GET /v1/data-deletion/{code}``, ``POST /v1/deauthorize``. The
+``signed_request`` is the caller's credential; ``services.meta_callbacks`` verifies it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Form, Path
+
+from api.context import header
+from api.responses import NO_AUTH, documented
+from replyflow.clock import utcnow
+from replyflow.services import meta_callbacks
+from replyflow.services.meta_callbacks import DeauthorizeResult, DeletionReceipt, DeletionStatus
+from replyflow.wiring import api as wiring
+from replyflow.wiring import core
+
+router = Router()
+
+SignedRequestField = Annotated[
+    str,
+    Form(
+        max_length=meta_callbacks.MAX_SIGNED_REQUEST,
+        description="`base64url(HMAC-SHA256 signature).base64url(JSON payload)`, signed with the app secret",
+    ),
+]
+
+
+def _status_url() -> str:
+    """This API's own address of the status page, as the caller reached it: on API Gateway's own
+    domain the stage is part of the URL; on a custom domain (and the local stack) it is not."""
+    context = router.current_event.raw_event.get("requestContext") or {}
+    host = header(router, "Host") or str(context.get("domainName") or "localhost")
+    local = host.startswith(("127.", "localhost"))
+    proto = header(router, "X-Forwarded-Proto") or ("http" if local else "https")
+    stage = str(context.get("stage") or "")
+    prefix = f"/{stage}" if stage and host.endswith(".amazonaws.com") else ""
+    return f"{proto}://{host}{prefix}/v1/data-deletion/{{code}}"
+
+
+@router.post(
+    "/data-deletion",
+    tags=["meta"],
+    summary="Meta's data deletion callback: deletes the Instagram user's data in every workspace",
+    description="Form-encoded `signed_request`. Answers `{url, confirmation_code}` as Meta expects; "
+    "400 `invalid_signed_request` when the signature or payload is not valid.",
+    security=NO_AUTH,
+    responses=documented(200, 400, public=True, body=True),
+)
+def data_deletion(signed_request: SignedRequestField) -> DeletionReceipt:
+    request = meta_callbacks.parse_signed_request(signed_request, core.settings().app_secrets)
+    with wiring.unit_of_work() as session:
+        return meta_callbacks.request_deletion(
+            session, wiring.cache(), request, status_url=_status_url(), now=utcnow()
+        )
+
+
+@router.get(
+    "/data-deletion/<code>",
+    tags=["meta"],
+    summary="The status of a data deletion request, by its confirmation code",
+    security=NO_AUTH,
+    responses=documented(200, 404, public=True),
+)
+def data_deletion_status(code: Annotated[str, Path(max_length=64)]) -> DeletionStatus:
+    with wiring.unit_of_work() as session:  # the writer: Meta may look right after the callback
+        return meta_callbacks.deletion_status(session, code)
+
+
+@router.post(
+    "/deauthorize",
+    tags=["meta"],
+    summary="Meta's deauthorize callback: the Instagram user's accounts are disconnected, tokens wiped",
+    description="Form-encoded `signed_request`; 400 `invalid_signed_request` when it is not valid.",
+    security=NO_AUTH,
+    responses=documented(200, 400, public=True, body=True),
+)
+def deauthorize(signed_request: SignedRequestField) -> DeauthorizeResult:
+    request = meta_callbacks.parse_signed_request(signed_request, core.settings().app_secrets)
+    with wiring.unit_of_work() as session:
+        return meta_callbacks.deauthorize(session, wiring.cache(), request, now=utcnow())
