@@ -114,6 +114,12 @@ class RateLimiter(Protocol):
         None for the values when Redis did not answer (the decision then fails open)."""
         ...
 
+    def hit_all_and_get(
+        self, rules: Sequence[tuple[str, int, int]], get_keys: Sequence[str]
+    ) -> tuple[list[RateDecision], list[str | None] | None]:
+        """Like ``hit_and_get`` for several (key, limit, window seconds) rules in one round trip."""
+        ...
+
 
 class Cooldowns(Protocol):
     """Redis cooldowns and rotation counters; every method raises ``CooldownsUnavailableError`` when

@@ -108,8 +108,6 @@ class Settings(BaseSettings):
     jwt_audience: str = "replyflow-api"
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
-    # Plan code -> the API Gateway key of that tier's usage plan, returned by the authorizer for API keys.
-    usage_plan_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     # Browsers may send credentials (cookies, client certificates) cross-origin: never with origin "*".
     cors_allow_credentials: bool = False
@@ -153,7 +151,7 @@ class Settings(BaseSettings):
     # The local stack's state: the durable broker and sandbox files, the outbox, stack.env.
     local_state_dir: str = ".local"
 
-    @field_validator("jwt_signing_keys", "queue_urls", "usage_plan_keys", mode="before")
+    @field_validator("jwt_signing_keys", "queue_urls", mode="before")
     @classmethod
     def _json_dict(cls, value: object) -> object:
         if isinstance(value, str):
