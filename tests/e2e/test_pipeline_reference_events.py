@@ -88,6 +88,9 @@ def _retimed(body: dict[str, Any]) -> dict[str, Any]:
             entry["time"] = now_ms
             for item in entry["messaging"]:
                 item["timestamp"] = now_ms
+        elif "changes" in entry:
+            # Comment deliveries use seconds; a Live comment is answered only while its broadcast runs.
+            entry["time"] = now_ms // 1000
     return body
 
 

@@ -159,6 +159,15 @@ class GraphSender(Protocol):
 
     def reply_to_comment(self, comment_id: str, access_token: str, text: str) -> GraphResult: ...
 
+    def comment_created_at(self, comment_id: str, access_token: str) -> datetime | None:
+        """``GET /{comment_id}?fields=timestamp``: when the comment was made (naive UTC), None if the
+        answer has no readable timestamp; raises on a failed call."""
+        ...
+
+
+class CommentTimestamps(Protocol):
+    def comment_created_at(self, comment_id: str, access_token: str) -> datetime | None: ...
+
 
 class SlotLike(Protocol):
     @property

@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     # Sending limits (docs/instagram.md#rate-limits).
     default_hourly_send_budget: int = Field(default=200, ge=1, le=750)
     private_reply_hourly_ceiling: int = Field(default=750, ge=1, le=750)
+    # docs/instagram.md#private-replies: a Live comment's private reply is planned (and sent) only this
+    # long after the event, a stand-in for "while the broadcast runs".
+    live_private_reply_window_seconds: int = Field(default=600, ge=1, le=4 * 3600)
+    # A comment notification this close to the 7-day private-reply edge has its comment's own creation
+    # time read from the Graph API (GET /{comment-id}?fields=timestamp); 0: never.
+    private_reply_edge_margin_seconds: int = Field(default=2 * 86400, ge=0, le=7 * 86400)
     per_second_send_cap: int = Field(default=20, ge=1)
 
     # Reconciliation of missed comment webhooks: Graph calls per account per run, and the usage
