@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -248,6 +249,9 @@ class ScriptedGraph:
         self._lock = threading.Lock()
         self.calls: list[dict[str, Any]] = []
         self.delivered: list[dict[str, Any]] = []
+        # GET /{comment-id}?fields=timestamp: the answer per comment id (an exception is raised).
+        self.comment_times: dict[str, datetime | Exception] = {}
+        self.comment_reads: list[str] = []
 
     def _call(self, payload: dict[str, Any], result: GraphResult) -> GraphResult:
         with self._lock:
@@ -277,6 +281,14 @@ class ScriptedGraph:
     def reply_to_comment(self, comment_id: str, access_token: str, text: str) -> GraphResult:
         payload = {"comment_id": comment_id, "token": access_token, "text": text, "public": True}
         return self._call(payload, GraphResult(f"c.{uuid.uuid4().hex}", None))
+
+    def comment_created_at(self, comment_id: str, access_token: str) -> datetime | None:
+        with self._lock:
+            self.comment_reads.append(comment_id)
+        answer = self.comment_times.get(comment_id)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
 
 class DictCache:

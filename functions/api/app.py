@@ -2,8 +2,9 @@
 
 Built on first use (``get_app``), not at import, so settings overrides apply and a cold start pays
 only for what it uses; route modules import their services, which import SQLAlchemy lazily through
-the wiring. Every authenticated request passes the per-tenant rate limit first (plan's requests per
-minute, ``X-RateLimit-*`` on every response, 429 + ``Retry-After`` past it) and, in the same Redis
+the wiring. Every authenticated request passes the per-tenant rate limits first (plan's requests per
+minute and per calendar month, ``X-RateLimit-*`` on every response, 429 + ``Retry-After`` past either)
+and, in the same Redis
 round trip, the revocation check (``services.revocation``): a revoked key, a removed or demoted member
 or a logged-out session is a 401 on its next request, whatever API Gateway's policy cache holds.
 """
@@ -35,7 +36,7 @@ from api.routes import (
     subscriptions,
     templates,
 )
-from replyflow.errors import RateLimitedError
+from replyflow.clock import utcnow
 from replyflow.services import revocation
 from replyflow.services import subscriptions as subscriptions_service
 from replyflow.services.access import Principal
@@ -44,7 +45,15 @@ from replyflow.wiring import core
 
 TITLE = "Replyflow API"
 VERSION = "1.0.0"
-RATE_HEADERS = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"]
+RATE_HEADERS = [
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "X-RateLimit-Limit-Month",
+    "X-RateLimit-Remaining-Month",
+    "X-RateLimit-Reset-Month",
+    "Retry-After",
+]
 
 
 def _meter(app: APIGatewayRestResolver) -> None:
@@ -59,16 +68,20 @@ def _meter(app: APIGatewayRestResolver) -> None:
         caller = Principal.from_context(authorizer)
         config = subscriptions_service.tenant_config(core.writer_sessions(), wiring.cache(), tenant_id)
         per_minute = int(config.get("api_requests_per_minute") or 60)
-        decision = revocation.admit(
-            wiring.rate_limiter(), wiring.revoker(), caller, per_minute, wiring.verify_principal
+        now = utcnow()
+        budget = revocation.admit(
+            wiring.rate_limiter(),
+            wiring.revoker(),
+            caller,
+            per_minute,
+            wiring.verify_principal,
+            plan_code=config.get("plan_code"),
+            now=now,
         )
-        app.append_context(**{errors.RATE_HEADERS_CONTEXT_KEY: decision.headers()})
-        if not decision.allowed:
-            raise RateLimitedError(
-                f"the plan allows {per_minute} API requests per minute; retry in {decision.reset_seconds} s",
-                retry_after=decision.reset_seconds,
-                details={"limit": per_minute, "window_seconds": 60},
-            )
+        app.append_context(**{errors.RATE_HEADERS_CONTEXT_KEY: budget.headers()})
+        refusal = budget.refusal(now)
+        if refusal is not None:
+            raise refusal
 
 
 def _tenant_rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:

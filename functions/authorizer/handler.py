@@ -93,8 +93,4 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         },
         "context": principal.as_context(),
     }
-    usage_key = core.settings().usage_plan_keys.get(principal.plan_code or "")
-    if usage_key:
-        # API keys are metered by their tenant's tier usage plan (ApiKeySourceType: AUTHORIZER).
-        policy["usageIdentifierKey"] = usage_key
     return policy

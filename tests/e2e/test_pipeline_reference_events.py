@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import secrets
 import time
 from typing import Any
 
@@ -88,6 +89,9 @@ def _retimed(body: dict[str, Any]) -> dict[str, Any]:
             entry["time"] = now_ms
             for item in entry["messaging"]:
                 item["timestamp"] = now_ms
+        elif "changes" in entry:
+            # Comment deliveries use seconds; a Live comment is answered only while its broadcast runs.
+            entry["time"] = now_ms // 1000
     return body
 
 
@@ -146,3 +150,64 @@ def test_a_dm_older_than_24_hours_is_skipped_with_a_reason(stack: Any) -> None:
     logs = stack.request("GET", "/v1/logs/automations", headers=stack.auth, params={"action": "skipped"})
     assert logs.status_code == 200, logs.text
     assert any(item.get("reason") == "outside_window" for item in logs.json()["items"])
+
+
+def _decisions_for(stack: Any, event_key: str) -> list[tuple[str, str | None]]:
+    logs = stack.request("GET", "/v1/logs/automations", headers=stack.auth, params={"limit": 200})
+    assert logs.status_code == 200, logs.text
+    return [(i["action"], i["reason"]) for i in logs.json()["items"] if i["event_key"] == event_key]
+
+
+def _comment(stack: Any, *, notified_ago: float, created_ago: float, live: bool = False) -> str:
+    """A "LINK" comment Instagram made ``created_ago`` seconds ago, notified ``notified_ago`` ago."""
+    from local.cli import comment_body
+
+    now = time.time()
+    comment_id = f"179{secrets.randbelow(10**14):014d}"
+    body = comment_body(
+        text="LINK please", account=DEMO_IG_USER_ID, comment_id=comment_id, live=live, now=now - notified_ago
+    )
+    value = body["entry"][0]["changes"][0]["value"]
+    registered = stack.client.post(
+        f"{stack.sandbox_url}/_sandbox/comments",
+        json={
+            "id": comment_id,
+            "account_id": DEMO_IG_USER_ID,
+            "from_id": value["from"]["id"],
+            "media_id": value["media"]["id"],
+            "media_product_type": value["media"]["media_product_type"],
+            "text": value["text"],
+            "timestamp": now - created_ago,
+        },
+    )
+    registered.raise_for_status()
+    stack.clear_sandbox_messages()
+    assert stack.post_webhook(body).status_code == 200
+    stack.wait_idle()
+    return comment_id
+
+
+def _sent_to(stack: Any, comment_id: str) -> list[Any]:
+    return [m for m in stack.sandbox_messages(account_id=DEMO_IG_USER_ID) if comment_id in json.dumps(m)]
+
+
+DAY_S = 86400.0
+
+
+def test_near_the_seven_day_edge_the_comments_own_timestamp_decides(stack: Any) -> None:
+    # Notified six days ago (a late, retried delivery) of a comment made eight days ago: too late, and
+    # the processor knows it from the Graph API before anything is sent.
+    late = _comment(stack, notified_ago=6 * DAY_S, created_ago=8 * DAY_S)
+    assert _sent_to(stack, late) == []
+    assert ("skipped", "private_reply_window_expired") in _decisions_for(stack, late)
+    # Notified six days ago of a comment made then: still in time, sent.
+    in_time = _comment(stack, notified_ago=6 * DAY_S, created_ago=6 * DAY_S)
+    assert len(_sent_to(stack, in_time)) == 1
+
+
+def test_a_live_comments_private_reply_only_while_the_broadcast_runs(stack: Any) -> None:
+    over = _comment(stack, notified_ago=20 * 60, created_ago=20 * 60, live=True)
+    assert _sent_to(stack, over) == []
+    assert ("skipped", "live_broadcast_over") in _decisions_for(stack, over)
+    running = _comment(stack, notified_ago=60, created_ago=60, live=True)
+    assert len(_sent_to(stack, running)) == 1

@@ -300,17 +300,18 @@ def test_api_stage_has_throttling_access_logs_and_tracing(template: dict[str, An
     assert "ThrottlingBurstLimit" in stage_wide
 
 
-def test_one_usage_plan_per_plan_tier(template: dict[str, Any]) -> None:
-    plans = resources_of(template, "AWS::ApiGateway::UsagePlan")
-    tiers = {p["Properties"]["UsagePlanName"]["Fn::Sub"].rsplit("-", 1)[1] for p in plans.values()}
-    assert tiers == {"free", "pro", "business"}
-    rates = {
-        p["Properties"]["UsagePlanName"]["Fn::Sub"].rsplit("-", 1)[1]: p["Properties"]["Throttle"][
-            "RateLimit"
-        ]
-        for p in plans.values()
-    }
-    assert rates["free"] < rates["pro"] < rates["business"]
+def test_no_inert_usage_plans_plan_limits_are_enforced_by_the_api_function(
+    template: dict[str, Any], functions: dict[str, Any]
+) -> None:
+    # Usage plans apply only to methods with ApiKeyRequired and never see JWT sessions; the per-plan
+    # per-minute and monthly limits live in the API function (services.rate_limit_api) instead.
+    for kind in ("AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::UsagePlanKey", "AWS::ApiGateway::ApiKey"):
+        assert not resources_of(template, kind), kind
+    assert "ApiKeySourceType" not in template["Resources"]["RestApi"]["Properties"]
+    for name, function in functions.items():
+        assert "USAGE_PLAN_KEYS" not in function["Properties"].get("Environment", {}).get("Variables", {}), (
+            name
+        )
 
 
 def test_reserved_concurrency_covers_the_database_bound_workers(functions: dict[str, Any]) -> None:

@@ -27,14 +27,24 @@ from replyflow.db.models import Base, InstagramAccount
 from replyflow.db.repositories import contacts as contacts_repo
 from replyflow.db.repositories import plans as plans_repo
 from replyflow.db.repositories import usage as usage_repo
+from replyflow.domain.lifecycle import needs_comment_time
 from replyflow.domain.messages import EventMessage
 from replyflow.domain.webhook_events import WebhookEvent
 from replyflow.services.automation_config import load_account_config
 from replyflow.services.automation_dry_run import DryRunResult, History, evaluate
 from replyflow.services.process_event import EventProcessor, quota_left
-from tests.support_pipeline import KEY, DictCache, DictCooldowns, FixedClock, MemoryQueues, seed_tenant
+from tests.support_pipeline import (
+    KEY,
+    DictCache,
+    DictCooldowns,
+    FixedClock,
+    MemoryQueues,
+    ScriptedGraph,
+    seed_tenant,
+)
 
 NOW = datetime(2026, 11, 28, 12, 0, 0)
+EDGE_MARGIN = timedelta(days=2)
 CONTACT = "contact-1"
 OWN = "own-account"
 NO_MATCH_REASONS = frozenset({"trigger_mismatch", "media_not_in_scope", "no_keyword_match"})
@@ -51,6 +61,8 @@ class Case:
     held: tuple[bool, ...]  # per automation: the contact's cooldown is already taken
     event: dict[str, Any]
     age_minutes: int
+    live_window_minutes: int = 10
+    comment_lag_minutes: int = 0  # how long before its notification the comment was made
 
 
 TEMPLATE = {"template_text": "Hi {{username}}, here ({{keyword}})"}
@@ -129,7 +141,9 @@ def cases(draw: st.DrawFn) -> Case:
         quota_left=draw(st.sampled_from([0, 1, 2, 5, 5])),
         held=(draw(st.booleans()), draw(st.booleans())),
         event=event,
-        age_minutes=draw(st.sampled_from([0, 5, 60 * 23, 60 * 25, 60 * 24 * 6, 60 * 24 * 8])),
+        age_minutes=draw(st.sampled_from([0, 5, 30, 60 * 23, 60 * 25, 60 * 24 * 6, 60 * 24 * 8])),
+        live_window_minutes=draw(st.sampled_from([10, 60])),
+        comment_lag_minutes=draw(st.sampled_from([0, 60, 60 * 24 * 2])),
     )
 
 
@@ -221,20 +235,33 @@ def run_both(sessions: sessionmaker[Session], case: Case) -> tuple[Verdict, Verd
         assert config is not None
         rule = next(r for r in config.rules if r.id == seeded.automation_ids[0])
         last_inbound = contacts_repo.last_inbound_at(session, seeded.tenant_id, seeded.account_id, CONTACT)
+        occurred = NOW - timedelta(minutes=case.age_minutes)
+        created = occurred - timedelta(minutes=case.comment_lag_minutes)
+        # What the processor reads from the Graph API, the dry run is told.
+        near_edge = needs_comment_time(rule, event, NOW, occurred, EDGE_MARGIN)
         history = History(
             now=NOW,
-            occurred_at=NOW - timedelta(minutes=case.age_minutes),
+            occurred_at=occurred,
             last_inbound_at=last_inbound,
             quota_left=quota_left(session, seeded.tenant_id, NOW),
             cooling_down=frozenset(cooling),
+            comment_created_at=created if near_edge else None,
+            live_window=timedelta(minutes=case.live_window_minutes),
         )
         dry = evaluate(config, rule, event, history)
+    graph = ScriptedGraph()
+    if event.comment_id:
+        graph.comment_times[event.comment_id] = created
     processor = EventProcessor(
         sessions=sessions,
         cache=DictCache(),
         cooldowns=cooldowns,
         publisher=MemoryQueues(),
         clock=FixedClock(NOW),
+        comments=graph,
+        cipher=TokenCipher(KEY),
+        live_window=timedelta(minutes=case.live_window_minutes),
+        edge_margin=EDGE_MARGIN,
     )
     message = EventMessage(tenant_id=seeded.tenant_id, account_id=seeded.account_id, event=event)
     result = processor.process(message)
@@ -277,3 +304,43 @@ def test_the_verdicts_cover_sends_and_skips(sessions: sessionmaker[Session]) -> 
     )
     dry, processed = run_both(sessions, case)
     assert dry == processed == ("plan", ("send", "outside_window"))
+
+
+def _private_reply_case(kind: str, age_minutes: int, **windows: int) -> Case:
+    return Case(
+        automations=[
+            {"trigger": kind, "match_mode": "any", "keywords": [], "actions": {"private_reply": TEMPLATE}}
+        ],
+        account_status="active",
+        last_inbound_minutes_ago=None,
+        quota_left=5,
+        held=(False, False),
+        event={
+            "kind": kind,
+            "text": "hello",
+            "sender_id": CONTACT,
+            "media_id": "m1",
+            "story_id": None,
+            "media_product_type": "LIVE" if kind == "live_comment" else "FEED",
+            "parent_id": None,
+        },
+        age_minutes=age_minutes,
+        **windows,
+    )
+
+
+def test_both_measure_the_seven_days_from_the_comment_read_near_the_edge(
+    sessions: sessionmaker[Session],
+) -> None:
+    six_days = 60 * 24 * 6
+    in_time = run_both(sessions, _private_reply_case("comment", six_days, comment_lag_minutes=60))
+    assert in_time == (("plan", ("send",)),) * 2
+    late = run_both(sessions, _private_reply_case("comment", six_days, comment_lag_minutes=60 * 24 * 2))
+    assert late == (("plan", ("private_reply_window_expired",)),) * 2
+
+
+def test_both_answer_a_live_comment_only_within_the_live_window(sessions: sessionmaker[Session]) -> None:
+    over = run_both(sessions, _private_reply_case("live_comment", 30, live_window_minutes=10))
+    assert over == (("plan", ("live_broadcast_over",)),) * 2
+    running = run_both(sessions, _private_reply_case("live_comment", 30, live_window_minutes=60))
+    assert running == (("plan", ("send",)),) * 2

@@ -20,6 +20,7 @@ from replyflow.domain.webhook_events import parse_body
 from replyflow.errors import CooldownsUnavailableError
 from replyflow.observability import metrics
 from replyflow.services.process_event import EventProcessor
+from replyflow.settings import Settings
 from tests.conftest import load_event
 from tests.support_pipeline import (
     KEY,
@@ -144,11 +145,89 @@ def test_public_replies_only_on_top_level_non_live_comments_and_variants_rotate(
     assert public.payload["message"] == "Sent you a DM maya.creates!"
 
 
+LIVE_AT = from_epoch(1795788552)  # events/instagram/live_comment.json's entry.time
+
+
 def test_live_comments_get_no_public_reply(world: World) -> None:
     seeded = world.seed([{"trigger": "live_comment", "actions": {**PRIVATE, **PUBLIC}}])
+    world.clock.current = LIVE_AT + timedelta(minutes=1)
     world.run(seeded, "live_comment.json")
     assert [r.kind for r in world.outbound(seeded)] == ["private_reply"]
     assert (seeded.automation_ids[0], "skipped", "live_no_public_reply") in world.decisions(seeded)
+
+
+def test_a_live_comments_private_reply_only_while_the_broadcast_runs(world: World) -> None:
+    seeded = world.seed([{"trigger": "live_comment", "actions": PRIVATE}])
+    world.clock.current = LIVE_AT + timedelta(minutes=2)
+    world.run(seeded, "live_comment.json")
+    (row,) = world.outbound(seeded)
+    # The sender gives up on it once the live window is over (not 7 days later).
+    assert row.payload["not_after"] == (LIVE_AT + timedelta(minutes=10)).isoformat()
+    late = load_event("live_comment.json")
+    late["entry"][0]["changes"][0]["value"]["id"] = "17849203715562999"
+    world.clock.current = LIVE_AT + timedelta(minutes=10, seconds=1)
+    world.run(seeded, late)
+    assert len(world.outbound(seeded)) == 1
+    assert (seeded.automation_ids[0], "skipped", "live_broadcast_over") in world.decisions(seeded)
+
+
+def test_the_live_window_is_a_setting(module_db: str) -> None:
+    from replyflow.wiring.pipeline import build_pipeline
+    from tests.support_pipeline import ScriptedGraph
+
+    settings = Settings(environment="test", live_private_reply_window_seconds=30)
+    deps = build_pipeline(
+        settings, publisher=MemoryQueues(), graph=ScriptedGraph(), clock=FixedClock(LIVE_AT)
+    )
+    assert deps.processor._live_window == timedelta(seconds=30)
+    assert deps.processor._edge_margin == timedelta(days=2)
+
+
+def test_a_comment_near_the_seven_day_edge_is_measured_from_its_own_timestamp(module_db: str) -> None:
+    from tests.support_pipeline import ScriptedGraph
+
+    sessions = session_factory(module_db)
+    graph = ScriptedGraph()
+    clock = FixedClock(from_epoch(1795788312) + timedelta(days=6, hours=1))
+    processor = EventProcessor(
+        sessions=sessions,
+        cache=DictCache(),
+        cooldowns=DictCooldowns(),
+        publisher=MemoryQueues(),
+        clock=clock,
+        comments=graph,
+        cipher=TokenCipher(KEY),
+        edge_margin=timedelta(days=1),
+    )
+    world = World(processor, sessions, MemoryQueues(), clock, DictCooldowns(), DictCache())
+    seeded = world.seed([{"actions": PRIVATE}])
+    notified = from_epoch(1795788312)
+    # Meta's notification (a retried delivery) came two days after the comment: 8 days ago, too late.
+    graph.comment_times["17958213400876543"] = notified - timedelta(days=2)
+    world.run(seeded, "comment_feed.json")
+    assert graph.comment_reads == ["17958213400876543"]
+    assert world.outbound(seeded) == []
+    assert (seeded.automation_ids[0], "skipped", "private_reply_window_expired") in world.decisions(seeded)
+
+    # A comment made just before its notification: in time, and not_after counts from the comment.
+    other = world.seed([{"actions": PRIVATE}])
+    graph.comment_times["17958213400876543"] = notified - timedelta(minutes=5)
+    world.run(other, "comment_feed.json")
+    (row,) = world.outbound(other)
+    assert row.payload["not_after"] == (notified - timedelta(minutes=5) + timedelta(days=7)).isoformat()
+
+    # A failed read: the notification time stands.
+    failed = world.seed([{"actions": PRIVATE}])
+    graph.comment_times["17958213400876543"] = RuntimeError("graph down")
+    world.run(failed, "comment_feed.json")
+    (row,) = world.outbound(failed)
+    assert row.payload["not_after"] == (notified + timedelta(days=7)).isoformat()
+
+    # Far from the edge nothing is read.
+    reads = len(graph.comment_reads)
+    clock.current = notified + timedelta(days=5, hours=23)
+    world.run(world.seed([{"actions": PRIVATE}]), "comment_feed.json")
+    assert len(graph.comment_reads) == reads
 
 
 def test_private_replies_only_within_seven_days_of_the_comment(world: World) -> None:

@@ -70,8 +70,10 @@ class RateLimitedError(ReplyflowError):
     code = "rate_limited"
     status = 429
 
-    def __init__(self, message: str, *, retry_after: float, details: Any = None) -> None:
-        super().__init__(message, details=details)
+    def __init__(
+        self, message: str, *, retry_after: float, details: Any = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, details=details, code=code)
         self.retry_after = retry_after
 
 

@@ -114,6 +114,12 @@ class RateLimiter(Protocol):
         None for the values when Redis did not answer (the decision then fails open)."""
         ...
 
+    def hit_all_and_get(
+        self, rules: Sequence[tuple[str, int, int]], get_keys: Sequence[str]
+    ) -> tuple[list[RateDecision], list[str | None] | None]:
+        """Like ``hit_and_get`` for several (key, limit, window seconds) rules in one round trip."""
+        ...
+
 
 class Cooldowns(Protocol):
     """Redis cooldowns and rotation counters; every method raises ``CooldownsUnavailableError`` when
@@ -152,6 +158,15 @@ class GraphSender(Protocol):
     ) -> GraphResult: ...
 
     def reply_to_comment(self, comment_id: str, access_token: str, text: str) -> GraphResult: ...
+
+    def comment_created_at(self, comment_id: str, access_token: str) -> datetime | None:
+        """``GET /{comment_id}?fields=timestamp``: when the comment was made (naive UTC), None if the
+        answer has no readable timestamp; raises on a failed call."""
+        ...
+
+
+class CommentTimestamps(Protocol):
+    def comment_created_at(self, comment_id: str, access_token: str) -> datetime | None: ...
 
 
 class SlotLike(Protocol):

@@ -108,8 +108,6 @@ class Settings(BaseSettings):
     jwt_audience: str = "replyflow-api"
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
-    # Plan code -> the API Gateway key of that tier's usage plan, returned by the authorizer for API keys.
-    usage_plan_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     # Browsers may send credentials (cookies, client certificates) cross-origin: never with origin "*".
     cors_allow_credentials: bool = False
@@ -135,6 +133,12 @@ class Settings(BaseSettings):
     # Sending limits (docs/instagram.md#rate-limits).
     default_hourly_send_budget: int = Field(default=200, ge=1, le=750)
     private_reply_hourly_ceiling: int = Field(default=750, ge=1, le=750)
+    # docs/instagram.md#private-replies: a Live comment's private reply is planned (and sent) only this
+    # long after the event, a stand-in for "while the broadcast runs".
+    live_private_reply_window_seconds: int = Field(default=600, ge=1, le=4 * 3600)
+    # A comment notification this close to the 7-day private-reply edge has its comment's own creation
+    # time read from the Graph API (GET /{comment-id}?fields=timestamp); 0: never.
+    private_reply_edge_margin_seconds: int = Field(default=2 * 86400, ge=0, le=7 * 86400)
     per_second_send_cap: int = Field(default=20, ge=1)
 
     # Reconciliation of missed comment webhooks: Graph calls per account per run, and the usage
@@ -153,7 +157,7 @@ class Settings(BaseSettings):
     # The local stack's state: the durable broker and sandbox files, the outbox, stack.env.
     local_state_dir: str = ".local"
 
-    @field_validator("jwt_signing_keys", "queue_urls", "usage_plan_keys", mode="before")
+    @field_validator("jwt_signing_keys", "queue_urls", mode="before")
     @classmethod
     def _json_dict(cls, value: object) -> object:
         if isinstance(value, str):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -210,6 +211,20 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def parse_graph_time(value: Any) -> datetime | None:
+    """Graph's ``2026-11-28T12:00:00+0000`` (or any ISO-8601 with a zone) as naive UTC; None otherwise."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value[:-5] + value[-5:-2] + ":" + value[-2:] if len(value) > 5 and value[-5] in "+-" else value
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(UTC).replace(tzinfo=None)
+
+
 class GraphClient:
     def __init__(
         self,
@@ -247,6 +262,25 @@ class GraphClient:
         """``POST /{comment_id}/replies``: a public reply."""
         data, headers = self._post(f"{self._base}/{comment_id}/replies", access_token, {"message": text})
         return GraphResult(data.get("id"), None, usage_pct(headers), app_usage_pct(headers))
+
+    def comment_created_at(self, comment_id: str, access_token: str) -> datetime | None:
+        """``GET /{comment_id}?fields=timestamp``: the comment's creation time (the webhook has none)."""
+        with traced("graph comment", graph_operation="comment"):
+            try:
+                response = self._http.get(
+                    f"{self._base}/{comment_id}",
+                    params={"fields": "timestamp"},
+                    headers={"Authorization": f"Bearer {access_token}"},
+                )
+            except httpx.TransportError as exc:
+                raise GraphError("transient", f"no response: {exc!r}") from exc
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            if response.status_code >= 400:
+                raise classify(response.status_code, data, response.headers)
+        return parse_graph_time(data.get("timestamp") if isinstance(data, dict) else None)
 
     def _post(self, url: str, token: str, payload: dict[str, Any]) -> tuple[dict[str, Any], httpx.Headers]:
         # One subsegment per call, named by the edge ("messages", "replies"), never by ids.

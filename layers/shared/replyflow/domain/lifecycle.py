@@ -33,6 +33,10 @@ from replyflow.domain.webhook_events import INBOUND_MESSAGE_KINDS, WebhookEvent
 
 PRIVATE_REPLY_WINDOW = timedelta(days=7)
 DM_WINDOW = timedelta(hours=24)
+# A Live comment may be answered privately only while the broadcast runs, and nothing says when it
+# ends: the processor plans the reply only this soon after the event, and the sender gives up past it
+# (settings ``LIVE_PRIVATE_REPLY_WINDOW_SECONDS``; docs/instagram.md#private-replies).
+LIVE_PRIVATE_REPLY_WINDOW = timedelta(minutes=10)
 
 
 class OutboundStatus(StrEnum):
@@ -91,6 +95,7 @@ class DecisionReason(StrEnum):
     # one action of the winner
     NOT_A_COMMENT = "not_a_comment"
     PRIVATE_REPLY_WINDOW_EXPIRED = "private_reply_window_expired"
+    LIVE_BROADCAST_OVER = "live_broadcast_over"
     LIVE_NO_PUBLIC_REPLY = "live_no_public_reply"
     NOT_TOP_LEVEL = "not_top_level"
     NO_VARIANTS = "no_variants"
@@ -163,6 +168,10 @@ class PlanFacts:
     # The contact's last inbound message before this event; a DM-family event is its own.
     last_inbound_at: datetime | None
     quota_left: int
+    # The comment's own creation time, when the processor read it from the Graph API (the payload has
+    # none; ``occurred_at`` is the notification's ``entry.time``): the 7-day window is measured from it.
+    comment_created_at: datetime | None = None
+    live_window: timedelta = LIVE_PRIVATE_REPLY_WINDOW
 
 
 @dataclass(frozen=True)
@@ -191,6 +200,26 @@ def needs_quota(rule: Rule) -> bool:
 def needs_contact_history(rule: Rule, event: WebhookEvent) -> bool:
     """Whether :attr:`PlanFacts.last_inbound_at` must be read from the contact (else the event is it)."""
     return ActionName.DM_REPLY in rule.actions and bool(event.sender_id) and not _inbound(event)
+
+
+def is_live(event: WebhookEvent) -> bool:
+    """A comment on a Live broadcast (``live_comments``, or Live media seen on ``comments``)."""
+    return event.kind == "live_comment" or (event.media_product_type or "").upper() == "LIVE"
+
+
+def needs_comment_time(
+    rule: Rule, event: WebhookEvent, facts_now: datetime, occurred_at: datetime, margin: timedelta
+) -> bool:
+    """Whether the processor should read the comment's creation time: a private reply may be planned
+    and the notification is within ``margin`` of the 7-day edge (``entry.time`` is when Meta sent it,
+    which a retried delivery puts well after the comment)."""
+    return (
+        ActionName.PRIVATE_REPLY in rule.actions
+        and event.is_comment
+        and bool(event.comment_id)
+        and not is_live(event)
+        and facts_now - occurred_at >= PRIVATE_REPLY_WINDOW - margin
+    )
 
 
 def _inbound(event: WebhookEvent) -> bool:
@@ -234,8 +263,14 @@ def _private_reply(
     name = ActionName.PRIVATE_REPLY
     if not event.is_comment or not event.comment_id:
         return SkippedAction(name, DecisionReason.NOT_A_COMMENT)
-    if facts.now - facts.occurred_at > PRIVATE_REPLY_WINDOW:
-        return SkippedAction(name, DecisionReason.PRIVATE_REPLY_WINDOW_EXPIRED)
+    if is_live(event):
+        not_after = facts.occurred_at + facts.live_window
+        if facts.now > not_after:
+            return SkippedAction(name, DecisionReason.LIVE_BROADCAST_OVER)
+    else:
+        not_after = (facts.comment_created_at or facts.occurred_at) + PRIVATE_REPLY_WINDOW
+        if facts.now > not_after:
+            return SkippedAction(name, DecisionReason.PRIVATE_REPLY_WINDOW_EXPIRED)
     message = _render(name, action, variables)
     if isinstance(message, SkippedAction):
         return message
@@ -244,7 +279,7 @@ def _private_reply(
     payload = {
         "recipient": {"comment_id": event.comment_id},
         "message": message,
-        "not_after": (facts.occurred_at + PRIVATE_REPLY_WINDOW).isoformat(),
+        "not_after": not_after.isoformat(),
     }
     return PlannedSend(name, SendKind.PRIVATE_REPLY, event.comment_id, payload, event.sender_id)
 
@@ -260,7 +295,7 @@ def _public_reply(
     variants = public_reply_variants(action)
     if not event.is_comment or not event.comment_id:
         return SkippedAction(name, DecisionReason.NOT_A_COMMENT)
-    if event.kind == "live_comment" or (event.media_product_type or "").upper() == "LIVE":
+    if is_live(event):
         return SkippedAction(name, DecisionReason.LIVE_NO_PUBLIC_REPLY)
     if event.parent_id:
         return SkippedAction(name, DecisionReason.NOT_TOP_LEVEL)

@@ -44,3 +44,12 @@ PLANS: tuple[dict[str, Any], ...] = (
 # view change). A plan code not listed gets the default.
 MAX_MEMBERS: dict[str, int] = {"free": 5, "pro": 20, "business": 100}
 MAX_MEMBERS_DEFAULT = 5
+
+# API requests per calendar month (UTC) by plan, enforced by the API function for JWT sessions and API
+# keys alike (services.rate_limit_api). A cap in code like MAX_MEMBERS; a plan code not listed gets the
+# free tier's.
+MONTHLY_API_REQUESTS: dict[str, int] = {"free": 100_000, "pro": 2_000_000, "business": 20_000_000}
+
+
+def monthly_api_requests(plan_code: str | None) -> int:
+    return MONTHLY_API_REQUESTS.get(plan_code or "", MONTHLY_API_REQUESTS["free"])

@@ -25,7 +25,7 @@ class Principal:
     principal_id: str
     role: Role
     principal_type: PrincipalType
-    # The tenant's plan, known to the authorizer for API keys: it picks the API Gateway usage plan.
+    # The tenant's plan, known to the authorizer for API keys (from the key's cache entry).
     plan_code: str | None = None
     # Users only: the login session (refresh-token family) and when the access token was issued (ms).
     # The API compares them with the revocation epochs on every request (services.revocation).

@@ -11,7 +11,7 @@ no cooldown held; the tenant's DM quota is the real one. :func:`evaluate` takes 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from replyflow.db.repositories import automations
 from replyflow.domain import matching
 from replyflow.domain.lifecycle import (
+    LIVE_PRIVATE_REPLY_WINDOW,
     DecisionReason,
     PlanFacts,
     PlannedSend,
@@ -82,6 +83,9 @@ class History:
     last_inbound_at: datetime | None = None  # the contact's last message before this one
     quota_left: int = 0
     cooling_down: frozenset[str] = frozenset()  # automations in cooldown for this contact
+    # The comment's creation time, where the processor would have read it (near the 7-day edge).
+    comment_created_at: datetime | None = None
+    live_window: timedelta = LIVE_PRIVATE_REPLY_WINDOW
 
 
 def dry_run(
@@ -165,6 +169,8 @@ def evaluate(
         now=history.now,
         last_inbound_at=history.last_inbound_at,
         quota_left=history.quota_left,
+        comment_created_at=history.comment_created_at,
+        live_window=history.live_window,
     )
     steps = plan_actions(event, match, facts, lambda _rule, _count: 0)
     if len(steps) == 1 and steps[0].action is None:

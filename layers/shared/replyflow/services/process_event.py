@@ -12,10 +12,14 @@ Per event, in one database transaction:
    id the reply variant (docs/architecture.md, "The message lifecycle in types");
 4. plan the winner's actions under the rules (``domain.lifecycle.plan_actions``, which the dry run
    calls too): private reply only on comments and within 7 days of the comment (``entry.time``
-   stands for the comment time: the payload has none); public reply only on top-level, non-live
-   comments; DM only within 24 h of the contact's last message; DMs (private replies included) only
-   under the plan's monthly quota (``usage_counters``, counted by the sender on success, so the check
-   is soft by the number of sends in flight);
+   stands for the comment time, since the payload has none; when it is within
+   ``PRIVATE_REPLY_EDGE_MARGIN_SECONDS`` of the edge the comment's own ``timestamp`` is read from the
+   Graph API, and a failed read falls back to ``entry.time``: Instagram refuses a late reply with its
+   outside-window error, which the sender takes as final); on a Live comment only within
+   ``LIVE_PRIVATE_REPLY_WINDOW_SECONDS`` of the event (while the broadcast runs); public reply only on
+   top-level, non-live comments; DM only within 24 h of the contact's last message; DMs (private
+   replies included) only under the plan's monthly quota (``usage_counters``, counted by the sender
+   on success, so the check is soft by the number of sends in flight);
 5. insert one ``outbound_messages`` row per action (the unique key reserves the send: a comment can
    never get two private replies) and an ``automation_logs`` row for every decision, including "no
    automation matched" (``automation_id`` null, reason ``no_match``).
@@ -39,12 +43,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from replyflow.clock import SystemClock, from_epoch
 from replyflow.db.engine import session_scope
 from replyflow.db.models import OutboundMessage
+from replyflow.db.repositories import accounts as accounts_repo
 from replyflow.db.repositories import contacts as contacts_repo
 from replyflow.db.repositories import ledger
 from replyflow.db.repositories import logs as logs_repo
 from replyflow.db.repositories import plans as plans_repo
 from replyflow.db.repositories import usage as usage_repo
 from replyflow.domain.lifecycle import (
+    LIVE_PRIVATE_REPLY_WINDOW,
     DecisionReason,
     LogAction,
     OutboundStatus,
@@ -53,6 +59,7 @@ from replyflow.domain.lifecycle import (
     SkippedAction,
     choose_winner,
     gate_event,
+    needs_comment_time,
     needs_contact_history,
     needs_quota,
     plan_actions,
@@ -62,7 +69,7 @@ from replyflow.domain.messages import EventMessage, SendJob, sends_queue
 from replyflow.domain.webhook_events import INBOUND_MESSAGE_KINDS, WebhookEvent
 from replyflow.errors import CooldownsUnavailableError
 from replyflow.observability import MetricUnit, bind_tenant, logger, metrics
-from replyflow.ports import Cache, Clock, Cooldowns, QueuePublisher
+from replyflow.ports import Cache, Clock, CommentTimestamps, Cooldowns, QueuePublisher, TokenDecrypter
 from replyflow.services.automation_config import AccountConfig, account_config
 
 # A duplicate delivery re-publishes the event's still-queued rows only when they are this old: the
@@ -102,12 +109,22 @@ class EventProcessor:
         cooldowns: Cooldowns,
         publisher: QueuePublisher,
         clock: Clock | None = None,
+        comments: CommentTimestamps | None = None,
+        cipher: TokenDecrypter | None = None,
+        live_window: timedelta = LIVE_PRIVATE_REPLY_WINDOW,
+        edge_margin: timedelta = timedelta(days=2),
     ) -> None:
         self._sessions = sessions
         self._cache = cache
         self._cooldowns = cooldowns
         self._publisher = publisher
         self._clock = clock or SystemClock()
+        # Without a comment reader (or a cipher for the account's token) the 7-day window is measured
+        # from the notification time alone.
+        self._comments = comments if cipher is not None else None
+        self._cipher = cipher
+        self._live_window = live_window
+        self._edge_margin = edge_margin
 
     def process(self, message: EventMessage) -> ProcessResult:
         bind_tenant(message.tenant_id, message.account_id)
@@ -200,6 +217,10 @@ class EventProcessor:
             now=ctx.now,
             last_inbound_at=last_inbound,
             quota_left=quota_left(ctx.session, message.tenant_id, ctx.now) if needs_quota(rule) else 0,
+            comment_created_at=self._comment_created_at(ctx)
+            if needs_comment_time(rule, event, ctx.now, ctx.occurred_at, self._edge_margin)
+            else None,
+            live_window=self._live_window,
         )
         for step in plan_actions(event, match, facts, self._variant_chooser(message)):
             if isinstance(step, SkippedAction):
@@ -207,6 +228,30 @@ class EventProcessor:
                 self._log(ctx.session, message, ctx.result, rule.id, LogAction.SKIPPED, step.reason, detail)
             else:
                 self._enqueue(ctx, rule.id, step)
+
+    def _comment_created_at(self, ctx: _Context) -> datetime | None:
+        """The comment's own creation time from the Graph API, or None (then ``entry.time`` stands)."""
+        comment_id = ctx.event.comment_id
+        if self._comments is None or self._cipher is None or not comment_id:
+            return None
+        account = accounts_repo.get(ctx.session, ctx.message.tenant_id, ctx.message.account_id)
+        if account is None or not account.access_token_encrypted:
+            return None
+        try:
+            token = self._cipher.decrypt(account.access_token_encrypted, context=account.id)
+            created = self._comments.comment_created_at(comment_id, token)
+        except Exception as error:  # a late reply is refused by Instagram as outside its window: final
+            metrics.add_metric(name="CommentTimestampFallbacks", unit=MetricUnit.Count, value=1)
+            logger.warning(
+                "comment timestamp not read: the notification time stands",
+                extra={"error": type(error).__name__, "detail": str(error)[:200]},
+            )
+            return None
+        logger.info(
+            "comment timestamp read near the private-reply edge",
+            extra={"lag_seconds": int((ctx.occurred_at - created).total_seconds()) if created else None},
+        )
+        return created
 
     # -- Redis, guarded ----------------------------------------------------------------------------
 

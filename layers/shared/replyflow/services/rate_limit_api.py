@@ -3,7 +3,9 @@
 One MULTI/EXEC of ``INCR`` + ``EXPIRE NX`` + ``TTL`` per check, so concurrent instances never lose a
 count and a key can never be left without an expiry. Windows are aligned to the key's first hit.
 
-- per tenant: the plan's ``api_requests_per_minute`` (every authenticated request);
+- per tenant: the plan's ``api_requests_per_minute`` (every authenticated request), and its monthly
+  quota (``domain.plans.MONTHLY_API_REQUESTS``) per calendar month in UTC, counted in the same
+  MULTI/EXEC (``hit_all_and_get``) under a key named for the month that expires when the month ends;
 - per IP on signup and refresh; per IP and per canonical email on login and password reset: a brute
   force gets 429, not a slower 401.
 
@@ -14,7 +16,11 @@ rather than blocks, so the right password from a client that has not been guessi
 Email keys use ``domain.emails.limiter_email``: every spelling of an address (case, full-width,
 accents) shares one budget. A client is its IP, or its /64 for IPv6 (one host holds a whole /64).
 
-If Redis is unreachable the API fails open (counting is best-effort; availability wins).
+If Redis is unreachable the API fails open (counting is best-effort; availability wins). For the
+monthly quota too: it is a commercial limit, not a safety one; a database counter would add a write to
+every request exactly while the cache is down, and the per-minute budget is what protects capacity
+(with API Gateway's stage throttle, which does not depend on Redis). A Redis that loses its data
+under-counts the month from then on (the tenant gets more, never fewer, requests than the plan).
 
 ``hit_and_get`` adds a ``MGET`` of other keys to the same MULTI/EXEC: the API function reads the
 caller's revocation entries (``services.revocation``) in the round trip it already pays for the count.
@@ -23,11 +29,15 @@ caller's revocation entries (``services.revocation``) in the round trip it alrea
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import redis
 
 from replyflow.domain.emails import limiter_email
+from replyflow.domain.plans import monthly_api_requests
 from replyflow.errors import RateLimitedError
 from replyflow.ports import RateDecision, RateLimiter
 
@@ -62,21 +72,31 @@ class RedisFixedWindowLimiter:
     def hit_and_get(
         self, key: str, limit: int, window_seconds: int, get_keys: Sequence[str]
     ) -> tuple[RateDecision, list[str | None] | None]:
-        full = f"{self._ns}:rl:{key}"
+        decisions, values = self.hit_all_and_get([(key, limit, window_seconds)], get_keys)
+        return decisions[0], values
+
+    def hit_all_and_get(
+        self, rules: Sequence[tuple[str, int, int]], get_keys: Sequence[str]
+    ) -> tuple[list[RateDecision], list[str | None] | None]:
         try:
             pipe = self._redis.pipeline(transaction=True)
-            pipe.incr(full)
-            pipe.expire(full, window_seconds, nx=True)
-            pipe.ttl(full)
+            for key, _limit, window_seconds in rules:
+                full = f"{self._ns}:rl:{key}"
+                pipe.incr(full)
+                pipe.expire(full, window_seconds, nx=True)
+                pipe.ttl(full)
             if get_keys:
                 pipe.mget(list(get_keys))
             results = pipe.execute()
         except redis.RedisError:
-            return RateDecision(True, limit, limit, window_seconds), None
-        count, ttl = int(results[0]), int(results[2])
-        ttl = ttl if ttl > 0 else window_seconds
-        values = [_text(v) for v in results[3]] if get_keys else []
-        return RateDecision(count <= limit, limit, max(0, limit - count), ttl), values
+            return [RateDecision(True, limit, limit, window) for _key, limit, window in rules], None
+        decisions = []
+        for index, (_key, limit, window_seconds) in enumerate(rules):
+            count, ttl = int(results[3 * index]), int(results[3 * index + 2])
+            ttl = ttl if ttl > 0 else window_seconds
+            decisions.append(RateDecision(count <= limit, limit, max(0, limit - count), ttl))
+        values = [_text(v) for v in results[3 * len(rules)]] if get_keys else []
+        return decisions, values
 
 
 def enforce(limiter: RateLimiter, key: str, rule: tuple[int, int], what: str) -> RateDecision:
@@ -160,6 +180,74 @@ def check_tenant(limiter: RateLimiter, tenant_id: str, per_minute: int) -> RateD
     return decision
 
 
+def month_window(now: datetime) -> tuple[str, datetime]:
+    """The calendar month (UTC) holding ``now``, as a key suffix, and the moment the next one starts."""
+    following = (now.replace(day=1) + timedelta(days=32)).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    return f"{now:%Y%m}", following
+
+
+def tenant_rules(
+    tenant_id: str, plan_code: str | None, per_minute: int, now: datetime
+) -> list[tuple[str, int, int]]:
+    """The per-minute window (aligned to its first hit) and the calendar month's, which expires when the
+    month ends, so its TTL is the time to the reset."""
+    month, following = month_window(now)
+    until_reset = max(1, math.ceil((following - now).total_seconds()))
+    return [
+        (f"api:{tenant_id}", per_minute, 60),
+        (f"api-month:{tenant_id}:{month}", monthly_api_requests(plan_code), until_reset),
+    ]
+
+
+@dataclass(frozen=True)
+class TenantBudget:
+    """Where one request leaves the tenant's two API budgets."""
+
+    minute: RateDecision
+    month: RateDecision
+    month_resets_at: datetime
+
+    def headers(self) -> dict[str, str]:
+        return {
+            **self.minute.headers(),
+            "X-RateLimit-Limit-Month": str(self.month.limit),
+            "X-RateLimit-Remaining-Month": str(self.month.remaining),
+            "X-RateLimit-Reset-Month": str(self.month.reset_seconds),
+        }
+
+    def refusal(self, now: datetime) -> RateLimitedError | None:
+        """The 429 for the limit that was hit (the month first: waiting a minute does not help)."""
+        if not self.month.allowed:
+            resets_at = self.month_resets_at
+            return RateLimitedError(
+                f"the plan's monthly quota of {self.month.limit} API requests is used up; it resets at"
+                f" {resets_at:%Y-%m-%dT%H:%M:%SZ} (the start of the next calendar month, UTC)",
+                retry_after=self.month.reset_seconds,
+                details={
+                    "limit": self.month.limit,
+                    "window": "month",
+                    "resets_at": f"{resets_at:%Y-%m-%dT%H:%M:%SZ}",
+                },
+                code="monthly_quota_exceeded",
+            )
+        if not self.minute.allowed:
+            resets_at = now + timedelta(seconds=self.minute.reset_seconds)
+            return RateLimitedError(
+                f"the plan allows {self.minute.limit} API requests per minute; retry in"
+                f" {self.minute.reset_seconds} s",
+                retry_after=self.minute.reset_seconds,
+                details={
+                    "limit": self.minute.limit,
+                    "window": "minute",
+                    "window_seconds": 60,
+                    "resets_at": f"{resets_at:%Y-%m-%dT%H:%M:%SZ}",
+                },
+            )
+        return None
+
+
 class NoRateLimit:
     """Counts nothing (benchmarks and load tests that measure the API, not the limiter). Given a Redis
     client it still reads ``get_keys`` (one round trip), so revocation checks behave as in production."""
@@ -173,12 +261,18 @@ class NoRateLimit:
     def hit_and_get(
         self, key: str, limit: int, window_seconds: int, get_keys: Sequence[str]
     ) -> tuple[RateDecision, list[str | None] | None]:
-        decision = self.hit(key, limit, window_seconds)
+        decisions, values = self.hit_all_and_get([(key, limit, window_seconds)], get_keys)
+        return decisions[0], values
+
+    def hit_all_and_get(
+        self, rules: Sequence[tuple[str, int, int]], get_keys: Sequence[str]
+    ) -> tuple[list[RateDecision], list[str | None] | None]:
+        decisions = [self.hit(*rule) for rule in rules]
         if not get_keys:
-            return decision, []
+            return decisions, []
         if self._redis is None:
-            return decision, None
+            return decisions, None
         try:
-            return decision, [_text(v) for v in self._redis.mget(list(get_keys))]
+            return decisions, [_text(v) for v in self._redis.mget(list(get_keys))]
         except redis.RedisError:
-            return decision, None
+            return decisions, None

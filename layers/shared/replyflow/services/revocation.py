@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import redis
 from sqlalchemy.orm import Session
@@ -41,8 +42,9 @@ from replyflow.db.after_commit import after_commit
 from replyflow.db.repositories import api_keys, refresh_tokens, tenants
 from replyflow.errors import ReplyflowError, UnauthorizedError
 from replyflow.observability import logger
-from replyflow.ports import RateDecision, RateLimiter, RevocationStore
+from replyflow.ports import RateLimiter, RevocationStore
 from replyflow.services.access import Principal, role_rank
+from replyflow.services.rate_limit_api import TenantBudget, month_window, tenant_rules
 
 PREFIX = "rf:rev"
 TRUSTED_SINCE_KEY = f"{PREFIX}:since"
@@ -216,12 +218,17 @@ def admit(
     principal: Principal,
     per_minute: int,
     verify: Callable[[Principal], None],
-) -> RateDecision:
-    """One round trip: counts the request against the tenant's budget and reads the caller's entries.
-    Raises the 401 of a revoked caller (before any 429); the caller raises the 429 from the decision."""
-    decision, values = limiter.hit_and_get(f"api:{principal.tenant_id}", per_minute, 60, read_keys(principal))
+    *,
+    plan_code: str | None,
+    now: datetime,
+) -> TenantBudget:
+    """One round trip: counts the request against the tenant's per-minute and monthly budgets and reads
+    the caller's entries. Raises the 401 of a revoked caller (before any 429); the caller raises the 429
+    from the budget (``TenantBudget.refusal``)."""
+    rules = tenant_rules(principal.tenant_id, plan_code, per_minute, now)
+    decisions, values = limiter.hit_all_and_get(rules, read_keys(principal))
     if values is not None and values[0] is None:
         revoker.mark_trusted()
     if judge(principal, values, revoker.now_ms()):
         verify(principal)
-    return decision
+    return TenantBudget(decisions[0], decisions[1], month_window(now)[1])

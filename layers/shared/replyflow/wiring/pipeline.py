@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from replyflow.clock import SystemClock
@@ -62,6 +63,10 @@ class PipelineDeps:
             cooldowns=RedisCooldowns(self.clients.redis),
             publisher=self.publisher,
             clock=self.clock,
+            comments=self.graph,
+            cipher=self.clients.cipher,
+            live_window=timedelta(seconds=self.settings.live_private_reply_window_seconds),
+            edge_margin=timedelta(seconds=self.settings.private_reply_edge_margin_seconds),
         )
 
     @once
@@ -156,6 +161,9 @@ class GraphOnUse:
 
     def reply_to_comment(self, comment_id: str, access_token: str, text: str) -> GraphResult:
         return self._real().reply_to_comment(comment_id, access_token, text)
+
+    def comment_created_at(self, comment_id: str, access_token: str) -> datetime | None:
+        return self._real().comment_created_at(comment_id, access_token)
 
 
 def load_route(clients: Clients, ig_user_id: str) -> AccountRoute | None:
