@@ -20,6 +20,7 @@ from replyflow.errors import SignatureError, UnauthorizedError
 from replyflow.services import cache_keys
 from replyflow.services.intake import AccountRoute, RouteResolver, sign, verify_handshake, verify_signature
 from replyflow.settings import Settings
+from replyflow.wiring.core import Clients
 from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
 from tests.conftest import REFERENCE_EVENTS_DIR, ROOT, load_event
 from tests.support_pipeline import SECRET, DictCache, MemoryQueues, comment_body, lambda_context, webhook_post
@@ -373,7 +374,10 @@ def test_the_handler_accepts_the_meta_app_secret_too_and_logs_which_secret_signe
         update={"meta_app_secret": SecretStr("meta-app-secret-value")}
     )
     deps = build_pipeline(
-        settings, clients=webhook.deps.clients, publisher=webhook.queues, route_loader=webhook.deps.route_loader
+        settings,
+        clients=Clients(settings),  # the clients read the app secrets from their settings
+        publisher=webhook.queues,
+        route_loader=webhook.deps.route_loader,
     )
     invoke = make_handler(lambda: deps)
     body = comment_body(ACCOUNT, "17900000000000777")
