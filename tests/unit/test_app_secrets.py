@@ -14,6 +14,8 @@ import pytest
 from moto import mock_aws
 from pydantic import SecretStr
 
+# Imported at collection: its first import sets up the X-Ray recorder, which opens a socket.
+from replyflow.adapters import redis_client  # noqa: F401
 from replyflow.adapters.crypto import RotatingCipher, TokenCipher, WrongKeyError
 from replyflow.adapters.jwt_keys import InvalidTokenError, KeyRing, key_ring_of
 from replyflow.adapters.secrets import (
@@ -27,6 +29,7 @@ from replyflow.adapters.secrets import (
 )
 from replyflow.errors import SignatureError
 from replyflow.settings import Settings
+from replyflow.wiring.core import Clients
 
 REGION = "us-east-1"
 APP = "replyflow/test/app"
@@ -302,3 +305,18 @@ def test_deployed_settings_name_secrets_instead_of_holding_them(sm: Any) -> None
     assert values.instagram_app_secret.get_secret_value() == current(sm, APP)["INSTAGRAM_APP_SECRET"]
     with pytest.raises(ValueError, match="INSTAGRAM_APP_SECRET must be set"):
         Settings(environment="prod")
+
+
+def test_the_redis_auth_token_is_the_clients_password_not_part_of_the_url(sm: Any) -> None:
+    settings = Settings(
+        environment="test",
+        redis_url="rediss://cache.example.internal:6379/0",
+        redis_auth_secret_arn=REDIS,
+        aws_region=REGION,
+    )
+    client = Clients(settings).redis  # builds the client; no connection is opened yet
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["password"] == current(sm, REDIS)["token"]
+    assert kwargs["host"] == "cache.example.internal"
+    local = Clients(Settings(environment="test", redis_url="redis://:pw@127.0.0.1:1/0")).redis
+    assert local.connection_pool.connection_kwargs["password"] == "pw"  # locally the URL's own
