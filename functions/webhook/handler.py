@@ -20,13 +20,15 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from replyflow.adapters.secrets import with_fresh_retry
 from replyflow.errors import MalformedJsonError, SignatureError
 from replyflow.observability import MetricUnit, logger, metrics, tracer
-from replyflow.services.intake import intake, verify_handshake
+from replyflow.services.intake import IntakeResult, intake, verify_handshake
 from replyflow.settings import get_settings
 from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
 
 if TYPE_CHECKING:
+    from replyflow.adapters.secrets import SecretValues
     from replyflow.wiring.roots import Handler, Roots
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -69,8 +71,12 @@ lambda_handler = make_handler(_deps)
 
 def _handshake(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:
     params = event.get("queryStringParameters") or {}
-    token = deps.settings.instagram_verify_token.get_secret_value()
-    challenge = verify_handshake(params, token)
+    secrets = deps.clients.app_secrets
+    challenge = verify_handshake(params, secrets.get().instagram_verify_token.get_secret_value())
+    if challenge is None and params.get("hub.mode") == "subscribe":
+        fresh = secrets.refresh()  # a rotated verify token; rate-limited, so a flood reads it rarely
+        if fresh is not None:
+            challenge = verify_handshake(params, fresh.instagram_verify_token.get_secret_value())
     if challenge is None:
         logger.warning("webhook handshake refused", extra={"mode": params.get("hub.mode")})
         return _error(403, "forbidden", "verification failed")
@@ -83,16 +89,24 @@ def _deliver(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:
     except binascii.Error:
         return _error(400, "bad_request", "the body is flagged base64 but is not valid base64")
     headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
-    named = deps.settings.named_app_secrets
-    try:
-        result = intake(
+    signature = headers.get("x-hub-signature-256")
+
+    def deliver(values: SecretValues) -> IntakeResult:
+        named = values.named_app_secrets
+        return intake(
             body,
-            headers.get("x-hub-signature-256"),
+            signature,
             secrets=[secret for _name, secret in named],
             resolver=deps.route_resolver,
             publisher=deps.publisher,
             on_signature=lambda index: logger.debug("webhook signed", extra={"signed_with": named[index][0]}),
         )
+
+    try:
+        # The signature is checked before anything is routed or sent, so a retry with re-read app
+        # secrets (rotated since they were cached) repeats nothing; an unsigned body is not retried.
+        failures: tuple[type[Exception], ...] = (SignatureError,) if signature else ()
+        result = with_fresh_retry(deps.clients.app_secrets, deliver, failures)
     except SignatureError as exc:
         metrics.add_metric(name="WebhookSignatureRejected", unit=MetricUnit.Count, value=1)
         logger.warning("webhook signature rejected", extra={"reason": str(exc)})

@@ -391,18 +391,75 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     return [actions] if isinstance(actions, str) else list(actions)
 
 
-def test_function_secrets_come_from_secrets_manager(functions: dict[str, Any]) -> None:
-    secret_names = {
-        "INSTAGRAM_APP_SECRET",
-        "META_APP_SECRET",
-        "INSTAGRAM_VERIFY_TOKEN",
-        "TOKEN_ENCRYPTION_KEY",
-        "JWT_SIGNING_KEYS",
-    }
+SECRET_SETTINGS = {
+    "INSTAGRAM_APP_SECRET",
+    "META_APP_SECRET",
+    "INSTAGRAM_APP_SECRET_SECONDARY",
+    "INSTAGRAM_VERIFY_TOKEN",
+    "TOKEN_ENCRYPTION_KEY",
+    "TOKEN_ENCRYPTION_PREVIOUS_KEYS",
+    "JWT_SIGNING_KEYS",
+    "JWT_ACTIVE_KID",
+}
+APP_SECRET = {"Fn::GetAtt": ["Storage", "Outputs.AppSecretArn"]}
+REDIS_SECRET = {"Fn::GetAtt": ["Cache", "Outputs.AuthSecretArn"]}
+DATABASE_SECRETS = [
+    {"Fn::GetAtt": ["Database", "Outputs.DatabaseSecretArn"]},
+    {"Fn::GetAtt": ["Database", "Outputs.AppUserSecretArn"]},
+]
+# What each function reads at run time, and nothing more.
+SECRETS_READ = {
+    "ApiFunction": [APP_SECRET, REDIS_SECRET],
+    "AuthorizerFunction": [APP_SECRET, REDIS_SECRET],
+    "WebhookFunction": [APP_SECRET, REDIS_SECRET],
+    "ProcessorHighFunction": [REDIS_SECRET],
+    "ProcessorDefaultFunction": [REDIS_SECRET],
+    "ProcessorLowFunction": [REDIS_SECRET],
+    "SenderHighFunction": [APP_SECRET, REDIS_SECRET],
+    "SenderDefaultFunction": [APP_SECRET, REDIS_SECRET],
+    "SenderLowFunction": [APP_SECRET, REDIS_SECRET],
+    "JobsFunction": [APP_SECRET, REDIS_SECRET],
+    "MigrateFunction": DATABASE_SECRETS,
+}
+
+
+def _environment(template: dict[str, Any], fn: dict[str, Any]) -> dict[str, Any]:
+    """A function's variables as SAM deploys them: the Globals' merged under its own."""
+    merged = dict(_globals(template)["Environment"]["Variables"])
+    merged.update(fn["Properties"].get("Environment", {}).get("Variables", {}))
+    return merged
+
+
+def test_no_function_environment_holds_a_secret(template: dict[str, Any], functions: dict[str, Any]) -> None:
     for name, fn in functions.items():
-        variables = fn["Properties"].get("Environment", {}).get("Variables", {})
-        for key in secret_names & set(variables):
-            assert "{{resolve:secretsmanager:" in json.dumps(variables[key]), (name, key)
+        variables = _environment(template, fn)
+        assert "{{resolve:" not in json.dumps(variables), name
+        assert not SECRET_SETTINGS & set(variables), name
+        # The Redis AUTH token is read from its secret and passed as the password, not in the URL.
+        assert "@" not in json.dumps(variables["REDIS_URL"]), name
+    assert "SecretsVersion" not in template["Parameters"]
+
+
+def test_each_function_may_read_only_the_secrets_it_uses(functions: dict[str, Any]) -> None:
+    assert set(SECRETS_READ) == set(functions)
+    for name, fn in functions.items():
+        reads = [s for s in _statements(fn) if "secretsmanager:GetSecretValue" in _actions(s)]
+        assert len(reads) == 1, name
+        assert _actions(reads[0]) == ["secretsmanager:GetSecretValue"], name
+        resources = reads[0]["Resource"]
+        assert (resources if isinstance(resources, list) else [resources]) == SECRETS_READ[name], name
+        other = [s for s in _statements(fn) if any(a.startswith("secretsmanager:") for a in _actions(s))]
+        assert other == reads, name
+
+
+def test_a_function_is_configured_with_exactly_the_secrets_its_role_reads(
+    template: dict[str, Any], functions: dict[str, Any]
+) -> None:
+    for name, fn in functions.items():
+        variables = _environment(template, fn)
+        named = [variables[key] for key in ("APP_SECRETS_ARN", "REDIS_AUTH_SECRET_ARN") if key in variables]
+        expected = [s for s in SECRETS_READ[name] if s in (APP_SECRET, REDIS_SECRET)]
+        assert named == expected, name
 
 
 def test_dynamic_references_fit_cloudformations_limit(
@@ -415,17 +472,6 @@ def test_dynamic_references_fit_cloudformations_limit(
     global_refs = count(_globals(template)) * len(functions)
     other_refs = count({k: v for k, v in template.items() if k != "Globals"})
     assert global_refs + other_refs <= 60
-
-
-def test_functions_get_the_secrets_the_settings_model_requires(template: dict[str, Any]) -> None:
-    variables = _globals(template)["Environment"]["Variables"]
-    for name in (
-        "INSTAGRAM_APP_SECRET",
-        "INSTAGRAM_VERIFY_TOKEN",
-        "TOKEN_ENCRYPTION_KEY",
-        "JWT_SIGNING_KEYS",
-    ):
-        assert "{{resolve:secretsmanager:" in json.dumps(variables[name]), name
 
 
 def test_gateway_made_errors_keep_the_one_error_shape(template: dict[str, Any]) -> None:

@@ -61,6 +61,24 @@ def test_network_has_private_subnets_and_egress(nested: dict[str, Any]) -> None:
     assert all("NatGatewayId" in r["Properties"] for r in private_routes)
 
 
+def test_secrets_manager_is_reached_through_an_interface_endpoint(nested: dict[str, Any]) -> None:
+    network = nested["network"]
+    endpoints = resources_of(network, "AWS::EC2::VPCEndpoint")
+    (props,) = [
+        e["Properties"]
+        for e in endpoints.values()
+        if "secretsmanager" in json.dumps(e["Properties"]["ServiceName"])
+    ]
+    assert props["VpcEndpointType"] == "Interface"
+    assert props["PrivateDnsEnabled"] is True  # the SDK's default endpoint resolves to it
+    assert props["SubnetIds"] == [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}]
+    (group,) = props["SecurityGroupIds"]
+    ingress = network["Resources"][group["Ref"]]["Properties"]["SecurityGroupIngress"]
+    assert [(r["FromPort"], r["SourceSecurityGroupId"]) for r in ingress] == [
+        (443, {"Ref": "LambdaSecurityGroup"})
+    ]
+
+
 def test_aurora_is_serverless_v2_with_writer_reader_and_backups(nested: dict[str, Any]) -> None:
     database = nested["database"]
     cluster = _one(database, "AWS::RDS::DBCluster")

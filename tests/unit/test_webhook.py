@@ -20,6 +20,7 @@ from replyflow.errors import SignatureError, UnauthorizedError
 from replyflow.services import cache_keys
 from replyflow.services.intake import AccountRoute, RouteResolver, sign, verify_handshake, verify_signature
 from replyflow.settings import Settings
+from replyflow.wiring.core import Clients
 from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
 from tests.conftest import REFERENCE_EVENTS_DIR, ROOT, load_event
 from tests.support_pipeline import SECRET, DictCache, MemoryQueues, comment_body, lambda_context, webhook_post
@@ -374,7 +375,7 @@ def test_the_handler_accepts_the_meta_app_secret_too_and_logs_which_secret_signe
     )
     deps = build_pipeline(
         settings,
-        clients=webhook.deps.clients,
+        clients=Clients(settings),  # the clients read the app secrets from their settings
         publisher=webhook.queues,
         route_loader=webhook.deps.route_loader,
     )
@@ -388,3 +389,58 @@ def test_the_handler_accepts_the_meta_app_secret_too_and_logs_which_secret_signe
     assert logged[-1] == {"signed_with": "instagram_app_secret"}
     forged = invoke(webhook_post(body, b"neither-secret"), lambda_context())
     assert forged["statusCode"] == 401
+
+
+# -- secrets read at run time (Secrets Manager), rotated without a redeploy -----------------------
+
+
+def test_the_webhook_reads_its_secrets_at_run_time_and_follows_a_rotation() -> None:
+    import base64
+    import os
+
+    import boto3
+    from moto import mock_aws
+
+    def document(app_secret: str, verify_token: str) -> str:
+        return json.dumps(
+            {
+                "INSTAGRAM_APP_SECRET": app_secret,
+                "INSTAGRAM_VERIFY_TOKEN": verify_token,
+                "TOKEN_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+                "JWT_SIGNING_KEYS": json.dumps({"k1": os.urandom(24).hex()}),
+                "JWT_ACTIVE_KID": "k1",
+            }
+        )
+
+    old_secret, new_secret = os.urandom(16).hex(), os.urandom(16).hex()
+    old_token, new_token = os.urandom(16).hex(), os.urandom(16).hex()
+    with mock_aws():
+        sm = boto3.client("secretsmanager", region_name="us-east-1")
+        arn = sm.create_secret(Name="replyflow/test/app", SecretString=document(old_secret, old_token))["ARN"]
+        # The settings hold the secret's ARN, not its values (the local defaults stay unused).
+        settings = Settings(environment="test", app_secrets_arn=arn)
+        queues = MemoryQueues()
+        deps = build_pipeline(settings, publisher=queues, route_loader=lambda ig: None)
+        deps.clients.cache.set_json(
+            cache_keys.account_route_key(ACCOUNT), AccountRoute("t1", "a1", "high", "active").to_json(), 60
+        )
+        world = WebhookWorld(queues, deps)
+        try:
+            hello = {"hub.mode": "subscribe", "hub.verify_token": old_token, "hub.challenge": "7"}
+            assert _get(world, hello)["statusCode"] == 200
+            body = comment_body(ACCOUNT, "17900000000000901")
+            assert world.invoke(webhook_post(body, old_secret.encode()))["statusCode"] == 200
+
+            sm.put_secret_value(SecretId=arn, SecretString=document(new_secret, new_token))
+            # The cached values do not match: the function re-reads the secret once and accepts.
+            rotated = comment_body(ACCOUNT, "17900000000000902")
+            assert world.invoke(webhook_post(rotated, new_secret.encode()))["statusCode"] == 200
+            assert _get(world, {**hello, "hub.verify_token": new_token})["statusCode"] == 200
+            assert queues.pending("events-high") == 2
+            # Neither the old secret nor the unused local default passes; re-reads are rate-limited.
+            local_default = Settings.model_fields["instagram_app_secret"].default.get_secret_value()
+            for forged in (old_secret, local_default):
+                assert world.invoke(webhook_post(body, forged.encode()))["statusCode"] == 401
+            assert deps.clients.app_secrets.loads == 2
+        finally:
+            deps.clients.cache.delete(cache_keys.account_route_key(ACCOUNT))

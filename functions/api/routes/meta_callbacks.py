@@ -40,6 +40,17 @@ def _status_url() -> str:
     return f"{proto}://{host}{prefix}/v1/data-deletion/{{code}}"
 
 
+def _parse(signed_request: str) -> meta_callbacks.SignedRequest:
+    """Verified with the app secrets; re-read once when they fail (a rotated app secret)."""
+    from replyflow.adapters.secrets import with_fresh_retry
+
+    return with_fresh_retry(
+        core.app_secrets(),
+        lambda values: meta_callbacks.parse_signed_request(signed_request, values.app_secrets),
+        (meta_callbacks.InvalidSignedRequestError,),
+    )
+
+
 @router.post(
     "/data-deletion",
     tags=["meta"],
@@ -50,7 +61,7 @@ def _status_url() -> str:
     responses=documented(200, 400, public=True, body=True),
 )
 def data_deletion(signed_request: SignedRequestField) -> DeletionReceipt:
-    request = meta_callbacks.parse_signed_request(signed_request, core.settings().app_secrets)
+    request = _parse(signed_request)
     with wiring.unit_of_work() as session:
         return meta_callbacks.request_deletion(
             session, wiring.cache(), request, status_url=_status_url(), now=utcnow()
@@ -78,6 +89,6 @@ def data_deletion_status(code: Annotated[str, Path(max_length=64)]) -> DeletionS
     responses=documented(200, 400, public=True, body=True),
 )
 def deauthorize(signed_request: SignedRequestField) -> DeauthorizeResult:
-    request = meta_callbacks.parse_signed_request(signed_request, core.settings().app_secrets)
+    request = _parse(signed_request)
     with wiring.unit_of_work() as session:
         return meta_callbacks.deauthorize(session, wiring.cache(), request, now=utcnow())

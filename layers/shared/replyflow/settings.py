@@ -104,6 +104,15 @@ class Settings(BaseSettings):
         default_factory=lambda: {"local-1": "local-only-jwt-secret-change-me-please-0123456789"}, repr=False
     )
     jwt_active_kid: str = "local-1"
+    # Keys that sealed older token blobs: they still decrypt, never encrypt (a JSON list).
+    token_encryption_previous_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, repr=False
+    )
+    # In AWS the secrets above are not in the environment: these name the Secrets Manager secrets the
+    # function reads at run time (adapters/secrets.py), cached for SECRETS_MAX_AGE_SECONDS.
+    app_secrets_arn: str | None = None
+    redis_auth_secret_arn: str | None = None
+    secrets_max_age_seconds: int = Field(default=300, ge=1, le=3600)
     jwt_issuer: str = "replyflow"
     jwt_audience: str = "replyflow-api"
     access_token_ttl_seconds: int = 900
@@ -167,6 +176,21 @@ class Settings(BaseSettings):
             return parsed
         return value
 
+    @field_validator("token_encryption_previous_keys", mode="before")
+    @classmethod
+    def _json_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            parsed = json.loads(value) if value.strip() else []
+            if not isinstance(parsed, list):
+                raise ValueError("must be a JSON list")
+            return parsed
+        return value
+
+    @property
+    def secrets_from_secrets_manager(self) -> bool:
+        """The function reads its secrets from Secrets Manager at run time, not from the environment."""
+        return self.app_secrets_arn is not None or self.redis_auth_secret_arn is not None
+
     @field_validator("cors_allow_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -179,7 +203,7 @@ class Settings(BaseSettings):
         """Fail closed: a deployed stack must never run on the development defaults, on a weak or empty
         secret, or with credentialed CORS open to every origin. Messages name the setting, never the
         value."""
-        if self.environment in {"dev", "prod"}:
+        if self.environment in {"dev", "prod"} and not self.secrets_from_secrets_manager:
             defaults = Settings.model_fields
             for name in ("instagram_app_secret", "instagram_verify_token", "token_encryption_key"):
                 if getattr(self, name) == defaults[name].default:
@@ -187,12 +211,13 @@ class Settings(BaseSettings):
             if self.jwt_signing_keys == defaults["jwt_signing_keys"].get_default(call_default_factory=True):
                 raise ValueError("JWT_SIGNING_KEYS must be set outside the local stack")
             self._refuse_weak_secrets()
-            if self.cors_allow_credentials and (
-                not self.cors_allow_origins or "*" in self.cors_allow_origins
-            ):
-                raise ValueError(
-                    "CORS_ALLOW_ORIGINS=* with CORS_ALLOW_CREDENTIALS: name the allowed origins instead"
-                )
+        credentialed_wildcard = self.cors_allow_credentials and (
+            not self.cors_allow_origins or "*" in self.cors_allow_origins
+        )
+        if self.environment in {"dev", "prod"} and credentialed_wildcard:
+            raise ValueError(
+                "CORS_ALLOW_ORIGINS=* with CORS_ALLOW_CREDENTIALS: name the allowed origins instead"
+            )
         return self
 
     def _refuse_weak_secrets(self) -> None:
@@ -213,6 +238,10 @@ class Settings(BaseSettings):
         reason = weak_aes_key_reason(self.token_encryption_key.get_secret_value())
         if reason:
             raise ValueError(f"TOKEN_ENCRYPTION_KEY {reason}")
+        for index, key in enumerate(self.token_encryption_previous_keys):
+            reason = weak_aes_key_reason(key.get_secret_value())
+            if reason:
+                raise ValueError(f"TOKEN_ENCRYPTION_PREVIOUS_KEYS[{index}] {reason}")
 
     @property
     def app_secrets(self) -> list[bytes]:

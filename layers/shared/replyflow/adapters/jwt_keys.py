@@ -7,7 +7,10 @@ Invariants:
   leaves tokens signed with the previous one valid until they expire (remove the old key after one
   access-token TTL);
 - ``algorithms=["HS256"]`` is passed explicitly: ``alg: none`` and algorithm confusion are refused;
-- the purpose (``typ``) is part of the audience check: an OAuth state can never pass as an access token.
+- the purpose (``typ``) is part of the audience check: an OAuth state can never pass as an access token;
+- a ring built with ``reload`` (the app's secrets, read at run time) asks it once for a fresh ring when
+  a token names an unknown kid or its signature does not verify (keys rotated since they were cached);
+  when that brings no other keys the failure stands.
 
 This module imports PyJWT only: the authorizer uses it and must stay lean.
 """
@@ -16,12 +19,16 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from replyflow.errors import UnauthorizedError
+
+if TYPE_CHECKING:
+    from replyflow.adapters.secrets import AppSecrets, SecretValues
 
 ALGORITHM = "HS256"
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub"]
@@ -32,6 +39,12 @@ class InvalidTokenError(UnauthorizedError):
 
     code = "invalid_token"
 
+    def __init__(
+        self, message: str, *, key_related: bool = False, details: Any = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, details=details, code=code)
+        self.key_related = key_related  # unknown kid or bad signature: fresher keys may verify it
+
 
 @dataclass(frozen=True)
 class KeyRing:
@@ -39,6 +52,7 @@ class KeyRing:
     active_kid: str
     issuer: str
     audience: str
+    reload: Callable[[], KeyRing | None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.active_kid not in self.keys:
@@ -63,13 +77,24 @@ class KeyRing:
 
     def decode(self, token: str, *, audience: str | None = None, typ: str | None = None) -> dict[str, Any]:
         try:
+            return self._decode(token, audience=audience, typ=typ)
+        except InvalidTokenError as error:
+            if self.reload is None or not error.key_related:
+                raise
+            fresh = self.reload()
+            if fresh is None or fresh.keys == self.keys:
+                raise
+            return fresh._decode(token, audience=audience, typ=typ)
+
+    def _decode(self, token: str, *, audience: str | None, typ: str | None) -> dict[str, Any]:
+        try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as error:
             raise InvalidTokenError("malformed token") from error
         kid = header.get("kid")
         secret = self.keys.get(kid) if isinstance(kid, str) else None
         if secret is None:
-            raise InvalidTokenError("unknown signing key")
+            raise InvalidTokenError("unknown signing key", key_related=True)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -79,8 +104,29 @@ class KeyRing:
                 issuer=self.issuer,
                 options={"require": _REQUIRED},
             )
+        except jwt.InvalidSignatureError as error:
+            raise InvalidTokenError(str(error), key_related=True) from error
         except jwt.PyJWTError as error:
             raise InvalidTokenError(str(error)) from error
         if typ is not None and claims.get("typ") != typ:
             raise InvalidTokenError("wrong token type")
         return claims
+
+
+def key_ring_of(secrets: AppSecrets, *, issuer: str, audience: str) -> KeyRing:
+    """The ring of the app's current JWT keys; it reloads them once on a key-related failure."""
+
+    def ring(values: SecretValues, *, reloads: bool) -> KeyRing:
+        return KeyRing(
+            keys=dict(values.jwt_signing_keys),
+            active_kid=values.jwt_active_kid,
+            issuer=issuer,
+            audience=audience,
+            reload=reload if reloads else None,
+        )
+
+    def reload() -> KeyRing | None:
+        fresh = secrets.refresh()
+        return None if fresh is None else ring(fresh, reloads=False)
+
+    return ring(secrets.get(), reloads=True)

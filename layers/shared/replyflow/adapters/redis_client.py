@@ -173,12 +173,16 @@ def redis_options(breaker: CircuitBreaker | None = None) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=4)
-def get_redis(url: str | None) -> redis.Redis:
+def get_redis(url: str | None, password: str | None = None) -> redis.Redis:
+    """A client of ``url``; ``password`` (the AUTH token read from its secret) wins over one in the URL."""
     if url is None:
         import fakeredis  # imported only on the local stack: never in a Lambda
 
         return fakeredis.FakeRedis(server=_fake_server(), decode_responses=False)
-    return redis.Redis.from_url(url, **redis_options())
+    options = redis_options()
+    if password is not None:
+        options["password"] = password
+    return redis.Redis.from_url(url, **options)
 
 
 @lru_cache(maxsize=1)

@@ -1,9 +1,40 @@
-"""Secrets Manager JSON secrets (the database credentials the migrate function reads at run time)."""
+"""Secrets at run time.
+
+Two readers live here:
+
+- :class:`SecretsManagerReader`: plain JSON secrets (the database credentials the migrate function
+  reads while it provisions the schema);
+- :class:`AppSecrets`: the app's own secrets (Instagram and Meta app secrets, the webhook verify
+  token, the JWT signing keys, the token encryption keys and the Redis AUTH token) as one validated
+  :class:`SecretValues`, read lazily on first use and cached for ``max_age`` seconds. In AWS they are
+  read from Secrets Manager with the Powertools parameters utility (the function's configuration
+  holds only the secrets' ARNs); on the local stack they come from the settings (the environment).
+
+A caller whose check fails on a secret (a webhook signature, a JWT of an unknown kid, a token blob
+sealed under an unknown key) calls :meth:`AppSecrets.refresh` once and retries with what it returns:
+a rotation is then picked up at once instead of after ``max_age``. Refreshes are rate-limited
+(``min_refresh_seconds``), so a flood of forged signatures cannot turn into a flood of Secrets
+Manager calls; a refresh that brings nothing new lets the failure stand. Values never reach a log:
+validation errors name the field, never the value.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from replyflow.errors import ReplyflowError
+
+if TYPE_CHECKING:
+    from replyflow.settings import Settings
+
+DEFAULT_MAX_AGE_SECONDS = 300
+MIN_REFRESH_SECONDS = 30.0
 
 
 class SecretsManagerReader:
@@ -16,3 +47,247 @@ class SecretsManagerReader:
         if not isinstance(parsed, dict):
             raise ValueError(f"secret {secret_id} is not a JSON object")
         return parsed
+
+
+class SecretsUnavailableError(ReplyflowError):
+    """The app secret could not be read or does not hold valid values (the message names fields only):
+    a configuration error of the deployment, so a 5xx (nothing the caller did)."""
+
+    code = "secrets_unavailable"
+    status = 503
+
+
+def _json_if_string(value: object) -> object:
+    if isinstance(value, str):
+        return json.loads(value) if value.strip() else None
+    return value
+
+
+class SecretValues(BaseModel):
+    """One consistent set of the app's secrets. ``token_encryption_key`` seals new blobs; it and
+    ``token_encryption_previous_keys`` open old ones. ``jwt_active_kid`` signs; every key verifies."""
+
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
+
+    instagram_app_secret: SecretStr
+    meta_app_secret: SecretStr | None = None
+    instagram_verify_token: SecretStr
+    token_encryption_key: SecretStr
+    token_encryption_previous_keys: tuple[SecretStr, ...] = ()
+    jwt_signing_keys: dict[str, str] = Field(repr=False)
+    jwt_active_kid: str
+    redis_auth_token: SecretStr | None = None
+
+    @field_validator("jwt_signing_keys", mode="before")
+    @classmethod
+    def _keys_map(cls, value: object) -> object:
+        parsed = _json_if_string(value)
+        if not isinstance(parsed, dict):
+            raise ValueError("must be a JSON object of kid -> key")
+        return parsed
+
+    @field_validator("token_encryption_previous_keys", mode="before")
+    @classmethod
+    def _keys_list(cls, value: object) -> object:
+        parsed = _json_if_string(value)
+        if parsed is None:
+            return ()
+        if not isinstance(parsed, list | tuple):
+            raise ValueError("must be a JSON list of keys")
+        return parsed
+
+    @property
+    def named_app_secrets(self) -> list[tuple[str, bytes]]:
+        """The secrets a webhook signature or a ``signed_request`` may be made with, by name."""
+        pairs = [
+            ("instagram_app_secret", self.instagram_app_secret),
+            ("meta_app_secret", self.meta_app_secret),
+        ]
+        return [(name, s.get_secret_value().encode()) for name, s in pairs if s and s.get_secret_value()]
+
+    @property
+    def app_secrets(self) -> list[bytes]:
+        return [secret for _name, secret in self.named_app_secrets]
+
+    @property
+    def token_keys(self) -> list[str]:
+        """Every token encryption key, the sealing one first."""
+        keys = [self.token_encryption_key, *self.token_encryption_previous_keys]
+        return [k.get_secret_value() for k in keys]
+
+    def weak_reason(self) -> str | None:
+        """Why these values must not run a deployed stack (names the field, never the value)."""
+        from replyflow.settings import weak_aes_key_reason, weak_secret_reason
+
+        if self.jwt_active_kid not in self.jwt_signing_keys:
+            return "JWT_ACTIVE_KID is not in JWT_SIGNING_KEYS"
+        named = [
+            ("INSTAGRAM_APP_SECRET", self.instagram_app_secret.get_secret_value()),
+            ("INSTAGRAM_VERIFY_TOKEN", self.instagram_verify_token.get_secret_value()),
+        ]
+        if self.meta_app_secret is not None and self.meta_app_secret.get_secret_value():
+            named.append(("META_APP_SECRET", self.meta_app_secret.get_secret_value()))
+        named += [(f"JWT_SIGNING_KEYS[{kid}]", key) for kid, key in self.jwt_signing_keys.items()]
+        for name, value in named:
+            reason = weak_secret_reason(value)
+            if reason:
+                return f"{name} {reason}"
+        for index, key in enumerate(self.token_keys):
+            reason = weak_aes_key_reason(key)
+            if reason:
+                name = f"TOKEN_ENCRYPTION_PREVIOUS_KEYS[{index - 1}]" if index else "TOKEN_ENCRYPTION_KEY"
+                return f"{name} {reason}"
+        return None
+
+
+def values_from_settings(settings: Settings) -> SecretValues:
+    """The local stack's secrets: the settings' own values (the environment)."""
+    return SecretValues(
+        instagram_app_secret=settings.instagram_app_secret,
+        meta_app_secret=settings.meta_app_secret,
+        instagram_verify_token=settings.instagram_verify_token,
+        token_encryption_key=settings.token_encryption_key,
+        token_encryption_previous_keys=tuple(settings.token_encryption_previous_keys),
+        jwt_signing_keys=dict(settings.jwt_signing_keys),
+        jwt_active_kid=settings.jwt_active_kid,
+    )
+
+
+def values_from_secrets(app: Mapping[str, Any], redis_token: str | None) -> SecretValues:
+    """Validated values of the app secret's JSON (keys named like the settings: ``JWT_SIGNING_KEYS``)."""
+    fields = {name.lower(): value for name, value in app.items()}
+    fields["redis_auth_token"] = redis_token
+    try:
+        known = {k: v for k, v in fields.items() if k in SecretValues.model_fields}
+        values = SecretValues.model_validate(known)
+    except ValidationError as error:
+        names = ", ".join(sorted({str(e["loc"][0]).upper() for e in error.errors() if e["loc"]}))
+        raise SecretsUnavailableError(f"the app secret does not hold valid values: {names}") from None
+    reason = values.weak_reason()
+    if reason:
+        raise SecretsUnavailableError(f"the app secret is not fit for a deployed stack: {reason}")
+    return values
+
+
+Loader = Callable[[bool], SecretValues]
+
+
+def secrets_manager_loader(
+    client: Any, *, app_secret_id: str | None, redis_secret_id: str | None, max_age: int
+) -> Loader:
+    """Reads the app secret (and the Redis AUTH secret's ``token``) with Powertools' SecretsProvider,
+    which caches each for ``max_age`` seconds; ``force=True`` skips that cache."""
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    provider = SecretsProvider(boto3_client=client)
+
+    def read(secret_id: str, force: bool) -> dict[str, Any]:
+        try:
+            value = provider.get(secret_id, transform="json", max_age=max_age, force_fetch=force)
+        except Exception as error:  # GetParameterError, TransformParameterError: both name the id only
+            reason = type(error).__name__
+            raise SecretsUnavailableError(f"secret {secret_id} could not be read: {reason}") from None
+        if not isinstance(value, dict):
+            raise SecretsUnavailableError(f"secret {secret_id} is not a JSON object")
+        return value
+
+    def load(force: bool) -> SecretValues:
+        app = read(app_secret_id, force) if app_secret_id else {}
+        token = read(redis_secret_id, force).get("token") if redis_secret_id else None
+        if not app_secret_id:
+            # Functions that read only the Redis token: no app values, placeholders that verify nothing.
+            return SecretValues(
+                instagram_app_secret=SecretStr(""),
+                instagram_verify_token=SecretStr(""),
+                token_encryption_key=SecretStr(""),
+                jwt_signing_keys={},
+                jwt_active_kid="",
+                redis_auth_token=SecretStr(token) if token else None,
+            )
+        return values_from_secrets(app, token)
+
+    return load
+
+
+class AppSecrets:
+    """The current :class:`SecretValues`, loaded on first use and re-read after ``max_age`` seconds.
+
+    ``refresh()`` re-reads now (bypassing every cache), at most once per ``min_refresh_seconds``; it
+    returns the new values, or None when nothing changed (or it was refused), so the caller's
+    failure stands."""
+
+    def __init__(
+        self,
+        load: Loader,
+        *,
+        max_age: float = DEFAULT_MAX_AGE_SECONDS,
+        min_refresh_seconds: float = MIN_REFRESH_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._max_age = max_age
+        self._min_refresh = min_refresh_seconds
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._values: SecretValues | None = None
+        self._loaded_at = 0.0
+        self._refreshed_at = -float("inf")
+        self.loads = 0  # how many times the loader ran (tests and metrics)
+
+    @classmethod
+    def fixed(cls, values: SecretValues) -> AppSecrets:
+        return cls(lambda _force: values, max_age=float("inf"))
+
+    def get(self) -> SecretValues:
+        now = self._monotonic()
+        with self._lock:
+            if self._values is None or now - self._loaded_at >= self._max_age:
+                self._store(self._load(False), now)
+            assert self._values is not None
+            return self._values
+
+    def refresh(self) -> SecretValues | None:
+        now = self._monotonic()
+        with self._lock:
+            if now - self._refreshed_at < self._min_refresh:
+                return None
+            self._refreshed_at = now
+            before = self._values
+            self._store(self._load(True), now)
+            return None if self._values == before else self._values
+
+    def _store(self, values: SecretValues, now: float) -> None:
+        self.loads += 1
+        self._values = values
+        self._loaded_at = now
+
+
+def app_secrets_for(settings: Settings, client_factory: Callable[[], Any]) -> AppSecrets:
+    """Secrets Manager when the settings name a secret (AWS), else the settings' own values (local)."""
+    if settings.app_secrets_arn is None and settings.redis_auth_secret_arn is None:
+        return AppSecrets.fixed(values_from_settings(settings))
+    max_age = settings.secrets_max_age_seconds
+    loader = secrets_manager_loader(
+        client_factory(),
+        app_secret_id=settings.app_secrets_arn,
+        redis_secret_id=settings.redis_auth_secret_arn,
+        max_age=max_age,
+    )
+    return AppSecrets(loader, max_age=max_age)
+
+
+_T = TypeVar("_T")
+
+
+def with_fresh_retry(
+    secrets: AppSecrets, use: Callable[[SecretValues], _T], failures: tuple[type[Exception], ...]
+) -> _T:
+    """``use`` the current values; on one of ``failures`` re-read the secrets once and retry, unless
+    the refresh brings nothing new (then the first failure stands)."""
+    try:
+        return use(secrets.get())
+    except failures:
+        fresh = secrets.refresh()
+        if fresh is None:
+            raise
+    return use(fresh)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, cast
 
-from replyflow.adapters.jwt_keys import KeyRing
+from replyflow.adapters.jwt_keys import KeyRing, key_ring_of
 from replyflow.wiring import core
 
 if TYPE_CHECKING:
@@ -28,12 +28,7 @@ if TYPE_CHECKING:
 
 def key_ring() -> KeyRing:
     s = core.settings()
-    return KeyRing(
-        keys=dict(s.jwt_signing_keys),
-        active_kid=s.jwt_active_kid,
-        issuer=s.jwt_issuer,
-        audience=s.jwt_audience,
-    )
+    return key_ring_of(core.app_secrets(), issuer=s.jwt_issuer, audience=s.jwt_audience)
 
 
 def auth_config() -> AuthConfig:
@@ -128,7 +123,7 @@ def oauth_config() -> OAuthConfig:
     s = core.settings()
     return OAuthConfig(
         app_id=s.instagram_app_id,
-        app_secret=s.instagram_app_secret.get_secret_value(),
+        app_secret=core.app_secrets().get().instagram_app_secret.get_secret_value(),
         authorize_url=s.instagram_oauth_authorize_url,
         redirect_uri=s.oauth_redirect_uri,
         keys=key_ring(),

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from replyflow.adapters.crypto import TokenCipher
     from replyflow.adapters.redis_client import RedisCache
+    from replyflow.adapters.secrets import AppSecrets
     from replyflow.ports import QueuePublisher
 
 _overrides: dict[str, object] = {}
@@ -89,10 +90,17 @@ class Clients:
         return session_factory(url, s.database_pool_size, s.database_iam_auth)
 
     @once
+    def app_secrets(self) -> AppSecrets:
+        """The app's secrets: Secrets Manager at run time in AWS, the settings locally."""
+        from replyflow.adapters.secrets import app_secrets_for
+
+        return app_secrets_for(self.settings, lambda: self.aws_client("secretsmanager"))
+
+    @once
     def redis(self) -> redis.Redis:
         from replyflow.adapters.redis_client import get_redis
 
-        return get_redis(self.settings.redis_url)
+        return get_redis(self.settings.redis_url, _redis_password(self.settings, self.app_secrets))
 
     @once
     def cache(self) -> RedisCache:
@@ -102,9 +110,9 @@ class Clients:
 
     @once
     def cipher(self) -> TokenCipher:
-        from replyflow.adapters.crypto import TokenCipher
+        from replyflow.adapters.crypto import RotatingCipher
 
-        return TokenCipher(self.settings.token_encryption_key.get_secret_value())
+        return RotatingCipher(self.app_secrets)
 
     def aws_client(self, service: str) -> Any:
         """A boto3 client in the configured region, at the configured endpoint override if any."""
@@ -168,8 +176,16 @@ def clear_overrides() -> None:
     reset_caches()
 
 
+def _redis_password(s: Settings, secrets: AppSecrets) -> str | None:
+    """The Redis AUTH token from its secret (AWS); locally any password stays in ``REDIS_URL``."""
+    if s.redis_url is None or s.redis_auth_secret_arn is None:
+        return None
+    token = secrets.get().redis_auth_token
+    return token.get_secret_value() if token is not None else None
+
+
 def reset_caches() -> None:
-    for fn in (writer_sessions, reader_sessions, redis_client, cache, cipher, _sqs_publisher):
+    for fn in (writer_sessions, reader_sessions, redis_client, cache, cipher, _sqs_publisher, app_secrets):
         fn.cache_clear()
 
 
@@ -191,10 +207,18 @@ def reader_sessions() -> sessionmaker[Session]:
 
 
 @lru_cache(maxsize=1)
+def app_secrets() -> AppSecrets:
+    """The app's secrets for the registry-style wiring (the API family): see ``Clients.app_secrets``."""
+    from replyflow.adapters.secrets import app_secrets_for
+
+    return app_secrets_for(settings(), lambda: aws_client("secretsmanager"))
+
+
+@lru_cache(maxsize=1)
 def redis_client() -> redis.Redis:
     from replyflow.adapters.redis_client import get_redis
 
-    return get_redis(settings().redis_url)
+    return get_redis(settings().redis_url, _redis_password(settings(), app_secrets()))
 
 
 @lru_cache(maxsize=1)
@@ -206,9 +230,9 @@ def cache() -> RedisCache:
 
 @lru_cache(maxsize=1)
 def cipher() -> TokenCipher:
-    from replyflow.adapters.crypto import TokenCipher
+    from replyflow.adapters.crypto import RotatingCipher
 
-    return TokenCipher(settings().token_encryption_key.get_secret_value())
+    return RotatingCipher(app_secrets())
 
 
 def queue_publisher() -> QueuePublisher:
