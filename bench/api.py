@@ -171,13 +171,18 @@ def _time_calls(
 
 
 def run(log_rows: int = 1_000_000, calls: int = 300, stats_calls: int = 5) -> list[dict[str, Any]]:
+    from api.handler import make_handler as make_api_handler
     from api.invoke import Gateway
+    from authorizer.handler import authenticate
+    from authorizer.handler import make_handler as make_authorizer_handler
     from replyflow.db.engine import session_scope
     from replyflow.db.repositories.plans import seed_plans
     from replyflow.services.cache_keys import automations_list_key
     from replyflow.services.rate_limit_api import NoRateLimit
     from replyflow.settings import Settings
     from replyflow.wiring import core
+    from replyflow.wiring.api import build_api, build_authorizer
+    from replyflow.wiring.core import Clients
 
     rows: list[dict[str, Any]] = []
     try:
@@ -185,12 +190,19 @@ def run(log_rows: int = 1_000_000, calls: int = 300, stats_calls: int = 5) -> li
             settings = Settings(
                 environment="test", database_url=db_url, redis_url=redis_url, access_token_ttl_seconds=3600
             )
-            core.override(settings=settings)
+            core.override(settings=settings)  # the setup below reads the database through core
+            clients = Clients(settings)
             # Counts nothing, but still reads the revocation entries in one round trip, as production does.
-            core.override(settings=settings, api_rate_limiter=NoRateLimit(core.redis_client()))
-            with session_scope(core.writer_sessions()) as session:
+            deps = build_api(settings, clients=clients, limiter=NoRateLimit(clients.redis))
+            authorizer = build_authorizer(settings, clients=clients)
+            with session_scope(clients.writer_sessions) as session:
                 seed_plans(session)
-            gateway = Gateway(source_ip="10.0.0.7", cache_policies=True)
+            gateway = Gateway(
+                make_api_handler(lambda: deps),
+                make_authorizer_handler(lambda: authorizer),
+                source_ip="10.0.0.7",
+                cache_policies=True,
+            )
             signup = gateway.request(
                 "POST",
                 "/v1/auth/signup",
@@ -214,12 +226,10 @@ def run(log_rows: int = 1_000_000, calls: int = 300, stats_calls: int = 5) -> li
             warm = gateway.request("GET", "/v1/automations", token=token)
             if warm.status == 401:
                 # The gateway turns any authorizer exception into a 401; show the real one.
-                from authorizer.handler import authenticate
-
-                authenticate(f"Bearer {token}")
+                authenticate(authorizer, f"Bearer {token}")
             if warm.status != 200:
                 raise RuntimeError(f"GET /v1/automations: {warm.status} {warm.body}")
-            cached = core.cache().get_json(automations_list_key(tenant_id)) is not None
+            cached = clients.cache.get_json(automations_list_key(tenant_id)) is not None
             samples, seconds, bad = _time_calls(gateway, token, "/v1/automations", None, calls)
             rows.append(
                 summarize(

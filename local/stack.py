@@ -222,6 +222,7 @@ class LocalStack:
         """Every family's dependencies on this stack: the broker as the queues, the stack's settings."""
         from replyflow.adapters.queues import BrokerPublisher, BrokerVisibility
         from replyflow.adapters.sqs_admin import BrokerQueueStats
+        from replyflow.wiring.api import build_api, build_authorizer
         from replyflow.wiring.core import Clients
         from replyflow.wiring.jobs import build_jobs
         from replyflow.wiring.pipeline import build_pipeline
@@ -239,6 +240,8 @@ class LocalStack:
                 queue_stats=BrokerQueueStats(broker),
                 metrics=metrics_store,
             ),
+            api=build_api(settings, clients=clients, publisher=publisher),
+            authorizer=build_authorizer(settings, clients=clients),
         )
 
     def _outbox(self) -> OutboxMailer | None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from api.handler import lambda_handler as api_handler
-from authorizer.handler import lambda_handler as authorizer_handler
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 UNAUTHENTICATED_PREFIXES = ("/v1/auth/", "/v1/data-deletion/")
 UNAUTHENTICATED_PATHS = frozenset(
@@ -88,6 +88,8 @@ class ApiResponse:
 class Gateway:
     """``cache_policies`` mimics API Gateway's authorizer result cache (keyed by the header, 300 s)."""
 
+    api: Handler
+    authorizer: Handler
     source_ip: str = "127.0.0.1"
     cache_policies: bool = False
     _policies: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
@@ -107,7 +109,7 @@ class Gateway:
             "path": path,
         }
         try:
-            result = authorizer_handler(event, AUTHORIZER_CONTEXT)
+            result = self.authorizer(event, AUTHORIZER_CONTEXT)
         except Exception:
             return None
         context = dict(result.get("context") or {})
@@ -153,7 +155,7 @@ class Gateway:
             **_proxy_body(body),
             "requestContext": request_context,
         }
-        raw = api_handler(event, API_CONTEXT)
+        raw = self.api(event, API_CONTEXT)
         out_headers = {k: v for k, v in (raw.get("headers") or {}).items()}
         for name, values in (raw.get("multiValueHeaders") or {}).items():
             if values:

@@ -12,18 +12,23 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from api.handler import make_handler as make_api_handler
 from api.invoke import ApiResponse, Gateway
+from authorizer.handler import make_handler as make_authorizer_handler
 from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
 from replyflow.adapters.mail_outbox import OutboxMailer
 from replyflow.db.engine import session_scope
 from replyflow.db.repositories.plans import seed_plans
+from replyflow.services.access import Principal
 from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
 from replyflow.settings import Settings
 from replyflow.wiring import core
+from replyflow.wiring.api import ApiDeps, AuthorizerDeps, build_api, build_authorizer
+from replyflow.wiring.core import Clients
 
 
 @dataclass
@@ -58,13 +63,48 @@ class FakeInstagramOAuth:
         self.calls.append("unsubscribe")
 
 
+@dataclass(frozen=True, eq=False)
+class RecordingApiDeps(ApiDeps):
+    """The API's root, recording the principals it checks in the database (the check still runs)."""
+
+    seen: list[Principal] = field(default_factory=list)
+
+    def verify_principal(self, principal: Principal) -> None:
+        self.seen.append(principal)
+        super().verify_principal(principal)
+
+
 @dataclass
 class ApiEnv:
-    gateway: Gateway
+    """The API over ``deps`` (read at every request: ``use`` swaps an adapter mid-test)."""
+
     oauth: FakeInstagramOAuth
     settings: Settings
     requeued: list[tuple[str, str]]
     outbox: OutboxMailer
+    deps: ApiDeps
+    authorizer: AuthorizerDeps
+    source_ip: str = "127.0.0.1"
+    gateway: Gateway = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gateway = self.client(self.source_ip)
+
+    def client(self, source_ip: str) -> Gateway:
+        """Another caller of the same API, from ``source_ip``."""
+        api = make_api_handler(lambda: self.deps)
+        return Gateway(api, make_authorizer_handler(lambda: self.authorizer), source_ip=source_ip)
+
+    def record_db_checks(self) -> list[Principal]:
+        """From now on, the principals the API checks in the database (when Redis cannot vouch)."""
+        seen: list[Principal] = []
+        current = {f.name: getattr(self.deps, f.name) for f in fields(ApiDeps)}
+        self.deps = RecordingApiDeps(**current, seen=seen)
+        return seen
+
+    def use(self, **changes: Any) -> None:
+        """Later requests run on these adapters instead (``limiter=``, ``revocation_store=``, ...)."""
+        self.deps = replace(self.deps, **changes)
 
     def call(self, method: str, path: str, **kwargs: Any) -> ApiResponse:
         return self.gateway.request(method, path, **kwargs)
@@ -114,28 +154,24 @@ def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv
     oauth = FakeInstagramOAuth()
     requeued: list[tuple[str, str]] = []
     outbox = OutboxMailer(Path(tempfile.mkdtemp(prefix="rf-outbox-")) / "outbox.sqlite3")
-    core.override(settings=settings)
-    client = core.redis_client()
+    clients = Clients(settings)
+    core.override(settings=settings)  # until the tests' own helpers read env.deps
     if redis_url is None:
-        client.flushall()
-    limiter = RedisFixedWindowLimiter(client, namespace=f"rftest:{secrets.token_hex(4)}")
-    core.override(
-        settings=settings,
-        instagram_oauth=oauth,
-        api_rate_limiter=limiter,
+        clients.redis.flushall()  # fakeredis, private to this process
+    deps = build_api(
+        settings,
+        clients=clients,
+        oauth_client=oauth,
+        limiter=RedisFixedWindowLimiter(clients.redis, namespace=f"rftest:{secrets.token_hex(4)}"),
         mailer=outbox,
         requeue_parked=lambda _session, tenant_id, account_id: _record(requeued, tenant_id, account_id),
     )
-    with session_scope(core.writer_sessions()) as session:
+    authorizer = build_authorizer(settings, clients=clients)
+    with session_scope(clients.writer_sessions) as session:
         seed_plans(session)
+    source_ip = f"10.0.{secrets.randbelow(250)}.{secrets.randbelow(250)}"
     try:
-        yield ApiEnv(
-            Gateway(source_ip=f"10.0.{secrets.randbelow(250)}.{secrets.randbelow(250)}"),
-            oauth,
-            settings,
-            requeued,
-            outbox,
-        )
+        yield ApiEnv(oauth, settings, requeued, outbox, deps, authorizer, source_ip)
     finally:
         core.clear_overrides()
         shutil.rmtree(outbox.path.parent, ignore_errors=True)

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from authorizer.handler import lambda_handler
+from authorizer.handler import make_handler
 from replyflow.services import tokens
 from replyflow.services.api_key_auth import api_key_cache_key
 from replyflow.settings import Settings
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
+from replyflow.wiring.api import build_authorizer
 from tests.support_pipeline import lambda_context
 
 ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/v1/templates"
 TIER_KEYS = {"free": "stack-tier-free-key-0000", "pro": "stack-tier-pro-key-00000"}
 
 
-@pytest.fixture(autouse=True)
-def _settings():
-    core.override(settings=Settings(environment="test", usage_plan_keys=TIER_KEYS))
-    yield
-    core.clear_overrides()
+DEPS = build_authorizer(Settings(environment="test", usage_plan_keys=TIER_KEYS))
+lambda_handler = make_handler(lambda: DEPS)
 
 
 def _api_key(plan_code: str) -> str:
@@ -33,7 +29,7 @@ def _api_key(plan_code: str) -> str:
         "revoked": False,
         "plan_code": plan_code,
     }
-    core.cache().set_json(api_key_cache_key(key.prefix), entry, 60)
+    DEPS.cache.set_json(api_key_cache_key(key.prefix), entry, 60)
     return key.token
 
 
@@ -49,9 +45,7 @@ def test_an_api_key_carries_its_tiers_usage_plan_key() -> None:
 
 def test_a_plan_without_a_usage_plan_and_user_sessions_carry_none() -> None:
     assert "usageIdentifierKey" not in _authorize(f"Bearer {_api_key('business')}")
-    jwt = tokens.issue_access_token(
-        wiring.key_ring(), user_id="u1", tenant_id="t1", role="owner", ttl_seconds=60
-    )
+    jwt = tokens.issue_access_token(DEPS.key_ring, user_id="u1", tenant_id="t1", role="owner", ttl_seconds=60)
     assert "usageIdentifierKey" not in _authorize(f"Bearer {jwt}")
 
 

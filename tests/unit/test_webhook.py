@@ -373,7 +373,10 @@ def test_the_handler_accepts_the_meta_app_secret_too_and_logs_which_secret_signe
         update={"meta_app_secret": SecretStr("meta-app-secret-value")}
     )
     deps = build_pipeline(
-        settings, clients=webhook.deps.clients, publisher=webhook.queues, route_loader=webhook.deps.route_loader
+        settings,
+        clients=webhook.deps.clients,
+        publisher=webhook.queues,
+        route_loader=webhook.deps.route_loader,
     )
     invoke = make_handler(lambda: deps)
     body = comment_body(ACCOUNT, "17900000000000777")

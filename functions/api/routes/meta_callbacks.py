@@ -9,13 +9,11 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Form, Path
 
-from api.context import header
+from api.context import deps, header
 from api.responses import NO_AUTH, documented
 from replyflow.clock import utcnow
 from replyflow.services import meta_callbacks
 from replyflow.services.meta_callbacks import DeauthorizeResult, DeletionReceipt, DeletionStatus
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
 
 router = Router()
 
@@ -50,10 +48,10 @@ def _status_url() -> str:
     responses=documented(200, 400, public=True, body=True),
 )
 def data_deletion(signed_request: SignedRequestField) -> DeletionReceipt:
-    request = meta_callbacks.parse_signed_request(signed_request, core.settings().app_secrets)
-    with wiring.unit_of_work() as session:
+    request = meta_callbacks.parse_signed_request(signed_request, deps(router).settings.app_secrets)
+    with deps(router).unit_of_work() as session:
         return meta_callbacks.request_deletion(
-            session, wiring.cache(), request, status_url=_status_url(), now=utcnow()
+            session, deps(router).cache, request, status_url=_status_url(), now=utcnow()
         )
 
 
@@ -65,7 +63,7 @@ def data_deletion(signed_request: SignedRequestField) -> DeletionReceipt:
     responses=documented(200, 404, public=True),
 )
 def data_deletion_status(code: Annotated[str, Path(max_length=64)]) -> DeletionStatus:
-    with wiring.unit_of_work() as session:  # the writer: Meta may look right after the callback
+    with deps(router).unit_of_work() as session:  # the writer: Meta may look right after the callback
         return meta_callbacks.deletion_status(session, code)
 
 
@@ -78,6 +76,6 @@ def data_deletion_status(code: Annotated[str, Path(max_length=64)]) -> DeletionS
     responses=documented(200, 400, public=True, body=True),
 )
 def deauthorize(signed_request: SignedRequestField) -> DeauthorizeResult:
-    request = meta_callbacks.parse_signed_request(signed_request, core.settings().app_secrets)
-    with wiring.unit_of_work() as session:
-        return meta_callbacks.deauthorize(session, wiring.cache(), request, now=utcnow())
+    request = meta_callbacks.parse_signed_request(signed_request, deps(router).settings.app_secrets)
+    with deps(router).unit_of_work() as session:
+        return meta_callbacks.deauthorize(session, deps(router).cache, request, now=utcnow())
