@@ -1,5 +1,6 @@
-"""The REST API in-process on the real MariaDB and Redis: ``api.invoke.Gateway`` builds the REST proxy
-event and calls ``api.handler.lambda_handler``, as the local gateway and API Gateway do.
+"""The REST API in-process on the real MariaDB and Redis, through the local gateway without a socket
+(``local.api_client``): template.yaml's routes, the authorizer and its policy cache, then the API
+function on its own ``ApiDeps``, as on the local stack and API Gateway.
 
 Setup (not timed): a fresh, migrated MariaDB database and an empty Redis database; a tenant from ``POST
 /v1/auth/signup`` (its JWT); one Instagram account, a template and three automations inserted for it;
@@ -172,9 +173,9 @@ def _time_calls(
 
 def run(log_rows: int = 1_000_000, calls: int = 300, stats_calls: int = 5) -> list[dict[str, Any]]:
     from api.handler import make_handler as make_api_handler
-    from api.invoke import Gateway
     from authorizer.handler import authenticate
     from authorizer.handler import make_handler as make_authorizer_handler
+    from local.api_client import ApiClient, api_gateway
     from replyflow.db.engine import session_scope
     from replyflow.db.repositories.plans import seed_plans
     from replyflow.services.cache_keys import automations_list_key
@@ -197,12 +198,8 @@ def run(log_rows: int = 1_000_000, calls: int = 300, stats_calls: int = 5) -> li
             authorizer = build_authorizer(settings, clients=clients)
             with session_scope(clients.writer_sessions) as session:
                 seed_plans(session)
-            gateway = Gateway(
-                make_api_handler(lambda: deps),
-                make_authorizer_handler(lambda: authorizer),
-                source_ip="10.0.0.7",
-                cache_policies=True,
-            )
+            handlers = make_api_handler(lambda: deps), make_authorizer_handler(lambda: authorizer)
+            gateway = ApiClient(api_gateway(*handlers), source_ip="10.0.0.7")
             signup = gateway.request(
                 "POST",
                 "/v1/auth/signup",

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from api.invoke import ApiResponse, Gateway
+from local.api_client import ApiClient, ApiResponse
 from replyflow.services.rate_limit_api import LOGIN_PER_EMAIL_CLIENT
 from tests.unit.test_api_support import ApiEnv, make_env
 
@@ -29,7 +29,7 @@ def full_width(text: str) -> str:
     return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in text)
 
 
-def login(gateway: Gateway, email: str, password: str) -> ApiResponse:
+def login(gateway: ApiClient, email: str, password: str) -> ApiResponse:
     return gateway.request("POST", "/v1/auth/login", body={"email": email, "password": password})
 
 

@@ -27,9 +27,7 @@ WORKSPACES = 8
 
 @pytest.fixture
 def env(mysql_url: str, redis_url: str) -> Iterator[ApiEnv]:
-    for api_env in make_env(mysql_url, redis_url):
-        api_env.gateway.cache_policies = True
-        yield api_env
+    yield from make_env(mysql_url, redis_url)
 
 
 def two_owners(env: ApiEnv) -> tuple[Principal, Principal]:

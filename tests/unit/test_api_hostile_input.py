@@ -152,7 +152,7 @@ def test_204_has_no_body(api_env: ApiEnv) -> None:
         "body": json.dumps({"refresh_token": pair["refresh_token"]}),
         "isBase64Encoded": False,
     }
-    raw = api_env.gateway.api(event, lambda_context("ApiFunction"))
+    raw = api_env.api_handler(event, lambda_context("ApiFunction"))
     assert raw["statusCode"] == 204
     assert raw["body"] in (None, "")  # not "null": a body after a 204 desyncs keep-alive
     assert "Content-Type" not in (raw.get("headers") or {})

@@ -1,8 +1,10 @@
 """Shared fixtures and fakes for the API tests (no tests here).
 
-``api_env`` points the wiring at a database URL (SQLite in the unit tier, MariaDB in integration), a
-fake Instagram OAuth client and a rate limiter of its own, seeds the plans and yields an in-process
-gateway (``api.invoke.Gateway``) that runs the authorizer before the API like API Gateway does.
+``make_env`` builds the API's and the authorizer's roots (``build_api``, ``build_authorizer``) on a
+database URL (SQLite in the unit tier, MariaDB in integration) with a fake Instagram OAuth client, an
+outbox mailer and a rate limiter of its own, seeds the plans and yields an ``ApiEnv`` whose client
+calls the local gateway in-process (``local.api_client``): template.yaml's routes, the authorizer
+before the API and its policy cache, as on API Gateway.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from api.handler import make_handler as make_api_handler
-from api.invoke import ApiResponse, Gateway
 from authorizer.handler import make_handler as make_authorizer_handler
+from local.api_client import ApiClient, ApiResponse, api_gateway
+from local.gateway import LocalGateway
+from local.lambda_context import Handler
 from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
 from replyflow.adapters.mail_outbox import OutboxMailer
 from replyflow.db.engine import session_scope
@@ -85,15 +89,20 @@ class ApiEnv:
     deps: ApiDeps
     authorizer: AuthorizerDeps
     source_ip: str = "127.0.0.1"
-    gateway: Gateway = field(init=False)
+    api_handler: Handler = field(init=False)
+    authorizer_handler: Handler = field(init=False)
+    local_gateway: LocalGateway = field(init=False)
+    gateway: ApiClient = field(init=False)
 
     def __post_init__(self) -> None:
+        self.api_handler = make_api_handler(lambda: self.deps)
+        self.authorizer_handler = make_authorizer_handler(lambda: self.authorizer)
+        self.local_gateway = api_gateway(self.api_handler, self.authorizer_handler)
         self.gateway = self.client(self.source_ip)
 
-    def client(self, source_ip: str) -> Gateway:
-        """Another caller of the same API, from ``source_ip``."""
-        api = make_api_handler(lambda: self.deps)
-        return Gateway(api, make_authorizer_handler(lambda: self.authorizer), source_ip=source_ip)
+    def client(self, source_ip: str) -> ApiClient:
+        """Another caller of the same API (same gateway, same policy cache), from ``source_ip``."""
+        return ApiClient(self.local_gateway, source_ip)
 
     def record_db_checks(self) -> list[Principal]:
         """From now on, the principals the API checks in the database (when Redis cannot vouch)."""

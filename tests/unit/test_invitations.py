@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from api.invoke import ApiResponse
+from local.api_client import ApiResponse
 from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
 from replyflow.db.models import Invitation

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from api.invoke import Gateway
+from local.api_client import ApiClient
 from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
 from replyflow.db.models import PasswordResetToken
@@ -30,7 +30,7 @@ def api_env(sqlite_url: str) -> Iterator[ApiEnv]:
     yield from make_env(sqlite_url)
 
 
-def login(env: ApiEnv, email: str, password: str, gateway: Gateway | None = None) -> Any:
+def login(env: ApiEnv, email: str, password: str, gateway: ApiClient | None = None) -> Any:
     body = {"email": email, "password": password}
     return (gateway or env.gateway).request("POST", "/v1/auth/login", body=body)
 

@@ -1,5 +1,5 @@
 """Revocation takes effect on the next request although the gateway caches the authorizer's policy
-(``Gateway(cache_policies=True)``, API Gateway's 300 s cache), on SQLite and fakeredis.
+(the local gateway caches it like API Gateway, 300 s), on SQLite and fakeredis.
 
 The ``api_env`` here marks the revocation store trusted since long before any token is issued, and
 records every database fallback: a refusal must come from the Redis entry read in the rate-limit
@@ -33,7 +33,6 @@ def db_checks(api_env: ApiEnv) -> list[Principal]:
 @pytest.fixture
 def api_env(sqlite_url: str) -> Iterator[ApiEnv]:
     for env in make_env(sqlite_url):
-        env.gateway.cache_policies = True
         # A Redis that has held every revocation for longer than any grace period.
         since = epoch_ms() - revocation.API_KEY_GRACE_MS - 1000
         env.deps.clients.redis.set(revocation.TRUSTED_SINCE_KEY, str(since))
