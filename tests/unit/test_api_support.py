@@ -30,7 +30,6 @@ from replyflow.db.repositories.plans import seed_plans
 from replyflow.services.access import Principal
 from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
 from replyflow.settings import Settings
-from replyflow.wiring import core
 from replyflow.wiring.api import ApiDeps, AuthorizerDeps, build_api, build_authorizer
 from replyflow.wiring.core import Clients
 
@@ -164,7 +163,6 @@ def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv
     requeued: list[tuple[str, str]] = []
     outbox = OutboxMailer(Path(tempfile.mkdtemp(prefix="rf-outbox-")) / "outbox.sqlite3")
     clients = Clients(settings)
-    core.override(settings=settings)  # until the tests' own helpers read env.deps
     if redis_url is None:
         clients.redis.flushall()  # fakeredis, private to this process
     deps = build_api(
@@ -182,5 +180,4 @@ def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv
     try:
         yield ApiEnv(oauth, settings, requeued, outbox, deps, authorizer, source_ip)
     finally:
-        core.clear_overrides()
         shutil.rmtree(outbox.path.parent, ignore_errors=True)

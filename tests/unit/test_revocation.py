@@ -165,7 +165,7 @@ def test_a_redis_that_lost_its_entries_is_not_trusted_for_older_tokens(
     credentials = {"email": account["email"], "password": account["password"]}
     member = invite_and_login(api_env, owner, "admin")
     assert api_env.call("DELETE", f"/v1/members/{member['user_id']}", token=owner).status == 204
-    api_env.deps.clients.redis.flushall()  # a restart without persistence: the entry and the marker are gone
+    api_env.deps.clients.redis.flushall()  # a restart without persistence: entry and marker gone
     refused_within(api_env, member["access_token"], time.monotonic(), "membership_revoked")
     assert [p.principal_id for p in db_checks] == [member["user_id"]]
     # The owner's older token is checked in the database too, and passes; a new one is Redis's again.
