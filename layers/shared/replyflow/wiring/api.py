@@ -12,6 +12,7 @@ request uses. Routes read the one instance from the app (``api.context.deps(rout
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from replyflow.adapters.crypto import TokenCipher
+    from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
     from replyflow.domain.emails import OutgoingEmail
     from replyflow.ports import (
         BillingProvider,
@@ -184,7 +186,7 @@ def build_api(
         clients=shared,
         limiter=limiter or _redis_limiter(shared),
         revocation_store=revocation_store or _redis_revocations(shared),
-        oauth_client=oauth_client or _httpx_oauth(settings),
+        oauth_client=oauth_client or OAuthOnUse(settings),
         nonces=nonces or _redis_nonces(shared),
         billing=billing or _manual_billing(),
         mailer=mailer or MailerOnUse(settings),
@@ -211,15 +213,51 @@ def _redis_nonces(clients: Clients) -> NonceStore:
     return RedisCooldowns(clients.redis)
 
 
-def _httpx_oauth(settings: Settings) -> InstagramOAuth:
-    from replyflow.adapters.instagram_oauth import HttpxInstagramOAuth
+class OAuthOnUse:
+    """The httpx Instagram OAuth client, built at its first call: only the account routes use it, so
+    an API cold start that serves anything else never imports httpx."""
 
-    return HttpxInstagramOAuth(
-        token_url=settings.instagram_oauth_token_url,
-        graph_api_base_url=settings.graph_api_base_url,
-        graph_base=settings.graph_base,
-        timeout_seconds=settings.graph_timeout_seconds,
-    )
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._client: InstagramOAuth | None = None
+
+    def _real(self) -> InstagramOAuth:
+        with self._lock:
+            if self._client is None:
+                from replyflow.adapters.instagram_oauth import HttpxInstagramOAuth
+
+                s = self._settings
+                self._client = HttpxInstagramOAuth(
+                    token_url=s.instagram_oauth_token_url,
+                    graph_api_base_url=s.graph_api_base_url,
+                    graph_base=s.graph_base,
+                    timeout_seconds=s.graph_timeout_seconds,
+                )
+            return self._client
+
+    def authorize_code(self, authorize_url: str) -> str:
+        return self._real().authorize_code(authorize_url)
+
+    def exchange_code(self, *, code: str, app_id: str, app_secret: str, redirect_uri: str) -> str:
+        return self._real().exchange_code(
+            code=code, app_id=app_id, app_secret=app_secret, redirect_uri=redirect_uri
+        )
+
+    def long_lived(self, *, short_token: str, app_secret: str) -> LongLivedToken:
+        return self._real().long_lived(short_token=short_token, app_secret=app_secret)
+
+    def profile(self, token: str) -> Profile:
+        return self._real().profile(token)
+
+    def subscribe(self, token: str, fields: tuple[str, ...] | None = None) -> None:
+        if fields is None:
+            self._real().subscribe(token)  # the adapter's default set
+        else:
+            self._real().subscribe(token, fields)
+
+    def unsubscribe(self, token: str) -> None:
+        self._real().unsubscribe(token)
 
 
 def _manual_billing() -> BillingProvider:
