@@ -1,5 +1,6 @@
-"""The REST API in-process on the real MariaDB and Redis: ``api.invoke.Gateway`` builds the REST proxy
-event and calls ``api.handler.lambda_handler``, as the local gateway and API Gateway do.
+"""The REST API in-process on the real MariaDB and Redis, through the local gateway without a socket
+(``local.api_client``): template.yaml's routes, the authorizer and its policy cache, then the API
+function on its own ``ApiDeps``, as on the local stack and API Gateway.
 
 Setup (not timed): a fresh, migrated MariaDB database and an empty Redis database; a tenant from ``POST
 /v1/auth/signup`` (its JWT); one Instagram account, a template and three automations inserted for it;
@@ -25,23 +26,26 @@ from __future__ import annotations
 
 import time
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.stats import summarize
-from bench.support import empty_redis_db, mariadb_database, ms_since, progress, rate, reset_wiring
+from bench.support import empty_redis_db, mariadb_database, ms_since, progress, rate
+
+if TYPE_CHECKING:
+    from replyflow.wiring.core import Clients
+
 
 CHUNK = 250_000
 OTHER_TENANTS = ("bench-other-a", "bench-other-b", "bench-other-c")
 SPAN_DAYS = 90
 
 
-def _setup_tenant(tenant_id: str) -> tuple[str, list[str]]:
+def _setup_tenant(clients: Clients, tenant_id: str) -> tuple[str, list[str]]:
     """One account, a template and three automations for the tenant; returns (account id, automation ids)."""
     from replyflow.db.engine import session_scope
     from replyflow.db.models import Automation, InstagramAccount, Template
-    from replyflow.wiring import core
 
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(clients.writer_sessions) as session:
         account = InstagramAccount(
             tenant_id=tenant_id,
             ig_user_id="17841499999990001",
@@ -171,116 +175,115 @@ def _time_calls(
 
 
 def run(log_rows: int = 1_000_000, calls: int = 300, stats_calls: int = 5) -> list[dict[str, Any]]:
-    from api.invoke import Gateway
+    from api.handler import make_handler as make_api_handler
+    from authorizer.handler import authenticate
+    from authorizer.handler import make_handler as make_authorizer_handler
+    from local.api_client import ApiClient, api_gateway
     from replyflow.db.engine import session_scope
     from replyflow.db.repositories.plans import seed_plans
     from replyflow.services.cache_keys import automations_list_key
     from replyflow.services.rate_limit_api import NoRateLimit
     from replyflow.settings import Settings
-    from replyflow.wiring import core
+    from replyflow.wiring.api import build_api, build_authorizer
+    from replyflow.wiring.core import Clients
 
     rows: list[dict[str, Any]] = []
-    try:
-        with mariadb_database("rf_bench_api") as db_url, empty_redis_db() as redis_url:
-            settings = Settings(
-                environment="test", database_url=db_url, redis_url=redis_url, access_token_ttl_seconds=3600
-            )
-            core.override(settings=settings)
-            # Counts nothing, but still reads the revocation entries in one round trip, as production does.
-            core.override(settings=settings, api_rate_limiter=NoRateLimit(core.redis_client()))
-            with session_scope(core.writer_sessions()) as session:
-                seed_plans(session)
-            gateway = Gateway(source_ip="10.0.0.7", cache_policies=True)
-            signup = gateway.request(
-                "POST",
-                "/v1/auth/signup",
-                body={
-                    "email": "bench@example.com",
-                    "password": "correct horse battery",
-                    "workspace_name": "Bench",
-                },
-            )
-            if signup.status != 201:
-                raise RuntimeError(f"signup failed: {signup.status} {signup.body}")
-            token, tenant_id = signup.body["access_token"], signup.body["tenant_id"]
-            account_id, automation_ids = _setup_tenant(tenant_id)
-            progress(f"api: inserting {log_rows:,} reply_logs + {log_rows:,} automation_logs for the tenant")
-            t0 = time.perf_counter()
-            _bulk(db_url, tenant_id, account_id, automation_ids, log_rows)
-            progress(f"api: rows inserted in {time.perf_counter() - t0:.1f} s; timing requests")
-            backing = f"MariaDB (fresh db), Redis {redis_url}"
-            common = {"backing": backing, "tenant_reply_logs": log_rows}
+    with mariadb_database("rf_bench_api") as db_url, empty_redis_db() as redis_url:
+        settings = Settings(
+            environment="test", database_url=db_url, redis_url=redis_url, access_token_ttl_seconds=3600
+        )
+        clients = Clients(settings)
+        # Counts nothing, but still reads the revocation entries in one round trip, as production does.
+        deps = build_api(settings, clients=clients, limiter=NoRateLimit(clients.redis))
+        authorizer = build_authorizer(settings, clients=clients)
+        with session_scope(clients.writer_sessions) as session:
+            seed_plans(session)
+        handlers = make_api_handler(lambda: deps), make_authorizer_handler(lambda: authorizer)
+        gateway = ApiClient(api_gateway(*handlers), source_ip="10.0.0.7")
+        signup = gateway.request(
+            "POST",
+            "/v1/auth/signup",
+            body={
+                "email": "bench@example.com",
+                "password": "correct horse battery",
+                "workspace_name": "Bench",
+            },
+        )
+        if signup.status != 201:
+            raise RuntimeError(f"signup failed: {signup.status} {signup.body}")
+        token, tenant_id = signup.body["access_token"], signup.body["tenant_id"]
+        account_id, automation_ids = _setup_tenant(clients, tenant_id)
+        progress(f"api: inserting {log_rows:,} reply_logs + {log_rows:,} automation_logs for the tenant")
+        t0 = time.perf_counter()
+        _bulk(db_url, tenant_id, account_id, automation_ids, log_rows)
+        progress(f"api: rows inserted in {time.perf_counter() - t0:.1f} s; timing requests")
+        backing = f"MariaDB (fresh db), Redis {redis_url}"
+        common = {"backing": backing, "tenant_reply_logs": log_rows}
 
-            warm = gateway.request("GET", "/v1/automations", token=token)
-            if warm.status == 401:
-                # The gateway turns any authorizer exception into a 401; show the real one.
-                from authorizer.handler import authenticate
+        warm = gateway.request("GET", "/v1/automations", token=token)
+        if warm.status == 401:
+            # The gateway turns any authorizer exception into a 401; show the real one.
+            authenticate(authorizer, f"Bearer {token}")
+        if warm.status != 200:
+            raise RuntimeError(f"GET /v1/automations: {warm.status} {warm.body}")
+        cached = clients.cache.get_json(automations_list_key(tenant_id)) is not None
+        samples, seconds, bad = _time_calls(gateway, token, "/v1/automations", None, calls)
+        rows.append(
+            summarize(
+                "GET /v1/automations (cached)",
+                samples,
+                per_second=rate(calls, seconds),
+                cache="hit (the list is in the Redis cache)" if cached else "NOT cached",
+                non_200=bad,
+                **common,
+            )
+        )
 
-                authenticate(f"Bearer {token}")
-            if warm.status != 200:
-                raise RuntimeError(f"GET /v1/automations: {warm.status} {warm.body}")
-            cached = core.cache().get_json(automations_list_key(tenant_id)) is not None
-            samples, seconds, bad = _time_calls(gateway, token, "/v1/automations", None, calls)
+        first = gateway.request("GET", "/v1/logs/replies", token=token, query={"limit": "50"})
+        if first.status != 200 or len(first.body["items"]) != 50:
+            raise RuntimeError(f"GET /v1/logs/replies: {first.status} {str(first.body)[:300]}")
+        cursor = first.body["next_cursor"]
+        pages = (
+            ("GET /v1/logs/replies?limit=50 (first page)", {"limit": "50"}),
+            ("GET /v1/logs/replies?limit=50&cursor= (page 2)", {"limit": "50", "cursor": cursor}),
+            ("GET /v1/logs/replies?limit=50&status=failed", {"limit": "50", "status": "failed"}),
+        )
+        for name, query in pages:
+            samples, seconds, bad = _time_calls(gateway, token, "/v1/logs/replies", query, calls)
             rows.append(
-                summarize(
-                    "GET /v1/automations (cached)",
-                    samples,
-                    per_second=rate(calls, seconds),
-                    cache="hit (the list is in the Redis cache)" if cached else "NOT cached",
-                    non_200=bad,
-                    **common,
-                )
+                summarize(name, samples, per_second=rate(calls, seconds), cache="none", non_200=bad, **common)
             )
 
-            first = gateway.request("GET", "/v1/logs/replies", token=token, query={"limit": "50"})
-            if first.status != 200 or len(first.body["items"]) != 50:
-                raise RuntimeError(f"GET /v1/logs/replies: {first.status} {str(first.body)[:300]}")
-            cursor = first.body["next_cursor"]
-            pages = (
-                ("GET /v1/logs/replies?limit=50 (first page)", {"limit": "50"}),
-                ("GET /v1/logs/replies?limit=50&cursor= (page 2)", {"limit": "50", "cursor": cursor}),
-                ("GET /v1/logs/replies?limit=50&status=failed", {"limit": "50", "status": "failed"}),
+        today = date.today()
+        misses: list[float] = []
+        miss_s, miss_bad = 0.0, 0
+        for shift in range(stats_calls):
+            until = today - timedelta(days=shift)
+            query = {"since": str(until - timedelta(days=29)), "until": str(until)}
+            samples, seconds, bad = _time_calls(gateway, token, "/v1/stats", query, 1)
+            misses += samples
+            miss_s += seconds
+            miss_bad += bad
+        rows.append(
+            summarize(
+                "GET /v1/stats 30 days (cache miss)",
+                misses,
+                per_second=rate(stats_calls, miss_s),
+                cache="miss (a new 30-day window each call)",
+                non_200=miss_bad,
+                **common,
             )
-            for name, query in pages:
-                samples, seconds, bad = _time_calls(gateway, token, "/v1/logs/replies", query, calls)
-                rows.append(
-                    summarize(
-                        name, samples, per_second=rate(calls, seconds), cache="none", non_200=bad, **common
-                    )
-                )
-
-            today = date.today()
-            misses: list[float] = []
-            miss_s, miss_bad = 0.0, 0
-            for shift in range(stats_calls):
-                until = today - timedelta(days=shift)
-                query = {"since": str(until - timedelta(days=29)), "until": str(until)}
-                samples, seconds, bad = _time_calls(gateway, token, "/v1/stats", query, 1)
-                misses += samples
-                miss_s += seconds
-                miss_bad += bad
-            rows.append(
-                summarize(
-                    "GET /v1/stats 30 days (cache miss)",
-                    misses,
-                    per_second=rate(stats_calls, miss_s),
-                    cache="miss (a new 30-day window each call)",
-                    non_200=miss_bad,
-                    **common,
-                )
+        )
+        query = {"since": str(today - timedelta(days=29)), "until": str(today)}
+        samples, seconds, bad = _time_calls(gateway, token, "/v1/stats", query, calls)
+        rows.append(
+            summarize(
+                "GET /v1/stats 30 days (cache hit)",
+                samples,
+                per_second=rate(calls, seconds),
+                cache="hit (same window, 60 s TTL)",
+                non_200=bad,
+                **common,
             )
-            query = {"since": str(today - timedelta(days=29)), "until": str(today)}
-            samples, seconds, bad = _time_calls(gateway, token, "/v1/stats", query, calls)
-            rows.append(
-                summarize(
-                    "GET /v1/stats 30 days (cache hit)",
-                    samples,
-                    per_second=rate(calls, seconds),
-                    cache="hit (same window, 60 s TTL)",
-                    non_200=bad,
-                    **common,
-                )
-            )
-    finally:
-        reset_wiring()
+        )
     return rows

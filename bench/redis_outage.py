@@ -33,10 +33,10 @@ from bench.support import (
     BENCH_CONTEXT,
     CollectingPublisher,
     comment_webhook,
+    dispose_clients,
     ms_since,
     progress,
     proxy_event,
-    reset_wiring,
 )
 
 
@@ -105,7 +105,6 @@ def _measure(name: str, database_url: str, redis_url: str, calls: int, policy: s
     from bench.webhook import _seed
     from replyflow.adapters import redis_client
     from replyflow.settings import Settings
-    from replyflow.wiring import core
     from replyflow.wiring.pipeline import build_pipeline
     from webhook.handler import make_handler
 
@@ -117,11 +116,10 @@ def _measure(name: str, database_url: str, redis_url: str, calls: int, policy: s
     settings = Settings(
         environment="test", database_url=database_url, redis_url=redis_url, instagram_app_secret=APP_SECRET
     )
-    core.override(settings=settings)  # the seeding reads the database through core
     deps = build_pipeline(settings, publisher=collector)
     lambda_handler = make_handler(lambda: deps)
     try:
-        ig_user_id = _seed(database_url)
+        ig_user_id = _seed(deps.clients)
         events = [proxy_event(comment_webhook(ig_user_id), APP_SECRET) for _ in range(calls + 1)]
         lambda_handler(events[0], BENCH_CONTEXT)  # warm: imports, the database connection
         samples: list[float] = []
@@ -135,7 +133,7 @@ def _measure(name: str, database_url: str, redis_url: str, calls: int, policy: s
     finally:
         redis_client.get_redis = original  # type: ignore[assignment]
         redis_client.get_redis.cache_clear()
-        reset_wiring()
+        dispose_clients(deps.clients)
     return summarize(name, samples, enqueued=enqueued, errors=errors, policy=policy)
 
 

@@ -18,9 +18,13 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.lambda_context import LambdaContext
+
+if TYPE_CHECKING:
+    from replyflow.wiring.core import Clients
+
 
 # The same defaults as the integration tier (tests/conftest.py), overridable for another machine.
 MYSQL_ADMIN_URL = os.environ.get(
@@ -195,12 +199,11 @@ def _dispose_engines(url: str) -> None:
     """Close the pooled connections to ``url`` (the wiring's engines are cached per process), so DROP
     DATABASE waits on nothing; the next engine is built afresh."""
     from replyflow.db.engine import get_engine
-    from replyflow.wiring import core
+    from replyflow.settings import Settings
 
-    s = core.settings()
+    s = Settings()
     get_engine(url, s.database_pool_size, s.database_iam_auth).dispose()
     get_engine.cache_clear()
-    core.reset_caches()
 
 
 @contextlib.contextmanager
@@ -227,10 +230,9 @@ def empty_redis_db() -> Iterator[str]:
         client.close()
 
 
-def reset_wiring() -> None:
-    from replyflow.wiring import core
-
-    core.clear_overrides()
+def dispose_clients(clients: Clients) -> None:
+    """Close the pooled database connections of ``clients`` (a bench's database is dropped after)."""
+    _dispose_engines(clients.settings.database_url)
 
 
 def rate(count: int, seconds: float) -> float:

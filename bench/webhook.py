@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.stats import summarize
 from bench.support import (
@@ -24,30 +24,31 @@ from bench.support import (
     BENCH_CONTEXT,
     CollectingPublisher,
     comment_webhook,
+    dispose_clients,
     empty_redis_db,
     ms_since,
     progress,
     proxy_event,
     rate,
-    reset_wiring,
 )
 
+if TYPE_CHECKING:
+    from replyflow.wiring.core import Clients
 
-def _seed(database_url: str) -> str:
+
+def _seed(clients: Clients) -> str:
     from replyflow.clock import utcnow
     from replyflow.db.engine import session_scope
     from replyflow.db.migrate import upgrade
     from replyflow.services.demo_seed import seed_demo
-    from replyflow.wiring import core
 
-    upgrade(database_url)
-    with session_scope(core.writer_sessions()) as session:
-        return seed_demo(session, core.cipher(), access_token="IGAA-bench-token", now=utcnow()).ig_user_id
+    upgrade(clients.settings.database_url)
+    with session_scope(clients.writer_sessions) as session:
+        return seed_demo(session, clients.cipher, access_token="IGAA-bench-token", now=utcnow()).ig_user_id
 
 
 def _measure(name: str, database_url: str, redis_url: str | None, calls: int) -> dict[str, Any]:
     from replyflow.settings import Settings
-    from replyflow.wiring import core
     from replyflow.wiring.pipeline import build_pipeline
     from webhook.handler import make_handler
 
@@ -55,11 +56,10 @@ def _measure(name: str, database_url: str, redis_url: str | None, calls: int) ->
     settings = Settings(
         environment="test", database_url=database_url, redis_url=redis_url, instagram_app_secret=APP_SECRET
     )
-    core.override(settings=settings)  # the seeding reads the database through core
     deps = build_pipeline(settings, publisher=collector)
     lambda_handler = make_handler(lambda: deps)
     try:
-        ig_user_id = _seed(database_url)
+        ig_user_id = _seed(deps.clients)
         events = [proxy_event(comment_webhook(ig_user_id), APP_SECRET) for _ in range(calls + 1)]
         warm = lambda_handler(events[0], BENCH_CONTEXT)
         if warm["statusCode"] != 200 or '"received": 1' not in warm["body"]:
@@ -75,7 +75,7 @@ def _measure(name: str, database_url: str, redis_url: str | None, calls: int) ->
         elapsed = time.perf_counter() - started
         enqueued = len(collector.take("events-")) - 1
     finally:
-        reset_wiring()
+        dispose_clients(deps.clients)
     return summarize(
         name,
         samples,

@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.stats import summarize
 from bench.support import (
@@ -47,16 +47,19 @@ from bench.support import (
     progress,
     proxy_event,
     rate,
-    reset_wiring,
     sqs_event,
 )
+
+if TYPE_CHECKING:
+    from replyflow.wiring.core import Clients
+
 
 BATCH = 10
 ACCOUNTS_PER_TENANT = 5
 LATENCIES_MS = (0, 200)
 
 
-def _seed(sandbox: Any, extra_accounts: int) -> list[str]:
+def _seed(clients: Clients, sandbox: Any, extra_accounts: int) -> list[str]:
     """The demo tenant plus ``extra_accounts`` accounts; returns every account's ig_user_id."""
     from sqlalchemy import select, update
 
@@ -64,12 +67,11 @@ def _seed(sandbox: Any, extra_accounts: int) -> list[str]:
     from replyflow.db.engine import session_scope
     from replyflow.db.models import Automation, InstagramAccount, Subscription, Template, Tenant
     from replyflow.services.demo_seed import DEMO_IG_USER_ID, DEMO_USERNAME, seed_demo
-    from replyflow.wiring import core
 
-    cipher = core.cipher()
+    cipher = clients.cipher
     now = utcnow()
     ig_ids = [DEMO_IG_USER_ID]
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(clients.writer_sessions) as session:
         demo = seed_demo(session, cipher, sandbox.issue_token(DEMO_IG_USER_ID, DEMO_USERNAME), now=utcnow())
         session.execute(
             update(InstagramAccount)
@@ -167,14 +169,13 @@ def _drive(handler: Any, batches: list[tuple[str, list[str]]]) -> tuple[list[flo
     return samples, time.perf_counter() - started, failed
 
 
-def _ledger(outbound_ids: list[int]) -> Counter[str]:
+def _ledger(clients: Clients, outbound_ids: list[int]) -> Counter[str]:
     from sqlalchemy import func, select
 
     from replyflow.db.engine import session_scope
     from replyflow.db.models import OutboundMessage
-    from replyflow.wiring import core
 
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(clients.writer_sessions) as session:
         rows = session.execute(
             select(OutboundMessage.status, func.count())
             .where(OutboundMessage.id.in_(outbound_ids))
@@ -196,7 +197,7 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
     from processor.handler import make_handler as processor_handler
     from replyflow.domain.messages import SendJob
     from replyflow.settings import Settings
-    from replyflow.wiring import core
+    from replyflow.wiring.core import Clients
     from replyflow.wiring.pipeline import build_pipeline
     from sender.handler import make_handler as sender_handler
     from webhook.handler import make_handler as webhook_handler
@@ -218,12 +219,12 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
                 instagram_app_id=APP_ID,
                 instagram_app_secret=APP_SECRET,
             )
-            core.override(settings=settings)  # the seeding reads the database through core
-            deps = build_pipeline(settings, publisher=collector)
+            clients = Clients(settings)
+            deps = build_pipeline(settings, clients=clients, publisher=collector)
             webhook = webhook_handler(lambda: deps)
             processor, sender = processor_handler(lambda: deps), sender_handler(lambda: deps)
             progress(f"workers: seeding the demo tenant + {accounts} accounts on MariaDB")
-            ig_ids = _seed(sandbox, accounts)
+            ig_ids = _seed(clients, sandbox, accounts)
             where = f"MariaDB (fresh db, pool 2+2), Redis {redis_url}"
             for latency_ms in LATENCIES_MS:
                 _set_latency(sandbox.url, latency_ms)
@@ -242,7 +243,7 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
                 progress(f"workers: sender, {len(jobs)} sends at sandbox latency {latency_ms} ms")
                 samples, seconds, failed = _drive(sender, _batches(jobs))
                 republished = collector.take("sends-")
-                ledger = _ledger(outbound_ids)
+                ledger = _ledger(clients, outbound_ids)
                 rows.append(
                     summarize(
                         f"sender, batch of {BATCH}, sandbox {latency_ms} ms",
@@ -273,6 +274,5 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
                 ),
             )
     finally:
-        reset_wiring()
         sandbox.stop()
     return rows

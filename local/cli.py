@@ -50,19 +50,17 @@ DEFAULT_DM_FROM_ID = "1129384756102938"
 
 
 _cli_settings: Settings | None = None
+_installed: Settings | None = None
 _from_stack_env: frozenset[str] = frozenset()
 _conflicts: frozenset[str] = frozenset()
 
 
 def _settings() -> Settings:
     """The environment over the running stack's ``stack.env``; notes go to stderr once. Settings
-    already installed in the wiring (a test, an embedding process) are used as they are."""
+    installed with ``install_settings`` (a test, an embedding process) are used as they are."""
     global _cli_settings, _from_stack_env, _conflicts
-    from replyflow.wiring import core
-
-    installed = core.component("settings")
-    if isinstance(installed, Settings):
-        return installed
+    if _installed is not None:
+        return _installed
     if _cli_settings is None:
         from local.stack_env import cli_settings
 
@@ -87,9 +85,15 @@ def chosen_explicitly(name: str) -> bool:
 
 
 def reset_settings() -> None:
-    """Forget the loaded settings (tests run several commands in one process)."""
-    global _cli_settings, _from_stack_env, _conflicts
-    _cli_settings, _from_stack_env, _conflicts = None, frozenset(), frozenset()
+    """Forget the loaded and installed settings (tests run several commands in one process)."""
+    global _cli_settings, _from_stack_env, _conflicts, _installed
+    _cli_settings, _from_stack_env, _conflicts, _installed = None, frozenset(), frozenset(), None
+
+
+def install_settings(settings: Settings) -> None:
+    """Run the commands on ``settings`` instead of the environment (a test, an embedding process)."""
+    global _installed
+    _installed = settings
 
 
 def _configure_logging(settings: Settings, verbose: bool = False) -> None:
@@ -267,19 +271,11 @@ def running_stack(settings: Settings) -> str | None:
     return url if response.status_code == 200 else None
 
 
-def use_settings(settings: Settings) -> None:
-    """Make the wiring (engines, caches, clients) use the CLI's settings, not the bare environment."""
-    from replyflow.wiring import core
-
-    core.override(settings=settings)
-
-
 def cmd_migrate(args: argparse.Namespace) -> int:
     from local.stack import describe_database, migrate
 
     settings = _settings()
     _configure_logging(settings)
-    use_settings(settings)
     migrate(settings)
     print(f"Migrated {describe_database(settings.database_url)}")
     return 0
@@ -296,9 +292,10 @@ def cmd_seed(args: argparse.Namespace) -> int:
         # written over it now would break every send until the stack restarts.
         print(f"The local stack at {stack} seeded the demo tenant when it started; nothing to do")
         return 0
-    use_settings(settings)
+    from replyflow.wiring.core import Clients
+
     migrate(settings)
-    demo = seed(PLACEHOLDER_TOKEN)
+    demo = seed(Clients(settings), PLACEHOLDER_TOKEN)
     print(f"Seeded plans and the demo tenant in {describe_database(settings.database_url)}")
     print(f"  login {demo.email} / {demo.password}; IG account {demo.ig_user_id}")
     print("  (the demo access token is a placeholder until `replyflow run` refreshes it)")

@@ -4,15 +4,15 @@ Start order (and stop order, reversed) matters:
 
 1. migrate the database (SQLite under ``.local/`` unless ``DATABASE_URL`` is set);
 2. start the Instagram sandbox, so the settings below can point the Graph API and OAuth at it;
-3. install the wiring overrides (settings pointing at the sandbox, the broker as queue publisher and
-   inspector) *before* anything builds an engine, a client or a cache;
+3. build every family's composition root (``Roots``: settings pointing at the sandbox, the broker
+   as queue publisher and visibility) and bind each function to it;
 4. seed the demo tenant with a token the sandbox just issued (idempotent);
 5. start the broker's workers, the scheduler, and last the gateway, so a request that arrives can be
    served end to end; then write ``LOCAL_STATE_DIR/stack.env`` (:mod:`local.stack_env`) for the
    CLI. Stopping closes the gateway first, lets in-flight batches finish, then stops
    the sandbox.
 
-Redis is whatever ``replyflow.wiring.core.redis_client`` builds: fakeredis in-process unless
+Redis is whatever ``Clients.redis`` (``replyflow.wiring.core``) builds: fakeredis in-process unless
 ``REDIS_URL`` is set. The broker's queues and the sandbox's world are SQLite files under
 ``LOCAL_STATE_DIR`` (``broker.sqlite3``, ``sandbox.sqlite3``): a restart, even after ``kill -9``,
 resumes every queue and keeps what the sandbox received. Delete the files to start empty.
@@ -38,6 +38,7 @@ from local.template import SamTemplate, load_template
 from replyflow.adapters.mail_outbox import OutboxMailer
 from replyflow.clock import utcnow
 from replyflow.settings import Settings
+from replyflow.wiring.core import Clients
 from replyflow.wiring.roots import Roots
 
 log = logging.getLogger("local.stack")
@@ -105,14 +106,13 @@ def migrate(settings: Settings) -> None:
     upgrade(settings.database_url)
 
 
-def seed(access_token: str) -> DemoInfo:
-    """Plans + the demo tenant, through the (possibly overridden) core wiring."""
+def seed(clients: Clients, access_token: str) -> DemoInfo:
+    """Plans + the demo tenant, on the database and token cipher of ``clients``."""
     from replyflow.db.engine import session_scope
     from replyflow.services.demo_seed import seed_demo
-    from replyflow.wiring import core
 
-    with session_scope(core.writer_sessions()) as session:
-        demo = seed_demo(session, core.cipher(), access_token=access_token, now=utcnow())
+    with session_scope(clients.writer_sessions) as session:
+        demo = seed_demo(session, clients.cipher, access_token=access_token, now=utcnow())
     return DemoInfo(demo.email, demo.password, demo.tenant_id, demo.account_id, demo.ig_user_id)
 
 
@@ -144,9 +144,6 @@ class LocalStack:
         return Path(self.base.local_state_dir)
 
     def start(self) -> None:
-        from replyflow.adapters.queues import BrokerPublisher
-        from replyflow.wiring import core
-
         template = self.template or load_template(self.options.template_path)
         self.template = template
         migrate(self.base)
@@ -191,14 +188,10 @@ class LocalStack:
             dead_letter_queues=template.function_dead_letter_queues,
             store=QueueStore(self.state_dir / BROKER_STATE_FILE) if self.options.durable else None,
         )
-        core.override(
-            settings=self.settings,
-            queue_publisher=BrokerPublisher(self.broker),
-        )
         self.roots = self._roots(self.settings, self.broker)
         for fn in self.functions.values():
             fn.use_roots(self.roots)
-        self.demo = seed(token)
+        self.demo = seed(self.roots.api.clients, token)
         self.broker.start()
 
         if self.options.scheduler:
@@ -222,7 +215,7 @@ class LocalStack:
         """Every family's dependencies on this stack: the broker as the queues, the stack's settings."""
         from replyflow.adapters.queues import BrokerPublisher, BrokerVisibility
         from replyflow.adapters.sqs_admin import BrokerQueueStats
-        from replyflow.wiring.core import Clients
+        from replyflow.wiring.api import build_api, build_authorizer
         from replyflow.wiring.jobs import build_jobs
         from replyflow.wiring.pipeline import build_pipeline
 
@@ -239,6 +232,8 @@ class LocalStack:
                 queue_stats=BrokerQueueStats(broker),
                 metrics=metrics_store,
             ),
+            api=build_api(settings, clients=clients, publisher=publisher),
+            authorizer=build_authorizer(settings, clients=clients),
         )
 
     def _outbox(self) -> OutboxMailer | None:
@@ -280,9 +275,6 @@ class LocalStack:
             self.broker.close()
         if self.sandbox is not None:
             self.sandbox.stop()
-        from replyflow.wiring import core
-
-        core.clear_overrides()
 
     def banner(self) -> str:
         assert self.settings is not None

@@ -1,12 +1,12 @@
 """The REST API: one Powertools resolver with validation, one Router per resource.
 
-Built on first use (``get_app``), not at import, so settings overrides apply and a cold start pays
-only for what it uses; route modules import their services, which import SQLAlchemy lazily through
-the wiring. Every authenticated request passes the per-tenant rate limits first (plan's requests per
-minute and per calendar month, ``X-RateLimit-*`` on every response, 429 + ``Retry-After`` past either)
-and, in the same Redis
-round trip, the revocation check (``services.revocation``): a revoked key, a removed or demoted member
-or a logged-out session is a 401 on its next request, whatever API Gateway's policy cache holds.
+Built on first use (``get_app(settings)``), not at import, so a cold start pays only for what it
+uses; routes and middleware read their dependencies from the ``ApiDeps`` the handler puts in the app
+context for each request (``api.context.deps``); services import SQLAlchemy lazily. Every
+authenticated request passes the per-tenant rate limits first (plan's requests per minute and per
+calendar month, ``X-RateLimit-*`` on every response, 429 + ``Retry-After`` past either) and, in the same Redis round trip,
+the revocation check (``services.revocation``): a revoked key, a removed or demoted member or a
+logged-out session is a 401 on its next request, whatever API Gateway's policy cache holds.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ from replyflow.clock import utcnow
 from replyflow.services import revocation
 from replyflow.services import subscriptions as subscriptions_service
 from replyflow.services.access import Principal
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
+from replyflow.settings import Settings
 
 TITLE = "Replyflow API"
 VERSION = "1.0.0"
@@ -66,15 +65,16 @@ def _meter(app: APIGatewayRestResolver) -> None:
     tenant_id = authorizer.get("tenant_id") if authorizer else None
     if isinstance(tenant_id, str) and tenant_id:
         caller = Principal.from_context(authorizer)
-        config = subscriptions_service.tenant_config(core.writer_sessions(), wiring.cache(), tenant_id)
+        root = context.deps(app)
+        config = subscriptions_service.tenant_config(root.clients.writer_sessions, root.cache, tenant_id)
         per_minute = int(config.get("api_requests_per_minute") or 60)
         now = utcnow()
         budget = revocation.admit(
-            wiring.rate_limiter(),
-            wiring.revoker(),
+            root.limiter,
+            root.revoker,
             caller,
             per_minute,
-            wiring.verify_principal,
+            root.verify_principal,
             plan_code=config.get("plan_code"),
             now=now,
         )
@@ -92,17 +92,21 @@ def _tenant_rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddlew
     return response
 
 
+def get_app(settings: Settings) -> APIGatewayRestResolver:
+    """The resolver for ``settings``' CORS policy. One per process: the routers are module-level and
+    belong to the last resolver that included them, so a different policy rebuilds it."""
+    return _build_app(tuple(settings.cors_allow_origins or ["*"]), settings.cors_allow_credentials)
+
+
 @lru_cache(maxsize=1)
-def get_app() -> APIGatewayRestResolver:
-    settings = core.settings()
-    origins = settings.cors_allow_origins or ["*"]
+def _build_app(origins: tuple[str, ...], allow_credentials: bool) -> APIGatewayRestResolver:
     cors = CORSConfig(
         allow_origin=origins[0],
-        extra_origins=origins[1:],
+        extra_origins=list(origins[1:]),
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         expose_headers=RATE_HEADERS,
         max_age=600,
-        allow_credentials=settings.cors_allow_credentials,
+        allow_credentials=allow_credentials,
     )
     app = JsonBodyResolver(enable_validation=True, cors=cors)
     errors.register(app, meter=_meter)

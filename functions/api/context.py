@@ -1,5 +1,6 @@
 """Request facts the routes need, read from the proxy event: the principal the authorizer put in
-``requestContext.authorizer`` (never a token), the client IP, the unit of work."""
+``requestContext.authorizer`` (never a token), the client IP, and the composition root the handler
+puts in the app context for the request."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 
 from replyflow.observability import bind_tenant
 from replyflow.services.access import Principal
+from replyflow.wiring.api import ApiDeps
+
+DEPS_CONTEXT_KEY = "deps"
 
 
 def authorizer_context(router: BaseRouter) -> dict[str, Any] | None:
@@ -36,3 +40,11 @@ def header(router: BaseRouter, name: str) -> str | None:
         if key.lower() == wanted and isinstance(value, str):
             return value
     return None
+
+
+def deps(router: BaseRouter) -> ApiDeps:
+    """The API's composition root, put in the app's context by the handler for each request."""
+    found = router.context.get(DEPS_CONTEXT_KEY)
+    if not isinstance(found, ApiDeps):
+        raise RuntimeError("the API handler runs every request with its ApiDeps in the app context")
+    return found

@@ -3,25 +3,54 @@
 The Powertools resolver keeps the current event on the app object, so one app serves one request at a
 time. Lambda never runs two invocations in one process; the local stack runs handlers on threads, so
 the lock gives it Lambda's semantics (concurrency comes from more instances, not shared state).
+Each request runs with the family's composition root (``ApiDeps``) in the app context.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from api import security_headers
 from api.app import get_app
+from api.context import DEPS_CONTEXT_KEY
 from replyflow.observability import clear_tenant, logger, tracer
+from replyflow.settings import get_settings
+from replyflow.wiring.api import ApiDeps, build_api
+
+if TYPE_CHECKING:
+    from replyflow.wiring.roots import Handler, Roots
 
 _one_at_a_time = threading.Lock()
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    with _one_at_a_time:
-        app = get_app()
-        app.clear_context()
-        clear_tenant()  # the route binds the caller's tenant; none is left from the last request
-        return security_headers.apply(event, app.resolve(event, context))
+def make_handler(deps: Callable[[], ApiDeps]) -> Handler:
+    """The entry point over the dependencies ``deps()`` returns (read at each invocation)."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        root = deps()
+        with _one_at_a_time:
+            app = get_app(root.settings)
+            app.clear_context()
+            app.append_context(**{DEPS_CONTEXT_KEY: root})
+            clear_tenant()  # the route binds the caller's tenant; none is left from the last request
+            return security_headers.apply(event, app.resolve(event, context))
+
+    return lambda_handler
+
+
+def bind(roots: Roots) -> Handler:
+    """This function on the local stack's dependencies."""
+    return make_handler(lambda: roots.api)
+
+
+@cache
+def _deps() -> ApiDeps:
+    return build_api(get_settings())
+
+
+lambda_handler = make_handler(_deps)

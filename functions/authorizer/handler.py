@@ -14,15 +14,20 @@ Redis and dropped when the key is revoked.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from replyflow.adapters.jwt_keys import InvalidTokenError
 from replyflow.observability import logger, tracer
 from replyflow.services import tokens
 from replyflow.services.access import Principal
 from replyflow.services.api_key_auth import authenticate_api_key
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
+from replyflow.settings import get_settings
+from replyflow.wiring.api import AuthorizerDeps, build_authorizer
+
+if TYPE_CHECKING:
+    from replyflow.wiring.roots import Handler, Roots
 
 
 def _header(event: dict[str, Any], name: str) -> str | None:
@@ -41,7 +46,7 @@ def _header(event: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def authenticate(authorization: str | None) -> Principal | None:
+def authenticate(deps: AuthorizerDeps, authorization: str | None) -> Principal | None:
     if not authorization:
         return None
     scheme, _, credential = authorization.strip().partition(" ")
@@ -49,9 +54,9 @@ def authenticate(authorization: str | None) -> Principal | None:
     if scheme.lower() != "bearer" or not credential:
         return None
     if credential.startswith(tokens.API_KEY_PREFIX):
-        return authenticate_api_key(credential, core.cache(), core.reader_sessions)
+        return authenticate_api_key(credential, deps.cache, deps.reader_sessions)
     try:
-        claims = tokens.verify_access_token(wiring.key_ring(), credential)
+        claims = tokens.verify_access_token(deps.key_ring, credential)
     except InvalidTokenError:
         return None
     if claims.role not in ("owner", "admin", "member"):
@@ -73,10 +78,19 @@ def _api_wide_arn(method_arn: str) -> str:
     return f"{prefix}/{stage}/*/*"
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    principal = authenticate(_header(event, "authorization"))
+def make_handler(deps: Callable[[], AuthorizerDeps]) -> Handler:
+    """The entry point over the dependencies ``deps()`` returns (read at each invocation)."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return authorize(deps(), event)
+
+    return lambda_handler
+
+
+def authorize(deps: AuthorizerDeps, event: dict[str, Any]) -> dict[str, Any]:
+    principal = authenticate(deps, _header(event, "authorization"))
     if principal is None:
         raise Exception("Unauthorized")
     policy: dict[str, Any] = {
@@ -94,3 +108,16 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "context": principal.as_context(),
     }
     return policy
+
+
+def bind(roots: Roots) -> Handler:
+    """This function on the local stack's dependencies."""
+    return make_handler(lambda: roots.authorizer)
+
+
+@cache
+def _deps() -> AuthorizerDeps:
+    return build_authorizer(get_settings())
+
+
+lambda_handler = make_handler(_deps)

@@ -24,8 +24,6 @@ from replyflow.services import subscriptions as service
 from replyflow.services.access import Principal
 from replyflow.services.billing import ManualBilling
 from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
-from replyflow.wiring import api as api_wiring
-from replyflow.wiring import core
 from tests.unit.test_api_support import ApiEnv, make_env
 
 pytestmark = pytest.mark.integration
@@ -41,8 +39,8 @@ def owner(env: ApiEnv) -> Principal:
     return Principal(signup["tenant_id"], signup["user_id"], "owner", "user")
 
 
-def subscriptions_of(tenant_id: str, plan: str) -> int:
-    with session_scope(core.writer_sessions()) as session:
+def subscriptions_of(env: ApiEnv, tenant_id: str, plan: str) -> int:
+    with session_scope(env.deps.clients.writer_sessions) as session:
         return (
             session.scalar(
                 select(func.count())
@@ -60,8 +58,8 @@ def test_same_key_many_at_once_changes_the_plan_once(env: ApiEnv) -> None:
     def attempt(_: int) -> tuple[int, object] | str:
         try:
             result = service.change_plan_idempotent(
-                core.writer_sessions(),
-                core.cache(),
+                env.deps.clients.writer_sessions,
+                env.deps.cache,
                 ManualBilling(),
                 principal,
                 request,
@@ -78,12 +76,12 @@ def test_same_key_many_at_once_changes_the_plan_once(env: ApiEnv) -> None:
     assert successes, outcomes
     assert {o for o in successes} == {successes[0]}, "every success must be the same result"
     assert all(o == "idempotency_in_progress" for o in outcomes if isinstance(o, str))
-    assert subscriptions_of(principal.tenant_id, "pro") == 1
+    assert subscriptions_of(env, principal.tenant_id, "pro") == 1
     other_body = service.ChangePlanRequest(plan_code="business")
     with pytest.raises(ConflictError) as reused:
         service.change_plan_idempotent(
-            core.writer_sessions(),
-            core.cache(),
+            env.deps.clients.writer_sessions,
+            env.deps.cache,
             ManualBilling(),
             principal,
             other_body,
@@ -112,8 +110,8 @@ def test_one_email_signed_up_many_at_once_makes_one_user_and_409s(
     def attempt(i: int) -> str:
         request = auth.SignupRequest(email=email, password="correct horse battery", workspace_name=f"R{i}")
         try:
-            with session_scope(core.writer_sessions()) as session:
-                cfg, limiter = api_wiring.auth_config(), api_wiring.rate_limiter()
+            with session_scope(env.deps.clients.writer_sessions) as session:
+                cfg, limiter = env.deps.auth_config, env.deps.limiter
                 auth.signup(session, cfg, limiter, request, ip=f"10.77.0.{i}", now=utcnow())
         except ConflictError as error:
             return error.code
@@ -122,7 +120,7 @@ def test_one_email_signed_up_many_at_once_makes_one_user_and_409s(
     with ThreadPoolExecutor(max_workers=attempts) as pool:
         outcomes = sorted(pool.map(attempt, range(attempts)))
     assert outcomes == ["created"] + ["email_taken"] * (attempts - 1)
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(env.deps.clients.writer_sessions) as session:
         assert session.scalar(select(func.count()).select_from(User).where(User.email == email)) == 1
 
 
@@ -132,8 +130,8 @@ def test_different_keys_at_once_still_leave_one_active_subscription(env: ApiEnv)
 
     def attempt(i: int) -> int:
         return service.change_plan_idempotent(
-            core.writer_sessions(),
-            core.cache(),
+            env.deps.clients.writer_sessions,
+            env.deps.cache,
             ManualBilling(),
             principal,
             request,
@@ -143,8 +141,8 @@ def test_different_keys_at_once_still_leave_one_active_subscription(env: ApiEnv)
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         assert set(pool.map(attempt, range(6))) == {200}
-    assert subscriptions_of(principal.tenant_id, "business") == 1
-    with session_scope(core.writer_sessions()) as session:
+    assert subscriptions_of(env, principal.tenant_id, "business") == 1
+    with session_scope(env.deps.clients.writer_sessions) as session:
         active = session.scalar(
             select(func.count())
             .select_from(Subscription)
@@ -157,10 +155,22 @@ def test_stored_errors_replay_too(env: ApiEnv) -> None:
     principal = owner(env)
     request = service.ChangePlanRequest(plan_code="no-such-plan")
     first = service.change_plan_idempotent(
-        core.writer_sessions(), core.cache(), ManualBilling(), principal, request, "k", now=utcnow()
+        env.deps.clients.writer_sessions,
+        env.deps.cache,
+        ManualBilling(),
+        principal,
+        request,
+        "k",
+        now=utcnow(),
     )
     again = service.change_plan_idempotent(
-        core.writer_sessions(), core.cache(), ManualBilling(), principal, request, "k", now=utcnow()
+        env.deps.clients.writer_sessions,
+        env.deps.cache,
+        ManualBilling(),
+        principal,
+        request,
+        "k",
+        now=utcnow(),
     )
     assert (first.status, again.status, again.replayed) == (422, 422, True)
     assert again.body == first.body
@@ -189,11 +199,11 @@ def test_log_pages_walk_the_index_without_offset(env: ApiEnv) -> None:
         }
         for i in range(3000)
     ]
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(env.deps.clients.writer_sessions) as session:
         session.execute(insert(ReplyLog), rows)
     seen: list[int] = []
     cursor = None
-    with session_scope(core.reader_sessions()) as session:
+    with session_scope(env.deps.clients.reader_sessions) as session:
         while True:
             page = logs_query.reply_logs(session, principal, account_id="acc-1", cursor=cursor, limit=200)
             seen += [item.id for item in page.items]

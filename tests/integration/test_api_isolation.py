@@ -13,7 +13,6 @@ import pytest
 
 from replyflow.adapters.jwt_keys import KeyRing
 from replyflow.services import tokens
-from replyflow.wiring import api as wiring
 from tests.unit.test_api_support import ApiEnv, make_env
 
 pytestmark = pytest.mark.integration
@@ -138,7 +137,7 @@ def _claims() -> dict[str, Any]:
 
 
 def test_bad_tokens_are_401(env: ApiEnv, tenant_a: dict[str, str]) -> None:
-    ring = wiring.key_ring()
+    ring = env.deps.key_ring
     good = tenant_a["token"]
     header, payload, signature = good.split(".")
     tampered = f"{header}.{payload[:-2]}{'AA' if not payload.endswith('AA') else 'BB'}.{signature}"

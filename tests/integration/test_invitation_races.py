@@ -18,8 +18,6 @@ from replyflow.errors import ReplyflowError
 from replyflow.services import invitations
 from replyflow.services.access import Principal
 from replyflow.services.invitations import AcceptInvitationRequest
-from replyflow.wiring import api as api_wiring
-from replyflow.wiring import core
 from tests.unit.test_api_support import ApiEnv, make_env
 
 pytestmark = pytest.mark.integration
@@ -54,11 +52,11 @@ def test_one_invitation_is_accepted_once(env: ApiEnv) -> None:
 
     def accept(i: int) -> None:
         request = AcceptInvitationRequest(token=token, password="correct horse battery")
-        with session_scope(core.writer_sessions()) as session:
+        with session_scope(env.deps.clients.writer_sessions) as session:
             invitations.accept(
                 session,
-                api_wiring.auth_config(),
-                api_wiring.rate_limiter(),
+                env.deps.auth_config,
+                env.deps.limiter,
                 request,
                 signed_in_user_id=None,
                 ip=f"10.88.0.{i}",
@@ -66,7 +64,7 @@ def test_one_invitation_is_accepted_once(env: ApiEnv) -> None:
             )
 
     assert race(accept) == ["invitation_used"] * (ATTEMPTS - 1) + ["ok"]
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(env.deps.clients.writer_sessions) as session:
         assert session.scalar(select(func.count()).select_from(User).where(User.email == email)) == 1
         members = (
             select(func.count()).select_from(Membership).where(Membership.tenant_id == owner["tenant_id"])
@@ -80,11 +78,11 @@ def test_one_email_invited_many_times_at_once_is_one_pending_invitation(env: Api
     email = f"twice-{secrets.token_hex(4)}@example.com"
 
     def invite(_i: int) -> None:
-        with session_scope(core.writer_sessions()) as session:
+        with session_scope(env.deps.clients.writer_sessions) as session:
             invitations.create(
                 session,
                 principal,
-                api_wiring.rate_limiter(),
+                env.deps.limiter,
                 env.outbox,
                 "https://console.example",
                 email=email,
@@ -93,7 +91,7 @@ def test_one_email_invited_many_times_at_once_is_one_pending_invitation(env: Api
             )
 
     assert race(invite) == ["invitation_pending"] * (ATTEMPTS - 1) + ["ok"]
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(env.deps.clients.writer_sessions) as session:
         assert (
             session.scalar(select(func.count()).select_from(Invitation).where(Invitation.email == email)) == 1
         )

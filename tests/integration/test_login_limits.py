@@ -11,9 +11,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from api.invoke import ApiResponse, Gateway
+from local.api_client import ApiClient, ApiResponse
 from replyflow.services.rate_limit_api import LOGIN_PER_EMAIL_CLIENT
-from replyflow.wiring import core
 from tests.unit.test_api_support import ApiEnv, make_env
 
 pytestmark = pytest.mark.integration
@@ -30,7 +29,7 @@ def full_width(text: str) -> str:
     return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in text)
 
 
-def login(gateway: Gateway, email: str, password: str) -> ApiResponse:
+def login(gateway: ApiClient, email: str, password: str) -> ApiResponse:
     return gateway.request("POST", "/v1/auth/login", body={"email": email, "password": password})
 
 
@@ -41,13 +40,13 @@ def test_spellings_share_the_counter_and_a_fresh_client_still_logs_in(env: ApiEn
     wide = full_width(email.split("@")[0]) + "@example.com"
 
     # The trap: MariaDB's default collation calls the accented spelling the same row.
-    with core.writer_sessions()() as session:
+    with env.deps.clients.writer_sessions() as session:
         folded = session.execute(
             sa.text("SELECT COUNT(*) FROM users WHERE email COLLATE utf8mb4_unicode_ci = :e"), {"e": accented}
         ).scalar_one()
         assert folded == 1
 
-    attacker = Gateway(source_ip="203.0.113.50")
+    attacker = env.client("203.0.113.50")
     spellings = [email, email.upper(), accented, wide]
     statuses = [
         login(attacker, spellings[i % len(spellings)], "wrong password!").status
@@ -57,11 +56,11 @@ def test_spellings_share_the_counter_and_a_fresh_client_still_logs_in(env: ApiEn
     for spelling in spellings:  # one budget, whichever spelling comes next
         assert login(attacker, spelling, PASSWORD).status == 429
 
-    fresh = Gateway(source_ip="198.51.100.50")
+    fresh = env.client("198.51.100.50")
     assert login(fresh, email, PASSWORD).status == 200
     assert login(fresh, wide, PASSWORD).status == 200  # the same account
     # The accented spelling is another identity: it does not open the account.
-    other = Gateway(source_ip="198.51.100.51")
+    other = env.client("198.51.100.51")
     assert login(other, accented, PASSWORD).status == 401
 
 

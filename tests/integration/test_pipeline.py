@@ -22,7 +22,6 @@ from replyflow.db.models import AutomationLog, InstagramAccount, OutboundMessage
 from replyflow.services.send_reply import SendService, release_parked
 from replyflow.services.sqs_batch import RetryBackoff
 from replyflow.settings import Settings
-from replyflow.wiring import core
 from replyflow.wiring.pipeline import PipelineDeps, build_pipeline, send_limiter
 from sender import handler as sender
 from sender.handler import SenderDeps
@@ -62,10 +61,10 @@ class Stack:
         return webhook.make_handler(lambda: self.deps)(event, lambda_context())
 
     def seed(self, **kwargs: object) -> Seeded:
-        with session_scope(core.writer_sessions()) as session:
+        with session_scope(self.deps.clients.writer_sessions) as session:
             ig = f"1784{uuid.uuid4().int % 10**13:013d}"
             token = self.sandbox.issue_token(ig, "brand")
-            return seed_tenant(session, core.cipher(), token=token, ig_user_id=ig, **kwargs)  # type: ignore[arg-type]
+            return seed_tenant(session, self.deps.clients.cipher, token=token, ig_user_id=ig, **kwargs)  # type: ignore[arg-type]
 
     def drain(self, timeout: float = 20.0) -> None:
         sends = self.sender_deps or self.deps
@@ -96,16 +95,14 @@ def stack(mysql_url: str, redis_url: str) -> Iterator[Stack]:
         meta_app_secret="the-other-secret",
         graph_timeout_seconds=5,
     )
-    core.override(settings=settings)  # the helpers below read the database through core
     try:
         yield Stack(sandbox, queues, build_pipeline(settings, publisher=queues))
     finally:
-        core.clear_overrides()
         sandbox.stop()
 
 
-def _count(model: type, **where: object) -> int:
-    with session_scope(core.writer_sessions()) as session:
+def _count(stack: Stack, model: type, **where: object) -> int:
+    with session_scope(stack.deps.clients.writer_sessions) as session:
         query = select(func.count()).select_from(model)
         for name, value in where.items():
             query = query.where(getattr(model, name) == value)
@@ -124,10 +121,10 @@ def test_a_comment_keyword_becomes_one_private_reply_with_logs(stack: Stack) -> 
     assert len(sent) == 1
     assert sent[0]["recipient"] == {"comment_id": comment_id}
     assert "maya.creates" in json.dumps(sent[0]["message"])
-    assert _count(ReplyLog, tenant_id=seeded.tenant_id, status="sent") == 1
-    assert _count(AutomationLog, tenant_id=seeded.tenant_id, action="sent") == 1
-    assert _count(AutomationLog, tenant_id=seeded.tenant_id, action="queued") == 1
-    assert _count(OutboundMessage, tenant_id=seeded.tenant_id, status="sent") == 1
+    assert _count(stack, ReplyLog, tenant_id=seeded.tenant_id, status="sent") == 1
+    assert _count(stack, AutomationLog, tenant_id=seeded.tenant_id, action="sent") == 1
+    assert _count(stack, AutomationLog, tenant_id=seeded.tenant_id, action="queued") == 1
+    assert _count(stack, OutboundMessage, tenant_id=seeded.tenant_id, status="sent") == 1
 
 
 def test_a_bad_signature_is_401_and_nothing_is_enqueued(stack: Stack) -> None:
@@ -161,8 +158,8 @@ def test_the_same_body_three_times_at_once_sends_one_dm(stack: Stack) -> None:
     # The three copies are processed concurrently too (one SQS batch, thread pool).
     stack.drain()
     assert len(stack.sandbox_messages(seeded.ig_user_id)) == 1
-    assert _count(OutboundMessage, tenant_id=seeded.tenant_id) == 1
-    assert _count(ReplyLog, tenant_id=seeded.tenant_id, status="sent") == 1
+    assert _count(stack, OutboundMessage, tenant_id=seeded.tenant_id) == 1
+    assert _count(stack, ReplyLog, tenant_id=seeded.tenant_id, status="sent") == 1
 
 
 # -- faults: throttle storm, error rate, token expiry, ambiguous writes ---------------------------
@@ -218,8 +215,8 @@ def _comments(stack: Stack, seeded: Seeded, count: int) -> list[str]:
     return ids
 
 
-def _statuses(seeded: Seeded) -> dict[str, int]:
-    with session_scope(core.writer_sessions()) as session:
+def _statuses(stack: Stack, seeded: Seeded) -> dict[str, int]:
+    with session_scope(stack.deps.clients.writer_sessions) as session:
         rows = session.execute(
             select(OutboundMessage.status, func.count())
             .where(OutboundMessage.tenant_id == seeded.tenant_id)
@@ -239,12 +236,12 @@ def test_a_throttle_storm_and_a_5_percent_error_rate_still_send_every_message_ex
 
     sent = [m["recipient"]["comment_id"] for m in stack.sandbox_messages(seeded.ig_user_id)]  # type: ignore[index]
     assert sorted(sent) == sorted(ids)  # every comment answered, none twice
-    assert _statuses(seeded) == {"sent": 40}
+    assert _statuses(stack, seeded) == {"sent": 40}
     state = stack.sandbox.app.state
     with state.lock:
         codes = [r.error["code"] for r in state.rejected if r.account_id == seeded.ig_user_id and r.error]
     assert codes.count(80002) == 8  # the storm happened...
-    assert _count(ReplyLog, tenant_id=seeded.tenant_id, status="deferred") >= 8  # ...and was deferred
+    assert _count(stack, ReplyLog, tenant_id=seeded.tenant_id, status="deferred") >= 8  # ...and was deferred
 
 
 def test_a_token_error_mid_stream_parks_messages_and_reconnecting_releases_them(
@@ -258,14 +255,14 @@ def test_a_token_error_mid_stream_parks_messages_and_reconnecting_releases_them(
     second = _comments(stack, seeded, 6)
     stack.drain()
 
-    assert _statuses(seeded) == {"sent": 4, "parked": 6}
-    with session_scope(core.writer_sessions()) as session:
+    assert _statuses(stack, seeded) == {"sent": 4, "parked": 6}
+    with session_scope(stack.deps.clients.writer_sessions) as session:
         account = session.get(InstagramAccount, seeded.account_id)
         assert account is not None
         assert account.status == "needs_reauth"
         # Re-connecting: a fresh token, the account active again, then the parked messages released
         # (the API's reconnect endpoint does exactly this, calling release_parked).
-        account.access_token_encrypted = core.cipher().encrypt(
+        account.access_token_encrypted = stack.deps.clients.cipher.encrypt(
             stack.sandbox.issue_token(seeded.ig_user_id, "brand"), context=account.id
         )
         account.status = "active"
@@ -274,7 +271,7 @@ def test_a_token_error_mid_stream_parks_messages_and_reconnecting_releases_them(
 
     sent = [m["recipient"]["comment_id"] for m in stack.sandbox_messages(seeded.ig_user_id)]  # type: ignore[index]
     assert sorted(sent) == sorted(first + second)
-    assert _statuses(seeded) == {"sent": 10}
+    assert _statuses(stack, seeded) == {"sent": 10}
 
 
 def test_an_ambiguous_timeout_is_settled_by_the_ledger_not_resent(stack: Stack) -> None:
@@ -282,6 +279,6 @@ def test_an_ambiguous_timeout_is_settled_by_the_ledger_not_resent(stack: Stack) 
     _faults(stack, timeout_rate=1.0)
     (comment_id,) = _comments(stack, seeded, 1)
     stack.drain()
-    assert _statuses(seeded) == {"unknown": 1}
+    assert _statuses(stack, seeded) == {"unknown": 1}
     messages = stack.sandbox_messages(seeded.ig_user_id)
     assert [m["recipient"] for m in messages] == [{"comment_id": comment_id}]  # went out once, never again

@@ -19,8 +19,6 @@ from replyflow.errors import ConflictError, ForbiddenError
 from replyflow.services import members, revocation
 from replyflow.services.access import Principal
 from replyflow.services.members import RoleChange
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
 from tests.unit.test_api_support import ApiEnv, make_env
 
 pytestmark = pytest.mark.integration
@@ -29,9 +27,7 @@ WORKSPACES = 8
 
 @pytest.fixture
 def env(mysql_url: str, redis_url: str) -> Iterator[ApiEnv]:
-    for api_env in make_env(mysql_url, redis_url):
-        api_env.gateway.cache_policies = True
-        yield api_env
+    yield from make_env(mysql_url, redis_url)
 
 
 def two_owners(env: ApiEnv) -> tuple[Principal, Principal]:
@@ -42,8 +38,8 @@ def two_owners(env: ApiEnv) -> tuple[Principal, Principal]:
     return first, Principal(first.tenant_id, invited["user_id"], "owner", "user")
 
 
-def owners_of(tenant_id: str) -> int:
-    with session_scope(core.writer_sessions()) as session:
+def owners_of(env: ApiEnv, tenant_id: str) -> int:
+    with session_scope(env.deps.clients.writer_sessions) as session:
         return tenants.owner_count(session, tenant_id)
 
 
@@ -63,41 +59,41 @@ def at_once(actions: list[Callable[[], None]]) -> list[str]:
         return list(pool.map(run, actions))
 
 
-def demote(actor: Principal, target: Principal) -> Callable[[], None]:
+def demote(env: ApiEnv, actor: Principal, target: Principal) -> Callable[[], None]:
     def action() -> None:
-        with session_scope(core.writer_sessions()) as session:
+        with session_scope(env.deps.clients.writer_sessions) as session:
             members.change_role(
-                session, wiring.revoker(), actor, target.principal_id, RoleChange(role="admin")
+                session, env.deps.revoker, actor, target.principal_id, RoleChange(role="admin")
             )
 
     return action
 
 
-def remove(actor: Principal, target: Principal) -> Callable[[], None]:
+def remove(env: ApiEnv, actor: Principal, target: Principal) -> Callable[[], None]:
     def action() -> None:
-        with session_scope(core.writer_sessions()) as session:
-            members.remove(session, wiring.revoker(), actor, target.principal_id, now=utcnow())
+        with session_scope(env.deps.clients.writer_sessions) as session:
+            members.remove(session, env.deps.revoker, actor, target.principal_id, now=utcnow())
 
     return action
 
 
 @pytest.mark.parametrize("move", [demote, remove], ids=["demote", "remove"])
 def test_two_owners_turning_on_each_other_at_once_leave_the_workspace_an_owner(
-    env: ApiEnv, move: Callable[[Principal, Principal], Callable[[], None]]
+    env: ApiEnv, move: Callable[[ApiEnv, Principal, Principal], Callable[[], None]]
 ) -> None:
     outcomes: list[list[str]] = []
     for _ in range(WORKSPACES):
         a, b = two_owners(env)
-        outcomes.append(sorted(at_once([move(a, b), move(b, a)])))
-        assert owners_of(a.tenant_id) == 1, outcomes
+        outcomes.append(sorted(at_once([move(env, a, b), move(env, b, a)])))
+        assert owners_of(env, a.tenant_id) == 1, outcomes
     # Exactly one of each pair won; the other found itself no longer an owner (or the last owner).
     assert all(o[0] == "done" and o[1] in ("insufficient_role", "last_owner") for o in outcomes), outcomes
 
 
-def _trusted_for_a_while() -> None:
+def _trusted_for_a_while(env: ApiEnv) -> None:
     """Redis here has held every revocation for longer than any grace period (no database fallback):
     the latencies below are those of the Redis path."""
-    client = core.redis_client()
+    client = env.deps.clients.redis
     past = epoch_ms() - revocation.API_KEY_GRACE_MS - 1000
     current = client.get(revocation.TRUSTED_SINCE_KEY)
     if current is None or int(current) > past:
@@ -107,9 +103,8 @@ def _trusted_for_a_while() -> None:
 def test_revocations_are_refused_on_the_next_request_through_the_cached_policy(
     env: ApiEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _trusted_for_a_while()
-    fallbacks: list[Principal] = []
-    monkeypatch.setattr(wiring, "verify_principal", fallbacks.append)
+    _trusted_for_a_while(env)
+    fallbacks = env.record_db_checks()
     account = env.signup("Latency")
     owner = account["access_token"]
     key = env.call("POST", "/v1/api-keys", token=owner, body={"name": "ci"}).body

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.handler import lambda_handler as api_handler
-from authorizer.handler import lambda_handler as authorizer_handler
 from tests.conftest import load_event
 from tests.support_pipeline import lambda_context
 from tests.unit.test_api_support import ApiEnv, make_env
@@ -23,19 +21,19 @@ def api_env(sqlite_url: str) -> Iterator[ApiEnv]:
 
 def test_sample_events(api_env: ApiEnv) -> None:
     signup = load_event("api_signup.json")
-    response = api_handler(signup, lambda_context())
+    response = api_env.api_handler(signup, lambda_context())
     assert response["statusCode"] == 201, response["body"]
     pair = json.loads(response["body"])
 
     request = load_event("api_authorizer_request.json")
     request["headers"]["Authorization"] = f"Bearer {pair['access_token']}"
-    policy = authorizer_handler(request, lambda_context())
+    policy = api_env.authorizer_handler(request, lambda_context())
     assert policy["policyDocument"]["Statement"][0]["Resource"].endswith("/v1/*/*")
     assert policy["context"]["tenant_id"] == pair["tenant_id"]
 
     read = load_event("api_get_automations.json")
     read["requestContext"]["authorizer"] = policy["context"]
-    listed = api_handler(read, lambda_context())
+    listed = api_env.api_handler(read, lambda_context())
     assert listed["statusCode"] == 200
     assert json.loads(listed["body"]) == []
     assert listed["multiValueHeaders"]["X-RateLimit-Limit"] == ["60"]
@@ -49,6 +47,6 @@ def test_sample_invitation_accept_event(api_env: ApiEnv) -> None:
     event = load_event("api_invitation_accept.json")
     body = json.loads(event["body"])
     event["body"] = json.dumps({**body, "token": api_env.last_token(email, "invitation")})
-    response = api_handler(event, lambda_context())
+    response = api_env.api_handler(event, lambda_context())
     assert response["statusCode"] == 200, response["body"]
     assert json.loads(response["body"])["tenant_id"] == owner["tenant_id"]

@@ -141,7 +141,6 @@ def test_times_whose_offset_leaves_the_calendar_are_422(api_env: ApiEnv) -> None
 
 
 def test_204_has_no_body(api_env: ApiEnv) -> None:
-    from api.handler import lambda_handler
 
     pair = api_env.signup()
     event = {
@@ -153,7 +152,7 @@ def test_204_has_no_body(api_env: ApiEnv) -> None:
         "body": json.dumps({"refresh_token": pair["refresh_token"]}),
         "isBase64Encoded": False,
     }
-    raw = lambda_handler(event, lambda_context("ApiFunction"))
+    raw = api_env.api_handler(event, lambda_context("ApiFunction"))
     assert raw["statusCode"] == 204
     assert raw["body"] in (None, "")  # not "null": a body after a 204 desyncs keep-alive
     assert "Content-Type" not in (raw.get("headers") or {})

@@ -12,7 +12,6 @@ from sqlalchemy import select
 from replyflow.db.engine import session_scope
 from replyflow.db.models import AutomationLog, InstagramAccount, ReplyLog
 from replyflow.db.repositories import logs as logs_repo
-from replyflow.wiring import core
 from tests.unit.test_api_support import ApiEnv, make_env
 
 
@@ -51,12 +50,13 @@ def test_sandbox_connect_stores_the_token_encrypted_and_never_returns_it(api_env
     account = connect(api_env, token)
     assert "access_token" not in str(account).lower()
     assert api_env.oauth.subscribed, "webhooks were not subscribed"
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         row = session.scalar(select(InstagramAccount).where(InstagramAccount.id == account["id"]))
         assert row is not None
         assert api_env.oauth.subscribed[-1].encode() not in row.access_token_encrypted
         assert (
-            core.cipher().decrypt(row.access_token_encrypted, context=row.id) == api_env.oauth.subscribed[-1]
+            api_env.deps.cipher.decrypt(row.access_token_encrypted, context=row.id)
+            == api_env.oauth.subscribed[-1]
         )
 
 
@@ -104,7 +104,7 @@ def test_disconnect_pauses_automations_and_reconnect_releases_parked(api_env: Ap
     assert gone.status == 200
     assert gone.body["status"] == "disabled"
     assert api_env.call("GET", f"/v1/automations/{automation['id']}", token=token).body["active"] is False
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         row = session.get(InstagramAccount, account["id"])
         assert row is not None
         row.status = "needs_reauth"
@@ -233,7 +233,7 @@ def test_logs_keyset_pagination_and_filters(api_env: ApiEnv, monkeypatch: pytest
     signup = api_env.signup()
     token, tenant = signup["access_token"], signup["tenant_id"]
     base = datetime(2026, 1, 1)
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         for i in range(25):
             # Pairs share a timestamp so the id breaks ties.
             created = base + timedelta(minutes=i // 2)
@@ -292,7 +292,7 @@ def test_automation_logs_filter_by_every_action_the_pipeline_writes(api_env: Api
     token, tenant = signup["access_token"], signup["tenant_id"]
     # processor: matched, skipped, queued, parked; sender: sent, deferred, parked, skipped, failed, unknown
     actions = ["matched", "skipped", "queued", "parked", "deferred", "sent", "failed", "unknown"]
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         for action in actions:
             session.add(AutomationLog(tenant_id=tenant, account_id="a1", action=action))
     for action in actions:

@@ -1,8 +1,10 @@
 """Shared fixtures and fakes for the API tests (no tests here).
 
-``api_env`` points the wiring at a database URL (SQLite in the unit tier, MariaDB in integration), a
-fake Instagram OAuth client and a rate limiter of its own, seeds the plans and yields an in-process
-gateway (``api.invoke.Gateway``) that runs the authorizer before the API like API Gateway does.
+``make_env`` builds the API's and the authorizer's roots (``build_api``, ``build_authorizer``) on a
+database URL (SQLite in the unit tier, MariaDB in integration) with a fake Instagram OAuth client, an
+outbox mailer and a rate limiter of its own, seeds the plans and yields an ``ApiEnv`` whose client
+calls the local gateway in-process (``local.api_client``): template.yaml's routes, the authorizer
+before the API and its policy cache, as on API Gateway.
 """
 
 from __future__ import annotations
@@ -12,18 +14,24 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from api.invoke import ApiResponse, Gateway
+from api.handler import make_handler as make_api_handler
+from authorizer.handler import make_handler as make_authorizer_handler
+from local.api_client import ApiClient, ApiResponse, api_gateway
+from local.gateway import LocalGateway
+from local.lambda_context import Handler
 from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
 from replyflow.adapters.mail_outbox import OutboxMailer
 from replyflow.db.engine import session_scope
 from replyflow.db.repositories.plans import seed_plans
+from replyflow.services.access import Principal
 from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
 from replyflow.settings import Settings
-from replyflow.wiring import core
+from replyflow.wiring.api import ApiDeps, AuthorizerDeps, build_api, build_authorizer
+from replyflow.wiring.core import Clients
 
 
 @dataclass
@@ -58,13 +66,53 @@ class FakeInstagramOAuth:
         self.calls.append("unsubscribe")
 
 
+@dataclass(frozen=True, eq=False)
+class RecordingApiDeps(ApiDeps):
+    """The API's root, recording the principals it checks in the database (the check still runs)."""
+
+    seen: list[Principal] = field(default_factory=list)
+
+    def verify_principal(self, principal: Principal) -> None:
+        self.seen.append(principal)
+        super().verify_principal(principal)
+
+
 @dataclass
 class ApiEnv:
-    gateway: Gateway
+    """The API over ``deps`` (read at every request: ``use`` swaps an adapter mid-test)."""
+
     oauth: FakeInstagramOAuth
     settings: Settings
     requeued: list[tuple[str, str]]
     outbox: OutboxMailer
+    deps: ApiDeps
+    authorizer: AuthorizerDeps
+    source_ip: str = "127.0.0.1"
+    api_handler: Handler = field(init=False)
+    authorizer_handler: Handler = field(init=False)
+    local_gateway: LocalGateway = field(init=False)
+    gateway: ApiClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.api_handler = make_api_handler(lambda: self.deps)
+        self.authorizer_handler = make_authorizer_handler(lambda: self.authorizer)
+        self.local_gateway = api_gateway(self.api_handler, self.authorizer_handler)
+        self.gateway = self.client(self.source_ip)
+
+    def client(self, source_ip: str) -> ApiClient:
+        """Another caller of the same API (same gateway, same policy cache), from ``source_ip``."""
+        return ApiClient(self.local_gateway, source_ip)
+
+    def record_db_checks(self) -> list[Principal]:
+        """From now on, the principals the API checks in the database (when Redis cannot vouch)."""
+        seen: list[Principal] = []
+        current = {f.name: getattr(self.deps, f.name) for f in fields(ApiDeps)}
+        self.deps = RecordingApiDeps(**current, seen=seen)
+        return seen
+
+    def use(self, **changes: Any) -> None:
+        """Later requests run on these adapters instead (``limiter=``, ``revocation_store=``, ...)."""
+        self.deps = replace(self.deps, **changes)
 
     def call(self, method: str, path: str, **kwargs: Any) -> ApiResponse:
         return self.gateway.request(method, path, **kwargs)
@@ -114,28 +162,22 @@ def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv
     oauth = FakeInstagramOAuth()
     requeued: list[tuple[str, str]] = []
     outbox = OutboxMailer(Path(tempfile.mkdtemp(prefix="rf-outbox-")) / "outbox.sqlite3")
-    core.override(settings=settings)
-    client = core.redis_client()
+    clients = Clients(settings)
     if redis_url is None:
-        client.flushall()
-    limiter = RedisFixedWindowLimiter(client, namespace=f"rftest:{secrets.token_hex(4)}")
-    core.override(
-        settings=settings,
-        instagram_oauth=oauth,
-        api_rate_limiter=limiter,
+        clients.redis.flushall()  # fakeredis, private to this process
+    deps = build_api(
+        settings,
+        clients=clients,
+        oauth_client=oauth,
+        limiter=RedisFixedWindowLimiter(clients.redis, namespace=f"rftest:{secrets.token_hex(4)}"),
         mailer=outbox,
         requeue_parked=lambda _session, tenant_id, account_id: _record(requeued, tenant_id, account_id),
     )
-    with session_scope(core.writer_sessions()) as session:
+    authorizer = build_authorizer(settings, clients=clients)
+    with session_scope(clients.writer_sessions) as session:
         seed_plans(session)
+    source_ip = f"10.0.{secrets.randbelow(250)}.{secrets.randbelow(250)}"
     try:
-        yield ApiEnv(
-            Gateway(source_ip=f"10.0.{secrets.randbelow(250)}.{secrets.randbelow(250)}"),
-            oauth,
-            settings,
-            requeued,
-            outbox,
-        )
+        yield ApiEnv(oauth, settings, requeued, outbox, deps, authorizer, source_ip)
     finally:
-        core.clear_overrides()
         shutil.rmtree(outbox.path.parent, ignore_errors=True)

@@ -6,21 +6,17 @@ import time
 
 import pytest
 
-from authorizer.handler import lambda_handler
+from authorizer.handler import make_handler
 from replyflow.services import tokens
 from replyflow.settings import Settings
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
+from replyflow.wiring.api import build_authorizer
 from tests.support_pipeline import lambda_context
 
 ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/v1/templates"
 
 
-@pytest.fixture(autouse=True)
-def _settings():
-    core.override(settings=Settings(environment="test"))
-    yield
-    core.clear_overrides()
+DEPS = build_authorizer(Settings(environment="test"))
+lambda_handler = make_handler(lambda: DEPS)
 
 
 def event(authorization: str | None) -> dict:
@@ -31,7 +27,7 @@ def event(authorization: str | None) -> dict:
 def test_valid_jwt_allows_every_route_and_passes_the_principal() -> None:
     before = time.time_ns() // 1_000_000
     token = tokens.issue_access_token(
-        wiring.key_ring(), user_id="u1", tenant_id="t1", role="member", ttl_seconds=60, session_id="s1"
+        DEPS.key_ring, user_id="u1", tenant_id="t1", role="member", ttl_seconds=60, session_id="s1"
     )
     result = lambda_handler(event(f"Bearer {token}"), lambda_context())
     statement = result["policyDocument"]["Statement"][0]
@@ -56,7 +52,7 @@ def test_missing_or_malformed_credentials_are_unauthorized(authorization: str | 
 
 def test_token_with_unknown_role_is_unauthorized() -> None:
     token = tokens.issue_access_token(
-        wiring.key_ring(), user_id="u1", tenant_id="t1", role="root", ttl_seconds=60
+        DEPS.key_ring, user_id="u1", tenant_id="t1", role="root", ttl_seconds=60
     )
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         lambda_handler(event(f"Bearer {token}"), lambda_context())

@@ -18,7 +18,6 @@ from local.gateway import HttpRequest, LocalGateway
 from local.template import load_template
 from replyflow.adapters.sqs_admin import BrokerQueueStats
 from replyflow.settings import Settings
-from replyflow.wiring import core
 from replyflow.wiring.jobs import build_jobs
 from tests.unit.test_jobs_usage_health import Inspector
 
@@ -29,10 +28,8 @@ def fresh_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(cli, "running_stack", lambda settings: None)
     for name in ("DATABASE_URL", "GRAPH_API_BASE_URL", "QUEUE_URLS", "REDIS_URL", "LOCAL_STATE_DIR"):
         monkeypatch.delenv(name, raising=False)
-    core.clear_overrides()
     cli.reset_settings()
     yield
-    core.clear_overrides()
     cli.reset_settings()
 
 

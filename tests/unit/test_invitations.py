@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from api.invoke import ApiResponse
+from local.api_client import ApiResponse
 from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
 from replyflow.db.models import Invitation
 from replyflow.services import tokens
-from replyflow.wiring import core
 from tests.unit.test_api_support import ApiEnv, make_env
 
 PASSWORD = "correct horse battery"
@@ -65,7 +64,7 @@ def test_the_invite_answer_holds_no_secret_and_only_the_token_hash_is_stored(api
     assert "Acme" in sent["subject"]
     assert f"{api_env.settings.console_base_url}/invitations/accept#token=rfi_" in sent["text"]
     token = api_env.last_token(email, "invitation")
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         row = session.scalar(select(Invitation).where(Invitation.id == invited["id"]))
         assert row is not None
         assert row.token_hash == tokens.sha256_hex(token)
@@ -102,7 +101,7 @@ def test_takeover_through_an_earlier_invitation_is_impossible(api_env: ApiEnv) -
     # Even if the attacker got the link of their own invitation (it went to the victim's mailbox; here
     # its token is set to a known one), it cannot set a password on the victim's account, nor be
     # accepted with the attacker's own session.
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         session.execute(
             update(Invitation)
             .where(Invitation.id == attackers_invitation["id"])
@@ -207,7 +206,7 @@ def test_only_owners_invite_and_an_expired_invitation_is_refused(api_env: ApiEnv
     email = fresh_email()
     invited = invite(api_env, owner["access_token"], email)
     link = api_env.last_token(email, "invitation")
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         session.execute(
             update(Invitation)
             .where(Invitation.id == invited["id"])
@@ -223,7 +222,7 @@ def test_only_owners_invite_and_an_expired_invitation_is_refused(api_env: ApiEnv
 def test_a_new_invitation_lasts_seven_days(api_env: ApiEnv) -> None:
     owner = api_env.signup("Acme")
     invited = invite(api_env, owner["access_token"], fresh_email())
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         row = session.scalar(select(Invitation).where(Invitation.id == invited["id"]))
         assert row is not None
         assert timedelta(days=7) - (row.expires_at - row.created_at) < timedelta(seconds=1)

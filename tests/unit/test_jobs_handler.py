@@ -18,7 +18,6 @@ from replyflow.adapters.sqs_admin import BrokerQueueStats
 from replyflow.db.engine import session_factory
 from replyflow.errors import ValidationError
 from replyflow.settings import Settings
-from replyflow.wiring import core
 from replyflow.wiring.jobs import JOB_NAMES, JobsDeps, UnknownJobError, build_jobs
 from tests.conftest import load_event
 from tests.support_pipeline import MemoryQueues
@@ -73,9 +72,9 @@ def wired(sqlite_url: str) -> Iterator[Wired]:
         add_logs(session, "t1", NOW - timedelta(days=20), 40, timedelta(hours=12))
         session.commit()
     settings = Settings(database_url=sqlite_url, token_encryption_key=KEY, environment="test")
-    core.override(settings=settings)  # the CLI reads the settings installed by an embedding process
+    cli.install_settings(settings)  # the CLI reads the settings installed by an embedding process
     yield Wired(MemoryStore(), RecordingSink(), settings)
-    core.clear_overrides()
+    cli.reset_settings()
 
 
 def test_every_scheduled_job_runs_from_its_event(wired: Wired) -> None:

@@ -22,8 +22,7 @@ from replyflow.adapters.mail_ses import SesMailer
 from replyflow.domain.emails import OutgoingEmail
 from replyflow.errors import MailDeliveryError
 from replyflow.settings import Settings
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
+from replyflow.wiring.api import MailerOnUse, build_api, mailer_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER = "no-reply@replyflow.example"
@@ -117,18 +116,15 @@ def test_the_local_gateway_serves_the_outbox(tmp_path: Path) -> None:
 def test_the_wiring_sends_through_ses_with_mail_from_and_refuses_the_outbox_when_deployed(
     tmp_path: Path,
 ) -> None:
-    try:
-        core.override(settings=Settings(environment="test", local_state_dir=str(tmp_path)))
-        mailer = wiring.mailer()
-        assert isinstance(mailer, OutboxMailer)
-        assert mailer.path == tmp_path / "outbox.sqlite3"
-        core.override(settings=Settings(environment="test", mail_from=SENDER))
-        assert isinstance(wiring.mailer(), SesMailer)
-        # Constructed without validation: a real prod Settings also refuses the local secrets.
-        local = Settings(environment="test").model_dump()
-        deployed = Settings.model_construct(**{**local, "environment": "prod", "mail_from": None})
-        core.override(settings=deployed)
-        with pytest.raises(RuntimeError, match="MAIL_FROM"):
-            wiring.mailer()
-    finally:
-        core.clear_overrides()
+    mailer = mailer_for(Settings(environment="test", local_state_dir=str(tmp_path)))
+    assert isinstance(mailer, OutboxMailer)
+    assert mailer.path == tmp_path / "outbox.sqlite3"
+    assert isinstance(mailer_for(Settings(environment="test", mail_from=SENDER)), SesMailer)
+    # Constructed without validation: a real prod Settings also refuses the local secrets.
+    local = Settings(environment="test").model_dump()
+    deployed = Settings.model_construct(**{**local, "environment": "prod", "mail_from": None})
+    with pytest.raises(RuntimeError, match="MAIL_FROM"):
+        mailer_for(deployed)
+    # The API's default mailer chooses at the first send, so a deployed API without MAIL_FROM
+    # still serves every route that sends nothing.
+    assert isinstance(build_api(deployed).mailer, MailerOnUse)

@@ -20,8 +20,7 @@ from replyflow.db.models import (
 )
 from replyflow.services.meta_callbacks import InvalidSignedRequestError, parse_signed_request, sign_request
 from replyflow.settings import Settings
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
+from replyflow.wiring.api import build_api
 from tests.unit.test_api_resources import connect
 from tests.unit.test_api_support import ApiEnv, make_env
 
@@ -48,8 +47,10 @@ def form(env: ApiEnv, path: str, signed: str) -> dict:
     return {"status": response.status, "body": response.body}
 
 
-def seed_conversation(tenant_id: str, account_id: str, igsid: str, key: str, status: str = "sent") -> None:
-    with session_scope(core.writer_sessions()) as session:
+def seed_conversation(
+    api_env: ApiEnv, tenant_id: str, account_id: str, igsid: str, key: str, status: str = "sent"
+) -> None:
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         session.add(Contact(tenant_id=tenant_id, account_id=account_id, igsid=igsid, username="someone"))
         session.add(InboundEvent(tenant_id=tenant_id, account_id=account_id, event_key=key, kind="message"))
         session.add(AutomationLog(tenant_id=tenant_id, account_id=account_id, event_key=key, action="queued"))
@@ -77,8 +78,8 @@ def seed_conversation(tenant_id: str, account_id: str, igsid: str, key: str, sta
         )
 
 
-def rows(model: type, **where: str) -> int:
-    with session_scope(core.writer_sessions()) as session:
+def rows(api_env: ApiEnv, model: type, **where: str) -> int:
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         stmt = select(func.count()).select_from(model)
         for name, value in where.items():
             stmt = stmt.where(getattr(model, name) == value)
@@ -104,9 +105,9 @@ def test_data_deletion_deletes_the_user_in_every_tenant_and_reports_its_status(a
     a, b = api_env.signup("Alpha"), api_env.signup("Beta")
     acct_a = connect(api_env, a["access_token"], "17841400000000101")
     acct_b = connect(api_env, b["access_token"], "17841400000000102")
-    seed_conversation(a["tenant_id"], acct_a["id"], USER, "mid-a-user")
-    seed_conversation(b["tenant_id"], acct_b["id"], USER, "mid-b-user")
-    seed_conversation(a["tenant_id"], acct_a["id"], OTHER, "mid-a-other")
+    seed_conversation(api_env, a["tenant_id"], acct_a["id"], USER, "mid-a-user")
+    seed_conversation(api_env, b["tenant_id"], acct_b["id"], USER, "mid-b-user")
+    seed_conversation(api_env, a["tenant_id"], acct_a["id"], OTHER, "mid-a-other")
 
     answer = form(api_env, "/v1/data-deletion", sign_request({"user_id": USER}, secret(api_env)))
     assert answer["status"] == 200, answer
@@ -114,14 +115,14 @@ def test_data_deletion_deletes_the_user_in_every_tenant_and_reports_its_status(a
     assert answer["body"]["url"] == f"https://api.example.com/v1/data-deletion/{code}"
 
     for model, column in ((Contact, "igsid"), (OutboundMessage, "recipient_id"), (ReplyLog, "recipient_id")):
-        assert rows(model, **{column: USER}) == 0
-        assert rows(model, **{column: OTHER}) == 1
+        assert rows(api_env, model, **{column: USER}) == 0
+        assert rows(api_env, model, **{column: OTHER}) == 1
     for key in ("mid-a-user", "mid-b-user"):
-        assert rows(InboundEvent, event_key=key) == 0
-        assert rows(AutomationLog, event_key=key) == 0
-    assert rows(InboundEvent, event_key="mid-a-other") == 1
-    assert rows(AutomationLog, event_key="mid-a-other") == 1
-    with session_scope(core.writer_sessions()) as session:
+        assert rows(api_env, InboundEvent, event_key=key) == 0
+        assert rows(api_env, AutomationLog, event_key=key) == 0
+    assert rows(api_env, InboundEvent, event_key="mid-a-other") == 1
+    assert rows(api_env, AutomationLog, event_key="mid-a-other") == 1
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         record = session.scalars(select(DataDeletionRequest)).one()
         assert USER not in record.user_hash
         assert record.rows_deleted == 10
@@ -138,12 +139,12 @@ def test_data_deletion_deletes_the_user_in_every_tenant_and_reports_its_status(a
 def test_data_deletion_of_a_connected_account_disconnects_it_and_deletes_its_records(api_env: ApiEnv) -> None:
     a = api_env.signup("Alpha")
     acct = connect(api_env, a["access_token"], USER)
-    seed_conversation(a["tenant_id"], acct["id"], OTHER, "mid-1")
+    seed_conversation(api_env, a["tenant_id"], acct["id"], OTHER, "mid-1")
     answer = form(api_env, "/v1/data-deletion", sign_request({"user_id": USER}, secret(api_env)))
     assert answer["status"] == 200, answer
     for model in (Contact, InboundEvent, OutboundMessage, ReplyLog, AutomationLog):
-        assert rows(model, account_id=acct["id"]) == 0
-    with session_scope(core.writer_sessions()) as session:
+        assert rows(api_env, model, account_id=acct["id"]) == 0
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         account = session.get(InstagramAccount, acct["id"])
         assert account is not None
         assert account.status == "disabled"
@@ -153,11 +154,11 @@ def test_data_deletion_of_a_connected_account_disconnects_it_and_deletes_its_rec
 def test_deauthorize_disconnects_wipes_the_token_and_settles_queued_sends(api_env: ApiEnv) -> None:
     a = api_env.signup("Alpha")
     acct = connect(api_env, a["access_token"], USER)
-    seed_conversation(a["tenant_id"], acct["id"], OTHER, "mid-queued", status="queued")
-    seed_conversation(a["tenant_id"], acct["id"], "1784149999000009", "mid-sent", status="sent")
+    seed_conversation(api_env, a["tenant_id"], acct["id"], OTHER, "mid-queued", status="queued")
+    seed_conversation(api_env, a["tenant_id"], acct["id"], "1784149999000009", "mid-sent", status="sent")
     answer = form(api_env, "/v1/deauthorize", sign_request({"user_id": USER}, secret(api_env)))
     assert answer == {"status": 200, "body": {"accounts_disconnected": 1, "sends_settled": 1}}
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         account = session.get(InstagramAccount, acct["id"])
         assert account is not None
         assert (account.status, account.status_reason, account.access_token_encrypted) == (
@@ -196,13 +197,12 @@ def test_the_status_url_carries_the_stage_on_api_gateways_own_domain(api_env: Ap
         headers={"Content-Type": "application/x-www-form-urlencoded", "Host": host},
     )
     assert response.status == 200, response.body
-    assert response.body["url"] == f"https://{host}/v1/v1/data-deletion/{response.body['confirmation_code']}"
+    stage = api_env.local_gateway.stage
+    code = response.body["confirmation_code"]
+    assert response.body["url"] == f"https://{host}/{stage}/v1/data-deletion/{code}"
 
 
 def test_oauth_uses_the_instagram_app_secret_even_with_the_meta_one_set() -> None:
-    core.override(settings=Settings(instagram_app_secret="instagram-secret", meta_app_secret="meta-secret"))
-    try:
-        assert wiring.oauth_config().app_secret == "instagram-secret"
-        assert core.settings().app_secrets == [b"instagram-secret", b"meta-secret"]
-    finally:
-        core.clear_overrides()
+    settings = Settings(instagram_app_secret="instagram-secret", meta_app_secret="meta-secret")
+    assert build_api(settings).oauth_config.app_secret == "instagram-secret"
+    assert settings.app_secrets == [b"instagram-secret", b"meta-secret"]

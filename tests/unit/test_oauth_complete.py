@@ -12,8 +12,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from replyflow.services import tokens
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
 from tests.unit.test_api_support import ApiEnv, make_env
 
 
@@ -109,8 +107,8 @@ def test_a_used_state_is_409(api_env: ApiEnv) -> None:
     assert replay.body["error"]["code"] == "oauth_state_used"
     assert api_env.oauth.calls.count("exchange_code") == exchanges
     # The spent nonce lives in Redis no longer than the state could verify.
-    nonce = tokens.read_oauth_state(wiring.key_ring(), state).nonce
-    ttl = core.redis_client().ttl(f"rf:oauth-state:{signup['tenant_id']}:{nonce}")
+    nonce = tokens.read_oauth_state(api_env.deps.key_ring, state).nonce
+    ttl = api_env.deps.clients.redis.ttl(f"rf:oauth-state:{signup['tenant_id']}:{nonce}")
     assert 0 < ttl <= tokens.OAUTH_STATE_TTL_SECONDS
 
 
@@ -129,7 +127,7 @@ def test_a_state_is_spent_even_when_the_connection_then_fails(api_env: ApiEnv) -
 def test_expired_tampered_and_foreign_states_are_422(api_env: ApiEnv) -> None:
     signup = api_env.signup()
     token = signup["access_token"]
-    ring = wiring.key_ring()
+    ring = api_env.deps.key_ring
     state = start_state(api_env, token)
     header, payload, signature = state.split(".")
     expired = ring.encode(
@@ -242,5 +240,5 @@ def test_sandbox_connect_goes_through_complete(api_env: ApiEnv) -> None:
     response = api_env.call("POST", "/v1/accounts/sandbox", token=token, body={"username": "shop"})
     assert response.status == 201, response.body
     assert api_env.oauth.calls[:2] == ["authorize", "exchange_code"]
-    spent = core.redis_client().keys(f"rf:oauth-state:{signup['tenant_id']}:*")
+    spent = api_env.deps.clients.redis.keys(f"rf:oauth-state:{signup['tenant_id']}:*")
     assert len(spent) == 1, "the sandbox flow did not spend its state's nonce"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from api.invoke import Gateway
+from local.api_client import ApiClient
 from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
 from replyflow.db.models import PasswordResetToken
@@ -19,7 +19,6 @@ from replyflow.domain.emails import canonical_email, limiter_email
 from replyflow.errors import ValidationError
 from replyflow.services.password_policy import check_password
 from replyflow.services.rate_limit_api import LOGIN_PER_EMAIL, LOGIN_PER_EMAIL_CLIENT, client_key
-from replyflow.wiring import core
 from tests.unit.test_api_support import ApiEnv, make_env
 
 PASSWORD = "correct horse battery"
@@ -31,7 +30,7 @@ def api_env(sqlite_url: str) -> Iterator[ApiEnv]:
     yield from make_env(sqlite_url)
 
 
-def login(env: ApiEnv, email: str, password: str, gateway: Gateway | None = None) -> Any:
+def login(env: ApiEnv, email: str, password: str, gateway: ApiClient | None = None) -> Any:
     body = {"email": email, "password": password}
     return (gateway or env.gateway).request("POST", "/v1/auth/login", body=body)
 
@@ -152,7 +151,7 @@ def test_a_reset_link_expires_after_30_minutes_and_a_newer_one_replaces_it(api_e
     newer = api_env.last_token(owner["email"], "password_reset")
     body = {"token": older, "new_password": NEW_PASSWORD}
     assert api_env.call("POST", "/v1/auth/password/reset", body=body).status == 400
-    with session_scope(core.writer_sessions()) as session:
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
         session.execute(
             update(PasswordResetToken)
             .where(PasswordResetToken.used_at.is_(None))
@@ -254,7 +253,7 @@ def test_spellings_share_one_budget_and_another_client_still_logs_in(api_env: Ap
     owner = api_env.signup("Acme")
     local, domain = owner["email"].split("@")
     spellings = [owner["email"], owner["email"].upper(), local.replace("a", "á", 1) + "@" + domain]
-    attacker = Gateway(source_ip="203.0.113.7")
+    attacker = api_env.client("203.0.113.7")
     statuses = [
         login(api_env, spellings[i % 3], "wrong password!", attacker).status
         for i in range(LOGIN_PER_EMAIL_CLIENT[0])
@@ -262,19 +261,19 @@ def test_spellings_share_one_budget_and_another_client_still_logs_in(api_env: Ap
     assert set(statuses) == {401}
     blocked = login(api_env, owner["email"], PASSWORD, attacker)
     assert blocked.status == 429
-    assert login(api_env, owner["email"], PASSWORD, Gateway(source_ip="198.51.100.9")).status == 200
+    assert login(api_env, owner["email"], PASSWORD, api_env.client("198.51.100.9")).status == 200
 
 
 def test_past_the_account_ceiling_every_client_is_slowed_not_blocked(api_env: ApiEnv) -> None:
     owner = api_env.signup("Acme")
     per_client = LOGIN_PER_EMAIL_CLIENT[0]
     for n in range(LOGIN_PER_EMAIL[0] // per_client + 1):
-        botnet = Gateway(source_ip=f"203.0.113.{n + 10}")
+        botnet = api_env.client(f"203.0.113.{n + 10}")
         for _ in range(per_client):
             login(api_env, owner["email"], "wrong password!", botnet)
-    fresh = Gateway(source_ip="198.51.100.20")
+    fresh = api_env.client("198.51.100.20")
     assert login(api_env, owner["email"], PASSWORD, fresh).status == 200
     slowed = login(api_env, owner["email"], PASSWORD, fresh)
     assert slowed.status == 429
     assert int(slowed.headers["Retry-After"]) <= 60
-    assert login(api_env, owner["email"], PASSWORD, Gateway(source_ip="198.51.100.21")).status == 200
+    assert login(api_env, owner["email"], PASSWORD, api_env.client("198.51.100.21")).status == 200

@@ -1,5 +1,5 @@
 """Revocation takes effect on the next request although the gateway caches the authorizer's policy
-(``Gateway(cache_policies=True)``, API Gateway's 300 s cache), on SQLite and fakeredis.
+(the local gateway caches it like API Gateway, 300 s), on SQLite and fakeredis.
 
 The ``api_env`` here marks the revocation store trusted since long before any token is issued, and
 records every database fallback: a refusal must come from the Redis entry read in the rate-limit
@@ -21,32 +21,21 @@ from replyflow.services import revocation
 from replyflow.services.access import Principal
 from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
 from replyflow.services.revocation import RevocationUnavailableError
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
 from tests.unit.test_api_support import ApiEnv, make_env
 
 
 @pytest.fixture
-def db_checks(monkeypatch: pytest.MonkeyPatch) -> list[Principal]:
+def db_checks(api_env: ApiEnv) -> list[Principal]:
     """Principals the API checked in the database; the check itself still runs."""
-    seen: list[Principal] = []
-    real = wiring.verify_principal
-
-    def recording(principal: Principal) -> None:
-        seen.append(principal)
-        real(principal)
-
-    monkeypatch.setattr(wiring, "verify_principal", recording)
-    return seen
+    return api_env.record_db_checks()
 
 
 @pytest.fixture
-def api_env(sqlite_url: str, db_checks: list[Principal]) -> Iterator[ApiEnv]:
+def api_env(sqlite_url: str) -> Iterator[ApiEnv]:
     for env in make_env(sqlite_url):
-        env.gateway.cache_policies = True
         # A Redis that has held every revocation for longer than any grace period.
         since = epoch_ms() - revocation.API_KEY_GRACE_MS - 1000
-        core.redis_client().set(revocation.TRUSTED_SINCE_KEY, str(since))
+        env.deps.clients.redis.set(revocation.TRUSTED_SINCE_KEY, str(since))
         yield env
 
 
@@ -161,7 +150,7 @@ def test_with_redis_down_the_api_checks_callers_in_the_database_and_stays_up(
         assert api_env.call("GET", "/v1/templates", token=token).status == 200
     assert api_env.call("DELETE", f"/v1/members/{member['user_id']}", token=owner).status == 204
     assert api_env.call("DELETE", f"/v1/api-keys/{key['id']}", token=owner).status == 200
-    core.override(api_rate_limiter=_DownRedis())
+    api_env.use(limiter=_DownRedis())
     refused_within(api_env, member["access_token"], time.monotonic(), "membership_revoked")
     refused_within(api_env, key["key"], time.monotonic(), "api_key_revoked")
     assert api_env.call("GET", "/v1/templates", token=owner).status == 200  # not fail closed
@@ -176,7 +165,7 @@ def test_a_redis_that_lost_its_entries_is_not_trusted_for_older_tokens(
     credentials = {"email": account["email"], "password": account["password"]}
     member = invite_and_login(api_env, owner, "admin")
     assert api_env.call("DELETE", f"/v1/members/{member['user_id']}", token=owner).status == 204
-    core.redis_client().flushall()  # a restart without persistence: the entry and the marker are gone
+    api_env.deps.clients.redis.flushall()  # a restart without persistence: entry and marker gone
     refused_within(api_env, member["access_token"], time.monotonic(), "membership_revoked")
     assert [p.principal_id for p in db_checks] == [member["user_id"]]
     # The owner's older token is checked in the database too, and passes; a new one is Redis's again.
@@ -199,7 +188,7 @@ class _FailingStore:
 def test_a_revocation_that_cannot_be_recorded_fails_and_changes_nothing(api_env: ApiEnv) -> None:
     owner = api_env.signup()["access_token"]
     member = invite_and_login(api_env, owner, "admin")
-    core.override(revocation_store=_FailingStore())
+    api_env.use(revocation_store=_FailingStore())
     failed = api_env.call("DELETE", f"/v1/members/{member['user_id']}", token=owner)
     assert failed.status == 503
     assert failed.body["error"]["code"] == "revocation_unavailable"

@@ -8,10 +8,10 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parents[1]
 FLUSH = re.compile(r"\.(flushdb|flushall)\(", re.IGNORECASE)
 ALLOWED = {  # fakeredis only: the unit tier has no sockets, and make_env guards on redis_url None
-    ("unit/test_api_support.py", "client.flushall()"),
+    ("unit/test_api_support.py", "clients.redis.flushall()  # fakeredis, private to this process"),
     (
         "unit/test_revocation.py",
-        "core.redis_client().flushall()  # a restart without persistence: the entry and the marker are gone",
+        "api_env.deps.clients.redis.flushall()  # a restart without persistence: entry and marker gone",
     ),
 }
 

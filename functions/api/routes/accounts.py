@@ -13,14 +13,12 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-from api.context import header, principal
+from api.context import deps, header, principal
 from api.responses import NO_AUTH, documented
 from replyflow.clock import utcnow
 from replyflow.services import accounts, oauth
 from replyflow.services.accounts import AccountView
 from replyflow.services.oauth import AuthorizeUrl, CallbackLanding, CompleteRequest, SandboxConnectRequest
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
 
 router = Router()
 
@@ -39,7 +37,7 @@ def _callback_responses() -> dict[int, OpenAPIResponse]:
 
 @router.get("", tags=["accounts"], summary="Connected Instagram accounts", responses=documented())
 def list_accounts() -> list[AccountView]:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return accounts.list_accounts(session, principal(router))
 
 
@@ -50,7 +48,7 @@ def list_accounts() -> list[AccountView]:
     responses=documented(),
 )
 def oauth_start() -> AuthorizeUrl:
-    return oauth.start(wiring.oauth_config(), principal(router))
+    return oauth.start(deps(router).oauth_config, principal(router))
 
 
 @router.post(
@@ -63,17 +61,17 @@ def oauth_start() -> AuthorizeUrl:
     responses=documented(201, 402, 409, 502, body=True),
 )
 def oauth_complete(body: CompleteRequest) -> Response[AccountView]:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         view = oauth.complete(
             session,
-            wiring.cache(),
-            wiring.oauth_nonces(),
-            core.cipher(),
-            wiring.instagram_oauth(),
-            wiring.oauth_config(),
+            deps(router).cache,
+            deps(router).nonces,
+            deps(router).cipher,
+            deps(router).oauth_client,
+            deps(router).oauth_config,
             principal(router),
             body,
-            requeue=wiring.requeue_parked(),
+            requeue=deps(router).requeue_parked,
             now=utcnow(),
         )
     return Response(201, content_types.APPLICATION_JSON, view)
@@ -95,7 +93,7 @@ def oauth_callback(
     error_description: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response[CallbackLanding | str]:
     landing = oauth.callback_landing(
-        wiring.oauth_config(),
+        deps(router).oauth_config,
         code=code,
         state=state,
         error=error,
@@ -128,17 +126,17 @@ def _wants_json(accept: str | None) -> bool:
     responses=documented(201, 402, 404, 409, 502, body=True),
 )
 def sandbox_connect(body: SandboxConnectRequest) -> Response[AccountView]:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         view = oauth.sandbox_connect(
             session,
-            wiring.cache(),
-            wiring.oauth_nonces(),
-            core.cipher(),
-            wiring.instagram_oauth(),
-            wiring.oauth_config(),
+            deps(router).cache,
+            deps(router).nonces,
+            deps(router).cipher,
+            deps(router).oauth_client,
+            deps(router).oauth_config,
             principal(router),
             body,
-            requeue=wiring.requeue_parked(),
+            requeue=deps(router).requeue_parked,
             now=utcnow(),
         )
     return Response(201, content_types.APPLICATION_JSON, view)
@@ -146,7 +144,7 @@ def sandbox_connect(body: SandboxConnectRequest) -> Response[AccountView]:
 
 @router.get("/<account_id>", tags=["accounts"], summary="One account", responses=documented(200, 404))
 def get_account(account_id: str) -> AccountView:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return accounts.get_account(session, principal(router), account_id)
 
 
@@ -157,12 +155,12 @@ def get_account(account_id: str) -> AccountView:
     responses=documented(200, 404),
 )
 def disconnect(account_id: str) -> AccountView:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return accounts.disconnect(
             session,
-            wiring.cache(),
-            core.cipher(),
-            wiring.instagram_oauth(),
+            deps(router).cache,
+            deps(router).cipher,
+            deps(router).oauth_client,
             principal(router),
             account_id,
             now=utcnow(),

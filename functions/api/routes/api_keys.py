@@ -5,19 +5,18 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from api.context import principal
+from api.context import deps, principal
 from api.responses import documented
 from replyflow.clock import utcnow
 from replyflow.services import api_keys
 from replyflow.services.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyView
-from replyflow.wiring import api as wiring
 
 router = Router()
 
 
 @router.get("", tags=["api-keys"], summary="API keys (never their secrets)", responses=documented())
 def list_keys() -> list[ApiKeyView]:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return api_keys.list_keys(session, principal(router))
 
 
@@ -28,14 +27,14 @@ def list_keys() -> list[ApiKeyView]:
     responses=documented(201, body=True),
 )
 def create(body: ApiKeyCreate) -> Response[ApiKeyCreated]:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         created = api_keys.create(session, principal(router), body)
     return Response(201, content_types.APPLICATION_JSON, created)
 
 
 @router.delete("/<key_id>", tags=["api-keys"], summary="Revoke an API key", responses=documented(200, 404))
 def revoke(key_id: str) -> ApiKeyView:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return api_keys.revoke(
-            session, wiring.cache(), wiring.revoker(), principal(router), key_id, now=utcnow()
+            session, deps(router).cache, deps(router).revoker, principal(router), key_id, now=utcnow()
         )

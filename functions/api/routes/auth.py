@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from api.context import client_ip, principal
+from api.context import client_ip, deps, principal
 from api.responses import NO_AUTH, documented, no_content
 from replyflow.clock import utcnow
 from replyflow.services import auth, passwords
@@ -22,7 +22,6 @@ from replyflow.services.passwords import (
     PasswordForgotRequest,
     PasswordResetRequest,
 )
-from replyflow.wiring import api as wiring
 
 router = Router()
 me_router = Router()
@@ -36,9 +35,9 @@ me_router = Router()
     responses=documented(201, 409, 429, public=True, body=True),
 )
 def signup(body: SignupRequest) -> Response[TokenPair]:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         pair = auth.signup(
-            session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router), now=utcnow()
+            session, deps(router).auth_config, deps(router).limiter, body, ip=client_ip(router), now=utcnow()
         )
     return Response(201, content_types.APPLICATION_JSON, pair)
 
@@ -51,9 +50,9 @@ def signup(body: SignupRequest) -> Response[TokenPair]:
     responses=documented(200, 401, 429, public=True, body=True),
 )
 def login(body: LoginRequest) -> TokenPair:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return auth.login(
-            session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router), now=utcnow()
+            session, deps(router).auth_config, deps(router).limiter, body, ip=client_ip(router), now=utcnow()
         )
 
 
@@ -65,9 +64,9 @@ def login(body: LoginRequest) -> TokenPair:
     responses=documented(200, 401, 429, public=True, body=True),
 )
 def refresh(body: RefreshRequest) -> TokenPair:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return auth.refresh(
-            session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router), now=utcnow()
+            session, deps(router).auth_config, deps(router).limiter, body, ip=client_ip(router), now=utcnow()
         )
 
 
@@ -79,8 +78,8 @@ def refresh(body: RefreshRequest) -> TokenPair:
     responses=documented(204, public=True, body=True),
 )
 def logout(body: RefreshRequest) -> Response[Any]:
-    with wiring.unit_of_work() as session:
-        auth.logout(session, wiring.auth_config(), body, now=utcnow())
+    with deps(router).unit_of_work() as session:
+        auth.logout(session, deps(router).auth_config, body, now=utcnow())
     return no_content()
 
 
@@ -91,9 +90,9 @@ def logout(body: RefreshRequest) -> Response[Any]:
     responses=documented(200, 400, body=True),
 )
 def change_password(body: PasswordChangeRequest) -> TokenPair:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return passwords.change(
-            session, wiring.auth_config(), wiring.rate_limiter(), principal(router), body, now=utcnow()
+            session, deps(router).auth_config, deps(router).limiter, principal(router), body, now=utcnow()
         )
 
 
@@ -105,12 +104,12 @@ def change_password(body: PasswordChangeRequest) -> TokenPair:
     responses=documented(202, 429, public=True, body=True),
 )
 def forgot_password(body: PasswordForgotRequest) -> Response[PasswordForgotAccepted]:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         answer = passwords.forgot(
             session,
-            wiring.rate_limiter(),
-            wiring.mailer(),
-            wiring.console_base_url(),
+            deps(router).limiter,
+            deps(router).mailer,
+            deps(router).console_base_url,
             body,
             ip=client_ip(router),
             now=utcnow(),
@@ -126,9 +125,9 @@ def forgot_password(body: PasswordForgotRequest) -> Response[PasswordForgotAccep
     responses=documented(204, 400, 429, public=True, body=True),
 )
 def reset_password(body: PasswordResetRequest) -> Response[Any]:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         passwords.reset(
-            session, wiring.auth_config(), wiring.rate_limiter(), body, ip=client_ip(router), now=utcnow()
+            session, deps(router).auth_config, deps(router).limiter, body, ip=client_ip(router), now=utcnow()
         )
     return no_content()
 
@@ -137,5 +136,5 @@ def reset_password(body: PasswordResetRequest) -> Response[Any]:
     "/me", tags=["auth"], summary="The caller: user or API key, tenant and role", responses=documented()
 )
 def me() -> MeView:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return auth.me(session, principal(me_router))

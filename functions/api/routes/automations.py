@@ -8,13 +8,12 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from api.context import principal
+from api.context import deps, principal
 from api.responses import documented, no_content
 from replyflow.clock import utcnow
 from replyflow.services import automation_dry_run, automations
 from replyflow.services.automation_dry_run import DryRunRequest, DryRunResult
 from replyflow.services.automations import AutomationCreate, AutomationUpdate, AutomationView
-from replyflow.wiring import api as wiring
 
 router = Router()
 
@@ -23,8 +22,8 @@ router = Router()
 def list_automations(
     account_id: Annotated[str | None, Query(max_length=26)] = None,
 ) -> list[AutomationView]:
-    with wiring.unit_of_work() as session:
-        return automations.list_automations(session, wiring.cache(), principal(router), account_id)
+    with deps(router).unit_of_work() as session:
+        return automations.list_automations(session, deps(router).cache, principal(router), account_id)
 
 
 @router.post(
@@ -34,8 +33,8 @@ def list_automations(
     responses=documented(201, 402, 404, 409, body=True),
 )
 def create(body: AutomationCreate) -> Response[AutomationView]:
-    with wiring.unit_of_work() as session:
-        view = automations.create(session, wiring.cache(), principal(router), body)
+    with deps(router).unit_of_work() as session:
+        view = automations.create(session, deps(router).cache, principal(router), body)
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
@@ -43,7 +42,7 @@ def create(body: AutomationCreate) -> Response[AutomationView]:
     "/<automation_id>", tags=["automations"], summary="One automation", responses=documented(200, 404)
 )
 def get_automation(automation_id: str) -> AutomationView:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return automations.get_automation(session, principal(router), automation_id)
 
 
@@ -54,8 +53,8 @@ def get_automation(automation_id: str) -> AutomationView:
     responses=documented(200, 402, 404, 409, body=True),
 )
 def update(automation_id: str, body: AutomationUpdate) -> AutomationView:
-    with wiring.unit_of_work() as session:
-        return automations.update(session, wiring.cache(), principal(router), automation_id, body)
+    with deps(router).unit_of_work() as session:
+        return automations.update(session, deps(router).cache, principal(router), automation_id, body)
 
 
 @router.delete(
@@ -65,8 +64,8 @@ def update(automation_id: str, body: AutomationUpdate) -> AutomationView:
     responses=documented(204, 404),
 )
 def delete(automation_id: str) -> Response[Any]:
-    with wiring.unit_of_work() as session:
-        automations.delete(session, wiring.cache(), principal(router), automation_id)
+    with deps(router).unit_of_work() as session:
+        automations.delete(session, deps(router).cache, principal(router), automation_id)
     return no_content()
 
 
@@ -77,8 +76,8 @@ def delete(automation_id: str) -> Response[Any]:
     responses=documented(200, 402, 404, 409),
 )
 def enable(automation_id: str) -> AutomationView:
-    with wiring.unit_of_work() as session:
-        return automations.set_active(session, wiring.cache(), principal(router), automation_id, True)
+    with deps(router).unit_of_work() as session:
+        return automations.set_active(session, deps(router).cache, principal(router), automation_id, True)
 
 
 @router.post(
@@ -88,8 +87,8 @@ def enable(automation_id: str) -> AutomationView:
     responses=documented(200, 404, 409),
 )
 def disable(automation_id: str) -> AutomationView:
-    with wiring.unit_of_work() as session:
-        return automations.set_active(session, wiring.cache(), principal(router), automation_id, False)
+    with deps(router).unit_of_work() as session:
+        return automations.set_active(session, deps(router).cache, principal(router), automation_id, False)
 
 
 @router.post(
@@ -99,5 +98,5 @@ def disable(automation_id: str) -> AutomationView:
     responses=documented(200, 404, body=True),
 )
 def test(automation_id: str, body: DryRunRequest) -> DryRunResult:
-    with wiring.read_only() as session:
+    with deps(router).read_only() as session:
         return automation_dry_run.dry_run(session, principal(router), automation_id, body, now=utcnow())

@@ -11,13 +11,12 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from api.context import client_ip, header, principal
+from api.context import client_ip, deps, header, principal
 from api.responses import SECURITY_SCHEME, documented, no_content
 from replyflow.clock import utcnow
 from replyflow.services import invitations
 from replyflow.services.auth import TokenPair, user_id_from_bearer
 from replyflow.services.invitations import AcceptInvitationRequest, InvitationView
-from replyflow.wiring import api as wiring
 
 router = Router()
 # The bearer is optional (signed in, or a new account's password); the service checks it.
@@ -26,7 +25,7 @@ OPTIONAL_BEARER: list[dict[str, list[str]]] = [{}, {SECURITY_SCHEME: []}]
 
 @router.get("", tags=["members"], summary="Pending invitations (owner)", responses=documented())
 def list_pending() -> list[InvitationView]:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return invitations.list_pending(session, principal(router), now=utcnow())
 
 
@@ -37,7 +36,7 @@ def list_pending() -> list[InvitationView]:
     responses=documented(204, 404),
 )
 def revoke(invitation_id: str) -> Response[Any]:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         invitations.revoke(session, principal(router), invitation_id, now=utcnow())
     return no_content()
 
@@ -49,13 +48,13 @@ def revoke(invitation_id: str) -> Response[Any]:
     responses=documented(200, 404, 503),
 )
 def resend(invitation_id: str) -> InvitationView:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return invitations.resend(
             session,
             principal(router),
-            wiring.rate_limiter(),
-            wiring.mailer(),
-            wiring.console_base_url(),
+            deps(router).limiter,
+            deps(router).mailer,
+            deps(router).console_base_url,
             invitation_id,
             now=utcnow(),
         )
@@ -71,12 +70,12 @@ def resend(invitation_id: str) -> InvitationView:
     responses=documented(200, 401, 403, 404, 409, 429, public=True, body=True),
 )
 def accept(body: AcceptInvitationRequest) -> TokenPair:
-    user_id = user_id_from_bearer(wiring.key_ring(), header(router, "authorization"))
-    with wiring.unit_of_work() as session:
+    user_id = user_id_from_bearer(deps(router).key_ring, header(router, "authorization"))
+    with deps(router).unit_of_work() as session:
         return invitations.accept(
             session,
-            wiring.auth_config(),
-            wiring.rate_limiter(),
+            deps(router).auth_config,
+            deps(router).limiter,
             body,
             signed_in_user_id=user_id,
             ip=client_ip(router),

@@ -7,12 +7,11 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from api.context import principal
+from api.context import deps, principal
 from api.responses import documented
 from replyflow.services import logs_query
 from replyflow.services.logs_query import AutomationAction, AutomationLogPage, ReplyLogPage, ReplyStatus
 from replyflow.timestamps import IsoDateTime
-from replyflow.wiring import api as wiring
 
 router = Router()
 Id = Annotated[str | None, Query(max_length=26)]
@@ -37,7 +36,7 @@ def replies(
     cursor: Cursor = None,
     limit: Limit = logs_query.DEFAULT_LIMIT,
 ) -> ReplyLogPage:
-    with wiring.read_only() as session:
+    with deps(router).read_only() as session:
         return logs_query.reply_logs(
             session,
             principal(router),
@@ -66,7 +65,7 @@ def automation_decisions(
     cursor: Cursor = None,
     limit: Limit = logs_query.DEFAULT_LIMIT,
 ) -> AutomationLogPage:
-    with wiring.read_only() as session:
+    with deps(router).read_only() as session:
         return logs_query.automation_logs(
             session,
             principal(router),

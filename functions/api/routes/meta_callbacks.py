@@ -9,13 +9,11 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Form, Path
 
-from api.context import header
+from api.context import deps, header
 from api.responses import NO_AUTH, documented
 from replyflow.clock import utcnow
 from replyflow.services import meta_callbacks
 from replyflow.services.meta_callbacks import DeauthorizeResult, DeletionReceipt, DeletionStatus
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
 
 router = Router()
 
@@ -45,7 +43,7 @@ def _parse(signed_request: str) -> meta_callbacks.SignedRequest:
     from replyflow.adapters.secrets import with_fresh_retry
 
     return with_fresh_retry(
-        core.app_secrets(),
+        deps(router).clients.app_secrets,
         lambda values: meta_callbacks.parse_signed_request(signed_request, values.app_secrets),
         (meta_callbacks.InvalidSignedRequestError,),
     )
@@ -62,9 +60,9 @@ def _parse(signed_request: str) -> meta_callbacks.SignedRequest:
 )
 def data_deletion(signed_request: SignedRequestField) -> DeletionReceipt:
     request = _parse(signed_request)
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return meta_callbacks.request_deletion(
-            session, wiring.cache(), request, status_url=_status_url(), now=utcnow()
+            session, deps(router).cache, request, status_url=_status_url(), now=utcnow()
         )
 
 
@@ -76,7 +74,7 @@ def data_deletion(signed_request: SignedRequestField) -> DeletionReceipt:
     responses=documented(200, 404, public=True),
 )
 def data_deletion_status(code: Annotated[str, Path(max_length=64)]) -> DeletionStatus:
-    with wiring.unit_of_work() as session:  # the writer: Meta may look right after the callback
+    with deps(router).unit_of_work() as session:  # the writer: Meta may look right after the callback
         return meta_callbacks.deletion_status(session, code)
 
 
@@ -90,5 +88,5 @@ def data_deletion_status(code: Annotated[str, Path(max_length=64)]) -> DeletionS
 )
 def deauthorize(signed_request: SignedRequestField) -> DeauthorizeResult:
     request = _parse(signed_request)
-    with wiring.unit_of_work() as session:
-        return meta_callbacks.deauthorize(session, wiring.cache(), request, now=utcnow())
+    with deps(router).unit_of_work() as session:
+        return meta_callbacks.deauthorize(session, deps(router).cache, request, now=utcnow())

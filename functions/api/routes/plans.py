@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
+from api.context import deps
 from api.responses import NO_AUTH, documented
 from replyflow.services import subscriptions
 from replyflow.services.subscriptions import PlanView
-from replyflow.wiring import api as wiring
 
 router = Router()
 
@@ -20,5 +20,5 @@ router = Router()
     responses=documented(public=True),
 )
 def list_plans() -> list[PlanView]:
-    with wiring.unit_of_work() as session:
-        return subscriptions.list_plans(session, wiring.cache())
+    with deps(router).unit_of_work() as session:
+        return subscriptions.list_plans(session, deps(router).cache)

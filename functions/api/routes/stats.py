@@ -7,13 +7,12 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from api.context import principal
+from api.context import deps, principal
 from api.responses import documented
 from replyflow.clock import utcnow
 from replyflow.services import stats
 from replyflow.services.stats import StatsView
 from replyflow.timestamps import IsoDate
-from replyflow.wiring import api as wiring
 
 router = Router()
 
@@ -30,10 +29,10 @@ def daily(
     automation_id: Annotated[str | None, Query(max_length=26)] = None,
     account_id: Annotated[str | None, Query(max_length=26)] = None,
 ) -> StatsView:
-    with wiring.read_only() as session:
+    with deps(router).read_only() as session:
         return stats.stats(
             session,
-            wiring.cache(),
+            deps(router).cache,
             principal(router),
             since=since,
             until=until,

@@ -8,14 +8,12 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header
 
-from api.context import header, principal
+from api.context import deps, header, principal
 from api.errors import ErrorResponse
 from api.responses import documented
 from replyflow.clock import utcnow
 from replyflow.services import subscriptions
 from replyflow.services.subscriptions import ChangePlanRequest, SubscriptionView
-from replyflow.wiring import api as wiring
-from replyflow.wiring import core
 
 router = Router()
 
@@ -27,7 +25,7 @@ router = Router()
     responses=documented(200, 404),
 )
 def current() -> SubscriptionView:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return subscriptions.current(session, principal(router))
 
 
@@ -46,9 +44,9 @@ def change_plan(
     # A replayed request answers what the first one did, an error included (with its status).
     key = header(router, "Idempotency-Key")
     result = subscriptions.change_plan_idempotent(
-        core.writer_sessions(),
-        wiring.cache(),
-        wiring.billing_provider(),
+        deps(router).clients.writer_sessions,
+        deps(router).cache,
+        deps(router).billing,
         principal(router),
         body,
         key,
@@ -65,7 +63,7 @@ def change_plan(
     responses=documented(200, 404, 409),
 )
 def cancel() -> SubscriptionView:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return subscriptions.cancel(
-            session, wiring.cache(), wiring.billing_provider(), principal(router), now=utcnow()
+            session, deps(router).cache, deps(router).billing, principal(router), now=utcnow()
         )

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from api.context import principal
+from api.context import deps, principal
 from api.responses import documented, no_content
 from replyflow.services import templates
 from replyflow.services.templates import (
@@ -18,15 +18,14 @@ from replyflow.services.templates import (
     TemplateUpdate,
     TemplateView,
 )
-from replyflow.wiring import api as wiring
 
 router = Router()
 
 
 @router.get("", tags=["templates"], summary="Templates (cached)", responses=documented())
 def list_templates() -> list[TemplateView]:
-    with wiring.unit_of_work() as session:
-        return templates.list_templates(session, wiring.cache(), principal(router))
+    with deps(router).unit_of_work() as session:
+        return templates.list_templates(session, deps(router).cache, principal(router))
 
 
 @router.post(
@@ -36,8 +35,8 @@ def list_templates() -> list[TemplateView]:
     responses=documented(201, 409, body=True),
 )
 def create(body: TemplateCreate) -> Response[TemplateView]:
-    with wiring.unit_of_work() as session:
-        view = templates.create(session, wiring.cache(), principal(router), body)
+    with deps(router).unit_of_work() as session:
+        view = templates.create(session, deps(router).cache, principal(router), body)
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
@@ -54,7 +53,7 @@ def preview_draft(body: DraftPreviewRequest) -> PreviewView:
 
 @router.get("/<template_id>", tags=["templates"], summary="One template", responses=documented(200, 404))
 def get_template(template_id: str) -> TemplateView:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return templates.get_template(session, principal(router), template_id)
 
 
@@ -65,8 +64,8 @@ def get_template(template_id: str) -> TemplateView:
     responses=documented(200, 404, 409, body=True),
 )
 def update(template_id: str, body: TemplateUpdate) -> TemplateView:
-    with wiring.unit_of_work() as session:
-        return templates.update(session, wiring.cache(), principal(router), template_id, body)
+    with deps(router).unit_of_work() as session:
+        return templates.update(session, deps(router).cache, principal(router), template_id, body)
 
 
 @router.delete(
@@ -76,8 +75,8 @@ def update(template_id: str, body: TemplateUpdate) -> TemplateView:
     responses=documented(204, 404, 409),
 )
 def delete(template_id: str) -> Response[Any]:
-    with wiring.unit_of_work() as session:
-        templates.delete(session, wiring.cache(), principal(router), template_id)
+    with deps(router).unit_of_work() as session:
+        templates.delete(session, deps(router).cache, principal(router), template_id)
     return no_content()
 
 
@@ -88,5 +87,5 @@ def delete(template_id: str) -> Response[Any]:
     responses=documented(200, 404, body=True),
 )
 def preview(template_id: str, body: PreviewRequest) -> PreviewView:
-    with wiring.unit_of_work() as session:
+    with deps(router).unit_of_work() as session:
         return templates.preview(session, principal(router), template_id, body)

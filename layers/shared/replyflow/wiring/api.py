@@ -1,184 +1,306 @@
-"""Composition for the API and the authorizer: builds the real adapters from the one Settings.
+"""The composition root of the API and the authorizer: ``ApiDeps`` and ``AuthorizerDeps``.
 
-Everything is built on demand from ``core`` (cheap objects, or core's cached clients), so
-``core.override(...)`` in the local stack and tests replaces any of them:
-``api_rate_limiter``, ``revocation_store``, ``instagram_oauth``, ``oauth_nonces``, ``billing_provider``,
-``requeue_parked``, ``mailer``.
+``build_api(settings)`` gives the real adapters; the local stack, tests and benches pass theirs as
+arguments (a fake ``oauth_client``, a ``limiter`` with a private namespace, an outbox ``mailer``, the
+broker as ``publisher``). Nothing is built before it is read, so a cold start pays for what the
+request uses. Routes read the one instance from the app (``api.context.deps(router)``)::
+
+    deps = build_api(settings, oauth_client=FakeInstagramOAuth(), mailer=outbox)
+    with deps.unit_of_work() as session:
+        members.invite(session, ..., deps.limiter, deps.mailer, deps.console_base_url)
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from replyflow.adapters.jwt_keys import KeyRing, key_ring_of
-from replyflow.wiring import core
+from replyflow.settings import Settings
+from replyflow.wiring.core import Clients, once
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import Session, sessionmaker
 
-    from replyflow.ports import BillingProvider, Cache, InstagramOAuth, Mailer, NonceStore, RateLimiter
+    from replyflow.adapters.crypto import TokenCipher
+    from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
+    from replyflow.domain.emails import OutgoingEmail
+    from replyflow.ports import (
+        BillingProvider,
+        Cache,
+        InstagramOAuth,
+        Mailer,
+        NonceStore,
+        QueuePublisher,
+        RateLimiter,
+        RevocationStore,
+    )
     from replyflow.services.access import Principal
     from replyflow.services.auth import AuthConfig
     from replyflow.services.oauth import OAuthConfig
     from replyflow.services.revocation import Revoker
 
-
-def key_ring() -> KeyRing:
-    s = core.settings()
-    return key_ring_of(core.app_secrets(), issuer=s.jwt_issuer, audience=s.jwt_audience)
+RequeueParked = Callable[["Session", str, str], int]
 
 
-def auth_config() -> AuthConfig:
-    from replyflow.services.auth import AuthConfig
+def key_ring(settings: Settings, clients: Clients) -> KeyRing:
+    """The ring of the app's current JWT keys (read through the secrets cache, so a rotation is
+    followed without a redeploy; it reloads once on an unknown kid or a bad signature)."""
+    return key_ring_of(clients.app_secrets, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 
-    s = core.settings()
-    return AuthConfig(key_ring(), s.access_token_ttl_seconds, s.refresh_token_ttl_seconds, revoker())
+
+@dataclass(frozen=True, eq=False)
+class AuthorizerDeps:
+    """What the REQUEST authorizer needs: the JWT keys, the API-key cache and the reader database.
+    No SQLAlchemy import before an API key misses the cache."""
+
+    settings: Settings
+    clients: Clients
+
+    @property
+    def key_ring(self) -> KeyRing:
+        return key_ring(self.settings, self.clients)
+
+    @property
+    def cache(self) -> Cache:
+        return self.clients.cache
+
+    def reader_sessions(self) -> sessionmaker[Session]:
+        return self.clients.reader_sessions
 
 
-def revoker() -> Revoker:
-    """Writes revocation entries to the Redis the API reads them from (``services.revocation``)."""
-    from replyflow.ports import RevocationStore
-    from replyflow.services.revocation import RedisRevocationStore, Revoker
+def build_authorizer(settings: Settings, *, clients: Clients | None = None) -> AuthorizerDeps:
+    return AuthorizerDeps(settings=settings, clients=clients or Clients(settings))
 
-    override = core.component("revocation_store")
-    store = (
-        cast("RevocationStore", override)
-        if override is not None
-        else RedisRevocationStore(core.redis_client())
+
+@dataclass(frozen=True, eq=False)
+class ApiDeps:
+    """What the API's routes and middleware need; configs and services are built on first read."""
+
+    settings: Settings
+    clients: Clients
+    limiter: RateLimiter
+    revocation_store: RevocationStore
+    oauth_client: InstagramOAuth
+    nonces: NonceStore
+    billing: BillingProvider
+    mailer: Mailer
+    requeue_parked: RequeueParked
+
+    @property
+    def cache(self) -> Cache:
+        return self.clients.cache
+
+    @property
+    def cipher(self) -> TokenCipher:
+        return self.clients.cipher
+
+    @property
+    def key_ring(self) -> KeyRing:
+        return key_ring(self.settings, self.clients)
+
+    @once
+    def revoker(self) -> Revoker:
+        """Writes revocation entries to the store the API reads them from (``services.revocation``)."""
+        from replyflow.services.revocation import Revoker
+
+        return Revoker(self.revocation_store, self.settings.access_token_ttl_seconds)
+
+    @property
+    def auth_config(self) -> AuthConfig:
+        from replyflow.services.auth import AuthConfig
+
+        s = self.settings
+        return AuthConfig(
+            self.key_ring, s.access_token_ttl_seconds, s.refresh_token_ttl_seconds, self.revoker
+        )
+
+    @property
+    def oauth_config(self) -> OAuthConfig:
+        from replyflow.services.oauth import OAuthConfig
+
+        s = self.settings
+        return OAuthConfig(
+            app_id=s.instagram_app_id,
+            app_secret=self.clients.app_secrets.get().instagram_app_secret.get_secret_value(),
+            authorize_url=s.instagram_oauth_authorize_url,
+            redirect_uri=s.oauth_redirect_uri,
+            keys=self.key_ring,
+            default_hourly_send_budget=s.default_hourly_send_budget,
+            sandbox_allowed=s.environment != "prod",
+        )
+
+    @property
+    def console_base_url(self) -> str:
+        return self.settings.console_base_url.rstrip("/")
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        from replyflow.db.engine import session_scope
+
+        with session_scope(self.clients.writer_sessions) as session:
+            yield session
+
+    @contextmanager
+    def read_only(self) -> Iterator[Session]:
+        """The reader endpoint (logs, stats); never commits."""
+        session = self.clients.reader_sessions()
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
+
+    def verify_principal(self, principal: Principal) -> None:
+        """The database's word on a caller, when Redis cannot vouch for it (the writer: no lag)."""
+        from replyflow.services.revocation import verify_in_database
+
+        with self.unit_of_work() as session:
+            verify_in_database(session, principal)
+
+
+def build_api(
+    settings: Settings,
+    *,
+    clients: Clients | None = None,
+    publisher: QueuePublisher | None = None,
+    limiter: RateLimiter | None = None,
+    revocation_store: RevocationStore | None = None,
+    oauth_client: InstagramOAuth | None = None,
+    nonces: NonceStore | None = None,
+    billing: BillingProvider | None = None,
+    mailer: Mailer | None = None,
+    requeue_parked: RequeueParked | None = None,
+) -> ApiDeps:
+    """The API's dependencies; every argument left out is the real adapter for ``settings``."""
+    shared = clients or Clients(settings)
+    return ApiDeps(
+        settings=settings,
+        clients=shared,
+        limiter=limiter or _redis_limiter(shared),
+        revocation_store=revocation_store or _redis_revocations(shared),
+        oauth_client=oauth_client or OAuthOnUse(settings),
+        nonces=nonces or _redis_nonces(shared),
+        billing=billing or _manual_billing(),
+        mailer=mailer or MailerOnUse(settings),
+        requeue_parked=requeue_parked or _release_parked(publisher or shared.sqs_publisher),
     )
-    return Revoker(store, core.settings().access_token_ttl_seconds)
 
 
-def verify_principal(principal: Principal) -> None:
-    """The database's word on a caller, when Redis cannot vouch for it (the writer: no replica lag)."""
-    from replyflow.services.revocation import verify_in_database
-
-    with unit_of_work() as session:
-        verify_in_database(session, principal)
-
-
-@contextmanager
-def unit_of_work() -> Iterator[Session]:
-    from replyflow.db.engine import session_scope
-
-    with session_scope(core.writer_sessions()) as session:
-        yield session
-
-
-@contextmanager
-def read_only() -> Iterator[Session]:
-    """The reader endpoint (logs, stats); never commits."""
-    session = core.reader_sessions()()
-    try:
-        yield session
-    finally:
-        session.rollback()
-        session.close()
-
-
-def cache() -> Cache:
-    return core.cache()
-
-
-def rate_limiter() -> RateLimiter:
-    override = core.component("api_rate_limiter")
-    if override is not None:
-        return cast("RateLimiter", override)
+def _redis_limiter(clients: Clients) -> RateLimiter:
     from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
 
-    return RedisFixedWindowLimiter(core.redis_client())
+    return RedisFixedWindowLimiter(clients.redis)
 
 
-def instagram_oauth() -> InstagramOAuth:
-    override = core.component("instagram_oauth")
-    if override is not None:
-        return cast("InstagramOAuth", override)
-    from replyflow.adapters.instagram_oauth import HttpxInstagramOAuth
+def _redis_revocations(clients: Clients) -> RevocationStore:
+    from replyflow.services.revocation import RedisRevocationStore
 
-    s = core.settings()
-    return HttpxInstagramOAuth(
-        token_url=s.instagram_oauth_token_url,
-        graph_api_base_url=s.graph_api_base_url,
-        graph_base=s.graph_base,
-        timeout_seconds=s.graph_timeout_seconds,
-    )
+    return RedisRevocationStore(clients.redis)
 
 
-def oauth_nonces() -> NonceStore:
+def _redis_nonces(clients: Clients) -> NonceStore:
     """Spent OAuth state nonces: Redis ``SET NX EX``. Fails closed: with Redis down no state completes."""
-    override = core.component("oauth_nonces")
-    if override is not None:
-        return cast("NonceStore", override)
     from replyflow.adapters.rate_limiter import RedisCooldowns
 
-    return RedisCooldowns(core.redis_client())
+    return RedisCooldowns(clients.redis)
 
 
-def oauth_config() -> OAuthConfig:
-    from replyflow.services.oauth import OAuthConfig
+class OAuthOnUse:
+    """The httpx Instagram OAuth client, built at its first call: only the account routes use it, so
+    an API cold start that serves anything else never imports httpx."""
 
-    s = core.settings()
-    return OAuthConfig(
-        app_id=s.instagram_app_id,
-        app_secret=core.app_secrets().get().instagram_app_secret.get_secret_value(),
-        authorize_url=s.instagram_oauth_authorize_url,
-        redirect_uri=s.oauth_redirect_uri,
-        keys=key_ring(),
-        default_hourly_send_budget=s.default_hourly_send_budget,
-        sandbox_allowed=s.environment != "prod",
-    )
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._client: InstagramOAuth | None = None
+
+    def _real(self) -> InstagramOAuth:
+        with self._lock:
+            if self._client is None:
+                from replyflow.adapters.instagram_oauth import HttpxInstagramOAuth
+
+                s = self._settings
+                self._client = HttpxInstagramOAuth(
+                    token_url=s.instagram_oauth_token_url,
+                    graph_api_base_url=s.graph_api_base_url,
+                    graph_base=s.graph_base,
+                    timeout_seconds=s.graph_timeout_seconds,
+                )
+            return self._client
+
+    def authorize_code(self, authorize_url: str) -> str:
+        return self._real().authorize_code(authorize_url)
+
+    def exchange_code(self, *, code: str, app_id: str, app_secret: str, redirect_uri: str) -> str:
+        return self._real().exchange_code(
+            code=code, app_id=app_id, app_secret=app_secret, redirect_uri=redirect_uri
+        )
+
+    def long_lived(self, *, short_token: str, app_secret: str) -> LongLivedToken:
+        return self._real().long_lived(short_token=short_token, app_secret=app_secret)
+
+    def profile(self, token: str) -> Profile:
+        return self._real().profile(token)
+
+    def subscribe(self, token: str, fields: tuple[str, ...] | None = None) -> None:
+        if fields is None:
+            self._real().subscribe(token)  # the adapter's default set
+        else:
+            self._real().subscribe(token, fields)
+
+    def unsubscribe(self, token: str) -> None:
+        self._real().unsubscribe(token)
 
 
-def billing_provider() -> BillingProvider:
-    override = core.component("billing_provider")
-    if override is not None:
-        return cast("BillingProvider", override)
+def _manual_billing() -> BillingProvider:
     from replyflow.services.billing import ManualBilling
 
     return ManualBilling()
 
 
-def requeue_parked() -> Callable[[Session, str, str], int]:
+def _release_parked(publisher: QueuePublisher) -> RequeueParked:
     """Releases a reconnected account's parked messages in the caller's transaction (the pipeline's
     ``send_reply.release_parked``; it publishes the send jobs after the commit)."""
-    override = core.component("requeue_parked")
-    if override is not None:
-        return cast("Callable[[Session, str, str], int]", override)
 
     def release(session: Session, tenant_id: str, account_id: str) -> int:
         from replyflow.services.send_reply import release_parked
 
-        return release_parked(session, tenant_id, account_id, core.queue_publisher())
+        return release_parked(session, tenant_id, account_id, publisher)
 
     return release
 
 
-def mailer() -> Mailer:
-    """SES from ``MAIL_FROM``; without it the local outbox, which a deployed stack refuses to use."""
-    override = core.component("mailer")
-    if override is not None:
-        return cast("Mailer", override)
-    s = core.settings()
-    if s.mail_from:
-        return _ses_mailer(s.mail_from, s.aws_region)
-    if s.environment in {"dev", "prod"}:
+class MailerOnUse:
+    """SES from ``MAIL_FROM``; without it the local outbox, which a deployed stack refuses to use.
+    Chosen at the first send, so an API without ``MAIL_FROM`` serves every route but the mailing ones."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def send(self, message: OutgoingEmail) -> None:
+        mailer_for(self._settings).send(message)
+
+
+def mailer_for(settings: Settings) -> Mailer:
+    """SES from ``MAIL_FROM``; else the local outbox, refused outside the local stack and tests."""
+    return _mailer(settings.mail_from, settings.environment, settings.aws_region, settings.local_state_dir)
+
+
+@lru_cache(maxsize=4)
+def _mailer(mail_from: str | None, environment: str, region: str, state_dir: str) -> Mailer:
+    if mail_from:
+        import boto3
+
+        from replyflow.adapters.mail_ses import SesMailer
+
+        return SesMailer(boto3.client("sesv2", region_name=region), mail_from)
+    if environment in {"dev", "prod"}:
         raise RuntimeError("MAIL_FROM must be set outside the local stack")
     from replyflow.adapters.mail_outbox import OutboxMailer
 
-    return OutboxMailer.in_state_dir(s.local_state_dir)
-
-
-@lru_cache(maxsize=2)
-def _ses_mailer(from_address: str, region: str) -> Mailer:
-    import boto3
-
-    from replyflow.adapters.mail_ses import SesMailer
-
-    return SesMailer(boto3.client("sesv2", region_name=region), from_address)
-
-
-def console_base_url() -> str:
-    return core.settings().console_base_url.rstrip("/")
+    return OutboxMailer.in_state_dir(state_dir)

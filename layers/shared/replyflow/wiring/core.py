@@ -1,20 +1,20 @@
-"""Shared adapters, built lazily once per process (no I/O at import, so cold starts stay cheap and
-tests can override anything). Nothing here imports SQLAlchemy at module level: the webhook uses this
-module and must stay lean.
+"""Shared adapters, built lazily (no I/O at import, so cold starts stay cheap). Nothing here imports
+SQLAlchemy at module level: the webhook uses this module and must stay lean.
 
 :class:`Clients` holds the clients every function family shares (engines, Redis, the token cipher,
 boto3 clients) for one ``Settings``, each built on first read; the families' composition roots
-(``PipelineDeps``, ...) take one. :class:`once` is the lazy attribute they are built with.
+(``PipelineDeps``, ``ApiDeps``, ``JobsDeps``, ...) take one; tests and the local stack pass their
+fakes to the families' ``build_*`` functions, never through a registry. :class:`once` is the lazy
+attribute they are built with.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from replyflow.settings import Settings, get_settings
+from replyflow.settings import Settings
 
 if TYPE_CHECKING:
     import redis
@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from replyflow.adapters.redis_client import RedisCache
     from replyflow.adapters.secrets import AppSecrets
     from replyflow.ports import QueuePublisher
-
-_overrides: dict[str, object] = {}
 
 _Owner = TypeVar("_Owner")
 _Value = TypeVar("_Value")
@@ -155,106 +153,9 @@ class PublisherOnUse:
         publisher.publish(queue, bodies, delay_seconds=delay_seconds)
 
 
-def settings() -> Settings:
-    override = _overrides.get("settings")
-    return override if isinstance(override, Settings) else get_settings()
-
-
-def override(**components: object) -> None:
-    """Replace components (settings, queue_publisher, ...) for the local stack and tests."""
-    _overrides.update(components)
-    reset_caches()
-
-
-def component(name: str) -> object | None:
-    """An installed override by name (e.g. ``queue_inspector`` from the local stack), or None."""
-    return _overrides.get(name)
-
-
-def clear_overrides() -> None:
-    _overrides.clear()
-    reset_caches()
-
-
 def _redis_password(s: Settings, secrets: AppSecrets) -> str | None:
     """The Redis AUTH token from its secret (AWS); locally any password stays in ``REDIS_URL``."""
     if s.redis_url is None or s.redis_auth_secret_arn is None:
         return None
     token = secrets.get().redis_auth_token
     return token.get_secret_value() if token is not None else None
-
-
-def reset_caches() -> None:
-    for fn in (writer_sessions, reader_sessions, redis_client, cache, cipher, _sqs_publisher, app_secrets):
-        fn.cache_clear()
-
-
-@lru_cache(maxsize=1)
-def writer_sessions() -> sessionmaker[Session]:
-    from replyflow.db.engine import session_factory
-
-    s = settings()
-    return session_factory(s.database_url, s.database_pool_size, s.database_iam_auth)
-
-
-@lru_cache(maxsize=1)
-def reader_sessions() -> sessionmaker[Session]:
-    """The Aurora reader endpoint for read-heavy queries (logs, stats); the writer when unset."""
-    from replyflow.db.engine import session_factory
-
-    s = settings()
-    return session_factory(s.database_reader_url or s.database_url, s.database_pool_size, s.database_iam_auth)
-
-
-@lru_cache(maxsize=1)
-def app_secrets() -> AppSecrets:
-    """The app's secrets for the registry-style wiring (the API family): see ``Clients.app_secrets``."""
-    from replyflow.adapters.secrets import app_secrets_for
-
-    return app_secrets_for(settings(), lambda: aws_client("secretsmanager"))
-
-
-@lru_cache(maxsize=1)
-def redis_client() -> redis.Redis:
-    from replyflow.adapters.redis_client import get_redis
-
-    return get_redis(settings().redis_url, _redis_password(settings(), app_secrets()))
-
-
-@lru_cache(maxsize=1)
-def cache() -> RedisCache:
-    from replyflow.adapters.redis_client import RedisCache
-
-    return RedisCache(redis_client())
-
-
-@lru_cache(maxsize=1)
-def cipher() -> TokenCipher:
-    from replyflow.adapters.crypto import RotatingCipher
-
-    return RotatingCipher(app_secrets())
-
-
-def queue_publisher() -> QueuePublisher:
-    override = _overrides.get("queue_publisher")
-    if override is not None:
-        return override  # type: ignore[return-value]
-    return _sqs_publisher()
-
-
-def aws_client(service: str) -> Any:
-    """A boto3 client in the configured region, at the configured endpoint override if any."""
-    import boto3
-
-    s = settings()
-    return boto3.client(service, region_name=s.aws_region, endpoint_url=s.aws_endpoint(service))
-
-
-@lru_cache(maxsize=1)
-def _sqs_publisher() -> QueuePublisher:
-    from replyflow.adapters.queues import SqsPublisher
-
-    s = settings()
-    if not s.queue_urls:
-        raise RuntimeError("QUEUE_URLS is empty and no local broker is installed")
-    return SqsPublisher(aws_client("sqs"), s.queue_urls)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from replyflow.wiring.api import ApiDeps, AuthorizerDeps
 from replyflow.wiring.jobs import JobsDeps
 from replyflow.wiring.pipeline import PipelineDeps
 
@@ -17,3 +18,5 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 class Roots:
     pipeline: PipelineDeps
     jobs: JobsDeps
+    api: ApiDeps
+    authorizer: AuthorizerDeps
