@@ -4,9 +4,10 @@ Built on first use (``get_app(settings)``), not at import, so a cold start pays 
 uses; routes and middleware read their dependencies from the ``ApiDeps`` the handler puts in the app
 context for each request (``api.context.deps``); services import SQLAlchemy lazily. Every
 authenticated request passes the per-tenant rate limits first (plan's requests per minute and per
-calendar month, ``X-RateLimit-*`` on every response, 429 + ``Retry-After`` past either) and, in the same Redis round trip,
-the revocation check (``services.revocation``): a revoked key, a removed or demoted member or a
-logged-out session is a 401 on its next request, whatever API Gateway's policy cache holds.
+calendar month, ``X-RateLimit-*`` on every response, 429 + ``Retry-After`` past either) and, in the
+same Redis round trip, the revocation check (``services.revocation``): a revoked key, a removed or
+demoted member or a logged-out session is a 401 on its next request, whatever API Gateway's policy
+cache holds.
 """
 
 from __future__ import annotations
