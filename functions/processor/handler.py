@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from replyflow.domain.messages import EventMessage
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.sqs_batch import process_batch
-from replyflow.settings import get_settings
-from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
+from replyflow.wiring.pipeline import PipelineDeps, process_deps
 
 if TYPE_CHECKING:
     from replyflow.wiring.roots import Handler, Roots
@@ -48,9 +46,4 @@ def bind(roots: Roots) -> Handler:
     return make_handler(lambda: roots.pipeline)
 
 
-@cache
-def _deps() -> PipelineDeps:
-    return build_pipeline(get_settings())
-
-
-lambda_handler = make_handler(_deps)
+lambda_handler = make_handler(process_deps)

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from replyflow.domain.messages import SendJob
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.send_reply import POLICY_BLOCK_REASON, SendOutcome
 from replyflow.services.sqs_batch import RetryBackoff, process_batch
-from replyflow.settings import get_settings
-from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
+from replyflow.wiring.pipeline import process_deps
 
 if TYPE_CHECKING:
     from replyflow.wiring.roots import Handler, Roots
@@ -80,9 +78,4 @@ def bind(roots: Roots) -> Handler:
     return make_handler(lambda: roots.pipeline)
 
 
-@cache
-def _deps() -> PipelineDeps:
-    return build_pipeline(get_settings())
-
-
-lambda_handler = make_handler(_deps)
+lambda_handler = make_handler(process_deps)

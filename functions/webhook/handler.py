@@ -17,15 +17,13 @@ import binascii
 import json
 import warnings
 from collections.abc import Callable
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from replyflow.adapters.secrets import with_fresh_retry
 from replyflow.errors import MalformedJsonError, SignatureError
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.intake import IntakeResult, intake, verify_handshake
-from replyflow.settings import get_settings
-from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
+from replyflow.wiring.pipeline import PipelineDeps, process_deps
 
 if TYPE_CHECKING:
     from replyflow.adapters.secrets import SecretValues
@@ -61,12 +59,7 @@ def bind(roots: Roots) -> Handler:
     return make_handler(lambda: roots.pipeline)
 
 
-@cache
-def _deps() -> PipelineDeps:
-    return build_pipeline(get_settings())
-
-
-lambda_handler = make_handler(_deps)
+lambda_handler = make_handler(process_deps)
 
 
 def _handshake(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:

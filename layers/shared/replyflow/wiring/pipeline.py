@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from replyflow.clock import SystemClock
@@ -119,6 +120,15 @@ def build_pipeline(
         clock=clock or SystemClock(),
         route_loader=route_loader or (lambda ig_user_id: load_route(shared, ig_user_id)),
     )
+
+
+@cache
+def process_deps() -> PipelineDeps:
+    """This process's pipeline root for the webhook, processor and sender handlers (a Lambda instance
+    runs one function): built from the settings at the first invocation, not at import."""
+    from replyflow.settings import get_settings
+
+    return build_pipeline(get_settings())
 
 
 def send_limiter(clients: Clients) -> RedisRateLimiter:
