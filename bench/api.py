@@ -179,10 +179,10 @@ def run(log_rows: int = 1_000_000, calls: int = 300, stats_calls: int = 5) -> li
     from authorizer.handler import authenticate
     from authorizer.handler import make_handler as make_authorizer_handler
     from local.api_client import ApiClient, api_gateway
+    from replyflow.adapters.api_rate_limiter import NoRateLimit
     from replyflow.db.engine import session_scope
     from replyflow.db.repositories.plans import seed_plans
     from replyflow.services.cache_keys import automations_list_key
-    from replyflow.services.rate_limit_api import NoRateLimit
     from replyflow.settings import Settings
     from replyflow.wiring.api import build_api, build_authorizer
     from replyflow.wiring.core import Clients

@@ -14,6 +14,7 @@ import redis
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
+from replyflow.adapters.api_rate_limiter import RedisFixedWindowLimiter
 from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
 from replyflow.db.models import ReplyLog, Subscription, User
@@ -23,7 +24,6 @@ from replyflow.services import auth, logs_query
 from replyflow.services import subscriptions as service
 from replyflow.services.access import Principal
 from replyflow.services.billing import ManualBilling
-from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
 from tests.unit.test_api_support import ApiEnv, make_env
 
 pytestmark = pytest.mark.integration

@@ -10,13 +10,9 @@ import fakeredis
 import pytest
 import redis
 
+from replyflow.adapters.api_rate_limiter import RedisFixedWindowLimiter
 from replyflow.domain import plans
-from replyflow.services.rate_limit_api import (
-    RedisFixedWindowLimiter,
-    TenantBudget,
-    month_window,
-    tenant_rules,
-)
+from replyflow.services.rate_limit_api import TenantBudget, month_window, tenant_rules
 from tests.unit.test_api_support import ApiEnv, make_env
 
 

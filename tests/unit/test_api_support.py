@@ -23,12 +23,12 @@ from authorizer.handler import make_handler as make_authorizer_handler
 from local.api_client import ApiClient, ApiResponse, api_gateway
 from local.gateway import LocalGateway
 from local.lambda_context import Handler
+from replyflow.adapters.api_rate_limiter import RedisFixedWindowLimiter
 from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
 from replyflow.adapters.mail_outbox import OutboxMailer
 from replyflow.db.engine import session_scope
 from replyflow.db.repositories.plans import seed_plans
 from replyflow.services.access import Principal
-from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
 from replyflow.settings import Settings
 from replyflow.wiring.api import ApiDeps, AuthorizerDeps, build_api, build_authorizer
 from replyflow.wiring.core import Clients

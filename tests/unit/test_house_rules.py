@@ -210,6 +210,27 @@ def test_adapters_and_the_layers_below_never_import_services(layer: str) -> None
     assert found == []
 
 
+CLIENT_LIBRARIES = ("redis", "boto3", "botocore", "httpx", "fakeredis")
+
+
+def test_services_reach_redis_aws_and_http_only_through_adapters() -> None:
+    """A service takes its Redis, AWS and HTTP clients as ports; the classes that speak to them live
+    in ``adapters/`` (``RedisRevocationStore``, ``RedisFixedWindowLimiter``, ...)."""
+    found = [
+        f"{_rel(path)}:{line}: {module}"
+        for path in _python_files(PACKAGE / "services")
+        for line, module in _imported_modules(ast.parse(path.read_text()))
+        if module.split(".")[0] in CLIENT_LIBRARIES
+    ]
+    assert found == []
+
+
+def test_the_client_library_check_sees_plain_and_from_imports() -> None:
+    tree = ast.parse("import redis\nfrom boto3 import client\nimport httpx as h\nfrom json import dumps\n")
+    seen = [module for _line, module in _imported_modules(tree) if module.split(".")[0] in CLIENT_LIBRARIES]
+    assert seen == ["redis", "boto3.client", "httpx"]
+
+
 # A handler may state the narrow view it takes of its composition root (so a test can hand it a fake
 # service); that is the handler's own signature, not a port.
 HANDLER_VIEWS = {"functions/sender/handler.py"}

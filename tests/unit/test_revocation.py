@@ -15,12 +15,12 @@ from typing import Any
 import fakeredis
 import pytest
 
+from replyflow.adapters.api_rate_limiter import RedisFixedWindowLimiter
 from replyflow.clock import epoch_ms
 from replyflow.errors import UnauthorizedError
+from replyflow.ports import RevocationUnavailableError
 from replyflow.services import revocation
 from replyflow.services.access import Principal
-from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
-from replyflow.services.revocation import RevocationUnavailableError
 from tests.unit.test_api_support import ApiEnv, make_env
 
 

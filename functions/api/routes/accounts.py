@@ -15,8 +15,6 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from api.context import deps, header, principal
 from api.responses import NO_AUTH, documented
-from replyflow.clock import utcnow
-from replyflow.services import accounts, oauth
 from replyflow.services.accounts import AccountView
 from replyflow.services.oauth import AuthorizeUrl, CallbackLanding, CompleteRequest, SandboxConnectRequest
 
@@ -37,8 +35,7 @@ def _callback_responses() -> dict[int, OpenAPIResponse]:
 
 @router.get("", tags=["accounts"], summary="Connected Instagram accounts", responses=documented())
 def list_accounts() -> list[AccountView]:
-    with deps(router).unit_of_work() as session:
-        return accounts.list_accounts(session, principal(router))
+    return deps(router).accounts.list(principal(router))
 
 
 @router.get(
@@ -48,7 +45,7 @@ def list_accounts() -> list[AccountView]:
     responses=documented(),
 )
 def oauth_start() -> AuthorizeUrl:
-    return oauth.start(deps(router).oauth_config, principal(router))
+    return deps(router).oauth.start(principal(router))
 
 
 @router.post(
@@ -61,19 +58,7 @@ def oauth_start() -> AuthorizeUrl:
     responses=documented(201, 402, 409, 502, body=True),
 )
 def oauth_complete(body: CompleteRequest) -> Response[AccountView]:
-    with deps(router).unit_of_work() as session:
-        view = oauth.complete(
-            session,
-            deps(router).cache,
-            deps(router).nonces,
-            deps(router).cipher,
-            deps(router).oauth_client,
-            deps(router).oauth_config,
-            principal(router),
-            body,
-            requeue=deps(router).requeue_parked,
-            now=utcnow(),
-        )
+    view = deps(router).oauth.complete(principal(router), body)
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
@@ -92,8 +77,8 @@ def oauth_callback(
     error_reason: Annotated[str | None, Query(max_length=200)] = None,
     error_description: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response[CallbackLanding | str]:
-    landing = oauth.callback_landing(
-        deps(router).oauth_config,
+    service = deps(router).oauth
+    landing = service.callback_landing(
         code=code,
         state=state,
         error=error,
@@ -111,7 +96,7 @@ def oauth_callback(
     headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
     )
-    return Response(200, "text/html; charset=utf-8", oauth.callback_page(landing), headers=headers)
+    return Response(200, "text/html; charset=utf-8", service.callback_page(landing), headers=headers)
 
 
 def _wants_json(accept: str | None) -> bool:
@@ -126,26 +111,13 @@ def _wants_json(accept: str | None) -> bool:
     responses=documented(201, 402, 404, 409, 502, body=True),
 )
 def sandbox_connect(body: SandboxConnectRequest) -> Response[AccountView]:
-    with deps(router).unit_of_work() as session:
-        view = oauth.sandbox_connect(
-            session,
-            deps(router).cache,
-            deps(router).nonces,
-            deps(router).cipher,
-            deps(router).oauth_client,
-            deps(router).oauth_config,
-            principal(router),
-            body,
-            requeue=deps(router).requeue_parked,
-            now=utcnow(),
-        )
+    view = deps(router).oauth.sandbox_connect(principal(router), body)
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
 @router.get("/<account_id>", tags=["accounts"], summary="One account", responses=documented(200, 404))
 def get_account(account_id: str) -> AccountView:
-    with deps(router).unit_of_work() as session:
-        return accounts.get_account(session, principal(router), account_id)
+    return deps(router).accounts.get(principal(router), account_id)
 
 
 @router.delete(
@@ -155,13 +127,4 @@ def get_account(account_id: str) -> AccountView:
     responses=documented(200, 404),
 )
 def disconnect(account_id: str) -> AccountView:
-    with deps(router).unit_of_work() as session:
-        return accounts.disconnect(
-            session,
-            deps(router).cache,
-            deps(router).cipher,
-            deps(router).oauth_client,
-            principal(router),
-            account_id,
-            now=utcnow(),
-        )
+    return deps(router).accounts.disconnect(principal(router), account_id)

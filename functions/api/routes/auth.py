@@ -13,8 +13,6 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import client_ip, deps, principal
 from api.responses import NO_AUTH, documented, no_content
-from replyflow.clock import utcnow
-from replyflow.services import auth, passwords
 from replyflow.services.auth import LoginRequest, MeView, RefreshRequest, SignupRequest, TokenPair
 from replyflow.services.passwords import (
     PasswordChangeRequest,
@@ -35,10 +33,7 @@ me_router = Router()
     responses=documented(201, 409, 429, public=True, body=True),
 )
 def signup(body: SignupRequest) -> Response[TokenPair]:
-    with deps(router).unit_of_work() as session:
-        pair = auth.signup(
-            session, deps(router).auth_config, deps(router).limiter, body, ip=client_ip(router), now=utcnow()
-        )
+    pair = deps(router).auth.signup(body, ip=client_ip(router))
     return Response(201, content_types.APPLICATION_JSON, pair)
 
 
@@ -50,10 +45,7 @@ def signup(body: SignupRequest) -> Response[TokenPair]:
     responses=documented(200, 401, 429, public=True, body=True),
 )
 def login(body: LoginRequest) -> TokenPair:
-    with deps(router).unit_of_work() as session:
-        return auth.login(
-            session, deps(router).auth_config, deps(router).limiter, body, ip=client_ip(router), now=utcnow()
-        )
+    return deps(router).auth.login(body, ip=client_ip(router))
 
 
 @router.post(
@@ -64,10 +56,7 @@ def login(body: LoginRequest) -> TokenPair:
     responses=documented(200, 401, 429, public=True, body=True),
 )
 def refresh(body: RefreshRequest) -> TokenPair:
-    with deps(router).unit_of_work() as session:
-        return auth.refresh(
-            session, deps(router).auth_config, deps(router).limiter, body, ip=client_ip(router), now=utcnow()
-        )
+    return deps(router).auth.refresh(body, ip=client_ip(router))
 
 
 @router.post(
@@ -78,8 +67,7 @@ def refresh(body: RefreshRequest) -> TokenPair:
     responses=documented(204, public=True, body=True),
 )
 def logout(body: RefreshRequest) -> Response[Any]:
-    with deps(router).unit_of_work() as session:
-        auth.logout(session, deps(router).auth_config, body, now=utcnow())
+    deps(router).auth.logout(body)
     return no_content()
 
 
@@ -90,10 +78,7 @@ def logout(body: RefreshRequest) -> Response[Any]:
     responses=documented(200, 400, body=True),
 )
 def change_password(body: PasswordChangeRequest) -> TokenPair:
-    with deps(router).unit_of_work() as session:
-        return passwords.change(
-            session, deps(router).auth_config, deps(router).limiter, principal(router), body, now=utcnow()
-        )
+    return deps(router).passwords.change(principal(router), body)
 
 
 @router.post(
@@ -104,16 +89,7 @@ def change_password(body: PasswordChangeRequest) -> TokenPair:
     responses=documented(202, 429, public=True, body=True),
 )
 def forgot_password(body: PasswordForgotRequest) -> Response[PasswordForgotAccepted]:
-    with deps(router).unit_of_work() as session:
-        answer = passwords.forgot(
-            session,
-            deps(router).limiter,
-            deps(router).mailer,
-            deps(router).console_base_url,
-            body,
-            ip=client_ip(router),
-            now=utcnow(),
-        )
+    answer = deps(router).passwords.forgot(body, ip=client_ip(router))
     return Response(202, content_types.APPLICATION_JSON, answer)
 
 
@@ -125,10 +101,7 @@ def forgot_password(body: PasswordForgotRequest) -> Response[PasswordForgotAccep
     responses=documented(204, 400, 429, public=True, body=True),
 )
 def reset_password(body: PasswordResetRequest) -> Response[Any]:
-    with deps(router).unit_of_work() as session:
-        passwords.reset(
-            session, deps(router).auth_config, deps(router).limiter, body, ip=client_ip(router), now=utcnow()
-        )
+    deps(router).passwords.reset(body, ip=client_ip(router))
     return no_content()
 
 
@@ -136,5 +109,4 @@ def reset_password(body: PasswordResetRequest) -> Response[Any]:
     "/me", tags=["auth"], summary="The caller: user or API key, tenant and role", responses=documented()
 )
 def me() -> MeView:
-    with deps(router).unit_of_work() as session:
-        return auth.me(session, principal(me_router))
+    return deps(me_router).auth.me(principal(me_router))

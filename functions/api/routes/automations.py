@@ -10,8 +10,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import deps, principal
 from api.responses import documented, no_content
-from replyflow.clock import utcnow
-from replyflow.services import automation_dry_run, automations
 from replyflow.services.automation_dry_run import DryRunRequest, DryRunResult
 from replyflow.services.automations import AutomationCreate, AutomationUpdate, AutomationView
 
@@ -22,8 +20,7 @@ router = Router()
 def list_automations(
     account_id: Annotated[str | None, Query(max_length=26)] = None,
 ) -> list[AutomationView]:
-    with deps(router).unit_of_work() as session:
-        return automations.list_automations(session, deps(router).cache, principal(router), account_id)
+    return deps(router).automations.list(principal(router), account_id)
 
 
 @router.post(
@@ -33,8 +30,7 @@ def list_automations(
     responses=documented(201, 402, 404, 409, body=True),
 )
 def create(body: AutomationCreate) -> Response[AutomationView]:
-    with deps(router).unit_of_work() as session:
-        view = automations.create(session, deps(router).cache, principal(router), body)
+    view = deps(router).automations.create(principal(router), body)
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
@@ -42,8 +38,7 @@ def create(body: AutomationCreate) -> Response[AutomationView]:
     "/<automation_id>", tags=["automations"], summary="One automation", responses=documented(200, 404)
 )
 def get_automation(automation_id: str) -> AutomationView:
-    with deps(router).unit_of_work() as session:
-        return automations.get_automation(session, principal(router), automation_id)
+    return deps(router).automations.get(principal(router), automation_id)
 
 
 @router.patch(
@@ -53,8 +48,7 @@ def get_automation(automation_id: str) -> AutomationView:
     responses=documented(200, 402, 404, 409, body=True),
 )
 def update(automation_id: str, body: AutomationUpdate) -> AutomationView:
-    with deps(router).unit_of_work() as session:
-        return automations.update(session, deps(router).cache, principal(router), automation_id, body)
+    return deps(router).automations.update(principal(router), automation_id, body)
 
 
 @router.delete(
@@ -64,8 +58,7 @@ def update(automation_id: str, body: AutomationUpdate) -> AutomationView:
     responses=documented(204, 404),
 )
 def delete(automation_id: str) -> Response[Any]:
-    with deps(router).unit_of_work() as session:
-        automations.delete(session, deps(router).cache, principal(router), automation_id)
+    deps(router).automations.delete(principal(router), automation_id)
     return no_content()
 
 
@@ -76,8 +69,7 @@ def delete(automation_id: str) -> Response[Any]:
     responses=documented(200, 402, 404, 409),
 )
 def enable(automation_id: str) -> AutomationView:
-    with deps(router).unit_of_work() as session:
-        return automations.set_active(session, deps(router).cache, principal(router), automation_id, True)
+    return deps(router).automations.set_active(principal(router), automation_id, True)
 
 
 @router.post(
@@ -87,8 +79,7 @@ def enable(automation_id: str) -> AutomationView:
     responses=documented(200, 404, 409),
 )
 def disable(automation_id: str) -> AutomationView:
-    with deps(router).unit_of_work() as session:
-        return automations.set_active(session, deps(router).cache, principal(router), automation_id, False)
+    return deps(router).automations.set_active(principal(router), automation_id, False)
 
 
 @router.post(
@@ -98,5 +89,4 @@ def disable(automation_id: str) -> AutomationView:
     responses=documented(200, 404, body=True),
 )
 def test(automation_id: str, body: DryRunRequest) -> DryRunResult:
-    with deps(router).read_only() as session:
-        return automation_dry_run.dry_run(session, principal(router), automation_id, body, now=utcnow())
+    return deps(router).dry_run.run(principal(router), automation_id, body)

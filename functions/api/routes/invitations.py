@@ -13,9 +13,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import client_ip, deps, header, principal
 from api.responses import SECURITY_SCHEME, documented, no_content
-from replyflow.clock import utcnow
-from replyflow.services import invitations
-from replyflow.services.auth import TokenPair, user_id_from_bearer
+from replyflow.services.auth import TokenPair
 from replyflow.services.invitations import AcceptInvitationRequest, InvitationView
 
 router = Router()
@@ -25,8 +23,7 @@ OPTIONAL_BEARER: list[dict[str, list[str]]] = [{}, {SECURITY_SCHEME: []}]
 
 @router.get("", tags=["members"], summary="Pending invitations (owner)", responses=documented())
 def list_pending() -> list[InvitationView]:
-    with deps(router).unit_of_work() as session:
-        return invitations.list_pending(session, principal(router), now=utcnow())
+    return deps(router).invitations.list_pending(principal(router))
 
 
 @router.delete(
@@ -36,8 +33,7 @@ def list_pending() -> list[InvitationView]:
     responses=documented(204, 404),
 )
 def revoke(invitation_id: str) -> Response[Any]:
-    with deps(router).unit_of_work() as session:
-        invitations.revoke(session, principal(router), invitation_id, now=utcnow())
+    deps(router).invitations.revoke(principal(router), invitation_id)
     return no_content()
 
 
@@ -48,16 +44,7 @@ def revoke(invitation_id: str) -> Response[Any]:
     responses=documented(200, 404, 503),
 )
 def resend(invitation_id: str) -> InvitationView:
-    with deps(router).unit_of_work() as session:
-        return invitations.resend(
-            session,
-            principal(router),
-            deps(router).limiter,
-            deps(router).mailer,
-            deps(router).console_base_url,
-            invitation_id,
-            now=utcnow(),
-        )
+    return deps(router).invitations.resend(principal(router), invitation_id)
 
 
 @router.post(
@@ -70,14 +57,6 @@ def resend(invitation_id: str) -> InvitationView:
     responses=documented(200, 401, 403, 404, 409, 429, public=True, body=True),
 )
 def accept(body: AcceptInvitationRequest) -> TokenPair:
-    user_id = user_id_from_bearer(deps(router).key_ring, header(router, "authorization"))
-    with deps(router).unit_of_work() as session:
-        return invitations.accept(
-            session,
-            deps(router).auth_config,
-            deps(router).limiter,
-            body,
-            signed_in_user_id=user_id,
-            ip=client_ip(router),
-            now=utcnow(),
-        )
+    return deps(router).invitations.accept(
+        body, authorization=header(router, "authorization"), ip=client_ip(router)
+    )

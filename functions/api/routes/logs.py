@@ -36,18 +36,16 @@ def replies(
     cursor: Cursor = None,
     limit: Limit = logs_query.DEFAULT_LIMIT,
 ) -> ReplyLogPage:
-    with deps(router).read_only() as session:
-        return logs_query.reply_logs(
-            session,
-            principal(router),
-            account_id=account_id,
-            automation_id=automation_id,
-            status=status,
-            since=since,
-            until=until,
-            cursor=cursor,
-            limit=limit,
-        )
+    return deps(router).logs.replies(
+        principal(router),
+        account_id=account_id,
+        automation_id=automation_id,
+        status=status,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 @router.get(
@@ -65,15 +63,13 @@ def automation_decisions(
     cursor: Cursor = None,
     limit: Limit = logs_query.DEFAULT_LIMIT,
 ) -> AutomationLogPage:
-    with deps(router).read_only() as session:
-        return logs_query.automation_logs(
-            session,
-            principal(router),
-            account_id=account_id,
-            automation_id=automation_id,
-            action=action,
-            since=since,
-            until=until,
-            cursor=cursor,
-            limit=limit,
-        )
+    return deps(router).logs.automations(
+        principal(router),
+        account_id=account_id,
+        automation_id=automation_id,
+        action=action,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )

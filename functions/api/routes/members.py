@@ -9,8 +9,6 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import deps, principal
 from api.responses import documented
-from replyflow.clock import utcnow
-from replyflow.services import members
 from replyflow.services.invitations import InvitationView
 from replyflow.services.members import InviteRequest, MemberView, RoleChange
 
@@ -19,8 +17,7 @@ router = Router()
 
 @router.get("", tags=["members"], summary="Members and their roles", responses=documented())
 def list_members() -> list[MemberView]:
-    with deps(router).unit_of_work() as session:
-        return members.list_members(session, principal(router))
+    return deps(router).members.list(principal(router))
 
 
 @router.post(
@@ -30,16 +27,7 @@ def list_members() -> list[MemberView]:
     responses=documented(201, 409, 503, body=True),
 )
 def invite(body: InviteRequest) -> Response[InvitationView]:
-    with deps(router).unit_of_work() as session:
-        result = members.invite(
-            session,
-            principal(router),
-            body,
-            deps(router).limiter,
-            deps(router).mailer,
-            deps(router).console_base_url,
-            now=utcnow(),
-        )
+    result = deps(router).members.invite(principal(router), body)
     return Response(201, content_types.APPLICATION_JSON, result)
 
 
@@ -50,14 +38,12 @@ def invite(body: InviteRequest) -> Response[InvitationView]:
     responses=documented(200, 404, 409, body=True),
 )
 def change_role(user_id: str, body: RoleChange) -> MemberView:
-    with deps(router).unit_of_work() as session:
-        return members.change_role(session, deps(router).revoker, principal(router), user_id, body)
+    return deps(router).members.change_role(principal(router), user_id, body)
 
 
 @router.delete(
     "/<user_id>", tags=["members"], summary="Remove a member (owner)", responses=documented(204, 404, 409)
 )
 def remove(user_id: str) -> Response[Any]:
-    with deps(router).unit_of_work() as session:
-        members.remove(session, deps(router).revoker, principal(router), user_id, now=utcnow())
+    deps(router).members.remove(principal(router), user_id)
     return Response(204, content_types.APPLICATION_JSON, None)

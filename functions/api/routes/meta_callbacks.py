@@ -11,16 +11,19 @@ from aws_lambda_powertools.event_handler.openapi.params import Form, Path
 
 from api.context import deps, header
 from api.responses import NO_AUTH, documented
-from replyflow.clock import utcnow
-from replyflow.services import meta_callbacks
-from replyflow.services.meta_callbacks import DeauthorizeResult, DeletionReceipt, DeletionStatus
+from replyflow.services.meta_callbacks import (
+    MAX_SIGNED_REQUEST,
+    DeauthorizeResult,
+    DeletionReceipt,
+    DeletionStatus,
+)
 
 router = Router()
 
 SignedRequestField = Annotated[
     str,
     Form(
-        max_length=meta_callbacks.MAX_SIGNED_REQUEST,
+        max_length=MAX_SIGNED_REQUEST,
         description="`base64url(HMAC-SHA256 signature).base64url(JSON payload)`, signed with the app secret",
     ),
 ]
@@ -38,17 +41,6 @@ def _status_url() -> str:
     return f"{proto}://{host}{prefix}/v1/data-deletion/{{code}}"
 
 
-def _parse(signed_request: str) -> meta_callbacks.SignedRequest:
-    """Verified with the app secrets; re-read once when they fail (a rotated app secret)."""
-    from replyflow.adapters.secrets import with_fresh_retry
-
-    return with_fresh_retry(
-        deps(router).clients.app_secrets,
-        lambda values: meta_callbacks.parse_signed_request(signed_request, values.app_secrets),
-        (meta_callbacks.InvalidSignedRequestError,),
-    )
-
-
 @router.post(
     "/data-deletion",
     tags=["meta"],
@@ -59,11 +51,7 @@ def _parse(signed_request: str) -> meta_callbacks.SignedRequest:
     responses=documented(200, 400, public=True, body=True),
 )
 def data_deletion(signed_request: SignedRequestField) -> DeletionReceipt:
-    request = _parse(signed_request)
-    with deps(router).unit_of_work() as session:
-        return meta_callbacks.request_deletion(
-            session, deps(router).cache, request, status_url=_status_url(), now=utcnow()
-        )
+    return deps(router).meta_callbacks.request_deletion(signed_request, status_url=_status_url())
 
 
 @router.get(
@@ -74,8 +62,7 @@ def data_deletion(signed_request: SignedRequestField) -> DeletionReceipt:
     responses=documented(200, 404, public=True),
 )
 def data_deletion_status(code: Annotated[str, Path(max_length=64)]) -> DeletionStatus:
-    with deps(router).unit_of_work() as session:  # the writer: Meta may look right after the callback
-        return meta_callbacks.deletion_status(session, code)
+    return deps(router).meta_callbacks.deletion_status(code)
 
 
 @router.post(
@@ -87,6 +74,4 @@ def data_deletion_status(code: Annotated[str, Path(max_length=64)]) -> DeletionS
     responses=documented(200, 400, public=True, body=True),
 )
 def deauthorize(signed_request: SignedRequestField) -> DeauthorizeResult:
-    request = _parse(signed_request)
-    with deps(router).unit_of_work() as session:
-        return meta_callbacks.deauthorize(session, deps(router).cache, request, now=utcnow())
+    return deps(router).meta_callbacks.deauthorize(signed_request)

@@ -6,7 +6,6 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import deps
 from api.responses import NO_AUTH, documented
-from replyflow.services import subscriptions
 from replyflow.services.subscriptions import PlanView
 
 router = Router()
@@ -20,5 +19,4 @@ router = Router()
     responses=documented(public=True),
 )
 def list_plans() -> list[PlanView]:
-    with deps(router).unit_of_work() as session:
-        return subscriptions.list_plans(session, deps(router).cache)
+    return deps(router).subscriptions.plans()

@@ -9,8 +9,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import deps, principal
 from api.responses import documented
-from replyflow.clock import utcnow
-from replyflow.services import stats
 from replyflow.services.stats import StatsView
 from replyflow.timestamps import IsoDate
 
@@ -29,14 +27,10 @@ def daily(
     automation_id: Annotated[str | None, Query(max_length=26)] = None,
     account_id: Annotated[str | None, Query(max_length=26)] = None,
 ) -> StatsView:
-    with deps(router).read_only() as session:
-        return stats.stats(
-            session,
-            deps(router).cache,
-            principal(router),
-            since=since,
-            until=until,
-            automation_id=automation_id,
-            account_id=account_id,
-            now=utcnow(),
-        )
+    return deps(router).stats.daily(
+        principal(router),
+        since=since,
+        until=until,
+        automation_id=automation_id,
+        account_id=account_id,
+    )

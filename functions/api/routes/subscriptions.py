@@ -11,8 +11,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Header
 from api.context import deps, header, principal
 from api.errors import ErrorResponse
 from api.responses import documented
-from replyflow.clock import utcnow
-from replyflow.services import subscriptions
 from replyflow.services.subscriptions import ChangePlanRequest, SubscriptionView
 
 router = Router()
@@ -25,8 +23,7 @@ router = Router()
     responses=documented(200, 404),
 )
 def current() -> SubscriptionView:
-    with deps(router).unit_of_work() as session:
-        return subscriptions.current(session, principal(router))
+    return deps(router).subscriptions.current(principal(router))
 
 
 @router.post(
@@ -43,15 +40,7 @@ def change_plan(
 ) -> Response[SubscriptionView | ErrorResponse]:
     # A replayed request answers what the first one did, an error included (with its status).
     key = header(router, "Idempotency-Key")
-    result = subscriptions.change_plan_idempotent(
-        deps(router).clients.writer_sessions,
-        deps(router).cache,
-        deps(router).billing,
-        principal(router),
-        body,
-        key,
-        now=utcnow(),
-    )
+    result = deps(router).subscriptions.change_plan(principal(router), body, key)
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
     return Response(result.status, content_types.APPLICATION_JSON, result.body, headers=headers)
 
@@ -63,7 +52,4 @@ def change_plan(
     responses=documented(200, 404, 409),
 )
 def cancel() -> SubscriptionView:
-    with deps(router).unit_of_work() as session:
-        return subscriptions.cancel(
-            session, deps(router).cache, deps(router).billing, principal(router), now=utcnow()
-        )
+    return deps(router).subscriptions.cancel(principal(router))

@@ -9,7 +9,6 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import deps, principal
 from api.responses import documented, no_content
-from replyflow.services import templates
 from replyflow.services.templates import (
     DraftPreviewRequest,
     PreviewRequest,
@@ -24,8 +23,7 @@ router = Router()
 
 @router.get("", tags=["templates"], summary="Templates (cached)", responses=documented())
 def list_templates() -> list[TemplateView]:
-    with deps(router).unit_of_work() as session:
-        return templates.list_templates(session, deps(router).cache, principal(router))
+    return deps(router).templates.list(principal(router))
 
 
 @router.post(
@@ -35,8 +33,7 @@ def list_templates() -> list[TemplateView]:
     responses=documented(201, 409, body=True),
 )
 def create(body: TemplateCreate) -> Response[TemplateView]:
-    with deps(router).unit_of_work() as session:
-        view = templates.create(session, deps(router).cache, principal(router), body)
+    view = deps(router).templates.create(principal(router), body)
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
@@ -47,14 +44,13 @@ def create(body: TemplateCreate) -> Response[TemplateView]:
     responses=documented(200, body=True),
 )
 def preview_draft(body: DraftPreviewRequest) -> PreviewView:
-    principal(router)
-    return templates.preview_draft(body)
+    principal(router)  # signed in, though the draft touches no tenant data
+    return deps(router).templates.preview_draft(body)
 
 
 @router.get("/<template_id>", tags=["templates"], summary="One template", responses=documented(200, 404))
 def get_template(template_id: str) -> TemplateView:
-    with deps(router).unit_of_work() as session:
-        return templates.get_template(session, principal(router), template_id)
+    return deps(router).templates.get(principal(router), template_id)
 
 
 @router.patch(
@@ -64,8 +60,7 @@ def get_template(template_id: str) -> TemplateView:
     responses=documented(200, 404, 409, body=True),
 )
 def update(template_id: str, body: TemplateUpdate) -> TemplateView:
-    with deps(router).unit_of_work() as session:
-        return templates.update(session, deps(router).cache, principal(router), template_id, body)
+    return deps(router).templates.update(principal(router), template_id, body)
 
 
 @router.delete(
@@ -75,8 +70,7 @@ def update(template_id: str, body: TemplateUpdate) -> TemplateView:
     responses=documented(204, 404, 409),
 )
 def delete(template_id: str) -> Response[Any]:
-    with deps(router).unit_of_work() as session:
-        templates.delete(session, deps(router).cache, principal(router), template_id)
+    deps(router).templates.delete(principal(router), template_id)
     return no_content()
 
 
@@ -87,5 +81,4 @@ def delete(template_id: str) -> Response[Any]:
     responses=documented(200, 404, body=True),
 )
 def preview(template_id: str, body: PreviewRequest) -> PreviewView:
-    with deps(router).unit_of_work() as session:
-        return templates.preview(session, principal(router), template_id, body)
+    return deps(router).templates.preview(principal(router), template_id, body)

@@ -139,6 +139,13 @@ class NonceStore(Protocol):
     def acquire(self, key: str, seconds: int) -> bool: ...
 
 
+class RevocationUnavailableError(ReplyflowError):
+    """A revocation entry could not be written: the revoking request fails (503) and rolls back."""
+
+    code = "revocation_unavailable"
+    status = 503
+
+
 class RevocationStore(Protocol):
     def put(self, key: str, value: str, ttl_seconds: int) -> None:
         """Raises ``RevocationUnavailableError`` when the entry could not be stored."""

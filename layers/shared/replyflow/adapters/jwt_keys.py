@@ -113,8 +113,11 @@ class KeyRing:
         return claims
 
 
-def key_ring_of(secrets: AppSecrets, *, issuer: str, audience: str) -> KeyRing:
-    """The ring of the app's current JWT keys; it reloads them once on a key-related failure."""
+def key_ring_of(
+    secrets: AppSecrets, *, issuer: str, audience: str, values: SecretValues | None = None
+) -> KeyRing:
+    """The ring of ``values`` (the app's current secrets when None); it reloads them once on a
+    key-related failure."""
 
     def ring(values: SecretValues, *, reloads: bool) -> KeyRing:
         return KeyRing(
@@ -129,4 +132,4 @@ def key_ring_of(secrets: AppSecrets, *, issuer: str, audience: str) -> KeyRing:
         fresh = secrets.refresh()
         return None if fresh is None else ring(fresh, reloads=False)
 
-    return ring(secrets.get(), reloads=True)
+    return ring(secrets.get() if values is None else values, reloads=True)

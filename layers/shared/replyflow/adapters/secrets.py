@@ -24,7 +24,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -277,6 +277,32 @@ def app_secrets_for(settings: Settings, client_factory: Callable[[], Any]) -> Ap
 
 
 _T = TypeVar("_T")
+
+
+class PerSecretsVersion(Generic[_T]):
+    """What ``build`` makes of the current secret values, rebuilt only when they change.
+
+    ``get()`` asks ``secrets`` for its current values at every call (its own cache makes that cheap)
+    and rebuilds when they differ from those of the last build: after ``max_age`` re-read brings a
+    rotation, or a forced ``refresh()`` does. An unchanged re-read (an equal ``SecretValues``) keeps
+    the built value. ``builds`` counts the rebuilds (tests)."""
+
+    def __init__(self, secrets: AppSecrets, build: Callable[[SecretValues], _T]) -> None:
+        self._secrets = secrets
+        self._build = build
+        self._lock = threading.Lock()
+        self._built: tuple[SecretValues, _T] | None = None
+        self.builds = 0
+
+    def get(self) -> _T:
+        values = self._secrets.get()
+        with self._lock:
+            built = self._built
+            if built is None or (built[0] is not values and built[0] != values):
+                built = (values, self._build(values))
+                self._built = built
+                self.builds += 1
+            return built[1]
 
 
 def with_fresh_retry(

@@ -41,12 +41,12 @@ from replyflow.db.repositories import subscriptions as subscriptions_repo
 from replyflow.domain.emails import EMAIL_PATTERN, canonical_email
 from replyflow.errors import ConflictError, ForbiddenError, UnauthorizedError
 from replyflow.ids import new_id
-from replyflow.ports import RateLimiter
+from replyflow.ports import RateLimiter, RevocationUnavailableError
 from replyflow.services import tokens
 from replyflow.services.access import Principal
 from replyflow.services.password_policy import check_password
 from replyflow.services.rate_limit_api import check_login, check_refresh, check_signup
-from replyflow.services.revocation import LOGGED_OUT, REFRESH_REUSED, RevocationUnavailableError, Revoker
+from replyflow.services.revocation import LOGGED_OUT, REFRESH_REUSED, Revoker
 
 FREE_PLAN = "free"
 

@@ -22,19 +22,18 @@ every request exactly while the cache is down, and the per-minute budget is what
 (with API Gateway's stage throttle, which does not depend on Redis). A Redis that loses its data
 under-counts the month from then on (the tenant gets more, never fewer, requests than the plan).
 
-``hit_and_get`` adds a ``MGET`` of other keys to the same MULTI/EXEC: the API function reads the
-caller's revocation entries (``services.revocation``) in the round trip it already pays for the count.
+The Redis counter is ``adapters.api_rate_limiter.RedisFixedWindowLimiter``; this module holds the
+rules and what a refusal says. ``hit_and_get`` adds a ``MGET`` of other keys to the same MULTI/EXEC:
+the API function reads the caller's revocation entries (``services.revocation``) in the round trip it
+already pays for the count.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-import redis
 
 from replyflow.domain.emails import limiter_email
 from replyflow.domain.plans import monthly_api_requests
@@ -53,50 +52,6 @@ INVITATION_ACCEPT_PER_IP = (30, 3600)
 INVITATIONS_PER_TENANT = (50, 3600)
 SIGNUP_PER_IP = (10, 3600)
 REFRESH_PER_IP = (60, 60)
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class RedisFixedWindowLimiter:
-    def __init__(self, client: redis.Redis, namespace: str = "rf") -> None:
-        self._redis = client
-        self._ns = namespace
-
-    def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
-        return self.hit_and_get(key, limit, window_seconds, ())[0]
-
-    def hit_and_get(
-        self, key: str, limit: int, window_seconds: int, get_keys: Sequence[str]
-    ) -> tuple[RateDecision, list[str | None] | None]:
-        decisions, values = self.hit_all_and_get([(key, limit, window_seconds)], get_keys)
-        return decisions[0], values
-
-    def hit_all_and_get(
-        self, rules: Sequence[tuple[str, int, int]], get_keys: Sequence[str]
-    ) -> tuple[list[RateDecision], list[str | None] | None]:
-        try:
-            pipe = self._redis.pipeline(transaction=True)
-            for key, _limit, window_seconds in rules:
-                full = f"{self._ns}:rl:{key}"
-                pipe.incr(full)
-                pipe.expire(full, window_seconds, nx=True)
-                pipe.ttl(full)
-            if get_keys:
-                pipe.mget(list(get_keys))
-            results = pipe.execute()
-        except redis.RedisError:
-            return [RateDecision(True, limit, limit, window) for _key, limit, window in rules], None
-        decisions = []
-        for index, (_key, limit, window_seconds) in enumerate(rules):
-            count, ttl = int(results[3 * index]), int(results[3 * index + 2])
-            ttl = ttl if ttl > 0 else window_seconds
-            decisions.append(RateDecision(count <= limit, limit, max(0, limit - count), ttl))
-        values = [_text(v) for v in results[3 * len(rules)]] if get_keys else []
-        return decisions, values
 
 
 def enforce(limiter: RateLimiter, key: str, rule: tuple[int, int], what: str) -> RateDecision:
@@ -246,33 +201,3 @@ class TenantBudget:
                 },
             )
         return None
-
-
-class NoRateLimit:
-    """Counts nothing (benchmarks and load tests that measure the API, not the limiter). Given a Redis
-    client it still reads ``get_keys`` (one round trip), so revocation checks behave as in production."""
-
-    def __init__(self, client: redis.Redis | None = None) -> None:
-        self._redis = client
-
-    def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
-        return RateDecision(True, limit, limit, window_seconds)
-
-    def hit_and_get(
-        self, key: str, limit: int, window_seconds: int, get_keys: Sequence[str]
-    ) -> tuple[RateDecision, list[str | None] | None]:
-        decisions, values = self.hit_all_and_get([(key, limit, window_seconds)], get_keys)
-        return decisions[0], values
-
-    def hit_all_and_get(
-        self, rules: Sequence[tuple[str, int, int]], get_keys: Sequence[str]
-    ) -> tuple[list[RateDecision], list[str | None] | None]:
-        decisions = [self.hit(*rule) for rule in rules]
-        if not get_keys:
-            return decisions, []
-        if self._redis is None:
-            return decisions, None
-        try:
-            return decisions, [_text(v) for v in self._redis.mget(list(get_keys))]
-        except redis.RedisError:
-            return decisions, None

@@ -34,15 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import redis
 from sqlalchemy.orm import Session
 
 from replyflow.clock import epoch_ms
 from replyflow.db.after_commit import after_commit
 from replyflow.db.repositories import api_keys, refresh_tokens, tenants
-from replyflow.errors import ReplyflowError, UnauthorizedError
+from replyflow.errors import UnauthorizedError
 from replyflow.observability import logger
-from replyflow.ports import RateLimiter, RevocationStore
+from replyflow.ports import RateLimiter, RevocationStore, RevocationUnavailableError
 from replyflow.services.access import Principal, role_rank
 from replyflow.services.rate_limit_api import TenantBudget, month_window, tenant_rules
 
@@ -62,36 +61,12 @@ REFRESH_REUSED = "refresh_reused"
 PASSWORD_CHANGED = "password_changed"
 
 
-class RevocationUnavailableError(ReplyflowError):
-    code = "revocation_unavailable"
-    status = 503
-
-
 def principal_key(tenant_id: str, principal_type: str, principal_id: str) -> str:
     return f"{PREFIX}:{tenant_id}:{principal_type}:{principal_id}"
 
 
 def session_key(tenant_id: str, session_id: str) -> str:
     return f"{PREFIX}:{tenant_id}:sid:{session_id}"
-
-
-class RedisRevocationStore:
-    def __init__(self, client: redis.Redis) -> None:
-        self._redis = client
-
-    def put(self, key: str, value: str, ttl_seconds: int) -> None:
-        try:
-            self._redis.set(key, value, ex=max(1, ttl_seconds))
-        except redis.RedisError as error:
-            raise RevocationUnavailableError(
-                "the revocation could not be recorded (cache unavailable); nothing was changed, try again"
-            ) from error
-
-    def put_if_absent(self, key: str, value: str) -> None:
-        try:
-            self._redis.set(key, value, nx=True)
-        except redis.RedisError:
-            return
 
 
 @dataclass(frozen=True)

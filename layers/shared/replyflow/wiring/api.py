@@ -2,12 +2,34 @@
 
 ``build_api(settings)`` gives the real adapters; the local stack, tests and benches pass theirs as
 arguments (a fake ``oauth_client``, a ``limiter`` with a private namespace, an outbox ``mailer``, the
-broker as ``publisher``). Nothing is built before it is read, so a cold start pays for what the
-request uses. Routes read the one instance from the app (``api.context.deps(router)``)::
+broker as ``publisher``, a fixed ``clock``). Nothing is built before it is read, so a cold start pays
+for what the request uses. Routes read the one instance from the app (``api.context.deps(router)``).
 
-    deps = build_api(settings, oauth_client=FakeInstagramOAuth(), mailer=outbox)
-    with deps.unit_of_work() as session:
-        members.invite(session, ..., deps.limiter, deps.mailer, deps.console_base_url)
+**The pattern every route follows** (new route modules too)::
+
+    @router.post("/oauth/complete", responses=documented(201, body=True))
+    def oauth_complete(body: CompleteRequest) -> Response[AccountView]:
+        view = deps(router).oauth.complete(principal(router), body)
+        return Response(201, content_types.APPLICATION_JSON, view)
+
+- A route calls ONE method of ONE service object of ``ApiDeps`` (``deps(router).<service>``) and
+  passes only request facts: the principal, the body, path and query parameters, the client IP, a
+  header. It opens no session, reads no clock and names no port.
+- A service object (``wiring/api_services.py``) holds its ports, the clock and the unit of work
+  (``unit_of_work`` on the writer or ``read_only`` on the reader). Each method opens the unit of work,
+  reads ``clock.now()`` once and calls one service function with what it holds; the service
+  functions keep their explicit signature (``session, ports..., *, now``) for direct tests.
+- A new service object is a frozen dataclass in ``api_services.py`` and one ``@once`` attribute
+  here that builds it from the root's fields; a test that needs another adapter passes it to
+  ``build_api`` (or ``ApiEnv.use``), never to the service object.
+- Configs that follow the secrets (``key_ring``, ``auth_config``, ``oauth_config``) are built once
+  per secrets version (``PerSecretsVersion``): rebuilt only when the secrets provider returns other
+  values (a ``max_age`` re-read or a forced refresh after a bad signature).
+
+::
+
+    deps = build_api(settings, oauth_client=FakeInstagramOAuth(), mailer=outbox, clock=fixed)
+    deps.members.invite(principal, InviteRequest(email="a@example.com", role="member"))
 """
 
 from __future__ import annotations
@@ -20,6 +42,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from replyflow.adapters.jwt_keys import KeyRing, key_ring_of
+from replyflow.clock import SystemClock
 from replyflow.settings import Settings
 from replyflow.wiring.core import Clients, once
 
@@ -28,6 +51,7 @@ if TYPE_CHECKING:
 
     from replyflow.adapters.crypto import TokenCipher
     from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
+    from replyflow.adapters.secrets import PerSecretsVersion, SecretValues
     from replyflow.domain.emails import OutgoingEmail
     from replyflow.ports import (
         BillingProvider,
@@ -35,6 +59,7 @@ if TYPE_CHECKING:
         InstagramOAuth,
         Mailer,
         NonceStore,
+        NowClock,
         QueuePublisher,
         RateLimiter,
         RevocationStore,
@@ -43,14 +68,34 @@ if TYPE_CHECKING:
     from replyflow.services.auth import AuthConfig
     from replyflow.services.oauth import OAuthConfig
     from replyflow.services.revocation import Revoker
+    from replyflow.wiring import api_services
 
 RequeueParked = Callable[["Session", str, str], int]
 
 
-def key_ring(settings: Settings, clients: Clients) -> KeyRing:
-    """The ring of the app's current JWT keys (read through the secrets cache, so a rotation is
-    followed without a redeploy; it reloads once on an unknown kid or a bad signature)."""
-    return key_ring_of(clients.app_secrets, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+def key_rings(settings: Settings, clients: Clients) -> PerSecretsVersion[KeyRing]:
+    """The ring of the app's current JWT keys, rebuilt when the secrets change (so a rotation is
+    followed without a redeploy; the ring reloads once on an unknown kid or a bad signature)."""
+    from replyflow.adapters.secrets import PerSecretsVersion
+
+    def ring(values: SecretValues) -> KeyRing:
+        return key_ring_of(
+            clients.app_secrets,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            values=values,
+        )
+
+    return PerSecretsVersion(clients.app_secrets, ring)
+
+
+@dataclass(frozen=True)
+class ApiConfigs:
+    """The configs derived from one version of the secrets."""
+
+    key_ring: KeyRing
+    auth: AuthConfig
+    oauth: OAuthConfig
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,9 +106,13 @@ class AuthorizerDeps:
     settings: Settings
     clients: Clients
 
+    @once
+    def _key_rings(self) -> PerSecretsVersion[KeyRing]:
+        return key_rings(self.settings, self.clients)
+
     @property
     def key_ring(self) -> KeyRing:
-        return key_ring(self.settings, self.clients)
+        return self._key_rings.get()
 
     @property
     def cache(self) -> Cache:
@@ -90,6 +139,7 @@ class ApiDeps:
     billing: BillingProvider
     mailer: Mailer
     requeue_parked: RequeueParked
+    clock: NowClock
 
     @property
     def cache(self) -> Cache:
@@ -99,9 +149,35 @@ class ApiDeps:
     def cipher(self) -> TokenCipher:
         return self.clients.cipher
 
+    @once
+    def _configs(self) -> PerSecretsVersion[ApiConfigs]:
+        from replyflow.adapters.secrets import PerSecretsVersion
+
+        return PerSecretsVersion(self.clients.app_secrets, self._build_configs)
+
+    def _build_configs(self, values: SecretValues) -> ApiConfigs:
+        from replyflow.services.auth import AuthConfig
+        from replyflow.services.oauth import OAuthConfig
+
+        s = self.settings
+        ring = key_ring_of(
+            self.clients.app_secrets, issuer=s.jwt_issuer, audience=s.jwt_audience, values=values
+        )
+        auth = AuthConfig(ring, s.access_token_ttl_seconds, s.refresh_token_ttl_seconds, self.revoker)
+        oauth = OAuthConfig(
+            app_id=s.instagram_app_id,
+            app_secret=values.instagram_app_secret.get_secret_value(),
+            authorize_url=s.instagram_oauth_authorize_url,
+            redirect_uri=s.oauth_redirect_uri,
+            keys=ring,
+            default_hourly_send_budget=s.default_hourly_send_budget,
+            sandbox_allowed=s.environment != "prod",
+        )
+        return ApiConfigs(key_ring=ring, auth=auth, oauth=oauth)
+
     @property
     def key_ring(self) -> KeyRing:
-        return key_ring(self.settings, self.clients)
+        return self._configs.get().key_ring
 
     @once
     def revoker(self) -> Revoker:
@@ -112,27 +188,11 @@ class ApiDeps:
 
     @property
     def auth_config(self) -> AuthConfig:
-        from replyflow.services.auth import AuthConfig
-
-        s = self.settings
-        return AuthConfig(
-            self.key_ring, s.access_token_ttl_seconds, s.refresh_token_ttl_seconds, self.revoker
-        )
+        return self._configs.get().auth
 
     @property
     def oauth_config(self) -> OAuthConfig:
-        from replyflow.services.oauth import OAuthConfig
-
-        s = self.settings
-        return OAuthConfig(
-            app_id=s.instagram_app_id,
-            app_secret=self.clients.app_secrets.get().instagram_app_secret.get_secret_value(),
-            authorize_url=s.instagram_oauth_authorize_url,
-            redirect_uri=s.oauth_redirect_uri,
-            keys=self.key_ring,
-            default_hourly_send_budget=s.default_hourly_send_budget,
-            sandbox_allowed=s.environment != "prod",
-        )
+        return self._configs.get().oauth
 
     @property
     def console_base_url(self) -> str:
@@ -162,6 +222,123 @@ class ApiDeps:
         with self.unit_of_work() as session:
             verify_in_database(session, principal)
 
+    # The service objects the routes call (``wiring/api_services.py``): each holds its ports, the
+    # clock and the unit of work; built at the first request that uses it.
+
+    @once
+    def auth(self) -> api_services.AuthService:
+        from replyflow.wiring.api_services import AuthService
+
+        return AuthService(self.unit_of_work, lambda: self.auth_config, self.limiter, self.clock)
+
+    @once
+    def passwords(self) -> api_services.PasswordService:
+        from replyflow.wiring.api_services import PasswordService
+
+        return PasswordService(
+            self.unit_of_work,
+            lambda: self.auth_config,
+            self.limiter,
+            self.mailer,
+            self.console_base_url,
+            self.clock,
+        )
+
+    @once
+    def members(self) -> api_services.MemberService:
+        from replyflow.wiring.api_services import MemberService
+
+        return MemberService(
+            self.unit_of_work, self.revoker, self.limiter, self.mailer, self.console_base_url, self.clock
+        )
+
+    @once
+    def invitations(self) -> api_services.InvitationService:
+        from replyflow.wiring.api_services import InvitationService
+
+        return InvitationService(
+            self.unit_of_work,
+            lambda: self.auth_config,
+            lambda: self.key_ring,
+            self.limiter,
+            self.mailer,
+            self.console_base_url,
+            self.clock,
+        )
+
+    @once
+    def accounts(self) -> api_services.AccountService:
+        from replyflow.wiring.api_services import AccountService
+
+        return AccountService(self.unit_of_work, self.cache, self.cipher, self.oauth_client, self.clock)
+
+    @once
+    def oauth(self) -> api_services.OAuthService:
+        from replyflow.wiring.api_services import OAuthService
+
+        return OAuthService(
+            self.unit_of_work,
+            lambda: self.oauth_config,
+            self.cache,
+            self.nonces,
+            self.cipher,
+            self.oauth_client,
+            self.requeue_parked,
+            self.clock,
+        )
+
+    @once
+    def templates(self) -> api_services.TemplateService:
+        from replyflow.wiring.api_services import TemplateService
+
+        return TemplateService(self.unit_of_work, self.cache)
+
+    @once
+    def automations(self) -> api_services.AutomationService:
+        from replyflow.wiring.api_services import AutomationService
+
+        return AutomationService(self.unit_of_work, self.cache)
+
+    @once
+    def dry_run(self) -> api_services.DryRunService:
+        from replyflow.wiring.api_services import DryRunService
+
+        return DryRunService(self.read_only, self.clock)
+
+    @once
+    def logs(self) -> api_services.LogService:
+        from replyflow.wiring.api_services import LogService
+
+        return LogService(self.read_only)
+
+    @once
+    def stats(self) -> api_services.StatsService:
+        from replyflow.wiring.api_services import StatsService
+
+        return StatsService(self.read_only, self.cache, self.clock)
+
+    @once
+    def subscriptions(self) -> api_services.SubscriptionService:
+        from replyflow.wiring.api_services import SubscriptionService
+
+        return SubscriptionService(
+            self.unit_of_work, lambda: self.clients.writer_sessions, self.cache, self.billing, self.clock
+        )
+
+    @once
+    def api_keys(self) -> api_services.ApiKeyService:
+        from replyflow.wiring.api_services import ApiKeyService
+
+        return ApiKeyService(self.unit_of_work, self.cache, self.revoker, self.clock)
+
+    @once
+    def meta_callbacks(self) -> api_services.MetaCallbackService:
+        from replyflow.wiring.api_services import MetaCallbackService
+
+        return MetaCallbackService(
+            self.unit_of_work, self.cache, lambda: self.clients.app_secrets, self.clock
+        )
+
 
 def build_api(
     settings: Settings,
@@ -175,6 +352,7 @@ def build_api(
     billing: BillingProvider | None = None,
     mailer: Mailer | None = None,
     requeue_parked: RequeueParked | None = None,
+    clock: NowClock | None = None,
 ) -> ApiDeps:
     """The API's dependencies; every argument left out is the real adapter for ``settings``."""
     shared = clients or Clients(settings)
@@ -188,17 +366,18 @@ def build_api(
         billing=billing or _manual_billing(),
         mailer=mailer or MailerOnUse(settings),
         requeue_parked=requeue_parked or _release_parked(publisher or shared.sqs_publisher),
+        clock=clock or SystemClock(),
     )
 
 
 def _redis_limiter(clients: Clients) -> RateLimiter:
-    from replyflow.services.rate_limit_api import RedisFixedWindowLimiter
+    from replyflow.adapters.api_rate_limiter import RedisFixedWindowLimiter
 
     return RedisFixedWindowLimiter(clients.redis)
 
 
 def _redis_revocations(clients: Clients) -> RevocationStore:
-    from replyflow.services.revocation import RedisRevocationStore
+    from replyflow.adapters.revocation_store import RedisRevocationStore
 
     return RedisRevocationStore(clients.redis)
 

@@ -68,8 +68,11 @@ class Clients:
     and no heavy import before). Engines and Redis clients are cached per URL underneath, so two
     ``Clients`` of the same settings share their pools."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, app_secrets: AppSecrets | None = None) -> None:
+        """``app_secrets`` replaces the settings' secrets provider (tests of a rotation)."""
         self.settings = settings
+        if app_secrets is not None:
+            self.__dict__["app_secrets"] = app_secrets  # what the ``once`` attribute would hold
 
     @once
     def writer_sessions(self) -> sessionmaker[Session]:

@@ -1,0 +1,587 @@
+"""The API's service objects: what a route calls, one object per resource, each an attribute of
+``ApiDeps`` (``deps(router).oauth.complete(principal, body)``).
+
+The rule, the same for every object: **the object holds its ports, the clock and the unit of work;
+a route passes only request facts** (the principal, the body, path and query parameters, the client
+IP, a header). A method opens its own unit of work (``unit_of_work()`` on the writer, ``read_only()``
+on the reader for logs, stats and the dry run), reads the clock once (``now``) and calls one service
+function with the ports it holds. The service functions (``services.oauth.complete(session, cache,
+..., now=...)``) stay as they are, so a test can still call them with fakes and any instant.
+
+Configs that follow the secrets (``AuthConfig``, ``OAuthConfig``, the key ring) are held as
+zero-argument callables (``ApiDeps.current_*``), read at each call: a rotated secret is seen on the
+next request without rebuilding the object.
+
+Nothing here opens a connection or reads a secret when it is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from replyflow.services import (
+    accounts,
+    api_keys,
+    auth,
+    automation_dry_run,
+    automations,
+    invitations,
+    logs_query,
+    members,
+    meta_callbacks,
+    oauth,
+    passwords,
+    stats,
+    subscriptions,
+    templates,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from replyflow.adapters.crypto import TokenCipher
+    from replyflow.adapters.jwt_keys import KeyRing
+    from replyflow.adapters.secrets import AppSecrets
+    from replyflow.ports import (
+        BillingProvider,
+        Cache,
+        InstagramOAuth,
+        Mailer,
+        NonceStore,
+        NowClock,
+        RateLimiter,
+    )
+    from replyflow.services.access import Principal
+    from replyflow.services.revocation import Revoker
+
+UnitOfWork = Callable[[], AbstractContextManager["Session"]]
+RequeueParked = Callable[["Session", str, str], int]
+
+
+@dataclass(frozen=True, eq=False)
+class AuthService:
+    """Sign-up, login, refresh, logout and ``/v1/me``."""
+
+    unit_of_work: UnitOfWork
+    config: Callable[[], auth.AuthConfig]
+    limiter: RateLimiter
+    clock: NowClock
+
+    def signup(self, body: auth.SignupRequest, *, ip: str) -> auth.TokenPair:
+        with self.unit_of_work() as session:
+            return auth.signup(session, self.config(), self.limiter, body, ip=ip, now=self.clock.now())
+
+    def login(self, body: auth.LoginRequest, *, ip: str) -> auth.TokenPair:
+        with self.unit_of_work() as session:
+            return auth.login(session, self.config(), self.limiter, body, ip=ip, now=self.clock.now())
+
+    def refresh(self, body: auth.RefreshRequest, *, ip: str) -> auth.TokenPair:
+        with self.unit_of_work() as session:
+            return auth.refresh(session, self.config(), self.limiter, body, ip=ip, now=self.clock.now())
+
+    def logout(self, body: auth.RefreshRequest) -> None:
+        with self.unit_of_work() as session:
+            auth.logout(session, self.config(), body, now=self.clock.now())
+
+    def me(self, principal: Principal) -> auth.MeView:
+        with self.unit_of_work() as session:
+            return auth.me(session, principal)
+
+
+@dataclass(frozen=True, eq=False)
+class PasswordService:
+    """Change (signed in), forgot (emails a link) and reset (with the emailed token)."""
+
+    unit_of_work: UnitOfWork
+    config: Callable[[], auth.AuthConfig]
+    limiter: RateLimiter
+    mailer: Mailer
+    console_base_url: str
+    clock: NowClock
+
+    def change(self, principal: Principal, body: passwords.PasswordChangeRequest) -> auth.TokenPair:
+        with self.unit_of_work() as session:
+            return passwords.change(
+                session, self.config(), self.limiter, principal, body, now=self.clock.now()
+            )
+
+    def forgot(self, body: passwords.PasswordForgotRequest, *, ip: str) -> passwords.PasswordForgotAccepted:
+        with self.unit_of_work() as session:
+            return passwords.forgot(
+                session,
+                self.limiter,
+                self.mailer,
+                self.console_base_url,
+                body,
+                ip=ip,
+                now=self.clock.now(),
+            )
+
+    def reset(self, body: passwords.PasswordResetRequest, *, ip: str) -> None:
+        with self.unit_of_work() as session:
+            passwords.reset(session, self.config(), self.limiter, body, ip=ip, now=self.clock.now())
+
+
+@dataclass(frozen=True, eq=False)
+class MemberService:
+    """Members: list, invite (emails a link), change a role, remove."""
+
+    unit_of_work: UnitOfWork
+    revoker: Revoker
+    limiter: RateLimiter
+    mailer: Mailer
+    console_base_url: str
+    clock: NowClock
+
+    def list(self, principal: Principal) -> list[members.MemberView]:
+        with self.unit_of_work() as session:
+            return members.list_members(session, principal)
+
+    def invite(self, principal: Principal, body: members.InviteRequest) -> invitations.InvitationView:
+        with self.unit_of_work() as session:
+            return members.invite(
+                session,
+                principal,
+                body,
+                self.limiter,
+                self.mailer,
+                self.console_base_url,
+                now=self.clock.now(),
+            )
+
+    def change_role(self, principal: Principal, user_id: str, body: members.RoleChange) -> members.MemberView:
+        with self.unit_of_work() as session:
+            return members.change_role(session, self.revoker, principal, user_id, body)
+
+    def remove(self, principal: Principal, user_id: str) -> None:
+        with self.unit_of_work() as session:
+            members.remove(session, self.revoker, principal, user_id, now=self.clock.now())
+
+
+@dataclass(frozen=True, eq=False)
+class InvitationService:
+    """Pending invitations: list, revoke, resend; accept (signed in, or with a new password)."""
+
+    unit_of_work: UnitOfWork
+    config: Callable[[], auth.AuthConfig]
+    key_ring: Callable[[], KeyRing]
+    limiter: RateLimiter
+    mailer: Mailer
+    console_base_url: str
+    clock: NowClock
+
+    def list_pending(self, principal: Principal) -> list[invitations.InvitationView]:
+        with self.unit_of_work() as session:
+            return invitations.list_pending(session, principal, now=self.clock.now())
+
+    def revoke(self, principal: Principal, invitation_id: str) -> None:
+        with self.unit_of_work() as session:
+            invitations.revoke(session, principal, invitation_id, now=self.clock.now())
+
+    def resend(self, principal: Principal, invitation_id: str) -> invitations.InvitationView:
+        with self.unit_of_work() as session:
+            return invitations.resend(
+                session,
+                principal,
+                self.limiter,
+                self.mailer,
+                self.console_base_url,
+                invitation_id,
+                now=self.clock.now(),
+            )
+
+    def accept(
+        self, body: invitations.AcceptInvitationRequest, *, authorization: str | None, ip: str
+    ) -> auth.TokenPair:
+        """``authorization`` is the request's header as sent (the service verifies the bearer)."""
+        user_id = auth.user_id_from_bearer(self.key_ring(), authorization)
+        with self.unit_of_work() as session:
+            return invitations.accept(
+                session,
+                self.config(),
+                self.limiter,
+                body,
+                signed_in_user_id=user_id,
+                ip=ip,
+                now=self.clock.now(),
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class AccountService:
+    """Connected Instagram accounts: list, read, disconnect."""
+
+    unit_of_work: UnitOfWork
+    cache: Cache
+    cipher: TokenCipher
+    oauth_client: InstagramOAuth
+    clock: NowClock
+
+    def list(self, principal: Principal) -> list[accounts.AccountView]:
+        with self.unit_of_work() as session:
+            return accounts.list_accounts(session, principal)
+
+    def get(self, principal: Principal, account_id: str) -> accounts.AccountView:
+        with self.unit_of_work() as session:
+            return accounts.get_account(session, principal, account_id)
+
+    def disconnect(self, principal: Principal, account_id: str) -> accounts.AccountView:
+        with self.unit_of_work() as session:
+            return accounts.disconnect(
+                session,
+                self.cache,
+                self.cipher,
+                self.oauth_client,
+                principal,
+                account_id,
+                now=self.clock.now(),
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class OAuthService:
+    """Instagram Login: the authorize URL, completing with the code and state, the callback page, and
+    the sandbox connect (local and test only)."""
+
+    unit_of_work: UnitOfWork
+    config: Callable[[], oauth.OAuthConfig]
+    cache: Cache
+    nonces: NonceStore
+    cipher: TokenCipher
+    client: InstagramOAuth
+    requeue_parked: RequeueParked
+    clock: NowClock
+
+    def start(self, principal: Principal) -> oauth.AuthorizeUrl:
+        return oauth.start(self.config(), principal)
+
+    def complete(self, principal: Principal, body: oauth.CompleteRequest) -> accounts.AccountView:
+        with self.unit_of_work() as session:
+            return oauth.complete(
+                session,
+                self.cache,
+                self.nonces,
+                self.cipher,
+                self.client,
+                self.config(),
+                principal,
+                body,
+                requeue=self.requeue_parked,
+                now=self.clock.now(),
+            )
+
+    def sandbox_connect(
+        self, principal: Principal, body: oauth.SandboxConnectRequest
+    ) -> accounts.AccountView:
+        with self.unit_of_work() as session:
+            return oauth.sandbox_connect(
+                session,
+                self.cache,
+                self.nonces,
+                self.cipher,
+                self.client,
+                self.config(),
+                principal,
+                body,
+                requeue=self.requeue_parked,
+                now=self.clock.now(),
+            )
+
+    def callback_landing(
+        self,
+        *,
+        code: str | None,
+        state: str | None,
+        error: str | None,
+        error_reason: str | None,
+        error_description: str | None,
+    ) -> oauth.CallbackLanding:
+        return oauth.callback_landing(
+            self.config(),
+            code=code,
+            state=state,
+            error=error,
+            error_reason=error_reason,
+            error_description=error_description,
+        )
+
+    def callback_page(self, landing: oauth.CallbackLanding) -> str:
+        return oauth.callback_page(landing)
+
+
+@dataclass(frozen=True, eq=False)
+class TemplateService:
+    """Reply templates: CRUD (cached list) and previews."""
+
+    unit_of_work: UnitOfWork
+    cache: Cache
+
+    def list(self, principal: Principal) -> list[templates.TemplateView]:
+        with self.unit_of_work() as session:
+            return templates.list_templates(session, self.cache, principal)
+
+    def get(self, principal: Principal, template_id: str) -> templates.TemplateView:
+        with self.unit_of_work() as session:
+            return templates.get_template(session, principal, template_id)
+
+    def create(self, principal: Principal, body: templates.TemplateCreate) -> templates.TemplateView:
+        with self.unit_of_work() as session:
+            return templates.create(session, self.cache, principal, body)
+
+    def update(
+        self, principal: Principal, template_id: str, body: templates.TemplateUpdate
+    ) -> templates.TemplateView:
+        with self.unit_of_work() as session:
+            return templates.update(session, self.cache, principal, template_id, body)
+
+    def delete(self, principal: Principal, template_id: str) -> None:
+        with self.unit_of_work() as session:
+            templates.delete(session, self.cache, principal, template_id)
+
+    def preview(
+        self, principal: Principal, template_id: str, body: templates.PreviewRequest
+    ) -> templates.PreviewView:
+        with self.unit_of_work() as session:
+            return templates.preview(session, principal, template_id, body)
+
+    def preview_draft(self, body: templates.DraftPreviewRequest) -> templates.PreviewView:
+        return templates.preview_draft(body)
+
+
+@dataclass(frozen=True, eq=False)
+class AutomationService:
+    """Automations: CRUD (cached list), enable and disable."""
+
+    unit_of_work: UnitOfWork
+    cache: Cache
+
+    def list(self, principal: Principal, account_id: str | None) -> list[automations.AutomationView]:
+        with self.unit_of_work() as session:
+            return automations.list_automations(session, self.cache, principal, account_id)
+
+    def get(self, principal: Principal, automation_id: str) -> automations.AutomationView:
+        with self.unit_of_work() as session:
+            return automations.get_automation(session, principal, automation_id)
+
+    def create(self, principal: Principal, body: automations.AutomationCreate) -> automations.AutomationView:
+        with self.unit_of_work() as session:
+            return automations.create(session, self.cache, principal, body)
+
+    def update(
+        self, principal: Principal, automation_id: str, body: automations.AutomationUpdate
+    ) -> automations.AutomationView:
+        with self.unit_of_work() as session:
+            return automations.update(session, self.cache, principal, automation_id, body)
+
+    def set_active(
+        self, principal: Principal, automation_id: str, active: bool
+    ) -> automations.AutomationView:
+        with self.unit_of_work() as session:
+            return automations.set_active(session, self.cache, principal, automation_id, active)
+
+    def delete(self, principal: Principal, automation_id: str) -> None:
+        with self.unit_of_work() as session:
+            automations.delete(session, self.cache, principal, automation_id)
+
+
+@dataclass(frozen=True, eq=False)
+class DryRunService:
+    """An automation's dry run on the reader: the processor's plan for a sample event, sending nothing."""
+
+    read_only: UnitOfWork
+    clock: NowClock
+
+    def run(
+        self, principal: Principal, automation_id: str, body: automation_dry_run.DryRunRequest
+    ) -> automation_dry_run.DryRunResult:
+        with self.read_only() as session:
+            return automation_dry_run.dry_run(session, principal, automation_id, body, now=self.clock.now())
+
+
+@dataclass(frozen=True, eq=False)
+class LogService:
+    """Reply logs and automation decisions, keyset-paginated, on the reader."""
+
+    read_only: UnitOfWork
+
+    def replies(
+        self,
+        principal: Principal,
+        *,
+        account_id: str | None,
+        automation_id: str | None,
+        status: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> logs_query.ReplyLogPage:
+        with self.read_only() as session:
+            return logs_query.reply_logs(
+                session,
+                principal,
+                account_id=account_id,
+                automation_id=automation_id,
+                status=status,
+                since=since,
+                until=until,
+                cursor=cursor,
+                limit=limit,
+            )
+
+    def automations(
+        self,
+        principal: Principal,
+        *,
+        account_id: str | None,
+        automation_id: str | None,
+        action: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> logs_query.AutomationLogPage:
+        with self.read_only() as session:
+            return logs_query.automation_logs(
+                session,
+                principal,
+                account_id=account_id,
+                automation_id=automation_id,
+                action=action,
+                since=since,
+                until=until,
+                cursor=cursor,
+                limit=limit,
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class StatsService:
+    """Daily outcome counts per automation, on the reader (cached)."""
+
+    read_only: UnitOfWork
+    cache: Cache
+    clock: NowClock
+
+    def daily(
+        self,
+        principal: Principal,
+        *,
+        since: date | None,
+        until: date | None,
+        automation_id: str | None,
+        account_id: str | None,
+    ) -> stats.StatsView:
+        with self.read_only() as session:
+            return stats.stats(
+                session,
+                self.cache,
+                principal,
+                since=since,
+                until=until,
+                automation_id=automation_id,
+                account_id=account_id,
+                now=self.clock.now(),
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class SubscriptionService:
+    """The plan catalogue, the current subscription, plan changes (idempotent) and cancellation.
+
+    ``change_plan`` runs its own transactions on ``sessions`` (the idempotency record commits apart
+    from the change), so it takes the session factory rather than one unit of work."""
+
+    unit_of_work: UnitOfWork
+    sessions: Callable[[], sessionmaker[Session]]
+    cache: Cache
+    billing: BillingProvider
+    clock: NowClock
+
+    def plans(self) -> list[subscriptions.PlanView]:
+        with self.unit_of_work() as session:
+            return subscriptions.list_plans(session, self.cache)
+
+    def current(self, principal: Principal) -> subscriptions.SubscriptionView:
+        with self.unit_of_work() as session:
+            return subscriptions.current(session, principal)
+
+    def change_plan(
+        self, principal: Principal, body: subscriptions.ChangePlanRequest, idempotency_key: str | None
+    ) -> subscriptions.IdempotentResult:
+        return subscriptions.change_plan_idempotent(
+            self.sessions(),
+            self.cache,
+            self.billing,
+            principal,
+            body,
+            idempotency_key,
+            now=self.clock.now(),
+        )
+
+    def cancel(self, principal: Principal) -> subscriptions.SubscriptionView:
+        with self.unit_of_work() as session:
+            return subscriptions.cancel(session, self.cache, self.billing, principal, now=self.clock.now())
+
+
+@dataclass(frozen=True, eq=False)
+class ApiKeyService:
+    """Tenant API keys: list, create (the secret shown once), revoke."""
+
+    unit_of_work: UnitOfWork
+    cache: Cache
+    revoker: Revoker
+    clock: NowClock
+
+    def list(self, principal: Principal) -> list[api_keys.ApiKeyView]:
+        with self.unit_of_work() as session:
+            return api_keys.list_keys(session, principal)
+
+    def create(self, principal: Principal, body: api_keys.ApiKeyCreate) -> api_keys.ApiKeyCreated:
+        with self.unit_of_work() as session:
+            return api_keys.create(session, principal, body)
+
+    def revoke(self, principal: Principal, key_id: str) -> api_keys.ApiKeyView:
+        with self.unit_of_work() as session:
+            return api_keys.revoke(session, self.cache, self.revoker, principal, key_id, now=self.clock.now())
+
+
+@dataclass(frozen=True, eq=False)
+class MetaCallbackService:
+    """Meta's data-deletion and deauthorize callbacks. The ``signed_request`` is verified with the app
+    secrets, re-read once when it fails (a rotated app secret)."""
+
+    unit_of_work: UnitOfWork
+    cache: Cache
+    app_secrets: Callable[[], AppSecrets]
+    clock: NowClock
+
+    def _parse(self, signed_request: str) -> meta_callbacks.SignedRequest:
+        from replyflow.adapters.secrets import with_fresh_retry
+
+        return with_fresh_retry(
+            self.app_secrets(),
+            lambda values: meta_callbacks.parse_signed_request(signed_request, values.app_secrets),
+            (meta_callbacks.InvalidSignedRequestError,),
+        )
+
+    def request_deletion(self, signed_request: str, *, status_url: str) -> meta_callbacks.DeletionReceipt:
+        request = self._parse(signed_request)
+        with self.unit_of_work() as session:
+            return meta_callbacks.request_deletion(
+                session, self.cache, request, status_url=status_url, now=self.clock.now()
+            )
+
+    def deletion_status(self, code: str) -> meta_callbacks.DeletionStatus:
+        # The writer: Meta may look right after the callback.
+        with self.unit_of_work() as session:
+            return meta_callbacks.deletion_status(session, code)
+
+    def deauthorize(self, signed_request: str) -> meta_callbacks.DeauthorizeResult:
+        request = self._parse(signed_request)
+        with self.unit_of_work() as session:
+            return meta_callbacks.deauthorize(session, self.cache, request, now=self.clock.now())
