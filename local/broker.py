@@ -754,6 +754,27 @@ class Broker:
             generation = self._flush()
         self._durable(generation)
 
+    def next_due(self) -> float | None:
+        """When (on the broker's clock) something in a consumed queue is next visible: a delayed
+        message, or an in-flight one whose visibility timeout ends; None when those queues are empty.
+        A test on a fake clock advances to it instead of sleeping."""
+        with self._cond:
+            due: list[float] = []
+            for q in self._queues.values():
+                if not q.consumers:
+                    continue
+                due.extend(
+                    visible_at
+                    for visible_at, _seq, message_id in q.ready
+                    if message_id in q.messages and message_id not in q.inflight
+                )
+                due.extend(
+                    deadline
+                    for deadline, _seq, message_id in q.expiry
+                    if message_id in q.inflight and q.messages[message_id].invisible_until == deadline
+                )
+            return min(due, default=None)
+
     def is_idle(self, *, include_delayed: bool = True) -> bool:
         with self._cond:
             return self._idle(include_delayed)

@@ -1,7 +1,9 @@
-"""Test helpers for the pipeline (webhook -> processor -> sender): an in-memory queue with SQS-like
-delays, a pump that drives the real Lambda handlers with SQS events, tenant seeding, signed webhook
-proxy events, and a scripted fake Graph client. No sockets here; integration tests add the real
-MariaDB, Redis and the sandbox."""
+"""Test helpers for the pipeline (webhook -> processor -> sender): ``LocalQueues``, the template's
+queues on the local broker with a fake clock, which drives the real Lambda handlers with SQS events
+(redelivery, ``maxReceiveCount``, DLQs and delays as template.yaml sets them); ``MemoryQueues``, a bare
+publisher for tests that call one handler directly; tenant seeding, signed webhook proxy events, and a
+scripted fake Graph client. No sockets here; integration tests add the real MariaDB, Redis and the
+sandbox."""
 
 from __future__ import annotations
 
@@ -13,15 +15,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from local.broker import Broker, Consumer
 from local.lambda_context import LambdaContext
+from local.template import QueueSpec, SamTemplate, load_template
 from replyflow.adapters.crypto import TokenCipher
 from replyflow.adapters.graph_client import GraphError, GraphResult
+from replyflow.adapters.queues import BrokerPublisher, BrokerVisibility
 from replyflow.db.models import Automation, InstagramAccount, Template, Tenant
 from replyflow.db.repositories.plans import seed_plans
 from replyflow.ids import new_id
@@ -92,53 +97,122 @@ def sqs_event(bodies: Sequence[str], receive_count: int = 1) -> dict[str, Any]:
     }
 
 
+class FakeMonotonic:
+    """A monotonic clock that moves only when told (the broker's clock in pipeline tests)."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
 @dataclass
-class PumpStats:
-    processed: int = 0
-    sent_batches: int = 0
-    failures: list[str] = field(default_factory=list)
+class DrainStats:
+    batches: int = 0
+    delivered: int = 0
+    failed: int = 0
+    waited_seconds: float = 0.0  # fake time the drain advanced (delays, backoffs, visibility timeouts)
 
 
-def pump(
-    queues: MemoryQueues,
-    processor: Callable[[dict[str, Any], Any], dict[str, Any]],
-    sender: Callable[[dict[str, Any], Any], dict[str, Any]],
-    *,
-    timeout: float = 30.0,
-    max_receives: int = 5,
-) -> PumpStats:
-    """Run the workers until every queue is empty. A failed record is redelivered (SQS semantics)
-    up to ``max_receives`` times, then dropped into ``stats.failures`` (the DLQ)."""
-    stats = PumpStats()
-    receives: dict[str, int] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        did = False
-        for prefix, handler in (("events-", processor), ("sends-", sender)):
-            batch = queues.take(prefix)
-            if not batch:
+class LocalQueues:
+    """The template's queues and SQS event sources on the local broker, with a fake clock.
+
+    It is the pipeline's ``publisher`` and (``visibility``) its ``QueueVisibility``, so the queues'
+    visibility timeouts, ``maxReceiveCount``, DLQs, batch sizes and ``ReportBatchItemFailures`` are
+    template.yaml's, and a deferral's ``DelaySeconds`` or a failed record's backoff are waited out by
+    advancing the clock, not by sleeping. ``bind`` attaches a handler to every function of the
+    template whose handler module starts with the given package (``processor``, ``sender``)."""
+
+    def __init__(self, template: SamTemplate | None = None, *, clock: FakeMonotonic | None = None) -> None:
+        self.template = template or load_template()
+        self.clock = clock or FakeMonotonic()
+        start, wall = self.clock.now, time.time()
+        self.broker = Broker(
+            self.template.queues.values(),
+            clock=self.clock,
+            wall_clock=lambda: wall + (self.clock.now - start),
+        )
+        self._publisher = BrokerPublisher(self.broker)
+        self.visibility = BrokerVisibility(self.broker)
+        self.published: list[tuple[str, str, int]] = []
+        self._consumers: list[Consumer] = []
+
+    def publish(self, queue: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None:
+        self.published.extend((queue, body, delay_seconds) for body in bodies)
+        self._publisher.publish(queue, bodies, delay_seconds=delay_seconds)
+
+    def bind(self, package: str, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+        for spec in self.template.functions.values():
+            if not spec.handler.startswith(f"{package}."):
                 continue
-            did = True
-            bodies = [body for _, body in batch]
-            event = sqs_event(bodies)
-            by_id = {
-                r["messageId"]: (q, r["body"]) for r, (q, _) in zip(event["Records"], batch, strict=True)
-            }
-            result = handler(event, lambda_context())
-            stats.processed += len(bodies)
-            for failure in result.get("batchItemFailures", []):
-                queue, body = by_id[failure["itemIdentifier"]]
-                receives[body] = receives.get(body, 1) + 1
-                if receives[body] > max_receives:
-                    stats.failures.append(body)
-                else:
-                    queues.publish(queue, [body], delay_seconds=1)
-        if not did:
-            wait = queues.next_ready_in()
-            if wait is None:
+            context = lambda_context(spec.logical_id, float(spec.timeout))
+            for event in spec.sqs_events:
+                consumer = Consumer.from_event(
+                    event,
+                    spec.logical_id,
+                    lambda records, context=context: handler(records, context),
+                    max_workers=1,
+                )
+                self.broker.add_consumer(consumer)
+                self._consumers.append(consumer)
+
+    def queue(self, name: str) -> QueueSpec:
+        return self.template.queues[name]
+
+    def pending(self, prefix: str = "") -> int:
+        """Messages visible, in flight or delayed in the consumed queues whose name starts ``prefix``."""
+        return sum(
+            q["visible"] + q["in_flight"] + q["delayed"]
+            for name, q in self.broker.stats().items()
+            if name.startswith(prefix) and not q["is_dlq"]
+        )
+
+    def dead_letters(self, queue: str) -> list[dict[str, Any]]:
+        """The messages in ``queue``'s DLQ (``body``, ``receiveCount``, ...)."""
+        return self.broker.dlq_messages(queue)
+
+    def dead_lettered(self) -> list[dict[str, Any]]:
+        """Every message in any DLQ of the pipeline's queues."""
+        return [
+            message
+            for name, spec in self.template.queues.items()
+            if spec.dlq
+            for message in self.broker.dlq_messages(name)
+        ]
+
+    def poll(self) -> int:
+        """One batch for each bound event source that has visible messages now; records delivered."""
+        return sum(self.broker.poll_once(consumer).delivered for consumer in self._consumers)
+
+    def drain(self, *, max_wait_seconds: float = 7 * 24 * 3600, max_batches: int = 100_000) -> DrainStats:
+        """Deliver until every consumed queue is empty, advancing the clock to the next delayed or
+        timed-out message whenever nothing is visible. A message past ``maxReceiveCount`` moves to its
+        DLQ on the receive after its last failure, as on SQS."""
+        stats = DrainStats()
+        begin = self.clock.now
+        while stats.batches < max_batches:
+            delivered = 0
+            for consumer in self._consumers:
+                result = self.broker.poll_once(consumer)
+                if result.delivered:
+                    stats.batches += 1
+                    stats.delivered += result.delivered
+                    stats.failed += result.failed
+                    delivered += result.delivered
+            if delivered:
+                continue
+            due = self.broker.next_due()
+            if due is None:
+                stats.waited_seconds = self.clock.now - begin
                 return stats
-            time.sleep(min(wait, 0.05))
-    raise TimeoutError(f"queues not drained in {timeout}s ({queues.pending()} pending)")
+            if due - begin > max_wait_seconds:
+                raise TimeoutError(f"queues not drained in {max_wait_seconds:g} s of queue time")
+            self.clock.advance(due - self.clock.now)
+        raise TimeoutError(f"queues not drained in {max_batches} batches ({self.pending()} pending)")
 
 
 @dataclass

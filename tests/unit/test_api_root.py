@@ -17,8 +17,8 @@ from replyflow.adapters.api_rate_limiter import NoRateLimit
 from replyflow.adapters.secrets import AppSecrets, SecretValues, values_from_settings
 from replyflow.settings import Settings
 from replyflow.wiring import core
-from replyflow.wiring.core import Clients
 from replyflow.wiring.api import MailerOnUse, OAuthOnUse, build_api, build_authorizer
+from replyflow.wiring.core import Clients
 from tests.support_pipeline import lambda_context
 from tests.unit.test_api_support import ApiEnv, make_env
 
@@ -106,21 +106,29 @@ def test_configs_are_built_once_per_secrets_version() -> None:
     secrets = AppSecrets(versions, max_age=300, min_refresh_seconds=0, monotonic=lambda: clock[0])
     api = build_api(settings, clients=Clients(settings, app_secrets=secrets))
     auth, oauth, ring = api.auth_config, api.oauth_config, api.key_ring
-    assert api.auth_config is auth and api.oauth_config is oauth and api.key_ring is ring
-    assert auth.keys is ring and oauth.keys is ring
+    assert api.auth_config is auth
+    assert api.oauth_config is oauth
+    assert api.key_ring is ring
+    assert auth.keys is ring
+    assert oauth.keys is ring
     assert api.oauth.config() is oauth  # the service objects read the same cached configs
     # A max_age re-read that brings equal values keeps every config.
     clock[0] += 301
     loads = secrets.loads
-    assert api.auth_config is auth and api.oauth_config is oauth and api.key_ring is ring
+    assert api.auth_config is auth
+    assert api.oauth_config is oauth
+    assert api.key_ring is ring
     assert secrets.loads == loads + 1
     # A rotation, seen by a forced refresh: every config is rebuilt once, on the new values.
     versions.values = first.model_copy(update={"instagram_app_secret": SecretStr("rotated-secret")})
     assert secrets.refresh() is not None
     rotated = api.oauth_config
-    assert rotated is not oauth and rotated.app_secret == "rotated-secret"
-    assert api.auth_config is not auth and api.key_ring is not ring
-    assert api.oauth_config is rotated and api.auth_config is api.auth_config
+    assert rotated is not oauth
+    assert rotated.app_secret == "rotated-secret"
+    assert api.auth_config is not auth
+    assert api.key_ring is not ring
+    assert api.oauth_config is rotated
+    assert api.auth_config.keys is api.key_ring
 
 
 def test_the_authorizer_key_ring_is_rebuilt_only_when_the_secrets_change() -> None:
@@ -136,4 +144,5 @@ def test_the_authorizer_key_ring_is_rebuilt_only_when_the_secrets_change() -> No
     keys = {**first.jwt_signing_keys, "k9": "another-signing-key-of-enough-length-000000"}
     versions.values = first.model_copy(update={"jwt_signing_keys": keys, "jwt_active_kid": "k9"})
     assert secrets.refresh() is not None
-    assert authorizer.key_ring is not ring and authorizer.key_ring.active_kid == "k9"
+    assert authorizer.key_ring is not ring
+    assert authorizer.key_ring.active_kid == "k9"

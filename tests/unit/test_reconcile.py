@@ -27,13 +27,12 @@ from replyflow.services.jobs.common import Deadline, JobResult
 from replyflow.services.jobs.reconcile import ReconcileLimits, checkpoint_key, run_reconcile_comments
 from replyflow.settings import Settings
 from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
-from sender import handler as sender
+from sender import handler as send_handler
 from tests.support_pipeline import (
-    MemoryQueues,
+    LocalQueues,
     ScriptedGraph,
     comment_body,
     lambda_context,
-    pump,
     seed_tenant,
     webhook_post,
 )
@@ -74,7 +73,7 @@ class World:
     clock: FakeClock
     server: SandboxServer
     reader: HttpxGraphTokenClient
-    queues: MemoryQueues
+    queues: LocalQueues
     sender: ScriptedGraph
     demo: DemoTenant
     deps: PipelineDeps
@@ -126,10 +125,8 @@ class World:
         )
 
     def deliver(self) -> None:
-        stats = pump(
-            self.queues, processor.make_handler(lambda: self.deps), sender.make_handler(lambda: self.deps)
-        )
-        assert stats.failures == []
+        self.queues.drain()
+        assert self.queues.dead_lettered() == []
 
     def private_replies(self) -> list[dict[str, Any]]:
         return [c for c in self.sender.calls if "comment_id" in c.get("recipient", {})]
@@ -143,9 +140,11 @@ class World:
 def world(sqlite_url: str) -> Iterator[World]:
     clock = FakeClock()
     server = SandboxServer(port=0, app_id=APP_ID, app_secret=SECRET, clock=clock, seed=3)
-    queues, sender = MemoryQueues(), ScriptedGraph()
+    queues, sender = LocalQueues(), ScriptedGraph()
     settings = Settings(environment="test", database_url=sqlite_url, instagram_app_secret=SECRET)
-    deps = build_pipeline(settings, publisher=queues, graph=sender)
+    deps = build_pipeline(settings, publisher=queues, visibility=queues.visibility, graph=sender)
+    queues.bind("processor", processor.make_handler(lambda: deps))
+    queues.bind("sender", send_handler.make_handler(lambda: deps))
     with session_scope(deps.clients.writer_sessions) as session:
         demo = seed_demo(session, deps.clients.cipher, "placeholder", now=utcnow())
     token = server.issue_token(demo.ig_user_id, "replyflow.demo")
