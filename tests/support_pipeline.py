@@ -42,10 +42,11 @@ def lambda_context(function_name: str = "TestFunction", timeout_seconds: float =
 
 
 class MemoryQueues:
-    """QueuePublisher with per-queue delay; ``delay_scale`` compresses delays (0 = deliver now)."""
+    """A bare QueuePublisher for tests that call one handler directly: ``published`` records each
+    body with its delay, ``take`` hands them out at once (delays are not waited; a test that needs
+    redelivery, delays or DLQs drives the handlers through ``LocalQueues``)."""
 
-    def __init__(self, delay_scale: float = 0.0) -> None:
-        self.delay_scale = delay_scale
+    def __init__(self) -> None:
         self._heap: list[tuple[float, int, str, str]] = []
         self._seq = itertools.count()
         self._lock = threading.Lock()
@@ -53,7 +54,7 @@ class MemoryQueues:
 
     def publish(self, queue: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None:
         with self._lock:
-            ready = time.monotonic() + delay_seconds * self.delay_scale
+            ready = time.monotonic()
             for body in bodies:
                 heapq.heappush(self._heap, (ready, next(self._seq), queue, body))
                 self.published.append((queue, body, delay_seconds))
@@ -78,24 +79,6 @@ class MemoryQueues:
         with self._lock:
             return sum(1 for item in self._heap if item[2].startswith(prefix))
 
-    def next_ready_in(self) -> float | None:
-        with self._lock:
-            return max(0.0, self._heap[0][0] - time.monotonic()) if self._heap else None
-
-
-def sqs_event(bodies: Sequence[str], receive_count: int = 1) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": uuid.uuid4().hex,
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": str(receive_count)},
-                "eventSource": "aws:sqs",
-            }
-            for body in bodies
-        ]
-    }
-
 
 class FakeMonotonic:
     """A monotonic clock that moves only when told (the broker's clock in pipeline tests)."""
@@ -116,6 +99,15 @@ class DrainStats:
     delivered: int = 0
     failed: int = 0
     waited_seconds: float = 0.0  # fake time the drain advanced (delays, backoffs, visibility timeouts)
+
+
+def _invoker(
+    handler: Callable[[dict[str, Any], Any], Any], context: LambdaContext
+) -> Callable[[dict[str, Any]], Any]:
+    def invoke(event: dict[str, Any]) -> Any:
+        return handler(event, context)
+
+    return invoke
 
 
 class LocalQueues:
@@ -149,14 +141,9 @@ class LocalQueues:
         for spec in self.template.functions.values():
             if not spec.handler.startswith(f"{package}."):
                 continue
-            context = lambda_context(spec.logical_id, float(spec.timeout))
+            invoke = _invoker(handler, lambda_context(spec.logical_id, float(spec.timeout)))
             for event in spec.sqs_events:
-                consumer = Consumer.from_event(
-                    event,
-                    spec.logical_id,
-                    lambda records, context=context: handler(records, context),
-                    max_workers=1,
-                )
+                consumer = Consumer.from_event(event, spec.logical_id, invoke, max_workers=1)
                 self.broker.add_consumer(consumer)
                 self._consumers.append(consumer)
 

@@ -1,6 +1,8 @@
 """The issue #2 path end to end, in process, against the real MariaDB and Redis and the Instagram
 sandbox on a loopback port: webhook -> events queue -> processor -> ledger -> sends queue -> sender ->
-Graph (sandbox) -> reply_logs + automation_logs."""
+Graph (sandbox) -> reply_logs + automation_logs. The queues are template.yaml's on the local broker
+with a fake clock (``LocalQueues``): redelivery, ``maxReceiveCount`` and delays are the template's,
+waited out in queue time."""
 
 from __future__ import annotations
 
@@ -27,11 +29,10 @@ from sender import handler as sender
 from sender.handler import SenderDeps
 from tests.support_pipeline import (
     SECRET,
-    MemoryQueues,
+    LocalQueues,
     Seeded,
     comment_body,
     lambda_context,
-    pump,
     seed_tenant,
     webhook_post,
 )
@@ -53,7 +54,7 @@ class CompressedSender:
 @dataclass
 class Stack:
     sandbox: SandboxServer
-    queues: MemoryQueues
+    queues: LocalQueues
     deps: PipelineDeps
     sender_deps: SenderDeps | None = None
 
@@ -66,14 +67,12 @@ class Stack:
             token = self.sandbox.issue_token(ig, "brand")
             return seed_tenant(session, self.deps.clients.cipher, token=token, ig_user_id=ig, **kwargs)  # type: ignore[arg-type]
 
-    def drain(self, timeout: float = 20.0) -> None:
-        sends = self.sender_deps or self.deps
-        pump(
-            self.queues,
-            processor.make_handler(lambda: self.deps),
-            sender.make_handler(lambda: sends),
-            timeout=timeout,
-        )
+    def __post_init__(self) -> None:
+        self.queues.bind("processor", processor.make_handler(lambda: self.deps))
+        self.queues.bind("sender", sender.make_handler(lambda: self.sender_deps or self.deps))
+
+    def drain(self) -> None:
+        self.queues.drain()
 
     def sandbox_messages(self, ig_user_id: str) -> list[dict[str, object]]:
         state = self.sandbox.app.state
@@ -85,7 +84,7 @@ class Stack:
 def stack(mysql_url: str, redis_url: str) -> Iterator[Stack]:
     sandbox = SandboxServer(port=0, app_id="replyflow-test", app_secret="sandbox-secret", seed=7)
     sandbox.start()
-    queues = MemoryQueues()
+    queues = LocalQueues()
     settings = Settings(
         environment="test",
         database_url=mysql_url,
@@ -96,7 +95,7 @@ def stack(mysql_url: str, redis_url: str) -> Iterator[Stack]:
         graph_timeout_seconds=5,
     )
     try:
-        yield Stack(sandbox, queues, build_pipeline(settings, publisher=queues))
+        yield Stack(sandbox, queues, build_pipeline(settings, publisher=queues, visibility=queues.visibility))
     finally:
         sandbox.stop()
 
@@ -166,8 +165,9 @@ def test_the_same_body_three_times_at_once_sends_one_dm(stack: Stack) -> None:
 
 
 class CompressedLimiter:
-    """The real Redis limiter with throttle pauses shortened like the queue delays, so a storm that
-    would pause for minutes plays out in about a second (time compression for the test only)."""
+    """The real Redis limiter with throttle pauses shortened, so a storm that would pause for minutes
+    plays out in about a second: Redis keeps real time, while the queues' delays are waited out on
+    the broker's fake clock (time compression for the test only)."""
 
     def __init__(self, inner: RedisRateLimiter, scale: float) -> None:
         self._inner, self._scale = inner, scale
@@ -188,7 +188,6 @@ class CompressedLimiter:
 
 
 def _compress(stack: Stack, scale: float = 0.01) -> None:
-    stack.queues.delay_scale = scale
     deps = stack.deps
     service = SendService(
         sessions=deps.clients.writer_sessions,
@@ -232,7 +231,7 @@ def test_a_throttle_storm_and_a_5_percent_error_rate_still_send_every_message_ex
     seeded = stack.seed(automations=[{"actions": PRIVATE_REPLY}])
     _faults(stack, error_rate=0.05, throttle_next=8)
     ids = _comments(stack, seeded, 40)
-    stack.drain(timeout=45)
+    stack.drain()
 
     sent = [m["recipient"]["comment_id"] for m in stack.sandbox_messages(seeded.ig_user_id)]  # type: ignore[index]
     assert sorted(sent) == sorted(ids)  # every comment answered, none twice

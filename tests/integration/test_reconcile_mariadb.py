@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from local.sandbox import SandboxServer
+from processor import handler as processor
 from replyflow.adapters.graph_tokens import HttpxGraphTokenClient
 from replyflow.clock import utcnow
 from replyflow.db.engine import session_scope
@@ -15,8 +16,9 @@ from replyflow.services.demo_seed import seed_demo
 from replyflow.services.jobs.reconcile import checkpoint_key
 from replyflow.settings import Settings
 from replyflow.wiring.pipeline import build_pipeline
+from sender import handler as send_handler
 from tests.conftest import fresh_mysql_database
-from tests.support_pipeline import MemoryQueues, ScriptedGraph
+from tests.support_pipeline import LocalQueues, ScriptedGraph
 from tests.unit.test_reconcile import APP_ID, SECRET, FakeClock, World, sandbox_client
 
 
@@ -25,11 +27,13 @@ def world(redis_url: str) -> Iterator[World]:
     with fresh_mysql_database("rf_recon") as url:
         clock = FakeClock()
         server = SandboxServer(port=0, app_id=APP_ID, app_secret=SECRET, clock=clock, seed=5)
-        queues, sender = MemoryQueues(), ScriptedGraph()
+        queues, sender = LocalQueues(), ScriptedGraph()
         settings = Settings(
             environment="test", database_url=url, redis_url=redis_url, instagram_app_secret=SECRET
         )
-        deps = build_pipeline(settings, publisher=queues, graph=sender)
+        deps = build_pipeline(settings, publisher=queues, visibility=queues.visibility, graph=sender)
+        queues.bind("processor", processor.make_handler(lambda: deps))
+        queues.bind("sender", send_handler.make_handler(lambda: deps))
         with session_scope(deps.clients.writer_sessions) as session:
             demo = seed_demo(session, deps.clients.cipher, "placeholder", now=utcnow())
             account = session.get(InstagramAccount, demo.account_id)

@@ -1,5 +1,6 @@
 """The sample events in events/ drive the three handlers (webhook, processor, sender) on SQLite,
-fakeredis and a scripted Graph client: no sockets."""
+fakeredis and a scripted Graph client, through template.yaml's queues on the local broker (fake
+clock): no sockets."""
 
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ from replyflow.settings import Settings
 from replyflow.wiring.pipeline import PipelineDeps, build_pipeline
 from sender import handler as sender
 from tests.conftest import load_event
-from tests.support_pipeline import MemoryQueues, ScriptedGraph, lambda_context, sqs_event
+from tests.support_pipeline import LocalQueues, ScriptedGraph, lambda_context
 from webhook import handler as webhook
 
 
 @dataclass(frozen=True)
 class Local:
-    queues: MemoryQueues
+    queues: LocalQueues
     graph: ScriptedGraph
     demo: Any
     deps: PipelineDeps
@@ -43,10 +44,15 @@ class Local:
 
 @pytest.fixture
 def local(sqlite_url: str) -> Iterator[Local]:
-    queues, graph = MemoryQueues(), ScriptedGraph()
+    queues, graph = LocalQueues(), ScriptedGraph()
     deps = build_pipeline(
-        Settings(environment="test", database_url=sqlite_url), publisher=queues, graph=graph
+        Settings(environment="test", database_url=sqlite_url),
+        publisher=queues,
+        visibility=queues.visibility,
+        graph=graph,
     )
+    queues.bind("processor", processor.make_handler(lambda: deps))
+    queues.bind("sender", sender.make_handler(lambda: deps))
     cache = deps.clients.cache
     with session_scope(deps.clients.writer_sessions) as session:
         demo = seed_demo(session, deps.clients.cipher, "sandbox-token", now=utcnow())
@@ -72,11 +78,10 @@ def test_sample_webhook_to_sandbox_call(local: Local, name: str) -> None:
     route = local.deps.clients.cache.get_json(cache_keys.account_route_key(demo.ig_user_id))
     assert route is not None
     assert route["tenant_id"] == demo.tenant_id
-    ((queue, body),) = queues.take("events-")
-    assert queue == "events-default"  # the demo tenant is on the pro plan
-    assert local.processor(sqs_event([body])) == {"batchItemFailures": []}
-    jobs = [b for _, b in queues.take("sends-")]
-    assert local.sender(sqs_event(jobs)) == {"batchItemFailures": []}
+    assert queues.pending("events-default") == 1  # the demo tenant is on the pro plan
+    # Through the template's queues: the event to the processor, its send job to the sender.
+    stats = queues.drain()
+    assert (stats.delivered, stats.failed, queues.pending()) == (2, 0, 0)
     (call,) = graph.calls
     assert call["recipient"] == {"comment_id": "17958213400876543"}
     assert call["message"] == {"text": "Hi maya.creates! Here is your link: https://example.com/preset-pack"}
