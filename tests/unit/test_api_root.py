@@ -3,9 +3,11 @@ nothing heavy before it is used, and no string-keyed registry or second gateway 
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from replyflow.settings import Settings
 from replyflow.wiring import core
 from replyflow.wiring.api import MailerOnUse, OAuthOnUse, build_api, build_authorizer
 from replyflow.wiring.core import Clients
-from tests.support_pipeline import lambda_context
+from tests.support_pipeline import FixedClock, lambda_context
 from tests.unit.test_api_support import ApiEnv, make_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,3 +148,41 @@ def test_the_authorizer_key_ring_is_rebuilt_only_when_the_secrets_change() -> No
     assert secrets.refresh() is not None
     assert authorizer.key_ring is not ring
     assert authorizer.key_ring.active_kid == "k9"
+
+
+def test_the_routes_take_the_time_from_the_roots_clock(api_env: ApiEnv) -> None:
+    owner = api_env.signup()
+    then = datetime(2031, 5, 4, 12, 0, 0)
+    api_env.use(clock=FixedClock(then))
+    invited = api_env.call(
+        "POST", "/v1/members", token=owner["access_token"], body={"email": "x@example.com", "role": "member"}
+    )
+    assert invited.status == 201, invited.body
+    assert invited.body["sent_at"] == "2031-05-04T12:00:00Z"
+    assert invited.body["expires_at"] == "2031-05-11T12:00:00Z"
+
+
+ROUTES = ROOT / "functions" / "api" / "routes"
+# What only a service object does: open a unit of work, read the clock, reach a port of the root.
+ROUTE_FORBIDDEN = frozenset(
+    {"unit_of_work", "read_only", "writer_sessions", "cache", "limiter", "cipher", "mailer", "revoker"}
+)
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in ROUTES.glob("*.py") if p.name != "__init__.py"))
+def test_a_route_calls_a_service_object_with_request_facts_only(module: str) -> None:
+    """The pattern of ``wiring/api.py``: a route opens no session, reads no clock, names no port, and
+    calls no service function itself (``from replyflow.services import x`` is the old style)."""
+    tree = ast.parse((ROUTES / module).read_text())
+    found = [f"{module}:{node.lineno}: {what}" for node in ast.walk(tree) for what in _route_violations(node)]
+    assert found == []
+
+
+def _route_violations(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Attribute) and node.attr in ROUTE_FORBIDDEN:
+        return [f".{node.attr}"]
+    if isinstance(node, ast.Name) and node.id in {"utcnow", "epoch_ms"}:
+        return [node.id]
+    if isinstance(node, ast.ImportFrom) and node.module == "replyflow.services":
+        return [f"from replyflow.services import {', '.join(a.name for a in node.names)}"]
+    return []

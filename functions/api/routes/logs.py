@@ -9,14 +9,20 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import deps, principal
 from api.responses import documented
-from replyflow.services import logs_query
-from replyflow.services.logs_query import AutomationAction, AutomationLogPage, ReplyLogPage, ReplyStatus
+from replyflow.services.logs_query import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    AutomationAction,
+    AutomationLogPage,
+    ReplyLogPage,
+    ReplyStatus,
+)
 from replyflow.timestamps import IsoDateTime
 
 router = Router()
 Id = Annotated[str | None, Query(max_length=26)]
 Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")]
-Limit = Annotated[int, Query(ge=1, le=logs_query.MAX_LIMIT)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Since = Annotated[IsoDateTime | None, Query(description="inclusive, ISO 8601 (UTC when no offset)")]
 Until = Annotated[IsoDateTime | None, Query(description="exclusive, ISO 8601")]
 
@@ -34,7 +40,7 @@ def replies(
     since: Since = None,
     until: Until = None,
     cursor: Cursor = None,
-    limit: Limit = logs_query.DEFAULT_LIMIT,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> ReplyLogPage:
     return deps(router).logs.replies(
         principal(router),
@@ -61,7 +67,7 @@ def automation_decisions(
     since: Since = None,
     until: Until = None,
     cursor: Cursor = None,
-    limit: Limit = logs_query.DEFAULT_LIMIT,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> AutomationLogPage:
     return deps(router).logs.automations(
         principal(router),
