@@ -32,6 +32,9 @@ MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0
 # Unset: the session starts its own redis-server (never the machine's Redis on 6379).
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# botocore must never look for credentials on the network (the EC2 metadata address): the unit tier
+# blocks sockets, and no tier has an AWS account. Clients that need credentials get moto's.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 
 def service_missing(what: str, error: Exception) -> None:
