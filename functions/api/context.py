@@ -4,13 +4,16 @@ puts in the app context for the request."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 
 from replyflow.observability import bind_tenant
 from replyflow.services.access import Principal
 from replyflow.wiring.api import ApiDeps
+
+if TYPE_CHECKING:
+    from replyflow.services.oauth import OAuthConfig
 
 DEPS_CONTEXT_KEY = "deps"
 
@@ -40,6 +43,25 @@ def header(router: BaseRouter, name: str) -> str | None:
         if key.lower() == wanted and isinstance(value, str):
             return value
     return None
+
+
+def public_base_url(router: BaseRouter) -> str:
+    """This API's address as the caller reached it, without a trailing slash: on API Gateway's own
+    domain the stage is part of the URL; on a custom domain (and the local stack) it is not. The
+    gateway's ``domainName`` comes first (API Gateway sets it), then the Host header."""
+    context = router.current_event.raw_event.get("requestContext") or {}
+    host = str(context.get("domainName") or "") or header(router, "Host") or "localhost"
+    local = host.startswith(("127.", "localhost"))
+    proto = header(router, "X-Forwarded-Proto") or ("http" if local else "https")
+    stage = str(context.get("stage") or "")
+    prefix = f"/{stage}" if stage and host.endswith(".amazonaws.com") else ""
+    return f"{proto}://{host}{prefix}"
+
+
+def oauth_config(router: BaseRouter) -> OAuthConfig:
+    """The OAuth settings for this request (the redirect URI follows the request's host when
+    ``OAUTH_REDIRECT_URI`` is empty)."""
+    return deps(router).oauth_config_at(public_base_url(router))
 
 
 def deps(router: BaseRouter) -> ApiDeps:

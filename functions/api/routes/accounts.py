@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-from api.context import deps, header, principal
+from api.context import deps, header, oauth_config, principal
 from api.responses import NO_AUTH, documented
 from replyflow.clock import utcnow
 from replyflow.services import accounts, oauth
@@ -48,7 +48,7 @@ def list_accounts() -> list[AccountView]:
     responses=documented(),
 )
 def oauth_start() -> AuthorizeUrl:
-    return oauth.start(deps(router).oauth_config, principal(router))
+    return oauth.start(oauth_config(router), principal(router))
 
 
 @router.post(
@@ -68,7 +68,7 @@ def oauth_complete(body: CompleteRequest) -> Response[AccountView]:
             deps(router).nonces,
             deps(router).cipher,
             deps(router).oauth_client,
-            deps(router).oauth_config,
+            oauth_config(router),
             principal(router),
             body,
             requeue=deps(router).requeue_parked,
@@ -93,7 +93,7 @@ def oauth_callback(
     error_description: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response[CallbackLanding | str]:
     landing = oauth.callback_landing(
-        deps(router).oauth_config,
+        oauth_config(router),
         code=code,
         state=state,
         error=error,
@@ -133,7 +133,7 @@ def sandbox_connect(body: SandboxConnectRequest) -> Response[AccountView]:
             deps(router).nonces,
             deps(router).cipher,
             deps(router).oauth_client,
-            deps(router).oauth_config,
+            oauth_config(router),
             principal(router),
             body,
             requeue=deps(router).requeue_parked,

@@ -121,14 +121,22 @@ class ApiDeps:
 
     @property
     def oauth_config(self) -> OAuthConfig:
-        from replyflow.services.oauth import OAuthConfig
+        """With ``OAUTH_REDIRECT_URI`` as configured; routes use :meth:`oauth_config_at`."""
+        return self.oauth_config_at("")
+
+    def oauth_config_at(self, public_base_url: str) -> OAuthConfig:
+        """The redirect URI is ``OAUTH_REDIRECT_URI``, or, when that is empty (a stack without a
+        custom domain), the API's own callback under ``public_base_url``, the address the request
+        came in on: the authorize URL and the code exchange then name the same URI."""
+        from replyflow.services.oauth import CALLBACK_PATH, OAuthConfig
 
         s = self.settings
+        redirect_uri = s.oauth_redirect_uri or f"{public_base_url.rstrip('/')}{CALLBACK_PATH}"
         return OAuthConfig(
             app_id=s.instagram_app_id,
             app_secret=self.clients.app_secrets.get().instagram_app_secret.get_secret_value(),
             authorize_url=s.instagram_oauth_authorize_url,
-            redirect_uri=s.oauth_redirect_uri,
+            redirect_uri=redirect_uri,
             keys=self.key_ring,
             default_hourly_send_budget=s.default_hourly_send_budget,
             sandbox_allowed=s.environment != "prod",
