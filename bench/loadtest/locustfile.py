@@ -15,6 +15,7 @@ import random
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from locust import HttpUser, between, constant_throughput, events, task
@@ -22,7 +23,9 @@ from requests.adapters import HTTPAdapter
 
 from bench.loadtest.scenarios import new_comment_id, sign, webhook_body
 
-_PLAN: dict[str, Any] = json.loads(open(os.environ["LOADTEST_PLAN"]).read()) if os.environ.get("LOADTEST_PLAN") else {}  # noqa: SIM115
+_PLAN: dict[str, Any] = (
+    json.loads(Path(os.environ["LOADTEST_PLAN"]).read_text()) if os.environ.get("LOADTEST_PLAN") else {}
+)
 _counter = itertools.count()
 _sent_lock = threading.Lock()
 
@@ -46,7 +49,7 @@ def _log_sent(comment_ids: list[str], at: float) -> None:
     path = _PLAN.get("sent_log")
     if not path:
         return
-    with _sent_lock, open(path, "a") as out:
+    with _sent_lock, Path(path).open("a") as out:
         out.writelines(json.dumps({"comment_id": c, "sent_at": at}) + "\n" for c in comment_ids)
 
 
@@ -88,12 +91,14 @@ class DashboardUser(_Authenticated):
 
     @task(3)
     def reply_logs(self) -> None:
-        params = {"limit": "50"} if random.random() < 0.7 else {"limit": "50", "status": "failed"}  # noqa: S311
+        params = {"limit": "50"} if random.random() < 0.7 else {"limit": "50", "status": "failed"}
         self.client.get("/v1/logs/replies", headers=self.headers, params=params, name="/v1/logs/replies")
 
     @task(2)
     def automation_logs(self) -> None:
-        self.client.get("/v1/logs/automations", headers=self.headers, params={"limit": "50"}, name="/v1/logs/automations")
+        self.client.get(
+            "/v1/logs/automations", headers=self.headers, params={"limit": "50"}, name="/v1/logs/automations"
+        )
 
     @task(2)
     def stats(self) -> None:
@@ -122,16 +127,16 @@ class WebhookBurstUser(HttpUser):
     @task
     def burst(self) -> None:
         entries = []
-        for _ in range(random.randint(1, 5)):  # noqa: S311
-            account = random.choice(self.accounts)  # noqa: S311
-            if self.seen and random.random() < 0.1:  # noqa: S311
-                account, comment_id = random.choice(self.seen)  # noqa: S311
+        for _ in range(random.randint(1, 5)):
+            account = random.choice(self.accounts)
+            if self.seen and random.random() < 0.1:
+                account, comment_id = random.choice(self.seen)
             else:
                 comment_id = new_comment_id()
                 self.seen.append((account, comment_id))
             entries.append((account, comment_id, "love this post"))
         body = webhook_body(entries)
-        for _ in range(2 if random.random() < 0.2 else 1):  # noqa: S311
+        for _ in range(2 if random.random() < 0.2 else 1):
             self._post(body)
         del self.seen[:-200]
 
@@ -158,7 +163,9 @@ class DmSendingUser(HttpUser):
         body = webhook_body([(self.account, comment_id, "LINK please")])
         headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(self.secret, body)}
         sent_at = time.time()
-        response = self.client.post("/webhooks/instagram", data=body, headers=headers, name="/webhooks/instagram (DM)")
+        response = self.client.post(
+            "/webhooks/instagram", data=body, headers=headers, name="/webhooks/instagram (DM)"
+        )
         if response.status_code == 200:
             _log_sent([comment_id], sent_at)
 

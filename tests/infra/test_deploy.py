@@ -208,13 +208,16 @@ def test_the_stack_sets_api_gateways_cloudwatch_role_before_the_stage(template: 
     assert account["Properties"]["CloudWatchRoleArn"] == {"Fn::GetAtt": ["ApiGatewayCloudWatchRole", "Arn"]}
     role = resources["ApiGatewayCloudWatchRole"]
     assert role["Type"] == "AWS::IAM::Role"
-    principals = [s["Principal"]["Service"] for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]]
+    principals = [
+        s["Principal"]["Service"] for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    ]
     assert principals == ["apigateway.amazonaws.com"]
     managed = json.dumps(role["Properties"]["ManagedPolicyArns"])
     assert "service-role/AmazonAPIGatewayPushToCloudWatchLogs" in managed
     assert "RoleName" not in role["Properties"], "a fixed name would collide between stacks"
     for resource in (account, role):
-        assert resource["DeletionPolicy"] == "Retain" and resource["UpdateReplacePolicy"] == "Retain"
+        assert resource["DeletionPolicy"] == "Retain"
+        assert resource["UpdateReplacePolicy"] == "Retain"
     assert "ApiGatewayAccount" in _depends_on(resources["RestApi"])
     assert "AccessLogSetting" in resources["RestApi"]["Properties"]
 
@@ -230,7 +233,8 @@ def test_a_first_deploy_needs_no_public_base_url(template: dict[str, Any], funct
     assert re.fullmatch(parameter["AllowedPattern"], "https://api.example.com")
     redirect = template["Globals"]["Function"]["Environment"]["Variables"]["OAUTH_REDIRECT_URI"]
     without_dashboard = redirect["Fn::If"][2]["Fn::If"]
-    assert without_dashboard[0] == "HasPublicBaseUrl" and without_dashboard[2] == ""
+    assert without_dashboard[0] == "HasPublicBaseUrl"
+    assert without_dashboard[2] == ""
     # No function's configuration may name the API (a circular dependency).
     for name, fn in functions.items():
         assert "RestApi" not in {ref_target(node) for node in walk(fn["Properties"].get("Environment"))}, name
@@ -242,7 +246,7 @@ def test_a_first_deploy_needs_no_public_base_url(template: dict[str, Any], funct
         ("DeauthorizeCallbackUrl", "/v1/deauthorize"),
         ("DataDeletionCallbackUrl", "/v1/data-deletion"),
     ):
-        condition, custom, execute_api = outputs[key]["Value"]["Fn::If"]
+        condition, _custom, execute_api = outputs[key]["Value"]["Fn::If"]
         assert condition == "HasPublicBaseUrl"
         assert execute_api == {
             "Fn::Sub": "https://${RestApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live" + path

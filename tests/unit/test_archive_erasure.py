@@ -41,10 +41,14 @@ OTHER = "17841499990000002"
 def _conversation(session: Session, tenant_id: str, account_id: str, igsid: str, key: str) -> None:
     session.add(Contact(tenant_id=tenant_id, account_id=account_id, igsid=igsid, updated_at=DAY))
     session.add(
-        InboundEvent(tenant_id=tenant_id, account_id=account_id, event_key=key, kind="comment", received_at=DAY)
+        InboundEvent(
+            tenant_id=tenant_id, account_id=account_id, event_key=key, kind="comment", received_at=DAY
+        )
     )
     session.add(
-        AutomationLog(tenant_id=tenant_id, account_id=account_id, event_key=key, action="queued", created_at=DAY)
+        AutomationLog(
+            tenant_id=tenant_id, account_id=account_id, event_key=key, action="queued", created_at=DAY
+        )
     )
     session.add(
         OutboundMessage(
@@ -83,7 +87,11 @@ def sessions(sqlite_url: str) -> sessionmaker[Session]:
         _conversation(session, "t-a", "acct-a", OTHER, "evt-other")
         session.add(
             InstagramAccount(
-                id="acct-user", tenant_id="t-b", ig_user_id=USER, username="the.user", access_token_encrypted=b""
+                id="acct-user",
+                tenant_id="t-b",
+                ig_user_id=USER,
+                username="the.user",
+                access_token_encrypted=b"",
             )
         )
         _conversation(session, "t-b", "acct-user", OTHER, "evt-of-the-users-account")
@@ -107,7 +115,9 @@ def s3_store() -> Iterator[S3ArchiveStore]:
 
 def _request_deletion(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        repo.record_deletion(session, code="c0de", user_hash=user_hash(USER), rows_deleted=0, now=NOW, pending=True)
+        repo.record_deletion(
+            session, code="c0de", user_hash=user_hash(USER), rows_deleted=0, now=NOW, pending=True
+        )
         session.commit()
 
 
@@ -138,18 +148,26 @@ def test_a_deletion_rewrites_the_archived_objects_without_the_users_rows(
     assert result.counts["rows_erased"] == 10
     assert result.counts["deletions_completed"] == 1
     after_a, after_b = _restored(store, "t-a"), _restored(store, "t-b")
-    assert not _names(after_a, USER) and not _names(after_b, USER)
+    assert not _names(after_a, USER)
+    assert not _names(after_b, USER)
     assert not [r for r in after_a if r.get("event_key") == "evt-user"]
     assert not [r for r in after_b if r.get("account_id") == "acct-user"]
-    assert len(_names(after_a, OTHER)) == 3 and len(after_a) == 5  # the other contact's rows stay
-    assert {r["account_id"] for r in after_b} == {"acct-b"} and len(after_b) == 5
+    assert len(_names(after_a, OTHER)) == 3
+    assert len(after_a) == 5
+    assert {r["account_id"] for r in after_b} == {"acct-b"}
+    assert len(after_b) == 5
     with sessions() as session:
-        status = session.scalar(select(DataDeletionRequest.status).where(DataDeletionRequest.confirmation_code == "c0de"))
+        status = session.scalar(
+            select(DataDeletionRequest.status).where(DataDeletionRequest.confirmation_code == "c0de")
+        )
         recorded = sum(f.row_count for f in session.scalars(select(ArchiveFile)))
     assert status == "completed"
     assert recorded == 10
     # A second run has nothing pending; the archive job still sees every day as archived.
-    assert run_archive_erasure(sessions, store, now=NOW, deadline=Deadline.unlimited()).counts["rows_erased"] == 0
+    assert (
+        run_archive_erasure(sessions, store, now=NOW, deadline=Deadline.unlimited()).counts["rows_erased"]
+        == 0
+    )
     again = run_archive(sessions, store, now=NOW, deadline=Deadline.unlimited())
     assert again.counts["rows_archived"] == 0
 
@@ -186,7 +204,11 @@ def test_rows_sharing_an_event_with_the_users_rows_go_with_them() -> None:
         "outbound_messages": [{"id": 4, "account_id": "a", "event_key": "k", "payload": {"to": USER}}],
     }
     kept = erase_rows(erasure, "t", rows)
-    assert kept == {"reply_logs": [], "automation_logs": [rows["automation_logs"][1]], "outbound_messages": []}
+    assert kept == {
+        "reply_logs": [],
+        "automation_logs": [rows["automation_logs"][1]],
+        "outbound_messages": [],
+    }
 
 
 def test_the_callback_leaves_the_request_pending_only_when_an_archive_exists(

@@ -56,7 +56,9 @@ def test_the_locustfile_defines_every_scenarios_user_class() -> None:
 
 
 def test_webhook_bodies_are_signed_like_meta_signs_them() -> None:
-    body = webhook_body([("178414", "179001", "LINK please"), ("178415", "179002", "nice")], now=1_700_000_000)
+    body = webhook_body(
+        [("178414", "179001", "LINK please"), ("178415", "179002", "nice")], now=1_700_000_000
+    )
     parsed = json.loads(body)
     assert parsed["object"] == "instagram"
     assert [e["changes"][0]["value"]["id"] for e in parsed["entry"]] == ["179001", "179002"]
@@ -79,13 +81,28 @@ def test_percentiles_from_locusts_histogram() -> None:
     assert histogram_percentile(times, 95) == 250.0
     assert histogram_percentile({}, 95) is None
     stats = [
-        {"name": "/v1/a", "method": "GET", "num_requests": 90, "num_failures": 1, "response_times": {"10": 90}},
-        {"name": "/v1/b", "method": "GET", "num_requests": 10, "num_failures": 0, "response_times": {"250": 10}},
+        {
+            "name": "/v1/a",
+            "method": "GET",
+            "num_requests": 90,
+            "num_failures": 1,
+            "response_times": {"10": 90},
+        },
+        {
+            "name": "/v1/b",
+            "method": "GET",
+            "num_requests": 10,
+            "num_failures": 0,
+            "response_times": {"250": 10},
+        },
     ]
-    figures = api_figures(stats)
-    assert figures["n"] == 100 and figures["failures"] == 1
+    login = {"name": "/v1/auth/login", "method": "POST", "num_requests": 5, "response_times": {"900": 5}}
+    figures = api_figures([*stats, login])
+    assert figures["n"] == 100
+    assert figures["failures"] == 1
     assert figures["p95_ms"] == 250.0
     assert figures["requests"]["GET /v1/a"]["p95_ms"] == 10.0
+    assert figures["requests"]["POST /v1/auth/login"]["p95_ms"] == 900.0  # reported, not judged
 
 
 def test_the_verdict_passes_under_the_targets_and_fails_over_them_or_without_samples() -> None:

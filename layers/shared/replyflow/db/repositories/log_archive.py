@@ -119,7 +119,11 @@ def delete_ids(session: Session, table: Table, tenant_id: str, end: datetime, id
 
 def archived_partitions(session: Session) -> list[tuple[str, date]]:
     """Every ``(tenant_id, day)`` with archived objects (the data deletion's erasure walks them all)."""
-    stmt = select(ArchiveFile.tenant_id, ArchiveFile.day).distinct().order_by(ArchiveFile.tenant_id, ArchiveFile.day)
+    stmt = (
+        select(ArchiveFile.tenant_id, ArchiveFile.day)
+        .distinct()
+        .order_by(ArchiveFile.tenant_id, ArchiveFile.day)
+    )
     return [(str(t), d) for t, d in session.execute(stmt)]
 
 

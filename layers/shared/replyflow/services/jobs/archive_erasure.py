@@ -40,8 +40,8 @@ from replyflow.ports import ArchiveStore
 from replyflow.services.jobs.archive import (
     ArchiveVerificationError,
     FileEntry,
-    manifest_bytes,
     decode_rows,
+    manifest_bytes,
     manifest_key,
 )
 from replyflow.services.jobs.common import Deadline, JobResult
@@ -148,7 +148,9 @@ def _erase_partition(
         erased += entry.rows - len(remaining)
         digest = hashlib.sha256(data).hexdigest()
         updated.append(
-            FileEntry(entry.key, entry.table, entry.first_id, entry.last_id, len(remaining), digest, len(data))
+            FileEntry(
+                entry.key, entry.table, entry.first_id, entry.last_id, len(remaining), digest, len(data)
+            )
         )
     if updated == entries:
         return 0
