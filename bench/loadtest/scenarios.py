@@ -41,9 +41,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="sessions",
         user_class="DashboardUser",
         users=20,
-        spawn_rate=10,
+        # People arrive over ten seconds, not at once: a login is an argon2id verification.
+        spawn_rate=2,
         description="concurrent dashboard sessions: log in, then browse accounts, automations, reply "
         "and automation logs, stats (each user its own workspace on the Pro plan)",
+        share_of_time=0.3,
         tasks=("login", "accounts", "automations", "reply_logs", "automation_logs", "stats", "me"),
     ),
     Scenario(
