@@ -24,6 +24,7 @@ as noncurrent versions expire with the bucket's lifecycle (docs/deploy.md).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import time
@@ -105,8 +106,6 @@ def erase_rows(erasure: Erasure, tenant_id: str, tables: dict[str, list[Row]]) -
 
 def _encode(rows: list[Row]) -> bytes:
     """The archive's encoding of already serialised rows (dicts in column order, gzip mtime 0)."""
-    import gzip
-
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     return gzip.compress("\n".join([*(dumps(r) for r in rows), ""]).encode(), compresslevel=6, mtime=0)
 
