@@ -8,7 +8,7 @@ SAM    := $(SAMVENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-e2e test-infra lint format typecheck complexity bench validate build pr clean
+.PHONY: help install run test test-unit test-integration test-e2e test-infra lint format typecheck complexity bench loadtest validate build pr clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -62,6 +62,10 @@ complexity: $(STAMP) ## no function above cyclomatic rank C (xenon)
 
 bench: $(STAMP) ## measure latency and throughput; prints a table, writes bench/results/*.json
 	$(PY) -m bench
+
+# LOADTEST_SECONDS=120 by default: the four scenarios' load time together (seeding and drains on top).
+loadtest: $(STAMP) ## the four Locust load scenarios on the local stack (MariaDB + Redis); HTML + JSON in bench/results/
+	$(PY) -m bench.loadtest
 
 validate: $(STAMP) $(SAM) ## cfn-lint every template and sam validate --lint
 	$(VENV)/bin/cfn-lint template.yaml infra/*.yaml

@@ -42,6 +42,19 @@ def header(router: BaseRouter, name: str) -> str | None:
     return None
 
 
+def public_base_url(router: BaseRouter) -> str:
+    """This API's address as the caller reached it, without a trailing slash: on API Gateway's own
+    domain the stage is part of the URL; on a custom domain (and the local stack) it is not. The
+    gateway's ``domainName`` comes first (API Gateway sets it), then the Host header."""
+    context = router.current_event.raw_event.get("requestContext") or {}
+    host = str(context.get("domainName") or "") or header(router, "Host") or "localhost"
+    local = host.startswith(("127.", "localhost"))
+    proto = header(router, "X-Forwarded-Proto") or ("http" if local else "https")
+    stage = str(context.get("stage") or "")
+    prefix = f"/{stage}" if stage and host.endswith(".amazonaws.com") else ""
+    return f"{proto}://{host}{prefix}"
+
+
 def deps(router: BaseRouter) -> ApiDeps:
     """The API's composition root, put in the app's context by the handler for each request."""
     found = router.context.get(DEPS_CONTEXT_KEY)

@@ -221,8 +221,10 @@ def launch(
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     database_url: str | None = None,
+    module: str = "local",
 ) -> RunningStack:
-    """Start ``python -m local run --no-scheduler`` in ``workdir`` and wait until it serves."""
+    """Start ``python -m local run --no-scheduler`` in ``workdir`` and wait until it serves (``module``:
+    another entry point with the same arguments, e.g. the load test's timed stack)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port, sandbox_port = free_port(), free_port()
     inherited = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_READER_URL"}}
@@ -244,7 +246,7 @@ def launch(
     command = [
         sys.executable,
         "-m",
-        "local",
+        module,
         "run",
         "--no-scheduler",
         "--visibility-scale",

@@ -193,3 +193,82 @@ def test_every_schedule_has_a_dead_letter_queue(functions: dict[str, Any], queue
             checked += 1
     assert checked >= 6
     assert queues["SchedulerDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+# --------------------------------------------------------------------- no hand steps
+
+
+def test_the_stack_sets_api_gateways_cloudwatch_role_before_the_stage(template: dict[str, Any]) -> None:
+    """Stage logs need the account's CloudWatch role; the stack sets it (retained: other stacks in the
+    account rely on it too). SAM puts the Api's DependsOn on the RestApi it generates, and the stage
+    references that RestApi, so the stage is created after the account setting."""
+    resources = _resources(template)
+    account = resources["ApiGatewayAccount"]
+    assert account["Type"] == "AWS::ApiGateway::Account"
+    assert account["Properties"]["CloudWatchRoleArn"] == {"Fn::GetAtt": ["ApiGatewayCloudWatchRole", "Arn"]}
+    role = resources["ApiGatewayCloudWatchRole"]
+    assert role["Type"] == "AWS::IAM::Role"
+    principals = [
+        s["Principal"]["Service"] for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    ]
+    assert principals == ["apigateway.amazonaws.com"]
+    managed = json.dumps(role["Properties"]["ManagedPolicyArns"])
+    assert "service-role/AmazonAPIGatewayPushToCloudWatchLogs" in managed
+    assert "RoleName" not in role["Properties"], "a fixed name would collide between stacks"
+    for resource in (account, role):
+        assert resource["DeletionPolicy"] == "Retain"
+        assert resource["UpdateReplacePolicy"] == "Retain"
+    assert "ApiGatewayAccount" in _depends_on(resources["RestApi"])
+    assert "AccessLogSetting" in resources["RestApi"]["Properties"]
+
+
+def test_a_first_deploy_needs_no_public_base_url(template: dict[str, Any], functions: dict[str, Any]) -> None:
+    """PublicBaseUrl is optional: without it the functions get an empty OAUTH_REDIRECT_URI (the API
+    derives its own callback from the request), and the outputs name the execute-api URLs."""
+    parameter = template["Parameters"]["PublicBaseUrl"]
+    assert parameter["Default"] == ""
+    import re
+
+    assert re.fullmatch(parameter["AllowedPattern"], "")
+    assert re.fullmatch(parameter["AllowedPattern"], "https://api.example.com")
+    redirect = template["Globals"]["Function"]["Environment"]["Variables"]["OAUTH_REDIRECT_URI"]
+    without_dashboard = redirect["Fn::If"][2]["Fn::If"]
+    assert without_dashboard[0] == "HasPublicBaseUrl"
+    assert without_dashboard[2] == ""
+    # No function's configuration may name the API (a circular dependency).
+    for name, fn in functions.items():
+        assert "RestApi" not in {ref_target(node) for node in walk(fn["Properties"].get("Environment"))}, name
+        assert "${RestApi}" not in json.dumps(fn["Properties"].get("Environment")), name
+    outputs = template["Outputs"]
+    for key, path in (
+        ("ApiUrl", ""),
+        ("WebhookUrl", "/webhooks/instagram"),
+        ("DeauthorizeCallbackUrl", "/v1/deauthorize"),
+        ("DataDeletionCallbackUrl", "/v1/data-deletion"),
+    ):
+        condition, _custom, execute_api = outputs[key]["Value"]["Fn::If"]
+        assert condition == "HasPublicBaseUrl"
+        assert execute_api == {
+            "Fn::Sub": "https://${RestApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live" + path
+        }, key
+    oauth_output = outputs["OAuthRedirectUri"]["Value"]["Fn::If"][2]["Fn::If"][2]
+    assert oauth_output["Fn::Sub"].endswith("/live/v1/accounts/oauth/callback")
+
+
+def test_samconfig_sets_no_public_base_url() -> None:
+    text = (ROOT / "samconfig.toml").read_text()
+    assert '  "PublicBaseUrl=' not in text
+    assert "SecretsVersion" not in text
+
+
+def test_the_senders_domain_is_an_ses_identity_with_dkim_when_named(template: dict[str, Any]) -> None:
+    resources = _resources(template)
+    identity = resources["MailIdentity"]
+    assert identity["Type"] == "AWS::SES::EmailIdentity"
+    assert identity["Condition"] == "HasMailDomain"
+    assert identity["Properties"]["EmailIdentity"] == {"Ref": "MailDomain"}
+    records = resources["MailDkimRecords"]
+    assert records["Condition"] == "WritesDkimRecords"
+    names = [r["Name"]["Fn::GetAtt"] for r in records["Properties"]["RecordSets"]]
+    assert names == [["MailIdentity", f"DkimDNSTokenName{i}"] for i in (1, 2, 3)]
+    assert template["Outputs"]["MailDkimRecords"]["Condition"] == "HasMailDomain"

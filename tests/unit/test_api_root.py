@@ -113,7 +113,9 @@ def test_configs_are_built_once_per_secrets_version() -> None:
     assert api.key_ring is ring
     assert auth.keys is ring
     assert oauth.keys is ring
-    assert api.oauth.config() is oauth  # the service objects read the same cached configs
+    assert (
+        api.oauth.config("http://127.0.0.1:3000").keys is ring
+    )  # the service objects read the cached configs
     # A max_age re-read that brings equal values keeps every config.
     clock[0] += 301
     loads = secrets.loads

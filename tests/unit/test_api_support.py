@@ -42,6 +42,7 @@ class FakeInstagramOAuth:
     username: str = "fake.account"
     calls: list[str] = field(default_factory=list)
     subscribed: list[str] = field(default_factory=list)
+    redirect_uris: list[str] = field(default_factory=list)
 
     def authorize_code(self, authorize_url: str) -> str:
         self.calls.append("authorize")
@@ -49,6 +50,7 @@ class FakeInstagramOAuth:
 
     def exchange_code(self, *, code: str, app_id: str, app_secret: str, redirect_uri: str) -> str:
         self.calls.append("exchange_code")
+        self.redirect_uris.append(redirect_uri)
         return "short-" + code
 
     def long_lived(self, *, short_token: str, app_secret: str) -> LongLivedToken:
@@ -157,8 +159,8 @@ def _record(calls: list[tuple[str, str]], tenant_id: str, account_id: str) -> in
     return 0
 
 
-def make_env(database_url: str, redis_url: str | None = None) -> Iterator[ApiEnv]:
-    settings = Settings(database_url=database_url, redis_url=redis_url, environment="test")
+def make_env(database_url: str, redis_url: str | None = None, **overrides: Any) -> Iterator[ApiEnv]:
+    settings = Settings(database_url=database_url, redis_url=redis_url, environment="test", **overrides)
     oauth = FakeInstagramOAuth()
     requeued: list[tuple[str, str]] = []
     outbox = OutboxMailer(Path(tempfile.mkdtemp(prefix="rf-outbox-")) / "outbox.sqlite3")

@@ -320,3 +320,20 @@ def test_the_redis_auth_token_is_the_clients_password_not_part_of_the_url(sm: An
     assert kwargs["host"] == "cache.example.internal"
     local = Clients(Settings(environment="test", redis_url="redis://:pw@127.0.0.1:1/0")).redis
     assert local.connection_pool.connection_kwargs["password"] == "pw"  # locally the URL's own
+
+
+def test_a_secret_from_before_meta_app_secret_was_named_needs_no_edit() -> None:
+    """The old key INSTAGRAM_APP_SECRET_SECONDARY is read as META_APP_SECRET; the new key wins."""
+    from replyflow.adapters.secrets import values_from_secrets
+
+    doc = app_document()
+    meta = doc.pop("META_APP_SECRET")
+    legacy = values_from_secrets({**doc, "INSTAGRAM_APP_SECRET_SECONDARY": meta}, None)
+    assert legacy.meta_app_secret is not None
+    assert legacy.meta_app_secret.get_secret_value() == meta
+    assert len(legacy.app_secrets) == 2
+    both = values_from_secrets(
+        {**doc, "META_APP_SECRET": meta, "INSTAGRAM_APP_SECRET_SECONDARY": "x" * 32}, None
+    )
+    assert both.meta_app_secret is not None
+    assert both.meta_app_secret.get_secret_value() == meta

@@ -242,3 +242,22 @@ def test_sandbox_connect_goes_through_complete(api_env: ApiEnv) -> None:
     assert api_env.oauth.calls[:2] == ["authorize", "exchange_code"]
     spent = api_env.deps.clients.redis.keys(f"rf:oauth-state:{signup['tenant_id']}:*")
     assert len(spent) == 1, "the sandbox flow did not spend its state's nonce"
+
+
+def test_without_a_configured_redirect_uri_oauth_uses_the_api_callback_on_the_request_host(
+    sqlite_url: str,
+) -> None:
+    """A stack deployed without PublicBaseUrl: the authorize URL and the code exchange both name the
+    callback under the execute-api host and stage the dashboard called."""
+    for env in make_env(sqlite_url, oauth_redirect_uri=""):
+        host = "abc123.execute-api.eu-west-1.amazonaws.com"
+        expected = f"https://{host}/{env.local_gateway.stage}/v1/accounts/oauth/callback"
+        token = env.signup()["access_token"]
+        started = env.call("GET", "/v1/accounts/oauth/start", token=token, headers={"Host": host})
+        assert started.status == 200, started.body
+        query = parse_qs(urlsplit(started.body["authorize_url"]).query)
+        assert query["redirect_uri"] == [expected]
+        body = {"code": "AQcode", "state": query["state"][0]}
+        done = env.call("POST", "/v1/accounts/oauth/complete", token=token, body=body, headers={"Host": host})
+        assert done.status == 201, done.body
+        assert env.oauth.redirect_uris == [expected]

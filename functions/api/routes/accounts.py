@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-from api.context import deps, header, principal
+from api.context import deps, header, principal, public_base_url
 from api.responses import NO_AUTH, documented
 from replyflow.services.accounts import AccountView
 from replyflow.services.oauth import AuthorizeUrl, CallbackLanding, CompleteRequest, SandboxConnectRequest
@@ -45,7 +45,7 @@ def list_accounts() -> list[AccountView]:
     responses=documented(),
 )
 def oauth_start() -> AuthorizeUrl:
-    return deps(router).oauth.start(principal(router))
+    return deps(router).oauth.start(principal(router), public_base_url(router))
 
 
 @router.post(
@@ -58,7 +58,7 @@ def oauth_start() -> AuthorizeUrl:
     responses=documented(201, 402, 409, 502, body=True),
 )
 def oauth_complete(body: CompleteRequest) -> Response[AccountView]:
-    view = deps(router).oauth.complete(principal(router), body)
+    view = deps(router).oauth.complete(principal(router), body, public_base_url(router))
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
@@ -79,6 +79,7 @@ def oauth_callback(
 ) -> Response[CallbackLanding | str]:
     service = deps(router).oauth
     landing = service.callback_landing(
+        public_base_url(router),
         code=code,
         state=state,
         error=error,
@@ -111,7 +112,7 @@ def _wants_json(accept: str | None) -> bool:
     responses=documented(201, 402, 404, 409, 502, body=True),
 )
 def sandbox_connect(body: SandboxConnectRequest) -> Response[AccountView]:
-    view = deps(router).oauth.sandbox_connect(principal(router), body)
+    view = deps(router).oauth.sandbox_connect(principal(router), body, public_base_url(router))
     return Response(201, content_types.APPLICATION_JSON, view)
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Form, Path
 
-from api.context import deps, header
+from api.context import deps, public_base_url
 from api.responses import NO_AUTH, documented
 from replyflow.services.meta_callbacks import (
     MAX_SIGNED_REQUEST,
@@ -30,15 +30,7 @@ SignedRequestField = Annotated[
 
 
 def _status_url() -> str:
-    """This API's own address of the status page, as the caller reached it: on API Gateway's own
-    domain the stage is part of the URL; on a custom domain (and the local stack) it is not."""
-    context = router.current_event.raw_event.get("requestContext") or {}
-    host = header(router, "Host") or str(context.get("domainName") or "localhost")
-    local = host.startswith(("127.", "localhost"))
-    proto = header(router, "X-Forwarded-Proto") or ("http" if local else "https")
-    stage = str(context.get("stage") or "")
-    prefix = f"/{stage}" if stage and host.endswith(".amazonaws.com") else ""
-    return f"{proto}://{host}{prefix}/v1/data-deletion/{{code}}"
+    return f"{public_base_url(router)}/v1/data-deletion/{{code}}"
 
 
 @router.post(

@@ -156,6 +156,11 @@ def values_from_settings(settings: Settings) -> SecretValues:
 def values_from_secrets(app: Mapping[str, Any], redis_token: str | None) -> SecretValues:
     """Validated values of the app secret's JSON (keys named like the settings: ``JWT_SIGNING_KEYS``)."""
     fields = {name.lower(): value for name, value in app.items()}
+    # A secret written before META_APP_SECRET was named holds it as INSTAGRAM_APP_SECRET_SECONDARY:
+    # read that, so an upgrade needs no edit of the secret.
+    legacy = fields.pop("instagram_app_secret_secondary", None)
+    if legacy and not fields.get("meta_app_secret"):
+        fields["meta_app_secret"] = legacy
     fields["redis_auth_token"] = redis_token
     try:
         known = {k: v for k, v in fields.items() if k in SecretValues.model_fields}

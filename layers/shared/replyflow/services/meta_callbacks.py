@@ -11,6 +11,8 @@ time against each configured app secret; anything else is a 400 ``invalid_signed
   automation decisions of those sends, and the reply logs to them are deleted. Rows are deleted, not
   anonymised (docs/architecture.md#meta-callbacks). A ``data_deletion_requests`` row with a random
   confirmation code records it (the user only as a hash); ``GET /v1/data-deletion/{code}`` reports it.
+  When archives exist the request stays ``pending`` until the archive job has rewritten the archived
+  objects without the user's rows (``services.jobs.archive_erasure``), then ``completed``.
 - **Deauthorize**: every account that is this user becomes disconnected (``disabled``, reason
   ``deauthorized``), its token wiped, its automations paused, and its sends that had not happened are
   settled ``skipped`` with ``account_deauthorized``.
@@ -64,7 +66,10 @@ class DeletionReceipt(pydantic.BaseModel):
 
 class DeletionStatus(pydantic.BaseModel):
     confirmation_code: str
-    status: str = pydantic.Field(description="`completed`: the user's data is deleted")
+    status: str = pydantic.Field(
+        description="`completed`: the user's data is deleted; `pending`: deleted from the database, "
+        "archived copies are being erased (the next archive run, within a day)"
+    )
     requested_at: UtcDateTime
     completed_at: UtcDateTime | None
 
@@ -155,7 +160,13 @@ def request_deletion(
         counts.update(repo.delete_rows_naming_user(session, tenant_id, user_id))
     code = secrets.token_hex(10)
     repo.record_deletion(
-        session, code=code, user_hash=_user_hash(user_id), rows_deleted=sum(counts.values()), now=now
+        session,
+        code=code,
+        user_hash=_user_hash(user_id),
+        rows_deleted=sum(counts.values()),
+        now=now,
+        # Archived objects may name the user too: the archive job erases them, then completes it.
+        pending=repo.any_archive_files(session),
     )
     return DeletionReceipt(url=status_url.format(code=code), confirmation_code=code)
 

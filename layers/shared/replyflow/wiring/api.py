@@ -37,7 +37,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -192,7 +192,19 @@ class ApiDeps:
 
     @property
     def oauth_config(self) -> OAuthConfig:
+        """With ``OAUTH_REDIRECT_URI`` as configured; routes go through :meth:`oauth_config_at`."""
         return self._configs.get().oauth
+
+    def oauth_config_at(self, public_base_url: str) -> OAuthConfig:
+        """The redirect URI is ``OAUTH_REDIRECT_URI``, or, when that is empty (a stack without a
+        custom domain), the API's own callback under ``public_base_url``, the address the request
+        came in on: the authorize URL and the code exchange then name the same URI."""
+        config = self.oauth_config
+        if config.redirect_uri:
+            return config
+        from replyflow.services.oauth import CALLBACK_PATH
+
+        return replace(config, redirect_uri=f"{public_base_url.rstrip('/')}{CALLBACK_PATH}")
 
     @property
     def console_base_url(self) -> str:
@@ -278,7 +290,7 @@ class ApiDeps:
 
         return OAuthService(
             self.unit_of_work,
-            lambda: self.oauth_config,
+            self.oauth_config_at,
             self.cache,
             self.nonces,
             self.cipher,

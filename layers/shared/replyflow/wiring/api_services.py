@@ -248,7 +248,8 @@ class OAuthService:
     the sandbox connect (local and test only)."""
 
     unit_of_work: UnitOfWork
-    config: Callable[[], oauth.OAuthConfig]
+    config: Callable[[str], oauth.OAuthConfig]
+    """The OAuth settings for the API's public base URL (the redirect URI follows it when unset)."""
     cache: Cache
     nonces: NonceStore
     cipher: TokenCipher
@@ -256,10 +257,12 @@ class OAuthService:
     requeue_parked: RequeueParked
     clock: NowClock
 
-    def start(self, principal: Principal) -> oauth.AuthorizeUrl:
-        return oauth.start(self.config(), principal)
+    def start(self, principal: Principal, base_url: str) -> oauth.AuthorizeUrl:
+        return oauth.start(self.config(base_url), principal)
 
-    def complete(self, principal: Principal, body: oauth.CompleteRequest) -> accounts.AccountView:
+    def complete(
+        self, principal: Principal, body: oauth.CompleteRequest, base_url: str
+    ) -> accounts.AccountView:
         with self.unit_of_work() as session:
             return oauth.complete(
                 session,
@@ -267,7 +270,7 @@ class OAuthService:
                 self.nonces,
                 self.cipher,
                 self.client,
-                self.config(),
+                self.config(base_url),
                 principal,
                 body,
                 requeue=self.requeue_parked,
@@ -275,7 +278,7 @@ class OAuthService:
             )
 
     def sandbox_connect(
-        self, principal: Principal, body: oauth.SandboxConnectRequest
+        self, principal: Principal, body: oauth.SandboxConnectRequest, base_url: str
     ) -> accounts.AccountView:
         with self.unit_of_work() as session:
             return oauth.sandbox_connect(
@@ -284,7 +287,7 @@ class OAuthService:
                 self.nonces,
                 self.cipher,
                 self.client,
-                self.config(),
+                self.config(base_url),
                 principal,
                 body,
                 requeue=self.requeue_parked,
@@ -293,6 +296,7 @@ class OAuthService:
 
     def callback_landing(
         self,
+        base_url: str,
         *,
         code: str | None,
         state: str | None,
@@ -301,7 +305,7 @@ class OAuthService:
         error_description: str | None,
     ) -> oauth.CallbackLanding:
         return oauth.callback_landing(
-            self.config(),
+            self.config(base_url),
             code=code,
             state=state,
             error=error,

@@ -185,9 +185,16 @@ def _httpx_graph(settings: Settings) -> HttpxGraphTokenClient:
 
 
 def _archive(deps: JobsDeps, deadline: Deadline) -> JobResult:
+    """Pending data deletions are erased from the archive first, then new rows are archived."""
     from replyflow.services.jobs.archive import run_archive
+    from replyflow.services.jobs.archive_erasure import run_archive_erasure
 
-    return run_archive(deps.clients.writer_sessions, deps.archive, now=deps.clock.now(), deadline=deadline)
+    sessions = deps.clients.writer_sessions
+    erased = run_archive_erasure(sessions, deps.archive, now=deps.clock.now(), deadline=deadline)
+    result = run_archive(sessions, deps.archive, now=deps.clock.now(), deadline=deadline)
+    result.counts.update({f"erasure_{name}": count for name, count in erased.counts.items()})
+    result.stopped_early = result.stopped_early or erased.stopped_early
+    return result
 
 
 def _retention(deps: JobsDeps, deadline: Deadline) -> JobResult:

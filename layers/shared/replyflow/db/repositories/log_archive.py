@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Row, Table, and_, delete, func, or_, select
+from sqlalchemy import CursorResult, Row, Table, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import ArchiveFile, AutomationLog, ReplyLog
@@ -115,3 +115,34 @@ def delete_ids(session: Session, table: Table, tenant_id: str, end: datetime, id
         table.c.tenant_id == tenant_id, table.c.created_at < end, table.c.id.in_(ids), *prunable(table)
     )
     return int(cast("CursorResult[Any]", session.execute(stmt)).rowcount or 0)
+
+
+def archived_partitions(session: Session) -> list[tuple[str, date]]:
+    """Every ``(tenant_id, day)`` with archived objects (the data deletion's erasure walks them all)."""
+    stmt = (
+        select(ArchiveFile.tenant_id, ArchiveFile.day)
+        .distinct()
+        .order_by(ArchiveFile.tenant_id, ArchiveFile.day)
+    )
+    return [(str(t), d) for t, d in session.execute(stmt)]
+
+
+def partition_files(session: Session, tenant_id: str, day: date) -> list[ArchiveFile]:
+    return list(
+        session.scalars(
+            select(ArchiveFile)
+            .where(ArchiveFile.tenant_id == tenant_id, ArchiveFile.day == day)
+            .order_by(ArchiveFile.table_name, ArchiveFile.first_id)
+        )
+    )
+
+
+def rewrite_file_record(
+    session: Session, tenant_id: str, object_key: str, *, rows: int, sha256: str, size_bytes: int
+) -> None:
+    """An archived object rewritten without some rows (a data deletion): its new count and digest."""
+    session.execute(
+        update(ArchiveFile)
+        .where(ArchiveFile.tenant_id == tenant_id, ArchiveFile.object_key == object_key)
+        .values(row_count=rows, sha256=sha256, size_bytes=size_bytes)
+    )

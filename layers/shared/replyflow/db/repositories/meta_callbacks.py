@@ -15,6 +15,7 @@ from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import (
+    ArchiveFile,
     Automation,
     AutomationLog,
     Contact,
@@ -24,6 +25,9 @@ from replyflow.db.models import (
     OutboundMessage,
     ReplyLog,
 )
+
+STATUS_PENDING = "pending"
+STATUS_COMPLETED = "completed"
 
 # Sends that have not happened yet; a deauthorized account settles them.
 PENDING_SEND_STATUSES = ("queued", "deferred", "parked")
@@ -160,15 +164,17 @@ def disconnect_account(
 
 
 def record_deletion(
-    session: Session, *, code: str, user_hash: str, rows_deleted: int, now: datetime
+    session: Session, *, code: str, user_hash: str, rows_deleted: int, now: datetime, pending: bool = False
 ) -> DataDeletionRequest:
+    """``pending``: archived objects may still hold the user (the archive job erases them, then
+    completes the request)."""
     row = DataDeletionRequest(
         confirmation_code=code,
         user_hash=user_hash,
-        status="completed",
+        status=STATUS_PENDING if pending else STATUS_COMPLETED,
         rows_deleted=rows_deleted,
         requested_at=now,
-        completed_at=now,
+        completed_at=None if pending else now,
     )
     session.add(row)
     session.flush()
@@ -177,6 +183,38 @@ def record_deletion(
 
 def deletion_by_code(session: Session, code: str) -> DataDeletionRequest | None:
     return session.scalar(select(DataDeletionRequest).where(DataDeletionRequest.confirmation_code == code))
+
+
+def any_archive_files(session: Session) -> bool:
+    """Whether any tenant has archived objects (which a deletion must then reach)."""
+    return session.scalar(select(ArchiveFile.id).limit(1)) is not None
+
+
+def pending_deletions(session: Session) -> list[tuple[int, str]]:
+    """``(id, user_hash)`` of the deletions whose archived objects are still to be erased."""
+    rows = session.execute(
+        select(DataDeletionRequest.id, DataDeletionRequest.user_hash)
+        .where(DataDeletionRequest.status == STATUS_PENDING)
+        .order_by(DataDeletionRequest.id)
+    )
+    return [(int(i), str(h)) for i, h in rows]
+
+
+def complete_deletions(session: Session, ids: list[int], *, now: datetime) -> None:
+    session.execute(
+        update(DataDeletionRequest)
+        .where(DataDeletionRequest.id.in_(ids), DataDeletionRequest.status == STATUS_PENDING)
+        .values(status=STATUS_COMPLETED, completed_at=now)
+    )
+
+
+def account_users(session: Session) -> list[tuple[str, str, str]]:
+    """``(tenant_id, account_id, ig_user_id)`` of every account, connected or not (tenant-blind: a
+    deletion names only the user's hash)."""
+    rows = session.execute(
+        select(InstagramAccount.tenant_id, InstagramAccount.id, InstagramAccount.ig_user_id)
+    )
+    return [(str(t), str(a), str(u)) for t, a, u in rows]
 
 
 def _chunks(values: list[str], size: int = 500) -> list[list[str]]:

@@ -123,7 +123,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _manifest_bytes(tenant_id: str, day: date, files: Sequence[FileEntry]) -> bytes:
+def manifest_bytes(tenant_id: str, day: date, files: Sequence[FileEntry]) -> bytes:
     ordered = sorted(files, key=lambda f: (f.table, f.first_id))
     rows: dict[str, int] = defaultdict(int)
     for entry in ordered:
@@ -245,7 +245,7 @@ def _archive_tenant(
         new_files = _write_partition_files(sessions, store, tenant_id, day, pending, rows_per_file)
         files = [*recorded, *new_files]
         key = manifest_key(tenant_id, day)
-        manifest = _manifest_bytes(tenant_id, day, files)
+        manifest = manifest_bytes(tenant_id, day, files)
         store.put(key, manifest)
         if on_partition_written is not None:
             on_partition_written(tenant_id, day)
