@@ -24,6 +24,11 @@ under-counts the month from then on (the tenant gets more, never fewer, requests
 
 ``hit_and_get`` adds a ``MGET`` of other keys to the same MULTI/EXEC: the API function reads the
 caller's revocation entries (``services.revocation``) in the round trip it already pays for the count.
+
+On a Redis Cluster a MULTI must stay in one slot: the tenant's keys (its two budgets, and its
+revocation entries read in the same MULTI) share the hash tag ``{t:<tenant>}`` (:func:`tenant_tag`);
+every other rule is a single key. ``hit_all_and_get`` refuses keys of several slots in both modes.
+Only an outage fails open; any other Redis error (CROSSSLOT included) is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from datetime import datetime, timedelta
 
 import redis
 
+from replyflow.adapters.redis_client import OUTAGE_ERRORS, same_slot
 from replyflow.domain.emails import limiter_email
 from replyflow.domain.plans import monthly_api_requests
 from replyflow.errors import RateLimitedError
@@ -78,24 +84,25 @@ class RedisFixedWindowLimiter:
     def hit_all_and_get(
         self, rules: Sequence[tuple[str, int, int]], get_keys: Sequence[str]
     ) -> tuple[list[RateDecision], list[str | None] | None]:
+        full_keys = [f"{self._ns}:rl:{key}" for key, _limit, _window in rules]
+        same_slot([*full_keys, *get_keys])
         try:
             pipe = self._redis.pipeline(transaction=True)
-            for key, _limit, window_seconds in rules:
-                full = f"{self._ns}:rl:{key}"
+            for full, (_key, _limit, window_seconds) in zip(full_keys, rules, strict=True):
                 pipe.incr(full)
                 pipe.expire(full, window_seconds, nx=True)
                 pipe.ttl(full)
-            if get_keys:
-                pipe.mget(list(get_keys))
+            for get_key in get_keys:  # GETs, not MGET: a cluster pipeline refuses MGET
+                pipe.get(get_key)
             results = pipe.execute()
-        except redis.RedisError:
+        except OUTAGE_ERRORS:
             return [RateDecision(True, limit, limit, window) for _key, limit, window in rules], None
         decisions = []
         for index, (_key, limit, window_seconds) in enumerate(rules):
             count, ttl = int(results[3 * index]), int(results[3 * index + 2])
             ttl = ttl if ttl > 0 else window_seconds
             decisions.append(RateDecision(count <= limit, limit, max(0, limit - count), ttl))
-        values = [_text(v) for v in results[3 * len(rules)]] if get_keys else []
+        values = [_text(v) for v in results[3 * len(rules) :]]
         return decisions, values
 
 
@@ -169,8 +176,13 @@ def check_refresh(limiter: RateLimiter, ip: str) -> None:
     enforce(limiter, f"refresh:ip:{ip}", REFRESH_PER_IP, "token refreshes from this address")
 
 
+def tenant_tag(tenant_id: str) -> str:
+    """The hash tag of every Redis key read or written with the tenant's API budgets."""
+    return f"{{t:{tenant_id}}}"
+
+
 def check_tenant(limiter: RateLimiter, tenant_id: str, per_minute: int) -> RateDecision:
-    decision = limiter.hit(f"api:{tenant_id}", per_minute, 60)
+    decision = limiter.hit(f"api:{tenant_tag(tenant_id)}", per_minute, 60)
     if not decision.allowed:
         raise RateLimitedError(
             f"the plan allows {per_minute} API requests per minute; retry in {decision.reset_seconds} s",
@@ -196,8 +208,8 @@ def tenant_rules(
     month, following = month_window(now)
     until_reset = max(1, math.ceil((following - now).total_seconds()))
     return [
-        (f"api:{tenant_id}", per_minute, 60),
-        (f"api-month:{tenant_id}:{month}", monthly_api_requests(plan_code), until_reset),
+        (f"api:{tenant_tag(tenant_id)}", per_minute, 60),
+        (f"api-month:{tenant_tag(tenant_id)}:{month}", monthly_api_requests(plan_code), until_reset),
     ]
 
 
@@ -274,5 +286,5 @@ class NoRateLimit:
             return decisions, None
         try:
             return decisions, [_text(v) for v in self._redis.mget(list(get_keys))]
-        except redis.RedisError:
+        except OUTAGE_ERRORS:
             return decisions, None
