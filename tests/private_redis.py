@@ -94,6 +94,7 @@ def private_redis_server() -> Iterator[str]:
 
 
 CLUSTER_MASTERS = 3
+CREATE_FLAGS = ("--cluster-replicas", "0", "--cluster-yes")
 CLUSTER_BUS_OFFSET = 10000  # a cluster node also listens on its port + 10000 (the cluster bus)
 
 
@@ -181,8 +182,7 @@ def private_redis_cluster() -> Iterator[str]:
             processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=node_dir))
         _wait_answering(ports, processes, workdir)
         create = subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
-            + ["--cluster-replicas", "0", "--cluster-yes"],
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), *CREATE_FLAGS],
             capture_output=True,
             timeout=60,
             check=False,

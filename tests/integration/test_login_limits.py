@@ -23,6 +23,7 @@ def redis_url(redis_any_url: str) -> str:
     """Every test here runs on the standalone Redis and on the three-master cluster."""
     return redis_any_url
 
+
 PASSWORD = "correct horse battery"
 
 

@@ -42,8 +42,8 @@ def test_the_cluster_url_gives_a_cluster_client_over_three_masters(redis_cluster
     first, second = "rf:route:ig:1", "rf:{t:x}:config"
     assert key_slot(first) != key_slot(second)
     node = client.get_node_from_key(first)
-    with pytest.raises(redis.ResponseError, match="CROSSSLOT|same slot"):
-        node.redis_connection.delete(first, second)  # type: ignore[union-attr]
+    with pytest.raises(redis.ResponseError, match=r"CROSSSLOT|same slot"):
+        node.redis_connection.delete(first, second)
 
 
 def test_the_send_limiter_keeps_its_budget_per_account_on_every_node(

@@ -28,6 +28,8 @@ pytestmark = pytest.mark.integration
 def redis_url(redis_any_url: str) -> str:
     """Every test here runs on the standalone Redis and on the three-master cluster."""
     return redis_any_url
+
+
 WORKSPACES = 8
 
 
