@@ -151,7 +151,8 @@ def test_cache_offers_cluster_mode_as_a_parameter_and_the_url_follows(
     assert cache["Conditions"]["ClusterModeEnabled"] == {"Fn::Equals": [{"Ref": "ClusterMode"}, "enabled"]}
     props = _one(cache, "AWS::ElastiCache::ReplicationGroup")["Properties"]
     shards = props["NumNodeGroups"]["Fn::If"]
-    assert shards[0] == "ClusterModeEnabled" and ref_target(shards[1]) == "Shards"
+    assert shards[0] == "ClusterModeEnabled"
+    assert ref_target(shards[1]) == "Shards"
     assert shards[2] == {"Ref": "AWS::NoValue"}
     replicas = props["ReplicasPerNodeGroup"]["Fn::If"]
     assert cache["Parameters"][ref_target(replicas[1])]["MinValue"] >= 1  # failover in every shard
