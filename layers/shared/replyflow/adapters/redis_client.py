@@ -334,20 +334,21 @@ class RedisCache:
             self._swallowed("set", error)
 
     def delete(self, *keys: str) -> None:
-        """One ``DEL`` per cluster slot of the keys (invalidations span a tenant's slot and its
-        accounts' routing slots): on a cluster each goes to its node (a cluster pipeline refuses a
-        multi-key ``DEL``); on a standalone Redis they go in one pipeline, one round trip."""
+        """Never one ``DEL`` across slots (invalidations span a tenant's slot and its accounts'
+        routing slots): on a cluster, a pipeline of single-key ``DEL``s (a cluster pipeline refuses a
+        multi-key one; it sends each node its keys in one round trip); on a standalone Redis one
+        ``DEL`` per slot in one pipeline, one round trip."""
         if not keys:
             return
-        groups = by_slot([self._key(k) for k in keys])
+        full = [self._key(k) for k in keys]
         try:
-            if isinstance(self._redis, redis.RedisCluster):
-                for group in groups:
-                    self._redis.delete(*group)
-                return
             pipe = self._redis.pipeline(transaction=False)
-            for group in groups:
-                pipe.delete(*group)
+            if isinstance(self._redis, redis.RedisCluster):
+                for key in full:
+                    pipe.delete(key)
+            else:
+                for group in by_slot(full):
+                    pipe.delete(*group)
             pipe.execute()
         except OUTAGE_ERRORS as error:
             self._swallowed("delete", error)
