@@ -1,5 +1,6 @@
 """local/prometheus.py without a stack: route labels, the EMF bridge (counts and times, labelled by
-the invoking function), the invocation hook, and the Redis key helpers the cluster mode relies on."""
+the invoking function), the invocation hook; and the Redis pieces the cluster mode relies on (key
+helpers, the cache's outage-only degradation, the cluster client's breaker)."""
 
 from __future__ import annotations
 
@@ -109,3 +110,36 @@ def test_the_cache_degrades_on_an_outage_only() -> None:
     with pytest.raises(redis.exceptions.ClusterCrossSlotError):
         cache.get_json("k")
     metrics.clear_metrics()
+
+
+def test_the_cluster_client_trips_the_breaker_on_an_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+
+    from replyflow.adapters.redis_client import BreakerRedisCluster, CircuitBreaker, RedisUnavailableError
+
+    clock = [100.0]
+    calls: list[tuple[Any, ...]] = []
+    answer: list[Exception | None] = [redis.ConnectionError("down")]
+
+    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if answer[0] is not None:
+            raise answer[0]
+        return b"PONG"
+
+    monkeypatch.setattr(redis.RedisCluster, "execute_command", execute)
+    client = BreakerRedisCluster.__new__(BreakerRedisCluster)  # no nodes to discover
+    client.breaker = CircuitBreaker(2.0, monotonic=lambda: clock[0])
+    with pytest.raises(redis.ConnectionError):
+        client.execute_command("PING")
+    with pytest.raises(RedisUnavailableError):
+        client.execute_command("PING")  # open: refused without a call
+    assert len(calls) == 1
+    clock[0] += 2.5
+    answer[0] = None
+    assert client.execute_command("PING") == b"PONG"  # the probe closes it
+    assert not client.breaker.is_open
+    answer[0] = redis.exceptions.ClusterCrossSlotError("CROSSSLOT")
+    with pytest.raises(redis.exceptions.ClusterCrossSlotError):
+        client.execute_command("DEL", "a", "b")
+    assert not client.breaker.is_open  # a bug is not an outage
