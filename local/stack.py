@@ -26,7 +26,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local import metrics_store, stack_env
 from local.broker import Broker, Consumer
@@ -40,6 +40,9 @@ from replyflow.clock import utcnow
 from replyflow.settings import Settings
 from replyflow.wiring.core import Clients
 from replyflow.wiring.roots import Roots
+
+if TYPE_CHECKING:
+    from local.prometheus import StackMetrics
 
 log = logging.getLogger("local.stack")
 
@@ -130,6 +133,7 @@ class LocalStack:
     functions: dict[str, LambdaFunction] = field(default_factory=dict)
     roots: Roots | None = None
     stack_env: Path | None = None
+    prometheus: StackMetrics | None = None
 
     @property
     def api_url(self) -> str:
@@ -175,6 +179,7 @@ class LocalStack:
         self.settings = self.base.model_copy(update=updates)
 
         self.functions = {name: LambdaFunction(spec) for name, spec in template.functions.items()}
+        self.prometheus = self._prometheus()
         consumers = [
             Consumer.from_event(event, fn.name, fn.invoke, max_workers=self.options.workers)
             for fn in self.functions.values()
@@ -205,10 +210,23 @@ class LocalStack:
         gateway = LocalGateway(
             template, self.functions, broker=self.broker, outbox=self._outbox(), jobs=self.roots.jobs
         )
+        self.prometheus.watch_broker(self.broker)
+        self.prometheus.watch_pools(lambda: self.roots.api.clients if self.roots else None)
+        self.prometheus.instrument_gateway(gateway)
         self.server = GatewayServer(gateway, self.base.replyflow_host, self.base.replyflow_port)
         self.server.start()
         # Last: the CLI in another terminal reads it to work on this stack's database and sandbox.
         self.stack_env = stack_env.write(self.settings, pid=os.getpid())
+
+    def _prometheus(self) -> StackMetrics:
+        """``GET /metrics`` (local.prometheus): every function timed, the EMF metrics bridged."""
+        from local.prometheus import StackMetrics
+
+        prometheus = StackMetrics()
+        for fn in self.functions.values():
+            prometheus.instrument_function(fn)
+        prometheus.bridge_emf()
+        return prometheus
 
     @staticmethod
     def _roots(settings: Settings, broker: Broker) -> Roots:
@@ -275,6 +293,8 @@ class LocalStack:
             self.broker.close()
         if self.sandbox is not None:
             self.sandbox.stop()
+        if self.prometheus is not None:
+            self.prometheus.close()
 
     def banner(self) -> str:
         assert self.settings is not None
@@ -287,6 +307,7 @@ class LocalStack:
             f"  API            {api}",
             f"  API docs       {api}/docs  (OpenAPI: {api}/openapi.json)",
             f"  Webhook        {api}/webhooks/instagram",
+            f"  Metrics        {api}/metrics  (Prometheus; infra/monitoring/ has a scrape config)",
         ]
         if self.sandbox_url:
             lines.append(

@@ -6,6 +6,10 @@
 - ``redis_server`` (session) / ``redis_url``: a redis-server of the session's own on a free port
   (``tests/private_redis.py``), or ``TEST_REDIS_URL`` when set; ``redis_namespace``: a key namespace
   unique to the test. Nothing here connects to the machine's Redis on 6379, and nothing flushes.
+- ``redis_cluster`` (session): a Redis Cluster of three masters of the session's own on free ports
+  (``private_redis_cluster``), as a ``redis+cluster://`` URL; ``redis_any_url``: parametrized over
+  the standalone server and the cluster. A module runs its Redis tests on both by overriding
+  ``redis_url`` with it.
 
 What ``make test`` touches outside its temporary directories: on the MariaDB at ``TEST_MYSQL_URL``
 (default ``root@127.0.0.1:3306``), databases named ``rf_*_<8 hex>`` that it creates and drops; a
@@ -117,6 +121,25 @@ def redis_server() -> Iterator[str]:
 @pytest.fixture
 def redis_url(redis_server: str) -> str:
     return redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[str]:
+    """The URL of a Redis Cluster (three masters) only this session uses."""
+    from tests.private_redis import RedisServerUnavailableError, private_redis_cluster
+
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(private_redis_cluster())
+        except RedisServerUnavailableError as error:
+            service_missing("a Redis Cluster", error)
+        yield url
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def redis_any_url(request: pytest.FixtureRequest) -> str:
+    fixture = "redis_server" if request.param == "standalone" else "redis_cluster"
+    return str(request.getfixturevalue(fixture))
 
 
 @pytest.fixture

@@ -135,7 +135,36 @@ def test_cache_is_replicated_with_tls_and_auth(nested: dict[str, Any]) -> None:
     assert props["AutomaticFailoverEnabled"] is True
     assert props["MultiAZEnabled"] is True
     assert "{{resolve:secretsmanager:" in json.dumps(props["AuthToken"])
-    assert cache["Parameters"][ref_target(props["NumCacheClusters"])]["MinValue"] >= 2
+    # Cluster mode disabled: NumCacheClusters from Nodes (2+); enabled: NumNodeGroups from Shards.
+    disabled_nodes = props["NumCacheClusters"]["Fn::If"]
+    assert disabled_nodes[0] == "ClusterModeEnabled"
+    assert disabled_nodes[1] == {"Ref": "AWS::NoValue"}
+    assert cache["Parameters"][ref_target(disabled_nodes[2])]["MinValue"] >= 2
+
+
+def test_cache_offers_cluster_mode_as_a_parameter_and_the_url_follows(
+    template: dict[str, Any], nested: dict[str, Any]
+) -> None:
+    cache = nested["cache"]
+    assert cache["Parameters"]["ClusterMode"]["AllowedValues"] == ["disabled", "enabled"]
+    assert cache["Parameters"]["ClusterMode"]["Default"] == "disabled"
+    assert cache["Conditions"]["ClusterModeEnabled"] == {"Fn::Equals": [{"Ref": "ClusterMode"}, "enabled"]}
+    props = _one(cache, "AWS::ElastiCache::ReplicationGroup")["Properties"]
+    shards = props["NumNodeGroups"]["Fn::If"]
+    assert shards[0] == "ClusterModeEnabled"
+    assert ref_target(shards[1]) == "Shards"
+    assert shards[2] == {"Ref": "AWS::NoValue"}
+    replicas = props["ReplicasPerNodeGroup"]["Fn::If"]
+    assert cache["Parameters"][ref_target(replicas[1])]["MinValue"] >= 1  # failover in every shard
+    assert props["CacheParameterGroupName"]["Fn::If"][1] == "default.redis7.cluster.on"
+    endpoint = cache["Outputs"]["PrimaryEndpoint"]["Value"]["Fn::If"]
+    assert endpoint[1] == {"Fn::GetAtt": ["ReplicationGroup", "ConfigurationEndPoint.Address"]}
+    assert cache["Outputs"]["UrlScheme"]["Value"]["Fn::If"][1:] == ["rediss+cluster", "rediss"]
+    cache_app = resources_of(template, "AWS::Serverless::Application")["Cache"]["Properties"]["Parameters"]
+    assert ref_target(cache_app["ClusterMode"]) == "CacheClusterMode"
+    redis_url = template["Globals"]["Function"]["Environment"]["Variables"]["REDIS_URL"]["Fn::Sub"]
+    assert redis_url[0].startswith("${Scheme}://")
+    assert redis_url[1]["Scheme"] == {"Fn::GetAtt": ["Cache", "Outputs.UrlScheme"]}
 
 
 def test_archive_bucket_is_private_encrypted_versioned_and_cold(nested: dict[str, Any]) -> None:

@@ -17,6 +17,13 @@ from tests.unit.test_api_support import ApiEnv, make_env
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def redis_url(redis_any_url: str) -> str:
+    """Every test here runs on the standalone Redis and on the three-master cluster."""
+    return redis_any_url
+
+
 PASSWORD = "correct horse battery"
 
 

@@ -40,6 +40,13 @@ from webhook import handler as webhook
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def redis_url(redis_any_url: str) -> str:
+    """Every test here runs on the standalone Redis and on the three-master cluster."""
+    return redis_any_url
+
+
 PRIVATE_REPLY = {
     "private_reply": {"template_text": "Hi {{username}}! Here is your link: https://example.com/p"}
 }

@@ -8,17 +8,23 @@ import time
 import uuid
 
 import pytest
-import redis
 
 from replyflow.adapters.rate_limiter import RedisRateLimiter
+from tests.private_redis import client_for
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def redis_url(redis_any_url: str) -> str:
+    """Every test here runs on the standalone Redis and on the three-master cluster."""
+    return redis_any_url
 
 
 def _send_all(
     url: str, namespace: str, account: str, messages: int, budget: int, per_second: int, out
 ) -> None:
-    limiter = RedisRateLimiter(redis.Redis.from_url(url), per_second=per_second, namespace=namespace)
+    limiter = RedisRateLimiter(client_for(url), per_second=per_second, namespace=namespace)
     deferrals = 0
     for _ in range(messages):
         while True:
@@ -31,7 +37,7 @@ def _send_all(
 
 
 def _race(url: str, namespace: str, account: str, tries: int, budget: int, out) -> None:
-    limiter = RedisRateLimiter(redis.Redis.from_url(url), per_second=10_000, namespace=namespace)
+    limiter = RedisRateLimiter(client_for(url), per_second=10_000, namespace=namespace)
     out.put(sum(1 for _ in range(tries) if limiter.acquire(account, budget).granted))
 
 
@@ -62,7 +68,7 @@ def test_every_deferred_message_is_sent_and_no_second_holds_more_than_the_cap(
         _send_all, [(redis_url, redis_namespace, account, each, 1000, per_second) for _ in range(processes)]
     )
     assert sum(deferrals) > 0  # the cap really deferred messages...
-    client = redis.Redis.from_url(redis_url)
+    client = client_for(redis_url)
     hour_key = f"{redis_namespace}:rl:{{{account}}}:h"
     entries: list[tuple[bytes, float]] = client.zrange(hour_key, 0, -1, withscores=True)  # type: ignore[assignment]
     times = sorted(float(score) for _, score in entries)

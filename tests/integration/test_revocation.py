@@ -22,6 +22,14 @@ from replyflow.services.members import RoleChange
 from tests.unit.test_api_support import ApiEnv, make_env
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def redis_url(redis_any_url: str) -> str:
+    """Every test here runs on the standalone Redis and on the three-master cluster."""
+    return redis_any_url
+
+
 WORKSPACES = 8
 
 
@@ -91,13 +99,9 @@ def test_two_owners_turning_on_each_other_at_once_leave_the_workspace_an_owner(
 
 
 def _trusted_for_a_while(env: ApiEnv) -> None:
-    """Redis here has held every revocation for longer than any grace period (no database fallback):
-    the latencies below are those of the Redis path."""
-    client = env.deps.clients.redis
-    past = epoch_ms() - revocation.API_KEY_GRACE_MS - 1000
-    current = client.get(revocation.TRUSTED_SINCE_KEY)
-    if current is None or int(current) > past:
-        client.set(revocation.TRUSTED_SINCE_KEY, str(past))
+    """Redis here has held every revocation of the workspaces signed up from now on for longer than
+    any grace period (no database fallback): the latencies below are those of the Redis path."""
+    env.trusted_since_ms = epoch_ms() - revocation.API_KEY_GRACE_MS - 1000
 
 
 def test_revocations_are_refused_on_the_next_request_through_the_cached_policy(

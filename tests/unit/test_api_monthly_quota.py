@@ -74,7 +74,9 @@ def test_a_redis_that_does_not_answer_fails_open_for_both_limits() -> None:
             raise redis.ConnectionError("down")
 
     limiter = RedisFixedWindowLimiter(Broken(), namespace="t")
-    decisions, values = limiter.hit_all_and_get(tenant_rules("t1", "free", 60, datetime(2026, 12, 1)), ["k"])
+    decisions, values = limiter.hit_all_and_get(
+        tenant_rules("t1", "free", 60, datetime(2026, 12, 1)), ["rf:rev:{t:t1}:since"]
+    )
     assert values is None
     assert all(d.allowed for d in decisions)
 

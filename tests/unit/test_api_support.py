@@ -90,6 +90,9 @@ class ApiEnv:
     deps: ApiDeps
     authorizer: AuthorizerDeps
     source_ip: str = "127.0.0.1"
+    # When set, every workspace signed up here has its revocation marker at this epoch ms (a Redis
+    # that has held the tenant's revocations since then, so no database fallback).
+    trusted_since_ms: int | None = None
     api_handler: Handler = field(init=False)
     authorizer_handler: Handler = field(init=False)
     local_gateway: LocalGateway = field(init=False)
@@ -127,6 +130,11 @@ class ApiEnv:
             body={"email": email, "password": "correct horse battery", "workspace_name": workspace},
         )
         assert response.status == 201, response.body
+        if self.trusted_since_ms is not None:
+            from replyflow.services.revocation import trusted_since_key
+
+            marker = trusted_since_key(response.body["tenant_id"])
+            self.deps.clients.redis.set(marker, str(self.trusted_since_ms))
         return {**response.body, "email": email, "password": "correct horse battery"}
 
     def signup_as(self, email: str, password: str = "correct horse battery") -> ApiResponse:

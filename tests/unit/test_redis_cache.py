@@ -19,7 +19,10 @@ class DownRedis:
     def _down(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise redis.ConnectionError("Error 111 connecting to cache.example:6379. Connection refused.")
 
-    get = set = delete = _down
+    get = set = delete = execute = _down
+
+    def pipeline(self, transaction: bool = True) -> DownRedis:
+        return self  # queueing works; ``execute`` is where the connection fails
 
 
 class Records(logging.Handler):

@@ -34,8 +34,7 @@ def db_checks(api_env: ApiEnv) -> list[Principal]:
 def api_env(sqlite_url: str) -> Iterator[ApiEnv]:
     for env in make_env(sqlite_url):
         # A Redis that has held every revocation for longer than any grace period.
-        since = epoch_ms() - revocation.API_KEY_GRACE_MS - 1000
-        env.deps.clients.redis.set(revocation.TRUSTED_SINCE_KEY, str(since))
+        env.trusted_since_ms = epoch_ms() - revocation.API_KEY_GRACE_MS - 1000
         yield env
 
 
@@ -232,8 +231,8 @@ def test_judge_refuses_by_the_entries_and_defers_to_the_database_when_unsure() -
 
 def test_read_keys_are_one_per_principal_and_session() -> None:
     assert revocation.read_keys(_user()) == [
-        "rf:rev:since",
-        "rf:rev:t1:user:u1",
-        "rf:rev:t1:sid:s1",
+        "rf:rev:{t:t1}:since",
+        "rf:rev:{t:t1}:user:u1",
+        "rf:rev:{t:t1}:sid:s1",
     ]
-    assert revocation.read_keys(_user(session_id=None)) == ["rf:rev:since", "rf:rev:t1:user:u1"]
+    assert revocation.read_keys(_user(session_id=None)) == ["rf:rev:{t:t1}:since", "rf:rev:{t:t1}:user:u1"]

@@ -2,9 +2,15 @@
 
 One MULTI/EXEC of ``INCR`` + ``EXPIRE NX`` + ``TTL`` per check, so concurrent instances never lose a
 count and a key can never be left without an expiry; windows are aligned to the key's first hit.
-``hit_and_get`` adds a ``MGET`` of other keys to the same MULTI/EXEC (the caller's revocation
+``hit_and_get`` adds ``GET``s of other keys to the same MULTI/EXEC (the caller's revocation
 entries). With Redis unreachable every check passes and the read values are ``None`` (fail open;
 ``services.rate_limit_api`` explains why).
+
+On a Redis Cluster a MULTI must stay in one slot: the tenant's keys (its two budgets, and its
+revocation entries read in the same MULTI) share the hash tag ``{t:<tenant>}``
+(``services.rate_limit_api.tenant_tag``); every other rule is a single key. ``hit_all_and_get``
+refuses keys of several slots in both modes. Only an outage fails open; any other Redis error
+(CROSSSLOT included) is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Sequence
 
 import redis
 
+from replyflow.adapters.redis_client import OUTAGE_ERRORS, same_slot
 from replyflow.ports import RateDecision
 
 
@@ -39,24 +46,25 @@ class RedisFixedWindowLimiter:
     def hit_all_and_get(
         self, rules: Sequence[tuple[str, int, int]], get_keys: Sequence[str]
     ) -> tuple[list[RateDecision], list[str | None] | None]:
+        full_keys = [f"{self._ns}:rl:{key}" for key, _limit, _window in rules]
+        same_slot([*full_keys, *get_keys])
         try:
             pipe = self._redis.pipeline(transaction=True)
-            for key, _limit, window_seconds in rules:
-                full = f"{self._ns}:rl:{key}"
+            for full, (_key, _limit, window_seconds) in zip(full_keys, rules, strict=True):
                 pipe.incr(full)
                 pipe.expire(full, window_seconds, nx=True)
                 pipe.ttl(full)
-            if get_keys:
-                pipe.mget(list(get_keys))
+            for get_key in get_keys:  # GETs, not MGET: a cluster pipeline refuses MGET
+                pipe.get(get_key)
             results = pipe.execute()
-        except redis.RedisError:
+        except OUTAGE_ERRORS:
             return [RateDecision(True, limit, limit, window) for _key, limit, window in rules], None
         decisions = []
         for index, (_key, limit, window_seconds) in enumerate(rules):
             count, ttl = int(results[3 * index]), int(results[3 * index + 2])
             ttl = ttl if ttl > 0 else window_seconds
             decisions.append(RateDecision(count <= limit, limit, max(0, limit - count), ttl))
-        values = [_text(v) for v in results[3 * len(rules)]] if get_keys else []
+        values = [_text(v) for v in results[3 * len(rules) :]]
         return decisions, values
 
 
@@ -86,5 +94,5 @@ class NoRateLimit:
             return decisions, None
         try:
             return decisions, [_text(v) for v in self._redis.mget(list(get_keys))]
-        except redis.RedisError:
+        except OUTAGE_ERRORS:
             return decisions, None

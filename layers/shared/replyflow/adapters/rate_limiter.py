@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import redis
 
+from replyflow.adapters.redis_client import OUTAGE_ERRORS
 from replyflow.errors import CooldownsUnavailableError
 
 _ACQUIRE = """
@@ -96,6 +97,15 @@ end
 return #ARGV
 """
 
+# Remaining pause in ms by the account's node's clock (a cluster pipeline refuses TIME, and the
+# account's own pause was written by that node's clock); the app-wide pause comes in as ARGV[1].
+_PAUSED_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local untilms = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(ARGV[1]))
+return math.max(0, untilms - now)
+"""
+
 SendHistory = Callable[[], Sequence[int]]
 
 
@@ -122,6 +132,7 @@ class RedisRateLimiter:
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
         self._seed = client.register_script(_SEED)
+        self._paused_ms = client.register_script(_PAUSED_MS)
 
     def _keys(self, account_id: str) -> list[str]:
         tag = f"{self._ns}:rl:{{{account_id}}}"
@@ -174,14 +185,9 @@ class RedisRateLimiter:
     def paused_seconds(self, account_id: str) -> float:
         """How long the account's sends are still paused (its own pause or the app-wide one), by
         Redis's clock; 0.0 when they are not. Other Graph callers (reconciliation) wait it out too."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.time()
-        pipe.get(self._keys(account_id)[2])
-        pipe.get(self._app_pause_key())
-        (seconds, micros), own, app = pipe.execute()
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
-        until = max(int(own or 0), int(app or 0))
-        return max(0.0, (until - now_ms) / 1000)
+        app_paused_until = int(self._redis.get(self._app_pause_key()) or 0)
+        remaining = self._paused_ms(keys=[self._keys(account_id)[2]], args=[app_paused_until])
+        return int(remaining) / 1000
 
     def used(self, account_id: str) -> int:
         """Sends in the current hourly window (tests and metrics)."""
@@ -189,8 +195,9 @@ class RedisRateLimiter:
 
 
 class RedisCooldowns:
-    """Cooldown holds (SET NX EX) and rotation counters (INCR) for the processor. A Redis failure is
-    raised as ``CooldownsUnavailableError``: the processor then falls back (``process_event``)."""
+    """Cooldown holds (SET NX EX) and rotation counters (INCR) for the processor, one key per call (so
+    any slot). A Redis outage is raised as ``CooldownsUnavailableError``: the processor then falls
+    back (``process_event``); any other Redis error is a bug and propagates."""
 
     ROTATION_TTL_SECONDS = 30 * 24 * 3600
 
@@ -201,13 +208,13 @@ class RedisCooldowns:
     def acquire(self, key: str, seconds: int) -> bool:
         try:
             return bool(self._redis.set(f"{self._ns}:{key}", b"1", nx=True, ex=max(1, seconds)))
-        except redis.RedisError as error:
+        except OUTAGE_ERRORS as error:
             raise CooldownsUnavailableError(f"cooldown store: {type(error).__name__}") from error
 
     def release(self, key: str) -> None:
         try:
             self._redis.delete(f"{self._ns}:{key}")
-        except redis.RedisError as error:
+        except OUTAGE_ERRORS as error:
             raise CooldownsUnavailableError(f"cooldown store: {type(error).__name__}") from error
 
     def next_index(self, key: str) -> int:
@@ -217,6 +224,6 @@ class RedisCooldowns:
             pipe.incr(full)
             pipe.expire(full, self.ROTATION_TTL_SECONDS)
             value, _ = pipe.execute()
-        except redis.RedisError as error:
+        except OUTAGE_ERRORS as error:
             raise CooldownsUnavailableError(f"rotation store: {type(error).__name__}") from error
         return int(value) - 1

@@ -16,6 +16,17 @@ limiter to a deferral, the API limiter to "allowed", so Redis must fail *fast*, 
   a probe, or a call right after a connect succeeded on a node that then hangs) is not retried, so a
   probe costs one timeout. During an outage a webhook pays no Redis timeout at all, only the
   database read of its route; one call per open period pays the probe.
+
+Cluster mode: a ``redis+cluster://`` (or ``rediss+cluster://``) URL builds a ``RedisCluster`` (redis-py's
+cluster client: it follows MOVED/ASK and keeps the slot map) over the same timeouts; its one retry is
+the cluster client's own (it refreshes the slot map between tries) and the breaker sits in front of
+every command (:class:`BreakerRedisCluster`). Every key that a MULTI, a multi-key command or a Lua
+script touches together shares a hash tag (``{t:<tenant>}`` or ``{<account>}``); :func:`same_slot`
+checks it in both modes, so a standalone test catches a key that would be CROSSSLOT on a cluster.
+
+Only an outage (:data:`OUTAGE_ERRORS`: no connection, a timeout, a cluster that is down, reconfiguring
+or failing over) is degraded by the callers; any other Redis error (CROSSSLOT, WRONGTYPE, a script
+error) is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -24,9 +35,9 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -42,6 +53,18 @@ RETRY_BACKOFF_BASE_SECONDS = 0.02
 RETRY_BACKOFF_CAP_SECONDS = 0.05
 BREAKER_OPEN_SECONDS = 2.0
 _RETRIED_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+# What the callers degrade on. ReadOnlyError: a write reached a replica mid-failover; ClusterDownError
+# (MasterDownError too) and TryAgainError: a cluster reconfiguring; SlotNotCoveredError: no node serves
+# the slot yet.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.SlotNotCoveredError,
+)
 
 T = TypeVar("T")
 
@@ -172,13 +195,90 @@ def redis_options(breaker: CircuitBreaker | None = None) -> dict[str, Any]:
     }
 
 
+class CrossSlotKeysError(ReplyflowError):
+    """Keys meant for one MULTI or script hash to different slots: a key-naming bug, never input."""
+
+    code = "internal_error"
+    status = 500
+
+
+def key_slot(key: str) -> int:
+    from redis.crc import key_slot as crc_slot
+
+    return int(crc_slot(key.encode()))
+
+
+def same_slot(keys: Sequence[str]) -> None:
+    """Raises :class:`CrossSlotKeysError` unless every key hashes to one cluster slot."""
+    slots = {key_slot(key) for key in keys}
+    if len(slots) > 1:
+        raise CrossSlotKeysError(f"keys of one atomic operation span {len(slots)} slots: {list(keys)}")
+
+
+def by_slot(keys: Sequence[str]) -> list[list[str]]:
+    """The keys grouped by cluster slot, in first-seen order (one multi-key command per group)."""
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        groups.setdefault(key_slot(key), []).append(key)
+    return list(groups.values())
+
+
+def cluster_url(url: str) -> str | None:
+    """``url`` with its ``+cluster`` scheme suffix removed, or None when it names a standalone Redis."""
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower())
+    return f"{plain}{sep}{rest}" if plain and sep else None
+
+
+class BreakerRedisCluster(redis.RedisCluster):
+    """The cluster client with the process's breaker in front of every command: open, it refuses at
+    once; a command that fails on an outage after the client's own retry trips it."""
+
+    def __init__(self, *args: Any, breaker: CircuitBreaker | None = None, **kwargs: Any) -> None:
+        self.breaker = breaker or CircuitBreaker(BREAKER_OPEN_SECONDS)
+        super().__init__(*args, **kwargs)
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        self.breaker.check()
+        try:
+            result = super().execute_command(*args, **kwargs)
+        except OUTAGE_ERRORS:
+            self.breaker.trip()
+            raise
+        self.breaker.close()
+        return result
+
+
+def _cluster_client(url: str, password: str | None) -> redis.RedisCluster:
+    options = redis_options()
+    options.pop("retry")
+    options.pop("retry_on_error")
+    if password is not None:
+        options["password"] = password
+    return BreakerRedisCluster.from_url(
+        url,
+        breaker=CircuitBreaker(BREAKER_OPEN_SECONDS),
+        retry=Retry(
+            ExponentialWithJitterBackoff(cap=RETRY_BACKOFF_CAP_SECONDS, base=RETRY_BACKOFF_BASE_SECONDS),
+            RETRIES,
+        ),
+        **options,
+    )
+
+
 @lru_cache(maxsize=4)
 def get_redis(url: str | None, password: str | None = None) -> redis.Redis:
-    """A client of ``url``; ``password`` (the AUTH token read from its secret) wins over one in the URL."""
+    """A client of ``url``; ``password`` (the AUTH token read from its secret) wins over one in the URL.
+
+    A ``redis+cluster://`` / ``rediss+cluster://`` URL gives a cluster client (its type is
+    ``RedisCluster``, which serves the same commands, pipelines and scripts the adapters use)."""
     if url is None:
         import fakeredis  # imported only on the local stack: never in a Lambda
 
         return fakeredis.FakeRedis(server=_fake_server(), decode_responses=False)
+    plain = cluster_url(url)
+    if plain is not None:
+        return cast(redis.Redis, _cluster_client(plain, password))
     options = redis_options()
     if password is not None:
         options["password"] = password
@@ -193,7 +293,8 @@ def _fake_server() -> Any:
 
 
 class RedisCache:
-    """JSON values under a namespace; a Redis outage degrades to cache misses, never to errors.
+    """JSON values under a namespace; a Redis outage degrades to cache misses, never to errors (any
+    other Redis error, CROSSSLOT included, is a bug and propagates).
 
     Every swallowed Redis error is logged (operation and error; never the key's value) and counted:
     ``errors`` by operation in this process, and the ``CacheErrors`` metric, so an outage that the
@@ -208,7 +309,7 @@ class RedisCache:
     def _key(self, key: str) -> str:
         return f"{self._ns}:{key}"
 
-    def _swallowed(self, operation: str, error: redis.RedisError) -> None:
+    def _swallowed(self, operation: str, error: Exception) -> None:
         with self._errors_lock:
             self.errors[operation] += 1
             metrics.add_metric(name="CacheErrors", unit=MetricUnit.Count, value=1)
@@ -221,7 +322,7 @@ class RedisCache:
     def get_json(self, key: str) -> Any | None:
         try:
             raw = self._redis.get(self._key(key))
-        except redis.RedisError as error:
+        except OUTAGE_ERRORS as error:
             self._swallowed("get", error)
             return None
         return None if raw is None else json.loads(raw)
@@ -229,13 +330,25 @@ class RedisCache:
     def set_json(self, key: str, value: Any, ttl_seconds: int) -> None:
         try:
             self._redis.set(self._key(key), json.dumps(value, default=str), ex=ttl_seconds)
-        except redis.RedisError as error:
+        except OUTAGE_ERRORS as error:
             self._swallowed("set", error)
 
     def delete(self, *keys: str) -> None:
+        """Never one ``DEL`` across slots (invalidations span a tenant's slot and its accounts'
+        routing slots): on a cluster, a pipeline of single-key ``DEL``s (a cluster pipeline refuses a
+        multi-key one; it sends each node its keys in one round trip); on a standalone Redis one
+        ``DEL`` per slot in one pipeline, one round trip."""
         if not keys:
             return
+        full = [self._key(k) for k in keys]
         try:
-            self._redis.delete(*(self._key(k) for k in keys))
-        except redis.RedisError as error:
+            pipe = self._redis.pipeline(transaction=False)
+            if isinstance(self._redis, redis.RedisCluster):
+                for key in full:
+                    pipe.delete(key)
+            else:
+                for group in by_slot(full):
+                    pipe.delete(*group)
+            pipe.execute()
+        except OUTAGE_ERRORS as error:
             self._swallowed("delete", error)

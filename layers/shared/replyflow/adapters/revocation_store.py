@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import redis
 
+from replyflow.adapters.redis_client import OUTAGE_ERRORS
 from replyflow.ports import RevocationUnavailableError
 
 
@@ -15,7 +16,7 @@ class RedisRevocationStore:
     def put(self, key: str, value: str, ttl_seconds: int) -> None:
         try:
             self._redis.set(key, value, ex=max(1, ttl_seconds))
-        except redis.RedisError as error:
+        except OUTAGE_ERRORS as error:
             raise RevocationUnavailableError(
                 "the revocation could not be recorded (cache unavailable); nothing was changed, try again"
             ) from error
@@ -23,5 +24,5 @@ class RedisRevocationStore:
     def put_if_absent(self, key: str, value: str) -> None:
         try:
             self._redis.set(key, value, nx=True)
-        except redis.RedisError:
+        except OUTAGE_ERRORS:
             return

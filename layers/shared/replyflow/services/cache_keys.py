@@ -1,5 +1,9 @@
 """Cache keys shared by writers (the API) and readers (webhook, processor). Writers delete these keys in
-the same request that commits the change, so the pipeline sees a change at once."""
+the same request that commits the change, so the pipeline sees a change at once.
+
+A tenant's keys carry the hash tag ``{t:<tenant>}`` (one cluster slot per tenant); a routing key is
+found before the tenant is known, so it has its own slot. An invalidation that spans both is one
+``DEL`` per slot (``RedisCache.delete``), never a CROSSSLOT one."""
 
 from __future__ import annotations
 
@@ -16,6 +20,10 @@ ROUTE_TTL_SECONDS = 300
 CONFIG_TTL_SECONDS = 300
 
 
+def _tenant(tenant_id: str) -> str:
+    return f"{{t:{tenant_id}}}"
+
+
 def account_route_key(ig_user_id: str) -> str:
     """Webhook routing: entry.id -> {tenant_id, account_id, priority, status}."""
     return f"route:ig:{ig_user_id}"
@@ -23,20 +31,20 @@ def account_route_key(ig_user_id: str) -> str:
 
 def automations_key(tenant_id: str, account_id: str) -> str:
     """The account's active automations with their templates resolved (processor)."""
-    return f"t:{tenant_id}:automations:{account_id}"
+    return f"{_tenant(tenant_id)}:automations:{account_id}"
 
 
 def tenant_config_key(tenant_id: str) -> str:
     """The tenant's plan and settings."""
-    return f"t:{tenant_id}:config"
+    return f"{_tenant(tenant_id)}:config"
 
 
 def templates_key(tenant_id: str) -> str:
-    return f"t:{tenant_id}:templates"
+    return f"{_tenant(tenant_id)}:templates"
 
 
 def automations_list_key(tenant_id: str) -> str:
-    return f"t:{tenant_id}:automations"
+    return f"{_tenant(tenant_id)}:automations"
 
 
 PLANS_KEY = "plans"

@@ -23,7 +23,7 @@ every request exactly while the cache is down, and the per-minute budget is what
 under-counts the month from then on (the tenant gets more, never fewer, requests than the plan).
 
 The Redis counter is ``adapters.api_rate_limiter.RedisFixedWindowLimiter``; this module holds the
-rules and what a refusal says. ``hit_and_get`` adds a ``MGET`` of other keys to the same MULTI/EXEC:
+rules and what a refusal says. ``hit_and_get`` adds ``GET``s of other keys to the same MULTI/EXEC:
 the API function reads the caller's revocation entries (``services.revocation``) in the round trip it
 already pays for the count.
 """
@@ -124,8 +124,13 @@ def check_refresh(limiter: RateLimiter, ip: str) -> None:
     enforce(limiter, f"refresh:ip:{ip}", REFRESH_PER_IP, "token refreshes from this address")
 
 
+def tenant_tag(tenant_id: str) -> str:
+    """The hash tag of every Redis key read or written with the tenant's API budgets."""
+    return f"{{t:{tenant_id}}}"
+
+
 def check_tenant(limiter: RateLimiter, tenant_id: str, per_minute: int) -> RateDecision:
-    decision = limiter.hit(f"api:{tenant_id}", per_minute, 60)
+    decision = limiter.hit(f"api:{tenant_tag(tenant_id)}", per_minute, 60)
     if not decision.allowed:
         raise RateLimitedError(
             f"the plan allows {per_minute} API requests per minute; retry in {decision.reset_seconds} s",
@@ -151,8 +156,8 @@ def tenant_rules(
     month, following = month_window(now)
     until_reset = max(1, math.ceil((following - now).total_seconds()))
     return [
-        (f"api:{tenant_id}", per_minute, 60),
-        (f"api-month:{tenant_id}:{month}", monthly_api_requests(plan_code), until_reset),
+        (f"api:{tenant_tag(tenant_id)}", per_minute, 60),
+        (f"api-month:{tenant_tag(tenant_id)}:{month}", monthly_api_requests(plan_code), until_reset),
     ]
 
 

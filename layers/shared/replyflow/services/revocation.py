@@ -5,16 +5,21 @@ header for 300 s, and an access JWT lives 15 minutes. So the API function checks
 request against small entries in Redis, read in the round trip it already makes for the per-minute
 rate limit (``RateLimiter.hit_and_get``):
 
-- ``rf:rev:<tenant>:<principal_type>:<principal_id>`` = ``<epoch ms>:<reason>``: a user's tokens for
-  that tenant issued at or before the epoch are refused (removal, role change); an API key with an
+- ``rf:rev:{t:<tenant>}:<principal_type>:<principal_id>`` = ``<epoch ms>:<reason>``: a user's tokens
+  for that tenant issued at or before the epoch are refused (removal, role change); an API key with an
   entry is refused whatever the time (revoked). A user's entry lives one access-token TTL (every
   token it refuses has expired by then); an API key's a day (far past any cached policy);
-- ``rf:rev:<tenant>:sid:<session id>`` = ``<reason>``: the deny-list of logged-out sessions (the
+- ``rf:rev:{t:<tenant>}:sid:<session id>`` = ``<reason>``: the deny-list of logged-out sessions (the
   ``sid`` claim is the refresh-token family), kept one access-token TTL;
-- ``rf:rev:since`` = ``<epoch ms>``: since when this Redis holds every revocation. A Redis that lost
-  its data (restart without persistence, eviction, a new cluster) has no such key: the first request
-  writes it, and until the entries it may have lost are moot (tokens issued before it; API keys for
-  ``API_KEY_GRACE_MS``) requests are checked against the database instead.
+- ``rf:rev:{t:<tenant>}:since`` = ``<epoch ms>``: since when this Redis holds every revocation of the
+  tenant. A Redis that lost its data (restart without persistence, eviction, a new cluster, a cluster
+  node failed over to an empty replica: per tenant, because on a cluster one node can lose its slots
+  while the others keep theirs) has no such key: the tenant's first request writes it, and until the
+  entries it may have lost are moot (tokens issued before it; API keys for ``API_KEY_GRACE_MS``)
+  requests are checked against the database instead.
+
+Every key of a tenant carries the hash tag ``{t:<tenant>}``, the tag of its API budgets
+(``rate_limit_api.tenant_tag``), so the entries are read in the budget's MULTI on one cluster slot.
 
 Writers (``Revoker``) put an entry *before* their transaction commits, and a request whose entry
 cannot be written fails (503 ``revocation_unavailable``) and rolls back: a revocation either takes
@@ -43,10 +48,9 @@ from replyflow.errors import UnauthorizedError
 from replyflow.observability import logger
 from replyflow.ports import RateLimiter, RevocationStore, RevocationUnavailableError
 from replyflow.services.access import Principal, role_rank
-from replyflow.services.rate_limit_api import TenantBudget, month_window, tenant_rules
+from replyflow.services.rate_limit_api import TenantBudget, month_window, tenant_rules, tenant_tag
 
 PREFIX = "rf:rev"
-TRUSTED_SINCE_KEY = f"{PREFIX}:since"
 API_KEY_ENTRY_TTL_SECONDS = 24 * 3600
 # A revoked API key's cached policy lives 300 s (ReauthorizeEvery) and its authorizer cache entry 60 s;
 # past both the authorizer itself refuses it, so that is how long a lost entry matters.
@@ -61,12 +65,16 @@ REFRESH_REUSED = "refresh_reused"
 PASSWORD_CHANGED = "password_changed"
 
 
+def trusted_since_key(tenant_id: str) -> str:
+    return f"{PREFIX}:{tenant_tag(tenant_id)}:since"
+
+
 def principal_key(tenant_id: str, principal_type: str, principal_id: str) -> str:
-    return f"{PREFIX}:{tenant_id}:{principal_type}:{principal_id}"
+    return f"{PREFIX}:{tenant_tag(tenant_id)}:{principal_type}:{principal_id}"
 
 
 def session_key(tenant_id: str, session_id: str) -> str:
-    return f"{PREFIX}:{tenant_id}:sid:{session_id}"
+    return f"{PREFIX}:{tenant_tag(tenant_id)}:sid:{session_id}"
 
 
 @dataclass(frozen=True)
@@ -108,8 +116,8 @@ class Revoker:
         """Deny-lists a login session's access tokens until the last of them expires."""
         self.store.put(session_key(tenant_id, session_id), reason, self._user_ttl)
 
-    def mark_trusted(self) -> None:
-        self.store.put_if_absent(TRUSTED_SINCE_KEY, str(self.now_ms()))
+    def mark_trusted(self, tenant_id: str) -> None:
+        self.store.put_if_absent(trusted_since_key(tenant_id), str(self.now_ms()))
 
 
 def _refused(code: str, message: str) -> UnauthorizedError:
@@ -135,7 +143,7 @@ def _api_key_refusal() -> UnauthorizedError:
 
 def read_keys(principal: Principal) -> list[str]:
     keys = [
-        TRUSTED_SINCE_KEY,
+        trusted_since_key(principal.tenant_id),
         principal_key(principal.tenant_id, principal.principal_type, principal.principal_id),
     ]
     if principal.principal_type == "user" and principal.session_id:
@@ -203,7 +211,7 @@ def admit(
     rules = tenant_rules(principal.tenant_id, plan_code, per_minute, now)
     decisions, values = limiter.hit_all_and_get(rules, read_keys(principal))
     if values is not None and values[0] is None:
-        revoker.mark_trusted()
+        revoker.mark_trusted(principal.tenant_id)
     if judge(principal, values, revoker.now_ms()):
         verify(principal)
     return TenantBudget(decisions[0], decisions[1], month_window(now)[1])

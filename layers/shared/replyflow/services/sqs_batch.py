@@ -2,7 +2,9 @@
 per-record retry backoff.
 
 Records run concurrently on a thread pool (each call opens its own database session); a record that
-raises is reported by its ``messageId`` and only it is redelivered, never the whole batch.
+raises is reported by its ``messageId`` and only it is redelivered, never the whole batch. Each record
+runs in a copy of the caller's context (``contextvars``) and its processing time is the
+``RecordDuration`` metric (milliseconds, one value per record, ok or failed).
 
 Before the response goes back, each failed record's visibility is changed (``ChangeMessageVisibility``)
 to a short delay that grows with its ``ApproximateReceiveCount``: ``base x 3^(n - 1)`` seconds, at most
@@ -17,18 +19,22 @@ did without a backoff.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import random
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from replyflow.observability import clear_tenant, logger
+from replyflow.observability import MetricUnit, clear_tenant, logger, metrics
 from replyflow.ports import QueueVisibility
 
 BACKOFF_FACTOR = 3
 MAX_EXPONENT = 20  # 3^20 s is far past any cap; keeps the arithmetic small for absurd receive counts
+_metrics_lock = threading.Lock()  # the record threads share one metric set
 
 
 class RetryBackoff:
@@ -98,19 +104,25 @@ def process_batch(
     def run(record: dict[str, Any]) -> str | None:
         message_id = str(record.get("messageId", ""))
         clear_tenant()
+        started = time.perf_counter()
         try:
             handle(record.get("body") or "")
         except Exception:
             receives = (record.get("attributes") or {}).get("ApproximateReceiveCount")
             logger.exception("record failed", extra={"message_id": message_id, "receive_count": receives})
             return message_id
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            with _metrics_lock:
+                metrics.add_metric(name="RecordDuration", unit=MetricUnit.Milliseconds, value=elapsed_ms)
         return None
 
     if len(records) == 1:
         failures = [run(records[0])]
     else:
         with ThreadPoolExecutor(max_workers=min(max_workers, len(records))) as pool:
-            failures = list(pool.map(run, records))
+            futures = [pool.submit(contextvars.copy_context().run, run, record) for record in records]
+            failures = [future.result() for future in futures]
     failed = [record for record, failure in zip(records, failures, strict=True) if failure is not None]
     if backoff is not None:
         backoff.apply(failed)

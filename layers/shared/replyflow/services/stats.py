@@ -57,7 +57,7 @@ def stats(
         raise ValidationError(
             f"the range may cover at most {MAX_DAYS} days", details=[{"loc": ["query", "since"]}]
         )
-    key = f"t:{principal.tenant_id}:stats:{since}:{until}:{automation_id or ''}:{account_id or ''}"
+    key = f"{{t:{principal.tenant_id}}}:stats:{since}:{until}:{automation_id or ''}:{account_id or ''}"
     cached = cache.get_json(key)
     if isinstance(cached, dict):
         return StatsView.model_validate(cached)
