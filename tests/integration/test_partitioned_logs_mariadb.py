@@ -88,7 +88,9 @@ def _logs(session: Session, tenant: str, day: date, n: int) -> None:
 
 def _count(sessions: sessionmaker[Session], table: str, tenant: str) -> int:
     with sessions() as session:
-        return int(session.scalar(sa.text(f"SELECT COUNT(*) FROM {table} WHERE tenant_id = :t"), {"t": tenant}))
+        return int(
+            session.scalar(sa.text(f"SELECT COUNT(*) FROM {table} WHERE tenant_id = :t"), {"t": tenant})
+        )
 
 
 def _names(sessions: sessionmaker[Session], table: str) -> list[str]:
@@ -100,7 +102,9 @@ def _at(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
     monkeypatch.setattr(ledger, "utcnow", lambda: moment)
 
 
-def test_the_job_keeps_day_partitions_ahead_and_rows_land_in_their_day(sessions: sessionmaker[Session]) -> None:
+def test_the_job_keeps_day_partitions_ahead_and_rows_land_in_their_day(
+    sessions: sessionmaker[Session],
+) -> None:
     later = NOW + timedelta(days=20)
     first = run_partition_maintenance(sessions, now=later, deadline=Deadline.unlimited())
     assert first.counts["tables_partitioned"] == 4
@@ -110,7 +114,8 @@ def test_the_job_keeps_day_partitions_ahead_and_rows_land_in_their_day(sessions:
     assert again.counts["partitions_added"] == 0
     for table in parts.PARTITIONED:
         names = _names(sessions, table)
-        assert names[0] == parts.HISTORY and names[-1] == parts.FUTURE
+        assert names[0] == parts.HISTORY
+        assert names[-1] == parts.FUTURE
         assert parts.day_name(later.date() + timedelta(days=14)) in names
         assert parts.day_name(later.date() + timedelta(days=15)) not in names
     day = later.date() + timedelta(days=10)
@@ -152,7 +157,8 @@ def test_a_partition_is_dropped_only_when_every_tenant_in_it_is_expired_and_arch
     assert _count(sessions, "reply_logs", "tenant-c") == 7
     names = _names(sessions, "reply_logs")
     assert parts.day_name(ONLY_A) not in names
-    assert parts.day_name(SHARED_SHORT) in names and parts.day_name(SHARED_LONG) in names
+    assert parts.day_name(SHARED_SHORT) in names
+    assert parts.day_name(SHARED_LONG) in names
 
     # Everyone archived: b's day goes whole; c keeps 28 days, so its day stays, rows untouched.
     run_archive(sessions, store, now=NOW, deadline=unlimited)
@@ -195,25 +201,53 @@ def test_dedupe_holds_across_partitions_and_retention(
     with sessions() as session:
         assert ledger.record_event(session, "tenant-a", "acct", "mid-1", kind="message", occurred_at=old)
         sent = ledger.add_outbound(
-            session, "tenant-a", "acct", automation_id="au", kind="dm", dedupe_key="mid-1:au",
-            comment_id=None, recipient_id="u1", event_key="mid-1", payload={"text": "hi"},
-            priority="default", status="sent",
+            session,
+            "tenant-a",
+            "acct",
+            automation_id="au",
+            kind="dm",
+            dedupe_key="mid-1:au",
+            comment_id=None,
+            recipient_id="u1",
+            event_key="mid-1",
+            payload={"text": "hi"},
+            priority="default",
+            status="sent",
         )
         parked = ledger.add_outbound(
-            session, "tenant-a", "acct", automation_id="au", kind="private_reply", dedupe_key="c-9",
-            comment_id="c-9", recipient_id="u1", event_key="c-9", payload={"text": "hi"},
-            priority="default", status="parked",
+            session,
+            "tenant-a",
+            "acct",
+            automation_id="au",
+            kind="private_reply",
+            dedupe_key="c-9",
+            comment_id="c-9",
+            recipient_id="u1",
+            event_key="c-9",
+            payload={"text": "hi"},
+            priority="default",
+            status="parked",
         )
-        assert sent is not None and parked is not None
+        assert sent is not None
+        assert parked is not None
         session.commit()
     # A redelivery a day later lands (by time) in another partition: the claim still refuses it.
     _at(monkeypatch, old + timedelta(days=1))
     with sessions() as session:
         assert not ledger.record_event(session, "tenant-a", "acct", "mid-1", kind="message", occurred_at=old)
         again = ledger.add_outbound(
-            session, "tenant-a", "acct", automation_id="au", kind="dm", dedupe_key="mid-1:au",
-            comment_id=None, recipient_id="u1", event_key="mid-1", payload={"text": "hi"},
-            priority="default", status="queued",
+            session,
+            "tenant-a",
+            "acct",
+            automation_id="au",
+            kind="dm",
+            dedupe_key="mid-1:au",
+            comment_id=None,
+            recipient_id="u1",
+            event_key="mid-1",
+            payload={"text": "hi"},
+            priority="default",
+            status="queued",
         )
         assert again is None
         assert ledger.seen_event_keys(session, "tenant-a", "acct", ["mid-1", "mid-2"]) == {"mid-1"}
@@ -233,8 +267,17 @@ def test_dedupe_holds_across_partitions_and_retention(
         left = session.execute(sa.text("SELECT kind, claim_key FROM dedupe_claims")).all()
         assert [tuple(r) for r in left] == [("private_reply", "c-9")]
         again = ledger.add_outbound(
-            session, "tenant-a", "acct", automation_id="au", kind="private_reply", dedupe_key="c-9",
-            comment_id="c-9", recipient_id="u1", event_key="c-9", payload={"text": "hi"},
-            priority="default", status="queued",
+            session,
+            "tenant-a",
+            "acct",
+            automation_id="au",
+            kind="private_reply",
+            dedupe_key="c-9",
+            comment_id="c-9",
+            recipient_id="u1",
+            event_key="c-9",
+            payload={"text": "hi"},
+            priority="default",
+            status="queued",
         )
         assert again is None

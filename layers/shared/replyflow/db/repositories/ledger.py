@@ -109,7 +109,9 @@ def _claim(session: Session, tenant_id: str, account_id: str, kind: str, key: st
     """Insert the claim and flush it first: a duplicate fails here, before the ledger row is written.
     The ledger row ages from the same instant (retention finds it from the claim, one partition)."""
     at = utcnow()
-    session.add(DedupeClaim(tenant_id=tenant_id, account_id=account_id, kind=kind, claim_key=key, claimed_at=at))
+    session.add(
+        DedupeClaim(tenant_id=tenant_id, account_id=account_id, kind=kind, claim_key=key, claimed_at=at)
+    )
     session.flush()
     return at
 

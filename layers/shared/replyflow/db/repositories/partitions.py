@@ -164,7 +164,11 @@ def expired_claims(
     ``cutoff`` with ``id > after_id``, by id, at most ``limit``."""
     stmt = (
         select(
-            DedupeClaim.id, DedupeClaim.account_id, DedupeClaim.kind, DedupeClaim.claim_key, DedupeClaim.claimed_at
+            DedupeClaim.id,
+            DedupeClaim.account_id,
+            DedupeClaim.kind,
+            DedupeClaim.claim_key,
+            DedupeClaim.claimed_at,
         )
         .where(DedupeClaim.tenant_id == tenant_id, DedupeClaim.claimed_at < cutoff, DedupeClaim.id > after_id)
         .order_by(DedupeClaim.id)
@@ -195,7 +199,7 @@ def held_keys(
         )
         held |= {(str(a), "inbound", str(k)) for a, k in rows}
     if outbound:
-        rows = session.execute(
+        sends = session.execute(
             select(OutboundMessage.account_id, OutboundMessage.kind, OutboundMessage.dedupe_key).where(
                 OutboundMessage.tenant_id == tenant_id,
                 OutboundMessage.created_at.between(lo, hi),
@@ -204,7 +208,7 @@ def held_keys(
                 ),
             )
         )
-        held |= {(str(a), str(k), str(d)) for a, k, d in rows}
+        held |= {(str(a), str(k), str(d)) for a, k, d in sends}
     return held
 
 

@@ -71,9 +71,11 @@ def drop_expired_partitions(
     deadline: Deadline,
     require_archive: bool,
     counts: Counter[str],
+    dropped: dict[str, list[parts.Partition]] | None = None,
 ) -> bool:
     """Drop every partition whose rows have all expired (and are archived, when required); False when
-    the deadline stopped it. Counts ``partitions_dropped``, ``rows_dropped`` and ``rows_dropped_<table>``."""
+    the deadline stopped it. Counts ``partitions_dropped``, ``rows_dropped`` and ``rows_dropped_<table>``;
+    ``dropped`` receives the partitions dropped per table (their whole ranges are empty now)."""
     if not policies:
         return True
     cutoffs = {p.tenant_id: p.cutoff(now) for p in policies}
@@ -85,33 +87,53 @@ def drop_expired_partitions(
             candidates = [
                 p
                 for p in parts.partitions(session, table_name)
-                if p.upper is not None and p.name != parts.FUTURE
+                if p.upper is not None
+                and p.name != parts.FUTURE
                 and datetime.combine(p.upper, time.min) <= latest
             ]
+        droppable: list[parts.Partition] = []
+        rows: Counter[str] = Counter()
         for partition in candidates:
             if deadline.expired():
-                return False
-            assert partition.upper is not None
-            upper = datetime.combine(partition.upper, time.min)
+                break
             with sessions() as session:
                 found = parts.contents(session, table, partition)
-                droppable = all(
-                    d.tenant_id in cutoffs
-                    and upper <= cutoffs[d.tenant_id]
-                    and d.pending == 0
-                    and (not require_archive or coverage.covered(d.tenant_id, table_name, d.day) >= d.max_id)
-                    for d in found
-                )
-                if not droppable:
-                    counts["partitions_kept"] += 1
-                    continue
-                parts.drop(session, table_name, [partition.name])
-                session.commit()
-            rows = sum(d.rows for d in found)
-            counts["partitions_dropped"] += 1
-            counts["rows_dropped"] += rows
-            counts[f"rows_dropped_{table_name}"] += rows
+            if _all_expired(found, partition, cutoffs, coverage, table_name, require_archive):
+                droppable.append(partition)
+                rows[partition.name] = sum(d.rows for d in found)
+            else:
+                counts["partitions_kept"] += 1
+        # One ALTER TABLE per table: its cost is per statement, not per partition.
+        with sessions() as session:
+            parts.drop(session, table_name, [p.name for p in droppable])
+            session.commit()
+        if dropped is not None:
+            dropped[table_name] = droppable
+        counts["partitions_dropped"] += len(droppable)
+        counts["rows_dropped"] += rows.total()
+        counts[f"rows_dropped_{table_name}"] += rows.total()
+        if deadline.expired():
+            return False
     return True
+
+
+def _all_expired(
+    found: list[parts.TenantDay],
+    partition: parts.Partition,
+    cutoffs: dict[str, datetime],
+    coverage: _ArchiveCoverage,
+    table_name: str,
+    require_archive: bool,
+) -> bool:
+    assert partition.upper is not None
+    upper = datetime.combine(partition.upper, time.min)
+    return all(
+        d.tenant_id in cutoffs
+        and upper <= cutoffs[d.tenant_id]
+        and d.pending == 0
+        and (not require_archive or coverage.covered(d.tenant_id, table_name, d.day) >= d.max_id)
+        for d in found
+    )
 
 
 class _ArchiveCoverage:

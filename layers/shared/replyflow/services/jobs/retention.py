@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.db.repositories import log_archive
 from replyflow.db.repositories import partitions as parts
+from replyflow.db.repositories.partitions import Partition
 from replyflow.services.jobs.common import Deadline, JobResult
 from replyflow.services.jobs.partitions import drop_expired_partitions
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention, tenant_retentions
@@ -79,8 +80,15 @@ def run_retention(
         policies = tenant_retentions(session, tenant_ids)
     per_tenant: dict[str, dict[str, int]] = {}
     # Only every tenant's policy can tell that a partition is past retention (a tenant subset cannot).
+    gone: dict[str, list[Partition]] = {}
     if tenant_ids is None and not drop_expired_partitions(
-        sessions, policies, now=now, deadline=deadline, require_archive=require_archive, counts=result.counts
+        sessions,
+        policies,
+        now=now,
+        deadline=deadline,
+        require_archive=require_archive,
+        counts=result.counts,
+        dropped=gone,
     ):
         result.stopped_early = True
         policies = []
@@ -91,11 +99,22 @@ def run_retention(
         counts: Counter[str] = Counter()
         for table_name, table in LOG_TABLES.items():
             if not _purge_table(
-                sessions, table_name, table, policy, now, deadline, require_archive, chunk_size, counts
+                sessions,
+                table_name,
+                table,
+                policy,
+                now,
+                deadline,
+                require_archive,
+                chunk_size,
+                counts,
+                gone.get(table_name, []),
             ):
                 result.stopped_early = True
                 break
-        if not result.stopped_early and not _purge_claims(sessions, policy, now, deadline, chunk_size, counts):
+        if not result.stopped_early and not _purge_claims(
+            sessions, policy, now, deadline, chunk_size, counts
+        ):
             result.stopped_early = True
         result.counts["tenants"] += 1
         result.counts.update(counts)
@@ -153,6 +172,7 @@ def _purge_table(
     require_archive: bool,
     chunk_size: int,
     counts: Counter[str],
+    dropped: list[Partition],
 ) -> bool:
     """Delete one table's expired rows for one tenant; False when the deadline stopped it.
 
@@ -168,6 +188,8 @@ def _purge_table(
     with sessions() as session:
         coverage = _coverage(session, tenant_id, table_name, cutoff.date())
     for day in coverage.days():
+        if any(_within(day, p) for p in dropped):
+            continue  # its partition was dropped: nothing of that day is left
         start = datetime.combine(day, time.min)
         end = min(start + timedelta(days=1), cutoff)
         if not _walk_and_delete(
@@ -178,6 +200,12 @@ def _purge_table(
         left = log_archive.count_before(session, table, tenant_id, cutoff)
     counts["rows_kept_unarchived"] += left
     return True
+
+
+def _within(day: date, partition: Partition) -> bool:
+    return (partition.lower is None or partition.lower <= day) and (
+        partition.upper is not None and day < partition.upper
+    )
 
 
 def _walk_and_delete(

@@ -20,7 +20,7 @@ SQLite keeps plain tables (the chunked retention path). Partition DDL is MySQL-o
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 from alembic import op
@@ -38,6 +38,26 @@ PARTITIONED = {
     "outbound_messages": "created_at",
 }
 AHEAD_DAYS = 14
+# The logs page's indexes end in ``id``: on a partitioned table MySQL orders by declared columns only.
+PAGE_INDEXES = {
+    "reply_logs": {
+        "ix_reply_logs_tenant_created": ["tenant_id", "created_at"],
+        "ix_reply_logs_tenant_account_created": ["tenant_id", "account_id", "created_at"],
+        "ix_reply_logs_tenant_status_created": ["tenant_id", "status", "created_at"],
+    },
+    "automation_logs": {
+        "ix_automation_logs_tenant_action_created": ["tenant_id", "action", "created_at"],
+        "ix_automation_logs_tenant_created": ["tenant_id", "created_at"],
+        "ix_automation_logs_tenant_automation_created": ["tenant_id", "automation_id", "created_at"],
+    },
+}
+
+
+def _page_indexes(with_id: bool) -> None:
+    for table, indexes in PAGE_INDEXES.items():
+        for name, columns in indexes.items():
+            op.drop_index(name, table_name=table)
+            op.create_index(name, table, [*columns, "id"] if with_id else columns)
 
 
 def _is_mysql() -> bool:
@@ -83,9 +103,10 @@ def upgrade() -> None:
     with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
         batch_op.create_index("ix_outbound_dedupe", ["tenant_id", "account_id", "kind", "dedupe_key"])
         batch_op.drop_constraint("uq_outbound_dedupe", type_="unique")
+    _page_indexes(with_id=True)
     if not _is_mysql():
         return
-    start = datetime.now(timezone.utc).date()
+    start = datetime.now(UTC).date()
     for table, column in PARTITIONED.items():
         op.execute(f"ALTER TABLE {table} DROP PRIMARY KEY, ADD PRIMARY KEY (id, {column})")
         op.execute(f"ALTER TABLE {table} {_partition_clause(column, start, AHEAD_DAYS)}")
@@ -96,8 +117,11 @@ def downgrade() -> None:
         for table in PARTITIONED:
             op.execute(f"ALTER TABLE {table} REMOVE PARTITIONING")
             op.execute(f"ALTER TABLE {table} DROP PRIMARY KEY, ADD PRIMARY KEY (id)")
+    _page_indexes(with_id=False)
     with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
-        batch_op.create_unique_constraint("uq_outbound_dedupe", ["tenant_id", "account_id", "kind", "dedupe_key"])
+        batch_op.create_unique_constraint(
+            "uq_outbound_dedupe", ["tenant_id", "account_id", "kind", "dedupe_key"]
+        )
         batch_op.drop_index("ix_outbound_dedupe")
     with op.batch_alter_table("inbound_events", schema=None) as batch_op:
         batch_op.create_unique_constraint("uq_inbound_events_key", ["tenant_id", "account_id", "event_key"])
