@@ -54,7 +54,7 @@ FULL: dict[str, dict[str, Any]] = {
     "workers": {"events": 1000, "accounts": 50},
     "api": {"log_rows": 1_000_000, "calls": 300, "stats_calls": 5},
     "broker": {"messages": 20_000},
-    "retention": {"rows": 10_000_000, "calls": 200, "flat_seconds": 60.0},
+    "retention": {"rows": 2_000_000, "calls": 200, "flat_seconds": 60.0},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "cold_start": {"repeats": 3},
