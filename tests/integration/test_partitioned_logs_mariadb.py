@@ -281,3 +281,36 @@ def test_dedupe_holds_across_partitions_and_retention(
             status="queued",
         )
         assert again is None
+
+
+def test_the_logs_page_reads_recent_windows_first_and_misses_nothing(sessions: sessionmaker[Session]) -> None:
+    from replyflow.db.repositories import log_queries
+    from replyflow.db.repositories.log_queries import Keyset, LogFilter
+
+    spread = {TODAY: 3, TODAY - timedelta(days=5): 10, TODAY - timedelta(days=20): 60}
+    with sessions() as session:
+        for day, n in spread.items():
+            _logs(session, "tenant-a", day, n)
+        _logs(session, "tenant-a", FIRST - timedelta(days=20), 5)  # in p_history, beyond every window
+        _logs(session, "tenant-b", TODAY, 7)
+        session.commit()
+        expected = [
+            int(i)
+            for i in session.scalars(
+                sa.text(
+                    "SELECT id FROM reply_logs WHERE tenant_id = 'tenant-a' ORDER BY created_at DESC, id DESC"
+                )
+            )
+        ]
+    seen: list[int] = []
+    after: Keyset | None = None
+    with sessions() as session:
+        while True:
+            page, more = log_queries.reply_logs(session, "tenant-a", LogFilter(), after, 7)
+            seen += [row.id for row in page]
+            if not more:
+                break
+            after = Keyset(page[-1].created_at, page[-1].id)
+        assert log_queries.reply_logs(session, "tenant-z", LogFilter(), None, 7) == ([], False)
+    assert seen == expected
+    assert len(seen) == 78
