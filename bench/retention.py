@@ -35,10 +35,15 @@ CHUNK = 500_000
 LOG_TABLES = ("reply_logs", "automation_logs")
 
 
-def run(rows: int = 10_000_000, calls: int = 200, flat_seconds: float = 60.0) -> list[dict[str, Any]]:
+def run(
+    rows: int = 10_000_000,
+    calls: int = 200,
+    flat_seconds: float = 60.0,
+    variants: tuple[str, ...] = ("flat", "partitioned"),
+) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     now = datetime.utcnow().replace(microsecond=0)
-    for variant in ("flat", "partitioned"):
+    for variant in variants:
         with mariadb_database(f"rf_bench_{variant[:4]}") as url:
             _prepare(url, variant, now)
             started = time.perf_counter()
