@@ -49,6 +49,7 @@ JOBS = {
     "webhook-subscriptions": "rate(6 hours)",
     "reconcile-comments": "rate(15 minutes)",
     "ledger-sweep": "rate(5 minutes)",
+    "partitions": "cron(30 1 * * ? *)",
 }
 SETTINGS_ENV = {
     "POWERTOOLS_SERVICE_NAME",

@@ -27,8 +27,8 @@ def test_named_indexes_exist_with_tenant_first(mysql_url: str) -> None:
     inspector = sa.inspect(sa.create_engine(mysql_url, poolclass=sa.pool.NullPool))
     reply = {i["name"]: i["column_names"] for i in inspector.get_indexes("reply_logs")}
     auto = {i["name"]: i["column_names"] for i in inspector.get_indexes("automation_logs")}
-    assert reply["ix_reply_logs_tenant_created"] == ["tenant_id", "created_at"]
-    assert auto["ix_automation_logs_tenant_action_created"] == ["tenant_id", "action", "created_at"]
+    assert reply["ix_reply_logs_tenant_created"] == ["tenant_id", "created_at", "id"]
+    assert auto["ix_automation_logs_tenant_action_created"] == ["tenant_id", "action", "created_at", "id"]
     # Global unique lookups that *find* the tenant, and the indexes MariaDB adds for foreign keys.
     routing = {
         ("api_keys", "prefix"),

@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
+from replyflow.adapters.api_rate_limiter import RedisFixedWindowLimiter
 from replyflow.adapters.rate_limiter import RedisCooldowns, RedisRateLimiter
 from replyflow.adapters.redis_client import CrossSlotKeysError, RedisCache, get_redis, key_slot
 from replyflow.services import cache_keys, revocation
 from replyflow.services.access import Principal
-from replyflow.services.rate_limit_api import RedisFixedWindowLimiter, tenant_rules
+from replyflow.services.rate_limit_api import tenant_rules
 from tests.private_redis import client_for
 
 pytestmark = pytest.mark.integration

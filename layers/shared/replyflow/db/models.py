@@ -271,7 +271,9 @@ class Contact(TimestampMixin, Base):
 
 
 class InboundEvent(Base):
-    """Dedupe ledger: the event key is the comment id, message mid or postback mid."""
+    """Inbound ledger: the event key is the comment id, message mid or postback mid. Its uniqueness is
+    held by ``dedupe_claims`` (kind ``inbound``): on MySQL this table is partitioned by
+    ``received_at``, and a unique key there would have to include it (docs/scaling.md)."""
 
     __tablename__ = "inbound_events"
 
@@ -284,14 +286,16 @@ class InboundEvent(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     __table_args__ = (
-        UniqueConstraint("tenant_id", "account_id", "event_key", name="uq_inbound_events_key"),
+        Index("ix_inbound_events_key", "tenant_id", "account_id", "event_key"),
         Index("ix_inbound_events_tenant_received", "tenant_id", "received_at"),
     )
 
 
 class OutboundMessage(Base):
     """The send ledger. ``dedupe_key`` is the comment id for private and public replies (so a comment can
-    never get two) and inbound mid + automation for DMs; the unique key makes the reservation atomic."""
+    never get two) and inbound mid + automation for DMs; the unique key of ``dedupe_claims`` (kind =
+    this row's kind) makes the reservation atomic (this table is partitioned by ``created_at`` on
+    MySQL, so it cannot hold the unique key itself)."""
 
     __tablename__ = "outbound_messages"
 
@@ -317,7 +321,7 @@ class OutboundMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
-        UniqueConstraint("tenant_id", "account_id", "kind", "dedupe_key", name="uq_outbound_dedupe"),
+        Index("ix_outbound_dedupe", "tenant_id", "account_id", "kind", "dedupe_key"),
         Index("ix_outbound_tenant_status", "tenant_id", "status", "created_at"),
         Index("ix_outbound_tenant_account_status", "tenant_id", "account_id", "status"),
         # The ledger sweeper (a platform job: the row names its tenant) and the limiter's rebuild.
@@ -325,6 +329,27 @@ class OutboundMessage(Base):
         Index("ix_outbound_tenant_account_sent", "tenant_id", "account_id", "sent_at"),
         Index("ix_outbound_recipient", "recipient_id"),  # a data deletion request, across tenants
         Index("ix_outbound_tenant_created", "tenant_id", "created_at"),  # retention
+    )
+
+
+class DedupeClaim(Base):
+    """The unique keys of the two ledgers, in a table that is never partitioned: ``kind`` is
+    ``inbound`` for an inbound event (``claim_key`` = its event key) or the send's kind for an outbound
+    message (``claim_key`` = its dedupe key). The claim is inserted in the same transaction as the
+    ledger row it guards and outlives it (retention deletes it after the row, never before)."""
+
+    __tablename__ = "dedupe_claims"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    account_id: Mapped[str] = mapped_column(String(26))
+    kind: Mapped[str] = mapped_column(String(16))
+    claim_key: Mapped[str] = mapped_column(String(255))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "account_id", "kind", "claim_key", name="uq_dedupe_claims_key"),
+        Index("ix_dedupe_claims_tenant_claimed", "tenant_id", "claimed_at"),  # retention
     )
 
 
@@ -346,9 +371,11 @@ class ReplyLog(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     __table_args__ = (
-        Index("ix_reply_logs_tenant_created", "tenant_id", "created_at"),
-        Index("ix_reply_logs_tenant_account_created", "tenant_id", "account_id", "created_at"),
-        Index("ix_reply_logs_tenant_status_created", "tenant_id", "status", "created_at"),
+        # The logs page orders by (created_at, id): ``id`` is spelled out, because on a partitioned
+        # table MySQL does not use the primary key that InnoDB appends for the order (a filesort).
+        Index("ix_reply_logs_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_reply_logs_tenant_account_created", "tenant_id", "account_id", "created_at", "id"),
+        Index("ix_reply_logs_tenant_status_created", "tenant_id", "status", "created_at", "id"),
         Index("ix_reply_logs_recipient", "recipient_id"),  # a data deletion request, across tenants
     )
 
@@ -368,9 +395,11 @@ class AutomationLog(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     __table_args__ = (
-        Index("ix_automation_logs_tenant_action_created", "tenant_id", "action", "created_at"),
-        Index("ix_automation_logs_tenant_created", "tenant_id", "created_at"),
-        Index("ix_automation_logs_tenant_automation_created", "tenant_id", "automation_id", "created_at"),
+        Index("ix_automation_logs_tenant_action_created", "tenant_id", "action", "created_at", "id"),
+        Index("ix_automation_logs_tenant_created", "tenant_id", "created_at", "id"),
+        Index(
+            "ix_automation_logs_tenant_automation_created", "tenant_id", "automation_id", "created_at", "id"
+        ),
     )
 
 

@@ -53,6 +53,7 @@ JOB_NAMES = (
     "webhook-subscriptions",
     "reconcile-comments",
     "ledger-sweep",
+    "partitions",
 )
 METRICS_NAMESPACE = "Replyflow"
 
@@ -279,6 +280,12 @@ def _ledger_sweep(deps: JobsDeps, deadline: Deadline) -> JobResult:
     )
 
 
+def _partitions(deps: JobsDeps, deadline: Deadline) -> JobResult:
+    from replyflow.services.jobs.partitions import run_partition_maintenance
+
+    return run_partition_maintenance(deps.clients.writer_sessions, now=deps.clock.now(), deadline=deadline)
+
+
 _JOBS: dict[str, Callable[[JobsDeps, Deadline], JobResult]] = {
     "archive": _archive,
     "retention": _retention,
@@ -288,6 +295,7 @@ _JOBS: dict[str, Callable[[JobsDeps, Deadline], JobResult]] = {
     "webhook-subscriptions": _webhook_subscriptions,
     "reconcile-comments": _reconcile_comments,
     "ledger-sweep": _ledger_sweep,
+    "partitions": _partitions,
 }
 
 

@@ -3,7 +3,8 @@
 Invariants:
 - a reservation is an INSERT against a unique key, never a read-then-write: ``record_event`` and
   ``add_outbound`` return False/None when another worker already holds the key (inside a SAVEPOINT,
-  so the caller's transaction goes on);
+  so the caller's transaction goes on). The key is a ``dedupe_claims`` row (never partitioned),
+  inserted in the same SAVEPOINT as the ledger row (partitioned by time on MySQL);
 - a send is owned through ``start_send``: one conditional UPDATE moves a row from a sendable status to
   ``sending``; only the worker whose UPDATE changed the row may call the Graph API for it. A row left
   in ``sending`` longer than the lease belongs to a worker that died mid-call: the request may have
@@ -24,10 +25,11 @@ from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
 from replyflow.db.engine import is_duplicate_key
-from replyflow.db.models import InboundEvent, InstagramAccount, OutboundMessage
+from replyflow.db.models import DedupeClaim, InboundEvent, InstagramAccount, OutboundMessage
 from replyflow.domain.lifecycle import TERMINAL_STATUSES, TRANSIENT_ERROR, OutboundStatus
 
 SENDABLE = (OutboundStatus.QUEUED, OutboundStatus.DEFERRED)
+INBOUND_CLAIM = "inbound"
 TERMINAL = tuple(sorted(TERMINAL_STATUSES))
 
 
@@ -43,8 +45,10 @@ def record_event(
     """Record an inbound event; False when it was already recorded (a duplicate delivery)."""
     try:
         with session.begin_nested():
+            at = _claim(session, tenant_id, account_id, INBOUND_CLAIM, event_key[:255])
             session.add(
                 InboundEvent(
+                    received_at=at,
                     tenant_id=tenant_id,
                     account_id=account_id,
                     event_key=event_key[:255],
@@ -92,12 +96,24 @@ def add_outbound(
     )
     try:
         with session.begin_nested():
+            row.created_at = _claim(session, tenant_id, account_id, kind, row.dedupe_key)
             session.add(row)
     except IntegrityError as exc:
         if is_duplicate_key(exc):
             return None
         raise
     return row
+
+
+def _claim(session: Session, tenant_id: str, account_id: str, kind: str, key: str) -> datetime:
+    """Insert the claim and flush it first: a duplicate fails here, before the ledger row is written.
+    The ledger row ages from the same instant (retention finds it from the claim, one partition)."""
+    at = utcnow()
+    session.add(
+        DedupeClaim(tenant_id=tenant_id, account_id=account_id, kind=kind, claim_key=key, claimed_at=at)
+    )
+    session.flush()
+    return at
 
 
 def get_outbound(session: Session, tenant_id: str, outbound_id: int) -> OutboundMessage | None:
@@ -318,10 +334,11 @@ def seen_event_keys(session: Session, tenant_id: str, account_id: str, keys: Seq
         return set()
     return set(
         session.scalars(
-            select(InboundEvent.event_key).where(
-                InboundEvent.tenant_id == tenant_id,
-                InboundEvent.account_id == account_id,
-                InboundEvent.event_key.in_(keys),
+            select(DedupeClaim.claim_key).where(
+                DedupeClaim.tenant_id == tenant_id,
+                DedupeClaim.account_id == account_id,
+                DedupeClaim.kind == INBOUND_CLAIM,
+                DedupeClaim.claim_key.in_(keys),
             )
         )
     )

@@ -2,8 +2,12 @@
 
 Invariants:
 - every query starts with ``tenant_id =`` and filters/orders so one of the table's indexes
-  (tenant_id, [account_id | status | action | automation_id,] created_at) serves it; InnoDB secondary
-  indexes end with the primary key, so ``ORDER BY created_at DESC, id DESC`` walks the index;
+  (tenant_id, [account_id | status | action | automation_id,] created_at, id) serves it, so
+  ``ORDER BY created_at DESC, id DESC`` walks the index (``id`` is declared: on a partitioned table
+  MySQL does not order by the primary key InnoDB appends);
+- on MySQL the tables are partitioned by day: a page is read from a window of recent days first
+  (1, 7, 30 days back from the cursor or the tenant's newest row), so the ordered merge opens a few
+  partitions instead of all of them; only a page the windows cannot fill reads without a window;
 - pagination is keyset on (created_at, id), descending, written as
   ``created_at <= c AND (created_at < c OR id < i)`` so the optimizer sees a range on created_at
   (row-constructor comparisons are not range-optimized by every MySQL/MariaDB version); never OFFSET;
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
@@ -39,7 +43,31 @@ class LogFilter:
     until: datetime | None = None
 
 
+WINDOW_DAYS = (1, 7, 30)
+
+
 def _page(
+    session: Session, query: Select[Any], model: Any, after: Keyset | None, limit: int
+) -> tuple[list[Any], bool]:
+    if session.get_bind().dialect.name not in ("mysql", "mariadb"):
+        return _read_page(session, query, model, after, limit)
+    anchor = (
+        after.created_at
+        if after is not None
+        else session.scalar(query.with_only_columns(func.max(model.created_at)))
+    )
+    if anchor is None:
+        return [], False
+    for days in WINDOW_DAYS:
+        rows, more = _read_page(
+            session, query.where(model.created_at >= anchor - timedelta(days=days)), model, after, limit
+        )
+        if more:
+            return rows, more
+    return _read_page(session, query, model, after, limit)
+
+
+def _read_page(
     session: Session, query: Select[Any], model: Any, after: Keyset | None, limit: int
 ) -> tuple[list[Any], bool]:
     if after is not None:

@@ -12,6 +12,12 @@ Invariants:
   touches only those rows (row locks on exactly them; READ COMMITTED takes no gap locks).
 - Deleting is by predicate, so the job keeps no checkpoint: stopped (deadline) or crashed at any
   point, the next run deletes what is left, and nothing else.
+- On MySQL the four partitioned tables first lose every day partition whose rows have all expired
+  and are archived (:mod:`~replyflow.services.jobs.partitions`, one DROP PARTITION each); the chunked
+  walk then deletes what is left (tenants whose rows share a partition with a longer retention).
+- A tenant's dedupe claims (``dedupe_claims``) made before its cutoff are deleted after its ledger
+  rows, in chunks, except those whose ledger row is still there (kept unarchived or pending), so a
+  key is never released while its row exists.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.db.repositories import log_archive
+from replyflow.db.repositories import partitions as parts
+from replyflow.db.repositories.partitions import Partition
 from replyflow.services.jobs.common import Deadline, JobResult
+from replyflow.services.jobs.partitions import drop_expired_partitions
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention, tenant_retentions
 
 DEFAULT_CHUNK_SIZE = 5_000
@@ -70,6 +79,19 @@ def run_retention(
     with sessions() as session:
         policies = tenant_retentions(session, tenant_ids)
     per_tenant: dict[str, dict[str, int]] = {}
+    # Only every tenant's policy can tell that a partition is past retention (a tenant subset cannot).
+    gone: dict[str, list[Partition]] = {}
+    if tenant_ids is None and not drop_expired_partitions(
+        sessions,
+        policies,
+        now=now,
+        deadline=deadline,
+        require_archive=require_archive,
+        counts=result.counts,
+        dropped=gone,
+    ):
+        result.stopped_early = True
+        policies = []
     for policy in policies:
         if deadline.expired():
             result.stopped_early = True
@@ -77,10 +99,23 @@ def run_retention(
         counts: Counter[str] = Counter()
         for table_name, table in LOG_TABLES.items():
             if not _purge_table(
-                sessions, table_name, table, policy, now, deadline, require_archive, chunk_size, counts
+                sessions,
+                table_name,
+                table,
+                policy,
+                now,
+                deadline,
+                require_archive,
+                chunk_size,
+                counts,
+                gone.get(table_name, []),
             ):
                 result.stopped_early = True
                 break
+        if not result.stopped_early and not _purge_claims(
+            sessions, policy, now, deadline, chunk_size, counts
+        ):
+            result.stopped_early = True
         result.counts["tenants"] += 1
         result.counts.update(counts)
         deleted = {k.removeprefix("deleted_"): v for k, v in counts.items() if k.startswith("deleted_") and v}
@@ -89,9 +124,42 @@ def run_retention(
         if result.stopped_early:
             break
     result.counts["rows_deleted"] = sum(v for k, v in result.counts.items() if k.startswith("deleted_"))
+    result.counts["rows_removed"] = result.counts["rows_deleted"] + result.counts["rows_dropped"]
     result.details["deleted_per_tenant"] = per_tenant
     result.duration_seconds = perf_counter() - started
     return result
+
+
+def _purge_claims(
+    sessions: sessionmaker[Session],
+    policy: TenantRetention,
+    now: datetime,
+    deadline: Deadline,
+    chunk_size: int,
+    counts: Counter[str],
+) -> bool:
+    """Delete the tenant's claims made before its cutoff whose ledger rows are gone; False when the
+    deadline stopped it."""
+    cutoff = policy.cutoff(now)
+    after = 0
+    while True:
+        if deadline.expired():
+            return False
+        with sessions() as session:
+            claims = parts.expired_claims(session, policy.tenant_id, cutoff, after, chunk_size)
+            if not claims:
+                return True
+            after = claims[-1][0]
+            held = parts.held_keys(session, policy.tenant_id, claims)
+            ids = [c[0] for c in claims if (c[1], c[2], c[3]) not in held]
+            deleted = parts.delete_claims(session, policy.tenant_id, ids)
+            session.commit()
+        if deleted:
+            counts["claims_deleted"] += deleted
+        if len(ids) < len(claims):
+            counts["claims_kept"] += len(claims) - len(ids)
+        if len(claims) < chunk_size:
+            return True
 
 
 def _purge_table(
@@ -104,6 +172,7 @@ def _purge_table(
     require_archive: bool,
     chunk_size: int,
     counts: Counter[str],
+    dropped: list[Partition],
 ) -> bool:
     """Delete one table's expired rows for one tenant; False when the deadline stopped it.
 
@@ -119,6 +188,8 @@ def _purge_table(
     with sessions() as session:
         coverage = _coverage(session, tenant_id, table_name, cutoff.date())
     for day in coverage.days():
+        if any(_within(day, p) for p in dropped):
+            continue  # its partition was dropped: nothing of that day is left
         start = datetime.combine(day, time.min)
         end = min(start + timedelta(days=1), cutoff)
         if not _walk_and_delete(
@@ -129,6 +200,12 @@ def _purge_table(
         left = log_archive.count_before(session, table, tenant_id, cutoff)
     counts["rows_kept_unarchived"] += left
     return True
+
+
+def _within(day: date, partition: Partition) -> bool:
+    return (partition.lower is None or partition.lower <= day) and (
+        partition.upper is not None and day < partition.upper
+    )
 
 
 def _walk_and_delete(
