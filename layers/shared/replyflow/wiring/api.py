@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
     from replyflow.domain.emails import OutgoingEmail
     from replyflow.ports import (
+        BillingGateway,
         BillingProvider,
         Cache,
         InstagramOAuth,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     )
     from replyflow.services.access import Principal
     from replyflow.services.auth import AuthConfig
+    from replyflow.services.billing import BillingUrls
     from replyflow.services.oauth import OAuthConfig
     from replyflow.services.revocation import Revoker
 
@@ -90,6 +92,7 @@ class ApiDeps:
     billing: BillingProvider
     mailer: Mailer
     requeue_parked: RequeueParked
+    billing_gateway: BillingGateway | None = None
 
     @property
     def cache(self) -> Cache:
@@ -134,6 +137,21 @@ class ApiDeps:
             sandbox_allowed=s.environment != "prod",
         )
 
+    @once
+    def billing_api(self) -> BillingGateway:
+        """Stripe (or its local fake): checkout, portal, invoices (``wiring.billing``)."""
+        if self.billing_gateway is not None:
+            return self.billing_gateway
+        from replyflow.wiring.billing import stripe_gateway
+
+        return stripe_gateway(self.settings, self.clients)
+
+    @property
+    def billing_urls(self) -> BillingUrls:
+        from replyflow.wiring.billing import billing_urls
+
+        return billing_urls(self.settings)
+
     @property
     def console_base_url(self) -> str:
         return self.settings.console_base_url.rstrip("/")
@@ -175,6 +193,7 @@ def build_api(
     billing: BillingProvider | None = None,
     mailer: Mailer | None = None,
     requeue_parked: RequeueParked | None = None,
+    billing_gateway: BillingGateway | None = None,
 ) -> ApiDeps:
     """The API's dependencies; every argument left out is the real adapter for ``settings``."""
     shared = clients or Clients(settings)
@@ -185,9 +204,10 @@ def build_api(
         revocation_store=revocation_store or _redis_revocations(shared),
         oauth_client=oauth_client or OAuthOnUse(settings),
         nonces=nonces or _redis_nonces(shared),
-        billing=billing or _manual_billing(),
+        billing=billing or _billing(settings, shared, billing_gateway),
         mailer=mailer or MailerOnUse(settings),
         requeue_parked=requeue_parked or _release_parked(publisher or shared.sqs_publisher),
+        billing_gateway=billing_gateway,
     )
 
 
@@ -257,10 +277,16 @@ class OAuthOnUse:
         self._real().unsubscribe(token)
 
 
-def _manual_billing() -> BillingProvider:
-    from replyflow.services.billing import ManualBilling
+def _billing(settings: Settings, clients: Clients, gateway: BillingGateway | None) -> BillingProvider:
+    """Manual in local/test; Stripe elsewhere (no paid plan without payment, ``wiring.billing``)."""
+    if settings.billing_manual_allowed:
+        from replyflow.services.billing import ManualBilling
 
-    return ManualBilling()
+        return ManualBilling()
+    from replyflow.adapters.stripe_billing import StripeBilling
+    from replyflow.wiring.billing import stripe_gateway
+
+    return StripeBilling(gateway or stripe_gateway(settings, clients))
 
 
 def _release_parked(publisher: QueuePublisher) -> RequeueParked:
