@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -104,6 +105,7 @@ class StripeFake:
         base_url: str = "http://127.0.0.1",
         deliver: Deliver | None = None,
         clock: Callable[[], float] = time.time,
+        state_path: Path | None = None,
     ) -> None:
         self.webhook_secret = webhook_secret
         self.base_url = base_url
@@ -112,6 +114,42 @@ class StripeFake:
         self.state = FakeState()
         self.lock = threading.RLock()
         self.requests = 0
+        self.state_path = state_path
+        if state_path is not None and state_path.exists():
+            self._load(json.loads(state_path.read_text()))
+
+    # Persistence (the local stack: a restart keeps the customers the database names) ---------------
+
+    def _load(self, data: dict[str, Any]) -> None:
+        for name in ("customers", "sessions", "subscriptions", "invoices"):
+            setattr(self.state, name, dict(data.get(name) or {}))
+        self.state.events = list(data.get("events") or [])
+        self.state.counter = itertools.count(int(data.get("counter") or 0))
+        for key, answer in (data.get("idempotent") or {}).items():
+            path, _, idem = key.partition("|")
+            self.state.idempotent[(path, idem)] = Response(int(answer["status"]), answer["body"])
+
+    def save(self) -> None:
+        if self.state_path is None:
+            return
+        with self.lock:
+            counter = next(self.state.counter)
+            self.state.counter = itertools.count(counter)
+            data = {
+                "customers": self.state.customers,
+                "sessions": self.state.sessions,
+                "subscriptions": self.state.subscriptions,
+                "invoices": self.state.invoices,
+                "events": self.state.events[-500:],
+                "counter": counter,
+                "idempotent": {
+                    f"{path}|{key}": {"status": r.status, "body": r.body}
+                    for (path, key), r in self.state.idempotent.items()
+                },
+            }
+            tmp = self.state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(self.state_path)
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}_{next(self.state.counter):06d}{int(self.clock() * 1000) % 10**8:08d}"
@@ -119,10 +157,10 @@ class StripeFake:
     # Dispatch -------------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
+        if request.path.startswith("/_fake/"):
+            return self._control(request)  # delivers its events outside the lock
         with self.lock:
             self.requests += 1
-            if request.path.startswith("/_fake/"):
-                return self._control(request)
             if not (request.header("authorization") or "").startswith("Bearer sk_"):
                 return _error(
                     401, "Invalid API Key provided", code="api_key_invalid", kind="invalid_request_error"
@@ -133,6 +171,8 @@ class StripeFake:
             response = self._api(request)
             if request.method == "POST" and key and response.status < 500:
                 self.state.idempotent[(request.path, key)] = response
+            if request.method == "POST":
+                self.save()
             return response
 
     def _api(self, request: Request) -> Response:
@@ -222,7 +262,8 @@ class StripeFake:
 
     def _control(self, request: Request) -> Response:
         if request.path == "/_fake/state" and request.method == "GET":
-            return Response(200, self.summary())
+            with self.lock:
+                return Response(200, self.summary())
         try:
             body = request.json()
         except ValueError:
@@ -232,12 +273,14 @@ class StripeFake:
         if action is None or request.method != "POST" or not isinstance(body, dict):
             return _error(404, "no such control route", code="unrecognized_url")
         customer = body.get("customer")
-        if customer not in self.state.customers:
-            return _error(404, f"No such customer: '{customer}'")
-        try:
-            events = action(str(customer))
-        except LookupError as missing:
-            return _error(409, str(missing), code="nothing_to_do")
+        with self.lock:
+            if customer not in self.state.customers:
+                return _error(404, f"No such customer: '{customer}'")
+            try:
+                events = action(str(customer))
+            except LookupError as missing:
+                return _error(409, str(missing), code="nothing_to_do")
+            self.save()
         return Response(200, self.emit(events, **_options(body)))
 
     def summary(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Mapping
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
@@ -67,10 +68,12 @@ class _Handler(DispatchingHandler):
 class StripeFakeServer:
     """The fake on ``host:port`` (0: a free port); events go to ``webhook_url`` once it is set."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, webhook_secret: str) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, webhook_secret: str, state_path: Path | None = None
+    ) -> None:
         self.host = host
         self.port = port
-        self.fake = StripeFake(webhook_secret=webhook_secret)
+        self.fake = StripeFake(webhook_secret=webhook_secret, state_path=state_path)
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 

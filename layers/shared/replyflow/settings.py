@@ -177,6 +177,7 @@ class Settings(BaseSettings):
     replyflow_host: str = "127.0.0.1"
     replyflow_port: int = 3000
     replyflow_sandbox_port: int = 3001
+    replyflow_stripe_port: int = 3002  # the Stripe fake (0: a free port)
     # The local stack's state: the durable broker and sandbox files, the outbox, stack.env.
     local_state_dir: str = ".local"
 
