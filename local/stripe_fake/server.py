@@ -36,20 +36,20 @@ def http_poster(webhook_url: str) -> Any:
     return deliver
 
 
-class _Server(ThreadingHTTPServer):
+class _StripeFakeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], fake: StripeFake) -> None:
-        super().__init__(address, _Handler)
+        super().__init__(address, _StripeFakeHandler)
         self.fake = fake
 
 
-class _Handler(DispatchingHandler):
+class _StripeFakeHandler(DispatchingHandler):
     server_version = "ReplyflowStripeFake/1.0"
 
     def _dispatch(self) -> None:
-        fake = cast(_Server, self.server).fake
+        fake = cast(_StripeFakeHTTPServer, self.server).fake
         split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
@@ -74,7 +74,7 @@ class StripeFakeServer:
         self.host = host
         self.port = port
         self.fake = StripeFake(webhook_secret=webhook_secret, state_path=state_path)
-        self._httpd: _Server | None = None
+        self._httpd: _StripeFakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -87,7 +87,7 @@ class StripeFakeServer:
     def start(self) -> None:
         if self._httpd is not None:
             return
-        self._httpd = _Server((self.host, self.port), self.fake)
+        self._httpd = _StripeFakeHTTPServer((self.host, self.port), self.fake)
         self.port = self._httpd.server_address[1]
         self.fake.base_url = self.url
         self._thread = threading.Thread(

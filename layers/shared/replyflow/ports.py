@@ -259,6 +259,12 @@ class ProviderInvoice:
     hosted_invoice_url: str | None
 
 
+class BillingEventVerifier(Protocol):
+    def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        """The event a webhook body holds, once its signature holds; raises ``BillingSignatureError``."""
+        ...
+
+
 class BillingGateway(Protocol):
     """The payment provider's API (Stripe; its local fake in tests and on the local stack). Failures
     raise ``BillingProviderError``."""

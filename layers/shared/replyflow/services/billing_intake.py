@@ -13,17 +13,13 @@ Imports stay lean: no SQLAlchemy; the provider's library is imported by the veri
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 from replyflow.domain.messages import BILLING_QUEUE, BillingEventMessage
-from replyflow.ports import QueuePublisher
+from replyflow.ports import BillingEventVerifier, QueuePublisher
 
 
-class EventVerifier(Protocol):
-    def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]: ...
-
-
-def intake(body: bytes, signature: str | None, *, verifier: EventVerifier, publisher: QueuePublisher) -> str:
+def intake(
+    body: bytes, signature: str | None, *, verifier: BillingEventVerifier, publisher: QueuePublisher
+) -> str:
     """Verifies and enqueues one delivery; returns the event id. ``BillingSignatureError`` on a bad
     signature."""
     event = verifier.verify_event(body, signature)
