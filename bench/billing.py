@@ -10,8 +10,8 @@ Stripe fake, over HTTP:
 3. the fake pays every checkout at once, delivering each signed event ``1 + DUPLICATES`` times (Stripe
    retries; a quarter of the tenants get their events in reverse order);
 4. the suite waits until every tenant is on the plan it paid for and every event is applied, then
-   checks, from the stack's database and the fake: one customer per tenant, one Stripe subscription per customer, one ``billing_events``
-   row per event, no tenant on another plan.
+   checks, from the stack's database and the fake: one customer per tenant, one Stripe subscription
+   per customer, one ``billing_events`` row per event, no tenant on another plan.
 
 Measured: checkout latency (API round trip, which includes the Stripe customer and session calls),
 the fake's pay-and-deliver round trip per tenant (the webhook's answer to each delivery is inside it),
