@@ -212,7 +212,8 @@ def _token_refresh(deps: JobsDeps, deadline: Deadline) -> JobResult:
 
 
 def _usage_rollover(deps: JobsDeps, deadline: Deadline) -> JobResult:
-    """Period boundaries: subscriptions renew or end (cancelled ones fall to free), then the usage
+    """Period boundaries: subscriptions renew or end (cancelled ones fall to free), past-due ones whose
+    grace period ended fall to free (``services.billing.settle_grace``), then the usage
     counters of the new period exist and agree with the ledger."""
     from replyflow.services.billing import settle_grace
     from replyflow.services.jobs.usage import run_usage_rollover
