@@ -159,11 +159,10 @@ def portal(
 class EventRefs:
     subscription: str | None
     customer: str | None
-    tenant_hint: str | None
 
 
 def event_refs(event: Mapping[str, Any]) -> EventRefs:
-    """Which subscription, customer (and, from a checkout, tenant) an event is about."""
+    """Which subscription and customer an event is about."""
     obj = (event.get("data") or {}).get("object") or {}
     kind = str(event.get("type") or "")
 
@@ -179,8 +178,8 @@ def event_refs(event: Mapping[str, Any]) -> EventRefs:
         subscription = text(obj.get("subscription")) or text(details.get("subscription"))
     else:
         subscription = text(obj.get("subscription"))
-    hint = text(obj.get("client_reference_id")) or text((obj.get("metadata") or {}).get("tenant_id"))
-    return EventRefs(subscription=subscription, customer=text(obj.get("customer")), tenant_hint=hint)
+    # The tenant is found from our own rows (the customer we created), never from the event's metadata.
+    return EventRefs(subscription=subscription, customer=text(obj.get("customer")))
 
 
 def _resolve_tenant(session: Session, refs: EventRefs) -> str | None:
