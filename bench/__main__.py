@@ -13,6 +13,8 @@ Suites, in order (each module's docstring says exactly what it measures):
 - ``broker``: the local broker alone, in memory and on its SQLite state file;
 - ``retention``: retention and the logs page on MariaDB, chunked deletes (before) beside partitioned
   logs (after), on the same generated rows.
+- ``billing``: the subscription spike: 200 tenants check out and pay at once on the local stack and
+  its Stripe fake, every event delivered twice; one customer and one subscription each.
 
 A suite that fails is reported and the others still run (the exit status is then 1). Every suite
 cleans up what it made (MariaDB databases, Redis databases, servers, the stack) on error too. While
@@ -30,7 +32,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import api, broker, cold_start, e2e, redis_outage, retention, webhook, workers
+from bench import api, billing, broker, cold_start, e2e, redis_outage, retention, webhook, workers
 from bench.stats import MACHINE_NOTE, RESULTS_DIR, machine, print_table, write_results
 from bench.support import quiet_stdout
 
@@ -45,6 +47,7 @@ SUITES: dict[str, Suite] = {
     "api": api.run,
     "broker": broker.run,
     "retention": retention.run,
+    "billing": billing.run,
 }
 FULL: dict[str, dict[str, Any]] = {
     "cold_start": {"repeats": 7},
@@ -55,6 +58,7 @@ FULL: dict[str, dict[str, Any]] = {
     "api": {"log_rows": 1_000_000, "calls": 300, "stats_calls": 5},
     "broker": {"messages": 20_000},
     "retention": {"rows": 2_000_000, "calls": 200, "flat_seconds": 60.0},
+    "billing": {"tenants": 200},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "cold_start": {"repeats": 3},
@@ -65,6 +69,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "api": {"log_rows": 100_000, "calls": 50, "stats_calls": 2},
     "broker": {"messages": 2_000},
     "retention": {"rows": 200_000, "calls": 50, "flat_seconds": 10.0},
+    "billing": {"tenants": 20},
 }
 
 

@@ -463,6 +463,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from local import billing_cli
+
     parser = argparse.ArgumentParser(prog="replyflow", description="Replyflow local stack and tools")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -509,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--from", dest="from_id", default=DEFAULT_DM_FROM_ID, help="sender IGSID")
     dm.add_argument("--account", help="receiving IG account id (default: the demo account)")
     dm.set_defaults(func=cmd_simulate_dm)
+    billing_cli.register(kinds)
 
     dlq = subparsers.add_parser("dlq", help="list or redrive dead-letter queues")
     dlq.add_argument("action", choices=["list", "redrive"])

@@ -10,7 +10,8 @@ Start order (and stop order, reversed) matters:
 5. start the broker's workers, the scheduler, and last the gateway, so a request that arrives can be
    served end to end; then write ``LOCAL_STATE_DIR/stack.env`` (:mod:`local.stack_env`) for the
    CLI. Stopping closes the gateway first, lets in-flight batches finish, then stops
-   the sandbox.
+   the sandbox. The Stripe fake (``local/stripe_fake``) starts with the sandbox and delivers its signed
+   events to this stack's ``/webhooks/stripe``.
 
 Redis is whatever ``Clients.redis`` (``replyflow.wiring.core``) builds: fakeredis in-process unless
 ``REDIS_URL`` is set. The broker's queues and the sandbox's world are SQLite files under
@@ -49,6 +50,9 @@ log = logging.getLogger("local.stack")
 PLACEHOLDER_TOKEN = "IGAA-local-placeholder-token"
 BROKER_STATE_FILE = "broker.sqlite3"
 SANDBOX_STATE_FILE = "sandbox.sqlite3"
+STRIPE_STATE_FILE = "stripe_fake.json"
+LOCAL_STRIPE_SECRET_KEY = "sk_test_replyflow_local_fake"
+LOCAL_STRIPE_WEBHOOK_SECRET = "whsec_replyflow_local_fake"
 
 
 @dataclass
@@ -59,6 +63,7 @@ class StackOptions:
     workers: int = 4  # per SQS event source, capped by its ScalingConfig.MaximumConcurrency
     template_path: Path | None = None
     durable: bool = True  # queues and sandbox state in LOCAL_STATE_DIR, surviving restarts
+    stripe_fake: bool = True  # the Stripe-shaped fake (local/stripe_fake) as Stripe's API
 
 
 @dataclass
@@ -129,6 +134,7 @@ class LocalStack:
     scheduler: Scheduler | None = None
     server: GatewayServer | None = None
     sandbox: Any = None
+    stripe: Any = None
     demo: DemoInfo | None = None
     functions: dict[str, LambdaFunction] = field(default_factory=dict)
     roots: Roots | None = None
@@ -176,6 +182,8 @@ class LocalStack:
                 instagram_oauth_authorize_url=f"{sandbox_url}/oauth/authorize",
                 instagram_oauth_token_url=f"{sandbox_url}/oauth/access_token",
             )
+        if self.options.stripe_fake:
+            updates.update(self._start_stripe_fake())
         self.settings = self.base.model_copy(update=updates)
 
         self.functions = {name: LambdaFunction(spec) for name, spec in template.functions.items()}
@@ -227,6 +235,31 @@ class LocalStack:
             prometheus.instrument_function(fn)
         prometheus.bridge_emf()
         return prometheus
+
+    def _start_stripe_fake(self) -> dict[str, Any]:
+        """The fake on REPLYFLOW_STRIPE_PORT, delivering its signed events to this stack's webhook;
+        the settings that point the Stripe client at it (local test keys unless set)."""
+        from pydantic import SecretStr
+
+        from local.stripe_fake import StripeFakeServer
+
+        hook = self.base.stripe_webhook_secret
+        hook_secret = hook.get_secret_value() if hook else LOCAL_STRIPE_WEBHOOK_SECRET
+        key = self.base.stripe_secret_key
+        self.stripe = StripeFakeServer(
+            self.base.replyflow_host,
+            self.base.replyflow_stripe_port,
+            webhook_secret=hook_secret,
+            state_path=self.state_dir / STRIPE_STATE_FILE if self.options.durable else None,
+        )
+        self.stripe.start()
+        self.stripe.deliver_to(f"{self.api_url}/webhooks/stripe")
+        return {
+            "stripe_api_base": f"http://{client_host(self.base.replyflow_host)}:{self.stripe.port}",
+            "replyflow_stripe_port": self.stripe.port,
+            "stripe_secret_key": key or SecretStr(LOCAL_STRIPE_SECRET_KEY),
+            "stripe_webhook_secret": SecretStr(hook_secret),
+        }
 
     @staticmethod
     def _roots(settings: Settings, broker: Broker) -> Roots:
@@ -295,6 +328,8 @@ class LocalStack:
             self.sandbox.stop()
         if self.prometheus is not None:
             self.prometheus.close()
+        if self.stripe is not None:
+            self.stripe.stop()
 
     def banner(self) -> str:
         assert self.settings is not None
@@ -315,6 +350,11 @@ class LocalStack:
             )
         else:
             lines.append("  IG sandbox     disabled (Graph API calls go to " + s.graph_api_base_url + ")")
+        if self.stripe is not None:
+            lines.append(
+                f"  Stripe fake    {s.stripe_api_base}  (events signed to {api}/webhooks/stripe; "
+                "replyflow simulate stripe paid --tenant SLUG)"
+            )
         if self.demo is not None:
             lines += [
                 f"  Demo login     {self.demo.email} / {self.demo.password}",

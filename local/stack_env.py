@@ -47,6 +47,8 @@ FIELDS = (
     "replyflow_host",
     "replyflow_port",
     "replyflow_sandbox_port",
+    "replyflow_stripe_port",
+    "stripe_api_base",
     "local_state_dir",
 )
 # Settings that decide *what* a command works on: a difference from the stack's is always reported.

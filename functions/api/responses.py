@@ -39,7 +39,7 @@ _DESCRIPTIONS = {
     415: "The body is not application/json",
     422: "The request is not valid: `details` lists the fields",
     429: "Rate limited; `Retry-After` says when to retry",
-    502: "Instagram refused or failed the call",
+    502: "Instagram or the payment provider refused or failed the call",
 }
 
 

@@ -1,11 +1,12 @@
-"""events-{high,default,low} -> the processor service, with a partial batch response."""
+"""events-{high,default,low} -> the processor service, with a partial batch response. A billing
+message (a verified Stripe event) goes to ``services.billing.apply_event`` instead."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from replyflow.domain.messages import EventMessage
+from replyflow.domain.messages import BillingEventMessage, decode_event_message
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.sqs_batch import process_batch
 from replyflow.wiring.pipeline import PipelineDeps, process_deps
@@ -24,12 +25,16 @@ def make_handler(deps: Callable[[], PipelineDeps]) -> Handler:
         outcomes: list[str] = []  # appended from worker threads; metrics are added on this thread
 
         def handle(body: str) -> None:
-            result = pipeline.processor.process(EventMessage.from_json(body))
+            message = decode_event_message(body)
+            if isinstance(message, BillingEventMessage):
+                outcomes.append(_apply_billing(pipeline, message))
+                return
+            result = pipeline.processor.process(message)
             outcomes.append("duplicate" if result.duplicate else "processed")
             outcomes.extend("queued" for _ in result.queued)
 
         response = process_batch(event, handle, max_workers=4, backoff=pipeline.retry_backoff)
-        for name in ("processed", "duplicate", "queued"):
+        for name in ("processed", "duplicate", "queued", "billing"):
             metrics.add_metric(
                 name=f"Events{name.title()}", unit=MetricUnit.Count, value=outcomes.count(name)
             )
@@ -39,6 +44,20 @@ def make_handler(deps: Callable[[], PipelineDeps]) -> Handler:
         return response
 
     return lambda_handler
+
+
+def _apply_billing(pipeline: PipelineDeps, message: BillingEventMessage) -> str:
+    from replyflow.services.billing import apply_event
+
+    outcome = apply_event(
+        pipeline.clients.writer_sessions,
+        pipeline.clients.cache,
+        pipeline.billing_api,
+        message.event,
+        now=pipeline.clock.now(),
+        grace=pipeline.billing_grace,
+    )
+    return "duplicate" if outcome == "duplicate" else "billing"
 
 
 def bind(roots: Roots) -> Handler:

@@ -1,6 +1,10 @@
 """Instagram webhook entry point (API Gateway proxy events, REST API v1 shape).
 
 ``GET /webhooks/instagram``: the subscription handshake (200 with the raw challenge, 403 otherwise).
+``POST /webhooks/stripe``: a Stripe event, verified with Stripe's library (``Stripe-Signature``), then
+enqueued for the processor: 400 on a bad or missing signature, 200 ``{"received": "<event id>"}``
+otherwise (``services/billing_intake.py``).
+
 ``POST /webhooks/instagram``: 401 on a bad or missing signature (nothing enqueued), 400 on a body
 flagged ``isBase64Encoded`` that is not base64 or one ``replyflow.json_input`` refuses (not UTF-8 JSON,
 ``NaN``/``Infinity``, integers past 64 bits, nesting past its depth: ``malformed_json``), 200
@@ -20,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from replyflow.adapters.secrets import with_fresh_retry
-from replyflow.errors import MalformedJsonError, SignatureError
+from replyflow.errors import BillingSignatureError, MalformedJsonError, SignatureError
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.intake import IntakeResult, intake, verify_handshake
 from replyflow.wiring.pipeline import PipelineDeps, process_deps
@@ -42,6 +46,8 @@ def make_handler(deps: Callable[[], PipelineDeps]) -> Handler:
         try:
             if method == "GET":
                 return _handshake(event, deps())
+            if method == "POST" and _is_stripe(event):
+                return _deliver_stripe(event, deps())
             if method == "POST":
                 return _deliver(event, deps())
             return _error(405, "method_not_allowed", f"{method or 'this method'} is not supported")
@@ -112,6 +118,31 @@ def _deliver(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:
     if result.counts:
         logger.info("webhook events not routed", extra={"counts": dict(result.counts)})
     return {"statusCode": 200, "headers": JSON_HEADERS, "body": json.dumps({"received": result.enqueued})}
+
+
+def _is_stripe(event: dict[str, Any]) -> bool:
+    path = event.get("resource") or event.get("path") or event.get("rawPath") or ""
+    return isinstance(path, str) and path.rstrip("/").endswith("/webhooks/stripe")
+
+
+def _deliver_stripe(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:
+    from replyflow.services.billing_intake import intake as billing_intake
+
+    try:
+        body = _raw_body(event)
+    except binascii.Error:
+        return _error(400, "bad_request", "the body is flagged base64 but is not valid base64")
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    try:
+        event_id = billing_intake(
+            body, headers.get("stripe-signature"), verifier=deps.billing_api, publisher=deps.publisher
+        )
+    except BillingSignatureError as exc:
+        metrics.add_metric(name="BillingWebhookSignatureRejected", unit=MetricUnit.Count, value=1)
+        logger.warning("stripe webhook signature rejected", extra={"reason": exc.message})
+        return _error(exc.status, exc.code, exc.message)
+    metrics.add_metric(name="BillingEventsEnqueued", unit=MetricUnit.Count, value=1)
+    return {"statusCode": 200, "headers": JSON_HEADERS, "body": json.dumps({"received": event_id})}
 
 
 def _raw_body(event: dict[str, Any]) -> bytes:

@@ -234,6 +234,7 @@ def launch(
         "REPLYFLOW_HOST": "127.0.0.1",
         "REPLYFLOW_PORT": str(port),
         "REPLYFLOW_SANDBOX_PORT": str(sandbox_port),
+        "REPLYFLOW_STRIPE_PORT": str(free_port()),
         "INSTAGRAM_APP_SECRET": APP_SECRET,
         "INSTAGRAM_VERIFY_TOKEN": VERIFY_TOKEN,
         "DATABASE_URL": database_url or f"sqlite:///{workdir / 'e2e.db'}",

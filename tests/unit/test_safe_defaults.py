@@ -27,6 +27,8 @@ def strong() -> dict[str, Any]:
         "token_encryption_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "jwt_signing_keys": json.dumps({"k1": secrets.token_urlsafe(48)}),
         "jwt_active_kid": "k1",
+        "stripe_secret_key": "sk_live_" + secrets.token_hex(16),
+        "stripe_webhook_secret": "whsec_" + secrets.token_hex(16),
     }
 
 

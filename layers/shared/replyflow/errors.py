@@ -93,3 +93,23 @@ class CooldownsUnavailableError(ReplyflowError):
 
     code = "cooldowns_unavailable"
     status = 503
+
+
+class PaymentRequiredError(ReplyflowError):
+    """A paid plan asked for without paying: the plan changes only when the provider says it is paid."""
+
+    code = "payment_required"
+    status = 402
+
+
+class BillingProviderError(ReplyflowError):
+    """The payment provider refused or failed a call (the message names the call, never a key)."""
+
+    code = "billing_provider_error"
+    status = 502
+
+
+class BillingSignatureError(BadRequestError):
+    """A provider webhook whose signature does not verify (Stripe expects a 400)."""
+
+    code = "invalid_signature"

@@ -241,6 +241,62 @@ class BillingProvider(Protocol):
     def cancel(self, tenant_id: str, provider_ref: str | None) -> None: ...
 
 
+@dataclass(frozen=True)
+class ProviderSubscription:
+    """A subscription as the payment provider holds it now (Stripe's status names)."""
+
+    id: str
+    customer_ref: str
+    status: str  # active, trialing, past_due, unpaid, canceled, incomplete, incomplete_expired, paused
+    plan_code: str | None  # the plan of its price; None when the price is not one of ours
+    current_period_start: datetime
+    current_period_end: datetime
+    cancel_at_period_end: bool
+
+
+@dataclass(frozen=True)
+class ProviderInvoice:
+    id: str
+    number: str | None
+    status: str | None
+    amount_due: int  # cents
+    amount_paid: int
+    currency: str
+    created: datetime
+    hosted_invoice_url: str | None
+
+
+class BillingEventVerifier(Protocol):
+    def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        """The event a webhook body holds, once its signature holds; raises ``BillingSignatureError``."""
+        ...
+
+
+class BillingGateway(Protocol):
+    """The payment provider's API (Stripe; its local fake in tests and on the local stack). Failures
+    raise ``BillingProviderError``."""
+
+    def create_customer(self, tenant_id: str, *, email: str, name: str) -> str:
+        """A new customer's id; the same ``tenant_id`` gives the same customer (idempotency key)."""
+        ...
+
+    def checkout_url(
+        self, customer_ref: str, tenant_id: str, plan_code: str, *, success_url: str, cancel_url: str
+    ) -> str: ...
+
+    def portal_url(self, customer_ref: str, *, return_url: str) -> str: ...
+
+    def subscription(self, subscription_ref: str) -> ProviderSubscription: ...
+
+    def invoices(self, customer_ref: str, *, limit: int) -> list[ProviderInvoice]: ...
+
+    def cancel_at_period_end(self, subscription_ref: str) -> None: ...
+
+    def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        """The event a webhook body holds, once its signature holds; raises ``BillingSignatureError``."""
+        ...
+
+
 # Deploy time --------------------------------------------------------------------------------------
 
 

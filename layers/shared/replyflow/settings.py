@@ -159,14 +159,29 @@ class Settings(BaseSettings):
     archive_bucket: str | None = None
     archive_dir: str = ".local/archive"
 
+    # Billing (docs/billing.md). Stripe's secret key and webhook signing secret are app secrets (read
+    # at run time like the others); STRIPE_PRICES maps plan codes to Stripe price ids (a JSON object).
+    # STRIPE_API_BASE points the official client at the local fake; unset, at api.stripe.com.
+    # Outside local/test the provider is Stripe and the keys are required; in local/test plan changes
+    # without payment (the manual provider) stay allowed.
+    stripe_secret_key: SecretStr | None = Field(default=None, repr=False)
+    stripe_webhook_secret: SecretStr | None = Field(default=None, repr=False)
+    stripe_api_base: str | None = None
+    stripe_prices: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: {"pro": "price_local_pro", "business": "price_local_business"}
+    )
+    # A past-due subscription keeps its plan this long, then the workspace moves to free.
+    billing_grace_seconds: int = Field(default=7 * 86400, ge=0, le=60 * 86400)
+
     # Local stack.
     replyflow_host: str = "127.0.0.1"
     replyflow_port: int = 3000
     replyflow_sandbox_port: int = 3001
+    replyflow_stripe_port: int = 3002  # the Stripe fake (0: a free port)
     # The local stack's state: the durable broker and sandbox files, the outbox, stack.env.
     local_state_dir: str = ".local"
 
-    @field_validator("jwt_signing_keys", "queue_urls", mode="before")
+    @field_validator("jwt_signing_keys", "queue_urls", "stripe_prices", mode="before")
     @classmethod
     def _json_dict(cls, value: object) -> object:
         if isinstance(value, str):
@@ -211,6 +226,12 @@ class Settings(BaseSettings):
             if self.jwt_signing_keys == defaults["jwt_signing_keys"].get_default(call_default_factory=True):
                 raise ValueError("JWT_SIGNING_KEYS must be set outside the local stack")
             self._refuse_weak_secrets()
+            for name in ("stripe_secret_key", "stripe_webhook_secret"):
+                value = getattr(self, name)
+                if value is None or not value.get_secret_value():
+                    raise ValueError(
+                        f"{name.upper()} must be set outside the local stack (billing is Stripe)"
+                    )
         credentialed_wildcard = self.cors_allow_credentials and (
             not self.cors_allow_origins or "*" in self.cors_allow_origins
         )
@@ -265,6 +286,11 @@ class Settings(BaseSettings):
             "secretsmanager": self.aws_endpoint_url_secrets_manager,
         }
         return per_service.get(service) or self.aws_endpoint_url
+
+    @property
+    def billing_manual_allowed(self) -> bool:
+        """Plan changes without payment (the manual provider): only on the local stack and in tests."""
+        return self.environment in {"local", "test"}
 
     @property
     def graph_base(self) -> str:

@@ -77,6 +77,10 @@ class SecretValues(BaseModel):
     jwt_signing_keys: dict[str, str] = Field(repr=False)
     jwt_active_kid: str
     redis_auth_token: SecretStr | None = None
+    # Billing: Stripe's API key and webhook signing secret (docs/billing.md); absent in the app secret,
+    # the billing calls are refused (503) rather than run without them.
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
 
     @field_validator("jwt_signing_keys", mode="before")
     @classmethod
@@ -150,6 +154,8 @@ def values_from_settings(settings: Settings) -> SecretValues:
         token_encryption_previous_keys=tuple(settings.token_encryption_previous_keys),
         jwt_signing_keys=dict(settings.jwt_signing_keys),
         jwt_active_kid=settings.jwt_active_kid,
+        stripe_secret_key=settings.stripe_secret_key,
+        stripe_webhook_secret=settings.stripe_webhook_secret,
     )
 
 

@@ -181,8 +181,40 @@ class Subscription(TimestampMixin, Base):
     current_period_end: Mapped[datetime] = mapped_column(DateTime)
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
     canceled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Billing (services/billing.py): a past-due subscription keeps its plan until ``grace_until``;
+    # ``status_reason`` says why the row is in its state (shown by GET /v1/billing).
+    grace_until: Mapped[datetime | None] = mapped_column(DateTime)
+    status_reason: Mapped[str | None] = mapped_column(String(255))
 
-    __table_args__ = (Index("ix_subscriptions_tenant_status", "tenant_id", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_subscriptions_tenant_status", "tenant_id", "status", "created_at"),
+        Index("ix_subscriptions_provider_ref", "provider_ref"),
+    )
+
+
+class BillingCustomer(Base):
+    """The tenant's customer at the payment provider: one per tenant, created once."""
+
+    __tablename__ = "billing_customers"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), default="stripe")
+    customer_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class BillingEvent(Base):
+    """Every provider event id, stored once (in the transaction that applies it): a duplicate stops here."""
+
+    __tablename__ = "billing_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str | None] = mapped_column(TENANT_ID)
+    outcome: Mapped[str] = mapped_column(String(64), default="")
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_billing_events_tenant", "tenant_id", "received_at"),)
 
 
 class IdempotencyKey(Base):
@@ -249,6 +281,9 @@ class Automation(TimestampMixin, Base):
     cooldown_seconds: Mapped[int] = mapped_column(Integer, default=0)
     priority: Mapped[int] = mapped_column(Integer, default=100)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Why an inactive automation is off when the system turned it off (a downgrade over the plan's
+    # limit); null when a person did, or when it is active.
+    paused_reason: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (Index("ix_automations_tenant_account", "tenant_id", "account_id", "active"),)
 

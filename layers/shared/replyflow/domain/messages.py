@@ -2,6 +2,9 @@
 
 - events-{priority}: :class:`EventMessage`, one webhook event routed to its tenant and account. The
   routing facts travel with the event so the processor never resolves the account again.
+- events-high, ``"kind": "billing"``: :class:`BillingEventMessage`, one verified payment-provider
+  event (Stripe's), applied by ``services.billing.apply_event``; retried and dead-lettered like the
+  Instagram events it shares the queue with. :func:`decode_event_message` tells the two apart.
 - sends-{priority}: :class:`SendJob`, one ``outbound_messages`` row by id. The row is the truth (what
   to send, whether it went out); the message only says "look at this row now", so a duplicate or
   re-published job is harmless.
@@ -105,3 +108,34 @@ class SendJob:
         if not isinstance(outbound_id, int) or isinstance(outbound_id, bool):
             raise ValueError("outbound_id must be an integer")
         return cls(_text(data, "tenant_id"), _text(data, "account_id"), outbound_id)
+
+
+BILLING_KIND = "billing"
+BILLING_QUEUE = "events-high"  # rare, and a tenant waits on it: ahead of the Instagram backlog
+
+
+@dataclass(frozen=True)
+class BillingEventMessage:
+    """A provider event whose signature held at the webhook; ``event`` is the provider's JSON."""
+
+    event: dict[str, Any]
+    provider: str = "stripe"
+
+    def to_json(self) -> str:
+        body = {"v": VERSION, "kind": BILLING_KIND, "provider": self.provider, "event": self.event}
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> BillingEventMessage:
+        event = data.get("event")
+        if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+            raise ValueError("a billing message needs the provider's event with its id")
+        return cls(event=event, provider=_text(data, "provider"))
+
+
+def decode_event_message(body: str | bytes) -> EventMessage | BillingEventMessage:
+    """An events-queue body: an Instagram :class:`EventMessage` or a :class:`BillingEventMessage`."""
+    data = _load(body)
+    if data.get("kind") == BILLING_KIND:
+        return BillingEventMessage.from_data(data)
+    return EventMessage.from_json(body)

@@ -111,6 +111,9 @@ class AutomationView(BaseModel):
     cooldown_seconds: int
     priority: int
     active: bool
+    paused_reason: str | None = Field(
+        default=None, description="why billing paused it (a downgrade over the plan's limit); null otherwise"
+    )
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
@@ -232,6 +235,17 @@ def update(
     return view(row)
 
 
+def _check_active_room(session: Session, tenant_id: str) -> None:
+    """Automations paused by a downgrade stay paused while the plan's limit is used up."""
+    tenants.get(session, tenant_id, for_update=True)
+    plan = plans.plan_for_tenant(session, tenant_id)
+    if automations.active_count(session, tenant_id) >= plan.max_automations:
+        raise PlanLimitError(
+            f"the {plan.code} plan runs {plan.max_automations} automations at once; pause one or upgrade",
+            details={"limit": "max_automations", "allowed": plan.max_automations},
+        )
+
+
 def set_active(
     session: Session, cache: Cache, principal: Principal, automation_id: str, active: bool
 ) -> AutomationView:
@@ -243,7 +257,9 @@ def set_active(
             raise ValidationError(
                 "this automation's account is disconnected; reconnect it first", code="account_disconnected"
             )
+        _check_active_room(session, principal.tenant_id)
     row.active = active
+    row.paused_reason = None  # a person decided; billing's reason no longer applies
     session.flush()
     _invalidate(session, cache, principal.tenant_id, {row.account_id})
     return view(row)

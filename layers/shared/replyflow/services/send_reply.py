@@ -15,8 +15,10 @@ Per send job:
    limiter that does not answer (Redis down) defers the row too, for ``limiter_retry_seconds``: it
    was never sent, so it must not stay ``sending`` (that would end as ``unknown``). When the
    account's window is missing in Redis the limiter rebuilds it from the ledger's ``sent_at``;
-5. call Graph and settle the row by the error class (``adapters.graph_client``): sent (and the
-   tenant's monthly DM count goes up; usage at 90 % or more pauses the account for a minute, or
+5. call Graph and settle the row by the error class (``adapters.graph_client``): sent (a DM's
+   quota was reserved when the row was owned in 3., atomically against the plan's monthly quota: none
+   left -> skipped ``quota_exceeded``; every outcome but sent gives it back; usage at 90 % or more
+   pauses the account for a minute, or
    every account when it is the app-level ``X-App-Usage``); throttle -> slot back, account paused
    for the regain time, deferred; token_invalid -> account ``needs_reauth`` (its caches
    invalidated), row parked;
@@ -61,6 +63,7 @@ from replyflow.db.models import OutboundMessage
 from replyflow.db.repositories import accounts as accounts_repo
 from replyflow.db.repositories import ledger
 from replyflow.db.repositories import logs as logs_repo
+from replyflow.db.repositories import plans as plans_repo
 from replyflow.db.repositories import usage as usage_repo
 from replyflow.domain.lifecycle import POLICY_BLOCK_REASON as POLICY_BLOCK_REASON
 from replyflow.domain.lifecycle import TRANSIENT_ERROR, OutboundStatus, SendStep, decide_send
@@ -114,6 +117,7 @@ class _Leased:
     ig_user_id: str
     token_blob: bytes
     budget: int
+    quota_period: str | None = None  # the month a DM's quota was reserved in (given back unless sent)
 
 
 class SendService:
@@ -257,6 +261,9 @@ class SendService:
             assert account is not None  # SEND implies an account
             if not ledger.start_send(session, job.tenant_id, row.id, now=now):
                 return SendOutcome("noop", "taken")
+            quota_period = self._reserve_quota(session, job, row, now)
+            if isinstance(quota_period, SendOutcome):
+                return quota_period
             return _Leased(
                 row_id=row.id,
                 kind=row.kind,
@@ -269,7 +276,24 @@ class SendService:
                 ig_user_id=account.ig_user_id,
                 token_blob=account.access_token_encrypted,
                 budget=account.hourly_send_budget,
+                quota_period=quota_period,
             )
+
+    def _reserve_quota(
+        self, session: Session, job: SendJob, row: OutboundMessage, now: datetime
+    ) -> str | SendOutcome | None:
+        """The exact quota: a DM is counted when its send is claimed, atomically against the plan's
+        limit, and given back if it does not go out (``_quota_back``). The period reserved in, None
+        for a kind without quota, or the skip when none is left."""
+        if row.kind not in usage_repo.DM_KINDS:
+            return None
+        quota = plans_repo.plan_for_tenant(session, job.tenant_id).monthly_dm_quota
+        if usage_repo.reserve_dm(session, job.tenant_id, quota, at=now):
+            return usage_repo.period_of(now)
+        reason = "quota_exceeded"
+        ledger.finish(session, job.tenant_id, row.id, status=OutboundStatus.SKIPPED, error_code=reason)
+        self._log(session, row, OutboundStatus.SKIPPED, reason, "the plan's monthly DM quota is used up")
+        return SendOutcome(OutboundStatus.SKIPPED, reason)
 
     def _recheck_after_lease(self, job: SendJob, row: OutboundMessage, now: datetime) -> SendOutcome:
         # Nothing changed in this transaction, so publishing inside it is safe.
@@ -301,8 +325,8 @@ class SendService:
                 graph_message_id=result.message_id,
                 sent_at=now,
             )
-            if leased.kind in usage_repo.DM_KINDS:
-                usage_repo.add_dms(session, job.tenant_id, 1, at=now)
+            if leased.kind in usage_repo.DM_KINDS and leased.quota_period is None:
+                usage_repo.add_dms(session, job.tenant_id, 1, at=now)  # claimed before reservations
             self._log_leased(session, job, leased, "sent", None, f"message {result.message_id}")
         # Near Meta's limit: slow down before it throttles (calling while throttled extends it).
         if result.usage_pct is not None and result.usage_pct >= NEAR_LIMIT_PCT:
@@ -379,6 +403,7 @@ class SendService:
                 error_code=reason,
                 uncount_attempt=status == "deferred",
             )
+            self._quota_back(session, job, leased)
             self._log_leased(session, job, leased, "deferred", reason, f"{detail} (retry in {delay_s}s)")
         # After the commit: the next worker must find the row sendable.
         self._publisher.publish(sends_queue(leased.priority), [job.to_json()], delay_seconds=delay_s)
@@ -394,6 +419,12 @@ class SendService:
                 error_code=reason,
                 uncount_attempt=True,
             )
+            self._quota_back(session, job, leased)
+
+    def _quota_back(self, session: Session, job: SendJob, leased: _Leased) -> None:
+        """The DM reserved at the claim goes back: this attempt did not send it."""
+        if leased.quota_period is not None:
+            usage_repo.release_dm(session, job.tenant_id, leased.quota_period, now=self._clock.now())
 
     def _needs_reauth(self, job: SendJob, leased: _Leased, error: GraphError) -> SendOutcome:
         outcome = self._park_account(
@@ -433,6 +464,7 @@ class SendService:
                     error_code=reason,
                     error_message=error.message,
                 )
+                self._quota_back(session, job, leased)
                 self._log_leased(session, job, leased, "parked", reason, error.message)
         if not flagged:
             logger.info("a rejected token was replaced meanwhile: the message is retried with the new one")
@@ -456,6 +488,7 @@ class SendService:
                 error_code=reason,
                 error_message=error.message,
             )
+            self._quota_back(session, job, leased)
             self._log_leased(session, job, leased, status, reason, error.message)
         return SendOutcome(status, reason)
 

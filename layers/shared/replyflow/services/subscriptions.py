@@ -4,6 +4,8 @@ Invariants:
 - plan changes hold the tenant row lock (``SELECT ... FOR UPDATE``) from the limit check to the
   commit, so concurrent changes serialize and a downgrade check cannot race a connect or a create;
 - a downgrade is refused while the tenant is over the new plan's limits, naming each one;
+- outside local/test the provider is Stripe: a paid plan is refused with ``payment_required`` (402:
+  checkout is the way, services/billing.py), a move to free is Stripe's cancel at period end;
 - ``POST /v1/subscriptions`` is idempotent under ``Idempotency-Key`` (see :func:`change_plan_idempotent`):
   the key is reserved by inserting it (the primary key is the lock), the operation and the stored
   response commit together, the same key with the same body replays, with another body is refused;
@@ -162,7 +164,16 @@ def change_plan(
             code="over_plan_limits",
             details=over,
         )
-    change = billing.change_plan(tenant.id, plan.code)
+    if existing is not None and existing.provider == "stripe" and plan.price_cents == 0:
+        # A paid Stripe subscription moves to free at the end of its period: Stripe ends it, and its
+        # customer.subscription.deleted event moves the tenant (services/billing.py).
+        billing.cancel(tenant.id, existing.provider_ref)
+        existing.cancel_at_period_end = True
+        existing.canceled_at = now
+        session.flush()
+        _invalidate_tenant(session, cache, tenant.id)
+        return _view(session, existing)
+    change = billing.change_plan(tenant.id, plan.code)  # Stripe: PaymentRequiredError (checkout)
     if existing is not None:
         existing.status = "replaced"
         existing.canceled_at = now

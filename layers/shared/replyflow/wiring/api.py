@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from replyflow.adapters.secrets import PerSecretsVersion, SecretValues
     from replyflow.domain.emails import OutgoingEmail
     from replyflow.ports import (
+        BillingGateway,
         BillingProvider,
         Cache,
         InstagramOAuth,
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     )
     from replyflow.services.access import Principal
     from replyflow.services.auth import AuthConfig
+    from replyflow.services.billing import BillingUrls
     from replyflow.services.oauth import OAuthConfig
     from replyflow.services.revocation import Revoker
     from replyflow.wiring import api_services
@@ -140,6 +142,7 @@ class ApiDeps:
     mailer: Mailer
     requeue_parked: RequeueParked
     clock: NowClock
+    billing_gateway: BillingGateway | None = None
 
     @property
     def cache(self) -> Cache:
@@ -205,6 +208,21 @@ class ApiDeps:
         from replyflow.services.oauth import CALLBACK_PATH
 
         return replace(config, redirect_uri=f"{public_base_url.rstrip('/')}{CALLBACK_PATH}")
+
+    @once
+    def billing_api(self) -> BillingGateway:
+        """Stripe (or its local fake): checkout, portal, invoices (``wiring.billing``)."""
+        if self.billing_gateway is not None:
+            return self.billing_gateway
+        from replyflow.wiring.billing import stripe_gateway
+
+        return stripe_gateway(self.settings, self.clients)
+
+    @property
+    def billing_urls(self) -> BillingUrls:
+        from replyflow.wiring.billing import billing_urls
+
+        return billing_urls(self.settings)
 
     @property
     def console_base_url(self) -> str:
@@ -338,6 +356,14 @@ class ApiDeps:
         )
 
     @once
+    def billing_service(self) -> api_services.BillingService:
+        from replyflow.wiring.api_services import BillingService
+
+        return BillingService(
+            self.unit_of_work, lambda: self.billing_api, lambda: self.billing_urls, self.clock
+        )
+
+    @once
     def api_keys(self) -> api_services.ApiKeyService:
         from replyflow.wiring.api_services import ApiKeyService
 
@@ -365,6 +391,7 @@ def build_api(
     mailer: Mailer | None = None,
     requeue_parked: RequeueParked | None = None,
     clock: NowClock | None = None,
+    billing_gateway: BillingGateway | None = None,
 ) -> ApiDeps:
     """The API's dependencies; every argument left out is the real adapter for ``settings``."""
     shared = clients or Clients(settings)
@@ -375,10 +402,11 @@ def build_api(
         revocation_store=revocation_store or _redis_revocations(shared),
         oauth_client=oauth_client or OAuthOnUse(settings),
         nonces=nonces or _redis_nonces(shared),
-        billing=billing or _manual_billing(),
+        billing=billing or _billing(settings, shared, billing_gateway),
         mailer=mailer or MailerOnUse(settings),
         requeue_parked=requeue_parked or _release_parked(publisher or shared.sqs_publisher),
         clock=clock or SystemClock(),
+        billing_gateway=billing_gateway,
     )
 
 
@@ -448,10 +476,16 @@ class OAuthOnUse:
         self._real().unsubscribe(token)
 
 
-def _manual_billing() -> BillingProvider:
-    from replyflow.services.billing import ManualBilling
+def _billing(settings: Settings, clients: Clients, gateway: BillingGateway | None) -> BillingProvider:
+    """Manual in local/test; Stripe elsewhere (no paid plan without payment, ``wiring.billing``)."""
+    if settings.billing_manual_allowed:
+        from replyflow.services.billing import ManualBilling
 
-    return ManualBilling()
+        return ManualBilling()
+    from replyflow.adapters.stripe_billing import StripeBilling
+    from replyflow.wiring.billing import stripe_gateway
+
+    return StripeBilling(gateway or stripe_gateway(settings, clients))
 
 
 def _release_parked(publisher: QueuePublisher) -> RequeueParked:

@@ -8,9 +8,10 @@ on the reader for logs, stats and the dry run), reads the clock once (``now``) a
 function with the ports it holds. The service functions (``services.oauth.complete(session, cache,
 ..., now=...)``) stay as they are, so a test can still call them with fakes and any instant.
 
-Configs that follow the secrets (``AuthConfig``, ``OAuthConfig``, the key ring) are held as
-zero-argument callables (``ApiDeps.current_*``), read at each call: a rotated secret is seen on the
-next request without rebuilding the object.
+Configs that follow the secrets (``AuthConfig``, ``OAuthConfig``, the key ring) and clients built on
+first use (Stripe's) are held as callables, read at each call: a rotated secret is seen on the next
+request without rebuilding the object. ``OAuthConfig``'s takes the API's public base URL, a request
+fact, because the redirect URI follows the host the request came in on when none is configured.
 
 Nothing here opens a connection or reads a secret when it is built.
 """
@@ -29,6 +30,7 @@ from replyflow.services import (
     auth,
     automation_dry_run,
     automations,
+    billing,
     invitations,
     logs_query,
     members,
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from replyflow.adapters.jwt_keys import KeyRing
     from replyflow.adapters.secrets import AppSecrets
     from replyflow.ports import (
+        BillingGateway,
         BillingProvider,
         Cache,
         InstagramOAuth,
@@ -530,6 +533,29 @@ class SubscriptionService:
     def cancel(self, principal: Principal) -> subscriptions.SubscriptionView:
         with self.unit_of_work() as session:
             return subscriptions.cancel(session, self.cache, self.billing, principal, now=self.clock.now())
+
+
+@dataclass(frozen=True, eq=False)
+class BillingService:
+    """Stripe billing: the overview (plan, period, usage, invoices), Checkout and Portal URLs. A plan
+    changes only when Stripe's webhook says so (``services.billing.apply_event``)."""
+
+    unit_of_work: UnitOfWork
+    gateway: Callable[[], BillingGateway]
+    urls: Callable[[], billing.BillingUrls]
+    clock: NowClock
+
+    def overview(self, principal: Principal) -> billing.BillingOverview:
+        with self.unit_of_work() as session:
+            return billing.overview(session, self.gateway(), principal, now=self.clock.now())
+
+    def checkout(self, principal: Principal, body: billing.CheckoutRequest) -> billing.RedirectView:
+        with self.unit_of_work() as session:
+            return billing.checkout(session, self.gateway(), principal, body, self.urls())
+
+    def portal(self, principal: Principal) -> billing.RedirectView:
+        with self.unit_of_work() as session:
+            return billing.portal(session, self.gateway(), principal, self.urls())
 
 
 @dataclass(frozen=True, eq=False)

@@ -220,13 +220,16 @@ def _token_refresh(deps: JobsDeps, deadline: Deadline) -> JobResult:
 
 
 def _usage_rollover(deps: JobsDeps, deadline: Deadline) -> JobResult:
-    """Period boundaries: subscriptions renew or end (cancelled ones fall to free), then the usage
+    """Period boundaries: subscriptions renew or end (cancelled ones fall to free), past-due ones whose
+    grace period ended fall to free (``services.billing.settle_grace``), then the usage
     counters of the new period exist and agree with the ledger."""
+    from replyflow.services.billing import settle_grace
     from replyflow.services.jobs.usage import run_usage_rollover
     from replyflow.services.subscriptions import settle_period_ends
 
     moment = deps.clock.now()
     settled = settle_period_ends(deps.clients.writer_sessions, deps.clients.cache, now=moment)
+    settled["grace_ended"] = settle_grace(deps.clients.writer_sessions, deps.clients.cache, now=moment)
     result = run_usage_rollover(deps.clients.writer_sessions, now=moment, deadline=deadline)
     result.counts.update({f"subscriptions_{name}": count for name, count in settled.items()})
     return result

@@ -28,7 +28,14 @@ from replyflow.wiring.core import Clients, once
 if TYPE_CHECKING:
     from replyflow.adapters.graph_client import GraphResult
     from replyflow.adapters.rate_limiter import RedisRateLimiter
-    from replyflow.ports import Clock, GraphSender, QueuePublisher, QueueVisibility, SendLimiter
+    from replyflow.ports import (
+        BillingGateway,
+        Clock,
+        GraphSender,
+        QueuePublisher,
+        QueueVisibility,
+        SendLimiter,
+    )
     from replyflow.services.process_event import EventProcessor
     from replyflow.services.send_reply import SendService
     from replyflow.services.sqs_batch import RetryBackoff
@@ -48,6 +55,20 @@ class PipelineDeps:
     limiter: SendLimiter
     clock: Clock
     route_loader: RouteLoader
+    billing_gateway: BillingGateway | None = None
+
+    @once
+    def billing_api(self) -> BillingGateway:
+        """Stripe (or its local fake): webhook verification and subscription reads (``wiring.billing``)."""
+        if self.billing_gateway is not None:
+            return self.billing_gateway
+        from replyflow.wiring.billing import stripe_gateway
+
+        return stripe_gateway(self.settings, self.clients)
+
+    @property
+    def billing_grace(self) -> timedelta:
+        return timedelta(seconds=self.settings.billing_grace_seconds)
 
     @once
     def route_resolver(self) -> RouteResolver:
@@ -107,6 +128,7 @@ def build_pipeline(
     limiter: SendLimiter | None = None,
     clock: Clock | None = None,
     route_loader: RouteLoader | None = None,
+    billing_gateway: BillingGateway | None = None,
 ) -> PipelineDeps:
     """The pipeline's dependencies; every argument left out is the real adapter for ``settings``."""
     shared = clients or Clients(settings)
@@ -119,6 +141,7 @@ def build_pipeline(
         limiter=limiter or send_limiter(shared),
         clock=clock or SystemClock(),
         route_loader=route_loader or (lambda ig_user_id: load_route(shared, ig_user_id)),
+        billing_gateway=billing_gateway,
     )
 
 

@@ -32,6 +32,15 @@ def count_for_tenant(session: Session, tenant_id: str) -> int:
     )
 
 
+def active_count(session: Session, tenant_id: str) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(Automation)
+        .where(Automation.tenant_id == tenant_id, Automation.active.is_(True))
+    )
+    return int(session.scalar(stmt) or 0)
+
+
 def by_name(session: Session, tenant_id: str, name: str) -> Automation | None:
     return session.scalar(
         select(Automation).where(Automation.tenant_id == tenant_id, Automation.name == name)

@@ -1,12 +1,14 @@
-"""Monthly usage per tenant (``usage_counters``): the sender adds a DM on each successful send, the
-processor reads it against the plan's quota. The increment is one upsert (no lost updates)."""
+"""Monthly usage per tenant (``usage_counters``): the sender reserves a DM when it claims a send
+(:func:`reserve_dm`: one conditional UPDATE, so concurrent senders can never pass the quota) and gives
+it back when the send does not go out (:func:`release_dm`); the processor reads it against the plan's
+quota. Every change is one statement (no lost updates)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
@@ -34,6 +36,34 @@ def add_dms(session: Session, tenant_id: str, count: int = 1, *, at: datetime | 
             "updated_at": lambda new: new.updated_at,
         },
     )
+
+
+def reserve_dm(session: Session, tenant_id: str, quota: int, *, at: datetime) -> bool:
+    """Counts one DM against the month's quota if there is room: False (nothing counted) when the
+    quota is used up. Atomic under concurrency: the check and the increment are one UPDATE."""
+    add_dms(session, tenant_id, 0, at=at)  # the month's row exists
+    stmt = (
+        update(UsageCounter)
+        .where(
+            UsageCounter.tenant_id == tenant_id,
+            UsageCounter.period == period_of(at),
+            UsageCounter.dms_sent < quota,
+        )
+        .values(dms_sent=UsageCounter.dms_sent + 1, updated_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(cast("CursorResult[Any]", session.execute(stmt)).rowcount)
+
+
+def release_dm(session: Session, tenant_id: str, period: str, *, now: datetime) -> None:
+    """Gives back one reserved DM of ``period`` (a send that did not go out)."""
+    stmt = (
+        update(UsageCounter)
+        .where(UsageCounter.tenant_id == tenant_id, UsageCounter.period == period, UsageCounter.dms_sent > 0)
+        .values(dms_sent=UsageCounter.dms_sent - 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(stmt)
 
 
 def dms_sent(session: Session, tenant_id: str, *, at: datetime | None = None) -> int:
@@ -73,15 +103,23 @@ def set_dms_if(
 def ledger_dms(
     session: Session, tenant_id: str, start: datetime, end: datetime, queued_within: timedelta
 ) -> int:
-    """DMs the ledger says were sent in ``[start, end)``; ``queued_within`` bounds how long before
-    ``start`` they were queued, so the count uses the (tenant_id, status, created_at) index."""
+    """DMs the ledger says were sent in ``[start, end)``, plus the ones in flight (``sending``: their
+    quota is reserved, claimed in the period); ``queued_within`` bounds how long before ``start`` they
+    were queued, so the count uses the (tenant_id, status, created_at) index."""
+    sent = and_(
+        OutboundMessage.status == "sent", OutboundMessage.sent_at >= start, OutboundMessage.sent_at < end
+    )
+    in_flight = and_(
+        OutboundMessage.status == "sending",
+        OutboundMessage.updated_at >= start,
+        OutboundMessage.updated_at < end,
+    )
     stmt = select(func.count()).where(
         OutboundMessage.tenant_id == tenant_id,
-        OutboundMessage.status == "sent",
+        OutboundMessage.status.in_(("sent", "sending")),
         OutboundMessage.created_at >= start - queued_within,
         OutboundMessage.created_at < end,
         OutboundMessage.kind.in_(DM_KINDS),
-        OutboundMessage.sent_at >= start,
-        OutboundMessage.sent_at < end,
+        or_(sent, in_flight),
     )
     return int(session.scalar(stmt) or 0)
