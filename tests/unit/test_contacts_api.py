@@ -142,11 +142,13 @@ def test_the_list_filters_and_pages_newest_first(api_env: ApiEnv, workspace: tup
     before = (T0 + timedelta(minutes=30)).isoformat() + "Z"
     assert ids_of(interacted_after=after, interacted_before=before) == [ids["ig-3"], ids["ig-2"]]
     first = api_env.call("GET", "/v1/contacts", token=token, query={"limit": "3"}).body
-    assert len(first["items"]) == 3 and first["next_cursor"]
+    assert len(first["items"]) == 3
+    assert first["next_cursor"]
     rest = api_env.call(
         "GET", "/v1/contacts", token=token, query={"limit": "3", "cursor": first["next_cursor"]}
     ).body
-    assert [i["id"] for i in rest["items"]] == [min(ids.values())] and rest["next_cursor"] is None
+    assert [i["id"] for i in rest["items"]] == [min(ids.values())]
+    assert rest["next_cursor"] is None
 
 
 @pytest.mark.parametrize(
@@ -236,7 +238,8 @@ def test_the_export_is_rfc4180_with_fields_and_defused_formulas(api_env: ApiEnv,
     assert response.headers["Content-Type"].startswith("text/csv")
     assert "attachment" in response.headers["Content-Disposition"]
     text = response.body
-    assert text.endswith("\r\n") and text.count("\n") == text.count("\r\n")
+    assert text.endswith("\r\n")
+    assert text.count("\n") == text.count("\r\n")
     assert '"say ""hi"", then go"' in text  # RFC 4180: quoted, quotes doubled
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     assert [int(r["id"]) for r in rows] == sorted(ids.values(), reverse=True)
@@ -332,4 +335,5 @@ def test_delete_removes_the_contacts_personal_data_and_records_it(api_env: ApiEn
                 DataDeletionRequest.confirmation_code == response.body["confirmation_code"]
             )
         )
-        assert record is not None and "ig-1" not in record.user_hash
+        assert record is not None
+        assert "ig-1" not in record.user_hash
