@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from replyflow.db.engine import session_scope
 from replyflow.db.models import (
@@ -320,7 +320,7 @@ def test_delete_removes_the_contacts_personal_data_and_records_it(api_env: ApiEn
     assert api_env.call("GET", f"/v1/contacts/{ids['ig-1']}", token=token).status == 404
     with session_scope(api_env.deps.clients.writer_sessions) as session:
 
-        def count(model: type, *where: object) -> int:
+        def count(model: type, *where: ColumnElement[bool]) -> int:
             return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
         assert count(Contact, Contact.tenant_id == tenant_id) == 3
