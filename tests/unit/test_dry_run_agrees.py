@@ -336,6 +336,14 @@ def test_the_verdicts_cover_sends_and_skips(sessions: sessionmaker[Session]) -> 
 
 
 def _private_reply_case(kind: str, age_minutes: int, **windows: int) -> Case:
+    return replace(
+        _private_reply_base(kind, age_minutes),
+        live_window_minutes=windows.get("live_window_minutes", 10),
+        comment_lag_minutes=windows.get("comment_lag_minutes", 0),
+    )
+
+
+def _private_reply_base(kind: str, age_minutes: int) -> Case:
     return Case(
         automations=[
             {"trigger": kind, "match_mode": "any", "keywords": [], "actions": {"private_reply": TEMPLATE}}
@@ -354,7 +362,6 @@ def _private_reply_case(kind: str, age_minutes: int, **windows: int) -> Case:
             "parent_id": None,
         },
         age_minutes=age_minutes,
-        **windows,
     )
 
 

@@ -304,7 +304,8 @@ def _conditions(tenant_id: str, filters: ContactFilters) -> list[ColumnElement[b
         where.append(Contact.last_interaction_at < filters.interacted_before)
     if filters.username:
         pattern = "%" + _escape_like(filters.username.lower()) + "%"
-        where.append(func.lower(Contact.username).like(pattern, escape="\\"))
+        # "/" rather than a backslash, which MySQL string literals treat as an escape of their own.
+        where.append(func.lower(Contact.username).like(pattern, escape="/"))
     if filters.contact_ids is not None:
         where.append(Contact.id.in_(sorted(filters.contact_ids)))
     return where
@@ -326,7 +327,7 @@ def page(
 
 
 def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
 # -- the timeline -----------------------------------------------------------------------------------
@@ -493,6 +494,17 @@ def delete_contact_rows(
             )
         )
     return counts_
+
+
+def delete_orphan_rows(session: Session, tenant_id: str, contact_ids: Sequence[int]) -> Counter[str]:
+    """Fields and tags of these contact ids whose contact is gone (retention pruned it)."""
+    present = set(
+        int(i)
+        for i in session.scalars(
+            select(Contact.id).where(Contact.tenant_id == tenant_id, Contact.id.in_(list(contact_ids)))
+        )
+    )
+    return delete_contact_rows(session, tenant_id, [i for i in contact_ids if i not in present])
 
 
 def ids_of_igsid(session: Session, tenant_id: str, igsid: str) -> list[int]:
