@@ -36,7 +36,9 @@ def workspace(env: ApiEnv) -> tuple[str, str, str, dict[str, int]]:
     token = env.signup()["access_token"]
     env.oauth.ig_user_id = f"1784{secrets.randbelow(10**13):013d}"
     account = connect(env, token, env.oauth.ig_user_id)
-    people = [(f"p{i}", f"user_{i}{'%' if i == 3 else ''}", i) for i in range(1, 8)]
+    people: list[tuple[str, str | None, int]] = [
+        (f"p{i}", f"user_{i}{'%' if i == 3 else ''}", i) for i in range(1, 8)
+    ]
     ids = seed_contacts(env, account["id"], people)
     return token, account["id"], _tenant_of(env, account["id"]), ids
 
