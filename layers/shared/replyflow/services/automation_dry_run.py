@@ -124,11 +124,10 @@ def dry_run(
     return evaluate(config, rule, event, history, active=row.active)
 
 
-def evaluate(
-    config: AccountConfig, rule: matching.Rule, event: WebhookEvent, history: History, *, active: bool = True
-) -> DryRunResult:
-    """The processor's verdict on ``event`` for ``rule``, explained."""
-    keyword = matching.rule_matches(rule, event)
+def _unmatched(
+    config: AccountConfig, rule: matching.Rule, event: WebhookEvent, keyword: str | None
+) -> DryRunResult | None:
+    """Why the processor would not match ``rule`` on ``event`` at all, or None."""
     gate = gate_event(event, config.status, config.ig_user_id)
     if gate is not None:  # the processor stops here, before any matching
         return _not_run(gate, f"the event is skipped ({gate})", matched=keyword is not None)
@@ -151,6 +150,17 @@ def evaluate(
             "no_keyword_match",
             f"no keyword of {list(rule.keywords)} matches the sample under match mode {rule.match_mode!r}",
         )
+    return None
+
+
+def evaluate(
+    config: AccountConfig, rule: matching.Rule, event: WebhookEvent, history: History, *, active: bool = True
+) -> DryRunResult:
+    """The processor's verdict on ``event`` for ``rule``, explained."""
+    keyword = matching.rule_matches(rule, event)
+    unmatched = _unmatched(config, rule, event, keyword)
+    if unmatched is not None:
+        return unmatched
     if not active:
         return _not_run("inactive", "the sample matches, but the automation is disabled", matched=True)
     candidates = list(config.rules) if rule in config.rules else [*config.rules, rule]
