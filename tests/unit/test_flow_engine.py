@@ -137,14 +137,17 @@ def test_the_follow_gate_walkthrough() -> None:
     started = advance(graph, state, Start(at=NOW, comment_id="c1"), ContactFacts(), account, NOW)
     assert [s.kind for s in started.sends] == [SendKind.PRIVATE_REPLY]
     assert started.sends[0].payload["recipient"] == {"comment_id": "c1"}
-    assert started.state.status == RunStatus.WAITING and started.timer is not None
+    assert started.state.status == RunStatus.WAITING
+    assert started.timer is not None
     # A text while waiting for a tap is not for this run: keyword automations get it.
     text = Inbound("message", NOW, text="hello")
     assert not advance(graph, started.state, text, ContactFacts(), account, NOW).handled
 
     follows = [False]
     facts = ContactFacts(follows=lambda: follows[0])
-    tap = advance(graph, started.state, Inbound("postback", NOW, payload=FOLLOW_GATE_TAP), facts, account, NOW)
+    tap = advance(
+        graph, started.state, Inbound("postback", NOW, payload=FOLLOW_GATE_TAP), facts, account, NOW
+    )
     assert [s.kind for s in tap.sends] == [SendKind.DM]
     assert tap.sends[0].payload["recipient"] == {"id": "igsid-1"}
     assert "Follow us first" in str(tap.sends[0].payload["message"])
@@ -156,7 +159,8 @@ def test_the_follow_gate_walkthrough() -> None:
         graph, tap.state, Inbound("postback", later, payload=FOLLOW_GATE_FOLLOWED), facts, account, later
     )
     assert "https://example.com/guide" in str(done.sends[0].payload["message"])
-    assert done.end_reason == EndReason.COMPLETED and done.state.status == RunStatus.COMPLETED
+    assert done.end_reason == EndReason.COMPLETED
+    assert done.state.status == RunStatus.COMPLETED
     keys = [s.dedupe_key for s in (*started.sends, *tap.sends, *done.sends)]
     assert len(set(keys)) == 3
 
@@ -183,11 +187,13 @@ def test_capture_a_quick_reply_email_and_delay_once() -> None:
     account = AccountFacts()
     run = advance(graph, new_run("r2", "u", graph), Start(at=NOW, inbound=True), ContactFacts(), account, NOW)
     bad = advance(graph, run.state, Inbound("message", NOW, text="nope"), ContactFacts(), account, NOW)
-    assert StepOutcome.INVALID in [d.outcome for d in bad.decisions] and bad.state.step_id == "w"
+    assert StepOutcome.INVALID in [d.outcome for d in bad.decisions]
+    assert bad.state.step_id == "w"
     reply = Inbound("quick_reply", NOW, payload="Ann@Example.com", text="Ann@Example.com")
     got = advance(graph, bad.state, reply, ContactFacts(), account, NOW)
     assert [(c.op, c.name, c.value) for c in got.changes] == [("set_field", "email", "ann@example.com")]
-    assert got.state.status == RunStatus.DELAYED and got.timer is not None
+    assert got.state.status == RunStatus.DELAYED
+    assert got.timer is not None
     assert got.timer.due_at == NOW + timedelta(minutes=1)
     fired = TimerFired(got.timer.step_id, got.timer.seq)
     then = NOW + timedelta(minutes=1)
@@ -207,7 +213,8 @@ def test_runs_that_cannot_proceed_end_with_the_reason() -> None:
         (AccountFacts(quota_left=0), EndReason.QUOTA_EXCEEDED),
     ]:
         result = advance(graph, start, Start(at=NOW, comment_id="c"), ContactFacts(), account, NOW)
-        assert result.sends == [] and result.end_reason == reason
+        assert result.sends == []
+        assert result.end_reason == reason
         assert result.state.status == RunStatus.ENDED
         assert result.decisions[-1].outcome == StepOutcome.DROPPED
     # A tap a day and a minute later: the window is open again (the tap opens it), so it sends.
@@ -218,7 +225,8 @@ def test_runs_that_cannot_proceed_end_with_the_reason() -> None:
     # The wait times out: the run completes with the reason.
     timeout = TimerFired("wait_tap", waiting.seq)
     out = advance(graph, waiting, timeout, ContactFacts(), AccountFacts(), late)
-    assert out.end_reason == EndReason.WAIT_TIMEOUT and out.sends == []
+    assert out.end_reason == EndReason.WAIT_TIMEOUT
+    assert out.sends == []
 
 
 def test_conditions_on_tags_fields_and_a_random_split() -> None:
@@ -245,7 +253,9 @@ def test_conditions_on_tags_fields_and_a_random_split() -> None:
     )
 
     def run(facts: ContactFacts) -> str:
-        result = advance(graph, new_run("r", "u", graph), Start(at=NOW, inbound=True), facts, AccountFacts(), NOW)
+        result = advance(
+            graph, new_run("r", "u", graph), Start(at=NOW, inbound=True), facts, AccountFacts(), NOW
+        )
         return result.changes[0].name
 
     assert run(ContactFacts(tags=frozenset({"vip"}), fields={"email": "a@example.com"})) == "A"

@@ -15,7 +15,15 @@ from sqlalchemy import select
 from replyflow.adapters.crypto import TokenCipher
 from replyflow.clock import from_epoch
 from replyflow.db.engine import get_engine, session_factory, session_scope
-from replyflow.db.models import AutomationLog, Base, FlowRun, FlowStepStat, FlowTimer, InstagramAccount, OutboundMessage
+from replyflow.db.models import (
+    AutomationLog,
+    Base,
+    FlowRun,
+    FlowStepStat,
+    FlowTimer,
+    InstagramAccount,
+    OutboundMessage,
+)
 from replyflow.domain.flows import FOLLOW_GATE_FOLLOWED, FOLLOW_GATE_TAP, follow_gate_graph
 from replyflow.domain.messages import EventMessage, queue_priority
 from replyflow.domain.webhook_events import parse_body
@@ -58,7 +66,9 @@ class MemoryContacts:
     def remove_tag(self, session: Any, tenant_id: str, account_id: str, igsid: str, tag: str) -> None:
         self.tags.setdefault(igsid, set()).discard(tag)
 
-    def set_field(self, session: Any, tenant_id: str, account_id: str, igsid: str, name: str, value: str) -> None:
+    def set_field(
+        self, session: Any, tenant_id: str, account_id: str, igsid: str, name: str, value: str
+    ) -> None:
         self.fields.setdefault(igsid, {})[name] = value
 
 
@@ -87,7 +97,7 @@ class World:
                         account_id=seeded.account_id,
                         keyword=keyword,
                         message="Here is the guide",
-                        link="https://example.com/guide",  # type: ignore[arg-type]
+                        link="https://example.com/guide",
                     ),
                 )
                 flow_id = gate.flow.id
@@ -111,13 +121,21 @@ class World:
 
     def comment(self, comment_id: str = "17950000000000001", text: str = "LINK") -> dict[str, Any]:
         assert self.seeded is not None
-        return comment_body(self.seeded.ig_user_id, comment_id, text, time=int(self.clock.current.timestamp()))
+        return comment_body(
+            self.seeded.ig_user_id, comment_id, text, time=int(self.clock.current.timestamp())
+        )
 
-    def messaging(self, *, payload: str | None = None, text: str | None = None, quick: bool = False) -> dict[str, Any]:
-        """A postback, quick reply or text from the commenter, built on the reference payloads."""
+    def messaging(
+        self, *, payload: str | None = None, text: str | None = None, quick: bool = False
+    ) -> dict[str, Any]:
+        """A postback, quick reply or text from the commenter, built on the sample payloads in events/instagram."""
         assert self.seeded is not None
         self.mids += 1
-        name = "dm_postback.json" if payload and not quick else ("dm_quick_reply.json" if quick else "dm_text.json")
+        name = (
+            "dm_postback.json"
+            if payload and not quick
+            else ("dm_quick_reply.json" if quick else "dm_text.json")
+        )
         body = copy.deepcopy(load_event(name))
         entry = body["entry"][0]
         entry["id"] = self.seeded.ig_user_id
@@ -156,7 +174,11 @@ class World:
 
     def sweep(self) -> dict[str, int]:
         result = run_flow_timers(
-            self.sessions, self.queues, self.runner, now=self.clock.current, deadline=Deadline.unlimited(),
+            self.sessions,
+            self.queues,
+            self.runner,
+            now=self.clock.current,
+            deadline=Deadline.unlimited(),
             tenant_ids=[self.seeded.tenant_id] if self.seeded else None,
         )
         return dict(result.counts)
@@ -176,7 +198,12 @@ def world(module_db: str) -> World:
     clock = FixedClock(from_epoch(1795788312))
     runner = FlowRunner(contacts=contacts, follow_status=graph, cipher=TokenCipher(KEY))
     processor = EventProcessor(
-        sessions=sessions, cache=DictCache(), cooldowns=DictCooldowns(), publisher=queues, clock=clock, flows=runner
+        sessions=sessions,
+        cache=DictCache(),
+        cooldowns=DictCooldowns(),
+        publisher=queues,
+        clock=clock,
+        flows=runner,
     )
     return World(processor, runner, sessions, queues, clock, graph, contacts)
 
@@ -224,8 +251,10 @@ def test_the_follow_gate_on_the_pipeline(world: World) -> None:
             (s.step_id, s.outcome): s.count
             for s in session.scalars(select(FlowStepStat).where(FlowStepStat.tenant_id == run.tenant_id))
         }
-    assert stats[("offer", "sent")] == 1 and stats[("wait_tap", "tapped")] == 1
-    assert stats[("check", "entered")] == 2 and stats[("link", "completed")] == 1
+    assert stats[("offer", "sent")] == 1
+    assert stats[("wait_tap", "tapped")] == 1
+    assert stats[("check", "entered")] == 2
+    assert stats[("link", "completed")] == 1
 
 
 def test_a_message_the_wait_does_not_take_goes_on_to_keyword_automations(world: World) -> None:
@@ -252,7 +281,10 @@ CAPTURE = {
         {
             "id": "ask",
             "kind": "send",
-            "message": {"text": "Tap for the guide", "buttons": [{"type": "postback", "title": "Go", "payload": "GO"}]},
+            "message": {
+                "text": "Tap for the guide",
+                "buttons": [{"type": "postback", "title": "Go", "payload": "GO"}],
+            },
             "next": "w",
         },
         {"id": "w", "kind": "wait", "routes": {"GO": "email"}},
@@ -307,7 +339,8 @@ def test_capture_stores_the_email_and_a_one_minute_delay_fires_once(world: World
     assert world.sweep() == {"due": 1, "fired": 1}
     assert world.sweep() == {"due": 0}
     rows = world.outbound()
-    assert len(rows) == 3 and "example.com" in _texts(rows)[-1]
+    assert len(rows) == 3
+    assert "example.com" in _texts(rows)[-1]
     assert len(world.queues.published) == published + 1  # its send job, after the commit
     with session_scope(world.sessions) as session:
         timers = list(session.scalars(select(FlowTimer).where(FlowTimer.run_id == world.run_row().id)))
@@ -327,16 +360,19 @@ def test_a_timer_claimed_twice_fires_once(world: World) -> None:
             select(FlowTimer).where(FlowTimer.run_id == world.run_row().id, FlowTimer.status == "pending")
         )
         session.expunge(timer)
-    from replyflow.services.flow_runs import FlowScope
     from replyflow.domain.flow_engine import AccountFacts
+    from replyflow.services.flow_runs import FlowScope
 
     assert world.seeded is not None
     outcomes = []
     for _ in range(2):
         with session_scope(world.sessions) as session:
-            scope = FlowScope(world.seeded.tenant_id, world.seeded.account_id, "default", lambda: AccountFacts())
+            scope = FlowScope(
+                world.seeded.tenant_id, world.seeded.account_id, "default", lambda: AccountFacts()
+            )
             outcomes.append(world.runner.fire_timer(session, scope, timer, now=world.clock.current))
-    assert outcomes[0] is not None and outcomes[1] is None
+    assert outcomes[0] is not None
+    assert outcomes[1] is None
     assert len(world.outbound()) == 3
 
 
@@ -357,7 +393,9 @@ def test_a_run_whose_account_needs_reauth_ends_with_the_reason(world: World) -> 
     assert len(world.outbound()) == 2
     with session_scope(world.sessions) as session:
         dropped = session.scalars(
-            select(FlowStepStat).where(FlowStepStat.tenant_id == seeded.tenant_id, FlowStepStat.outcome == "dropped")
+            select(FlowStepStat).where(
+                FlowStepStat.tenant_id == seeded.tenant_id, FlowStepStat.outcome == "dropped"
+            )
         ).all()
     assert [(d.step_id, d.reason, d.count) for d in dropped] == [("bye", "needs_reauth", 1)]
 

@@ -34,7 +34,7 @@ from replyflow.domain.flows import (
     DelayStep,
     FlowGraph,
     PublicReplyStep,
-    SendStep,
+    MessageStep,
     SetFieldStep,
     Step,
     TagStep,
@@ -299,8 +299,8 @@ class _Walk:
                 return
         self._end(EndReason.STEP_LIMIT, step_id)
 
-    def _execute(self, step: Step) -> str | None:  # noqa: PLR0911 - one branch per step kind
-        if isinstance(step, SendStep):
+    def _execute(self, step: Step) -> str | None:
+        if isinstance(step, MessageStep):
             return step.next if self._send(step) else None
         if isinstance(step, WaitStep):
             self.set(status=RunStatus.WAITING)
@@ -352,10 +352,11 @@ class _Walk:
             return False
         return True
 
-    def _send(self, step: SendStep) -> bool:
+    def _send(self, step: MessageStep) -> bool:
         if self._account_blocks(step.id):
             return False
         state, message = self.state, step.message.to_message()
+        payload: dict[str, Any]
         if state.last_inbound_at is None:
             not_after = state.private_reply_not_after
             if state.private_reply_used or not state.comment_id or not_after is None or self.now > not_after:
@@ -376,9 +377,7 @@ class _Walk:
         self.quota -= 1
         payload["not_after"] = not_after.isoformat()
         payload["flow_step"] = step.id
-        self.result.sends.append(
-            FlowSend(step.id, kind, self._dedupe_key(), payload, state.contact_igsid)
-        )
+        self.result.sends.append(FlowSend(step.id, kind, self._dedupe_key(), payload, state.contact_igsid))
         if kind == SendKind.PRIVATE_REPLY:
             self.set(private_reply_used=True)
         self.decide(step.id, StepOutcome.SENT, str(kind))

@@ -103,7 +103,10 @@ class MessageSpec(BaseModel):
                     element["buttons"] = [_button(b) for b in card.buttons]
                 elements.append(element)
             message = {
-                "attachment": {"type": "template", "payload": {"template_type": "generic", "elements": elements}}
+                "attachment": {
+                    "type": "template",
+                    "payload": {"template_type": "generic", "elements": elements},
+                }
             }
         elif self.image_url:
             message = {"attachment": {"type": "image", "payload": {"url": str(self.image_url)}}}
@@ -131,7 +134,7 @@ def _button(button: Button) -> dict[str, Any]:
     return {"type": "postback", "title": button.title, "payload": button.payload}
 
 
-class SendStep(_Step):
+class MessageStep(_Step):
     kind: Literal["send"]
     message: MessageSpec
     next: StepId | None = None
@@ -191,7 +194,7 @@ class PublicReplyStep(_Step):
 
 
 Step = Annotated[
-    SendStep
+    MessageStep
     | WaitStep
     | ConditionStep
     | DelayStep
@@ -311,7 +314,7 @@ def _step_issues(graph: FlowGraph, step: Step, steps: dict[str, Step]) -> list[F
         for branch, target in successors(step)
         if target not in steps
     ]
-    if isinstance(step, SendStep) and (shape := step.message.shape_issue()):
+    if isinstance(step, MessageStep) and (shape := step.message.shape_issue()):
         issues.append(FlowIssue(step.id, "message_shape", shape))
     if isinstance(step, ConditionStep):
         issues.extend(_condition_issues(step))
@@ -421,7 +424,7 @@ def _window_issues(graph: FlowGraph, steps: dict[str, Step]) -> list[FlowIssue]:
 
 
 def _send_issue(step: Step, elapsed: int | None, used: bool) -> FlowIssue | None:
-    if not isinstance(step, SendStep):
+    if not isinstance(step, MessageStep):
         return None
     if elapsed is None and used:
         return FlowIssue(
@@ -439,7 +442,7 @@ def _send_issue(step: Step, elapsed: int | None, used: bool) -> FlowIssue | None
 
 
 def _after(step: Step, branch: str, elapsed: int | None, used: bool, cap: int) -> _Window:
-    if isinstance(step, SendStep):
+    if isinstance(step, MessageStep):
         return (elapsed, True)
     if isinstance(step, WaitStep):
         if branch == "timeout":
@@ -470,7 +473,9 @@ def follow_gate_graph(message: str, link: str, *, follow_first: str | None = Non
                 "kind": "send",
                 "message": {
                     "text": message,
-                    "buttons": [{"type": "postback", "title": "Send me the link", "payload": FOLLOW_GATE_TAP}],
+                    "buttons": [
+                        {"type": "postback", "title": "Send me the link", "payload": FOLLOW_GATE_TAP}
+                    ],
                 },
                 "next": "wait_tap",
             },

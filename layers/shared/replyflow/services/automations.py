@@ -158,7 +158,9 @@ def _check_references(session: Session, tenant_id: str, account_id: str, actions
     if actions.start_flow is not None:
         flow = flows.get_flow(session, tenant_id, actions.start_flow.flow_id)
         if flow is None or flow.account_id != account_id:
-            raise NotFoundError("no such flow on this account", details={"field": "actions.start_flow.flow_id"})
+            raise NotFoundError(
+                "no such flow on this account", details={"field": "actions.start_flow.flow_id"}
+            )
 
 
 def list_automations(

@@ -103,7 +103,9 @@ class NoContactStore:
     def remove_tag(self, session: Any, tenant_id: str, account_id: str, igsid: str, tag: str) -> None:
         return None
 
-    def set_field(self, session: Any, tenant_id: str, account_id: str, igsid: str, name: str, value: str) -> None:
+    def set_field(
+        self, session: Any, tenant_id: str, account_id: str, igsid: str, name: str, value: str
+    ) -> None:
         return None
 
 
@@ -183,7 +185,9 @@ class FlowRunner:
         inbound = Inbound(event.kind, occurred_at, payload=event.payload, text=event.text)
         return self._advance(session, scope, run, graph, inbound, now)
 
-    def fire_timer(self, session: Session, scope: FlowScope, timer: FlowTimer, *, now: datetime) -> FlowApplied | None:
+    def fire_timer(
+        self, session: Session, scope: FlowScope, timer: FlowTimer, *, now: datetime
+    ) -> FlowApplied | None:
         """Fire a due timer once; None when another worker fired it or the run moved on."""
         if not flows_repo.claim_timer(session, scope.tenant_id, timer.id, now=now):
             return None
@@ -196,7 +200,13 @@ class FlowRunner:
     # -- applying an advance -----------------------------------------------------------------------
 
     def _advance(
-        self, session: Session, scope: FlowScope, run: FlowRun, graph: FlowGraph, stimulus: Stimulus, now: datetime
+        self,
+        session: Session,
+        scope: FlowScope,
+        run: FlowRun,
+        graph: FlowGraph,
+        stimulus: Stimulus,
+        now: datetime,
     ) -> FlowApplied | None:
         stored = self._contacts.read(session, scope.tenant_id, scope.account_id, run.contact_igsid)
         facts = ContactFacts(
@@ -210,7 +220,9 @@ class FlowRunner:
             return None
         return self._apply(session, scope, run, result, now)
 
-    def _apply(self, session: Session, scope: FlowScope, run: FlowRun, result: Advance, now: datetime) -> FlowApplied:
+    def _apply(
+        self, session: Session, scope: FlowScope, run: FlowRun, result: Advance, now: datetime
+    ) -> FlowApplied:
         applied = FlowApplied(run.id, decisions=list(result.decisions), end_reason=result.end_reason)
         _store_state(run, result.state, result.end_reason, now)
         for send in result.sends:
@@ -248,7 +260,10 @@ class FlowRunner:
             )
         for decision in result.decisions:
             self._log_decision(session, scope, run, decision)
-        if result.end_reason is not None and result.end_reason not in (EndReason.COMPLETED, EndReason.WAIT_TIMEOUT):
+        if result.end_reason is not None and result.end_reason not in (
+            EndReason.COMPLETED,
+            EndReason.WAIT_TIMEOUT,
+        ):
             logger.info(
                 "flow run ended",
                 extra={"run_id": run.id, "flow_id": run.flow_id, "reason": str(result.end_reason)},

@@ -87,7 +87,9 @@ def create(session: Session, principal: Principal, request: FlowCreate) -> FlowV
         raise NotFoundError("no such account", details={"field": "account_id"})
     graph = parse_graph(request.graph)
     flow = flows_repo.create_flow(session, principal.tenant_id, request.account_id, name=request.name)
-    version = flows_repo.add_version(session, principal.tenant_id, flow, graph.model_dump(mode="json", by_alias=True))
+    version = flows_repo.add_version(
+        session, principal.tenant_id, flow, graph.model_dump(mode="json", by_alias=True)
+    )
     if request.activate:
         flow.active_version = version.version
     session.flush()
@@ -102,11 +104,15 @@ def get_flow(session: Session, principal: Principal, flow_id: str) -> FlowView:
     return view(_get(session, principal, flow_id))
 
 
-def add_version(session: Session, principal: Principal, flow_id: str, graph: dict[str, Any]) -> FlowVersionView:
+def add_version(
+    session: Session, principal: Principal, flow_id: str, graph: dict[str, Any]
+) -> FlowVersionView:
     principal.require("admin")
     flow = _get(session, principal, flow_id)
     parsed = parse_graph(graph)
-    row = flows_repo.add_version(session, principal.tenant_id, flow, parsed.model_dump(mode="json", by_alias=True))
+    row = flows_repo.add_version(
+        session, principal.tenant_id, flow, parsed.model_dump(mode="json", by_alias=True)
+    )
     return version_view(row)
 
 

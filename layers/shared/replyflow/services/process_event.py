@@ -294,7 +294,9 @@ class EventProcessor:
         self._take_flow(applied, result)
         return applied is not None
 
-    def _flow_scope(self, session: Session, message: EventMessage, config: AccountConfig, now: datetime) -> FlowScope:
+    def _flow_scope(
+        self, session: Session, message: EventMessage, config: AccountConfig, now: datetime
+    ) -> FlowScope:
         return FlowScope(
             tenant_id=message.tenant_id,
             account_id=message.account_id,

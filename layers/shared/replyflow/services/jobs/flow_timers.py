@@ -44,7 +44,10 @@ def run_flow_timers(
 ) -> JobResult:
     result = JobResult("flow-timers")
     with session_scope(sessions) as session:
-        due = [(t.tenant_id, t.id) for t in flows_repo.due_timers(session, now=now, limit=limit, tenant_ids=tenant_ids)]
+        due = [
+            (t.tenant_id, t.id)
+            for t in flows_repo.due_timers(session, now=now, limit=limit, tenant_ids=tenant_ids)
+        ]
     result.counts["due"] = len(due)
     for tenant_id, timer_id in due:
         if deadline.remaining() < 1:
