@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -249,6 +250,13 @@ class Automation(TimestampMixin, Base):
     cooldown_seconds: Mapped[int] = mapped_column(Integer, default=0)
     priority: Mapped[int] = mapped_column(Integer, default=100)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Matching options (domain/matching.py): words that veto a match, extra keyword sets ("entries",
+    # each {"keywords": [...], "match_mode": ...}; any one matching is enough), once per person per
+    # post, and only people who were not contacts before the event.
+    exclude_keywords: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    entries: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    once_per_post: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    new_contacts_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (Index("ix_automations_tenant_account", "tenant_id", "account_id", "active"),)
 
@@ -262,11 +270,64 @@ class Contact(TimestampMixin, Base):
     igsid: Mapped[str] = mapped_column(String(64))
     username: Mapped[str | None] = mapped_column(String(64))
     last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Any event of the person (a comment too), for the contact list's filters; ``last_inbound_at`` is
+    # the DM window and moves only on messages.
+    last_interaction_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "account_id", "igsid", name="uq_contacts_account_igsid"),
         Index("ix_contacts_igsid", "igsid"),  # a data deletion request, across tenants
         Index("ix_contacts_tenant_updated", "tenant_id", "updated_at"),  # retention
+        Index("ix_contacts_tenant_interaction", "tenant_id", "last_interaction_at"),
+        Index("ix_contacts_tenant_username", "tenant_id", "username"),
+    )
+
+
+class ContactField(Base):
+    """One custom field of a contact (``domain.contact_fields``): a validated key and a small typed
+    value, stored as its canonical text with its kind, so "field equals" is one indexed comparison."""
+
+    __tablename__ = "contact_fields"
+
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # text / number / bool / email / phone
+    value: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_contact_fields_tenant_key_value", "tenant_id", "key", "value"),)
+
+
+class ContactTag(Base):
+    __tablename__ = "contact_tags"
+
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_contact_tags_tenant_tag", "tenant_id", "tag", "contact_id"),)
+
+
+class OncePerPostClaim(Base):
+    """An automation with ``once_per_post`` answered this person on this post: the unique key makes
+    the claim atomic, so two comments of one person on one post never both win."""
+
+    __tablename__ = "once_per_post_claims"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    automation_id: Mapped[str] = mapped_column(String(26))
+    media_id: Mapped[str] = mapped_column(String(64))
+    igsid: Mapped[str] = mapped_column(String(64))
+    event_key: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "automation_id", "media_id", "igsid", name="uq_once_per_post"),
+        Index("ix_once_per_post_tenant_igsid", "tenant_id", "igsid"),  # personal data deletion
+        Index("ix_once_per_post_tenant_created", "tenant_id", "created_at"),  # retention
     )
 
 
@@ -282,10 +343,14 @@ class InboundEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     occurred_at: Mapped[datetime | None] = mapped_column(DateTime)
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The person who sent it (IGSID), for the contact's timeline and their data deletion; the text
+    # is not kept.
+    sender_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "account_id", "event_key", name="uq_inbound_events_key"),
         Index("ix_inbound_events_tenant_received", "tenant_id", "received_at"),
+        Index("ix_inbound_events_tenant_sender", "tenant_id", "account_id", "sender_id"),
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import Automation
@@ -68,6 +68,23 @@ class Actions(BaseModel):
     start_flow: StartFlowAction | None = None
 
 
+class KeywordEntry(BaseModel):
+    """One extra keyword set (``domain.matching``): the automation matches if any set matches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keywords: list[str] = Field(default_factory=list, max_length=50)
+    match_mode: MatchMode = "contains"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KeywordEntry:
+        if any(not k.strip() or len(k) > 100 for k in self.keywords):
+            raise ValueError("keywords must be 1 to 100 characters")
+        if self.match_mode != "any" and not self.keywords:
+            raise ValueError(f"an entry with match_mode {self.match_mode!r} needs at least one keyword")
+        return self
+
+
 class AutomationFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,10 +97,22 @@ class AutomationFields(BaseModel):
     cooldown_seconds: int = Field(default=0, ge=0, le=30 * 24 * 3600)
     priority: int = Field(default=100, ge=0, le=10000, description="lower runs first")
     active: bool = True
+    exclude_keywords: list[str] = Field(
+        default_factory=list, max_length=50, description="a text containing any of them never matches"
+    )
+    entries: list[KeywordEntry] = Field(
+        default_factory=list, max_length=10, description="extra keyword sets; any one matching is enough"
+    )
+    once_per_post: bool = Field(default=False, description="answer a person at most once per post")
+    new_contacts_only: bool = Field(default=False, description="answer only people not yet contacts")
 
     @model_validator(mode="after")
     def _consistent(self) -> AutomationFields:
-        _check_consistency(self.trigger, self.match_mode, self.keywords, self.actions)
+        _check_consistency(self.trigger, self.match_mode, self.keywords, self.actions, bool(self.entries))
+        if any(not k.strip() or len(k) > 100 for k in self.exclude_keywords):
+            raise ValueError("exclude_keywords must be 1 to 100 characters")
+        if self.once_per_post and self.trigger not in COMMENT_TRIGGERS:
+            raise ValueError("once_per_post applies to comment triggers only")
         return self
 
 
@@ -104,6 +133,10 @@ class AutomationUpdate(BaseModel):
     cooldown_seconds: int | None = Field(default=None, ge=0, le=30 * 24 * 3600)
     priority: int | None = Field(default=None, ge=0, le=10000)
     active: bool | None = None
+    exclude_keywords: list[str] | None = Field(default=None, max_length=50)
+    entries: list[KeywordEntry] | None = Field(default=None, max_length=10)
+    once_per_post: bool | None = None
+    new_contacts_only: bool | None = None
 
 
 class AutomationView(BaseModel):
@@ -118,14 +151,25 @@ class AutomationView(BaseModel):
     cooldown_seconds: int
     priority: int
     active: bool
+    exclude_keywords: list[str]
+    entries: list[KeywordEntry]
+    once_per_post: bool
+    new_contacts_only: bool
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
+    @field_validator("exclude_keywords", "entries", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
 
-def _check_consistency(trigger: str, match_mode: str, keywords: list[str], actions: Actions) -> None:
+
+def _check_consistency(
+    trigger: str, match_mode: str, keywords: list[str], actions: Actions, has_entries: bool = False
+) -> None:
     if any(not k.strip() or len(k) > 100 for k in keywords):
         raise ValueError("keywords must be 1 to 100 characters")
-    if match_mode != "any" and not keywords and trigger != "story_mention":
+    if match_mode != "any" and not keywords and trigger != "story_mention" and not has_entries:
         raise ValueError(f"match_mode {match_mode!r} needs at least one keyword (or use 'any')")
     if not (actions.private_reply or actions.public_reply or actions.dm_reply or actions.start_flow):
         raise ValueError("at least one action is needed")
@@ -227,6 +271,10 @@ def update(
         "cooldown_seconds",
         "priority",
         "active",
+        "exclude_keywords",
+        "entries",
+        "once_per_post",
+        "new_contacts_only",
     ):
         if field in changes and changes[field] is None:
             raise ValidationError(

@@ -8,8 +8,10 @@ Per event, in one database transaction:
    not (a private reply does not open the window, docs/instagram.md#private-replies);
 3. match the account's active automations (``domain.matching`` documents the order and the
    several-matches rule); cooldown is a Redis ``SET NX EX`` hold per contact per automation, given
-   back if the transaction fails. With Redis down the ledger decides the cooldown, and the comment
-   id the reply variant (docs/architecture.md, "The message lifecycle in types");
+   back if the transaction fails; "new contacts only" is whether the contact existed before step 2,
+   "once per person per post" a claim row taken in this transaction. With Redis down the ledger
+   decides the cooldown, and the comment id the reply variant (docs/architecture.md, "The message
+   lifecycle in types");
 4. plan the winner's actions under the rules (``domain.lifecycle.plan_actions``, which the dry run
    calls too): private reply only on comments and within 7 days of the comment (``entry.time``
    stands for the comment time, since the payload has none; when it is within
@@ -48,7 +50,7 @@ from replyflow.db.engine import session_scope
 from replyflow.db.models import OutboundMessage
 from replyflow.db.repositories import accounts as accounts_repo
 from replyflow.db.repositories import contacts as contacts_repo
-from replyflow.db.repositories import ledger
+from replyflow.db.repositories import ledger, once_per_post
 from replyflow.db.repositories import logs as logs_repo
 from replyflow.db.repositories import plans as plans_repo
 from replyflow.db.repositories import usage as usage_repo
@@ -67,6 +69,7 @@ from replyflow.domain.lifecycle import (
     needs_comment_time,
     needs_contact_history,
     needs_quota,
+    once_per_post_applies,
     plan_actions,
 )
 from replyflow.domain.matching import Match, Rule, matching_rules
@@ -152,6 +155,7 @@ class EventProcessor:
                     event.event_key,
                     kind=event.kind,
                     occurred_at=occurred_at,
+                    sender_id=event.sender_id,
                 )
                 if not recorded:
                     result.duplicate = True
@@ -182,7 +186,11 @@ class EventProcessor:
     ) -> None:
         event = message.event
         tenant_id, account_id = message.tenant_id, message.account_id
+        config = account_config(self._cache, session, tenant_id, account_id)
+        new_contact = True
         if event.sender_id:
+            if config is not None and any(rule.new_contacts_only for rule in config.rules):
+                new_contact = not contacts_repo.exists_for(session, tenant_id, account_id, event.sender_id)
             contacts_repo.touch(
                 session,
                 tenant_id,
@@ -190,8 +198,8 @@ class EventProcessor:
                 event.sender_id,
                 username=event.sender_username,
                 inbound_at=occurred_at if event.kind in INBOUND_MESSAGE_KINDS else None,
+                interaction_at=occurred_at,
             )
-        config = account_config(self._cache, session, tenant_id, account_id)
         gate = gate_event(event, config.status if config else None, config.ig_user_id if config else "")
         if gate is not None or config is None:
             self._log(session, message, result, None, LogAction.SKIPPED, gate)
@@ -203,7 +211,10 @@ class EventProcessor:
             self._log(session, message, result, None, LogAction.SKIPPED, DecisionReason.NO_MATCH)
             return
         selection = choose_winner(
-            matches, lambda rule: self._cooldown_free(session, message, rule, now, held)
+            matches,
+            lambda rule: self._cooldown_free(session, message, rule, now, held),
+            lambda rule: self._once_free(session, message, rule, now, held),
+            new_contact=new_contact,
         )
         for verdict in selection.verdicts:
             self._log(
@@ -338,6 +349,29 @@ class EventProcessor:
         if acquired:
             held.append(key)
         return acquired
+
+    def _once_free(
+        self, session: Session, message: EventMessage, rule: Rule, now: datetime, held: list[str]
+    ) -> bool:
+        """Take the once-per-post claim (a row in this transaction, so a failed event gives it back).
+        A rule refused here gives back the cooldown it took a moment ago: it did not answer."""
+        event = message.event
+        if not once_per_post_applies(rule, event) or not event.media_id or not event.sender_id:
+            return True
+        claimed = once_per_post.claim(
+            session,
+            message.tenant_id,
+            rule.id,
+            event.media_id,
+            event.sender_id,
+            event_key=event.event_key,
+            now=now,
+        )
+        key = f"cooldown:{message.tenant_id}:{rule.id}:{event.sender_id}"
+        if not claimed and key in held:
+            held.remove(key)
+            self._release_cooldowns([key])
+        return claimed
 
     def _variant_chooser(self, message: EventMessage) -> Callable[[Rule, int], int]:
         def choose(rule: Rule, count: int) -> int:
