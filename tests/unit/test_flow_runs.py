@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -60,14 +60,24 @@ class MemoryContacts:
     def read(self, session: Any, tenant_id: str, account_id: str, igsid: str) -> ContactFields:
         return ContactFields(frozenset(self.tags.get(igsid, set())), dict(self.fields.get(igsid, {})))
 
-    def add_tag(self, session: Any, tenant_id: str, account_id: str, igsid: str, tag: str) -> None:
+    def add_tag(
+        self, session: Any, tenant_id: str, account_id: str, igsid: str, tag: str, *, now: datetime
+    ) -> None:
         self.tags.setdefault(igsid, set()).add(tag)
 
     def remove_tag(self, session: Any, tenant_id: str, account_id: str, igsid: str, tag: str) -> None:
         self.tags.setdefault(igsid, set()).discard(tag)
 
     def set_field(
-        self, session: Any, tenant_id: str, account_id: str, igsid: str, name: str, value: str
+        self,
+        session: Any,
+        tenant_id: str,
+        account_id: str,
+        igsid: str,
+        name: str,
+        value: str,
+        *,
+        now: datetime,
     ) -> None:
         self.fields.setdefault(igsid, {})[name] = value
 
@@ -128,7 +138,7 @@ class World:
     def messaging(
         self, *, payload: str | None = None, text: str | None = None, quick: bool = False
     ) -> dict[str, Any]:
-        """A postback, quick reply or text from the commenter, built on the sample payloads in events/instagram."""
+        """A postback, quick reply or text from the commenter, from the samples in events/instagram."""
         assert self.seeded is not None
         self.mids += 1
         name = (
@@ -412,3 +422,29 @@ def test_a_run_keeps_its_version_when_the_flow_is_edited(world: World) -> None:
     world.deliver(world.messaging(payload=FOLLOW_GATE_TAP))
     assert "https://example.com/guide" in str(world.outbound()[-1].payload["message"])
     assert world.run_row().version == 1
+
+
+def test_a_captured_email_is_stored_on_the_contact_and_in_the_csv_export(world: World) -> None:
+    from replyflow.services import contacts as contacts_service
+
+    world.runner = FlowRunner(follow_status=world.graph, cipher=TokenCipher(KEY))  # the contacts' tables
+    world.processor = EventProcessor(
+        sessions=world.sessions,
+        cache=DictCache(),
+        cooldowns=DictCooldowns(),
+        publisher=world.queues,
+        clock=world.clock,
+        flows=world.runner,
+    )
+    seeded, flow_id = world.seed(CAPTURE)
+    _automation_for(world, flow_id)
+    world.deliver(world.comment())
+    world.deliver(world.messaging(payload="GO"))
+    world.deliver(world.messaging(payload="Ann@Example.com", quick=True))
+    principal = Principal(seeded.tenant_id, "user", "owner", "user")
+    with session_scope(world.sessions) as session:
+        chunks, _ = contacts_service.export_csv(session, principal, contacts_service.ContactQuery())
+        csv_text = "".join(chunks)
+    header, row = csv_text.splitlines()[:2]
+    assert "field:email" in header
+    assert "ann@example.com" in row and "lead" in row

@@ -194,12 +194,22 @@ class ContactStore(Protocol):
 
     def read(self, session: Any, tenant_id: str, account_id: str, igsid: str) -> ContactFields: ...
 
-    def add_tag(self, session: Any, tenant_id: str, account_id: str, igsid: str, tag: str) -> None: ...
+    def add_tag(
+        self, session: Any, tenant_id: str, account_id: str, igsid: str, tag: str, *, now: datetime
+    ) -> None: ...
 
     def remove_tag(self, session: Any, tenant_id: str, account_id: str, igsid: str, tag: str) -> None: ...
 
     def set_field(
-        self, session: Any, tenant_id: str, account_id: str, igsid: str, name: str, value: str
+        self,
+        session: Any,
+        tenant_id: str,
+        account_id: str,
+        igsid: str,
+        name: str,
+        value: str,
+        *,
+        now: datetime,
     ) -> None: ...
 
 

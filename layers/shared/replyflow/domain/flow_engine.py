@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from replyflow.domain.contact_fields import ContactFieldError, parse_email, parse_phone
 from replyflow.domain.flows import (
     MAX_STEPS_PER_ADVANCE,
     CaptureStep,
@@ -41,9 +42,6 @@ from replyflow.domain.flows import (
     WaitStep,
 )
 from replyflow.domain.lifecycle import DM_WINDOW, PRIVATE_REPLY_WINDOW, SendKind
-
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,20}[0-9]$")
 
 
 class RunStatus(StrEnum):
@@ -319,7 +317,7 @@ class _Walk:
             return self._capture(step)
         if isinstance(step, TagStep):
             op = "add_tag" if step.kind == "tag" else "remove_tag"
-            (self.tags.add if op == "add_tag" else self.tags.discard)(step.tag)
+            (self.tags.add if op == "add_tag" else self.tags.discard)(step.tag.lower())
             self.result.changes.append(ContactChange(op, step.tag))
             self.decide(step.id, StepOutcome.CHANGED, f"{op} {step.tag}")
             return step.next
@@ -406,7 +404,7 @@ class _Walk:
                 return False, "follow status unknown"
             return follows, "follows" if follows else "does not follow"
         if step.test == "has_tag":
-            present = (step.tag or "") in self.tags
+            present = (step.tag or "").lower() in self.tags
             return present, f"tag {step.tag} {'present' if present else 'absent'}"
         value = self.fields.get(step.field or "")
         if step.test == "field_present":
@@ -419,7 +417,7 @@ class _Walk:
 
     def _capture(self, step: CaptureStep) -> str | None:
         value = (self.input or "").strip()
-        valid = _valid_email(value) if step.field == "email" else _valid_phone(value)
+        valid = _captured(step.field, value)
         if valid is None:
             self.decide(step.id, StepOutcome.INVALID, f"not a valid {step.field}")
             if step.on_invalid is None:
@@ -442,12 +440,9 @@ def _route(step: WaitStep, inbound: Inbound) -> tuple[str | None, StepOutcome, s
     return None, StepOutcome.DROPPED, None
 
 
-def _valid_email(value: str) -> str | None:
-    return value.lower() if EMAIL.match(value) and len(value) <= 254 else None
-
-
-def _valid_phone(value: str) -> str | None:
-    if not PHONE.match(value):
+def _captured(field_name: str, value: str) -> str | None:
+    """The canonical email or phone (the contacts' own rule, ``domain.contact_fields``), or None."""
+    try:
+        return parse_email(value) if field_name == "email" else parse_phone(value)
+    except ContactFieldError:
         return None
-    digits = re.sub(r"[^0-9]", "", value)
-    return ("+" if value.startswith("+") else "") + digits if 7 <= len(digits) <= 15 else None

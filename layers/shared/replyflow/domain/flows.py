@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from replyflow.domain.contact_fields import ContactFieldError, parse_field, validate_key, validate_tag
 from replyflow.domain.templates import MAX_TEXT_BYTES, Button, QuickReply
 from replyflow.errors import ValidationError
 
@@ -322,9 +323,25 @@ def _step_issues(graph: FlowGraph, step: Step, steps: dict[str, Step]) -> list[F
         issues.append(FlowIssue(step.id, "wait_input", "a wait needs routes or on_text"))
     if isinstance(step, PublicReplyStep) and graph.entry != "comment":
         issues.append(FlowIssue(step.id, "public_reply_needs_comment", "only a comment-started flow"))
+    if isinstance(step, TagStep | SetFieldStep | ConditionStep):
+        issues.extend(_contact_name_issues(step))
     if isinstance(step, CaptureStep) and not _after_wait_input(step.id, steps):
         issues.append(FlowIssue(step.id, "capture_after_wait", "a capture must follow a wait's input"))
     return issues
+
+
+def _contact_name_issues(step: TagStep | SetFieldStep | ConditionStep) -> list[FlowIssue]:
+    """Tags and field names follow the contacts' rules (``domain.contact_fields``)."""
+    try:
+        if isinstance(step, TagStep) or (isinstance(step, ConditionStep) and step.tag):
+            validate_tag(step.tag or "")
+        if isinstance(step, SetFieldStep):
+            parse_field(step.field, step.value)
+        elif isinstance(step, ConditionStep) and step.field:
+            validate_key(step.field)
+    except ContactFieldError as error:
+        return [FlowIssue(step.id, "contact_names", error.message)]
+    return []
 
 
 def _condition_issues(step: ConditionStep) -> list[FlowIssue]:

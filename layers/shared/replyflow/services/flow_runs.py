@@ -26,15 +26,16 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import FlowRun, FlowTimer
 from replyflow.db.repositories import accounts as accounts_repo
+from replyflow.db.repositories import contacts as contacts_repo
 from replyflow.db.repositories import flows as flows_repo
 from replyflow.db.repositories import ledger
 from replyflow.db.repositories import logs as logs_repo
+from replyflow.domain.contact_fields import ContactFieldError, parse_field, validate_tag
 from replyflow.domain.flow_engine import (
     ACTIVE_STATUSES,
     AccountFacts,
@@ -91,21 +92,58 @@ class FlowApplied:
     end_reason: EndReason | None = None
 
 
-class NoContactStore:
-    """Until contacts carry tags and fields: nothing is known, and changes are logged only."""
+class ContactsTable:
+    """The ContactStore port on the contacts' own tables (``db.repositories.contacts``): names and
+    values pass the contacts' rules (``domain.contact_fields``); one that does not is logged, not
+    stored (the validator refuses such names in a graph, so only a capture's odd value gets here)."""
 
-    def read(self, session: Any, tenant_id: str, account_id: str, igsid: str) -> ContactFields:
-        return ContactFields(frozenset(), {})
+    def read(self, session: Session, tenant_id: str, account_id: str, igsid: str) -> ContactFields:
+        contact = contacts_repo.find(session, tenant_id, account_id, igsid)
+        if contact is None:
+            return ContactFields(frozenset(), {})
+        fields = contacts_repo.fields_of(session, tenant_id, [contact.id]).get(contact.id, {})
+        tags = contacts_repo.tags_of(session, tenant_id, [contact.id]).get(contact.id, [])
+        return ContactFields(frozenset(tags), {key: value.text for key, value in fields.items()})
 
-    def add_tag(self, session: Any, tenant_id: str, account_id: str, igsid: str, tag: str) -> None:
-        return None
+    def add_tag(
+        self, session: Session, tenant_id: str, account_id: str, igsid: str, tag: str, *, now: datetime
+    ) -> None:
+        contact = contacts_repo.find(session, tenant_id, account_id, igsid)
+        if contact is not None and (name := _valid(validate_tag, tag)) is not None:
+            contacts_repo.add_tag(session, tenant_id, contact.id, name, now=now)
 
-    def remove_tag(self, session: Any, tenant_id: str, account_id: str, igsid: str, tag: str) -> None:
-        return None
+    def remove_tag(self, session: Session, tenant_id: str, account_id: str, igsid: str, tag: str) -> None:
+        contact = contacts_repo.find(session, tenant_id, account_id, igsid)
+        if contact is not None and (name := _valid(validate_tag, tag)) is not None:
+            contacts_repo.remove_tag(session, tenant_id, contact.id, name)
 
     def set_field(
-        self, session: Any, tenant_id: str, account_id: str, igsid: str, name: str, value: str
+        self,
+        session: Session,
+        tenant_id: str,
+        account_id: str,
+        igsid: str,
+        name: str,
+        value: str,
+        *,
+        now: datetime,
     ) -> None:
+        contact = contacts_repo.find(session, tenant_id, account_id, igsid)
+        if contact is None:
+            return
+        try:
+            parsed = parse_field(name, value)
+        except ContactFieldError as error:
+            logger.warning("flow field not stored", extra={"field": name, "error": error.message})
+            return
+        contacts_repo.set_field(session, tenant_id, contact.id, name, parsed, now=now)
+
+
+def _valid(check: Callable[[str], str], value: str) -> str | None:
+    try:
+        return check(value)
+    except ContactFieldError as error:
+        logger.warning("flow tag not applied", extra={"error": error.message})
         return None
 
 
@@ -124,7 +162,7 @@ class FlowRunner:
         follow_status: FollowStatus | None = None,
         cipher: TokenDecrypter | None = None,
     ) -> None:
-        self._contacts = contacts or NoContactStore()
+        self._contacts = contacts or ContactsTable()
         self._follow_status = follow_status
         self._cipher = cipher
 
@@ -245,7 +283,7 @@ class FlowRunner:
             else:
                 applied.queued.append(row.id)
         for change in result.changes:
-            self._change_contact(session, scope, run.contact_igsid, change.op, change.name, change.value)
+            self._change_contact(session, scope, run.contact_igsid, change.op, change.name, change.value, now)
         flows_repo.cancel_timers(session, scope.tenant_id, run.id)
         if result.timer is not None:
             flows_repo.add_timer(
@@ -271,14 +309,22 @@ class FlowRunner:
         return applied
 
     def _change_contact(
-        self, session: Session, scope: FlowScope, igsid: str, op: str, name: str, value: str | None
+        self,
+        session: Session,
+        scope: FlowScope,
+        igsid: str,
+        op: str,
+        name: str,
+        value: str | None,
+        now: datetime,
     ) -> None:
+        tenant_id, account_id = scope.tenant_id, scope.account_id
         if op == "add_tag":
-            self._contacts.add_tag(session, scope.tenant_id, scope.account_id, igsid, name)
+            self._contacts.add_tag(session, tenant_id, account_id, igsid, name, now=now)
         elif op == "remove_tag":
-            self._contacts.remove_tag(session, scope.tenant_id, scope.account_id, igsid, name)
+            self._contacts.remove_tag(session, tenant_id, account_id, igsid, name)
         else:
-            self._contacts.set_field(session, scope.tenant_id, scope.account_id, igsid, name, value or "")
+            self._contacts.set_field(session, tenant_id, account_id, igsid, name, value or "", now=now)
 
     def _log_decision(self, session: Session, scope: FlowScope, run: FlowRun, decision: StepDecision) -> None:
         detail = f"flow {run.flow_id} v{run.version} run {run.id} step {decision.step_id}"

@@ -1,7 +1,7 @@
 """flows: versions, runs, timers and step analytics
 
 Revision ID: 0103
-Revises: 0006
+Revises: 0102
 Create Date: 2026-12-01 12:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0103"
-down_revision = "0006"
+down_revision = "0102"  # the contacts model (merged from branch contacts)
 branch_labels = None
 depends_on = None
 
