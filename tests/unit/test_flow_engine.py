@@ -262,3 +262,14 @@ def test_conditions_on_tags_fields_and_a_random_split() -> None:
     assert run(ContactFacts(tags=frozenset({"vip"}), fields={})) == "B"
     assert run(ContactFacts(draw=lambda key: 0.1)) == "A"
     assert run(ContactFacts(draw=lambda key: 0.9)) == "B"
+
+
+def test_the_cli_builds_taps_the_webhook_reads_as_postbacks_and_quick_replies() -> None:
+    from local.cli import postback_body, quick_reply_body
+    from replyflow.domain.webhook_events import parse_body
+
+    (tap,) = parse_body(postback_body(payload=FOLLOW_GATE_TAP, account="17841400000000001")).events
+    assert (tap.kind, tap.payload, tap.sender_id) == ("postback", FOLLOW_GATE_TAP, "7351928465012834")
+    (quick,) = parse_body(quick_reply_body(payload="ann@example.com", account="17841400000000001")).events
+    assert (quick.kind, quick.payload, quick.text) == ("quick_reply", "ann@example.com", "ann@example.com")
+    assert tap.event_key != quick.event_key
