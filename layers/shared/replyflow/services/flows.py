@@ -8,6 +8,7 @@ the caller's ``Principal``; an id of another tenant is a 404.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
@@ -16,11 +17,12 @@ from sqlalchemy.orm import Session
 from replyflow.db.models import Flow, FlowVersion
 from replyflow.db.repositories import accounts
 from replyflow.db.repositories import flows as flows_repo
-from replyflow.domain.flows import follow_gate_graph, parse_graph
+from replyflow.domain.flows import FlowGraph, follow_gate_graph, parse_graph
 from replyflow.errors import NotFoundError, ValidationError
 from replyflow.ports import Cache
 from replyflow.services import automations
 from replyflow.services.access import Principal
+from replyflow.services.flow_simulator import SimulateRequest, SimulateView, simulate
 from replyflow.timestamps import UtcDateTime
 
 
@@ -31,6 +33,12 @@ class FlowCreate(BaseModel):
     name: str = Field(min_length=1, max_length=120)
     graph: dict[str, Any]
     activate: bool = True
+
+
+class FlowVersionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    graph: dict[str, Any]
 
 
 class FlowView(BaseModel):
@@ -58,6 +66,30 @@ class FollowGateCreate(BaseModel):
     message: str = Field(min_length=1, max_length=640)
     link: HttpUrl
     follow_first: str | None = Field(default=None, min_length=1, max_length=640)
+
+
+class ActivateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = Field(ge=1, description="null deactivates the flow (running runs go on)")
+
+
+class DraftSimulateRequest(SimulateRequest):
+    graph: dict[str, Any]
+
+
+class StepStat(BaseModel):
+    version: int
+    step_id: str
+    outcome: str
+    reason: str | None
+    count: int
+
+
+class FlowStatsView(BaseModel):
+    flow_id: str
+    steps: list[StepStat]
+    totals: dict[str, int]
 
 
 class FollowGateView(BaseModel):
@@ -157,3 +189,43 @@ def create_follow_gate(
         ),
     )
     return FollowGateView(flow=flow, automation_id=automation.id)
+
+
+def simulate_flow(
+    session: Session,
+    principal: Principal,
+    flow_id: str,
+    request: SimulateRequest,
+    *,
+    version: int | None,
+    now: datetime,
+) -> SimulateView:
+    """Play ``request`` against a saved version (default: the active one, else the latest)."""
+    flow = _get(session, principal, flow_id)
+    number = version or flow.active_version or flow.latest_version
+    row = flows_repo.get_version(session, principal.tenant_id, flow_id, number)
+    if row is None:
+        raise ValidationError(f"flow {flow_id} has no version {number}", code="no_such_version")
+    return simulate(FlowGraph.model_validate(row.graph), request, now=now)
+
+
+def simulate_draft(principal: Principal, request: DraftSimulateRequest, *, now: datetime) -> SimulateView:
+    """Play a conversation against an unsaved graph (validated first, as a save would)."""
+    graph = parse_graph(request.graph)
+    return simulate(graph, SimulateRequest.model_validate(request.model_dump(exclude={"graph"})), now=now)
+
+
+def stats(session: Session, principal: Principal, flow_id: str) -> FlowStatsView:
+    """Step analytics of every version: entered, sent, tapped, captured, completed, dropped by reason."""
+    _get(session, principal, flow_id)
+    rows = flows_repo.step_stats(session, principal.tenant_id, flow_id)
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row.outcome] = totals.get(row.outcome, 0) + row.count
+    steps = [
+        StepStat(
+            version=r.version, step_id=r.step_id, outcome=r.outcome, reason=r.reason or None, count=r.count
+        )
+        for r in rows
+    ]
+    return FlowStatsView(flow_id=flow_id, steps=steps, totals=totals)
