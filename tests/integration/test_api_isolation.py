@@ -25,6 +25,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/templates/{template_id}/preview"): {"variables": {}},
     ("PATCH", "/v1/automations/{automation_id}"): {"name": "changed by B"},
     ("POST", "/v1/automations/{automation_id}/test"): {"kind": "comment", "text": "link"},
+    ("PATCH", "/v1/contacts/{contact_id}"): {"add_tags": ["b"]},
     ("POST", "/v1/flows/{flow_id}/versions"): {"graph": follow_gate_graph("by B", "https://b.example")},
     ("POST", "/v1/flows/{flow_id}/activate"): {"version": 1},
     ("POST", "/v1/flows/{flow_id}/simulate"): {"events": [{"kind": "comment", "text": "link"}]},
@@ -67,6 +68,7 @@ def tenant_a(env: ApiEnv) -> dict[str, str]:
             "graph": follow_gate_graph("secret A text", "https://a.example/secret"),
         },
     ).body
+    contact_id = _contact_of(env, owner["tenant_id"], account["id"])
     key = env.call("POST", "/v1/api-keys", token=token, body={"name": "A key"}).body
     member = env.invite_and_accept(token, "a-member@example.com")
     invitation = env.call("POST", "/v1/members", token=token, body={"email": "a-pending@example.com"}).body
@@ -77,6 +79,7 @@ def tenant_a(env: ApiEnv) -> dict[str, str]:
         "template_id": template["id"],
         "automation_id": automation["id"],
         "flow_id": flow["id"],
+        "contact_id": str(contact_id),
         "key_id": key["id"],
         "user_id": member["user_id"],
         "invitation_id": invitation["id"],
@@ -85,10 +88,26 @@ def tenant_a(env: ApiEnv) -> dict[str, str]:
     }
 
 
+def _contact_of(env: ApiEnv, tenant_id: str, account_id: str) -> int:
+    """A contact of tenant A (contacts come from the pipeline, not from the API)."""
+    from replyflow.db.engine import session_scope
+    from replyflow.db.repositories import contacts
+
+    with session_scope(env.deps.clients.writer_sessions) as session:
+        contacts.touch(
+            session, tenant_id, account_id, "1784149900000999", username="secret_a", inbound_at=None
+        )
+        found = contacts.find(session, tenant_id, account_id, "1784149900000999")
+        assert found is not None
+        return found.id
+
+
 def test_every_route_with_tenant_b_against_tenant_a_ids_is_404(env: ApiEnv, tenant_a: dict[str, str]) -> None:
     b_token = env.signup("TenantB")["access_token"]
     document = env.call("GET", "/openapi.json").body
-    secrets_of_a = [v for k, v in tenant_a.items() if k != "token"] + ["secret A text"]
+    # A contact id is a small integer: its username stands for it.
+    secrets_of_a = [v for k, v in tenant_a.items() if k not in ("token", "contact_id")]
+    secrets_of_a += ["secret A text", "secret_a"]
     walked = 0
     for path, operations in document["paths"].items():
         params = re.findall(r"{(\w+)}", path)

@@ -88,7 +88,7 @@ def test_versions_activation_and_the_follow_gate(api_env: ApiEnv, owner: tuple[s
 
 
 def test_the_simulator_plays_the_follow_gate(api_env: ApiEnv, owner: tuple[str, dict[str, Any]]) -> None:
-    token, account = owner
+    token, _account = owner
     events = [
         {"kind": "comment", "text": "LINK"},
         {"kind": "message", "text": "hi"},
