@@ -117,13 +117,11 @@ def test_the_simulator_fires_a_delay_once_and_refuses_sending_past_the_window(
     api_env: ApiEnv, owner: tuple[str, dict[str, Any]]
 ) -> None:
     token, _ = owner
+    delay: dict[str, Any] = {"id": "d", "kind": "delay", "minutes": 1, "next": "s"}
     graph = {
         "entry": "message",
         "start": "d",
-        "steps": [
-            {"id": "d", "kind": "delay", "minutes": 1, "next": "s"},
-            {"id": "s", "kind": "send", "message": {"text": "a minute later"}},
-        ],
+        "steps": [delay, {"id": "s", "kind": "send", "message": {"text": "a minute later"}}],
     }
     events = [
         {"kind": "message", "text": "hi"},
@@ -134,7 +132,7 @@ def test_the_simulator_fires_a_delay_once_and_refuses_sending_past_the_window(
     transcript = api_env.call("POST", "/v1/flows/simulate", token=token, body=body).body["transcript"]
     sends = [s for step in transcript for s in step["sends"]]
     assert sends == [{"step_id": "s", "kind": "dm", "message": {"text": "a minute later"}}]
-    graph["steps"][0]["minutes"] = 24 * 60
+    delay["minutes"] = 24 * 60
     refused = api_env.call("POST", "/v1/flows/simulate", token=token, body={"graph": graph, "events": events})
     assert refused.status == 422
     assert refused.body["error"]["details"][0]["rule"] == "within_24h_window"
