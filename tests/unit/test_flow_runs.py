@@ -264,6 +264,12 @@ def test_the_follow_gate_on_the_pipeline(world: World) -> None:
     assert stats[("offer", "sent")] == 1
     assert stats[("wait_tap", "tapped")] == 1
     assert stats[("check", "entered")] == 2
+    from replyflow.services import stats as stats_service
+
+    with session_scope(world.sessions) as session:
+        principal = Principal(run.tenant_id, "user", "owner", "user")
+        view = stats_service.stats(session, DictCache(), principal, now=world.clock.current)
+    assert view.flows[run.flow_id]["sent"] == 3
     assert stats[("link", "completed")] == 1
 
 
