@@ -28,6 +28,7 @@ from api.routes import (
     auth,
     automations,
     contacts,
+    flows,
     invitations,
     logs,
     members,
@@ -129,6 +130,7 @@ def _build_app(origins: tuple[str, ...], allow_credentials: bool) -> APIGatewayR
         (logs.router, "/v1/logs"),
         (stats.router, "/v1/stats"),
         (contacts.router, "/v1/contacts"),
+        (flows.router, "/v1/flows"),
         (meta_callbacks.router, "/v1"),
     ):
         app.include_router(router, prefix=prefix)

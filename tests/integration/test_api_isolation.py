@@ -14,6 +14,7 @@ import pytest
 from replyflow.adapters.jwt_keys import KeyRing
 from replyflow.db.engine import session_scope
 from replyflow.db.repositories import contacts as contacts_repo
+from replyflow.domain.flows import follow_gate_graph
 from replyflow.services import tokens
 from tests.unit.test_api_support import ApiEnv, make_env
 
@@ -27,6 +28,9 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/automations/{automation_id}"): {"name": "changed by B"},
     ("POST", "/v1/automations/{automation_id}/test"): {"kind": "comment", "text": "link"},
     ("PATCH", "/v1/contacts/{contact_id}"): {"fields": {"email": "b@example.com"}, "add_tags": ["b"]},
+    ("POST", "/v1/flows/{flow_id}/versions"): {"graph": follow_gate_graph("by B", "https://b.example")},
+    ("POST", "/v1/flows/{flow_id}/activate"): {"version": 1},
+    ("POST", "/v1/flows/{flow_id}/simulate"): {"events": [{"kind": "comment", "text": "link"}]},
 }
 
 
@@ -54,6 +58,16 @@ def tenant_a(env: ApiEnv) -> dict[str, str]:
             "trigger": "comment",
             "keywords": ["link"],
             "actions": {"private_reply": {"template_id": template["id"]}},
+        },
+    ).body
+    flow = env.call(
+        "POST",
+        "/v1/flows",
+        token=token,
+        body={
+            "account_id": account["id"],
+            "name": "A flow",
+            "graph": follow_gate_graph("secret A text", "https://a.example/secret"),
         },
     ).body
     key = env.call("POST", "/v1/api-keys", token=token, body={"name": "A key"}).body
@@ -84,6 +98,7 @@ def tenant_a(env: ApiEnv) -> dict[str, str]:
         "account_id": account["id"],
         "template_id": template["id"],
         "automation_id": automation["id"],
+        "flow_id": flow["id"],
         "key_id": key["id"],
         "user_id": member["user_id"],
         "invitation_id": invitation["id"],

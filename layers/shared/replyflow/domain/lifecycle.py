@@ -80,6 +80,7 @@ class LogAction(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     DEFERRED = "deferred"
+    FLOW_STEP = "flow_step"  # a flow step's decision: reason the outcome, detail the flow and step
 
 
 class DecisionReason(StrEnum):

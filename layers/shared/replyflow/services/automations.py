@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import Automation
-from replyflow.db.repositories import accounts, automations, plans, templates, tenants
+from replyflow.db.repositories import accounts, automations, flows, plans, templates, tenants
 from replyflow.errors import NotFoundError, PlanLimitError, ValidationError
 from replyflow.ports import Cache
 from replyflow.services import cache_keys, write_through
@@ -53,12 +53,19 @@ class PublicReplyAction(BaseModel):
         return self
 
 
+class StartFlowAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    flow_id: str = Field(min_length=1, max_length=26, description="the flow to start for the contact")
+
+
 class Actions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     private_reply: TemplateAction | None = None
     public_reply: PublicReplyAction | None = None
     dm_reply: TemplateAction | None = None
+    start_flow: StartFlowAction | None = None
 
 
 class KeywordEntry(BaseModel):
@@ -164,8 +171,10 @@ def _check_consistency(
         raise ValueError("keywords must be 1 to 100 characters")
     if match_mode != "any" and not keywords and trigger != "story_mention" and not has_entries:
         raise ValueError(f"match_mode {match_mode!r} needs at least one keyword (or use 'any')")
-    if not (actions.private_reply or actions.public_reply or actions.dm_reply):
+    if not (actions.private_reply or actions.public_reply or actions.dm_reply or actions.start_flow):
         raise ValueError("at least one action is needed")
+    if actions.start_flow and (actions.private_reply or actions.dm_reply):
+        raise ValueError("a flow sends its own messages: start_flow goes with public_reply at most")
     if trigger in COMMENT_TRIGGERS and actions.dm_reply:
         raise ValueError("comment triggers answer with private_reply and/or public_reply, not dm_reply")
     if trigger not in COMMENT_TRIGGERS and (actions.private_reply or actions.public_reply):
@@ -190,6 +199,12 @@ def _check_references(session: Session, tenant_id: str, account_id: str, actions
     for name, action in (("private_reply", actions.private_reply), ("dm_reply", actions.dm_reply)):
         if action is not None and templates.get(session, tenant_id, action.template_id) is None:
             raise NotFoundError("no such template", details={"field": f"actions.{name}.template_id"})
+    if actions.start_flow is not None:
+        flow = flows.get_flow(session, tenant_id, actions.start_flow.flow_id)
+        if flow is None or flow.account_id != account_id:
+            raise NotFoundError(
+                "no such flow on this account", details={"field": "actions.start_flow.flow_id"}
+            )
 
 
 def list_automations(

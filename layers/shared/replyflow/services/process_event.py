@@ -25,6 +25,9 @@ Per event, in one database transaction:
 5. insert one ``outbound_messages`` row per action (the unique key reserves the send: a comment can
    never get two private replies) and an ``automation_logs`` row for every decision, including "no
    automation matched" (``automation_id`` null, reason ``no_match``).
+Flows (``services.flow_runs``): before matching, a postback, quick reply or message goes to the
+contact's run waiting for it, if that run takes it (then no automation is matched); a winner whose
+actions name ``start_flow`` starts a run, whose sends join the event's queued rows.
 After the commit the queued rows are published to ``sends-{priority}``. If that publish fails the
 event's message is redelivered; the duplicate delivery then re-publishes the event's rows still queued,
 so nothing is stranded. Accounts needing re-authorisation get their rows ``parked`` (not published);
@@ -51,8 +54,10 @@ from replyflow.db.repositories import ledger, once_per_post
 from replyflow.db.repositories import logs as logs_repo
 from replyflow.db.repositories import plans as plans_repo
 from replyflow.db.repositories import usage as usage_repo
+from replyflow.domain.flow_engine import AccountFacts
 from replyflow.domain.lifecycle import (
     LIVE_PRIVATE_REPLY_WINDOW,
+    ActionName,
     DecisionReason,
     LogAction,
     OutboundStatus,
@@ -74,6 +79,7 @@ from replyflow.errors import CooldownsUnavailableError
 from replyflow.observability import MetricUnit, bind_tenant, logger, metrics
 from replyflow.ports import Cache, Clock, CommentTimestamps, Cooldowns, QueuePublisher, TokenDecrypter
 from replyflow.services.automation_config import AccountConfig, account_config
+from replyflow.services.flow_runs import FlowApplied, FlowRunner, FlowScope
 
 # A duplicate delivery re-publishes the event's still-queued rows only when they are this old: the
 # original publish has evidently failed (a concurrent duplicate must not double the send jobs).
@@ -116,6 +122,7 @@ class EventProcessor:
         cipher: TokenDecrypter | None = None,
         live_window: timedelta = LIVE_PRIVATE_REPLY_WINDOW,
         edge_margin: timedelta = timedelta(days=2),
+        flows: FlowRunner | None = None,
     ) -> None:
         self._sessions = sessions
         self._cache = cache
@@ -128,6 +135,7 @@ class EventProcessor:
         self._cipher = cipher
         self._live_window = live_window
         self._edge_margin = edge_margin
+        self._flows = flows or FlowRunner(cipher=cipher)
 
     def process(self, message: EventMessage) -> ProcessResult:
         bind_tenant(message.tenant_id, message.account_id)
@@ -196,6 +204,8 @@ class EventProcessor:
         if gate is not None or config is None:
             self._log(session, message, result, None, LogAction.SKIPPED, gate)
             return
+        if self._route_to_flow(session, message, config, occurred_at, now, result):
+            return
         matches = matching_rules(config.rules, event)
         if not matches:
             self._log(session, message, result, None, LogAction.SKIPPED, DecisionReason.NO_MATCH)
@@ -217,6 +227,20 @@ class EventProcessor:
 
     def _plan(self, ctx: _Context, match: Match) -> None:
         rule, event, message = match.rule, ctx.event, ctx.message
+        start_flow = rule.actions.get("start_flow")
+        if isinstance(start_flow, dict) and start_flow.get("flow_id"):
+            applied = self._flows.start(
+                ctx.session,
+                self._flow_scope(ctx.session, message, ctx.config, ctx.now),
+                flow_id=str(start_flow["flow_id"]),
+                automation_id=rule.id,
+                event=event,
+                occurred_at=ctx.occurred_at,
+                now=ctx.now,
+            )
+            self._take_flow(applied, ctx.result)
+            if not any(name in rule.actions for name in ActionName):
+                return
         last_inbound = None
         if needs_contact_history(rule, event) and event.sender_id:
             last_inbound = contacts_repo.last_inbound_at(
@@ -263,6 +287,45 @@ class EventProcessor:
             extra={"lag_seconds": int((ctx.occurred_at - created).total_seconds()) if created else None},
         )
         return created
+
+    # -- flows -------------------------------------------------------------------------------------
+
+    def _route_to_flow(
+        self,
+        session: Session,
+        message: EventMessage,
+        config: AccountConfig,
+        occurred_at: datetime,
+        now: datetime,
+        result: ProcessResult,
+    ) -> bool:
+        """Give the event to the contact's waiting flow run; True when a run took it."""
+        scope = self._flow_scope(session, message, config, now)
+        applied = self._flows.route_inbound(session, scope, message.event, occurred_at=occurred_at, now=now)
+        self._take_flow(applied, result)
+        return applied is not None
+
+    def _flow_scope(
+        self, session: Session, message: EventMessage, config: AccountConfig, now: datetime
+    ) -> FlowScope:
+        return FlowScope(
+            tenant_id=message.tenant_id,
+            account_id=message.account_id,
+            priority=message.priority,
+            account_facts=lambda: AccountFacts(
+                status=config.status, quota_left=quota_left(session, message.tenant_id, now)
+            ),
+            event_key=message.event.event_key,
+        )
+
+    @staticmethod
+    def _take_flow(applied: FlowApplied | None, result: ProcessResult) -> None:
+        if applied is None:
+            return
+        result.queued.extend(applied.queued)
+        result.decisions.extend(
+            (None, str(LogAction.FLOW_STEP), f"{d.step_id}:{d.outcome}") for d in applied.decisions
+        )
 
     # -- Redis, guarded ----------------------------------------------------------------------------
 
