@@ -28,6 +28,8 @@ from api.routes import (
     auth,
     automations,
     billing,
+    contacts,
+    flows,
     invitations,
     logs,
     members,
@@ -54,6 +56,7 @@ RATE_HEADERS = [
     "X-RateLimit-Remaining-Month",
     "X-RateLimit-Reset-Month",
     "Retry-After",
+    "X-Next-Cursor",  # GET /v1/contacts/export: the export continues from it
 ]
 
 
@@ -128,6 +131,8 @@ def _build_app(origins: tuple[str, ...], allow_credentials: bool) -> APIGatewayR
         (automations.router, "/v1/automations"),
         (logs.router, "/v1/logs"),
         (stats.router, "/v1/stats"),
+        (contacts.router, "/v1/contacts"),
+        (flows.router, "/v1/flows"),
         (meta_callbacks.router, "/v1"),
     ):
         app.include_router(router, prefix=prefix)

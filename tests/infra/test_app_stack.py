@@ -50,6 +50,7 @@ JOBS = {
     "reconcile-comments": "rate(15 minutes)",
     "ledger-sweep": "rate(5 minutes)",
     "partitions": "cron(30 1 * * ? *)",
+    "flow-timers": "rate(1 minute)",
 }
 SETTINGS_ENV = {
     "POWERTOOLS_SERVICE_NAME",

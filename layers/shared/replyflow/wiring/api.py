@@ -336,6 +336,12 @@ class ApiDeps:
         return DryRunService(self.read_only, self.clock)
 
     @once
+    def contacts(self) -> api_services.ContactService:
+        from replyflow.wiring.api_services import ContactService
+
+        return ContactService(self.unit_of_work, self.read_only, self.clock)
+
+    @once
     def logs(self) -> api_services.LogService:
         from replyflow.wiring.api_services import LogService
 

@@ -54,6 +54,7 @@ JOB_NAMES = (
     "reconcile-comments",
     "ledger-sweep",
     "partitions",
+    "flow-timers",
 )
 METRICS_NAMESPACE = "Replyflow"
 
@@ -289,6 +290,18 @@ def _partitions(deps: JobsDeps, deadline: Deadline) -> JobResult:
     return run_partition_maintenance(deps.clients.writer_sessions, now=deps.clock.now(), deadline=deadline)
 
 
+def _flow_timers(deps: JobsDeps, deadline: Deadline) -> JobResult:
+    from replyflow.services.flow_runs import FlowRunner
+    from replyflow.services.jobs.flow_timers import run_flow_timers
+    from replyflow.wiring.pipeline import GraphOnUse
+
+    # The follow status is read only when a timer leads to a ``follows`` condition.
+    runner = FlowRunner(follow_status=GraphOnUse(deps.settings), cipher=deps.clients.cipher)
+    return run_flow_timers(
+        deps.clients.writer_sessions, deps.publisher, runner, now=deps.clock.now(), deadline=deadline
+    )
+
+
 _JOBS: dict[str, Callable[[JobsDeps, Deadline], JobResult]] = {
     "archive": _archive,
     "retention": _retention,
@@ -299,6 +312,7 @@ _JOBS: dict[str, Callable[[JobsDeps, Deadline], JobResult]] = {
     "reconcile-comments": _reconcile_comments,
     "ledger-sweep": _ledger_sweep,
     "partitions": _partitions,
+    "flow-timers": _flow_timers,
 }
 
 

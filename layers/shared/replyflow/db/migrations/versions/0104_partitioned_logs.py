@@ -2,7 +2,7 @@
 RANGE COLUMNS partitioned by day of their age column
 
 Revision ID: 0104
-Revises: 0101
+Revises: 0103
 Create Date: 2026-12-01 12:50:00
 
 MySQL requires every unique key of a partitioned table (the primary key included) to contain the
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0104"
-down_revision = "0101"
+down_revision = "0103"
 branch_labels = None
 depends_on = None
 
