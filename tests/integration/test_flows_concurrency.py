@@ -1,5 +1,6 @@
 """Flows under concurrency and duplicate deliveries, on the real MariaDB (item 8 of the flows issue,
-scaled down for CI): 40 follow-gate conversations at once, every webhook delivered twice (at the same
+scaled down for CI): 40 follow-gate conversations at once (each person writes first, so messages
+that find no run race with the starts of others), every webhook delivered twice (at the same
 moment, on two threads) for 30 % of them; every conversation ends in its expected terminal step and
 no step is sent twice."""
 
@@ -51,6 +52,16 @@ def _postback(ig_user_id: str, sender: str, mid: str, payload: str, at_ms: int) 
     return {"object": "instagram", "entry": [{"id": ig_user_id, "time": at_ms, "messaging": [item]}]}
 
 
+def _message(ig_user_id: str, sender: str, mid: str, text: str, at_ms: int) -> dict[str, Any]:
+    item = {
+        "sender": {"id": sender},
+        "recipient": {"id": ig_user_id},
+        "timestamp": at_ms,
+        "message": {"mid": mid, "text": text},
+    }
+    return {"object": "instagram", "entry": [{"id": ig_user_id, "time": at_ms, "messaging": [item]}]}
+
+
 def test_concurrent_follow_gates_with_duplicate_webhooks(mysql_url: str) -> None:
     sessions = session_factory(mysql_url)
     with session_scope(sessions) as session:
@@ -93,6 +104,7 @@ def test_concurrent_follow_gates_with_duplicate_webhooks(mysql_url: str) -> None
 
     def conversation(index: int) -> None:
         person = people[index]
+        deliver(person, _message(seeded.ig_user_id, person, f"mid-hi-{index}", "hi", now_ms))  # no run yet
         comment = comment_body(
             seeded.ig_user_id, f"1795{index:013d}", "LINK", from_id=person, time=now_ms // 1000
         )

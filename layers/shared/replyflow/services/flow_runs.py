@@ -234,8 +234,16 @@ class FlowRunner:
         """Give the event to the contact's waiting run; None when no run takes it."""
         if event.kind not in ROUTABLE_KINDS or not event.sender_id:
             return None
-        run = flows_repo.waiting_run(session, scope.tenant_id, scope.account_id, event.sender_id)
-        if run is None:
+        # A plain read finds the run, then its row is locked by primary key and checked again: a
+        # locking read on the index would take gap locks when no run waits (most messages), and two
+        # such events starting runs of new contacts could then deadlock on their inserts.
+        found = flows_repo.waiting_run(
+            session, scope.tenant_id, scope.account_id, event.sender_id, for_update=False
+        )
+        if found is None:
+            return None
+        run = flows_repo.lock_run(session, scope.tenant_id, found.id)
+        if run is None or run.status != RunStatus.WAITING:
             return None
         graph = self._load_graph(session, scope.tenant_id, run.flow_id, run.version)
         inbound = Inbound(event.kind, occurred_at, payload=event.payload, text=event.text)
