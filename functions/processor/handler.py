@@ -1,12 +1,13 @@
 """events-{high,default,low} -> the processor service, with a partial batch response. A billing
-message (a verified Stripe event) goes to ``services.billing.apply_event`` instead."""
+message (a verified Stripe event) goes to ``services.billing.apply_event``, a flow timer job to its
+firing, instead."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from replyflow.domain.messages import BillingEventMessage, decode_event_message
+from replyflow.domain.messages import BillingEventMessage, FlowTimerJob, decode_event_message
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.sqs_batch import process_batch
 from replyflow.wiring.pipeline import PipelineDeps, process_deps
@@ -29,14 +30,20 @@ def make_handler(deps: Callable[[], PipelineDeps]) -> Handler:
             if isinstance(message, BillingEventMessage):
                 outcomes.append(_apply_billing(pipeline, message))
                 return
+            if isinstance(message, FlowTimerJob):
+                fired = fire_flow_timer(pipeline, message)
+                outcomes.append("timer_fired" if fired else "timer_stale")
+                return
             result = pipeline.processor.process(message)
             outcomes.append("duplicate" if result.duplicate else "processed")
             outcomes.extend("queued" for _ in result.queued)
 
         response = process_batch(event, handle, max_workers=4, backoff=pipeline.retry_backoff)
-        for name in ("processed", "duplicate", "queued", "billing"):
+        for name in ("processed", "duplicate", "queued", "billing", "timer_fired", "timer_stale"):
             metrics.add_metric(
-                name=f"Events{name.title()}", unit=MetricUnit.Count, value=outcomes.count(name)
+                name=f"Events{name.title().replace('_', '')}",
+                unit=MetricUnit.Count,
+                value=outcomes.count(name),
             )
         errored = len(response["batchItemFailures"])
         metrics.add_metric(name="EventsErrored", unit=MetricUnit.Count, value=errored)
@@ -58,6 +65,20 @@ def _apply_billing(pipeline: PipelineDeps, message: BillingEventMessage) -> str:
         grace=pipeline.billing_grace,
     )
     return "duplicate" if outcome == "duplicate" else "billing"
+
+
+def fire_flow_timer(pipeline: PipelineDeps, job: FlowTimerJob) -> bool:
+    """A flow timer whose SQS delay has passed (``services.jobs.flow_timers.fire_one``)."""
+    from replyflow.services.jobs.flow_timers import fire_one
+
+    return fire_one(
+        pipeline.clients.writer_sessions,
+        pipeline.publisher,
+        pipeline.flow_runner,
+        job.tenant_id,
+        job.timer_id,
+        now=pipeline.clock.now(),
+    )
 
 
 def bind(roots: Roots) -> Handler:

@@ -8,8 +8,6 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import deps, principal
 from api.responses import documented
-from replyflow.clock import utcnow
-from replyflow.services import flows
 from replyflow.services.flow_simulator import SimulateRequest, SimulateView
 from replyflow.services.flows import (
     ActivateRequest,
@@ -28,8 +26,7 @@ router = Router()
 
 @router.get("", tags=["flows"], summary="Flows, optionally of one account", responses=documented())
 def list_flows(account_id: str | None = None) -> list[FlowView]:
-    with deps(router).unit_of_work() as session:
-        return flows.list_flows(session, principal(router), account_id)
+    return deps(router).flows.list_flows(principal(router), account_id)
 
 
 @router.post(
@@ -39,8 +36,7 @@ def list_flows(account_id: str | None = None) -> list[FlowView]:
     responses=documented(201, 404, body=True),
 )
 def create(body: FlowCreate) -> Response[FlowView]:
-    with deps(router).unit_of_work() as session:
-        view = flows.create(session, principal(router), body)
+    view = deps(router).flows.create(principal(router), body)
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
@@ -51,8 +47,7 @@ def create(body: FlowCreate) -> Response[FlowView]:
     responses=documented(201, 402, 404, body=True),
 )
 def create_follow_gate(body: FollowGateCreate) -> Response[FollowGateView]:
-    with deps(router).unit_of_work() as session:
-        view = flows.create_follow_gate(session, deps(router).cache, principal(router), body)
+    view = deps(router).flows.create_follow_gate(principal(router), body)
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
@@ -63,21 +58,19 @@ def create_follow_gate(body: FollowGateCreate) -> Response[FollowGateView]:
     responses=documented(200, body=True),
 )
 def simulate_draft(body: DraftSimulateRequest) -> SimulateView:
-    return flows.simulate_draft(principal(router), body, now=utcnow())
+    return deps(router).flows.simulate_draft(principal(router), body)
 
 
 @router.get("/<flow_id>", tags=["flows"], summary="One flow", responses=documented(200, 404))
 def get_flow(flow_id: str) -> FlowView:
-    with deps(router).unit_of_work() as session:
-        return flows.get_flow(session, principal(router), flow_id)
+    return deps(router).flows.get(principal(router), flow_id)
 
 
 @router.get(
     "/<flow_id>/versions", tags=["flows"], summary="A flow's versions", responses=documented(200, 404)
 )
 def list_versions(flow_id: str) -> list[FlowVersionView]:
-    with deps(router).unit_of_work() as session:
-        return flows.list_versions(session, principal(router), flow_id)
+    return deps(router).flows.versions(principal(router), flow_id)
 
 
 @router.post(
@@ -87,8 +80,7 @@ def list_versions(flow_id: str) -> list[FlowVersionView]:
     responses=documented(201, 404, body=True),
 )
 def add_version(flow_id: str, body: FlowVersionCreate) -> Response[FlowVersionView]:
-    with deps(router).unit_of_work() as session:
-        view = flows.add_version(session, principal(router), flow_id, body.graph)
+    view = deps(router).flows.add_version(principal(router), flow_id, body)
     return Response(201, content_types.APPLICATION_JSON, view)
 
 
@@ -99,8 +91,7 @@ def add_version(flow_id: str, body: FlowVersionCreate) -> Response[FlowVersionVi
     responses=documented(200, 404, body=True),
 )
 def activate(flow_id: str, body: ActivateRequest) -> FlowView:
-    with deps(router).unit_of_work() as session:
-        return flows.activate(session, principal(router), flow_id, body.version)
+    return deps(router).flows.activate(principal(router), flow_id, body)
 
 
 @router.post(
@@ -110,8 +101,7 @@ def activate(flow_id: str, body: ActivateRequest) -> FlowView:
     responses=documented(200, 404, body=True),
 )
 def simulate(flow_id: str, body: SimulateRequest, version: int | None = None) -> SimulateView:
-    with deps(router).unit_of_work() as session:
-        return flows.simulate_flow(session, principal(router), flow_id, body, version=version, now=utcnow())
+    return deps(router).flows.simulate(principal(router), flow_id, body, version)
 
 
 @router.get(
@@ -121,5 +111,4 @@ def simulate(flow_id: str, body: SimulateRequest, version: int | None = None) ->
     responses=documented(200, 404),
 )
 def stats(flow_id: str) -> FlowStatsView:
-    with deps(router).unit_of_work() as session:
-        return flows.stats(session, principal(router), flow_id)
+    return deps(router).flows.stats(principal(router), flow_id)

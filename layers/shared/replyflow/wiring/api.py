@@ -342,6 +342,12 @@ class ApiDeps:
         return ContactService(self.unit_of_work, self.read_only, self.clock)
 
     @once
+    def flows(self) -> api_services.FlowService:
+        from replyflow.wiring.api_services import FlowService
+
+        return FlowService(self.unit_of_work, self.cache, self.clock)
+
+    @once
     def logs(self) -> api_services.LogService:
         from replyflow.wiring.api_services import LogService
 
