@@ -119,7 +119,7 @@ export default function LogsPage() {
         </Empty>
       ) : null}
       {logs.data && logs.data.rows.length > 0 ? (
-        <div className="table-wrap">
+        <div className="table-wrap" tabIndex={0} role="region" aria-label="Log entries">
           <table className="logs" data-testid="log-table">
             <thead>
               <tr>

@@ -54,7 +54,7 @@ export default function MembersPage() {
       {members.isPending ? <Loading /> : null}
       <ErrorNote error={members.error ?? change.error ?? remove.error} />
       {members.data ? (
-        <div className="table-wrap">
+        <div className="table-wrap" tabIndex={0} role="region" aria-label="Members">
           <table>
             <thead>
               <tr>

@@ -107,7 +107,7 @@ export default function StatsPage() {
           {chart ? <DailyChart title="Per day" days={chart.days} series={chart.series} /> : null}
           <h2>Per automation</h2>
           {rows.length ? (
-            <div className="table-wrap">
+            <div className="table-wrap" tabIndex={0} role="region" aria-label="Outcomes per automation">
               <table>
                 <thead>
                   <tr>
