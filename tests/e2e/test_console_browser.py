@@ -75,3 +75,13 @@ def test_a_tenants_day_in_the_browser(console_dist: Path, start_local_stack: Sta
     pages = set(report["pages"])
     assert {"signup", "accounts", "template-editor", "automations", "logs", "stats", "billing"} <= pages
     assert all((SCREENSHOTS / f"{page}.png").stat().st_size > 0 for page in pages)
+
+
+def test_the_consoles_unit_tests_and_type_check(console_dist: Path) -> None:
+    """Vitest (happy-dom) and ``tsc`` against the generated client types: an API change that the
+    console does not follow fails here."""
+    for command in (["npm", "test", "--silent"], ["npm", "run", "typecheck", "--silent"]):
+        result = subprocess.run(
+            command, cwd=console_build.CONSOLE_DIR, capture_output=True, text=True, timeout=180, check=False
+        )
+        assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
