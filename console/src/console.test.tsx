@@ -7,6 +7,7 @@ import { tokenHealth } from "./pages/accounts";
 import { toBody as automationBody } from "./pages/automations";
 import { dailySeries, perAutomation } from "./pages/stats";
 import { toBody as templateBody } from "./pages/templates";
+import type { Schemas } from "./api/client";
 
 afterEach(() => {
   cleanup();
@@ -115,7 +116,7 @@ describe("account health", () => {
 });
 
 describe("stats", () => {
-  const view = {
+  const view: Schemas["StatsView"] = {
     since: "2026-11-29",
     until: "2026-12-01",
     totals: { sent: 3, skipped: 1 },
