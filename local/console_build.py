@@ -76,7 +76,9 @@ def main(argv: list[str]) -> int:
         print(f"wrote {OPENAPI_PATH.relative_to(ROOT)}")
         return 0
     if command == "build":
-        print("console: built console/dist" if build(force="--force" in argv) else "console: dist is up to date")
+        print(
+            "console: built console/dist" if build(force="--force" in argv) else "console: dist is up to date"
+        )
         return 0
     print("usage: python -m local.console_build [openapi|build [--force]]", file=sys.stderr)
     return 2

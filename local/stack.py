@@ -299,8 +299,9 @@ class LocalStack:
         lines = [
             "",
             "Replyflow local stack is running",
-            f"  Console        {api}/" if self.server and self.server.gateway.site else "  Console        "
-            "not built (`make run` builds it; needs Node.js 20+)",
+            f"  Console        {api}/"
+            if self.server and self.server.gateway.site
+            else "  Console        not built (`make run` builds it; needs Node.js 20+)",
             f"  API            {api}",
             f"  API docs       {api}/docs  (OpenAPI: {api}/openapi.json)",
             f"  Webhook        {api}/webhooks/instagram",

@@ -57,7 +57,11 @@ class StaticSite:
         found = self._file(path) if path not in {"", "/"} else None
         if found is None and Path(path).suffix and path.startswith("/assets/"):
             # A missing hashed asset is a stale index.html in someone's cache: a 404, never the app.
-            return StaticFile(404, [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", REVALIDATE)], b"not found\n")
+            return StaticFile(
+                404,
+                [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", REVALIDATE)],
+                b"not found\n",
+            )
         target = found or self.root / "index.html"
         content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if content_type.startswith("text/") or content_type in {"application/javascript", "image/svg+xml"}:

@@ -69,7 +69,9 @@ def test_a_tenants_day_in_the_browser(console_dist: Path, start_local_stack: Sta
         timeout=BROWSER_TIMEOUT,
         check=False,
     )
-    assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}\n{stack.output()[-3000:]}"
+    assert result.returncode == 0, (
+        f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}\n{stack.output()[-3000:]}"
+    )
     report = json.loads((SCREENSHOTS / "report.json").read_text())
     assert report["ok"] is True
     pages = set(report["pages"])
@@ -84,4 +86,6 @@ def test_the_consoles_unit_tests_and_type_check(console_dist: Path) -> None:
         result = subprocess.run(
             command, cwd=console_build.CONSOLE_DIR, capture_output=True, text=True, timeout=180, check=False
         )
-        assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        assert result.returncode == 0, (
+            f"{' '.join(command)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
