@@ -51,7 +51,8 @@ def console_dist() -> Path:
 def test_a_tenants_day_in_the_browser(console_dist: Path, start_local_stack: StartStack) -> None:
     stack = start_local_stack(extra_args=["--console", str(console_dist)])
     index = stack.get("/")
-    assert index.status_code == 200 and '<div id="root">' in index.text
+    assert index.status_code == 200
+    assert '<div id="root">' in index.text
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     env.update(
         BASE_URL=stack.api_url,

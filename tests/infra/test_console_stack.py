@@ -40,9 +40,11 @@ def test_the_bucket_is_private_and_read_only_by_the_distribution(
     assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
     (policy,) = resources_of(console, "AWS::S3::BucketPolicy").values()
     allow, deny = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert allow["Principal"] == {"Service": "cloudfront.amazonaws.com"} and allow["Action"] == "s3:GetObject"
+    assert allow["Principal"] == {"Service": "cloudfront.amazonaws.com"}
+    assert allow["Action"] == "s3:GetObject"
     assert "distribution/${Distribution}" in allow["Condition"]["StringEquals"]["AWS:SourceArn"]["Fn::Sub"]
-    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     s3_origin = next(o for o in config["Origins"] if o["Id"] == "console")
     assert s3_origin["OriginAccessControlId"] == {"Fn::GetAtt": ["OriginAccessControl", "Id"]}
 
@@ -87,7 +89,8 @@ def test_csp_and_hsts_come_from_a_response_headers_policy(
     headers = console["Resources"]["SecurityHeadersPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]
     security = headers["SecurityHeadersConfig"]
     csp = security["ContentSecurityPolicy"]["ContentSecurityPolicy"]
-    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "connect-src 'self'" in csp
+    for directive in ("default-src 'self'", "frame-ancestors 'none'", "connect-src 'self'"):
+        assert directive in csp
     assert security["StrictTransportSecurity"]["AccessControlMaxAgeSec"] >= 31536000
     behaviors = _behaviors(config)
     assert behaviors["default"]["ResponseHeadersPolicyId"] == {"Ref": "SecurityHeadersPolicy"}

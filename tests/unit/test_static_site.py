@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from local.gateway import HttpRequest, LocalGateway
+from local.gateway import HttpRequest, HttpResponse, LocalGateway
 from local.static_site import IMMUTABLE, StaticSite
 from local.template import parse_template
 
@@ -41,8 +41,8 @@ def gateway(dist: Path) -> LocalGateway:
     return LocalGateway(parse_template(TEMPLATE), {}, site=StaticSite(dist))
 
 
-def header(response: object, name: str) -> str | None:
-    found = [v for k, v in getattr(response, "headers") if k.lower() == name.lower()]
+def header(response: HttpResponse, name: str) -> str | None:
+    found = [v for k, v in response.headers if k.lower() == name.lower()]
     return found[-1] if found else None
 
 
