@@ -10,7 +10,9 @@ Suites, in order (each module's docstring says exactly what it measures):
 - ``e2e``: the local stack over HTTP, comment -> DM latency and a 4-thread burst;
 - ``workers``: processor and sender handlers in-process on MariaDB + Redis, sandbox at 0 and 200 ms;
 - ``api``: cached and uncached API reads on MariaDB + Redis with a million log rows;
-- ``broker``: the local broker alone, in memory and on its SQLite state file.
+- ``broker``: the local broker alone, in memory and on its SQLite state file;
+- ``console``: the console in Chromium over the local stack, logs and stats time to interactive with a
+  million log rows, and the first page's gzipped JS.
 
 A suite that fails is reported and the others still run (the exit status is then 1). Every suite
 cleans up what it made (MariaDB databases, Redis databases, servers, the stack) on error too. While
@@ -28,7 +30,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import api, broker, cold_start, e2e, redis_outage, webhook, workers
+from bench import api, broker, cold_start, console, e2e, redis_outage, webhook, workers
 from bench.stats import MACHINE_NOTE, RESULTS_DIR, machine, print_table, write_results
 from bench.support import quiet_stdout
 
@@ -42,6 +44,7 @@ SUITES: dict[str, Suite] = {
     "workers": workers.run,
     "api": api.run,
     "broker": broker.run,
+    "console": console.run,
 }
 FULL: dict[str, dict[str, Any]] = {
     "cold_start": {"repeats": 7},
@@ -51,6 +54,7 @@ FULL: dict[str, dict[str, Any]] = {
     "workers": {"events": 1000, "accounts": 50},
     "api": {"log_rows": 1_000_000, "calls": 300, "stats_calls": 5},
     "broker": {"messages": 20_000},
+    "console": {"log_rows": 1_000_000, "samples": 20},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "cold_start": {"repeats": 3},
@@ -60,6 +64,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "workers": {"events": 100, "accounts": 10},
     "api": {"log_rows": 100_000, "calls": 50, "stats_calls": 2},
     "broker": {"messages": 2_000},
+    "console": {"log_rows": 50_000, "samples": 5},
 }
 
 
