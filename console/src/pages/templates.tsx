@@ -192,7 +192,14 @@ export default function TemplatesPage() {
         {templates.data?.map((t) => (
           <li key={t.id} className="card">
             <h2>{t.name}</h2>
-            <DmPreview message={fromSendApi(null, t.text)} />
+            <DmPreview
+              message={{
+                text: t.text,
+                buttons: t.buttons as PreviewMessage["buttons"],
+                quickReplies: t.quick_replies as PreviewMessage["quickReplies"],
+                cards: [],
+              }}
+            />
             <div className="row">
               <button type="button" onClick={() => setEditing(t)}>
                 Edit
