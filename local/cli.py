@@ -3,8 +3,9 @@
 - ``run``: the local stack (:mod:`local.stack`) until Ctrl-C / SIGTERM, then a clean stop and exit 0.
 - ``migrate`` / ``seed``: the database alone (``seed`` stores a placeholder demo token; ``run``
   replaces it with one the sandbox issues).
-- ``simulate comment|dm``: a webhook body shaped exactly like Instagram's, signed with the app secret
-  (``X-Hub-Signature-256``), registered with the sandbox first when it answers, POSTed to the stack.
+- ``simulate comment|dm|postback|quick-reply``: a webhook body shaped exactly like Instagram's,
+  signed with the app secret (``X-Hub-Signature-256``), registered with the sandbox first when it
+  answers, POSTed to the stack.
 - ``dlq list|redrive``: the running local stack's DLQs over ``/_local``; with ``QUEUE_URLS`` set, the
   real SQS DLQs through boto3.
 - ``outbox``: the emails the local stack sent (invitations, password resets), read from the outbox
@@ -188,6 +189,49 @@ def dm_body(
     }
 
 
+def postback_body(
+    *,
+    payload: str,
+    account: str,
+    title: str = "Tap",
+    from_id: str = DEFAULT_FROM_ID,
+    mid: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """A button tap like events/instagram/dm_postback.json (milliseconds)."""
+    body = _messaging(account, from_id, now)
+    item = body["entry"][0]["messaging"][0]
+    item["postback"] = {"mid": mid or _mid(), "title": title, "payload": payload}
+    return body
+
+
+def quick_reply_body(
+    *,
+    payload: str,
+    account: str,
+    text: str | None = None,
+    from_id: str = DEFAULT_FROM_ID,
+    mid: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """A quick-reply tap like events/instagram/dm_quick_reply.json; an email or phone quick reply
+    carries the address as both its text and its payload."""
+    body = _messaging(account, from_id, now)
+    item = body["entry"][0]["messaging"][0]
+    item["message"] = {"mid": mid or _mid(), "text": text or payload, "quick_reply": {"payload": payload}}
+    return body
+
+
+def _messaging(account: str, from_id: str, now: float | None) -> dict[str, Any]:
+    millis = int((now if now is not None else time.time()) * 1000)
+    item = {"sender": {"id": from_id}, "recipient": {"id": account}, "timestamp": millis}
+    return {"object": "instagram", "entry": [{"id": account, "time": millis, "messaging": [item]}]}
+
+
+def _mid() -> str:
+    return f"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE{_digits(24)}"
+
+
 def _try_sandbox(url: str, payload: dict[str, Any]) -> str:
     import httpx
 
@@ -357,6 +401,30 @@ def cmd_simulate_dm(args: argparse.Namespace) -> int:
     return post_webhook(settings, body)
 
 
+def cmd_simulate_tap(args: argparse.Namespace) -> int:
+    """A postback (``simulate postback``) or a quick reply (``simulate quick-reply``): the tap is the
+    person's message, so the sandbox hears of it first (their window and their consent)."""
+    from replyflow.services.demo_seed import DEMO_IG_USER_ID
+
+    settings = _settings()
+    account = args.account or DEMO_IG_USER_ID
+    now = time.time()
+    if args.kind == "postback":
+        body = postback_body(
+            payload=args.payload, title=args.title, account=account, from_id=args.from_id, now=now
+        )
+    else:
+        body = quick_reply_body(
+            payload=args.payload, text=args.text, account=account, from_id=args.from_id, now=now
+        )
+    registered = _try_sandbox(
+        f"{sandbox_url(settings)}/_sandbox/inbound",
+        {"account_id": account, "sender_id": args.from_id, "timestamp": now},
+    )
+    print(f"{args.kind} from {args.from_id}: payload {args.payload!r} ({registered})")
+    return post_webhook(settings, body)
+
+
 def _local_get(settings: Settings, path: str, method: str = "GET") -> Any:
     import httpx
 
@@ -517,6 +585,18 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--from", dest="from_id", default=DEFAULT_DM_FROM_ID, help="sender IGSID")
     dm.add_argument("--account", help="receiving IG account id (default: the demo account)")
     dm.set_defaults(func=cmd_simulate_dm)
+    postback = kinds.add_parser("postback", help="a button tap (a postback payload)")
+    postback.add_argument("--payload", required=True)
+    postback.add_argument("--title", default="Tap", help="the button's title")
+    postback.add_argument("--from", dest="from_id", default=DEFAULT_FROM_ID, help="sender IGSID")
+    postback.add_argument("--account", help="receiving IG account id (default: the demo account)")
+    postback.set_defaults(func=cmd_simulate_tap)
+    quick = kinds.add_parser("quick-reply", help="a quick reply (an email quick reply: --payload ann@x.io)")
+    quick.add_argument("--payload", required=True)
+    quick.add_argument("--text", help="the reply's text (default: the payload)")
+    quick.add_argument("--from", dest="from_id", default=DEFAULT_FROM_ID, help="sender IGSID")
+    quick.add_argument("--account", help="receiving IG account id (default: the demo account)")
+    quick.set_defaults(func=cmd_simulate_tap)
 
     dlq = subparsers.add_parser("dlq", help="list or redrive dead-letter queues")
     dlq.add_argument("action", choices=["list", "redrive"])

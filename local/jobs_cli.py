@@ -71,7 +71,7 @@ def _jobs_list(args: argparse.Namespace) -> int:
 
 
 # What a job needs that only a running stack (or AWS) provides locally.
-NEEDS_QUEUES = frozenset({"queue-metrics", "reconcile-comments", "ledger-sweep"})
+NEEDS_QUEUES = frozenset({"queue-metrics", "reconcile-comments", "ledger-sweep", "flow-timers"})
 CALLS_GRAPH = frozenset({"token-refresh", "webhook-subscriptions", "reconcile-comments"})
 
 

@@ -252,6 +252,9 @@ class ScriptedGraph:
         # GET /{comment-id}?fields=timestamp: the answer per comment id (an exception is raised).
         self.comment_times: dict[str, datetime | Exception] = {}
         self.comment_reads: list[str] = []
+        # GET /{igsid}?fields=is_user_follow_business: who follows the account.
+        self.follows: dict[str, bool] = {}
+        self.profile_reads: list[str] = []
 
     def _call(self, payload: dict[str, Any], result: GraphResult) -> GraphResult:
         with self._lock:
@@ -289,6 +292,12 @@ class ScriptedGraph:
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+    def user_follows(self, igsid: str, access_token: str) -> bool | None:
+        """``follows`` says who follows the account (the sandbox's control endpoint, in a dict)."""
+        with self._lock:
+            self.profile_reads.append(igsid)
+        return self.follows.get(igsid)
 
 
 class DictCache:

@@ -27,6 +27,8 @@ from api.routes import (
     api_keys,
     auth,
     automations,
+    contacts,
+    flows,
     invitations,
     logs,
     members,
@@ -53,6 +55,7 @@ RATE_HEADERS = [
     "X-RateLimit-Remaining-Month",
     "X-RateLimit-Reset-Month",
     "Retry-After",
+    "X-Next-Cursor",  # GET /v1/contacts/export: the export continues from it
 ]
 
 
@@ -126,6 +129,8 @@ def _build_app(origins: tuple[str, ...], allow_credentials: bool) -> APIGatewayR
         (automations.router, "/v1/automations"),
         (logs.router, "/v1/logs"),
         (stats.router, "/v1/stats"),
+        (contacts.router, "/v1/contacts"),
+        (flows.router, "/v1/flows"),
         (meta_callbacks.router, "/v1"),
     ):
         app.include_router(router, prefix=prefix)

@@ -54,6 +54,7 @@ ROUTES: tuple[SandboxRoute, ...] = (
     _route("POST", "/_sandbox/signed-request", control.signed_request, graph=False),
     _route("POST", r"/_sandbox/users/(?P<igsid>[^/]+)/unavailable", control.mark_unavailable, graph=False),
     _route("DELETE", r"/_sandbox/users/(?P<igsid>[^/]+)/unavailable", control.mark_available, graph=False),
+    _route("POST", r"/_sandbox/users/(?P<igsid>[^/]+)/follows", control.set_follows, graph=False),
     _route("GET", "/_sandbox/faults", control.get_faults, graph=False),
     _route("POST", "/_sandbox/faults", control.set_faults, graph=False),
     _route("DELETE", "/_sandbox/faults", control.clear_faults, graph=False),

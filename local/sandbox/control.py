@@ -5,6 +5,9 @@ inject faults. They answer plain JSON; bad input is a 400 ``{"error": {"message"
 so the media and comments reads serve it (``local.sandbox.media``) whether or not a webhook was sent.
 Clearing messages keeps the one-private-reply-per-comment memory; ``DELETE /_sandbox/state`` forgets
 everything except accounts and tokens (add ``?identities=true`` to drop those too).
+``POST /_sandbox/users/{igsid}/follows`` ``{"account_id", "follows"}`` sets whether the person follows
+the account, which the User Profile API (``GET /{igsid}?fields=is_user_follow_business``) answers
+once the person has messaged or tapped (``POST /_sandbox/inbound``), and refuses (code 230) before.
 ``POST /_sandbox/signed-request`` ``{"user_id"}`` answers the ``signed_request`` Meta would post to the
 data deletion and deauthorize callbacks for that user, signed with the sandbox's app secret.
 """
@@ -121,6 +124,17 @@ def mark_unavailable(state: SandboxState, request: Request, igsid: str) -> Respo
 def mark_available(state: SandboxState, request: Request, igsid: str) -> Response:
     state.unavailable.discard(igsid)
     return Response(200, {"success": True})
+
+
+def set_follows(state: SandboxState, request: Request, igsid: str) -> Response:
+    """``{"account_id", "follows": true|false}``: what the User Profile API answers for this person."""
+    body = _body(request)
+    key = (_required(body, "account_id"), igsid)
+    follows = body.get("follows", True)
+    if not isinstance(follows, bool):
+        raise ControlError("follows is true or false")
+    (state.followers.add if follows else state.followers.discard)(key)
+    return Response(200, {"success": True, "follows": follows})
 
 
 def get_faults(state: SandboxState, request: Request) -> Response:

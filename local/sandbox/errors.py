@@ -20,6 +20,7 @@ CODE_INVALID_APP = 101
 CODE_TOKEN = 190
 CODE_PERMISSION_DENIED = 200
 CODE_USER_UNAVAILABLE = 551
+CODE_USER_CONSENT = 230
 CODE_UNKNOWN_PATH = 2500
 CODE_BUC_THROTTLE = 80002
 
@@ -129,6 +130,11 @@ def outside_window() -> SandboxGraphError:
     return SandboxGraphError(
         CODE_PERMISSION, "(#10) This message is sent outside of allowed window.", SUBCODE_OUTSIDE_WINDOW
     )
+
+
+def consent_required() -> SandboxGraphError:
+    """The User Profile API before the person messaged or tapped (docs/instagram.md)."""
+    return SandboxGraphError(CODE_USER_CONSENT, "(#230) User consent is required to access user profile")
 
 
 def user_unavailable() -> SandboxGraphError:

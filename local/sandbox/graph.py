@@ -29,6 +29,18 @@ COMMENT_FIELDS = frozenset(
     {"id", "timestamp", "text", "username", "from", "media", "parent_id", "hidden", "like_count"}
 )
 USER_FIELDS = frozenset({"id", "user_id", "username", "name", "account_type", "profile_picture_url"})
+# The User Profile API (docs/instagram.md): a person's profile, once they have messaged or tapped.
+PROFILE_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "username",
+        "is_user_follow_business",
+        "is_business_follow_user",
+        "follower_count",
+        "is_verified_user",
+    }
+)
 
 
 def send_message(state: SandboxState, request: Request, node: str) -> Response:
@@ -102,7 +114,24 @@ def get_node(state: SandboxState, request: Request, node: str) -> Response:
     if node == "me" or state.account_by_node(node) is not None:
         account = account_for_node(state, node, token)
         return Response(200, _select(_user_node(account), fields, USER_FIELDS, "User"))
+    if (token.ig_user_id, node) in state.last_inbound:
+        return Response(200, _select(_profile(state, token.ig_user_id, node), fields, PROFILE_FIELDS, "User"))
+    if node.isdigit() and len(node) >= 10 and set(fields) & {"is_user_follow_business", "name", "username"}:
+        raise errors.consent_required()
     raise errors.unknown_object("GET", node)
+
+
+def _profile(state: SandboxState, account_id: str, igsid: str) -> dict[str, Any]:
+    """The User Profile API's answer about a person who messaged or tapped the account."""
+    return {
+        "id": igsid,
+        "name": f"Sandbox {igsid[-4:]}",
+        "username": f"user_{igsid[-6:]}",
+        "is_user_follow_business": (account_id, igsid) in state.followers,
+        "is_business_follow_user": False,
+        "follower_count": 0,
+        "is_verified_user": False,
+    }
 
 
 def _gate(state: SandboxState, account: Account, *, private_reply: bool) -> None:

@@ -286,6 +286,8 @@ class SandboxState:
         self.auth_codes: dict[str, AuthCode] = {}
         self.last_inbound: dict[tuple[str, str], float] = {}
         self.unavailable: set[str] = set()
+        # (account ig_user_id, IGSID): who follows the account (the User Profile API's answer).
+        self.followers: set[tuple[str, str]] = set()
         self.replied: set[tuple[str, str]] = set()
         self.sent: list[SendRecord] = []
         self.rejected: list[SendRecord] = []

@@ -10,7 +10,7 @@ tracked against what was last written (a shallow copy of each entry's fields, co
 object; the append-only ``sent`` and ``rejected`` lists by length) and only changed rows are written,
 one transaction per request. Rows are ``(kind, key) -> JSON``. Kept: accounts (with their rate
 windows), tokens, comments, media, auth codes, recorded sends and rejections, replied comments, DM windows,
-unavailable users and the id counters. Not kept: injected faults (a restart runs with the faults it
+unavailable users, followers and the id counters. Not kept: injected faults (a restart runs with the faults it
 was started with) and the random generator's position.
 
 The invariant a handler must keep for its change to reach the file: change an entry's scalar field in
@@ -199,6 +199,7 @@ class SandboxStore:
             _Dict("auth_code", lambda s: s.auth_codes, _encode_fields),
             _Dict("inbound", lambda s: s.last_inbound, _json, fingerprint=lambda v: v, key=_pair_key),
             _Set("replied", lambda s: s.replied),
+            _Set("follower", lambda s: s.followers),
             _Log("sent", lambda s: s.sent),
             _Log("rejected", lambda s: s.rejected),
         ]
@@ -215,6 +216,7 @@ class SandboxStore:
         state.auth_codes = {k: _decode_auth_code(v) for k, v in rows.get("auth_code", {}).items()}
         state.last_inbound = {_pair(k): float(v) for k, v in rows.get("inbound", {}).items()}
         state.replied = {_pair(k) for k in rows.get("replied", {})}
+        state.followers = {_pair(k) for k in rows.get("follower", {})}
         state.sent = [SendRecord(**json.loads(v)) for v in rows.get("sent", {}).values()]
         state.rejected = [SendRecord(**json.loads(v)) for v in rows.get("rejected", {}).values()]
         misc = json.loads(rows.get("misc", {}).get(MISC_KEY, "{}"))

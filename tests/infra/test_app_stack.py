@@ -49,6 +49,7 @@ JOBS = {
     "webhook-subscriptions": "rate(6 hours)",
     "reconcile-comments": "rate(15 minutes)",
     "ledger-sweep": "rate(5 minutes)",
+    "flow-timers": "rate(1 minute)",
 }
 SETTINGS_ENV = {
     "POWERTOOLS_SERVICE_NAME",

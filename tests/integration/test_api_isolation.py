@@ -12,6 +12,9 @@ import jwt
 import pytest
 
 from replyflow.adapters.jwt_keys import KeyRing
+from replyflow.db.engine import session_scope
+from replyflow.db.repositories import contacts as contacts_repo
+from replyflow.domain.flows import follow_gate_graph
 from replyflow.services import tokens
 from tests.unit.test_api_support import ApiEnv, make_env
 
@@ -24,6 +27,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/templates/{template_id}/preview"): {"variables": {}},
     ("PATCH", "/v1/automations/{automation_id}"): {"name": "changed by B"},
     ("POST", "/v1/automations/{automation_id}/test"): {"kind": "comment", "text": "link"},
+    ("PATCH", "/v1/contacts/{contact_id}"): {"fields": {"email": "b@example.com"}, "add_tags": ["b"]},
+    ("POST", "/v1/flows/{flow_id}/versions"): {"graph": follow_gate_graph("by B", "https://b.example")},
+    ("POST", "/v1/flows/{flow_id}/activate"): {"version": 1},
+    ("POST", "/v1/flows/{flow_id}/simulate"): {"events": [{"kind": "comment", "text": "link"}]},
 }
 
 
@@ -53,18 +60,51 @@ def tenant_a(env: ApiEnv) -> dict[str, str]:
             "actions": {"private_reply": {"template_id": template["id"]}},
         },
     ).body
+    flow = env.call(
+        "POST",
+        "/v1/flows",
+        token=token,
+        body={
+            "account_id": account["id"],
+            "name": "A flow",
+            "graph": follow_gate_graph("secret A text", "https://a.example/secret"),
+        },
+    ).body
     key = env.call("POST", "/v1/api-keys", token=token, body={"name": "A key"}).body
     member = env.invite_and_accept(token, "a-member@example.com")
     invitation = env.call("POST", "/v1/members", token=token, body={"email": "a-pending@example.com"}).body
+    with session_scope(env.deps.clients.writer_sessions) as session:
+        contacts_repo.touch(
+            session,
+            owner["tenant_id"],
+            account["id"],
+            "igsid-of-a-contact",
+            username="a.person",
+            inbound_at=None,
+        )
+        contact = contacts_repo.find(session, owner["tenant_id"], account["id"], "igsid-of-a-contact")
+        assert contact is not None
+        contact_id = str(contact.id)
+    patched = env.call(
+        "PATCH",
+        f"/v1/contacts/{contact_id}",
+        token=token,
+        body={"fields": {"email": "secret-a@example.com"}, "add_tags": ["a-tag"]},
+    )
+    assert patched.status == 200, patched.body
     return {
         "token": token,
         "tenant_id": owner["tenant_id"],
         "account_id": account["id"],
         "template_id": template["id"],
         "automation_id": automation["id"],
+        "flow_id": flow["id"],
         "key_id": key["id"],
         "user_id": member["user_id"],
         "invitation_id": invitation["id"],
+        "contact_id": contact_id,
+        "contact_igsid": "igsid-of-a-contact",
+        "contact_email": "secret-a@example.com",
         # The data deletion status page is public and names no tenant: an unknown code is a 404.
         "code": "0" * 20,
     }
@@ -73,7 +113,8 @@ def tenant_a(env: ApiEnv) -> dict[str, str]:
 def test_every_route_with_tenant_b_against_tenant_a_ids_is_404(env: ApiEnv, tenant_a: dict[str, str]) -> None:
     b_token = env.signup("TenantB")["access_token"]
     document = env.call("GET", "/openapi.json").body
-    secrets_of_a = [v for k, v in tenant_a.items() if k != "token"] + ["secret A text"]
+    # A contact id is a small integer: it would "leak" into any number; its igsid and email stand for it.
+    secrets_of_a = [v for k, v in tenant_a.items() if k not in {"token", "contact_id"}] + ["secret A text"]
     walked = 0
     for path, operations in document["paths"].items():
         params = re.findall(r"{(\w+)}", path)
@@ -114,6 +155,9 @@ def test_every_route_with_tenant_b_against_tenant_a_ids_is_404(env: ApiEnv, tena
     assert env.call("GET", f"/v1/accounts/{tenant_a['account_id']}", token=a).body["status"] == "active"
     assert len(env.call("GET", "/v1/members", token=a).body) == 2
     assert [i["id"] for i in env.call("GET", "/v1/invitations", token=a).body] == [tenant_a["invitation_id"]]
+    contact = env.call("GET", f"/v1/contacts/{tenant_a['contact_id']}", token=a).body
+    assert contact["fields"] == {"email": "secret-a@example.com"}
+    assert contact["tags"] == ["a-tag"]
 
 
 def test_body_references_to_another_tenant_are_404(env: ApiEnv, tenant_a: dict[str, str]) -> None:

@@ -38,6 +38,8 @@ def test_named_indexes_exist_with_tenant_first(mysql_url: str) -> None:
     }
     # The ledger sweeper scans every tenant's stale rows by status; each row names its tenant.
     routing.add(("outbound_messages", "status"))
+    # The flow timer sweep fires every tenant's due timers; each timer names its tenant.
+    routing.add(("flow_timers", "status"))
     # Meta's data deletion callback finds an Instagram user's rows in every tenant.
     routing |= {("contacts", "igsid"), ("outbound_messages", "recipient_id"), ("reply_logs", "recipient_id")}
     for table in inspector.get_table_names():

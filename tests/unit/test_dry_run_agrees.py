@@ -1,8 +1,10 @@
 """The dry run and the processor give the same verdict on the same inputs (hypothesis).
 
 Each example seeds a tenant on SQLite with one or two automations (triggers, match modes, keywords,
-media scopes, cooldowns, priorities, actions with and without templates or variants), an account
-status, the contact's last message, the cooldowns already held and the DMs left in the quota; then
+exclude keywords, extra keyword sets, once per post, new contacts only, media scopes, cooldowns,
+priorities, actions with and without templates or variants), an account status, the contact's last
+message (or no contact at all), the cooldowns and once-per-post claims already held and the DMs left
+in the quota; then
 one event (comment, live comment, DM, story mention or reply, postback, quick reply; texts, replies to
 comments, live media, times) goes through the dry run's ``evaluate`` and through the real
 ``EventProcessor``. The verdict on the first automation must agree: whether it fires, and why not, or
@@ -12,7 +14,7 @@ what each of its actions does (sends, or the skip reason).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +27,7 @@ from replyflow.adapters.crypto import TokenCipher
 from replyflow.db.engine import get_engine, session_factory, session_scope
 from replyflow.db.models import Base, InstagramAccount
 from replyflow.db.repositories import contacts as contacts_repo
+from replyflow.db.repositories import once_per_post
 from replyflow.db.repositories import plans as plans_repo
 from replyflow.db.repositories import usage as usage_repo
 from replyflow.domain.lifecycle import needs_comment_time
@@ -47,7 +50,9 @@ NOW = datetime(2026, 11, 28, 12, 0, 0)
 EDGE_MARGIN = timedelta(days=2)
 CONTACT = "contact-1"
 OWN = "own-account"
-NO_MATCH_REASONS = frozenset({"trigger_mismatch", "media_not_in_scope", "no_keyword_match"})
+NO_MATCH_REASONS = frozenset(
+    {"trigger_mismatch", "media_not_in_scope", "no_keyword_match", "excluded_keyword"}
+)
 
 Verdict = tuple[str, Any]
 
@@ -63,6 +68,7 @@ class Case:
     age_minutes: int
     live_window_minutes: int = 10
     comment_lag_minutes: int = 0  # how long before its notification the comment was made
+    claimed: tuple[bool, ...] = (False, False)  # per automation: answered this person on this post
 
 
 TEMPLATE = {"template_text": "Hi {{username}}, here ({{keyword}})"}
@@ -107,6 +113,18 @@ def automations_for(kind: str) -> st.SearchStrategy[dict[str, Any]]:
             "cooldown_seconds": st.sampled_from([0, 0, 3600]),
             "priority": st.integers(1, 3),
             "media_ids": st.sampled_from([None, None, None, None, ["m1"], ["s1"]]),
+            "exclude_keywords": st.sampled_from([None, [], [], ["price"], ["please", "🙏"]]),
+            "entries": st.sampled_from(
+                [
+                    None,
+                    [],
+                    [],
+                    [{"keywords": ["price"], "match_mode": "whole_word"}],
+                    [{"keywords": ["linked"], "match_mode": "exact"}, {"keywords": [], "match_mode": "any"}],
+                ]
+            ),
+            "once_per_post": st.sampled_from([False, False, True]),
+            "new_contacts_only": st.sampled_from([False, False, True]),
             "actions": st.one_of(
                 actions.filter(bool), actions.filter(bool), actions.filter(bool), st.just({})
             ),
@@ -140,6 +158,7 @@ def cases(draw: st.DrawFn) -> Case:
         last_inbound_minutes_ago=draw(st.one_of(st.none(), st.integers(0, 3000))),
         quota_left=draw(st.sampled_from([0, 1, 2, 5, 5])),
         held=(draw(st.booleans()), draw(st.booleans())),
+        claimed=(draw(st.booleans()), draw(st.booleans())),
         event=event,
         age_minutes=draw(st.sampled_from([0, 5, 30, 60 * 23, 60 * 25, 60 * 24 * 6, 60 * 24 * 8])),
         live_window_minutes=draw(st.sampled_from([10, 60])),
@@ -224,6 +243,14 @@ def run_both(sessions: sessionmaker[Session], case: Case) -> tuple[Verdict, Verd
             )
         quota = plans_repo.plan_for_tenant(session, seeded.tenant_id).monthly_dm_quota
         usage_repo.add_dms(session, seeded.tenant_id, quota - case.quota_left, at=NOW)
+        claimed = set()
+        media_id = case.event["media_id"]
+        for rule_id, taken in zip(seeded.automation_ids, case.claimed, strict=False):
+            if taken and media_id:
+                claimed.add(rule_id)
+                once_per_post.claim(
+                    session, seeded.tenant_id, rule_id, media_id, CONTACT, event_key=None, now=NOW
+                )
     cooling = set()
     for rule_id, held in zip(seeded.automation_ids, case.held, strict=False):
         if held:
@@ -245,6 +272,8 @@ def run_both(sessions: sessionmaker[Session], case: Case) -> tuple[Verdict, Verd
             last_inbound_at=last_inbound,
             quota_left=quota_left(session, seeded.tenant_id, NOW),
             cooling_down=frozenset(cooling),
+            new_contact=case.last_inbound_minutes_ago is None,
+            once_claimed=frozenset(claimed),
             comment_created_at=created if near_edge else None,
             live_window=timedelta(minutes=case.live_window_minutes),
         )
@@ -307,6 +336,14 @@ def test_the_verdicts_cover_sends_and_skips(sessions: sessionmaker[Session]) -> 
 
 
 def _private_reply_case(kind: str, age_minutes: int, **windows: int) -> Case:
+    return replace(
+        _private_reply_base(kind, age_minutes),
+        live_window_minutes=windows.get("live_window_minutes", 10),
+        comment_lag_minutes=windows.get("comment_lag_minutes", 0),
+    )
+
+
+def _private_reply_base(kind: str, age_minutes: int) -> Case:
     return Case(
         automations=[
             {"trigger": kind, "match_mode": "any", "keywords": [], "actions": {"private_reply": TEMPLATE}}
@@ -325,7 +362,6 @@ def _private_reply_case(kind: str, age_minutes: int, **windows: int) -> Case:
             "parent_id": None,
         },
         age_minutes=age_minutes,
-        **windows,
     )
 
 
@@ -344,3 +380,39 @@ def test_both_answer_a_live_comment_only_within_the_live_window(sessions: sessio
     assert over == (("plan", ("live_broadcast_over",)),) * 2
     running = run_both(sessions, _private_reply_case("live_comment", 30, live_window_minutes=60))
     assert running == (("plan", ("send",)),) * 2
+
+
+def _option_case(automation: dict[str, Any], text: str, **changes: Any) -> Case:
+    spec = {"trigger": "comment", "match_mode": "whole_word", "keywords": ["link"], **automation}
+    base = Case(
+        automations=[{**spec, "actions": {"private_reply": TEMPLATE}}],
+        account_status="active",
+        last_inbound_minutes_ago=None,
+        quota_left=5,
+        held=(False, False),
+        event={
+            "kind": "comment",
+            "text": text,
+            "sender_id": CONTACT,
+            "media_id": "m1",
+            "story_id": None,
+            "media_product_type": "FEED",
+            "parent_id": None,
+        },
+        age_minutes=5,
+    )
+    return replace(base, **changes)
+
+
+def test_both_apply_the_matching_options(sessions: sessionmaker[Session]) -> None:
+    sends = (("plan", ("send",)),) * 2
+    excluded = _option_case({"exclude_keywords": ["price"]}, "link price?")
+    assert run_both(sessions, excluded) == (("skip", "no_match"),) * 2
+    entry = _option_case({"entries": [{"keywords": ["price"], "match_mode": "contains"}]}, "prices?")
+    assert run_both(sessions, entry) == sends
+    claimed = _option_case({"once_per_post": True}, "link", claimed=(True, False))
+    assert run_both(sessions, claimed) == (("skip", "once_per_post"),) * 2
+    assert run_both(sessions, _option_case({"once_per_post": True}, "link")) == sends
+    known = _option_case({"new_contacts_only": True}, "link", last_inbound_minutes_ago=60)
+    assert run_both(sessions, known) == (("skip", "not_new_contact"),) * 2
+    assert run_both(sessions, _option_case({"new_contacts_only": True}, "link")) == sends

@@ -171,3 +171,26 @@ def test_app_level_usage_is_read_apart_from_the_accounts_usage() -> None:
 
     result = client(odd).reply_to_comment("c1", "tok", "thanks")
     assert (result.usage_pct, result.app_usage_pct) == (100, 0)
+
+
+def test_user_follows_reads_the_user_profile_api() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/111"):
+            return httpx.Response(200, json={"id": "111", "is_user_follow_business": True})
+        if request.url.path.endswith("/222"):
+            return httpx.Response(200, json={"id": "222"})
+        body = {
+            "error": {"message": "(#230) User consent is required", "type": "OAuthException", "code": 230}
+        }
+        return httpx.Response(400, json=body)
+
+    graph = client(handler)
+    assert graph.user_follows("111", "tok") is True
+    assert "is_user_follow_business" in seen[0].url.params["fields"]
+    assert seen[0].headers["Authorization"] == "Bearer tok"
+    assert graph.user_follows("222", "tok") is None
+    with pytest.raises(GraphError):
+        graph.user_follows("333", "tok")

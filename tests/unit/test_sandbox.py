@@ -683,3 +683,27 @@ class TestControl:
         assert {r.status for r in responses} == {200}
         assert len({r.body["message_id"] for r in responses}) == 400
         assert len(listing(server)["messages"]) == 400
+
+
+def test_the_user_profile_api_answers_follow_status_after_consent_only(
+    server: SandboxServer, token: str
+) -> None:
+    fields = {"fields": "name,username,is_user_follow_business"}
+    before = call(server, "GET", f"/v23.0/{USER}", params=fields, token=token)
+    assert error_of(before) == (230, None)  # the person has not messaged or tapped yet
+    assert control(server, "POST", "inbound", {"account_id": ACCOUNT, "sender_id": USER}).status == 200
+    answer = call(server, "GET", f"/v23.0/{USER}", params=fields, token=token)
+    assert answer.status == 200
+    assert answer.body["is_user_follow_business"] is False
+    assert (
+        control(server, "POST", f"users/{USER}/follows", {"account_id": ACCOUNT, "follows": True}).status
+        == 200
+    )
+    assert call(server, "GET", f"/v23.0/{USER}", params=fields, token=token).body["is_user_follow_business"]
+    # Another account's follower is not this account's.
+    other = server.issue_token(OTHER_ACCOUNT, "other_shop")
+    assert call(server, "GET", f"/v23.0/{USER}", params=fields, token=other).status == 400
+    assert (
+        control(server, "POST", f"users/{USER}/follows", {"account_id": ACCOUNT, "follows": "x"}).status
+        == 400
+    )

@@ -136,3 +136,13 @@ def test_media_survive_a_restart_with_their_comments(tmp_path, clock):
     assert isinstance(after, dict)
     assert [m["id"] for m in after["data"]] == ["18000000000000077"]
     second.stop()
+
+
+def test_followers_survive_a_restart(tmp_path, clock):
+    path = tmp_path / "sandbox.db"
+    first = sandbox(path, clock)
+    follows = {"account_id": ACCOUNT, "follows": True}
+    assert call(first, "POST", f"/_sandbox/users/{USER}/follows", body=follows).status == 200
+    crash(first)
+    second = sandbox(path, clock)
+    assert second.app.state.followers == {(ACCOUNT, USER)}

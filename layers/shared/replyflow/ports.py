@@ -164,9 +164,53 @@ class GraphSender(Protocol):
         answer has no readable timestamp; raises on a failed call."""
         ...
 
+    def user_follows(self, igsid: str, access_token: str) -> bool | None:
+        """The User Profile API's ``is_user_follow_business`` (see :class:`FollowStatus`)."""
+        ...
+
 
 class CommentTimestamps(Protocol):
     def comment_created_at(self, comment_id: str, access_token: str) -> datetime | None: ...
+
+
+class FollowStatus(Protocol):
+    """The User Profile API: ``GET /{igsid}?fields=is_user_follow_business``. Instagram answers only
+    once the person has messaged or tapped (their consent); None: no answer (no consent, an error)."""
+
+    def user_follows(self, igsid: str, access_token: str) -> bool | None: ...
+
+
+@dataclass(frozen=True)
+class ContactFields:
+    """A contact's tags and custom fields, as the flow engine reads them."""
+
+    tags: frozenset[str]
+    fields: Mapping[str, str]
+
+
+class ContactStore(Protocol):
+    """Where flows read and write a contact's tags and fields (``services.flow_runs``), inside the
+    caller's unit of work: ``session`` is the open SQLAlchemy session."""
+
+    def read(self, session: Any, tenant_id: str, account_id: str, igsid: str) -> ContactFields: ...
+
+    def add_tag(
+        self, session: Any, tenant_id: str, account_id: str, igsid: str, tag: str, *, now: datetime
+    ) -> None: ...
+
+    def remove_tag(self, session: Any, tenant_id: str, account_id: str, igsid: str, tag: str) -> None: ...
+
+    def set_field(
+        self,
+        session: Any,
+        tenant_id: str,
+        account_id: str,
+        igsid: str,
+        name: str,
+        value: str,
+        *,
+        now: datetime,
+    ) -> None: ...
 
 
 class SlotLike(Protocol):

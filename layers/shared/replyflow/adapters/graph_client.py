@@ -282,6 +282,27 @@ class GraphClient:
                 raise classify(response.status_code, data, response.headers)
         return parse_graph_time(data.get("timestamp") if isinstance(data, dict) else None)
 
+    def user_follows(self, igsid: str, access_token: str) -> bool | None:
+        """The User Profile API's ``is_user_follow_business`` for a person who messaged or tapped (their
+        consent); None when the answer has no such field. Raises on a failed call (no consent: 4xx)."""
+        with traced("graph user profile", graph_operation="user_profile"):
+            try:
+                response = self._http.get(
+                    f"{self._base}/{igsid}",
+                    params={"fields": "name,username,is_user_follow_business,is_business_follow_user"},
+                    headers={"Authorization": f"Bearer {access_token}"},
+                )
+            except httpx.TransportError as exc:
+                raise GraphError("transient", f"no response: {exc!r}") from exc
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            if response.status_code >= 400:
+                raise classify(response.status_code, data, response.headers)
+        value = data.get("is_user_follow_business") if isinstance(data, dict) else None
+        return value if isinstance(value, bool) else None
+
     def _post(self, url: str, token: str, payload: dict[str, Any]) -> tuple[dict[str, Any], httpx.Headers]:
         # One subsegment per call, named by the edge ("messages", "replies"), never by ids.
         with traced(f"graph {url.rsplit('/', 1)[-1]}", graph_operation=url.rsplit("/", 1)[-1]) as segment:

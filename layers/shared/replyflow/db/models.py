@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -249,6 +250,13 @@ class Automation(TimestampMixin, Base):
     cooldown_seconds: Mapped[int] = mapped_column(Integer, default=0)
     priority: Mapped[int] = mapped_column(Integer, default=100)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Matching options (domain/matching.py): words that veto a match, extra keyword sets ("entries",
+    # each {"keywords": [...], "match_mode": ...}; any one matching is enough), once per person per
+    # post, and only people who were not contacts before the event.
+    exclude_keywords: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    entries: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    once_per_post: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    new_contacts_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (Index("ix_automations_tenant_account", "tenant_id", "account_id", "active"),)
 
@@ -262,11 +270,64 @@ class Contact(TimestampMixin, Base):
     igsid: Mapped[str] = mapped_column(String(64))
     username: Mapped[str | None] = mapped_column(String(64))
     last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Any event of the person (a comment too), for the contact list's filters; ``last_inbound_at`` is
+    # the DM window and moves only on messages.
+    last_interaction_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "account_id", "igsid", name="uq_contacts_account_igsid"),
         Index("ix_contacts_igsid", "igsid"),  # a data deletion request, across tenants
         Index("ix_contacts_tenant_updated", "tenant_id", "updated_at"),  # retention
+        Index("ix_contacts_tenant_interaction", "tenant_id", "last_interaction_at"),
+        Index("ix_contacts_tenant_username", "tenant_id", "username"),
+    )
+
+
+class ContactField(Base):
+    """One custom field of a contact (``domain.contact_fields``): a validated key and a small typed
+    value, stored as its canonical text with its kind, so "field equals" is one indexed comparison."""
+
+    __tablename__ = "contact_fields"
+
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # text / number / bool / email / phone
+    value: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_contact_fields_tenant_key_value", "tenant_id", "key", "value"),)
+
+
+class ContactTag(Base):
+    __tablename__ = "contact_tags"
+
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_contact_tags_tenant_tag", "tenant_id", "tag", "contact_id"),)
+
+
+class OncePerPostClaim(Base):
+    """An automation with ``once_per_post`` answered this person on this post: the unique key makes
+    the claim atomic, so two comments of one person on one post never both win."""
+
+    __tablename__ = "once_per_post_claims"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    automation_id: Mapped[str] = mapped_column(String(26))
+    media_id: Mapped[str] = mapped_column(String(64))
+    igsid: Mapped[str] = mapped_column(String(64))
+    event_key: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "automation_id", "media_id", "igsid", name="uq_once_per_post"),
+        Index("ix_once_per_post_tenant_igsid", "tenant_id", "igsid"),  # personal data deletion
+        Index("ix_once_per_post_tenant_created", "tenant_id", "created_at"),  # retention
     )
 
 
@@ -282,10 +343,14 @@ class InboundEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     occurred_at: Mapped[datetime | None] = mapped_column(DateTime)
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The person who sent it (IGSID), for the contact's timeline and their data deletion; the text
+    # is not kept.
+    sender_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "account_id", "event_key", name="uq_inbound_events_key"),
         Index("ix_inbound_events_tenant_received", "tenant_id", "received_at"),
+        Index("ix_inbound_events_tenant_sender", "tenant_id", "account_id", "sender_id"),
     )
 
 
@@ -439,3 +504,106 @@ class DataDeletionRequest(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (UniqueConstraint("confirmation_code", name="uq_data_deletion_requests_code"),)
+
+
+class Flow(TimestampMixin, Base):
+    """A tenant's flow on one account (docs/architecture.md, "Flows"); its graphs are versions.
+    ``active_version`` null: not active (an automation naming it starts nothing)."""
+
+    __tablename__ = "flows"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    account_id: Mapped[str] = mapped_column(String(26))
+    name: Mapped[str] = mapped_column(String(120))
+    latest_version: Mapped[int] = mapped_column(Integer, default=0)
+    active_version: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_flows_tenant_account", "tenant_id", "account_id"),)
+
+
+class FlowVersion(Base):
+    """An immutable graph (``domain.flows.FlowGraph`` JSON); a run keeps the version it started on."""
+
+    __tablename__ = "flow_versions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    flow_id: Mapped[str] = mapped_column(String(26))
+    version: Mapped[int] = mapped_column(Integer)
+    graph: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("tenant_id", "flow_id", "version", name="uq_flow_versions_version"),)
+
+
+class FlowRun(TimestampMixin, Base):
+    """One contact in one flow: the pinned version, the current step and the window. ``active_key`` is
+    '1' while the run waits or is delayed and null once it ended, so the unique key allows one active
+    run per contact per flow and any number of finished ones."""
+
+    __tablename__ = "flow_runs"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    account_id: Mapped[str] = mapped_column(String(26))
+    flow_id: Mapped[str] = mapped_column(String(26))
+    version: Mapped[int] = mapped_column(Integer)
+    automation_id: Mapped[str | None] = mapped_column(String(26))
+    contact_igsid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # waiting / delayed / completed / ended
+    active_key: Mapped[str | None] = mapped_column(String(1))
+    step_id: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    comment_id: Mapped[str | None] = mapped_column(String(64))
+    last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime)
+    private_reply_not_after: Mapped[datetime | None] = mapped_column(DateTime)
+    private_reply_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "account_id", "flow_id", "contact_igsid", "active_key", name="uq_flow_runs_active"
+        ),
+        Index("ix_flow_runs_tenant_contact", "tenant_id", "account_id", "contact_igsid", "status"),
+        Index("ix_flow_runs_tenant_flow", "tenant_id", "flow_id", "status"),
+    )
+
+
+class FlowTimer(Base):
+    """A run's delay or wait timeout, due at ``due_at``; ``pending`` -> ``fired`` by one conditional
+    UPDATE in the transaction that advances the run (exactly once), or ``cancelled``."""
+
+    __tablename__ = "flow_timers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    account_id: Mapped[str] = mapped_column(String(26))
+    run_id: Mapped[str] = mapped_column(String(26))
+    step_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(16))  # delay / wait_timeout
+    due_at: Mapped[datetime] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    fired_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "run_id", "seq", name="uq_flow_timers_run_seq"),
+        Index("ix_flow_timers_status_due", "status", "due_at"),  # the sweep, platform-wide
+    )
+
+
+class FlowStepStat(Base):
+    """Step analytics: outcomes (entered, sent, tapped, captured, completed, dropped by reason) per
+    flow, version and step, counted in the transaction that logs them."""
+
+    __tablename__ = "flow_step_stats"
+
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

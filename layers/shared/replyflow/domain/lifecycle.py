@@ -80,6 +80,7 @@ class LogAction(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     DEFERRED = "deferred"
+    FLOW_STEP = "flow_step"  # a flow step's decision: reason the outcome, detail the flow and step
 
 
 class DecisionReason(StrEnum):
@@ -91,6 +92,8 @@ class DecisionReason(StrEnum):
     # a matching automation
     SUPERSEDED = "superseded"
     COOLDOWN = "cooldown"
+    NOT_NEW_CONTACT = "not_new_contact"
+    ONCE_PER_POST = "once_per_post"
     NO_ACTIONS = "no_actions"
     # one action of the winner
     NOT_A_COMMENT = "not_a_comment"
@@ -137,10 +140,24 @@ class Selection:
     verdicts: tuple[RuleVerdict, ...]
 
 
-def choose_winner(matches: Sequence[Match], cooldown_free: Callable[[Rule], bool]) -> Selection:
-    """Walk the matches in order (``domain.matching`` documents the rule): the first whose cooldown
-    is free for this contact wins, the others are superseded. ``cooldown_free`` is asked only for
-    rules with a cooldown, and only until a winner is found (it may take the cooldown)."""
+def once_per_post_applies(rule: Rule, event: WebhookEvent) -> bool:
+    """Whether ``once_per_post`` constrains this event: a comment on a post, by a known person."""
+    return rule.once_per_post and event.is_comment and bool(event.media_id) and bool(event.sender_id)
+
+
+def choose_winner(
+    matches: Sequence[Match],
+    cooldown_free: Callable[[Rule], bool],
+    once_free: Callable[[Rule], bool] | None = None,
+    *,
+    new_contact: bool = True,
+) -> Selection:
+    """Walk the matches in order (``domain.matching`` documents the rule): the first that is open to
+    this contact wins, the others are superseded. Open means, in this order: ``new_contacts_only``
+    holds (``new_contact``: the person was not a contact before this event), the cooldown is free
+    (``cooldown_free``, asked only for rules with a cooldown), and the once-per-post claim is free
+    (``once_free``, asked only for rules with ``once_per_post``; None: always free). The callables are
+    asked only until a winner is found (they may take the cooldown or the claim)."""
     winner: Match | None = None
     verdicts = []
     for match in matches:
@@ -150,12 +167,28 @@ def choose_winner(matches: Sequence[Match], cooldown_free: Callable[[Rule], bool
                 RuleVerdict(rule.id, LogAction.SKIPPED, DecisionReason.SUPERSEDED, f"winner {winner.rule.id}")
             )
             continue
-        if rule.cooldown_seconds > 0 and not cooldown_free(rule):
-            verdicts.append(RuleVerdict(rule.id, LogAction.SKIPPED, DecisionReason.COOLDOWN))
+        closed = _closed(rule, cooldown_free, once_free, new_contact)
+        if closed is not None:
+            verdicts.append(RuleVerdict(rule.id, LogAction.SKIPPED, closed))
             continue
         winner = match
         verdicts.append(RuleVerdict(rule.id, LogAction.MATCHED, None, f"keyword {match.keyword!r}"))
     return Selection(winner, tuple(verdicts))
+
+
+def _closed(
+    rule: Rule,
+    cooldown_free: Callable[[Rule], bool],
+    once_free: Callable[[Rule], bool] | None,
+    new_contact: bool,
+) -> DecisionReason | None:
+    if rule.new_contacts_only and not new_contact:
+        return DecisionReason.NOT_NEW_CONTACT
+    if rule.cooldown_seconds > 0 and not cooldown_free(rule):
+        return DecisionReason.COOLDOWN
+    if rule.once_per_post and once_free is not None and not once_free(rule):
+        return DecisionReason.ONCE_PER_POST
+    return None
 
 
 @dataclass(frozen=True)

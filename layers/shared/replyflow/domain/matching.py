@@ -30,6 +30,18 @@ the title.
    to its own rules: windows, quota, top-level comment, ...);
 4. every other candidate is logged as skipped with reason ``superseded``.
 So one event produces at most one message of each kind, from one automation.
+
+**Matching options** (per automation):
+- ``exclude_keywords``: words that veto the match: if any matches the text under ``contains`` (the
+  broadest mode), the automation does not match, whatever its keywords say;
+- ``entries``: extra keyword sets, each with its own keywords and match mode; the automation matches
+  when its own keywords or any entry match, and :attr:`Match.entry` says which (0: its own keywords,
+  ``n``: the n-th entry), so a flow can start differently per entry;
+- ``once_per_post``: a person is answered at most once per post by this automation (a second comment
+  of theirs on the post is skipped ``once_per_post``, and the next candidate may win);
+- ``new_contacts_only``: only people who were not contacts of the account before this event (skipped
+  ``not_new_contact``). A contact pruned by retention is new again.
+The two last ones are decided in the walk above, before the cooldown (``domain.lifecycle``).
 """
 
 from __future__ import annotations
@@ -110,6 +122,25 @@ def match_keyword(text: str | None, keywords: Iterable[str], mode: str) -> str |
 
 
 @dataclass(frozen=True)
+class Entry:
+    """One extra keyword set of an automation."""
+
+    keywords: tuple[str, ...]
+    match_mode: str = "contains"
+
+    @classmethod
+    def from_json(cls, data: Any) -> Entry:
+        data = data if isinstance(data, dict) else {}
+        return cls(
+            keywords=tuple(str(k) for k in data.get("keywords") or ()),
+            match_mode=normalize_mode(data.get("match_mode")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"keywords": list(self.keywords), "match_mode": self.match_mode}
+
+
+@dataclass(frozen=True)
 class Rule:
     """An active automation, as the processor caches it (templates resolved into ``actions``)."""
 
@@ -123,6 +154,10 @@ class Rule:
     cooldown_seconds: int = 0
     priority: int = 100
     created_at: str = ""
+    exclude_keywords: tuple[str, ...] = ()
+    entries: tuple[Entry, ...] = ()
+    once_per_post: bool = False
+    new_contacts_only: bool = False
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Rule:
@@ -138,6 +173,10 @@ class Rule:
             cooldown_seconds=int(data.get("cooldown_seconds") or 0),
             priority=_int(data.get("priority"), 100),
             created_at=str(data.get("created_at") or ""),
+            exclude_keywords=tuple(str(k) for k in data.get("exclude_keywords") or ()),
+            entries=tuple(Entry.from_json(e) for e in data.get("entries") or ()),
+            once_per_post=bool(data.get("once_per_post")),
+            new_contacts_only=bool(data.get("new_contacts_only")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -152,6 +191,10 @@ class Rule:
             "cooldown_seconds": self.cooldown_seconds,
             "priority": self.priority,
             "created_at": self.created_at,
+            "exclude_keywords": list(self.exclude_keywords),
+            "entries": [entry.to_json() for entry in self.entries],
+            "once_per_post": self.once_per_post,
+            "new_contacts_only": self.new_contacts_only,
         }
 
 
@@ -159,6 +202,7 @@ class Rule:
 class Match:
     rule: Rule
     keyword: str
+    entry: int = 0  # 0: the automation's own keywords; n: its n-th entry
 
 
 def _int(value: Any, default: int) -> int:
@@ -180,15 +224,42 @@ def in_scope(rule: Rule, event: WebhookEvent) -> bool:
     return target is not None and target in rule.media_ids
 
 
-def rule_matches(rule: Rule, event: WebhookEvent) -> str | None:
-    """The matched keyword ("" when no keyword is needed), or None."""
+def excluded_by(rule: Rule, event: WebhookEvent) -> str | None:
+    """The exclude keyword found in the event's text (``contains``), or None."""
+    if not rule.exclude_keywords or event.kind == "story_mention":
+        return None
+    return match_keyword(subject_text(event), rule.exclude_keywords, "contains")
+
+
+def entry_matches(rule: Rule, event: WebhookEvent) -> tuple[int, str] | None:
+    """(entry, keyword) of the first keyword set that matches, ignoring trigger, scope and excludes."""
+    if event.kind == "story_mention":
+        return (0, "")  # a mention carries no text to match
+    subject = subject_text(event)
+    sets = [(rule.keywords, rule.match_mode), *((e.keywords, e.match_mode) for e in rule.entries)]
+    for index, (keywords, mode) in enumerate(sets):
+        keyword = match_keyword(subject, keywords, mode)
+        if keyword is not None:
+            return (index, keyword)
+    return None
+
+
+def match_of(rule: Rule, event: WebhookEvent) -> Match | None:
+    """The rule's match on ``event`` (module docstring), or None."""
     if event.kind not in TRIGGER_KINDS.get(rule.trigger, frozenset()):
         return None
     if not in_scope(rule, event):
         return None
-    if event.kind == "story_mention":
-        return ""  # a mention carries no text to match
-    return match_keyword(subject_text(event), rule.keywords, rule.match_mode)
+    if excluded_by(rule, event) is not None:
+        return None
+    found = entry_matches(rule, event)
+    return Match(rule, found[1], found[0]) if found is not None else None
+
+
+def rule_matches(rule: Rule, event: WebhookEvent) -> str | None:
+    """The matched keyword ("" when no keyword is needed), or None."""
+    found = match_of(rule, event)
+    return found.keyword if found is not None else None
 
 
 def order_key(rule: Rule) -> tuple[int, str, str]:
@@ -199,7 +270,7 @@ def matching_rules(rules: Sequence[Rule], event: WebhookEvent) -> list[Match]:
     """Every rule that matches ``event``, in the order in which they win (module docstring)."""
     found = []
     for rule in sorted(rules, key=order_key):
-        keyword = rule_matches(rule, event)
-        if keyword is not None:
-            found.append(Match(rule, keyword))
+        match = match_of(rule, event)
+        if match is not None:
+            found.append(match)
     return found

@@ -107,6 +107,10 @@ def rules_for(session: Session, tenant_id: str, automations: Sequence[Automation
                     "cooldown_seconds": automation.cooldown_seconds,
                     "priority": automation.priority,
                     "created_at": automation.created_at.isoformat() if automation.created_at else "",
+                    "exclude_keywords": automation.exclude_keywords or [],
+                    "entries": automation.entries or [],
+                    "once_per_post": bool(automation.once_per_post),
+                    "new_contacts_only": bool(automation.new_contacts_only),
                 }
             )
         )

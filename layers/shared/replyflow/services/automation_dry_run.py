@@ -26,6 +26,7 @@ from replyflow.domain.lifecycle import (
     PlannedSend,
     choose_winner,
     gate_event,
+    once_per_post_applies,
     plan_actions,
     public_reply_variants,
 )
@@ -83,6 +84,8 @@ class History:
     last_inbound_at: datetime | None = None  # the contact's last message before this one
     quota_left: int = 0
     cooling_down: frozenset[str] = frozenset()  # automations in cooldown for this contact
+    new_contact: bool = True  # the person was not a contact of the account before this event
+    once_claimed: frozenset[str] = frozenset()  # once-per-post automations that answered them here
     # The comment's creation time, where the processor would have read it (near the 7-day edge).
     comment_created_at: datetime | None = None
     live_window: timedelta = LIVE_PRIVATE_REPLY_WINDOW
@@ -121,11 +124,10 @@ def dry_run(
     return evaluate(config, rule, event, history, active=row.active)
 
 
-def evaluate(
-    config: AccountConfig, rule: matching.Rule, event: WebhookEvent, history: History, *, active: bool = True
-) -> DryRunResult:
-    """The processor's verdict on ``event`` for ``rule``, explained."""
-    keyword = matching.rule_matches(rule, event)
+def _unmatched(
+    config: AccountConfig, rule: matching.Rule, event: WebhookEvent, keyword: str | None
+) -> DryRunResult | None:
+    """Why the processor would not match ``rule`` on ``event`` at all, or None."""
     gate = gate_event(event, config.status, config.ig_user_id)
     if gate is not None:  # the processor stops here, before any matching
         return _not_run(gate, f"the event is skipped ({gate})", matched=keyword is not None)
@@ -140,16 +142,33 @@ def evaluate(
         return _not_run(
             "media_not_in_scope", "the sample's post or story is not in this automation's media list"
         )
+    excluded = matching.excluded_by(rule, event)
+    if excluded is not None:
+        return _not_run("excluded_keyword", f"the sample contains the excluded keyword {excluded!r}")
     if keyword is None:
         return _not_run(
             "no_keyword_match",
             f"no keyword of {list(rule.keywords)} matches the sample under match mode {rule.match_mode!r}",
         )
+    return None
+
+
+def evaluate(
+    config: AccountConfig, rule: matching.Rule, event: WebhookEvent, history: History, *, active: bool = True
+) -> DryRunResult:
+    """The processor's verdict on ``event`` for ``rule``, explained."""
+    keyword = matching.rule_matches(rule, event)
+    unmatched = _unmatched(config, rule, event, keyword)
+    if unmatched is not None:
+        return unmatched
     if not active:
         return _not_run("inactive", "the sample matches, but the automation is disabled", matched=True)
     candidates = list(config.rules) if rule in config.rules else [*config.rules, rule]
     selection = choose_winner(
-        matching.matching_rules(candidates, event), lambda r: r.id not in history.cooling_down
+        matching.matching_rules(candidates, event),
+        lambda r: r.id not in history.cooling_down,
+        lambda r: not once_per_post_applies(r, event) or r.id not in history.once_claimed,
+        new_contact=history.new_contact,
     )
     verdict = next(v for v in selection.verdicts if v.rule_id == rule.id)
     if verdict.reason == DecisionReason.SUPERSEDED and selection.winner is not None:
@@ -161,8 +180,8 @@ def evaluate(
         result.superseded_by = selection.winner.rule.id
         return result
     if verdict.reason is not None:
-        return _not_run(verdict.reason, "the contact is in this automation's cooldown", matched=True)
-    match = matching.Match(rule, keyword)
+        return _not_run(verdict.reason, _CLOSED.get(verdict.reason, str(verdict.reason)), matched=True)
+    match = next(m for m in matching.matching_rules([rule], event))
     facts = PlanFacts(
         account_username=config.username,
         occurred_at=history.occurred_at,
@@ -193,6 +212,13 @@ def evaluate(
     return result
 
 
+_CLOSED = {
+    DecisionReason.COOLDOWN: "the contact is in this automation's cooldown",
+    DecisionReason.NOT_NEW_CONTACT: "the automation answers new contacts only; this person is one already",
+    DecisionReason.ONCE_PER_POST: "the automation already answered this person on this post",
+}
+
+
 def _planned(rule: matching.Rule, step: Any) -> PlannedAction:
     name = str(step.action)
     if not isinstance(step, PlannedSend):
@@ -207,6 +233,10 @@ def _planned(rule: matching.Rule, step: Any) -> PlannedAction:
 
 def _notes(rule: matching.Rule, event: WebhookEvent, config: AccountConfig) -> list[str]:
     notes = []
+    if rule.once_per_post:
+        notes.append("a person is answered once per post: a second comment of theirs there is skipped")
+    if rule.new_contacts_only:
+        notes.append("only people who were not contacts before are answered (the sample is a new one)")
     if rule.cooldown_seconds:
         notes.append(
             f"a contact who triggered it in the last {rule.cooldown_seconds} s would be skipped (cooldown)"

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import Automation
-from replyflow.db.repositories import accounts, automations, plans, templates, tenants
+from replyflow.db.repositories import accounts, automations, flows, plans, templates, tenants
 from replyflow.errors import NotFoundError, PlanLimitError, ValidationError
 from replyflow.ports import Cache
 from replyflow.services import cache_keys, write_through
@@ -53,12 +53,36 @@ class PublicReplyAction(BaseModel):
         return self
 
 
+class StartFlowAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    flow_id: str = Field(min_length=1, max_length=26, description="the flow to start for the contact")
+
+
 class Actions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     private_reply: TemplateAction | None = None
     public_reply: PublicReplyAction | None = None
     dm_reply: TemplateAction | None = None
+    start_flow: StartFlowAction | None = None
+
+
+class KeywordEntry(BaseModel):
+    """One extra keyword set (``domain.matching``): the automation matches if any set matches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keywords: list[str] = Field(default_factory=list, max_length=50)
+    match_mode: MatchMode = "contains"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KeywordEntry:
+        if any(not k.strip() or len(k) > 100 for k in self.keywords):
+            raise ValueError("keywords must be 1 to 100 characters")
+        if self.match_mode != "any" and not self.keywords:
+            raise ValueError(f"an entry with match_mode {self.match_mode!r} needs at least one keyword")
+        return self
 
 
 class AutomationFields(BaseModel):
@@ -73,10 +97,22 @@ class AutomationFields(BaseModel):
     cooldown_seconds: int = Field(default=0, ge=0, le=30 * 24 * 3600)
     priority: int = Field(default=100, ge=0, le=10000, description="lower runs first")
     active: bool = True
+    exclude_keywords: list[str] = Field(
+        default_factory=list, max_length=50, description="a text containing any of them never matches"
+    )
+    entries: list[KeywordEntry] = Field(
+        default_factory=list, max_length=10, description="extra keyword sets; any one matching is enough"
+    )
+    once_per_post: bool = Field(default=False, description="answer a person at most once per post")
+    new_contacts_only: bool = Field(default=False, description="answer only people not yet contacts")
 
     @model_validator(mode="after")
     def _consistent(self) -> AutomationFields:
-        _check_consistency(self.trigger, self.match_mode, self.keywords, self.actions)
+        _check_consistency(self.trigger, self.match_mode, self.keywords, self.actions, bool(self.entries))
+        if any(not k.strip() or len(k) > 100 for k in self.exclude_keywords):
+            raise ValueError("exclude_keywords must be 1 to 100 characters")
+        if self.once_per_post and self.trigger not in COMMENT_TRIGGERS:
+            raise ValueError("once_per_post applies to comment triggers only")
         return self
 
 
@@ -97,6 +133,10 @@ class AutomationUpdate(BaseModel):
     cooldown_seconds: int | None = Field(default=None, ge=0, le=30 * 24 * 3600)
     priority: int | None = Field(default=None, ge=0, le=10000)
     active: bool | None = None
+    exclude_keywords: list[str] | None = Field(default=None, max_length=50)
+    entries: list[KeywordEntry] | None = Field(default=None, max_length=10)
+    once_per_post: bool | None = None
+    new_contacts_only: bool | None = None
 
 
 class AutomationView(BaseModel):
@@ -111,17 +151,30 @@ class AutomationView(BaseModel):
     cooldown_seconds: int
     priority: int
     active: bool
+    exclude_keywords: list[str]
+    entries: list[KeywordEntry]
+    once_per_post: bool
+    new_contacts_only: bool
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
+    @field_validator("exclude_keywords", "entries", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
 
-def _check_consistency(trigger: str, match_mode: str, keywords: list[str], actions: Actions) -> None:
+
+def _check_consistency(
+    trigger: str, match_mode: str, keywords: list[str], actions: Actions, has_entries: bool = False
+) -> None:
     if any(not k.strip() or len(k) > 100 for k in keywords):
         raise ValueError("keywords must be 1 to 100 characters")
-    if match_mode != "any" and not keywords and trigger != "story_mention":
+    if match_mode != "any" and not keywords and trigger != "story_mention" and not has_entries:
         raise ValueError(f"match_mode {match_mode!r} needs at least one keyword (or use 'any')")
-    if not (actions.private_reply or actions.public_reply or actions.dm_reply):
+    if not (actions.private_reply or actions.public_reply or actions.dm_reply or actions.start_flow):
         raise ValueError("at least one action is needed")
+    if actions.start_flow and (actions.private_reply or actions.dm_reply):
+        raise ValueError("a flow sends its own messages: start_flow goes with public_reply at most")
     if trigger in COMMENT_TRIGGERS and actions.dm_reply:
         raise ValueError("comment triggers answer with private_reply and/or public_reply, not dm_reply")
     if trigger not in COMMENT_TRIGGERS and (actions.private_reply or actions.public_reply):
@@ -146,6 +199,12 @@ def _check_references(session: Session, tenant_id: str, account_id: str, actions
     for name, action in (("private_reply", actions.private_reply), ("dm_reply", actions.dm_reply)):
         if action is not None and templates.get(session, tenant_id, action.template_id) is None:
             raise NotFoundError("no such template", details={"field": f"actions.{name}.template_id"})
+    if actions.start_flow is not None:
+        flow = flows.get_flow(session, tenant_id, actions.start_flow.flow_id)
+        if flow is None or flow.account_id != account_id:
+            raise NotFoundError(
+                "no such flow on this account", details={"field": "actions.start_flow.flow_id"}
+            )
 
 
 def list_automations(
@@ -212,6 +271,10 @@ def update(
         "cooldown_seconds",
         "priority",
         "active",
+        "exclude_keywords",
+        "entries",
+        "once_per_post",
+        "new_contacts_only",
     ):
         if field in changes and changes[field] is None:
             raise ValidationError(

@@ -8,8 +8,10 @@ Per event, in one database transaction:
    not (a private reply does not open the window, docs/instagram.md#private-replies);
 3. match the account's active automations (``domain.matching`` documents the order and the
    several-matches rule); cooldown is a Redis ``SET NX EX`` hold per contact per automation, given
-   back if the transaction fails. With Redis down the ledger decides the cooldown, and the comment
-   id the reply variant (docs/architecture.md, "The message lifecycle in types");
+   back if the transaction fails; "new contacts only" is whether the contact existed before step 2,
+   "once per person per post" a claim row taken in this transaction. With Redis down the ledger
+   decides the cooldown, and the comment id the reply variant (docs/architecture.md, "The message
+   lifecycle in types");
 4. plan the winner's actions under the rules (``domain.lifecycle.plan_actions``, which the dry run
    calls too): private reply only on comments and within 7 days of the comment (``entry.time``
    stands for the comment time, since the payload has none; when it is within
@@ -23,6 +25,9 @@ Per event, in one database transaction:
 5. insert one ``outbound_messages`` row per action (the unique key reserves the send: a comment can
    never get two private replies) and an ``automation_logs`` row for every decision, including "no
    automation matched" (``automation_id`` null, reason ``no_match``).
+Flows (``services.flow_runs``): before matching, a postback, quick reply or message goes to the
+contact's run waiting for it, if that run takes it (then no automation is matched); a winner whose
+actions name ``start_flow`` starts a run, whose sends join the event's queued rows.
 After the commit the queued rows are published to ``sends-{priority}``. If that publish fails the
 event's message is redelivered; the duplicate delivery then re-publishes the event's rows still queued,
 so nothing is stranded. Accounts needing re-authorisation get their rows ``parked`` (not published);
@@ -45,12 +50,14 @@ from replyflow.db.engine import session_scope
 from replyflow.db.models import OutboundMessage
 from replyflow.db.repositories import accounts as accounts_repo
 from replyflow.db.repositories import contacts as contacts_repo
-from replyflow.db.repositories import ledger
+from replyflow.db.repositories import ledger, once_per_post
 from replyflow.db.repositories import logs as logs_repo
 from replyflow.db.repositories import plans as plans_repo
 from replyflow.db.repositories import usage as usage_repo
+from replyflow.domain.flow_engine import AccountFacts
 from replyflow.domain.lifecycle import (
     LIVE_PRIVATE_REPLY_WINDOW,
+    ActionName,
     DecisionReason,
     LogAction,
     OutboundStatus,
@@ -62,6 +69,7 @@ from replyflow.domain.lifecycle import (
     needs_comment_time,
     needs_contact_history,
     needs_quota,
+    once_per_post_applies,
     plan_actions,
 )
 from replyflow.domain.matching import Match, Rule, matching_rules
@@ -71,6 +79,7 @@ from replyflow.errors import CooldownsUnavailableError
 from replyflow.observability import MetricUnit, bind_tenant, logger, metrics
 from replyflow.ports import Cache, Clock, CommentTimestamps, Cooldowns, QueuePublisher, TokenDecrypter
 from replyflow.services.automation_config import AccountConfig, account_config
+from replyflow.services.flow_runs import FlowApplied, FlowRunner, FlowScope
 
 # A duplicate delivery re-publishes the event's still-queued rows only when they are this old: the
 # original publish has evidently failed (a concurrent duplicate must not double the send jobs).
@@ -113,6 +122,7 @@ class EventProcessor:
         cipher: TokenDecrypter | None = None,
         live_window: timedelta = LIVE_PRIVATE_REPLY_WINDOW,
         edge_margin: timedelta = timedelta(days=2),
+        flows: FlowRunner | None = None,
     ) -> None:
         self._sessions = sessions
         self._cache = cache
@@ -125,6 +135,7 @@ class EventProcessor:
         self._cipher = cipher
         self._live_window = live_window
         self._edge_margin = edge_margin
+        self._flows = flows or FlowRunner(cipher=cipher)
 
     def process(self, message: EventMessage) -> ProcessResult:
         bind_tenant(message.tenant_id, message.account_id)
@@ -144,6 +155,7 @@ class EventProcessor:
                     event.event_key,
                     kind=event.kind,
                     occurred_at=occurred_at,
+                    sender_id=event.sender_id,
                 )
                 if not recorded:
                     result.duplicate = True
@@ -174,7 +186,11 @@ class EventProcessor:
     ) -> None:
         event = message.event
         tenant_id, account_id = message.tenant_id, message.account_id
+        config = account_config(self._cache, session, tenant_id, account_id)
+        new_contact = True
         if event.sender_id:
+            if config is not None and any(rule.new_contacts_only for rule in config.rules):
+                new_contact = not contacts_repo.exists_for(session, tenant_id, account_id, event.sender_id)
             contacts_repo.touch(
                 session,
                 tenant_id,
@@ -182,18 +198,23 @@ class EventProcessor:
                 event.sender_id,
                 username=event.sender_username,
                 inbound_at=occurred_at if event.kind in INBOUND_MESSAGE_KINDS else None,
+                interaction_at=occurred_at,
             )
-        config = account_config(self._cache, session, tenant_id, account_id)
         gate = gate_event(event, config.status if config else None, config.ig_user_id if config else "")
         if gate is not None or config is None:
             self._log(session, message, result, None, LogAction.SKIPPED, gate)
+            return
+        if self._route_to_flow(session, message, config, occurred_at, now, result):
             return
         matches = matching_rules(config.rules, event)
         if not matches:
             self._log(session, message, result, None, LogAction.SKIPPED, DecisionReason.NO_MATCH)
             return
         selection = choose_winner(
-            matches, lambda rule: self._cooldown_free(session, message, rule, now, held)
+            matches,
+            lambda rule: self._cooldown_free(session, message, rule, now, held),
+            lambda rule: self._once_free(session, message, rule, now, held),
+            new_contact=new_contact,
         )
         for verdict in selection.verdicts:
             self._log(
@@ -206,6 +227,20 @@ class EventProcessor:
 
     def _plan(self, ctx: _Context, match: Match) -> None:
         rule, event, message = match.rule, ctx.event, ctx.message
+        start_flow = rule.actions.get("start_flow")
+        if isinstance(start_flow, dict) and start_flow.get("flow_id"):
+            applied = self._flows.start(
+                ctx.session,
+                self._flow_scope(ctx.session, message, ctx.config, ctx.now),
+                flow_id=str(start_flow["flow_id"]),
+                automation_id=rule.id,
+                event=event,
+                occurred_at=ctx.occurred_at,
+                now=ctx.now,
+            )
+            self._take_flow(applied, ctx.result)
+            if not any(name in rule.actions for name in ActionName):
+                return
         last_inbound = None
         if needs_contact_history(rule, event) and event.sender_id:
             last_inbound = contacts_repo.last_inbound_at(
@@ -253,6 +288,45 @@ class EventProcessor:
         )
         return created
 
+    # -- flows -------------------------------------------------------------------------------------
+
+    def _route_to_flow(
+        self,
+        session: Session,
+        message: EventMessage,
+        config: AccountConfig,
+        occurred_at: datetime,
+        now: datetime,
+        result: ProcessResult,
+    ) -> bool:
+        """Give the event to the contact's waiting flow run; True when a run took it."""
+        scope = self._flow_scope(session, message, config, now)
+        applied = self._flows.route_inbound(session, scope, message.event, occurred_at=occurred_at, now=now)
+        self._take_flow(applied, result)
+        return applied is not None
+
+    def _flow_scope(
+        self, session: Session, message: EventMessage, config: AccountConfig, now: datetime
+    ) -> FlowScope:
+        return FlowScope(
+            tenant_id=message.tenant_id,
+            account_id=message.account_id,
+            priority=message.priority,
+            account_facts=lambda: AccountFacts(
+                status=config.status, quota_left=quota_left(session, message.tenant_id, now)
+            ),
+            event_key=message.event.event_key,
+        )
+
+    @staticmethod
+    def _take_flow(applied: FlowApplied | None, result: ProcessResult) -> None:
+        if applied is None:
+            return
+        result.queued.extend(applied.queued)
+        result.decisions.extend(
+            (None, str(LogAction.FLOW_STEP), f"{d.step_id}:{d.outcome}") for d in applied.decisions
+        )
+
     # -- Redis, guarded ----------------------------------------------------------------------------
 
     def _cooldown_free(
@@ -275,6 +349,29 @@ class EventProcessor:
         if acquired:
             held.append(key)
         return acquired
+
+    def _once_free(
+        self, session: Session, message: EventMessage, rule: Rule, now: datetime, held: list[str]
+    ) -> bool:
+        """Take the once-per-post claim (a row in this transaction, so a failed event gives it back).
+        A rule refused here gives back the cooldown it took a moment ago: it did not answer."""
+        event = message.event
+        if not once_per_post_applies(rule, event) or not event.media_id or not event.sender_id:
+            return True
+        claimed = once_per_post.claim(
+            session,
+            message.tenant_id,
+            rule.id,
+            event.media_id,
+            event.sender_id,
+            event_key=event.event_key,
+            now=now,
+        )
+        key = f"cooldown:{message.tenant_id}:{rule.id}:{event.sender_id}"
+        if not claimed and key in held:
+            held.remove(key)
+            self._release_cooldowns([key])
+        return claimed
 
     def _variant_chooser(self, message: EventMessage) -> Callable[[Rule, int], int]:
         def choose(rule: Rule, count: int) -> int:

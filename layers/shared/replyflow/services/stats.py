@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from replyflow.db.repositories import flows as flows_repo
 from replyflow.db.repositories import log_queries
 from replyflow.errors import ValidationError
 from replyflow.ports import Cache
@@ -34,6 +35,9 @@ class StatsView(BaseModel):
     until: date
     items: list[DailyStats]
     totals: dict[str, int]
+    # Per flow, its step outcomes since it was created (entered, sent, tapped, captured, completed,
+    # dropped, ...: the flow_step_stats counters; per step and version: GET /v1/flows/{id}/stats).
+    flows: dict[str, dict[str, int]] = Field(default_factory=dict)
 
 
 def stats(
@@ -73,6 +77,15 @@ def stats(
         DailyStats(date=day, automation_id=automation, counts=counts)
         for (day, automation), counts in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
     ]
-    result = StatsView(since=since, until=until, items=items, totals=dict(totals))
+    flows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for stat in flows_repo.step_stats(session, principal.tenant_id):
+        flows[stat.flow_id][stat.outcome] += stat.count
+    result = StatsView(
+        since=since,
+        until=until,
+        items=items,
+        totals=dict(totals),
+        flows={flow_id: dict(counts) for flow_id, counts in flows.items()},
+    )
     cache.set_json(key, result.model_dump(mode="json"), STATS_TTL_SECONDS)
     return result

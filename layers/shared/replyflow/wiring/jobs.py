@@ -53,6 +53,7 @@ JOB_NAMES = (
     "webhook-subscriptions",
     "reconcile-comments",
     "ledger-sweep",
+    "flow-timers",
 )
 METRICS_NAMESPACE = "Replyflow"
 
@@ -272,6 +273,18 @@ def _ledger_sweep(deps: JobsDeps, deadline: Deadline) -> JobResult:
     )
 
 
+def _flow_timers(deps: JobsDeps, deadline: Deadline) -> JobResult:
+    from replyflow.services.flow_runs import FlowRunner
+    from replyflow.services.jobs.flow_timers import run_flow_timers
+    from replyflow.wiring.pipeline import GraphOnUse
+
+    # The follow status is read only when a timer leads to a ``follows`` condition.
+    runner = FlowRunner(follow_status=GraphOnUse(deps.settings), cipher=deps.clients.cipher)
+    return run_flow_timers(
+        deps.clients.writer_sessions, deps.publisher, runner, now=deps.clock.now(), deadline=deadline
+    )
+
+
 _JOBS: dict[str, Callable[[JobsDeps, Deadline], JobResult]] = {
     "archive": _archive,
     "retention": _retention,
@@ -281,6 +294,7 @@ _JOBS: dict[str, Callable[[JobsDeps, Deadline], JobResult]] = {
     "webhook-subscriptions": _webhook_subscriptions,
     "reconcile-comments": _reconcile_comments,
     "ledger-sweep": _ledger_sweep,
+    "flow-timers": _flow_timers,
 }
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from replyflow.adapters.graph_client import GraphResult
     from replyflow.adapters.rate_limiter import RedisRateLimiter
     from replyflow.ports import Clock, GraphSender, QueuePublisher, QueueVisibility, SendLimiter
+    from replyflow.services.flow_runs import FlowRunner
     from replyflow.services.process_event import EventProcessor
     from replyflow.services.send_reply import SendService
     from replyflow.services.sqs_batch import RetryBackoff
@@ -68,7 +69,14 @@ class PipelineDeps:
             cipher=self.clients.cipher,
             live_window=timedelta(seconds=self.settings.live_private_reply_window_seconds),
             edge_margin=timedelta(seconds=self.settings.private_reply_edge_margin_seconds),
+            flows=self.flow_runner,
         )
+
+    @once
+    def flow_runner(self) -> FlowRunner:
+        from replyflow.services.flow_runs import FlowRunner
+
+        return FlowRunner(follow_status=self.graph, cipher=self.clients.cipher)
 
     @once
     def sender(self) -> SendService:
@@ -174,6 +182,9 @@ class GraphOnUse:
 
     def comment_created_at(self, comment_id: str, access_token: str) -> datetime | None:
         return self._real().comment_created_at(comment_id, access_token)
+
+    def user_follows(self, igsid: str, access_token: str) -> bool | None:
+        return self._real().user_follows(igsid, access_token)
 
 
 def load_route(clients: Clients, ig_user_id: str) -> AccountRoute | None:

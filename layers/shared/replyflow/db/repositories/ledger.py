@@ -39,6 +39,7 @@ def record_event(
     *,
     kind: str,
     occurred_at: datetime | None,
+    sender_id: str | None = None,
 ) -> bool:
     """Record an inbound event; False when it was already recorded (a duplicate delivery)."""
     try:
@@ -50,6 +51,7 @@ def record_event(
                     event_key=event_key[:255],
                     kind=kind,
                     occurred_at=occurred_at,
+                    sender_id=sender_id[:64] if sender_id else None,
                 )
             )
     except IntegrityError as exc:

@@ -13,6 +13,7 @@ from sqlalchemy import CursorResult, Row, Table, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import ArchiveFile, AutomationLog, ReplyLog
+from replyflow.db.repositories import contacts as contacts_repo
 from replyflow.db.repositories.retained_tables import RETAINED_TABLES, prunable
 
 # Every table the plan's retention prunes (archived first when archiving is on): the logs, and the
@@ -114,4 +115,8 @@ def delete_ids(session: Session, table: Table, tenant_id: str, end: datetime, id
     stmt = delete(table).where(
         table.c.tenant_id == tenant_id, table.c.created_at < end, table.c.id.in_(ids), *prunable(table)
     )
-    return int(cast("CursorResult[Any]", session.execute(stmt)).rowcount or 0)
+    deleted = int(cast("CursorResult[Any]", session.execute(stmt)).rowcount or 0)
+    if table.name == "contacts" and deleted:
+        # A pruned contact takes its fields and tags along (those of contacts still there stay).
+        contacts_repo.delete_orphan_rows(session, tenant_id, ids)
+    return deleted

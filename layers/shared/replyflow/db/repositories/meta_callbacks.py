@@ -24,6 +24,7 @@ from replyflow.db.models import (
     OutboundMessage,
     ReplyLog,
 )
+from replyflow.db.repositories import contacts as contacts_repo
 
 # Sends that have not happened yet; a deauthorized account settles them.
 PENDING_SEND_STATUSES = ("queued", "deferred", "parked")
@@ -100,10 +101,31 @@ def delete_rows_naming_user(session: Session, tenant_id: str, igsid: str) -> Cou
             delete(ReplyLog).where(ReplyLog.tenant_id == tenant_id, ReplyLog.recipient_id == igsid)
         )
     )
+    counts["inbound_events"] += _count(
+        session.execute(
+            delete(InboundEvent).where(
+                InboundEvent.tenant_id == tenant_id,
+                InboundEvent.account_id.in_(_accounts_of_tenant(session, tenant_id)),
+                InboundEvent.sender_id == igsid,
+            )
+        )
+    )
+    counts.update(
+        contacts_repo.delete_contact_rows(
+            session, tenant_id, contacts_repo.ids_of_igsid(session, tenant_id, igsid), igsids=[igsid]
+        )
+    )
     counts["contacts"] += _count(
         session.execute(delete(Contact).where(Contact.tenant_id == tenant_id, Contact.igsid == igsid))
     )
     return counts
+
+
+def _accounts_of_tenant(session: Session, tenant_id: str) -> list[str]:
+    return [
+        str(a)
+        for a in session.scalars(select(InstagramAccount.id).where(InstagramAccount.tenant_id == tenant_id))
+    ]
 
 
 def delete_account_data(session: Session, tenant_id: str, account_id: str) -> Counter[str]:
@@ -115,11 +137,25 @@ def delete_account_data(session: Session, tenant_id: str, account_id: str) -> Co
         ("outbound_messages", OutboundMessage),
         ("reply_logs", ReplyLog),
         ("automation_logs", AutomationLog),
-        ("contacts", Contact),
     ):
         counts[name] += _count(
             session.execute(delete(model).where(model.tenant_id == tenant_id, model.account_id == account_id))
         )
+    contacts = session.execute(
+        select(Contact.id, Contact.igsid).where(
+            Contact.tenant_id == tenant_id, Contact.account_id == account_id
+        )
+    ).all()
+    counts.update(
+        contacts_repo.delete_contact_rows(
+            session, tenant_id, [int(i) for i, _ in contacts], igsids=[str(g) for _, g in contacts]
+        )
+    )
+    counts["contacts"] += _count(
+        session.execute(
+            delete(Contact).where(Contact.tenant_id == tenant_id, Contact.account_id == account_id)
+        )
+    )
     return counts
 
 

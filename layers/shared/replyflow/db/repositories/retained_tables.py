@@ -11,7 +11,9 @@ keyed ``row_created_at``). Archived files keep the real column names.
   a row still ``queued``, ``sending``, ``deferred`` or ``parked`` waits for its outcome and is pruned
   by a later run once settled (it is archived as it was; the archive is a copy, not the ledger).
 - ``contacts``: age ``updated_at`` (every inbound message touches it), so a contact is pruned once
-  it has been silent for the retention.
+  it has been silent for the retention; its fields and tags go with it (``log_archive.delete_ids``).
+- ``once_per_post_claims``: age ``created_at``; a claim older than the retention is forgotten, so the
+  person may be answered once more on that post.
 
 Every plan keeps at least 7 days, the longest window in which Instagram may still redeliver a
 webhook or accept a private reply, so pruning the dedupe ledgers never lets an event be answered
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, ColumnElement, MetaData, Table, not_
 
-from replyflow.db.models import Contact, InboundEvent, OutboundMessage
+from replyflow.db.models import Contact, InboundEvent, OncePerPostClaim, OutboundMessage
 
 PENDING_STATUSES = ("queued", "sending", "deferred", "parked")
 
@@ -51,6 +53,7 @@ RETAINED_TABLES: dict[str, Table] = {
     "inbound_events": INBOUND_EVENTS,
     "outbound_messages": OUTBOUND_MESSAGES,
     "contacts": CONTACTS,
+    "once_per_post_claims": OncePerPostClaim.__table__,  # type: ignore[dict-item]
 }
 
 
