@@ -138,6 +138,26 @@ async function main() {
     await page.getByRole("cell", { name: "Comment LINK -> DM" }).waitFor();
     await check(page, "stats");
 
+    step("flows: the step editor and its simulator");
+    await page.getByRole("link", { name: "Flows", exact: true }).click();
+    await page.getByRole("heading", { name: "No flows yet" }).waitFor();
+    await page.getByRole("button", { name: "New flow" }).click();
+    await page.getByLabel("Flow name").fill("Guide");
+    await page.getByTestId("flow-step").first().getByText("Hi! Want the guide?").first().waitFor();
+    await page.getByRole("button", { name: "Run the simulation" }).click();
+    await page.getByTestId("simulation").waitFor();
+    await check(page, "flow-editor");
+    await page.getByRole("button", { name: "Create the flow" }).click();
+    await page.getByRole("heading", { name: "Guide" }).waitFor();
+    await check(page, "flows");
+
+    step("contacts");
+    await page.getByRole("link", { name: "Contacts", exact: true }).click();
+    await page.getByTestId("contacts-table").getByText("@maya.creates").waitFor();
+    await page.getByRole("button", { name: "@maya.creates" }).click();
+    await page.getByRole("heading", { name: "Timeline" }).waitFor();
+    await check(page, "contacts");
+
     step("members, API keys, billing");
     await page.getByRole("link", { name: "Members" }).click();
     await page.getByRole("cell", { name: email }).waitFor();

@@ -9,6 +9,8 @@ export const NAV = [
   { to: "/accounts", label: "Instagram accounts" },
   { to: "/templates", label: "Templates" },
   { to: "/automations", label: "Automations" },
+  { to: "/flows", label: "Flows" },
+  { to: "/contacts", label: "Contacts" },
   { to: "/logs", label: "Logs" },
   { to: "/stats", label: "Stats" },
   { to: "/members", label: "Members" },

@@ -30,6 +30,8 @@ const Stats = lazy(() => import("./pages/stats"));
 const Members = lazy(() => import("./pages/members"));
 const ApiKeys = lazy(() => import("./pages/apikeys"));
 const Billing = lazy(() => import("./pages/billing"));
+const Flows = lazy(() => import("./pages/flows"));
+const Contacts = lazy(() => import("./pages/contacts"));
 const NotFound = lazy(() => import("./pages/overview").then((m) => ({ default: m.NotFoundPage })));
 
 export const routes = [
@@ -50,6 +52,8 @@ export const routes = [
       { path: "/accounts/callback", element: page(AccountCallback) },
       { path: "/templates", element: page(Templates) },
       { path: "/automations", element: page(Automations) },
+      { path: "/flows", element: page(Flows) },
+      { path: "/contacts", element: page(Contacts) },
       { path: "/logs", element: page(Logs) },
       { path: "/stats", element: page(Stats) },
       { path: "/members", element: page(Members) },

@@ -24,3 +24,4 @@ export const useAutomations = () =>
 export const usePlans = () => useQuery({ queryKey: keys.plans, queryFn: async () => unwrap(await api.GET("/v1/plans")) });
 export const useSubscription = () =>
   useQuery({ queryKey: keys.subscription, queryFn: async () => unwrap(await api.GET("/v1/subscriptions/current")) });
+export const useFlows = () => useQuery({ queryKey: ["flows"], queryFn: async () => unwrap(await api.GET("/v1/flows")) });

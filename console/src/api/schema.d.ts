@@ -352,6 +352,59 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/contacts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Contacts, newest first, filtered */
+        get: operations["list_contacts_v1_contacts_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/contacts/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The contacts as CSV (admin), with their fields; X-Next-Cursor when there are more */
+        get: operations["export_v1_contacts_export_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/contacts/{contact_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One contact: fields, tags and timeline */
+        get: operations["get_contact_v1_contacts__contact_id__get"];
+        put?: never;
+        post?: never;
+        /** Delete the contact's personal data in its account (admin; recorded and logged) */
+        delete: operations["delete_v1_contacts__contact_id__delete"];
+        options?: never;
+        head?: never;
+        /** Set or remove fields, add or remove tags (admin) */
+        patch: operations["update_v1_contacts__contact_id__patch"];
+        trace?: never;
+    };
     "/v1/data-deletion": {
         parameters: {
             query?: never;
@@ -403,6 +456,144 @@ export interface paths {
          * @description Form-encoded `signed_request`; 400 `invalid_signed_request` when it is not valid.
          */
         post: operations["deauthorize_v1_deauthorize_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/flows": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Flows, optionally of one account */
+        get: operations["list_flows_v1_flows_get"];
+        put?: never;
+        /** Create a flow (admin): its graph is version 1; errors name the step and the rule */
+        post: operations["create_v1_flows_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/flows/follow-gate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Create the follow gate (admin): comment keyword -> DM with a button -> follows? -> link */
+        post: operations["create_follow_gate_v1_flows_follow_gate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/flows/simulate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Play a conversation against an unsaved graph */
+        post: operations["simulate_draft_v1_flows_simulate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/flows/{flow_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One flow */
+        get: operations["get_flow_v1_flows__flow_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/flows/{flow_id}/activate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The version new runs start on (admin); null deactivates */
+        post: operations["activate_v1_flows__flow_id__activate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/flows/{flow_id}/simulate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Play a conversation against a saved version (default: the active one) */
+        post: operations["simulate_v1_flows__flow_id__simulate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/flows/{flow_id}/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Step analytics per version: entered, sent, tapped, captured, completed, dropped by reason */
+        get: operations["stats_v1_flows__flow_id__stats_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/flows/{flow_id}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A flow's versions */
+        get: operations["list_versions_v1_flows__flow_id__versions_get"];
+        put?: never;
+        /** Save a new version (admin); running runs keep theirs */
+        post: operations["add_version_v1_flows__flow_id__versions_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -777,6 +968,15 @@ export interface components {
             dm_reply?: components["schemas"]["TemplateAction"] | null;
             private_reply?: components["schemas"]["TemplateAction"] | null;
             public_reply?: components["schemas"]["PublicReplyAction"] | null;
+            start_flow?: components["schemas"]["StartFlowAction"] | null;
+        };
+        /** ActivateRequest */
+        ActivateRequest: {
+            /**
+             * Version
+             * @description null deactivates the flow (running runs go on)
+             */
+            version: number | null;
         };
         /** ApiKeyCreate */
         ApiKeyCreate: {
@@ -859,6 +1059,16 @@ export interface components {
              * @default 0
              */
             cooldown_seconds?: number;
+            /**
+             * Entries
+             * @description extra keyword sets; any one matching is enough
+             */
+            entries?: components["schemas"]["KeywordEntry"][];
+            /**
+             * Exclude Keywords
+             * @description a text containing any of them never matches
+             */
+            exclude_keywords?: string[];
             /** Keywords */
             keywords?: string[];
             /**
@@ -874,6 +1084,18 @@ export interface components {
             media_ids?: string[] | null;
             /** Name */
             name: string;
+            /**
+             * New Contacts Only
+             * @description answer only people not yet contacts
+             * @default false
+             */
+            new_contacts_only?: boolean;
+            /**
+             * Once Per Post
+             * @description answer a person at most once per post
+             * @default false
+             */
+            once_per_post?: boolean;
             /**
              * Priority
              * @description lower runs first
@@ -924,6 +1146,10 @@ export interface components {
             active?: boolean | null;
             /** Cooldown Seconds */
             cooldown_seconds?: number | null;
+            /** Entries */
+            entries?: components["schemas"]["KeywordEntry"][] | null;
+            /** Exclude Keywords */
+            exclude_keywords?: string[] | null;
             /** Keywords */
             keywords?: string[] | null;
             /** Match Mode */
@@ -932,6 +1158,10 @@ export interface components {
             media_ids?: string[] | null;
             /** Name */
             name?: string | null;
+            /** New Contacts Only */
+            new_contacts_only?: boolean | null;
+            /** Once Per Post */
+            once_per_post?: boolean | null;
             /** Priority */
             priority?: number | null;
             /** Trigger */
@@ -954,6 +1184,10 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+            /** Entries */
+            entries: components["schemas"]["KeywordEntry"][];
+            /** Exclude Keywords */
+            exclude_keywords: string[];
             /** Id */
             id: string;
             /** Keywords */
@@ -964,6 +1198,10 @@ export interface components {
             media_ids: string[] | null;
             /** Name */
             name: string;
+            /** New Contacts Only */
+            new_contacts_only: boolean;
+            /** Once Per Post */
+            once_per_post: boolean;
             /** Priority */
             priority: number;
             /** Trigger */
@@ -1066,6 +1304,98 @@ export interface components {
              */
             state: string;
         };
+        /** ContactDeleted */
+        ContactDeleted: {
+            /** Confirmation Code */
+            confirmation_code: string;
+            /** Rows Deleted */
+            rows_deleted: number;
+        };
+        /** ContactDetail */
+        ContactDetail: {
+            /** Account Id */
+            account_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Fields */
+            fields: {
+                [key: string]: string | number | boolean;
+            };
+            /** Id */
+            id: number;
+            /** Igsid */
+            igsid: string;
+            /** Last Inbound At */
+            last_inbound_at: string | null;
+            /** Last Interaction At */
+            last_interaction_at: string | null;
+            /** Tags */
+            tags: string[];
+            /** Timeline */
+            timeline: components["schemas"]["TimelineEntryView"][];
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Username */
+            username: string | null;
+        };
+        /** ContactPage */
+        ContactPage: {
+            /** Items */
+            items: components["schemas"]["ContactView"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /**
+         * ContactPatch
+         * @description ``fields``: a value sets the field, null removes it; tags are added, then removed.
+         */
+        ContactPatch: {
+            /** Add Tags */
+            add_tags?: string[];
+            /** Fields */
+            fields?: {
+                [key: string]: string | number | boolean | null;
+            };
+            /** Remove Tags */
+            remove_tags?: string[];
+        };
+        /** ContactView */
+        ContactView: {
+            /** Account Id */
+            account_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Fields */
+            fields: {
+                [key: string]: string | number | boolean;
+            };
+            /** Id */
+            id: number;
+            /** Igsid */
+            igsid: string;
+            /** Last Inbound At */
+            last_inbound_at: string | null;
+            /** Last Interaction At */
+            last_interaction_at: string | null;
+            /** Tags */
+            tags: string[];
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Username */
+            username: string | null;
+        };
         /** DailyStats */
         DailyStats: {
             /** Automation Id */
@@ -1129,6 +1459,37 @@ export interface components {
             variables?: {
                 [key: string]: string;
             };
+        };
+        /** DraftSimulateRequest */
+        DraftSimulateRequest: {
+            /**
+             * Account Status
+             * @default active
+             * @enum {string}
+             */
+            account_status?: "active" | "needs_reauth" | "disabled";
+            /** Events */
+            events: components["schemas"]["SimulatedEvent"][];
+            /** Fields */
+            fields?: {
+                [key: string]: string;
+            };
+            /**
+             * Follows
+             * @description the User Profile API's answer at the start
+             */
+            follows?: boolean | null;
+            /** Graph */
+            graph: {
+                [key: string]: unknown;
+            };
+            /**
+             * Quota Left
+             * @default 1000
+             */
+            quota_left?: number;
+            /** Tags */
+            tags?: string[];
         };
         /** DryRunRequest */
         DryRunRequest: {
@@ -1203,6 +1564,101 @@ export interface components {
         ErrorResponse: {
             error: components["schemas"]["ErrorBody"];
         };
+        /** FlowCreate */
+        FlowCreate: {
+            /** Account Id */
+            account_id: string;
+            /**
+             * Activate
+             * @default true
+             */
+            activate?: boolean;
+            /** Graph */
+            graph: {
+                [key: string]: unknown;
+            };
+            /** Name */
+            name: string;
+        };
+        /** FlowStatsView */
+        FlowStatsView: {
+            /** Flow Id */
+            flow_id: string;
+            /** Steps */
+            steps: components["schemas"]["StepStat"][];
+            /** Totals */
+            totals: {
+                [key: string]: number;
+            };
+        };
+        /** FlowVersionCreate */
+        FlowVersionCreate: {
+            /** Graph */
+            graph: {
+                [key: string]: unknown;
+            };
+        };
+        /** FlowVersionView */
+        FlowVersionView: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Flow Id */
+            flow_id: string;
+            /** Graph */
+            graph: {
+                [key: string]: unknown;
+            };
+            /** Version */
+            version: number;
+        };
+        /** FlowView */
+        FlowView: {
+            /** Account Id */
+            account_id: string;
+            /** Active Version */
+            active_version: number | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Id */
+            id: string;
+            /** Latest Version */
+            latest_version: number;
+            /** Name */
+            name: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /** FollowGateCreate */
+        FollowGateCreate: {
+            /** Account Id */
+            account_id: string;
+            /** Follow First */
+            follow_first?: string | null;
+            /** Keyword */
+            keyword: string;
+            /**
+             * Link
+             * Format: uri
+             */
+            link: string;
+            /** Message */
+            message: string;
+        };
+        /** FollowGateView */
+        FollowGateView: {
+            /** Automation Id */
+            automation_id: string;
+            flow: components["schemas"]["FlowView"];
+        };
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
@@ -1251,6 +1707,20 @@ export interface components {
              * @enum {string}
              */
             role?: "owner" | "admin" | "member";
+        };
+        /**
+         * KeywordEntry
+         * @description One extra keyword set (``domain.matching``): the automation matches if any set matches.
+         */
+        KeywordEntry: {
+            /** Keywords */
+            keywords?: string[];
+            /**
+             * Match Mode
+             * @default contains
+             * @enum {string}
+             */
+            match_mode?: "any" | "contains" | "whole_word" | "exact";
         };
         /** LoginRequest */
         LoginRequest: {
@@ -1488,8 +1958,116 @@ export interface components {
             /** Workspace Name */
             workspace_name: string;
         };
+        /** SimulateRequest */
+        SimulateRequest: {
+            /**
+             * Account Status
+             * @default active
+             * @enum {string}
+             */
+            account_status?: "active" | "needs_reauth" | "disabled";
+            /** Events */
+            events: components["schemas"]["SimulatedEvent"][];
+            /** Fields */
+            fields?: {
+                [key: string]: string;
+            };
+            /**
+             * Follows
+             * @description the User Profile API's answer at the start
+             */
+            follows?: boolean | null;
+            /**
+             * Quota Left
+             * @default 1000
+             */
+            quota_left?: number;
+            /** Tags */
+            tags?: string[];
+        };
+        /** SimulateView */
+        SimulateView: {
+            /** End Reason */
+            end_reason: string | null;
+            /** Fields */
+            fields: {
+                [key: string]: string;
+            };
+            /** Status */
+            status: string;
+            /** Tags */
+            tags: string[];
+            /** Transcript */
+            transcript: components["schemas"]["SimulatedStep"][];
+        };
+        /** SimulatedEvent */
+        SimulatedEvent: {
+            /** Follows */
+            follows?: boolean | null;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "comment" | "postback" | "quick_reply" | "message" | "wait" | "follows";
+            /**
+             * Minutes
+             * @default 0
+             */
+            minutes?: number;
+            /** Payload */
+            payload?: string | null;
+            /** Text */
+            text?: string | null;
+        };
+        /** SimulatedStep */
+        SimulatedStep: {
+            /** At */
+            at: string;
+            /** Changes */
+            changes: {
+                [key: string]: unknown;
+            }[];
+            /** Decisions */
+            decisions: {
+                [key: string]: unknown;
+            }[];
+            /** End Reason */
+            end_reason: string | null;
+            /** Event */
+            event: {
+                [key: string]: unknown;
+            };
+            /** Handled */
+            handled: boolean;
+            /** Sends */
+            sends: {
+                [key: string]: unknown;
+            }[];
+            /** Status */
+            status: string;
+            /** Step Id */
+            step_id: string | null;
+            /** Timer */
+            timer: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /** StartFlowAction */
+        StartFlowAction: {
+            /**
+             * Flow Id
+             * @description the flow to start for the contact
+             */
+            flow_id: string;
+        };
         /** StatsView */
         StatsView: {
+            /** Flows */
+            flows?: {
+                [key: string]: {
+                    [key: string]: number;
+                };
+            };
             /** Items */
             items: components["schemas"]["DailyStats"][];
             /**
@@ -1506,6 +2084,19 @@ export interface components {
              * Format: date
              */
             until: string;
+        };
+        /** StepStat */
+        StepStat: {
+            /** Count */
+            count: number;
+            /** Outcome */
+            outcome: string;
+            /** Reason */
+            reason: string | null;
+            /** Step Id */
+            step_id: string;
+            /** Version */
+            version: number;
         };
         /** SubscriptionView */
         SubscriptionView: {
@@ -1599,6 +2190,29 @@ export interface components {
             slug: string;
             /** Status */
             status: string;
+        };
+        /** TimelineEntryView */
+        TimelineEntryView: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Automation Id */
+            automation_id?: string | null;
+            /** Error Code */
+            error_code?: string | null;
+            /** Event Key */
+            event_key?: string | null;
+            /** Kind */
+            kind: string;
+            /** Status */
+            status?: string | null;
+            /**
+             * Type
+             * @description inbound (an event of the person) or send (a message to them)
+             */
+            type: string;
         };
         /** TokenPair */
         TokenPair: {
@@ -3580,6 +4194,383 @@ export interface operations {
             };
         };
     };
+    list_contacts_v1_contacts_get: {
+        parameters: {
+            query?: {
+                account_id?: string | null;
+                /** @description contacts with this tag */
+                tag?: string | null;
+                /** @description contacts with this field set */
+                field?: string | null;
+                /** @description with field: contacts whose field equals this value */
+                field_value?: string | null;
+                /** @description last interaction at or after, ISO 8601 */
+                interacted_after?: string | null;
+                /** @description last interaction before, ISO 8601 */
+                interacted_before?: string | null;
+                /** @description username contains (case-insensitive) */
+                q?: string | null;
+                /** @description next_cursor of the previous page */
+                cursor?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactPage"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    export_v1_contacts_export_get: {
+        parameters: {
+            query?: {
+                account_id?: string | null;
+                /** @description contacts with this tag */
+                tag?: string | null;
+                /** @description contacts with this field set */
+                field?: string | null;
+                /** @description with field: contacts whose field equals this value */
+                field_value?: string | null;
+                /** @description last interaction at or after, ISO 8601 */
+                interacted_after?: string | null;
+                /** @description last interaction before, ISO 8601 */
+                interacted_before?: string | null;
+                /** @description username contains (case-insensitive) */
+                q?: string | null;
+                /** @description next_cursor of the previous page */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_contact_v1_contacts__contact_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                contact_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactDetail"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource in the caller's workspace */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    delete_v1_contacts__contact_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                contact_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactDeleted"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource in the caller's workspace */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    update_v1_contacts__contact_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                contact_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ContactPatch"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactDetail"];
+                };
+            };
+            /** @description The body is not UTF-8 JSON within the limits (`malformed_json`), or the request is refused */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource in the caller's workspace */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     data_deletion_v1_data_deletion_post: {
         parameters: {
             query?: never;
@@ -3731,6 +4722,849 @@ export interface operations {
             };
             /** @description The request is not valid: `details` lists the fields */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_flows_v1_flows_get: {
+        parameters: {
+            query?: {
+                account_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FlowView"][];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    create_v1_flows_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FlowCreate"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FlowView"];
+                };
+            };
+            /** @description The body is not UTF-8 JSON within the limits (`malformed_json`), or the request is refused */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource in the caller's workspace */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    create_follow_gate_v1_flows_follow_gate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FollowGateCreate"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FollowGateView"];
+                };
+            };
+            /** @description The body is not UTF-8 JSON within the limits (`malformed_json`), or the request is refused */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The plan's limit is reached (`plan_limit_reached`) */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource in the caller's workspace */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    simulate_draft_v1_flows_simulate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DraftSimulateRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SimulateView"];
+                };
+            };
+            /** @description The body is not UTF-8 JSON within the limits (`malformed_json`), or the request is refused */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_flow_v1_flows__flow_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                flow_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FlowView"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource in the caller's workspace */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    activate_v1_flows__flow_id__activate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                flow_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ActivateRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FlowView"];
+                };
+            };
+            /** @description The body is not UTF-8 JSON within the limits (`malformed_json`), or the request is refused */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource in the caller's workspace */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    simulate_v1_flows__flow_id__simulate_post: {
+        parameters: {
+            query?: {
+                version?: number | null;
+            };
+            header?: never;
+            path: {
+                flow_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SimulateRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SimulateView"];
+                };
+            };
+            /** @description The body is not UTF-8 JSON within the limits (`malformed_json`), or the request is refused */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource in the caller's workspace */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    stats_v1_flows__flow_id__stats_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                flow_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FlowStatsView"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource in the caller's workspace */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_versions_v1_flows__flow_id__versions_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                flow_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FlowVersionView"][];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource in the caller's workspace */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    add_version_v1_flows__flow_id__versions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                flow_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FlowVersionCreate"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FlowVersionView"];
+                };
+            };
+            /** @description The body is not UTF-8 JSON within the limits (`malformed_json`), or the request is refused */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource in the caller's workspace */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

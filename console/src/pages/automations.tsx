@@ -5,7 +5,7 @@ import { useState } from "react";
 import { useForm } from "react-hook-form";
 import { Link } from "react-router";
 import { api, unwrap, type Schemas } from "../api/client";
-import { keys, useAccounts, useAutomations, useTemplates } from "../api/queries";
+import { keys, useAccounts, useAutomations, useFlows, useTemplates } from "../api/queries";
 import { Empty, ErrorNote, Field, Loading, Page } from "../components/ui";
 
 type Trigger = Schemas["AutomationCreate"]["trigger"];
@@ -21,8 +21,9 @@ interface Draft {
   trigger: Trigger;
   match_mode: MatchMode;
   keywords: string;
-  action: "private_reply" | "dm_reply" | "public_reply";
+  action: "private_reply" | "dm_reply" | "public_reply" | "start_flow";
   template_id: string;
+  flow_id?: string;
   variants: string;
 }
 
@@ -39,6 +40,7 @@ export function toBody(d: Draft): Schemas["AutomationCreate"] {
       private_reply: d.action === "private_reply" ? template : null,
       dm_reply: d.action === "dm_reply" ? template : null,
       public_reply: d.action === "public_reply" ? { variants } : null,
+      ...(d.action === "start_flow" ? { start_flow: { flow_id: d.flow_id ?? "" } } : {}),
     },
   };
 }
@@ -46,6 +48,7 @@ export function toBody(d: Draft): Schemas["AutomationCreate"] {
 function NewAutomation({ onDone }: { onDone: () => void }) {
   const accounts = useAccounts();
   const templates = useTemplates();
+  const flows = useFlows();
   const queryClient = useQueryClient();
   const form = useForm<Draft>({
     values: {
@@ -56,6 +59,7 @@ function NewAutomation({ onDone }: { onDone: () => void }) {
       keywords: "",
       action: "private_reply",
       template_id: templates.data?.[0]?.id ?? "",
+      flow_id: flows.data?.[0]?.id ?? "",
       variants: "",
     },
   });
@@ -104,9 +108,20 @@ function NewAutomation({ onDone }: { onDone: () => void }) {
           <option value="private_reply">Private reply (DM to a commenter)</option>
           <option value="dm_reply">DM reply</option>
           <option value="public_reply">Public comment reply</option>
+          <option value="start_flow">Start a flow</option>
         </select>
       </Field>
-      {action === "public_reply" ? (
+      {action === "start_flow" ? (
+        <Field label="Flow">
+          <select {...form.register("flow_id")}>
+            {flows.data?.map((f) => (
+              <option key={f.id} value={f.id}>
+                {f.name}
+              </option>
+            ))}
+          </select>
+        </Field>
+      ) : action === "public_reply" ? (
         <Field label="Reply variants" hint="One per line; one is picked at random">
           <textarea rows={3} {...form.register("variants")} />
         </Field>
@@ -121,7 +136,7 @@ function NewAutomation({ onDone }: { onDone: () => void }) {
           </select>
         </Field>
       )}
-      {action !== "public_reply" && templates.data?.length === 0 ? (
+      {(action === "private_reply" || action === "dm_reply") && templates.data?.length === 0 ? (
         <p>
           <Link to="/templates">Write a template</Link> first.
         </p>

@@ -4,7 +4,7 @@ import { keepPreviousData, useQuery } from "@tanstack/react-query";
 import { useMemo } from "react";
 import { useSearchParams } from "react-router";
 import { api, unwrap, type Schemas } from "../api/client";
-import { useAutomations } from "../api/queries";
+import { useAutomations, useFlows } from "../api/queries";
 import { DailyChart, type Series } from "../components/Chart";
 import { Empty, ErrorNote, Loading, Page } from "../components/ui";
 
@@ -50,6 +50,8 @@ export default function StatsPage() {
   const until = day(0);
   const automations = useAutomations();
   const names = new Map(automations.data?.map((a) => [a.id, a.name]));
+  const flows = useFlows();
+  const flowNames = new Map(flows.data?.map((f) => [f.id, f.name]));
   const stats = useQuery({
     queryKey: ["stats", since, until],
     queryFn: async () => unwrap(await api.GET("/v1/stats", { params: { query: { since, until } } })),
@@ -133,6 +135,21 @@ export default function StatsPage() {
             </div>
           ) : (
             <p className="muted">No automation has run in this range.</p>
+          )}
+          <h2>Flows</h2>
+          {Object.keys(stats.data.flows ?? {}).length ? (
+            <ul className="list">
+              {Object.entries(stats.data.flows ?? {}).map(([flowId, counts]) => (
+                <li key={flowId}>
+                  {flowNames.get(flowId) ?? flowId}:{" "}
+                  {Object.entries(counts)
+                    .map(([outcome, n]) => `${outcome} ${n}`)
+                    .join(", ")}
+                </li>
+              ))}
+            </ul>
+          ) : (
+            <p className="muted">No flow has run yet.</p>
           )}
           <h2>Skipped by reason</h2>
           {reasons.length ? (

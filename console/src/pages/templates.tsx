@@ -195,8 +195,8 @@ export default function TemplatesPage() {
             <DmPreview
               message={{
                 text: t.text,
-                buttons: t.buttons as PreviewMessage["buttons"],
-                quickReplies: t.quick_replies as PreviewMessage["quickReplies"],
+                buttons: t.buttons as unknown as PreviewMessage["buttons"],
+                quickReplies: t.quick_replies as unknown as PreviewMessage["quickReplies"],
                 cards: [],
               }}
             />
