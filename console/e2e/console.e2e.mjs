@@ -145,7 +145,7 @@ async function main() {
     await page.getByLabel("Flow name").fill("Guide");
     await page.getByTestId("flow-step").first().getByText("Hi! Want the guide?").first().waitFor();
     await page.getByRole("button", { name: "Run the simulation" }).click();
-    await page.getByTestId("simulation").waitFor();
+    await page.getByTestId("simulation").getByText("Here it is: https://example.com/guide").waitFor();
     await check(page, "flow-editor");
     await page.getByRole("button", { name: "Create the flow" }).click();
     await page.getByRole("heading", { name: "Guide" }).waitFor();

@@ -4,6 +4,8 @@ import { ApiError, unwrap } from "./api/client";
 import { session } from "./api/session";
 import { DmPreview, fromSendApi } from "./components/DmPreview";
 import { tokenHealth } from "./pages/accounts";
+import { joinCsv } from "./pages/contacts";
+import { fieldText, parseEvents, withField } from "./pages/flows";
 import { toBody as automationBody } from "./pages/automations";
 import { dailySeries, perAutomation } from "./pages/stats";
 import { toBody as templateBody } from "./pages/templates";
@@ -134,5 +136,40 @@ describe("stats", () => {
   });
   it("sums per automation", () => {
     expect(perAutomation(view).get("a1")).toEqual({ sent: 2, skipped: 1 });
+  });
+});
+
+describe("the flow step editor", () => {
+  it("round-trips buttons, quick replies and routes through their text", () => {
+    let step = { id: "ask", kind: "send", message: { text: "Hi" } } as Parameters<typeof withField>[0];
+    step = withField(step, "buttons", "Open | https://x.example\nYes", "lines");
+    step = withField(step, "quick_replies", "More | MORE", "lines");
+    expect(step.message).toEqual({
+      text: "Hi",
+      buttons: [
+        { type: "web_url", title: "Open", url: "https://x.example" },
+        { type: "postback", title: "Yes", payload: "YES" },
+      ],
+      quick_replies: [{ content_type: "text", title: "More", payload: "MORE" }],
+    });
+    expect(fieldText(step, "buttons")).toBe("Open | https://x.example\nYes | YES");
+    const wait = withField({ id: "w", kind: "wait" }, "routes", "YES -> link\nNO -> bye", "lines");
+    expect(wait.routes).toEqual({ YES: "link", NO: "bye" });
+    expect(withField({ id: "d", kind: "delay" }, "minutes", "15", "number").minutes).toBe(15);
+    expect("next" in withField({ id: "d", kind: "delay", next: "x" }, "next", "", "step")).toBe(false);
+  });
+  it("parses a conversation for the simulator", () => {
+    expect(parseEvents("comment: send: the guide\npostback: YES\nwait: 90\nfollows: false")).toEqual([
+      { kind: "comment", text: "send: the guide" },
+      { kind: "postback", payload: "YES" },
+      { kind: "wait", minutes: 90 },
+      { kind: "follows", follows: false },
+    ]);
+  });
+});
+
+describe("contacts CSV export", () => {
+  it("joins pages with the header once", () => {
+    expect(joinCsv(["id,name\n1,a\n", "id,name\n2,b\n"])).toBe("id,name\n1,a\n2,b\n");
   });
 });

@@ -231,7 +231,7 @@ function Simulator({ graph }: { graph: Graph }) {
                   ))}
                 </ul>
                 {(step.sends ?? []).map((send, j) => (
-                  <DmPreview key={j} message={fromSendApi((send.payload as { message?: Record<string, unknown> })?.message ?? (send.payload as Record<string, unknown>))} />
+                  <DmPreview key={j} message={fromSendApi(send.message as Record<string, unknown> | null)} />
                 ))}
               </li>
             ))}
