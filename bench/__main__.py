@@ -8,6 +8,7 @@ Suites, in order (each module's docstring says exactly what it measures):
 - ``redis_outage``: the webhook handler with Redis refused or unresponsive, before/after the client's
   failure policy;
 - ``e2e``: the local stack over HTTP, comment -> DM latency and a 4-thread burst;
+- ``flows``: the local stack over HTTP, flow-step latency of the follow gate (tap -> link DM);
 - ``workers``: processor and sender handlers in-process on MariaDB + Redis, sandbox at 0 and 200 ms;
 - ``api``: cached and uncached API reads on MariaDB + Redis with a million log rows;
 - ``broker``: the local broker alone, in memory and on its SQLite state file;
@@ -30,7 +31,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import api, broker, cold_start, console, e2e, redis_outage, webhook, workers
+from bench import api, broker, cold_start, console, e2e, flows, redis_outage, webhook, workers
 from bench.stats import MACHINE_NOTE, RESULTS_DIR, machine, print_table, write_results
 from bench.support import quiet_stdout
 
@@ -41,6 +42,7 @@ SUITES: dict[str, Suite] = {
     "webhook": webhook.run,
     "redis_outage": redis_outage.run,
     "e2e": e2e.run,
+    "flows": flows.run,
     "workers": workers.run,
     "api": api.run,
     "broker": broker.run,
@@ -51,6 +53,7 @@ FULL: dict[str, dict[str, Any]] = {
     "webhook": {"calls": 3000},
     "redis_outage": {"calls": 300, "slow_calls": 20},
     "e2e": {"sequential": 100, "burst": 500},
+    "flows": {"conversations": 100},
     "workers": {"events": 1000, "accounts": 50},
     "api": {"log_rows": 1_000_000, "calls": 300, "stats_calls": 5},
     "broker": {"messages": 20_000},
@@ -61,6 +64,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "webhook": {"calls": 300},
     "redis_outage": {"calls": 50, "slow_calls": 5},
     "e2e": {"sequential": 20, "burst": 100},
+    "flows": {"conversations": 20},
     "workers": {"events": 100, "accounts": 10},
     "api": {"log_rows": 100_000, "calls": 50, "stats_calls": 2},
     "broker": {"messages": 2_000},

@@ -1,11 +1,12 @@
-"""events-{high,default,low} -> the processor service, with a partial batch response."""
+"""events-{high,default,low} -> the processor service (a flow timer job: its firing), with a
+partial batch response."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from replyflow.domain.messages import EventMessage
+from replyflow.domain.messages import FlowTimerJob, events_message
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.sqs_batch import process_batch
 from replyflow.wiring.pipeline import PipelineDeps, process_deps
@@ -24,14 +25,21 @@ def make_handler(deps: Callable[[], PipelineDeps]) -> Handler:
         outcomes: list[str] = []  # appended from worker threads; metrics are added on this thread
 
         def handle(body: str) -> None:
-            result = pipeline.processor.process(EventMessage.from_json(body))
+            message = events_message(body)
+            if isinstance(message, FlowTimerJob):
+                fired = fire_flow_timer(pipeline, message)
+                outcomes.append("timer_fired" if fired else "timer_stale")
+                return
+            result = pipeline.processor.process(message)
             outcomes.append("duplicate" if result.duplicate else "processed")
             outcomes.extend("queued" for _ in result.queued)
 
         response = process_batch(event, handle, max_workers=4, backoff=pipeline.retry_backoff)
-        for name in ("processed", "duplicate", "queued"):
+        for name in ("processed", "duplicate", "queued", "timer_fired", "timer_stale"):
             metrics.add_metric(
-                name=f"Events{name.title()}", unit=MetricUnit.Count, value=outcomes.count(name)
+                name=f"Events{name.title().replace('_', '')}",
+                unit=MetricUnit.Count,
+                value=outcomes.count(name),
             )
         errored = len(response["batchItemFailures"])
         metrics.add_metric(name="EventsErrored", unit=MetricUnit.Count, value=errored)
@@ -39,6 +47,20 @@ def make_handler(deps: Callable[[], PipelineDeps]) -> Handler:
         return response
 
     return lambda_handler
+
+
+def fire_flow_timer(pipeline: PipelineDeps, job: FlowTimerJob) -> bool:
+    """A flow timer whose SQS delay has passed (``services.jobs.flow_timers.fire_one``)."""
+    from replyflow.services.jobs.flow_timers import fire_one
+
+    return fire_one(
+        pipeline.clients.writer_sessions,
+        pipeline.publisher,
+        pipeline.flow_runner,
+        job.tenant_id,
+        job.timer_id,
+        now=pipeline.clock.now(),
+    )
 
 
 def bind(roots: Roots) -> Handler:

@@ -455,3 +455,45 @@ def test_a_captured_email_is_stored_on_the_contact_and_in_the_csv_export(world: 
     assert "field:email" in header
     assert "ann@example.com" in row
     assert "lead" in row
+
+
+def test_a_short_timer_goes_on_the_events_queue_with_its_delay_and_fires_once(world: World) -> None:
+    from replyflow.domain.messages import FlowTimerJob, events_message
+    from replyflow.services.jobs.flow_timers import fire_one
+
+    _, flow_id = world.seed(CAPTURE)
+    _automation_for(world, flow_id)
+    world.deliver(world.comment())
+    world.deliver(world.messaging(payload="GO"))
+    world.deliver(world.messaging(payload="ann@example.com", quick=True))
+    jobs = [(q, body, delay) for q, body, delay in world.queues.published if q.startswith("events-")]
+    waits = [(delay, events_message(body)) for _, body, delay in jobs]
+    # The waits' 60-minute timeouts are beyond SQS's 15 minutes (the sweep's); the delay is not.
+    assert [delay for delay, _ in waits] == [60]
+    delay_job = waits[-1][1]
+    assert isinstance(delay_job, FlowTimerJob)
+    assert world.seeded is not None
+    early = fire_one(
+        world.sessions,
+        world.queues,
+        world.runner,
+        delay_job.tenant_id,
+        delay_job.timer_id,
+        now=world.clock.current,
+    )
+    assert early is False  # not due yet: left alone
+    world.clock.current += timedelta(seconds=60)
+    fired = [
+        fire_one(
+            world.sessions,
+            world.queues,
+            world.runner,
+            delay_job.tenant_id,
+            delay_job.timer_id,
+            now=world.clock.current,
+        )
+        for _ in range(2)
+    ]
+    assert fired == [True, False]
+    assert world.sweep() == {"due": 0}
+    assert len(world.outbound()) == 3

@@ -2,6 +2,9 @@
 
 - events-{priority}: :class:`EventMessage`, one webhook event routed to its tenant and account. The
   routing facts travel with the event so the processor never resolves the account again.
+- events-{priority} also carries :class:`FlowTimerJob`, published with the SQS delay of a flow
+  timer due within 15 minutes: "fire timer N now" (the ``flow_timers`` row is the truth, and its
+  claim makes a second delivery, or the sweep getting there first, a no-op);
 - sends-{priority}: :class:`SendJob`, one ``outbound_messages`` row by id. The row is the truth (what
   to send, whether it went out); the message only says "look at this row now", so a duplicate or
   re-published job is harmless.
@@ -105,3 +108,30 @@ class SendJob:
         if not isinstance(outbound_id, int) or isinstance(outbound_id, bool):
             raise ValueError("outbound_id must be an integer")
         return cls(_text(data, "tenant_id"), _text(data, "account_id"), outbound_id)
+
+
+@dataclass(frozen=True)
+class FlowTimerJob:
+    tenant_id: str
+    account_id: str
+    timer_id: int
+
+    def to_json(self) -> str:
+        body = {"v": VERSION, "tenant_id": self.tenant_id, "account_id": self.account_id}
+        return json.dumps({**body, "flow_timer_id": self.timer_id}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, body: str | bytes) -> FlowTimerJob:
+        data = _load(body)
+        timer_id = data.get("flow_timer_id")
+        if not isinstance(timer_id, int) or isinstance(timer_id, bool):
+            raise ValueError("flow_timer_id must be an integer")
+        return cls(_text(data, "tenant_id"), _text(data, "account_id"), timer_id)
+
+
+def events_message(body: str | bytes) -> EventMessage | FlowTimerJob:
+    """What an events-queue body is: a webhook event, or a flow timer to fire."""
+    data = _load(body)
+    if "flow_timer_id" in data:
+        return FlowTimerJob.from_json(body)
+    return EventMessage.from_json(body)

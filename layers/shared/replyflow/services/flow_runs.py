@@ -22,6 +22,7 @@ as the processor publishes its own. A run that cannot go on ends with its reason
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,11 +55,14 @@ from replyflow.domain.flow_engine import (
 )
 from replyflow.domain.flows import FlowGraph
 from replyflow.domain.lifecycle import DecisionReason, LogAction, OutboundStatus
+from replyflow.domain.messages import FlowTimerJob
 from replyflow.domain.webhook_events import INBOUND_MESSAGE_KINDS, WebhookEvent
 from replyflow.ids import new_id
 from replyflow.observability import logger
 from replyflow.ports import ContactFields, ContactStore, FollowStatus, TokenDecrypter
 
+# SQS caps a message delay at 15 minutes (the sender's MAX_SQS_DELAY_SECONDS, the same limit).
+MAX_SQS_DELAY_SECONDS = 900
 # Event kinds a waiting run may take.
 ROUTABLE_KINDS = frozenset({"postback", "quick_reply", "message"})
 # Outcomes counted with their reason in the step analytics; the others are counted per outcome only.
@@ -90,6 +94,20 @@ class FlowApplied:
     queued: list[int] = field(default_factory=list)
     decisions: list[StepDecision] = field(default_factory=list)
     end_reason: EndReason | None = None
+    timer: tuple[int, datetime] | None = None  # the run's new timer: id and due time
+
+
+def timer_jobs(
+    tenant_id: str, account_id: str, timers: list[tuple[int, datetime]], *, now: datetime
+) -> list[tuple[str, int]]:
+    """(body, delay seconds) of the timers due within SQS's longest delay: published on the events
+    queue after the commit, they fire on time; later ones (and any lost publish) are the sweep's."""
+    jobs = []
+    for timer_id, due_at in timers:
+        delay = math.ceil((due_at - now).total_seconds())
+        if delay <= MAX_SQS_DELAY_SECONDS:
+            jobs.append((FlowTimerJob(tenant_id, account_id, timer_id).to_json(), max(0, delay)))
+    return jobs
 
 
 class ContactsTable:
@@ -216,8 +234,16 @@ class FlowRunner:
         """Give the event to the contact's waiting run; None when no run takes it."""
         if event.kind not in ROUTABLE_KINDS or not event.sender_id:
             return None
-        run = flows_repo.waiting_run(session, scope.tenant_id, scope.account_id, event.sender_id)
-        if run is None:
+        # A plain read finds the run, then its row is locked by primary key and checked again: a
+        # locking read on the index would take gap locks when no run waits (most messages), and two
+        # such events starting runs of new contacts could then deadlock on their inserts.
+        found = flows_repo.waiting_run(
+            session, scope.tenant_id, scope.account_id, event.sender_id, for_update=False
+        )
+        if found is None:
+            return None
+        run = flows_repo.lock_run(session, scope.tenant_id, found.id)
+        if run is None or run.status != RunStatus.WAITING:
             return None
         graph = self._load_graph(session, scope.tenant_id, run.flow_id, run.version)
         inbound = Inbound(event.kind, occurred_at, payload=event.payload, text=event.text)
@@ -286,7 +312,7 @@ class FlowRunner:
             self._change_contact(session, scope, run.contact_igsid, change.op, change.name, change.value, now)
         flows_repo.cancel_timers(session, scope.tenant_id, run.id)
         if result.timer is not None:
-            flows_repo.add_timer(
+            timer = flows_repo.add_timer(
                 session,
                 scope.tenant_id,
                 scope.account_id,
@@ -296,6 +322,8 @@ class FlowRunner:
                 purpose=result.timer.purpose,
                 due_at=result.timer.due_at,
             )
+            session.flush()
+            applied.timer = (timer.id, timer.due_at)
         for decision in result.decisions:
             self._log_decision(session, scope, run, decision)
         if result.end_reason is not None and result.end_reason not in (

@@ -73,13 +73,13 @@ from replyflow.domain.lifecycle import (
     plan_actions,
 )
 from replyflow.domain.matching import Match, Rule, matching_rules
-from replyflow.domain.messages import EventMessage, SendJob, sends_queue
+from replyflow.domain.messages import EventMessage, SendJob, events_queue, sends_queue
 from replyflow.domain.webhook_events import INBOUND_MESSAGE_KINDS, WebhookEvent
 from replyflow.errors import CooldownsUnavailableError
 from replyflow.observability import MetricUnit, bind_tenant, logger, metrics
 from replyflow.ports import Cache, Clock, CommentTimestamps, Cooldowns, QueuePublisher, TokenDecrypter
 from replyflow.services.automation_config import AccountConfig, account_config
-from replyflow.services.flow_runs import FlowApplied, FlowRunner, FlowScope
+from replyflow.services.flow_runs import FlowApplied, FlowRunner, FlowScope, timer_jobs
 
 # A duplicate delivery re-publishes the event's still-queued rows only when they are this old: the
 # original publish has evidently failed (a concurrent duplicate must not double the send jobs).
@@ -94,6 +94,7 @@ class ProcessResult:
     )  # (automation, action, reason)
     queued: list[int] = field(default_factory=list)
     parked: list[int] = field(default_factory=list)
+    timers: list[tuple[int, datetime]] = field(default_factory=list)  # flow timers set: id, due
 
 
 @dataclass
@@ -167,6 +168,8 @@ class EventProcessor:
             self._release_cooldowns(held)
             raise
         self._publish(message, [*result.queued, *stranded])
+        if result.timers:
+            self._publish_timers(message, result.timers, now)
         if result.parked:
             self._recheck_parked(message)
         if result.duplicate:
@@ -323,6 +326,8 @@ class EventProcessor:
         if applied is None:
             return
         result.queued.extend(applied.queued)
+        if applied.timer is not None:
+            result.timers.append(applied.timer)
         result.decisions.extend(
             (None, str(LogAction.FLOW_STEP), f"{d.step_id}:{d.outcome}") for d in applied.decisions
         )
@@ -487,6 +492,18 @@ class EventProcessor:
             return
         if released:
             logger.info("parked rows released: the account was re-connected meanwhile", extra={"n": released})
+
+    def _publish_timers(
+        self, message: EventMessage, timers: list[tuple[int, datetime]], now: datetime
+    ) -> None:
+        """Flow timers due within 15 minutes go back on the events queue with their delay; a failed
+        publish only costs time (the ``flow-timers`` sweep fires the timer within a minute)."""
+        queue = events_queue(message.priority)
+        try:
+            for body, delay in timer_jobs(message.tenant_id, message.account_id, timers, now=now):
+                self._publisher.publish(queue, [body], delay_seconds=delay)
+        except Exception as error:
+            logger.warning("flow timer not published: the sweep fires it", extra={"error": str(error)[:200]})
 
     def _publish(self, message: EventMessage, outbound_ids: list[int]) -> None:
         if not outbound_ids:

@@ -93,9 +93,9 @@ def get_run(session: Session, tenant_id: str, run_id: str) -> FlowRun | None:
 
 
 def waiting_run(
-    session: Session, tenant_id: str, account_id: str, contact_igsid: str, *, for_update: bool = True
+    session: Session, tenant_id: str, account_id: str, contact_igsid: str, *, for_update: bool = False
 ) -> FlowRun | None:
-    """The contact's most recent run waiting for them (locked: its advance is one at a time)."""
+    """The contact's most recent run waiting for them (``for_update``: locked with its index range)."""
     query = (
         select(FlowRun)
         .where(
@@ -111,8 +111,12 @@ def waiting_run(
 
 
 def lock_run(session: Session, tenant_id: str, run_id: str) -> FlowRun | None:
+    """The run, locked by primary key and read afresh (its advance is one at a time)."""
     return session.scalar(
-        select(FlowRun).where(FlowRun.tenant_id == tenant_id, FlowRun.id == run_id).with_for_update()
+        select(FlowRun)
+        .where(FlowRun.tenant_id == tenant_id, FlowRun.id == run_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
 
 
