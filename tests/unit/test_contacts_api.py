@@ -17,6 +17,8 @@ from replyflow.db.models import (
     ContactField,
     ContactTag,
     DataDeletionRequest,
+    FlowRun,
+    FlowTimer,
     InboundEvent,
     OncePerPostClaim,
     OutboundMessage,
@@ -337,3 +339,55 @@ def test_delete_removes_the_contacts_personal_data_and_records_it(api_env: ApiEn
         )
         assert record is not None
         assert "ig-1" not in record.user_hash
+
+
+def test_the_flow_filter_the_timelines_flow_runs_and_their_deletion(
+    api_env: ApiEnv, workspace: tuple
+) -> None:
+    token, account, ids = workspace
+    tenant_id = _tenant_of(api_env, account["id"])
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
+        run = FlowRun(
+            tenant_id=tenant_id,
+            account_id=account["id"],
+            flow_id="01FLOW0000000000000000000A",
+            version=2,
+            contact_igsid="ig-3",
+            status="waiting",
+            active_key="1",
+            step_id="ask_email",
+        )
+        session.add(run)
+        session.flush()
+        session.add(
+            FlowTimer(
+                tenant_id=tenant_id,
+                account_id=account["id"],
+                run_id=run.id,
+                step_id="ask_email",
+                seq=1,
+                purpose="wait_timeout",
+                due_at=T0,
+            )
+        )
+    listed = api_env.call("GET", "/v1/contacts", token=token, query={"flow_id": "01FLOW0000000000000000000A"})
+    assert [item["id"] for item in listed.body["items"]] == [ids["ig-3"]]
+    other = api_env.call("GET", "/v1/contacts", token=token, query={"flow_id": "01FLOW0000000000000000000B"})
+    assert other.body["items"] == []
+    timeline = api_env.call("GET", f"/v1/contacts/{ids['ig-3']}", token=token).body["timeline"]
+    assert [(e["type"], e["flow_version"], e["step_id"], e["status"]) for e in timeline] == [
+        ("flow_run", 2, "ask_email", "waiting")
+    ]
+    deleted = api_env.call("DELETE", f"/v1/contacts/{ids['ig-3']}", token=token)
+    assert deleted.status == 200
+    with session_scope(api_env.deps.clients.writer_sessions) as session:
+        assert (
+            session.scalar(select(func.count()).select_from(FlowRun).where(FlowRun.tenant_id == tenant_id))
+            == 0
+        )
+        assert (
+            session.scalar(
+                select(func.count()).select_from(FlowTimer).where(FlowTimer.tenant_id == tenant_id)
+            )
+            == 0
+        )

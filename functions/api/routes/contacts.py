@@ -8,6 +8,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from api.context import deps, principal
 from api.responses import documented
@@ -28,6 +29,16 @@ FieldValueQuery = Annotated[
 After = Annotated[IsoDateTime | None, Query(description="last interaction at or after, ISO 8601")]
 Before = Annotated[IsoDateTime | None, Query(description="last interaction before, ISO 8601")]
 Search = Annotated[str | None, Query(max_length=64, description="username contains (case-insensitive)")]
+FlowQuery = Annotated[str | None, Query(max_length=26, description="contacts with a run of this flow")]
+
+
+def _export_responses() -> dict[int, OpenAPIResponse]:
+    responses = documented()
+    responses[200] = {
+        "description": "RFC 4180 CSV, header row first; `X-Next-Cursor` when more contacts remain",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+    return responses
 
 
 def _query(
@@ -38,6 +49,7 @@ def _query(
     interacted_after: IsoDateTime | None,
     interacted_before: IsoDateTime | None,
     q: str | None,
+    flow_id: str | None,
 ) -> ContactQuery:
     return ContactQuery(
         account_id=account_id,
@@ -47,6 +59,7 @@ def _query(
         interacted_after=interacted_after,
         interacted_before=interacted_before,
         q=q,
+        flow_id=flow_id,
     )
 
 
@@ -59,10 +72,11 @@ def list_contacts(
     interacted_after: After = None,
     interacted_before: Before = None,
     q: Search = None,
+    flow_id: FlowQuery = None,
     cursor: Cursor = None,
     limit: Limit = contacts.DEFAULT_LIMIT,
 ) -> ContactPage:
-    query = _query(account_id, tag, field, field_value, interacted_after, interacted_before, q)
+    query = _query(account_id, tag, field, field_value, interacted_after, interacted_before, q, flow_id)
     with deps(router).read_only() as session:
         return contacts.list_contacts(session, principal(router), query, cursor=cursor, limit=limit)
 
@@ -71,7 +85,7 @@ def list_contacts(
     "/export",
     tags=["contacts"],
     summary="The contacts as CSV (admin), with their fields; X-Next-Cursor when there are more",
-    responses=documented(),
+    responses=_export_responses(),
 )
 def export(
     account_id: AccountId = None,
@@ -81,9 +95,10 @@ def export(
     interacted_after: After = None,
     interacted_before: Before = None,
     q: Search = None,
+    flow_id: FlowQuery = None,
     cursor: Cursor = None,
 ) -> Response[str]:
-    query = _query(account_id, tag, field, field_value, interacted_after, interacted_before, q)
+    query = _query(account_id, tag, field, field_value, interacted_after, interacted_before, q, flow_id)
     with deps(router).read_only() as session:
         chunks, rest = contacts.export_csv(session, principal(router), query, cursor=cursor)
         body = "".join(chunks)

@@ -85,12 +85,18 @@ class ContactView(BaseModel):
 
 class TimelineEntryView(BaseModel):
     at: UtcDateTime
-    type: str = Field(description="inbound (an event of the person) or send (a message to them)")
+    type: str = Field(
+        description="inbound (an event of the person), send (a message to them), flow_run (a flow run)"
+    )
     kind: str
     status: str | None = None
     event_key: str | None = None
     automation_id: str | None = None
     error_code: str | None = None
+    flow_id: str | None = None
+    flow_version: int | None = None
+    step_id: str | None = Field(default=None, description="a flow run's current (or last) step")
+    end_reason: str | None = None
 
 
 class ContactDetail(ContactView):
@@ -129,6 +135,7 @@ class ContactQuery(BaseModel):
     interacted_after: datetime | None = None
     interacted_before: datetime | None = None
     q: str | None = None
+    flow_id: str | None = None
 
 
 def _view(contact: Contact, fields: dict[str, FieldValue], tags: list[str]) -> ContactView:
@@ -217,6 +224,7 @@ def filters_for(query: ContactQuery) -> ContactFilters:
         interacted_after=after,
         interacted_before=before,
         username=(query.q.strip().lstrip("@") or None) if query.q else None,
+        flow_id=query.flow_id,
     )
 
 
@@ -277,6 +285,10 @@ def _detail(session: Session, principal: Principal, record: repo.ContactRecord) 
             event_key=entry.detail.get("event_key"),
             automation_id=entry.detail.get("automation_id"),
             error_code=entry.detail.get("error_code"),
+            flow_id=entry.detail.get("flow_id"),
+            flow_version=entry.detail.get("version"),
+            step_id=entry.detail.get("step_id"),
+            end_reason=entry.detail.get("end_reason"),
         )
         for entry in repo.timeline(session, principal.tenant_id, record.contact, TIMELINE_LIMIT)
     ]

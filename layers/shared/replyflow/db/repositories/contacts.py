@@ -28,6 +28,8 @@ from replyflow.db.models import (
     Contact,
     ContactField,
     ContactTag,
+    FlowRun,
+    FlowTimer,
     InboundEvent,
     OncePerPostClaim,
     OutboundMessage,
@@ -268,6 +270,7 @@ class ContactFilters:
     interacted_after: datetime | None = None
     interacted_before: datetime | None = None
     username: str | None = None
+    flow_id: str | None = None  # contacts with a run (any status) of this flow
     contact_ids: frozenset[int] | None = field(default=None)
 
 
@@ -306,6 +309,15 @@ def _conditions(tenant_id: str, filters: ContactFilters) -> list[ColumnElement[b
         pattern = "%" + _escape_like(filters.username.lower()) + "%"
         # "/" rather than a backslash, which MySQL string literals treat as an escape of their own.
         where.append(func.lower(Contact.username).like(pattern, escape="/"))
+    if filters.flow_id is not None:
+        where.append(
+            exists().where(
+                FlowRun.tenant_id == tenant_id,
+                FlowRun.account_id == Contact.account_id,
+                FlowRun.contact_igsid == Contact.igsid,
+                FlowRun.flow_id == filters.flow_id,
+            )
+        )
     if filters.contact_ids is not None:
         where.append(Contact.id.in_(sorted(filters.contact_ids)))
     return where
@@ -336,7 +348,7 @@ def _escape_like(text: str) -> str:
 @dataclass(frozen=True)
 class TimelineEntry:
     at: datetime
-    type: str  # inbound / send (flows add flow_step)
+    type: str  # inbound / send / flow_run
     kind: str
     status: str | None
     detail: dict[str, Any]
@@ -384,6 +396,33 @@ def timeline(session: Session, tenant_id: str, contact: Contact, limit: int) -> 
             {"automation_id": automation_id, "error_code": error_code},
         )
         for kind, status, automation_id, error_code, created, sent_at in sends
+    ]
+    runs = session.execute(
+        select(
+            FlowRun.flow_id,
+            FlowRun.version,
+            FlowRun.status,
+            FlowRun.step_id,
+            FlowRun.end_reason,
+            FlowRun.updated_at,
+        )
+        .where(
+            FlowRun.tenant_id == tenant_id,
+            FlowRun.account_id == contact.account_id,
+            FlowRun.contact_igsid == contact.igsid,
+        )
+        .order_by(FlowRun.updated_at.desc())
+        .limit(limit)
+    )
+    entries += [
+        TimelineEntry(
+            updated,
+            "flow_run",
+            "flow",
+            str(status),
+            {"flow_id": flow_id, "version": version, "step_id": step_id, "end_reason": end_reason},
+        )
+        for flow_id, version, status, step_id, end_reason, updated in runs
     ]
     entries.sort(key=lambda e: e.at, reverse=True)
     return entries[:limit]
@@ -469,8 +508,9 @@ def delete_personal_data(session: Session, tenant_id: str, contact_id: int) -> C
 def delete_contact_rows(
     session: Session, tenant_id: str, contact_ids: Iterable[int], *, igsids: Iterable[str] = ()
 ) -> Counter[str]:
-    """The rows that hang off contacts: their fields and tags (by contact id) and the once-per-post
-    claims naming ``igsids``. Retention and Meta's data deletion call it with the contacts they drop."""
+    """The rows that hang off contacts: their fields and tags (by contact id), and the flow runs (with
+    their timers) and once-per-post claims naming ``igsids`` in the tenant. Retention and Meta's data
+    deletion call it with the contacts they drop."""
     counts_: Counter[str] = Counter()
     for chunk in _chunks(sorted(set(contact_ids))):
         counts_["contact_fields"] += _count(
@@ -486,6 +526,24 @@ def delete_contact_rows(
             )
         )
     for igsid_chunk in _chunks(sorted(set(igsids))):
+        run_ids = list(
+            session.scalars(
+                select(FlowRun.id).where(
+                    FlowRun.tenant_id == tenant_id, FlowRun.contact_igsid.in_(igsid_chunk)
+                )
+            )
+        )
+        for run_chunk in _chunks(run_ids):
+            counts_["flow_timers"] += _count(
+                session.execute(
+                    delete(FlowTimer).where(FlowTimer.tenant_id == tenant_id, FlowTimer.run_id.in_(run_chunk))
+                )
+            )
+            counts_["flow_runs"] += _count(
+                session.execute(
+                    delete(FlowRun).where(FlowRun.tenant_id == tenant_id, FlowRun.id.in_(run_chunk))
+                )
+            )
         counts_["once_per_post_claims"] += _count(
             session.execute(
                 delete(OncePerPostClaim).where(
