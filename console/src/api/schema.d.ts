@@ -2200,17 +2200,28 @@ export interface components {
             at: string;
             /** Automation Id */
             automation_id?: string | null;
+            /** End Reason */
+            end_reason?: string | null;
             /** Error Code */
             error_code?: string | null;
             /** Event Key */
             event_key?: string | null;
+            /** Flow Id */
+            flow_id?: string | null;
+            /** Flow Version */
+            flow_version?: number | null;
             /** Kind */
             kind: string;
             /** Status */
             status?: string | null;
             /**
+             * Step Id
+             * @description a flow run's current (or last) step
+             */
+            step_id?: string | null;
+            /**
              * Type
-             * @description inbound (an event of the person) or send (a message to them)
+             * @description inbound (an event of the person), send (a message to them), flow_run (a flow run)
              */
             type: string;
         };
@@ -4210,6 +4221,8 @@ export interface operations {
                 interacted_before?: string | null;
                 /** @description username contains (case-insensitive) */
                 q?: string | null;
+                /** @description contacts with a run of this flow */
+                flow_id?: string | null;
                 /** @description next_cursor of the previous page */
                 cursor?: string | null;
                 limit?: number;
@@ -4283,6 +4296,8 @@ export interface operations {
                 interacted_before?: string | null;
                 /** @description username contains (case-insensitive) */
                 q?: string | null;
+                /** @description contacts with a run of this flow */
+                flow_id?: string | null;
                 /** @description next_cursor of the previous page */
                 cursor?: string | null;
             };
@@ -4292,13 +4307,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description RFC 4180 CSV, header row first; `X-Next-Cursor` when more contacts remain */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": string;
+                    "text/csv": string;
                 };
             };
             /** @description No or invalid credentials */
