@@ -8,7 +8,7 @@ SAM    := $(SAMVENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-e2e test-infra lint format typecheck complexity bench loadtest validate build pr clean
+.PHONY: console console-openapi deploy-console help install run test test-unit test-integration test-e2e test-infra lint format typecheck complexity bench loadtest validate build pr clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -27,7 +27,8 @@ $(SAM): requirements-sam.txt
 
 install: $(STAMP) ## create .venv and install the pinned dependencies
 
-run: $(STAMP) ## start the local stack (API :3000, sandbox :3001) on embedded defaults
+run: $(STAMP) ## start the local stack (console and API :3000, sandbox :3001) on embedded defaults
+	@$(PY) -m local.console_build build || echo "console: not built (needs Node.js 20+ and npm); serving the API only"
 	$(VENV)/bin/replyflow run
 
 test: $(STAMP) ## every test tier: unit, integration (MariaDB + Redis), infra, e2e
@@ -71,8 +72,25 @@ validate: $(STAMP) $(SAM) ## cfn-lint every template and sam validate --lint
 	$(VENV)/bin/cfn-lint template.yaml infra/*.yaml
 	$(SAM) validate --lint --region us-east-1
 
-build: $(SAM) ## sam build (no Docker)
+build: $(STAMP) $(SAM) ## sam build (no Docker) and the console's static files (console/dist)
+	$(PY) -m local.console_build build
 	$(SAM) build
+
+console: $(STAMP) ## build the console (npm ci + vite build) when console/dist is missing or stale
+	$(PY) -m local.console_build build
+
+console-openapi: $(STAMP) ## regenerate console/openapi.json and the typed client from the API
+	PYTHONPATH=layers/shared:functions:. $(PY) -m local.console_build openapi
+	cd console && npm run gen
+
+# Upload the built console to the stack's bucket and invalidate index.html (docs/deploy.md).
+STACK_NAME ?= replyflow
+deploy-console: console ## upload console/dist to the deployed stack's bucket, invalidate CloudFront
+	@BUCKET=$$(aws cloudformation describe-stacks --stack-name $(STACK_NAME) --query "Stacks[0].Outputs[?OutputKey=='ConsoleBucketName'].OutputValue" --output text) && \
+	DIST=$$(aws cloudformation describe-stacks --stack-name $(STACK_NAME) --query "Stacks[0].Outputs[?OutputKey=='ConsoleDistributionId'].OutputValue" --output text) && \
+	aws s3 sync console/dist/assets "s3://$$BUCKET/assets" --cache-control "public, max-age=31536000, immutable" && \
+	aws s3 sync console/dist "s3://$$BUCKET" --exclude "assets/*" --cache-control "no-cache" --delete && \
+	aws cloudfront create-invalidation --distribution-id "$$DIST" --paths "/index.html" "/"
 
 pr: lint typecheck complexity validate test ## everything a pull request must pass
 

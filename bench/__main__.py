@@ -15,7 +15,9 @@ Suites, in order (each module's docstring says exactly what it measures):
 - ``retention``: retention and the logs page on MariaDB, chunked deletes (before) beside partitioned
   logs (after), on the same generated rows;
 - ``billing``: the subscription spike: 200 tenants check out and pay at once on the local stack and
-  its Stripe fake, every event delivered twice; one customer and one subscription each.
+  its Stripe fake, every event delivered twice; one customer and one subscription each;
+- ``console``: the console in Chromium over the local stack, logs and stats time to interactive with a
+  million log rows, and the first page's gzipped JS.
 
 A suite that fails is reported and the others still run (the exit status is then 1). Every suite
 cleans up what it made (MariaDB databases, Redis databases, servers, the stack) on error too. While
@@ -33,7 +35,19 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import api, billing, broker, cold_start, e2e, flows, redis_outage, retention, webhook, workers
+from bench import (
+    api,
+    billing,
+    broker,
+    cold_start,
+    console,
+    e2e,
+    flows,
+    redis_outage,
+    retention,
+    webhook,
+    workers,
+)
 from bench.stats import MACHINE_NOTE, RESULTS_DIR, machine, print_table, write_results
 from bench.support import quiet_stdout
 
@@ -50,6 +64,7 @@ SUITES: dict[str, Suite] = {
     "broker": broker.run,
     "retention": retention.run,
     "billing": billing.run,
+    "console": console.run,
 }
 FULL: dict[str, dict[str, Any]] = {
     "cold_start": {"repeats": 7},
@@ -62,6 +77,7 @@ FULL: dict[str, dict[str, Any]] = {
     "broker": {"messages": 20_000},
     "retention": {"rows": 2_000_000, "calls": 200, "flat_seconds": 60.0},
     "billing": {"tenants": 200},
+    "console": {"log_rows": 1_000_000, "samples": 20},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "cold_start": {"repeats": 3},
@@ -74,6 +90,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "broker": {"messages": 2_000},
     "retention": {"rows": 200_000, "calls": 50, "flat_seconds": 10.0},
     "billing": {"tenants": 20},
+    "console": {"log_rows": 50_000, "samples": 5},
 }
 
 

@@ -277,6 +277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         visibility_scale=args.visibility_scale,
         workers=args.workers,
         template_path=Path(args.template) if args.template else None,
+        console_dir=None if args.no_console else Path(args.console),
     )
     stack = LocalStack(settings, options)
     stop = threading.Event()
@@ -549,6 +550,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--workers", type=int, default=4, help="max worker threads per SQS event source")
     run.add_argument("--template", help="template.yaml to read (default: the repository's)")
+    run.add_argument(
+        "--console",
+        default=str(Path(__file__).resolve().parents[1] / "console" / "dist"),
+        metavar="DIR",
+        help="the built console to serve at / (default: console/dist, when built)",
+    )
+    run.add_argument("--no-console", action="store_true", help="serve the API only")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=cmd_run)
 

@@ -35,6 +35,9 @@ Gateway-made errors use the project's one error shape ``{"error": {"code", "mess
 now, inside the stack (its broker, sandbox and caches), and answer its summary (``replyflow jobs run``
 uses this when a stack is running), and
 ``GET /_local/outbox[?to=EMAIL&limit=N]`` (the emails the stack sent; ``DELETE`` empties it).
+
+With a :class:`~local.static_site.StaticSite` (the console's ``dist/``), a ``GET``/``HEAD`` no route
+claims, outside ``/v1/``, ``/webhooks/`` and ``/_local/``, is a console file or its ``index.html``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from local import metrics_store
 from local.broker import Broker, QueueNotFoundError
 from local.http_handler import DispatchingHandler
 from local.lambda_context import LambdaFunction
+from local.static_site import StaticSite
 from local.template import ACCOUNT_ID, REGION, AuthorizerSpec, RouteMatch, SamTemplate
 from replyflow.adapters.mail_outbox import OutboxMailer
 
@@ -200,6 +204,7 @@ class LocalGateway:
         broker: Broker | None = None,
         outbox: OutboxMailer | None = None,
         jobs: JobsDeps | None = None,
+        site: StaticSite | None = None,
         stage: str = STAGE,
         host_header: str = "127.0.0.1:3000",
         clock: Callable[[], float] = time.monotonic,
@@ -209,6 +214,7 @@ class LocalGateway:
         self.broker = broker
         self.outbox = outbox
         self.jobs = jobs
+        self.site = site
         self.stage = stage
         self.host_header = host_header
         self._clock = clock
@@ -260,6 +266,9 @@ class LocalGateway:
             if found is not None:
                 return HttpResponse(200, list(self.template.cors.headers().items()))
         match = self.template.match(method, path)
+        if match is None and self.site is not None and self.site.claims(method, path):
+            page = self.site.serve(path)
+            return HttpResponse(page.status, page.headers, b"" if method == "HEAD" else page.body)
         if match is None:
             return self._error(404, "not_found", f"No route for {method} {path}")
         function = self.functions.get(match.route.function.logical_id)

@@ -35,6 +35,7 @@ from local.gateway import GatewayServer, LocalGateway
 from local.lambda_context import LambdaFunction
 from local.queue_store import QueueStore
 from local.scheduler import DeadLetter, Scheduler, Target
+from local.static_site import StaticSite
 from local.template import SamTemplate, load_template
 from replyflow.adapters.mail_outbox import OutboxMailer
 from replyflow.clock import utcnow
@@ -64,6 +65,7 @@ class StackOptions:
     template_path: Path | None = None
     durable: bool = True  # queues and sandbox state in LOCAL_STATE_DIR, surviving restarts
     stripe_fake: bool = True  # the Stripe-shaped fake (local/stripe_fake) as Stripe's API
+    console_dir: Path | None = None  # the console's built dist/, served at / (None: API only)
 
 
 @dataclass
@@ -159,9 +161,11 @@ class LocalStack:
         migrate(self.base)
 
         token = PLACEHOLDER_TOKEN
-        updates: dict[str, Any] = {
-            "oauth_redirect_uri": f"{self.api_url}/v1/accounts/oauth/callback",
-        }
+        site = self._site()
+        # With the console served, Instagram sends the browser back to its page, which completes the
+        # connection under the signed-in user's session; without it, to the API's own landing page.
+        callback = "/accounts/callback" if site is not None else "/v1/accounts/oauth/callback"
+        updates: dict[str, Any] = {"oauth_redirect_uri": f"{self.api_url}{callback}"}
         if self.options.sandbox:
             from local.sandbox import SandboxServer
             from replyflow.services.demo_seed import DEMO_IG_USER_ID, DEMO_USERNAME
@@ -216,7 +220,12 @@ class LocalStack:
             self.scheduler.start()
 
         gateway = LocalGateway(
-            template, self.functions, broker=self.broker, outbox=self._outbox(), jobs=self.roots.jobs
+            template,
+            self.functions,
+            broker=self.broker,
+            outbox=self._outbox(),
+            jobs=self.roots.jobs,
+            site=site,
         )
         self.prometheus.watch_broker(self.broker)
         self.prometheus.watch_pools(lambda: self.roots.api.clients if self.roots else None)
@@ -260,6 +269,12 @@ class LocalStack:
             "stripe_secret_key": key or SecretStr(LOCAL_STRIPE_SECRET_KEY),
             "stripe_webhook_secret": SecretStr(hook_secret),
         }
+
+    def _site(self) -> StaticSite | None:
+        folder = self.options.console_dir
+        if folder is None or not (folder / "index.html").is_file():
+            return None
+        return StaticSite(folder)
 
     @staticmethod
     def _roots(settings: Settings, broker: Broker) -> Roots:
@@ -339,6 +354,9 @@ class LocalStack:
         lines = [
             "",
             "Replyflow local stack is running",
+            f"  Console        {api}/"
+            if self.server and self.server.gateway.site
+            else "  Console        not built (`make run` builds it; needs Node.js 20+)",
             f"  API            {api}",
             f"  API docs       {api}/docs  (OpenAPI: {api}/openapi.json)",
             f"  Webhook        {api}/webhooks/instagram",

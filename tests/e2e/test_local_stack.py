@@ -49,11 +49,14 @@ def test_local_control_routes(local_stack):
 
 
 def test_unknown_route_is_a_404_in_the_error_shape(local_stack):
-    response = local_stack.get("/nowhere")
-    assert response.status_code == 404
-    assert response.json() == {
-        "error": {"code": "not_found", "message": "No route for GET /nowhere", "details": None}
-    }
+    # A GET outside the API's prefixes is the console's index.html when it is built (as CloudFront
+    # serves it); under /webhooks/ and for any other method, an unknown route stays the API's 404.
+    for method, path in (("GET", "/webhooks/nowhere"), ("POST", "/nowhere")):
+        response = local_stack.request(method, path)
+        assert response.status_code == 404
+        assert response.json() == {
+            "error": {"code": "not_found", "message": f"No route for {method} {path}", "details": None}
+        }
 
 
 def test_protected_route_without_credentials_is_401_before_the_authorizer(local_stack):

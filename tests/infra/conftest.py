@@ -16,7 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 INFRA_DIR = ROOT / "infra"
-NESTED = ("network", "database", "cache", "storage", "observability")
+NESTED = ("network", "database", "cache", "storage", "observability", "console")
 
 
 class CfnLoader(yaml.SafeLoader):

@@ -19,7 +19,8 @@ def _one(doc: dict[str, Any], resource_type: str) -> dict[str, Any]:
 def test_every_nested_stack_is_a_local_template(template: dict[str, Any]) -> None:
     apps = resources_of(template, "AWS::Serverless::Application")
     assert {app["Properties"]["Location"] for app in apps.values()} == {
-        f"infra/{name}.yaml" for name in ("network", "database", "cache", "storage", "observability")
+        f"infra/{name}.yaml"
+        for name in ("network", "database", "cache", "storage", "observability", "console")
     }
     for app in apps.values():
         assert (ROOT / app["Properties"]["Location"]).is_file()
@@ -237,5 +238,5 @@ def test_kms_key_policy_only_delegates_to_the_account(nested: dict[str, Any]) ->
 
 def test_every_template_is_lintable_yaml() -> None:
     assert sorted(p.name for p in INFRA_DIR.glob("*.yaml")) == sorted(
-        f"{n}.yaml" for n in ("network", "database", "cache", "storage", "observability")
+        f"{n}.yaml" for n in ("network", "database", "cache", "storage", "observability", "console")
     )

@@ -1,0 +1,175 @@
+import { cleanup, render, screen } from "@testing-library/react";
+import { afterEach, describe, expect, it } from "vitest";
+import { ApiError, unwrap } from "./api/client";
+import { session } from "./api/session";
+import { DmPreview, fromSendApi } from "./components/DmPreview";
+import { tokenHealth } from "./pages/accounts";
+import { joinCsv } from "./pages/contacts";
+import { fieldText, parseEvents, withField } from "./pages/flows";
+import { toBody as automationBody } from "./pages/automations";
+import { dailySeries, perAutomation } from "./pages/stats";
+import { toBody as templateBody } from "./pages/templates";
+import type { Schemas } from "./api/client";
+
+afterEach(() => {
+  cleanup();
+  session.reset();
+});
+
+describe("the API's error shape", () => {
+  it("becomes an ApiError with the API's message and code", () => {
+    const response = new Response(null, { status: 409 });
+    const body = { error: { code: "oauth_state_used", message: "This state was already used", details: null } };
+    expect(() => unwrap({ error: body, response })).toThrowError("This state was already used");
+    try {
+      unwrap({ error: body, response });
+    } catch (error) {
+      expect(error).toBeInstanceOf(ApiError);
+      expect((error as ApiError).code).toBe("oauth_state_used");
+      expect((error as ApiError).status).toBe(409);
+    }
+  });
+  it("says the status when the body is not the error shape", () => {
+    expect(new ApiError(502, "Bad Gateway").message).toBe("The API answered 502");
+  });
+});
+
+describe("sessions per workspace", () => {
+  const ws = (tenantId: string) => ({ tenantId, tenantName: tenantId, email: "a@b.c", role: "owner", accessToken: "a", refreshToken: "r" });
+  it("switches and signs out to the next workspace", () => {
+    session.signIn(ws("t1"));
+    session.signIn(ws("t2"));
+    expect(session.current()?.tenantId).toBe("t2");
+    session.switchTo("t1");
+    expect(session.current()?.tenantId).toBe("t1");
+    session.signOut();
+    expect(session.current()?.tenantId).toBe("t2");
+    expect(JSON.parse(localStorage.getItem("replyflow.session.v1")!).current).toBe("t2");
+  });
+});
+
+describe("the DM preview", () => {
+  it("renders a button template with quick replies", () => {
+    const message = fromSendApi({
+      attachment: { type: "template", payload: { template_type: "button", text: "Hi jane!", buttons: [{ type: "web_url", title: "Open", url: "https://x" }] } },
+      quick_replies: [{ content_type: "text", title: "More", payload: "MORE" }, { content_type: "user_email" }],
+    });
+    render(<DmPreview message={message} />);
+    expect(screen.getByText("Hi jane!")).toBeTruthy();
+    expect(screen.getByText("Open")).toBeTruthy();
+    expect(screen.getByText("More")).toBeTruthy();
+    expect(screen.getByText("Email")).toBeTruthy();
+  });
+  it("renders a generic template as a carousel", () => {
+    const message = fromSendApi({
+      attachment: { type: "template", payload: { template_type: "generic", elements: [{ title: "Card A", subtitle: "a" }, { title: "Card B", buttons: [{ title: "Buy" }] }] } },
+    });
+    render(<DmPreview message={message} />);
+    expect(screen.getByRole("list", { name: "Carousel" }).children).toHaveLength(2);
+    expect(screen.getByText("Buy")).toBeTruthy();
+  });
+});
+
+describe("form bodies", () => {
+  it("a template draft becomes TemplateCreate", () => {
+    const body = templateBody({
+      name: " Link ",
+      text: "Hi",
+      buttons: [
+        { type: "web_url", title: "Open", value: "https://x" },
+        { type: "postback", title: "Yes", value: "" },
+      ],
+      quick_replies: [{ title: "More", payload: "" }],
+    });
+    expect(body).toEqual({
+      name: "Link",
+      text: "Hi",
+      buttons: [
+        { type: "web_url", title: "Open", url: "https://x" },
+        { type: "postback", title: "Yes", payload: "YES" },
+      ],
+      quick_replies: [{ content_type: "text", title: "More", payload: "MORE" }],
+    });
+  });
+  it("an automation draft becomes AutomationCreate with one action", () => {
+    const body = automationBody({
+      account_id: "a1",
+      name: "Link",
+      trigger: "comment",
+      match_mode: "whole_word",
+      keywords: "link, price ,",
+      action: "private_reply",
+      template_id: "t1",
+      variants: "",
+    });
+    expect(body.keywords).toEqual(["link", "price"]);
+    expect(body.actions).toEqual({ private_reply: { template_id: "t1" }, dm_reply: null, public_reply: null });
+  });
+});
+
+describe("account health", () => {
+  const account = { id: "a", ig_user_id: "1", username: "u", status: "active", status_reason: null, token_expires_at: null, hourly_send_budget: 200, webhook_subscribed_at: null, created_at: "", updated_at: "" };
+  const now = Date.parse("2026-12-01T00:00:00Z");
+  it("warns a week before the token expires and asks for re-auth", () => {
+    expect(tokenHealth({ ...account, token_expires_at: "2027-01-20T00:00:00Z" }, now).tone).toBe("ok");
+    expect(tokenHealth({ ...account, token_expires_at: "2026-12-04T00:00:00Z" }, now)).toEqual({ label: "Token expires in 3 d", tone: "warn" });
+    expect(tokenHealth({ ...account, status: "needs_reauth" }, now).label).toBe("Needs re-authorization");
+  });
+});
+
+describe("stats", () => {
+  const view: Schemas["StatsView"] = {
+    since: "2026-11-29",
+    until: "2026-12-01",
+    totals: { sent: 3, skipped: 1 },
+    items: [
+      { date: "2026-11-29", automation_id: "a1", counts: { sent: 1 } },
+      { date: "2026-12-01", automation_id: "a1", counts: { sent: 1, skipped: 1 } },
+      { date: "2026-12-01", automation_id: "a2", counts: { sent: 1 } },
+    ],
+  };
+  it("fills every day of the range, zero where nothing happened", () => {
+    const { days, series } = dailySeries(view, ["sent", "skipped"]);
+    expect(days).toEqual(["2026-11-29", "2026-11-30", "2026-12-01"]);
+    expect(series[0].values).toEqual([1, 0, 2]);
+    expect(series[1].values).toEqual([0, 0, 1]);
+  });
+  it("sums per automation", () => {
+    expect(perAutomation(view).get("a1")).toEqual({ sent: 2, skipped: 1 });
+  });
+});
+
+describe("the flow step editor", () => {
+  it("round-trips buttons, quick replies and routes through their text", () => {
+    let step = { id: "ask", kind: "send", message: { text: "Hi" } } as Parameters<typeof withField>[0];
+    step = withField(step, "buttons", "Open | https://x.example\nYes", "lines");
+    step = withField(step, "quick_replies", "More | MORE", "lines");
+    expect(step.message).toEqual({
+      text: "Hi",
+      buttons: [
+        { type: "web_url", title: "Open", url: "https://x.example" },
+        { type: "postback", title: "Yes", payload: "YES" },
+      ],
+      quick_replies: [{ content_type: "text", title: "More", payload: "MORE" }],
+    });
+    expect(fieldText(step, "buttons")).toBe("Open | https://x.example\nYes | YES");
+    const wait = withField({ id: "w", kind: "wait" }, "routes", "YES -> link\nNO -> bye", "lines");
+    expect(wait.routes).toEqual({ YES: "link", NO: "bye" });
+    expect(withField({ id: "d", kind: "delay" }, "minutes", "15", "number").minutes).toBe(15);
+    expect("next" in withField({ id: "d", kind: "delay", next: "x" }, "next", "", "step")).toBe(false);
+  });
+  it("parses a conversation for the simulator", () => {
+    expect(parseEvents("comment: send: the guide\npostback: YES\nwait: 90\nfollows: false")).toEqual([
+      { kind: "comment", text: "send: the guide" },
+      { kind: "postback", payload: "YES" },
+      { kind: "wait", minutes: 90 },
+      { kind: "follows", follows: false },
+    ]);
+  });
+});
+
+describe("contacts CSV export", () => {
+  it("joins pages with the header once", () => {
+    expect(joinCsv(["id,name\n1,a\n", "id,name\n2,b\n"])).toBe("id,name\n1,a\n2,b\n");
+  });
+});
