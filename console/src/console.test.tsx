@@ -4,6 +4,7 @@ import { ApiError, unwrap } from "./api/client";
 import { session } from "./api/session";
 import { DmPreview, fromSendApi } from "./components/DmPreview";
 import { tokenHealth } from "./pages/accounts";
+import { BillingSummary, limitLabel, statusTone } from "./pages/billing";
 import { joinCsv } from "./pages/contacts";
 import { fieldText, parseEvents, withField } from "./pages/flows";
 import { toBody as automationBody } from "./pages/automations";
@@ -171,5 +172,54 @@ describe("the flow step editor", () => {
 describe("contacts CSV export", () => {
   it("joins pages with the header once", () => {
     expect(joinCsv(["id,name\n1,a\n", "id,name\n2,b\n"])).toBe("id,name\n1,a\n2,b\n");
+  });
+});
+
+describe("the billing overview", () => {
+  const overview = (over: Partial<Schemas["BillingOverview"]> = {}): Schemas["BillingOverview"] => ({
+    plan_code: "pro",
+    plan_name: "Pro",
+    price_cents: 2900,
+    status: "past_due",
+    provider: "stripe",
+    status_reason: "payment failed",
+    current_period_start: "2026-11-01T00:00:00Z",
+    current_period_end: "2026-12-01T00:00:00Z",
+    renews_at: "2026-12-01T00:00:00Z",
+    cancel_at_period_end: false,
+    grace_until: "2026-12-08T00:00:00Z",
+    usage: [
+      { limit: "monthly_dm_quota", used: 120, allowed: 5000 },
+      { limit: "max_accounts", used: 4, allowed: 3 },
+    ],
+    invoices: [
+      { id: "in_1", number: "RF-0001", status: "paid", amount_due: 2900, amount_paid: 2900, currency: "usd", created: "2026-11-01T00:00:00Z", hosted_invoice_url: "https://pay.example/in_1" },
+    ],
+    invoices_unavailable: false,
+    paused_automations: [{ id: "a1", name: "Giveaway", reason: "over the plan's automation limit" }],
+    ...over,
+  });
+  it("shows the plan, status and reason, grace end, usage, invoices and paused automations", () => {
+    render(<BillingSummary billing={overview()} />);
+    expect(screen.getByRole("heading", { name: /Pro plan/ }).textContent).toContain("past_due");
+    expect(screen.getByTestId("status-reason").textContent).toBe("payment failed");
+    expect(screen.getByText(/Payment failed: the plan stays until/)).toBeTruthy();
+    expect(screen.getByTestId("usage-monthly_dm_quota").textContent).toContain("DMs sent this month: 120 of 5000");
+    expect(screen.getByTestId("usage-max_accounts").textContent).toContain("over the limit");
+    expect(screen.getByRole("link", { name: "RF-0001" }).getAttribute("href")).toBe("https://pay.example/in_1");
+    expect(screen.getByTestId("paused-automations").textContent).toContain("Giveaway — over the plan's automation limit");
+  });
+  it("says when invoices are unavailable and shows no grace note when active", () => {
+    render(<BillingSummary billing={overview({ status: "active", status_reason: null, invoices: [], invoices_unavailable: true, paused_automations: [] })} />);
+    expect(screen.queryByText(/Payment failed/)).toBeNull();
+    expect(screen.getByText(/Invoices are unavailable/)).toBeTruthy();
+    expect(screen.queryByTestId("paused-automations")).toBeNull();
+  });
+  it("labels limits and tones statuses", () => {
+    expect(limitLabel("max_members")).toBe("Members");
+    expect(limitLabel("some_new_limit")).toBe("some new limit");
+    expect(statusTone("active")).toBe("ok");
+    expect(statusTone("past_due")).toBe("warn");
+    expect(statusTone("canceled")).toBe("bad");
   });
 });
