@@ -170,9 +170,32 @@ async function main() {
     await page.getByRole("button", { name: "Create a key" }).click();
     await page.locator("code.secret").getByText(/^rfk_/).waitFor();
     await check(page, "api-keys");
+
+    step("billing: plan and usage (GET /v1/billing); an upgrade through Checkout, paid by the Stripe fake");
     await page.getByRole("link", { name: "Billing" }).click();
     await page.getByRole("heading", { name: "Plans" }).waitFor();
+    await page.getByRole("heading", { name: /Free plan/ }).waitFor();
+    await page.getByTestId("usage-max_accounts").getByText(/Instagram accounts: 1 of \d+/).waitFor();
+    await page.getByTestId("usage-monthly_dm_quota").waitFor();
     await check(page, "billing");
+    const slug = await page.evaluate(async () => {
+      const state = JSON.parse(localStorage.getItem("replyflow.session.v1"));
+      const token = state.workspaces[state.current].accessToken;
+      const me = await fetch("/v1/me", { headers: { Authorization: `Bearer ${token}` } });
+      return (await me.json()).tenant.slug;
+    });
+    // The fake serves no checkout page: a stand-in for Stripe's, then the fake plays the paying customer.
+    await page.route(/\/checkout\/cs_/, (route) =>
+      route.fulfill({ contentType: "text/html", body: '<!doctype html><html lang="en"><title>Checkout</title><h1>Checkout</h1></html>' }),
+    );
+    await page.getByRole("button", { name: "Upgrade to Pro" }).click();
+    await page.waitForURL(/\/checkout\/cs_/);
+    execFileSync(command, [...args.slice(0, -1), "stripe", "paid", "--tenant", slug], { stdio: "inherit" });
+    await page.goto(`${BASE}/billing?checkout=success`);
+    await page.getByRole("heading", { name: /Pro plan/ }).waitFor({ timeout: 45_000 });
+    await page.getByTestId("invoices").waitFor();
+    await page.getByRole("button", { name: "Manage billing" }).waitFor();
+    await check(page, "billing-pro");
 
     step("phone width");
     await page.setViewportSize({ width: 390, height: 844 });

@@ -76,7 +76,16 @@ def test_a_tenants_day_in_the_browser(console_dist: Path, start_local_stack: Sta
     report = json.loads((SCREENSHOTS / "report.json").read_text())
     assert report["ok"] is True
     pages = set(report["pages"])
-    assert {"signup", "accounts", "template-editor", "automations", "logs", "stats", "billing"} <= pages
+    assert {
+        "signup",
+        "accounts",
+        "template-editor",
+        "automations",
+        "logs",
+        "stats",
+        "billing",
+        "billing-pro",
+    } <= pages
     assert all((SCREENSHOTS / f"{page}.png").stat().st_size > 0 for page in pages)
 
 

@@ -3,6 +3,7 @@
 // (POST /v1/billing/checkout) and everything else through the Customer Portal (POST /v1/billing/portal):
 // the browser follows the returned URL; the plan changes when Stripe's webhook says so.
 import { useMutation, useQuery } from "@tanstack/react-query";
+import { useSearchParams } from "react-router";
 import { api, unwrap, type Schemas } from "../api/client";
 import { usePlans } from "../api/queries";
 import { session } from "../api/session";
@@ -145,7 +146,14 @@ export function BillingSummary({ billing }: { billing: Overview }) {
 }
 
 export default function BillingPage() {
-  const billing = useQuery({ queryKey: billingKey, queryFn: async () => unwrap(await api.GET("/v1/billing")) });
+  const [params] = useSearchParams();
+  const returned = params.get("checkout"); // Stripe sends the browser back with ?checkout=success|canceled
+  const billing = useQuery({
+    queryKey: billingKey,
+    queryFn: async () => unwrap(await api.GET("/v1/billing")),
+    // After a payment the plan changes when Stripe's webhook arrives: look again for about a minute.
+    refetchInterval: (query) => (returned === "success" && query.state.dataUpdateCount < 20 ? 3000 : false),
+  });
   const plans = usePlans();
   const isOwner = session.current()?.role === "owner";
   const checkout = useMutation({
@@ -169,6 +177,15 @@ export default function BillingPage() {
         </button>
       }
     >
+      {returned === "success" ? (
+        <p className="notice" role="status">
+          Payment received: the plan changes as soon as Stripe confirms it.
+        </p>
+      ) : returned === "canceled" ? (
+        <p className="muted" role="status">
+          Checkout canceled: nothing changed.
+        </p>
+      ) : null}
       {!isOwner ? <p className="muted">Only the workspace owner can change the plan or manage billing.</p> : null}
       <ErrorNote error={checkout.error ?? portal.error ?? plans.error} />
       <BillingSummary billing={current} />
