@@ -266,42 +266,36 @@ class GraphClient:
     def comment_created_at(self, comment_id: str, access_token: str) -> datetime | None:
         """``GET /{comment_id}?fields=timestamp``: the comment's creation time (the webhook has none)."""
         with traced("graph comment", graph_operation="comment"):
-            try:
-                response = self._http.get(
-                    f"{self._base}/{comment_id}",
-                    params={"fields": "timestamp"},
-                    headers={"Authorization": f"Bearer {access_token}"},
-                )
-            except httpx.TransportError as exc:
-                raise GraphError("transient", f"no response: {exc!r}") from exc
-            try:
-                data = response.json()
-            except ValueError:
-                data = None
-            if response.status_code >= 400:
-                raise classify(response.status_code, data, response.headers)
-        return parse_graph_time(data.get("timestamp") if isinstance(data, dict) else None)
+            data = self._get_fields(comment_id, access_token, "timestamp")
+        return parse_graph_time(data.get("timestamp"))
 
     def user_follows(self, igsid: str, access_token: str) -> bool | None:
         """The User Profile API's ``is_user_follow_business`` for a person who messaged or tapped (their
         consent); None when the answer has no such field. Raises on a failed call (no consent: 4xx)."""
+        fields = "name,username,is_user_follow_business,is_business_follow_user"
         with traced("graph user profile", graph_operation="user_profile"):
-            try:
-                response = self._http.get(
-                    f"{self._base}/{igsid}",
-                    params={"fields": "name,username,is_user_follow_business,is_business_follow_user"},
-                    headers={"Authorization": f"Bearer {access_token}"},
-                )
-            except httpx.TransportError as exc:
-                raise GraphError("transient", f"no response: {exc!r}") from exc
-            try:
-                data = response.json()
-            except ValueError:
-                data = None
-            if response.status_code >= 400:
-                raise classify(response.status_code, data, response.headers)
-        value = data.get("is_user_follow_business") if isinstance(data, dict) else None
+            data = self._get_fields(igsid, access_token, fields)
+        value = data.get("is_user_follow_business")
         return value if isinstance(value, bool) else None
+
+    def _get_fields(self, node_id: str, access_token: str, fields: str) -> dict[str, Any]:
+        """``GET /{node_id}?fields=...``: the node's JSON object ({} when the body is not one); a failed
+        call raises its classified ``GraphError``."""
+        try:
+            response = self._http.get(
+                f"{self._base}/{node_id}",
+                params={"fields": fields},
+                headers={"Authorization": f"Bearer {access_token}"},
+            )
+        except httpx.TransportError as exc:
+            raise GraphError("transient", f"no response: {exc!r}") from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.status_code >= 400:
+            raise classify(response.status_code, data, response.headers)
+        return data if isinstance(data, dict) else {}
 
     def _post(self, url: str, token: str, payload: dict[str, Any]) -> tuple[dict[str, Any], httpx.Headers]:
         # One subsegment per call, named by the edge ("messages", "replies"), never by ids.

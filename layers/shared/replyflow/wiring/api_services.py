@@ -269,25 +269,19 @@ class OAuthService:
     def complete(
         self, principal: Principal, body: oauth.CompleteRequest, base_url: str
     ) -> accounts.AccountView:
-        with self.unit_of_work() as session:
-            return oauth.complete(
-                session,
-                self.cache,
-                self.nonces,
-                self.cipher,
-                self.client,
-                self.config(base_url),
-                principal,
-                body,
-                requeue=self.requeue_parked,
-                now=self.clock.now(),
-            )
+        return self._connect(oauth.complete, principal, body, base_url)
 
     def sandbox_connect(
         self, principal: Principal, body: oauth.SandboxConnectRequest, base_url: str
     ) -> accounts.AccountView:
+        return self._connect(oauth.sandbox_connect, principal, body, base_url)
+
+    def _connect(
+        self, connect: Callable[..., accounts.AccountView], principal: Principal, body: object, base_url: str
+    ) -> accounts.AccountView:
+        """Both ways to connect take the same ports and run the same state checks (``services.oauth``)."""
         with self.unit_of_work() as session:
-            return oauth.sandbox_connect(
+            return connect(
                 session,
                 self.cache,
                 self.nonces,
