@@ -24,12 +24,13 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-import httpx
+from typing import TYPE_CHECKING, Any, Literal
 
 from replyflow.errors import ReplyflowError
 from replyflow.observability import traced
+
+if TYPE_CHECKING:
+    import httpx
 
 ErrorKind = Literal[
     "throttle",
@@ -235,6 +236,8 @@ class GraphClient:
         client: httpx.Client | None = None,
         max_connections: int = 20,
     ) -> None:
+        import httpx  # here, not at import: a sender whose job needs no call never pays for it
+
         self._base = graph_base.rstrip("/")
         self._http = client or httpx.Client(
             timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
@@ -265,6 +268,8 @@ class GraphClient:
 
     def comment_created_at(self, comment_id: str, access_token: str) -> datetime | None:
         """``GET /{comment_id}?fields=timestamp``: the comment's creation time (the webhook has none)."""
+        import httpx
+
         with traced("graph comment", graph_operation="comment"):
             try:
                 response = self._http.get(
@@ -285,6 +290,8 @@ class GraphClient:
     def user_follows(self, igsid: str, access_token: str) -> bool | None:
         """The User Profile API's ``is_user_follow_business`` for a person who messaged or tapped (their
         consent); None when the answer has no such field. Raises on a failed call (no consent: 4xx)."""
+        import httpx
+
         with traced("graph user profile", graph_operation="user_profile"):
             try:
                 response = self._http.get(
@@ -314,6 +321,8 @@ class GraphClient:
     def _post_untraced(
         self, url: str, token: str, payload: dict[str, Any]
     ) -> tuple[dict[str, Any], httpx.Headers]:
+        import httpx
+
         try:
             response = self._http.post(url, json=payload, headers={"Authorization": f"Bearer {token}"})
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
