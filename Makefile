@@ -61,8 +61,8 @@ typecheck: $(STAMP) ## mypy on the layer package, the functions, the local stack
 complexity: $(STAMP) ## no function above cyclomatic rank C (xenon)
 	$(VENV)/bin/xenon --no-assert --max-absolute C layers functions local bench tests
 
-bench: $(STAMP) ## measure latency and throughput; prints a table, writes bench/results/*.json
-	$(PY) -m bench
+bench: $(STAMP) ## measure latency and throughput; prints a table, writes bench/results/*.json (BENCH_ARGS="--only cold_start")
+	$(PY) -m bench $(BENCH_ARGS)
 
 # LOADTEST_SECONDS=120 by default: the four scenarios' load time together (seeding and drains on top).
 loadtest: $(STAMP) ## the four Locust load scenarios on the local stack (MariaDB + Redis); HTML + JSON in bench/results/

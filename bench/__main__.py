@@ -3,7 +3,8 @@ suite, write ``bench/results/<suite>.json`` and ``bench/results/summary.json``.
 
 Suites, in order (each module's docstring says exactly what it measures):
 
-- ``cold_start``: a fresh interpreter importing each handler module;
+- ``cold_start``: a fresh interpreter importing a handler and serving a sample event, against one
+  importing boto3;
 - ``webhook``: the webhook handler in-process (route cache in fakeredis, then in the real Redis);
 - ``redis_outage``: the webhook handler with Redis refused or unresponsive, before/after the client's
   failure policy;
@@ -67,7 +68,7 @@ SUITES: dict[str, Suite] = {
     "console": console.run,
 }
 FULL: dict[str, dict[str, Any]] = {
-    "cold_start": {"repeats": 7},
+    "cold_start": {"repeats": 15},
     "webhook": {"calls": 3000},
     "redis_outage": {"calls": 300, "slow_calls": 20},
     "e2e": {"sequential": 100, "burst": 500},

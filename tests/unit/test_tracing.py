@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import aws_xray_sdk.core  # noqa: F401 - its global recorder opens a UDP socket: import it before sockets are blocked
 import httpx
 import pytest
 import sqlalchemy as sa

@@ -10,20 +10,67 @@ messages carry the trace on to their consumers. Outside Lambda the tracer is dis
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.tracing.base import BaseProvider
 
 # Log lines carry the function's own service, POWERTOOLS_SERVICE_NAME from template.yaml (webhook,
 # processor, sender, ...). Metrics keep one ``service`` dimension for every function on purpose: the
 # dashboard and alarms in infra/observability.yaml read one series per metric, whichever function
 # emits it.
+
+
+class _Untraced:
+    """The subsegment of :class:`_NoTracing`: every call does nothing."""
+
+    def put_annotation(self, *_args: Any, **_kwargs: Any) -> None:
+        pass
+
+    def put_metadata(self, *_args: Any, **_kwargs: Any) -> None:
+        pass
+
+    def add_exception(self, *_args: Any, **_kwargs: Any) -> None:
+        pass
+
+
+class _NoTracing(BaseProvider):
+    """The tracer's provider when tracing is off (outside Lambda, ``POWERTOOLS_TRACE_DISABLED``): the
+    X-Ray SDK, which imports botocore, is then never imported (a cold start cost of its own)."""
+
+    @contextmanager
+    def in_subsegment(self, name: Any = None, **kwargs: Any) -> Iterator[Any]:
+        yield _Untraced()
+
+    @asynccontextmanager
+    async def in_subsegment_async(self, name: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
+        yield _Untraced()
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        pass
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        pass
+
+    def patch(self, modules: Sequence[str]) -> None:
+        pass
+
+    def patch_all(self) -> None:
+        pass
+
+
 logger = Logger()
 metrics = Metrics(namespace="Replyflow", service="replyflow")
-tracer = Tracer(service="replyflow", patch_modules=["botocore"])
+_tracing_off = bool(Tracer._is_tracer_disabled())
+tracer = Tracer(
+    service="replyflow",
+    patch_modules=["botocore"],
+    disabled=_tracing_off or None,
+    provider=_NoTracing() if _tracing_off else None,
+)
 
 __all__ = ["MetricUnit", "bind_tenant", "clear_tenant", "logger", "metrics", "traced", "tracer"]
 

@@ -24,12 +24,13 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-import httpx
+from typing import TYPE_CHECKING, Any, Literal
 
 from replyflow.errors import ReplyflowError
 from replyflow.observability import traced
+
+if TYPE_CHECKING:
+    import httpx
 
 ErrorKind = Literal[
     "throttle",
@@ -235,6 +236,8 @@ class GraphClient:
         client: httpx.Client | None = None,
         max_connections: int = 20,
     ) -> None:
+        import httpx  # here, not at import: a sender whose job needs no call never pays for it
+
         self._base = graph_base.rstrip("/")
         self._http = client or httpx.Client(
             timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
@@ -281,6 +284,8 @@ class GraphClient:
     def _get_fields(self, node_id: str, access_token: str, fields: str) -> dict[str, Any]:
         """``GET /{node_id}?fields=...``: the node's JSON object ({} when the body is not one); a failed
         call raises its classified ``GraphError``."""
+        import httpx
+
         try:
             response = self._http.get(
                 f"{self._base}/{node_id}",
@@ -308,6 +313,8 @@ class GraphClient:
     def _post_untraced(
         self, url: str, token: str, payload: dict[str, Any]
     ) -> tuple[dict[str, Any], httpx.Headers]:
+        import httpx
+
         try:
             response = self._http.post(url, json=payload, headers={"Authorization": f"Bearer {token}"})
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
