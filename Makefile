@@ -31,8 +31,10 @@ run: $(STAMP) ## start the local stack (console and API :3000, sandbox :3001) on
 	@$(PY) -m local.console_build build || echo "console: not built (needs Node.js 20+ and npm); serving the API only"
 	$(VENV)/bin/replyflow run
 
+# The socket-free tiers run on both cores (pytest-xdist); the tiers that start servers run one test at a time.
 test: $(STAMP) ## every test tier: unit, integration (MariaDB + Redis), infra, e2e
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 tests/unit tests/infra
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration tests/e2e
 
 test-unit: $(STAMP) ## unit tests only (no sockets)
 	$(PY) -m pytest -q tests/unit
