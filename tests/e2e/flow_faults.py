@@ -376,17 +376,7 @@ def _read_database(
 
 def check(outcome: Outcome) -> list[str]:
     """Everything that went wrong; empty when every conversation ended as expected."""
-    problems: list[str] = []
-    by_comment = {p.comment_id: p.igsid for p in outcome.people}
-    sent: Counter[tuple[str, str]] = Counter()
-    per_person: Counter[str] = Counter()
-    for message in outcome.messages:
-        who = message["recipient"].get("id") or by_comment.get(
-            message["recipient"].get("comment_id", ""), "?"
-        )
-        sent[(who, json.dumps(message["message"], sort_keys=True))] += 1
-        per_person[who] += 1
-    problems += [f"{who} got the same step {n} times" for (who, _), n in sent.items() if n > 1]
+    per_person, problems = _sandbox_problems(outcome)
     keys = Counter((r["tenant_id"], r["dedupe_key"]) for r in outcome.rows)
     problems += [f"dedupe key {key} has {n} rows" for (_, key), n in keys.items() if n > 1]
     sent_rows = sum(1 for r in outcome.rows if r["status"] == "sent")
@@ -397,14 +387,35 @@ def check(outcome: Outcome) -> list[str]:
         run = runs.get(person.igsid)
         if person.expired:
             problems += _expired_problems(person, run, outcome)
-            continue
-        expected = 2 if person.follows_first else 3
-        if person.problem or not person.done:
-            problems.append(f"{person.igsid}: {person.problem or 'unfinished'}")
-        if per_person[person.igsid] != expected:
-            problems.append(f"{person.igsid} got {per_person[person.igsid]} messages, expected {expected}")
-        if run is None or run["status"] != "completed":
-            problems.append(f"{person.igsid}: run {run}")
+            if per_person[person.igsid] != 1:
+                problems.append(f"{person.igsid} (token expired) got {per_person[person.igsid]} messages")
+        else:
+            problems += _normal_problems(person, run, per_person[person.igsid])
+    return problems
+
+
+def _sandbox_problems(outcome: Outcome) -> tuple[Counter[str], list[str]]:
+    """DMs per person at the sandbox, and every (person, message) that arrived more than once."""
+    by_comment = {p.comment_id: p.igsid for p in outcome.people}
+    sent: Counter[tuple[str, str]] = Counter()
+    per_person: Counter[str] = Counter()
+    for message in outcome.messages:
+        recipient = message["recipient"]
+        who = recipient.get("id") or by_comment.get(recipient.get("comment_id", ""), "?")
+        sent[(who, json.dumps(message["message"], sort_keys=True))] += 1
+        per_person[who] += 1
+    return per_person, [f"{who} got the same step {n} times" for (who, _), n in sent.items() if n > 1]
+
+
+def _normal_problems(person: Person, run: dict[str, Any] | None, messages: int) -> list[str]:
+    problems: list[str] = []
+    expected = 2 if person.follows_first else 3
+    if person.problem or not person.done:
+        problems.append(f"{person.igsid}: {person.problem or 'unfinished'}")
+    if messages != expected:
+        problems.append(f"{person.igsid} got {messages} messages, expected {expected}")
+    if run is None or run["status"] != "completed":
+        problems.append(f"{person.igsid}: run {run}")
     return problems
 
 
