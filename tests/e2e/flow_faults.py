@@ -435,6 +435,15 @@ def _expired_problems(person: Person, run: dict[str, Any] | None, outcome: Outco
     return [f"{person.igsid} (token expired): no logged reason; run {run}, rows {mine}"]
 
 
+def _reason(person: Person, outcome: Outcome) -> str:
+    """What is on record for an expired person's step: the parked row's code, else the run's end."""
+    for row in outcome.rows:
+        if row["recipient_id"] == person.igsid and row["status"] != "sent" and row["error_code"]:
+            return f"{row['status']} {row['error_code']}"
+    run = next((r for r in outcome.runs if r["contact_igsid"] == person.igsid), None)
+    return f"run {run['status']} {run['end_reason']}" if run else "nothing"
+
+
 def summary(outcome: Outcome) -> dict[str, Any]:
     people = outcome.people
     expired = [p for p in people if p.expired]
@@ -444,13 +453,7 @@ def summary(outcome: Outcome) -> dict[str, Any]:
         "duplicates": sum(p.duplicates for p in people),
         "completed": sum(1 for p in people if p.done),
         "token_expired": len(expired),
-        "expired_reasons": dict(
-            Counter(
-                r["error_code"]
-                for r in outcome.rows
-                if r["recipient_id"] in {p.igsid for p in expired} and r["status"] != "sent"
-            )
-        ),
+        "expired_reasons": dict(Counter(_reason(p, outcome) for p in expired)),
         "dms": len(outcome.messages),
         "seconds": round(outcome.seconds, 1),
         "events": outcome.events,
