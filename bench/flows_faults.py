@@ -1,10 +1,11 @@
 """Follow-gate conversations under faults on the local stack (``tests/e2e/flow_faults.py`` has the
 scenario, the e2e test runs it small): a fresh MariaDB database, a redis-server of the bench's own,
-``conversations`` people (at most 300: one account's hourly cap) from 8 threads, 30 % duplicate webhooks, a Redis restart once 30 % have
-finished and a sandbox token expiry mid-conversation for the last 5 %. The suite fails when any
-conversation does not end as expected (:func:`tests.e2e.flow_faults.check`); the row reports the
-tap -> link latency of the completed conversations (the last tap before the link: ``GET_LINK`` for
-people who followed, ``I_FOLLOWED`` for the others), the wall time and the counts.
+``conversations`` people (at most 300: one account's hourly cap) from 8 threads, 30 % duplicate
+webhooks, a Redis restart once 30 % have finished and a sandbox token expiry mid-conversation for
+the last 5 %. The suite fails when any conversation does not end as expected
+(:func:`tests.e2e.flow_faults.check`); the row reports the tap -> link latency of the completed
+conversations (the last tap before the link: ``GET_LINK`` for people who followed, ``I_FOLLOWED``
+for the others), the wall time and the counts.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ DMS_PER_CONVERSATION = 2.5
 def run(conversations: int = 280) -> list[dict[str, Any]]:
     if conversations * DMS_PER_CONVERSATION > HOURLY_CAP:
         raise ValueError(
-            f"{conversations} conversations send about {conversations * DMS_PER_CONVERSATION:.0f} DMs from one"
-            f" account: more than the {HOURLY_CAP} an account may send in an hour"
+            f"{conversations} conversations send about {conversations * DMS_PER_CONVERSATION:.0f} DMs"
+            f" from one account: more than the {HOURLY_CAP} an account may send in an hour"
         )
     from tests.conftest import fresh_mysql_database
     from tests.e2e.flow_faults import check, faults_stack, play, summary
