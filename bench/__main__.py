@@ -10,6 +10,8 @@ Suites, in order (each module's docstring says exactly what it measures):
   failure policy;
 - ``e2e``: the local stack over HTTP, comment -> DM latency and a 4-thread burst;
 - ``flows``: the local stack over HTTP, flow-step latency of the follow gate (tap -> link DM);
+- ``flows_faults``: 280 follow-gate conversations on the local stack (MariaDB, its own Redis) with
+  30 % duplicate webhooks, a Redis restart and a token expiry; fails unless each ends as expected;
 - ``workers``: processor and sender handlers in-process on MariaDB + Redis, sandbox at 0 and 200 ms;
 - ``api``: cached and uncached API reads on MariaDB + Redis with a million log rows;
 - ``broker``: the local broker alone, in memory and on its SQLite state file;
@@ -44,6 +46,7 @@ from bench import (
     console,
     e2e,
     flows,
+    flows_faults,
     redis_outage,
     retention,
     webhook,
@@ -60,6 +63,7 @@ SUITES: dict[str, Suite] = {
     "redis_outage": redis_outage.run,
     "e2e": e2e.run,
     "flows": flows.run,
+    "flows_faults": flows_faults.run,
     "workers": workers.run,
     "api": api.run,
     "broker": broker.run,
@@ -73,6 +77,7 @@ FULL: dict[str, dict[str, Any]] = {
     "redis_outage": {"calls": 300, "slow_calls": 20},
     "e2e": {"sequential": 100, "burst": 500},
     "flows": {"conversations": 100},
+    "flows_faults": {"conversations": 280},
     "workers": {"events": 1000, "accounts": 50},
     "api": {"log_rows": 1_000_000, "calls": 300, "stats_calls": 5},
     "broker": {"messages": 20_000},
@@ -86,6 +91,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "redis_outage": {"calls": 50, "slow_calls": 5},
     "e2e": {"sequential": 20, "burst": 100},
     "flows": {"conversations": 20},
+    "flows_faults": {"conversations": 60},
     "workers": {"events": 100, "accounts": 10},
     "api": {"log_rows": 100_000, "calls": 50, "stats_calls": 2},
     "broker": {"messages": 2_000},
