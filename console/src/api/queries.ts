@@ -11,7 +11,6 @@ export const keys = {
   invitations: ["invitations"] as const,
   apiKeys: ["api-keys"] as const,
   plans: ["plans"] as const,
-  subscription: ["subscription"] as const,
 };
 
 export const useMe = () => useQuery({ queryKey: keys.me, queryFn: async () => unwrap(await api.GET("/v1/me")) });
@@ -22,6 +21,4 @@ export const useTemplates = () =>
 export const useAutomations = () =>
   useQuery({ queryKey: keys.automations, queryFn: async () => unwrap(await api.GET("/v1/automations")) });
 export const usePlans = () => useQuery({ queryKey: keys.plans, queryFn: async () => unwrap(await api.GET("/v1/plans")) });
-export const useSubscription = () =>
-  useQuery({ queryKey: keys.subscription, queryFn: async () => unwrap(await api.GET("/v1/subscriptions/current")) });
 export const useFlows = () => useQuery({ queryKey: ["flows"], queryFn: async () => unwrap(await api.GET("/v1/flows")) });
