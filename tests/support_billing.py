@@ -49,9 +49,9 @@ class BillingWorld:
         base = settings or env.settings
         pipeline_settings = base.model_copy(update={"billing_grace_seconds": grace_seconds})
         pipeline = build_pipeline(
-            pipeline_settings, clients=env.deps.clients, publisher=queues, billing_gateway=gateway
+            pipeline_settings, clients=env.deps.clients, publisher=queues, billing_api=gateway
         )
-        env.use(billing_gateway=gateway)
+        env.use(billing_api=gateway)
         world = cls(env, fake, gateway, queues, pipeline)
         fake.deliver = world.deliver
         from processor.handler import make_handler

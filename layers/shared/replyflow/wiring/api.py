@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 from replyflow.adapters.jwt_keys import KeyRing, key_ring_of
 from replyflow.clock import SystemClock
 from replyflow.settings import Settings
+from replyflow.wiring.billing import StripeOnUse
 from replyflow.wiring.core import Clients, once
 
 if TYPE_CHECKING:
@@ -142,7 +143,8 @@ class ApiDeps:
     mailer: Mailer
     requeue_parked: RequeueParked
     clock: NowClock
-    billing_gateway: BillingGateway | None = None
+    billing_api: BillingGateway
+    """Stripe (or its local fake): checkout, portal, invoices (``wiring.billing``)."""
 
     @property
     def cache(self) -> Cache:
@@ -208,15 +210,6 @@ class ApiDeps:
         from replyflow.services.oauth import CALLBACK_PATH
 
         return replace(config, redirect_uri=f"{public_base_url.rstrip('/')}{CALLBACK_PATH}")
-
-    @once
-    def billing_api(self) -> BillingGateway:
-        """Stripe (or its local fake): checkout, portal, invoices (``wiring.billing``)."""
-        if self.billing_gateway is not None:
-            return self.billing_gateway
-        from replyflow.wiring.billing import stripe_gateway
-
-        return stripe_gateway(self.settings, self.clients)
 
     @property
     def billing_urls(self) -> BillingUrls:
@@ -403,10 +396,11 @@ def build_api(
     mailer: Mailer | None = None,
     requeue_parked: RequeueParked | None = None,
     clock: NowClock | None = None,
-    billing_gateway: BillingGateway | None = None,
+    billing_api: BillingGateway | None = None,
 ) -> ApiDeps:
     """The API's dependencies; every argument left out is the real adapter for ``settings``."""
     shared = clients or Clients(settings)
+    gateway = billing_api or StripeOnUse(settings, shared)
     return ApiDeps(
         settings=settings,
         clients=shared,
@@ -414,11 +408,11 @@ def build_api(
         revocation_store=revocation_store or _redis_revocations(shared),
         oauth_client=oauth_client or OAuthOnUse(settings),
         nonces=nonces or _redis_nonces(shared),
-        billing=billing or _billing(settings, shared, billing_gateway),
+        billing=billing or _billing(settings, gateway),
         mailer=mailer or MailerOnUse(settings),
         requeue_parked=requeue_parked or _release_parked(publisher or shared.sqs_publisher),
         clock=clock or SystemClock(),
-        billing_gateway=billing_gateway,
+        billing_api=gateway,
     )
 
 
@@ -488,16 +482,15 @@ class OAuthOnUse:
         self._real().unsubscribe(token)
 
 
-def _billing(settings: Settings, clients: Clients, gateway: BillingGateway | None) -> BillingProvider:
+def _billing(settings: Settings, gateway: BillingGateway) -> BillingProvider:
     """Manual in local/test; Stripe elsewhere (no paid plan without payment, ``wiring.billing``)."""
     if settings.billing_manual_allowed:
         from replyflow.services.billing import ManualBilling
 
         return ManualBilling()
     from replyflow.adapters.stripe_billing import StripeBilling
-    from replyflow.wiring.billing import stripe_gateway
 
-    return StripeBilling(gateway or stripe_gateway(settings, clients))
+    return StripeBilling(gateway)
 
 
 def _release_parked(publisher: QueuePublisher) -> RequeueParked:

@@ -4,16 +4,21 @@ Outside local/test the ``BillingProvider`` is Stripe (no plan without payment); 
 in tests it is the manual provider, and checkout still goes through the Stripe client, pointed at the
 local fake by ``STRIPE_API_BASE``. Stripe's keys are the app secrets' ``stripe_secret_key`` and
 ``stripe_webhook_secret``, read at each call (a rotation is followed without a redeploy).
+
+The roots' ``billing_api`` port is :class:`StripeOnUse` unless a test passes its own gateway: the
+adapter module is imported at the first billing call, so a function that never bills never loads it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
 from replyflow.settings import Settings
 
 if TYPE_CHECKING:
     from replyflow.adapters.stripe_billing import StripeGateway
+    from replyflow.ports import BillingGateway, ProviderInvoice, ProviderSubscription
     from replyflow.services.billing import BillingUrls
     from replyflow.wiring.core import Clients
 
@@ -27,6 +32,47 @@ def stripe_gateway(settings: Settings, clients: Clients) -> StripeGateway:
         return (key.get_secret_value() if key else None, hook.get_secret_value() if hook else None)
 
     return StripeGateway(keys, prices=settings.stripe_prices, api_base=settings.stripe_api_base)
+
+
+class StripeOnUse:
+    """The Stripe gateway (or its local fake, by ``STRIPE_API_BASE``), built at its first call."""
+
+    def __init__(self, settings: Settings, clients: Clients) -> None:
+        self._settings = settings
+        self._clients = clients
+        self._lock = threading.Lock()
+        self._gateway: BillingGateway | None = None
+
+    def _real(self) -> BillingGateway:
+        with self._lock:
+            if self._gateway is None:
+                self._gateway = stripe_gateway(self._settings, self._clients)
+            return self._gateway
+
+    def create_customer(self, tenant_id: str, *, email: str, name: str) -> str:
+        return self._real().create_customer(tenant_id, email=email, name=name)
+
+    def checkout_url(
+        self, customer_ref: str, tenant_id: str, plan_code: str, *, success_url: str, cancel_url: str
+    ) -> str:
+        return self._real().checkout_url(
+            customer_ref, tenant_id, plan_code, success_url=success_url, cancel_url=cancel_url
+        )
+
+    def portal_url(self, customer_ref: str, *, return_url: str) -> str:
+        return self._real().portal_url(customer_ref, return_url=return_url)
+
+    def subscription(self, subscription_ref: str) -> ProviderSubscription:
+        return self._real().subscription(subscription_ref)
+
+    def invoices(self, customer_ref: str, *, limit: int) -> list[ProviderInvoice]:
+        return self._real().invoices(customer_ref, limit=limit)
+
+    def cancel_at_period_end(self, subscription_ref: str) -> None:
+        self._real().cancel_at_period_end(subscription_ref)
+
+    def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        return self._real().verify_event(payload, signature)
 
 
 def billing_urls(settings: Settings) -> BillingUrls:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from replyflow.clock import SystemClock
 from replyflow.services.intake import AccountRoute, RouteResolver
 from replyflow.settings import Settings
+from replyflow.wiring.billing import StripeOnUse
 from replyflow.wiring.core import Clients, once
 
 if TYPE_CHECKING:
@@ -56,16 +57,8 @@ class PipelineDeps:
     limiter: SendLimiter
     clock: Clock
     route_loader: RouteLoader
-    billing_gateway: BillingGateway | None = None
-
-    @once
-    def billing_api(self) -> BillingGateway:
-        """Stripe (or its local fake): webhook verification and subscription reads (``wiring.billing``)."""
-        if self.billing_gateway is not None:
-            return self.billing_gateway
-        from replyflow.wiring.billing import stripe_gateway
-
-        return stripe_gateway(self.settings, self.clients)
+    billing_api: BillingGateway
+    """Stripe (or its local fake): webhook verification and subscription reads (``wiring.billing``)."""
 
     @property
     def billing_grace(self) -> timedelta:
@@ -136,7 +129,7 @@ def build_pipeline(
     limiter: SendLimiter | None = None,
     clock: Clock | None = None,
     route_loader: RouteLoader | None = None,
-    billing_gateway: BillingGateway | None = None,
+    billing_api: BillingGateway | None = None,
 ) -> PipelineDeps:
     """The pipeline's dependencies; every argument left out is the real adapter for ``settings``."""
     shared = clients or Clients(settings)
@@ -149,7 +142,7 @@ def build_pipeline(
         limiter=limiter or send_limiter(shared),
         clock=clock or SystemClock(),
         route_loader=route_loader or (lambda ig_user_id: load_route(shared, ig_user_id)),
-        billing_gateway=billing_gateway,
+        billing_api=billing_api or StripeOnUse(settings, shared),
     )
 
 
