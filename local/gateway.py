@@ -54,13 +54,13 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from local import metrics_store
 from local.broker import Broker, QueueNotFoundError
 from local.http_handler import DispatchingHandler
+from local.http_server import AppHTTPServer, BackgroundServer
 from local.lambda_context import LambdaFunction
 from local.static_site import StaticSite
 from local.template import ACCOUNT_ID, REGION, AuthorizerSpec, RouteMatch, SamTemplate
@@ -606,16 +606,6 @@ def _control_route(method: str, parts: list[str]) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------ HTTP server
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-    def __init__(self, address: tuple[str, int], gateway: LocalGateway) -> None:
-        super().__init__(address, _GatewayHandler)
-        self.gateway = gateway
-
-
 class _BodyTooLarge(Exception):
     pass
 
@@ -624,7 +614,7 @@ class _GatewayHandler(DispatchingHandler):
     server_version = "ReplyflowLocalGateway/1.0"
 
     def _dispatch(self) -> None:
-        gateway = cast(_Server, self.server).gateway
+        gateway: LocalGateway = cast(AppHTTPServer, self.server).app
         try:
             body = self._read_body()
         except ValueError as error:
@@ -684,38 +674,22 @@ class _GatewayHandler(DispatchingHandler):
             self.wfile.write(response.body)
 
 
-class GatewayServer:
+class GatewayServer(BackgroundServer):
+    handler = _GatewayHandler
+    thread_name = "gateway"
+    poll_interval_s = 0.1
+    backlog = 256
+
     def __init__(self, gateway: LocalGateway, host: str = "127.0.0.1", port: int = 3000) -> None:
+        super().__init__(host, port)
         self.gateway = gateway
-        self.host = host
-        self.port = port
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def _app(self) -> LocalGateway:
+        return self.gateway
 
-    def start(self) -> None:
-        if self._httpd is not None:
-            return
-        self._httpd = _Server((self.host, self.port), self.gateway)
-        self.port = self._httpd.server_address[1]
+    def _bound(self) -> None:
         self.gateway.host_header = f"{self.host}:{self.port}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="gateway", daemon=True
-        )
-        self._thread.start()
         log.info("gateway listening on %s", self.url)
-
-    def stop(self) -> None:
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._httpd, self._thread = None, None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -10,39 +10,26 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from local.http_handler import DispatchingHandler
+from local.http_server import AppHTTPServer, BackgroundServer
 from local.sandbox.app import SandboxApp
 from local.sandbox.oauth import issue_long_lived
 from local.sandbox.protocol import Request, Response
 from local.sandbox.state import DEFAULT_ISSUE_TTL_S
 from local.sandbox.store import SandboxStore
 
-SERVE_POLL_S = 0.05
-JOIN_TIMEOUT_S = 5.0
-
-
-class _SandboxHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], app: SandboxApp) -> None:
-        super().__init__(address, _SandboxHandler)
-        self.app = app
-
 
 class _SandboxHandler(DispatchingHandler):
     server_version = "ReplyflowSandbox/1.0"
 
     def _dispatch(self) -> None:
-        app = cast(_SandboxHTTPServer, self.server).app
+        app: SandboxApp = cast(AppHTTPServer, self.server).app
         response = app.handle(self._request())
         if response.delay_s > 0:
             time.sleep(response.delay_s)
@@ -79,9 +66,12 @@ class _SandboxHandler(DispatchingHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
 
-class SandboxServer:
+class SandboxServer(BackgroundServer):
     """A local graph.instagram.com / api.instagram.com on one port; in memory, or kept in the SQLite
     file ``state_path`` across restarts."""
+
+    handler = _SandboxHandler
+    thread_name = "ig-sandbox"
 
     def __init__(
         self,
@@ -97,8 +87,7 @@ class SandboxServer:
         app_scoped_ids: bool = True,
         state_path: str | Path | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.graph_version = graph_version
         self.app = SandboxApp(
             app_id=app_id,
@@ -109,38 +98,17 @@ class SandboxServer:
             app_scoped_ids=app_scoped_ids,
             store=SandboxStore(state_path) if state_path is not None else None,
         )
-        self._httpd: _SandboxHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def graph_url(self) -> str:
         """The versioned Graph root, e.g. ``http://127.0.0.1:3001/v23.0``."""
         return f"{self.url}/{self.graph_version}"
 
-    def start(self) -> None:
-        if self._httpd is not None:
-            return
-        self._httpd = _SandboxHTTPServer((self.host, self.port), self.app)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": SERVE_POLL_S},
-            name="ig-sandbox",
-            daemon=True,
-        )
-        self._thread.start()
+    def _app(self) -> SandboxApp:
+        return self.app
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            if self._thread is not None:
-                self._thread.join(JOIN_TIMEOUT_S)
-            self._httpd, self._thread = None, None
+        super().stop()
         self.app.close()
 
     def __enter__(self) -> SandboxServer:

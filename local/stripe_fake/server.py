@@ -4,18 +4,16 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from local.http_handler import DispatchingHandler
+from local.http_server import AppHTTPServer, BackgroundServer
 from local.sandbox.protocol import Request, Response
 from local.stripe_fake.app import StripeFake
 
-SERVE_POLL_S = 0.05
 DELIVERY_TIMEOUT_S = 10.0
 
 
@@ -36,20 +34,11 @@ def http_poster(webhook_url: str) -> Any:
     return deliver
 
 
-class _StripeFakeHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: StripeFake) -> None:
-        super().__init__(address, _StripeFakeHandler)
-        self.fake = fake
-
-
 class _StripeFakeHandler(DispatchingHandler):
     server_version = "ReplyflowStripeFake/1.0"
 
     def _dispatch(self) -> None:
-        fake = cast(_StripeFakeHTTPServer, self.server).fake
+        fake: StripeFake = cast(AppHTTPServer, self.server).app
         split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
@@ -65,46 +54,26 @@ class _StripeFakeHandler(DispatchingHandler):
         self.wfile.write(payload)
 
 
-class StripeFakeServer:
+class StripeFakeServer(BackgroundServer):
     """The fake on ``host:port`` (0: a free port); events go to ``webhook_url`` once it is set."""
+
+    handler = _StripeFakeHandler
+    thread_name = "stripe-fake"
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, *, webhook_secret: str, state_path: Path | None = None
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.fake = StripeFake(webhook_secret=webhook_secret, state_path=state_path)
-        self._httpd: _StripeFakeHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def deliver_to(self, webhook_url: str) -> None:
         self.fake.deliver = http_poster(webhook_url)
 
-    def start(self) -> None:
-        if self._httpd is not None:
-            return
-        self._httpd = _StripeFakeHTTPServer((self.host, self.port), self.fake)
-        self.port = self._httpd.server_address[1]
-        self.fake.base_url = self.url
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": SERVE_POLL_S},
-            name="stripe-fake",
-            daemon=True,
-        )
-        self._thread.start()
+    def _app(self) -> StripeFake:
+        return self.fake
 
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            if self._thread is not None:
-                self._thread.join(5.0)
-            self._httpd, self._thread = None, None
+    def _bound(self) -> None:
+        self.fake.base_url = self.url
 
 
 def in_process_client(fake: StripeFake) -> Any:
