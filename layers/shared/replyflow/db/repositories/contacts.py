@@ -432,36 +432,44 @@ def timeline(session: Session, tenant_id: str, contact: Contact, limit: int) -> 
 
 
 def delete_personal_data(session: Session, tenant_id: str, contact_id: int) -> Counter[str]:
-    """Deletes the contact and every row about them in their account: fields, tags, once-per-post
-    claims, their inbound events, the sends to them with those sends' events and decisions, and the
-    reply logs to them. ``daily_stats`` keep their counts, which name nobody. Empty if no such contact."""
-    counts_: Counter[str] = Counter()
+    """Deletes the contact and every row about them in their account (:func:`delete_person_rows`).
+    Empty if no such contact."""
     contact = session.scalar(select(Contact).where(Contact.tenant_id == tenant_id, Contact.id == contact_id))
     if contact is None:
-        return counts_
-    account_id, igsid = contact.account_id, contact.igsid
-    event_keys = set(
-        str(k)
-        for k in session.scalars(
-            select(OutboundMessage.event_key).where(
-                OutboundMessage.tenant_id == tenant_id,
-                OutboundMessage.account_id == account_id,
-                OutboundMessage.recipient_id == igsid,
-                OutboundMessage.event_key.is_not(None),
-            )
-        )
+        return Counter()
+    return delete_person_rows(
+        session, tenant_id, contact.igsid, account_ids=[contact.account_id], contact_ids=[contact_id]
     )
-    event_keys.update(
-        str(k)
-        for k in session.scalars(
-            select(InboundEvent.event_key).where(
-                InboundEvent.tenant_id == tenant_id,
-                InboundEvent.account_id == account_id,
-                InboundEvent.sender_id == igsid,
-            )
+
+
+def delete_person_rows(
+    session: Session,
+    tenant_id: str,
+    igsid: str,
+    *,
+    account_ids: Iterable[str],
+    contact_ids: Iterable[int],
+) -> Counter[str]:
+    """Deletes one Instagram user's rows in these accounts of the tenant: the inbound events they sent
+    and the events of the sends to them, with those events' automation decisions, the sends and the
+    reply logs to them; then the contacts ``contact_ids`` with what hangs off them
+    (:func:`delete_contact_rows`). ``daily_stats`` keep their counts, which name nobody. A person's
+    deletion from the console and Meta's data deletion callback both go through here."""
+    counts_: Counter[str] = Counter()
+    for account_id in sorted(set(account_ids)):
+        counts_.update(_delete_person_in_account(session, tenant_id, account_id, igsid))
+    ids = sorted(set(contact_ids))
+    counts_.update(delete_contact_rows(session, tenant_id, ids, igsids=[igsid]))
+    for chunk in _chunks(ids):
+        counts_["contacts"] += _count(
+            session.execute(delete(Contact).where(Contact.tenant_id == tenant_id, Contact.id.in_(chunk)))
         )
-    )
-    for chunk in _chunks(sorted(event_keys)):
+    return +counts_
+
+
+def _delete_person_in_account(session: Session, tenant_id: str, account_id: str, igsid: str) -> Counter[str]:
+    counts_: Counter[str] = Counter()
+    for chunk in _chunks(sorted(_event_keys_of_person(session, tenant_id, account_id, igsid))):
         counts_["automation_logs"] += _count(
             session.execute(
                 delete(AutomationLog).where(
@@ -498,11 +506,27 @@ def delete_personal_data(session: Session, tenant_id: str, contact_id: int) -> C
             )
         )
     )
-    counts_.update(delete_contact_rows(session, tenant_id, [contact_id], igsids=[igsid]))
-    counts_["contacts"] += _count(
-        session.execute(delete(Contact).where(Contact.tenant_id == tenant_id, Contact.id == contact_id))
+    return counts_
+
+
+def _event_keys_of_person(session: Session, tenant_id: str, account_id: str, igsid: str) -> set[str]:
+    """The keys of the events they sent and of the events behind the sends to them."""
+    sent_to = session.scalars(
+        select(OutboundMessage.event_key).where(
+            OutboundMessage.tenant_id == tenant_id,
+            OutboundMessage.account_id == account_id,
+            OutboundMessage.recipient_id == igsid,
+            OutboundMessage.event_key.is_not(None),
+        )
     )
-    return +counts_
+    sent_by = session.scalars(
+        select(InboundEvent.event_key).where(
+            InboundEvent.tenant_id == tenant_id,
+            InboundEvent.account_id == account_id,
+            InboundEvent.sender_id == igsid,
+        )
+    )
+    return {str(k) for k in sent_to} | {str(k) for k in sent_by}
 
 
 def delete_contact_rows(

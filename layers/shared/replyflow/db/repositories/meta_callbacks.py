@@ -61,68 +61,24 @@ def tenants_naming_user(session: Session, igsid: str) -> set[str]:
 
 
 def delete_rows_naming_user(session: Session, tenant_id: str, igsid: str) -> Counter[str]:
-    """Deletes one tenant's rows about this user as a contact: the contact, the sends to the user, the
-    inbound events and automation decisions of those sends' events, and the reply logs to the user."""
-    counts: Counter[str] = Counter()
-    sends = session.execute(
-        select(OutboundMessage.account_id, OutboundMessage.event_key).where(
-            OutboundMessage.tenant_id == tenant_id, OutboundMessage.recipient_id == igsid
+    """Deletes one tenant's rows about this user as a contact, in every account of the tenant (and
+    any account a send or a reply log to them still names): ``contacts.delete_person_rows``."""
+    accounts = set(_accounts_of_tenant(session, tenant_id))
+    for column, key, tenant in (
+        (OutboundMessage.account_id, OutboundMessage.recipient_id, OutboundMessage.tenant_id),
+        (ReplyLog.account_id, ReplyLog.recipient_id, ReplyLog.tenant_id),
+    ):
+        accounts.update(
+            str(a)
+            for a in session.scalars(select(column).where(tenant == tenant_id, key == igsid).distinct())
         )
-    ).all()
-    keys: dict[str, set[str]] = {}
-    for account_id, event_key in sends:
-        if event_key:
-            keys.setdefault(str(account_id), set()).add(str(event_key))
-    for account_id, event_keys in keys.items():
-        for chunk in _chunks(sorted(event_keys)):
-            counts["inbound_events"] += _count(
-                session.execute(
-                    delete(InboundEvent).where(
-                        InboundEvent.tenant_id == tenant_id,
-                        InboundEvent.account_id == account_id,
-                        InboundEvent.event_key.in_(chunk),
-                    )
-                )
-            )
-            counts["automation_logs"] += _count(
-                session.execute(
-                    delete(AutomationLog).where(
-                        AutomationLog.tenant_id == tenant_id,
-                        AutomationLog.account_id == account_id,
-                        AutomationLog.event_key.in_(chunk),
-                    )
-                )
-            )
-    counts["outbound_messages"] += _count(
-        session.execute(
-            delete(OutboundMessage).where(
-                OutboundMessage.tenant_id == tenant_id, OutboundMessage.recipient_id == igsid
-            )
-        )
+    return contacts_repo.delete_person_rows(
+        session,
+        tenant_id,
+        igsid,
+        account_ids=accounts,
+        contact_ids=contacts_repo.ids_of_igsid(session, tenant_id, igsid),
     )
-    counts["reply_logs"] += _count(
-        session.execute(
-            delete(ReplyLog).where(ReplyLog.tenant_id == tenant_id, ReplyLog.recipient_id == igsid)
-        )
-    )
-    counts["inbound_events"] += _count(
-        session.execute(
-            delete(InboundEvent).where(
-                InboundEvent.tenant_id == tenant_id,
-                InboundEvent.account_id.in_(_accounts_of_tenant(session, tenant_id)),
-                InboundEvent.sender_id == igsid,
-            )
-        )
-    )
-    counts.update(
-        contacts_repo.delete_contact_rows(
-            session, tenant_id, contacts_repo.ids_of_igsid(session, tenant_id, igsid), igsids=[igsid]
-        )
-    )
-    counts["contacts"] += _count(
-        session.execute(delete(Contact).where(Contact.tenant_id == tenant_id, Contact.igsid == igsid))
-    )
-    return counts
 
 
 def _accounts_of_tenant(session: Session, tenant_id: str) -> list[str]:
@@ -251,7 +207,3 @@ def account_users(session: Session) -> list[tuple[str, str, str]]:
         select(InstagramAccount.tenant_id, InstagramAccount.id, InstagramAccount.ig_user_id)
     )
     return [(str(t), str(a), str(u)) for t, a, u in rows]
-
-
-def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
-    return [values[i : i + size] for i in range(0, len(values), size)]
