@@ -1,8 +1,9 @@
 import { useQueryClient } from "@tanstack/react-query";
 import { useState, type ReactNode } from "react";
 import { Link, Navigate, NavLink, Outlet, useLocation, useNavigate } from "react-router";
-import { api } from "./api/client";
-import { session, useSession } from "./api/session";
+import { api, type Schemas } from "./api/client";
+import { useWorkspaces } from "./api/queries";
+import { session, useSession, type SessionState } from "./api/session";
 
 export const NAV = [
   { to: "/", label: "Overview" },
@@ -28,11 +29,44 @@ export function RequireSession({ children }: { children: ReactNode }) {
   return <>{children}</>;
 }
 
-function WorkspaceSwitcher() {
+export interface WorkspaceChoice {
+  tenantId: string;
+  label: string;
+  signedIn: boolean;
+}
+
+/** The switcher's options: the user's workspaces from the API (a failed or pending read falls back to
+ * the ones signed into here), then any signed-in workspace the API did not list. */
+export function workspaceChoices(
+  listed: readonly Schemas["WorkspaceView"][] | undefined,
+  state: SessionState,
+): WorkspaceChoice[] {
+  const choices: WorkspaceChoice[] = (listed ?? []).map((ws) => ({
+    tenantId: ws.tenant.id,
+    label: `${ws.tenant.name} (${ws.role})`,
+    signedIn: ws.tenant.id in state.workspaces,
+  }));
+  const seen = new Set(choices.map((c) => c.tenantId));
+  for (const ws of Object.values(state.workspaces)) {
+    if (!seen.has(ws.tenantId)) choices.push({ tenantId: ws.tenantId, label: `${ws.tenantName} (${ws.role})`, signedIn: true });
+  }
+  return choices;
+}
+
+/** Where choosing a workspace leads: home when signed into it here, else the login for that workspace. */
+export function switchPath(choice: WorkspaceChoice, email: string | undefined): string {
+  if (choice.signedIn) return "/";
+  const params = new URLSearchParams({ add: "1", tenant: choice.tenantId });
+  if (email) params.set("email", email);
+  return `/login?${params.toString()}`;
+}
+
+export function WorkspaceSwitcher() {
   const state = useSession();
   const queryClient = useQueryClient();
   const navigate = useNavigate();
-  const workspaces = Object.values(state.workspaces);
+  const listed = useWorkspaces();
+  const choices = workspaceChoices(listed.data, state);
   return (
     <div className="switcher">
       <label htmlFor="workspace">Workspace</label>
@@ -44,14 +78,18 @@ function WorkspaceSwitcher() {
             navigate("/login?add=1");
             return;
           }
-          session.switchTo(event.target.value);
-          queryClient.clear();
-          navigate("/");
+          const choice = choices.find((c) => c.tenantId === event.target.value);
+          if (!choice) return;
+          if (choice.signedIn) {
+            session.switchTo(choice.tenantId);
+            queryClient.clear();
+          }
+          navigate(switchPath(choice, session.current()?.email));
         }}
       >
-        {workspaces.map((ws) => (
-          <option key={ws.tenantId} value={ws.tenantId}>
-            {ws.tenantName} ({ws.role})
+        {choices.map((choice) => (
+          <option key={choice.tenantId} value={choice.tenantId}>
+            {choice.signedIn ? choice.label : `${choice.label}: log in`}
           </option>
         ))}
         <option value="__add">+ Sign in to another workspace</option>

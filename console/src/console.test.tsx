@@ -1,7 +1,11 @@
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { cleanup, render, screen } from "@testing-library/react";
+import { MemoryRouter } from "react-router";
 import { afterEach, describe, expect, it } from "vitest";
 import { ApiError, unwrap } from "./api/client";
+import { keys } from "./api/queries";
 import { session } from "./api/session";
+import { WorkspaceSwitcher, switchPath, workspaceChoices } from "./Layout";
 import { DmPreview, fromSendApi } from "./components/DmPreview";
 import { tokenHealth } from "./pages/accounts";
 import { BillingSummary, limitLabel, statusTone } from "./pages/billing";
@@ -46,6 +50,49 @@ describe("sessions per workspace", () => {
     session.signOut();
     expect(session.current()?.tenantId).toBe("t2");
     expect(JSON.parse(localStorage.getItem("replyflow.session.v1")!).current).toBe("t2");
+  });
+});
+
+describe("the workspace switcher", () => {
+  const ws = (tenantId: string) => ({ tenantId, tenantName: `Shop ${tenantId}`, email: "a@b.c", role: "owner", accessToken: "a", refreshToken: "r" });
+  const listed = (id: string, role: string, current = false): Schemas["WorkspaceView"] => ({
+    tenant: { id, name: `Shop ${id}`, slug: id, plan_code: "free", status: "active" },
+    role,
+    current,
+    joined_at: "2026-11-01T00:00:00Z",
+  });
+  it("lists the API's workspaces, marks the ones signed into here, and keeps a signed-in one it did not list", () => {
+    session.signIn(ws("t9"));
+    session.signIn(ws("t1"));
+    const choices = workspaceChoices([listed("t1", "owner", true), listed("t2", "member")], session.get());
+    expect(choices).toEqual([
+      { tenantId: "t1", label: "Shop t1 (owner)", signedIn: true },
+      { tenantId: "t2", label: "Shop t2 (member)", signedIn: false },
+      { tenantId: "t9", label: "Shop t9 (owner)", signedIn: true },
+    ]);
+  });
+  it("falls back to the signed-in workspaces while the list is not there", () => {
+    session.signIn(ws("t1"));
+    expect(workspaceChoices(undefined, session.get()).map((c) => c.tenantId)).toEqual(["t1"]);
+  });
+  it("switches in place when signed in, else logs in to that workspace", () => {
+    expect(switchPath({ tenantId: "t1", label: "", signedIn: true }, "a@b.c")).toBe("/");
+    expect(switchPath({ tenantId: "t2", label: "", signedIn: false }, "a@b.c")).toBe("/login?add=1&tenant=t2&email=a%40b.c");
+  });
+  it("renders every workspace of the user as an option", () => {
+    session.signIn(ws("t1"));
+    const client = new QueryClient({ defaultOptions: { queries: { staleTime: Infinity, retry: false } } });
+    client.setQueryData(keys.workspaces, [listed("t1", "owner", true), listed("t2", "admin")]);
+    render(
+      <QueryClientProvider client={client}>
+        <MemoryRouter>
+          <WorkspaceSwitcher />
+        </MemoryRouter>
+      </QueryClientProvider>,
+    );
+    const options = screen.getAllByRole("option").map((o) => o.textContent);
+    expect(options).toEqual(["Shop t1 (owner)", "Shop t2 (admin): log in", "+ Sign in to another workspace"]);
+    expect((screen.getByLabelText("Workspace") as HTMLSelectElement).value).toBe("t1");
   });
 });
 

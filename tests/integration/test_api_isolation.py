@@ -160,6 +160,23 @@ def test_every_route_with_tenant_b_against_tenant_a_ids_is_404(env: ApiEnv, tena
     assert contact["tags"] == ["a-tag"]
 
 
+def test_my_workspaces_lists_only_the_callers_memberships(env: ApiEnv, tenant_a: dict[str, str]) -> None:
+    """A's member (invited into A) lists A next to their own workspace; B's owner never sees A."""
+    other = env.signup("TenantB")
+    listed = env.call("GET", "/v1/me/workspaces", token=other["access_token"])
+    assert listed.status == 200, listed.body
+    assert [w["tenant"]["id"] for w in listed.body] == [other["tenant_id"]]
+    assert tenant_a["tenant_id"] not in str(listed.body)
+    member = env.call(
+        "POST", "/v1/auth/login", body={"email": "a-member@example.com", "password": "correct horse battery"}
+    )
+    assert member.status == 200, member.body
+    theirs = env.call("GET", "/v1/me/workspaces", token=member.body["access_token"])
+    assert [(w["tenant"]["id"], w["role"], w["current"]) for w in theirs.body] == [
+        (tenant_a["tenant_id"], "member", True)
+    ]
+
+
 def test_body_references_to_another_tenant_are_404(env: ApiEnv, tenant_a: dict[str, str]) -> None:
     b_token = env.signup("TenantC")["access_token"]
     body = {

@@ -4,6 +4,7 @@ import { api, unwrap } from "./client";
 
 export const keys = {
   me: ["me"] as const,
+  workspaces: ["me", "workspaces"] as const,
   accounts: ["accounts"] as const,
   templates: ["templates"] as const,
   automations: ["automations"] as const,
@@ -14,6 +15,8 @@ export const keys = {
 };
 
 export const useMe = () => useQuery({ queryKey: keys.me, queryFn: async () => unwrap(await api.GET("/v1/me")) });
+export const useWorkspaces = () =>
+  useQuery({ queryKey: keys.workspaces, queryFn: async () => unwrap(await api.GET("/v1/me/workspaces")) });
 export const useAccounts = () =>
   useQuery({ queryKey: keys.accounts, queryFn: async () => unwrap(await api.GET("/v1/accounts")) });
 export const useTemplates = () =>

@@ -1,5 +1,6 @@
 // Signed-in workspaces, kept in localStorage: one token pair per workspace, one of them current.
-// The API has no "my workspaces" listing, so the switcher offers the workspaces signed into here.
+// The switcher lists the user's workspaces from GET /v1/me/workspaces; one without a pair here is
+// entered by logging in with its tenant_id (the API's way into another workspace).
 import { useSyncExternalStore } from "react";
 
 export interface WorkspaceSession {

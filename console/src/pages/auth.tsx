@@ -51,7 +51,11 @@ const loginSchema = z.object({
 export function LoginPage() {
   const navigate = useNavigate();
   const [params] = useSearchParams();
-  const form = useForm<z.infer<typeof loginSchema>>({ resolver: zodResolver(loginSchema) });
+  // The workspace switcher sends a workspace without a session here with its id (and the email).
+  const form = useForm<z.infer<typeof loginSchema>>({
+    resolver: zodResolver(loginSchema),
+    defaultValues: { email: params.get("email") ?? "", password: "", tenant_id: params.get("tenant") ?? "" },
+  });
   const login = useMutation({
     mutationFn: async (values: z.infer<typeof loginSchema>) => {
       const body = { email: values.email, password: values.password, tenant_id: values.tenant_id || null };

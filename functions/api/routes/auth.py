@@ -1,4 +1,4 @@
-"""/v1/auth/* (no gateway authorizer: credentials travel in the body) and /v1/me.
+"""/v1/auth/* (no gateway authorizer: credentials travel in the body), /v1/me and /v1/me/workspaces.
 
 The exception is ``POST /v1/auth/password`` (change the password), a route of its own in template.yaml
 that the gateway authorizes like every /v1 route.
@@ -13,7 +13,14 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from api.context import client_ip, deps, principal
 from api.responses import NO_AUTH, documented, no_content
-from replyflow.services.auth import LoginRequest, MeView, RefreshRequest, SignupRequest, TokenPair
+from replyflow.services.auth import (
+    LoginRequest,
+    MeView,
+    RefreshRequest,
+    SignupRequest,
+    TokenPair,
+    WorkspaceView,
+)
 from replyflow.services.passwords import (
     PasswordChangeRequest,
     PasswordForgotAccepted,
@@ -110,3 +117,13 @@ def reset_password(body: PasswordResetRequest) -> Response[Any]:
 )
 def me() -> MeView:
     return deps(me_router).auth.me(principal(me_router))
+
+
+@me_router.get(
+    "/me/workspaces",
+    tags=["auth"],
+    summary="The signed-in user's workspaces and role in each (log in with tenant_id to enter one)",
+    responses=documented(),
+)
+def my_workspaces() -> list[WorkspaceView]:
+    return deps(me_router).auth.workspaces(principal(me_router))

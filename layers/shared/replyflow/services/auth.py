@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from replyflow.adapters.jwt_keys import InvalidTokenError, KeyRing
 from replyflow.adapters.passwords import hash_password, verify_password
 from replyflow.db.engine import is_duplicate_key
-from replyflow.db.models import Subscription
+from replyflow.db.models import Subscription, Tenant
 from replyflow.db.repositories import refresh_tokens, tenants, users
 from replyflow.db.repositories import subscriptions as subscriptions_repo
 from replyflow.domain.emails import EMAIL_PATTERN, canonical_email
@@ -47,6 +47,7 @@ from replyflow.services.access import Principal
 from replyflow.services.password_policy import check_password
 from replyflow.services.rate_limit_api import check_login, check_refresh, check_signup
 from replyflow.services.revocation import LOGGED_OUT, REFRESH_REUSED, Revoker
+from replyflow.timestamps import UtcDateTime
 
 FREE_PLAN = "free"
 
@@ -112,6 +113,15 @@ class MeView(BaseModel):
     tenant: TenantView
     user: UserView | None = None
     api_key_id: str | None = None
+
+
+class WorkspaceView(BaseModel):
+    """A workspace the signed-in user is a member of; ``current`` is the one the token is for."""
+
+    tenant: TenantView
+    role: str
+    current: bool
+    joined_at: UtcDateTime
 
 
 @dataclass(frozen=True)
@@ -325,9 +335,7 @@ def me(session: Session, principal: Principal) -> MeView:
     tenant = tenants.get(session, principal.tenant_id)
     if tenant is None:
         raise UnauthorizedError("this workspace no longer exists")
-    tenant_view = TenantView(
-        id=tenant.id, name=tenant.name, slug=tenant.slug, plan_code=tenant.plan_code, status=tenant.status
-    )
+    tenant_view = _tenant_view(tenant)
     if principal.principal_type == "api_key":
         return MeView(
             principal_type="api_key",
@@ -344,3 +352,25 @@ def me(session: Session, principal: Principal) -> MeView:
         tenant=tenant_view,
         user=UserView(id=user.id, email=user.email, name=user.name),
     )
+
+
+def _tenant_view(tenant: Tenant) -> TenantView:
+    return TenantView(
+        id=tenant.id, name=tenant.name, slug=tenant.slug, plan_code=tenant.plan_code, status=tenant.status
+    )
+
+
+def workspaces(session: Session, principal: Principal) -> list[WorkspaceView]:
+    """The workspaces the signed-in user is a member of, with their role in each, oldest first (the
+    order login picks from). Another workspace is entered by logging in with its ``tenant_id``; an API
+    key belongs to one workspace and has no such list (403 ``user_required``)."""
+    user_id = principal.require_user()
+    return [
+        WorkspaceView(
+            tenant=_tenant_view(tenant),
+            role=membership.role,
+            current=tenant.id == principal.tenant_id,
+            joined_at=membership.created_at,
+        )
+        for membership, tenant in tenants.workspaces_of_user(session, user_id)
+    ]

@@ -70,7 +70,7 @@ RequeueParked = Callable[["Session", str, str], int]
 
 @dataclass(frozen=True, eq=False)
 class AuthService:
-    """Sign-up, login, refresh, logout and ``/v1/me``."""
+    """Sign-up, login, refresh, logout, ``/v1/me`` and ``/v1/me/workspaces``."""
 
     unit_of_work: UnitOfWork
     config: Callable[[], auth.AuthConfig]
@@ -96,6 +96,10 @@ class AuthService:
     def me(self, principal: Principal) -> auth.MeView:
         with self.unit_of_work() as session:
             return auth.me(session, principal)
+
+    def workspaces(self, principal: Principal) -> list[auth.WorkspaceView]:
+        with self.unit_of_work() as session:
+            return auth.workspaces(session, principal)
 
 
 @dataclass(frozen=True, eq=False)

@@ -90,6 +90,18 @@ def memberships_of_user(session: Session, user_id: str) -> list[Membership]:
     )
 
 
+def workspaces_of_user(session: Session, user_id: str) -> list[tuple[Membership, Tenant]]:
+    """The user's memberships with their tenants, oldest first. Keyed by the user, not a tenant: it
+    only ever reads the rows that name this user (``ix_memberships_user`` leads the plan)."""
+    rows = session.execute(
+        select(Membership, Tenant)
+        .join(Tenant, Tenant.id == Membership.tenant_id)
+        .where(Membership.user_id == user_id)
+        .order_by(Membership.created_at, Membership.tenant_id)
+    )
+    return [(m, t) for m, t in rows]
+
+
 def by_slug(session: Session, slug: str) -> Tenant | None:
     return session.scalar(select(Tenant).where(Tenant.slug == slug))
 
