@@ -104,6 +104,25 @@ def test_dashboard_shows_latency_percentiles_queues_and_sends(nested: dict[str, 
     assert stats == {"p50", "p95", "p99"}
 
 
+def test_the_redis_panel_shows_every_node_of_every_shard(nested: dict[str, Any]) -> None:
+    """Node ids are <group>-NNN, or <group>-SSSS-NNN per shard in cluster mode: a fixed "-001" would
+    show one node of one shard; a search on the group's id finds them all."""
+    (dashboard,) = resources_of(nested["observability"], "AWS::CloudWatch::Dashboard").values()
+    source = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert "${CacheReplicationGroupId}-0" not in source
+    body = json.loads(re.sub(r"\$\{[\w:]+\}", "0", source.replace("${CacheReplicationGroupId}", "rg1")))
+    redis = next(w for w in body["widgets"] if w["properties"]["title"].startswith("Redis"))
+    expressions = [m[0]["expression"] for m in redis["properties"]["metrics"]]
+    assert {re.search(r'MetricName="(\w+)"', e).group(1) for e in expressions} == {  # type: ignore[union-attr]
+        "EngineCPUUtilization",
+        "DatabaseMemoryUsagePercentage",
+        "CurrConnections",
+    }
+    for expression in expressions:
+        assert expression.startswith("SEARCH('{AWS/ElastiCache,CacheClusterId} "), expression
+        assert "CacheClusterId=rg1'" in expression, expression
+
+
 def test_observability_receives_every_function(template: dict[str, Any]) -> None:
     params = template["Resources"]["Observability"]["Properties"]["Parameters"]
     functions = resources_of(template, "AWS::Serverless::Function")
