@@ -1,15 +1,18 @@
 """infra/console.yaml: the console's files in a private bucket read only by its CloudFront
 distribution (origin access control), the API as a second origin under /v1/* and /webhooks/* (one
 origin for the browser: no CORS), a year of caching for hashed assets and none for index.html, the
-app's routes rewritten to index.html, CSP and HSTS from a response headers policy."""
+app's routes rewritten to index.html, CSP and HSTS from a response headers policy, an AWS WAF web ACL
+at the edge, and the distribution's URL flowing to the API without a second deploy."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
 
-from tests.infra.conftest import resources_of
+from tests.infra.conftest import ROOT, ref_target, resources_of, walk
 
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
@@ -103,3 +106,83 @@ def test_the_app_stack_wires_the_api_and_outputs_the_console(template: dict[str,
     assert "${RestApi}.execute-api" in console["Parameters"]["ApiDomainName"]["Fn::Sub"]
     outputs = template["Outputs"]
     assert {"ConsoleUrl", "ConsoleBucketName", "ConsoleDistributionId"} <= set(outputs)
+
+
+def test_a_cloudfront_web_acl_guards_the_edge_by_default(
+    console: dict[str, Any], config: dict[str, Any]
+) -> None:
+    params = console["Parameters"]
+    assert params["WebAcl"]["Default"] == "enabled"
+    (acl_id, acl), *others = resources_of(console, "AWS::WAFv2::WebACL").items()
+    assert not others
+    # CloudFront-scope ACLs live in us-east-1 only: off by parameter, or in another Region.
+    assert acl["Condition"] == "HasWebAcl"
+    condition = json.dumps(console["Conditions"]["HasWebAcl"])
+    assert '"WebAcl"' in condition
+    assert "us-east-1" in condition
+    assert config["WebACLId"] == {
+        "Fn::If": ["HasWebAcl", {"Fn::GetAtt": [acl_id, "Arn"]}, {"Ref": "AWS::NoValue"}]
+    }
+    props = acl["Properties"]
+    assert props["Scope"] == "CLOUDFRONT"
+    assert props["DefaultAction"] == {"Allow": {}}
+    rules = {r["Name"]: r for r in props["Rules"]}
+    # The webhooks first, allowed (a terminating action): signed bodies of people's comments and DMs
+    # that body rules would trip on, and a blocked delivery is retried and holds up its batch.
+    first = min(props["Rules"], key=lambda r: r["Priority"])
+    assert (first["Name"], first["Action"]) == ("AllowTheWebhooks", {"Allow": {}})
+    paths = first["Statement"]["OrStatement"]["Statements"]
+    assert {p["ByteMatchStatement"]["PositionalConstraint"] for p in paths} == {"EXACTLY"}
+    assert {p["ByteMatchStatement"]["SearchString"] for p in paths} == {
+        "/webhooks/instagram",
+        "/webhooks/stripe",
+    }
+    common = rules["AwsCommonRules"]
+    assert common["OverrideAction"] == {"None": {}}
+    group = common["Statement"]["ManagedRuleGroupStatement"]
+    assert (group["VendorName"], group["Name"]) == ("AWS", "AWSManagedRulesCommonRuleSet")
+    rate = rules["RateLimitPerIp"]
+    statement = rate["Statement"]["RateBasedStatement"]
+    assert rate["Action"] == {"Block": {}}
+    assert statement["AggregateKeyType"] == "IP"
+    assert statement["Limit"] == {"Ref": "RateLimitPerIp"}
+    assert len({r["Priority"] for r in props["Rules"]}) == len(props["Rules"])
+
+
+def test_the_app_stack_passes_the_web_acl_switch_and_its_rate_limit(template: dict[str, Any]) -> None:
+    params = template["Resources"]["Console"]["Properties"]["Parameters"]
+    assert params["WebAcl"] == {"Ref": "ConsoleWebAcl"}
+    assert params["RateLimitPerIp"] == {"Ref": "WafRateLimitPerIp"}
+    assert template["Parameters"]["ConsoleWebAcl"]["Default"] == "enabled"
+
+
+def test_the_console_url_reaches_the_api_without_a_second_deploy(
+    template: dict[str, Any], functions: dict[str, Any]
+) -> None:
+    """ConsoleBaseUrl and OAuthRedirectUrl are optional: the distribution's URL goes to an SSM
+    parameter the API reads at run time. The API function cannot name the distribution (which names
+    the API) without a circular dependency, so it names the parameter by its path."""
+    parameter = template["Parameters"]["ConsoleBaseUrl"]
+    assert parameter["Default"] == ""
+    assert re.fullmatch(parameter["AllowedPattern"], "")
+    assert re.fullmatch(parameter["AllowedPattern"], "https://app.example.com")
+    ssm = template["Resources"]["ConsoleBaseUrlParameter"]
+    assert ssm["Type"] == "AWS::SSM::Parameter"
+    assert ssm["Condition"] == "DerivesConsoleBaseUrl"
+    assert ssm["Properties"]["Value"] == {"Fn::GetAtt": ["Console", "Outputs.ConsoleUrl"]}
+    name = ssm["Properties"]["Name"]["Fn::Sub"]
+    api = functions["ApiFunction"]["Properties"]
+    env = api["Environment"]["Variables"]
+    assert env["CONSOLE_BASE_URL_PARAMETER"]["Fn::If"][2] == {"Fn::Sub": name}
+    assert env["CONSOLE_BASE_URL"]["Fn::If"][:2] == ["HasConsoleBaseUrl", {"Ref": "ConsoleBaseUrl"}]
+    assert env["OAUTH_REDIRECT_TO_CONSOLE"] == {"Fn::If": ["HasOAuthRedirectUrl", "false", "true"]}
+    targets = {ref_target(node) for node in walk(api)}
+    assert "Console" not in targets
+    assert "ConsoleBaseUrlParameter" not in targets
+    statements = [s for p in api["Policies"] if isinstance(p, dict) for s in p.get("Statement", [])]
+    (read,) = [s for s in statements if s.get("Action") == "ssm:GetParameter"]
+    assert read["Resource"]["Fn::Sub"].endswith(":parameter" + name)
+    assert template["Outputs"]["ConsoleBaseUrl"]["Value"]["Fn::If"][2] == {
+        "Fn::GetAtt": ["Console", "Outputs.ConsoleUrl"]
+    }
+    assert '  "ConsoleBaseUrl=' not in (ROOT / "samconfig.toml").read_text()

@@ -223,8 +223,9 @@ def test_the_stack_sets_api_gateways_cloudwatch_role_before_the_stage(template: 
 
 
 def test_a_first_deploy_needs_no_public_base_url(template: dict[str, Any], functions: dict[str, Any]) -> None:
-    """PublicBaseUrl is optional: without it the functions get an empty OAUTH_REDIRECT_URI (the API
-    derives its own callback from the request), and the outputs name the execute-api URLs."""
+    """PublicBaseUrl is optional: without it the outputs name the execute-api URLs. Without
+    OAuthRedirectUrl the functions get an empty OAUTH_REDIRECT_URI and the API redirects to the
+    console's callback page (test_console_stack: the console URL is derived)."""
     parameter = template["Parameters"]["PublicBaseUrl"]
     assert parameter["Default"] == ""
     import re
@@ -232,9 +233,7 @@ def test_a_first_deploy_needs_no_public_base_url(template: dict[str, Any], funct
     assert re.fullmatch(parameter["AllowedPattern"], "")
     assert re.fullmatch(parameter["AllowedPattern"], "https://api.example.com")
     redirect = template["Globals"]["Function"]["Environment"]["Variables"]["OAUTH_REDIRECT_URI"]
-    without_dashboard = redirect["Fn::If"][2]["Fn::If"]
-    assert without_dashboard[0] == "HasPublicBaseUrl"
-    assert without_dashboard[2] == ""
+    assert redirect == {"Fn::If": ["HasOAuthRedirectUrl", {"Ref": "OAuthRedirectUrl"}, ""]}
     # No function's configuration may name the API (a circular dependency).
     for name, fn in functions.items():
         assert "RestApi" not in {ref_target(node) for node in walk(fn["Properties"].get("Environment"))}, name
@@ -252,7 +251,7 @@ def test_a_first_deploy_needs_no_public_base_url(template: dict[str, Any], funct
             "Fn::Sub": "https://${RestApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live" + path
         }, key
     oauth_output = outputs["OAuthRedirectUri"]["Value"]["Fn::If"][2]["Fn::If"][2]
-    assert oauth_output["Fn::Sub"].endswith("/live/v1/accounts/oauth/callback")
+    assert oauth_output == {"Fn::Sub": "${Console.Outputs.ConsoleUrl}/accounts/callback"}
 
 
 def test_samconfig_sets_no_public_base_url() -> None:

@@ -88,6 +88,13 @@ class MailDeliveryError(ReplyflowError):
     status = 503
 
 
+class ConfigurationUnavailableError(ReplyflowError):
+    """A setting the stack keeps outside the function's configuration (an SSM parameter) could not be read."""
+
+    code = "configuration_unavailable"
+    status = 503
+
+
 class CooldownsUnavailableError(ReplyflowError):
     """The cooldown and rotation store (Redis) did not answer; the processor falls back to the ledger."""
 

@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     # Invitation and password reset links point at the console's pages under CONSOLE_BASE_URL.
     mail_from: str | None = None
     console_base_url: str = "http://127.0.0.1:3000"
+    # Set (in AWS, without a ConsoleBaseUrl parameter): the SSM parameter that holds the console
+    # distribution's URL, read at the first link the API writes; it replaces CONSOLE_BASE_URL.
+    console_base_url_parameter: str | None = None
+    # Without OAUTH_REDIRECT_URI, Instagram redirects to the console's /accounts/callback page (true)
+    # or to the API's own callback page under the host the request came in on (false).
+    oauth_redirect_to_console: bool = False
 
     # Queues: SQS URLs by logical name (events-high, sends-default, ...) in AWS; empty = local broker.
     queue_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)

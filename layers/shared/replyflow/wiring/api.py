@@ -75,6 +75,9 @@ if TYPE_CHECKING:
 
 RequeueParked = Callable[["Session", str, str], int]
 
+# The console's page that finishes Instagram Login (console/src/routes.tsx).
+CONSOLE_CALLBACK_PATH = "/accounts/callback"
+
 
 def key_rings(settings: Settings, clients: Clients) -> PerSecretsVersion[KeyRing]:
     """The ring of the app's current JWT keys, rebuilt when the secrets change (so a rotation is
@@ -201,12 +204,15 @@ class ApiDeps:
         return self._configs.get().oauth
 
     def oauth_config_at(self, public_base_url: str) -> OAuthConfig:
-        """The redirect URI is ``OAUTH_REDIRECT_URI``, or, when that is empty (a stack without a
-        custom domain), the API's own callback under ``public_base_url``, the address the request
-        came in on: the authorize URL and the code exchange then name the same URI."""
+        """The redirect URI is ``OAUTH_REDIRECT_URI``, or, when that is empty, the console's
+        ``/accounts/callback`` page (``OAUTH_REDIRECT_TO_CONSOLE``, a deployed stack) or the API's own
+        callback under ``public_base_url``, the address the request came in on: the authorize URL and
+        the code exchange then name the same URI."""
         config = self.oauth_config
         if config.redirect_uri:
             return config
+        if self.settings.oauth_redirect_to_console:
+            return replace(config, redirect_uri=f"{self.console_base_url}{CONSOLE_CALLBACK_PATH}")
         from replyflow.services.oauth import CALLBACK_PATH
 
         return replace(config, redirect_uri=f"{public_base_url.rstrip('/')}{CALLBACK_PATH}")
@@ -215,11 +221,19 @@ class ApiDeps:
     def billing_urls(self) -> BillingUrls:
         from replyflow.wiring.billing import billing_urls
 
-        return billing_urls(self.settings)
+        return billing_urls(self.console_base_url)
 
-    @property
+    @once
     def console_base_url(self) -> str:
-        return self.settings.console_base_url.rstrip("/")
+        """``CONSOLE_BASE_URL``, or in a stack without one the console distribution's URL from the SSM
+        parameter ``CONSOLE_BASE_URL_PARAMETER``: read once, at the first link the API writes (a
+        failed read is a 503 and is tried again by the next request)."""
+        s = self.settings
+        if s.console_base_url_parameter is None:
+            return s.console_base_url.rstrip("/")
+        from replyflow.adapters.ssm_parameters import read_parameter
+
+        return read_parameter(self.clients.aws_client("ssm"), s.console_base_url_parameter).rstrip("/")
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:

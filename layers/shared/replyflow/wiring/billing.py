@@ -75,10 +75,11 @@ class StripeOnUse:
         return self._real().verify_event(payload, signature)
 
 
-def billing_urls(settings: Settings) -> BillingUrls:
+def billing_urls(console_base_url: str) -> BillingUrls:
+    """Checkout and the portal return to the console's billing page."""
     from replyflow.services.billing import BillingUrls
 
-    base = settings.console_base_url.rstrip("/")
+    base = console_base_url.rstrip("/")
     return BillingUrls(
         success_url=f"{base}/billing?checkout=success",
         cancel_url=f"{base}/billing?checkout=canceled",
