@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from replyflow.db.models import Flow, FlowVersion
 from replyflow.db.repositories import accounts
+from replyflow.db.repositories import automations as automations_repo
 from replyflow.db.repositories import flows as flows_repo
 from replyflow.domain.flows import FlowGraph, follow_gate_graph, parse_graph
 from replyflow.errors import NotFoundError, ValidationError
@@ -159,9 +160,21 @@ def activate(session: Session, principal: Principal, flow_id: str, version: int 
     flow = _get(session, principal, flow_id)
     if version is not None and flows_repo.get_version(session, principal.tenant_id, flow_id, version) is None:
         raise ValidationError(f"flow {flow_id} has no version {version}", code="no_such_version")
+    if version is not None:
+        _check_starters(session, principal.tenant_id, flow, version)
     flow.active_version = version
     session.flush()
     return view(flow)
+
+
+def _check_starters(session: Session, tenant_id: str, flow: Flow, version: int) -> None:
+    """A version whose entry does not fit an automation that starts the flow is not activated."""
+    for row in automations_repo.list_for_tenant(session, tenant_id, account_id=flow.account_id):
+        start = (row.actions or {}).get("start_flow")
+        if isinstance(start, dict) and start.get("flow_id") == flow.id:
+            automations.check_flow_entry(
+                session, tenant_id, flow, row.trigger, version=version, loc=("body", "version")
+            )
 
 
 def create_follow_gate(
