@@ -8,7 +8,7 @@ the caller's ``Principal``; an id of another tenant is a 404.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
@@ -23,6 +23,7 @@ from replyflow.errors import NotFoundError, ValidationError
 from replyflow.ports import Cache
 from replyflow.services import automations
 from replyflow.services.access import Principal
+from replyflow.services.day_range import day_range
 from replyflow.services.flow_simulator import SimulateRequest, SimulateView, simulate
 from replyflow.timestamps import UtcDateTime
 
@@ -87,10 +88,17 @@ class StepStat(BaseModel):
     count: int
 
 
+class StepDayStat(StepStat):
+    date: date
+
+
 class FlowStatsView(BaseModel):
     flow_id: str
     steps: list[StepStat]
     totals: dict[str, int]
+    since: date
+    until: date
+    days: list[StepDayStat] = Field(description="the step counters per UTC day of [since, until]")
 
 
 class FollowGateView(BaseModel):
@@ -228,8 +236,18 @@ def simulate_draft(principal: Principal, request: DraftSimulateRequest, *, now: 
     return simulate(graph, SimulateRequest.model_validate(request.model_dump(exclude={"graph"})), now=now)
 
 
-def stats(session: Session, principal: Principal, flow_id: str) -> FlowStatsView:
-    """Step analytics of every version: entered, sent, tapped, captured, completed, dropped by reason."""
+def stats(
+    session: Session,
+    principal: Principal,
+    flow_id: str,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    now: datetime,
+) -> FlowStatsView:
+    """Step analytics of every version: entered, sent, tapped, captured, completed, dropped by reason,
+    since the flow was created and per day of ``[since, until]`` (default: the last 7 days)."""
+    since, until = day_range(since, until, now=now)
     _get(session, principal, flow_id)
     rows = flows_repo.step_stats(session, principal.tenant_id, flow_id)
     totals: dict[str, int] = {}
@@ -241,4 +259,15 @@ def stats(session: Session, principal: Principal, flow_id: str) -> FlowStatsView
         )
         for r in rows
     ]
-    return FlowStatsView(flow_id=flow_id, steps=steps, totals=totals)
+    days = [
+        StepDayStat(
+            date=r.day,
+            version=r.version,
+            step_id=r.step_id,
+            outcome=r.outcome,
+            reason=r.reason or None,
+            count=r.count,
+        )
+        for r in flows_repo.step_days(session, principal.tenant_id, since, until, flow_id)
+    ]
+    return FlowStatsView(flow_id=flow_id, steps=steps, totals=totals, since=since, until=until, days=days)
