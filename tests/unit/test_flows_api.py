@@ -138,6 +138,18 @@ def test_the_simulator_fires_a_delay_once_and_refuses_sending_past_the_window(
     assert refused.body["error"]["details"][0]["rule"] == "within_24h_window"
 
 
+def _follow_gate(api_env: ApiEnv, token: str, account_id: str) -> dict[str, Any]:
+    body = {
+        "account_id": account_id,
+        "keyword": "LINK",
+        "message": "The guide",
+        "link": "https://x.example/g",
+    }
+    created = api_env.call("POST", "/v1/flows/follow-gate", token=token, body=body)
+    assert created.status == 201
+    return dict(created.body)
+
+
 def _message_flow(api_env: ApiEnv, token: str, account_id: str) -> str:
     graph = {
         "entry": "message",
@@ -154,13 +166,8 @@ def test_a_trigger_that_does_not_fit_the_flows_entry_is_422_naming_the_field(
     api_env: ApiEnv, owner: tuple[str, dict[str, Any]]
 ) -> None:
     token, account = owner
-    gate = api_env.call(
-        "POST",
-        "/v1/flows/follow-gate",
-        token=token,
-        body={"account_id": account["id"], "keyword": "LINK", "message": "m", "link": "https://x.example/g"},
-    )
-    comment_flow = gate.body["flow"]["id"]
+    gate = _follow_gate(api_env, token, account["id"])
+    comment_flow = gate["flow"]["id"]
     message_flow = _message_flow(api_env, token, account["id"])
 
     def automation(trigger: str, flow_id: str) -> Any:
@@ -204,17 +211,7 @@ def test_the_dry_run_of_a_start_flow_automation_shows_the_flow_starting(
     api_env: ApiEnv, owner: tuple[str, dict[str, Any]]
 ) -> None:
     token, account = owner
-    gate = api_env.call(
-        "POST",
-        "/v1/flows/follow-gate",
-        token=token,
-        body={
-            "account_id": account["id"],
-            "keyword": "LINK",
-            "message": "The guide",
-            "link": "https://x.example/g",
-        },
-    ).body
+    gate = _follow_gate(api_env, token, account["id"])
     flow_id, automation_id = gate["flow"]["id"], gate["automation_id"]
     test = f"/v1/automations/{automation_id}/test"
     dry = api_env.call("POST", test, token=token, body={"kind": "comment", "text": "LINK please"})
