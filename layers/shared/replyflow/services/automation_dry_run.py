@@ -286,10 +286,18 @@ def evaluate(
                 steps[0].reason, "the sample matches, but the automation has no actions", matched=True
             )
         steps = []  # the flow is the only action
-    actions = [_planned(rule, step) for step in steps]
+    result = _matched([_planned(rule, step) for step in steps], started, keyword)
+    result.notes = _notes(rule, event, config)
+    return result
+
+
+def _matched(
+    actions: list[PlannedAction], started: FlowStartPreview | None, keyword: str | None
+) -> DryRunResult:
+    """The verdict of a sample that matches: it runs if an action would send or the flow would start."""
     sends = [a for a in actions if a.skipped is None]
     runs = bool(sends) or (started is not None and started.would_start)
-    result = DryRunResult(
+    return DryRunResult(
         matched=True,
         would_run=runs,
         keyword=keyword,
@@ -298,8 +306,6 @@ def evaluate(
         actions=actions,
         flow=started,
     )
-    result.notes = _notes(rule, event, config)
-    return result
 
 
 def _explanation(runs: bool, started: FlowStartPreview | None) -> str:
