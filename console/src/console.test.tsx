@@ -10,7 +10,7 @@ import { DmPreview, fromSendApi } from "./components/DmPreview";
 import { tokenHealth } from "./pages/accounts";
 import { BillingSummary, limitLabel, statusTone } from "./pages/billing";
 import { joinCsv } from "./pages/contacts";
-import { fieldText, parseEvents, withField } from "./pages/flows";
+import { dayTotals, fieldText, parseEvents, withField } from "./pages/flows";
 import { toBody as automationBody } from "./pages/automations";
 import { dailySeries, perAutomation } from "./pages/stats";
 import { toBody as templateBody } from "./pages/templates";
@@ -268,5 +268,20 @@ describe("the billing overview", () => {
     expect(statusTone("active")).toBe("ok");
     expect(statusTone("past_due")).toBe("warn");
     expect(statusTone("canceled")).toBe("bad");
+  });
+});
+
+describe("a flow's counts per day", () => {
+  it("adds up the steps and versions of each day, in the API's order", () => {
+    const days = [
+      { date: "2026-12-01", outcome: "entered", count: 2 },
+      { date: "2026-12-01", outcome: "sent", count: 1 },
+      { date: "2026-12-01", outcome: "entered", count: 1 },
+      { date: "2026-12-02", outcome: "tapped", count: 4 },
+    ];
+    expect(dayTotals(days)).toEqual([
+      ["2026-12-01", "entered 3, sent 1"],
+      ["2026-12-02", "tapped 4"],
+    ]);
   });
 });

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -203,7 +203,11 @@ def module_db(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def world(module_db: str) -> World:
-    sessions = session_factory(module_db)
+    return make_world(module_db)
+
+
+def make_world(url: str) -> World:
+    sessions = session_factory(url)
     queues, graph, contacts = MemoryQueues(), ScriptedGraph(), MemoryContacts()
     clock = FixedClock(from_epoch(1795788312))
     runner = FlowRunner(contacts=contacts, follow_status=graph, cipher=TokenCipher(KEY))
@@ -497,3 +501,52 @@ def test_a_short_timer_goes_on_the_events_queue_with_its_delay_and_fires_once(wo
     assert fired == [True, False]
     assert world.sweep() == {"due": 0}
     assert len(world.outbound()) == 3
+
+
+def per_day_scenario(world: World) -> None:
+    """A comment one minute before midnight (UTC) and the tap two minutes later: the step counters
+    land on each day, add up to the totals, and show in the flow's stats and in ``/v1/stats``."""
+    from replyflow.services import stats as stats_service
+
+    _, flow_id = world.seed()
+    day_one = world.clock.current.date()
+    world.clock.current = datetime.combine(day_one, time(23, 59))
+    world.deliver(world.comment())
+    world.clock.current += timedelta(minutes=2)
+    day_two = world.clock.current.date()
+    world.deliver(world.messaging(payload=FOLLOW_GATE_TAP))
+    assert world.seeded is not None
+    principal = Principal(world.seeded.tenant_id, "user", "owner", "user")
+    with session_scope(world.sessions) as session:
+        view = flows.stats(session, principal, flow_id, since=day_one, until=day_two, now=world.clock.current)
+        only_first = flows.stats(
+            session, principal, flow_id, since=day_one, until=day_one, now=day_two_noon(day_two)
+        )
+        overall = stats_service.stats(session, DictCache(), principal, since=day_one, now=world.clock.current)
+    per_day: dict[tuple[Any, str, str], int] = {}
+    for row in view.days:
+        per_day[(row.date, row.step_id, row.outcome)] = (
+            per_day.get((row.date, row.step_id, row.outcome), 0) + row.count
+        )
+    assert per_day[(day_one, "offer", "sent")] == 1
+    assert per_day[(day_one, "wait_tap", "entered")] == 1
+    assert per_day[(day_two, "wait_tap", "tapped")] == 1
+    assert per_day[(day_two, "check", "entered")] == 1
+    assert not any(day == day_one and step == "check" for day, step, _ in per_day)
+    assert (view.since, view.until) == (day_one, day_two)
+    totals: dict[str, int] = {}
+    for row in view.days:
+        totals[row.outcome] = totals.get(row.outcome, 0) + row.count
+    assert totals == view.totals  # every count of this flow happened in the range
+    assert {row.date for row in only_first.days} == {day_one}
+    by_day = {(d.date, d.flow_id): d.counts for d in overall.flow_days}
+    assert by_day[(day_one, flow_id)]["sent"] == 1
+    assert by_day[(day_two, flow_id)]["tapped"] == 1
+
+
+def day_two_noon(day: date) -> datetime:
+    return datetime.combine(day, time(12, 0))
+
+
+def test_step_counters_are_kept_per_day(world: World) -> None:
+    per_day_scenario(world)

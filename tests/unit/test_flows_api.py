@@ -136,3 +136,103 @@ def test_the_simulator_fires_a_delay_once_and_refuses_sending_past_the_window(
     refused = api_env.call("POST", "/v1/flows/simulate", token=token, body={"graph": graph, "events": events})
     assert refused.status == 422
     assert refused.body["error"]["details"][0]["rule"] == "within_24h_window"
+
+
+def _follow_gate(api_env: ApiEnv, token: str, account_id: str) -> dict[str, Any]:
+    body = {
+        "account_id": account_id,
+        "keyword": "LINK",
+        "message": "The guide",
+        "link": "https://x.example/g",
+    }
+    created = api_env.call("POST", "/v1/flows/follow-gate", token=token, body=body)
+    assert created.status == 201
+    return dict(created.body)
+
+
+def _message_flow(api_env: ApiEnv, token: str, account_id: str) -> str:
+    graph = {
+        "entry": "message",
+        "start": "s",
+        "steps": [{"id": "s", "kind": "send", "message": {"text": "hi"}}],
+    }
+    body = {"account_id": account_id, "name": "dm flow", "graph": graph}
+    created = api_env.call("POST", "/v1/flows", token=token, body=body)
+    assert created.status == 201
+    return str(created.body["id"])
+
+
+def test_a_trigger_that_does_not_fit_the_flows_entry_is_422_naming_the_field(
+    api_env: ApiEnv, owner: tuple[str, dict[str, Any]]
+) -> None:
+    token, account = owner
+    gate = _follow_gate(api_env, token, account["id"])
+    comment_flow = gate["flow"]["id"]
+    message_flow = _message_flow(api_env, token, account["id"])
+
+    def automation(trigger: str, flow_id: str) -> Any:
+        body = {
+            "account_id": account["id"],
+            "name": f"{trigger} {flow_id}",
+            "trigger": trigger,
+            "keywords": ["GO"],
+            "actions": {"start_flow": {"flow_id": flow_id}},
+        }
+        return api_env.call("POST", "/v1/automations", token=token, body=body)
+
+    refused = automation("story_reply", comment_flow)
+    assert refused.status == 422
+    error = refused.body["error"]
+    assert error["code"] == "flow_entry_mismatch"
+    assert error["details"][0]["loc"] == ["body", "actions", "start_flow", "flow_id"]
+    assert (error["details"][0]["trigger"], error["details"][0]["entry"]) == ("story_reply", "comment")
+    assert automation("comment", message_flow).body["error"]["code"] == "flow_entry_mismatch"
+    assert automation("dm_keyword", message_flow).status == 201
+    assert automation("live_comment", comment_flow).status == 201
+
+    # A comment automation starts the follow gate: a message-entry version of it is not activated.
+    dm_graph = {
+        "entry": "message",
+        "start": "s",
+        "steps": [{"id": "s", "kind": "send", "message": {"text": "x"}}],
+    }
+    v2 = api_env.call("POST", f"/v1/flows/{comment_flow}/versions", token=token, body={"graph": dm_graph})
+    activate = api_env.call(
+        "POST", f"/v1/flows/{comment_flow}/activate", token=token, body={"version": v2.body["version"]}
+    )
+    assert activate.status == 422
+    assert activate.body["error"]["code"] == "flow_entry_mismatch"
+    assert activate.body["error"]["details"][0]["loc"] == ["body", "version"]
+    flow = api_env.call("GET", f"/v1/flows/{comment_flow}", token=token).body
+    assert flow["active_version"] == 1
+
+
+def test_the_dry_run_of_a_start_flow_automation_shows_the_flow_starting(
+    api_env: ApiEnv, owner: tuple[str, dict[str, Any]]
+) -> None:
+    token, account = owner
+    gate = _follow_gate(api_env, token, account["id"])
+    flow_id, automation_id = gate["flow"]["id"], gate["automation_id"]
+    test = f"/v1/automations/{automation_id}/test"
+    dry = api_env.call("POST", test, token=token, body={"kind": "comment", "text": "LINK please"})
+    assert dry.status == 200, dry.body
+    assert (dry.body["would_run"], dry.body["reason"], dry.body["actions"]) == (True, None, [])
+    flow = dry.body["flow"]
+    assert (flow["flow_id"], flow["version"], flow["first_step"], flow["would_start"]) == (
+        flow_id,
+        1,
+        "offer",
+        True,
+    )
+    assert [(s["step_id"], s["kind"]) for s in flow["sends"]] == [("offer", "private_reply")]
+    assert flow["sends"][0]["message"]["attachment"]["payload"]["buttons"][0]["payload"] == FOLLOW_GATE_TAP
+    assert flow["status"] == "waiting"
+    assert "offer" in dry.body["explanation"]
+
+    api_env.call("POST", f"/v1/flows/{flow_id}/activate", token=token, body={"version": None})
+    inactive = api_env.call("POST", test, token=token, body={"kind": "comment", "text": "LINK"}).body
+    assert (inactive["would_run"], inactive["reason"], inactive["flow"]["reason"]) == (
+        False,
+        "flow_inactive",
+        "flow_inactive",
+    )

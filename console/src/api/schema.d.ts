@@ -623,7 +623,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Step analytics per version: entered, sent, tapped, captured, completed, dropped by reason */
+        /** Step analytics per version, in total and per day: entered, sent, tapped, completed, dropped... */
         get: operations["stats_v1_flows__flow_id__stats_get"];
         put?: never;
         post?: never;
@@ -1640,6 +1640,8 @@ export interface components {
             actions?: components["schemas"]["PlannedAction"][];
             /** Explanation */
             explanation: string;
+            /** @description the flow a start_flow action starts */
+            flow?: components["schemas"]["FlowStartPreview"] | null;
             /** Keyword */
             keyword?: string | null;
             /** Matched */
@@ -1697,16 +1699,76 @@ export interface components {
             /** Name */
             name: string;
         };
-        /** FlowStatsView */
-        FlowStatsView: {
+        /** FlowDay */
+        FlowDay: {
+            /** Counts */
+            counts: {
+                [key: string]: number;
+            };
+            /**
+             * Date
+             * Format: date
+             */
+            date: string;
             /** Flow Id */
             flow_id: string;
+        };
+        /** FlowStartPreview */
+        FlowStartPreview: {
+            /** Decisions */
+            decisions?: {
+                [key: string]: unknown;
+            }[];
+            /** End Reason */
+            end_reason?: string | null;
+            /** First Step */
+            first_step?: string | null;
+            /** Flow Id */
+            flow_id: string;
+            /**
+             * Reason
+             * @description why the run would not start (machine-readable)
+             */
+            reason?: string | null;
+            /** Sends */
+            sends?: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * Status
+             * @description the run's status after its first advance
+             */
+            status?: string | null;
+            /** Version */
+            version?: number | null;
+            /** Would Start */
+            would_start: boolean;
+        };
+        /** FlowStatsView */
+        FlowStatsView: {
+            /**
+             * Days
+             * @description the step counters per UTC day of [since, until]
+             */
+            days: components["schemas"]["StepDayStat"][];
+            /** Flow Id */
+            flow_id: string;
+            /**
+             * Since
+             * Format: date
+             */
+            since: string;
             /** Steps */
             steps: components["schemas"]["StepStat"][];
             /** Totals */
             totals: {
                 [key: string]: number;
             };
+            /**
+             * Until
+             * Format: date
+             */
+            until: string;
         };
         /** FlowVersionCreate */
         FlowVersionCreate: {
@@ -2215,6 +2277,8 @@ export interface components {
         };
         /** StatsView */
         StatsView: {
+            /** Flow Days */
+            flow_days?: components["schemas"]["FlowDay"][];
             /** Flows */
             flows?: {
                 [key: string]: {
@@ -2237,6 +2301,24 @@ export interface components {
              * Format: date
              */
             until: string;
+        };
+        /** StepDayStat */
+        StepDayStat: {
+            /** Count */
+            count: number;
+            /**
+             * Date
+             * Format: date
+             */
+            date: string;
+            /** Outcome */
+            outcome: string;
+            /** Reason */
+            reason: string | null;
+            /** Step Id */
+            step_id: string;
+            /** Version */
+            version: number;
         };
         /** StepStat */
         StepStat: {
@@ -5781,7 +5863,12 @@ export interface operations {
     };
     stats_v1_flows__flow_id__stats_get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description YYYY-MM-DD; default: 6 days before until */
+                since?: string | null;
+                /** @description YYYY-MM-DD, inclusive; default: today (UTC) */
+                until?: string | null;
+            };
             header?: never;
             path: {
                 flow_id: string;

@@ -331,16 +331,43 @@ function FlowStats({ flow }: { flow: Schemas["FlowView"] }) {
   if (stats.isPending) return <Loading />;
   if (stats.isError) return <ErrorNote error={stats.error} />;
   if (!stats.data.steps.length) return <p className="muted">No run has reached a step yet.</p>;
+  const perDay = dayTotals(stats.data.days);
   return (
-    <ul className="list">
-      {stats.data.steps.map((s, i) => (
-        <li key={i}>
-          v{s.version} {s.step_id}: {s.outcome}
-          {s.reason ? ` (${s.reason})` : ""} — {s.count}
-        </li>
-      ))}
-    </ul>
+    <>
+      <ul className="list">
+        {stats.data.steps.map((s, i) => (
+          <li key={i}>
+            v{s.version} {s.step_id}: {s.outcome}
+            {s.reason ? ` (${s.reason})` : ""} — {s.count}
+          </li>
+        ))}
+      </ul>
+      <p className="muted">
+        Per day, {stats.data.since} to {stats.data.until} (UTC)
+      </p>
+      <ul className="list">
+        {perDay.map(([day, counts]) => (
+          <li key={day}>
+            {day}: {counts}
+          </li>
+        ))}
+      </ul>
+    </>
   );
+}
+
+/** The flow's outcomes per day, every step and version added up: ["2026-12-01", "entered 3, sent 2"]. */
+export function dayTotals(days: { date: string; outcome: string; count: number }[]): [string, string][] {
+  const byDay = new Map<string, Map<string, number>>();
+  for (const row of days) {
+    const counts = byDay.get(row.date) ?? new Map<string, number>();
+    counts.set(row.outcome, (counts.get(row.outcome) ?? 0) + row.count);
+    byDay.set(row.date, counts);
+  }
+  return [...byDay.entries()].map(([day, counts]) => [
+    day,
+    [...counts.entries()].map(([outcome, count]) => `${outcome} ${count}`).join(", "),
+  ]);
 }
 
 export default function FlowsPage() {

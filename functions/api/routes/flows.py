@@ -3,8 +3,11 @@ the simulator (the pipeline's engine on a fake contact) and the step analytics."
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import deps, principal
 from api.responses import documented
@@ -20,6 +23,7 @@ from replyflow.services.flows import (
     FollowGateCreate,
     FollowGateView,
 )
+from replyflow.timestamps import IsoDate
 
 router = Router()
 
@@ -107,8 +111,12 @@ def simulate(flow_id: str, body: SimulateRequest, version: int | None = None) ->
 @router.get(
     "/<flow_id>/stats",
     tags=["flows"],
-    summary="Step analytics per version: entered, sent, tapped, captured, completed, dropped by reason",
+    summary="Step analytics per version, in total and per day: entered, sent, tapped, completed, dropped...",
     responses=documented(200, 404),
 )
-def stats(flow_id: str) -> FlowStatsView:
-    return deps(router).flows.stats(principal(router), flow_id)
+def stats(
+    flow_id: str,
+    since: Annotated[IsoDate | None, Query(description="YYYY-MM-DD; default: 6 days before until")] = None,
+    until: Annotated[IsoDate | None, Query(description="YYYY-MM-DD, inclusive; default: today (UTC)")] = None,
+) -> FlowStatsView:
+    return deps(router).flows.stats(principal(router), flow_id, since, until)

@@ -632,6 +632,7 @@ class FlowRun(TimestampMixin, Base):
         ),
         Index("ix_flow_runs_tenant_contact", "tenant_id", "account_id", "contact_igsid", "status"),
         Index("ix_flow_runs_tenant_flow", "tenant_id", "flow_id", "status"),
+        Index("ix_flow_runs_tenant_ended", "tenant_id", "ended_at"),  # retention of finished runs
     )
 
 
@@ -671,3 +672,22 @@ class FlowStepStat(Base):
     outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
     reason: Mapped[str] = mapped_column(String(32), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FlowStepDaily(Base):
+    """The step counters of ``flow_step_stats`` per UTC day as well, upserted in the same transaction
+    (so a day's counts add up to the totals' growth that day). Like ``daily_stats`` they hold no
+    person's data and outlive log retention."""
+
+    __tablename__ = "flow_step_daily"
+
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_flow_step_daily_flow_day", "tenant_id", "flow_id", "day"),)

@@ -48,6 +48,17 @@ MAX_STEPS_PER_ADVANCE = 50
 
 StepId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Entry = Literal["comment", "message"]
+# The entry a trigger's events give the flow they start: a comment allows one private reply and then
+# waits for an answer; every other trigger is a message of the person, so the 24 h window is open.
+TRIGGER_ENTRY: dict[str, Entry] = {
+    "comment": "comment",
+    "live_comment": "comment",
+    "dm_keyword": "message",
+    "story_mention": "message",
+    "story_reply": "message",
+    "postback": "message",
+    "quick_reply": "message",
+}
 
 
 class _Step(BaseModel):

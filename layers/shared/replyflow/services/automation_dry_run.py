@@ -6,6 +6,10 @@ the processor caches (``services.automation_config``), so it cannot drift from p
 test feeds both the same events and history and requires the same verdicts. The history a sample
 lacks is that of a new contact: no earlier message (a DM to a commenter is outside the 24 h window),
 no cooldown held; the tenant's DM quota is the real one. :func:`evaluate` takes any history.
+
+An automation that starts a flow is shown starting it: the flow's active version is advanced from
+its first step by the engine the pipeline runs (``domain.flow_engine.advance``, for a new contact,
+nothing written), so the result names the flow, the version, the first step and what it would send.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from replyflow.db.repositories import automations
+from replyflow.db.repositories import flows as flows_repo
 from replyflow.domain import matching
+from replyflow.domain.flow_engine import AccountFacts, ContactFacts, Start, advance, new_run
+from replyflow.domain.flows import FlowGraph
 from replyflow.domain.lifecycle import (
     LIVE_PRIVATE_REPLY_WINDOW,
     DecisionReason,
@@ -30,10 +37,12 @@ from replyflow.domain.lifecycle import (
     plan_actions,
     public_reply_variants,
 )
-from replyflow.domain.webhook_events import WebhookEvent
+from replyflow.domain.webhook_events import INBOUND_MESSAGE_KINDS, WebhookEvent
 from replyflow.errors import NotFoundError
 from replyflow.services.access import Principal
 from replyflow.services.automation_config import AccountConfig, load_account_config, rules_for
+from replyflow.services.flow_runs import draw
+from replyflow.services.flow_simulator import decision_views, send_views
 from replyflow.services.process_event import quota_left
 
 SampleKind = Literal[
@@ -60,6 +69,18 @@ class PlannedAction(BaseModel):
     note: str | None = None
 
 
+class FlowStartPreview(BaseModel):
+    flow_id: str
+    version: int | None = None
+    would_start: bool
+    reason: str | None = Field(default=None, description="why the run would not start (machine-readable)")
+    first_step: str | None = None
+    sends: list[dict[str, Any]] = Field(default_factory=list)
+    decisions: list[dict[str, Any]] = Field(default_factory=list)
+    status: str | None = Field(default=None, description="the run's status after its first advance")
+    end_reason: str | None = None
+
+
 class DryRunResult(BaseModel):
     matched: bool
     would_run: bool
@@ -68,11 +89,22 @@ class DryRunResult(BaseModel):
     explanation: str
     actions: list[PlannedAction] = Field(default_factory=list)
     superseded_by: str | None = None
+    flow: FlowStartPreview | None = Field(default=None, description="the flow a start_flow action starts")
     notes: list[str] = Field(default_factory=list)
 
 
 def _not_run(reason: str, explanation: str, *, matched: bool = False) -> DryRunResult:
     return DryRunResult(matched=matched, would_run=False, reason=reason, explanation=explanation)
+
+
+@dataclass(frozen=True)
+class FlowTarget:
+    """The flow a ``start_flow`` action names, as the processor would find it: ``graph`` None when
+    the flow is missing, on another account or not active (the processor logs ``flow_inactive``)."""
+
+    flow_id: str
+    version: int | None = None
+    graph: FlowGraph | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +153,55 @@ def dry_run(
         comment_id="sample-comment" if request.kind in ("comment", "live_comment") else None,
     )
     history = History(now=now, occurred_at=now, quota_left=quota_left(session, principal.tenant_id, now))
-    return evaluate(config, rule, event, history, active=row.active)
+    target = flow_target(session, principal.tenant_id, row.account_id, rule)
+    return evaluate(config, rule, event, history, active=row.active, flow=target)
+
+
+def flow_target(session: Session, tenant_id: str, account_id: str, rule: matching.Rule) -> FlowTarget | None:
+    """The flow ``rule`` starts, with its active graph (None: the rule starts no flow)."""
+    action = rule.actions.get("start_flow")
+    if not isinstance(action, dict) or not action.get("flow_id"):
+        return None
+    flow_id = str(action["flow_id"])
+    flow = flows_repo.get_flow(session, tenant_id, flow_id)
+    if flow is None or flow.account_id != account_id or flow.active_version is None:
+        return FlowTarget(flow_id)
+    row = flows_repo.get_version(session, tenant_id, flow_id, flow.active_version)
+    graph = None if row is None else FlowGraph.model_validate(row.graph)
+    return FlowTarget(flow_id, flow.active_version, graph)
+
+
+def preview_start(
+    target: FlowTarget, event: WebhookEvent, history: History, config: AccountConfig
+) -> FlowStartPreview:
+    """The run's first advance, by the pipeline's engine, for a new contact (nothing is written)."""
+    if target.graph is None or target.version is None:
+        return FlowStartPreview(flow_id=target.flow_id, would_start=False, reason="flow_inactive")
+    if not event.sender_id:
+        return FlowStartPreview(flow_id=target.flow_id, would_start=False, reason="no_recipient")
+    start = Start(
+        at=history.occurred_at,
+        comment_id=event.comment_id if event.is_comment else None,
+        inbound=event.kind in INBOUND_MESSAGE_KINDS,
+    )
+    result = advance(
+        target.graph,
+        new_run("dry-run", event.sender_id, target.graph),
+        start,
+        ContactFacts(draw=draw),
+        AccountFacts(status=config.status, quota_left=history.quota_left),
+        history.now,
+    )
+    return FlowStartPreview(
+        flow_id=target.flow_id,
+        version=target.version,
+        would_start=True,
+        first_step=target.graph.start,
+        sends=send_views(result),
+        decisions=decision_views(result),
+        status=str(result.state.status),
+        end_reason=str(result.end_reason) if result.end_reason else None,
+    )
 
 
 def _unmatched(
@@ -154,9 +234,16 @@ def _unmatched(
 
 
 def evaluate(
-    config: AccountConfig, rule: matching.Rule, event: WebhookEvent, history: History, *, active: bool = True
+    config: AccountConfig,
+    rule: matching.Rule,
+    event: WebhookEvent,
+    history: History,
+    *,
+    active: bool = True,
+    flow: FlowTarget | None = None,
 ) -> DryRunResult:
-    """The processor's verdict on ``event`` for ``rule``, explained."""
+    """The processor's verdict on ``event`` for ``rule``, explained; ``flow``: the flow the rule
+    starts (``flow_target``)."""
     keyword = matching.rule_matches(rule, event)
     unmatched = _unmatched(config, rule, event, keyword)
     if unmatched is not None:
@@ -192,24 +279,43 @@ def evaluate(
         live_window=history.live_window,
     )
     steps = plan_actions(event, match, facts, lambda _rule, _count: 0)
+    started = preview_start(flow, event, history, config) if flow is not None else None
     if len(steps) == 1 and steps[0].action is None:
-        return _not_run(
-            steps[0].reason, "the sample matches, but the automation has no actions", matched=True
-        )
-    actions = [_planned(rule, step) for step in steps]
-    sends = [a for a in actions if a.skipped is None]
-    result = DryRunResult(
-        matched=True,
-        would_run=bool(sends),
-        keyword=keyword,
-        reason=None if sends else "no_action_would_send",
-        explanation="the sample matches"
-        if sends
-        else "the sample matches, but every action would be skipped",
-        actions=actions,
-    )
+        if started is None:
+            return _not_run(
+                steps[0].reason, "the sample matches, but the automation has no actions", matched=True
+            )
+        steps = []  # the flow is the only action
+    result = _matched([_planned(rule, step) for step in steps], started, keyword)
     result.notes = _notes(rule, event, config)
     return result
+
+
+def _matched(
+    actions: list[PlannedAction], started: FlowStartPreview | None, keyword: str | None
+) -> DryRunResult:
+    """The verdict of a sample that matches: it runs if an action would send or the flow would start."""
+    sends = [a for a in actions if a.skipped is None]
+    runs = bool(sends) or (started is not None and started.would_start)
+    return DryRunResult(
+        matched=True,
+        would_run=runs,
+        keyword=keyword,
+        reason=None if runs else (started.reason if started else "no_action_would_send"),
+        explanation=_explanation(runs, started),
+        actions=actions,
+        flow=started,
+    )
+
+
+def _explanation(runs: bool, started: FlowStartPreview | None) -> str:
+    if started is not None and started.would_start:
+        return (
+            f"the sample matches: flow {started.flow_id} v{started.version} starts at {started.first_step!r}"
+        )
+    if started is not None:
+        return f"the sample matches, but flow {started.flow_id} would not start ({started.reason})"
+    return "the sample matches" if runs else "the sample matches, but every action would be skipped"
 
 
 _CLOSED = {

@@ -4,7 +4,8 @@ Invariants:
 - an automation belongs to one of the tenant's accounts and its actions name the tenant's templates
   (a reference to anything else is a 404, as for any id of another tenant);
 - actions fit the trigger: comment triggers send a private reply and/or a public reply; message,
-  story and postback triggers send a DM;
+  story and postback triggers send a DM; a flow started is one whose entry fits the trigger
+  (``domain.flows.TRIGGER_ENTRY``: a comment flow from a comment trigger, a message flow otherwise);
 - the plan's ``max_automations`` is checked under the tenant row lock, so concurrent creates cannot
   overshoot it;
 - every write invalidates the tenant's list cache and the processor's cache of each affected account
@@ -18,8 +19,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.orm import Session
 
-from replyflow.db.models import Automation
+from replyflow.db.models import Automation, Flow
 from replyflow.db.repositories import accounts, automations, flows, plans, templates, tenants
+from replyflow.domain.flows import TRIGGER_ENTRY, FlowGraph
 from replyflow.errors import NotFoundError, PlanLimitError, ValidationError
 from replyflow.ports import Cache
 from replyflow.services import cache_keys, write_through
@@ -193,7 +195,9 @@ def _invalidate(session: Session, cache: Cache, tenant_id: str, account_ids: set
     write_through.invalidate(session, lambda: cache_keys.invalidate_automations(cache, tenant_id, ids))
 
 
-def _check_references(session: Session, tenant_id: str, account_id: str, actions: Actions) -> None:
+def _check_references(
+    session: Session, tenant_id: str, account_id: str, actions: Actions, trigger: str
+) -> None:
     account = accounts.get(session, tenant_id, account_id)
     if account is None:
         raise NotFoundError("no such account", details={"field": "account_id"})
@@ -208,6 +212,46 @@ def _check_references(session: Session, tenant_id: str, account_id: str, actions
             raise NotFoundError(
                 "no such flow on this account", details={"field": "actions.start_flow.flow_id"}
             )
+        check_flow_entry(session, tenant_id, flow, trigger)
+
+
+def flow_entry(session: Session, tenant_id: str, flow: Flow, version: int | None = None) -> str | None:
+    """The entry of ``version`` of the flow (default: the active one, else the latest)."""
+    number = version or flow.active_version or flow.latest_version
+    row = flows.get_version(session, tenant_id, flow.id, number)
+    return None if row is None else FlowGraph.model_validate(row.graph).entry
+
+
+def check_flow_entry(
+    session: Session,
+    tenant_id: str,
+    flow: Flow,
+    trigger: str,
+    *,
+    version: int | None = None,
+    loc: tuple[str, ...] = ("body", "actions", "start_flow", "flow_id"),
+) -> None:
+    """Refuse a trigger whose events cannot start the flow: a comment flow's first send is the one
+    private reply (a message has no comment to answer), a message flow DMs in the window the
+    person's message opened (a comment opens none)."""
+    number = version or flow.active_version or flow.latest_version
+    entry = flow_entry(session, tenant_id, flow, number)
+    expected = TRIGGER_ENTRY.get(trigger)
+    if entry is None or expected is None or entry == expected:
+        return
+    raise ValidationError(
+        f"the {trigger} trigger starts flows whose entry is {expected!r}; "
+        f"flow {flow.id} (version {number}) has entry {entry!r}",
+        code="flow_entry_mismatch",
+        details=[
+            {
+                "loc": list(loc),
+                "type": "flow_entry_mismatch",
+                "trigger": trigger,
+                "entry": entry,
+            }
+        ],
+    )
 
 
 def list_automations(
@@ -238,7 +282,7 @@ def get_automation(session: Session, principal: Principal, automation_id: str) -
 def create(session: Session, cache: Cache, principal: Principal, request: AutomationCreate) -> AutomationView:
     principal.require("admin")
     tenants.get(session, principal.tenant_id, for_update=True)
-    _check_references(session, principal.tenant_id, request.account_id, request.actions)
+    _check_references(session, principal.tenant_id, request.account_id, request.actions, request.trigger)
     plan = plans.plan_for_tenant(session, principal.tenant_id)
     if automations.count_for_tenant(session, principal.tenant_id) >= plan.max_automations:
         raise PlanLimitError(
@@ -288,7 +332,7 @@ def update(
         **changes,
     }
     checked = AutomationCreate.model_validate(merged)  # pydantic's error maps to 422 with field locations
-    _check_references(session, principal.tenant_id, checked.account_id, checked.actions)
+    _check_references(session, principal.tenant_id, checked.account_id, checked.actions, checked.trigger)
     old_account = row.account_id
     for field, value in checked.model_dump(mode="json").items():
         setattr(row, field, value)

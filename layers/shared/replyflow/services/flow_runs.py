@@ -325,7 +325,7 @@ class FlowRunner:
             session.flush()
             applied.timer = (timer.id, timer.due_at)
         for decision in result.decisions:
-            self._log_decision(session, scope, run, decision)
+            self._log_decision(session, scope, run, decision, now)
         if result.end_reason is not None and result.end_reason not in (
             EndReason.COMPLETED,
             EndReason.WAIT_TIMEOUT,
@@ -354,7 +354,9 @@ class FlowRunner:
         else:
             self._contacts.set_field(session, tenant_id, account_id, igsid, name, value or "", now=now)
 
-    def _log_decision(self, session: Session, scope: FlowScope, run: FlowRun, decision: StepDecision) -> None:
+    def _log_decision(
+        self, session: Session, scope: FlowScope, run: FlowRun, decision: StepDecision, now: datetime
+    ) -> None:
         detail = f"flow {run.flow_id} v{run.version} run {run.id} step {decision.step_id}"
         if decision.reason:
             detail += f": {decision.reason}"
@@ -376,6 +378,7 @@ class FlowRunner:
             step_id=decision.step_id,
             outcome=str(decision.outcome),
             reason=decision.reason if decision.outcome in _COUNTED_WITH_REASON else None,
+            day=now.date(),
         )
 
     def _log_skip(

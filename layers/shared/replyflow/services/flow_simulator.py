@@ -151,14 +151,8 @@ class _Conversation:
                 at=self.now.isoformat() + "Z",
                 event=event_view,
                 handled=bool(result and result.handled),
-                sends=[
-                    {"step_id": s.step_id, "kind": str(s.kind), "message": s.payload.get("message")}
-                    for s in (result.sends if result else [])
-                ],
-                decisions=[
-                    {"step_id": d.step_id, "outcome": str(d.outcome), "reason": d.reason}
-                    for d in (result.decisions if result else [])
-                ],
+                sends=send_views(result),
+                decisions=decision_views(result),
                 changes=[
                     {"op": c.op, "name": c.name, "value": c.value} for c in (result.changes if result else [])
                 ],
@@ -172,6 +166,21 @@ class _Conversation:
                 step_id=state.step_id if state else None,
             )
         )
+
+
+def send_views(result: Advance | None) -> list[dict[str, Any]]:
+    """The sends of an advance as the simulator and the dry run show them."""
+    return [
+        {"step_id": s.step_id, "kind": str(s.kind), "message": s.payload.get("message")}
+        for s in (result.sends if result else [])
+    ]
+
+
+def decision_views(result: Advance | None) -> list[dict[str, Any]]:
+    return [
+        {"step_id": d.step_id, "outcome": str(d.outcome), "reason": d.reason}
+        for d in (result.decisions if result else [])
+    ]
 
 
 def simulate(graph: FlowGraph, request: SimulateRequest, *, now: datetime) -> SimulateView:

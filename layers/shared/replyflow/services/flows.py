@@ -8,7 +8,7 @@ the caller's ``Principal``; an id of another tenant is a 404.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
@@ -16,12 +16,14 @@ from sqlalchemy.orm import Session
 
 from replyflow.db.models import Flow, FlowVersion
 from replyflow.db.repositories import accounts
+from replyflow.db.repositories import automations as automations_repo
 from replyflow.db.repositories import flows as flows_repo
 from replyflow.domain.flows import FlowGraph, follow_gate_graph, parse_graph
 from replyflow.errors import NotFoundError, ValidationError
 from replyflow.ports import Cache
 from replyflow.services import automations
 from replyflow.services.access import Principal
+from replyflow.services.day_range import day_range
 from replyflow.services.flow_simulator import SimulateRequest, SimulateView, simulate
 from replyflow.timestamps import UtcDateTime
 
@@ -86,10 +88,17 @@ class StepStat(BaseModel):
     count: int
 
 
+class StepDayStat(StepStat):
+    date: date
+
+
 class FlowStatsView(BaseModel):
     flow_id: str
     steps: list[StepStat]
     totals: dict[str, int]
+    since: date
+    until: date
+    days: list[StepDayStat] = Field(description="the step counters per UTC day of [since, until]")
 
 
 class FollowGateView(BaseModel):
@@ -159,9 +168,21 @@ def activate(session: Session, principal: Principal, flow_id: str, version: int 
     flow = _get(session, principal, flow_id)
     if version is not None and flows_repo.get_version(session, principal.tenant_id, flow_id, version) is None:
         raise ValidationError(f"flow {flow_id} has no version {version}", code="no_such_version")
+    if version is not None:
+        _check_starters(session, principal.tenant_id, flow, version)
     flow.active_version = version
     session.flush()
     return view(flow)
+
+
+def _check_starters(session: Session, tenant_id: str, flow: Flow, version: int) -> None:
+    """A version whose entry does not fit an automation that starts the flow is not activated."""
+    for row in automations_repo.list_for_tenant(session, tenant_id, account_id=flow.account_id):
+        start = (row.actions or {}).get("start_flow")
+        if isinstance(start, dict) and start.get("flow_id") == flow.id:
+            automations.check_flow_entry(
+                session, tenant_id, flow, row.trigger, version=version, loc=("body", "version")
+            )
 
 
 def create_follow_gate(
@@ -215,8 +236,18 @@ def simulate_draft(principal: Principal, request: DraftSimulateRequest, *, now: 
     return simulate(graph, SimulateRequest.model_validate(request.model_dump(exclude={"graph"})), now=now)
 
 
-def stats(session: Session, principal: Principal, flow_id: str) -> FlowStatsView:
-    """Step analytics of every version: entered, sent, tapped, captured, completed, dropped by reason."""
+def stats(
+    session: Session,
+    principal: Principal,
+    flow_id: str,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    now: datetime,
+) -> FlowStatsView:
+    """Step analytics of every version: entered, sent, tapped, captured, completed, dropped by reason,
+    since the flow was created and per day of ``[since, until]`` (default: the last 7 days)."""
+    since, until = day_range(since, until, now=now)
     _get(session, principal, flow_id)
     rows = flows_repo.step_stats(session, principal.tenant_id, flow_id)
     totals: dict[str, int] = {}
@@ -228,4 +259,15 @@ def stats(session: Session, principal: Principal, flow_id: str) -> FlowStatsView
         )
         for r in rows
     ]
-    return FlowStatsView(flow_id=flow_id, steps=steps, totals=totals)
+    days = [
+        StepDayStat(
+            date=r.day,
+            version=r.version,
+            step_id=r.step_id,
+            outcome=r.outcome,
+            reason=r.reason or None,
+            count=r.count,
+        )
+        for r in flows_repo.step_days(session, principal.tenant_id, since, until, flow_id)
+    ]
+    return FlowStatsView(flow_id=flow_id, steps=steps, totals=totals, since=since, until=until, days=days)

@@ -8,7 +8,8 @@ Per event, in one database transaction:
    not (a private reply does not open the window, docs/instagram.md#private-replies);
 3. match the account's active automations (``domain.matching`` documents the order and the
    several-matches rule); cooldown is a Redis ``SET NX EX`` hold per contact per automation, given
-   back if the transaction fails; "new contacts only" is whether the contact existed before step 2,
+   back if the transaction fails; "new contacts only" is whether this event's INSERT created the
+   contact (``contacts_repo.claim_first_seen``, before step 2's touch: a DB-level claim),
    "once per person per post" a claim row taken in this transaction. With Redis down the ledger
    decides the cooldown, and the comment id the reply variant (docs/architecture.md, "The message
    lifecycle in types");
@@ -193,7 +194,7 @@ class EventProcessor:
         new_contact = True
         if event.sender_id:
             if config is not None and any(rule.new_contacts_only for rule in config.rules):
-                new_contact = not contacts_repo.exists_for(session, tenant_id, account_id, event.sender_id)
+                new_contact = contacts_repo.claim_first_seen(session, tenant_id, account_id, event.sender_id)
             contacts_repo.touch(
                 session,
                 tenant_id,

@@ -15,18 +15,22 @@ from sqlalchemy.orm import Session
 
 from replyflow.db.repositories import flows as flows_repo
 from replyflow.db.repositories import log_queries
-from replyflow.errors import ValidationError
 from replyflow.ports import Cache
 from replyflow.services.access import Principal
+from replyflow.services.day_range import day_range
 
-MAX_DAYS = 92
-DEFAULT_DAYS = 7
 STATS_TTL_SECONDS = 60
 
 
 class DailyStats(BaseModel):
     date: date
     automation_id: str | None
+    counts: dict[str, int]
+
+
+class FlowDay(BaseModel):
+    date: date
+    flow_id: str
     counts: dict[str, int]
 
 
@@ -38,6 +42,8 @@ class StatsView(BaseModel):
     # Per flow, its step outcomes since it was created (entered, sent, tapped, captured, completed,
     # dropped, ...: the flow_step_stats counters; per step and version: GET /v1/flows/{id}/stats).
     flows: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # Per day of the range and flow, its step outcomes that day (the flow_step_daily counters).
+    flow_days: list[FlowDay] = Field(default_factory=list)
 
 
 def stats(
@@ -52,15 +58,7 @@ def stats(
     now: datetime,
 ) -> StatsView:
     """Days are UTC; ``until`` is inclusive. Defaults: the last 7 days including today."""
-    until = until or now.date()
-    # The calendar starts at 0001-01-01: a default range that would reach before it starts there.
-    since = since or date.fromordinal(max(1, until.toordinal() - (DEFAULT_DAYS - 1)))
-    if since > until:
-        raise ValidationError("since must not be after until", details=[{"loc": ["query", "since"]}])
-    if (until - since).days + 1 > MAX_DAYS:
-        raise ValidationError(
-            f"the range may cover at most {MAX_DAYS} days", details=[{"loc": ["query", "since"]}]
-        )
+    since, until = day_range(since, until, now=now)
     key = f"{{t:{principal.tenant_id}}}:stats:{since}:{until}:{automation_id or ''}:{account_id or ''}"
     cached = cache.get_json(key)
     if isinstance(cached, dict):
@@ -86,6 +84,15 @@ def stats(
         items=items,
         totals=dict(totals),
         flows={flow_id: dict(counts) for flow_id, counts in flows.items()},
+        flow_days=flow_days(session, principal.tenant_id, since, until),
     )
     cache.set_json(key, result.model_dump(mode="json"), STATS_TTL_SECONDS)
     return result
+
+
+def flow_days(session: Session, tenant_id: str, since: date, until: date) -> list[FlowDay]:
+    """Each flow's outcome counts per day of ``[since, until]``, by day then flow."""
+    grouped: dict[tuple[date, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in flows_repo.step_days(session, tenant_id, since, until):
+        grouped[(row.day, row.flow_id)][row.outcome] += row.count
+    return [FlowDay(date=day, flow_id=flow, counts=dict(counts)) for (day, flow), counts in grouped.items()]

@@ -499,9 +499,11 @@ class FlowService:
                 session, principal, flow_id, body, version=version, now=self.clock.now()
             )
 
-    def stats(self, principal: Principal, flow_id: str) -> flows.FlowStatsView:
+    def stats(
+        self, principal: Principal, flow_id: str, since: date | None = None, until: date | None = None
+    ) -> flows.FlowStatsView:
         with self.unit_of_work() as session:
-            return flows.stats(session, principal, flow_id)
+            return flows.stats(session, principal, flow_id, since=since, until=until, now=self.clock.now())
 
 
 @dataclass(frozen=True, eq=False)

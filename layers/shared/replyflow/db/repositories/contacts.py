@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, select
+from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
@@ -93,14 +93,25 @@ def find(session: Session, tenant_id: str, account_id: str, igsid: str) -> Conta
     )
 
 
-def exists_for(session: Session, tenant_id: str, account_id: str, igsid: str) -> bool:
-    """Whether this person is already a contact of the account (before the current event's touch)."""
-    found = session.scalar(
-        select(Contact.id).where(
-            Contact.tenant_id == tenant_id, Contact.account_id == account_id, Contact.igsid == igsid
-        )
+def claim_first_seen(session: Session, tenant_id: str, account_id: str, igsid: str) -> bool:
+    """Insert the contact if absent; True only in the one transaction whose INSERT created the row.
+
+    "New contacts only" rests on this, not on a read: two first events of one person processed at
+    once would both read "absent" (neither sees the other's uncommitted row). Both reach this INSERT
+    instead; the unique key makes the second wait for the first transaction, then find the row (the
+    first committed: not new) or insert it (the first rolled back: new). ``touch`` then fills it in.
+    With three or more at once, InnoDB may choose one of the waiters as a deadlock victim (they
+    share the lock that found the row): that event fails and is retried, and finds the contact.
+    """
+    now = utcnow()
+    ignore = "IGNORE" if session.get_bind().dialect.name in ("mysql", "mariadb") else "OR IGNORE"
+    stmt = (
+        insert(Contact.__table__)  # type: ignore[arg-type]
+        .prefix_with(ignore)
+        .values(tenant_id=tenant_id, account_id=account_id, igsid=igsid, created_at=now, updated_at=now)
     )
-    return found is not None
+    result = cast(CursorResult[Any], session.execute(stmt))
+    return result.rowcount == 1
 
 
 def last_inbound_at(session: Session, tenant_id: str, account_id: str, igsid: str) -> datetime | None:

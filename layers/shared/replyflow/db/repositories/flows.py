@@ -6,21 +6,23 @@ Invariants:
   (``active_key`` '1' while active, null once ended), inside a SAVEPOINT, None when taken;
 - a timer fires once: ``claim_timer`` is one conditional UPDATE ``pending`` -> ``fired``, made in
   the transaction that advances the run, so two sweeps (or a sweep and a redelivery) cannot both act;
-- the timer sweep is platform-wide (a job), so ``due_timers`` takes an optional list of tenant ids.
+- the timer sweep is platform-wide (a job), so ``due_timers`` takes an optional list of tenant ids;
+- step counters go to the totals and to the day's row in one call (``count_step``);
+- retention deletes only finished runs (``active_key`` null), with their timers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from replyflow.db.engine import is_duplicate_key
-from replyflow.db.models import Flow, FlowRun, FlowStepStat, FlowTimer, FlowVersion
+from replyflow.db.models import Flow, FlowRun, FlowStepDaily, FlowStepStat, FlowTimer, FlowVersion
 from replyflow.db.repositories._upsert import upsert
 
 ACTIVE = "1"
@@ -194,6 +196,9 @@ def get_timer(session: Session, tenant_id: str, timer_id: int) -> FlowTimer | No
 # -- step analytics --------------------------------------------------------------------------------
 
 
+_STEP_KEY = ["tenant_id", "flow_id", "version", "step_id", "outcome", "reason"]
+
+
 def count_step(
     session: Session,
     tenant_id: str,
@@ -203,21 +208,27 @@ def count_step(
     step_id: str,
     outcome: str,
     reason: str | None,
+    day: date,
 ) -> None:
-    table = FlowStepStat.__table__
+    """One more ``outcome`` of the step, in the totals and in ``day``'s counters (two upserts)."""
+    key = {
+        "tenant_id": tenant_id,
+        "flow_id": flow_id,
+        "version": version,
+        "step_id": step_id[:64],
+        "outcome": outcome,
+        "reason": (reason or "")[:32],
+    }
+    _bump(session, FlowStepStat.__table__, key, _STEP_KEY)  # type: ignore[arg-type]
+    _bump(session, FlowStepDaily.__table__, {**key, "day": day}, [*_STEP_KEY, "day"])  # type: ignore[arg-type]
+
+
+def _bump(session: Session, table: Table, key: dict[str, Any], conflict: list[str]) -> None:
     upsert(
         session,
-        table,  # type: ignore[arg-type]
-        {
-            "tenant_id": tenant_id,
-            "flow_id": flow_id,
-            "version": version,
-            "step_id": step_id[:64],
-            "outcome": outcome,
-            "reason": (reason or "")[:32],
-            "count": 1,
-        },
-        conflict=["tenant_id", "flow_id", "version", "step_id", "outcome", "reason"],
+        table,
+        {**key, "count": 1},
+        conflict=conflict,
         update={"count": lambda new: table.c.count + new.count},
     )
 
@@ -229,3 +240,68 @@ def step_stats(session: Session, tenant_id: str, flow_id: str | None = None) -> 
     return session.scalars(
         query.order_by(FlowStepStat.flow_id, FlowStepStat.version, FlowStepStat.step_id, FlowStepStat.outcome)
     ).all()
+
+
+def step_days(
+    session: Session, tenant_id: str, since: date, until: date, flow_id: str | None = None
+) -> Sequence[FlowStepDaily]:
+    """The daily step counters of ``[since, until]`` (days inclusive), of one flow or all."""
+    query = select(FlowStepDaily).where(
+        FlowStepDaily.tenant_id == tenant_id, FlowStepDaily.day >= since, FlowStepDaily.day <= until
+    )
+    if flow_id is not None:
+        query = query.where(FlowStepDaily.flow_id == flow_id)
+    return session.scalars(
+        query.order_by(
+            FlowStepDaily.day,
+            FlowStepDaily.flow_id,
+            FlowStepDaily.version,
+            FlowStepDaily.step_id,
+            FlowStepDaily.outcome,
+            FlowStepDaily.reason,
+        )
+    ).all()
+
+
+# -- retention -------------------------------------------------------------------------------------
+
+
+def finished_runs_before(session: Session, tenant_id: str, cutoff: datetime, limit: int) -> list[str]:
+    """Ids of the tenant's runs that ended before ``cutoff`` (an active run has no ``ended_at``)."""
+    return list(
+        session.scalars(
+            select(FlowRun.id)
+            .where(
+                FlowRun.tenant_id == tenant_id,
+                FlowRun.ended_at < cutoff,
+                FlowRun.active_key.is_(None),
+            )
+            .order_by(FlowRun.ended_at, FlowRun.id)
+            .limit(limit)
+        )
+    )
+
+
+def delete_finished_runs(session: Session, tenant_id: str, run_ids: Sequence[str]) -> tuple[int, int]:
+    """Delete these finished runs and their timers; ``(runs, timers)`` deleted. The run's condition is
+    repeated, so an id that is somehow active again is left alone."""
+    if not run_ids:
+        return 0, 0
+    timers = session.execute(
+        delete(FlowTimer)
+        .where(
+            FlowTimer.tenant_id == tenant_id,
+            FlowTimer.run_id.in_(
+                select(FlowRun.id).where(
+                    FlowRun.tenant_id == tenant_id, FlowRun.id.in_(run_ids), FlowRun.active_key.is_(None)
+                )
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    runs = session.execute(
+        delete(FlowRun)
+        .where(FlowRun.tenant_id == tenant_id, FlowRun.id.in_(run_ids), FlowRun.active_key.is_(None))
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(runs, "rowcount", 0)), int(getattr(timers, "rowcount", 0))

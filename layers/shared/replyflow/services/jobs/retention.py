@@ -18,6 +18,8 @@ Invariants:
 - A tenant's dedupe claims (``dedupe_claims``) made before its cutoff are deleted after its ledger
   rows, in chunks, except those whose ledger row is still there (kept unarchived or pending), so a
   key is never released while its row exists.
+- A tenant's finished flow runs that ended before its cutoff go last, with their timers; active runs
+  never (:mod:`~replyflow.services.jobs.flow_retention`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from replyflow.db.repositories import log_archive
 from replyflow.db.repositories import partitions as parts
 from replyflow.db.repositories.partitions import Partition
 from replyflow.services.jobs.common import Deadline, JobResult
+from replyflow.services.jobs.flow_retention import purge_flow_runs
 from replyflow.services.jobs.partitions import drop_expired_partitions
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention, tenant_retentions
 
@@ -113,6 +116,10 @@ def run_retention(
                 result.stopped_early = True
                 break
         if not result.stopped_early and not _purge_claims(
+            sessions, policy, now, deadline, chunk_size, counts
+        ):
+            result.stopped_early = True
+        if not result.stopped_early and not purge_flow_runs(
             sessions, policy, now, deadline, chunk_size, counts
         ):
             result.stopped_early = True
