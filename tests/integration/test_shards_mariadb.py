@@ -151,3 +151,23 @@ def test_a_move_to_an_unknown_shard_or_of_an_unknown_tenant_is_refused(env: ApiE
         mover.move("0" * 26, "s1")
     with pytest.raises(NotFoundError):
         mover.move("0" * 26, "s9")
+
+
+def test_meta_callbacks_reach_the_tenant_on_any_shard(
+    env: ApiEnv, shard_urls: dict[str, str], tenant_a: dict[str, str]
+) -> None:
+    """Last in this module: it erases a contact of A and disconnects A's account."""
+    from replyflow.services.meta_callbacks import sign_request
+
+    secret = env.settings.instagram_app_secret.get_secret_value()
+    router = _router(env)
+    shard = next(name for name in router.names if name != router.default)  # not where unbound sessions go
+    ShardMover(router, now=utcnow, settle_seconds=0).move(tenant_a["tenant_id"], shard)
+    assert _count(shard_urls[shard], "contacts", tenant_a["tenant_id"]) == 1
+    receipt = env.deps.meta_callbacks.request_deletion(
+        sign_request({"user_id": tenant_a["contact_igsid"]}, secret), status_url="https://x/{code}"
+    )
+    assert receipt.confirmation_code
+    assert _count(shard_urls[shard], "contacts", tenant_a["tenant_id"]) == 0
+    result = env.deps.meta_callbacks.deauthorize(sign_request({"user_id": "17841499000000001"}, secret))
+    assert result.accounts_disconnected == 1

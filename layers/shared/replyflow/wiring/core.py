@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from replyflow.settings import Settings
@@ -109,6 +110,16 @@ class Clients:
             if url == s.database_url and s.database_reader_url and name not in readers:
                 readers[name] = s.database_reader_url
         return _router(s, s.database_reader_url or s.database_url, readers, self.shard_router)
+
+    def shard_scopes(self) -> list[AbstractContextManager[None]]:
+        """One context per shard, in which sessions open on that shard (one, doing nothing, without
+        shards): what must reach every tenant's data whatever its shard (Meta's deletion callbacks)."""
+        router = self.shard_router
+        if router is None:
+            return [nullcontext()]
+        from replyflow.db.shards import on_shard
+
+        return [on_shard(name) for name in router.names]
 
     @once
     def app_secrets(self) -> AppSecrets:
