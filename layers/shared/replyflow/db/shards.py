@@ -166,7 +166,10 @@ class ShardRouter:
         if named is not None:
             return named
         tenant_id = bound_tenant()
-        return self.shard_of(tenant_id) if tenant_id else self.default
+        if not tenant_id:
+            return self.default
+        # A readers' router reads a paused tenant from its old shard; a writers' refuses it.
+        return self.shard_of(tenant_id, writable=self._placements is None)
 
     def shard_of(self, tenant_id: str, *, writable: bool = True) -> str:
         """The tenant's shard, placing a tenant seen for the first time on the emptiest shard;
