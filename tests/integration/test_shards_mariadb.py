@@ -143,6 +143,37 @@ def test_a_move_resumes_after_a_crash_at_every_step_and_keeps_every_row(
     assert _count(shard_urls[target], "automations", tenant_id) == 0
 
 
+def test_the_cli_lists_the_shards_and_moves_a_tenant(
+    env: ApiEnv, shard_urls: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from local.cli import build_parser, install_settings, reset_settings, run_command
+
+    tenant_id = env.signup("TenantCli")["tenant_id"]
+    router = _router(env)
+    target = "s1" if router.shard_of(tenant_id) == "s0" else "s0"
+    install_settings(env.settings)
+    try:
+        assert (
+            run_command(
+                build_parser().parse_args(["shards", "move", tenant_id, "--to", target, "--settle", "0"])
+            )
+            == 0
+        )
+        assert json.loads(capsys.readouterr().out)["state"] == "done"
+        assert run_command(build_parser().parse_args(["shards", "list"])) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert [s["name"] for s in listed["shards"]] == ["s0", "s1"]
+        assert listed["moves"] == []
+        assert run_command(build_parser().parse_args(["shards", "move", tenant_id, "--to", "s7"])) == 1
+        assert "not_found" in capsys.readouterr().err
+    finally:
+        reset_settings()
+    router.forget(tenant_id)
+    assert router.shard_of(tenant_id) == target
+
+
 def test_a_move_to_an_unknown_shard_or_of_an_unknown_tenant_is_refused(env: ApiEnv) -> None:
     from replyflow.errors import NotFoundError
 

@@ -67,3 +67,11 @@ def test_the_shard_comes_from_the_named_shard_then_the_bound_tenant_then_the_def
     finally:
         clear_tenant()
     assert router.current_shard() == "s0"
+
+
+def test_shards_on_sqlite_are_refused_with_a_reason() -> None:
+    settings = Settings(
+        database_url="sqlite:///a.db", database_shard_urls={"s0": "sqlite:///a.db", "s1": "sqlite:///b.db"}
+    )
+    with pytest.raises(ValueError, match="need MySQL"):
+        assert Clients(settings).shard_router is None  # never reached: building it raises

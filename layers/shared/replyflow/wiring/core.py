@@ -199,6 +199,10 @@ def _router(
     """``placements``: the router whose directory places tenants (the readers' is the writers')."""
     if not sharded(s):
         return None
+    if any(url.startswith("sqlite") for url in (s.database_url, *s.database_shard_urls.values())):
+        raise ValueError(
+            "tenant shards need MySQL (DATABASE_URL and DATABASE_SHARD_URLS); SQLite has one shard"
+        )
     from replyflow.db.engine import get_engine
     from replyflow.db.shards import ShardRouter
 
