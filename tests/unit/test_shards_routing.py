@@ -54,6 +54,7 @@ def test_the_shard_comes_from_the_named_shard_then_the_bound_tenant_then_the_def
     router = ShardRouter(directory, {"s0": directory, "s1": shard}, default="s0")
     router._cache["t1"] = (float("inf"), Placement("s1", "active"))
     router._cache["t2"] = (float("inf"), Placement("s1", "moving"))
+    clear_tenant()  # an earlier test of this worker may have left its tenant bound to the thread
     assert router.current_shard() == "s0"
     bind_tenant("t1")
     try:
