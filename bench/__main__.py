@@ -17,6 +17,8 @@ Suites, in order (each module's docstring says exactly what it measures):
 - ``broker``: the local broker alone, in memory and on its SQLite state file;
 - ``retention``: retention and the logs page on MariaDB, chunked deletes (before) beside partitioned
   logs (after), on the same generated rows;
+- ``shards``: a unit of work on one database beside one routed to the tenant's shard, and a tenant's
+  move between two MariaDB shards (rows per second);
 - ``billing``: the subscription spike: 200 tenants check out and pay at once on the local stack and
   its Stripe fake, every event delivered twice; one customer and one subscription each;
 - ``console``: the console in Chromium over the local stack, logs and stats time to interactive with a
@@ -49,6 +51,7 @@ from bench import (
     flows_faults,
     redis_outage,
     retention,
+    shards,
     webhook,
     workers,
 )
@@ -68,6 +71,7 @@ SUITES: dict[str, Suite] = {
     "api": api.run,
     "broker": broker.run,
     "retention": retention.run,
+    "shards": shards.run,
     "billing": billing.run,
     "console": console.run,
 }
@@ -82,6 +86,7 @@ FULL: dict[str, dict[str, Any]] = {
     "api": {"log_rows": 1_000_000, "calls": 300, "stats_calls": 5},
     "broker": {"messages": 20_000},
     "retention": {"rows": 2_000_000, "calls": 200, "flat_seconds": 60.0},
+    "shards": {"rows": 200_000, "calls": 500},
     "billing": {"tenants": 200},
     "console": {"log_rows": 1_000_000, "samples": 20},
 }
@@ -96,6 +101,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "api": {"log_rows": 100_000, "calls": 50, "stats_calls": 2},
     "broker": {"messages": 2_000},
     "retention": {"rows": 200_000, "calls": 50, "flat_seconds": 10.0},
+    "shards": {"rows": 20_000, "calls": 100},
     "billing": {"tenants": 20},
     "console": {"log_rows": 50_000, "samples": 5},
 }

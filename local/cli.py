@@ -613,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--clear", action="store_true", help="delete every email in the outbox")
     outbox.set_defaults(func=cmd_outbox)
 
+    from local import shards_cli
+
+    shards_cli.register(subparsers)
     try:
         extension = importlib.import_module("local.jobs_cli")
     except ModuleNotFoundError as error:

@@ -108,12 +108,15 @@ def describe_redis(url: str | None) -> str:
 def migrate(settings: Settings) -> None:
     from sqlalchemy.engine import make_url
 
-    from replyflow.db.migrate import upgrade
+    from replyflow.db.migrate import upgrade, upgrade_all
 
     parsed = make_url(settings.database_url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.database_url)
+    if settings.database_shard_urls:  # the directory and every shard
+        upgrade_all(settings.database_url, settings.database_shard_urls)
+    else:
+        upgrade(settings.database_url)
 
 
 def seed(clients: Clients, access_token: str) -> DemoInfo:

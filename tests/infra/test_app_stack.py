@@ -409,6 +409,17 @@ REDIS_SECRET = {"Fn::GetAtt": ["Cache", "Outputs.AuthSecretArn"]}
 DATABASE_SECRETS = [
     {"Fn::GetAtt": ["Database", "Outputs.DatabaseSecretArn"]},
     {"Fn::GetAtt": ["Database", "Outputs.AppUserSecretArn"]},
+] + [
+    # The tenant shards' (docs/scaling.md#database-sharding), when ShardCount creates them.
+    {
+        "Fn::If": [
+            f"HasShard{i}",
+            {"Fn::GetAtt": [f"DatabaseShard{i}", f"Outputs.{secret}"]},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    for i in (1, 2, 3)
+    for secret in ("DatabaseSecretArn", "AppUserSecretArn")
 ]
 # What each function reads at run time, and nothing more.
 SECRETS_READ = {

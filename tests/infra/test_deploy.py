@@ -32,7 +32,13 @@ def _connect_user(function: dict[str, Any]) -> str | None:
     for policy in function["Properties"]["Policies"]:
         for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
             if statement["Action"] == "rds-db:connect":
-                user = statement["Resource"]["Fn::Sub"][1]["User"]["Fn::GetAtt"]
+                # The first resource is shard s0's proxy (the directory); the others are the shards'.
+                first = (
+                    statement["Resource"][0]
+                    if isinstance(statement["Resource"], list)
+                    else statement["Resource"]
+                )
+                user = first["Fn::Sub"][1]["User"]["Fn::GetAtt"]
                 assert user[0] == "Database"
                 return str(user[1]).removeprefix("Outputs.")
     return None
@@ -68,7 +74,9 @@ def test_only_the_migrate_function_reads_the_database_secrets(functions: dict[st
     for name, fn in functions.items():
         for node in walk(fn["Properties"]["Policies"]):
             if isinstance(node, dict) and node.get("Action") == "secretsmanager:GetSecretValue":
-                outputs = {ref[1] for ref in (r["Fn::GetAtt"] for r in node["Resource"])}
+                # A shard's secrets are ``Fn::If [HasShardN, GetAtt, NoValue]``: the GetAtt counts.
+                refs = [r["Fn::If"][1] if "Fn::If" in r else r for r in node["Resource"]]
+                outputs = {ref["Fn::GetAtt"][1] for ref in refs}
                 if outputs & database_secrets:
                     readers.add(name)
                     assert outputs == database_secrets

@@ -15,6 +15,7 @@ from replyflow.adapters.jwt_keys import KeyRing
 from replyflow.db.engine import session_scope
 from replyflow.db.repositories import contacts as contacts_repo
 from replyflow.domain.flows import follow_gate_graph
+from replyflow.observability import bind_tenant, clear_tenant
 from replyflow.services import tokens
 from tests.unit.test_api_support import ApiEnv, make_env
 
@@ -73,6 +74,7 @@ def tenant_a(env: ApiEnv) -> dict[str, str]:
     key = env.call("POST", "/v1/api-keys", token=token, body={"name": "A key"}).body
     member = env.invite_and_accept(token, "a-member@example.com")
     invitation = env.call("POST", "/v1/members", token=token, body={"email": "a-pending@example.com"}).body
+    bind_tenant(owner["tenant_id"])  # the session opens on A's shard when tenants are sharded
     with session_scope(env.deps.clients.writer_sessions) as session:
         contacts_repo.touch(
             session,
@@ -85,6 +87,7 @@ def tenant_a(env: ApiEnv) -> dict[str, str]:
         contact = contacts_repo.find(session, owner["tenant_id"], account["id"], "igsid-of-a-contact")
         assert contact is not None
         contact_id = str(contact.id)
+    clear_tenant()
     patched = env.call(
         "PATCH",
         f"/v1/contacts/{contact_id}",

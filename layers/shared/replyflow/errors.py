@@ -120,3 +120,10 @@ class BillingSignatureError(BadRequestError):
     """A provider webhook whose signature does not verify (Stripe expects a 400)."""
 
     code = "invalid_signature"
+
+
+class TenantMovingError(ReplyflowError):
+    """The tenant is being moved to another shard; its writes are paused until the switch (seconds)."""
+
+    code = "tenant_moving"
+    status = 503

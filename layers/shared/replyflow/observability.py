@@ -10,6 +10,7 @@ messages carry the trace on to their consumers. Outside Lambda the tracer is dis
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -75,18 +76,28 @@ tracer = Tracer(
 __all__ = ["MetricUnit", "bind_tenant", "clear_tenant", "logger", "metrics", "traced", "tracer"]
 
 _TENANT_KEYS = ("tenant_id", "account_id")
+_bound = threading.local()
 
 
 def bind_tenant(tenant_id: str | None, account_id: str | None = None) -> None:
-    """Attach the tenant (and account) to every following log line of this request or record.
+    """Attach the tenant (and account) to every following log line of this request or record, and
+    to the sessions it opens (their shard is the tenant's, ``db/shards.py``).
 
     Thread-local: the workers handle a batch's records (of different tenants) on a thread pool."""
     logger.thread_safe_append_keys(tenant_id=tenant_id, account_id=account_id)
+    _bound.tenant_id = tenant_id
 
 
 def clear_tenant() -> None:
     """Forget the tenant of the previous request or record (a warm process handles many)."""
     logger.thread_safe_remove_keys(_TENANT_KEYS)
+    _bound.tenant_id = None
+
+
+def bound_tenant() -> str | None:
+    """The tenant this thread's request or record was bound to, if any."""
+    tenant_id: str | None = getattr(_bound, "tenant_id", None)
+    return tenant_id
 
 
 def tracing_enabled() -> bool:

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     database_reader_url: str | None = Field(default=None, repr=False)
     database_pool_size: int = Field(default=2, ge=1, le=50)
     database_iam_auth: bool = False  # RDS Proxy IAM auth: a signed token per connection, no password
+    # Tenant shards (docs/scaling.md#database-sharding): shard name -> writer URL, as JSON. Empty: one
+    # shard, DATABASE_URL itself. DATABASE_URL is always the directory (tenant -> shard, identity,
+    # billing); it may also be one of the shards.
+    database_shard_urls: dict[str, str] = Field(default_factory=dict, repr=False)
+    database_shard_reader_urls: dict[str, str] = Field(default_factory=dict, repr=False)
     redis_url: str | None = Field(default=None, repr=False)
 
     # Instagram. The app has two secrets (docs/deploy.md says where each is): the Instagram app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,3 +53,16 @@ def known_revision(revision: str) -> bool:
         return ScriptDirectory.from_config(alembic_config("")).get_revision(revision) is not None
     except CommandError:
         return False
+
+
+def upgrade_all(directory_url: str, shard_urls: Mapping[str, str], revision: str = "head") -> None:
+    """Migrate the directory and every shard (docs/scaling.md#database-sharding), then prepare each
+    shard: its id range, and the plans it mirrors. ``shard_urls`` in their configured order (a new
+    shard is appended: its position is its id range)."""
+    from replyflow.db.shards import prepare_shard
+
+    upgrade(directory_url, revision)
+    for index, url in enumerate(shard_urls.values()):
+        if url != directory_url:
+            upgrade(url, revision)
+        prepare_shard(directory_url, url, index)

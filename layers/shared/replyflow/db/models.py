@@ -691,3 +691,47 @@ class FlowStepDaily(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_flow_step_daily_flow_day", "tenant_id", "flow_id", "day"),)
+
+
+# The shard directory (docs/scaling.md#database-sharding). These tables live in the directory
+# database (DATABASE_URL); with one shard that is the only database.
+
+
+class TenantShard(Base):
+    """Which shard holds a tenant's data; ``moving`` while a move copies it (its writes pause)."""
+
+    __tablename__ = "tenant_shards"
+
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True)
+    shard: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active / moving
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_tenant_shards_shard", "shard"),)
+
+
+class AccountDirectoryEntry(Base):
+    """Instagram account id -> tenant, for the webhook, which knows only the account id; also what
+    keeps one Instagram account on one tenant across shards."""
+
+    __tablename__ = "account_directory"
+
+    ig_user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID)
+    account_id: Mapped[str] = mapped_column(String(26))
+
+    __table_args__ = (Index("ix_account_directory_tenant", "tenant_id"),)
+
+
+class ShardMove(Base):
+    """The state of a tenant's move between shards, so ``replyflow shards move`` resumes after a crash."""
+
+    __tablename__ = "shard_moves"
+
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))  # paused / copied / verified / switched / done
+    detail: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

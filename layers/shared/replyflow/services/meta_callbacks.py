@@ -28,6 +28,7 @@ import json
 import secrets
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -151,22 +152,44 @@ def request_deletion(
     session: Session, cache: Cache, request: SignedRequest, *, status_url: str, now: datetime
 ) -> DeletionReceipt:
     """Deletes the user's data everywhere and records the request; ``status_url`` has a ``{code}``."""
-    user_id = request.user_id
+    erased = erase_user(session, cache, request.user_id, now=now)
+    return record_deletion(session, request, erased, status_url=status_url, now=now)
+
+
+@dataclass
+class Erased:
+    """What ``erase_user`` deleted on one database (a shard), summed over the shards."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    # Archived objects may name the user too: the archive job erases them, then completes it.
+    pending: bool = False
+
+    def add(self, other: Erased) -> Erased:
+        return Erased(self.counts + other.counts, self.pending or other.pending)
+
+
+def erase_user(session: Session, cache: Cache, user_id: str, *, now: datetime) -> Erased:
+    """Deletes the user's data on the session's database (with tenant shards: on one shard)."""
     counts: Counter[str] = Counter()
     accounts, _settled = _disconnect_user_accounts(session, cache, user_id, now)
     for tenant_id, account_id in accounts:
         counts.update(repo.delete_account_data(session, tenant_id, account_id))
     for tenant_id in sorted(repo.tenants_naming_user(session, user_id)):
         counts.update(repo.delete_rows_naming_user(session, tenant_id, user_id))
+    return Erased(counts, repo.any_archive_files(session))
+
+
+def record_deletion(
+    session: Session, request: SignedRequest, erased: Erased, *, status_url: str, now: datetime
+) -> DeletionReceipt:
     code = secrets.token_hex(10)
     repo.record_deletion(
         session,
         code=code,
-        user_hash=_user_hash(user_id),
-        rows_deleted=sum(counts.values()),
+        user_hash=_user_hash(request.user_id),
+        rows_deleted=sum(erased.counts.values()),
         now=now,
-        # Archived objects may name the user too: the archive job erases them, then completes it.
-        pending=repo.any_archive_files(session),
+        pending=erased.pending,
     )
     return DeletionReceipt(url=status_url.format(code=code), confirmation_code=code)
 

@@ -22,6 +22,7 @@ from sqlalchemy import URL, Engine
 
 from replyflow.adapters.cfn_response import CustomResourceRequest, CustomResourceResponse
 from replyflow.db.provision import AppUser, ProvisionError, provision, wait_for_database
+from replyflow.db.shards import start_shard_ids
 from replyflow.observability import logger
 from replyflow.ports import SecretReader
 
@@ -38,6 +39,8 @@ class SchemaProperties(BaseModel):
     database_name: str = Field(alias="DatabaseName", pattern=r"^[a-z][a-z0-9_]{0,63}$")
     # IAM auth to RDS Proxy (the master's password then stays with the proxy); off for a plain server.
     iam_auth: bool = Field(default=True, alias="IamAuth")
+    # A tenant shard's position (docs/scaling.md#database-sharding): its ids start in their own range.
+    shard_index: int = Field(default=0, alias="ShardIndex", ge=0, le=63)
 
 
 class Credentials(BaseModel):
@@ -83,6 +86,7 @@ def handle_request(
             wait(engine, deadline)
             app_user = AppUser(app.username, app.password.get_secret_value())
             result = provision(engine, props.database_name, app_user)
+            start_shard_ids(engine, props.shard_index)
         finally:
             engine.dispose()
     except PydanticValidationError as error:

@@ -393,7 +393,11 @@ class ApiDeps:
         from replyflow.wiring.api_services import MetaCallbackService
 
         return MetaCallbackService(
-            self.unit_of_work, self.cache, lambda: self.clients.app_secrets, self.clock
+            self.unit_of_work,
+            self.cache,
+            lambda: self.clients.app_secrets,
+            self.clock,
+            self.clients.shard_scopes,
         )
 
 

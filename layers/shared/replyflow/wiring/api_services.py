@@ -686,6 +686,8 @@ class MetaCallbackService:
     cache: Cache
     app_secrets: Callable[[], AppSecrets]
     clock: NowClock
+    shard_scopes: Callable[[], list[AbstractContextManager[None]]]
+    """One scope per shard the callbacks must reach (``Clients.shard_scopes``)."""
 
     def _parse(self, signed_request: str) -> meta_callbacks.SignedRequest:
         from replyflow.adapters.secrets import with_fresh_retry
@@ -698,10 +700,19 @@ class MetaCallbackService:
 
     def request_deletion(self, signed_request: str, *, status_url: str) -> meta_callbacks.DeletionReceipt:
         request = self._parse(signed_request)
+        now = self.clock.now()
+        scopes = self.shard_scopes()
+        if len(scopes) == 1:  # one database: erase and record in one unit of work
+            with self.unit_of_work() as session:
+                return meta_callbacks.request_deletion(
+                    session, self.cache, request, status_url=status_url, now=now
+                )
+        erased = meta_callbacks.Erased()
+        for scope in scopes:  # the user may be named on every shard
+            with scope, self.unit_of_work() as session:
+                erased = erased.add(meta_callbacks.erase_user(session, self.cache, request.user_id, now=now))
         with self.unit_of_work() as session:
-            return meta_callbacks.request_deletion(
-                session, self.cache, request, status_url=status_url, now=self.clock.now()
-            )
+            return meta_callbacks.record_deletion(session, request, erased, status_url=status_url, now=now)
 
     def deletion_status(self, code: str) -> meta_callbacks.DeletionStatus:
         # The writer: Meta may look right after the callback.
@@ -710,5 +721,12 @@ class MetaCallbackService:
 
     def deauthorize(self, signed_request: str) -> meta_callbacks.DeauthorizeResult:
         request = self._parse(signed_request)
-        with self.unit_of_work() as session:
-            return meta_callbacks.deauthorize(session, self.cache, request, now=self.clock.now())
+        now = self.clock.now()
+        results = []
+        for scope in self.shard_scopes():  # one scope per shard (one without shards)
+            with scope, self.unit_of_work() as session:
+                results.append(meta_callbacks.deauthorize(session, self.cache, request, now=now))
+        return meta_callbacks.DeauthorizeResult(
+            accounts_disconnected=sum(r.accounts_disconnected for r in results),
+            sends_settled=sum(r.sends_settled for r in results),
+        )

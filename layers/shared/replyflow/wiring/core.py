@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from replyflow.settings import Settings
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from replyflow.adapters.crypto import TokenCipher
     from replyflow.adapters.redis_client import RedisCache
     from replyflow.adapters.secrets import AppSecrets
+    from replyflow.db.shards import ShardRouter
     from replyflow.ports import QueuePublisher
 
 _Owner = TypeVar("_Owner")
@@ -76,9 +78,12 @@ class Clients:
 
     @once
     def writer_sessions(self) -> sessionmaker[Session]:
+        """With shards, a ``ShardRouter`` (called like a sessionmaker: the bound tenant's shard)."""
         from replyflow.db.engine import session_factory
 
         s = self.settings
+        if self.shard_router is not None:
+            return self.shard_router  # type: ignore[return-value]  # called like one
         return session_factory(s.database_url, s.database_pool_size, s.database_iam_auth)
 
     @once
@@ -87,8 +92,34 @@ class Clients:
         from replyflow.db.engine import session_factory
 
         s = self.settings
+        if self.shard_reader_router is not None:
+            return self.shard_reader_router  # type: ignore[return-value]
         url = s.database_reader_url or s.database_url
         return session_factory(url, s.database_pool_size, s.database_iam_auth)
+
+    @once
+    def shard_router(self) -> ShardRouter | None:
+        """The writers' router over the directory and the shards; None with one shard."""
+        return _router(self.settings, self.settings.database_url, {}, None)
+
+    @once
+    def shard_reader_router(self) -> ShardRouter | None:
+        s = self.settings
+        readers = dict(s.database_shard_reader_urls)
+        for name, url in s.database_shard_urls.items():
+            if url == s.database_url and s.database_reader_url and name not in readers:
+                readers[name] = s.database_reader_url
+        return _router(s, s.database_reader_url or s.database_url, readers, self.shard_router)
+
+    def shard_scopes(self) -> list[AbstractContextManager[None]]:
+        """One context per shard, in which sessions open on that shard (one, doing nothing, without
+        shards): what must reach every tenant's data whatever its shard (Meta's deletion callbacks)."""
+        router = self.shard_router
+        if router is None:
+            return [nullcontext()]
+        from replyflow.db.shards import on_shard
+
+        return [on_shard(name) for name in router.names]
 
     @once
     def app_secrets(self) -> AppSecrets:
@@ -154,6 +185,33 @@ class PublisherOnUse:
                 self._publisher = self._build()
             publisher = self._publisher
         publisher.publish(queue, bodies, delay_seconds=delay_seconds)
+
+
+def sharded(s: Settings) -> bool:
+    """More than one shard, or one that is not the directory's database."""
+    urls = s.database_shard_urls
+    return len(urls) > 1 or (len(urls) == 1 and next(iter(urls.values())) != s.database_url)
+
+
+def _router(
+    s: Settings, directory_url: str, readers: dict[str, str], placements: ShardRouter | None
+) -> ShardRouter | None:
+    """``placements``: the router whose directory places tenants (the readers' is the writers')."""
+    if not sharded(s):
+        return None
+    if any(url.startswith("sqlite") for url in (s.database_url, *s.database_shard_urls.values())):
+        raise ValueError(
+            "tenant shards need MySQL (DATABASE_URL and DATABASE_SHARD_URLS); SQLite has one shard"
+        )
+    from replyflow.db.engine import get_engine
+    from replyflow.db.shards import ShardRouter
+
+    def engine(url: str) -> Any:
+        return get_engine(url, s.database_pool_size, s.database_iam_auth)
+
+    shards = {name: engine(readers.get(name, url)) for name, url in s.database_shard_urls.items()}
+    default = next((n for n, u in s.database_shard_urls.items() if u == s.database_url), min(shards))
+    return ShardRouter(engine(directory_url), shards, default=default, placements=placements)
 
 
 def _redis_password(s: Settings, secrets: AppSecrets) -> str | None:

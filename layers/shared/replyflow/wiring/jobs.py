@@ -321,10 +321,30 @@ def run(deps: JobsDeps, name: str, *, deadline_seconds: float | None = None) -> 
     job = _JOBS.get(name)
     if job is None:
         raise UnknownJobError(f"unknown job {name!r}; known: {', '.join(JOB_NAMES)}")
+    deadline = Deadline(deadline_seconds)
+    router = deps.clients.shard_router
+    if router is None or name in SHARD_AGNOSTIC_JOBS:
+        return _run_once(deps, name, job, deadline)
+    from replyflow.db.shards import on_shard
+
+    summaries: dict[str, Any] = {}
+    for shard in router.names:  # one run per shard, sharing the invocation's time budget
+        with on_shard(shard):
+            summaries[shard] = _run_once(deps, name, job, deadline)
+    return {"job": name, "shards": summaries}
+
+
+# Jobs that read no shard table: run once, not once per shard.
+SHARD_AGNOSTIC_JOBS = frozenset({"queue-metrics"})
+
+
+def _run_once(
+    deps: JobsDeps, name: str, job: Callable[[JobsDeps, Deadline], JobResult], deadline: Deadline
+) -> dict[str, Any]:
     started = time.perf_counter()
     sink = deps.metrics
     try:
-        result = job(deps, Deadline(deadline_seconds))
+        result = job(deps, deadline)
     except Exception:
         sink.record("JobFailed", 1, "Count", {"job": name})
         logger.exception(f"job {name} failed after {time.perf_counter() - started:.2f}s", extra={"job": name})

@@ -208,7 +208,14 @@ def load_route(clients: Clients, ig_user_id: str) -> AccountRoute | None:
     from replyflow.db.engine import session_scope
     from replyflow.db.repositories import accounts
 
-    with session_scope(clients.reader_sessions) as session:
+    sessions = clients.reader_sessions
+    router = clients.shard_reader_router
+    if router is not None:  # the directory names the tenant, whose shard has the account
+        tenant_id = router.tenant_of_account(ig_user_id)
+        if tenant_id is None:
+            return None
+        sessions = router.on(router.shard_of(tenant_id, writable=False))
+    with session_scope(sessions) as session:
         row = accounts.route_row(session, ig_user_id)
     if row is None:
         return None

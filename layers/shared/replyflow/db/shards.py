@@ -1,0 +1,313 @@
+"""Tenant shards (docs/scaling.md#database-sharding): which database a session talks to.
+
+The directory database (``DATABASE_URL``) holds what must be found before a tenant is known and what
+is small and global: users and memberships (email -> user for login), tenants and plans, API keys,
+refresh tokens, invitations, password resets, subscriptions and billing, and the directory itself
+(tenant -> shard, Instagram account id -> tenant, move states). Every other table (accounts,
+templates, automations, flows, contacts, the ledgers, logs, stats, usage) lives on the tenant's
+shard, which also holds a mirror of its tenants' rows and their plans, so its queries join them and
+its foreign keys hold.
+
+A :class:`ShardRouter` is called like a ``sessionmaker``: the session it returns binds the global
+tables to the directory and the others to the shard of the tenant this thread is bound to
+(``observability.bind_tenant``, which the API's ``principal`` and the workers already call), or to
+the shard named by :func:`on_shard` (the platform jobs run once per shard), else the default shard.
+With one shard there is no router: the plain session factory, exactly as before.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import Engine, Table, event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.util import find_tables
+
+from replyflow.clock import utcnow
+from replyflow.db.engine import is_duplicate_key
+from replyflow.db.models import Base, InstagramAccount, Tenant
+from replyflow.db.repositories import shard_directory as directory
+from replyflow.db.repositories.shard_directory import Placement
+from replyflow.errors import TenantMovingError
+from replyflow.observability import bound_tenant
+
+# The directory's tables; everything else in the model is a shard table.
+GLOBAL_TABLES = frozenset(
+    {
+        "plans",
+        "tenants",
+        "users",
+        "memberships",
+        "password_reset_tokens",
+        "refresh_tokens",
+        "api_keys",
+        "invitations",
+        "subscriptions",
+        "billing_customers",
+        "billing_events",
+        "idempotency_keys",
+        "data_deletion_requests",
+        "tenant_shards",
+        "account_directory",
+        "shard_moves",
+    }
+)
+# Global tables a shard holds a copy of (its tenants' rows, their plans).
+MIRRORED_TABLES = frozenset({"plans", "tenants"})
+# A shard's auto-increment ids start at index << ID_RANGE_BITS, so rows moved between shards keep
+# their ids without colliding.
+ID_RANGE_BITS = 48
+
+_on_shard: ContextVar[str | None] = ContextVar("replyflow_on_shard", default=None)
+
+
+def shard_tables() -> list[Table]:
+    """The tables a tenant's move copies, parents first."""
+    return [t for t in Base.metadata.sorted_tables if t.name not in GLOBAL_TABLES and "tenant_id" in t.c]
+
+
+@contextmanager
+def on_shard(name: str) -> Iterator[None]:
+    """Sessions opened inside talk to shard ``name`` (a platform job's run over one shard)."""
+    token = _on_shard.set(name)
+    try:
+        yield
+    finally:
+        _on_shard.reset(token)
+
+
+class ShardSession(Session):
+    """A session over the directory and one shard: a statement naming only global tables goes to
+    the directory, any other to the shard."""
+
+    def __init__(self, *, directory: Engine, shard: Engine, router: ShardRouter, **kwargs: Any) -> None:
+        kwargs["bind"] = shard
+        super().__init__(**kwargs)
+        self.directory_engine = directory
+        self.shard_engine = shard
+        self.router = router
+
+    def get_bind(self, mapper: Any = None, *, clause: Any = None, bind: Any = None, **kw: Any) -> Any:
+        if bind is not None:
+            return bind
+        names = _table_names(mapper, clause)
+        if names and names <= GLOBAL_TABLES:
+            return self.directory_engine
+        return self.shard_engine
+
+
+def _table_names(mapper: Any, clause: Any) -> set[str]:
+    names: set[str] = set()
+    if mapper is not None:
+        from sqlalchemy import inspect
+
+        names.update(t.name for t in inspect(mapper).tables)
+    if clause is not None:
+        names.update(t.name for t in find_tables(clause, include_crud=True) if isinstance(t, Table))
+    return names
+
+
+class ShardRouter:
+    """Called like a ``sessionmaker``; see the module docstring. ``cache_seconds`` is how long a
+    tenant's placement is trusted without re-reading the directory (a move waits longer than that
+    after pausing the tenant, so no process still writes to the old shard)."""
+
+    def __init__(
+        self,
+        directory: Engine,
+        shards: Mapping[str, Engine],
+        *,
+        default: str,
+        cache_seconds: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        placements: ShardRouter | None = None,
+    ) -> None:
+        """``placements``: another router to ask for placements (a readers' router asks the
+        writers', whose directory is writable)."""
+        self._placements = placements
+        self.directory = directory
+        self.shards = dict(shards)
+        self.default = default
+        self._cache_seconds = cache_seconds
+        self._monotonic = monotonic
+        self._cache: dict[str, tuple[float, Placement]] = {}
+        self._lock = threading.Lock()
+        self._factories: dict[str, sessionmaker[Session]] = {
+            name: sessionmaker(
+                class_=ShardSession,
+                directory=directory,
+                shard=engine,
+                router=self,
+                expire_on_commit=False,
+                future=True,
+            )
+            for name, engine in self.shards.items()
+        }
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.shards)
+
+    def __call__(self) -> Session:
+        return self._factories[self.current_shard()]()
+
+    def on(self, shard: str) -> sessionmaker[Session]:
+        """The session factory of one shard, whatever the thread is bound to."""
+        return self._factories[shard]
+
+    def current_shard(self) -> str:
+        named = _on_shard.get()
+        if named is not None:
+            return named
+        tenant_id = bound_tenant()
+        if not tenant_id:
+            return self.default
+        # A readers' router reads a paused tenant from its old shard; a writers' refuses it.
+        return self.shard_of(tenant_id, writable=self._placements is None)
+
+    def shard_of(self, tenant_id: str, *, writable: bool = True) -> str:
+        """The tenant's shard, placing a tenant seen for the first time on the emptiest shard;
+        ``TenantMovingError`` while a move has paused it (unless ``writable`` is False)."""
+        found = self._placement(tenant_id)
+        if writable and found.status != "active":
+            raise TenantMovingError(
+                "this workspace is being moved to another database; try again in a few seconds"
+            )
+        return found.shard
+
+    def forget(self, tenant_id: str) -> None:
+        with self._lock:
+            self._cache.pop(tenant_id, None)
+
+    def _placement(self, tenant_id: str) -> Placement:
+        if self._placements is not None:
+            return self._placements._placement(tenant_id)
+        now = self._monotonic()
+        with self._lock:
+            cached = self._cache.get(tenant_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        with self.directory.connect() as conn:
+            found = directory.placement(conn, tenant_id)
+        if found is None:
+            found = self._place(tenant_id)
+        with self._lock:
+            self._cache[tenant_id] = (now + self._cache_seconds, found)
+        return found
+
+    def _place(self, tenant_id: str) -> Placement:
+        with self.directory.begin() as conn:
+            counts = directory.tenants_per_shard(conn)
+        emptiest = min(self.names, key=lambda name: (counts.get(name, 0), name))
+        try:
+            with self.directory.begin() as conn:
+                directory.place(conn, tenant_id, emptiest, now=utcnow())
+        except IntegrityError as error:
+            if not is_duplicate_key(error):
+                raise
+        with self.directory.connect() as conn:
+            placed = directory.placement(conn, tenant_id)
+        assert placed is not None  # inserted above, by this process or a concurrent one
+        return placed
+
+    def tenant_of_account(self, ig_user_id: str) -> str | None:
+        with self.directory.connect() as conn:
+            return directory.account_tenant(conn, ig_user_id)
+
+
+@event.listens_for(ShardSession, "after_flush")
+def _mirror(session: Session, _flush_context: Any) -> None:
+    """Keep the directory's account entries and the shards' tenant mirrors in the session's
+    transaction: an account written on a shard is registered in the directory, a tenant row written
+    in the directory is copied to its shard."""
+    assert isinstance(session, ShardSession)
+    for obj in list(session.new) + list(session.dirty):
+        if isinstance(obj, InstagramAccount) and (obj in session.new or _changed(obj, "ig_user_id")):
+            conn = session.connection(bind_arguments={"bind": session.directory_engine})
+            directory.register_account(
+                conn, ig_user_id=obj.ig_user_id, tenant_id=obj.tenant_id, account_id=obj.id
+            )
+        elif isinstance(obj, Tenant):
+            _mirror_tenant(session, obj.id)
+    for obj in session.deleted:
+        if isinstance(obj, InstagramAccount):
+            conn = session.connection(bind_arguments={"bind": session.directory_engine})
+            directory.forget_account(conn, obj.tenant_id, obj.id)
+
+
+def _changed(obj: Any, attribute: str) -> bool:
+    from sqlalchemy import inspect
+
+    return bool(inspect(obj).attrs[attribute].history.has_changes())
+
+
+def _mirror_tenant(session: ShardSession, tenant_id: str) -> None:
+    router = session.router
+    shard = router.shards[router.shard_of(tenant_id, writable=False)]
+    if shard is session.directory_engine:
+        return
+    source = session.connection(bind_arguments={"bind": session.directory_engine})
+    target = session.connection(bind_arguments={"bind": shard})
+    copy_tenant_mirror(source, target, tenant_id)
+
+
+def copy_tenant_mirror(source: Any, target: Any, tenant_id: str) -> None:
+    """Copy the tenant's row and its plan's from ``source`` to ``target`` (connections)."""
+    tenant = directory.tenant_row(source, tenant_id)
+    if tenant is None:
+        return
+    plan = directory.plan_row(source, tenant["plan_code"])
+    if plan is not None:
+        directory.mirror_plan(target, plan)
+    directory.mirror_tenant(target, tenant)
+
+
+def prepare_shard(directory_url: str, shard_url: str, index: int) -> None:
+    """After its migrations: start the shard's ids in its own range and mirror every plan onto it
+    (unless it is the directory)."""
+    from sqlalchemy.engine import make_url
+
+    from replyflow.db.engine import admin_engine
+
+    engine = admin_engine(make_url(shard_url))
+    try:
+        start_shard_ids(engine, index)
+        if shard_url != directory_url:
+            with engine.begin() as conn:
+                _mirror_plans(directory_url, conn)
+    finally:
+        engine.dispose()
+
+
+def start_shard_ids(engine: Engine, index: int) -> None:
+    """MySQL: the shard's auto-increment ids start at ``index << ID_RANGE_BITS`` (index 0 keeps the
+    natural range), so a tenant's rows keep their ids when moved to another shard."""
+    from replyflow.db.repositories import shard_copy
+
+    if not index or engine.dialect.name not in ("mysql", "mariadb"):
+        return
+    with engine.begin() as conn:
+        for table in shard_tables():
+            if table.autoincrement_column is not None:
+                shard_copy.start_ids_at(conn, table, index << ID_RANGE_BITS)
+
+
+def _mirror_plans(directory_url: str, target: Any) -> None:
+    from sqlalchemy.engine import make_url
+
+    from replyflow.db.engine import admin_engine
+
+    source = admin_engine(make_url(directory_url))
+    try:
+        with source.connect() as conn:
+            plans = directory.all_plans(conn)
+    finally:
+        source.dispose()
+    for plan in plans:
+        directory.mirror_plan(target, plan)

@@ -1,0 +1,171 @@
+"""Moving a tenant between shards (docs/scaling.md#database-sharding), one resumable step at a time.
+
+The move's state row (``shard_moves``, in the directory) names the step reached; each step is safe
+to run again, so ``replyflow shards move`` re-run after a crash continues where it stopped:
+
+1. ``paused``: the directory marks the tenant ``moving``: every process refuses a new unit of work
+   for it (``TenantMovingError``, a 503 for the API, a retried record for the workers) once its
+   cached placement expires; the move waits ``settle_seconds`` for those in flight to end.
+2. ``copied``: the tenant's rows of every shard table are copied to the target, after deleting any
+   partial copy an earlier attempt left there.
+3. ``verified``: per table, the row counts and a SHA-256 of the rows in key order are equal on both
+   sides; a difference sends the move back to ``paused`` (the next run copies again).
+4. ``switched``: the directory points the tenant at the target and lifts the pause.
+5. ``done``: the old copy is deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from replyflow.db.repositories import shard_copy
+from replyflow.db.repositories import shard_directory as directory
+from replyflow.db.shards import ShardRouter, copy_tenant_mirror, shard_tables
+from replyflow.errors import ConflictError, NotFoundError, ReplyflowError
+
+
+class ShardMoveError(ReplyflowError):
+    """The copy did not verify; the move is back at ``paused`` and a re-run copies again."""
+
+    code = "shard_move_unverified"
+    status = 409
+
+
+@dataclass
+class MoveReport:
+    tenant_id: str
+    source: str
+    target: str
+    state: str
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ShardMover:
+    """``after_step`` is called with each state reached (a test stops the move there, as a crash)."""
+
+    router: ShardRouter
+    now: Callable[[], datetime]
+    settle_seconds: float = 5.0
+    sleep: Callable[[float], None] = time.sleep
+    after_step: Callable[[str], None] = lambda _state: None
+
+    def move(self, tenant_id: str, target: str) -> MoveReport:
+        if target not in self.router.shards:
+            raise NotFoundError(f"no shard named {target!r}; known: {', '.join(self.router.names)}")
+        report = self._start(tenant_id, target)
+        steps = {
+            "paused": self._copy,
+            "copied": self._verify,
+            "verified": self._switch,
+            "switched": self._drop,
+        }
+        while report.state in steps:
+            report.state = steps[report.state](report)
+            self._set_state(report, report.state)
+            self.after_step(report.state)
+        return report
+
+    def _start(self, tenant_id: str, target: str) -> MoveReport:
+        with self.router.directory.begin() as conn:
+            placed = directory.placement(conn, tenant_id)
+            if placed is None or directory.tenant_row(conn, tenant_id) is None:
+                raise NotFoundError(f"no tenant {tenant_id!r} in the directory")
+            row = directory.move(conn, tenant_id)
+            if row is not None and row.state != "done":
+                if row.target != target:
+                    raise ConflictError(
+                        f"a move of this tenant to {row.target!r} is unfinished; run it again first",
+                        code="shard_move_unfinished",
+                    )
+                return MoveReport(tenant_id, row.source, row.target, row.state)
+            if placed.shard == target:
+                return MoveReport(tenant_id, target, target, "done")
+            directory.start_move(conn, tenant_id, source=placed.shard, target=target, now=self.now())
+            directory.set_placement(conn, tenant_id, shard=placed.shard, status="moving", now=self.now())
+        self.router.forget(tenant_id)
+        self.after_step("paused")
+        return MoveReport(tenant_id, placed.shard, target, "paused")
+
+    def _set_state(self, report: MoveReport, state: str, detail: str = "") -> None:
+        with self.router.directory.begin() as conn:
+            directory.set_move_state(conn, report.tenant_id, state, detail=detail, now=self.now())
+
+    def _engine(self, shard: str) -> Engine:
+        return self.router.shards[shard]
+
+    def _copy(self, report: MoveReport) -> str:
+        self.sleep(self.settle_seconds)  # units of work begun before the pause end
+        source, target = self._engine(report.source), self._engine(report.target)
+        _delete_copy(target, report.tenant_id, keep_tenant=target is self.router.directory)
+        if target is not self.router.directory:
+            with self.router.directory.connect() as src, target.begin() as dst:
+                copy_tenant_mirror(src, dst, report.tenant_id)
+        for table in shard_tables():
+            with source.connect() as src, target.begin() as dst:
+                for rows in shard_copy.chunks(src, table, report.tenant_id):
+                    shard_copy.insert_rows(dst, table, rows)
+        return "copied"
+
+    def _verify(self, report: MoveReport) -> str:
+        source, target = self._engine(report.source), self._engine(report.target)
+        differ: list[str] = []
+        with source.connect() as src, target.connect() as dst:
+            for table in shard_tables():
+                rows = shard_copy.count(src, table, report.tenant_id)
+                report.rows[table.name] = rows
+                same = rows == shard_copy.count(dst, table, report.tenant_id) and shard_copy.checksum(
+                    src, table, report.tenant_id
+                ) == shard_copy.checksum(dst, table, report.tenant_id)
+                if not same:
+                    differ.append(table.name)
+        if differ:
+            self._set_state(report, "paused", detail="differ: " + ", ".join(differ))
+            raise ShardMoveError(
+                f"the copy differs from the source in {', '.join(differ)}; run the move again"
+            )
+        return "verified"
+
+    def _switch(self, report: MoveReport) -> str:
+        with self.router.directory.begin() as conn:
+            directory.set_placement(
+                conn, report.tenant_id, shard=report.target, status="active", now=self.now()
+            )
+        self.router.forget(report.tenant_id)
+        return "switched"
+
+    def _drop(self, report: MoveReport) -> str:
+        source = self._engine(report.source)
+        with self._engine(report.target).connect() as dst:  # what now lives on the target
+            report.rows = {t.name: shard_copy.count(dst, t, report.tenant_id) for t in shard_tables()}
+        _delete_copy(source, report.tenant_id, keep_tenant=source is self.router.directory)
+        return "done"
+
+
+def _delete_copy(engine: Engine, tenant_id: str, *, keep_tenant: bool) -> None:
+    """Delete the tenant's rows of every shard table (children first), and its mirrored tenant row
+    unless this database is the directory, where that row is the truth."""
+    with engine.begin() as conn:
+        for table in reversed(shard_tables()):
+            shard_copy.delete_rows(conn, table, tenant_id)
+        if not keep_tenant:
+            directory.forget_tenant(conn, tenant_id)
+
+
+def shard_summary(router: ShardRouter) -> dict[str, object]:
+    """Each shard's tenant count and the unfinished moves (``replyflow shards list``)."""
+    with router.directory.connect() as conn:
+        counts = directory.tenants_per_shard(conn)
+        moves = directory.open_moves(conn)
+    return {
+        "shards": [
+            {"name": name, "tenants": counts.get(name, 0), "default": name == router.default}
+            for name in router.names
+        ],
+        "moves": [move._asdict() for move in moves],
+    }

@@ -1,0 +1,204 @@
+"""Tenant shards on two MariaDB databases (docs/scaling.md#database-sharding): the directory is shard
+``s0``'s database, ``s1`` is another. Tenants are placed on the emptiest shard, their rows live only
+there, the isolation walk of ``test_api_isolation`` passes with A and B on different shards, webhook
+routing finds an account through the directory, and ``replyflow shards move`` moves a tenant, resuming
+after a crash at any step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from replyflow.clock import utcnow
+from replyflow.db.migrate import upgrade_all
+from replyflow.services.shard_moves import ShardMover
+from tests.conftest import fresh_mysql_database
+from tests.integration import test_api_isolation as walk
+from tests.unit.test_api_support import ApiEnv, make_env
+
+pytestmark = pytest.mark.integration
+
+# The isolation walk, run again here with this module's sharded ``env``.
+tenant_a = walk.tenant_a
+test_every_route_with_tenant_b_against_tenant_a_ids_is_404 = (
+    walk.test_every_route_with_tenant_b_against_tenant_a_ids_is_404
+)
+test_body_references_to_another_tenant_are_404 = walk.test_body_references_to_another_tenant_are_404
+test_bad_tokens_are_401 = walk.test_bad_tokens_are_401
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def shard_urls() -> Iterator[dict[str, str]]:
+    with ExitStack() as stack:
+        urls = {name: stack.enter_context(fresh_mysql_database(f"rf_shard_{name}")) for name in ("s0", "s1")}
+        upgrade_all(urls["s0"], urls)
+        yield urls
+
+
+@pytest.fixture(scope="module")
+def env(shard_urls: dict[str, str], redis_server: str) -> Iterator[ApiEnv]:
+    yield from make_env(shard_urls["s0"], redis_server, database_shard_urls=shard_urls)
+
+
+def _count(url: str, table: str, tenant_id: str) -> int:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            query = sa.text(f"SELECT COUNT(*) FROM {table} WHERE tenant_id = :t")
+            return int(conn.scalar(query, {"t": tenant_id}) or 0)
+    finally:
+        engine.dispose()
+
+
+def _router(env: ApiEnv) -> Any:
+    router = env.deps.clients.shard_router
+    assert router is not None
+    return router
+
+
+def test_tenants_are_placed_on_the_emptiest_shard_and_their_rows_live_only_there(
+    env: ApiEnv, shard_urls: dict[str, str], tenant_a: dict[str, str]
+) -> None:
+    router = _router(env)
+    d = env.signup("TenantD")
+    shard_a = router.shard_of(tenant_a["tenant_id"])
+    shard_d = router.shard_of(d["tenant_id"])
+    assert {shard_a, shard_d} == {"s0", "s1"}
+    other = "s1" if shard_a == "s0" else "s0"
+    assert _count(shard_urls[shard_a], "instagram_accounts", tenant_a["tenant_id"]) == 1
+    assert _count(shard_urls[shard_a], "automations", tenant_a["tenant_id"]) == 1
+    assert _count(shard_urls[other], "automations", tenant_a["tenant_id"]) == 0
+    assert _count(shard_urls[shard_a], "contacts", tenant_a["tenant_id"]) == 1
+    # Identity lives in the directory only (s0's database); the shard mirrors the tenant's row.
+    assert _count(shard_urls["s0"], "memberships", tenant_a["tenant_id"]) == 2
+    assert _count(shard_urls["s1"], "memberships", tenant_a["tenant_id"]) == 0
+
+
+def test_webhook_routing_finds_the_account_through_the_directory(
+    env: ApiEnv, tenant_a: dict[str, str]
+) -> None:
+    from replyflow.wiring.pipeline import load_route
+
+    route = load_route(env.deps.clients, "17841499000000001")
+    assert route is not None
+    assert (route.tenant_id, route.account_id) == (tenant_a["tenant_id"], tenant_a["account_id"])
+    assert load_route(env.deps.clients, "17841499999999999") is None
+
+
+def _crash_at(state: str) -> Any:
+    def step(reached: str) -> None:
+        if reached == state:
+            raise Crash(state)
+
+    return step
+
+
+def test_a_move_resumes_after_a_crash_at_every_step_and_keeps_every_row(
+    env: ApiEnv, shard_urls: dict[str, str], tenant_a: dict[str, str]
+) -> None:
+    router = _router(env)
+    tenant_id = tenant_a["tenant_id"]
+    source = router.shard_of(tenant_id)
+    target = "s1" if source == "s0" else "s0"
+    before = {t: _count(shard_urls[source], t, tenant_id) for t in ("automations", "contacts", "flows")}
+    for state in ("paused", "copied", "verified", "switched"):
+        mover = ShardMover(router, now=utcnow, settle_seconds=0, after_step=_crash_at(state))
+        with pytest.raises(Crash):
+            mover.move(tenant_id, target)
+        if state in ("paused", "copied", "verified"):
+            # Paused: the tenant's requests are refused with a code until the switch.
+            router.forget(tenant_id)
+            response = env.call("GET", "/v1/templates", token=tenant_a["token"])
+            assert response.status == 503, response.body
+            assert response.body["error"]["code"] == "tenant_moving"
+    report = ShardMover(router, now=utcnow, settle_seconds=0).move(tenant_id, target)
+    assert report.state == "done"
+    assert report.rows["automations"] == 1
+    router.forget(tenant_id)
+    assert router.shard_of(tenant_id) == target
+    after = {t: _count(shard_urls[target], t, tenant_id) for t in ("automations", "contacts", "flows")}
+    assert after == before
+    assert all(_count(shard_urls[source], t, tenant_id) == 0 for t in before)
+    # The tenant works on its new shard: the API and webhook routing.
+    automation = env.call("GET", f"/v1/automations/{tenant_a['automation_id']}", token=tenant_a["token"])
+    assert automation.status == 200, automation.body
+    assert automation.body["name"] == "A automation"
+    from replyflow.wiring.pipeline import load_route
+
+    route = load_route(env.deps.clients, "17841499000000001")
+    assert route is not None
+    assert route.tenant_id == tenant_id
+    # And back, in one go.
+    back = ShardMover(router, now=utcnow, settle_seconds=0).move(tenant_id, source)
+    assert back.state == "done"
+    assert _count(shard_urls[source], "automations", tenant_id) == 1
+    assert _count(shard_urls[target], "automations", tenant_id) == 0
+
+
+def test_the_cli_lists_the_shards_and_moves_a_tenant(
+    env: ApiEnv, shard_urls: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from local.cli import build_parser, install_settings, reset_settings, run_command
+
+    tenant_id = env.signup("TenantCli")["tenant_id"]
+    router = _router(env)
+    target = "s1" if router.shard_of(tenant_id) == "s0" else "s0"
+    install_settings(env.settings)
+    try:
+        assert (
+            run_command(
+                build_parser().parse_args(["shards", "move", tenant_id, "--to", target, "--settle", "0"])
+            )
+            == 0
+        )
+        assert json.loads(capsys.readouterr().out)["state"] == "done"
+        assert run_command(build_parser().parse_args(["shards", "list"])) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert [s["name"] for s in listed["shards"]] == ["s0", "s1"]
+        assert listed["moves"] == []
+        assert run_command(build_parser().parse_args(["shards", "move", tenant_id, "--to", "s7"])) == 1
+        assert "not_found" in capsys.readouterr().err
+    finally:
+        reset_settings()
+    router.forget(tenant_id)
+    assert router.shard_of(tenant_id) == target
+
+
+def test_a_move_to_an_unknown_shard_or_of_an_unknown_tenant_is_refused(env: ApiEnv) -> None:
+    from replyflow.errors import NotFoundError
+
+    mover = ShardMover(_router(env), now=utcnow, settle_seconds=0)
+    with pytest.raises(NotFoundError):
+        mover.move("0" * 26, "s1")
+    with pytest.raises(NotFoundError):
+        mover.move("0" * 26, "s9")
+
+
+def test_meta_callbacks_reach_the_tenant_on_any_shard(
+    env: ApiEnv, shard_urls: dict[str, str], tenant_a: dict[str, str]
+) -> None:
+    """Last in this module: it erases a contact of A and disconnects A's account."""
+    from replyflow.services.meta_callbacks import sign_request
+
+    secret = env.settings.instagram_app_secret.get_secret_value()
+    router = _router(env)
+    shard = next(name for name in router.names if name != router.default)  # not where unbound sessions go
+    ShardMover(router, now=utcnow, settle_seconds=0).move(tenant_a["tenant_id"], shard)
+    assert _count(shard_urls[shard], "contacts", tenant_a["tenant_id"]) == 1
+    receipt = env.deps.meta_callbacks.request_deletion(
+        sign_request({"user_id": tenant_a["contact_igsid"]}, secret), status_url="https://x/{code}"
+    )
+    assert receipt.confirmation_code
+    assert _count(shard_urls[shard], "contacts", tenant_a["tenant_id"]) == 0
+    result = env.deps.meta_callbacks.deauthorize(sign_request({"user_id": "17841499000000001"}, secret))
+    assert result.accounts_disconnected == 1
