@@ -6,7 +6,7 @@ conversation ends in its expected terminal step (the link, the run ``completed``
 whose step met the expired token, with the reason logged; no step reaches the sandbox twice, no dedupe
 key has two ledger rows and no account sends more than its hourly budget.
 
-``FLOW_FAULTS_CONVERSATIONS`` sets the size (default 250, over 2 accounts: sized for about 3 minutes on
+``FLOW_FAULTS_CONVERSATIONS`` sets the size (default 150, over 2 accounts: sized for about 3 minutes on
 two cores, docs/flows.md has the measured times); the 1,000-conversation run is
 ``make bench --only flows_faults``.
 """
@@ -22,7 +22,7 @@ from tests.e2e.flow_faults import accounts_needed, check, faults_stack, play, su
 
 pytestmark = pytest.mark.e2e
 
-CONVERSATIONS = int(os.environ.get("FLOW_FAULTS_CONVERSATIONS", "250"))
+CONVERSATIONS = int(os.environ.get("FLOW_FAULTS_CONVERSATIONS", "150"))
 
 
 @pytest.fixture
