@@ -10,8 +10,9 @@ Suites, in order (each module's docstring says exactly what it measures):
   failure policy;
 - ``e2e``: the local stack over HTTP, comment -> DM latency and a 4-thread burst;
 - ``flows``: the local stack over HTTP, flow-step latency of the follow gate (tap -> link DM);
-- ``flows_faults``: 280 follow-gate conversations on the local stack (MariaDB, its own Redis) with
-  30 % duplicate webhooks, a Redis restart and a token expiry; fails unless each ends as expected;
+- ``flows_faults``: 1,000 follow-gate conversations at once over 5 accounts on the local stack
+  (MariaDB, its own Redis) with 30 % duplicate webhooks, a Redis restart and a token expiry; fails
+  unless each ends as expected;
 - ``workers``: processor and sender handlers in-process on MariaDB + Redis, sandbox at 0 and 200 ms;
 - ``api``: cached and uncached API reads on MariaDB + Redis with a million log rows;
 - ``broker``: the local broker alone, in memory and on its SQLite state file;
@@ -81,7 +82,7 @@ FULL: dict[str, dict[str, Any]] = {
     "redis_outage": {"calls": 300, "slow_calls": 20},
     "e2e": {"sequential": 100, "burst": 500},
     "flows": {"conversations": 100},
-    "flows_faults": {"conversations": 280},
+    "flows_faults": {"conversations": 1000},
     "workers": {"events": 1000, "accounts": 50},
     "api": {"log_rows": 1_000_000, "calls": 300, "stats_calls": 5},
     "broker": {"messages": 20_000},

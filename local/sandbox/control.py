@@ -1,5 +1,7 @@
 """Control endpoints under ``/_sandbox`` (not on the real API): seed the world, read what was sent,
 inject faults. They answer plain JSON; bad input is a 400 ``{"error": {"message"}}``.
+``GET /_sandbox/messages`` takes ``account_id``, ``kind`` and ``offset`` (skip that many of the sent
+messages that match: a poller asks only for what is new).
 
 ``POST /_sandbox/comments`` with an ``account_id`` also registers the comment's medium for that account,
 so the media and comments reads serve it (``local.sandbox.media``) whether or not a webhook was sent.
@@ -36,6 +38,7 @@ def health(state: SandboxState, request: Request) -> Response:
 
 def list_messages(state: SandboxState, request: Request) -> Response:
     account_id, kind = request.query.get("account_id"), request.query.get("kind")
+    offset = _offset(request.query.get("offset"))
 
     def wanted(record: Any) -> bool:
         return (account_id is None or record.account_id == account_id) and (
@@ -45,7 +48,7 @@ def list_messages(state: SandboxState, request: Request) -> Response:
     return Response(
         200,
         {
-            "messages": [record.to_json() for record in state.sent if wanted(record)],
+            "messages": [record.to_json() for record in state.sent if wanted(record)][offset:],
             "rejected": [record.to_json() for record in state.rejected if wanted(record)],
         },
     )
@@ -152,6 +155,16 @@ def set_faults(state: SandboxState, request: Request) -> Response:
 def clear_faults(state: SandboxState, request: Request) -> Response:
     state.faults = Faults()
     return Response(200, state.faults.to_json())
+
+
+def _offset(value: str | None) -> int:
+    """``?offset=n`` skips the first n sent messages that match (the list only grows until cleared),
+    so a reader polling a long run fetches only what is new."""
+    if value is None:
+        return 0
+    if not value.isdigit():
+        raise ControlError("offset must be a non-negative integer")
+    return int(value)
 
 
 def _body(request: Request) -> dict[str, Any]:

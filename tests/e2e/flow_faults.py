@@ -1,37 +1,48 @@
 """Follow-gate conversations through the local stack under faults (item 8 of the flows issue), shared by
-``tests/e2e/test_flows_faults_e2e.py`` (small, the test tier) and ``bench/flows_faults.py`` (1,000).
+``tests/e2e/test_flows_faults_e2e.py`` (the test tier, sized to about 3 minutes) and
+``bench/flows_faults.py`` (1,000 conversations); docs/flows.md ("Faults") has the figures.
 
-The stack runs on a fresh MariaDB database and a redis-server of its own (free ports), the demo
-account behind the follow gate (``POST /v1/flows/follow-gate``). ``conversations`` people, from
-``THREADS`` threads at once; every webhook is posted again with probability ``duplicate_rate`` (Meta's
-redeliveries). Half the people follow the account from the start (comment -> private reply with the
-button -> tap -> the link); the other half do not (tap -> "follow us first" -> they follow -> "I
-followed" -> the link). Faults:
+The stack runs on a fresh MariaDB database and a redis-server of its own (free ports). The people are
+spread over several connected accounts, each in a workspace of its own (signed up and connected over
+the API like a user would, on the free plan), because one account may send at most 750 DMs an hour
+(docs/instagram.md#rate-limits) and a conversation sends up to 3: an account serves at most
+:data:`PER_ACCOUNT` conversations, with the budget every new account gets (750, the documented
+ceiling; nothing is raised in the database). Every account gets its own follow gate.
+
+All conversations are open at once: every comment is posted up front (:data:`COMMENT_WORKERS`), and
+each person taps as soon as their message arrives at the sandbox (:data:`TAP_WORKERS`), so that at
+the peak hundreds of runs wait for their next step together. Every webhook is posted again with
+probability ``duplicate_rate`` (Meta's redeliveries). Half the people follow the account from the
+start (comment -> private reply with the button -> tap -> the link); the other half do not (tap ->
+"follow us first" -> they follow -> "I followed" -> the link). Faults:
 
 - a **Redis restart**: once ``REDIS_RESTART_AT`` of the conversations have finished, the redis-server
   is stopped and started again on the same port ``REDIS_DOWN_S`` later (empty: nothing persisted);
-- a **sandbox token expiry** for the account, mid-conversation: the last ``expiry_share`` of the people
-  get their private reply, then the account's token expires (``POST /_sandbox/faults``
-  ``{"expire_tokens": [account]}``), then they tap. Their next step cannot be sent: it must end with
-  the reason logged (the row parked ``needs_reauth``, the account flagged, or the run ended with a
-  reason), never silently. It comes last because the stack has no reconnect without the OAuth dance.
+- a **sandbox token expiry**, mid-run, for one account (the first, "the expiring account"): it hosts
+  ``expiry_share`` of the people as the expiring ones and as many normal ones, posted first. The
+  expiring people get their private reply and hold their tap; once every normal conversation of
+  that account has finished, its token expires (``POST /_sandbox/faults`` ``{"expire_tokens":
+  [account]}``) and they tap, while the other accounts' conversations go on. Their next step cannot
+  be sent: it must end with the reason logged (the row parked ``needs_reauth``, the account flagged,
+  or the run ended with a reason), never silently (the stack has no reconnect without the OAuth dance).
 
 :func:`check` returns what is wrong (an empty list when nothing is): a normal conversation whose run
 is not ``completed`` or whose link never came, any step twice at the sandbox (per recipient and
-text), a dedupe key twice in ``outbound_messages``, a sent row the sandbox has no DM for, an expired
-person with no logged reason.
+text), a dedupe key twice in ``outbound_messages``, a sent row the sandbox has no DM for, an account
+that received more DMs than its hourly budget, an expired person with no logged reason.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,17 +54,31 @@ import httpx
 
 from tests.e2e.conftest import RunningStack, free_port, launch
 
-THREADS = 8
+COMMENT_WORKERS = 4
+TAP_WORKERS = 12
 REDIS_RESTART_AT = 0.3
 REDIS_DOWN_S = 1.5
 KEYWORD = "GATE"
 LINK = "https://x.example/faults"
-CONVERSATION_TIMEOUT_S = 120.0
+GATE_TEXT = "Follow us first"
+STALL_S = 120.0
+"""The run gives up when nothing arrives at the sandbox and nobody acts for this long."""
+HOURLY_CAP = 750
+"""DMs an account may send in an hour: Instagram's documented ceiling, the most the limiter allows
+(``PRIVATE_REPLY_HOURLY_CEILING``) and the budget every account connected on this stack gets."""
+MAX_DMS_PER_CONVERSATION = 3
+PER_ACCOUNT = HOURLY_CAP // MAX_DMS_PER_CONVERSATION
+PASSWORD = "correct horse battery"
 STACK_ENV = {
-    "DEFAULT_HOURLY_SEND_BUDGET": "750",
+    "DEFAULT_HOURLY_SEND_BUDGET": str(HOURLY_CAP),
     "PER_SECOND_SEND_CAP": "100",
     "POWERTOOLS_METRICS_DISABLED": "true",
 }
+
+
+def accounts_needed(conversations: int, expiry_share: float = 0.05) -> int:
+    """How many accounts :func:`play` spreads ``conversations`` over (see :func:`layout`)."""
+    return 1 + max(p.account for p in layout(conversations, expiry_share))
 
 
 # ------------------------------------------------------------------------------- the redis-server
@@ -95,185 +120,304 @@ class RestartableRedis:
         self.process = None
 
 
-# ------------------------------------------------------------------------------ the sandbox's view
-
-
-class Inbox:
-    """One reader of the sandbox's sent messages for every thread (one GET per tick, not per thread)."""
-
-    def __init__(self, stack: RunningStack, account: str) -> None:
-        self.stack, self.account = stack, account
-        self.messages: list[dict[str, Any]] = []
-        self.cond = threading.Condition()
-        self.stopped = threading.Event()
-        self.client = httpx.Client(timeout=30)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                response = self.client.get(
-                    f"{self.stack.sandbox_url}/_sandbox/messages", params={"account_id": self.account}
-                )
-                messages = list(response.json()["messages"])
-            except (httpx.HTTPError, ValueError, KeyError):
-                messages = self.messages
-            with self.cond:
-                self.messages = messages
-                self.cond.notify_all()
-            time.sleep(0.1)
-
-    def wait(self, matches: Callable[[dict[str, Any]], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not any(matches(m) for m in self.messages):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(min(left, 0.5))
-        return True
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.thread.join(5)
-        self.client.close()
-
-
-# ---------------------------------------------------------------------------------------- the run
+# ---------------------------------------------------------------------------------------- people
 
 
 @dataclass
 class Person:
     igsid: str
     comment_id: str
+    account: int
     follows_first: bool
     expired: bool = False
     webhooks: int = 0
     duplicates: int = 0
-    done: bool = False
+    stage: str = "new"
+    """new -> commented -> tapped (-> followed) -> done; an expiring person: commented -> held -> held
+    tapped; failed when a request of theirs failed."""
+    comment_at: float = 0.0
+    tap_at: float = 0.0
     problem: str | None = None
 
-
-@dataclass
-class Outcome:
-    people: list[Person]
-    messages: list[dict[str, Any]]
-    rows: list[dict[str, Any]]
-    runs: list[dict[str, Any]]
-    logs: list[dict[str, Any]]
-    seconds: float
-    tap_to_link_ms: list[float] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)
+    @property
+    def done(self) -> bool:
+        return self.stage == "done"
 
 
-class Scenario:
-    def __init__(self, stack: RunningStack, account: str, *, duplicate_rate: float, seed: int = 13) -> None:
-        self.stack, self.account, self.duplicate_rate = stack, account, duplicate_rate
-        self.rng = random.Random(seed)
-        self.lock = threading.Lock()
-        self.inbox = Inbox(stack, account)
-        self.latencies: list[float] = []
-
-    def _post(self, person: Person, body: dict[str, Any]) -> None:
-        raw = json.dumps(body).encode()
-        with self.lock:
-            duplicate = self.rng.random() < self.duplicate_rate
-        with httpx.Client(timeout=30) as client:
-            headers = {"Content-Type": "application/json", "X-Hub-Signature-256": self.stack.sign(raw)}
-            url = f"{self.stack.api_url}/webhooks/instagram"
-            client.post(url, content=raw, headers=headers).raise_for_status()
-            person.webhooks += 1
-            if duplicate:
-                client.post(url, content=raw, headers=headers).raise_for_status()
-                person.duplicates += 1
-
-    def _sandbox(self, path: str, payload: dict[str, Any]) -> None:
-        with httpx.Client(timeout=30) as client:
-            client.post(f"{self.stack.sandbox_url}{path}", json=payload).raise_for_status()
-
-    def comment(self, person: Person) -> None:
-        from local.cli import comment_body
-
-        body = comment_body(
-            text=KEYWORD, account=self.account, comment_id=person.comment_id, from_id=person.igsid
-        )
-        self._register(body)
-        self._post(person, body)
-        if not self.inbox.wait(
-            lambda m: m["recipient"].get("comment_id") == person.comment_id, CONVERSATION_TIMEOUT_S
-        ):
-            person.problem = "no private reply"
-
-    def _register(self, body: dict[str, Any]) -> None:
-        value = body["entry"][0]["changes"][0]["value"]
-        self._sandbox(
-            "/_sandbox/comments",
-            {
-                "id": value["id"],
-                "account_id": self.account,
-                "from_id": value["from"]["id"],
-                "username": value["from"].get("username"),
-                "text": value.get("text"),
-                "media_id": value.get("media", {}).get("id"),
-            },
-        )
-
-    def tap(self, person: Person, payload: str, *, follows: bool) -> None:
-        from local.cli import postback_body
-
-        self._sandbox("/_sandbox/inbound", {"account_id": self.account, "sender_id": person.igsid})
-        if follows:
-            self._sandbox(
-                f"/_sandbox/users/{person.igsid}/follows", {"account_id": self.account, "follows": True}
-            )
-        self._post(person, postback_body(payload=payload, account=self.account, from_id=person.igsid))
-
-    def _to(self, person: Person, needle: str) -> Callable[[dict[str, Any]], bool]:
-        return lambda m: m["recipient"].get("id") == person.igsid and needle in json.dumps(m["message"])
-
-    def converse(self, person: Person) -> None:
-        from replyflow.domain.flows import FOLLOW_GATE_FOLLOWED, FOLLOW_GATE_TAP
-
-        self.comment(person)
-        if person.problem:
-            return
-        started = time.time()
-        self.tap(person, FOLLOW_GATE_TAP, follows=person.follows_first)
-        if not person.follows_first:
-            if not self.inbox.wait(self._to(person, "Follow us first"), CONVERSATION_TIMEOUT_S):
-                person.problem = "no follow-us-first"
-                return
-            started = time.time()
-            self.tap(person, FOLLOW_GATE_FOLLOWED, follows=True)
-        if not self.inbox.wait(self._to(person, LINK), CONVERSATION_TIMEOUT_S):
-            person.problem = "no link"
-            return
-        link = next(m for m in self.inbox.messages if self._to(person, LINK)(m))
-        with self.lock:
-            self.latencies.append((float(link["received_at"]) - started) * 1000)
-        person.done = True
-
-
-def _people(conversations: int, expiry_share: float) -> list[Person]:
-    expired_from = (
-        conversations - max(1, round(conversations * expiry_share)) if expiry_share else conversations
-    )
+def layout(conversations: int, expiry_share: float, per_account: int = PER_ACCOUNT) -> list[Person]:
+    """The people in posting order. With an expiry, account 0 comes first with as many normal people as
+    expiring ones; everyone else is dealt round-robin over the fewest accounts that keep each at
+    ``per_account`` or fewer."""
+    expiring = max(1, round(conversations * expiry_share)) if expiry_share else 0
+    first = min(conversations, 2 * expiring)
+    if first > per_account:
+        raise ValueError(f"{expiring} expiring people need {first} on one account, above {per_account}")
+    others = math.ceil((conversations - first) / per_account)
+    offset = 1 if first else 0
     return [
         Person(
             igsid=f"78{index:013d}",
             comment_id=f"179{7_000_000_000_000 + index:014d}",
+            account=0 if index < first else offset + (index - first) % others,
             follows_first=index % 2 == 0,
-            expired=index >= expired_from,
+            expired=first - expiring <= index < first,
         )
         for index in range(conversations)
     ]
 
 
+# ---------------------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Outcome:
+    people: list[Person]
+    accounts: list[str]
+    messages: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    runs: list[dict[str, Any]]
+    logs: list[dict[str, Any]]
+    seconds: float
+    step_ms: dict[str, list[float]] = field(default_factory=dict)
+    """Tap -> the next message at the sandbox, by tap payload; ``comment`` is comment -> private reply."""
+    tap_to_link_ms: list[float] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+
+
+class Scenario:
+    """Drives every conversation from what arrives at the sandbox: one reader polls the sandbox's sent
+    messages (only the new ones, ``?offset=``) and hands each to its person, whose next request goes to
+    a worker pool; the main thread only waits until everyone has settled."""
+
+    def __init__(
+        self,
+        stack: RunningStack,
+        accounts: list[str],
+        people: list[Person],
+        redis_server: RestartableRedis | None,
+        *,
+        duplicate_rate: float,
+        seed: int = 13,
+    ) -> None:
+        self.stack, self.accounts, self.people = stack, accounts, people
+        self.redis_server, self.duplicate_rate = redis_server, duplicate_rate
+        self.rng = random.Random(seed)
+        self.lock = threading.Condition()
+        self.local = threading.local()
+        self.by_recipient = {p.igsid: p for p in people} | {p.comment_id: p for p in people}
+        self.comments = ThreadPoolExecutor(COMMENT_WORKERS, thread_name_prefix="comment")
+        self.taps = ThreadPoolExecutor(TAP_WORKERS, thread_name_prefix="tap")
+        self.step_ms: dict[str, list[float]] = defaultdict(list)
+        self.tap_to_link_ms: list[float] = []
+        self.events: list[str] = []
+        self.started = time.monotonic()
+        self.progress_at = self.started
+        self.seen = 0
+        self.expiring_account_left = sum(1 for p in people if p.account == 0 and not p.expired)
+        self.held: list[Person] = []
+        self.finished = 0
+        self.restart_after = max(1, int(sum(1 for p in people if not p.expired) * REDIS_RESTART_AT))
+        self.expired_now = not any(p.expired for p in people)
+        self.stopped = threading.Event()
+        self.restarter = threading.Thread(target=self._restart_redis, daemon=True)
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def _client(self) -> httpx.Client:
+        client: httpx.Client | None = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = httpx.Client(timeout=30)
+        return client
+
+    def _post(self, person: Person, body: dict[str, Any]) -> None:
+        raw = json.dumps(body).encode()
+        with self.lock:
+            duplicate = self.rng.random() < self.duplicate_rate
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": self.stack.sign(raw)}
+        url = f"{self.stack.api_url}/webhooks/instagram"
+        self._client().post(url, content=raw, headers=headers).raise_for_status()
+        person.webhooks += 1
+        if duplicate:
+            self._client().post(url, content=raw, headers=headers).raise_for_status()
+            person.duplicates += 1
+
+    def _sandbox(self, path: str, payload: dict[str, Any]) -> None:
+        self._client().post(f"{self.stack.sandbox_url}{path}", json=payload).raise_for_status()
+
+    def _act(self, pool: ThreadPoolExecutor, person: Person, action: Callable[[Person], None]) -> None:
+        def run() -> None:
+            try:
+                action(person)
+            except (httpx.HTTPError, RuntimeError) as error:
+                with self.lock:
+                    person.stage, person.problem = "failed", f"{person.stage}: {error!r}"
+                    self.lock.notify_all()
+
+        pool.submit(run)
+
+    def _comment(self, person: Person) -> None:
+        from local.cli import comment_body
+
+        account = self.accounts[person.account]
+        body = comment_body(text=KEYWORD, account=account, comment_id=person.comment_id, from_id=person.igsid)
+        value = body["entry"][0]["changes"][0]["value"]
+        self._sandbox(
+            "/_sandbox/comments",
+            {
+                "id": value["id"],
+                "account_id": account,
+                "from_id": person.igsid,
+                "username": value["from"].get("username"),
+                "text": KEYWORD,
+                "media_id": value["media"]["id"],
+            },
+        )
+        with self.lock:
+            person.stage, person.comment_at = "commented", time.time()
+        self._post(person, body)
+
+    def _tap(self, person: Person, payload: str, *, follows: bool) -> None:
+        from local.cli import postback_body
+
+        account = self.accounts[person.account]
+        self._sandbox("/_sandbox/inbound", {"account_id": account, "sender_id": person.igsid})
+        if follows:
+            self._sandbox(f"/_sandbox/users/{person.igsid}/follows", {"account_id": account, "follows": True})
+        person.tap_at = time.time()
+        self._post(person, postback_body(payload=payload, account=account, from_id=person.igsid))
+
+    def _get_link(self, person: Person) -> None:
+        from replyflow.domain.flows import FOLLOW_GATE_TAP
+
+        self._tap(person, FOLLOW_GATE_TAP, follows=person.follows_first or person.expired)
+
+    def _followed(self, person: Person) -> None:
+        from replyflow.domain.flows import FOLLOW_GATE_FOLLOWED
+
+        self._tap(person, FOLLOW_GATE_FOLLOWED, follows=True)
+
+    # -- what arrives at the sandbox ----------------------------------------------------------------
+
+    def read_inbox(self) -> None:
+        """The reader thread: the new sent messages, each to its person, until :meth:`stop`."""
+        client = httpx.Client(timeout=30)
+        try:
+            while not self.stopped.is_set():
+                try:
+                    response = client.get(
+                        f"{self.stack.sandbox_url}/_sandbox/messages", params={"offset": self.seen}
+                    )
+                    new = list(response.json()["messages"])
+                except (httpx.HTTPError, ValueError, KeyError):
+                    new = []
+                for message in new:
+                    self._arrived(message)
+                self.seen += len(new)
+                time.sleep(0.05 if new else 0.1)
+        finally:
+            client.close()
+
+    def _arrived(self, message: dict[str, Any]) -> None:
+        recipient = message["recipient"]
+        person = self.by_recipient.get(recipient.get("comment_id") or recipient.get("id") or "")
+        if person is None:
+            return
+        text, at = json.dumps(message["message"]), float(message["received_at"])
+        with self.lock:
+            self.progress_at = time.monotonic()
+            if "comment_id" in recipient and person.stage == "commented":
+                self.step_ms["comment"].append((at - person.comment_at) * 1000)
+                self._replied(person)
+            elif GATE_TEXT in text and person.stage == "tapped" and not person.follows_first:
+                self.step_ms["GET_LINK"].append((at - person.tap_at) * 1000)
+                person.stage = "followed"
+                self._act(self.taps, person, self._followed)
+            elif LINK in text and person.stage in {"tapped", "followed"}:
+                latency = (at - person.tap_at) * 1000
+                self.step_ms["GET_LINK" if person.stage == "tapped" else "I_FOLLOWED"].append(latency)
+                self.tap_to_link_ms.append(latency)
+                self._finished(person)
+            self.lock.notify_all()
+
+    def _replied(self, person: Person) -> None:
+        if person.expired:
+            person.stage = "held"
+            self.held.append(person)
+            self._maybe_expire()
+        else:
+            person.stage = "tapped"
+            self._act(self.taps, person, self._get_link)
+
+    def _finished(self, person: Person) -> None:
+        person.stage = "done"
+        self.finished += 1
+        if person.account == 0:
+            self.expiring_account_left -= 1
+            self._maybe_expire()
+        if self.finished == self.restart_after and self.redis_server is not None:
+            self.restarter.start()
+
+    def _maybe_expire(self) -> None:
+        expiring = sum(1 for p in self.people if p.expired)
+        if self.expired_now or self.expiring_account_left or len(self.held) < expiring:
+            return
+        self.expired_now = True
+        held = list(self.held)
+
+        def expire(_: Person) -> None:
+            account = self.accounts[0]
+            self._client().post(
+                f"{self.stack.sandbox_url}/_sandbox/faults", json={"expire_tokens": [account]}
+            ).raise_for_status()
+            self.events.append(f"token of {account} expired at {time.monotonic() - self.started:.1f} s")
+            for person in held:
+                self._act(self.taps, person, self._tap_expired)
+
+        self._act(self.taps, held[0], expire)
+
+    def _tap_expired(self, person: Person) -> None:
+        self._get_link(person)
+        with self.lock:
+            person.stage = "held tapped"
+            self.progress_at = time.monotonic()
+            self.lock.notify_all()
+
+    def _restart_redis(self) -> None:
+        assert self.redis_server is not None
+        self.events.append(f"redis stopped at {time.monotonic() - self.started:.1f} s")
+        self.redis_server.stop()
+        time.sleep(REDIS_DOWN_S)
+        self.redis_server.start()
+        self.events.append(f"redis started at {time.monotonic() - self.started:.1f} s")
+
+    # -- the whole run ------------------------------------------------------------------------------
+
+    def _settled(self) -> bool:
+        return all(p.stage in {"done", "failed", "held tapped"} for p in self.people)
+
+    def run(self) -> None:
+        """Every comment posted, then wait until everyone settled or nothing moved for ``STALL_S``."""
+        reader = threading.Thread(target=self.read_inbox, daemon=True)
+        reader.start()
+        for person in self.people:
+            self._act(self.comments, person, self._comment)
+        try:
+            with self.lock:
+                while not self._settled() and time.monotonic() - self.progress_at < STALL_S:
+                    self.lock.wait(1.0)
+        finally:
+            self.comments.shutdown(wait=True, cancel_futures=True)
+            self.taps.shutdown(wait=True, cancel_futures=True)
+            self.stopped.set()
+            reader.join(10)
+            if self.restarter.is_alive():
+                self.restarter.join(30)
+
+
 def play(
     stack: RunningStack,
     redis_server: RestartableRedis,
-    account: str,
+    accounts: list[str],
     database_url: str,
     *,
     conversations: int,
@@ -282,59 +426,30 @@ def play(
     restart_redis: bool = True,
 ) -> Outcome:
     """Run the conversations with the faults; returns what the sandbox and the database hold after."""
-    started = time.monotonic()
-    people = _people(conversations, expiry_share)
-    normal = [p for p in people if not p.expired]
-    expiring = [p for p in people if p.expired]
-    scenario = Scenario(stack, account, duplicate_rate=duplicate_rate)
-    events: list[str] = []
-    finished = threading.Semaphore(0)
-
-    def converse(person: Person) -> None:
-        try:
-            scenario.converse(person)
-        finally:
-            finished.release()
-
-    def restarter() -> None:
-        for _ in range(max(1, int(len(normal) * REDIS_RESTART_AT))):
-            finished.acquire()
-        events.append(f"redis stopped at {time.monotonic() - started:.1f} s")
-        redis_server.stop()
-        time.sleep(REDIS_DOWN_S)
-        redis_server.start()
-        events.append(f"redis started at {time.monotonic() - started:.1f} s")
-
-    restart = threading.Thread(target=restarter, daemon=True)
-    if restart_redis:
-        restart.start()
-    try:
-        with ThreadPoolExecutor(THREADS) as pool:
-            list(pool.map(converse, normal))
-        restart.join(CONVERSATION_TIMEOUT_S) if restart_redis else None
-        if expiring:
-            with ThreadPoolExecutor(THREADS) as pool:
-                list(pool.map(scenario.comment, expiring))
-            _expire(stack, account)
-            events.append(f"token expired at {time.monotonic() - started:.1f} s")
-            from replyflow.domain.flows import FOLLOW_GATE_TAP
-
-            with ThreadPoolExecutor(THREADS) as pool:
-                list(pool.map(lambda p: scenario.tap(p, FOLLOW_GATE_TAP, follows=True), expiring))
-        stack.wait_idle(timeout=CONVERSATION_TIMEOUT_S)
-    finally:
-        scenario.inbox.close()
-    seconds = time.monotonic() - started
+    people = layout(conversations, expiry_share)
+    if len(accounts) < 1 + max(p.account for p in people):
+        raise ValueError(
+            f"{conversations} conversations need {accounts_needed(conversations, expiry_share)} accounts"
+        )
+    scenario = Scenario(
+        stack, accounts, people, redis_server if restart_redis else None, duplicate_rate=duplicate_rate
+    )
+    scenario.run()
+    stack.wait_idle(timeout=STALL_S)
+    seconds = time.monotonic() - scenario.started
     rows, runs, logs = _read_database(database_url)
-    outcome = Outcome(people, stack.sandbox_messages(account_id=account), rows, runs, logs, seconds)
-    outcome.tap_to_link_ms = scenario.latencies
-    outcome.events = events
-    return outcome
-
-
-def _expire(stack: RunningStack, account: str) -> None:
-    response = stack.client.post(f"{stack.sandbox_url}/_sandbox/faults", json={"expire_tokens": [account]})
-    response.raise_for_status()
+    return Outcome(
+        people,
+        accounts,
+        stack.sandbox_messages(),
+        rows,
+        runs,
+        logs,
+        seconds,
+        step_ms=dict(scenario.step_ms),
+        tap_to_link_ms=scenario.tap_to_link_ms,
+        events=scenario.events,
+    )
 
 
 def _read_database(
@@ -382,6 +497,11 @@ def check(outcome: Outcome) -> list[str]:
     sent_rows = sum(1 for r in outcome.rows if r["status"] == "sent")
     if sent_rows != len(outcome.messages):
         problems.append(f"{sent_rows} sent rows but {len(outcome.messages)} DMs at the sandbox")
+    problems += [
+        f"account {account} sent {n} DMs, above its hourly budget of {HOURLY_CAP}"
+        for account, n in dms_per_account(outcome).items()
+        if n > HOURLY_CAP
+    ]
     runs = {r["contact_igsid"]: r for r in outcome.runs}
     for person in outcome.people:
         run = runs.get(person.igsid)
@@ -392,6 +512,10 @@ def check(outcome: Outcome) -> list[str]:
         else:
             problems += _normal_problems(person, run, per_person[person.igsid])
     return problems
+
+
+def dms_per_account(outcome: Outcome) -> dict[str, int]:
+    return dict(Counter(str(m["account_id"]) for m in outcome.messages))
 
 
 def _sandbox_problems(outcome: Outcome) -> tuple[Counter[str], list[str]]:
@@ -411,7 +535,7 @@ def _normal_problems(person: Person, run: dict[str, Any] | None, messages: int) 
     problems: list[str] = []
     expected = 2 if person.follows_first else 3
     if person.problem or not person.done:
-        problems.append(f"{person.igsid}: {person.problem or 'unfinished'}")
+        problems.append(f"{person.igsid}: {person.problem or 'unfinished at ' + person.stage}")
     if messages != expected:
         problems.append(f"{person.igsid} got {messages} messages, expected {expected}")
     if run is None or run["status"] != "completed":
@@ -421,6 +545,8 @@ def _normal_problems(person: Person, run: dict[str, Any] | None, messages: int) 
 
 def _expired_problems(person: Person, run: dict[str, Any] | None, outcome: Outcome) -> list[str]:
     """The step after the expiry is not at the sandbox and its reason is on record."""
+    if person.stage != "held tapped":
+        return [f"{person.igsid} (token expired): {person.problem or 'never tapped, at ' + person.stage}"]
     parked = [
         r
         for r in outcome.rows
@@ -449,12 +575,14 @@ def summary(outcome: Outcome) -> dict[str, Any]:
     expired = [p for p in people if p.expired]
     return {
         "conversations": len(people),
+        "accounts": len(outcome.accounts),
         "webhooks": sum(p.webhooks for p in people),
         "duplicates": sum(p.duplicates for p in people),
         "completed": sum(1 for p in people if p.done),
         "token_expired": len(expired),
         "expired_reasons": dict(Counter(_reason(p, outcome) for p in expired)),
         "dms": len(outcome.messages),
+        "most_dms_per_account": max(dms_per_account(outcome).values(), default=0),
         "seconds": round(outcome.seconds, 1),
         "events": outcome.events,
     }
@@ -465,11 +593,10 @@ def summary(outcome: Outcome) -> dict[str, Any]:
 
 @contextmanager
 def faults_stack(
-    database_url: str, *, workdir: Path | None = None
-) -> Iterator[tuple[RunningStack, RestartableRedis, str]]:
-    """The stack on ``database_url`` and a restartable redis-server; yields (stack, redis, account)."""
-    from replyflow.services.demo_seed import DEMO_EMAIL, DEMO_IG_USER_ID, DEMO_PASSWORD
-
+    database_url: str, *, accounts: int = 1, workdir: Path | None = None
+) -> Iterator[tuple[RunningStack, RestartableRedis, list[str]]]:
+    """The stack on ``database_url``, a restartable redis-server and ``accounts`` connected accounts, each
+    in a workspace of its own with a follow gate; yields (stack, redis, the accounts' Instagram ids)."""
     with tempfile.TemporaryDirectory(prefix="rf-flow-faults-") as tmp:
         root = workdir or Path(tmp)
         redis_server = RestartableRedis(root)
@@ -478,37 +605,31 @@ def faults_stack(
             root / "stack", database_url=database_url, env={**STACK_ENV, "REDIS_URL": redis_server.url}
         )
         try:
-            _raise_budget(database_url, DEMO_IG_USER_ID)
-            login = stack.request(
-                "POST", "/v1/auth/login", json={"email": DEMO_EMAIL, "password": DEMO_PASSWORD}
-            )
-            login.raise_for_status()
-            auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
-            accounts = stack.request("GET", "/v1/accounts", headers=auth).json()
-            items = accounts["items"] if isinstance(accounts, dict) else accounts
-            account_id = next(a["id"] for a in items if a["ig_user_id"] == DEMO_IG_USER_ID)
-            gate = stack.request(
-                "POST",
-                "/v1/flows/follow-gate",
-                headers=auth,
-                json={"account_id": account_id, "keyword": KEYWORD, "message": "The guide", "link": LINK},
-            )
-            gate.raise_for_status()
+            ig_ids = [_connect_with_gate(stack, index) for index in range(accounts)]
             stack.wait_idle()
             stack.clear_sandbox_messages()
-            yield stack, redis_server, DEMO_IG_USER_ID
+            yield stack, redis_server, ig_ids
         finally:
             stack.stop()
             redis_server.stop()
 
 
-def _raise_budget(database_url: str, ig_user_id: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text("UPDATE instagram_accounts SET hourly_send_budget = 5000 WHERE ig_user_id = :ig"),
-            {"ig": ig_user_id},
-        )
-    engine.dispose()
+def _connect_with_gate(stack: RunningStack, index: int) -> str:
+    """Sign up workspace ``index``, connect its sandbox account and create the follow gate on it."""
+    email, ig_user_id = f"flow-faults-{index}@example.com", f"178415{index:011d}"
+    signup = {"email": email, "password": PASSWORD, "workspace_name": f"Flow faults {index}"}
+    stack.request("POST", "/v1/auth/signup", json=signup).raise_for_status()
+    login = stack.request("POST", "/v1/auth/login", json={"email": email, "password": PASSWORD})
+    login.raise_for_status()
+    auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    connect = {"ig_user_id": ig_user_id, "username": f"flow.faults.{index}"}
+    account = stack.request("POST", "/v1/accounts/sandbox", headers=auth, json=connect)
+    account.raise_for_status()
+    gate = stack.request(
+        "POST",
+        "/v1/flows/follow-gate",
+        headers=auth,
+        json={"account_id": account.json()["id"], "keyword": KEYWORD, "message": "The guide", "link": LINK},
+    )
+    gate.raise_for_status()
+    return ig_user_id

@@ -665,6 +665,16 @@ class TestControl:
 
         assert record["recipient"] == {"comment_id": "b"}
 
+    def test_listing_from_an_offset_returns_only_the_newer_sends(self, server, token):
+        for comment in ("a", "b", "c"):
+            send(server, token, {"comment_id": comment})
+
+        newer = listing(server, offset="1")["messages"]
+
+        assert [m["recipient"]["comment_id"] for m in newer] == ["b", "c"]
+        assert listing(server, offset="3")["messages"] == []
+        assert control(server, "GET", "messages", offset="-1").status == 400
+
     def test_health_and_unknown_paths(self, server):
         assert control(server, "GET", "health").status == 200
         assert control(server, "GET", "nope").status == 404
