@@ -11,16 +11,19 @@ events-queue bodies by running the real webhook handler with a collecting publis
 Measured, one batch at a time on one thread, each batch an SQS event of 10 records in the local
 broker's shape:
 
-- processor: ``processor.handler.lambda_handler`` (records on its pool of 4 threads: dedupe insert,
-  contact upsert, automation match, ledger rows, publish the send job) -> events/s over the whole run
-  and per-batch p50/p95/p99. Both rounds of events below are processed here, so its row has both.
+- processor: ``processor.handler.lambda_handler`` (records on one thread per pooled connection, 4 as
+  the processor functions are deployed: dedupe claim, contact upsert, automation match, ledger rows,
+  publish the send job) -> events/s over the whole run, per-batch p50/p95/p99, and the process's CPU
+  time per event (``time.process_time``: every thread of this process, the database and Redis
+  servers excluded). Both rounds of events below are processed here, so its row has both.
 - sender: ``sender.handler.lambda_handler`` (records on its pool of 10 threads: limiter slot in Redis,
   token decrypt, Graph call to the sandbox, ledger update) on the send jobs the processor published,
   once with the sandbox answering at 0 ms and once, on fresh comments, at 200 ms injected latency
   -> sends/s and per-batch p50/p95/p99.
 
-The database pool is the deployed default (``DATABASE_POOL_SIZE=2``, overflow 2), so ten sender
-threads share four connections, as one Lambda instance would. Outcomes come from the ledger
+The sender's database pool is the deployed default (``DATABASE_POOL_SIZE=2``, overflow 2), so ten
+sender threads share four connections, as one Lambda instance would; the processor has its own pool
+of 4 (``PROCESSOR_POOL``, its functions' ``DATABASE_POOL_SIZE``). Outcomes come from the ledger
 (``outbound_messages.status`` of the rows the run touched): a deferral re-publishes the job with a
 delay to the collector and is counted, not retried.
 """
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 BATCH = 10
 ACCOUNTS_PER_TENANT = 5
 LATENCIES_MS = (0, 200)
+PROCESSOR_POOL = 4  # template.yaml, the processor functions' DATABASE_POOL_SIZE
 
 
 def _seed(clients: Clients, sandbox: Any, extra_accounts: int) -> list[str]:
@@ -156,17 +160,17 @@ def _batches(items: list[Published]) -> list[tuple[str, list[str]]]:
     return [(queue, batch) for queue, bodies in by_queue.items() for batch in chunks(bodies, BATCH)]
 
 
-def _drive(handler: Any, batches: list[tuple[str, list[str]]]) -> tuple[list[float], float, int]:
-    """Per-batch milliseconds, total seconds, records reported as failed."""
+def _drive(handler: Any, batches: list[tuple[str, list[str]]]) -> tuple[list[float], float, int, float]:
+    """Per-batch milliseconds, total seconds, records reported as failed, CPU seconds of the process."""
     samples: list[float] = []
     failed = 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for queue, bodies in batches:
         t0 = time.perf_counter()
         response = handler(sqs_event(queue, bodies), BENCH_CONTEXT)
         samples.append(ms_since(t0))
         failed += len(response.get("batchItemFailures") or [])
-    return samples, time.perf_counter() - started, failed
+    return samples, time.perf_counter() - started, failed, time.process_time() - cpu_started
 
 
 def _ledger(clients: Clients, outbound_ids: list[int]) -> Counter[str]:
@@ -204,7 +208,7 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     processor_samples: list[float] = []
-    processor_seconds, processor_events, processor_failed, sends_queued = 0.0, 0, 0, 0
+    processor_seconds, processor_cpu, processor_events, processor_failed, sends_queued = 0.0, 0.0, 0, 0, 0
     sandbox = SandboxServer("127.0.0.1", 0, app_id=APP_ID, app_secret=APP_SECRET, faults={"latency_ms": 0})
     sandbox.start()
     try:
@@ -221,19 +225,22 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
             )
             clients = Clients(settings)
             deps = build_pipeline(settings, clients=clients, publisher=collector)
+            processor_settings = settings.model_copy(update={"database_pool_size": PROCESSOR_POOL})
+            processor_deps = build_pipeline(processor_settings, publisher=collector)
             webhook = webhook_handler(lambda: deps)
-            processor, sender = processor_handler(lambda: deps), sender_handler(lambda: deps)
+            processor, sender = processor_handler(lambda: processor_deps), sender_handler(lambda: deps)
             progress(f"workers: seeding the demo tenant + {accounts} accounts on MariaDB")
             ig_ids = _seed(clients, sandbox, accounts)
-            where = f"MariaDB (fresh db, pool 2+2), Redis {redis_url}"
+            where = f"MariaDB (fresh db; sender pool 2+2, processor {PROCESSOR_POOL}), Redis {redis_url}"
             for latency_ms in LATENCIES_MS:
                 _set_latency(sandbox.url, latency_ms)
                 progress(f"workers: {events} comment events through the webhook handler")
                 produced = _events(ig_ids, events, collector, webhook)
                 progress(f"workers: processor, {events} events in batches of {BATCH}")
-                samples, seconds, failed = _drive(processor, _batches(produced))
+                samples, seconds, failed, cpu = _drive(processor, _batches(produced))
                 processor_samples += samples
                 processor_seconds += seconds
+                processor_cpu += cpu
                 processor_events += len(produced)
                 processor_failed += failed
                 jobs = collector.take("sends-")
@@ -241,7 +248,7 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
                 outbound_ids = [SendJob.from_json(job.body).outbound_id for job in jobs]
                 sent_before = len(sandbox.app.state.sent)
                 progress(f"workers: sender, {len(jobs)} sends at sandbox latency {latency_ms} ms")
-                samples, seconds, failed = _drive(sender, _batches(jobs))
+                samples, seconds, failed, _cpu = _drive(sender, _batches(jobs))
                 republished = collector.take("sends-")
                 ledger = _ledger(clients, outbound_ids)
                 rows.append(
@@ -267,6 +274,7 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
                     per_second=rate(processor_events, processor_seconds),
                     unit="per batch; per_second = events/s",
                     events=processor_events,
+                    cpu_ms_per_event=round(processor_cpu * 1000 / max(processor_events, 1), 2),
                     sends_queued=sends_queued,
                     batch_failures=processor_failed,
                     accounts=len(ig_ids),

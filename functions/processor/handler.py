@@ -1,6 +1,11 @@
 """events-{high,default,low} -> the processor service, with a partial batch response. A billing
 message (a verified Stripe event) goes to ``services.billing.apply_event``, a flow timer job to its
-firing, instead."""
+firing, instead.
+
+The records of a batch run on one thread per pooled database connection (``DATABASE_POOL_SIZE``, 4
+for the processor functions in template.yaml): a thread beyond the pool would take an overflow
+connection, which SQLAlchemy opens for the record and closes after it, a connect (and its CPU) per
+record."""
 
 from __future__ import annotations
 
@@ -38,7 +43,9 @@ def make_handler(deps: Callable[[], PipelineDeps]) -> Handler:
             outcomes.append("duplicate" if result.duplicate else "processed")
             outcomes.extend("queued" for _ in result.queued)
 
-        response = process_batch(event, handle, max_workers=4, backoff=pipeline.retry_backoff)
+        response = process_batch(
+            event, handle, max_workers=pipeline.settings.database_pool_size, backoff=pipeline.retry_backoff
+        )
         for name in ("processed", "duplicate", "queued", "billing", "timer_fired", "timer_stale"):
             metrics.add_metric(
                 name=f"Events{name.title().replace('_', '')}",

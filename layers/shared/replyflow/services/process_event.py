@@ -53,7 +53,6 @@ from replyflow.db.repositories import accounts as accounts_repo
 from replyflow.db.repositories import contacts as contacts_repo
 from replyflow.db.repositories import ledger, once_per_post
 from replyflow.db.repositories import logs as logs_repo
-from replyflow.db.repositories import plans as plans_repo
 from replyflow.db.repositories import usage as usage_repo
 from replyflow.domain.flow_engine import AccountFacts
 from replyflow.domain.lifecycle import (
@@ -96,6 +95,8 @@ class ProcessResult:
     queued: list[int] = field(default_factory=list)
     parked: list[int] = field(default_factory=list)
     timers: list[tuple[int, datetime]] = field(default_factory=list)  # flow timers set: id, due
+    # automation_logs rows not written yet: they go in one statement (``_write_decisions``)
+    unwritten: list[logs_repo.Decision] = field(default_factory=list, repr=False, compare=False)
 
 
 @dataclass
@@ -164,6 +165,7 @@ class EventProcessor:
                     stranded = self._stranded(session, message, now)
                 else:
                     self._decide(session, message, occurred_at, now, result, held)
+                    self._write_decisions(session, message, result)
                     stranded = []
         except BaseException:
             self._release_cooldowns(held)
@@ -233,6 +235,7 @@ class EventProcessor:
         rule, event, message = match.rule, ctx.event, ctx.message
         start_flow = rule.actions.get("start_flow")
         if isinstance(start_flow, dict) and start_flow.get("flow_id"):
+            self._write_decisions(ctx.session, message, ctx.result)  # before the run's own rows
             applied = self._flows.start(
                 ctx.session,
                 self._flow_scope(ctx.session, message, ctx.config, ctx.now),
@@ -458,16 +461,20 @@ class EventProcessor:
         detail: str | None = None,
     ) -> None:
         result.decisions.append((automation_id, str(action), str(reason) if reason else None))
-        logs_repo.automation(
+        result.unwritten.append(
+            logs_repo.Decision(automation_id, str(action), str(reason) if reason else None, detail)
+        )
+
+    @staticmethod
+    def _write_decisions(session: Session, message: EventMessage, result: ProcessResult) -> None:
+        logs_repo.automations(
             session,
             message.tenant_id,
             message.account_id,
-            automation_id=automation_id,
             event_key=message.event.event_key,
-            action=action,
-            reason=reason,
-            detail=detail,
+            decisions=result.unwritten,
         )
+        result.unwritten.clear()
 
     def _stranded(self, session: Session, message: EventMessage, now: datetime) -> list[int]:
         rows: Sequence[OutboundMessage] = ledger.list_by_status(
@@ -518,11 +525,8 @@ class EventProcessor:
 
 def quota_left(session: Session, tenant_id: str, now: datetime) -> int:
     """DMs left in the tenant's monthly quota: soft by the sends in flight (the sender counts them)."""
-    try:
-        plan = plans_repo.plan_for_tenant(session, tenant_id)
-    except LookupError:
-        return 0
-    return plan.monthly_dm_quota - usage_repo.dms_sent(session, tenant_id, at=now)
+    left = usage_repo.dms_left(session, tenant_id, at=now)
+    return 0 if left is None else left
 
 
 def _fallback(operation: str, error: Exception, automation_id: str | None) -> None:

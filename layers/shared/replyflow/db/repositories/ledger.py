@@ -2,9 +2,12 @@
 
 Invariants:
 - a reservation is an INSERT against a unique key, never a read-then-write: ``record_event`` and
-  ``add_outbound`` return False/None when another worker already holds the key (inside a SAVEPOINT,
-  so the caller's transaction goes on). The key is a ``dedupe_claims`` row (never partitioned),
-  inserted in the same SAVEPOINT as the ledger row (partitioned by time on MySQL);
+  ``add_outbound`` return False/None when another worker already holds the key. The key is a
+  ``dedupe_claims`` row (never partitioned), inserted with ``INSERT IGNORE`` (``OR IGNORE`` on
+  SQLite) before the ledger row (partitioned by time on MySQL), which is written only when the claim
+  was inserted: a refused claim is no error, so no SAVEPOINT is needed and the caller's transaction
+  goes on. A claim held by a transaction still open makes the INSERT wait for it, as the unique key
+  always did;
 - a send is owned through ``start_send``: one conditional UPDATE moves a row from a sendable status to
   ``sending``; only the worker whose UPDATE changed the row may call the Graph API for it. A row left
   in ``sending`` longer than the lease belongs to a worker that died mid-call: the request may have
@@ -20,12 +23,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
-from replyflow.db.engine import is_duplicate_key
 from replyflow.db.models import DedupeClaim, InboundEvent, InstagramAccount, OutboundMessage
+from replyflow.db.repositories._upsert import insert_ignore
 from replyflow.domain.lifecycle import TERMINAL_STATUSES, TRANSIENT_ERROR, OutboundStatus
 
 SENDABLE = (OutboundStatus.QUEUED, OutboundStatus.DEFERRED)
@@ -44,24 +46,20 @@ def record_event(
     sender_id: str | None = None,
 ) -> bool:
     """Record an inbound event; False when it was already recorded (a duplicate delivery)."""
-    try:
-        with session.begin_nested():
-            at = _claim(session, tenant_id, account_id, INBOUND_CLAIM, event_key[:255])
-            session.add(
-                InboundEvent(
-                    received_at=at,
-                    tenant_id=tenant_id,
-                    account_id=account_id,
-                    event_key=event_key[:255],
-                    kind=kind,
-                    occurred_at=occurred_at,
-                    sender_id=sender_id[:64] if sender_id else None,
-                )
-            )
-    except IntegrityError as exc:
-        if is_duplicate_key(exc):
-            return False
-        raise
+    at = _claim(session, tenant_id, account_id, INBOUND_CLAIM, event_key[:255])
+    if at is None:
+        return False
+    session.add(
+        InboundEvent(
+            received_at=at,
+            tenant_id=tenant_id,
+            account_id=account_id,
+            event_key=event_key[:255],
+            kind=kind,
+            occurred_at=occurred_at,
+            sender_id=sender_id[:64] if sender_id else None,
+        )
+    )
     return True
 
 
@@ -82,6 +80,9 @@ def add_outbound(
     error_code: str | None = None,
 ) -> OutboundMessage | None:
     """Reserve one send; None when (tenant, account, kind, dedupe_key) is already taken."""
+    at = _claim(session, tenant_id, account_id, kind, dedupe_key[:255])
+    if at is None:
+        return None
     row = OutboundMessage(
         tenant_id=tenant_id,
         account_id=account_id,
@@ -95,27 +96,26 @@ def add_outbound(
         priority=priority,
         status=status,
         error_code=error_code,
+        created_at=at,
     )
-    try:
-        with session.begin_nested():
-            row.created_at = _claim(session, tenant_id, account_id, kind, row.dedupe_key)
-            session.add(row)
-    except IntegrityError as exc:
-        if is_duplicate_key(exc):
-            return None
-        raise
+    session.add(row)
+    session.flush()  # the caller publishes the row's id
     return row
 
 
-def _claim(session: Session, tenant_id: str, account_id: str, kind: str, key: str) -> datetime:
-    """Insert the claim and flush it first: a duplicate fails here, before the ledger row is written.
-    The ledger row ages from the same instant (retention finds it from the claim, one partition)."""
+def _claim(session: Session, tenant_id: str, account_id: str, kind: str, key: str) -> datetime | None:
+    """Insert the claim; its time, or None when the key is already claimed. The ledger row ages from
+    the same instant (retention finds it from the claim, one partition)."""
     at = utcnow()
-    session.add(
-        DedupeClaim(tenant_id=tenant_id, account_id=account_id, kind=kind, claim_key=key, claimed_at=at)
-    )
-    session.flush()
-    return at
+    values = {
+        "tenant_id": tenant_id,
+        "account_id": account_id,
+        "kind": kind,
+        "claim_key": key,
+        "claimed_at": at,
+    }
+    table: Any = DedupeClaim.__table__
+    return at if insert_ignore(session, table, values) else None
 
 
 def get_outbound(session: Session, tenant_id: str, outbound_id: int) -> OutboundMessage | None:

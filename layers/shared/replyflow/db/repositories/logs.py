@@ -5,6 +5,11 @@ together; so is the decision's count in ``daily_stats`` (the rollup ``GET /v1/st
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
@@ -12,6 +17,16 @@ from replyflow.db.models import AutomationLog, DailyStat, ReplyLog
 from replyflow.db.repositories._upsert import upsert
 
 MAX_DETAIL = 1000
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One ``automation_logs`` row of an event, before it is written."""
+
+    automation_id: str | None
+    action: str
+    reason: str | None = None
+    detail: str | None = None
 
 
 def automation(
@@ -25,31 +40,59 @@ def automation(
     reason: str | None = None,
     detail: str | None = None,
 ) -> None:
-    now = utcnow()
-    session.add(
-        AutomationLog(
-            tenant_id=tenant_id,
-            account_id=account_id,
-            automation_id=automation_id,
-            event_key=event_key[:255] if event_key else None,
-            action=action,
-            reason=reason,
-            detail=detail[:MAX_DETAIL] if detail else None,
-            created_at=now,
-        )
+    automations(
+        session,
+        tenant_id,
+        account_id,
+        event_key=event_key,
+        decisions=[Decision(automation_id, action, reason, detail)],
     )
+
+
+def automations(
+    session: Session,
+    tenant_id: str,
+    account_id: str,
+    *,
+    event_key: str | None,
+    decisions: Sequence[Decision],
+) -> None:
+    """The decisions of one event: one multi-row INSERT and one multi-row ``daily_stats`` upsert
+    (two round trips however many decisions)."""
+    if not decisions:
+        return
+    now = utcnow()
+    key = event_key[:255] if event_key else None
+    rows = [
+        {
+            "tenant_id": tenant_id,
+            "account_id": account_id,
+            "automation_id": d.automation_id,
+            "event_key": key,
+            "action": d.action,
+            "reason": d.reason,
+            "detail": d.detail[:MAX_DETAIL] if d.detail else None,
+            "created_at": now,
+        }
+        for d in decisions
+    ]
+    session.execute(insert(AutomationLog), rows)
+    counts = Counter((d.automation_id or "", d.action) for d in decisions)
     table = DailyStat.__table__
     upsert(
         session,
         table,  # type: ignore[arg-type]
-        {
-            "tenant_id": tenant_id,
-            "day": now.date(),
-            "account_id": account_id,
-            "automation_id": automation_id or "",
-            "action": action,
-            "count": 1,
-        },
+        [
+            {
+                "tenant_id": tenant_id,
+                "day": now.date(),
+                "account_id": account_id,
+                "automation_id": automation_id,
+                "action": action,
+                "count": n,
+            }
+            for (automation_id, action), n in sorted(counts.items())
+        ],
         conflict=["tenant_id", "day", "account_id", "automation_id", "action"],
         update={"count": lambda new: table.c.count + new.count},
     )

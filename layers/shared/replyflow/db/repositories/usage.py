@@ -12,7 +12,7 @@ from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
-from replyflow.db.models import OutboundMessage, UsageCounter
+from replyflow.db.models import OutboundMessage, Plan, Tenant, UsageCounter
 from replyflow.db.repositories._upsert import upsert
 
 # The outbound kinds that count against the plan's monthly DM quota (public replies are comments).
@@ -73,6 +73,22 @@ def dms_sent(session: Session, tenant_id: str, *, at: datetime | None = None) ->
         )
     )
     return int(value or 0)
+
+
+def dms_left(session: Session, tenant_id: str, *, at: datetime) -> int | None:
+    """The plan's monthly DM quota minus the DMs counted this month, in one round trip; None when
+    the tenant has no plan."""
+    sent = (
+        select(UsageCounter.dms_sent)
+        .where(UsageCounter.tenant_id == tenant_id, UsageCounter.period == period_of(at))
+        .scalar_subquery()
+    )
+    row = session.execute(
+        select(Plan.monthly_dm_quota, func.coalesce(sent, 0))
+        .join(Tenant, Tenant.plan_code == Plan.code)
+        .where(Tenant.id == tenant_id)
+    ).first()
+    return None if row is None else int(row[0]) - int(row[1])
 
 
 def stored_dms(session: Session, tenant_id: str, period: str) -> int | None:
