@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, insert, select
+from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
@@ -35,7 +35,7 @@ from replyflow.db.models import (
     OutboundMessage,
     ReplyLog,
 )
-from replyflow.db.repositories._upsert import greatest, upsert
+from replyflow.db.repositories._upsert import greatest, insert_ignore, upsert
 from replyflow.domain.contact_fields import FieldKind, FieldValue
 
 
@@ -104,14 +104,14 @@ def claim_first_seen(session: Session, tenant_id: str, account_id: str, igsid: s
     share the lock that found the row): that event fails and is retried, and finds the contact.
     """
     now = utcnow()
-    ignore = "IGNORE" if session.get_bind().dialect.name in ("mysql", "mariadb") else "OR IGNORE"
-    stmt = (
-        insert(Contact.__table__)  # type: ignore[arg-type]
-        .prefix_with(ignore)
-        .values(tenant_id=tenant_id, account_id=account_id, igsid=igsid, created_at=now, updated_at=now)
-    )
-    result = cast(CursorResult[Any], session.execute(stmt))
-    return result.rowcount == 1
+    values = {
+        "tenant_id": tenant_id,
+        "account_id": account_id,
+        "igsid": igsid,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return insert_ignore(session, Contact.__table__, values)  # type: ignore[arg-type]
 
 
 def last_inbound_at(session: Session, tenant_id: str, account_id: str, igsid: str) -> datetime | None:
