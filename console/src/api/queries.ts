@@ -1,6 +1,7 @@
 // Shared queries: one key per resource, so a mutation invalidates exactly what it changed.
 import { useQuery } from "@tanstack/react-query";
 import { api, unwrap } from "./client";
+import { automationsQuery, flowsQuery } from "./pageQueries";
 
 export const keys = {
   me: ["me"] as const,
@@ -21,7 +22,6 @@ export const useAccounts = () =>
   useQuery({ queryKey: keys.accounts, queryFn: async () => unwrap(await api.GET("/v1/accounts")) });
 export const useTemplates = () =>
   useQuery({ queryKey: keys.templates, queryFn: async () => unwrap(await api.GET("/v1/templates")) });
-export const useAutomations = () =>
-  useQuery({ queryKey: keys.automations, queryFn: async () => unwrap(await api.GET("/v1/automations")) });
+export const useAutomations = () => useQuery(automationsQuery);
 export const usePlans = () => useQuery({ queryKey: keys.plans, queryFn: async () => unwrap(await api.GET("/v1/plans")) });
-export const useFlows = () => useQuery({ queryKey: ["flows"], queryFn: async () => unwrap(await api.GET("/v1/flows")) });
+export const useFlows = () => useQuery(flowsQuery);

@@ -1,64 +1,17 @@
 // Every decision and every reply, newest first, filtered in the URL and paged by the API's cursor.
 import { keepPreviousData, useQuery } from "@tanstack/react-query";
 import { useSearchParams } from "react-router";
-import { api, unwrap } from "../api/client";
+import { ACTIONS, STATUSES, logFilters, logsQuery } from "../api/pageQueries";
 import { useAutomations } from "../api/queries";
 import { Empty, ErrorNote, Loading, Page, formatDate } from "../components/ui";
 
-const ACTIONS = ["matched", "skipped", "queued", "parked", "deferred", "sent", "failed", "unknown"] as const;
-const STATUSES = ["sent", "failed", "skipped", "deferred", "parked", "queued", "unknown"] as const;
-type Action = (typeof ACTIONS)[number];
-type Status = (typeof STATUSES)[number];
-const PAGE = 50;
-
-function iso(local: string | null): string | undefined {
-  return local ? new Date(local).toISOString() : undefined;
-}
-
 export default function LogsPage() {
   const [params, setParams] = useSearchParams();
-  const tab = params.get("tab") === "replies" ? "replies" : "decisions";
-  const automationId = params.get("automation") || undefined;
-  const kind = params.get("kind") || undefined;
-  const since = iso(params.get("since"));
-  const until = iso(params.get("until"));
-  const cursors = (params.get("cursors") ?? "").split(" ").filter(Boolean);
-  const cursor = cursors.at(-1);
+  const { tab, automationId, kind, cursors, cursor } = logFilters(params);
   const automations = useAutomations();
   const names = new Map(automations.data?.map((a) => [a.id, a.name]));
 
-  const logs = useQuery({
-    queryKey: ["logs", tab, automationId, kind, since, until, cursor],
-    placeholderData: keepPreviousData,
-    refetchInterval: cursor ? false : 5000,
-    queryFn: async () => {
-      const common = { automation_id: automationId, since, until, cursor, limit: PAGE };
-      if (tab === "replies") {
-        const page = unwrap(await api.GET("/v1/logs/replies", { params: { query: { ...common, status: kind as Status | undefined } } }));
-        return {
-          next: page.next_cursor,
-          rows: page.items.map((r) => ({
-            id: r.id,
-            at: r.created_at,
-            automation: r.automation_id,
-            what: `${r.kind} ${r.status}`,
-            why: [r.error_code, r.detail, r.text].filter(Boolean).join(" · "),
-          })),
-        };
-      }
-      const page = unwrap(await api.GET("/v1/logs/automations", { params: { query: { ...common, action: kind as Action | undefined } } }));
-      return {
-        next: page.next_cursor,
-        rows: page.items.map((r) => ({
-          id: r.id,
-          at: r.created_at,
-          automation: r.automation_id,
-          what: r.action,
-          why: [r.reason, r.detail].filter(Boolean).join(" · "),
-        })),
-      };
-    },
-  });
+  const logs = useQuery({ ...logsQuery(params), placeholderData: keepPreviousData, refetchInterval: cursor ? false : 5000 });
 
   function set(changes: Record<string, string | null>) {
     const next = new URLSearchParams(params);

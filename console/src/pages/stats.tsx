@@ -3,17 +3,13 @@
 import { keepPreviousData, useQuery } from "@tanstack/react-query";
 import { useMemo } from "react";
 import { useSearchParams } from "react-router";
-import { api, unwrap, type Schemas } from "../api/client";
+import { type Schemas } from "../api/client";
+import { STATS_RANGES, skippedQuery, statsQuery, statsRange } from "../api/pageQueries";
 import { useAutomations, useFlows } from "../api/queries";
 import { DailyChart, type Series } from "../components/Chart";
 import { Empty, ErrorNote, Loading, Page } from "../components/ui";
 
-const RANGES = [7, 30, 90];
 const COLORS: Record<string, string> = { sent: "#1a7f37", skipped: "#9a6700", failed: "#cf222e", matched: "#0969da" };
-
-function day(offset: number): string {
-  return new Date(Date.now() - offset * 86_400_000).toISOString().slice(0, 10);
-}
 
 export function dailySeries(view: Schemas["StatsView"], outcomes: string[]): { days: string[]; series: Series[] } {
   const days: string[] = [];
@@ -45,25 +41,13 @@ export function perAutomation(view: Schemas["StatsView"]): Map<string, Record<st
 
 export default function StatsPage() {
   const [params, setParams] = useSearchParams();
-  const range = Number(params.get("days")) || 30;
-  const since = day(range - 1);
-  const until = day(0);
+  const { range } = statsRange(params);
   const automations = useAutomations();
   const names = new Map(automations.data?.map((a) => [a.id, a.name]));
   const flows = useFlows();
   const flowNames = new Map(flows.data?.map((f) => [f.id, f.name]));
-  const stats = useQuery({
-    queryKey: ["stats", since, until],
-    queryFn: async () => unwrap(await api.GET("/v1/stats", { params: { query: { since, until } } })),
-    placeholderData: keepPreviousData,
-    refetchInterval: 5000,
-  });
-  const skipped = useQuery({
-    queryKey: ["skipped-reasons", since],
-    queryFn: async () =>
-      unwrap(await api.GET("/v1/logs/automations", { params: { query: { action: "skipped", since: since + "T00:00:00Z", limit: 200 } } })),
-    refetchInterval: 15000,
-  });
+  const stats = useQuery({ ...statsQuery(params), placeholderData: keepPreviousData, refetchInterval: 5000 });
+  const skipped = useQuery({ ...skippedQuery(params), refetchInterval: 15000 });
   const chart = useMemo(() => (stats.data ? dailySeries(stats.data, ["sent", "skipped", "failed"]) : null), [stats.data]);
   const reasons = useMemo(() => {
     const counts = new Map<string, number>();
@@ -80,7 +64,7 @@ export default function StatsPage() {
         <label>
           Range{" "}
           <select value={range} onChange={(e) => setParams({ days: e.target.value })}>
-            {RANGES.map((r) => (
+            {STATS_RANGES.map((r) => (
               <option key={r} value={r}>
                 Last {r} days
               </option>

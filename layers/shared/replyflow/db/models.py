@@ -388,6 +388,7 @@ class InboundEvent(Base):
         Index("ix_inbound_events_key", "tenant_id", "account_id", "event_key"),
         Index("ix_inbound_events_tenant_received", "tenant_id", "received_at"),
         Index("ix_inbound_events_tenant_sender", "tenant_id", "account_id", "sender_id"),
+        Index("ix_inbound_events_tenant_id", "tenant_id", "id"),  # retention's partition check (0107)
     )
 
 
@@ -429,6 +430,7 @@ class OutboundMessage(Base):
         Index("ix_outbound_tenant_account_sent", "tenant_id", "account_id", "sent_at"),
         Index("ix_outbound_recipient", "recipient_id"),  # a data deletion request, across tenants
         Index("ix_outbound_tenant_created", "tenant_id", "created_at"),  # retention
+        Index("ix_outbound_tenant_id", "tenant_id", "id"),  # retention's partition check (0107)
     )
 
 
@@ -477,6 +479,7 @@ class ReplyLog(Base):
         Index("ix_reply_logs_tenant_account_created", "tenant_id", "account_id", "created_at", "id"),
         Index("ix_reply_logs_tenant_status_created", "tenant_id", "status", "created_at", "id"),
         Index("ix_reply_logs_recipient", "recipient_id"),  # a data deletion request, across tenants
+        Index("ix_reply_logs_tenant_id", "tenant_id", "id"),  # retention's partition check (0107)
     )
 
 
@@ -500,6 +503,7 @@ class AutomationLog(Base):
         Index(
             "ix_automation_logs_tenant_automation_created", "tenant_id", "automation_id", "created_at", "id"
         ),
+        Index("ix_automation_logs_tenant_id", "tenant_id", "id"),  # retention's partition check (0107)
     )
 
 

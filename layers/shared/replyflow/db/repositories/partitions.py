@@ -36,6 +36,7 @@ class Partition:
     name: str
     lower: date | None  # None: the first partition (no lower bound)
     upper: date | None  # None: MAXVALUE
+    rows_estimate: int = 0  # InnoDB's statistics (TABLE_ROWS): sampled, exact only for small partitions
 
     @property
     def is_day(self) -> bool:
@@ -56,7 +57,7 @@ def partitions(session: Session, table: str) -> list[Partition]:
         return []
     rows = session.execute(
         text(
-            "SELECT partition_name, partition_description FROM information_schema.partitions"
+            "SELECT partition_name, partition_description, table_rows FROM information_schema.partitions"
             " WHERE table_schema = DATABASE() AND table_name = :t AND partition_name IS NOT NULL"
             " ORDER BY partition_ordinal_position"
         ),
@@ -64,9 +65,9 @@ def partitions(session: Session, table: str) -> list[Partition]:
     ).all()
     result: list[Partition] = []
     lower: date | None = None
-    for name, description in rows:
+    for name, description, table_rows in rows:
         upper = None if str(description).upper() == "MAXVALUE" else _bound(str(description))
-        result.append(Partition(str(name), lower, upper))
+        result.append(Partition(str(name), lower, upper, int(table_rows or 0)))
         lower = upper
     return result
 
@@ -144,6 +145,26 @@ def contents(session: Session, table: Table, partition: Partition) -> list[Tenan
     return [
         TenantDay(str(t), _as_date(d), int(n), int(m), int(p or 0)) for t, d, n, m, p in session.execute(stmt)
     ]
+
+
+def day_contents(session: Session, table: Table, partition: Partition) -> list[TenantDay]:
+    """``contents`` of a day partition without reading its rows: the tenants and their highest ids from
+    a loose index scan of ``(tenant_id, id)`` (``GROUP BY tenant_id`` with ``MAX(id)``, one dive per
+    tenant), and whether any send in it is pending (dives of ``(status, updated_at)``, the same flag
+    on every tenant-day: one pending send keeps the partition). ``rows`` is 0: counting would read
+    every row (:attr:`Partition.rows_estimate` is the statistics' count)."""
+    if not partition.is_day or partition.upper is None:
+        raise ValueError(f"{table.name}.{partition.name}: not a day partition")
+    day = partition.upper - timedelta(days=1)
+    only = f"PARTITION ({partition.name})"
+    tops = session.execute(
+        select(table.c.tenant_id, func.max(table.c.id)).with_hint(table, only).group_by(table.c.tenant_id)
+    ).all()
+    pending = 0
+    if tops and table.name == "outbound_messages":
+        probe = select(table.c.id).with_hint(table, only).where(table.c.status.in_(PENDING_STATUSES)).limit(1)
+        pending = int(session.scalar(probe) is not None)
+    return [TenantDay(str(t), day, 0, int(m), pending) for t, m in tops]
 
 
 def _as_date(value: Any) -> date:
