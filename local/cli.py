@@ -277,6 +277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         visibility_scale=args.visibility_scale,
         workers=args.workers,
         worker_processes=not args.in_process_workers,
+        extra_accounts=args.extra_accounts,
         template_path=Path(args.template) if args.template else None,
         console_dir=None if args.no_console else Path(args.console),
     )
@@ -550,6 +551,12 @@ def build_parser() -> argparse.ArgumentParser:
         "local only, semantics unchanged",
     )
     run.add_argument("--workers", type=int, default=4, help="max worker threads per SQS event source")
+    run.add_argument(
+        "--extra-accounts",
+        type=int,
+        default=0,
+        help="seed this many Instagram accounts beyond the demo's (with the sandbox; for load tests)",
+    )
     run.add_argument(
         "--in-process-workers",
         action="store_true",

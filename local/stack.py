@@ -72,6 +72,7 @@ class StackOptions:
     console_dir: Path | None = None  # the console's built dist/, served at / (None: API only)
     # The queue-fed functions (processor, sender) each in a process of their own (local.worker_process)
     worker_processes: bool = False
+    extra_accounts: int = 0  # accounts beyond the demo's (local.extra_accounts), for load on many accounts
 
 
 @dataclass
@@ -218,6 +219,10 @@ class LocalStack:
         for fn in self.functions.values():
             fn.use_roots(self.roots)
         self.demo = seed(self.roots.api.clients, token)
+        if self.options.extra_accounts and self.sandbox is not None:
+            from local.extra_accounts import seed_accounts
+
+            seed_accounts(self.roots.api.clients, self.sandbox.issue_token, self.options.extra_accounts)
         self._start_worker_processes()
         self.broker.start()
 
