@@ -138,6 +138,8 @@ class WorkerHost:
         self._address = ""
         self._authkey = b""
         self._idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+        self._spawn_args: tuple[Settings, str, bytes, Path] | None = None
+        self._respawn = threading.Lock()
         for fn in functions:
             fn.host = self
 
@@ -147,7 +149,9 @@ class WorkerHost:
 
     def spawn(self, settings: Settings, broker_address: str, authkey: bytes, socket_dir: Path) -> None:
         """Start the process; :meth:`wait_ready` waits for its cold start."""
+        self._spawn_args = (settings, broker_address, authkey, socket_dir)
         self._address = str(socket_dir / f"{self.handler.split('.')[0]}.sock")
+        Path(self._address).unlink(missing_ok=True)
         self._authkey = authkey
         context = multiprocessing.get_context("spawn")  # a clean interpreter: no copied threads or locks
         self._ready = context.Event()
@@ -165,7 +169,24 @@ class WorkerHost:
             self.stop()
             raise RuntimeError(f"{self.handler}: its worker process did not start in {START_TIMEOUT_S:g} s")
 
+    def _ensure_alive(self) -> None:
+        """A process that died (a crashed instance) is replaced before the next invocation, as Lambda
+        starts a new instance; the batch it was running failed and comes back on its own."""
+        process = self._process
+        if process is None or process.is_alive() or self._spawn_args is None:
+            return
+        with self._respawn:
+            if self._process is not process:
+                return
+            log.warning(
+                "%s: its worker process exited (%s); starting another", self.handler, process.exitcode
+            )
+            self._drop_connections()
+            self.spawn(*self._spawn_args)
+            self.wait_ready()
+
     def call(self, function_name: str, event: Any) -> tuple[str, Any, list[tuple[str, str, float]]]:
+        self._ensure_alive()
         conn = self._connection()
         try:
             conn.send((function_name, event))
@@ -182,12 +203,16 @@ class WorkerHost:
         except queue.Empty:
             return Client(self._address, family="AF_UNIX", authkey=self._authkey)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def _drop_connections(self) -> None:
         while True:
             try:
                 self._idle.get_nowait().close()
             except queue.Empty:
-                break
+                return
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._spawn_args = None  # no respawn from here on
+        self._drop_connections()
         process = self._process
         if process is None:
             return
