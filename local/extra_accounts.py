@@ -19,8 +19,6 @@ ACCOUNTS_PER_TENANT = 5
 def seed_accounts(clients: Clients, issue_token: IssueToken, extra_accounts: int) -> list[str]:
     """The demo tenant plus ``extra_accounts`` accounts; returns every account's ig_user_id. Once per
     database: on a database that has them already, the same ids and nothing written."""
-    from sqlalchemy import select, update
-
     from replyflow.clock import utcnow
     from replyflow.db.engine import session_scope
     from replyflow.db.models import Automation, InstagramAccount, Subscription, Template, Tenant
@@ -33,15 +31,14 @@ def seed_accounts(clients: Clients, issue_token: IssueToken, extra_accounts: int
     extra_ids = [(f"178414{n + 10:011d}", f"bench.account{n}") for n in range(extra_accounts)]
     with session_scope(clients.writer_sessions) as session:
         demo = seed_demo(session, cipher, issue_token(DEMO_IG_USER_ID, DEMO_USERNAME), now=utcnow())
-        session.execute(
-            update(InstagramAccount)
-            .where(InstagramAccount.id == demo.account_id)
-            .values(hourly_send_budget=750)
-        )
-        shape = session.scalars(select(Automation).where(Automation.id == demo.automation_id)).one()
-        template_text = session.scalars(
-            select(Template.text).where(Template.id == shape.actions["private_reply"]["template_id"])
-        ).one()
+        demo_account = session.get(InstagramAccount, demo.account_id)
+        assert demo_account is not None
+        demo_account.hourly_send_budget = 750
+        shape = session.get(Automation, demo.automation_id)
+        assert shape is not None
+        demo_template = session.get(Template, shape.actions["private_reply"]["template_id"])
+        assert demo_template is not None
+        template_text = demo_template.text
         if extra_ids and accounts_repo.resolve_by_ig_user_id(session, extra_ids[0][0]) is not None:
             return ig_ids + [ig for ig, _ in extra_ids]
         tenant: Tenant | None = None
