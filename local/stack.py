@@ -47,6 +47,7 @@ from replyflow.wiring.roots import Roots
 if TYPE_CHECKING:
     from local.prometheus import StackMetrics
     from local.redis_server import SharedRedis
+    from replyflow.ports import QueuePublisher
 
 log = logging.getLogger("local.stack")
 
@@ -324,8 +325,9 @@ class LocalStack:
         return StaticSite(folder)
 
     @staticmethod
-    def roots_for(settings: Settings, broker: Any) -> Roots:
-        """Every family's dependencies on this stack: the broker as the queues, the stack's settings."""
+    def roots_for(settings: Settings, broker: Any, publisher: QueuePublisher | None = None) -> Roots:
+        """Every family's dependencies on this stack: the broker as the queues (``publisher``, when
+        given, publishes to it), the stack's settings."""
         from replyflow.adapters.queues import BrokerPublisher, BrokerVisibility
         from replyflow.adapters.sqs_admin import BrokerQueueStats
         from replyflow.wiring.api import build_api, build_authorizer
@@ -333,7 +335,7 @@ class LocalStack:
         from replyflow.wiring.pipeline import build_pipeline
 
         clients = Clients(settings)
-        publisher = BrokerPublisher(broker)
+        publisher = publisher or BrokerPublisher(broker)
         return Roots(
             pipeline=build_pipeline(
                 settings, clients=clients, publisher=publisher, visibility=BrokerVisibility(broker)

@@ -29,7 +29,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -279,6 +279,11 @@ class BrokerProxy:
     def send(self, queue: str, body: str, *, delay_seconds: int | None = None) -> None:
         self._call("send", (queue, [body], delay_seconds))
 
+    def publish(self, queue: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> None:
+        """``QueuePublisher``: every body in one round trip, answered once the broker has them all."""
+        if bodies:
+            self._call("send", (queue, list(bodies), delay_seconds))
+
     def change_message_visibility(self, queue: str, receipt_handle: str, visibility_timeout: float) -> None:
         self._call("visibility", (queue, receipt_handle, visibility_timeout))
 
@@ -305,7 +310,8 @@ def _child_main(
     _die_with_parent()
     from local.stack import LocalStack
 
-    roots = LocalStack.roots_for(settings, BrokerProxy(broker_address, authkey))
+    proxy = BrokerProxy(broker_address, authkey)
+    roots = LocalStack.roots_for(settings, proxy, publisher=proxy)
     functions = {spec.logical_id: LambdaFunction(spec, roots=roots) for spec in specs}
     for fn in functions.values():
         fn.handler()  # the cold start happens here, not in the first batch
