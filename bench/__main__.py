@@ -80,7 +80,7 @@ FULL: dict[str, dict[str, Any]] = {
     "cold_start": {"repeats": 15},
     "webhook": {"calls": 3000},
     "redis_outage": {"calls": 300, "slow_calls": 20},
-    "e2e": {"sequential": 100, "burst": 500},
+    "e2e": {"sequential": 100, "burst": 600},
     "flows": {"conversations": 100},
     "flows_faults": {"conversations": 1000},
     "workers": {"events": 1000, "accounts": 50},

@@ -1,11 +1,18 @@
-"""End to end over HTTP: the local stack (``python -m local run --no-scheduler`` as a subprocess, started
-by ``tests/e2e/conftest.py:launch``) with its SQLite file, in-process fakeredis, in-process broker
-(4 worker threads per queue, visibility timeouts as in template.yaml) and its Instagram sandbox.
+"""End to end over HTTP: the local stack (``python -m local run --no-scheduler --extra-accounts 9`` as a
+subprocess, started by ``tests/e2e/conftest.py:launch``) with its SQLite file, its broker (4 worker
+threads per queue, visibility timeouts as in template.yaml) and its Instagram sandbox, twice, side by
+side in one run:
 
-The stack runs with ``PER_SECOND_SEND_CAP=100`` (Instagram's documented 100 calls/s) and, right after
-launch, the demo account's ``hourly_send_budget`` is raised to 750 (the maximum) in the stack's SQLite
-file; every DM of the suite goes to that one account and the total stays under 750, so the hourly
-budget never defers a send. One comment is sent and answered first to warm the stack (not counted).
+- **before**: ``--in-process-workers``, the processor and sender on threads of the stack's process,
+  Redis an in-process fakeredis (the model until the worker processes);
+- **after**: the default, the processor and the sender in a process each (``local.worker_process``),
+  Redis a ``redis-server`` the stack started for its processes.
+
+The stack runs with ``PER_SECOND_SEND_CAP=100`` (Instagram's documented 100 calls/s) on 10 accounts:
+the demo's (its ``hourly_send_budget`` raised to 750, the maximum, in the stack's SQLite file right
+after launch) and 9 more (``local.extra_accounts``: 750 each). Comments go to the accounts round-robin
+and each account's total stays under 750, so the hourly budget never defers a send. One comment is
+sent and answered first to warm the stack (not counted).
 Every comment is a signed ``comments`` webhook with a comment id and a commenter of its own, posted to
 ``/webhooks/instagram``; the comment is not registered with the sandbox first (it treats an unknown
 comment as new), so the bench adds no load to the stack beyond the webhook POSTs.
@@ -19,7 +26,12 @@ Measured:
 - burst: comments posted as fast as 4 threads can (one HTTP client each): events/s accepted by the
   webhook (count / time from the first POST sent to the last 200 received), and DMs/s end to end (count
   / time from the first POST sent to the last DM's ``received_at``); its latency percentiles include
-  the queueing of the burst.
+  the queueing of the burst;
+- CPU per DM over the burst: user + system CPU seconds of the stack's process and its worker
+  processes (psutil, from just before the first POST to the last DM), divided by the DMs; Redis and
+  the database are excluded (SQLite runs inside the processes, so its work is in), and the stack's
+  process also runs the broker, the sandbox and the Stripe fake, so this is an upper bound of
+  webhook + processor + sender. ``cpu_by_process`` splits it.
 
 Deferrals and failures are counted from the stack's database after the run (``outbound_messages``
 final statuses, ``reply_logs`` entries with the retry delay each deferral named) and from the DMs the
@@ -46,6 +58,8 @@ from bench.support import comment_webhook, ms_since, new_comment_id, progress, r
 SEQUENTIAL_RATE = 20.0
 THREADS = 4
 HOURLY_BUDGET = 750
+ACCOUNTS = 10
+MODES = {"before: in-process workers": ["--in-process-workers"], "after: worker processes": []}
 # Long enough for one 60 s pause of the account (the sender pauses it when the sandbox reports >= 90 %
 # usage) and the deferred sends after it; what has not arrived by then is reported as missing.
 WAIT_TIMEOUT_S = 150.0
@@ -108,7 +122,7 @@ def _outcomes(db_path: Path) -> dict[str, Any]:
     }
 
 
-def _sequential(stack: Any, account: str, count: int) -> list[dict[str, Any]]:
+def _sequential(stack: Any, accounts: list[str], count: int) -> list[dict[str, Any]]:
     import httpx
 
     sent: dict[str, float] = {}
@@ -122,6 +136,7 @@ def _sequential(stack: Any, account: str, count: int) -> list[dict[str, Any]]:
             if pause > 0:
                 time.sleep(pause)
             comment_id = new_comment_id()
+            account = accounts[n % len(accounts)]
             sent_at, ms, status = _post(stack, client, comment_webhook(account, comment_id=comment_id))
             sent[comment_id] = sent_at
             round_trips.append(ms)
@@ -149,12 +164,34 @@ def _sequential(stack: Any, account: str, count: int) -> list[dict[str, Any]]:
     ]
 
 
-def _burst(stack: Any, account: str, count: int) -> list[dict[str, Any]]:
+def _cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds of the stack's process and each worker process (not Redis)."""
+    import psutil
+
+    stack = psutil.Process(pid)
+    found: dict[str, float] = {}
+    for process in [stack, *stack.children(recursive=True)]:
+        try:
+            if "redis" in process.name():
+                continue
+            times = process.cpu_times()
+            command = " ".join(process.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        name = "stack" if process.pid == pid else "worker" if "spawn_main" in command else "other"
+        key = name if name == "stack" else f"{name} {process.pid}"
+        found[key] = times.user + times.system
+    return found
+
+
+def _burst(stack: Any, accounts: list[str], count: int) -> list[dict[str, Any]]:
     import httpx
 
+    ids = [new_comment_id() for _ in range(count)]
     bodies = [
-        (cid, comment_webhook(account, comment_id=cid)) for cid in (new_comment_id() for _ in range(count))
+        (cid, comment_webhook(accounts[n % len(accounts)], comment_id=cid)) for n, cid in enumerate(ids)
     ]
+    cpu_before = _cpu_seconds(stack.process.pid)
     shares = [bodies[i::THREADS] for i in range(THREADS)]
     sent: dict[str, float] = {}
     round_trips: list[float] = []
@@ -182,8 +219,10 @@ def _burst(stack: Any, account: str, count: int) -> list[dict[str, Any]]:
     first = min(sent.values())
     accepted_s = max(answered) - first
     received = _wait_for_dms(stack, set(sent))
+    cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu_seconds(stack.process.pid).items()}
     latencies = [(received[cid] - sent[cid]) * 1000 for cid in received]
     dms_s = (max(received.values()) - first) if received else float("nan")
+    cpu_ms_per_dm = round(sum(cpu.values()) * 1000 / len(received), 2) if received else float("nan")
     return [
         summarize(
             f"burst: webhook accepted ({THREADS} threads)",
@@ -202,21 +241,24 @@ def _burst(stack: Any, account: str, count: int) -> list[dict[str, Any]]:
             dms=len(received),
             missing=count - len(received),
             seconds=round(dms_s, 2),
+            cpu_ms_per_dm=cpu_ms_per_dm,
+            cpu_by_process={k: round(v, 2) for k, v in sorted(cpu.items())},
         ),
     ]
 
 
-def run(sequential: int = 100, burst: int = 500) -> list[dict[str, Any]]:
+def _mode(name: str, args: list[str], sequential: int, burst: int) -> list[dict[str, Any]]:
     from replyflow.services.demo_seed import DEMO_IG_USER_ID
     from tests.e2e.conftest import launch
 
-    total = 1 + sequential + burst
-    if total > HOURLY_BUDGET:
-        raise ValueError(f"{total} DMs to one account would pass its hourly budget of {HOURLY_BUDGET}")
     with tempfile.TemporaryDirectory(prefix="rf-bench-e2e-") as tmp:
         workdir = Path(tmp)
-        progress("e2e: starting the local stack (subprocess)")
-        stack = launch(workdir, extra_args=["--visibility-scale", "1"], env={"PER_SECOND_SEND_CAP": "100"})
+        progress(f"e2e, {name}: starting the local stack (subprocess)")
+        stack = launch(
+            workdir,
+            extra_args=["--visibility-scale", "1", "--extra-accounts", str(ACCOUNTS - 1), *args],
+            env={"PER_SECOND_SEND_CAP": "100"},
+        )
         try:
             db_path = workdir / "e2e.db"
             with sqlite3.connect(db_path) as conn:
@@ -224,23 +266,35 @@ def run(sequential: int = 100, burst: int = 500) -> list[dict[str, Any]]:
                     "UPDATE instagram_accounts SET hourly_send_budget = ? WHERE ig_user_id = ?",
                     (HOURLY_BUDGET, DEMO_IG_USER_ID),
                 )
-            progress("e2e: warm-up comment")
+                accounts = [row[0] for row in conn.execute("SELECT ig_user_id FROM instagram_accounts")]
+            progress(f"e2e, {name}: warm-up comment")
             warm = new_comment_id()
             stack.post_webhook(json.loads(comment_webhook(DEMO_IG_USER_ID, comment_id=warm)))
-            if warm not in _wait_for_dms(stack, {warm}, 30):
+            if warm not in _wait_for_dms(stack, {warm}, 60):
                 raise RuntimeError(f"the warm-up comment got no DM:\n{stack.output()[-3000:]}")
-            progress(f"e2e: {sequential} comments at {SEQUENTIAL_RATE:g}/s")
-            rows = _sequential(stack, DEMO_IG_USER_ID, sequential)
-            progress(f"e2e: burst of {burst} comments from {THREADS} threads")
-            rows += _burst(stack, DEMO_IG_USER_ID, burst)
+            progress(f"e2e, {name}: {sequential} comments at {SEQUENTIAL_RATE:g}/s")
+            rows = _sequential(stack, accounts, sequential)
+            progress(
+                f"e2e, {name}: burst of {burst} comments from {THREADS} threads on {len(accounts)} accounts"
+            )
+            rows += _burst(stack, accounts, burst)
             outcomes = _outcomes(db_path)
         finally:
             stack.stop()
+    note = {"workers": name, "accounts": len(accounts), **outcomes}
+    return [{**row, "name": f"{name}: {row['name']}", **note} for row in rows]
+
+
+def run(sequential: int = 100, burst: int = 600) -> list[dict[str, Any]]:
+    per_account = 1 + -(-(sequential + burst) // ACCOUNTS)
+    if per_account > HOURLY_BUDGET:
+        raise ValueError(f"{per_account} DMs per account would pass its hourly budget of {HOURLY_BUDGET}")
+    rows: list[dict[str, Any]] = []
+    for name, args in MODES.items():
+        rows += _mode(name, args, sequential, burst)
     note = {
-        "backing": "local stack: SQLite, fakeredis, in-process broker, sandbox 0 ms",
+        "backing": "local stack: SQLite, broker in the stack's process, sandbox 0 ms",
         "per_second_send_cap": 100,
         "hourly_send_budget": HOURLY_BUDGET,
-        "dms_to_one_account": total,
-        **outcomes,
     }
     return [{**row, **note} for row in rows]

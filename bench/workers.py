@@ -15,15 +15,16 @@ broker's shape:
   the processor functions are deployed: dedupe claim, contact upsert, automation match, ledger rows,
   publish the send job) -> events/s over the whole run, per-batch p50/p95/p99, and the process's CPU
   time per event (``time.process_time``: every thread of this process, the database and Redis
-  servers excluded). Both rounds of events below are processed here, so its row has both.
+  servers excluded). Every round of events below is processed here, so its row has them all.
 - sender: ``sender.handler.lambda_handler`` (records on its pool of 10 threads: limiter slot in Redis,
   token decrypt, Graph call to the sandbox, ledger update) on the send jobs the processor published,
   once with the sandbox answering at 0 ms and once, on fresh comments, at 200 ms injected latency
   -> sends/s and per-batch p50/p95/p99.
 
-The sender's database pool is the deployed default (``DATABASE_POOL_SIZE=2``, overflow 2), so ten
-sender threads share four connections, as one Lambda instance would; the processor has its own pool
-of 4 (``PROCESSOR_POOL``, its functions' ``DATABASE_POOL_SIZE``). Outcomes come from the ledger
+The processor has its own pool of 4 (``PROCESSOR_POOL``, its functions' ``DATABASE_POOL_SIZE``);
+the sender holds a connection per concurrent send (``SEND_CONCURRENCY=10``, overflow 10), as one
+Lambda instance does. At 200 ms the sender runs twice, each on fresh comments: first with the 2+2 pool
+(ten threads sharing four connections: the "before"), then with its own pool. Outcomes come from the ledger
 (``outbound_messages.status`` of the rows the run touched): a deferral re-publishes the job with a
 delay to the collector and is counted, not retried.
 """
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.stats import summarize
@@ -52,92 +53,42 @@ from bench.support import (
     rate,
     sqs_event,
 )
+from local.extra_accounts import seed_accounts
 
 if TYPE_CHECKING:
     from replyflow.wiring.core import Clients
+    from replyflow.wiring.pipeline import PipelineDeps
 
 
 BATCH = 10
-ACCOUNTS_PER_TENANT = 5
-LATENCIES_MS = (0, 200)
+# (sandbox latency, the sender's pool): the 2+2 pool is the one every function had before the sender
+# got a connection per concurrent send (before/after in one run, each on fresh comments).
+ROUNDS = ((0, "pool 10+10"), (200, "pool 2+2 (before)"), (200, "pool 10+10"))
 PROCESSOR_POOL = 4  # template.yaml, the processor functions' DATABASE_POOL_SIZE
 
 
-def _seed(clients: Clients, sandbox: Any, extra_accounts: int) -> list[str]:
-    """The demo tenant plus ``extra_accounts`` accounts; returns every account's ig_user_id."""
-    from sqlalchemy import select, update
+@dataclass(frozen=True)
+class _SenderOnPool:
+    """The sender's dependencies with its sessions on another pool (the bench's "before")."""
 
-    from replyflow.clock import utcnow
-    from replyflow.db.engine import session_scope
-    from replyflow.db.models import Automation, InstagramAccount, Subscription, Template, Tenant
-    from replyflow.services.demo_seed import DEMO_IG_USER_ID, DEMO_USERNAME, seed_demo
+    sender: Any
+    retry_backoff: Any
 
-    cipher = clients.cipher
-    now = utcnow()
-    ig_ids = [DEMO_IG_USER_ID]
-    with session_scope(clients.writer_sessions) as session:
-        demo = seed_demo(session, cipher, sandbox.issue_token(DEMO_IG_USER_ID, DEMO_USERNAME), now=utcnow())
-        session.execute(
-            update(InstagramAccount)
-            .where(InstagramAccount.id == demo.account_id)
-            .values(hourly_send_budget=750)
-        )
-        shape = session.scalars(select(Automation).where(Automation.id == demo.automation_id)).one()
-        template_text = session.scalars(
-            select(Template.text).where(Template.id == shape.actions["private_reply"]["template_id"])
-        ).one()
-        tenant: Tenant | None = None
-        for n in range(extra_accounts):
-            if n % ACCOUNTS_PER_TENANT == 0:
-                tenant = Tenant(name=f"Bench {n}", slug=f"bench-{n}", plan_code="business")
-                session.add(tenant)
-                session.flush()
-                session.add(
-                    Subscription(
-                        tenant_id=tenant.id,
-                        plan_code="business",
-                        status="active",
-                        provider="manual",
-                        current_period_start=now,
-                        current_period_end=now + timedelta(days=30),
-                    )
-                )
-            assert tenant is not None
-            ig_user_id, username = f"178414{n + 10:011d}", f"bench.account{n}"
-            account = InstagramAccount(
-                tenant_id=tenant.id,
-                ig_user_id=ig_user_id,
-                username=username,
-                access_token_encrypted=b"",
-                token_issued_at=now,
-                token_expires_at=now + timedelta(days=60),
-                hourly_send_budget=750,
-                webhook_subscribed_at=now,
-            )
-            session.add(account)
-            session.flush()
-            account.access_token_encrypted = cipher.encrypt(
-                sandbox.issue_token(ig_user_id, username), context=account.id
-            )
-            template = Template(tenant_id=tenant.id, name="Link", text=template_text)
-            session.add(template)
-            session.flush()
-            session.add(
-                Automation(
-                    tenant_id=tenant.id,
-                    account_id=account.id,
-                    name=shape.name,
-                    trigger=shape.trigger,
-                    media_ids=shape.media_ids,
-                    match_mode=shape.match_mode,
-                    keywords=list(shape.keywords),
-                    actions={"private_reply": {"template_id": template.id}},
-                    cooldown_seconds=shape.cooldown_seconds,
-                    active=True,
-                )
-            )
-            ig_ids.append(ig_user_id)
-    return ig_ids
+
+def _on_pool(deps: PipelineDeps, sessions: Any) -> _SenderOnPool:
+    from replyflow.services.send_reply import SendService
+
+    clients = deps.clients
+    sender = SendService(
+        sessions=sessions,
+        graph=deps.graph,
+        limiter=deps.limiter,
+        cipher=clients.cipher,
+        publisher=deps.publisher,
+        cache=clients.cache,
+        clock=deps.clock,
+    )
+    return _SenderOnPool(sender, deps.retry_backoff)
 
 
 def _events(ig_ids: list[str], count: int, collector: CollectingPublisher, webhook: Any) -> list[Published]:
@@ -225,14 +176,19 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
             )
             clients = Clients(settings)
             deps = build_pipeline(settings, clients=clients, publisher=collector)
+            webhook = webhook_handler(lambda: deps)
             processor_settings = settings.model_copy(update={"database_pool_size": PROCESSOR_POOL})
             processor_deps = build_pipeline(processor_settings, publisher=collector)
-            webhook = webhook_handler(lambda: deps)
-            processor, sender = processor_handler(lambda: processor_deps), sender_handler(lambda: deps)
+            processor = processor_handler(lambda: processor_deps)
+            before = _on_pool(deps, clients.writer_sessions)
+            senders = {
+                "pool 10+10": sender_handler(lambda: deps),
+                "pool 2+2 (before)": sender_handler(lambda: before),
+            }
             progress(f"workers: seeding the demo tenant + {accounts} accounts on MariaDB")
-            ig_ids = _seed(clients, sandbox, accounts)
-            where = f"MariaDB (fresh db; sender pool 2+2, processor {PROCESSOR_POOL}), Redis {redis_url}"
-            for latency_ms in LATENCIES_MS:
+            ig_ids = seed_accounts(clients, sandbox.issue_token, accounts)
+            where = f"MariaDB (fresh db; processor pool {PROCESSOR_POOL}), Redis {redis_url}"
+            for latency_ms, pool in ROUNDS:
                 _set_latency(sandbox.url, latency_ms)
                 progress(f"workers: {events} comment events through the webhook handler")
                 produced = _events(ig_ids, events, collector, webhook)
@@ -247,13 +203,13 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
                 sends_queued += len(jobs)
                 outbound_ids = [SendJob.from_json(job.body).outbound_id for job in jobs]
                 sent_before = len(sandbox.app.state.sent)
-                progress(f"workers: sender, {len(jobs)} sends at sandbox latency {latency_ms} ms")
-                samples, seconds, failed, _cpu = _drive(sender, _batches(jobs))
+                progress(f"workers: sender ({pool}), {len(jobs)} sends at sandbox latency {latency_ms} ms")
+                samples, seconds, failed, _cpu = _drive(senders[pool], _batches(jobs))
                 republished = collector.take("sends-")
                 ledger = _ledger(clients, outbound_ids)
                 rows.append(
                     summarize(
-                        f"sender, batch of {BATCH}, sandbox {latency_ms} ms",
+                        f"sender, batch of {BATCH}, sandbox {latency_ms} ms, {pool}",
                         samples,
                         per_second=rate(len(jobs), seconds),
                         unit="per batch; per_second = sends/s",

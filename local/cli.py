@@ -276,6 +276,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         sandbox=not args.no_sandbox,
         visibility_scale=args.visibility_scale,
         workers=args.workers,
+        worker_processes=not args.in_process_workers,
+        extra_accounts=args.extra_accounts,
         template_path=Path(args.template) if args.template else None,
         console_dir=None if args.no_console else Path(args.console),
     )
@@ -549,6 +551,17 @@ def build_parser() -> argparse.ArgumentParser:
         "local only, semantics unchanged",
     )
     run.add_argument("--workers", type=int, default=4, help="max worker threads per SQS event source")
+    run.add_argument(
+        "--extra-accounts",
+        type=int,
+        default=0,
+        help="seed this many Instagram accounts beyond the demo's (with the sandbox; for load tests)",
+    )
+    run.add_argument(
+        "--in-process-workers",
+        action="store_true",
+        help="run the processor and sender in the stack's process (default: a process each, as Lambda)",
+    )
     run.add_argument("--template", help="template.yaml to read (default: the repository's)")
     run.add_argument(
         "--console",

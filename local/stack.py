@@ -36,7 +36,8 @@ from local.lambda_context import LambdaFunction
 from local.queue_store import QueueStore
 from local.scheduler import DeadLetter, Scheduler, Target
 from local.static_site import StaticSite
-from local.template import SamTemplate, load_template
+from local.template import FunctionSpec, SamTemplate, load_template
+from local.worker_process import FunctionProcess, WorkerProcesses
 from replyflow.adapters.mail_outbox import OutboxMailer
 from replyflow.clock import utcnow
 from replyflow.settings import Settings
@@ -45,9 +46,13 @@ from replyflow.wiring.roots import Roots
 
 if TYPE_CHECKING:
     from local.prometheus import StackMetrics
+    from local.redis_server import SharedRedis
+    from replyflow.ports import QueuePublisher
 
 log = logging.getLogger("local.stack")
 
+# The queue-fed pipeline functions that get processes of their own (StackOptions.worker_processes).
+WORKER_HANDLERS = frozenset({"processor.handler.lambda_handler", "sender.handler.lambda_handler"})
 PLACEHOLDER_TOKEN = "IGAA-local-placeholder-token"
 BROKER_STATE_FILE = "broker.sqlite3"
 SANDBOX_STATE_FILE = "sandbox.sqlite3"
@@ -66,6 +71,9 @@ class StackOptions:
     durable: bool = True  # queues and sandbox state in LOCAL_STATE_DIR, surviving restarts
     stripe_fake: bool = True  # the Stripe-shaped fake (local/stripe_fake) as Stripe's API
     console_dir: Path | None = None  # the console's built dist/, served at / (None: API only)
+    # The queue-fed functions (processor, sender) each in a process of their own (local.worker_process)
+    worker_processes: bool = False
+    extra_accounts: int = 0  # accounts beyond the demo's (local.extra_accounts), for load on many accounts
 
 
 @dataclass
@@ -145,6 +153,8 @@ class LocalStack:
     roots: Roots | None = None
     stack_env: Path | None = None
     prometheus: StackMetrics | None = None
+    worker_pool: WorkerProcesses | None = None
+    shared_redis: SharedRedis | None = None
 
     @property
     def api_url(self) -> str:
@@ -165,10 +175,11 @@ class LocalStack:
 
         token = PLACEHOLDER_TOKEN
         site = self._site()
+        updates: dict[str, Any] = self._shared_redis_settings()
         # With the console served, Instagram sends the browser back to its page, which completes the
         # connection under the signed-in user's session; without it, to the API's own landing page.
         callback = "/accounts/callback" if site is not None else "/v1/accounts/oauth/callback"
-        updates: dict[str, Any] = {"oauth_redirect_uri": f"{self.api_url}{callback}"}
+        updates["oauth_redirect_uri"] = f"{self.api_url}{callback}"
         if self.options.sandbox:
             from local.sandbox import SandboxServer
             from replyflow.services.demo_seed import DEMO_IG_USER_ID, DEMO_USERNAME
@@ -193,7 +204,7 @@ class LocalStack:
             updates.update(self._start_stripe_fake())
         self.settings = self.base.model_copy(update=updates)
 
-        self.functions = {name: LambdaFunction(spec) for name, spec in template.functions.items()}
+        self.functions = {name: self._function(spec) for name, spec in template.functions.items()}
         self.prometheus = self._prometheus()
         consumers = [
             Consumer.from_event(event, fn.name, fn.invoke, max_workers=self.options.workers)
@@ -208,10 +219,15 @@ class LocalStack:
             dead_letter_queues=template.function_dead_letter_queues,
             store=QueueStore(self.state_dir / BROKER_STATE_FILE) if self.options.durable else None,
         )
-        self.roots = self._roots(self.settings, self.broker)
+        self.roots = self.roots_for(self.settings, self.broker)
         for fn in self.functions.values():
             fn.use_roots(self.roots)
         self.demo = seed(self.roots.api.clients, token)
+        if self.options.extra_accounts and self.sandbox is not None:
+            from local.extra_accounts import seed_accounts
+
+            seed_accounts(self.roots.api.clients, self.sandbox.issue_token, self.options.extra_accounts)
+        self._start_worker_processes()
         self.broker.start()
 
         if self.options.scheduler:
@@ -237,6 +253,38 @@ class LocalStack:
         self.server.start()
         # Last: the CLI in another terminal reads it to work on this stack's database and sandbox.
         self.stack_env = stack_env.write(self.settings, pid=os.getpid())
+
+    def _shared_redis_settings(self) -> dict[str, Any]:
+        """Worker processes and no ``REDIS_URL``: a Redis every process of the stack reaches."""
+        if not self.options.worker_processes or self.base.redis_url:
+            return {}
+        from local.redis_server import SharedRedis
+
+        self.shared_redis = SharedRedis()
+        self.shared_redis.start()
+        return {"redis_url": self.shared_redis.url}
+
+    def _function(self, spec: FunctionSpec) -> LambdaFunction:
+        """The processor and sender run in a process of their own when ``worker_processes`` is set."""
+        if not (self.options.worker_processes and spec.handler in WORKER_HANDLERS):
+            return LambdaFunction(spec)
+        return FunctionProcess(spec)
+
+    def _start_worker_processes(self) -> None:
+        remote = [fn for fn in self.functions.values() if isinstance(fn, FunctionProcess)]
+        if not remote:
+            return
+        assert self.broker is not None
+        assert self.settings is not None
+        assert self.prometheus is not None
+        self.worker_pool = WorkerProcesses(self.broker, self.state_dir)
+        for fn in remote:
+            fn.emf_sink = self.prometheus.observe_emf
+        self.worker_pool.start(remote, self.settings)
+
+    def worker_pids(self) -> dict[str, int]:
+        """``processor``/``sender`` -> its worker process id (empty when the workers run in-process)."""
+        return self.worker_pool.pids() if self.worker_pool is not None else {}
 
     def _prometheus(self) -> StackMetrics:
         """``GET /metrics`` (local.prometheus): every function timed, the EMF metrics bridged."""
@@ -280,8 +328,9 @@ class LocalStack:
         return StaticSite(folder)
 
     @staticmethod
-    def _roots(settings: Settings, broker: Broker) -> Roots:
-        """Every family's dependencies on this stack: the broker as the queues, the stack's settings."""
+    def roots_for(settings: Settings, broker: Any, publisher: QueuePublisher | None = None) -> Roots:
+        """Every family's dependencies on this stack: the broker as the queues (``publisher``, when
+        given, publishes to it), the stack's settings."""
         from replyflow.adapters.queues import BrokerPublisher, BrokerVisibility
         from replyflow.adapters.sqs_admin import BrokerQueueStats
         from replyflow.wiring.api import build_api, build_authorizer
@@ -289,7 +338,7 @@ class LocalStack:
         from replyflow.wiring.pipeline import build_pipeline
 
         clients = Clients(settings)
-        publisher = BrokerPublisher(broker)
+        publisher = publisher or BrokerPublisher(broker)
         return Roots(
             pipeline=build_pipeline(
                 settings, clients=clients, publisher=publisher, visibility=BrokerVisibility(broker)
@@ -341,6 +390,9 @@ class LocalStack:
                 log.warning("scheduled invocations still running at shutdown")
         if self.broker is not None:
             self.broker.stop()
+        if self.worker_pool is not None:
+            self.worker_pool.stop()
+        if self.broker is not None:
             self.broker.close()
         if self.sandbox is not None:
             self.sandbox.stop()
@@ -348,6 +400,8 @@ class LocalStack:
             self.prometheus.close()
         if self.stripe is not None:
             self.stripe.stop()
+        if self.shared_redis is not None:
+            self.shared_redis.stop()
 
     def banner(self) -> str:
         assert self.settings is not None
@@ -393,7 +447,15 @@ class LocalStack:
             ),
             "  Verify token   INSTAGRAM_VERIFY_TOKEN (the webhook handshake's hub.verify_token)",
             f"  Database       {describe_database(s.database_url)}",
-            f"  Redis          {describe_redis(s.redis_url)}",
+            f"  Redis          {describe_redis(s.redis_url)}"
+            + (f" ({self.shared_redis.kind}, shared by the stack's processes)" if self.shared_redis else ""),
+            "  Workers        "
+            + (
+                ", ".join(f"{name} pid {pid}" for name, pid in self.worker_pids().items())
+                + " (a process each)"
+                if self.worker_pool
+                else "in this process (threads)"
+            ),
             f"  Queues         {'durable' if self.options.durable else 'in-memory'} broker, "
             f"{len(queues)} queues with DLQs "
             f"(visibility timeouts x{self.options.visibility_scale:g}); inspect {api}/_local/queues",

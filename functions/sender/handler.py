@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from replyflow.domain.messages import SendJob
 from replyflow.observability import MetricUnit, logger, metrics, tracer
-from replyflow.services.send_reply import POLICY_BLOCK_REASON, SendOutcome
+from replyflow.services.send_reply import POLICY_BLOCK_REASON, SEND_CONCURRENCY, SendOutcome
 from replyflow.services.sqs_batch import RetryBackoff, process_batch
 from replyflow.wiring.pipeline import process_deps
 
@@ -56,7 +56,7 @@ def make_handler(deps: Callable[[], SenderDeps]) -> Handler:
         def handle(body: str) -> None:
             outcomes.append(pipeline.sender.send(SendJob.from_json(body)))
 
-        response = process_batch(event, handle, max_workers=10, backoff=pipeline.retry_backoff)
+        response = process_batch(event, handle, max_workers=SEND_CONCURRENCY, backoff=pipeline.retry_backoff)
         for status, count in Counter(outcome.status for outcome in outcomes).items():
             name = METRIC_BY_OUTCOME.get(status, f"Sends{status.title()}")
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)

@@ -36,7 +36,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 60.0
+START_TIMEOUT = 120.0  # two worker processes start beside the stack; the machine may be loaded
 STOP_TIMEOUT = 30.0
 VISIBILITY_SCALE = os.environ.get("E2E_VISIBILITY_SCALE", "0.05")
 APP_SECRET = "e2e-app-secret"

@@ -74,6 +74,8 @@ from replyflow.ports import Cache, Clock, GraphSender, QueuePublisher, SendLimit
 from replyflow.services import cache_keys
 
 MAX_SQS_DELAY_SECONDS = 900
+# The records of one batch sent at once (the handler's threads); the sender's pool holds as many.
+SEND_CONCURRENCY = 10
 SEND_LEASE_SECONDS = 120
 # A limiter that does not answer: the row comes back after this long (with jitter). Long enough not to
 # spin through the queue during an outage, short enough that a Redis failover costs under a minute.

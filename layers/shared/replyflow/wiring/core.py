@@ -86,6 +86,16 @@ class Clients:
             return self.shard_router  # type: ignore[return-value]  # called like one
         return session_factory(s.database_url, s.database_pool_size, s.database_iam_auth)
 
+    def writer_sessions_for(self, concurrency: int) -> sessionmaker[Session]:
+        """The writer with at least ``concurrency`` pooled connections (one per thread of a batch);
+        the same factory as ``writer_sessions`` when the settings' pool is already that large."""
+        s = self.settings
+        if s.database_pool_size >= concurrency:
+            return self.writer_sessions
+        from replyflow.db.engine import session_factory
+
+        return session_factory(s.database_url, concurrency, s.database_iam_auth)
+
     @once
     def reader_sessions(self) -> sessionmaker[Session]:
         """The Aurora reader endpoint for read-heavy queries (logs, stats); the writer when unset."""

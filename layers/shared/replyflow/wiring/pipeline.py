@@ -94,10 +94,12 @@ class PipelineDeps:
 
     @once
     def sender(self) -> SendService:
-        from replyflow.services.send_reply import SendService
+        from replyflow.services.send_reply import SEND_CONCURRENCY, SendService
 
         return SendService(
-            sessions=self.clients.writer_sessions,
+            # A connection per concurrent send: a smaller pool queues the batch's records behind each
+            # other between their Graph calls (docs/scaling.md#the-sender).
+            sessions=self.clients.writer_sessions_for(SEND_CONCURRENCY),
             graph=self.graph,
             limiter=self.limiter,
             cipher=self.clients.cipher,
