@@ -3,7 +3,9 @@
 The Powertools resolver keeps the current event on the app object, so one app serves one request at a
 time. Lambda never runs two invocations in one process; the local stack runs handlers on threads, so
 the lock gives it Lambda's semantics (concurrency comes from more instances, not shared state).
-Each request runs with the family's composition root (``ApiDeps``) in the app context.
+Each request runs with the family's composition root (``ApiDeps``) in the app context, on a resolver
+that holds the routers its path could match (``api.app.ApiResolver``: a cold start imports one route
+module, not all of them).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from api import security_headers
-from api.app import get_app
+from api.app import app_for
 from api.context import DEPS_CONTEXT_KEY
 from replyflow.observability import clear_tenant, logger, tracer
 from replyflow.settings import get_settings
@@ -34,7 +36,7 @@ def make_handler(deps: Callable[[], ApiDeps]) -> Handler:
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         root = deps()
         with _one_at_a_time:
-            app = get_app(root.settings)
+            app = app_for(root.settings).include_for(event.get("path"))
             app.clear_context()
             app.append_context(**{DEPS_CONTEXT_KEY: root})
             clear_tenant()  # the route binds the caller's tenant; none is left from the last request

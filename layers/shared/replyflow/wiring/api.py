@@ -41,7 +41,6 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from replyflow.adapters.jwt_keys import KeyRing, key_ring_of
 from replyflow.clock import SystemClock
 from replyflow.settings import Settings
 from replyflow.wiring.billing import StripeOnUse
@@ -52,6 +51,7 @@ if TYPE_CHECKING:
 
     from replyflow.adapters.crypto import TokenCipher
     from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
+    from replyflow.adapters.jwt_keys import KeyRing
     from replyflow.adapters.secrets import PerSecretsVersion, SecretValues
     from replyflow.domain.emails import OutgoingEmail
     from replyflow.ports import (
@@ -82,6 +82,7 @@ CONSOLE_CALLBACK_PATH = "/accounts/callback"
 def key_rings(settings: Settings, clients: Clients) -> PerSecretsVersion[KeyRing]:
     """The ring of the app's current JWT keys, rebuilt when the secrets change (so a rotation is
     followed without a redeploy; the ring reloads once on an unknown kid or a bad signature)."""
+    from replyflow.adapters.jwt_keys import key_ring_of
     from replyflow.adapters.secrets import PerSecretsVersion
 
     def ring(values: SecretValues) -> KeyRing:
@@ -164,6 +165,7 @@ class ApiDeps:
         return PerSecretsVersion(self.clients.app_secrets, self._build_configs)
 
     def _build_configs(self, values: SecretValues) -> ApiConfigs:
+        from replyflow.adapters.jwt_keys import key_ring_of
         from replyflow.services.auth import AuthConfig
         from replyflow.services.oauth import OAuthConfig
 

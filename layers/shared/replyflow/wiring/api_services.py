@@ -18,32 +18,24 @@ Nothing here opens a connection or reads a secret when it is built.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from replyflow.services import (
-    accounts,
-    api_keys,
-    auth,
-    automation_dry_run,
-    automations,
-    billing,
-    contacts,
-    flows,
-    invitations,
-    logs_query,
-    members,
-    meta_callbacks,
-    oauth,
-    passwords,
-    stats,
-    subscriptions,
-    templates,
-)
-from replyflow.services.flow_simulator import SimulateRequest, SimulateView
+
+class _ServiceModule:
+    """A module of ``replyflow.services``, imported at its first attribute read: a cold start imports
+    the services (and SQLAlchemy, the models, pydantic schemas) of the route it serves, not all."""
+
+    def __init__(self, name: str) -> None:
+        self._name = f"replyflow.services.{name}"
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -61,8 +53,47 @@ if TYPE_CHECKING:
         NowClock,
         RateLimiter,
     )
+    from replyflow.services import (
+        accounts,
+        api_keys,
+        auth,
+        automation_dry_run,
+        automations,
+        billing,
+        contacts,
+        flows,
+        invitations,
+        logs_query,
+        members,
+        meta_callbacks,
+        oauth,
+        passwords,
+        stats,
+        subscriptions,
+        templates,
+    )
     from replyflow.services.access import Principal
+    from replyflow.services.flow_simulator import SimulateRequest, SimulateView
     from replyflow.services.revocation import Revoker
+
+else:  # the same names, each module imported when a service object first calls into it
+    accounts = _ServiceModule("accounts")
+    api_keys = _ServiceModule("api_keys")
+    auth = _ServiceModule("auth")
+    automation_dry_run = _ServiceModule("automation_dry_run")
+    automations = _ServiceModule("automations")
+    billing = _ServiceModule("billing")
+    contacts = _ServiceModule("contacts")
+    flows = _ServiceModule("flows")
+    invitations = _ServiceModule("invitations")
+    logs_query = _ServiceModule("logs_query")
+    members = _ServiceModule("members")
+    meta_callbacks = _ServiceModule("meta_callbacks")
+    oauth = _ServiceModule("oauth")
+    passwords = _ServiceModule("passwords")
+    stats = _ServiceModule("stats")
+    subscriptions = _ServiceModule("subscriptions")
+    templates = _ServiceModule("templates")
 
 UnitOfWork = Callable[[], AbstractContextManager["Session"]]
 RequeueParked = Callable[["Session", str, str], int]
