@@ -422,7 +422,7 @@ DATABASE_SECRETS = [
     for secret in ("DatabaseSecretArn", "AppUserSecretArn")
 ]
 # What each function reads at run time, and nothing more.
-SECRETS_READ = {
+SECRETS_READ: dict[str, list[Any]] = {
     "ApiFunction": [APP_SECRET, REDIS_SECRET],
     "AuthorizerFunction": [APP_SECRET, REDIS_SECRET],
     "WebhookFunction": [APP_SECRET, REDIS_SECRET],
