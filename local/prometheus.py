@@ -24,7 +24,8 @@ hooked around the handlers (no handler code changes), and the gateway serves it 
 - the SQLAlchemy pools of the writer and reader engines (CloudWatch: RDS Proxy's
   ``DatabaseConnections``): ``replyflow_DatabasePoolCheckedOut``, ``replyflow_DatabasePoolOverflow``,
   ``replyflow_DatabasePoolSize`` per ``engine``, and ``replyflow_DatabasePoolWait_seconds``, the time
-  a session waited for a connection (a histogram over every pool of the process).
+  a session waited for a connection (a histogram over every pool of the stack and of the function
+  processes, which send their waits back with each answer).
 
 prometheus_client is a development dependency only: nothing in the Lambda layer imports this module.
 """
@@ -127,6 +128,31 @@ class _PoolCollector(Collector):
             seen[id(pool)] = engine
             pools.append((engine, pool))
         return pools
+
+
+POOL_WAIT = "DatabasePoolWait"
+
+
+def time_pool_checkouts(observe: Callable[[float], None]) -> Callable[[], None]:
+    """Time every QueuePool checkout of this process (around ``QueuePool._do_get``, where a checkout
+    blocks when the pool is empty) into ``observe``; returns the undo."""
+    from sqlalchemy.pool import QueuePool
+
+    original = QueuePool._do_get
+
+    def timed_do_get(pool: QueuePool) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(pool)
+        finally:
+            observe(time.perf_counter() - started)
+
+    QueuePool._do_get = timed_do_get  # type: ignore[method-assign,assignment]
+
+    def undo() -> None:
+        QueuePool._do_get = original  # type: ignore[method-assign]
+
+    return undo
 
 
 class StackMetrics:
@@ -234,6 +260,9 @@ class StackMetrics:
         self._undo.append(lambda: metrics.__dict__.pop("add_metric", None))
 
     def observe_emf(self, name: str, unit: str, value: float) -> None:
+        if name == POOL_WAIT:  # a function process's checkout wait (local/worker_process.py)
+            self.pool_wait.observe(value)
+            return
         function = current_function.get() or "unknown"
         scale = _TIME_UNITS.get(str(unit))
         metric = self._emf_metric(_NAME_CHARS.sub("_", name), histogram=scale is not None)
@@ -269,26 +298,9 @@ class StackMetrics:
 
     def watch_pools(self, clients: Callable[[], Clients | None]) -> None:
         """Pool gauges of the engines ``clients`` has built, and the checkout wait of every QueuePool
-        of the process (timed around ``QueuePool._do_get``, where a checkout blocks when it is empty)."""
-        from sqlalchemy.pool import QueuePool
-
+        of the process (a function's own process sends its waits back with each answer)."""
         self.registry.register(_PoolCollector(clients))
-        original = QueuePool._do_get
-        wait = self.pool_wait
-
-        def timed_do_get(pool: QueuePool) -> Any:
-            started = time.perf_counter()
-            try:
-                return original(pool)
-            finally:
-                wait.observe(time.perf_counter() - started)
-
-        QueuePool._do_get = timed_do_get  # type: ignore[method-assign,assignment]
-
-        def undo() -> None:
-            QueuePool._do_get = original  # type: ignore[method-assign]
-
-        self._undo.append(undo)
+        self._undo.append(time_pool_checkouts(self.pool_wait.observe))
 
     def close(self) -> None:
         while self._undo:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from local.lambda_context import LambdaFunction
+from local.prometheus import POOL_WAIT, time_pool_checkouts
 
 if TYPE_CHECKING:
     from local.broker import Broker
@@ -49,6 +50,7 @@ PR_SET_PDEATHSIG = 1
 KNOWN_ERRORS: dict[str, type[Exception]] = {"KeyError": KeyError, "ValueError": ValueError}
 
 EmfSink = Callable[[str, str, float], None]
+_pool_waits: queue.SimpleQueue[float] = queue.SimpleQueue()
 _captured: contextvars.ContextVar[list[tuple[str, str, float]] | None] = contextvars.ContextVar(
     "captured_emf", default=None
 )
@@ -316,6 +318,7 @@ def _child_main(
     for fn in functions.values():
         fn.handler()  # the cold start happens here, not in the first batch
     _capture_emf()
+    time_pool_checkouts(_pool_waits.put)
     listener = Listener(address, family="AF_UNIX", authkey=authkey)
     ready.set()
     while True:
@@ -340,7 +343,18 @@ def _serve_invocations(functions: dict[str, LambdaFunction], conn: Connection) -
                 answer = ("error", f"{type(error).__name__}: {error}", emf)
             finally:
                 _captured.reset(token)
+            emf.extend(_drained_pool_waits())
             conn.send(answer)
+
+
+def _drained_pool_waits() -> list[tuple[str, str, float]]:
+    """The checkout waits of this process since the last answer, as the stack's pool-wait samples
+    (its record threads do not carry the invocation's context, so they are collected process-wide)."""
+    waits: list[tuple[str, str, float]] = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            waits.append((POOL_WAIT, "Seconds", _pool_waits.get_nowait()))
+    return waits
 
 
 def _capture_emf() -> None:
