@@ -29,7 +29,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bench.stats import summarize
-from bench.support import empty_redis_db, mariadb_database, ms_since, progress, rate
+from bench.support import bench_redis, mariadb_database, ms_since, progress, rate
 
 if TYPE_CHECKING:
     from replyflow.wiring.core import Clients
@@ -188,7 +188,7 @@ def run(log_rows: int = 1_000_000, calls: int = 300, stats_calls: int = 5) -> li
     from replyflow.wiring.core import Clients
 
     rows: list[dict[str, Any]] = []
-    with mariadb_database("rf_bench_api") as db_url, empty_redis_db() as redis_url:
+    with mariadb_database("rf_bench_api") as db_url, bench_redis() as redis_url:
         settings = Settings(
             environment="test", database_url=db_url, redis_url=redis_url, access_token_ttl_seconds=3600
         )

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import summarize
-from bench.support import empty_redis_db, mariadb_database, progress
+from bench.support import bench_redis, mariadb_database, progress
 
 ROOT = Path(__file__).resolve().parents[1]
 EMAIL, PASSWORD = "console-bench@example.com", "correct horse battery"
@@ -65,7 +65,7 @@ def run(log_rows: int = 1_000_000, samples: int = 20) -> list[dict[str, Any]]:
         raise RuntimeError("the console bench needs Node.js 20+ and /usr/bin/chromium")
     console_build.build()
     rows: list[dict[str, Any]] = []
-    with mariadb_database("rf_bench_console") as db_url, empty_redis_db() as redis_url:
+    with mariadb_database("rf_bench_console") as db_url, bench_redis() as redis_url:
         workdir = Path(tempfile.mkdtemp(prefix="rf-bench-console-"))
         stack = launch(
             workdir,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from local.lambda_context import LambdaContext
+from tests.private_redis import private_redis_server
 
 if TYPE_CHECKING:
     from replyflow.wiring.core import Clients
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 MYSQL_ADMIN_URL = os.environ.get(
     "BENCH_MYSQL_URL", os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 )
-REDIS_SERVER_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 APP_SECRET = "bench-app-secret"
 APP_ID = "bench-app"
 QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:{queue}"
@@ -207,27 +207,11 @@ def _dispose_engines(url: str) -> None:
 
 
 @contextlib.contextmanager
-def empty_redis_db() -> Iterator[str]:
-    """The real Redis, on the highest-numbered logical database that holds no key (so nothing of anyone
-    else's is touched, and the caches and limiter windows start empty); flushed on the way out."""
-    import redis
-
-    for index in range(15, 0, -1):
-        url = f"{REDIS_SERVER_URL}/{index}"
-        client = redis.Redis.from_url(url, socket_connect_timeout=2)
-        try:
-            if client.dbsize() == 0:
-                break
-        finally:
-            client.close()
-    else:
-        raise RuntimeError(f"no empty Redis database at {REDIS_SERVER_URL}/1..15")
-    client = redis.Redis.from_url(url)
-    try:
+def bench_redis() -> Iterator[str]:
+    """A redis-server of the bench's own on a free loopback port (its caches and limiter windows start
+    empty, and nothing of anyone else's is touched or flushed); stopped on the way out."""
+    with private_redis_server() as url:
         yield url
-    finally:
-        client.flushdb()
-        client.close()
 
 
 def dispose_clients(clients: Clients) -> None:

@@ -7,8 +7,8 @@ calls/s over the same calls. The events are built and signed before timing start
 is an in-memory collector (no SQS), the database a temp SQLite file holding the demo tenant. The
 account route is warm (the first call loads it from the database and is not counted), so no call here
 touches the database: the rows differ only in where the route cache lives, in-process fakeredis
-(``REDIS_URL`` unset, the local stack's default) or the real Redis on 127.0.0.1:6379 (a network round
-trip per call, as in AWS with ElastiCache).
+(``REDIS_URL`` unset, the local stack's default) or a real redis-server of its own on loopback (a
+network round trip per call, as in AWS with ElastiCache).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from bench.support import (
     APP_SECRET,
     BENCH_CONTEXT,
     CollectingPublisher,
+    bench_redis,
     comment_webhook,
     dispose_clients,
-    empty_redis_db,
     ms_since,
     progress,
     proxy_event,
@@ -93,7 +93,7 @@ def run(calls: int = 3000) -> list[dict[str, Any]]:
         progress(f"webhook: {calls} calls, route cache in fakeredis")
         url = f"sqlite:///{Path(tmp) / 'webhook.db'}"
         rows.append(_measure("webhook, cache fakeredis", url, None, calls))
-        with empty_redis_db() as redis_url:
+        with bench_redis() as redis_url:
             progress(f"webhook: {calls} calls, route cache in Redis {redis_url}")
             rows.append(_measure("webhook, cache real Redis", url, redis_url, calls))
     return rows

@@ -43,9 +43,9 @@ from bench.support import (
     BENCH_CONTEXT,
     CollectingPublisher,
     Published,
+    bench_redis,
     chunks,
     comment_webhook,
-    empty_redis_db,
     mariadb_database,
     ms_since,
     progress,
@@ -163,7 +163,7 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
     sandbox = SandboxServer("127.0.0.1", 0, app_id=APP_ID, app_secret=APP_SECRET, faults={"latency_ms": 0})
     sandbox.start()
     try:
-        with mariadb_database("rf_bench_workers") as db_url, empty_redis_db() as redis_url:
+        with mariadb_database("rf_bench_workers") as db_url, bench_redis() as redis_url:
             collector = CollectingPublisher()
             settings = Settings(
                 environment="test",
