@@ -13,10 +13,12 @@ Start order (and stop order, reversed) matters:
    the sandbox. The Stripe fake (``local/stripe_fake``) starts with the sandbox and delivers its signed
    events to this stack's ``/webhooks/stripe``.
 
-Redis is whatever ``Clients.redis`` (``replyflow.wiring.core``) builds: fakeredis in-process unless
-``REDIS_URL`` is set. The broker's queues and the sandbox's world are SQLite files under
-``LOCAL_STATE_DIR`` (``broker.sqlite3``, ``sandbox.sqlite3``): a restart, even after ``kill -9``,
-resumes every queue and keeps what the sandbox received. Delete the files to start empty.
+Redis is ``REDIS_URL`` when set; otherwise, with the processor and sender in processes of their own
+(the default), a ``redis-server`` the stack starts on a free loopback port (``local/redis_server.py``;
+fakeredis's TCP server when none is installed), and fakeredis in-process with ``--in-process-workers``.
+The broker's queues and the sandbox's world are SQLite files under ``LOCAL_STATE_DIR``
+(``broker.sqlite3``, ``sandbox.sqlite3``): a restart, even after ``kill -9``, resumes every queue
+and keeps what the sandbox received. Delete the files to start empty.
 """
 
 from __future__ import annotations
