@@ -46,8 +46,8 @@ def _wait_for(stack: Any, account: str, count: int, timeout_s: float = 30.0) -> 
 
 def _conversation(stack: Any, account: str, index: int, seen: int) -> float:
     """One gate conversation; the tap -> link latency in ms."""
-    from local.cli import comment_body, postback_body
     from replyflow.domain.flows import FOLLOW_GATE_TAP
+    from replyflow.domain.webhook_bodies import comment_body, postback_body
 
     person = f"77{index:013d}"
     comment = comment_body(text=KEYWORD, account=account, comment_id=new_comment_id(), from_id=person)

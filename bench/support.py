@@ -102,8 +102,8 @@ def new_igsid() -> str:
 
 
 def comment_webhook(account: str, *, text: str = "LINK please", comment_id: str | None = None) -> bytes:
-    """One comment webhook body (``local.cli.comment_body``) from a commenter of its own."""
-    from local.cli import comment_body
+    """One comment webhook body (``domain.webhook_bodies.comment_body``) from a commenter of its own."""
+    from replyflow.domain.webhook_bodies import comment_body
 
     body = comment_body(
         text=text,

@@ -29,7 +29,6 @@ import importlib
 import json
 import logging
 import os
-import random
 import signal
 import sys
 import threading
@@ -39,13 +38,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from replyflow.domain.webhook_bodies import (
+    DEFAULT_DM_FROM_ID,
+    DEFAULT_FROM_ID,
+    DEFAULT_MEDIA_ID,
+    DEFAULT_USERNAME,
+    comment_body,
+    dm_body,
+    new_comment_id,
+    postback_body,
+    quick_reply_body,
+)
 from replyflow.settings import Settings
-
-DEFAULT_FROM_ID = "7351928465012834"
-DEFAULT_USERNAME = "maya.creates"
-DEFAULT_MEDIA_ID = "18034567890123456"
-DEFAULT_DM_FROM_ID = "1129384756102938"
-
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -118,118 +122,6 @@ def sandbox_url(settings: Settings) -> str:
 
 def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def _digits(count: int) -> str:
-    return "".join(random.choice("0123456789") for _ in range(count))
-
-
-def comment_body(
-    *,
-    text: str,
-    account: str,
-    comment_id: str,
-    from_id: str = DEFAULT_FROM_ID,
-    username: str = DEFAULT_USERNAME,
-    media_id: str = DEFAULT_MEDIA_ID,
-    parent_id: str | None = None,
-    live: bool = False,
-    now: float | None = None,
-) -> dict[str, Any]:
-    """A ``comments`` (or ``live_comments``) webhook body like events/instagram/comment_feed.json."""
-    value: dict[str, Any] = {
-        "from": {"id": from_id, "username": username},
-        "media": {"id": media_id, "media_product_type": "LIVE" if live else "FEED"},
-        "id": comment_id,
-    }
-    if parent_id:
-        value["parent_id"] = parent_id
-    value["text"] = text
-    return {
-        "object": "instagram",
-        "entry": [
-            {
-                "id": account,
-                "time": int(now if now is not None else time.time()),
-                "changes": [{"field": "live_comments" if live else "comments", "value": value}],
-            }
-        ],
-    }
-
-
-def dm_body(
-    *,
-    text: str,
-    account: str,
-    from_id: str = DEFAULT_DM_FROM_ID,
-    mid: str | None = None,
-    now: float | None = None,
-) -> dict[str, Any]:
-    """A ``messaging`` webhook body like events/instagram/dm_text.json (milliseconds)."""
-    millis = int((now if now is not None else time.time()) * 1000)
-    return {
-        "object": "instagram",
-        "entry": [
-            {
-                "id": account,
-                "time": millis,
-                "messaging": [
-                    {
-                        "sender": {"id": from_id},
-                        "recipient": {"id": account},
-                        "timestamp": millis,
-                        "message": {
-                            "mid": mid or f"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE{_digits(24)}",
-                            "text": text,
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-
-
-def postback_body(
-    *,
-    payload: str,
-    account: str,
-    title: str = "Tap",
-    from_id: str = DEFAULT_FROM_ID,
-    mid: str | None = None,
-    now: float | None = None,
-) -> dict[str, Any]:
-    """A button tap like events/instagram/dm_postback.json (milliseconds)."""
-    body = _messaging(account, from_id, now)
-    item = body["entry"][0]["messaging"][0]
-    item["postback"] = {"mid": mid or _mid(), "title": title, "payload": payload}
-    return body
-
-
-def quick_reply_body(
-    *,
-    payload: str,
-    account: str,
-    text: str | None = None,
-    from_id: str = DEFAULT_FROM_ID,
-    mid: str | None = None,
-    now: float | None = None,
-) -> dict[str, Any]:
-    """A quick-reply tap like events/instagram/dm_quick_reply.json; an email or phone quick reply
-    carries the address as both its text and its payload."""
-    body = _messaging(account, from_id, now)
-    item = body["entry"][0]["messaging"][0]
-    item["message"] = {"mid": mid or _mid(), "text": text or payload, "quick_reply": {"payload": payload}}
-    return body
-
-
-def _messaging(account: str, from_id: str, now: float | None) -> dict[str, Any]:
-    millis = int((now if now is not None else time.time()) * 1000)
-    item = {"sender": {"id": from_id}, "recipient": {"id": account}, "timestamp": millis}
-    return {"object": "instagram", "entry": [{"id": account, "time": millis, "messaging": [item]}]}
-
-
-def _mid() -> str:
-    return f"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE{_digits(24)}"
 
 
 def _try_sandbox(url: str, payload: dict[str, Any]) -> str:
@@ -350,41 +242,44 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate_comment(args: argparse.Namespace) -> int:
+    from replyflow.adapters.sandbox_comments import HttpxSandboxComments
+    from replyflow.errors import SandboxUnavailableError
+    from replyflow.ports import SandboxComment
     from replyflow.services.demo_seed import DEMO_IG_USER_ID
 
     settings = _settings()
-    account = args.account or DEMO_IG_USER_ID
-    comment_id = args.comment_id or f"179{_digits(14)}"
-    now = time.time()
-    body = comment_body(
-        text=args.text,
-        account=account,
-        comment_id=comment_id,
+    comment = SandboxComment(
+        comment_id=args.comment_id or new_comment_id(),
+        account_id=args.account or DEMO_IG_USER_ID,
         from_id=args.from_id,
         username=args.username,
+        text=args.text,
         media_id=args.media,
+        timestamp=time.time(),
         parent_id=args.parent,
         live=args.live,
-        now=now,
     )
-    registered = _try_sandbox(
-        f"{sandbox_url(settings)}/_sandbox/comments",
-        {
-            "id": comment_id,
-            "account_id": account,
-            "from_id": args.from_id,
-            "username": args.username,
-            "text": args.text,
-            "media_id": args.media,
-            "parent_id": args.parent,
-            "media_product_type": "LIVE" if args.live else "FEED",
-            "timestamp": now,
-        },
+    body = comment_body(
+        text=comment.text,
+        account=comment.account_id,
+        comment_id=comment.comment_id,
+        from_id=comment.from_id,
+        username=comment.username,
+        media_id=comment.media_id,
+        parent_id=comment.parent_id,
+        live=comment.live,
+        now=comment.timestamp,
     )
-    print(f"comment {comment_id} on media {args.media} from @{args.username}: {args.text!r} ({registered})")
+    try:
+        HttpxSandboxComments(sandbox_url(settings)).register(comment)
+        registered = "registered with the sandbox"
+    except SandboxUnavailableError as error:
+        registered = f"not registered: {error.message}"
+    said = f"from @{args.username}: {args.text!r} ({registered})"
+    print(f"comment {comment.comment_id} on media {args.media} {said}")
     if args.no_webhook:
         print("no webhook sent (a missed delivery): `replyflow jobs run reconcile-comments` catches it")
-        return 0 if registered == "sandbox 200" else 1
+        return 0 if registered.startswith("registered") else 1
     return post_webhook(settings, body)
 
 

@@ -201,6 +201,7 @@ class LocalStack:
                 graph_api_base_url=sandbox_url,
                 instagram_oauth_authorize_url=f"{sandbox_url}/oauth/authorize",
                 instagram_oauth_token_url=f"{sandbox_url}/oauth/access_token",
+                sandbox_tools=True,  # the Graph API is this sandbox: the console's test comments
             )
         if self.options.stripe_fake:
             updates.update(self._start_stripe_fake())

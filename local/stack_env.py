@@ -39,6 +39,7 @@ FIELDS = (
     "token_encryption_key",
     "graph_api_base_url",
     "graph_api_version",
+    "sandbox_tools",
     "instagram_oauth_authorize_url",
     "instagram_oauth_token_url",
     "oauth_redirect_uri",

@@ -28,6 +28,7 @@ SECURITY_SCHEME = "bearerAuth"
 _DESCRIPTIONS = {
     200: "OK",
     201: "Created",
+    202: "Accepted: the work goes on in the background",
     204: "No content",
     400: "The body is not UTF-8 JSON within the limits (`malformed_json`), or the request is refused",
     401: "No or invalid credentials",
@@ -39,7 +40,7 @@ _DESCRIPTIONS = {
     415: "The body is not application/json",
     422: "The request is not valid: `details` lists the fields",
     429: "Rate limited; `Retry-After` says when to retry",
-    502: "Instagram or the payment provider refused or failed the call",
+    502: "Instagram, the payment provider or the local sandbox refused or failed the call",
 }
 
 

@@ -118,7 +118,7 @@ class RunningStack:
 
     def simulate_comment(self, text: str, **kwargs: Any) -> tuple[dict[str, Any], httpx.Response]:
         """A fresh comment on the demo account (registered with the sandbox), delivered signed."""
-        from local.cli import comment_body
+        from replyflow.domain.webhook_bodies import comment_body
         from replyflow.services.demo_seed import DEMO_IG_USER_ID
 
         kwargs.setdefault("account", DEMO_IG_USER_ID)

@@ -256,7 +256,7 @@ class Scenario:
         pool.submit(run)
 
     def _comment(self, person: Person) -> None:
-        from local.cli import comment_body
+        from replyflow.domain.webhook_bodies import comment_body
 
         account = self.accounts[person.account]
         body = comment_body(text=KEYWORD, account=account, comment_id=person.comment_id, from_id=person.igsid)
@@ -277,7 +277,7 @@ class Scenario:
         self._post(person, body)
 
     def _tap(self, person: Person, payload: str, *, follows: bool) -> None:
-        from local.cli import postback_body
+        from replyflow.domain.webhook_bodies import postback_body
 
         account = self.accounts[person.account]
         self._sandbox("/_sandbox/inbound", {"account_id": account, "sender_id": person.igsid})

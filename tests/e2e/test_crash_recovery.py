@@ -112,7 +112,7 @@ def crash_database() -> Iterator[str]:
 
 
 def comment_webhook(comment_id: str, index: int) -> dict[str, Any]:
-    from local.cli import comment_body
+    from replyflow.domain.webhook_bodies import comment_body
     from replyflow.services.demo_seed import DEMO_IG_USER_ID
 
     # A commenter of its own per comment: the automation's per-contact cooldown would skip repeats.

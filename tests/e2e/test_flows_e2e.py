@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from local.cli import DEFAULT_FROM_ID, postback_body, quick_reply_body
 from replyflow.domain.flows import FOLLOW_GATE_FOLLOWED, FOLLOW_GATE_TAP
+from replyflow.domain.webhook_bodies import DEFAULT_FROM_ID, postback_body, quick_reply_body
 from replyflow.services.demo_seed import DEMO_EMAIL, DEMO_IG_USER_ID, DEMO_PASSWORD
 
 pytestmark = pytest.mark.e2e

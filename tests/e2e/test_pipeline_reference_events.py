@@ -160,7 +160,7 @@ def _decisions_for(stack: Any, event_key: str) -> list[tuple[str, str | None]]:
 
 def _comment(stack: Any, *, notified_ago: float, created_ago: float, live: bool = False) -> str:
     """A "LINK" comment Instagram made ``created_ago`` seconds ago, notified ``notified_ago`` ago."""
-    from local.cli import comment_body
+    from replyflow.domain.webhook_bodies import comment_body
 
     now = time.time()
     comment_id = f"179{secrets.randbelow(10**14):014d}"

@@ -68,7 +68,7 @@ def test_a_missed_comment_gets_one_private_reply_through_two_runs_and_a_late_web
     second = run_job(stack, "reconcile-comments")
     assert second["counts"].get("comments_fed", 0) == 0
     # Meta delivers the webhook after all, a day late in spirit: a duplicate, nothing is sent.
-    from local.cli import comment_body
+    from replyflow.domain.webhook_bodies import comment_body
 
     late = comment_body(
         text="LINK please", account=DEMO_IG_USER_ID, comment_id=comment_id, media_id="18000000000000777"

@@ -265,7 +265,7 @@ def test_conditions_on_tags_fields_and_a_random_split() -> None:
 
 
 def test_the_cli_builds_taps_the_webhook_reads_as_postbacks_and_quick_replies() -> None:
-    from local.cli import postback_body, quick_reply_body
+    from replyflow.domain.webhook_bodies import postback_body, quick_reply_body
     from replyflow.domain.webhook_events import parse_body
 
     (tap,) = parse_body(postback_body(payload=FOLLOW_GATE_TAP, account="17841400000000001")).events

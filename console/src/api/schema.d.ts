@@ -110,6 +110,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/accounts/{account_id}/test-comments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a test comment to the account (sandbox stacks only; admin)
+         * @description Local and test stacks whose Graph API is the Instagram sandbox (`SANDBOX_TOOLS`): the comment is registered with the sandbox, then its webhook event goes through the webhook's routing and queues to the processor, like a comment Meta delivers. 202 with the comment. 404 `sandbox_tools_disabled` on any other stack, 404 `not_found` for an account of another workspace, 409 `account_disconnected`, 502 `sandbox_unavailable` when the sandbox does not answer.
+         */
+        post: operations["send_test_comment_v1_accounts__account_id__test_comments_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/api-keys": {
         parameters: {
             query?: never;
@@ -1015,6 +1035,12 @@ export interface components {
             id: string;
             /** Ig User Id */
             ig_user_id: string;
+            /**
+             * Sandbox
+             * @description the stack's Graph API is the local Instagram sandbox (SANDBOX_TOOLS): POST /v1/accounts/{account_id}/test-comments works for this account (list and get only)
+             * @default false
+             */
+            sandbox?: boolean;
             /** Status */
             status: string;
             /** Status Reason */
@@ -2149,6 +2175,61 @@ export interface components {
              */
             role: "owner" | "admin" | "member";
         };
+        /** SandboxCommentRequest */
+        SandboxCommentRequest: {
+            /**
+             * From Id
+             * @description the commenter's Instagram-scoped id (default 7351928465012834)
+             */
+            from_id?: string | null;
+            /**
+             * Media Id
+             * @description the post commented on (default 18034567890123456)
+             */
+            media_id?: string | null;
+            /**
+             * Text
+             * @description the comment's text
+             */
+            text: string;
+            /**
+             * Username
+             * @description the commenter's Instagram username (default maya.creates)
+             */
+            username?: string | null;
+        };
+        /**
+         * SandboxCommentSent
+         * @description What was made: the comment, and what the webhook intake did with its event.
+         */
+        SandboxCommentSent: {
+            /** Account Id */
+            account_id: string;
+            /** Comment Id */
+            comment_id: string;
+            /**
+             * Dropped
+             * @description events the intake dropped, by reason (e.g. self_comment)
+             */
+            dropped: {
+                [key: string]: number;
+            };
+            /**
+             * Enqueued
+             * @description events put on the processor's queue (1, or 0 when dropped)
+             */
+            enqueued: number;
+            /** From Id */
+            from_id: string;
+            /** Ig User Id */
+            ig_user_id: string;
+            /** Media Id */
+            media_id: string;
+            /** Text */
+            text: string;
+            /** Username */
+            username: string;
+        };
         /** SandboxConnectRequest */
         SandboxConnectRequest: {
             /**
@@ -2737,7 +2818,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Instagram or the payment provider refused or failed the call */
+            /** @description Instagram, the payment provider or the local sandbox refused or failed the call */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -2916,7 +2997,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Instagram or the payment provider refused or failed the call */
+            /** @description Instagram, the payment provider or the local sandbox refused or failed the call */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -3052,6 +3133,122 @@ export interface operations {
             };
             /** @description Rate limited; `Retry-After` says when to retry */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    send_test_comment_v1_accounts__account_id__test_comments_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SandboxCommentRequest"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the work goes on in the background */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SandboxCommentSent"];
+                };
+            };
+            /** @description The body is not UTF-8 JSON within the limits (`malformed_json`), or the request is refused */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The gateway's policy or the caller's role refuses the request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource in the caller's workspace */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The request is not valid: `details` lists the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Instagram, the payment provider or the local sandbox refused or failed the call */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3507,7 +3704,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description OK */
+            /** @description Accepted: the work goes on in the background */
             202: {
                 headers: {
                     [name: string]: unknown;
@@ -4624,7 +4821,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Instagram or the payment provider refused or failed the call */
+            /** @description Instagram, the payment provider or the local sandbox refused or failed the call */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -4698,7 +4895,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Instagram or the payment provider refused or failed the call */
+            /** @description Instagram, the payment provider or the local sandbox refused or failed the call */
             502: {
                 headers: {
                     [name: string]: unknown;

@@ -1,4 +1,5 @@
-"""/v1/accounts: connected Instagram accounts, OAuth connect (and sandbox connect), disconnect.
+"""/v1/accounts: connected Instagram accounts, OAuth connect (and sandbox connect), disconnect, and on
+a sandbox stack (``SANDBOX_TOOLS``) a test comment on an account (``services.sandbox_tools``).
 
 OAuth: ``/oauth/start`` and ``/oauth/complete`` are authenticated; the unauthenticated ``/oauth/callback``
 only shows what Instagram sent (see ``services.oauth`` for why it must never connect).
@@ -17,6 +18,7 @@ from api.context import deps, header, principal, public_base_url
 from api.responses import NO_AUTH, documented
 from replyflow.services.accounts import AccountView
 from replyflow.services.oauth import AuthorizeUrl, CallbackLanding, CompleteRequest, SandboxConnectRequest
+from replyflow.services.sandbox_tools import SandboxCommentRequest, SandboxCommentSent
 
 router = Router()
 
@@ -129,3 +131,19 @@ def get_account(account_id: str) -> AccountView:
 )
 def disconnect(account_id: str) -> AccountView:
     return deps(router).accounts.disconnect(principal(router), account_id)
+
+
+@router.post(
+    "/<account_id>/test-comments",
+    tags=["accounts"],
+    summary="Send a test comment to the account (sandbox stacks only; admin)",
+    description="Local and test stacks whose Graph API is the Instagram sandbox (`SANDBOX_TOOLS`): the "
+    "comment is registered with the sandbox, then its webhook event goes through the webhook's routing "
+    "and queues to the processor, like a comment Meta delivers. 202 with the comment. 404 "
+    "`sandbox_tools_disabled` on any other stack, 404 `not_found` for an account of another workspace, "
+    "409 `account_disconnected`, 502 `sandbox_unavailable` when the sandbox does not answer.",
+    responses=documented(202, 404, 409, 502, body=True),
+)
+def send_test_comment(account_id: str, body: SandboxCommentRequest) -> Response[SandboxCommentSent]:
+    sent = deps(router).sandbox_tools.send_comment(principal(router), account_id, body)
+    return Response(202, content_types.APPLICATION_JSON, sent)

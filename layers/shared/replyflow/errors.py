@@ -116,6 +116,13 @@ class BillingProviderError(ReplyflowError):
     status = 502
 
 
+class SandboxUnavailableError(ReplyflowError):
+    """The local Instagram sandbox refused a control call or could not be reached."""
+
+    code = "sandbox_unavailable"
+    status = 502
+
+
 class BillingSignatureError(BadRequestError):
     """A provider webhook whose signature does not verify (Stripe expects a 400)."""
 

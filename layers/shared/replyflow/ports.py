@@ -268,6 +268,32 @@ class InstagramOAuth(Protocol):
     def unsubscribe(self, token: str) -> None: ...
 
 
+# The local sandbox ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SandboxComment:
+    """A comment made on the sandbox's Instagram (``account_id`` is the account's Instagram id), so
+    its Graph reads (``GET /{comment-id}``, the media's comments) and a private reply know it."""
+
+    comment_id: str
+    account_id: str
+    from_id: str
+    username: str
+    text: str
+    media_id: str
+    timestamp: float
+    parent_id: str | None = None
+    live: bool = False
+
+
+class SandboxComments(Protocol):
+    """The local sandbox's control API (``POST /_sandbox/comments``); never the real Graph API.
+    Raises ``SandboxUnavailableError`` when the sandbox does not take the comment."""
+
+    def register(self, comment: SandboxComment) -> None: ...
+
+
 # Billing ------------------------------------------------------------------------------------------
 
 

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     instagram_oauth_token_url: str = "https://api.instagram.com/oauth/access_token"
     oauth_redirect_uri: str = "http://127.0.0.1:3000/v1/accounts/oauth/callback"
     graph_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The Graph API above is the local Instagram sandbox: the API offers its tools (a test comment from
+    # the console, services/sandbox_tools.py). The local stack and the test stacks turn it on; a
+    # deployed stack never does, and dev/prod refuse it.
+    sandbox_tools: bool = False
 
     # Secrets at rest and auth. Base64 (urlsafe) 32-byte AES-GCM key; JWT keys as {"kid": "secret"}.
     token_encryption_key: SecretStr = SecretStr("bG9jYWwtb25seS10b2tlbi1rZXktMzItYnl0ZXMhIT0=")
@@ -243,6 +247,8 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"{name.upper()} must be set outside the local stack (billing is Stripe)"
                     )
+        if self.environment in {"dev", "prod"} and self.sandbox_tools:
+            raise ValueError("SANDBOX_TOOLS is for the local stack and tests, never a deployed stack")
         credentialed_wildcard = self.cors_allow_credentials and (
             not self.cors_allow_origins or "*" in self.cors_allow_origins
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from replyflow.adapters.crypto import TokenCipher
@@ -43,21 +43,30 @@ class AccountView(BaseModel):
     webhook_subscribed_at: UtcDateTime | None
     created_at: UtcDateTime
     updated_at: UtcDateTime
+    sandbox: bool = Field(
+        default=False,
+        description="the stack's Graph API is the local Instagram sandbox (SANDBOX_TOOLS): "
+        "POST /v1/accounts/{account_id}/test-comments works for this account (list and get only)",
+    )
 
 
-def view(account: InstagramAccount) -> AccountView:
-    return AccountView.model_validate(account, from_attributes=True)
+def view(account: InstagramAccount, *, sandbox: bool = False) -> AccountView:
+    found = AccountView.model_validate(account, from_attributes=True)
+    return found.model_copy(update={"sandbox": True}) if sandbox else found
 
 
-def list_accounts(session: Session, principal: Principal) -> list[AccountView]:
-    return [view(a) for a in accounts.list_for_tenant(session, principal.tenant_id)]
+def list_accounts(session: Session, principal: Principal, *, sandbox: bool = False) -> list[AccountView]:
+    """``sandbox``: the stack's sandbox tools are on (every account's Graph API is the sandbox)."""
+    return [view(a, sandbox=sandbox) for a in accounts.list_for_tenant(session, principal.tenant_id)]
 
 
-def get_account(session: Session, principal: Principal, account_id: str) -> AccountView:
+def get_account(
+    session: Session, principal: Principal, account_id: str, *, sandbox: bool = False
+) -> AccountView:
     account = accounts.get(session, principal.tenant_id, account_id)
     if account is None:
         raise NotFoundError("no such account")
-    return view(account)
+    return view(account, sandbox=sandbox)
 
 
 def connected_count(session: Session, tenant_id: str) -> int:

@@ -6,7 +6,9 @@ Invariants:
   fails closed;
 - nothing is parsed, routed or enqueued before the signature holds; the body is then decoded by
   ``replyflow.json_input`` (UTF-8, finite numbers, 64-bit integers, bounded depth), so a ``NaN`` is a
-  400 here rather than a queue message no worker can read;
+  400 here rather than a queue message no worker can read. ``route_and_enqueue`` is the step after
+  the signature, which the sandbox stack's test comments (``services.test_comments``) call too with a
+  body the API built: one routing, one set of queues, one dedupe for both;
 - routing reads ``cache_keys.account_route_key`` only; on a miss a :class:`RouteLoader` (the database,
   imported lazily by the wiring) answers and the answer is cached, unknown accounts included (a short
   negative entry), so a warm webhook touches no database;
@@ -140,6 +142,12 @@ def intake(
     if on_signature is not None:
         on_signature(matched)
     decoded: Any = decode_json(body)  # MalformedJsonError (400): Meta's deliveries are plain JSON
+    return route_and_enqueue(decoded, resolver=resolver, publisher=publisher)
+
+
+def route_and_enqueue(decoded: Any, *, resolver: RouteResolver, publisher: QueuePublisher) -> IntakeResult:
+    """Parse, route and enqueue a webhook body already trusted: one whose signature held (``intake``)
+    or one the API made itself (``services.test_comments``, on a sandbox stack only)."""
     parsed = parse_body(decoded)
     result = IntakeResult(counts=Counter(parsed.skipped))
     by_queue: dict[str, list[str]] = {}

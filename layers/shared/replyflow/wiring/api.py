@@ -65,6 +65,8 @@ if TYPE_CHECKING:
         QueuePublisher,
         RateLimiter,
         RevocationStore,
+        SandboxComment,
+        SandboxComments,
     )
     from replyflow.services.access import Principal
     from replyflow.services.auth import AuthConfig
@@ -149,6 +151,10 @@ class ApiDeps:
     clock: NowClock
     billing_api: BillingGateway
     """Stripe (or its local fake): checkout, portal, invoices (``wiring.billing``)."""
+    publisher: QueuePublisher
+    """The queues the webhook publishes to: a sandbox stack's test comments go through them too."""
+    sandbox_comments: SandboxComments
+    """The local sandbox's comment registry (used only with ``SANDBOX_TOOLS``)."""
 
     @property
     def cache(self) -> Cache:
@@ -309,7 +315,31 @@ class ApiDeps:
     def accounts(self) -> api_services.AccountService:
         from replyflow.wiring.api_services import AccountService
 
-        return AccountService(self.unit_of_work, self.cache, self.cipher, self.oauth_client, self.clock)
+        return AccountService(
+            self.unit_of_work,
+            self.cache,
+            self.cipher,
+            self.oauth_client,
+            self.clock,
+            self.settings.sandbox_tools,
+        )
+
+    @once
+    def sandbox_tools(self) -> api_services.SandboxToolsService:
+        """Built at the first test comment; the route resolver is the webhook's (its cache and loader)."""
+        from replyflow.services.intake import RouteResolver
+        from replyflow.wiring.api_services import SandboxToolsService
+        from replyflow.wiring.pipeline import load_route
+
+        clients = self.clients
+        return SandboxToolsService(
+            self.unit_of_work,
+            self.settings.sandbox_tools,
+            self.sandbox_comments,
+            RouteResolver(clients.cache, lambda ig_user_id: load_route(clients, ig_user_id)),
+            self.publisher,
+            self.clock,
+        )
 
     @once
     def oauth(self) -> api_services.OAuthService:
@@ -417,10 +447,12 @@ def build_api(
     requeue_parked: RequeueParked | None = None,
     clock: NowClock | None = None,
     billing_api: BillingGateway | None = None,
+    sandbox_comments: SandboxComments | None = None,
 ) -> ApiDeps:
     """The API's dependencies; every argument left out is the real adapter for ``settings``."""
     shared = clients or Clients(settings)
     gateway = billing_api or StripeOnUse(settings, shared)
+    queues = publisher or shared.sqs_publisher
     return ApiDeps(
         settings=settings,
         clients=shared,
@@ -430,9 +462,11 @@ def build_api(
         nonces=nonces or _redis_nonces(shared),
         billing=billing or _billing(settings, gateway),
         mailer=mailer or MailerOnUse(settings),
-        requeue_parked=requeue_parked or _release_parked(publisher or shared.sqs_publisher),
+        requeue_parked=requeue_parked or _release_parked(queues),
         clock=clock or SystemClock(),
         billing_api=gateway,
+        publisher=queues,
+        sandbox_comments=sandbox_comments or SandboxCommentsOnUse(settings),
     )
 
 
@@ -500,6 +534,19 @@ class OAuthOnUse:
 
     def unsubscribe(self, token: str) -> None:
         self._real().unsubscribe(token)
+
+
+class SandboxCommentsOnUse:
+    """The sandbox's comment registry at the Graph API's origin, built at its first call: no API cold
+    start imports httpx for it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def register(self, comment: SandboxComment) -> None:
+        from replyflow.adapters.sandbox_comments import HttpxSandboxComments
+
+        HttpxSandboxComments.for_graph(self._settings.graph_api_base_url).register(comment)
 
 
 def _billing(settings: Settings, gateway: BillingGateway) -> BillingProvider:

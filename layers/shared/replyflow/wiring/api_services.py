@@ -51,7 +51,9 @@ if TYPE_CHECKING:
         Mailer,
         NonceStore,
         NowClock,
+        QueuePublisher,
         RateLimiter,
+        SandboxComments,
     )
     from replyflow.services import (
         accounts,
@@ -68,12 +70,14 @@ if TYPE_CHECKING:
         meta_callbacks,
         oauth,
         passwords,
+        sandbox_tools,
         stats,
         subscriptions,
         templates,
     )
     from replyflow.services.access import Principal
     from replyflow.services.flow_simulator import SimulateRequest, SimulateView
+    from replyflow.services.intake import RouteResolver
     from replyflow.services.revocation import Revoker
 
 else:  # the same names, each module imported when a service object first calls into it
@@ -91,6 +95,7 @@ else:  # the same names, each module imported when a service object first calls 
     meta_callbacks = _ServiceModule("meta_callbacks")
     oauth = _ServiceModule("oauth")
     passwords = _ServiceModule("passwords")
+    sandbox_tools = _ServiceModule("sandbox_tools")
     stats = _ServiceModule("stats")
     subscriptions = _ServiceModule("subscriptions")
     templates = _ServiceModule("templates")
@@ -261,14 +266,16 @@ class AccountService:
     cipher: TokenCipher
     oauth_client: InstagramOAuth
     clock: NowClock
+    sandbox_tools: bool
+    """``SANDBOX_TOOLS``: the views say ``sandbox: true`` (the console offers its test comment)."""
 
     def list(self, principal: Principal) -> list[accounts.AccountView]:
         with self.unit_of_work() as session:
-            return accounts.list_accounts(session, principal)
+            return accounts.list_accounts(session, principal, sandbox=self.sandbox_tools)
 
     def get(self, principal: Principal, account_id: str) -> accounts.AccountView:
         with self.unit_of_work() as session:
-            return accounts.get_account(session, principal, account_id)
+            return accounts.get_account(session, principal, account_id, sandbox=self.sandbox_tools)
 
     def disconnect(self, principal: Principal, account_id: str) -> accounts.AccountView:
         with self.unit_of_work() as session:
@@ -279,6 +286,37 @@ class AccountService:
                 self.oauth_client,
                 principal,
                 account_id,
+                now=self.clock.now(),
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class SandboxToolsService:
+    """A test comment on a sandbox stack: registered with the sandbox, then through the webhook's
+    routing and queues (``services.sandbox_tools``; a 404 unless ``SANDBOX_TOOLS``)."""
+
+    unit_of_work: UnitOfWork
+    enabled: bool
+    sandbox: SandboxComments
+    resolver: RouteResolver
+    publisher: QueuePublisher
+    clock: NowClock
+
+    def send_comment(
+        self, principal: Principal, account_id: str, body: sandbox_tools.SandboxCommentRequest
+    ) -> sandbox_tools.SandboxCommentSent:
+        if not self.enabled:
+            raise sandbox_tools.disabled_error()
+        with self.unit_of_work() as session:
+            return sandbox_tools.send_comment(
+                session,
+                self.sandbox,
+                self.resolver,
+                self.publisher,
+                principal,
+                account_id,
+                body,
+                enabled=self.enabled,
                 now=self.clock.now(),
             )
 
