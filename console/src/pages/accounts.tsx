@@ -1,11 +1,16 @@
 // Connect an Instagram account (Instagram Login: /oauth/start -> Instagram -> back here with code and
-// state -> /oauth/complete under this user's session) and each account's health.
+// state -> /oauth/complete under this user's session) and each account's health. On a stack whose
+// Graph API is the local sandbox (the account says `sandbox: true`), a connected account also has a
+// "Send a test comment" form: the comment reaches the pipeline like one Instagram delivered.
+import { zodResolver } from "@hookform/resolvers/zod";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useState } from "react";
+import { useForm } from "react-hook-form";
 import { Link, useNavigate } from "react-router";
+import { z } from "zod";
 import { api, unwrap, type Schemas } from "../api/client";
 import { keys, useAccounts } from "../api/queries";
-import { Empty, ErrorNote, Loading, Page, formatDate } from "../components/ui";
+import { Empty, ErrorNote, Field, Loading, Page, formatDate } from "../components/ui";
 
 const DAY_MS = 86_400_000;
 
@@ -48,6 +53,73 @@ function SentThisHour({ account }: { account: Schemas["AccountView"] }) {
   );
 }
 
+export const testCommentSchema = z.object({
+  text: z.string().trim().min(1, "Write the comment").max(2200, "At most 2200 characters"),
+  username: z
+    .string()
+    .trim()
+    .regex(/^[A-Za-z0-9._]{0,30}$/, "Letters, digits, dots and underscores; 30 at most"),
+});
+type TestCommentDraft = z.infer<typeof testCommentSchema>;
+
+/** What the intake did with the comment's event, in words. */
+export function testCommentOutcome(sent: Schemas["SandboxCommentSent"]): string {
+  if (sent.enqueued > 0) return "it is on its way to your automations";
+  const reasons = Object.keys(sent.dropped).join(", ") || "no reason given";
+  return `the webhook dropped it (${reasons})`;
+}
+
+/** A comment on the account's post, made in the sandbox and delivered through the webhook's queues. */
+export function TestCommentForm({ account }: { account: Schemas["AccountView"] }) {
+  const queryClient = useQueryClient();
+  const form = useForm<TestCommentDraft>({
+    resolver: zodResolver(testCommentSchema),
+    defaultValues: { text: "", username: "" },
+  });
+  const send = useMutation({
+    mutationFn: async (values: TestCommentDraft) =>
+      unwrap(
+        await api.POST("/v1/accounts/{account_id}/test-comments", {
+          params: { path: { account_id: account.id } },
+          body: { text: values.text, username: values.username || null },
+        }),
+      ),
+    onSuccess: () => {
+      for (const queryKey of [["logs"], ["stats"], ["sent-hour", account.id]]) void queryClient.invalidateQueries({ queryKey });
+    },
+  });
+  const errors = form.formState.errors;
+  return (
+    <form
+      className="test-comment"
+      aria-label={`Send a test comment to @${account.username}`}
+      onSubmit={form.handleSubmit((values) => send.mutate(values))}
+      noValidate
+    >
+      <h3>Send a test comment</h3>
+      <p className="muted">Sandbox only: a comment on the account's post, answered by your automations like a real one.</p>
+      <Field label="Comment" error={errors.text?.message}>
+        <textarea rows={2} placeholder="e.g. send me the LINK please" {...form.register("text")} />
+      </Field>
+      <Field label="Commenter's username (optional)" error={errors.username?.message} hint="Default: maya.creates">
+        <input autoComplete="off" {...form.register("username")} />
+      </Field>
+      <ErrorNote error={send.error} />
+      <button type="submit" className="primary" disabled={send.isPending}>
+        {send.isPending ? "Sending…" : "Send a test comment"}
+      </button>
+      {send.data ? (
+        <div className="notice" role="status" data-testid="test-comment-sent">
+          <p>
+            Comment {send.data.comment_id} from @{send.data.username} sent: {testCommentOutcome(send.data)}.
+          </p>
+          <Link to="/logs">See the decision in the logs</Link>
+        </div>
+      ) : null}
+    </form>
+  );
+}
+
 function AccountCard({ account }: { account: Schemas["AccountView"] }) {
   const queryClient = useQueryClient();
   const health = tokenHealth(account);
@@ -85,6 +157,7 @@ function AccountCard({ account }: { account: Schemas["AccountView"] }) {
         ) : null}
       </div>
       <ErrorNote error={disconnect.error ?? reconnect.error} />
+      {account.sandbox && account.status === "active" ? <TestCommentForm account={account} /> : null}
     </li>
   );
 }

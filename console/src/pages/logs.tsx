@@ -1,6 +1,6 @@
 // Every decision and every reply, newest first, filtered in the URL and paged by the API's cursor.
 import { keepPreviousData, useQuery } from "@tanstack/react-query";
-import { useSearchParams } from "react-router";
+import { Link, useSearchParams } from "react-router";
 import { ACTIONS, STATUSES, logFilters, logsQuery } from "../api/pageQueries";
 import { useAutomations } from "../api/queries";
 import { Empty, ErrorNote, Loading, Page, formatDate } from "../components/ui";
@@ -69,6 +69,9 @@ export default function LogsPage() {
       {logs.data && logs.data.rows.length === 0 ? (
         <Empty title="Nothing logged yet">
           <p>When a comment, mention or DM arrives, each automation's decision and each reply appears here.</p>
+          <p>
+            Trying it out locally? <Link to="/accounts">Send a test comment from Accounts</Link>.
+          </p>
         </Empty>
       ) : null}
       {logs.data && logs.data.rows.length > 0 ? (
