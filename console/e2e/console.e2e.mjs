@@ -1,11 +1,13 @@
 // The tenant's day in a real browser against a running local stack:
 // sign up -> connect an Instagram account through the OAuth flow (the sandbox consents) -> create a
-// template and an automation (dry run) -> a comment arrives (`replyflow simulate comment`) -> the
-// decision shows in the logs and the counts in the stats, without a reload. Every page is screenshot
-// (SCREENSHOT_DIR) and checked with axe: no serious or critical violation.
+// template and an automation (dry run) -> "Send a test comment" on the accounts page (the API makes
+// the comment in the sandbox and delivers it through the webhook's queues) -> the decision shows in
+// the logs and the counts in the stats, without a reload. Every page is screenshot (SCREENSHOT_DIR)
+// and checked with axe: no serious or critical violation.
 //
-// Env: BASE_URL (the stack), SIMULATE (JSON argv of the CLI, the comment's flags appended),
-// SCREENSHOT_DIR. Exit 0 when every step passed; the failing step is on stderr otherwise.
+// Env: BASE_URL (the stack), SIMULATE (JSON argv of the CLI's `simulate`; the Stripe fake's payment
+// is its `stripe paid`), SCREENSHOT_DIR. Exit 0 when every step passed; the failing step is on
+// stderr otherwise.
 import AxeBuilder from "@axe-core/playwright";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -13,7 +15,7 @@ import { join } from "node:path";
 import { launch } from "./browser.mjs";
 
 const BASE = (process.env.BASE_URL || "http://127.0.0.1:3000").replace(/\/$/, "");
-const SIMULATE = JSON.parse(process.env.SIMULATE || '["replyflow", "simulate", "comment"]');
+const SIMULATE = JSON.parse(process.env.SIMULATE || '["replyflow", "simulate"]');
 const SHOTS = process.env.SCREENSHOT_DIR || new URL("./screenshots/", import.meta.url).pathname;
 const TIMEOUT = 20_000;
 mkdirSync(SHOTS, { recursive: true });
@@ -78,8 +80,8 @@ async function main() {
     await page.waitForURL(`${BASE}/accounts`, { timeout: TIMEOUT });
     const card = page.getByTestId("account").first();
     await card.waitFor();
-    const igUserId = (await card.locator("dd").first().textContent()).trim();
     await card.getByText(/Token valid/).waitFor();
+    await card.getByRole("form", { name: /^Send a test comment to @/ }).waitFor();
     await check(page, "accounts");
 
     step("create a template with a live preview");
@@ -119,12 +121,20 @@ async function main() {
     await automation.getByTestId("dry-run-result").getByText("Would fire").waitFor();
     await check(page, "automations");
 
-    step("a comment arrives; the log row and the stats update in the page");
+    step("a test comment from the accounts page; the log row and the stats update in the page");
     await page.getByRole("link", { name: "Logs" }).click();
     await page.getByRole("heading", { name: "Nothing logged yet" }).waitFor();
+    await page.getByRole("link", { name: "Send a test comment from Accounts" }).waitFor();
     await check(page, "logs-empty");
-    const [command, ...args] = SIMULATE;
-    execFileSync(command, [...args, "--text", "send me the LINK please", "--account", igUserId], { stdio: "inherit" });
+    await page.getByRole("link", { name: "Send a test comment from Accounts" }).click();
+    const tester = page.getByTestId("account").first().getByRole("form", { name: /^Send a test comment to @/ });
+    await tester.getByRole("textbox", { name: /^Comment(?!er)/ }).fill("send me the LINK please");
+    await tester.getByRole("button", { name: "Send a test comment" }).click();
+    const sent = tester.getByTestId("test-comment-sent");
+    await sent.getByText(/from @maya\.creates sent: it is on its way to your automations/).waitFor();
+    await check(page, "accounts-test-comment");
+    await sent.getByRole("link", { name: "See the decision in the logs" }).click();
+    await page.waitForURL(`${BASE}/logs`);
     const table = page.getByTestId("log-table");
     await table.getByText("Comment LINK -> DM").first().waitFor({ timeout: 30_000 });
     await table.getByText(/sent|matched/).first().waitFor();
@@ -190,7 +200,8 @@ async function main() {
     );
     await page.getByRole("button", { name: "Upgrade to Pro" }).click();
     await page.waitForURL(/\/checkout\/cs_/);
-    execFileSync(command, [...args.slice(0, -1), "stripe", "paid", "--tenant", slug], { stdio: "inherit" });
+    const [command, ...args] = SIMULATE;
+    execFileSync(command, [...args, "stripe", "paid", "--tenant", slug], { stdio: "inherit" });
     await page.goto(`${BASE}/billing?checkout=success`);
     await page.getByRole("heading", { name: /Pro plan/ }).waitFor({ timeout: 45_000 });
     await page.getByTestId("invoices").waitFor();

@@ -1,8 +1,9 @@
 """The console in a real browser (Debian's Chromium via playwright-core; nothing downloads a browser)
 against a local stack of its own that serves the built console: sign up, connect an Instagram account
-through the OAuth flow, a template with its DM preview, an automation and its dry run, a simulated
-comment whose decision and counts appear in the logs and stats pages; axe on every page (no serious or
-critical violation); a screenshot of every page in ``console/e2e/screenshots/`` (gitignored).
+through the OAuth flow, a template with its DM preview, an automation and its dry run, a test comment
+sent with the accounts page's button (no terminal) whose decision and counts appear in the logs and
+stats pages; axe on every page (no serious or critical violation); a screenshot of every page in
+``console/e2e/screenshots/`` (gitignored). The CLI is used once, as the Stripe fake's paying customer.
 
 Needs Node.js 20+ and ``/usr/bin/chromium`` (``apt-get install chromium``); skipped without them,
 except under ``CI=true`` where a missing prerequisite fails.
@@ -56,7 +57,7 @@ def test_a_tenants_day_in_the_browser(console_dist: Path, start_local_stack: Sta
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     env.update(
         BASE_URL=stack.api_url,
-        SIMULATE=json.dumps([sys.executable, "-m", "local", "simulate", "comment"]),
+        SIMULATE=json.dumps([sys.executable, "-m", "local", "simulate"]),
         LOCAL_STATE_DIR=str(stack.workdir / ".local"),
         SCREENSHOT_DIR=str(SCREENSHOTS),
         CHROMIUM_PATH=str(CHROMIUM),
@@ -79,6 +80,8 @@ def test_a_tenants_day_in_the_browser(console_dist: Path, start_local_stack: Sta
     assert {
         "signup",
         "accounts",
+        "accounts-test-comment",
+        "logs-empty",
         "template-editor",
         "automations",
         "logs",
