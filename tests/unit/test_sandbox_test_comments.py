@@ -70,7 +70,8 @@ def test_without_sandbox_tools_the_route_is_a_404_and_accounts_say_no_sandbox(of
     assert status == 404
     assert body["error"]["code"] == "sandbox_tools_disabled"
     assert "SANDBOX_TOOLS" in body["error"]["message"]
-    assert off.sandbox.registered == [] and off.queues.published == []
+    assert off.sandbox.registered == []
+    assert off.queues.published == []
     listed = off.env.call("GET", "/v1/accounts", token=token).body
     assert [a["sandbox"] for a in listed] == [False]
 
@@ -82,9 +83,12 @@ def test_a_test_comment_is_registered_and_goes_through_intake_to_the_processor(o
 
     status, sent = on.send(token, account["id"], {"text": "send me the LINK please", "username": "ann.b"})
     assert status == 202, sent
-    assert sent["enqueued"] == 1 and sent["dropped"] == {}
-    assert sent["account_id"] == account["id"] and sent["ig_user_id"] == account["ig_user_id"]
-    assert sent["username"] == "ann.b" and sent["text"] == "send me the LINK please"
+    assert sent["enqueued"] == 1
+    assert sent["dropped"] == {}
+    assert sent["account_id"] == account["id"]
+    assert sent["ig_user_id"] == account["ig_user_id"]
+    assert sent["username"] == "ann.b"
+    assert sent["text"] == "send me the LINK please"
     (registered,) = on.sandbox.registered
     assert (registered.comment_id, registered.account_id) == (sent["comment_id"], account["ig_user_id"])
     assert registered.media_id == sent["media_id"]
@@ -92,8 +96,10 @@ def test_a_test_comment_is_registered_and_goes_through_intake_to_the_processor(o
     queue, message_json, _delay = published
     assert queue.startswith("events-")  # the plan's priority queue, as the webhook routes it
     message = EventMessage.from_json(message_json)
-    assert message.account_id == account["id"] and message.event.is_comment
-    assert message.event.event_key and sent["comment_id"] in message.event.event_key
+    assert message.account_id == account["id"]
+    assert message.event.is_comment
+    assert message.event.event_key
+    assert sent["comment_id"] in message.event.event_key
 
     settings = Settings(environment="test", database_url=on.env.settings.database_url)
     pipeline = build_pipeline(
@@ -117,7 +123,8 @@ def test_another_workspaces_account_is_not_found(on: World) -> None:
     assert (status, body["error"]["code"]) == (404, "not_found")
     status, body = on.send(owner, "no-such-account", {"text": "LINK"})
     assert (status, body["error"]["code"]) == (404, "not_found")
-    assert on.sandbox.registered == [] and on.queues.published == []
+    assert on.sandbox.registered == []
+    assert on.queues.published == []
 
 
 def test_a_member_may_not_send_one(on: World) -> None:
