@@ -317,6 +317,12 @@ def test_no_inert_usage_plans_plan_limits_are_enforced_by_the_api_function(
         )
 
 
+def test_no_deployed_function_offers_the_sandbox_tools(template: dict[str, Any]) -> None:
+    # SANDBOX_TOOLS (a test comment from the console) is for the local stack's sandbox only; the
+    # settings refuse it in dev and prod, and the template never names it, not even as false.
+    assert "SANDBOX_TOOLS" not in json.dumps(template).upper()
+
+
 def test_reserved_concurrency_covers_the_database_bound_workers(functions: dict[str, Any]) -> None:
     for name in (*WORKER_QUEUES, "JobsFunction"):
         reserved = functions[name]["Properties"]["ReservedConcurrentExecutions"]
