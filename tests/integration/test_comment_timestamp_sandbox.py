@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -48,3 +48,31 @@ def test_graph_times_parse_to_naive_utc() -> None:
     assert parse_graph_time("2026-11-21T09:30:15") is None
     assert parse_graph_time(None) is None
     assert parse_graph_time("yesterday") is None
+
+
+def test_the_sandbox_comments_adapter_registers_at_the_graph_origin(sandbox: SandboxServer) -> None:
+    from replyflow.adapters.sandbox_comments import HttpxSandboxComments, sandbox_origin
+    from replyflow.errors import SandboxUnavailableError
+    from replyflow.ports import SandboxComment
+
+    assert sandbox_origin(sandbox.graph_url) == str(sandbox.url).rstrip("/")
+    token = sandbox.issue_token("17841400000000778", "adapter.account")
+    comment = SandboxComment(
+        comment_id="c-778",
+        account_id="17841400000000778",
+        from_id="7351928465012834",
+        username="maya.creates",
+        text="LINK please",
+        media_id="18034567890123456",
+        timestamp=datetime(2026, 11, 21, 9, 30, 15, tzinfo=UTC).timestamp(),
+    )
+    HttpxSandboxComments.for_graph(sandbox.graph_url).register(comment)
+    client = GraphClient(sandbox.graph_url, timeout_seconds=5)
+    try:
+        assert client.comment_created_at("c-778", token) == datetime(2026, 11, 21, 9, 30, 15)
+    finally:
+        client.close()
+    with pytest.raises(SandboxUnavailableError):
+        HttpxSandboxComments("http://127.0.0.1:9", timeout_seconds=1).register(comment)
+    with pytest.raises(SandboxUnavailableError):
+        sandbox_origin("graph.instagram.com")

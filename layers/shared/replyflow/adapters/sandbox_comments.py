@@ -21,7 +21,7 @@ def sandbox_origin(graph_api_base_url: str) -> str:
     """``scheme://host[:port]`` of the Graph API base URL (the sandbox's own origin)."""
     parts = urlsplit(graph_api_base_url)
     if not parts.scheme or not parts.netloc:
-        raise ValueError("GRAPH_API_BASE_URL is not an absolute URL")
+        raise SandboxUnavailableError("GRAPH_API_BASE_URL is not an absolute URL: no sandbox to reach")
     return f"{parts.scheme}://{parts.netloc}"
 
 

@@ -2,7 +2,7 @@
 comment (``comments`` / ``live_comments``), a text DM, a button tap (postback) and a quick reply.
 
 One module for every caller that makes an event rather than receiving one: the CLI's ``replyflow
-simulate``, the API's test comment on a sandbox stack (``services.test_comments``) and the tests.
+simulate``, the API's test comment on a sandbox stack (``services.sandbox_tools``) and the tests.
 Comment bodies carry ``entry[].time`` in seconds, messaging bodies in milliseconds, as Meta's do.
 Pure: no I/O, and the clock only when the caller passes no ``now``.
 """

@@ -7,7 +7,7 @@ Invariants:
 - nothing is parsed, routed or enqueued before the signature holds; the body is then decoded by
   ``replyflow.json_input`` (UTF-8, finite numbers, 64-bit integers, bounded depth), so a ``NaN`` is a
   400 here rather than a queue message no worker can read. ``route_and_enqueue`` is the step after
-  the signature, which the sandbox stack's test comments (``services.test_comments``) call too with a
+  the signature, which the sandbox stack's test comments (``services.sandbox_tools``) call too with a
   body the API built: one routing, one set of queues, one dedupe for both;
 - routing reads ``cache_keys.account_route_key`` only; on a miss a :class:`RouteLoader` (the database,
   imported lazily by the wiring) answers and the answer is cached, unknown accounts included (a short
@@ -147,7 +147,7 @@ def intake(
 
 def route_and_enqueue(decoded: Any, *, resolver: RouteResolver, publisher: QueuePublisher) -> IntakeResult:
     """Parse, route and enqueue a webhook body already trusted: one whose signature held (``intake``)
-    or one the API made itself (``services.test_comments``, on a sandbox stack only)."""
+    or one the API made itself (``services.sandbox_tools``, on a sandbox stack only)."""
     parsed = parse_body(decoded)
     result = IntakeResult(counts=Counter(parsed.skipped))
     by_queue: dict[str, list[str]] = {}
