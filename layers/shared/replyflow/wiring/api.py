@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from replyflow.adapters.secrets import PerSecretsVersion, SecretValues
     from replyflow.domain.emails import OutgoingEmail
     from replyflow.ports import (
+        BillingChange,
         BillingGateway,
         BillingProvider,
         Cache,
@@ -428,7 +429,7 @@ def build_api(
         revocation_store=revocation_store or _redis_revocations(shared),
         oauth_client=oauth_client or OAuthOnUse(settings),
         nonces=nonces or _redis_nonces(shared),
-        billing=billing or _billing(settings, gateway),
+        billing=billing or BillingOnUse(lambda: _billing(settings, gateway)),
         mailer=mailer or MailerOnUse(settings),
         requeue_parked=requeue_parked or _release_parked(publisher or shared.sqs_publisher),
         clock=clock or SystemClock(),
@@ -500,6 +501,32 @@ class OAuthOnUse:
 
     def unsubscribe(self, token: str) -> None:
         self._real().unsubscribe(token)
+
+
+class BillingOnUse:
+    """The billing provider, chosen at its first use: the manual one lives with the billing services
+    (SQLAlchemy and the models), which only a plan change needs, not every request's cold start."""
+
+    def __init__(self, build: Callable[[], BillingProvider]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._provider: BillingProvider | None = None
+
+    def _real(self) -> BillingProvider:
+        with self._lock:
+            if self._provider is None:
+                self._provider = self._build()
+            return self._provider
+
+    @property
+    def name(self) -> str:
+        return self._real().name
+
+    def change_plan(self, tenant_id: str, plan_code: str) -> BillingChange:
+        return self._real().change_plan(tenant_id, plan_code)
+
+    def cancel(self, tenant_id: str, provider_ref: str | None) -> None:
+        self._real().cancel(tenant_id, provider_ref)
 
 
 def _billing(settings: Settings, gateway: BillingGateway) -> BillingProvider:
