@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from replyflow.clock import SystemClock
 from replyflow.settings import Settings
@@ -429,7 +429,8 @@ def build_api(
         revocation_store=revocation_store or _redis_revocations(shared),
         oauth_client=oauth_client or OAuthOnUse(settings),
         nonces=nonces or _redis_nonces(shared),
-        billing=billing or BillingOnUse(lambda: _billing(settings, gateway)),
+        # BillingOnUse reads ``name`` through a property; the port declares a plain attribute.
+        billing=billing or cast("BillingProvider", BillingOnUse(lambda: _billing(settings, gateway))),
         mailer=mailer or MailerOnUse(settings),
         requeue_parked=requeue_parked or _release_parked(publisher or shared.sqs_publisher),
         clock=clock or SystemClock(),
