@@ -54,8 +54,12 @@ BEFORE_SUFFIX = " (before)"
 
 # The context holds what Powertools reads, and nothing of the local stack's (which imports its own
 # modules: they would count against the handler and not against the baseline).
+# An API sample's caller gets the issue time the authorizer passes on for every access token
+# (``issued_at_ms``): a token issued now, after the tenant's revocation ``since`` mark of the warm-up,
+# so Redis vouches for it as it does for every live token (a token without it is checked in the
+# database on every request, which no real caller is: docs/architecture.md#revocation-on-the-next-request).
 SERVE = """
-import json
+import json, time
 from types import SimpleNamespace
 import {module} as handler
 context = SimpleNamespace(
@@ -64,7 +68,11 @@ context = SimpleNamespace(
     aws_request_id="cold-start", get_remaining_time_in_millis=lambda: 60000,
 )
 with open({event!r}) as sample:
-    response = handler.lambda_handler(json.load(sample), context)
+    event = json.load(sample)
+caller = (event.get("requestContext") or {{}}).get("authorizer")
+if caller:
+    caller["issued_at_ms"] = str(int(time.time() * 1000))
+response = handler.lambda_handler(event, context)
 assert isinstance(response, dict) and response.get("statusCode", 200) == 200, response
 """
 

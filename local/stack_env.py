@@ -150,7 +150,7 @@ def cli_settings(environment: Settings | None = None) -> CliSettings:
                 )
     fill = {k: v for k, v in stack.items() if k not in env.model_fields_set}
     try:
-        merged = Settings(**env.model_dump(include=env.model_fields_set), **fill)  # type: ignore[arg-type]
+        merged = Settings(**env.model_dump(include=env.model_fields_set), **fill)
     except ValueError as error:  # pydantic's ValidationError; its text never echoes the values
         first = str(error).splitlines()[0]
         return CliSettings(env, None, [f"cannot use {path} ({first}); using the environment only"])

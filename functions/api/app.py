@@ -28,8 +28,8 @@ from api.request_body import JsonBodyResolver
 from api.responses import SECURITY_SCHEME
 from replyflow.clock import utcnow
 from replyflow.services import revocation
-from replyflow.services import subscriptions as subscriptions_service
 from replyflow.services.access import Principal
+from replyflow.services.tenant_config import tenant_config
 from replyflow.settings import Settings
 
 TITLE = "Replyflow API"
@@ -57,7 +57,8 @@ def _meter(app: APIGatewayRestResolver) -> None:
     if isinstance(tenant_id, str) and tenant_id:
         caller = Principal.from_context(authorizer)
         root = context.deps(app)
-        config = subscriptions_service.tenant_config(root.clients.writer_sessions, root.cache, tenant_id)
+        # The writer is built (and SQLAlchemy imported) on a cache miss only.
+        config = tenant_config(lambda: root.clients.writer_sessions(), root.cache, tenant_id)
         per_minute = int(config.get("api_requests_per_minute") or 60)
         now = utcnow()
         budget = revocation.admit(

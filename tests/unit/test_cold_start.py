@@ -1,6 +1,8 @@
 """What a new instance imports before its first event (docs/scaling.md#cold-starts): outside Lambda
 the tracer is off, so the X-Ray SDK (which pulls in botocore) is never imported; the sender imports
-httpx only when it makes its first Graph call."""
+httpx only when it makes its first Graph call; no function imports pydantic-settings (the settings
+read the environment themselves); the API serves a cached list to a caller Redis vouches for without
+SQLAlchemy, the models or the repositories (docs/architecture.md#cold-starts)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,48 @@ def _imported(code: str, prefixes: tuple[str, ...]) -> list[str]:
 @pytest.mark.parametrize("module", ["webhook.handler", "sender.handler", "processor.handler", "api.handler"])
 def test_no_xray_sdk_when_tracing_is_off(module: str) -> None:
     assert _imported(f"import {module}", ("aws_xray_sdk.core", "botocore.client")) == []
+
+
+HANDLERS = ["webhook.handler", "sender.handler", "processor.handler", "api.handler", "authorizer.handler"]
+
+
+@pytest.mark.parametrize("module", HANDLERS)
+def test_no_function_imports_pydantic_settings(module: str) -> None:
+    code = f"import {module}\nfrom replyflow.settings import get_settings\nget_settings()"
+    assert _imported(code, ("pydantic_settings",)) == []
+
+
+def test_importing_the_api_and_its_list_route_imports_no_database_code() -> None:
+    code = (
+        "import api.handler\nfrom api.app import new_resolver\n"
+        "new_resolver(('*',), False).include_for('/v1/automations')"
+    )
+    assert _imported(code, ("sqlalchemy", "replyflow.db")) == []
+
+
+# The sample's caller, its tenant's config and automations list cached, and the tenant's revocation
+# ``since`` mark older than its token, as for every live caller of a running tenant.
+SERVE_CACHED_LIST = """
+import json, time
+from local.lambda_context import LambdaContext
+import api.handler
+event = json.load(open("events/api_get_automations.json"))
+caller = event["requestContext"]["authorizer"]
+tenant = caller["tenant_id"]
+root = api.handler._deps()
+config = {"tenant_id": tenant, "status": "active", "plan_code": "pro", "api_requests_per_minute": 600}
+root.cache.set_json(f"{{t:{tenant}}}:config", config, 60)
+root.cache.set_json(f"{{t:{tenant}}}:automations", [], 60)
+root.revoker.mark_trusted(tenant)
+time.sleep(0.002)
+caller["issued_at_ms"] = str(int(time.time() * 1000))
+response = api.handler.lambda_handler(event, LambdaContext("ApiFunction", 512, 3))
+assert response["statusCode"] == 200 and json.loads(response["body"]) == [], response
+"""
+
+
+def test_the_api_serves_a_cached_list_without_database_code() -> None:
+    assert _imported(SERVE_CACHED_LIST, ("sqlalchemy", "replyflow.db", "pydantic_settings")) == []
 
 
 def test_the_sender_imports_httpx_at_its_first_graph_call() -> None:

@@ -10,8 +10,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from api.context import deps, principal
 from api.responses import documented, no_content
-from replyflow.services.automation_dry_run import DryRunRequest, DryRunResult
-from replyflow.services.automations import AutomationCreate, AutomationUpdate, AutomationView
+from replyflow.services.automation_models import (
+    AutomationCreate,
+    AutomationUpdate,
+    AutomationView,
+    DryRunRequest,
+    DryRunResult,
+)
 
 router = Router()
 

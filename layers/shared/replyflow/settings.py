@@ -1,7 +1,15 @@
 """The one validated settings object. Nothing else reads ``os.environ``.
 
-Field names map to environment variables case-insensitively (``database_url`` <- ``DATABASE_URL``).
-Services never read settings themselves: the wiring modules pass the values they need as arguments.
+Field names map to environment variables case-insensitively (``database_url`` <- ``DATABASE_URL``;
+a field with aliases is read from the first alias set); arguments given to ``Settings(...)`` win over
+the environment. Services never read settings themselves: the wiring modules pass the values they
+need as arguments.
+
+A plain pydantic model reads the environment itself (:func:`environment_values`), the way
+pydantic-settings' environment source did: each function pays this model at its first event, and
+pydantic-settings cost a new instance about as much as ``import pydantic`` again
+(docs/architecture.md#cold-starts). A ``dict`` or ``list`` field is JSON in its variable, unless it
+is annotated :class:`NoDecode` (its own ``mode="before"`` validator parses the raw string).
 """
 
 from __future__ import annotations
@@ -10,12 +18,15 @@ import base64
 import binascii
 import json
 import math
+import os
+import typing
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 # Outside local/test a secret must be this long, carry about this much entropy (estimated from its
 # own character frequencies) and not repeat a shorter pattern: a random 32-character hex secret (Meta's
@@ -60,15 +71,58 @@ def weak_aes_key_reason(value: str) -> str | None:
     return None
 
 
+class NoDecode:
+    """Marks a ``dict`` or ``list`` setting whose variable is passed on as its raw string (not JSON)."""
+
+
+def _env_names(name: str, field: FieldInfo) -> Iterator[str]:
+    """The variables a field is read from, lower-cased, in order: its aliases, else its name."""
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        yield from (choice.lower() for choice in alias.choices if isinstance(choice, str))
+    elif isinstance(alias, str):
+        yield alias.lower()
+    else:
+        yield name.lower()
+
+
+def _is_json(field: FieldInfo) -> bool:
+    """A ``dict`` or ``list`` field (or a union with one) without :class:`NoDecode`."""
+    if NoDecode in field.metadata:
+        return False
+    annotation = field.annotation
+    members = typing.get_args(annotation) if typing.get_origin(annotation) is not None else ()
+    kinds = (typing.get_origin(t) or t for t in (annotation, *members))
+    return any(kind in (dict, list) for kind in kinds)
+
+
+def environment_values(fields: Mapping[str, FieldInfo], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The fields set in ``environ``, by the (lower-cased) name each was found under: case-insensitive
+    names, the first alias set wins, JSON decoded for ``dict`` and ``list`` fields."""
+    variables = {key.lower(): value for key, value in environ.items()}
+    found: dict[str, Any] = {}
+    for name, field in fields.items():
+        env_name = next((n for n in _env_names(name, field) if n in variables), None)
+        if env_name is None:
+            continue
+        value: Any = variables[env_name]
+        if _is_json(field):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:  # the message names the setting, never its value
+                raise ValueError(f"{env_name.upper()} is not valid JSON") from exc
+        found[env_name] = value
+    return found
+
+
 Priority = Literal["low", "default", "high"]
 PRIORITIES: tuple[Priority, ...] = ("high", "default", "low")
 
 
-class Settings(BaseSettings):
-    # Validation errors never echo the input: it holds every secret of the environment.
-    model_config = SettingsConfigDict(
-        env_file=None, extra="ignore", case_sensitive=False, hide_input_in_errors=True
-    )
+class Settings(BaseModel):
+    # Validation errors never echo the input: it holds every secret of the environment. Defaults are
+    # validated too, as pydantic-settings did.
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True, validate_default=True)
 
     environment: Literal["local", "test", "dev", "prod"] = "local"
     log_level: str = "INFO"
@@ -195,6 +249,14 @@ class Settings(BaseSettings):
     replyflow_stripe_port: int = 3002  # the Stripe fake (0: a free port)
     # The local stack's state: the durable broker and sandbox files, the outbox, stack.env.
     local_state_dir: str = ".local"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, values: object) -> object:
+        """The environment under the arguments: ``Settings(environment="test")`` reads the rest."""
+        if not isinstance(values, dict):
+            return values
+        return {**environment_values(cls.model_fields, os.environ), **values}
 
     @field_validator("jwt_signing_keys", "queue_urls", "stripe_prices", mode="before")
     @classmethod

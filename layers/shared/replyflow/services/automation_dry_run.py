@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from replyflow.db.repositories import automations
@@ -41,56 +40,10 @@ from replyflow.domain.webhook_events import INBOUND_MESSAGE_KINDS, WebhookEvent
 from replyflow.errors import NotFoundError
 from replyflow.services.access import Principal
 from replyflow.services.automation_config import AccountConfig, load_account_config, rules_for
+from replyflow.services.automation_models import DryRunRequest, DryRunResult, FlowStartPreview, PlannedAction
 from replyflow.services.flow_runs import draw
 from replyflow.services.flow_simulator import decision_views, send_views
 from replyflow.services.process_event import quota_left
-
-SampleKind = Literal[
-    "comment", "live_comment", "message", "story_mention", "story_reply", "postback", "quick_reply"
-]
-
-
-class DryRunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    kind: SampleKind = Field(default="comment", description="comment / live_comment / message (a DM) / ...")
-    text: str | None = Field(default=None, max_length=2200)
-    payload: str | None = Field(default=None, max_length=1000, description="postback or quick-reply payload")
-    media_id: str | None = Field(default=None, max_length=64)
-    story_id: str | None = Field(default=None, max_length=64)
-    username: str = Field(default="sample.user", max_length=64)
-
-
-class PlannedAction(BaseModel):
-    action: str
-    message: dict[str, Any] | None = None
-    public_reply_variants: list[str] | None = None
-    skipped: str | None = Field(default=None, description="why this action would not send (machine-readable)")
-    note: str | None = None
-
-
-class FlowStartPreview(BaseModel):
-    flow_id: str
-    version: int | None = None
-    would_start: bool
-    reason: str | None = Field(default=None, description="why the run would not start (machine-readable)")
-    first_step: str | None = None
-    sends: list[dict[str, Any]] = Field(default_factory=list)
-    decisions: list[dict[str, Any]] = Field(default_factory=list)
-    status: str | None = Field(default=None, description="the run's status after its first advance")
-    end_reason: str | None = None
-
-
-class DryRunResult(BaseModel):
-    matched: bool
-    would_run: bool
-    keyword: str | None = None
-    reason: str | None = Field(default=None, description="why nothing would run (machine-readable)")
-    explanation: str
-    actions: list[PlannedAction] = Field(default_factory=list)
-    superseded_by: str | None = None
-    flow: FlowStartPreview | None = Field(default=None, description="the flow a start_flow action starts")
-    notes: list[str] = Field(default_factory=list)
 
 
 def _not_run(reason: str, explanation: str, *, matched: bool = False) -> DryRunResult:

@@ -38,17 +38,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from replyflow.clock import epoch_ms
-from replyflow.db.after_commit import after_commit
-from replyflow.db.repositories import api_keys, refresh_tokens, tenants
 from replyflow.errors import UnauthorizedError
 from replyflow.observability import logger
 from replyflow.ports import RateLimiter, RevocationStore, RevocationUnavailableError
 from replyflow.services.access import Principal, role_rank
 from replyflow.services.rate_limit_api import TenantBudget, month_window, tenant_rules, tenant_tag
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+# SQLAlchemy and the repositories are imported where a write or the database check needs them: the
+# API's every request admits its caller from Redis alone (docs/architecture.md#cold-starts).
 
 PREFIX = "rf:rev"
 API_KEY_ENTRY_TTL_SECONDS = 24 * 3600
@@ -100,6 +103,8 @@ class Revoker:
             except RevocationUnavailableError:
                 # The first entry stands; only a refresh inside the commit window is not caught.
                 logger.warning("revocation entry not rewritten after commit", extra={"key_kind": "epoch"})
+
+        from replyflow.db.after_commit import after_commit
 
         after_commit(session, again)
 
@@ -179,6 +184,8 @@ def judge(principal: Principal, values: list[str | None] | None, now_ms: int) ->
 
 def verify_in_database(session: Session, principal: Principal) -> None:
     """The same refusals, decided by the rows themselves (Redis unavailable or not yet trusted)."""
+    from replyflow.db.repositories import api_keys, refresh_tokens, tenants
+
     if principal.principal_type == "api_key":
         key = api_keys.get(session, principal.tenant_id, principal.principal_id)
         if key is None or key.revoked_at is not None:

@@ -80,15 +80,8 @@ def list_plans(session: Session, cache: Cache) -> list[PlanView]:
     )
 
 
-def tenant_config(session_factory: Callable[[], Session], cache: Cache, tenant_id: str) -> dict[str, Any]:
-    """{tenant_id, status, plan_code, <every plan limit>} from Redis, the database on a miss.
-
-    Shared with the pipeline under ``cache_keys.tenant_config_key``; readers must tolerate extra keys.
-    """
-    key = cache_keys.tenant_config_key(tenant_id)
-    cached = cache.get_json(key)
-    if isinstance(cached, dict) and "api_requests_per_minute" in cached:
-        return cached
+def load_tenant_config(session_factory: Callable[[], Session], tenant_id: str) -> dict[str, Any]:
+    """The database's half of ``services.tenant_config.tenant_config`` (a cache miss)."""
     session = session_factory()
     try:
         tenant = tenants.get(session, tenant_id)
@@ -99,7 +92,6 @@ def tenant_config(session_factory: Callable[[], Session], cache: Cache, tenant_i
         config["plan_code"] = plan.code
     finally:
         session.close()
-    cache.set_json(key, config, cache_keys.CONFIG_TTL_SECONDS)
     return config
 
 

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from replyflow.clock import SystemClock
 from replyflow.settings import Settings
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from replyflow.adapters.secrets import PerSecretsVersion, SecretValues
     from replyflow.domain.emails import OutgoingEmail
     from replyflow.ports import (
+        BillingChange,
         BillingGateway,
         BillingProvider,
         Cache,
@@ -460,7 +461,8 @@ def build_api(
         revocation_store=revocation_store or _redis_revocations(shared),
         oauth_client=oauth_client or OAuthOnUse(settings),
         nonces=nonces or _redis_nonces(shared),
-        billing=billing or _billing(settings, gateway),
+        # BillingOnUse reads ``name`` through a property; the port declares a plain attribute.
+        billing=billing or cast("BillingProvider", BillingOnUse(lambda: _billing(settings, gateway))),
         mailer=mailer or MailerOnUse(settings),
         requeue_parked=requeue_parked or _release_parked(queues),
         clock=clock or SystemClock(),
@@ -547,6 +549,32 @@ class SandboxCommentsOnUse:
         from replyflow.adapters.sandbox_comments import HttpxSandboxComments
 
         HttpxSandboxComments.for_graph(self._settings.graph_api_base_url).register(comment)
+
+
+class BillingOnUse:
+    """The billing provider, chosen at its first use: the manual one lives with the billing services
+    (SQLAlchemy and the models), which only a plan change needs, not every request's cold start."""
+
+    def __init__(self, build: Callable[[], BillingProvider]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._provider: BillingProvider | None = None
+
+    def _real(self) -> BillingProvider:
+        with self._lock:
+            if self._provider is None:
+                self._provider = self._build()
+            return self._provider
+
+    @property
+    def name(self) -> str:
+        return self._real().name
+
+    def change_plan(self, tenant_id: str, plan_code: str) -> BillingChange:
+        return self._real().change_plan(tenant_id, plan_code)
+
+    def cancel(self, tenant_id: str, provider_ref: str | None) -> None:
+        self._real().cancel(tenant_id, provider_ref)
 
 
 def _billing(settings: Settings, gateway: BillingGateway) -> BillingProvider:

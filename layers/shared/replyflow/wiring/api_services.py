@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         api_keys,
         auth,
         automation_dry_run,
+        automation_models,
         automations,
         billing,
         contacts,
@@ -85,6 +86,7 @@ else:  # the same names, each module imported when a service object first calls 
     api_keys = _ServiceModule("api_keys")
     auth = _ServiceModule("auth")
     automation_dry_run = _ServiceModule("automation_dry_run")
+    automation_models = _ServiceModule("automation_models")
     automations = _ServiceModule("automations")
     billing = _ServiceModule("billing")
     contacts = _ServiceModule("contacts")
@@ -437,8 +439,13 @@ class AutomationService:
     cache: Cache
 
     def list(self, principal: Principal, account_id: str | None) -> list[automations.AutomationView]:
-        with self.unit_of_work() as session:
-            return automations.list_automations(session, self.cache, principal, account_id)
+        """From the cache; a unit of work (and SQLAlchemy) only on a miss."""
+
+        def load() -> list[automations.AutomationView]:
+            with self.unit_of_work() as session:
+                return automations.load_views(session, principal.tenant_id)
+
+        return automation_models.list_automations(self.cache, principal.tenant_id, account_id, load)
 
     def get(self, principal: Principal, automation_id: str) -> automations.AutomationView:
         with self.unit_of_work() as session:
