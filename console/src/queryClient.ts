@@ -1,13 +1,22 @@
 // The one query cache: the app renders from it and the routes' loaders fill it ahead of the pages.
+// A rate-limited read (429) is not retried out of sight: the page shows the API's message (which
+// allowance ran out, when it has room again) and reads again by itself once Retry-After has passed.
 import { QueryClient } from "@tanstack/react-query";
 import { ApiError } from "./api/client";
 
-export const queryClient = new QueryClient({
-  defaultOptions: {
-    queries: {
-      staleTime: 10_000,
-      retry: (count, error) => !(error instanceof ApiError && error.status < 500) && count < 2,
-      refetchOnWindowFocus: true,
-    },
-  },
-});
+const RATE_LIMITED_REFETCH_MAX_S = 60;
+
+/** When a query whose last read was refused with a 429 reads again (ms), or false. */
+export function rateLimitedRefetch(error: unknown): number | false {
+  if (!(error instanceof ApiError && error.status === 429)) return false;
+  return Math.min(RATE_LIMITED_REFETCH_MAX_S, Math.max(1, error.retryAfter ?? 5)) * 1000;
+}
+
+export const queryOptions = {
+  staleTime: 10_000,
+  retry: (count: number, error: unknown) => !(error instanceof ApiError && error.status < 500) && count < 2,
+  refetchOnWindowFocus: true,
+  refetchInterval: (query: { state: { error: unknown } }) => rateLimitedRefetch(query.state.error),
+};
+
+export const queryClient = new QueryClient({ defaultOptions: { queries: queryOptions } });
