@@ -70,10 +70,11 @@ describe("a rate-limited answer", () => {
     }
   });
 
-  it("makes a query read again after Retry-After (1 to 60 s), and nothing else does", () => {
+  it("makes a query read again after Retry-After (5 to 60 s), and nothing else does", () => {
     expect(rateLimitedRefetch(new ApiError(429, LIMITED, new Headers({ "Retry-After": "12" })))).toBe(12_000);
     expect(rateLimitedRefetch(new ApiError(429, LIMITED, new Headers({ "Retry-After": "3600" })))).toBe(60_000);
-    expect(rateLimitedRefetch(new ApiError(429, LIMITED))).toBe(5_000); // the gateway's own says 1; none: 5
+    expect(rateLimitedRefetch(new ApiError(429, LIMITED, new Headers({ "Retry-After": "1" })))).toBe(5_000); // the stage throttle's
+    expect(rateLimitedRefetch(new ApiError(429, LIMITED))).toBe(5_000);
     expect(rateLimitedRefetch(new ApiError(404, null))).toBe(false);
     expect(rateLimitedRefetch(null)).toBe(false);
     expect(queryOptions.retry(0, new ApiError(429, LIMITED))).toBe(false); // shown, not retried unseen
