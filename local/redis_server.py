@@ -1,7 +1,12 @@
 """A Redis the stack's processes share when ``REDIS_URL`` is unset and the workers run in processes of
 their own (an in-process fakeredis cannot be shared): ``redis-server`` on a free loopback port when it
 is installed (no persistence, gone with the stack, even on ``kill -9``), else fakeredis's TCP server
-in the stack's process."""
+in the stack's process.
+
+``free_port``, ``server_command``, ``start_server`` and ``wait_answering`` are the one way this repository
+starts a ``redis-server`` of its own: the test suite's private servers and cluster nodes
+(``tests/private_redis.py``) use them too.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
 
 START_TIMEOUT_S = 10.0
 PR_SET_PDEATHSIG = 1
@@ -29,6 +36,58 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         import ctypes
 
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class RedisStartError(RuntimeError):
+    """A ``redis-server`` exited, or did not answer a PING in time."""
+
+
+def server_command(binary: str, port: int, extra: Sequence[str] = ()) -> list[str]:
+    """``redis-server`` on 127.0.0.1:``port`` with no persistence (no RDB snapshots, no AOF)."""
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra]
+
+
+def start_server(
+    binary: str,
+    port: int,
+    extra: Sequence[str] = (),
+    *,
+    log: IO[bytes] | None = None,
+    cwd: Path | None = None,
+    die_with_parent: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Starts it (output to ``log``, else nowhere); ``die_with_parent`` kills it with this process on
+    Linux, even on ``kill -9`` (set it before the caller starts threads: it runs between fork and exec)."""
+    return subprocess.Popen(
+        server_command(binary, port, extra),
+        stdout=log if log is not None else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+        cwd=cwd,
+        preexec_fn=_die_with_parent if die_with_parent else None,
+    )
+
+
+def wait_answering(
+    port: int, process: subprocess.Popen[bytes] | None = None, deadline: float | None = None
+) -> None:
+    """Returns once 127.0.0.1:``port`` answers a PING; ``RedisStartError`` if ``process`` exits first or
+    ``deadline`` (``time.monotonic()``; default ``START_TIMEOUT_S`` from now) passes."""
+    import redis
+
+    deadline = time.monotonic() + START_TIMEOUT_S if deadline is None else deadline
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RedisStartError(f"redis-server on port {port} exited with {process.returncode}")
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2, socket_timeout=1)
+        try:
+            client.ping()
+            return
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                raise RedisStartError(f"redis-server did not answer on port {port}") from None
+            time.sleep(0.05)
+        finally:
+            client.close()
 
 
 class SharedRedis:
@@ -50,12 +109,8 @@ class SharedRedis:
         if binary is None:
             self._start_fake()
         else:
-            self._process = subprocess.Popen(
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # before the stack starts its threads
-            )
+            # before the stack starts its threads
+            self._process = start_server(binary, self.port, die_with_parent=True)
             self.kind = "redis-server"
         self._wait_ready()
 
@@ -67,20 +122,11 @@ class SharedRedis:
         self.kind = "fakeredis TCP server"
 
     def _wait_ready(self) -> None:
-        import redis
-
-        deadline = time.monotonic() + START_TIMEOUT_S
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
-        while True:
-            try:
-                client.ping()
-                client.close()
-                return
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"the stack's Redis on port {self.port} did not start") from None
-                time.sleep(0.05)
+        try:
+            wait_answering(self.port, self._process)
+        except RedisStartError:
+            self.stop()
+            raise RuntimeError(f"the stack's Redis on port {self.port} did not start") from None
 
     def stop(self) -> None:
         if self._process is not None:

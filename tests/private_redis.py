@@ -4,6 +4,8 @@ The suite never writes to the machine's Redis on 6379: that one belongs to whoev
 machine, and a ``FLUSHDB`` there (or even keys in the production ``rf:`` namespace) would touch their
 data. ``redis-server`` (the binary) is all this needs; ``TEST_REDIS_URL`` points the suite at a Redis
 of your choosing instead, and then the tests only write keys under their own random namespaces.
+The servers are started by ``local.redis_server`` (the local stack's own Redis): one command line, one
+free-port probe and one readiness wait for both.
 """
 
 from __future__ import annotations
@@ -18,70 +20,34 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from local.redis_server import START_TIMEOUT_S, RedisStartError, free_port, start_server, wait_answering
+
 if TYPE_CHECKING:
     import redis as redis_types
-
-START_TIMEOUT_S = 10.0
 
 
 class RedisServerUnavailableError(RuntimeError):
     """No ``redis-server`` binary, or it did not answer in time."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def private_redis_server() -> Iterator[str]:
     """Start ``redis-server`` on 127.0.0.1:<free port>; yields ``redis://127.0.0.1:<port>/0``."""
-    import redis
-
     binary = shutil.which("redis-server")
     if binary is None:
         raise RedisServerUnavailableError("redis-server is not installed (apt-get install redis-server)")
     workdir = Path(tempfile.mkdtemp(prefix="rf-test-redis-"))
-    port = _free_port()
-    command = [
-        binary,
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-        "--databases",
-        "16",
-    ]
+    port = free_port()
     log = (workdir / "redis.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    url = f"redis://127.0.0.1:{port}/0"
+    extra = ("--dir", str(workdir), "--databases", "16")
+    process = start_server(binary, port, extra, log=log, cwd=workdir)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RedisServerUnavailableError(
-                    f"redis-server exited with {process.returncode}: "
-                    f"{(workdir / 'redis.log').read_text(errors='replace')[-500:]}"
-                )
-            try:
-                client = redis.Redis.from_url(url, socket_connect_timeout=0.2)
-                try:
-                    client.ping()
-                finally:
-                    client.close()
-                break
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise RedisServerUnavailableError(f"redis-server did not answer on port {port}") from None
-                time.sleep(0.05)
-        yield url
+        try:
+            wait_answering(port, process)
+        except RedisStartError as error:
+            tail = (workdir / "redis.log").read_text(errors="replace")[-500:]
+            raise RedisServerUnavailableError(f"{error}: {tail}") from None
+        yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()
         try:
@@ -101,7 +67,7 @@ CLUSTER_BUS_OFFSET = 10000  # a cluster node also listens on its port + 10000 (t
 def _free_cluster_port() -> int:
     """A free port whose cluster-bus port (+10000) is a valid port and free too."""
     for _ in range(200):
-        port = _free_port()
+        port = free_port()
         if port + CLUSTER_BUS_OFFSET > 65535:
             continue
         try:
@@ -161,25 +127,16 @@ def private_redis_cluster() -> Iterator[str]:
         for port in ports:
             node_dir = workdir / str(port)
             node_dir.mkdir()
-            command = [
-                server,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
+            extra = (
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
                 str(node_dir / "nodes.conf"),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
                 "--dir",
                 str(node_dir),
-            ]
+            )
             log = (node_dir / "redis.log").open("wb")
-            processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=node_dir))
+            processes.append(start_server(server, port, extra, log=log, cwd=node_dir))
         _wait_answering(ports, processes, workdir)
         create = subprocess.run(
             [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), *CREATE_FLAGS],
@@ -197,24 +154,13 @@ def private_redis_cluster() -> Iterator[str]:
 
 
 def _wait_answering(ports: list[int], processes: list[subprocess.Popen[bytes]], workdir: Path) -> None:
-    import redis
-
     deadline = time.monotonic() + START_TIMEOUT_S
     for port, process in zip(ports, processes, strict=True):
-        while True:
-            if process.poll() is not None:
-                tail = (workdir / str(port) / "redis.log").read_text(errors="replace")[-300:]
-                raise RedisServerUnavailableError(f"a cluster node on {port} exited: {tail}")
-            client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
-            try:
-                client.ping()
-                break
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise RedisServerUnavailableError(f"a cluster node on {port} did not answer") from None
-                time.sleep(0.05)
-            finally:
-                client.close()
+        try:
+            wait_answering(port, process, deadline)
+        except RedisStartError as error:
+            tail = (workdir / str(port) / "redis.log").read_text(errors="replace")[-300:]
+            raise RedisServerUnavailableError(f"a cluster node: {error}: {tail}") from None
 
 
 def client_for(url: str) -> redis_types.Redis:

@@ -4,12 +4,13 @@ Built on first use (``app_for(settings)``), not at import, and each router is in
 request's path first needs it (``ApiResolver.include_for``), so a cold start pays only for what it
 uses; ``get_app(settings)`` is the whole API with its OpenAPI document. Routes and middleware read
 their dependencies from the ``ApiDeps`` the handler puts in the app context for each request
-(``api.context.deps``); services import SQLAlchemy lazily. Every
-authenticated request passes the per-tenant rate limits first (plan's requests per minute and per
-calendar month, ``X-RateLimit-*`` on every response, 429 + ``Retry-After`` past either) and, in the
-same Redis round trip, the revocation check (``services.revocation``): a revoked key, a removed or
-demoted member or a logged-out session is a 401 on its next request, whatever API Gateway's policy
-cache holds.
+(``api.context.deps``); services import SQLAlchemy lazily. Every authenticated request passes its
+caller's rate limits first (an API key: the plan's requests per minute and per calendar month for the
+workspace; a signed-in user: the console's per-user allowance; ``X-RateLimit-*`` on every response,
+``X-RateLimit-Allowance`` naming which, 429 + ``Retry-After`` past a limit;
+``services.rate_limit_api``) and, in the same Redis round trip, the revocation check
+(``services.revocation``): a revoked key, a removed or demoted member or a logged-out session is a 401
+on its next request, whatever API Gateway's policy cache holds.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ RATE_HEADERS = [
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
+    "X-RateLimit-Allowance",
     "X-RateLimit-Limit-Month",
     "X-RateLimit-Remaining-Month",
     "X-RateLimit-Reset-Month",
@@ -47,8 +49,8 @@ RATE_HEADERS = [
 
 
 def _meter(app: APIGatewayRestResolver) -> None:
-    """Refuses a revoked caller (401) and counts the request against the tenant's per-minute budget
-    (429 past it), in one Redis round trip. Runs once per request: from the middleware, or from the
+    """Refuses a revoked caller (401) and counts the request against its allowance (429 past it), in
+    one Redis round trip. Runs once per request: from the middleware, or from the
     422 handler (Powertools validates before any middleware)."""
     if errors.RATE_HEADERS_CONTEXT_KEY in app.context:
         return

@@ -1,6 +1,11 @@
 """Request facts the routes need, read from the proxy event: the principal the authorizer put in
 ``requestContext.authorizer`` (never a token), the client IP, and the composition root the handler
-puts in the app context for the request."""
+puts in the app context for the request.
+
+The client IP is the source IP, or, on a request through the console's CloudFront distribution
+(which bears its secret ``X-Replyflow-Origin``), the viewer's ``X-Replyflow-Viewer-Ip``
+(``replyflow.adapters.console_origin``; that module and the secret are loaded only for a request
+that bears the origin header)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ from replyflow.services.access import Principal
 from replyflow.wiring.api import ApiDeps
 
 DEPS_CONTEXT_KEY = "deps"
+# Set by the console's distribution on every API request (infra/console.yaml), replacing the viewer's.
+ORIGIN_HEADER = "X-Replyflow-Origin"
+VIEWER_IP_HEADER = "X-Replyflow-Viewer-Ip"
 
 
 def authorizer_context(router: BaseRouter) -> dict[str, Any] | None:
@@ -29,9 +37,16 @@ def principal(router: BaseRouter) -> Principal:
 
 
 def client_ip(router: BaseRouter) -> str:
+    """The IP the per-IP limits count this request by (login, signup, refresh, password reset,
+    invitations): the viewer's only when the console's distribution vouches for the request."""
     context = router.current_event.raw_event.get("requestContext") or {}
     identity = context.get("identity") or {}
-    return str(identity.get("sourceIp") or "unknown")
+    source = str(identity.get("sourceIp") or "unknown")
+    origin = header(router, ORIGIN_HEADER)
+    if origin is None:
+        return source
+    viewer = header(router, VIEWER_IP_HEADER)
+    return deps(router).console_origin.client_ip(source, origin=origin, viewer_ip=viewer)
 
 
 def header(router: BaseRouter, name: str) -> str | None:

@@ -6,7 +6,7 @@ route's return type; 204 has no content) and every error status it can return, e
 
 - 422: request validation (Powertools would otherwise document its own body, which we never send);
 - authenticated routes: 401 (no or bad credentials, from the gateway's authorizer), 403 (the policy or
-  the role refuses) and 429 (the plan's requests per minute);
+  the role refuses) and 429 (the caller's allowance: the plan's for an API key, the console's for a user);
 - routes with a body: 400 (``malformed_json``), 413 (over ``MAX_BODY_BYTES``), 415 (not JSON).
 
 ``NO_AUTH`` (``[{}]``: one requirement that needs nothing) marks the public routes; the app's default is

@@ -400,6 +400,11 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     return [actions] if isinstance(actions, str) else list(actions)
 
 
+def _resources_of(statement: dict[str, Any]) -> list[Any]:
+    resources = statement.get("Resource", [])
+    return resources if isinstance(resources, list) else [resources]
+
+
 SECRET_SETTINGS = {
     "INSTAGRAM_APP_SECRET",
     "META_APP_SECRET",
@@ -412,6 +417,9 @@ SECRET_SETTINGS = {
 }
 APP_SECRET = {"Fn::GetAtt": ["Storage", "Outputs.AppSecretArn"]}
 REDIS_SECRET = {"Fn::GetAtt": ["Cache", "Outputs.AuthSecretArn"]}
+# The console distribution's X-Replyflow-Origin: the API function's per-IP limits trust the viewer's IP
+# only on a request bearing it (adapters/console_origin.py).
+ORIGIN_SECRET = {"Ref": "ConsoleOriginSecret"}
 DATABASE_SECRETS = [
     {"Fn::GetAtt": ["Database", "Outputs.DatabaseSecretArn"]},
     {"Fn::GetAtt": ["Database", "Outputs.AppUserSecretArn"]},
@@ -429,7 +437,7 @@ DATABASE_SECRETS = [
 ]
 # What each function reads at run time, and nothing more.
 SECRETS_READ: dict[str, list[Any]] = {
-    "ApiFunction": [APP_SECRET, REDIS_SECRET],
+    "ApiFunction": [APP_SECRET, REDIS_SECRET, ORIGIN_SECRET],
     "AuthorizerFunction": [APP_SECRET, REDIS_SECRET],
     "WebhookFunction": [APP_SECRET, REDIS_SECRET],
     "ProcessorHighFunction": [APP_SECRET, REDIS_SECRET],  # Stripe's events ride events-high
@@ -477,9 +485,31 @@ def test_a_function_is_configured_with_exactly_the_secrets_its_role_reads(
 ) -> None:
     for name, fn in functions.items():
         variables = _environment(template, fn)
-        named = [variables[key] for key in ("APP_SECRETS_ARN", "REDIS_AUTH_SECRET_ARN") if key in variables]
-        expected = [s for s in SECRETS_READ[name] if s in (APP_SECRET, REDIS_SECRET)]
+        keys = ("APP_SECRETS_ARN", "REDIS_AUTH_SECRET_ARN", "CONSOLE_ORIGIN_SECRET_ARN")
+        named = [variables[key] for key in keys if key in variables]
+        expected = [s for s in SECRETS_READ[name] if s in (APP_SECRET, REDIS_SECRET, ORIGIN_SECRET)]
         assert named == expected, name
+
+
+def test_only_the_api_function_reads_the_console_origin_secret(
+    template: dict[str, Any], functions: dict[str, Any]
+) -> None:
+    # Its ARN in the environment (never the value: no dynamic reference in any function), and the
+    # one GetSecretValue statement naming exactly that ARN among the API's own secrets.
+    readers = {
+        name for name, fn in functions.items() if "CONSOLE_ORIGIN_SECRET_ARN" in _environment(template, fn)
+    }
+    assert readers == {"ApiFunction"}
+    api = functions["ApiFunction"]
+    assert _environment(template, api)["CONSOLE_ORIGIN_SECRET_ARN"] == ORIGIN_SECRET
+    statements = [s for s in _statements(api) if ORIGIN_SECRET in _resources_of(s)]
+    assert [(s["Sid"], s["Effect"], _actions(s)) for s in statements] == [
+        ("ReadSecrets", "Allow", ["secretsmanager:GetSecretValue"])
+    ]
+    assert "*" not in json.dumps(statements)
+    for name, fn in functions.items():
+        if name != "ApiFunction":
+            assert all(ORIGIN_SECRET not in _resources_of(s) for s in _statements(fn)), name
 
 
 def test_dynamic_references_fit_cloudformations_limit(

@@ -2,12 +2,15 @@
 distribution (origin access control), the API as a second origin under /v1/* and /webhooks/* (one
 origin for the browser: no CORS), a year of caching for hashed assets and none for index.html, the
 app's routes rewritten to index.html, CSP and HSTS from a response headers policy, an AWS WAF web ACL
-at the edge, and the distribution's URL flowing to the API without a second deploy."""
+at the edge, the origin secret and viewer IP the API stage's web ACL counts console traffic by, and the
+distribution's URL flowing to the API without a second deploy."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from typing import Any
 
 import pytest
@@ -84,6 +87,53 @@ def test_the_apps_routes_are_index_html(console: dict[str, Any], config: dict[st
     assert "request.uri = '/index.html'" in code
     # Custom error responses would turn the API's JSON 403/404 into the app's HTML: none.
     assert "CustomErrorResponses" not in config
+
+
+def test_api_requests_carry_the_origin_secret_and_the_viewers_own_ip(
+    console: dict[str, Any], config: dict[str, Any]
+) -> None:
+    """What the API stage's web ACL needs to count console traffic per viewer (test_deploy.py): the
+    secret, from Secrets Manager by ARN (no value in either template), on every request to the API
+    origin, and the viewer's IP in X-Replyflow-Viewer-Ip on every /v1/* request."""
+    secret = console["Parameters"]["OriginSecretArn"]
+    assert secret["Type"] == "String"
+    assert "Default" not in secret
+    api = next(o for o in config["Origins"] if o["Id"] == "api")
+    assert api["OriginCustomHeaders"] == [
+        {
+            "HeaderName": "X-Replyflow-Origin",
+            "HeaderValue": {"Fn::Sub": "{{resolve:secretsmanager:${OriginSecretArn}:SecretString}}"},
+        }
+    ]
+    (association,) = _behaviors(config)["/v1/*"]["FunctionAssociations"]
+    assert association["EventType"] == "viewer-request"
+    assert association["FunctionARN"] == {"Fn::GetAtt": ["ViewerIpFunction", "FunctionMetadata.FunctionARN"]}
+    function = console["Resources"]["ViewerIpFunction"]["Properties"]
+    assert function["FunctionConfig"]["Runtime"] == "cloudfront-js-2.0"
+    assert function["AutoPublish"] is True
+
+
+def test_the_viewer_ip_function_replaces_what_a_viewer_sent(console: dict[str, Any]) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    code = console["Resources"]["ViewerIpFunction"]["Properties"]["FunctionCode"]
+    event = {
+        "viewer": {"ip": "2001:db8::7"},
+        "request": {
+            "uri": "/v1/me",
+            "headers": {
+                "x-replyflow-viewer-ip": {"value": "203.0.113.9"},
+                "x-forwarded-for": {"value": "198.51.100.1"},
+            },
+        },
+    }
+    script = f"{code}\nprocess.stdout.write(JSON.stringify(handler({json.dumps(event)})));"
+    result = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30, check=True)
+    request = json.loads(result.stdout)
+    assert request["headers"]["x-replyflow-viewer-ip"] == {"value": "2001:db8::7"}
+    assert request["headers"]["x-forwarded-for"] == {"value": "198.51.100.1"}  # left alone
+    assert request["uri"] == "/v1/me"
 
 
 def test_csp_and_hsts_come_from_a_response_headers_policy(

@@ -76,7 +76,7 @@ def test_only_the_migrate_function_reads_the_database_secrets(functions: dict[st
             if isinstance(node, dict) and node.get("Action") == "secretsmanager:GetSecretValue":
                 # A shard's secrets are ``Fn::If [HasShardN, GetAtt, NoValue]``: the GetAtt counts.
                 refs = [r["Fn::If"][1] if "Fn::If" in r else r for r in node["Resource"]]
-                outputs = {ref["Fn::GetAtt"][1] for ref in refs}
+                outputs = {ref["Fn::GetAtt"][1] for ref in refs if "Fn::GetAtt" in ref}
                 if outputs & database_secrets:
                     readers.add(name)
                     assert outputs == database_secrets
@@ -149,12 +149,33 @@ def test_every_handler_is_wrapped_by_the_tracer_without_capturing_responses(
 # --------------------------------------------------------------------- AWS WAF
 
 
-def _scoped_past_the_webhook(statement: dict[str, Any]) -> bool:
-    either = statement["ScopeDownStatement"]["NotStatement"]["Statement"]["OrStatement"]["Statements"]
+def _not_the_webhook(statement: dict[str, Any]) -> bool:
+    either = statement["NotStatement"]["Statement"]["OrStatement"]["Statements"]
     matches = [s["ByteMatchStatement"] for s in either]
     assert {m["PositionalConstraint"] for m in matches} == {"EXACTLY"}  # no suffix can borrow it
     assert all(m["FieldToMatch"] == {"UriPath": {}} for m in matches)
     return {m["SearchString"] for m in matches} == {"/webhooks/instagram", "/live/webhooks/instagram"}
+
+
+def _scoped_past_the_webhook(statement: dict[str, Any]) -> bool:
+    return _not_the_webhook(statement["ScopeDownStatement"])
+
+
+def _through_the_console(statement: dict[str, Any]) -> bool:
+    """The request bears the console distribution's secret origin header, compared exactly with the
+    generated secret (a dynamic reference: the value is not in the template)."""
+    match = statement["ByteMatchStatement"]
+    assert match["FieldToMatch"] == {"SingleHeader": {"Name": "x-replyflow-origin"}}  # WAF wants lowercase
+    assert match["PositionalConstraint"] == "EXACTLY"
+    assert [t["Type"] for t in match["TextTransformations"]] == ["NONE"]
+    return bool(match["SearchString"] == {"Fn::Sub": SECRET_REFERENCE})
+
+
+SECRET_REFERENCE = "{{resolve:secretsmanager:${ConsoleOriginSecret}:SecretString}}"
+
+
+def _rate_rules(props: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["Name"]: r for r in props["Rules"] if "RateBasedStatement" in r["Statement"]}
 
 
 def test_waf_guards_the_api_stage_with_managed_rules_and_a_rate_limit(template: dict[str, Any]) -> None:
@@ -171,20 +192,75 @@ def test_waf_guards_the_api_stage_with_managed_rules_and_a_rate_limit(template: 
     assert set(managed) == {"AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"}
     for rule in managed.values():
         assert rule["OverrideAction"] == {"None": {}}  # the groups block; they do not just count
-        # Meta's webhook bodies (people's comments) are not inspected by body rules.
+        # Meta's webhook bodies (people's comments) are not inspected by body rules; the console's
+        # requests are (the same rules as every other client's).
         assert _scoped_past_the_webhook(rule["Statement"]["ManagedRuleGroupStatement"])
-    (rate,) = [r for r in props["Rules"] if "RateBasedStatement" in r["Statement"]]
-    statement = rate["Statement"]["RateBasedStatement"]
-    assert statement["AggregateKeyType"] == "IP"
-    assert ref_target(statement["Limit"]) == "WafRateLimitPerIp"
-    assert rate["Action"] == {"Block": {}}
-    assert _scoped_past_the_webhook(statement)
+    rates = _rate_rules(props)
+    assert set(rates) == {"RateLimitPerIp", "RateLimitPerConsoleViewerIp"}
+    for rate in rates.values():
+        statement = rate["Statement"]["RateBasedStatement"]
+        assert ref_target(statement["Limit"]) == "WafRateLimitPerIp"
+        assert statement["EvaluationWindowSec"] == 300
+        assert rate["Action"] == {"Block": {}}
     assert len({r["Priority"] for r in props["Rules"]}) == len(props["Rules"])
 
     (association,) = resources_of(template, "AWS::WAFv2::WebACLAssociation").values()
     assert association["Properties"]["WebACLArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
     arn = association["Properties"]["ResourceArn"]["Fn::Sub"]
     assert arn.endswith("::/restapis/${RestApi}/stages/${RestApi.Stage}")
+
+
+def test_the_stage_counts_console_traffic_by_the_viewers_ip_and_everyone_else_by_theirs(
+    template: dict[str, Any],
+) -> None:
+    """Behind CloudFront the stage sees an edge address that many viewers share. Requests bearing the
+    distribution's secret are counted by X-Replyflow-Viewer-Ip (set by the distribution, replacing a
+    viewer's value); every other request by its source IP, whatever headers it sends."""
+    (acl,) = resources_of(template, "AWS::WAFv2::WebACL").values()
+    rates = _rate_rules(acl["Properties"])
+    by_ip = rates["RateLimitPerIp"]["Statement"]["RateBasedStatement"]
+    assert by_ip["AggregateKeyType"] == "IP"
+    assert "ForwardedIPConfig" not in by_ip  # a direct caller cannot pick the address it is counted by
+    webhook, not_console = by_ip["ScopeDownStatement"]["AndStatement"]["Statements"]
+    assert _not_the_webhook(webhook)
+    assert _through_the_console(not_console["NotStatement"]["Statement"])
+
+    by_viewer = rates["RateLimitPerConsoleViewerIp"]["Statement"]["RateBasedStatement"]
+    assert by_viewer["AggregateKeyType"] == "FORWARDED_IP"
+    assert by_viewer["ForwardedIPConfig"] == {
+        "HeaderName": "X-Replyflow-Viewer-Ip",
+        "FallbackBehavior": "MATCH",
+    }
+    webhook, console = by_viewer["ScopeDownStatement"]["AndStatement"]["Statements"]
+    assert _not_the_webhook(webhook)
+    assert _through_the_console(console)  # the header is trusted only with the secret
+
+
+def test_the_console_origin_secret_is_generated_and_read_only_by_the_api_function(
+    template: dict[str, Any], functions: dict[str, Any]
+) -> None:
+    secret = template["Resources"]["ConsoleOriginSecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 32
+    assert generated["ExcludePunctuation"] is True  # a header value and a WAF search string
+    assert "SecretString" not in secret["Properties"]  # no value in the template
+    # The distribution gets the secret's ARN, never its value; CloudFormation resolves it there.
+    params = template["Resources"]["Console"]["Properties"]["Parameters"]
+    assert params["OriginSecretArn"] == {"Ref": "ConsoleOriginSecret"}
+    assert "{{resolve:" not in json.dumps(params)
+    # Least privilege: CloudFormation resolves it at deploy; the API function reads it at run time
+    # (its per-IP limits; test_app_stack checks its IAM statement). Nothing else names it: no other
+    # function's policies or environment, no role, no output.
+    users = {
+        logical_id
+        for logical_id, resource in template["Resources"].items()
+        if "ConsoleOriginSecret" in json.dumps(resource)
+    }
+    assert users == {"Console", "WebAcl", "ApiFunction"}
+    assert set(functions) & users == {"ApiFunction"}
+    assert "{{resolve:" not in json.dumps(functions["ApiFunction"])
+    assert "ConsoleOriginSecret" not in json.dumps(template.get("Outputs", {}))
 
 
 # --------------------------------------------------------------------- schedules

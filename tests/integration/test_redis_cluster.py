@@ -1,6 +1,7 @@
 """The Redis adapters on a real Redis Cluster of three masters (started by the session on free ports)
 and on the standalone server: the send limiter's scripts, the cooldowns, the cache and its
-invalidations across slots, and the API budget's MULTI that reads the revocation entries. Keys of many
+invalidations across slots, and the API budgets' MULTI (the plan's and the console's allowance) that
+reads the revocation entries. Keys of many
 tenants and accounts land on every master, so a key that is not slot-safe fails here."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from replyflow.adapters.rate_limiter import RedisCooldowns, RedisRateLimiter
 from replyflow.adapters.redis_client import CrossSlotKeysError, RedisCache, get_redis, key_slot
 from replyflow.services import cache_keys, revocation
 from replyflow.services.access import Principal
-from replyflow.services.rate_limit_api import tenant_rules
+from replyflow.services.rate_limit_api import console_rules, tenant_rules
 from tests.private_redis import client_for
 
 pytestmark = pytest.mark.integration
@@ -112,13 +113,15 @@ def test_the_api_budget_and_revocation_entries_are_one_multi_on_the_tenants_slot
     for tenant in (uuid.uuid4().hex for _ in range(6)):
         principal = Principal(tenant, "u1", "admin", "user", session_id="s1", issued_at_ms=1)
         client.set(revocation.session_key(tenant, "s1"), "logged_out", ex=60)
-        rules = tenant_rules(tenant, "free", 2, NOW)
-        for expected in (True, True, False):
-            decisions, values = limiter.hit_all_and_get(rules, revocation.read_keys(principal))
-            assert decisions[0].allowed is expected
-            assert values == [None, None, "logged_out"]
-        with pytest.raises(CrossSlotKeysError):
-            limiter.hit_all_and_get(rules, ["rf:rev:since"])
+        # The plan's allowance (an API key's) and a user's console allowance (its minute cut to 2).
+        (user_key, _limit, minute), *_ = console_rules(tenant, "u1")
+        for rules in (tenant_rules(tenant, "free", 2, NOW), [(user_key, 2, minute)]):
+            for expected in (True, True, False):
+                decisions, values = limiter.hit_all_and_get(rules, revocation.read_keys(principal))
+                assert decisions[0].allowed is expected
+                assert values == [None, None, "logged_out"]
+            with pytest.raises(CrossSlotKeysError):
+                limiter.hit_all_and_get(rules, ["rf:rev:since"])
         client.delete(revocation.session_key(tenant, "s1"))
 
 

@@ -162,8 +162,12 @@ def test_members_roles_and_the_last_owner(api_env: ApiEnv) -> None:
 
 
 def test_tenant_rate_limit_headers_and_429(api_env: ApiEnv) -> None:
-    token = api_env.signup()["access_token"]
+    """The plan's per-minute allowance, for the workspace's API keys (users: the console's)."""
+    owner = api_env.signup()["access_token"]
+    created = api_env.call("POST", "/v1/api-keys", token=owner, body={"name": "ci", "role": "admin"})
+    token = created.body["key"]
     first = api_env.call("GET", "/v1/templates", token=token)
+    assert first.headers["X-RateLimit-Allowance"] == "plan"
     assert first.headers["X-RateLimit-Limit"] == "60"
     assert int(first.headers["X-RateLimit-Remaining"]) == 59
     invalid = api_env.call("POST", "/v1/templates", token=token, body={"name": ""})
@@ -174,4 +178,8 @@ def test_tenant_rate_limit_headers_and_429(api_env: ApiEnv) -> None:
     limited = api_env.call("GET", "/v1/templates", token=token)
     assert limited.status == 429
     assert limited.headers["X-RateLimit-Remaining"] == "0"
+    assert limited.headers["X-RateLimit-Allowance"] == "plan"
     assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.body["error"]["details"]["allowance"] == "plan"
+    assert "the plan allows 60 API requests per minute" in limited.body["error"]["message"]
+    assert api_env.call("GET", "/v1/templates", token=owner).status == 200  # the console is not refused

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from replyflow.domain.plans import CONSOLE_REQUESTS_PER_MINUTE
 from tests.conftest import load_event
 from tests.support_pipeline import lambda_context
 from tests.unit.test_api_support import ApiEnv, make_env
@@ -36,7 +37,8 @@ def test_sample_events(api_env: ApiEnv) -> None:
     listed = api_env.api_handler(read, lambda_context())
     assert listed["statusCode"] == 200
     assert json.loads(listed["body"]) == []
-    assert listed["multiValueHeaders"]["X-RateLimit-Limit"] == ["60"]
+    assert listed["multiValueHeaders"]["X-RateLimit-Limit"] == [str(CONSOLE_REQUESTS_PER_MINUTE)]
+    assert listed["multiValueHeaders"]["X-RateLimit-Allowance"] == ["console"]
 
 
 def test_sample_invitation_accept_event(api_env: ApiEnv) -> None:

@@ -1,5 +1,6 @@
 """The plan's monthly API quota: counted per tenant per calendar month (UTC) with the per-minute budget,
-for access tokens and API keys alike, with headers for both and a 429 that names the limit."""
+for the workspace's API keys (signed-in users have the console's allowance instead:
+tests/unit/test_api_console_allowance.py), with headers for both and a 429 that names the limit."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import redis
 
 from replyflow.adapters.api_rate_limiter import RedisFixedWindowLimiter
 from replyflow.domain import plans
-from replyflow.services.rate_limit_api import TenantBudget, month_window, tenant_rules
+from replyflow.services.rate_limit_api import ApiBudget, month_window, tenant_rules
 from tests.unit.test_api_support import ApiEnv, make_env
 
 
@@ -49,18 +50,21 @@ def test_the_monthly_refusal_wins_over_the_minute_one() -> None:
     from replyflow.ports import RateDecision
 
     now = datetime(2026, 12, 1, 11, 0)
-    both = TenantBudget(RateDecision(False, 60, 0, 12), RateDecision(False, 5, 0, 100), datetime(2027, 1, 1))
+    both = ApiBudget(
+        "plan", RateDecision(False, 60, 0, 12), RateDecision(False, 5, 0, 100), datetime(2027, 1, 1)
+    )
     refusal = both.refusal(now)
     assert refusal is not None
     assert refusal.code == "monthly_quota_exceeded"
     assert refusal.details["resets_at"] == "2027-01-01T00:00:00Z"
-    minute_only = TenantBudget(
-        RateDecision(False, 60, 0, 12), RateDecision(True, 5, 3, 100), datetime(2027, 1, 1)
+    minute_only = ApiBudget(
+        "plan", RateDecision(False, 60, 0, 12), RateDecision(True, 5, 3, 100), datetime(2027, 1, 1)
     )
     refusal = minute_only.refusal(now)
     assert refusal is not None
     assert refusal.code == "rate_limited"
     assert refusal.details == {
+        "allowance": "plan",
         "limit": 60,
         "window": "minute",
         "window_seconds": 60,
@@ -81,31 +85,41 @@ def test_a_redis_that_does_not_answer_fails_open_for_both_limits() -> None:
     assert all(d.allowed for d in decisions)
 
 
-def test_the_monthly_quota_refuses_jwt_and_api_key_callers_of_the_tenant(
+def test_the_monthly_quota_refuses_the_tenants_api_keys_and_not_its_console_users(
     api_env: ApiEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(plans.MONTHLY_API_REQUESTS, "free", 4)
+    monkeypatch.setitem(plans.MONTHLY_API_REQUESTS, "free", 3)
     owner = api_env.signup()["access_token"]
     other = api_env.signup("Other")["access_token"]
-    created = api_env.call("POST", "/v1/api-keys", token=owner, body={"name": "ci"})
-    assert created.status == 201, created.body
-    first = api_env.call("GET", "/v1/templates", token=owner)
+    keys = []
+    for name in ("ci", "cron"):
+        created = api_env.call("POST", "/v1/api-keys", token=owner, body={"name": name})
+        assert created.status == 201, created.body
+        assert "X-RateLimit-Limit-Month" not in created.headers  # a user's request: not the plan's
+        keys.append(created.body["key"])
+    first = api_env.call("GET", "/v1/templates", token=keys[0])
     assert first.status == 200
-    assert first.headers["X-RateLimit-Limit-Month"] == "4"
-    assert first.headers["X-RateLimit-Remaining-Month"] == "2"  # creating the key was the first
+    assert first.headers["X-RateLimit-Allowance"] == "plan"
+    assert first.headers["X-RateLimit-Limit-Month"] == "3"
+    assert first.headers["X-RateLimit-Remaining-Month"] == "2"
     assert first.headers["X-RateLimit-Limit"] == "60"
     assert 0 < int(first.headers["X-RateLimit-Reset-Month"]) <= 31 * 86400
-    assert api_env.call("GET", "/v1/templates", token=created.body["key"]).status == 200
-    last = api_env.call("GET", "/v1/templates", token=owner)
+    assert api_env.call("GET", "/v1/templates", token=keys[1]).status == 200  # the keys share it
+    last = api_env.call("GET", "/v1/templates", token=keys[0])
     assert (last.status, last.headers["X-RateLimit-Remaining-Month"]) == (200, "0")
-    for token in (owner, created.body["key"]):
-        refused = api_env.call("GET", "/v1/templates", token=token)
+    for key in keys:
+        refused = api_env.call("GET", "/v1/templates", token=key)
         assert refused.status == 429
         error = refused.body["error"]
         assert error["code"] == "monthly_quota_exceeded"
-        assert "monthly quota of 4 API requests" in error["message"]
+        assert "monthly quota of 3 API requests" in error["message"]
         assert error["details"]["window"] == "month"
+        assert error["details"]["allowance"] == "plan"
         assert error["details"]["resets_at"].endswith("-01T00:00:00Z")
         assert refused.headers["X-RateLimit-Remaining-Month"] == "0"
+        assert refused.headers["X-RateLimit-Allowance"] == "plan"
         assert int(refused.headers["Retry-After"]) == int(refused.headers["X-RateLimit-Reset-Month"])
+    # The console keeps working: the owner can still see the usage and upgrade.
+    browsing = api_env.call("GET", "/v1/templates", token=owner)
+    assert (browsing.status, browsing.headers["X-RateLimit-Allowance"]) == (200, "console")
     assert api_env.call("GET", "/v1/templates", token=other).status == 200  # per tenant

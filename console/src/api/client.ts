@@ -7,18 +7,22 @@ import { session } from "./session";
 export type Schemas = components["schemas"];
 export type ErrorBody = Schemas["ErrorBody"];
 
-/** An error the API (or its gateway) answered with its one shape: {"error": {code, message, details}}. */
+/** An error the API (or its gateway) answered with its one shape: {"error": {code, message, details}}.
+ * `retryAfter` is the answer's Retry-After in seconds (a 429 says when its allowance has room again). */
 export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
   readonly details: unknown;
-  constructor(status: number, body: unknown) {
+  readonly retryAfter: number | null;
+  constructor(status: number, body: unknown, headers?: Headers) {
     const error = (body as { error?: Partial<ErrorBody> } | undefined)?.error;
     super(error?.message ?? `The API answered ${status}`);
     this.name = "ApiError";
     this.status = status;
     this.code = error?.code ?? "http_" + status;
     this.details = error?.details ?? null;
+    const seconds = Number(headers?.get("Retry-After") ?? NaN);
+    this.retryAfter = Number.isFinite(seconds) && seconds >= 0 ? seconds : null;
   }
 }
 
@@ -76,7 +80,9 @@ api.use(auth);
 
 /** The data of an openapi-fetch result, or an ApiError thrown with the API's message. */
 export function unwrap<T>(result: { data?: T; error?: unknown; response: Response }): T {
-  if (result.error !== undefined || !result.response.ok) throw new ApiError(result.response.status, result.error);
+  if (result.error !== undefined || !result.response.ok) {
+    throw new ApiError(result.response.status, result.error, result.response.headers);
+  }
   return result.data as T;
 }
 

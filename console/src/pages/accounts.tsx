@@ -49,6 +49,7 @@ function SentThisHour({ account }: { account: Schemas["AccountView"] }) {
         Sent in the last hour: <strong>{used}</strong> of {account.hourly_send_budget}
       </span>
       <meter min={0} max={100} value={share} aria-label="Hourly send budget used" />
+      <ErrorNote error={sent.error} />
     </div>
   );
 }

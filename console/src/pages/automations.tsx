@@ -141,7 +141,7 @@ function NewAutomation({ onDone }: { onDone: () => void }) {
           <Link to="/templates">Write a template</Link> first.
         </p>
       ) : null}
-      <ErrorNote error={create.error} />
+      <ErrorNote error={create.error ?? accounts.error ?? templates.error ?? flows.error} />
       <div className="row">
         <button type="submit" className="primary" disabled={create.isPending}>
           Create automation

@@ -167,7 +167,7 @@ export default function ContactsPage() {
           <input type="datetime-local" value={params.get("after") ?? ""} onChange={(e) => set({ after: e.target.value })} />
         </label>
       </form>
-      <ErrorNote error={contacts.error ?? exportCsv.error} />
+      <ErrorNote error={contacts.error ?? accounts.error ?? exportCsv.error} />
       {contacts.isPending ? <Loading /> : null}
       {selected !== null ? <Detail id={selected} onClose={() => setSelected(null)} /> : null}
       {contacts.data?.items.length === 0 ? (

@@ -317,7 +317,7 @@ function Editor({ flow, initial, onDone }: { flow: Schemas["FlowView"] | null; i
           Cancel
         </button>
       </div>
-      <ErrorNote error={save.error} />
+      <ErrorNote error={save.error ?? accounts.error} />
       <Simulator graph={graph} />
     </div>
   );

@@ -65,7 +65,7 @@ export default function LogsPage() {
         </label>
       </form>
       {logs.isPending ? <Loading /> : null}
-      <ErrorNote error={logs.error} />
+      <ErrorNote error={logs.error ?? automations.error} />
       {logs.data && logs.data.rows.length === 0 ? (
         <Empty title="Nothing logged yet">
           <p>When a comment, mention or DM arrives, each automation's decision and each reply appears here.</p>

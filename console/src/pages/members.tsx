@@ -119,7 +119,7 @@ export default function MembersPage() {
               Send the invitation
             </button>
           </form>
-          <ErrorNote error={invite.error ?? revoke.error ?? resend.error} />
+          <ErrorNote error={invitations.error ?? invite.error ?? revoke.error ?? resend.error} />
           <h2>Invitations</h2>
           {invitations.data?.length === 0 ? <Empty title="No pending invitations" /> : null}
           <ul className="list">

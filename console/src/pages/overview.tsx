@@ -22,6 +22,7 @@ export default function OverviewPage() {
         Plan <strong>{me.data.tenant.plan_code}</strong> · you are <strong>{me.data.role}</strong> · workspace id{" "}
         <code>{me.data.tenant.id}</code>
       </p>
+      <ErrorNote error={accounts.error ?? templates.error ?? automations.error} />
       <h2>Get started</h2>
       <ol className="checklist">
         {steps.map((step) => (

@@ -74,7 +74,7 @@ export default function StatsPage() {
       }
     >
       {stats.isPending ? <Loading /> : null}
-      <ErrorNote error={stats.error} />
+      <ErrorNote error={stats.error ?? skipped.error ?? automations.error ?? flows.error} />
       {stats.data ? (
         <>
           <ul className="tiles" aria-label="Totals">
@@ -136,7 +136,7 @@ export default function StatsPage() {
             <p className="muted">No flow has run yet.</p>
           )}
           <h2>Skipped by reason</h2>
-          {reasons.length ? (
+          {!skipped.data ? null : reasons.length ? (
             <ul className="bars">
               {reasons.map(([reason, count]) => (
                 <li key={reason}>

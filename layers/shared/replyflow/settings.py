@@ -175,6 +175,10 @@ class Settings(BaseModel):
     # function reads at run time (adapters/secrets.py), cached for SECRETS_MAX_AGE_SECONDS.
     app_secrets_arn: str | None = None
     redis_auth_secret_arn: str | None = None
+    # The API function: the secret the console's CloudFront distribution sends as X-Replyflow-Origin;
+    # only a request bearing it is counted by its X-Replyflow-Viewer-Ip (adapters/console_origin.py).
+    # Unset (the local stack: no CloudFront), every request is counted by its source IP.
+    console_origin_secret_arn: str | None = None
     secrets_max_age_seconds: int = Field(default=300, ge=1, le=3600)
     jwt_issuer: str = "replyflow"
     jwt_audience: str = "replyflow-api"

@@ -1,6 +1,6 @@
 """Secrets at run time.
 
-Two readers live here:
+These readers live here:
 
 - :class:`SecretsManagerReader`: plain JSON secrets (the database credentials the migrate function
   reads while it provisions the schema);
@@ -8,10 +8,13 @@ Two readers live here:
   token, the JWT signing keys, the token encryption keys and the Redis AUTH token) as one validated
   :class:`SecretValues`, read lazily on first use and cached for ``max_age`` seconds. In AWS they are
   read from Secrets Manager with the Powertools parameters utility (the function's configuration
-  holds only the secrets' ARNs); on the local stack they come from the settings (the environment).
+  holds only the secrets' ARNs); on the local stack they come from the settings (the environment);
+- :func:`secret_string_loader` under a :class:`RotatingSecret`: one secret whose value is a plain
+  string (the console's origin header, ``adapters/console_origin.py``), with the same cache and
+  refresh. :class:`AppSecrets` is the :class:`RotatingSecret` of :class:`SecretValues`.
 
 A caller whose check fails on a secret (a webhook signature, a JWT of an unknown kid, a token blob
-sealed under an unknown key) calls :meth:`AppSecrets.refresh` once and retries with what it returns:
+sealed under an unknown key) calls :meth:`RotatingSecret.refresh` once and retries with what it returns:
 a rotation is then picked up at once instead of after ``max_age``. Refreshes are rate-limited
 (``min_refresh_seconds``), so a flood of forged signatures cannot turn into a flood of Secrets
 Manager calls; a refresh that brings nothing new lets the failure stand. Values never reach a log:
@@ -24,7 +27,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -50,8 +53,8 @@ class SecretsManagerReader:
 
 
 class SecretsUnavailableError(ReplyflowError):
-    """The app secret could not be read or does not hold valid values (the message names fields only):
-    a configuration error of the deployment, so a 5xx (nothing the caller did)."""
+    """A secret could not be read or does not hold valid values (the message names the secret and
+    fields only): a configuration error of the deployment, so a 5xx (nothing the caller did)."""
 
     code = "secrets_unavailable"
     status = 503
@@ -180,24 +183,39 @@ def values_from_secrets(app: Mapping[str, Any], redis_token: str | None) -> Secr
     return values
 
 
-Loader = Callable[[bool], SecretValues]
+_V = TypeVar("_V")
+Loader = Callable[[bool], _V]
+"""Reads a secret's current value; ``True`` skips every cache (a refresh)."""
+
+
+def _provider(client: Any) -> Any:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    return SecretsProvider(boto3_client=client)
+
+
+def _read(
+    provider: Any, secret_id: str, *, transform: Literal["json"] | None, max_age: int, force: bool
+) -> object:
+    """The secret through Powertools' cache of ``max_age`` seconds (``force`` skips it); a failure
+    names the secret and the error's type, never a value."""
+    try:
+        value: object = provider.get(secret_id, transform=transform, max_age=max_age, force_fetch=force)
+    except Exception as error:  # GetParameterError, TransformParameterError: both name the id only
+        reason = type(error).__name__
+        raise SecretsUnavailableError(f"secret {secret_id} could not be read: {reason}") from None
+    return value
 
 
 def secrets_manager_loader(
     client: Any, *, app_secret_id: str | None, redis_secret_id: str | None, max_age: int
-) -> Loader:
+) -> Loader[SecretValues]:
     """Reads the app secret (and the Redis AUTH secret's ``token``) with Powertools' SecretsProvider,
     which caches each for ``max_age`` seconds; ``force=True`` skips that cache."""
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-    provider = SecretsProvider(boto3_client=client)
+    provider = _provider(client)
 
     def read(secret_id: str, force: bool) -> dict[str, Any]:
-        try:
-            value = provider.get(secret_id, transform="json", max_age=max_age, force_fetch=force)
-        except Exception as error:  # GetParameterError, TransformParameterError: both name the id only
-            reason = type(error).__name__
-            raise SecretsUnavailableError(f"secret {secret_id} could not be read: {reason}") from None
+        value = _read(provider, secret_id, transform="json", max_age=max_age, force=force)
         if not isinstance(value, dict):
             raise SecretsUnavailableError(f"secret {secret_id} is not a JSON object")
         return value
@@ -220,16 +238,29 @@ def secrets_manager_loader(
     return load
 
 
-class AppSecrets:
-    """The current :class:`SecretValues`, loaded on first use and re-read after ``max_age`` seconds.
+def secret_string_loader(client: Any, *, secret_id: str, max_age: int) -> Loader[str]:
+    """Reads a secret whose value is one plain string (not JSON), cached like the app secret's."""
+    provider = _provider(client)
+
+    def load(force: bool) -> str:
+        value = _read(provider, secret_id, transform=None, max_age=max_age, force=force)
+        if not isinstance(value, str) or not value:
+            raise SecretsUnavailableError(f"secret {secret_id} is not a non-empty string")
+        return value
+
+    return load
+
+
+class RotatingSecret(Generic[_V]):
+    """A secret's current value, loaded on first use and re-read after ``max_age`` seconds.
 
     ``refresh()`` re-reads now (bypassing every cache), at most once per ``min_refresh_seconds``; it
-    returns the new values, or None when nothing changed (or it was refused), so the caller's
+    returns the new value, or None when nothing changed (or it was refused), so the caller's
     failure stands."""
 
     def __init__(
         self,
-        load: Loader,
+        load: Loader[_V],
         *,
         max_age: float = DEFAULT_MAX_AGE_SECONDS,
         min_refresh_seconds: float = MIN_REFRESH_SECONDS,
@@ -240,16 +271,12 @@ class AppSecrets:
         self._min_refresh = min_refresh_seconds
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._values: SecretValues | None = None
+        self._values: _V | None = None
         self._loaded_at = 0.0
         self._refreshed_at = -float("inf")
         self.loads = 0  # how many times the loader ran (tests and metrics)
 
-    @classmethod
-    def fixed(cls, values: SecretValues) -> AppSecrets:
-        return cls(lambda _force: values, max_age=float("inf"))
-
-    def get(self) -> SecretValues:
+    def get(self) -> _V:
         now = self._monotonic()
         with self._lock:
             if self._values is None or now - self._loaded_at >= self._max_age:
@@ -257,7 +284,7 @@ class AppSecrets:
             assert self._values is not None
             return self._values
 
-    def refresh(self) -> SecretValues | None:
+    def refresh(self) -> _V | None:
         now = self._monotonic()
         with self._lock:
             if now - self._refreshed_at < self._min_refresh:
@@ -267,10 +294,18 @@ class AppSecrets:
             self._store(self._load(True), now)
             return None if self._values == before else self._values
 
-    def _store(self, values: SecretValues, now: float) -> None:
+    def _store(self, values: _V, now: float) -> None:
         self.loads += 1
         self._values = values
         self._loaded_at = now
+
+
+class AppSecrets(RotatingSecret[SecretValues]):
+    """The current :class:`SecretValues` (every function's app and Redis secrets)."""
+
+    @classmethod
+    def fixed(cls, values: SecretValues) -> AppSecrets:
+        return cls(lambda _force: values, max_age=float("inf"))
 
 
 def app_secrets_for(settings: Settings, client_factory: Callable[[], Any]) -> AppSecrets:
@@ -317,7 +352,7 @@ class PerSecretsVersion(Generic[_T]):
 
 
 def with_fresh_retry(
-    secrets: AppSecrets, use: Callable[[SecretValues], _T], failures: tuple[type[Exception], ...]
+    secrets: RotatingSecret[_V], use: Callable[[_V], _T], failures: tuple[type[Exception], ...]
 ) -> _T:
     """``use`` the current values; on one of ``failures`` re-read the secrets once and retry, unless
     the refresh brings nothing new (then the first failure stands)."""

@@ -45,9 +45,17 @@ PLANS: tuple[dict[str, Any], ...] = (
 MAX_MEMBERS: dict[str, int] = {"free": 5, "pro": 20, "business": 100}
 MAX_MEMBERS_DEFAULT = 5
 
-# API requests per calendar month (UTC) by plan, enforced by the API function for JWT sessions and API
-# keys alike (services.rate_limit_api). A cap in code like MAX_MEMBERS; a plan code not listed gets the
-# free tier's.
+# The plan's API allowance (``api_requests_per_minute`` above, and MONTHLY_API_REQUESTS below) is for
+# programmatic use: it counts the workspace's API keys together. A signed-in console user (a JWT session)
+# counts against an allowance of their own instead, per user per workspace, whatever the plan
+# (services.rate_limit_api): a console page costs 3-4 requests and the logs and stats pages poll every
+# 5 s, so a person clicking as fast as they can makes a few hundred a minute at most; 600 (10 a second,
+# the pro plan's programmatic rate and the WAF's default per-IP rate of 3,000 per 5 minutes) leaves
+# every human burst well inside it and still cuts off a runaway script or a stolen token at 10 a second.
+CONSOLE_REQUESTS_PER_MINUTE = 600
+
+# API requests per calendar month (UTC) by plan, counted for the workspace's API keys
+# (services.rate_limit_api). A cap in code like MAX_MEMBERS; a plan code not listed gets the free tier's.
 MONTHLY_API_REQUESTS: dict[str, int] = {"free": 100_000, "pro": 2_000_000, "business": 20_000_000}
 
 

@@ -3,9 +3,19 @@
 One MULTI/EXEC of ``INCR`` + ``EXPIRE NX`` + ``TTL`` per check, so concurrent instances never lose a
 count and a key can never be left without an expiry. Windows are aligned to the key's first hit.
 
-- per tenant: the plan's ``api_requests_per_minute`` (every authenticated request), and its monthly
-  quota (``domain.plans.MONTHLY_API_REQUESTS``) per calendar month in UTC, counted in the same
-  MULTI/EXEC (``hit_all_and_get``) under a key named for the month that expires when the month ends;
+- two allowances for authenticated requests, chosen by the principal's type (set by the authorizer
+  from the credential, never by the client):
+  - ``plan``, for API keys: the plan's ``api_requests_per_minute`` per workspace (all its keys
+    together), and its monthly quota (``domain.plans.MONTHLY_API_REQUESTS``) per calendar month in
+    UTC, counted in the same MULTI/EXEC (``hit_all_and_get``) under a key named for the month that
+    expires when the month ends;
+  - ``console``, for signed-in users (JWT sessions): ``domain.plans.CONSOLE_REQUESTS_PER_MINUTE`` per
+    user per workspace, whatever the plan; it counts nothing against the plan's allowance, so browsing
+    never uses up the API keys' budget, and the console still works (billing, usage, upgrade) when the
+    keys have used up the month.
+  Every key of both carries the tenant's hash tag (``tenant_tag``): one cluster slot, one MULTI with the
+  revocation reads. Headers and the 429 name the allowance (``X-RateLimit-Allowance``,
+  ``details.allowance``);
 - per IP on signup and refresh; per IP and per canonical email on login and password reset: a brute
   force gets 429, not a slower 401.
 
@@ -32,13 +42,16 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
+from replyflow.domain import plans
 from replyflow.domain.emails import limiter_email
-from replyflow.domain.plans import monthly_api_requests
 from replyflow.errors import RateLimitedError
 from replyflow.ports import RateDecision, RateLimiter
+from replyflow.services.access import Principal
 
 LOGIN_PER_IP = (30, 300)  # attempts, window seconds
 LOGIN_PER_EMAIL_CLIENT = (10, 300)  # one client's attempts at one account
@@ -129,17 +142,6 @@ def tenant_tag(tenant_id: str) -> str:
     return f"{{t:{tenant_id}}}"
 
 
-def check_tenant(limiter: RateLimiter, tenant_id: str, per_minute: int) -> RateDecision:
-    decision = limiter.hit(f"api:{tenant_tag(tenant_id)}", per_minute, 60)
-    if not decision.allowed:
-        raise RateLimitedError(
-            f"the plan allows {per_minute} API requests per minute; retry in {decision.reset_seconds} s",
-            retry_after=decision.reset_seconds,
-            details=decision.headers(),
-        )
-    return decision
-
-
 def month_window(now: datetime) -> tuple[str, datetime]:
     """The calendar month (UTC) holding ``now``, as a key suffix, and the moment the next one starts."""
     following = (now.replace(day=1) + timedelta(days=32)).replace(
@@ -148,61 +150,105 @@ def month_window(now: datetime) -> tuple[str, datetime]:
     return f"{now:%Y%m}", following
 
 
-def tenant_rules(
-    tenant_id: str, plan_code: str | None, per_minute: int, now: datetime
-) -> list[tuple[str, int, int]]:
-    """The per-minute window (aligned to its first hit) and the calendar month's, which expires when the
-    month ends, so its TTL is the time to the reset."""
+AllowanceName = Literal["plan", "console"]
+Rule = tuple[str, int, int]  # key, limit, window seconds
+MINUTE = 60
+
+
+def tenant_rules(tenant_id: str, plan_code: str | None, per_minute: int, now: datetime) -> list[Rule]:
+    """The plan's allowance (API keys): the per-minute window (aligned to its first hit) and the calendar
+    month's, which expires when the month ends, so its TTL is the time to the reset."""
     month, following = month_window(now)
     until_reset = max(1, math.ceil((following - now).total_seconds()))
     return [
-        (f"api:{tenant_tag(tenant_id)}", per_minute, 60),
-        (f"api-month:{tenant_tag(tenant_id)}:{month}", monthly_api_requests(plan_code), until_reset),
+        (f"api:{tenant_tag(tenant_id)}", per_minute, MINUTE),
+        (f"api-month:{tenant_tag(tenant_id)}:{month}", plans.monthly_api_requests(plan_code), until_reset),
     ]
 
 
-@dataclass(frozen=True)
-class TenantBudget:
-    """Where one request leaves the tenant's two API budgets."""
+def console_rules(tenant_id: str, user_id: str) -> list[Rule]:
+    """The console's allowance (a signed-in user): one per-minute window per user per workspace."""
+    return [(f"api-user:{tenant_tag(tenant_id)}:{user_id}", plans.CONSOLE_REQUESTS_PER_MINUTE, MINUTE)]
 
+
+@dataclass(frozen=True)
+class Allowance:
+    """What one caller's request counts against: its rules, counted in one MULTI on the tenant's slot."""
+
+    name: AllowanceName
+    rules: list[Rule]
+    month_resets_at: datetime | None = None
+
+    def budget(self, decisions: Sequence[RateDecision]) -> ApiBudget:
+        month = decisions[1] if self.month_resets_at is not None else None
+        return ApiBudget(self.name, decisions[0], month, self.month_resets_at)
+
+
+def allowance_for(principal: Principal, plan_code: str | None, per_minute: int, now: datetime) -> Allowance:
+    """A user's console allowance, or an API key's share of the plan's."""
+    if principal.principal_type == "user":
+        return Allowance("console", console_rules(principal.tenant_id, principal.principal_id))
+    rules = tenant_rules(principal.tenant_id, plan_code, per_minute, now)
+    return Allowance("plan", rules, month_window(now)[1])
+
+
+@dataclass(frozen=True)
+class ApiBudget:
+    """Where one request leaves its caller's allowance: the minute, and the month for the plan's."""
+
+    allowance: AllowanceName
     minute: RateDecision
-    month: RateDecision
-    month_resets_at: datetime
+    month: RateDecision | None = None
+    month_resets_at: datetime | None = None
 
     def headers(self) -> dict[str, str]:
-        return {
-            **self.minute.headers(),
-            "X-RateLimit-Limit-Month": str(self.month.limit),
-            "X-RateLimit-Remaining-Month": str(self.month.remaining),
-            "X-RateLimit-Reset-Month": str(self.month.reset_seconds),
-        }
+        headers = {**self.minute.headers(), "X-RateLimit-Allowance": self.allowance}
+        if self.month is not None:
+            headers["X-RateLimit-Limit-Month"] = str(self.month.limit)
+            headers["X-RateLimit-Remaining-Month"] = str(self.month.remaining)
+            headers["X-RateLimit-Reset-Month"] = str(self.month.reset_seconds)
+        return headers
 
     def refusal(self, now: datetime) -> RateLimitedError | None:
         """The 429 for the limit that was hit (the month first: waiting a minute does not help)."""
-        if not self.month.allowed:
-            resets_at = self.month_resets_at
-            return RateLimitedError(
-                f"the plan's monthly quota of {self.month.limit} API requests is used up; it resets at"
-                f" {resets_at:%Y-%m-%dT%H:%M:%SZ} (the start of the next calendar month, UTC)",
-                retry_after=self.month.reset_seconds,
-                details={
-                    "limit": self.month.limit,
-                    "window": "month",
-                    "resets_at": f"{resets_at:%Y-%m-%dT%H:%M:%SZ}",
-                },
-                code="monthly_quota_exceeded",
+        if self.month is not None and self.month_resets_at is not None and not self.month.allowed:
+            return self._month_refusal(self.month, self.month_resets_at)
+        if self.minute.allowed:
+            return None
+        resets_at = now + timedelta(seconds=self.minute.reset_seconds)
+        limit, retry = self.minute.limit, self.minute.reset_seconds
+        if self.allowance == "console":
+            message = (
+                f"the console allows each signed-in user {limit} requests per minute in a workspace;"
+                f" retry in {retry} s"
             )
-        if not self.minute.allowed:
-            resets_at = now + timedelta(seconds=self.minute.reset_seconds)
-            return RateLimitedError(
-                f"the plan allows {self.minute.limit} API requests per minute; retry in"
-                f" {self.minute.reset_seconds} s",
-                retry_after=self.minute.reset_seconds,
-                details={
-                    "limit": self.minute.limit,
-                    "window": "minute",
-                    "window_seconds": 60,
-                    "resets_at": f"{resets_at:%Y-%m-%dT%H:%M:%SZ}",
-                },
+        else:
+            message = (
+                f"the plan allows {limit} API requests per minute (the workspace's API keys together);"
+                f" retry in {retry} s"
             )
-        return None
+        return RateLimitedError(
+            message,
+            retry_after=retry,
+            details={
+                "allowance": self.allowance,
+                "limit": limit,
+                "window": "minute",
+                "window_seconds": MINUTE,
+                "resets_at": f"{resets_at:%Y-%m-%dT%H:%M:%SZ}",
+            },
+        )
+
+    def _month_refusal(self, month: RateDecision, resets_at: datetime) -> RateLimitedError:
+        return RateLimitedError(
+            f"the plan's monthly quota of {month.limit} API requests is used up; it resets at"
+            f" {resets_at:%Y-%m-%dT%H:%M:%SZ} (the start of the next calendar month, UTC)",
+            retry_after=month.reset_seconds,
+            details={
+                "allowance": self.allowance,
+                "limit": month.limit,
+                "window": "month",
+                "resets_at": f"{resets_at:%Y-%m-%dT%H:%M:%SZ}",
+            },
+            code="monthly_quota_exceeded",
+        )

@@ -2,8 +2,8 @@
 
 API Gateway caches the authorizer's policy (and its context: tenant, role, ...) per ``Authorization``
 header for 300 s, and an access JWT lives 15 minutes. So the API function checks every authenticated
-request against small entries in Redis, read in the round trip it already makes for the per-minute
-rate limit (``RateLimiter.hit_and_get``):
+request against small entries in Redis, read in the round trip it already makes for the caller's rate
+limit (``RateLimiter.hit_all_and_get``):
 
 - ``rf:rev:{t:<tenant>}:<principal_type>:<principal_id>`` = ``<epoch ms>:<reason>``: a user's tokens
   for that tenant issued at or before the epoch are refused (removal, role change); an API key with an
@@ -18,8 +18,9 @@ rate limit (``RateLimiter.hit_and_get``):
   entries it may have lost are moot (tokens issued before it; API keys for ``API_KEY_GRACE_MS``)
   requests are checked against the database instead.
 
-Every key of a tenant carries the hash tag ``{t:<tenant>}``, the tag of its API budgets
-(``rate_limit_api.tenant_tag``), so the entries are read in the budget's MULTI on one cluster slot.
+Every key of a tenant carries the hash tag ``{t:<tenant>}``, the tag of its API allowances (the plan's
+and each user's console allowance, ``rate_limit_api.tenant_tag``), so the entries are read in the
+budget's MULTI on one cluster slot.
 
 Writers (``Revoker``) put an entry *before* their transaction commits, and a request whose entry
 cannot be written fails (503 ``revocation_unavailable``) and rolls back: a revocation either takes
@@ -45,7 +46,7 @@ from replyflow.errors import UnauthorizedError
 from replyflow.observability import logger
 from replyflow.ports import RateLimiter, RevocationStore, RevocationUnavailableError
 from replyflow.services.access import Principal, role_rank
-from replyflow.services.rate_limit_api import TenantBudget, month_window, tenant_rules, tenant_tag
+from replyflow.services.rate_limit_api import ApiBudget, allowance_for, tenant_tag
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -211,14 +212,15 @@ def admit(
     *,
     plan_code: str | None,
     now: datetime,
-) -> TenantBudget:
-    """One round trip: counts the request against the tenant's per-minute and monthly budgets and reads
-    the caller's entries. Raises the 401 of a revoked caller (before any 429); the caller raises the 429
-    from the budget (``TenantBudget.refusal``)."""
-    rules = tenant_rules(principal.tenant_id, plan_code, per_minute, now)
-    decisions, values = limiter.hit_all_and_get(rules, read_keys(principal))
+) -> ApiBudget:
+    """One round trip: counts the request against the caller's allowance (an API key: the plan's
+    per-minute and monthly budgets of the workspace; a user: their console allowance) and reads the
+    caller's entries. Raises the 401 of a revoked caller (before any 429); the caller raises the 429
+    from the budget (``ApiBudget.refusal``)."""
+    allowance = allowance_for(principal, plan_code, per_minute, now)
+    decisions, values = limiter.hit_all_and_get(allowance.rules, read_keys(principal))
     if values is not None and values[0] is None:
         revoker.mark_trusted(principal.tenant_id)
     if judge(principal, values, revoker.now_ms()):
         verify(principal)
-    return TenantBudget(decisions[0], decisions[1], month_window(now)[1])
+    return allowance.budget(decisions)

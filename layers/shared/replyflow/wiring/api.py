@@ -49,6 +49,7 @@ from replyflow.wiring.core import Clients, once
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
+    from replyflow.adapters.console_origin import ConsoleOrigin
     from replyflow.adapters.crypto import TokenCipher
     from replyflow.adapters.instagram_oauth import LongLivedToken, Profile
     from replyflow.adapters.jwt_keys import KeyRing
@@ -225,6 +226,16 @@ class ApiDeps:
         from replyflow.services.oauth import CALLBACK_PATH
 
         return replace(config, redirect_uri=f"{public_base_url.rstrip('/')}{CALLBACK_PATH}")
+
+    @once
+    def console_origin(self) -> ConsoleOrigin:
+        """Which IP the per-IP limits count a request by: the viewer's, on a request that bears the
+        console distribution's secret (``adapters/console_origin.py``). Built at the first request
+        that bears ``X-Replyflow-Origin`` (``api.context.client_ip``), so no other request reads
+        the secret."""
+        from replyflow.adapters.console_origin import console_origin_for
+
+        return console_origin_for(self.settings, lambda: self.clients.secretsmanager)
 
     @property
     def billing_urls(self) -> BillingUrls:

@@ -136,7 +136,12 @@ class Clients:
         """The app's secrets: Secrets Manager at run time in AWS, the settings locally."""
         from replyflow.adapters.secrets import app_secrets_for
 
-        return app_secrets_for(self.settings, lambda: self.aws_client("secretsmanager"))
+        return app_secrets_for(self.settings, lambda: self.secretsmanager)
+
+    @once
+    def secretsmanager(self) -> Any:
+        """One Secrets Manager client for every secret the function reads at run time."""
+        return self.aws_client("secretsmanager")
 
     @once
     def redis(self) -> redis.Redis:
