@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from replyflow.db.repositories import log_archive
 from replyflow.db.repositories import partitions as parts
 from replyflow.db.repositories.partitions import Partition
-from replyflow.services.jobs.common import Deadline, JobResult
+from replyflow.services.jobs.common import Deadline, JobResult, delete_in_chunks
 from replyflow.services.jobs.flow_retention import purge_flow_runs
 from replyflow.services.jobs.partitions import drop_expired_partitions
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention, tenant_retentions
@@ -149,13 +149,13 @@ def _purge_claims(
     deadline stopped it."""
     cutoff = policy.cutoff(now)
     after = 0
-    while True:
-        if deadline.expired():
-            return False
+
+    def chunk() -> int:
+        nonlocal after
         with sessions() as session:
             claims = parts.expired_claims(session, policy.tenant_id, cutoff, after, chunk_size)
             if not claims:
-                return True
+                return 0
             after = claims[-1][0]
             held = parts.held_keys(session, policy.tenant_id, claims)
             ids = [c[0] for c in claims if (c[1], c[2], c[3]) not in held]
@@ -165,8 +165,9 @@ def _purge_claims(
             counts["claims_deleted"] += deleted
         if len(ids) < len(claims):
             counts["claims_kept"] += len(claims) - len(ids)
-        if len(claims) < chunk_size:
-            return True
+        return len(claims)
+
+    return delete_in_chunks(deadline, chunk_size, chunk)
 
 
 def _purge_table(
