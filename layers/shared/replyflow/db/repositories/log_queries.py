@@ -6,8 +6,9 @@ Invariants:
   ``ORDER BY created_at DESC, id DESC`` walks the index (``id`` is declared: on a partitioned table
   MySQL does not order by the primary key InnoDB appends);
 - on MySQL the tables are partitioned by day: a page is read from a window of recent days first
-  (1, 7, 30 days back from the cursor or the tenant's newest row), so the ordered merge opens a few
-  partitions instead of all of them; only a page the windows cannot fill reads without a window;
+  (1, 7, 30 days back from the cursor or the tenant's newest row, up to that row: the partitions the
+  job keeps ahead are pruned too), so the ordered merge opens a few partitions (two for a page
+  within a day) instead of all of them; only a page the windows cannot fill reads without a window;
 - pagination is keyset on (created_at, id), descending, written as
   ``created_at <= c AND (created_at < c OR id < i)`` so the optimizer sees a range on created_at
   (row-constructor comparisons are not range-optimized by every MySQL/MariaDB version); never OFFSET;
@@ -59,9 +60,8 @@ def _page(
     if anchor is None:
         return [], False
     for days in WINDOW_DAYS:
-        rows, more = _read_page(
-            session, query.where(model.created_at >= anchor - timedelta(days=days)), model, after, limit
-        )
+        window = query.where(model.created_at.between(anchor - timedelta(days=days), anchor))
+        rows, more = _read_page(session, window, model, after, limit)
         if more:
             return rows, more
     return _read_page(session, query, model, after, limit)

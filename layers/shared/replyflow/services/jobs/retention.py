@@ -84,6 +84,7 @@ def run_retention(
     per_tenant: dict[str, dict[str, int]] = {}
     # Only every tenant's policy can tell that a partition is past retention (a tenant subset cannot).
     gone: dict[str, list[Partition]] = {}
+    seconds: dict[str, float] = {}
     if tenant_ids is None and not drop_expired_partitions(
         sessions,
         policies,
@@ -92,6 +93,7 @@ def run_retention(
         require_archive=require_archive,
         counts=result.counts,
         dropped=gone,
+        seconds=seconds,
     ):
         result.stopped_early = True
         policies = []
@@ -133,6 +135,8 @@ def run_retention(
     result.counts["rows_deleted"] = sum(v for k, v in result.counts.items() if k.startswith("deleted_"))
     result.counts["rows_removed"] = result.counts["rows_deleted"] + result.counts["rows_dropped"]
     result.details["deleted_per_tenant"] = per_tenant
+    if seconds:
+        result.details["partition_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     result.duration_seconds = perf_counter() - started
     return result
 
