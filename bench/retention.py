@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -193,7 +194,7 @@ def _logs_page(url: str, calls: int, common: dict[str, Any]) -> list[dict[str, A
         first, _ = log_queries.reply_logs(session, tenant, LogFilter(), None, 50)
     after = Keyset(first[-1].created_at, first[-1].id)
     reply, auto = log_queries.reply_logs, log_queries.automation_logs
-    cases = [
+    cases: list[tuple[str, Callable[..., tuple[list[Any], bool]], LogFilter, Keyset | None]] = [
         ("logs page 1 (limit 50)", reply, LogFilter(), None),
         ("logs page 2 (cursor)", reply, LogFilter(), after),
         ("logs page, status=failed", reply, LogFilter(status="failed"), None),
