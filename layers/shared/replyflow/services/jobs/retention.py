@@ -102,28 +102,7 @@ def run_retention(
             result.stopped_early = True
             break
         counts: Counter[str] = Counter()
-        for table_name, table in LOG_TABLES.items():
-            if not _purge_table(
-                sessions,
-                table_name,
-                table,
-                policy,
-                now,
-                deadline,
-                require_archive,
-                chunk_size,
-                counts,
-                gone.get(table_name, []),
-            ):
-                result.stopped_early = True
-                break
-        if not result.stopped_early and not _purge_claims(
-            sessions, policy, now, deadline, chunk_size, counts
-        ):
-            result.stopped_early = True
-        if not result.stopped_early and not purge_flow_runs(
-            sessions, policy, now, deadline, chunk_size, counts
-        ):
+        if not _purge_tenant(sessions, policy, now, deadline, require_archive, chunk_size, counts, gone):
             result.stopped_early = True
         result.counts["tenants"] += 1
         result.counts.update(counts)
@@ -139,6 +118,29 @@ def run_retention(
         result.details["partition_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     result.duration_seconds = perf_counter() - started
     return result
+
+
+def _purge_tenant(
+    sessions: sessionmaker[Session],
+    policy: TenantRetention,
+    now: datetime,
+    deadline: Deadline,
+    require_archive: bool,
+    chunk_size: int,
+    counts: Counter[str],
+    gone: dict[str, list[Partition]],
+) -> bool:
+    """One tenant's chunked deletes (the log tables, then its claims, then its flow runs); False when
+    the deadline stopped it."""
+    for table_name, table in LOG_TABLES.items():
+        dropped = gone.get(table_name, [])
+        if not _purge_table(
+            sessions, table_name, table, policy, now, deadline, require_archive, chunk_size, counts, dropped
+        ):
+            return False
+    return _purge_claims(sessions, policy, now, deadline, chunk_size, counts) and purge_flow_runs(
+        sessions, policy, now, deadline, chunk_size, counts
+    )
 
 
 def _purge_claims(
