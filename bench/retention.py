@@ -23,7 +23,9 @@ Measured:
   DROP PARTITION``, the tables' statements run at the same time) and ``partitions_s`` (both, end to
   end); the rest of ``seconds`` is the chunked walk, the claims and the flow runs.
 - every logs page's query plans (``EXPLAIN PARTITIONS`` of the statements one call runs): access
-  type, index, rows estimate, partitions opened and ``Extra``, in the row's ``plan``.
+  type, index, rows estimate, partitions opened and ``Extra``, in the row's ``plan``, after the index
+  entries one call read (the session's ``Handler_read_*`` counters): a page of 50 that reads about
+  50 entries is an index range read of exactly the page.
 
 Sizes: ``RETENTION_BENCH_ROWS`` (e.g. ``10000000``) overrides ``rows`` and ``RETENTION_BENCH_VARIANTS``
 (e.g. ``partitioned``) the variants, so ``RETENTION_BENCH_ROWS=10000000
@@ -229,11 +231,13 @@ def _plans(session: Any, call: Any) -> str:
             statements.append((statement, parameters))
 
     bind = session.get_bind()
+    before = _index_reads(session)
     sa.event.listen(bind, "before_cursor_execute", record)
     try:
         call(session)
     finally:
         sa.event.remove(bind, "before_cursor_execute", record)
+    reads = _index_reads(session) - before
     session.expunge_all()
     plans = []
     for statement, parameters in statements:
@@ -241,7 +245,23 @@ def _plans(session: Any, call: Any) -> str:
             r = row._mapping
             opened = len(str(r["partitions"]).split(",")) if r["partitions"] else 0
             plans.append(f"{r['type']} {r['key']} rows={r['rows']} parts={opened} {r['Extra'] or ''}".strip())
-    return " | ".join(plans)
+    return f"index entries read={reads}: " + " | ".join(plans)
+
+
+def _index_reads(session: Any) -> int:
+    """The session's index entries read so far (``Handler_read_key/first/last/next/prev``; not
+    ``rnd_next``, which ``SHOW STATUS`` itself moves)."""
+    import sqlalchemy as sa
+
+    names = (
+        "Handler_read_key",
+        "Handler_read_first",
+        "Handler_read_last",
+        "Handler_read_next",
+        "Handler_read_prev",
+    )
+    rows = session.execute(sa.text("SHOW SESSION STATUS LIKE 'Handler_read%'")).all()
+    return sum(int(value) for name, value in rows if name in names)
 
 
 def _retention(

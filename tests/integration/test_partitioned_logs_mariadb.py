@@ -400,3 +400,37 @@ def test_claims_go_by_ranges_in_chunks_and_a_held_one_stays(
     with sessions() as session:
         left = session.execute(sa.text("SELECT tenant_id, claim_key FROM dedupe_claims ORDER BY id")).all()
     assert [tuple(r) for r in left] == [("tenant-a", "c-1"), ("tenant-a", "recent")]
+
+
+def test_the_first_page_of_a_busy_tenant_is_one_statement(sessions: sessionmaker[Session]) -> None:
+    from replyflow.db.repositories import log_queries
+    from replyflow.db.repositories.log_queries import LogFilter
+
+    with sessions() as session:
+        start = utcnow().replace(microsecond=0) - timedelta(hours=2)
+        for i in range(9):
+            session.execute(
+                sa.text(
+                    "INSERT INTO reply_logs (tenant_id, account_id, kind, status, text, created_at)"
+                    " VALUES ('tenant-a', 'acct', 'dm', 'sent', 'hello', :at)"
+                ),
+                {"at": start + timedelta(minutes=i)},
+            )
+        _logs(session, "tenant-a", TODAY + timedelta(days=2), 1)  # dated ahead: still first
+        session.commit()
+    selects: list[str] = []
+    engine = sessions.kw["bind"]
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        selects.append(statement)
+
+    with sessions() as session:
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            page, more = log_queries.reply_logs(session, "tenant-a", LogFilter(), None, 5)
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", record)
+    assert len(selects) == 1
+    assert more
+    assert page[0].created_at.date() == TODAY + timedelta(days=2)
+    assert [r.created_at for r in page[1:]] == [start + timedelta(minutes=i) for i in (8, 7, 6, 5)]
