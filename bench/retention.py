@@ -13,7 +13,8 @@ records it; writing the objects themselves is the archive job's cost, not retent
 Measured:
 
 - ``logs page``: ``log_queries.reply_logs`` for tenant 1 (a quarter of the rows), first page of 50,
-  the page after it and ``status=failed``, ``calls`` times each, before retention;
+  the page after it, page ``DEEP_PAGE`` and ``status=failed``, ``automation_logs`` first pages
+  unfiltered and ``action=skipped``, ``calls`` times each, before retention;
 - ``retention``: ``run_retention`` with the archive required. Flat: stopped by a ``flat_seconds``
   deadline (chunked deletes at a steady rate; the rest would take rows / rate); partitioned: to the
   end. ``per_second`` = rows removed / wall time: the effective rate, rows removed counted exactly by
@@ -52,6 +53,7 @@ RETENTION_DAYS = 30
 TENANTS = ("bench-t1", "bench-t2", "bench-t3", "bench-t4")
 CHUNK = 500_000
 LOG_TABLES = ("reply_logs", "automation_logs")
+DEEP_PAGE = 40  # a cursor page deep into the newest day (each page reads only its own rows)
 
 
 def run(
@@ -194,11 +196,16 @@ def _logs_page(url: str, calls: int, common: dict[str, Any]) -> list[dict[str, A
     tenant = TENANTS[0]
     with sessions() as session:
         first, _ = log_queries.reply_logs(session, tenant, LogFilter(), None, 50)
-    after = Keyset(first[-1].created_at, first[-1].id)
+        after = Keyset(first[-1].created_at, first[-1].id)
+        deep = after
+        for _ in range(DEEP_PAGE - 2):  # the cursor of the DEEP_PAGE-th page
+            page, _ = log_queries.reply_logs(session, tenant, LogFilter(), deep, 50)
+            deep = Keyset(page[-1].created_at, page[-1].id)
     reply, auto = log_queries.reply_logs, log_queries.automation_logs
     cases: list[tuple[str, Callable[..., tuple[list[Any], bool]], LogFilter, Keyset | None]] = [
         ("logs page 1 (limit 50)", reply, LogFilter(), None),
         ("logs page 2 (cursor)", reply, LogFilter(), after),
+        (f"logs page {DEEP_PAGE} (cursor)", reply, LogFilter(), deep),
         ("logs page, status=failed", reply, LogFilter(status="failed"), None),
         ("automation logs page 1", auto, LogFilter(), None),
         ("automation logs page, action=skipped", auto, LogFilter(action="skipped"), None),
