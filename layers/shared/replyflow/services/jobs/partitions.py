@@ -92,7 +92,7 @@ def drop_expired_partitions(
     if not policies:
         return True
     cutoffs = {p.tenant_id: p.cutoff(now) for p in policies}
-    coverage = _ArchiveCoverage(sessions, max(cutoffs.values()).date())
+    coverage = _ArchiveCoverage(max(cutoffs.values()).date())
     plan: dict[str, list[parts.Partition]] = {}
     started = perf_counter()
     read = 0.0
@@ -106,7 +106,8 @@ def drop_expired_partitions(
                 sessions, table_name, cutoffs, coverage, require_archive, deadline, counts
             )
             read += perf_counter() - table_started
-            # This table's statement runs while the next table is read.
+            # This table's statement runs while the next table is read (at most one connection
+            # reading and one per table dropping: no more than the drops alone used to hold).
             drops.append(pool.submit(_drop, sessions, table_name, plan[table_name]))
         drop_seconds = [d.result() for d in drops]
     if seconds is not None:
@@ -150,7 +151,7 @@ def _droppable(
                 found = parts.day_contents(session, LOG_TABLES[table_name], partition)
             else:  # p_history spans many days: grouped by day (it goes once)
                 found = parts.contents(session, LOG_TABLES[table_name], partition)
-            if _all_expired(found, partition, cutoffs, coverage, table_name, require_archive):
+            if _all_expired(session, found, partition, cutoffs, coverage, table_name, require_archive):
                 droppable.append(partition)
             else:
                 counts["partitions_kept"] += 1
@@ -168,6 +169,7 @@ def _drop(sessions: sessionmaker[Session], table_name: str, droppable: list[part
 
 
 def _all_expired(
+    session: Session,
     found: list[parts.TenantDay],
     partition: parts.Partition,
     cutoffs: dict[str, datetime],
@@ -181,23 +183,23 @@ def _all_expired(
         d.tenant_id in cutoffs
         and upper <= cutoffs[d.tenant_id]
         and d.pending == 0
-        and (not require_archive or coverage.covered(d.tenant_id, table_name, d.day) >= d.max_id)
+        and (not require_archive or coverage.covered(session, d.tenant_id, table_name, d.day) >= d.max_id)
         for d in found
     )
 
 
 class _ArchiveCoverage:
-    """The highest id the verified archive files cover, per tenant, table and day (read once per tenant)."""
+    """The highest id the verified archive files cover, per tenant, table and day (read once per
+    tenant, on the session of the decision that needs it: the decisions hold one connection, and the
+    drops started meanwhile one each)."""
 
-    def __init__(self, sessions: sessionmaker[Session], before: date) -> None:
-        self._sessions = sessions
+    def __init__(self, before: date) -> None:
         self._before = before
         self._by_tenant: dict[str, dict[tuple[str, date], int]] = {}
 
-    def covered(self, tenant_id: str, table: str, day: date) -> int:
+    def covered(self, session: Session, tenant_id: str, table: str, day: date) -> int:
         if tenant_id not in self._by_tenant:
-            with self._sessions() as session:
-                files = log_archive.archived_files(session, tenant_id, self._before)
+            files = log_archive.archived_files(session, tenant_id, self._before)
             top: dict[tuple[str, date], int] = {}
             for f in files:
                 key = (f.table_name, f.day)
