@@ -314,3 +314,123 @@ def test_the_logs_page_reads_recent_windows_first_and_misses_nothing(sessions: s
         assert log_queries.reply_logs(session, "tenant-z", LogFilter(), None, 7) == ([], False)
     assert seen == expected
     assert len(seen) == 78
+
+
+def test_every_droppable_day_goes_in_one_statement_per_table(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Several expired, archived days are dropped by one ``ALTER TABLE ... DROP PARTITION`` per table;
+    a day that a longer-retention tenant shares stays, whatever its neighbours."""
+    short_days = [TODAY - timedelta(days=d) for d in (26, 25, 23, 22, 20)]
+    with sessions() as session:
+        for day in short_days:
+            _logs(session, "tenant-a", day, 2)
+            _logs(session, "tenant-b", day, 1)
+        _logs(session, "tenant-c", SHARED_LONG, 4)
+        _logs(session, "tenant-a", SHARED_LONG, 3)
+        session.commit()
+    run_archive(sessions, DirectoryArchiveStore(tmp_path / "archive"), now=NOW, deadline=Deadline.unlimited())
+    before = {t: _names(sessions, t) for t in parts.PARTITIONED}
+    statements: list[str] = []
+    engine = sessions.kw["bind"]
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "DROP PARTITION" in statement:
+            statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        result = run_retention(sessions, now=NOW, deadline=Deadline.unlimited())
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert sorted(s.split()[2] for s in statements) == sorted(parts.PARTITIONED)  # one per table
+    cutoff = TODAY - timedelta(days=7)
+    for table in parts.PARTITIONED:
+        gone = set(before[table]) - set(_names(sessions, table))
+        past = {p for p in before[table] if p.startswith("p2") and p < parts.day_name(cutoff)}
+        kept = {parts.day_name(SHARED_LONG)} if table in ("reply_logs", "automation_logs") else set()
+        assert gone == (past | {parts.HISTORY}) - kept, table  # the ledgers' days are empty: all go
+    assert result.counts["rows_dropped_reply_logs"] == 3 * len(short_days)
+    assert result.counts["deleted_reply_logs"] == 3  # tenant a's rows in the day c keeps
+    assert _count(sessions, "reply_logs", "tenant-a") == 0
+    assert _count(sessions, "reply_logs", "tenant-b") == 0
+    assert _count(sessions, "reply_logs", "tenant-c") == 4
+    assert parts.day_name(SHARED_LONG) in _names(sessions, "reply_logs")
+
+
+def test_claims_go_by_ranges_in_chunks_and_a_held_one_stays(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eleven expired claims in chunks of 3: the chunks whose rows are all gone are deleted as one
+    range each, the chunk with a parked send's claim by ids, keeping that one; a tenant's claims
+    never take another's, and claims after the cutoff stay."""
+    base = datetime.combine(SHARED_SHORT, time(3, 0))
+    with sessions() as session:
+        for i in range(10):
+            _at(monkeypatch, base + timedelta(minutes=i))
+            for tenant in ("tenant-a", "tenant-b"):
+                assert ledger.record_event(
+                    session, tenant, "acct", f"m-{i}", kind="message", occurred_at=base
+                )
+        _at(monkeypatch, base + timedelta(minutes=4, seconds=30))
+        parked = ledger.add_outbound(
+            session,
+            "tenant-a",
+            "acct",
+            automation_id="au",
+            kind="private_reply",
+            dedupe_key="c-1",
+            comment_id="c-1",
+            recipient_id="u1",
+            event_key="c-1",
+            payload={"text": "hi"},
+            priority="default",
+            status="parked",
+        )
+        assert parked is not None
+        _at(monkeypatch, NOW - timedelta(days=1))  # within retention: stays
+        assert ledger.record_event(session, "tenant-a", "acct", "recent", kind="message", occurred_at=NOW)
+        session.commit()
+    result = run_retention(
+        sessions, now=NOW, deadline=Deadline.unlimited(), require_archive=False, chunk_size=3
+    )
+    assert result.counts["rows_dropped_inbound_events"] == 20
+    assert result.counts["claims_deleted"] == 10 + 10
+    assert result.counts["claims_kept"] == 1
+    with sessions() as session:
+        left = session.execute(sa.text("SELECT tenant_id, claim_key FROM dedupe_claims ORDER BY id")).all()
+    assert [tuple(r) for r in left] == [("tenant-a", "c-1"), ("tenant-a", "recent")]
+
+
+def test_the_first_page_of_a_busy_tenant_is_one_statement(sessions: sessionmaker[Session]) -> None:
+    from replyflow.db.repositories import log_queries
+    from replyflow.db.repositories.log_queries import LogFilter
+
+    with sessions() as session:
+        start = utcnow().replace(microsecond=0) - timedelta(hours=2)
+        for i in range(9):
+            session.execute(
+                sa.text(
+                    "INSERT INTO reply_logs (tenant_id, account_id, kind, status, text, created_at)"
+                    " VALUES ('tenant-a', 'acct', 'dm', 'sent', 'hello', :at)"
+                ),
+                {"at": start + timedelta(minutes=i)},
+            )
+        _logs(session, "tenant-a", TODAY + timedelta(days=2), 1)  # dated ahead: still first
+        session.commit()
+    selects: list[str] = []
+    engine = sessions.kw["bind"]
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        selects.append(statement)
+
+    with sessions() as session:
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            page, more = log_queries.reply_logs(session, "tenant-a", LogFilter(), None, 5)
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", record)
+    assert len(selects) == 1
+    assert more
+    assert page[0].created_at.date() == TODAY + timedelta(days=2)
+    assert [r.created_at for r in page[1:]] == [start + timedelta(minutes=i) for i in (8, 7, 6, 5)]

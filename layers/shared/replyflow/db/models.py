@@ -663,13 +663,10 @@ class FlowTimer(Base):
     )
 
 
-class FlowStepStat(Base):
-    """Step analytics: outcomes (entered, sent, tapped, captured, completed, dropped by reason) per
-    flow, version and step, counted in the transaction that logs them."""
+class FlowStepCounterMixin:
+    """The key of one step counter after its tenant (and day) and the count: a mixin's columns come
+    after the class's own, so the primary keys keep their column order."""
 
-    __tablename__ = "flow_step_stats"
-
-    tenant_id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True)
     flow_id: Mapped[str] = mapped_column(String(26), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -678,7 +675,16 @@ class FlowStepStat(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class FlowStepDaily(Base):
+class FlowStepStat(FlowStepCounterMixin, Base):
+    """Step analytics: outcomes (entered, sent, tapped, captured, completed, dropped by reason) per
+    flow, version and step, counted in the transaction that logs them."""
+
+    __tablename__ = "flow_step_stats"
+
+    tenant_id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True)
+
+
+class FlowStepDaily(FlowStepCounterMixin, Base):
     """The step counters of ``flow_step_stats`` per UTC day as well, upserted in the same transaction
     (so a day's counts add up to the totals' growth that day). Like ``daily_stats`` they hold no
     person's data and outlive log retention."""
@@ -687,12 +693,6 @@ class FlowStepDaily(Base):
 
     tenant_id: Mapped[str] = mapped_column(TENANT_ID, primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    flow_id: Mapped[str] = mapped_column(String(26), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
-    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
-    count: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_flow_step_daily_flow_day", "tenant_id", "flow_id", "day"),)
 

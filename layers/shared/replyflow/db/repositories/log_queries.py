@@ -5,9 +5,13 @@ Invariants:
   (tenant_id, [account_id | status | action | automation_id,] created_at, id) serves it, so
   ``ORDER BY created_at DESC, id DESC`` walks the index (``id`` is declared: on a partitioned table
   MySQL does not order by the primary key InnoDB appends);
-- on MySQL the tables are partitioned by day: a page is read from a window of recent days first
-  (1, 7, 30 days back from the cursor or the tenant's newest row), so the ordered merge opens a few
-  partitions instead of all of them; only a page the windows cannot fill reads without a window;
+- on MySQL the tables are partitioned by day: a page is read from a window of recent days first,
+  so the ordered merge opens a few partitions instead of all of them. The first page tries the last
+  day (from now on, with no upper bound: rows dated ahead are in it too) in one statement; when that
+  cannot fill it, and for a cursor, the windows are 1 hour, 1, 7, 30 days back from the tenant's
+  newest row (``MAX(created_at)``: one index dive per partition) or the cursor, up to it (the
+  partitions kept ahead are pruned too); only a page the windows cannot fill reads without a window.
+  A window with no upper bound that fills the page holds the page: every row outside it is older;
 - pagination is keyset on (created_at, id), descending, written as
   ``created_at <= c AND (created_at < c OR id < i)`` so the optimizer sees a range on created_at
   (row-constructor comparisons are not range-optimized by every MySQL/MariaDB version); never OFFSET;
@@ -24,6 +28,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from replyflow.clock import utcnow
 from replyflow.db.models import AutomationLog, DailyStat, ReplyLog
 
 
@@ -43,7 +48,13 @@ class LogFilter:
     until: datetime | None = None
 
 
-WINDOW_DAYS = (1, 7, 30)
+# The first page's try (from now on), then the windows back from the newest row or the cursor. The
+# first window is an hour: a window as wide as the partitions it prunes to makes MariaDB pick ``ref``
+# on ``tenant_id`` over the range, which walks down from the newest row of the partition and reads
+# every row between it and the cursor (measured at 10M rows: page 39 read 1,952 index entries with a
+# one-day first window, 52 with an hour).
+FIRST_PAGE = timedelta(days=1)
+WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), timedelta(days=30))
 
 
 def _page(
@@ -51,17 +62,20 @@ def _page(
 ) -> tuple[list[Any], bool]:
     if session.get_bind().dialect.name not in ("mysql", "mariadb"):
         return _read_page(session, query, model, after, limit)
-    anchor = (
-        after.created_at
-        if after is not None
-        else session.scalar(query.with_only_columns(func.max(model.created_at)))
-    )
+    if after is None:
+        # The first page of a tenant with a page of rows in the last day: one statement.
+        recent = query.where(model.created_at >= utcnow() - FIRST_PAGE)
+        rows, more = _read_page(session, recent, model, None, limit)
+        if more:
+            return rows, more
+        anchor = session.scalar(query.with_only_columns(func.max(model.created_at)))
+    else:
+        anchor = after.created_at
     if anchor is None:
         return [], False
-    for days in WINDOW_DAYS:
-        rows, more = _read_page(
-            session, query.where(model.created_at >= anchor - timedelta(days=days)), model, after, limit
-        )
+    for span in WINDOWS:
+        window = query.where(model.created_at.between(anchor - span, anchor))
+        rows, more = _read_page(session, window, model, after, limit)
         if more:
             return rows, more
     return _read_page(session, query, model, after, limit)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, case, delete, func, select, text, tuple_
+from sqlalchemy import CursorResult, Table, case, delete, func, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from replyflow.db.models import DedupeClaim, InboundEvent, OutboundMessage
@@ -178,31 +178,35 @@ def _as_date(value: Any) -> date:
 # Dedupe claims ------------------------------------------------------------------------------------
 
 
+Claim = tuple[int, str, str, str, datetime]  # (id, account_id, kind, claim_key, claimed_at)
+
+
 def expired_claims(
-    session: Session, tenant_id: str, cutoff: datetime, after_id: int, limit: int
-) -> list[tuple[int, str, str, str, datetime]]:
-    """``(id, account_id, kind, claim_key, claimed_at)`` of the tenant's claims made before
-    ``cutoff`` with ``id > after_id``, by id, at most ``limit``."""
+    session: Session, tenant_id: str, cutoff: datetime, after: tuple[datetime, int] | None, limit: int
+) -> list[Claim]:
+    """The tenant's claims made before ``cutoff`` after ``after`` (``(claimed_at, id)``), in that order,
+    at most ``limit``: one step of a keyset walk of ``(tenant_id, claimed_at)`` (InnoDB appends ``id``;
+    the table is not partitioned, so the index orders by it), reading exactly the chunk."""
+    age = DedupeClaim.claimed_at
+    where = [DedupeClaim.tenant_id == tenant_id, age < cutoff]
+    if after is not None:
+        at, last_id = after
+        where += [age >= at, or_(age > at, DedupeClaim.id > last_id)]
     stmt = (
-        select(
-            DedupeClaim.id,
-            DedupeClaim.account_id,
-            DedupeClaim.kind,
-            DedupeClaim.claim_key,
-            DedupeClaim.claimed_at,
-        )
-        .where(DedupeClaim.tenant_id == tenant_id, DedupeClaim.claimed_at < cutoff, DedupeClaim.id > after_id)
-        .order_by(DedupeClaim.id)
+        select(DedupeClaim.id, DedupeClaim.account_id, DedupeClaim.kind, DedupeClaim.claim_key, age)
+        .where(*where)
+        .order_by(age, DedupeClaim.id)
         .limit(limit)
     )
     return [(int(i), str(a), str(k), str(c), at) for i, a, k, c, at in session.execute(stmt)]
 
 
-def held_keys(
-    session: Session, tenant_id: str, claims: Sequence[tuple[int, str, str, str, datetime]]
-) -> set[tuple[str, str, str]]:
+def held_keys(session: Session, tenant_id: str, claims: Sequence[Claim]) -> set[tuple[str, str, str]]:
     """The ``(account_id, kind, key)`` of these claims whose ledger row still exists (kept unarchived or
-    pending): their claims stay. The age range of the claims prunes the lookups to few partitions."""
+    pending): their claims stay. A ledger row ages from its claim's instant, so only rows within the
+    claims' time range (a second either side: DATETIME keeps whole seconds) can hold one; one probe
+    per ledger table finds none in the common case (their partitions were dropped), else the keys
+    are looked up, pruned to the partitions of that range."""
     if not claims:
         return set()
     lo = min(c[4] for c in claims) - timedelta(seconds=1)
@@ -210,7 +214,7 @@ def held_keys(
     held: set[tuple[str, str, str]] = set()
     inbound = [(c[1], c[3]) for c in claims if c[2] == "inbound"]
     outbound = [(c[1], c[2], c[3]) for c in claims if c[2] != "inbound"]
-    if inbound:
+    if inbound and _any_between(session, InboundEvent.__table__, InboundEvent.received_at, tenant_id, lo, hi):
         rows = session.execute(
             select(InboundEvent.account_id, InboundEvent.event_key).where(
                 InboundEvent.tenant_id == tenant_id,
@@ -219,7 +223,9 @@ def held_keys(
             )
         )
         held |= {(str(a), "inbound", str(k)) for a, k in rows}
-    if outbound:
+    if outbound and _any_between(
+        session, OutboundMessage.__table__, OutboundMessage.created_at, tenant_id, lo, hi
+    ):
         sends = session.execute(
             select(OutboundMessage.account_id, OutboundMessage.kind, OutboundMessage.dedupe_key).where(
                 OutboundMessage.tenant_id == tenant_id,
@@ -233,8 +239,31 @@ def held_keys(
     return held
 
 
+def _any_between(session: Session, table: Any, age: Any, tenant_id: str, lo: datetime, hi: datetime) -> bool:
+    """Whether the tenant has a row aged in ``[lo, hi]`` (one dive of its (tenant_id, age) index)."""
+    probe = select(table.c.id).where(table.c.tenant_id == tenant_id, age.between(lo, hi)).limit(1)
+    return session.scalar(probe) is not None
+
+
 def delete_claims(session: Session, tenant_id: str, ids: Sequence[int]) -> int:
     if not ids:
         return 0
     stmt = delete(DedupeClaim).where(DedupeClaim.tenant_id == tenant_id, DedupeClaim.id.in_(ids))
+    return int(cast("CursorResult[Any]", session.execute(stmt)).rowcount or 0)
+
+
+def delete_claim_range(session: Session, tenant_id: str, first: Claim, last: Claim, cutoff: datetime) -> int:
+    """Delete the tenant's claims made before ``cutoff`` from ``first`` to ``last`` in
+    ``(claimed_at, id)`` order, both included: a range of ``(tenant_id, claimed_at)``, no id list.
+    Exactly the chunk :func:`expired_claims` read between them, since no claim is made in the past
+    (``claimed_at`` is the insert time, the cutoff days before it)."""
+    age = DedupeClaim.claimed_at
+    (first_id, first_at), (last_id, last_at) = (first[0], first[4]), (last[0], last[4])
+    stmt = delete(DedupeClaim).where(
+        DedupeClaim.tenant_id == tenant_id,
+        age < cutoff,
+        age.between(first_at, last_at),
+        or_(age > first_at, DedupeClaim.id >= first_id),
+        or_(age < last_at, DedupeClaim.id <= last_id),
+    )
     return int(cast("CursorResult[Any]", session.execute(stmt)).rowcount or 0)

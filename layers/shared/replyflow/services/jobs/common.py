@@ -33,6 +33,17 @@ class Deadline:
         return self.remaining() <= 0
 
 
+def delete_in_chunks(deadline: Deadline, chunk_size: int, chunk: Callable[[], int]) -> bool:
+    """Run ``chunk`` (one short transaction that deletes one chunk and returns how many rows it read
+    to choose it) until a chunk reads fewer than ``chunk_size`` rows: True then, False when the
+    deadline stopped it first (it is checked before every chunk). Deleting is by predicate, so the
+    next run resumes where this one stopped."""
+    while not deadline.expired():
+        if chunk() < chunk_size:
+            return True
+    return False
+
+
 @dataclass
 class JobResult:
     job: str

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.db.repositories import flows as flows_repo
-from replyflow.services.jobs.common import Deadline
+from replyflow.services.jobs.common import Deadline, delete_in_chunks
 from replyflow.services.jobs.policy import TenantRetention
 
 
@@ -31,13 +31,14 @@ def purge_flow_runs(
     """Delete the tenant's runs that ended before its cutoff, and their timers; False when the
     deadline stopped it."""
     cutoff = policy.cutoff(now)
-    while not deadline.expired():
+
+    def chunk() -> int:
         with sessions() as session:
             ids = flows_repo.finished_runs_before(session, policy.tenant_id, cutoff, chunk_size)
             runs, timers = flows_repo.delete_finished_runs(session, policy.tenant_id, ids)
             session.commit()
         counts["deleted_flow_runs"] += runs
         counts["deleted_flow_timers"] += timers
-        if len(ids) < chunk_size:
-            return True
-    return False
+        return len(ids)
+
+    return delete_in_chunks(deadline, chunk_size, chunk)

@@ -18,8 +18,9 @@ Invariants:
 from __future__ import annotations
 
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime, time, timedelta
+from time import perf_counter
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,28 +74,46 @@ def drop_expired_partitions(
     require_archive: bool,
     counts: Counter[str],
     dropped: dict[str, list[parts.Partition]] | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> bool:
     """Drop every partition whose rows have all expired (and are archived, when required); False when
     the deadline stopped it. Counts ``partitions_dropped``, ``rows_dropped`` and ``rows_dropped_<table>``
     (the partitions' row statistics: an estimate, counting would read every row); ``dropped``
-    receives the partitions dropped per table (their whole ranges are empty now).
+    receives the partitions dropped per table (their whole ranges are empty now); ``seconds`` the
+    wall times: ``read`` (the decisions), ``drop_longest`` (the slowest table's statement) and
+    ``total``.
 
-    The decisions read a few index entries per tenant and partition; the drops, one ``ALTER TABLE``
-    per table, run at the same time on one connection per table (their cost is per dropped partition,
-    mostly waiting on the disk, and different tables take no lock of each other)."""
+    The decisions read a few index entries per tenant and partition, one table after another; each
+    table's drops are one ``ALTER TABLE ... DROP PARTITION`` of all its droppable partitions (a single
+    DDL statement per table, whatever the number of partitions), started on a connection of its own
+    as soon as that table is decided, so it runs while the next tables are read and beside the other
+    tables' statements (its cost is per dropped partition, mostly waiting on the disk, and different
+    tables take no lock of each other)."""
     if not policies:
         return True
     cutoffs = {p.tenant_id: p.cutoff(now) for p in policies}
-    coverage = _ArchiveCoverage(sessions, max(cutoffs.values()).date())
+    coverage = _ArchiveCoverage(max(cutoffs.values()).date())
     plan: dict[str, list[parts.Partition]] = {}
-    for table_name in parts.PARTITIONED:
-        if deadline.expired():
-            break
-        plan[table_name] = _droppable(
-            sessions, table_name, cutoffs, coverage, require_archive, deadline, counts
-        )
-    with ThreadPoolExecutor(max_workers=max(1, len(plan))) as pool:
-        list(pool.map(lambda item: _drop(sessions, *item), plan.items()))
+    started = perf_counter()
+    read = 0.0
+    with ThreadPoolExecutor(max_workers=len(parts.PARTITIONED)) as pool:
+        drops: list[Future[float]] = []
+        for table_name in parts.PARTITIONED:
+            if deadline.expired():
+                break
+            table_started = perf_counter()
+            plan[table_name] = _droppable(
+                sessions, table_name, cutoffs, coverage, require_archive, deadline, counts
+            )
+            read += perf_counter() - table_started
+            # This table's statement runs while the next table is read (at most one connection
+            # reading and one per table dropping: no more than the drops alone used to hold).
+            drops.append(pool.submit(_drop, sessions, table_name, plan[table_name]))
+        drop_seconds = [d.result() for d in drops]
+    if seconds is not None:
+        seconds["read"] = read
+        seconds["drop_longest"] = max(drop_seconds, default=0.0)
+        seconds["total"] = perf_counter() - started
     for table_name, droppable in plan.items():
         if dropped is not None:
             dropped[table_name] = droppable
@@ -132,20 +151,25 @@ def _droppable(
                 found = parts.day_contents(session, LOG_TABLES[table_name], partition)
             else:  # p_history spans many days: grouped by day (it goes once)
                 found = parts.contents(session, LOG_TABLES[table_name], partition)
-            if _all_expired(found, partition, cutoffs, coverage, table_name, require_archive):
+            if _all_expired(session, found, partition, cutoffs, coverage, table_name, require_archive):
                 droppable.append(partition)
             else:
                 counts["partitions_kept"] += 1
     return droppable
 
 
-def _drop(sessions: sessionmaker[Session], table_name: str, droppable: list[parts.Partition]) -> None:
+def _drop(sessions: sessionmaker[Session], table_name: str, droppable: list[parts.Partition]) -> float:
+    """One ``ALTER TABLE ... DROP PARTITION`` of every droppable partition of the table (none when
+    there is nothing to drop); its wall time."""
+    started = perf_counter()
     with sessions() as session:
         parts.drop(session, table_name, [p.name for p in droppable])
         session.commit()
+    return perf_counter() - started
 
 
 def _all_expired(
+    session: Session,
     found: list[parts.TenantDay],
     partition: parts.Partition,
     cutoffs: dict[str, datetime],
@@ -159,23 +183,23 @@ def _all_expired(
         d.tenant_id in cutoffs
         and upper <= cutoffs[d.tenant_id]
         and d.pending == 0
-        and (not require_archive or coverage.covered(d.tenant_id, table_name, d.day) >= d.max_id)
+        and (not require_archive or coverage.covered(session, d.tenant_id, table_name, d.day) >= d.max_id)
         for d in found
     )
 
 
 class _ArchiveCoverage:
-    """The highest id the verified archive files cover, per tenant, table and day (read once per tenant)."""
+    """The highest id the verified archive files cover, per tenant, table and day (read once per
+    tenant, on the session of the decision that needs it: the decisions hold one connection, and the
+    drops started meanwhile one each)."""
 
-    def __init__(self, sessions: sessionmaker[Session], before: date) -> None:
-        self._sessions = sessions
+    def __init__(self, before: date) -> None:
         self._before = before
         self._by_tenant: dict[str, dict[tuple[str, date], int]] = {}
 
-    def covered(self, tenant_id: str, table: str, day: date) -> int:
+    def covered(self, session: Session, tenant_id: str, table: str, day: date) -> int:
         if tenant_id not in self._by_tenant:
-            with self._sessions() as session:
-                files = log_archive.archived_files(session, tenant_id, self._before)
+            files = log_archive.archived_files(session, tenant_id, self._before)
             top: dict[tuple[str, date], int] = {}
             for f in files:
                 key = (f.table_name, f.day)

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from replyflow.db.repositories import log_archive
 from replyflow.db.repositories import partitions as parts
 from replyflow.db.repositories.partitions import Partition
-from replyflow.services.jobs.common import Deadline, JobResult
+from replyflow.services.jobs.common import Deadline, JobResult, delete_in_chunks
 from replyflow.services.jobs.flow_retention import purge_flow_runs
 from replyflow.services.jobs.partitions import drop_expired_partitions
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention, tenant_retentions
@@ -84,6 +84,7 @@ def run_retention(
     per_tenant: dict[str, dict[str, int]] = {}
     # Only every tenant's policy can tell that a partition is past retention (a tenant subset cannot).
     gone: dict[str, list[Partition]] = {}
+    seconds: dict[str, float] = {}
     if tenant_ids is None and not drop_expired_partitions(
         sessions,
         policies,
@@ -92,6 +93,7 @@ def run_retention(
         require_archive=require_archive,
         counts=result.counts,
         dropped=gone,
+        seconds=seconds,
     ):
         result.stopped_early = True
         policies = []
@@ -100,28 +102,7 @@ def run_retention(
             result.stopped_early = True
             break
         counts: Counter[str] = Counter()
-        for table_name, table in LOG_TABLES.items():
-            if not _purge_table(
-                sessions,
-                table_name,
-                table,
-                policy,
-                now,
-                deadline,
-                require_archive,
-                chunk_size,
-                counts,
-                gone.get(table_name, []),
-            ):
-                result.stopped_early = True
-                break
-        if not result.stopped_early and not _purge_claims(
-            sessions, policy, now, deadline, chunk_size, counts
-        ):
-            result.stopped_early = True
-        if not result.stopped_early and not purge_flow_runs(
-            sessions, policy, now, deadline, chunk_size, counts
-        ):
+        if not _purge_tenant(sessions, policy, now, deadline, require_archive, chunk_size, counts, gone):
             result.stopped_early = True
         result.counts["tenants"] += 1
         result.counts.update(counts)
@@ -133,8 +114,33 @@ def run_retention(
     result.counts["rows_deleted"] = sum(v for k, v in result.counts.items() if k.startswith("deleted_"))
     result.counts["rows_removed"] = result.counts["rows_deleted"] + result.counts["rows_dropped"]
     result.details["deleted_per_tenant"] = per_tenant
+    if seconds:
+        result.details["partition_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     result.duration_seconds = perf_counter() - started
     return result
+
+
+def _purge_tenant(
+    sessions: sessionmaker[Session],
+    policy: TenantRetention,
+    now: datetime,
+    deadline: Deadline,
+    require_archive: bool,
+    chunk_size: int,
+    counts: Counter[str],
+    gone: dict[str, list[Partition]],
+) -> bool:
+    """One tenant's chunked deletes (the log tables, then its claims, then its flow runs); False when
+    the deadline stopped it."""
+    for table_name, table in LOG_TABLES.items():
+        dropped = gone.get(table_name, [])
+        if not _purge_table(
+            sessions, table_name, table, policy, now, deadline, require_archive, chunk_size, counts, dropped
+        ):
+            return False
+    return _purge_claims(sessions, policy, now, deadline, chunk_size, counts) and purge_flow_runs(
+        sessions, policy, now, deadline, chunk_size, counts
+    )
 
 
 def _purge_claims(
@@ -148,25 +154,29 @@ def _purge_claims(
     """Delete the tenant's claims made before its cutoff whose ledger rows are gone; False when the
     deadline stopped it."""
     cutoff = policy.cutoff(now)
-    after = 0
-    while True:
-        if deadline.expired():
-            return False
+    after: tuple[datetime, int] | None = None
+
+    def chunk() -> int:
+        nonlocal after
         with sessions() as session:
             claims = parts.expired_claims(session, policy.tenant_id, cutoff, after, chunk_size)
             if not claims:
-                return True
-            after = claims[-1][0]
+                return 0
+            after = (claims[-1][4], claims[-1][0])
             held = parts.held_keys(session, policy.tenant_id, claims)
             ids = [c[0] for c in claims if (c[1], c[2], c[3]) not in held]
-            deleted = parts.delete_claims(session, policy.tenant_id, ids)
+            if len(ids) == len(claims):  # the common case: one range, no id list
+                deleted = parts.delete_claim_range(session, policy.tenant_id, claims[0], claims[-1], cutoff)
+            else:
+                deleted = parts.delete_claims(session, policy.tenant_id, ids)
             session.commit()
         if deleted:
             counts["claims_deleted"] += deleted
         if len(ids) < len(claims):
             counts["claims_kept"] += len(claims) - len(ids)
-        if len(claims) < chunk_size:
-            return True
+        return len(claims)
+
+    return delete_in_chunks(deadline, chunk_size, chunk)
 
 
 def _purge_table(
