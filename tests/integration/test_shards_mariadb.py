@@ -143,6 +143,77 @@ def test_a_move_resumes_after_a_crash_at_every_step_and_keeps_every_row(
     assert _count(shard_urls[target], "automations", tenant_id) == 0
 
 
+def _seed_rows(url: str, tenant_id: str, logs: int, days: int) -> None:
+    """``logs`` reply logs (some with NULLs and empty strings) and ``days`` x 2 daily stats rows (a
+    composite key) for the tenant, written straight to its shard."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO reply_logs (tenant_id, account_id, kind, status, text, detail, created_at)"
+                    " VALUES (:t, 'acct', 'dm', 'sent', :text, :detail, NOW())"
+                ),
+                [
+                    {
+                        "t": tenant_id,
+                        "text": None if i % 3 == 0 else f"hi {i}",
+                        "detail": "" if i % 2 else None,
+                    }
+                    for i in range(logs)
+                ],
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO daily_stats (tenant_id, day, account_id, automation_id, action, count)"
+                    " VALUES (:t, CURRENT_DATE - INTERVAL :d DAY, 'acct', :a, 'sent', :d)"
+                ),
+                [{"t": tenant_id, "d": d, "a": a} for d in range(days) for a in ("auto-1", "auto-2")],
+            )
+    finally:
+        engine.dispose()
+
+
+def _text(i: int) -> str | None:
+    return None if i % 3 == 0 else f"hi {i}"
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["through-python", "insert-select"])
+def test_a_move_copies_in_key_range_chunks_and_a_changed_row_names_its_range(
+    env: ApiEnv, shard_urls: dict[str, str], monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    from replyflow.db.repositories import shard_copy
+    from replyflow.services.shard_moves import ShardMoveError
+
+    monkeypatch.setattr(shard_copy, "CHUNK_ROWS", 4)  # several chunks, composite keys included
+    router = _router(env)
+    tenant_id = env.signup(f"TenantChunks{int(direct)}")["tenant_id"]
+    source = router.shard_of(tenant_id)
+    target = "s1" if source == "s0" else "s0"
+    _seed_rows(shard_urls[source], tenant_id, logs=23, days=5)
+    mover = ShardMover(router, now=utcnow, settle_seconds=0, direct=direct, after_step=_crash_at("copied"))
+    with pytest.raises(Crash):
+        mover.move(tenant_id, target)
+    assert _count(shard_urls[target], "reply_logs", tenant_id) == 23
+    assert _count(shard_urls[target], "daily_stats", tenant_id) == 10
+    # A row changed on the target after the copy (NULL -> ''): the verification names its range.
+    engine = sa.create_engine(shard_urls[target], poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        last = conn.scalar(sa.text("SELECT MAX(id) FROM reply_logs WHERE tenant_id = :t"), {"t": tenant_id})
+        conn.execute(sa.text("UPDATE reply_logs SET text = '' WHERE id = :id"), {"id": last})
+    engine.dispose()
+    with pytest.raises(ShardMoveError, match=r"reply_logs key \(\d+, \.\.\.\]"):
+        ShardMover(router, now=utcnow, settle_seconds=0, direct=direct).move(tenant_id, target)
+    # Back at ``paused``: the next run copies again and finishes.
+    report = ShardMover(router, now=utcnow, settle_seconds=0, direct=direct).move(tenant_id, target)
+    assert report.state == "done"
+    assert (report.rows["reply_logs"], report.rows["daily_stats"]) == (23, 10)
+    assert _count(shard_urls[source], "reply_logs", tenant_id) == 0
+    assert _count(shard_urls[source], "daily_stats", tenant_id) == 0
+    router.forget(tenant_id)
+    assert router.shard_of(tenant_id) == target
+
+
 def test_the_cli_lists_the_shards_and_moves_a_tenant(
     env: ApiEnv, shard_urls: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
