@@ -214,6 +214,120 @@ def test_a_move_copies_in_key_range_chunks_and_a_changed_row_names_its_range(
     assert router.shard_of(tenant_id) == target
 
 
+class _Requeue:
+    """The ``QueueVisibility`` port: deferred bodies are kept (their queue would deliver them later)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def change_visibility(self, queue_arn: str, changes: Any) -> None:
+        pass
+
+    def send_again(self, queue_arn: str, bodies: Any, *, delay_seconds: int) -> None:
+        self.sent.extend(bodies)
+
+
+def _old_logs(url: str, tenant_id: str, n: int) -> None:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO reply_logs (tenant_id, account_id, kind, status, created_at)"
+                " VALUES (:t, 'acct', 'dm', 'sent', NOW() - INTERVAL 1000 DAY)"
+            ),
+            [{"t": tenant_id}] * n,
+        )
+    engine.dispose()
+
+
+def _record(body: str) -> dict[str, Any]:
+    return {
+        "messageId": "m-1",
+        "receiptHandle": "h-1",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:rf-events-default",
+    }
+
+
+def test_a_paused_tenant_is_held_from_jobs_and_workers_and_its_event_is_processed_after_the_switch(
+    env: ApiEnv, shard_urls: dict[str, str], tenant_a: dict[str, str]
+) -> None:
+    """While a move holds A: the retention job's run over A's shard deletes another tenant's expired
+    rows but none of A's, and the processor defers A's event (sent again, not failed); after the
+    switch the deferred event is processed on A's new shard."""
+    import uuid
+
+    from replyflow.db.shards import on_shard
+    from replyflow.domain.messages import EventMessage, decode_event_message, queue_priority
+    from replyflow.domain.webhook_events import parse_body
+    from replyflow.services.jobs.common import Deadline
+    from replyflow.services.jobs.retention import run_retention
+    from replyflow.services.process_event import EventProcessor
+    from replyflow.services.sqs_batch import RetryBackoff, process_batch
+    from tests.support_pipeline import DictCache, DictCooldowns, MemoryQueues, comment_body
+
+    router = _router(env)
+    tenant_id = tenant_a["tenant_id"]
+    source = router.shard_of(tenant_id)
+    target = "s1" if source == "s0" else "s0"
+    other = env.signup("TenantBeside")["tenant_id"]
+    if router.shard_of(other) != source:
+        ShardMover(router, now=utcnow, settle_seconds=0).move(other, source)
+    _old_logs(shard_urls[source], tenant_id, 3)
+    _old_logs(shard_urls[source], other, 2)
+    with pytest.raises(Crash):
+        ShardMover(router, now=utcnow, settle_seconds=0, after_step=_crash_at("paused")).move(
+            tenant_id, target
+        )
+    router.forget(tenant_id)
+
+    with on_shard(source):
+        run_retention(
+            env.deps.clients.writer_sessions, now=utcnow(), deadline=Deadline(None), require_archive=False
+        )
+    assert _count(shard_urls[source], "reply_logs", other) == 0  # the job ran for the others
+    assert _count(shard_urls[source], "reply_logs", tenant_id) == 3  # and held A's rows
+
+    body = comment_body("17841499000000001", f"179{uuid.uuid4().int % 10**14:014d}", text="LINK")
+    message = EventMessage(
+        tenant_id=tenant_id,
+        account_id=tenant_a["account_id"],
+        priority=queue_priority("default"),
+        event=parse_body(body).events[0],
+    )
+    queues, requeue = MemoryQueues(), _Requeue()
+    processor = EventProcessor(
+        sessions=env.deps.clients.writer_sessions,
+        cache=DictCache(),
+        cooldowns=DictCooldowns(),
+        publisher=queues,
+    )
+
+    def handle(raw: str) -> None:
+        decoded = decode_event_message(raw)
+        assert isinstance(decoded, EventMessage)
+        processor.process(decoded)
+
+    backoff = RetryBackoff(requeue, base_seconds=5, max_seconds=180)
+    before = {name: _count(shard_urls[name], "inbound_events", tenant_id) for name in ("s0", "s1")}
+    response = process_batch({"Records": [_record(message.to_json())]}, handle, backoff=backoff)
+    assert response == {"batchItemFailures": []}  # not failed: deferred
+    assert requeue.sent == [message.to_json()]
+    assert {name: _count(shard_urls[name], "inbound_events", tenant_id) for name in ("s0", "s1")} == before
+    assert queues.published == []
+
+    report = ShardMover(router, now=utcnow, settle_seconds=0).move(tenant_id, target)
+    assert report.state == "done"
+    assert report.rows["reply_logs"] >= 3
+    router.forget(tenant_id)
+    response = process_batch({"Records": [_record(requeue.sent[0])]}, handle, backoff=backoff)
+    assert response == {"batchItemFailures": []}
+    assert len(requeue.sent) == 1  # processed this time
+    assert _count(shard_urls[target], "inbound_events", tenant_id) == before[source] + 1
+    assert queues.published  # the private reply it decided on was queued
+
+
 def test_the_cli_lists_the_shards_and_moves_a_tenant(
     env: ApiEnv, shard_urls: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

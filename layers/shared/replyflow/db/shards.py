@@ -13,6 +13,16 @@ tables to the directory and the others to the shard of the tenant this thread is
 (``observability.bind_tenant``, which the API's ``principal`` and the workers already call), or to
 the shard named by :func:`on_shard` (the platform jobs run once per shard), else the default shard.
 With one shard there is no router: the plain session factory, exactly as before.
+
+A move's pause holds for every writer, at this level (docs/architecture.md#tenant-shards):
+
+- a session opened for a bound tenant that a move holds is refused when it is opened
+  (``TenantMovingError``: a 503 for the API, a deferred record for the workers);
+- a session opened for no tenant (a platform job's, over one shard) learns the tenants a move holds
+  on its shard (paused there, or being copied there; cached like placements) at its first write of a
+  shard table: an ``UPDATE`` or ``DELETE`` leaves their rows alone (``AND tenant_id NOT IN (...)``,
+  the job's next run does them), an ``INSERT`` or a flushed object of theirs is refused, and
+  :func:`held_tenants` tells a job what it must not touch otherwise (a partition drop).
 """
 
 from __future__ import annotations
@@ -22,11 +32,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from itertools import chain
+from typing import Any, cast
 
-from sqlalchemy import Engine, Table, event
+from sqlalchemy import Engine, Table, event, inspect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.util import find_tables
 
 from replyflow.clock import utcnow
@@ -82,16 +94,41 @@ def on_shard(name: str) -> Iterator[None]:
         _on_shard.reset(token)
 
 
+MOVING_MESSAGE = "this workspace is being moved to another database; try again in a few seconds"
+
+
 class ShardSession(Session):
     """A session over the directory and one shard: a statement naming only global tables goes to
-    the directory, any other to the shard."""
+    the directory, any other to the shard. ``tenant_id``: the tenant it was opened for (checked
+    then); None for a platform session, whose writes are held off the tenants a move holds."""
 
-    def __init__(self, *, directory: Engine, shard: Engine, router: ShardRouter, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        directory: Engine,
+        shard: Engine,
+        router: ShardRouter,
+        shard_name: str = "",
+        tenant_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs["bind"] = shard
         super().__init__(**kwargs)
         self.directory_engine = directory
         self.shard_engine = shard
         self.router = router
+        self.shard_name = shard_name
+        self.tenant_id = tenant_id
+        self._held: frozenset[str] | None = None
+
+    def held_tenants(self) -> frozenset[str]:
+        """The tenants a move holds on this session's shard (none for a session opened for a
+        tenant: that one was checked when the session opened)."""
+        if self.tenant_id is not None or not self.shard_name:
+            return frozenset()
+        if self._held is None:
+            self._held = self.router.held_on(self.shard_name)
+        return self._held
 
     def get_bind(self, mapper: Any = None, *, clause: Any = None, bind: Any = None, **kw: Any) -> Any:
         if bind is not None:
@@ -138,12 +175,14 @@ class ShardRouter:
         self._monotonic = monotonic
         self._cache: dict[str, tuple[float, Placement]] = {}
         self._lock = threading.Lock()
+        self._held: dict[str, tuple[float, frozenset[str]]] = {}
         self._factories: dict[str, sessionmaker[Session]] = {
             name: sessionmaker(
                 class_=ShardSession,
                 directory=directory,
                 shard=engine,
                 router=self,
+                shard_name=name,
                 expire_on_commit=False,
                 future=True,
             )
@@ -155,35 +194,56 @@ class ShardRouter:
         return sorted(self.shards)
 
     def __call__(self) -> Session:
-        return self._factories[self.current_shard()]()
+        shard, tenant_id = self._pick()
+        return self._factories[shard](tenant_id=tenant_id)
 
     def on(self, shard: str) -> sessionmaker[Session]:
         """The session factory of one shard, whatever the thread is bound to."""
         return self._factories[shard]
 
     def current_shard(self) -> str:
+        return self._pick()[0]
+
+    def _pick(self) -> tuple[str, str | None]:
+        """The shard a new session talks to, and the tenant it was picked for (None: a platform
+        session, of ``on_shard`` or the default shard)."""
         named = _on_shard.get()
         if named is not None:
-            return named
+            return named, None
         tenant_id = bound_tenant()
         if not tenant_id:
-            return self.default
+            return self.default, None
         # A readers' router reads a paused tenant from its old shard; a writers' refuses it.
-        return self.shard_of(tenant_id, writable=self._placements is None)
+        return self.shard_of(tenant_id, writable=self._placements is None), tenant_id
 
     def shard_of(self, tenant_id: str, *, writable: bool = True) -> str:
         """The tenant's shard, placing a tenant seen for the first time on the emptiest shard;
         ``TenantMovingError`` while a move has paused it (unless ``writable`` is False)."""
         found = self._placement(tenant_id)
         if writable and found.status != "active":
-            raise TenantMovingError(
-                "this workspace is being moved to another database; try again in a few seconds"
-            )
+            raise TenantMovingError(MOVING_MESSAGE)
         return found.shard
+
+    def held_on(self, shard: str) -> frozenset[str]:
+        """The tenants a move holds on ``shard`` (``shard_directory.held_tenants``), trusted for
+        ``cache_seconds`` like a placement."""
+        if self._placements is not None:
+            return self._placements.held_on(shard)
+        now = self._monotonic()
+        with self._lock:
+            cached = self._held.get(shard)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        with self.directory.connect() as conn:
+            held = directory.held_tenants(conn, shard)
+        with self._lock:
+            self._held[shard] = (now + self._cache_seconds, held)
+        return held
 
     def forget(self, tenant_id: str) -> None:
         with self._lock:
             self._cache.pop(tenant_id, None)
+            self._held.clear()
 
     def _placement(self, tenant_id: str) -> Placement:
         if self._placements is not None:
@@ -219,6 +279,61 @@ class ShardRouter:
     def tenant_of_account(self, ig_user_id: str) -> str | None:
         with self.directory.connect() as conn:
             return directory.account_tenant(conn, ig_user_id)
+
+
+def held_tenants(session: Session) -> frozenset[str]:
+    """The tenants a move holds on the session's shard (none without shards)."""
+    return session.held_tenants() if isinstance(session, ShardSession) else frozenset()
+
+
+def _tenant_row(obj: Any) -> str | None:
+    """The tenant of a shard table's row (None for a directory row)."""
+    if inspect(obj).mapper.local_table.name in GLOBAL_TABLES:
+        return None
+    tenant_id = getattr(obj, "tenant_id", None)
+    return tenant_id if isinstance(tenant_id, str) else None
+
+
+@event.listens_for(ShardSession, "before_flush")
+def _refuse_held_objects(session: Session, _flush_context: Any, _instances: Any) -> None:
+    assert isinstance(session, ShardSession)
+    if session.tenant_id is not None:
+        return
+    tenants = {_tenant_row(obj) for obj in chain(session.new, session.dirty, session.deleted)}
+    tenants.discard(None)
+    if tenants and tenants & session.held_tenants():
+        raise TenantMovingError(MOVING_MESSAGE)
+
+
+@event.listens_for(ShardSession, "do_orm_execute")
+def _hold_statement(state: ORMExecuteState) -> None:
+    """A platform session's ``UPDATE``/``DELETE`` of a shard table skips the held tenants' rows; its
+    ``INSERT`` of such a row (or of a row whose tenant it cannot tell) is refused."""
+    if not (state.is_insert or state.is_update or state.is_delete):
+        return
+    session = state.session
+    assert isinstance(session, ShardSession)
+    table = getattr(state.statement, "table", None)
+    if not isinstance(table, Table) or table.name in GLOBAL_TABLES or "tenant_id" not in table.c:
+        return
+    held = session.held_tenants()
+    if not held:
+        return
+    if state.is_insert:
+        written = _inserted_tenants(state, session.shard_engine)
+        if not written or written & held:
+            raise TenantMovingError(MOVING_MESSAGE)
+        return
+    state.statement = state.statement.where(table.c.tenant_id.not_in(sorted(held)))  # type: ignore[attr-defined]
+
+
+def _inserted_tenants(state: ORMExecuteState, engine: Engine) -> set[str]:
+    params = state.parameters
+    rows = cast(list[Mapping[str, Any]], params if isinstance(params, list) else [params or {}])
+    found = {row.get("tenant_id") for row in rows}
+    compiled = cast(ClauseElement, state.statement).compile(dialect=engine.dialect).params
+    found |= {value for key, value in compiled.items() if key == "tenant_id" or key.startswith("tenant_id_m")}
+    return {value for value in found if isinstance(value, str)}
 
 
 @event.listens_for(ShardSession, "after_flush")

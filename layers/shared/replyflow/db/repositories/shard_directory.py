@@ -53,6 +53,18 @@ def tenants_on(conn: Connection, shard: str) -> list[str]:
     )
 
 
+def held_tenants(conn: Connection, shard: str) -> frozenset[str]:
+    """The tenants a move holds on ``shard``: paused there (its source), or being copied there (its
+    target, until the switch)."""
+    paused = select(_TENANT_SHARDS.c.tenant_id).where(
+        _TENANT_SHARDS.c.shard == shard, _TENANT_SHARDS.c.status != "active"
+    )
+    arriving = select(_MOVES.c.tenant_id).where(
+        _MOVES.c.target == shard, _MOVES.c.state.in_(("paused", "copied", "verified"))
+    )
+    return frozenset(conn.scalars(paused)) | frozenset(conn.scalars(arriving))
+
+
 def place(conn: Connection, tenant_id: str, shard: str, *, now: datetime) -> None:
     """Insert the tenant's placement (the caller treats a duplicate key as "placed concurrently")."""
     conn.execute(

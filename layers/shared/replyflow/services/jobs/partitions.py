@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.db.repositories import log_archive
 from replyflow.db.repositories import partitions as parts
+from replyflow.db.shards import held_tenants
 from replyflow.services.jobs.common import Deadline, JobResult
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention
 
@@ -84,6 +86,10 @@ def drop_expired_partitions(
     mostly waiting on the disk, and different tables take no lock of each other)."""
     if not policies:
         return True
+    with sessions() as session:
+        if held_tenants(session):  # a partition holds a moving tenant's rows too: chunked deletes only
+            counts["partition_drops_deferred_by_move"] += 1
+            return True
     cutoffs = {p.tenant_id: p.cutoff(now) for p in policies}
     coverage = _ArchiveCoverage(sessions, max(cutoffs.values()).date())
     plan: dict[str, list[parts.Partition]] = {}
@@ -94,7 +100,10 @@ def drop_expired_partitions(
             sessions, table_name, cutoffs, coverage, require_archive, deadline, counts
         )
     with ThreadPoolExecutor(max_workers=max(1, len(plan))) as pool:
-        list(pool.map(lambda item: _drop(sessions, *item), plan.items()))
+        # Each drop in a copy of this context: its session opens on this run's shard (``on_shard``).
+        drops = [pool.submit(copy_context().run, _drop, sessions, *item) for item in plan.items()]
+        for drop in drops:
+            drop.result()
     for table_name, droppable in plan.items():
         if dropped is not None:
             dropped[table_name] = droppable
