@@ -328,6 +328,110 @@ def test_a_paused_tenant_is_held_from_jobs_and_workers_and_its_event_is_processe
     assert queues.published  # the private reply it decided on was queued
 
 
+def _entries(url: str, ig_user_id: str) -> list[tuple[str, str]]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        query = sa.text("SELECT tenant_id, account_id FROM account_directory WHERE ig_user_id = :ig")
+        rows = [(str(t), str(a)) for t, a in conn.execute(query, {"ig": ig_user_id})]
+    engine.dispose()
+    return rows
+
+
+def _connect(env: ApiEnv, tenant_id: str, ig_user_id: str) -> Any:
+    from replyflow.db.engine import session_scope
+    from replyflow.observability import bind_tenant, clear_tenant
+    from replyflow.services.accounts import store_connection
+
+    clients = env.deps.clients
+    bind_tenant(tenant_id)
+    try:
+        with session_scope(clients.writer_sessions) as session:
+            return store_connection(
+                session,
+                clients.cache,
+                clients.cipher,
+                tenant_id=tenant_id,
+                ig_user_id=ig_user_id,
+                username="pair",
+                access_token="token-of-the-pair",
+                expires_in=3600,
+                hourly_send_budget=100,
+                now=utcnow(),
+            )
+    finally:
+        clear_tenant()
+
+
+def test_a_crash_between_the_directory_and_shard_commits_is_detected_and_repaired(
+    env: ApiEnv, shard_urls: dict[str, str]
+) -> None:
+    """Connecting an account commits its directory entry first, then the account on the shard. A
+    crash between the two leaves an entry without its account: webhooks find no account (no error),
+    connecting again succeeds, and the webhook-subscriptions job's repair removes such an entry and
+    registers an account that lacks one. Another tenant's claim of the same Instagram account is
+    refused before its shard commits."""
+    from replyflow.db.shards import repair_account_directory
+    from replyflow.errors import ConflictError
+    from replyflow.wiring.pipeline import load_route
+
+    router = _router(env)
+    tenant_id = env.signup("TenantPair")["tenant_id"]
+    if router.shard_of(tenant_id) != "s1":  # s0 is also the directory: one database, one commit
+        ShardMover(router, now=utcnow, settle_seconds=0).move(tenant_id, "s1")
+        router.forget(tenant_id)
+    ig_user_id = "17841499000000555"
+    armed = [True]
+
+    def crash_once(_conn: Any) -> None:
+        if armed[0]:
+            armed[0] = False
+            raise Crash("between the commits")
+
+    sa.event.listen(router.shards["s1"], "commit", crash_once)
+    try:
+        with pytest.raises(Crash):
+            _connect(env, tenant_id, ig_user_id)
+    finally:
+        sa.event.remove(router.shards["s1"], "commit", crash_once)
+    [(entry_tenant, lost_id)] = _entries(shard_urls["s0"], ig_user_id)  # the claim committed first
+    assert entry_tenant == tenant_id
+    assert _count(shard_urls["s1"], "instagram_accounts", tenant_id) == 0  # the account did not
+    assert load_route(env.deps.clients, ig_user_id) is None  # a webhook finds no account
+
+    view = _connect(env, tenant_id, ig_user_id)  # connecting again replaces the entry
+    assert view.id != lost_id
+    assert _entries(shard_urls["s0"], ig_user_id) == [(tenant_id, view.id)]
+    route = load_route(env.deps.clients, ig_user_id)
+    assert route is not None
+    assert (route.tenant_id, route.account_id) == (tenant_id, view.id)
+
+    # Another tenant's claim is refused before its shard commits.
+    other = env.signup("TenantPairOther")["tenant_id"]
+    with pytest.raises(ConflictError):
+        _connect(env, other, ig_user_id)
+    assert _count(shard_urls[router.shard_of(other)], "instagram_accounts", other) == 0
+
+    # The repair: an entry without its account goes, an account without its entry comes back.
+    directory = sa.create_engine(shard_urls["s0"], poolclass=sa.pool.NullPool)
+    with directory.begin() as conn:
+        conn.execute(sa.text("DELETE FROM account_directory WHERE ig_user_id = :ig"), {"ig": ig_user_id})
+        conn.execute(
+            sa.text("INSERT INTO account_directory (ig_user_id, tenant_id, account_id) VALUES (:ig, :t, :a)"),
+            {"ig": "17841499000000556", "t": tenant_id, "a": lost_id},
+        )
+    directory.dispose()
+    assert repair_account_directory(router, "s1") == {
+        "directory_entries_added": 1,
+        "directory_entries_removed": 1,
+    }
+    assert _entries(shard_urls["s0"], ig_user_id) == [(tenant_id, view.id)]
+    assert _entries(shard_urls["s0"], "17841499000000556") == []
+    assert repair_account_directory(router, "s1") == {
+        "directory_entries_added": 0,
+        "directory_entries_removed": 0,
+    }
+
+
 def test_the_cli_lists_the_shards_and_moves_a_tenant(
     env: ApiEnv, shard_urls: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -379,11 +483,12 @@ def test_meta_callbacks_reach_the_tenant_on_any_shard(
     router = _router(env)
     shard = next(name for name in router.names if name != router.default)  # not where unbound sessions go
     ShardMover(router, now=utcnow, settle_seconds=0).move(tenant_a["tenant_id"], shard)
-    assert _count(shard_urls[shard], "contacts", tenant_a["tenant_id"]) == 1
+    contacts = _count(shard_urls[shard], "contacts", tenant_a["tenant_id"])
+    assert contacts >= 1  # A's contact, and the commenter of an event processed above
     receipt = env.deps.meta_callbacks.request_deletion(
         sign_request({"user_id": tenant_a["contact_igsid"]}, secret), status_url="https://x/{code}"
     )
     assert receipt.confirmation_code
-    assert _count(shard_urls[shard], "contacts", tenant_a["tenant_id"]) == 0
+    assert _count(shard_urls[shard], "contacts", tenant_a["tenant_id"]) == contacts - 1
     result = env.deps.meta_callbacks.deauthorize(sign_request({"user_id": "17841499000000001"}, secret))
     assert result.accounts_disconnected == 1

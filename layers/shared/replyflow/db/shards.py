@@ -46,7 +46,7 @@ from replyflow.db.engine import is_duplicate_key
 from replyflow.db.models import Base, InstagramAccount, Tenant
 from replyflow.db.repositories import shard_directory as directory
 from replyflow.db.repositories.shard_directory import Placement
-from replyflow.errors import TenantMovingError
+from replyflow.errors import ConflictError, TenantMovingError
 from replyflow.observability import bound_tenant
 
 # The directory's tables; everything else in the model is a shard table.
@@ -338,22 +338,88 @@ def _inserted_tenants(state: ORMExecuteState, engine: Engine) -> set[str]:
 
 @event.listens_for(ShardSession, "after_flush")
 def _mirror(session: Session, _flush_context: Any) -> None:
-    """Keep the directory's account entries and the shards' tenant mirrors in the session's
-    transaction: an account written on a shard is registered in the directory, a tenant row written
-    in the directory is copied to its shard."""
+    """Keep the shards' tenant mirrors in the session's transaction (a tenant row written in the
+    directory is copied to its shard), and note the directory account entries the flush calls for
+    (an account written or deleted on a shard): :func:`_claim_first` writes them."""
     assert isinstance(session, ShardSession)
     for obj in list(session.new) + list(session.dirty):
         if isinstance(obj, InstagramAccount) and (obj in session.new or _changed(obj, "ig_user_id")):
-            conn = session.connection(bind_arguments={"bind": session.directory_engine})
-            directory.register_account(
-                conn, ig_user_id=obj.ig_user_id, tenant_id=obj.tenant_id, account_id=obj.id
-            )
+            session.info.setdefault(_ENTRIES, []).append((obj.ig_user_id, obj.tenant_id, obj.id))
         elif isinstance(obj, Tenant):
             _mirror_tenant(session, obj.id)
     for obj in session.deleted:
         if isinstance(obj, InstagramAccount):
-            conn = session.connection(bind_arguments={"bind": session.directory_engine})
-            directory.forget_account(conn, obj.tenant_id, obj.id)
+            session.info.setdefault(_ENTRIES, []).append((None, obj.tenant_id, obj.id))
+
+
+_ENTRIES = "replyflow_account_entries"
+
+
+@event.listens_for(ShardSession, "before_commit")
+def _claim_first(session: Session) -> None:
+    """The directory's account entries commit first, in their own transaction, then the session
+    (the shard's account rows): a crash between the two leaves an entry without its account (the
+    webhook finds no account and drops the event, as for any unknown account; connecting the account
+    again replaces the entry), never an account that webhooks cannot reach. An Instagram account the
+    directory holds for another tenant is refused here (409 ``account_connected_elsewhere``), before
+    the shard commits. ``repair_account_directory`` (the webhook-subscriptions job) removes what a
+    crash left."""
+    assert isinstance(session, ShardSession)
+    session.flush()  # the last flush's entries are known before anything commits
+    entries = session.info.pop(_ENTRIES, [])
+    if not entries:
+        return
+    try:
+        with session.directory_engine.begin() as conn:
+            for ig_user_id, tenant_id, account_id in entries:
+                if ig_user_id is None:
+                    directory.forget_account(conn, tenant_id, account_id)
+                elif not directory.register_account(
+                    conn, ig_user_id=ig_user_id, tenant_id=tenant_id, account_id=account_id
+                ):
+                    raise _connected_elsewhere()
+    except IntegrityError as error:  # a concurrent claim of the same Instagram account won
+        if not is_duplicate_key(error):
+            raise
+        raise _connected_elsewhere() from error
+
+
+@event.listens_for(ShardSession, "after_soft_rollback")
+def _drop_entries(session: Session, _previous: Any) -> None:
+    session.info.pop(_ENTRIES, None)  # a rolled-back flush claims nothing
+
+
+def _connected_elsewhere() -> ConflictError:
+    return ConflictError(
+        "this Instagram account is connected to another workspace; disconnect it there first",
+        code="account_connected_elsewhere",
+    )
+
+
+def repair_account_directory(router: ShardRouter, shard: str, batch: int = 500) -> dict[str, int]:
+    """Make the directory's account entries of the tenants placed on ``shard`` (and not held by a
+    move) agree with the shard's accounts: an account without its entry is registered, an entry
+    without its account is removed. What a crash between :func:`_claim_first`'s commit and the
+    session's leaves, or a claim raced by this repair (registered again at its next run)."""
+    counts = {"directory_entries_added": 0, "directory_entries_removed": 0}
+    held = router.held_on(shard)
+    with router.directory.connect() as conn:
+        tenants = [t for t in directory.tenants_on(conn, shard) if t not in held]
+    for start in range(0, len(tenants), batch):
+        some = tenants[start : start + batch]
+        with router.shards[shard].connect() as conn:
+            accounts = directory.accounts_of(conn, some)
+        with router.directory.begin() as conn:
+            entries = directory.entries_of(conn, some)
+            for entry in entries - accounts:
+                directory.forget_entry(conn, *entry)
+                counts["directory_entries_removed"] += 1
+            for ig_user_id, tenant_id, account_id in accounts - entries:
+                if directory.register_account(
+                    conn, ig_user_id=ig_user_id, tenant_id=tenant_id, account_id=account_id
+                ):
+                    counts["directory_entries_added"] += 1
+    return counts
 
 
 def _changed(obj: Any, attribute: str) -> bool:

@@ -101,7 +101,10 @@ def drop_expired_partitions(
         )
     with ThreadPoolExecutor(max_workers=max(1, len(plan))) as pool:
         # Each drop in a copy of this context: its session opens on this run's shard (``on_shard``).
-        drops = [pool.submit(copy_context().run, _drop, sessions, *item) for item in plan.items()]
+        drops = [
+            pool.submit(copy_context().run, _drop, sessions, name, droppable)
+            for name, droppable in plan.items()
+        ]
         for drop in drops:
             drop.result()
     for table_name, droppable in plan.items():
