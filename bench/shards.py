@@ -11,13 +11,14 @@ Measured:
   session factory of ``s0`` (before: one database) and through the ``ShardRouter`` with the tenant
   bound (after: placement from its 1-second cache, except the first call);
 - ``move``: the whole move with ``settle_seconds=0`` (copy, verify counts and checksums, switch,
-  delete the old copy); ``per_second`` = rows moved / wall time. Three moves of the same tenant in
-  one run (same load): ``s0`` -> ``s1`` the way moves ran before (rows read and written through
-  Python 1,000 at a time with their dicts, one SHA-256 pass in Python per side, one ``DELETE`` per
-  table; kept here as :class:`LegacyMover`, for this comparison only), ``s1`` -> ``s0`` through
-  Python in key-range chunks with the checksums computed by MariaDB (the path for shards on separate
-  servers), and ``s0`` -> ``s1`` with ``INSERT ... SELECT`` (both shards are schemas of one server
-  here). ``legacy=False`` skips the old way.
+  delete the old copy); ``per_second`` = rows moved / wall time, ``paused_s`` the time from the
+  start to the switch (the tenant's writes wait that long; the old copy's delete comes after).
+  Three moves of the same tenant in one run (same load): ``s0`` -> ``s1`` the way moves ran before
+  (rows read and written through SQLAlchemy 1,000 at a time as dicts, one SHA-256 pass in Python per
+  side and table, one ``DELETE`` per table; kept here, in ``_legacy_mover``, for this comparison
+  only), ``s1`` -> ``s0`` through Python in key-range chunks with the checksums computed by MariaDB
+  (the path for shards on separate servers), and ``s0`` -> ``s1`` with ``INSERT ... SELECT`` (both
+  shards are schemas of one server here). ``legacy=False`` skips the old way.
 """
 
 from __future__ import annotations
@@ -123,18 +124,27 @@ def _move(
 
     source = router.shard_of(tenant_id)
     mover_class = ShardMover if direct is not None else _legacy_mover()
+    reached: dict[str, float] = {}
+
+    def step(state: str) -> None:
+        reached.setdefault(state, time.perf_counter() - started)
+
     started = time.perf_counter()
-    report = mover_class(router, now=utcnow, settle_seconds=0, direct=direct).move(tenant_id, target)
+    report = mover_class(router, now=utcnow, settle_seconds=0, direct=direct, after_step=step).move(
+        tenant_id, target
+    )
     seconds = time.perf_counter() - started
     assert report.state == "done"
     assert report.rows["reply_logs"] == rows
-    progress(f"shards: move {source} -> {target} {how}: {seconds:.1f} s")
+    paused = reached["switched"]  # the tenant's writes wait from the start to the switch
+    progress(f"shards: move {source} -> {target} {how}: {seconds:.1f} s, paused {paused:.1f} s")
     return {
         "name": f"move {source} -> {target} {how}",
         "n": 1,
         "p50_ms": round(seconds * 1000, 1),
         "rows": sum(report.rows.values()),
         "per_second": rate(sum(report.rows.values()), seconds),
+        "paused_s": round(paused, 1),
     }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -113,35 +114,32 @@ class ShardMover:
         direct = same_server(source, target) if self.direct is None else self.direct
         for table in shard_tables():
             with source.connect() as src:  # one snapshot of the source for the table's chunks
-                for part in shard_copy.key_ranges(src, table, report.tenant_id):
-                    self._copy_chunk(src, target, table, report.tenant_id, part, direct=direct)
+                ranges = shard_copy.key_ranges(src, table, report.tenant_id)
+                if direct:
+                    schema = src.engine.url.database
+                    assert schema  # same_server() checked it
+                    for part in ranges:
+                        with target.begin() as dst:
+                            shard_copy.copy_within_server(
+                                dst, table, report.tenant_id, part, source_schema=schema
+                            )
+                else:
+                    _copy_through(src, target, table, report.tenant_id, ranges)
         return "copied"
 
-    @staticmethod
-    def _copy_chunk(
-        src: Connection, target: Engine, table: Table, tenant_id: str, part: KeyRange, *, direct: bool
-    ) -> None:
-        if direct:
-            schema = src.engine.url.database
-            assert schema  # same_server() checked it
-            with target.begin() as dst:
-                shard_copy.copy_within_server(dst, table, tenant_id, part, source_schema=schema)
-            return
-        rows = shard_copy.read_chunk(src, table, tenant_id, part)
-        with target.begin() as dst:
-            shard_copy.insert_chunk(dst, table, rows)
-
     def _verify(self, report: MoveReport) -> str:
-        """Per table and per key range of the source, the row count and checksum of both sides."""
+        """Per table and per key range of the source, the row count and checksum of both sides (the
+        target's computed meanwhile, on a thread of its own)."""
         source, target = self._engine(report.source), self._engine(report.target)
         differ: list[str] = []
-        with source.connect() as src, target.connect() as dst:
+        with source.connect() as src, target.connect() as dst, ThreadPoolExecutor(1) as other_side:
             for table in shard_tables():
                 report.rows[table.name] = 0
                 for part in shard_copy.key_ranges(src, table, report.tenant_id):
+                    theirs = other_side.submit(shard_copy.chunk_checksum, dst, table, report.tenant_id, part)
                     mine = shard_copy.chunk_checksum(src, table, report.tenant_id, part)
                     report.rows[table.name] += mine[0]
-                    if mine != shard_copy.chunk_checksum(dst, table, report.tenant_id, part):
+                    if mine != theirs.result():
                         differ.append(f"{table.name} {part.describe()}")
         if differ:
             self._set_state(report, "paused", detail=_cut("differ: " + "; ".join(differ)))
@@ -164,6 +162,21 @@ class ShardMover:
             report.rows = {t.name: shard_copy.count(dst, t, report.tenant_id) for t in shard_tables()}
         _delete_copy(source, report.tenant_id, keep_tenant=source is self.router.directory)
         return "done"
+
+
+def _copy_through(
+    src: Connection, target: Engine, table: Table, tenant_id: str, ranges: list[KeyRange]
+) -> None:
+    """Copy the ranges through this process, reading the next chunk (on a thread of its own, the only
+    user of ``src`` meanwhile) while the target inserts this one."""
+    with ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(shard_copy.read_chunk, src, table, tenant_id, ranges[0])
+        for following in [*ranges[1:], None]:
+            rows = pending.result()
+            if following is not None:
+                pending = reader.submit(shard_copy.read_chunk, src, table, tenant_id, following)
+            with target.begin() as dst:
+                shard_copy.insert_chunk(dst, table, rows)
 
 
 def _delete_copy(engine: Engine, tenant_id: str, *, keep_tenant: bool) -> None:
