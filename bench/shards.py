@@ -18,7 +18,8 @@ Measured:
   side and table, one ``DELETE`` per table; kept here, in ``_legacy_mover``, for this comparison
   only), ``s1`` -> ``s0`` through Python in key-range chunks with the checksums computed by MariaDB
   (the path for shards on separate servers), and ``s0`` -> ``s1`` with ``INSERT ... SELECT`` (both
-  shards are schemas of one server here). ``legacy=False`` skips the old way.
+  shards are schemas of one server here). ``rounds`` times, interleaved, so a change of the
+  machine's load reaches every way alike. ``legacy=False`` skips the old way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from bench.support import mariadb_database, ms_since, progress, rate
 CHUNK = 200_000
 
 
-def run(rows: int = 200_000, calls: int = 500, legacy: bool = True) -> list[dict[str, Any]]:
+def run(rows: int = 200_000, calls: int = 500, legacy: bool = True, rounds: int = 2) -> list[dict[str, Any]]:
     from contextlib import ExitStack
 
     from replyflow.db.migrate import upgrade_all
@@ -47,9 +48,10 @@ def run(rows: int = 200_000, calls: int = 500, legacy: bool = True) -> list[dict
         ways: list[tuple[bool | None, str]] = [(None, "row by row (before)")] if legacy else []
         ways.append((False, "through Python, SQL checksums (after, separate servers)"))
         ways.append((True, "INSERT ... SELECT, SQL checksums (after, one server)"))
-        for number, (direct, how) in enumerate(ways):
+        moves = [(n, way) for n in range(1, rounds + 1) for way in ways]  # interleaved: same load
+        for number, (round_, (direct, how)) in enumerate(moves):
             target = ("s1", "s0")[number % 2]
-            results.append(_move(router, tenant_id, rows, target, direct, how))
+            results.append(_move(router, tenant_id, rows, target, direct, f"{how}, round {round_}"))
         for engine in {*router.shards.values(), router.directory}:
             engine.dispose()
         return results
