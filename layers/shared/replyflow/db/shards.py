@@ -34,10 +34,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from itertools import chain
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, Table, event, inspect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.util import find_tables
 
@@ -344,15 +345,23 @@ def _mirror(session: Session, _flush_context: Any) -> None:
     assert isinstance(session, ShardSession)
     for obj in list(session.new) + list(session.dirty):
         if isinstance(obj, InstagramAccount) and (obj in session.new or _changed(obj, "ig_user_id")):
-            session.info.setdefault(_ENTRIES, []).append((obj.ig_user_id, obj.tenant_id, obj.id))
+            _entries(session).append((obj.ig_user_id, obj.tenant_id, obj.id))
         elif isinstance(obj, Tenant):
             _mirror_tenant(session, obj.id)
     for obj in session.deleted:
         if isinstance(obj, InstagramAccount):
-            session.info.setdefault(_ENTRIES, []).append((None, obj.tenant_id, obj.id))
+            _entries(session).append((None, obj.tenant_id, obj.id))
 
 
-_ENTRIES = "replyflow_account_entries"
+# The account entries each (root) transaction's flushes call for; a rolled-back transaction's go
+# with it.
+_pending: WeakKeyDictionary[SessionTransaction, list[tuple[str | None, str, str]]] = WeakKeyDictionary()
+
+
+def _entries(session: Session) -> list[tuple[str | None, str, str]]:
+    transaction = session.get_transaction()
+    assert transaction is not None  # inside a flush
+    return _pending.setdefault(transaction, [])
 
 
 @event.listens_for(ShardSession, "before_commit")
@@ -366,7 +375,8 @@ def _claim_first(session: Session) -> None:
     crash left."""
     assert isinstance(session, ShardSession)
     session.flush()  # the last flush's entries are known before anything commits
-    entries = session.info.pop(_ENTRIES, [])
+    transaction = session.get_transaction()
+    entries = _pending.pop(transaction, []) if transaction is not None else []
     if not entries:
         return
     try:
@@ -382,11 +392,6 @@ def _claim_first(session: Session) -> None:
         if not is_duplicate_key(error):
             raise
         raise _connected_elsewhere() from error
-
-
-@event.listens_for(ShardSession, "after_soft_rollback")
-def _drop_entries(session: Session, _previous: Any) -> None:
-    session.info.pop(_ENTRIES, None)  # a rolled-back flush claims nothing
 
 
 def _connected_elsewhere() -> ConflictError:
