@@ -174,3 +174,30 @@ def test_a_deferred_record_the_queue_does_not_take_fails_and_is_retried() -> Non
     assert response == {"batchItemFailures": [{"itemIdentifier": "1"}]}
     no_port = process_batch({"Records": [record("1", "moving", 1)]}, _moving_on("moving"))
     assert no_port == {"batchItemFailures": [{"itemIdentifier": "1"}]}
+
+
+def test_sqs_visibility_sends_deferred_bodies_again_to_their_queue(sqs: tuple[Any, str, str]) -> None:
+    client, url, arn = sqs
+    SqsVisibility(lambda: client).send_again(arn, ["d1", "d2"], delay_seconds=0)
+    got = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(m["Body"] for m in got) == ["d1", "d2"]
+
+
+def test_the_local_broker_takes_deferred_bodies_by_the_arn_s_queue_name() -> None:
+    from replyflow.adapters.queues import BrokerVisibility
+
+    class Broker:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, str, int | None]] = []
+
+        def change_message_visibility(
+            self, queue: str, receipt_handle: str, visibility_timeout: float
+        ) -> None:
+            pass
+
+        def send(self, queue: str, body: str, *, delay_seconds: int | None = None) -> None:
+            self.sent.append((queue, body, delay_seconds))
+
+    broker = Broker()
+    BrokerVisibility(broker).send_again(ARN, ["d1"], delay_seconds=7)
+    assert broker.sent == [("rf-events-high", "d1", 7)]
