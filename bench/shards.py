@@ -10,8 +10,16 @@ Measured:
 - ``unit of work``: open a session, count the tenant's templates, commit; ``calls`` times on the plain
   session factory of ``s0`` (before: one database) and through the ``ShardRouter`` with the tenant
   bound (after: placement from its 1-second cache, except the first call);
-- ``move``: the whole move ``s0`` -> ``s1`` with ``settle_seconds=0`` (copy, verify counts and
-  checksums, switch, delete the old copy); ``per_second`` = rows moved / wall time.
+- ``move``: the whole move with ``settle_seconds=0`` (copy, verify counts and checksums, switch,
+  delete the old copy); ``per_second`` = rows moved / wall time, ``paused_s`` the time from the
+  start to the switch (the tenant's writes wait that long; the old copy's delete comes after).
+  Three moves of the same tenant in one run (same load): ``s0`` -> ``s1`` the way moves ran before
+  (rows read and written through SQLAlchemy 1,000 at a time as dicts, one SHA-256 pass in Python per
+  side and table, one ``DELETE`` per table; kept here, in ``_legacy_mover``, for this comparison
+  only), ``s1`` -> ``s0`` through Python in key-range chunks with the checksums computed by MariaDB
+  (the path for shards on separate servers), and ``s0`` -> ``s1`` with ``INSERT ... SELECT`` (both
+  shards are schemas of one server here). ``rounds`` times, interleaved, so a change of the
+  machine's load reaches every way alike. ``legacy=False`` skips the old way.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from bench.support import mariadb_database, ms_since, progress, rate
 CHUNK = 200_000
 
 
-def run(rows: int = 200_000, calls: int = 500) -> list[dict[str, Any]]:
+def run(rows: int = 200_000, calls: int = 500, legacy: bool = True, rounds: int = 2) -> list[dict[str, Any]]:
     from contextlib import ExitStack
 
     from replyflow.db.migrate import upgrade_all
@@ -37,7 +45,13 @@ def run(rows: int = 200_000, calls: int = 500) -> list[dict[str, Any]]:
         upgrade_all(urls["s0"], urls)
         router, tenant_id = _tenant_with_logs(urls, rows)
         results = _units_of_work(urls["s0"], router, tenant_id, calls)
-        results.append(_move(router, tenant_id, rows))
+        ways: list[tuple[bool | None, str]] = [(None, "row by row (before)")] if legacy else []
+        ways.append((False, "through Python, SQL checksums (after, separate servers)"))
+        ways.append((True, "INSERT ... SELECT, SQL checksums (after, one server)"))
+        moves = [(n, way) for n in range(1, rounds + 1) for way in ways]  # interleaved: same load
+        for number, (round_, (direct, how)) in enumerate(moves):
+            target = ("s1", "s0")[number % 2]
+            results.append(_move(router, tenant_id, rows, target, direct, f"{how}, round {round_}"))
         for engine in {*router.shards.values(), router.directory}:
             engine.dispose()
         return results
@@ -104,19 +118,103 @@ def _units_of_work(url: str, router: Any, tenant_id: str, calls: int) -> list[di
     ]
 
 
-def _move(router: Any, tenant_id: str, rows: int) -> dict[str, Any]:
+def _move(
+    router: Any, tenant_id: str, rows: int, target: str, direct: bool | None, how: str
+) -> dict[str, Any]:
     from replyflow.clock import utcnow
     from replyflow.services.shard_moves import ShardMover
 
+    source = router.shard_of(tenant_id)
+    mover_class = ShardMover if direct is not None else _legacy_mover()
+    reached: dict[str, float] = {}
+
+    def step(state: str) -> None:
+        reached.setdefault(state, time.perf_counter() - started)
+
     started = time.perf_counter()
-    report = ShardMover(router, now=utcnow, settle_seconds=0).move(tenant_id, "s1")
+    report = mover_class(router, now=utcnow, settle_seconds=0, direct=direct, after_step=step).move(
+        tenant_id, target
+    )
     seconds = time.perf_counter() - started
     assert report.state == "done"
     assert report.rows["reply_logs"] == rows
+    paused = reached["switched"]  # the tenant's writes wait from the start to the switch
+    progress(f"shards: move {source} -> {target} {how}: {seconds:.1f} s, paused {paused:.1f} s")
     return {
-        "name": "move s0 -> s1 (copy, verify, switch, delete)",
+        "name": f"move {source} -> {target} {how}",
         "n": 1,
         "p50_ms": round(seconds * 1000, 1),
         "rows": sum(report.rows.values()),
         "per_second": rate(sum(report.rows.values()), seconds),
+        "paused_s": round(paused, 1),
     }
+
+
+def _legacy_mover() -> type[Any]:
+    """The move's copy, verification and delete as they were before key-range chunks and SQL
+    checksums (bench only: the before figure)."""
+    import hashlib
+
+    from replyflow.db.repositories import shard_copy
+    from replyflow.db.repositories import shard_directory as directory
+    from replyflow.db.shards import copy_tenant_mirror, shard_tables
+    from replyflow.services.shard_moves import MoveReport, ShardMoveError, ShardMover
+
+    def ordered(table: Any, tenant_id: str) -> Any:
+        from sqlalchemy import select
+
+        return select(table).where(table.c.tenant_id == tenant_id).order_by(*table.primary_key.columns)
+
+    def checksum(conn: Any, table: Any, tenant_id: str) -> str:
+        digest = hashlib.sha256()
+        for part in conn.execute(ordered(table, tenant_id)).partitions(1000):
+            for row in part:
+                digest.update(repr(tuple(row)).encode())
+        return digest.hexdigest()
+
+    def delete_copy(engine: Any, tenant_id: str, keep_tenant: bool) -> None:
+        from sqlalchemy import delete
+
+        with engine.begin() as conn:
+            for table in reversed(shard_tables()):
+                conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
+            if not keep_tenant:
+                directory.forget_tenant(conn, tenant_id)
+
+    class Legacy(ShardMover):
+        def _copy(self, report: MoveReport) -> str:
+            from sqlalchemy import insert
+
+            source, target = self._engine(report.source), self._engine(report.target)
+            delete_copy(target, report.tenant_id, target is self.router.directory)
+            if target is not self.router.directory:
+                with self.router.directory.connect() as src, target.begin() as dst:
+                    copy_tenant_mirror(src, dst, report.tenant_id)
+            for table in shard_tables():
+                with source.connect() as src, target.begin() as dst:
+                    query = ordered(table, report.tenant_id)
+                    result = src.execution_options(yield_per=1000).execute(query).mappings()
+                    for part in result.partitions(1000):
+                        dst.execute(insert(table), [dict(row) for row in part])
+            return "copied"
+
+        def _verify(self, report: MoveReport) -> str:
+            source, target = self._engine(report.source), self._engine(report.target)
+            with source.connect() as src, target.connect() as dst:
+                for table in shard_tables():
+                    n = shard_copy.count(src, table, report.tenant_id)
+                    report.rows[table.name] = n
+                    if n != shard_copy.count(dst, table, report.tenant_id) or checksum(
+                        src, table, report.tenant_id
+                    ) != checksum(dst, table, report.tenant_id):
+                        raise ShardMoveError(f"the copy differs in {table.name}")
+            return "verified"
+
+        def _drop(self, report: MoveReport) -> str:
+            source = self._engine(report.source)
+            with self._engine(report.target).connect() as dst:
+                report.rows = {t.name: shard_copy.count(dst, t, report.tenant_id) for t in shard_tables()}
+            delete_copy(source, report.tenant_id, source is self.router.directory)
+            return "done"
+
+    return Legacy

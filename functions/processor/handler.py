@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from replyflow.domain.messages import BillingEventMessage, FlowTimerJob, decode_event_message
-from replyflow.observability import MetricUnit, logger, metrics, tracer
+from replyflow.observability import MetricUnit, bind_tenant, logger, metrics, tracer
 from replyflow.services.sqs_batch import process_batch
 from replyflow.wiring.pipeline import PipelineDeps, process_deps
 
@@ -75,9 +75,11 @@ def _apply_billing(pipeline: PipelineDeps, message: BillingEventMessage) -> str:
 
 
 def fire_flow_timer(pipeline: PipelineDeps, job: FlowTimerJob) -> bool:
-    """A flow timer whose SQS delay has passed (``services.jobs.flow_timers.fire_one``)."""
+    """A flow timer whose SQS delay has passed (``services.jobs.flow_timers.fire_one``), on its
+    tenant's shard (refused while a move holds the tenant: the record is deferred)."""
     from replyflow.services.jobs.flow_timers import fire_one
 
+    bind_tenant(job.tenant_id)
     return fire_one(
         pipeline.clients.writer_sessions,
         pipeline.publisher,

@@ -20,12 +20,18 @@ ARN = "arn:aws:sqs:us-east-1:123456789012:rf-events-high"
 class FakeVisibility:
     def __init__(self, *, fail: bool = False) -> None:
         self.calls: list[tuple[str, list[tuple[str, int]]]] = []
+        self.sent: list[tuple[str, list[str], int]] = []
         self.fail = fail
 
     def change_visibility(self, queue_arn: str, changes: Sequence[tuple[str, int]]) -> None:
         self.calls.append((queue_arn, list(changes)))
         if self.fail:
             raise ConnectionError("sqs unreachable")
+
+    def send_again(self, queue_arn: str, bodies: Sequence[str], *, delay_seconds: int) -> None:
+        if self.fail:
+            raise ConnectionError("sqs unreachable")
+        self.sent.append((queue_arn, list(bodies), delay_seconds))
 
 
 def record(message_id: str, body: str, receives: int, arn: str = ARN) -> dict[str, Any]:
@@ -135,3 +141,63 @@ def test_sqs_visibility_changes_the_visibility_of_the_received_messages(sqs: tup
     again = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
     assert len(again) == 10  # visible at once again, not after the queue's 180 s
     visibility.change_visibility(arn, [("not-a-handle", 5)])  # per-entry failures are logged, not raised
+
+
+def _moving_on(*held: str) -> Any:
+    from replyflow.errors import TenantMovingError
+
+    def handle(body: str) -> None:
+        if body in held:
+            raise TenantMovingError("being moved")
+        if body == "bad":
+            raise RuntimeError("database is down")
+
+    return handle
+
+
+def test_a_record_of_a_tenant_being_moved_is_sent_again_delayed_not_failed() -> None:
+    visibility = FakeVisibility()
+    backoff = RetryBackoff(visibility, base_seconds=5, max_seconds=180, jitter=lambda: 1.0, defer_seconds=10)
+    event = {"Records": [record("1", "moving", 4), record("2", "ok", 1), record("3", "bad", 1)]}
+    response = process_batch(event, _moving_on("moving"), backoff=backoff)
+    # Deferred: a new message of the same body, 10 s later, and not a failure (its 4 receives do not
+    # bring it closer to the DLQ).
+    assert visibility.sent == [(ARN, ["moving"], 10)]
+    assert response == {"batchItemFailures": [{"itemIdentifier": "3"}]}
+    assert [handle for _, changes in visibility.calls for handle, _ in changes] == ["handle-3"]
+
+
+def test_a_deferred_record_the_queue_does_not_take_fails_and_is_retried() -> None:
+    visibility = FakeVisibility(fail=True)
+    backoff = RetryBackoff(visibility, base_seconds=5, max_seconds=180, jitter=lambda: 1.0)
+    response = process_batch({"Records": [record("1", "moving", 1)]}, _moving_on("moving"), backoff=backoff)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "1"}]}
+    no_port = process_batch({"Records": [record("1", "moving", 1)]}, _moving_on("moving"))
+    assert no_port == {"batchItemFailures": [{"itemIdentifier": "1"}]}
+
+
+def test_sqs_visibility_sends_deferred_bodies_again_to_their_queue(sqs: tuple[Any, str, str]) -> None:
+    client, url, arn = sqs
+    SqsVisibility(lambda: client).send_again(arn, ["d1", "d2"], delay_seconds=0)
+    got = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(m["Body"] for m in got) == ["d1", "d2"]
+
+
+def test_the_local_broker_takes_deferred_bodies_by_the_arn_s_queue_name() -> None:
+    from replyflow.adapters.queues import BrokerVisibility
+
+    class Broker:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, str, int | None]] = []
+
+        def change_message_visibility(
+            self, queue: str, receipt_handle: str, visibility_timeout: float
+        ) -> None:
+            pass
+
+        def send(self, queue: str, body: str, *, delay_seconds: int | None = None) -> None:
+            self.sent.append((queue, body, delay_seconds))
+
+    broker = Broker()
+    BrokerVisibility(broker).send_again(ARN, ["d1"], delay_seconds=7)
+    assert broker.sent == [("rf-events-high", "d1", 7)]

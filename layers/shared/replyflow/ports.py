@@ -65,6 +65,12 @@ class QueueVisibility(Protocol):
 
     def change_visibility(self, queue_arn: str, changes: Sequence[tuple[str, int]]) -> None: ...
 
+    def send_again(self, queue_arn: str, bodies: Sequence[str], *, delay_seconds: int) -> None:
+        """SendMessage of received bodies to the queue they came from, delayed: a record deferred, not
+        failed (a new message, so its receive count starts over and it never reaches the DLQ for
+        having waited). Raises if the queue did not take every body."""
+        ...
+
 
 class LocalBroker(Protocol):
     """The local stack's broker, as the publisher adapter sees it."""
@@ -78,6 +84,8 @@ class LocalVisibility(Protocol):
     def change_message_visibility(
         self, queue: str, receipt_handle: str, visibility_timeout: float
     ) -> None: ...
+
+    def send(self, queue: str, body: str, *, delay_seconds: int | None = None) -> None: ...
 
 
 class QueueInspector(Protocol):

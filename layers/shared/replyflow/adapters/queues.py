@@ -151,6 +151,25 @@ class SqsVisibility:
                     },
                 )
 
+    def send_again(self, queue_arn: str, bodies: Sequence[str], *, delay_seconds: int) -> None:
+        if not bodies:
+            return
+        if self._client is None:
+            self._client = self._factory()
+        url = queue_url_from_arn(queue_arn)
+        delay = max(0, min(delay_seconds, MAX_DELAY_SECONDS))
+        entries = []
+        for body in bodies:
+            entry: dict[str, Any] = {"Id": uuid.uuid4().hex, "MessageBody": body, "DelaySeconds": delay}
+            attributes = message_attributes(body)
+            if attributes:
+                entry["MessageAttributes"] = attributes
+            entries.append(entry)
+        for batch in _chunks(entries, entry_size):
+            failed = self._client.send_message_batch(QueueUrl=url, Entries=batch).get("Failed") or []
+            if failed:
+                raise RuntimeError(f"SQS rejected {len(failed)} of {len(batch)} deferred records: {failed}")
+
 
 class BrokerVisibility:
     """The local broker behind the same port; its queues are named by the ARN's last part."""
@@ -167,3 +186,8 @@ class BrokerVisibility:
                 logger.warning(
                     "ChangeMessageVisibility failed", extra={"queue_arn": queue_arn, "error": str(error)}
                 )
+
+    def send_again(self, queue_arn: str, bodies: Sequence[str], *, delay_seconds: int) -> None:
+        queue = queue_arn.rsplit(":", 1)[-1]
+        for body in bodies:
+            self._broker.send(queue, body, delay_seconds=delay_seconds)

@@ -15,6 +15,13 @@ five-second Redis or database outage costs seconds, not the 180 s visibility tim
 message reaches its DLQ after 190-380 s (900 s without the backoff). A failure to change the
 visibility is logged and otherwise harmless: the record then waits out the visibility timeout, as it
 did without a backoff.
+
+A record refused because a move between shards holds its tenant (``TenantMovingError``) is
+*deferred*, not failed: its body is sent again to its queue with a delay of ``defer_seconds`` (the
+upper half random) and the record is reported done, so however long the move lasts the record
+never counts a receive toward the DLQ. If the queue does not take it, the record fails as any other
+(retried, nothing lost). The processor dedupes events by key and the sender by the outbound row, so
+the copy is safe to receive twice.
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from replyflow.errors import TenantMovingError
 from replyflow.observability import MetricUnit, clear_tenant, logger, metrics
 from replyflow.ports import QueueVisibility
 
 BACKOFF_FACTOR = 3
+DEFER_SECONDS = 10  # a deferred record comes back after 5-10 s: a move's pause is its settle + copy
 MAX_EXPONENT = 20  # 3^20 s is far past any cap; keeps the arithmetic small for absurd receive counts
 _metrics_lock = threading.Lock()  # the record threads share one metric set
 
@@ -47,11 +56,13 @@ class RetryBackoff:
         base_seconds: float,
         max_seconds: float,
         jitter: Callable[[], float] = random.random,
+        defer_seconds: float = DEFER_SECONDS,
     ) -> None:
         self._visibility = visibility
         self._base = base_seconds
         self._max = max_seconds
         self._jitter = jitter
+        self._defer = defer_seconds
 
     @property
     def enabled(self) -> bool:
@@ -82,6 +93,27 @@ class RetryBackoff:
                     extra={"queue_arn": arn, "records": len(changes)},
                 )
 
+    def defer(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send the records' bodies again to their queues, delayed; the records it could not send
+        (they then fail as any other)."""
+        by_queue: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        kept: list[dict[str, Any]] = []
+        for record in records:
+            arn = record.get("eventSourceARN")
+            (by_queue[str(arn)] if arn else kept).append(record)
+        delay = max(1, math.ceil(self._defer / 2 + self._jitter() * self._defer / 2))
+        for arn, queued in by_queue.items():
+            try:
+                self._visibility.send_again(
+                    arn, [str(r.get("body") or "") for r in queued], delay_seconds=delay
+                )
+            except Exception:
+                logger.exception(
+                    "could not defer records; they fail and are retried", extra={"queue_arn": arn}
+                )
+                kept.extend(queued)
+        return kept
+
 
 def _receive_count(record: dict[str, Any]) -> int:
     try:
@@ -101,29 +133,45 @@ def process_batch(
     if not records:
         return {"batchItemFailures": []}
 
-    def run(record: dict[str, Any]) -> str | None:
+    def run(record: dict[str, Any]) -> str:
+        """``ok``, ``failed`` or ``deferred``."""
         message_id = str(record.get("messageId", ""))
         clear_tenant()
         started = time.perf_counter()
         try:
             handle(record.get("body") or "")
+        except TenantMovingError:
+            logger.info("record deferred: its tenant is being moved", extra={"message_id": message_id})
+            return "deferred"
         except Exception:
             receives = (record.get("attributes") or {}).get("ApproximateReceiveCount")
             logger.exception("record failed", extra={"message_id": message_id, "receive_count": receives})
-            return message_id
+            return "failed"
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             with _metrics_lock:
                 metrics.add_metric(name="RecordDuration", unit=MetricUnit.Milliseconds, value=elapsed_ms)
-        return None
+        return "ok"
 
     if len(records) == 1:
-        failures = [run(records[0])]
+        outcomes = [run(records[0])]
     else:
         with ThreadPoolExecutor(max_workers=min(max_workers, len(records))) as pool:
             futures = [pool.submit(contextvars.copy_context().run, run, record) for record in records]
-            failures = [future.result() for future in futures]
-    failed = [record for record, failure in zip(records, failures, strict=True) if failure is not None]
+            outcomes = [future.result() for future in futures]
+    deferred = [record for record, outcome in zip(records, outcomes, strict=True) if outcome == "deferred"]
+    failed = [record for record, outcome in zip(records, outcomes, strict=True) if outcome == "failed"]
+    failed += backoff.defer(deferred) if backoff is not None else deferred
+    if deferred:
+        with _metrics_lock:
+            metrics.add_metric(name="RecordsDeferred", unit=MetricUnit.Count, value=len(deferred))
     if backoff is not None:
         backoff.apply(failed)
-    return {"batchItemFailures": [{"itemIdentifier": f} for f in failures if f is not None]}
+    failing = {id(record) for record in failed}
+    return {
+        "batchItemFailures": [
+            {"itemIdentifier": str(record.get("messageId", ""))}
+            for record in records
+            if id(record) in failing
+        ]
+    }

@@ -243,9 +243,17 @@ def _queue_metrics(deps: JobsDeps, deadline: Deadline) -> JobResult:
 
 
 def _webhook_subscriptions(deps: JobsDeps, deadline: Deadline) -> JobResult:
+    """With shards, first the directory's account entries of this run's shard are repaired
+    (``db.shards.repair_account_directory``): webhooks route through them."""
     from replyflow.services.jobs.health import run_webhook_subscriptions
 
-    return run_webhook_subscriptions(
+    router = deps.clients.shard_router
+    repaired: dict[str, int] = {}
+    if router is not None:
+        from replyflow.db.shards import repair_account_directory
+
+        repaired = repair_account_directory(router, router.current_shard())
+    result = run_webhook_subscriptions(
         deps.clients.writer_sessions,
         deps.graph,
         deps.clients.cipher,
@@ -254,6 +262,8 @@ def _webhook_subscriptions(deps: JobsDeps, deadline: Deadline) -> JobResult:
         now=deps.clock.now(),
         deadline=deadline,
     )
+    result.counts.update(repaired)
+    return result
 
 
 def _reconcile_comments(deps: JobsDeps, deadline: Deadline) -> JobResult:

@@ -9,13 +9,14 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Table, delete, func, insert, select, update
 
-from replyflow.db.models import AccountDirectoryEntry, Plan, ShardMove, Tenant, TenantShard
+from replyflow.db.models import AccountDirectoryEntry, InstagramAccount, Plan, ShardMove, Tenant, TenantShard
 
 _TENANT_SHARDS = cast(Table, TenantShard.__table__)
 _ACCOUNTS = cast(Table, AccountDirectoryEntry.__table__)
 _MOVES = cast(Table, ShardMove.__table__)
 _TENANTS = cast(Table, Tenant.__table__)
 _PLANS = cast(Table, Plan.__table__)
+_IG_ACCOUNTS = cast(Table, InstagramAccount.__table__)
 
 
 class Placement(NamedTuple):
@@ -53,6 +54,18 @@ def tenants_on(conn: Connection, shard: str) -> list[str]:
     )
 
 
+def held_tenants(conn: Connection, shard: str) -> frozenset[str]:
+    """The tenants a move holds on ``shard``: paused there (its source), or being copied there (its
+    target, until the switch)."""
+    paused = select(_TENANT_SHARDS.c.tenant_id).where(
+        _TENANT_SHARDS.c.shard == shard, _TENANT_SHARDS.c.status != "active"
+    )
+    arriving = select(_MOVES.c.tenant_id).where(
+        _MOVES.c.target == shard, _MOVES.c.state.in_(("paused", "copied", "verified"))
+    )
+    return frozenset(conn.scalars(paused)) | frozenset(conn.scalars(arriving))
+
+
 def place(conn: Connection, tenant_id: str, shard: str, *, now: datetime) -> None:
     """Insert the tenant's placement (the caller treats a duplicate key as "placed concurrently")."""
     conn.execute(
@@ -75,12 +88,54 @@ def account_tenant(conn: Connection, ig_user_id: str) -> str | None:
     return tenant_id
 
 
-def register_account(conn: Connection, *, ig_user_id: str, tenant_id: str, account_id: str) -> None:
-    """Point ``ig_user_id`` at the account (insert, or move the entry from the account's old id)."""
+def register_account(conn: Connection, *, ig_user_id: str, tenant_id: str, account_id: str) -> bool:
+    """Point ``ig_user_id`` at the account: insert, or replace the tenant's entries of this account
+    or of this Instagram account (one a crash left). False, writing nothing, when another tenant
+    holds ``ig_user_id``; a concurrent insert of it raises a duplicate key."""
+    holder = conn.scalar(select(_ACCOUNTS.c.tenant_id).where(_ACCOUNTS.c.ig_user_id == ig_user_id))
+    if holder is not None and holder != tenant_id:
+        return False
     conn.execute(
-        delete(_ACCOUNTS).where(_ACCOUNTS.c.account_id == account_id, _ACCOUNTS.c.tenant_id == tenant_id)
+        delete(_ACCOUNTS).where(
+            _ACCOUNTS.c.tenant_id == tenant_id,
+            (_ACCOUNTS.c.account_id == account_id) | (_ACCOUNTS.c.ig_user_id == ig_user_id),
+        )
     )
     conn.execute(insert(_ACCOUNTS).values(ig_user_id=ig_user_id, tenant_id=tenant_id, account_id=account_id))
+    return True
+
+
+Entry = tuple[str, str, str]  # (ig_user_id, tenant_id, account_id)
+
+
+def entries_of(conn: Connection, tenant_ids: list[str]) -> set[Entry]:
+    """The directory's account entries of these tenants."""
+    rows = conn.execute(
+        select(_ACCOUNTS.c.ig_user_id, _ACCOUNTS.c.tenant_id, _ACCOUNTS.c.account_id).where(
+            _ACCOUNTS.c.tenant_id.in_(tenant_ids)
+        )
+    )
+    return {(str(a), str(b), str(c)) for a, b, c in rows}
+
+
+def accounts_of(conn: Connection, tenant_ids: list[str]) -> set[Entry]:
+    """The accounts of these tenants on a shard, as directory entries."""
+    rows = conn.execute(
+        select(_IG_ACCOUNTS.c.ig_user_id, _IG_ACCOUNTS.c.tenant_id, _IG_ACCOUNTS.c.id).where(
+            _IG_ACCOUNTS.c.tenant_id.in_(tenant_ids)
+        )
+    )
+    return {(str(a), str(b), str(c)) for a, b, c in rows}
+
+
+def forget_entry(conn: Connection, ig_user_id: str, tenant_id: str, account_id: str) -> None:
+    conn.execute(
+        delete(_ACCOUNTS).where(
+            _ACCOUNTS.c.ig_user_id == ig_user_id,
+            _ACCOUNTS.c.tenant_id == tenant_id,
+            _ACCOUNTS.c.account_id == account_id,
+        )
+    )
 
 
 def forget_account(conn: Connection, tenant_id: str, account_id: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import copy_context
 from datetime import date, datetime, time, timedelta
 from time import perf_counter
 
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.db.repositories import log_archive
 from replyflow.db.repositories import partitions as parts
+from replyflow.db.shards import held_tenants
 from replyflow.services.jobs.common import Deadline, JobResult
 from replyflow.services.jobs.policy import LOG_TABLES, TenantRetention
 
@@ -91,6 +93,10 @@ def drop_expired_partitions(
     tables take no lock of each other)."""
     if not policies:
         return True
+    with sessions() as session:
+        if held_tenants(session):  # a partition holds a moving tenant's rows too: chunked deletes only
+            counts["partition_drops_deferred_by_move"] += 1
+            return True
     cutoffs = {p.tenant_id: p.cutoff(now) for p in policies}
     coverage = _ArchiveCoverage(max(cutoffs.values()).date())
     plan: dict[str, list[parts.Partition]] = {}
@@ -108,7 +114,8 @@ def drop_expired_partitions(
             read += perf_counter() - table_started
             # This table's statement runs while the next table is read (at most one connection
             # reading and one per table dropping: no more than the drops alone used to hold).
-            drops.append(pool.submit(_drop, sessions, table_name, plan[table_name]))
+            # Each drop in a copy of this context: its session opens on this run's shard (``on_shard``).
+            drops.append(pool.submit(copy_context().run, _drop, sessions, table_name, plan[table_name]))
         drop_seconds = [d.result() for d in drops]
     if seconds is not None:
         seconds["read"] = read
