@@ -32,12 +32,14 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/flows/{flow_id}/versions"): {"graph": follow_gate_graph("by B", "https://b.example")},
     ("POST", "/v1/flows/{flow_id}/activate"): {"version": 1},
     ("POST", "/v1/flows/{flow_id}/simulate"): {"events": [{"kind": "comment", "text": "link"}]},
+    ("POST", "/v1/accounts/{account_id}/test-comments"): {"text": "link"},
 }
 
 
 @pytest.fixture(scope="module")
 def env(mysql_url: str, redis_server: str) -> Iterator[ApiEnv]:
-    yield from make_env(mysql_url, redis_server)
+    # The sandbox tools on, so the test-comment route answers for the account, not for the setting.
+    yield from make_env(mysql_url, redis_server, sandbox_tools=True)
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def shard_urls() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def env(shard_urls: dict[str, str], redis_server: str) -> Iterator[ApiEnv]:
-    yield from make_env(shard_urls["s0"], redis_server, database_shard_urls=shard_urls)
+    yield from make_env(shard_urls["s0"], redis_server, database_shard_urls=shard_urls, sandbox_tools=True)
 
 
 def _count(url: str, table: str, tenant_id: str) -> int:
