@@ -208,13 +208,13 @@ class EventProcessor:
             )
         gate = gate_event(event, config.status if config else None, config.ig_user_id if config else "")
         if gate is not None or config is None:
-            self._log(session, message, result, None, LogAction.SKIPPED, gate)
+            self._log(result, None, LogAction.SKIPPED, gate)
             return
         if self._route_to_flow(session, message, config, occurred_at, now, result):
             return
         matches = matching_rules(config.rules, event)
         if not matches:
-            self._log(session, message, result, None, LogAction.SKIPPED, DecisionReason.NO_MATCH)
+            self._log(result, None, LogAction.SKIPPED, DecisionReason.NO_MATCH)
             return
         selection = choose_winner(
             matches,
@@ -223,9 +223,7 @@ class EventProcessor:
             new_contact=new_contact,
         )
         for verdict in selection.verdicts:
-            self._log(
-                session, message, result, verdict.rule_id, verdict.action, verdict.reason, verdict.detail
-            )
+            self._log(result, verdict.rule_id, verdict.action, verdict.reason, verdict.detail)
         if selection.winner is None:
             return
         ctx = _Context(session, message, event, config, occurred_at, now, result)
@@ -267,7 +265,7 @@ class EventProcessor:
         for step in plan_actions(event, match, facts, self._variant_chooser(message)):
             if isinstance(step, SkippedAction):
                 detail = step.detail or (str(step.action) if step.action else None)
-                self._log(ctx.session, message, ctx.result, rule.id, LogAction.SKIPPED, step.reason, detail)
+                self._log(ctx.result, rule.id, LogAction.SKIPPED, step.reason, detail)
             else:
                 self._enqueue(ctx, rule.id, step)
 
@@ -423,37 +421,17 @@ class EventProcessor:
         )
         kind = send.kind
         if row is None:
-            self._log(
-                ctx.session,
-                ctx.message,
-                ctx.result,
-                rule_id,
-                LogAction.SKIPPED,
-                DecisionReason.DUPLICATE,
-                kind,
-            )
+            self._log(ctx.result, rule_id, LogAction.SKIPPED, DecisionReason.DUPLICATE, kind)
             return
         if parked:
             ctx.result.parked.append(row.id)
-            self._log(
-                ctx.session,
-                ctx.message,
-                ctx.result,
-                rule_id,
-                LogAction.PARKED,
-                DecisionReason.NEEDS_REAUTH,
-                f"{kind} #{row.id}",
-            )
+            self._log(ctx.result, rule_id, LogAction.PARKED, DecisionReason.NEEDS_REAUTH, f"{kind} #{row.id}")
         else:
             ctx.result.queued.append(row.id)
-            self._log(
-                ctx.session, ctx.message, ctx.result, rule_id, LogAction.QUEUED, None, f"{kind} #{row.id}"
-            )
+            self._log(ctx.result, rule_id, LogAction.QUEUED, None, f"{kind} #{row.id}")
 
+    @staticmethod
     def _log(
-        self,
-        session: Session,
-        message: EventMessage,
         result: ProcessResult,
         automation_id: str | None,
         action: LogAction,
