@@ -2,8 +2,10 @@
 per-record retry backoff.
 
 Records run concurrently on a thread pool (each call opens its own database session); a record that
-raises is reported by its ``messageId`` and only it is redelivered, never the whole batch. Each record
-runs in a copy of the caller's context (``contextvars``) and its processing time is the
+raises is reported by its ``messageId`` and only it is redelivered, never the whole batch. A worker
+may first hand the whole batch to ``together`` (the processor: one transaction for the batch), which
+settles the records it can, each as done or failed on its own; the records it leaves go to the pool.
+Each record runs in a copy of the caller's context (``contextvars``) and its processing time is the
 ``RecordDuration`` metric (milliseconds, one value per record, ok or failed).
 
 Before the response goes back, each failed record's visibility is changed (``ChangeMessageVisibility``)
@@ -83,11 +85,52 @@ class RetryBackoff:
                 )
 
 
+def _together(together: Together, records: Sequence[dict[str, Any]]) -> dict[int, str | None]:
+    """The records ``together`` settled: index -> None (done) or the failed record's message id."""
+    clear_tenant()
+    started = time.perf_counter()
+    try:
+        done = together(records)
+    finally:
+        clear_tenant()
+    if done:
+        per_record_ms = (time.perf_counter() - started) * 1000 / len(done)
+        for _ in done:
+            _record_duration(per_record_ms)
+    return {
+        i: None if error is None else _failed(records[i], error)
+        for i, error in done.items()
+        if 0 <= i < len(records)
+    }
+
+
+def _failed(record: dict[str, Any], error: Exception | None = None) -> str:
+    """Log a failed record (inside its ``except``, or with its exception); its message id."""
+    message_id = str(record.get("messageId", ""))
+    receives = (record.get("attributes") or {}).get("ApproximateReceiveCount")
+    extra = {"message_id": message_id, "receive_count": receives}
+    if error is None:
+        logger.exception("record failed", extra=extra)
+    else:
+        logger.error("record failed", extra=extra, exc_info=error)
+    return message_id
+
+
+def _record_duration(elapsed_ms: float) -> None:
+    with _metrics_lock:
+        metrics.add_metric(name="RecordDuration", unit=MetricUnit.Milliseconds, value=elapsed_ms)
+
+
 def _receive_count(record: dict[str, Any]) -> int:
     try:
         return int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1))
     except (TypeError, ValueError):
         return 1
+
+
+# Handles several records at once: record index -> None (done) or the exception it failed with. A
+# record it leaves out is handled alone by ``handle``.
+Together = Callable[[Sequence[dict[str, Any]]], dict[int, Exception | None]]
 
 
 def process_batch(
@@ -96,33 +139,33 @@ def process_batch(
     *,
     max_workers: int = 10,
     backoff: RetryBackoff | None = None,
+    together: Together | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     records = event.get("Records") or []
     if not records:
         return {"batchItemFailures": []}
 
     def run(record: dict[str, Any]) -> str | None:
-        message_id = str(record.get("messageId", ""))
         clear_tenant()
         started = time.perf_counter()
         try:
             handle(record.get("body") or "")
         except Exception:
-            receives = (record.get("attributes") or {}).get("ApproximateReceiveCount")
-            logger.exception("record failed", extra={"message_id": message_id, "receive_count": receives})
-            return message_id
+            return _failed(record)
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            with _metrics_lock:
-                metrics.add_metric(name="RecordDuration", unit=MetricUnit.Milliseconds, value=elapsed_ms)
+            _record_duration((time.perf_counter() - started) * 1000)
         return None
 
-    if len(records) == 1:
-        failures = [run(records[0])]
+    settled = _together(together, records) if together is not None and len(records) > 1 else {}
+    alone = [record for i, record in enumerate(records) if i not in settled]
+    if len(alone) <= 1:
+        ran = [run(record) for record in alone]
     else:
-        with ThreadPoolExecutor(max_workers=min(max_workers, len(records))) as pool:
-            futures = [pool.submit(contextvars.copy_context().run, run, record) for record in records]
-            failures = [future.result() for future in futures]
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(alone)))) as pool:
+            futures = [pool.submit(contextvars.copy_context().run, run, record) for record in alone]
+            ran = [future.result() for future in futures]
+    outcomes = iter(ran)
+    failures = [settled[i] if i in settled else next(outcomes) for i in range(len(records))]
     failed = [record for record, failure in zip(records, failures, strict=True) if failure is not None]
     if backoff is not None:
         backoff.apply(failed)

@@ -84,7 +84,13 @@ class PipelineDeps:
             live_window=timedelta(seconds=self.settings.live_private_reply_window_seconds),
             edge_margin=timedelta(seconds=self.settings.private_reply_edge_margin_seconds),
             flows=self.flow_runner,
+            transaction_group=self._transaction_group(),
         )
+
+    def _transaction_group(self) -> Callable[[str], str] | None:
+        """With tenant shards, a batch's events share a transaction per shard (None: one database)."""
+        router = self.clients.shard_router
+        return None if router is None else router.shard_of
 
     @once
     def flow_runner(self) -> FlowRunner:

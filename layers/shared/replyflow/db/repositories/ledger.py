@@ -8,6 +8,11 @@ Invariants:
   was inserted: a refused claim is no error, so no SAVEPOINT is needed and the caller's transaction
   goes on. A claim held by a transaction still open makes the INSERT wait for it, as the unique key
   always did;
+- ``record_events`` claims the events of a batch (one transaction) in three round trips: a read of
+  the keys already claimed, one multi-row ``INSERT IGNORE`` of the others and one multi-row INSERT of
+  their ledger rows. The read decides nothing: if the INSERT inserts fewer claims than it was given,
+  a concurrent transaction took one of them after the read (which one is not known), and
+  ``ClaimRaceError`` tells the caller to roll back and claim one event at a time;
 - a send is owned through ``start_send``: one conditional UPDATE moves a row from a sendable status to
   ``sending``; only the worker whose UPDATE changed the row may call the Graph API for it. A row left
   in ``sending`` longer than the lease belongs to a worker that died mid-call: the request may have
@@ -19,16 +24,18 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
 from replyflow.db.models import DedupeClaim, InboundEvent, InstagramAccount, OutboundMessage
-from replyflow.db.repositories._upsert import insert_ignore
+from replyflow.db.repositories._upsert import insert_ignore, insert_ignore_many
 from replyflow.domain.lifecycle import TERMINAL_STATUSES, TRANSIENT_ERROR, OutboundStatus
+from replyflow.errors import ReplyflowError
 
 SENDABLE = (OutboundStatus.QUEUED, OutboundStatus.DEFERRED)
 INBOUND_CLAIM = "inbound"
@@ -61,6 +68,85 @@ def record_event(
         )
     )
     return True
+
+
+class ClaimRaceError(ReplyflowError):
+    """A claim of the batch was taken by a concurrent transaction between the read and the INSERT."""
+
+    code = "claim_race"
+    status = 503
+
+
+@dataclass(frozen=True)
+class InboundClaim:
+    """One inbound event of a batch for ``record_events``."""
+
+    tenant_id: str
+    account_id: str
+    event_key: str
+    kind: str
+    occurred_at: datetime | None
+    sender_id: str | None = None
+
+    @property
+    def claim(self) -> tuple[str, str, str]:
+        return (self.tenant_id, self.account_id, self.event_key[:255])
+
+
+def record_events(session: Session, events: Sequence[InboundClaim]) -> list[bool]:
+    """Record a batch's inbound events; for each, True when recorded here, False when it was recorded
+    before or earlier in ``events`` (a duplicate delivery). ``ClaimRaceError`` when a concurrent
+    transaction claimed one of them meanwhile: roll back and record them one by one."""
+    claimed = _claimed(session, [event.claim for event in events])
+    fresh: dict[tuple[str, str, str], InboundClaim] = {}
+    for event in events:
+        if event.claim not in claimed and event.claim not in fresh:
+            fresh[event.claim] = event
+    if fresh:
+        at = utcnow()
+        claims = [
+            {"tenant_id": t, "account_id": a, "kind": INBOUND_CLAIM, "claim_key": k, "claimed_at": at}
+            for t, a, k in sorted(fresh)  # one order for every batch: fewer lock waits between them
+        ]
+        table: Any = DedupeClaim.__table__
+        if insert_ignore_many(session, table, claims) != len(claims):
+            raise ClaimRaceError("an inbound claim of the batch was taken concurrently")
+        rows = [
+            {
+                "received_at": at,
+                "tenant_id": e.tenant_id,
+                "account_id": e.account_id,
+                "event_key": e.event_key[:255],
+                "kind": e.kind,
+                "occurred_at": e.occurred_at,
+                "sender_id": e.sender_id[:64] if e.sender_id else None,
+            }
+            for e in fresh.values()
+        ]
+        ledger_table: Any = InboundEvent.__table__
+        session.execute(insert(ledger_table), rows)
+    firsts = {id(event) for event in fresh.values()}
+    return [id(event) in firsts for event in events]
+
+
+def _claimed(session: Session, claims: Sequence[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """Which (tenant, account, event key) inbound claims are committed already (one SELECT)."""
+    if not claims:
+        return set()
+    keys = sorted(set(claims))
+    match = or_(
+        *(
+            and_(
+                DedupeClaim.tenant_id == t,
+                DedupeClaim.account_id == a,
+                DedupeClaim.kind == INBOUND_CLAIM,
+                DedupeClaim.claim_key == k,
+            )
+            for t, a, k in keys
+        )
+    )
+    stmt = select(DedupeClaim.tenant_id, DedupeClaim.account_id, DedupeClaim.claim_key).where(match)
+    return {(t, a, k) for t, a, k in session.execute(stmt)}
 
 
 def add_outbound(
