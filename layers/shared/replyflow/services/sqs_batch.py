@@ -29,11 +29,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from replyflow.observability import MetricUnit, clear_tenant, logger, metrics
 from replyflow.ports import QueueVisibility
 
+T = TypeVar("T")
+R = TypeVar("R")
 BACKOFF_FACTOR = 3
 MAX_EXPONENT = 20  # 3^20 s is far past any cap; keeps the arithmetic small for absurd receive counts
 _metrics_lock = threading.Lock()  # the record threads share one metric set
@@ -83,6 +85,24 @@ class RetryBackoff:
                     "could not shorten the retry of failed records; they wait out the visibility timeout",
                     extra={"queue_arn": arn, "records": len(changes)},
                 )
+
+
+def run_each(work: Callable[[T], R], items: Sequence[T], *, max_workers: int) -> list[R | Exception]:
+    """``work`` on each item on a thread pool (each in a copy of the caller's context): its result,
+    or the exception it raised (logged by the caller, with its record)."""
+
+    def run(item: T) -> R | Exception:
+        clear_tenant()
+        try:
+            return work(item)
+        except Exception as error:
+            return error
+
+    if len(items) <= 1:
+        return [run(item) for item in items]
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items)))) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, run, item) for item in items]
+        return [future.result() for future in futures]
 
 
 def _together(together: Together, records: Sequence[dict[str, Any]]) -> dict[int, str | None]:

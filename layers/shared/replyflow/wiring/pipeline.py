@@ -88,7 +88,8 @@ class PipelineDeps:
         )
 
     def _transaction_group(self) -> Callable[[str], str] | None:
-        """With tenant shards, a batch's events share a transaction per shard (None: one database)."""
+        """With tenant shards, a batch's events (or settled sends) share a transaction per shard
+        (None: one database)."""
         router = self.clients.shard_router
         return None if router is None else router.shard_of
 
@@ -112,6 +113,7 @@ class PipelineDeps:
             publisher=self.publisher,
             cache=self.clients.cache,
             clock=self.clock,
+            transaction_group=self._transaction_group(),
         )
 
     @once

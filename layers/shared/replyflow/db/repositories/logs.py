@@ -117,6 +117,23 @@ def automations_of_events(session: Session, events: Sequence[EventDecisions]) ->
     )
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One ``reply_logs`` row, before it is written."""
+
+    tenant_id: str
+    account_id: str
+    automation_id: str | None
+    outbound_message_id: int | None
+    kind: str
+    status: str
+    recipient_id: str | None = None
+    comment_id: str | None = None
+    text: str | None = None
+    error_code: str | None = None
+    detail: str | None = None
+
+
 def reply(
     session: Session,
     tenant_id: str,
@@ -132,18 +149,48 @@ def reply(
     error_code: str | None = None,
     detail: str | None = None,
 ) -> None:
-    session.add(
-        ReplyLog(
-            tenant_id=tenant_id,
-            account_id=account_id,
-            automation_id=automation_id,
-            outbound_message_id=outbound_message_id,
-            kind=kind,
-            status=status,
-            recipient_id=recipient_id,
-            comment_id=comment_id,
-            text=text,
-            error_code=error_code,
-            detail=detail[:MAX_DETAIL] if detail else None,
-        )
+    replies(
+        session,
+        [
+            Reply(
+                tenant_id,
+                account_id,
+                automation_id,
+                outbound_message_id,
+                kind,
+                status,
+                recipient_id,
+                comment_id,
+                text,
+                error_code,
+                detail,
+            )
+        ],
+    )
+
+
+def replies(session: Session, rows: Sequence[Reply]) -> None:
+    """Send outcomes' ``reply_logs`` rows in one INSERT (SQLAlchemy Core: no ORM objects)."""
+    if not rows:
+        return
+    now = utcnow()
+    session.execute(
+        insert(ReplyLog),
+        [
+            {
+                "tenant_id": r.tenant_id,
+                "account_id": r.account_id,
+                "automation_id": r.automation_id,
+                "outbound_message_id": r.outbound_message_id,
+                "kind": r.kind,
+                "status": r.status,
+                "recipient_id": r.recipient_id,
+                "comment_id": r.comment_id,
+                "text": r.text,
+                "error_code": r.error_code,
+                "detail": r.detail[:MAX_DETAIL] if r.detail else None,
+                "created_at": now,
+            }
+            for r in rows
+        ],
     )
