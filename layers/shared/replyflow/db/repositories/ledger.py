@@ -149,6 +149,13 @@ def _claimed(session: Session, claims: Sequence[tuple[str, str, str]]) -> set[tu
     return {(t, a, k) for t, a, k in session.execute(stmt)}
 
 
+@dataclass(frozen=True)
+class ReservedSend:
+    """The ``outbound_messages`` row ``add_outbound`` inserted."""
+
+    id: int
+
+
 def add_outbound(
     session: Session,
     tenant_id: str,
@@ -164,29 +171,32 @@ def add_outbound(
     priority: str,
     status: str,
     error_code: str | None = None,
-) -> OutboundMessage | None:
-    """Reserve one send; None when (tenant, account, kind, dedupe_key) is already taken."""
+) -> ReservedSend | None:
+    """Reserve one send; None when (tenant, account, kind, dedupe_key) is already taken. The row is
+    inserted through SQLAlchemy Core (no ORM object: the caller needs its id only)."""
     at = _claim(session, tenant_id, account_id, kind, dedupe_key[:255])
     if at is None:
         return None
-    row = OutboundMessage(
-        tenant_id=tenant_id,
-        account_id=account_id,
-        automation_id=automation_id,
-        kind=kind,
-        dedupe_key=dedupe_key[:255],
-        comment_id=comment_id,
-        recipient_id=recipient_id,
-        event_key=event_key[:255] if event_key else None,
-        payload=payload,
-        priority=priority,
-        status=status,
-        error_code=error_code,
-        created_at=at,
+    table: Any = OutboundMessage.__table__
+    result: Any = session.execute(
+        insert(table).values(
+            tenant_id=tenant_id,
+            account_id=account_id,
+            automation_id=automation_id,
+            kind=kind,
+            dedupe_key=dedupe_key[:255],
+            comment_id=comment_id,
+            recipient_id=recipient_id,
+            event_key=event_key[:255] if event_key else None,
+            payload=payload,
+            priority=priority,
+            status=status,
+            error_code=error_code,
+            created_at=at,
+            updated_at=at,
+        )
     )
-    session.add(row)
-    session.flush()  # the caller publishes the row's id
-    return row
+    return ReservedSend(int(result.inserted_primary_key[0]))  # the caller publishes the row's id
 
 
 def _claim(session: Session, tenant_id: str, account_id: str, kind: str, key: str) -> datetime | None:
