@@ -2,9 +2,10 @@
 message (a verified Stripe event) goes to ``services.billing.apply_event``, a flow timer job to its
 firing, instead.
 
-The event messages of a batch are first processed together (``EventProcessor.process_many``: one
-transaction per database for the batch); the records that did not settle there (billing messages,
-flow timers, and every event of a transaction that rolled back) run alone, on one thread per pooled
+The event messages of a batch are first processed together (``EventProcessor.process_many``: a
+few transactions for the batch, one per pooled connection, at once); the records that did not
+settle there (billing messages, flow timers, and every event of a transaction that rolled back) run
+alone, on one thread per pooled
 database connection (``DATABASE_POOL_SIZE``, 4
 for the processor functions in template.yaml): a thread beyond the pool would take an overflow
 connection, which SQLAlchemy opens for the record and closes after it, a connect (and its CPU) per
@@ -89,7 +90,9 @@ def _together(
     if len(events) < 2:
         return {}
     settled: dict[int, Exception | None] = {}
-    done = pipeline.processor.process_many([message for _, message in events])
+    done = pipeline.processor.process_many(
+        [message for _, message in events], parallel=pipeline.settings.database_pool_size
+    )
     for (i, _message), outcome in zip(events, done, strict=True):
         if isinstance(outcome, Exception):
             settled[i] = outcome

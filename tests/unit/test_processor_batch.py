@@ -68,12 +68,12 @@ class Batch:
         )
         return message.to_json()
 
-    def handle(self, bodies: list[str]) -> dict[str, Any]:
+    def handle(self, bodies: list[str], pool: int = 1) -> dict[str, Any]:
         records = [
             {"messageId": f"m{i}", "body": body, "attributes": {"ApproximateReceiveCount": "1"}}
             for i, body in enumerate(bodies)
         ]
-        deps = Deps(self.processor, settings=type("S", (), {"database_pool_size": 2})())
+        deps = Deps(self.processor, settings=type("S", (), {"database_pool_size": pool})())
         handler = make_handler(lambda: cast(Any, deps))
         return handler({"Records": records}, lambda_context())
 
@@ -135,6 +135,17 @@ def test_a_batch_is_one_transaction_and_a_copy_of_an_event_answers_once(batch: B
         )
     assert sorted(actions) == ["matched"] * 3 + ["queued"] * 3
     assert stats == {"matched": 3, "queued": 3}
+
+
+def test_a_batch_is_split_in_a_transaction_per_pooled_connection_copies_together(batch: Batch) -> None:
+    bodies = [batch.body(f"p{n}", f"s{n}") for n in range(5)]
+    del batch.commits[:]
+    response = batch.handle([*bodies, bodies[3], bodies[0]], pool=2)
+    assert response == {"batchItemFailures": []}
+    assert len(batch.commits) == 2  # two parts at once; no claim race between them
+    assert batch.count(InboundEvent) == 5
+    assert batch.count(OutboundMessage) == 5
+    assert len(batch.sent_jobs()) == 5
 
 
 def test_one_bad_event_is_retried_alone(batch: Batch, monkeypatch: pytest.MonkeyPatch) -> None:

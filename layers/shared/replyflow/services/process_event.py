@@ -80,6 +80,7 @@ from replyflow.observability import MetricUnit, bind_tenant, logger, metrics
 from replyflow.ports import Cache, Clock, CommentTimestamps, Cooldowns, QueuePublisher, TokenDecrypter
 from replyflow.services.automation_config import AccountConfig, account_config
 from replyflow.services.flow_runs import FlowApplied, FlowRunner, FlowScope, timer_jobs
+from replyflow.services.sqs_batch import run_each
 
 # A duplicate delivery re-publishes the event's still-queued rows only when they are this old: the
 # original publish has evidently failed (a concurrent duplicate must not double the send jobs).
@@ -190,26 +191,46 @@ class EventProcessor:
             logger.info("duplicate event", extra={"event_key": event.event_key, "republished": len(stranded)})
         return result
 
-    def process_many(self, messages: Sequence[EventMessage]) -> list[ProcessResult | Exception | None]:
-        """The events of one SQS batch in one transaction per database (``docs/architecture.md``,
-        "The processor's round trips"): their inbound claims in one statement, their decisions in two,
-        one commit. None for the events of a transaction that rolled back (an event raised, a
-        deadlock, a claim taken concurrently): nothing of it stays, every cooldown it took is given
-        back, and the caller processes those events one by one (``process``), so only an event that
-        fails alone fails. After the commit each event's sends are published on their own: an event
-        whose publish raised gets its exception (its record fails and is redelivered; the duplicate
-        re-publishes)."""
+    def process_many(
+        self, messages: Sequence[EventMessage], *, parallel: int = 1
+    ) -> list[ProcessResult | Exception | None]:
+        """The events of one SQS batch in few transactions (``docs/architecture.md``, "The
+        processor's round trips"): a transaction per database, split in ``parallel`` parts that run
+        at once (one per pooled connection: their round trips overlap), each part's inbound claims in
+        one statement, its decisions in two, one commit. Copies of one event stay in one part. None
+        for the events of a part that rolled back (an event raised, a deadlock, a claim taken
+        concurrently): nothing of it stays, every cooldown it took is given back, and the caller
+        processes those events one by one (``process``), so only an event that fails alone fails.
+        After the commit each event's sends are published on their own: an event whose publish
+        raised gets its exception (its record fails and is redelivered; the duplicate re-publishes)."""
         out: list[ProcessResult | Exception | None] = [None] * len(messages)
-        groups: dict[str, list[int]] = {}
-        for i, message in enumerate(messages):
-            if message.event.event_key:  # one without is refused by ``process``
-                groups.setdefault(self._group_of(message.tenant_id), []).append(i)
-        for indexes in groups.values():
-            done = self._process_together([messages[i] for i in indexes])
-            if done is not None:
-                for i, outcome in zip(indexes, done, strict=True):
+        parts = self._parts(messages, max(1, parallel))
+        done = run_each(
+            lambda part: self._process_together([messages[i] for i in part]), parts, max_workers=parallel
+        )
+        for part, outcomes in zip(parts, done, strict=True):
+            if isinstance(outcomes, list):
+                for i, outcome in zip(part, outcomes, strict=True):
                     out[i] = outcome
         return out
+
+    def _parts(self, messages: Sequence[EventMessage], parallel: int) -> list[list[int]]:
+        """Indexes of ``messages`` by transaction: per database, the distinct events dealt round
+        robin into at most ``parallel`` parts, each copy of an event in its original's part."""
+        by_group: dict[str, dict[str, list[int]]] = {}
+        for i, message in enumerate(messages):
+            key = message.event.event_key
+            if key:  # one without is refused by ``process``
+                events = by_group.setdefault(self._group_of(message.tenant_id), {})
+                events.setdefault(f"{message.tenant_id}/{message.account_id}/{key}", []).append(i)
+        parts: list[list[int]] = []
+        for events in by_group.values():
+            count = min(parallel, len(events))
+            dealt: list[list[int]] = [[] for _ in range(count)]
+            for n, copies in enumerate(events.values()):
+                dealt[n % count].extend(copies)
+            parts.extend(sorted(part) for part in dealt)
+        return parts
 
     def _group_of(self, tenant_id: str) -> str:
         try:
