@@ -654,21 +654,29 @@ def test_a_batchs_sends_that_went_out_are_settled_in_one_transaction(world: Worl
     assert len(commits) == 3 + 1  # a lease per send, one settle for the three
     with session_scope(world.sessions) as session:
         replies = session.scalars(select(ReplyLog.status).where(ReplyLog.tenant_id == world.tenant_id)).all()
+        message_ids = [
+            session.scalar(
+                select(OutboundMessage.graph_message_id).where(OutboundMessage.id == j.outbound_id)
+            )
+            for j in jobs
+        ]
     assert list(replies) == ["sent"] * 3
+    assert None not in message_ids
+    assert len(set(message_ids)) == 3  # each row its own Graph message id
 
 
 def test_a_settle_that_fails_together_settles_each_alone_and_fails_only_its_record(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jobs = [world.add(key=f"f{n}") for n in range(3)]
-    real = ledger.finish
+    real = ledger.finish_sent
 
-    def fails_for_f1(session: Any, tenant_id: str, outbound_id: int, **kw: Any) -> None:
-        if outbound_id == jobs[1].outbound_id and kw.get("status") == "sent":
+    def fails_for_f1(session: Any, tenant_id: str, message_ids: dict[int, str | None], **kw: Any) -> None:
+        if jobs[1].outbound_id in message_ids:
             raise RuntimeError("the database went away")
-        real(session, tenant_id, outbound_id, **kw)
+        real(session, tenant_id, message_ids, **kw)
 
-    monkeypatch.setattr("replyflow.services.send_reply.ledger.finish", fails_for_f1)
+    monkeypatch.setattr("replyflow.services.send_reply.ledger.finish_sent", fails_for_f1)
     graph = ScriptedGraph()
     assert _batch(world, graph, jobs) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
     assert len(graph.calls) == 3  # each went out once

@@ -329,9 +329,9 @@ class SendService:
     # -- outcomes ----------------------------------------------------------------------------------
 
     def settle_sent(self, sent: Sequence[SentUnsettled]) -> list[SendOutcome | Exception]:
-        """Settle sends that went out: their rows ``sent``, their ``reply_logs`` and
-        ``automation_logs`` rows, in one transaction per database (three statements and a commit
-        for the logs of all of them). If that transaction fails, each is settled alone, and one that
+        """Settle sends that went out: their rows ``sent`` (one UPDATE per tenant), their
+        ``reply_logs`` and ``automation_logs`` rows (three statements), in one transaction per
+        database. If that transaction fails, each is settled alone, and one that
         fails then gets its exception: its record fails, and its row, left ``sending``, becomes
         ``unknown`` after the lease (it went out; it is never sent again)."""
         out: list[SendOutcome | Exception | None] = [None] * len(sent)
@@ -376,18 +376,14 @@ class SendService:
     def _write_sent(self, session: Session, sent: Sequence[SentUnsettled]) -> None:
         now = self._clock.now()
         outcomes: list[_OutcomeLogs] = []
+        by_tenant: dict[str, dict[int, str | None]] = {}
         for job, leased, result in ((s.job, s.leased, s.result) for s in sent):
-            ledger.finish(
-                session,
-                job.tenant_id,
-                leased.row_id,
-                status="sent",
-                graph_message_id=result.message_id,
-                sent_at=now,
-            )
+            by_tenant.setdefault(job.tenant_id, {})[leased.row_id] = result.message_id
             if leased.kind in usage_repo.DM_KINDS and leased.quota_period is None:
                 usage_repo.add_dms(session, job.tenant_id, 1, at=now)  # claimed before reservations
             outcomes.append(_leased_logs(job, leased, "sent", None, f"message {result.message_id}"))
+        for tenant_id, message_ids in sorted(by_tenant.items()):
+            ledger.finish_sent(session, tenant_id, message_ids, sent_at=now)
         _write_logs(session, outcomes)
 
     def _after_sent(self, sent: SentUnsettled) -> SendOutcome:

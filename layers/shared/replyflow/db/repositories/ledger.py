@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
@@ -290,6 +290,34 @@ def finish(
         update(OutboundMessage)
         .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.id == outbound_id)
         .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def finish_sent(
+    session: Session, tenant_id: str, message_ids: dict[int, str | None], *, sent_at: datetime
+) -> None:
+    """``finish(status="sent")`` for several rows of one tenant in one UPDATE: row id -> the Graph
+    message id (None keeps the stored one)."""
+    if not message_ids:
+        return
+    known = {row_id: mid[:255] for row_id, mid in message_ids.items() if mid is not None}
+    graph_id: Any = (
+        case(known, value=OutboundMessage.id, else_=OutboundMessage.graph_message_id)
+        if known
+        else OutboundMessage.graph_message_id
+    )
+    session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.id.in_(sorted(message_ids)))
+        .values(
+            status="sent",
+            error_code=None,
+            error_message=None,
+            updated_at=utcnow(),
+            graph_message_id=graph_id,
+            sent_at=sent_at,
+        )
         .execution_options(synchronize_session=False)
     )
 
