@@ -3,7 +3,7 @@ message (a verified Stripe event) goes to ``services.billing.apply_event``, a fl
 firing, instead.
 
 The event messages of a batch are first processed together (``EventProcessor.process_many``: a
-few transactions for the batch, one per pooled connection, at once); the records that did not
+few transactions for the batch, one per pooled connection, at once; one on SQLite); the records that did not
 settle there (billing messages, flow timers, and every event of a transaction that rolled back) run
 alone, on one thread per pooled
 database connection (``DATABASE_POOL_SIZE``, 4
@@ -90,9 +90,7 @@ def _together(
     if len(events) < 2:
         return {}
     settled: dict[int, Exception | None] = {}
-    done = pipeline.processor.process_many(
-        [message for _, message in events], parallel=pipeline.settings.database_pool_size
-    )
+    done = pipeline.processor.process_many([message for _, message in events], parallel=_parts(pipeline))
     for (i, _message), outcome in zip(events, done, strict=True):
         if isinstance(outcome, Exception):
             settled[i] = outcome
@@ -100,6 +98,13 @@ def _together(
             count(outcome)
             settled[i] = None
     return settled
+
+
+def _parts(pipeline: PipelineDeps) -> int:
+    """Transactions a batch is split in, at once: one per pooled connection, their round trips
+    overlapping; one on SQLite, whose single writer lock would queue them."""
+    settings = pipeline.settings
+    return 1 if settings.database_url.startswith("sqlite") else settings.database_pool_size
 
 
 def _apply_billing(pipeline: PipelineDeps, message: BillingEventMessage) -> str:

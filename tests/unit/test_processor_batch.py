@@ -73,7 +73,10 @@ class Batch:
             {"messageId": f"m{i}", "body": body, "attributes": {"ApproximateReceiveCount": "1"}}
             for i, body in enumerate(bodies)
         ]
-        deps = Deps(self.processor, settings=type("S", (), {"database_pool_size": pool})())
+        # The handler splits a batch by the pool on MySQL (one part on SQLite): the URL names MySQL
+        # so that ``pool`` decides the parts; the processor's sessions are this SQLite file's.
+        settings = {"database_pool_size": pool, "database_url": "mysql+pymysql://unused"}
+        deps = Deps(self.processor, settings=type("S", (), settings)())
         handler = make_handler(lambda: cast(Any, deps))
         return handler({"Records": records}, lambda_context())
 
