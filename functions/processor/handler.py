@@ -3,11 +3,10 @@ message (a verified Stripe event) goes to ``services.billing.apply_event``, a fl
 firing, instead.
 
 The event messages of a batch are first processed together (``EventProcessor.process_many``: a
-few transactions for the batch, one per pooled connection, at once; one on SQLite); the records that did not
+few transactions for the batch, ``BATCH_PARTS`` at once; one on SQLite); the records that did not
 settle there (billing messages, flow timers, and every event of a transaction that rolled back) run
-alone, on one thread per pooled
-database connection (``DATABASE_POOL_SIZE``, 4
-for the processor functions in template.yaml): a thread beyond the pool would take an overflow
+alone, on one thread per pooled database connection (``DATABASE_POOL_SIZE``, 4 for the processor
+functions in template.yaml): a thread beyond the pool would take an overflow
 connection, which SQLAlchemy opens for the record and closes after it, a connect (and its CPU) per
 record."""
 
@@ -20,6 +19,11 @@ from replyflow.domain.messages import BillingEventMessage, EventMessage, FlowTim
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.sqs_batch import process_batch
 from replyflow.wiring.pipeline import PipelineDeps, process_deps
+
+# Two parts: one part's round trips overlap the other's work. Each part pays its own claims, contacts,
+# quota, decisions and commit, so four (one per pooled connection) cost more than they overlapped:
+# docs/scaling.md#batch-transactions-in-the-processor-and-the-sender-beforeafter-in-one-run.
+BATCH_PARTS = 2
 
 if TYPE_CHECKING:
     from replyflow.services.process_event import ProcessResult
@@ -101,10 +105,10 @@ def _together(
 
 
 def _parts(pipeline: PipelineDeps) -> int:
-    """Transactions a batch is split in, at once: one per pooled connection, their round trips
-    overlapping; one on SQLite, whose single writer lock would queue them."""
+    """Transactions a batch is split in, run at once: ``BATCH_PARTS`` (at most one per pooled
+    connection), one on SQLite, whose single writer lock would queue them."""
     settings = pipeline.settings
-    return 1 if settings.database_url.startswith("sqlite") else settings.database_pool_size
+    return 1 if settings.database_url.startswith("sqlite") else min(BATCH_PARTS, settings.database_pool_size)
 
 
 def _apply_billing(pipeline: PipelineDeps, message: BillingEventMessage) -> str:
