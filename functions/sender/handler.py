@@ -1,16 +1,18 @@
 """sends-{high,default,low} -> the sender service; the records of one batch are sent concurrently and
-failures are reported record by record."""
+failures are reported record by record. The sends that went out are settled together after the
+batch's Graph calls (``SendService.settle_sent``: one transaction per database for their ledger
+and log rows); every other outcome is settled by its own record as it happens."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from replyflow.domain.messages import SendJob
 from replyflow.observability import MetricUnit, logger, metrics, tracer
-from replyflow.services.send_reply import POLICY_BLOCK_REASON, SEND_CONCURRENCY, SendOutcome
-from replyflow.services.sqs_batch import RetryBackoff, process_batch
+from replyflow.services.send_reply import POLICY_BLOCK_REASON, SEND_CONCURRENCY, SendOutcome, SentUnsettled
+from replyflow.services.sqs_batch import RetryBackoff, process_batch, run_each
 from replyflow.wiring.pipeline import process_deps
 
 if TYPE_CHECKING:
@@ -32,6 +34,10 @@ ALERT_METRIC_BY_REASON = {
 
 class Sends(Protocol):
     def send(self, job: SendJob) -> SendOutcome: ...
+
+    def attempt(self, job: SendJob) -> SendOutcome | SentUnsettled: ...
+
+    def settle_sent(self, sent: Sequence[SentUnsettled]) -> list[SendOutcome | Exception]: ...
 
 
 class SenderDeps(Protocol):
@@ -56,7 +62,12 @@ def make_handler(deps: Callable[[], SenderDeps]) -> Handler:
         def handle(body: str) -> None:
             outcomes.append(pipeline.sender.send(SendJob.from_json(body)))
 
-        response = process_batch(event, handle, max_workers=SEND_CONCURRENCY, backoff=pipeline.retry_backoff)
+        def together(records: Sequence[dict[str, Any]]) -> dict[int, Exception | None]:
+            return _together(pipeline.sender, records, outcomes)
+
+        response = process_batch(
+            event, handle, max_workers=SEND_CONCURRENCY, backoff=pipeline.retry_backoff, together=together
+        )
         for status, count in Counter(outcome.status for outcome in outcomes).items():
             name = METRIC_BY_OUTCOME.get(status, f"Sends{status.title()}")
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
@@ -71,6 +82,31 @@ def make_handler(deps: Callable[[], SenderDeps]) -> Handler:
         return response
 
     return lambda_handler
+
+
+def _together(
+    sender: Sends, records: Sequence[dict[str, Any]], outcomes: list[SendOutcome]
+) -> dict[int, Exception | None]:
+    """Every record's send on its own thread up to its Graph call, then the sends that went out
+    settled together. A record whose body does not decode is left to be handled alone."""
+    jobs: list[tuple[int, SendJob]] = []
+    for i, record in enumerate(records):
+        try:
+            jobs.append((i, SendJob.from_json(record.get("body") or "")))
+        except Exception:  # noqa: S112 - handled alone, where it fails and is logged
+            continue
+    attempts = run_each(sender.attempt, [job for _, job in jobs], max_workers=SEND_CONCURRENCY)
+    unsettled = [(i, a) for (i, _job), a in zip(jobs, attempts, strict=True) if isinstance(a, SentUnsettled)]
+    settled = dict(zip((i for i, _ in unsettled), sender.settle_sent([a for _, a in unsettled]), strict=True))
+    done: dict[int, Exception | None] = {}
+    for (i, _job), attempt in zip(jobs, attempts, strict=True):
+        outcome = settled.get(i, attempt)
+        if isinstance(outcome, Exception):
+            done[i] = outcome
+        elif isinstance(outcome, SendOutcome):
+            outcomes.append(outcome)
+            done[i] = None
+    return done
 
 
 def bind(roots: Roots) -> Handler:

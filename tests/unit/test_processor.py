@@ -326,7 +326,7 @@ def test_a_failed_transaction_leaves_the_event_unrecorded_for_the_redelivery(
     opens the transaction must not commit it on release)."""
     seeded = world.seed([{"actions": PRIVATE}])
     with monkeypatch.context() as patch:
-        patch.setattr("replyflow.services.process_event.contacts_repo.touch", _fail)
+        patch.setattr("replyflow.services.process_event.contacts_repo.touch_many", _fail)
         with pytest.raises(RuntimeError):
             world.run(seeded, "comment_feed.json")
     redelivered = world.run(seeded, "comment_feed.json")

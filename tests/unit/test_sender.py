@@ -13,6 +13,7 @@ from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from replyflow.adapters.crypto import TokenCipher, WrongKeyError
@@ -24,7 +25,13 @@ from replyflow.db.repositories import ledger
 from replyflow.domain.messages import SendJob
 from replyflow.observability import logger
 from replyflow.services import cache_keys
-from replyflow.services.send_reply import SendOutcome, SendRetryExhaustedError, SendService, release_parked
+from replyflow.services.send_reply import (
+    SendOutcome,
+    SendRetryExhaustedError,
+    SendService,
+    SentUnsettled,
+    release_parked,
+)
 from replyflow.services.sqs_batch import process_batch
 from sender import handler as sender_handler
 from tests.support_pipeline import (
@@ -403,6 +410,12 @@ def test_the_handler_counts_blocked_and_misconfigured_sends_for_alarms(
         def send(self, job: SendJob) -> SendOutcome:
             return outcomes[job.outbound_id]
 
+        def attempt(self, job: SendJob) -> SendOutcome | SentUnsettled:
+            return self.send(job)
+
+        def settle_sent(self, sent: Sequence[SentUnsettled]) -> list[SendOutcome | Exception]:
+            return [SendOutcome("sent") for _ in sent]
+
     @dataclass(frozen=True)
     class Deps:
         sender: Service
@@ -607,3 +620,65 @@ def test_a_batch_runs_concurrently_and_reports_failures_record_by_record(world: 
     assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == ["m1", "m4"]
     assert [world.row(j).status for j in jobs] == ["sent", "queued", "sent", "sent", "queued", "sent"]
     assert json.dumps(result)
+
+
+def _batch(world: World, graph: ScriptedGraph, jobs: list[SendJob]) -> dict[str, Any]:
+    @dataclass(frozen=True)
+    class Deps:
+        sender: SendService
+        retry_backoff: None = None
+
+    service = world.service(graph)
+    event = {"Records": [{"messageId": f"m{i}", "body": job.to_json()} for i, job in enumerate(jobs)]}
+    return sender_handler.make_handler(lambda: Deps(service))(event, lambda_context())
+
+
+def _statuses(world: World, jobs: list[SendJob]) -> list[str]:
+    with session_scope(world.sessions) as session:
+        return [str(ledger.get_outbound(session, world.tenant_id, j.outbound_id).status) for j in jobs]  # type: ignore[union-attr]
+
+
+def test_a_batchs_sends_that_went_out_are_settled_in_one_transaction(world: World) -> None:
+    jobs = [world.add(key=f"b{n}") for n in range(3)]
+    graph = ScriptedGraph()
+    commits: list[int] = []
+    engine = world.sessions.kw["bind"]
+    listener = lambda _conn: commits.append(1)  # noqa: E731
+    sa_event.listen(engine, "commit", listener)
+    try:
+        assert _batch(world, graph, jobs) == {"batchItemFailures": []}
+    finally:
+        sa_event.remove(engine, "commit", listener)
+    assert len(graph.calls) == 3
+    assert _statuses(world, jobs) == ["sent"] * 3
+    assert len(commits) == 3 + 1  # a lease per send, one settle for the three
+    with session_scope(world.sessions) as session:
+        replies = session.scalars(select(ReplyLog.status).where(ReplyLog.tenant_id == world.tenant_id)).all()
+        message_ids = [
+            session.scalar(
+                select(OutboundMessage.graph_message_id).where(OutboundMessage.id == j.outbound_id)
+            )
+            for j in jobs
+        ]
+    assert list(replies) == ["sent"] * 3
+    assert None not in message_ids
+    assert len(set(message_ids)) == 3  # each row its own Graph message id
+
+
+def test_a_settle_that_fails_together_settles_each_alone_and_fails_only_its_record(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [world.add(key=f"f{n}") for n in range(3)]
+    real = ledger.finish_sent
+
+    def fails_for_f1(session: Any, tenant_id: str, message_ids: dict[int, str | None], **kw: Any) -> None:
+        if jobs[1].outbound_id in message_ids:
+            raise RuntimeError("the database went away")
+        real(session, tenant_id, message_ids, **kw)
+
+    monkeypatch.setattr("replyflow.services.send_reply.ledger.finish_sent", fails_for_f1)
+    graph = ScriptedGraph()
+    assert _batch(world, graph, jobs) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert len(graph.calls) == 3  # each went out once
+    # f1 stays "sending": after the lease it becomes unknown, never sent again.
+    assert _statuses(world, jobs) == ["sent", "sending", "sent"]

@@ -80,6 +80,7 @@ from replyflow.observability import MetricUnit, bind_tenant, logger, metrics
 from replyflow.ports import Cache, Clock, CommentTimestamps, Cooldowns, QueuePublisher, TokenDecrypter
 from replyflow.services.automation_config import AccountConfig, account_config
 from replyflow.services.flow_runs import FlowApplied, FlowRunner, FlowScope, timer_jobs
+from replyflow.services.sqs_batch import run_each
 
 # A duplicate delivery re-publishes the event's still-queued rows only when they are this old: the
 # original publish has evidently failed (a concurrent duplicate must not double the send jobs).
@@ -110,6 +111,13 @@ class _Context:
     result: ProcessResult
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    config: AccountConfig | None
+    new_contact: bool
+    touch: contacts_repo.Touch | None
+
+
 class EventProcessor:
     """Construct once per process (see ``wiring.pipeline.processor``); ``process`` is thread-safe."""
 
@@ -126,6 +134,7 @@ class EventProcessor:
         live_window: timedelta = LIVE_PRIVATE_REPLY_WINDOW,
         edge_margin: timedelta = timedelta(days=2),
         flows: FlowRunner | None = None,
+        transaction_group: Callable[[str], str] | None = None,
     ) -> None:
         self._sessions = sessions
         self._cache = cache
@@ -139,6 +148,9 @@ class EventProcessor:
         self._live_window = live_window
         self._edge_margin = edge_margin
         self._flows = flows or FlowRunner(cipher=cipher)
+        # tenant -> the database its sessions open on (the shard): a batch's events share a
+        # transaction only with events on the same database. One database: all of them.
+        self._transaction_group = transaction_group or (lambda _tenant: "")
 
     def process(self, message: EventMessage) -> ProcessResult:
         bind_tenant(message.tenant_id, message.account_id)
@@ -179,6 +191,110 @@ class EventProcessor:
             logger.info("duplicate event", extra={"event_key": event.event_key, "republished": len(stranded)})
         return result
 
+    def process_many(
+        self, messages: Sequence[EventMessage], *, parallel: int = 1
+    ) -> list[ProcessResult | Exception | None]:
+        """The events of one SQS batch in few transactions (``docs/architecture.md``, "The
+        processor's round trips"): a transaction per database, split in ``parallel`` parts that run
+        at once (one per pooled connection: their round trips overlap), each part's inbound claims in
+        one statement, its decisions in two, one commit. Copies of one event stay in one part. None
+        for the events of a part that rolled back (an event raised, a deadlock, a claim taken
+        concurrently): nothing of it stays, every cooldown it took is given back, and the caller
+        processes those events one by one (``process``), so only an event that fails alone fails.
+        After the commit each event's sends are published on their own: an event whose publish
+        raised gets its exception (its record fails and is redelivered; the duplicate re-publishes)."""
+        out: list[ProcessResult | Exception | None] = [None] * len(messages)
+        parts = self._parts(messages, max(1, parallel))
+        done = run_each(
+            lambda part: self._process_together([messages[i] for i in part]), parts, max_workers=parallel
+        )
+        for part, outcomes in zip(parts, done, strict=True):
+            if isinstance(outcomes, list):
+                for i, outcome in zip(part, outcomes, strict=True):
+                    out[i] = outcome
+        return out
+
+    def _parts(self, messages: Sequence[EventMessage], parallel: int) -> list[list[int]]:
+        """Indexes of ``messages`` by transaction: per database, the distinct events dealt round
+        robin into at most ``parallel`` parts, each copy of an event in its original's part."""
+        by_group: dict[str, dict[str, list[int]]] = {}
+        for i, message in enumerate(messages):
+            key = message.event.event_key
+            if key:  # one without is refused by ``process``
+                events = by_group.setdefault(self._group_of(message.tenant_id), {})
+                events.setdefault(f"{message.tenant_id}/{message.account_id}/{key}", []).append(i)
+        parts: list[list[int]] = []
+        for events in by_group.values():
+            count = min(parallel, len(events))
+            dealt: list[list[int]] = [[] for _ in range(count)]
+            for n, copies in enumerate(events.values()):
+                dealt[n % count].extend(copies)
+            parts.extend(sorted(part) for part in dealt)
+        return parts
+
+    def _group_of(self, tenant_id: str) -> str:
+        try:
+            return self._transaction_group(tenant_id)
+        except Exception:  # e.g. a tenant being moved between shards: it fails alone in ``process``
+            return f"alone:{tenant_id}"
+
+    def _process_together(self, messages: Sequence[EventMessage]) -> list[ProcessResult | Exception] | None:
+        now = self._clock.now()
+        results = [ProcessResult() for _ in messages]
+        stranded: list[list[int]] = [[] for _ in messages]
+        held: list[str] = []
+        inbound = [_inbound(message, now) for message in messages]
+        bind_tenant(messages[0].tenant_id, messages[0].account_id)  # the session's database
+        try:
+            with session_scope(self._sessions) as session:
+                recorded = ledger.record_events(session, inbound)
+                prepared: dict[int, _Prepared] = {}
+                copies: set[tuple[str, str, str]] = set()
+                for i, message in enumerate(messages):
+                    bind_tenant(message.tenant_id, message.account_id)
+                    if recorded[i]:
+                        prepared[i] = self._prepare(session, message, inbound[i].occurred_at or now)
+                    elif inbound[i].claim not in copies:  # a copy of an event of this batch: none
+                        stranded[i] = self._stranded(session, message, now)
+                    copies.add(inbound[i].claim)
+                    results[i].duplicate = not recorded[i]
+                contacts_repo.touch_many(session, [p.touch for p in prepared.values() if p.touch])
+                for i, ready in prepared.items():
+                    message = messages[i]
+                    bind_tenant(message.tenant_id, message.account_id)
+                    occurred_at = inbound[i].occurred_at or now
+                    self._decide_prepared(session, message, ready, occurred_at, now, results[i], held)
+                self._write_batch_decisions(session, messages, results)
+        except Exception as error:
+            self._release_cooldowns(held)
+            logger.info("batch transaction rolled back: events one by one", extra={"error": str(error)[:200]})
+            return None
+        except BaseException:
+            self._release_cooldowns(held)
+            raise
+        return [
+            self._after_commit(message, result, stranded[i], now)
+            for i, (message, result) in enumerate(zip(messages, results, strict=True))
+        ]
+
+    def _after_commit(
+        self, message: EventMessage, result: ProcessResult, stranded: list[int], now: datetime
+    ) -> ProcessResult | Exception:
+        bind_tenant(message.tenant_id, message.account_id)
+        try:
+            self._publish(message, [*result.queued, *stranded])
+        except Exception as error:
+            return error
+        if result.timers:
+            self._publish_timers(message, result.timers, now)
+        if result.parked:
+            self._recheck_parked(message)
+        if result.duplicate:
+            logger.info(
+                "duplicate event", extra={"event_key": message.event.event_key, "republished": len(stranded)}
+            )
+        return result
+
     # -- decisions ---------------------------------------------------------------------------------
 
     def _decide(
@@ -190,31 +306,53 @@ class EventProcessor:
         result: ProcessResult,
         held: list[str],
     ) -> None:
+        prepared = self._prepare(session, message, occurred_at)
+        if prepared.touch is not None:
+            contacts_repo.touch_many(session, [prepared.touch])
+        self._decide_prepared(session, message, prepared, occurred_at, now, result, held)
+
+    def _prepare(self, session: Session, message: EventMessage, occurred_at: datetime) -> _Prepared:
+        """The account's configuration, whether the contact is new (a claim, before any touch of it)
+        and the contact's touch, not written yet (a batch writes its touches in one statement)."""
         event = message.event
         tenant_id, account_id = message.tenant_id, message.account_id
         config = account_config(self._cache, session, tenant_id, account_id)
+        if not event.sender_id:
+            return _Prepared(config, new_contact=True, touch=None)
         new_contact = True
-        if event.sender_id:
-            if config is not None and any(rule.new_contacts_only for rule in config.rules):
-                new_contact = contacts_repo.claim_first_seen(session, tenant_id, account_id, event.sender_id)
-            contacts_repo.touch(
-                session,
-                tenant_id,
-                account_id,
-                event.sender_id,
-                username=event.sender_username,
-                inbound_at=occurred_at if event.kind in INBOUND_MESSAGE_KINDS else None,
-                interaction_at=occurred_at,
-            )
+        if config is not None and any(rule.new_contacts_only for rule in config.rules):
+            new_contact = contacts_repo.claim_first_seen(session, tenant_id, account_id, event.sender_id)
+        touch = contacts_repo.Touch(
+            tenant_id,
+            account_id,
+            event.sender_id,
+            username=event.sender_username,
+            inbound_at=occurred_at if event.kind in INBOUND_MESSAGE_KINDS else None,
+            interaction_at=occurred_at,
+        )
+        return _Prepared(config, new_contact, touch)
+
+    def _decide_prepared(
+        self,
+        session: Session,
+        message: EventMessage,
+        prepared: _Prepared,
+        occurred_at: datetime,
+        now: datetime,
+        result: ProcessResult,
+        held: list[str],
+    ) -> None:
+        event = message.event
+        config, new_contact = prepared.config, prepared.new_contact
         gate = gate_event(event, config.status if config else None, config.ig_user_id if config else "")
         if gate is not None or config is None:
-            self._log(session, message, result, None, LogAction.SKIPPED, gate)
+            self._log(result, None, LogAction.SKIPPED, gate)
             return
         if self._route_to_flow(session, message, config, occurred_at, now, result):
             return
         matches = matching_rules(config.rules, event)
         if not matches:
-            self._log(session, message, result, None, LogAction.SKIPPED, DecisionReason.NO_MATCH)
+            self._log(result, None, LogAction.SKIPPED, DecisionReason.NO_MATCH)
             return
         selection = choose_winner(
             matches,
@@ -223,9 +361,7 @@ class EventProcessor:
             new_contact=new_contact,
         )
         for verdict in selection.verdicts:
-            self._log(
-                session, message, result, verdict.rule_id, verdict.action, verdict.reason, verdict.detail
-            )
+            self._log(result, verdict.rule_id, verdict.action, verdict.reason, verdict.detail)
         if selection.winner is None:
             return
         ctx = _Context(session, message, event, config, occurred_at, now, result)
@@ -267,7 +403,7 @@ class EventProcessor:
         for step in plan_actions(event, match, facts, self._variant_chooser(message)):
             if isinstance(step, SkippedAction):
                 detail = step.detail or (str(step.action) if step.action else None)
-                self._log(ctx.session, message, ctx.result, rule.id, LogAction.SKIPPED, step.reason, detail)
+                self._log(ctx.result, rule.id, LogAction.SKIPPED, step.reason, detail)
             else:
                 self._enqueue(ctx, rule.id, step)
 
@@ -423,37 +559,17 @@ class EventProcessor:
         )
         kind = send.kind
         if row is None:
-            self._log(
-                ctx.session,
-                ctx.message,
-                ctx.result,
-                rule_id,
-                LogAction.SKIPPED,
-                DecisionReason.DUPLICATE,
-                kind,
-            )
+            self._log(ctx.result, rule_id, LogAction.SKIPPED, DecisionReason.DUPLICATE, kind)
             return
         if parked:
             ctx.result.parked.append(row.id)
-            self._log(
-                ctx.session,
-                ctx.message,
-                ctx.result,
-                rule_id,
-                LogAction.PARKED,
-                DecisionReason.NEEDS_REAUTH,
-                f"{kind} #{row.id}",
-            )
+            self._log(ctx.result, rule_id, LogAction.PARKED, DecisionReason.NEEDS_REAUTH, f"{kind} #{row.id}")
         else:
             ctx.result.queued.append(row.id)
-            self._log(
-                ctx.session, ctx.message, ctx.result, rule_id, LogAction.QUEUED, None, f"{kind} #{row.id}"
-            )
+            self._log(ctx.result, rule_id, LogAction.QUEUED, None, f"{kind} #{row.id}")
 
+    @staticmethod
     def _log(
-        self,
-        session: Session,
-        message: EventMessage,
         result: ProcessResult,
         automation_id: str | None,
         action: LogAction,
@@ -475,6 +591,21 @@ class EventProcessor:
             decisions=result.unwritten,
         )
         result.unwritten.clear()
+
+    @staticmethod
+    def _write_batch_decisions(
+        session: Session, messages: Sequence[EventMessage], results: Sequence[ProcessResult]
+    ) -> None:
+        logs_repo.automations_of_events(
+            session,
+            [
+                logs_repo.EventDecisions(m.tenant_id, m.account_id, m.event.event_key, r.unwritten)
+                for m, r in zip(messages, results, strict=True)
+                if r.unwritten
+            ],
+        )
+        for result in results:
+            result.unwritten.clear()
 
     def _stranded(self, session: Session, message: EventMessage, now: datetime) -> list[int]:
         rows: Sequence[OutboundMessage] = ledger.list_by_status(
@@ -523,10 +654,27 @@ class EventProcessor:
         self._publisher.publish(sends_queue(message.priority), bodies)
 
 
+def _inbound(message: EventMessage, now: datetime) -> ledger.InboundClaim:
+    event = message.event
+    return ledger.InboundClaim(
+        tenant_id=message.tenant_id,
+        account_id=message.account_id,
+        event_key=event.event_key or "",
+        kind=event.kind,
+        occurred_at=from_epoch(event.occurred_at) if event.occurred_at else now,
+        sender_id=event.sender_id,
+    )
+
+
 def quota_left(session: Session, tenant_id: str, now: datetime) -> int:
-    """DMs left in the tenant's monthly quota: soft by the sends in flight (the sender counts them)."""
-    left = usage_repo.dms_left(session, tenant_id, at=now)
-    return 0 if left is None else left
+    """DMs left in the tenant's monthly quota: soft by the sends in flight (the sender counts them,
+    and reserves each DM exactly when it sends). Read once per transaction and tenant: the events of
+    a batch share the figure, which nothing in the transaction changes."""
+    memo: dict[str, int] = session.info.setdefault("replyflow.quota_left", {})
+    if tenant_id not in memo:
+        left = usage_repo.dms_left(session, tenant_id, at=now)
+        memo[tenant_id] = 0 if left is None else left
+    return memo[tenant_id]
 
 
 def _fallback(operation: str, error: Exception, automation_id: str | None) -> None:

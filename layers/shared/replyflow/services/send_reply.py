@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -140,6 +140,7 @@ class SendService:
         lease_seconds: int = SEND_LEASE_SECONDS,
         rng: Callable[[], float] = random.random,
         limiter_retry_seconds: float = LIMITER_RETRY_SECONDS,
+        transaction_group: Callable[[str], str] | None = None,
     ) -> None:
         self._sessions = sessions
         self._graph = graph
@@ -153,10 +154,21 @@ class SendService:
         self._lease = lease_seconds
         self._rng = rng
         self._limiter_retry = limiter_retry_seconds
+        # tenant -> its database (the shard): a batch's sends are settled together per database.
+        self._transaction_group = transaction_group or (lambda _tenant: "")
 
     # -- the job -----------------------------------------------------------------------------------
 
     def send(self, job: SendJob) -> SendOutcome:
+        attempt = self.attempt(job)
+        if isinstance(attempt, SentUnsettled):
+            return self._settle_sent(attempt)
+        return attempt
+
+    def attempt(self, job: SendJob) -> SendOutcome | SentUnsettled:
+        """``send`` up to the Graph call: a send that went out comes back unsettled (its row still
+        ``sending``) for ``settle_sent``, which settles a batch's sends in one transaction; every
+        other outcome is settled here."""
         bind_tenant(job.tenant_id, job.account_id)
         leased_or_outcome = self._lease_row(job)
         if isinstance(leased_or_outcome, SendOutcome):
@@ -193,7 +205,7 @@ class SendService:
             if error.kind != "ambiguous":
                 self._release(job, slot.token)
             return self._settle_error(job, leased, error)
-        return self._settle_sent(job, leased, result)
+        return SentUnsettled(job, leased, result)
 
     # -- the limiter, best effort once a slot is held ----------------------------------------------
 
@@ -316,20 +328,66 @@ class SendService:
 
     # -- outcomes ----------------------------------------------------------------------------------
 
-    def _settle_sent(self, job: SendJob, leased: _Leased, result: GraphResult) -> SendOutcome:
-        now = self._clock.now()
+    def settle_sent(self, sent: Sequence[SentUnsettled]) -> list[SendOutcome | Exception]:
+        """Settle sends that went out: their rows ``sent`` (one UPDATE per tenant), their
+        ``reply_logs`` and ``automation_logs`` rows (three statements), in one transaction per
+        database. If that transaction fails, each is settled alone, and one that
+        fails then gets its exception: its record fails, and its row, left ``sending``, becomes
+        ``unknown`` after the lease (it went out; it is never sent again)."""
+        out: list[SendOutcome | Exception | None] = [None] * len(sent)
+        groups: dict[str, list[int]] = {}
+        for i, unsettled in enumerate(sent):
+            groups.setdefault(self._group_of(unsettled.job.tenant_id), []).append(i)
+        for indexes in groups.values():
+            if self._settle_together([sent[i] for i in indexes]):
+                for i in indexes:
+                    out[i] = self._after_sent(sent[i])
+                continue
+            for i in indexes:
+                try:
+                    out[i] = self._settle_sent(sent[i])
+                except Exception as error:
+                    out[i] = error
+        return [outcome if outcome is not None else SendOutcome("noop") for outcome in out]
+
+    def _group_of(self, tenant_id: str) -> str:
+        try:
+            return self._transaction_group(tenant_id)
+        except Exception:  # a tenant being moved between shards: settled alone (and fails alone)
+            return f"alone:{tenant_id}"
+
+    def _settle_together(self, sent: Sequence[SentUnsettled]) -> bool:
+        first = sent[0].job
+        bind_tenant(first.tenant_id, first.account_id)  # the session's database
+        try:
+            with session_scope(self._sessions) as session:
+                self._write_sent(session, sent)
+        except Exception as error:
+            logger.warning("sends not settled together: one by one", extra={"error": str(error)[:200]})
+            return False
+        return True
+
+    def _settle_sent(self, sent: SentUnsettled) -> SendOutcome:
+        bind_tenant(sent.job.tenant_id, sent.job.account_id)
         with session_scope(self._sessions) as session:
-            ledger.finish(
-                session,
-                job.tenant_id,
-                leased.row_id,
-                status="sent",
-                graph_message_id=result.message_id,
-                sent_at=now,
-            )
+            self._write_sent(session, [sent])
+        return self._after_sent(sent)
+
+    def _write_sent(self, session: Session, sent: Sequence[SentUnsettled]) -> None:
+        now = self._clock.now()
+        outcomes: list[_OutcomeLogs] = []
+        by_tenant: dict[str, dict[int, str | None]] = {}
+        for job, leased, result in ((s.job, s.leased, s.result) for s in sent):
+            by_tenant.setdefault(job.tenant_id, {})[leased.row_id] = result.message_id
             if leased.kind in usage_repo.DM_KINDS and leased.quota_period is None:
                 usage_repo.add_dms(session, job.tenant_id, 1, at=now)  # claimed before reservations
-            self._log_leased(session, job, leased, "sent", None, f"message {result.message_id}")
+            outcomes.append(_leased_logs(job, leased, "sent", None, f"message {result.message_id}"))
+        for tenant_id, message_ids in sorted(by_tenant.items()):
+            ledger.finish_sent(session, tenant_id, message_ids, sent_at=now)
+        _write_logs(session, outcomes)
+
+    def _after_sent(self, sent: SentUnsettled) -> SendOutcome:
+        job, result = sent.job, sent.result
         # Near Meta's limit: slow down before it throttles (calling while throttled extends it).
         if result.usage_pct is not None and result.usage_pct >= NEAR_LIMIT_PCT:
             self._pause(job, NEAR_LIMIT_PAUSE_SECONDS)
@@ -499,23 +557,7 @@ class SendService:
     def _log_leased(
         self, session: Session, job: SendJob, leased: _Leased, status: str, reason: str | None, detail: str
     ) -> None:
-        message = leased.payload.get("message")
-        text = message.get("text") if isinstance(message, dict) else message
-        _log_outcome(
-            session,
-            job.tenant_id,
-            job.account_id,
-            automation_id=leased.automation_id,
-            row_id=leased.row_id,
-            kind=leased.kind,
-            recipient_id=leased.recipient_id,
-            comment_id=leased.comment_id,
-            event_key=None,
-            status=status,
-            reason=reason,
-            detail=detail,
-            text=text if isinstance(text, str) else None,
-        )
+        _write_logs(session, [_leased_logs(job, leased, status, reason, detail)])
 
     def _log(
         self, session: Session, row: OutboundMessage, status: str, reason: str, detail: str = ""
@@ -523,12 +565,47 @@ class SendService:
         log_row_outcome(session, row, status, reason, detail)
 
 
+@dataclass(frozen=True)
+class SentUnsettled:
+    """A send that went out, its row still ``sending`` (``SendService.settle_sent``)."""
+
+    job: SendJob
+    leased: _Leased
+    result: GraphResult
+
+
+@dataclass(frozen=True)
+class _OutcomeLogs:
+    """A send outcome's log rows: one ``reply_logs`` row and one ``automation_logs`` decision."""
+
+    reply: logs_repo.Reply
+    decision: logs_repo.EventDecisions
+
+
+def _leased_logs(job: SendJob, leased: _Leased, status: str, reason: str | None, detail: str) -> _OutcomeLogs:
+    message = leased.payload.get("message")
+    text = message.get("text") if isinstance(message, dict) else message
+    return _outcome_logs(
+        job.tenant_id,
+        job.account_id,
+        automation_id=leased.automation_id,
+        row_id=leased.row_id,
+        kind=leased.kind,
+        recipient_id=leased.recipient_id,
+        comment_id=leased.comment_id,
+        event_key=None,
+        status=status,
+        reason=reason,
+        detail=detail,
+        text=text if isinstance(text, str) else None,
+    )
+
+
 def log_row_outcome(
     session: Session, row: OutboundMessage, status: str, reason: str, detail: str = ""
 ) -> None:
     """The log rows of an outcome decided from the ledger row alone (a lost worker, the sweeper)."""
-    _log_outcome(
-        session,
+    logs = _outcome_logs(
         row.tenant_id,
         row.account_id,
         automation_id=row.automation_id,
@@ -541,10 +618,10 @@ def log_row_outcome(
         reason=reason,
         detail=detail,
     )
+    _write_logs(session, [logs])
 
 
-def _log_outcome(
-    session: Session,
+def _outcome_logs(
     tenant_id: str,
     account_id: str,
     *,
@@ -558,10 +635,9 @@ def _log_outcome(
     reason: str | None,
     detail: str,
     text: str | None = None,
-) -> None:
+) -> _OutcomeLogs:
     """A send outcome is one ``reply_logs`` row and one ``automation_logs`` decision, together."""
-    logs_repo.reply(
-        session,
+    reply = logs_repo.Reply(
         tenant_id,
         account_id,
         automation_id=automation_id,
@@ -574,16 +650,16 @@ def _log_outcome(
         error_code=reason,
         detail=detail or None,
     )
-    logs_repo.automation(
-        session,
-        tenant_id,
-        account_id,
-        automation_id=automation_id,
-        event_key=event_key,
-        action=status,
-        reason=reason,
-        detail=f"{kind} #{row_id}: {detail}" if detail else f"{kind} #{row_id}",
+    decision = logs_repo.Decision(
+        automation_id, status, reason, f"{kind} #{row_id}: {detail}" if detail else f"{kind} #{row_id}"
     )
+    return _OutcomeLogs(reply, logs_repo.EventDecisions(tenant_id, account_id, event_key, [decision]))
+
+
+def _write_logs(session: Session, outcomes: Sequence[_OutcomeLogs]) -> None:
+    """The outcomes' log rows in three statements however many (``logs`` repository)."""
+    logs_repo.replies(session, [o.reply for o in outcomes])
+    logs_repo.automations_of_events(session, [o.decision for o in outcomes])
 
 
 def release_if_active(

@@ -2,8 +2,10 @@
 per-record retry backoff.
 
 Records run concurrently on a thread pool (each call opens its own database session); a record that
-raises is reported by its ``messageId`` and only it is redelivered, never the whole batch. Each record
-runs in a copy of the caller's context (``contextvars``) and its processing time is the
+raises is reported by its ``messageId`` and only it is redelivered, never the whole batch. A worker
+may first hand the whole batch to ``together`` (the processor: one transaction for the batch), which
+settles the records it can, each as done or failed on its own; the records it leaves go to the pool.
+Each record runs in a copy of the caller's context (``contextvars``) and its processing time is the
 ``RecordDuration`` metric (milliseconds, one value per record, ok or failed).
 
 Before the response goes back, each failed record's visibility is changed (``ChangeMessageVisibility``)
@@ -34,12 +36,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from replyflow.errors import TenantMovingError
 from replyflow.observability import MetricUnit, clear_tenant, logger, metrics
 from replyflow.ports import QueueVisibility
 
+T = TypeVar("T")
+R = TypeVar("R")
 BACKOFF_FACTOR = 3
 DEFER_SECONDS = 10  # a deferred record comes back after 5-10 s: a move's pause is its settle + copy
 MAX_EXPONENT = 20  # 3^20 s is far past any cap; keeps the arithmetic small for absurd receive counts
@@ -115,11 +119,78 @@ class RetryBackoff:
         return kept
 
 
+def run_each(work: Callable[[T], R], items: Sequence[T], *, max_workers: int) -> list[R | Exception]:
+    """``work`` on each item on a thread pool (each in a copy of the caller's context): its result,
+    or the exception it raised (logged by the caller, with its record)."""
+
+    def run(item: T) -> R | Exception:
+        clear_tenant()
+        try:
+            return work(item)
+        except Exception as error:
+            return error
+
+    if len(items) <= 1:
+        return [run(item) for item in items]
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items)))) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, run, item) for item in items]
+        return [future.result() for future in futures]
+
+
+def _together(together: Together, records: Sequence[dict[str, Any]]) -> dict[int, str]:
+    """The records ``together`` settled: index -> ``ok``, ``failed`` or ``deferred``."""
+    clear_tenant()
+    started = time.perf_counter()
+    try:
+        done = together(records)
+    finally:
+        clear_tenant()
+    if done:
+        per_record_ms = (time.perf_counter() - started) * 1000 / len(done)
+        for _ in done:
+            _record_duration(per_record_ms)
+    return {
+        i: "ok" if error is None else _outcome(records[i], error)
+        for i, error in done.items()
+        if 0 <= i < len(records)
+    }
+
+
+def _outcome(record: dict[str, Any], error: Exception) -> str:
+    """``deferred`` for a record whose tenant is being moved (it comes back after the move's pause),
+    else ``failed`` (logged)."""
+    if isinstance(error, TenantMovingError):
+        logger.info(
+            "record deferred: its tenant is being moved",
+            extra={"message_id": str(record.get("messageId", ""))},
+        )
+        return "deferred"
+    _failed(record, error)
+    return "failed"
+
+
+def _failed(record: dict[str, Any], error: Exception) -> None:
+    """Log a failed record with its exception."""
+    receives = (record.get("attributes") or {}).get("ApproximateReceiveCount")
+    extra = {"message_id": str(record.get("messageId", "")), "receive_count": receives}
+    logger.error("record failed", extra=extra, exc_info=error)
+
+
+def _record_duration(elapsed_ms: float) -> None:
+    with _metrics_lock:
+        metrics.add_metric(name="RecordDuration", unit=MetricUnit.Milliseconds, value=elapsed_ms)
+
+
 def _receive_count(record: dict[str, Any]) -> int:
     try:
         return int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1))
     except (TypeError, ValueError):
         return 1
+
+
+# Handles several records at once: record index -> None (done) or the exception it failed with. A
+# record it leaves out is handled alone by ``handle``.
+Together = Callable[[Sequence[dict[str, Any]]], dict[int, Exception | None]]
 
 
 def process_batch(
@@ -128,37 +199,40 @@ def process_batch(
     *,
     max_workers: int = 10,
     backoff: RetryBackoff | None = None,
+    together: Together | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     records = event.get("Records") or []
     if not records:
         return {"batchItemFailures": []}
 
     def run(record: dict[str, Any]) -> str:
-        """``ok``, ``failed`` or ``deferred``."""
-        message_id = str(record.get("messageId", ""))
-        clear_tenant()
         started = time.perf_counter()
         try:
             handle(record.get("body") or "")
-        except TenantMovingError:
-            logger.info("record deferred: its tenant is being moved", extra={"message_id": message_id})
-            return "deferred"
-        except Exception:
-            receives = (record.get("attributes") or {}).get("ApproximateReceiveCount")
-            logger.exception("record failed", extra={"message_id": message_id, "receive_count": receives})
-            return "failed"
+        except Exception as error:
+            return _outcome(record, error)
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            with _metrics_lock:
-                metrics.add_metric(name="RecordDuration", unit=MetricUnit.Milliseconds, value=elapsed_ms)
+            _record_duration((time.perf_counter() - started) * 1000)
         return "ok"
 
-    if len(records) == 1:
-        outcomes = [run(records[0])]
-    else:
-        with ThreadPoolExecutor(max_workers=min(max_workers, len(records))) as pool:
-            futures = [pool.submit(contextvars.copy_context().run, run, record) for record in records]
-            outcomes = [future.result() for future in futures]
+    settled = _together(together, records) if together is not None and len(records) > 1 else {}
+    ran = iter(run_each(run, [r for i, r in enumerate(records) if i not in settled], max_workers=max_workers))
+    outcomes = [settled[i] if i in settled else str(next(ran)) for i in range(len(records))]
+    failing = {id(record) for record in _failed_after_deferring(records, outcomes, backoff)}
+    return {
+        "batchItemFailures": [
+            {"itemIdentifier": str(record.get("messageId", ""))}
+            for record in records
+            if id(record) in failing
+        ]
+    }
+
+
+def _failed_after_deferring(
+    records: Sequence[dict[str, Any]], outcomes: Sequence[str], backoff: RetryBackoff | None
+) -> list[dict[str, Any]]:
+    """The records that failed: ``failed`` ones, and ``deferred`` ones the queue did not take back
+    (every one without a backoff to defer them); the failed ones get the backoff's delay."""
     deferred = [record for record, outcome in zip(records, outcomes, strict=True) if outcome == "deferred"]
     failed = [record for record, outcome in zip(records, outcomes, strict=True) if outcome == "failed"]
     failed += backoff.defer(deferred) if backoff is not None else deferred
@@ -167,11 +241,4 @@ def process_batch(
             metrics.add_metric(name="RecordsDeferred", unit=MetricUnit.Count, value=len(deferred))
     if backoff is not None:
         backoff.apply(failed)
-    failing = {id(record) for record in failed}
-    return {
-        "batchItemFailures": [
-            {"itemIdentifier": str(record.get("messageId", ""))}
-            for record in records
-            if id(record) in failing
-        ]
-    }
+    return failed

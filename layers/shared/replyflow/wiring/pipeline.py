@@ -84,7 +84,14 @@ class PipelineDeps:
             live_window=timedelta(seconds=self.settings.live_private_reply_window_seconds),
             edge_margin=timedelta(seconds=self.settings.private_reply_edge_margin_seconds),
             flows=self.flow_runner,
+            transaction_group=self._transaction_group(),
         )
+
+    def _transaction_group(self) -> Callable[[str], str] | None:
+        """With tenant shards, a batch's events (or settled sends) share a transaction per shard
+        (None: one database)."""
+        router = self.clients.shard_router
+        return None if router is None else router.shard_of
 
     @once
     def flow_runner(self) -> FlowRunner:
@@ -106,6 +113,7 @@ class PipelineDeps:
             publisher=self.publisher,
             cache=self.clients.cache,
             clock=self.clock,
+            transaction_group=self._transaction_group(),
         )
 
     @once

@@ -47,6 +47,15 @@ def insert_ignore(session: Session, table: Table, values: dict[str, Any]) -> boo
     return bool(result.rowcount)
 
 
+def insert_ignore_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> int:
+    """``insert_ignore`` of several rows in one statement (the driver folds the executemany into one
+    multi-row INSERT); the number of rows inserted."""
+    dialect = session.get_bind().dialect.name
+    prefix = "IGNORE" if dialect in ("mysql", "mariadb") else "OR IGNORE"
+    result: Any = session.execute(insert(table).prefix_with(prefix), rows)
+    return int(result.rowcount)
+
+
 def greatest(session: Session) -> Any:
     """``GREATEST`` on MySQL, the two-argument ``MAX`` on SQLite."""
     dialect = session.get_bind().dialect.name

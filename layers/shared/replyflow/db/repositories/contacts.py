@@ -14,7 +14,7 @@ know whether another page exists; every filter is an indexed predicate led by ``
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -51,37 +51,58 @@ def touch(
 ) -> None:
     """Create or refresh the contact. ``inbound_at``: a DM-family event's time (the DM window);
     ``interaction_at``: any event's time (defaults to ``inbound_at``)."""
+    touch_many(session, [Touch(tenant_id, account_id, igsid, username, inbound_at, interaction_at)])
+
+
+@dataclass(frozen=True)
+class Touch:
+    """One contact's refresh for ``touch_many`` (the arguments of ``touch``)."""
+
+    tenant_id: str
+    account_id: str
+    igsid: str
+    username: str | None
+    inbound_at: datetime | None
+    interaction_at: datetime | None
+
+
+def touch_many(session: Session, touches: Sequence[Touch]) -> None:
+    """``touch`` for the contacts of a batch in one multi-row upsert, in one fixed order of their
+    keys (no deadlock between two batches). A row without a time keeps the stored one (the same
+    statement serves every row, so each time is merged with ``COALESCE`` both ways)."""
+    if not touches:
+        return
     now = utcnow()
     table = Contact.__table__
     biggest = greatest(session)
-    interaction_at = interaction_at or inbound_at
-    update = {
-        "updated_at": lambda new: new.updated_at,
-        "username": lambda new: func.coalesce(new.username, table.c.username),
-    }
-    if inbound_at is not None:
-        update["last_inbound_at"] = lambda new: biggest(
-            func.coalesce(table.c.last_inbound_at, new.last_inbound_at), new.last_inbound_at
-        )
-    if interaction_at is not None:
-        update["last_interaction_at"] = lambda new: biggest(
-            func.coalesce(table.c.last_interaction_at, new.last_interaction_at), new.last_interaction_at
-        )
+
+    def later(column: str) -> Callable[[Any], Any]:
+        stored = table.c[column]
+        return lambda new: biggest(func.coalesce(stored, new[column]), func.coalesce(new[column], stored))
+
     upsert(
         session,
         table,  # type: ignore[arg-type]
-        {
-            "tenant_id": tenant_id,
-            "account_id": account_id,
-            "igsid": igsid,
-            "username": username,
-            "last_inbound_at": inbound_at,
-            "last_interaction_at": interaction_at,
-            "created_at": now,
-            "updated_at": now,
-        },
+        [
+            {
+                "tenant_id": t.tenant_id,
+                "account_id": t.account_id,
+                "igsid": t.igsid,
+                "username": t.username,
+                "last_inbound_at": t.inbound_at,
+                "last_interaction_at": t.interaction_at or t.inbound_at,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for t in sorted(touches, key=lambda t: (t.tenant_id, t.account_id, t.igsid))
+        ],
         conflict=["tenant_id", "account_id", "igsid"],
-        update=update,
+        update={
+            "updated_at": lambda new: new.updated_at,
+            "username": lambda new: func.coalesce(new.username, table.c.username),
+            "last_inbound_at": later("last_inbound_at"),
+            "last_interaction_at": later("last_interaction_at"),
+        },
     )
 
 

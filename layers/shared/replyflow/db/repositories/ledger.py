@@ -8,6 +8,11 @@ Invariants:
   was inserted: a refused claim is no error, so no SAVEPOINT is needed and the caller's transaction
   goes on. A claim held by a transaction still open makes the INSERT wait for it, as the unique key
   always did;
+- ``record_events`` claims the events of a batch (one transaction) in three round trips: a read of
+  the keys already claimed, one multi-row ``INSERT IGNORE`` of the others and one multi-row INSERT of
+  their ledger rows. The read decides nothing: if the INSERT inserts fewer claims than it was given,
+  a concurrent transaction took one of them after the read (which one is not known), and
+  ``ClaimRaceError`` tells the caller to roll back and claim one event at a time;
 - a send is owned through ``start_send``: one conditional UPDATE moves a row from a sendable status to
   ``sending``; only the worker whose UPDATE changed the row may call the Graph API for it. A row left
   in ``sending`` longer than the lease belongs to a worker that died mid-call: the request may have
@@ -19,16 +24,18 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
 from replyflow.db.models import DedupeClaim, InboundEvent, InstagramAccount, OutboundMessage
-from replyflow.db.repositories._upsert import insert_ignore
+from replyflow.db.repositories._upsert import insert_ignore, insert_ignore_many
 from replyflow.domain.lifecycle import TERMINAL_STATUSES, TRANSIENT_ERROR, OutboundStatus
+from replyflow.errors import ReplyflowError
 
 SENDABLE = (OutboundStatus.QUEUED, OutboundStatus.DEFERRED)
 INBOUND_CLAIM = "inbound"
@@ -63,6 +70,92 @@ def record_event(
     return True
 
 
+class ClaimRaceError(ReplyflowError):
+    """A claim of the batch was taken by a concurrent transaction between the read and the INSERT."""
+
+    code = "claim_race"
+    status = 503
+
+
+@dataclass(frozen=True)
+class InboundClaim:
+    """One inbound event of a batch for ``record_events``."""
+
+    tenant_id: str
+    account_id: str
+    event_key: str
+    kind: str
+    occurred_at: datetime | None
+    sender_id: str | None = None
+
+    @property
+    def claim(self) -> tuple[str, str, str]:
+        return (self.tenant_id, self.account_id, self.event_key[:255])
+
+
+def record_events(session: Session, events: Sequence[InboundClaim]) -> list[bool]:
+    """Record a batch's inbound events; for each, True when recorded here, False when it was recorded
+    before or earlier in ``events`` (a duplicate delivery). ``ClaimRaceError`` when a concurrent
+    transaction claimed one of them meanwhile: roll back and record them one by one."""
+    claimed = _claimed(session, [event.claim for event in events])
+    fresh: dict[tuple[str, str, str], InboundClaim] = {}
+    for event in events:
+        if event.claim not in claimed and event.claim not in fresh:
+            fresh[event.claim] = event
+    if fresh:
+        at = utcnow()
+        claims = [
+            {"tenant_id": t, "account_id": a, "kind": INBOUND_CLAIM, "claim_key": k, "claimed_at": at}
+            for t, a, k in sorted(fresh)  # one order for every batch: fewer lock waits between them
+        ]
+        table: Any = DedupeClaim.__table__
+        if insert_ignore_many(session, table, claims) != len(claims):
+            raise ClaimRaceError("an inbound claim of the batch was taken concurrently")
+        rows = [
+            {
+                "received_at": at,
+                "tenant_id": e.tenant_id,
+                "account_id": e.account_id,
+                "event_key": e.event_key[:255],
+                "kind": e.kind,
+                "occurred_at": e.occurred_at,
+                "sender_id": e.sender_id[:64] if e.sender_id else None,
+            }
+            for e in fresh.values()
+        ]
+        ledger_table: Any = InboundEvent.__table__
+        session.execute(insert(ledger_table), rows)
+    firsts = {id(event) for event in fresh.values()}
+    return [id(event) in firsts for event in events]
+
+
+def _claimed(session: Session, claims: Sequence[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """Which (tenant, account, event key) inbound claims are committed already (one SELECT)."""
+    if not claims:
+        return set()
+    keys = sorted(set(claims))
+    match = or_(
+        *(
+            and_(
+                DedupeClaim.tenant_id == t,
+                DedupeClaim.account_id == a,
+                DedupeClaim.kind == INBOUND_CLAIM,
+                DedupeClaim.claim_key == k,
+            )
+            for t, a, k in keys
+        )
+    )
+    stmt = select(DedupeClaim.tenant_id, DedupeClaim.account_id, DedupeClaim.claim_key).where(match)
+    return {(t, a, k) for t, a, k in session.execute(stmt)}
+
+
+@dataclass(frozen=True)
+class ReservedSend:
+    """The ``outbound_messages`` row ``add_outbound`` inserted."""
+
+    id: int
+
+
 def add_outbound(
     session: Session,
     tenant_id: str,
@@ -78,29 +171,32 @@ def add_outbound(
     priority: str,
     status: str,
     error_code: str | None = None,
-) -> OutboundMessage | None:
-    """Reserve one send; None when (tenant, account, kind, dedupe_key) is already taken."""
+) -> ReservedSend | None:
+    """Reserve one send; None when (tenant, account, kind, dedupe_key) is already taken. The row is
+    inserted through SQLAlchemy Core (no ORM object: the caller needs its id only)."""
     at = _claim(session, tenant_id, account_id, kind, dedupe_key[:255])
     if at is None:
         return None
-    row = OutboundMessage(
-        tenant_id=tenant_id,
-        account_id=account_id,
-        automation_id=automation_id,
-        kind=kind,
-        dedupe_key=dedupe_key[:255],
-        comment_id=comment_id,
-        recipient_id=recipient_id,
-        event_key=event_key[:255] if event_key else None,
-        payload=payload,
-        priority=priority,
-        status=status,
-        error_code=error_code,
-        created_at=at,
+    table: Any = OutboundMessage.__table__
+    result: Any = session.execute(
+        insert(table).values(
+            tenant_id=tenant_id,
+            account_id=account_id,
+            automation_id=automation_id,
+            kind=kind,
+            dedupe_key=dedupe_key[:255],
+            comment_id=comment_id,
+            recipient_id=recipient_id,
+            event_key=event_key[:255] if event_key else None,
+            payload=payload,
+            priority=priority,
+            status=status,
+            error_code=error_code,
+            created_at=at,
+            updated_at=at,
+        )
     )
-    session.add(row)
-    session.flush()  # the caller publishes the row's id
-    return row
+    return ReservedSend(int(result.inserted_primary_key[0]))  # the caller publishes the row's id
 
 
 def _claim(session: Session, tenant_id: str, account_id: str, kind: str, key: str) -> datetime | None:
@@ -194,6 +290,34 @@ def finish(
         update(OutboundMessage)
         .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.id == outbound_id)
         .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def finish_sent(
+    session: Session, tenant_id: str, message_ids: dict[int, str | None], *, sent_at: datetime
+) -> None:
+    """``finish(status="sent")`` for several rows of one tenant in one UPDATE: row id -> the Graph
+    message id (None keeps the stored one)."""
+    if not message_ids:
+        return
+    known = {row_id: mid[:255] for row_id, mid in message_ids.items() if mid is not None}
+    graph_id: Any = (
+        case(known, value=OutboundMessage.id, else_=OutboundMessage.graph_message_id)
+        if known
+        else OutboundMessage.graph_message_id
+    )
+    session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.id.in_(sorted(message_ids)))
+        .values(
+            status="sent",
+            error_code=None,
+            error_message=None,
+            updated_at=utcnow(),
+            graph_message_id=graph_id,
+            sent_at=sent_at,
+        )
         .execution_options(synchronize_session=False)
     )
 

@@ -49,6 +49,16 @@ def automation(
     )
 
 
+@dataclass(frozen=True)
+class EventDecisions:
+    """The decisions of one event of a batch, for ``automations_of_events``."""
+
+    tenant_id: str
+    account_id: str
+    event_key: str | None
+    decisions: Sequence[Decision]
+
+
 def automations(
     session: Session,
     tenant_id: str,
@@ -59,25 +69,34 @@ def automations(
 ) -> None:
     """The decisions of one event: one multi-row INSERT and one multi-row ``daily_stats`` upsert
     (two round trips however many decisions)."""
-    if not decisions:
+    automations_of_events(session, [EventDecisions(tenant_id, account_id, event_key, decisions)])
+
+
+def automations_of_events(session: Session, events: Sequence[EventDecisions]) -> None:
+    """The decisions of several events (one batch, one transaction): still two round trips. The
+    ``daily_stats`` rows are upserted in one fixed order of their keys (no deadlock between two
+    batches), one row per key however many decisions count in it."""
+    if not any(e.decisions for e in events):
         return
     now = utcnow()
-    key = event_key[:255] if event_key else None
     rows = [
         {
-            "tenant_id": tenant_id,
-            "account_id": account_id,
+            "tenant_id": e.tenant_id,
+            "account_id": e.account_id,
             "automation_id": d.automation_id,
-            "event_key": key,
+            "event_key": e.event_key[:255] if e.event_key else None,
             "action": d.action,
             "reason": d.reason,
             "detail": d.detail[:MAX_DETAIL] if d.detail else None,
             "created_at": now,
         }
-        for d in decisions
+        for e in events
+        for d in e.decisions
     ]
     session.execute(insert(AutomationLog), rows)
-    counts = Counter((d.automation_id or "", d.action) for d in decisions)
+    counts = Counter(
+        (e.tenant_id, e.account_id, d.automation_id or "", d.action) for e in events for d in e.decisions
+    )
     table = DailyStat.__table__
     upsert(
         session,
@@ -91,11 +110,28 @@ def automations(
                 "action": action,
                 "count": n,
             }
-            for (automation_id, action), n in sorted(counts.items())
+            for (tenant_id, account_id, automation_id, action), n in sorted(counts.items())
         ],
         conflict=["tenant_id", "day", "account_id", "automation_id", "action"],
         update={"count": lambda new: table.c.count + new.count},
     )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One ``reply_logs`` row, before it is written."""
+
+    tenant_id: str
+    account_id: str
+    automation_id: str | None
+    outbound_message_id: int | None
+    kind: str
+    status: str
+    recipient_id: str | None = None
+    comment_id: str | None = None
+    text: str | None = None
+    error_code: str | None = None
+    detail: str | None = None
 
 
 def reply(
@@ -113,18 +149,48 @@ def reply(
     error_code: str | None = None,
     detail: str | None = None,
 ) -> None:
-    session.add(
-        ReplyLog(
-            tenant_id=tenant_id,
-            account_id=account_id,
-            automation_id=automation_id,
-            outbound_message_id=outbound_message_id,
-            kind=kind,
-            status=status,
-            recipient_id=recipient_id,
-            comment_id=comment_id,
-            text=text,
-            error_code=error_code,
-            detail=detail[:MAX_DETAIL] if detail else None,
-        )
+    replies(
+        session,
+        [
+            Reply(
+                tenant_id,
+                account_id,
+                automation_id,
+                outbound_message_id,
+                kind,
+                status,
+                recipient_id,
+                comment_id,
+                text,
+                error_code,
+                detail,
+            )
+        ],
+    )
+
+
+def replies(session: Session, rows: Sequence[Reply]) -> None:
+    """Send outcomes' ``reply_logs`` rows in one INSERT (SQLAlchemy Core: no ORM objects)."""
+    if not rows:
+        return
+    now = utcnow()
+    session.execute(
+        insert(ReplyLog),
+        [
+            {
+                "tenant_id": r.tenant_id,
+                "account_id": r.account_id,
+                "automation_id": r.automation_id,
+                "outbound_message_id": r.outbound_message_id,
+                "kind": r.kind,
+                "status": r.status,
+                "recipient_id": r.recipient_id,
+                "comment_id": r.comment_id,
+                "text": r.text,
+                "error_code": r.error_code,
+                "detail": r.detail[:MAX_DETAIL] if r.detail else None,
+                "created_at": now,
+            }
+            for r in rows
+        ],
     )
