@@ -23,10 +23,10 @@ Measured:
   both directions). ``legacy=False`` skips the old way.
 
 ``SHARDS_BENCH_TABLE=contacts``: the tenant's ``rows`` are ``contacts`` instead, interleaved by id
-with as many of another tenant's on ``s0`` (and as many of that other tenant's on ``s1``), as on a
-shared shard, and the moves compare the table without its paging index (``ix_contacts_tenant_id``
-dropped on both shards and no ``FORCE INDEX``: before migration 0108) with it (after), both through
-Python (the path between separate servers).
+with ``SHARDS_BENCH_SPREAD`` (default 1) of another tenant's per row of its own on ``s0`` (and
+``rows`` of that other tenant's on ``s1``), as on a shared shard, and the moves compare the table
+without its paging index (``ix_contacts_tenant_id`` dropped on both shards and no ``FORCE INDEX``:
+before migration 0108) with it (after), both through Python (the path between separate servers).
 """
 
 from __future__ import annotations
@@ -50,11 +50,12 @@ SEED = {
         " CONCAT('Hi fan', seq, '! Here is your link'), NULL, NULL, NOW() - INTERVAL seq SECOND"
         " FROM seq_{lo}_to_{hi}"
     ),
-    # Odd seq: the moved tenant's, even: the other tenant's (``s0`` only), so their ids interleave.
+    # One seq in ``spread + 1`` the moved tenant's, the others the other tenant's (``s0`` only), so
+    # their ids interleave.
     "contacts": (
         "INSERT INTO contacts (tenant_id, account_id, igsid, username, last_inbound_at,"
         " last_interaction_at, created_at, updated_at)"
-        " SELECT IF(seq % 2 = 1 AND NOT :other_only, :t, :o), 'acct-1', CONCAT('7', seq),"
+        " SELECT IF(seq % (:spread + 1) = 1 AND NOT :other_only, :t, :o), 'acct-1', CONCAT('7', seq),"
         " CONCAT('fan', seq), NULL, NOW() - INTERVAL seq SECOND, NOW() - INTERVAL seq SECOND, NOW()"
         " FROM seq_{lo}_to_{hi}"
     ),
@@ -151,8 +152,10 @@ def _tenant_with_rows(urls: dict[str, str], rows: int, table: str) -> tuple[Any,
         clear_tenant()
     started = time.perf_counter()
     if table == "contacts":  # the tenant's rows interleaved with the other's on s0, the other's on s1
-        _seed(router.shards["s0"], table, 2 * rows, {"t": tenant_id, "o": OTHER_TENANT, "other_only": 0})
-        _seed(router.shards["s1"], table, rows, {"t": tenant_id, "o": OTHER_TENANT, "other_only": 1})
+        spread = int(os.environ.get("SHARDS_BENCH_SPREAD", "1"))
+        params = {"t": tenant_id, "o": OTHER_TENANT, "spread": spread}
+        _seed(router.shards["s0"], table, (spread + 1) * rows, {**params, "other_only": 0})
+        _seed(router.shards["s1"], table, rows, {**params, "other_only": 1})
     else:
         _seed(router.shards["s0"], table, rows, {"t": tenant_id})
     progress(f"shards: {rows:,} {table} rows of the tenant in {time.perf_counter() - started:.0f} s")
