@@ -19,18 +19,47 @@ Measured:
   only), ``s1`` -> ``s0`` through Python in key-range chunks with the checksums computed by MariaDB
   (the path for shards on separate servers), and ``s0`` -> ``s1`` with ``INSERT ... SELECT`` (both
   shards are schemas of one server here). ``rounds`` times, interleaved, so a change of the
-  machine's load reaches every way alike. ``legacy=False`` skips the old way.
+  machine's load reaches every way alike (every other round in reverse order, so each way moves in
+  both directions). ``legacy=False`` skips the old way.
+
+``SHARDS_BENCH_TABLE=contacts``: the tenant's ``rows`` are ``contacts`` instead, interleaved by id
+with ``SHARDS_BENCH_SPREAD`` (default 1) of another tenant's per row of its own on ``s0`` (and
+``rows`` of that other tenant's on ``s1``), as on a shared shard, and the moves compare the table
+without its paging index (``ix_contacts_tenant_id`` dropped on both shards and no ``FORCE INDEX``:
+before migration 0108) with it (after), both through Python (the path between separate servers).
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bench.stats import summarize
 from bench.support import mariadb_database, ms_since, progress, rate
 
 CHUNK = 200_000
+OTHER_TENANT = "bench-shards-other-tenant0"  # 26 characters, never a real id
+SEED = {
+    "reply_logs": (
+        "INSERT INTO reply_logs (tenant_id, account_id, automation_id, outbound_message_id, kind, status,"
+        " recipient_id, comment_id, text, error_code, detail, created_at)"
+        " SELECT :t, 'acct-1', 'auto-1', seq, 'private_reply', 'sent', CONCAT('7', seq), CONCAT('179', seq),"
+        " CONCAT('Hi fan', seq, '! Here is your link'), NULL, NULL, NOW() - INTERVAL seq SECOND"
+        " FROM seq_{lo}_to_{hi}"
+    ),
+    # One seq in ``spread + 1`` the moved tenant's, the others the other tenant's (``s0`` only), so
+    # their ids interleave.
+    "contacts": (
+        "INSERT INTO contacts (tenant_id, account_id, igsid, username, last_inbound_at,"
+        " last_interaction_at, created_at, updated_at)"
+        " SELECT IF(seq % (:spread + 1) = 1 AND NOT :other_only, :t, :o), 'acct-1', CONCAT('7', seq),"
+        " CONCAT('fan', seq), NULL, NOW() - INTERVAL seq SECOND, NOW() - INTERVAL seq SECOND, NOW()"
+        " FROM seq_{lo}_to_{hi}"
+    ),
+}
 
 
 def run(rows: int = 200_000, calls: int = 500, legacy: bool = True, rounds: int = 2) -> list[dict[str, Any]]:
@@ -43,23 +72,67 @@ def run(rows: int = 200_000, calls: int = 500, legacy: bool = True, rounds: int 
             name: stack.enter_context(mariadb_database(f"rf_bench_shard_{name}")) for name in ("s0", "s1")
         }
         upgrade_all(urls["s0"], urls)
-        router, tenant_id = _tenant_with_logs(urls, rows)
+        table = os.environ.get("SHARDS_BENCH_TABLE", "reply_logs")
+        if table not in SEED:
+            raise SystemExit(f"SHARDS_BENCH_TABLE: one of {', '.join(SEED)}, not {table!r}")
+        router, tenant_id = _tenant_with_rows(urls, rows, table)
         results = _units_of_work(urls["s0"], router, tenant_id, calls)
-        ways: list[tuple[bool | None, str]] = [(None, "row by row (before)")] if legacy else []
-        ways.append((False, "through Python, SQL checksums (after, separate servers)"))
-        ways.append((True, "INSERT ... SELECT, SQL checksums (after, one server)"))
-        moves = [(n, way) for n in range(1, rounds + 1) for way in ways]  # interleaved: same load
-        for number, (round_, (direct, how)) in enumerate(moves):
+        ways = _ways(table, legacy)
+        # Interleaved (same load), every other round reversed (each way moves in both directions).
+        moves = [(n, way) for n in range(1, rounds + 1) for way in (ways if n % 2 else ways[::-1])]
+        for number, (round_, (direct, how, indexed)) in enumerate(moves):
             target = ("s1", "s0")[number % 2]
-            results.append(_move(router, tenant_id, rows, target, direct, f"{how}, round {round_}"))
+            with _paging_index(router, table, indexed):
+                results.append(
+                    _move(router, tenant_id, rows, table, target, direct, f"{how}, round {round_}")
+                )
         for engine in {*router.shards.values(), router.directory}:
             engine.dispose()
         return results
 
 
-def _tenant_with_logs(urls: dict[str, str], rows: int) -> tuple[Any, str]:
-    import sqlalchemy as sa
+def _ways(table: str, legacy: bool) -> list[tuple[bool | None, str, bool]]:
+    """(direct, how, with the paging index) per way of moving; ``direct`` None: the old mover."""
+    if table == "contacts":
+        how = "through Python, SQL checksums"
+        return [
+            (False, f"{how}, no paging index (before)", False),
+            (False, f"{how}, paging index (after)", True),
+        ]
+    ways: list[tuple[bool | None, str, bool]] = [(None, "row by row (before)", True)] if legacy else []
+    ways.append((False, "through Python, SQL checksums (after, separate servers)", True))
+    ways.append((True, "INSERT ... SELECT, SQL checksums (after, one server)", True))
+    return ways
 
+
+@contextmanager
+def _paging_index(router: Any, name: str, indexed: bool) -> Iterator[None]:
+    """Without ``indexed``: the table's paging index dropped on every shard and not forced (as before
+    migration 0108), created again on the way out (not timed)."""
+    from unittest import mock
+
+    from replyflow.db.models import Base
+    from replyflow.db.repositories import shard_copy
+
+    table = Base.metadata.tables[name]
+    index = next((i for i in table.indexes if i.name == shard_copy.paging_index(table)), None)
+    if indexed or index is None:
+        yield
+        return
+    original = shard_copy.paging_index
+    for engine in router.shards.values():
+        with engine.begin() as conn:
+            index.drop(conn)
+    try:
+        with mock.patch.object(shard_copy, "paging_index", lambda t: None if t is table else original(t)):
+            yield
+    finally:
+        for engine in router.shards.values():
+            with engine.begin() as conn:
+                index.create(conn)
+
+
+def _tenant_with_rows(urls: dict[str, str], rows: int, table: str) -> tuple[Any, str]:
     from replyflow.db.engine import session_scope
     from replyflow.db.repositories import plans, tenants
     from replyflow.observability import bind_tenant, clear_tenant
@@ -77,19 +150,24 @@ def _tenant_with_logs(urls: dict[str, str], rows: int) -> tuple[Any, str]:
         assert router.current_shard() == "s0"
     finally:
         clear_tenant()
-    sql = (
-        "INSERT INTO reply_logs (tenant_id, account_id, automation_id, outbound_message_id, kind, status,"
-        " recipient_id, comment_id, text, error_code, detail, created_at)"
-        " SELECT :t, 'acct-1', 'auto-1', seq, 'private_reply', 'sent', CONCAT('7', seq), CONCAT('179', seq),"
-        " CONCAT('Hi fan', seq, '! Here is your link'), NULL, NULL, NOW() - INTERVAL seq SECOND"
-        " FROM seq_{lo}_to_{hi}"
-    )
     started = time.perf_counter()
-    with router.shards["s0"].begin() as conn:
-        for lo in range(1, rows + 1, CHUNK):
-            conn.execute(sa.text(sql.format(lo=lo, hi=min(rows, lo + CHUNK - 1))), {"t": tenant_id})
-    progress(f"shards: {rows:,} log rows in {time.perf_counter() - started:.0f} s")
+    if table == "contacts":  # the tenant's rows interleaved with the other's on s0, the other's on s1
+        spread = int(os.environ.get("SHARDS_BENCH_SPREAD", "1"))
+        params = {"t": tenant_id, "o": OTHER_TENANT, "spread": spread}
+        _seed(router.shards["s0"], table, (spread + 1) * rows, {**params, "other_only": 0})
+        _seed(router.shards["s1"], table, rows, {**params, "other_only": 1})
+    else:
+        _seed(router.shards["s0"], table, rows, {"t": tenant_id})
+    progress(f"shards: {rows:,} {table} rows of the tenant in {time.perf_counter() - started:.0f} s")
     return router, tenant_id
+
+
+def _seed(engine: Any, table: str, rows: int, params: dict[str, Any]) -> None:
+    import sqlalchemy as sa
+
+    with engine.begin() as conn:
+        for lo in range(1, rows + 1, CHUNK):
+            conn.execute(sa.text(SEED[table].format(lo=lo, hi=min(rows, lo + CHUNK - 1))), params)
 
 
 def _units_of_work(url: str, router: Any, tenant_id: str, calls: int) -> list[dict[str, Any]]:
@@ -119,7 +197,7 @@ def _units_of_work(url: str, router: Any, tenant_id: str, calls: int) -> list[di
 
 
 def _move(
-    router: Any, tenant_id: str, rows: int, target: str, direct: bool | None, how: str
+    router: Any, tenant_id: str, rows: int, table: str, target: str, direct: bool | None, how: str
 ) -> dict[str, Any]:
     from replyflow.clock import utcnow
     from replyflow.services.shard_moves import ShardMover
@@ -137,7 +215,7 @@ def _move(
     )
     seconds = time.perf_counter() - started
     assert report.state == "done"
-    assert report.rows["reply_logs"] == rows
+    assert report.rows[table] == rows
     paused = reached["switched"]  # the tenant's writes wait from the start to the switch
     progress(f"shards: move {source} -> {target} {how}: {seconds:.1f} s, paused {paused:.1f} s")
     return {

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from replyflow.db.models import InstagramAccount, Membership, Plan, Tenant, User
+from replyflow.db.repositories.shard_copy import paging_index
 from replyflow.db.repositories.shard_directory import Placement
 from replyflow.db.shards import GLOBAL_TABLES, ShardRouter, ShardSession, on_shard, shard_tables
 from replyflow.errors import TenantMovingError
@@ -39,6 +40,13 @@ def test_every_table_is_either_global_or_a_tenant_table_the_move_copies() -> Non
     copied = {t.name for t in shard_tables()}
     assert copied.isdisjoint(GLOBAL_TABLES)
     assert copied | GLOBAL_TABLES == set(Base.metadata.tables)
+
+
+def test_every_table_the_move_copies_has_its_paging_index() -> None:
+    """A move pages each table by ``(tenant_id, *key)`` and forces that index: without one, every
+    chunk of a tenant's rows may read all of them (or the table)."""
+    missing = sorted(t.name for t in shard_tables() if paging_index(t) is None)
+    assert missing == []
 
 
 def test_one_shard_is_the_plain_session_factory() -> None:

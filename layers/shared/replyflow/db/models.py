@@ -248,7 +248,9 @@ class InstagramAccount(TimestampMixin, Base):
     hourly_send_budget: Mapped[int] = mapped_column(Integer, default=200)
     webhook_subscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    __table_args__ = (Index("ix_instagram_accounts_tenant", "tenant_id", "status"),)
+    # The tenant's accounts (a plan allows ten at most: a status column here would narrow nothing)
+    # and a move's key ranges (0108).
+    __table_args__ = (Index("ix_instagram_accounts_tenant_id", "tenant_id", "id"),)
 
 
 class Template(TimestampMixin, Base):
@@ -261,7 +263,10 @@ class Template(TimestampMixin, Base):
     buttons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     quick_replies: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
-    __table_args__ = (Index("ix_templates_tenant", "tenant_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_templates_tenant", "tenant_id", "created_at"),
+        Index("ix_templates_tenant_id", "tenant_id", "id"),  # a move's key ranges (0108)
+    )
 
 
 class Automation(TimestampMixin, Base):
@@ -293,7 +298,10 @@ class Automation(TimestampMixin, Base):
     once_per_post: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     new_contacts_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
-    __table_args__ = (Index("ix_automations_tenant_account", "tenant_id", "account_id", "active"),)
+    __table_args__ = (
+        Index("ix_automations_tenant_account", "tenant_id", "account_id", "active"),
+        Index("ix_automations_tenant_id", "tenant_id", "id"),  # a move's key ranges (0108)
+    )
 
 
 class Contact(TimestampMixin, Base):
@@ -315,6 +323,7 @@ class Contact(TimestampMixin, Base):
         Index("ix_contacts_tenant_updated", "tenant_id", "updated_at"),  # retention
         Index("ix_contacts_tenant_interaction", "tenant_id", "last_interaction_at"),
         Index("ix_contacts_tenant_username", "tenant_id", "username"),
+        Index("ix_contacts_tenant_id", "tenant_id", "id"),  # a move's key ranges (0108)
     )
 
 
@@ -363,6 +372,7 @@ class OncePerPostClaim(Base):
         UniqueConstraint("tenant_id", "automation_id", "media_id", "igsid", name="uq_once_per_post"),
         Index("ix_once_per_post_tenant_igsid", "tenant_id", "igsid"),  # personal data deletion
         Index("ix_once_per_post_tenant_created", "tenant_id", "created_at"),  # retention
+        Index("ix_once_per_post_tenant_id", "tenant_id", "id"),  # a move's key ranges (0108)
     )
 
 
@@ -452,6 +462,7 @@ class DedupeClaim(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "account_id", "kind", "claim_key", name="uq_dedupe_claims_key"),
         Index("ix_dedupe_claims_tenant_claimed", "tenant_id", "claimed_at"),  # retention
+        Index("ix_dedupe_claims_tenant_id", "tenant_id", "id"),  # a move's key ranges (0108)
     )
 
 
@@ -554,6 +565,7 @@ class ArchiveFile(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "object_key", name="uq_archive_files_key"),
         Index("ix_archive_files_tenant_table_day", "tenant_id", "table_name", "day"),
+        Index("ix_archive_files_tenant_id", "tenant_id", "id"),  # a move's key ranges (0108)
     )
 
 
@@ -587,7 +599,10 @@ class Flow(TimestampMixin, Base):
     latest_version: Mapped[int] = mapped_column(Integer, default=0)
     active_version: Mapped[int | None] = mapped_column(Integer)
 
-    __table_args__ = (Index("ix_flows_tenant_account", "tenant_id", "account_id"),)
+    __table_args__ = (
+        Index("ix_flows_tenant_account", "tenant_id", "account_id"),
+        Index("ix_flows_tenant_id", "tenant_id", "id"),  # a move's key ranges (0108)
+    )
 
 
 class FlowVersion(Base):
@@ -602,7 +617,10 @@ class FlowVersion(Base):
     graph: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-    __table_args__ = (UniqueConstraint("tenant_id", "flow_id", "version", name="uq_flow_versions_version"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "flow_id", "version", name="uq_flow_versions_version"),
+        Index("ix_flow_versions_tenant_id", "tenant_id", "id"),  # a move's key ranges (0108)
+    )
 
 
 class FlowRun(TimestampMixin, Base):
@@ -637,6 +655,7 @@ class FlowRun(TimestampMixin, Base):
         Index("ix_flow_runs_tenant_contact", "tenant_id", "account_id", "contact_igsid", "status"),
         Index("ix_flow_runs_tenant_flow", "tenant_id", "flow_id", "status"),
         Index("ix_flow_runs_tenant_ended", "tenant_id", "ended_at"),  # retention of finished runs
+        Index("ix_flow_runs_tenant_id", "tenant_id", "id"),  # a move's key ranges (0108)
     )
 
 
@@ -660,6 +679,7 @@ class FlowTimer(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "run_id", "seq", name="uq_flow_timers_run_seq"),
         Index("ix_flow_timers_status_due", "status", "due_at"),  # the sweep, platform-wide
+        Index("ix_flow_timers_tenant_id", "tenant_id", "id"),  # a move's key ranges (0108)
     )
 
 
