@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pydantic import SecretStr
@@ -444,3 +444,80 @@ def test_the_webhook_reads_its_secrets_at_run_time_and_follows_a_rotation() -> N
             assert deps.clients.app_secrets.loads == 2
         finally:
             deps.clients.cache.delete(cache_keys.account_route_key(ACCOUNT))
+
+
+# -- the Lambda root: the settings view, no pydantic ------------------------------------------------
+
+
+def test_the_lambda_root_serves_from_the_view_and_asks_the_full_root_only_on_a_miss(
+    webhook: WebhookWorld,
+) -> None:
+    from replyflow.settings_view import WebhookSettings
+    from replyflow.wiring.webhook import WebhookDeps
+
+    asked: list[str] = []
+    verified: list[bytes] = []
+
+    class Verifier:
+        def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+            verified.append(payload)
+            return {"id": "evt_1"}
+
+    def loader(ig_user_id: str) -> AccountRoute | None:
+        asked.append(ig_user_id)
+        return None
+
+    full = build_pipeline(
+        Settings(environment="test"),
+        publisher=webhook.queues,
+        route_loader=loader,
+        billing_api=cast(Any, Verifier()),
+    )
+    view = WebhookSettings.from_environ(
+        {"ENVIRONMENT": "test", "INSTAGRAM_APP_SECRET": SECRET.decode(), "INSTAGRAM_VERIFY_TOKEN": "vt"}
+    )
+    deps = WebhookDeps(view, lambda: full)
+    deps.__dict__["publisher"] = webhook.queues  # what the ``once`` attribute would hold (no SQS here)
+    invoke = make_handler(lambda: deps)
+    hello = {"hub.mode": "subscribe", "hub.verify_token": "vt", "hub.challenge": "9"}
+    shake = invoke({"httpMethod": "GET", "queryStringParameters": hello, "headers": {}}, lambda_context())
+    assert shake["body"] == "9"
+    assert (
+        invoke(webhook_post(comment_body(ACCOUNT, "17900000000000601")), lambda_context())["statusCode"]
+        == 200
+    )
+    assert webhook.queues.pending("events-high") == 1
+    assert asked == []
+    stranger = "17841400000000077"
+    try:
+        assert (
+            invoke(webhook_post(comment_body(stranger, "17900000000000602")), lambda_context())["statusCode"]
+            == 200
+        )
+        assert asked == [stranger]
+    finally:
+        deps.cache.delete(cache_keys.account_route_key(stranger))
+    assert invoke(webhook_post(comment_body(ACCOUNT, "1"), b"forged"), lambda_context())["statusCode"] == 401
+    assert deps.billing_api.verify_event(b"{}", "sig") == {"id": "evt_1"}
+    assert verified == [b"{}"]
+
+
+def test_a_deployed_stack_with_its_secrets_in_the_environment_is_vetted_by_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from replyflow.settings import get_settings
+    from replyflow.wiring.pipeline import process_deps
+    from replyflow.wiring.webhook import webhook_deps
+
+    monkeypatch.setenv("ENVIRONMENT", "prod")
+    caches = (get_settings, process_deps, webhook_deps)
+    for cached in caches:
+        cached.cache_clear()
+    try:
+        with pytest.raises(ValidationError, match="INSTAGRAM_APP_SECRET must be set"):
+            webhook_deps()
+    finally:
+        for cached in caches:
+            cached.cache_clear()

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from replyflow.clock import SystemClock
 from replyflow.services.intake import AccountRoute, RouteResolver
-from replyflow.settings import Settings
 from replyflow.wiring.billing import StripeOnUse
 from replyflow.wiring.core import Clients, once
 
 if TYPE_CHECKING:
     from replyflow.adapters.graph_client import GraphResult
     from replyflow.adapters.rate_limiter import RedisRateLimiter
+    from replyflow.adapters.secrets import AppSecrets
     from replyflow.ports import (
         BillingGateway,
         Clock,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from replyflow.services.process_event import EventProcessor
     from replyflow.services.send_reply import SendService
     from replyflow.services.sqs_batch import RetryBackoff
+    from replyflow.settings import Settings
 
 RouteLoader = Callable[[str], "AccountRoute | None"]
 
@@ -59,6 +60,10 @@ class PipelineDeps:
     route_loader: RouteLoader
     billing_api: BillingGateway
     """Stripe (or its local fake): webhook verification and subscription reads (``wiring.billing``)."""
+
+    @property
+    def app_secrets(self) -> AppSecrets:
+        return self.clients.app_secrets
 
     @property
     def billing_grace(self) -> timedelta:
