@@ -394,7 +394,8 @@ def test_the_handler_accepts_the_meta_app_secret_too_and_logs_which_secret_signe
 # -- secrets read at run time (Secrets Manager), rotated without a redeploy -----------------------
 
 
-def test_the_webhook_reads_its_secrets_at_run_time_and_follows_a_rotation() -> None:
+@pytest.mark.parametrize("root", ["pipeline", "lambda"])
+def test_the_webhook_reads_its_secrets_at_run_time_and_follows_a_rotation(root: str) -> None:
     import base64
     import os
 
@@ -420,8 +421,16 @@ def test_the_webhook_reads_its_secrets_at_run_time_and_follows_a_rotation() -> N
         # The settings hold the secret's ARN, not its values (the local defaults stay unused).
         settings = Settings(environment="test", app_secrets_arn=arn)
         queues = MemoryQueues()
-        deps = build_pipeline(settings, publisher=queues, route_loader=lambda ig: None)
-        deps.clients.cache.set_json(
+        full = build_pipeline(settings, publisher=queues, route_loader=lambda ig: None)
+        deps: Any = full
+        if root == "lambda":  # the pydantic-free root over the settings view
+            from replyflow.settings_view import WebhookSettings
+            from replyflow.wiring.webhook import WebhookDeps
+
+            deps = WebhookDeps(WebhookSettings(environment="test", app_secrets_arn=arn), lambda: full)
+            deps.__dict__["publisher"] = queues  # what the ``once`` attribute would hold (no SQS here)
+        cache = full.clients.cache
+        cache.set_json(
             cache_keys.account_route_key(ACCOUNT), AccountRoute("t1", "a1", "high", "active").to_json(), 60
         )
         world = WebhookWorld(queues, deps)
@@ -441,9 +450,9 @@ def test_the_webhook_reads_its_secrets_at_run_time_and_follows_a_rotation() -> N
             local_default = Settings.model_fields["instagram_app_secret"].default.get_secret_value()
             for forged in (old_secret, local_default):
                 assert world.invoke(webhook_post(body, forged.encode()))["statusCode"] == 401
-            assert deps.clients.app_secrets.loads == 2
+            assert deps.app_secrets.loads == 2
         finally:
-            deps.clients.cache.delete(cache_keys.account_route_key(ACCOUNT))
+            cache.delete(cache_keys.account_route_key(ACCOUNT))
 
 
 # -- the Lambda root: the settings view, no pydantic ------------------------------------------------
