@@ -50,6 +50,8 @@ def test_aliases_and_bounds_are_the_settings_own() -> None:
 ENVIRONMENTS: list[dict[str, str]] = [
     {},
     {"ENVIRONMENT": "test", "redis_url": "redis://r:6379/0", "SECRETS_MAX_AGE_SECONDS": "60"},
+    {"SECRETS_MAX_AGE_SECONDS": " 6_0 "},
+    {"SECRETS_MAX_AGE_SECONDS": "60.0"},
     {
         "ENVIRONMENT": "prod",
         "APP_SECRETS_ARN": "arn:app",
@@ -85,6 +87,8 @@ def test_the_view_reads_what_settings_read(environ: dict[str, str], monkeypatch:
         ({"ENVIRONMENT": "staging-secret-value"}, "ENVIRONMENT"),
         ({"SECRETS_MAX_AGE_SECONDS": "0"}, "SECRETS_MAX_AGE_SECONDS"),
         ({"secrets_max_age_seconds": "lots-secret-value"}, "SECRETS_MAX_AGE_SECONDS"),
+        ({"SECRETS_MAX_AGE_SECONDS": "60.5"}, "SECRETS_MAX_AGE_SECONDS"),
+        ({"SECRETS_MAX_AGE_SECONDS": "inf"}, "SECRETS_MAX_AGE_SECONDS"),
         ({"QUEUE_URLS": "{not json secret-value"}, "QUEUE_URLS"),
         ({"QUEUE_URLS": '["secret-value"]'}, "QUEUE_URLS"),
     ],

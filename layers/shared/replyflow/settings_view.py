@@ -108,10 +108,7 @@ def _converted(f: Field[Any], variable: str, raw: str) -> object:
         return cast(Environment, raw)
     if kind == "int":
         low, high = BOUNDS[f.name]
-        try:
-            number = int(raw.strip())
-        except ValueError:
-            raise ValueError(f"{variable} is not an integer") from None
+        number = _integer(variable, raw)
         if not low <= number <= high:
             raise ValueError(f"{variable} must be between {low} and {high}")
         return number
@@ -122,6 +119,21 @@ def _converted(f: Field[Any], variable: str, raw: str) -> object:
     if kind in ("str", "str | None"):
         return raw
     raise TypeError(f"{f.name}: no reader for {kind}")
+
+
+def _integer(variable: str, raw: str) -> int:
+    """An integer as pydantic reads one from a string: "60", " 60 ", "6_0", and "60.0" too."""
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        number = float(raw)
+    except ValueError:
+        raise ValueError(f"{variable} is not an integer") from None
+    if not number.is_integer():
+        raise ValueError(f"{variable} is not an integer")
+    return int(number)
 
 
 def _json_object(variable: str, raw: str) -> dict[str, str]:
