@@ -3,8 +3,10 @@
 ``build_pipeline(settings)`` gives the real adapters; the local stack, tests and benches pass theirs
 as arguments (the broker as ``publisher`` and ``visibility``, a scripted ``graph``, a fake
 ``limiter`` or ``clock``). Nothing heavy at import and nothing built before it is read: the webhook
-reads ``settings``, ``route_resolver`` and ``publisher`` only, so it never imports SQLAlchemy (but
-on a route-cache miss), httpx or the services. ::
+reads ``app_secrets``, ``route_resolver``, ``publisher`` and ``billing_api`` only, so it never imports
+SQLAlchemy (but on a route-cache miss), httpx or the services. In Lambda the webhook's own root is
+``wiring.webhook.WebhookDeps`` (no pydantic), which builds this one for a route-cache miss or a Stripe
+event only (docs/architecture.md#cold-starts). ::
 
     deps = build_pipeline(settings, publisher=queues, graph=ScriptedGraph())
     deps.processor.process(EventMessage.from_json(body))
