@@ -87,6 +87,7 @@ def _environment(database_url: str, redis_url: str, root: Path = ROOT) -> dict[s
         REDIS_URL=redis_url,
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_METRICS_NAMESPACE="Replyflow",
+        PYDANTIC_DISABLE_PLUGINS="__all__",  # as template.yaml's Globals set it for every function
     )
     return env
 

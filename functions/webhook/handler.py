@@ -12,6 +12,8 @@ otherwise, including unknown accounts and fields (logged and counted). Any other
 
 The proxy event is parsed by hand and no web framework is imported: every new instance pays its
 imports as cold start, and webhook bursts start many instances at once (docs/architecture.md#cold-starts).
+In Lambda the dependencies are ``wiring.webhook``'s pydantic-free root; the local stack and the tests
+pass a ``PipelineDeps``.
 """
 
 from __future__ import annotations
@@ -21,22 +23,41 @@ import binascii
 import json
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from replyflow.adapters.secrets import with_fresh_retry
 from replyflow.errors import BillingSignatureError, MalformedJsonError, SignatureError
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.intake import IntakeResult, intake, verify_handshake
-from replyflow.wiring.pipeline import PipelineDeps, process_deps
+from replyflow.wiring.webhook import webhook_deps
 
 if TYPE_CHECKING:
-    from replyflow.adapters.secrets import SecretValues
+    from replyflow.adapters.secrets import AppSecrets, SecretValues
+    from replyflow.ports import BillingEventVerifier, QueuePublisher
+    from replyflow.services.intake import RouteResolver
     from replyflow.wiring.roots import Handler, Roots
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-def make_handler(deps: Callable[[], PipelineDeps]) -> Handler:
+class WebhookRoot(Protocol):
+    """What this function reads of its root: ``wiring.webhook.WebhookDeps`` in Lambda, a
+    ``PipelineDeps`` on the local stack and in tests."""
+
+    @property
+    def app_secrets(self) -> AppSecrets: ...
+
+    @property
+    def route_resolver(self) -> RouteResolver: ...
+
+    @property
+    def publisher(self) -> QueuePublisher: ...
+
+    @property
+    def billing_api(self) -> BillingEventVerifier: ...
+
+
+def make_handler(deps: Callable[[], WebhookRoot]) -> Handler:
     """The entry point over the dependencies ``deps()`` returns (read at each invocation)."""
 
     @logger.inject_lambda_context(clear_state=True)
@@ -65,12 +86,12 @@ def bind(roots: Roots) -> Handler:
     return make_handler(lambda: roots.pipeline)
 
 
-lambda_handler = make_handler(process_deps)
+lambda_handler = make_handler(webhook_deps)
 
 
-def _handshake(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:
+def _handshake(event: dict[str, Any], deps: WebhookRoot) -> dict[str, Any]:
     params = event.get("queryStringParameters") or {}
-    secrets = deps.clients.app_secrets
+    secrets = deps.app_secrets
     challenge = verify_handshake(params, secrets.get().instagram_verify_token.get_secret_value())
     if challenge is None and params.get("hub.mode") == "subscribe":
         fresh = secrets.refresh()  # a rotated verify token; rate-limited, so a flood reads it rarely
@@ -82,7 +103,7 @@ def _handshake(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:
     return {"statusCode": 200, "headers": {"Content-Type": "text/plain"}, "body": challenge}
 
 
-def _deliver(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:
+def _deliver(event: dict[str, Any], deps: WebhookRoot) -> dict[str, Any]:
     try:
         body = _raw_body(event)
     except binascii.Error:
@@ -105,7 +126,7 @@ def _deliver(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:
         # The signature is checked before anything is routed or sent, so a retry with re-read app
         # secrets (rotated since they were cached) repeats nothing; an unsigned body is not retried.
         failures: tuple[type[Exception], ...] = (SignatureError,) if signature else ()
-        result = with_fresh_retry(deps.clients.app_secrets, deliver, failures)
+        result = with_fresh_retry(deps.app_secrets, deliver, failures)
     except SignatureError as exc:
         metrics.add_metric(name="WebhookSignatureRejected", unit=MetricUnit.Count, value=1)
         logger.warning("webhook signature rejected", extra={"reason": str(exc)})
@@ -125,7 +146,7 @@ def _is_stripe(event: dict[str, Any]) -> bool:
     return isinstance(path, str) and path.rstrip("/").endswith("/webhooks/stripe")
 
 
-def _deliver_stripe(event: dict[str, Any], deps: PipelineDeps) -> dict[str, Any]:
+def _deliver_stripe(event: dict[str, Any], deps: WebhookRoot) -> dict[str, Any]:
     from replyflow.services.billing_intake import intake as billing_intake
 
     try:

@@ -91,6 +91,7 @@ def test_globals_match_the_contract(template: dict[str, Any]) -> None:
     variables = fn["Environment"]["Variables"]
     assert set(variables) >= SETTINGS_ENV
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "Replyflow"
+    assert variables["PYDANTIC_DISABLE_PLUGINS"] == "__all__"  # no entry-point scan at a cold start
 
 
 def test_queue_urls_is_a_json_object_of_every_queue(template: dict[str, Any]) -> None:

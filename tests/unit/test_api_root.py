@@ -7,16 +7,17 @@ import ast
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from api.context import deps
 from api.handler import make_handler
 from replyflow.adapters.api_rate_limiter import NoRateLimit
 from replyflow.adapters.secrets import AppSecrets, SecretValues, values_from_settings
+from replyflow.redacted import Secret
 from replyflow.settings import Settings
 from replyflow.wiring import core
 from replyflow.wiring.api import MailerOnUse, OAuthOnUse, build_api, build_authorizer
@@ -124,7 +125,7 @@ def test_configs_are_built_once_per_secrets_version() -> None:
     assert api.key_ring is ring
     assert secrets.loads == loads + 1
     # A rotation, seen by a forced refresh: every config is rebuilt once, on the new values.
-    versions.values = first.model_copy(update={"instagram_app_secret": SecretStr("rotated-secret")})
+    versions.values = replace(first, instagram_app_secret=Secret("rotated-secret"))
     assert secrets.refresh() is not None
     rotated = api.oauth_config
     assert rotated is not oauth
@@ -146,7 +147,7 @@ def test_the_authorizer_key_ring_is_rebuilt_only_when_the_secrets_change() -> No
     assert secrets.refresh() is None  # the same values again: nothing to rebuild
     assert authorizer.key_ring is ring
     keys = {**first.jwt_signing_keys, "k9": "another-signing-key-of-enough-length-000000"}
-    versions.values = first.model_copy(update={"jwt_signing_keys": keys, "jwt_active_kid": "k9"})
+    versions.values = replace(first, jwt_signing_keys=keys, jwt_active_kid="k9")
     assert secrets.refresh() is not None
     assert authorizer.key_ring is not ring
     assert authorizer.key_ring.active_kid == "k9"

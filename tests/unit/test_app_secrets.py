@@ -12,7 +12,6 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from pydantic import SecretStr
 
 # Imported at collection: its first import sets up the X-Ray recorder, which opens a socket.
 from replyflow.adapters import redis_client  # noqa: F401
@@ -28,6 +27,7 @@ from replyflow.adapters.secrets import (
     with_fresh_retry,
 )
 from replyflow.errors import SignatureError
+from replyflow.redacted import Secret
 from replyflow.settings import Settings
 from replyflow.wiring.core import Clients
 
@@ -281,9 +281,9 @@ def test_with_fresh_retry_retries_once_on_the_named_failures() -> None:
 
 def app_values(app_secret: str) -> SecretValues:
     return SecretValues(
-        instagram_app_secret=SecretStr(app_secret),
-        instagram_verify_token=SecretStr("v"),
-        token_encryption_key=SecretStr(aes_key()),
+        instagram_app_secret=Secret(app_secret),
+        instagram_verify_token=Secret("v"),
+        token_encryption_key=Secret(aes_key()),
         jwt_signing_keys={"k": "x" * 32},
         jwt_active_kid="k",
     )
@@ -337,3 +337,43 @@ def test_a_secret_from_before_meta_app_secret_was_named_needs_no_edit() -> None:
     )
     assert both.meta_app_secret is not None
     assert both.meta_app_secret.get_secret_value() == meta
+
+
+def test_secret_values_never_show_a_value_and_compare_by_value() -> None:
+    values = values_from_settings(Settings(environment="test", instagram_app_secret="shown-nowhere-1"))
+    assert "shown-nowhere-1" not in f"{values!r} {values} {values.instagram_app_secret}"
+    assert "local-only-jwt-secret" not in repr(values)  # the JWT keys are not in the repr either
+    assert values == values_from_settings(
+        Settings(environment="test", instagram_app_secret="shown-nowhere-1")
+    )
+    assert values != values_from_settings(
+        Settings(environment="test", instagram_app_secret="shown-nowhere-2")
+    )
+    assert values.instagram_app_secret.get_secret_value() == "shown-nowhere-1"
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"instagram_app_secret": 7}, "INSTAGRAM_APP_SECRET"),
+        ({"jwt_signing_keys": "{not json"}, "JWT_SIGNING_KEYS"),
+        ({"jwt_signing_keys": '["k"]'}, "JWT_SIGNING_KEYS"),
+        ({"jwt_signing_keys": {"k1": 1}}, "JWT_SIGNING_KEYS"),
+        ({"token_encryption_previous_keys": '{"a": 1}'}, "TOKEN_ENCRYPTION_PREVIOUS_KEYS"),
+        ({"token_encryption_previous_keys": [3]}, "TOKEN_ENCRYPTION_PREVIOUS_KEYS"),
+        ({"stripe_webhook_secret": ["whsec"]}, "STRIPE_WEBHOOK_SECRET"),
+        ({"jwt_active_kid": None}, "JWT_ACTIVE_KID"),
+    ],
+)
+def test_invalid_fields_are_named(fields: dict[str, Any], named: str) -> None:
+    valid = {
+        "instagram_app_secret": "a",
+        "instagram_verify_token": "v",
+        "token_encryption_key": aes_key(),
+        "jwt_signing_keys": '{"k1": "key"}',
+        "jwt_active_kid": "k1",
+    }
+    assert SecretValues.parse(valid).jwt_signing_keys == {"k1": "key"}
+    with pytest.raises(SecretsUnavailableError) as raised:
+        SecretValues.parse({**valid, **fields})
+    assert raised.value.message.endswith(f": {named}")

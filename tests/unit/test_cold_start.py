@@ -2,7 +2,8 @@
 the tracer is off, so the X-Ray SDK (which pulls in botocore) is never imported; the sender imports
 httpx only when it makes its first Graph call; no function imports pydantic-settings (the settings
 read the environment themselves); the API serves a cached list to a caller Redis vouches for without
-SQLAlchemy, the models or the repositories (docs/architecture.md#cold-starts)."""
+SQLAlchemy, the models or the repositories; the webhook serves a cached route and a handshake without
+pydantic (its settings view and plain secret values) (docs/architecture.md#cold-starts)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,32 @@ assert response["statusCode"] == 200 and json.loads(response["body"]) == [], res
 
 def test_the_api_serves_a_cached_list_without_database_code() -> None:
     assert _imported(SERVE_CACHED_LIST, ("sqlalchemy", "replyflow.db", "pydantic_settings")) == []
+
+
+# The sample's account cached (as one that is not ours: nothing is enqueued), as the bench warms it.
+SERVE_WEBHOOK = """
+import json
+from local.lambda_context import LambdaContext
+import webhook.handler
+from replyflow.wiring.webhook import webhook_deps
+event = json.load(open("events/webhook_post_comment.json"))
+account = json.loads(event["body"])["entry"][0]["id"]
+webhook_deps().cache.set_json(f"route:ig:{account}", {"unknown": True}, 60)
+context = LambdaContext("WebhookFunction", 512, 3)
+response = webhook.handler.lambda_handler(event, context)
+assert response["statusCode"] == 200, response
+hello = {"hub.mode": "subscribe", "hub.verify_token": "local-verify-token", "hub.challenge": "7"}
+response = webhook.handler.lambda_handler({"httpMethod": "GET", "queryStringParameters": hello}, context)
+assert response["body"] == "7", response
+"""
+# What the webhook's first events never import: the settings model and pydantic (its settings view
+# and secret values are plain classes), the database, httpx, and boto3 (no publish, no secret ARN).
+WEBHOOK_NEVER = ("pydantic", "replyflow.settings", "sqlalchemy", "replyflow.db", "httpx", "boto3")
+
+
+def test_the_webhook_serves_a_cached_route_and_a_handshake_without_pydantic() -> None:
+    found = _imported(SERVE_WEBHOOK, (*WEBHOOK_NEVER, "botocore.client"))
+    assert [m for m in found if m != "replyflow.settings_view"] == []
 
 
 def test_the_sender_imports_httpx_at_its_first_graph_call() -> None:

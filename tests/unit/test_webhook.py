@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pydantic import SecretStr
@@ -394,7 +394,8 @@ def test_the_handler_accepts_the_meta_app_secret_too_and_logs_which_secret_signe
 # -- secrets read at run time (Secrets Manager), rotated without a redeploy -----------------------
 
 
-def test_the_webhook_reads_its_secrets_at_run_time_and_follows_a_rotation() -> None:
+@pytest.mark.parametrize("root", ["pipeline", "lambda"])
+def test_the_webhook_reads_its_secrets_at_run_time_and_follows_a_rotation(root: str) -> None:
     import base64
     import os
 
@@ -420,8 +421,16 @@ def test_the_webhook_reads_its_secrets_at_run_time_and_follows_a_rotation() -> N
         # The settings hold the secret's ARN, not its values (the local defaults stay unused).
         settings = Settings(environment="test", app_secrets_arn=arn)
         queues = MemoryQueues()
-        deps = build_pipeline(settings, publisher=queues, route_loader=lambda ig: None)
-        deps.clients.cache.set_json(
+        full = build_pipeline(settings, publisher=queues, route_loader=lambda ig: None)
+        deps: Any = full
+        if root == "lambda":  # the pydantic-free root over the settings view
+            from replyflow.settings_view import WebhookSettings
+            from replyflow.wiring.webhook import WebhookDeps
+
+            deps = WebhookDeps(WebhookSettings(environment="test", app_secrets_arn=arn), lambda: full)
+            deps.__dict__["publisher"] = queues  # what the ``once`` attribute would hold (no SQS here)
+        cache = full.clients.cache
+        cache.set_json(
             cache_keys.account_route_key(ACCOUNT), AccountRoute("t1", "a1", "high", "active").to_json(), 60
         )
         world = WebhookWorld(queues, deps)
@@ -441,6 +450,83 @@ def test_the_webhook_reads_its_secrets_at_run_time_and_follows_a_rotation() -> N
             local_default = Settings.model_fields["instagram_app_secret"].default.get_secret_value()
             for forged in (old_secret, local_default):
                 assert world.invoke(webhook_post(body, forged.encode()))["statusCode"] == 401
-            assert deps.clients.app_secrets.loads == 2
+            assert deps.app_secrets.loads == 2
         finally:
-            deps.clients.cache.delete(cache_keys.account_route_key(ACCOUNT))
+            cache.delete(cache_keys.account_route_key(ACCOUNT))
+
+
+# -- the Lambda root: the settings view, no pydantic ------------------------------------------------
+
+
+def test_the_lambda_root_serves_from_the_view_and_asks_the_full_root_only_on_a_miss(
+    webhook: WebhookWorld,
+) -> None:
+    from replyflow.settings_view import WebhookSettings
+    from replyflow.wiring.webhook import WebhookDeps
+
+    asked: list[str] = []
+    verified: list[bytes] = []
+
+    class Verifier:
+        def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+            verified.append(payload)
+            return {"id": "evt_1"}
+
+    def loader(ig_user_id: str) -> AccountRoute | None:
+        asked.append(ig_user_id)
+        return None
+
+    full = build_pipeline(
+        Settings(environment="test"),
+        publisher=webhook.queues,
+        route_loader=loader,
+        billing_api=cast(Any, Verifier()),
+    )
+    view = WebhookSettings.from_environ(
+        {"ENVIRONMENT": "test", "INSTAGRAM_APP_SECRET": SECRET.decode(), "INSTAGRAM_VERIFY_TOKEN": "vt"}
+    )
+    deps = WebhookDeps(view, lambda: full)
+    deps.__dict__["publisher"] = webhook.queues  # what the ``once`` attribute would hold (no SQS here)
+    invoke = make_handler(lambda: deps)
+    hello = {"hub.mode": "subscribe", "hub.verify_token": "vt", "hub.challenge": "9"}
+    shake = invoke({"httpMethod": "GET", "queryStringParameters": hello, "headers": {}}, lambda_context())
+    assert shake["body"] == "9"
+    assert (
+        invoke(webhook_post(comment_body(ACCOUNT, "17900000000000601")), lambda_context())["statusCode"]
+        == 200
+    )
+    assert webhook.queues.pending("events-high") == 1
+    assert asked == []
+    stranger = "17841400000000077"
+    try:
+        assert (
+            invoke(webhook_post(comment_body(stranger, "17900000000000602")), lambda_context())["statusCode"]
+            == 200
+        )
+        assert asked == [stranger]
+    finally:
+        deps.cache.delete(cache_keys.account_route_key(stranger))
+    assert invoke(webhook_post(comment_body(ACCOUNT, "1"), b"forged"), lambda_context())["statusCode"] == 401
+    assert deps.billing_api.verify_event(b"{}", "sig") == {"id": "evt_1"}
+    assert verified == [b"{}"]
+
+
+def test_a_deployed_stack_with_its_secrets_in_the_environment_is_vetted_by_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from replyflow.settings import get_settings
+    from replyflow.wiring.pipeline import process_deps
+    from replyflow.wiring.webhook import webhook_deps
+
+    monkeypatch.setenv("ENVIRONMENT", "prod")
+    caches = (get_settings, process_deps, webhook_deps)
+    for cached in caches:
+        cached.cache_clear()
+    try:
+        with pytest.raises(ValidationError, match="INSTAGRAM_APP_SECRET must be set"):
+            webhook_deps()
+    finally:
+        for cached in caches:
+            cached.cache_clear()

@@ -28,6 +28,16 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from replyflow.settings_view import (
+    ALIASES,
+    BOUNDS,
+    LOCAL_APP_SECRET,
+    LOCAL_VERIFY_TOKEN,
+    Environment,
+    aws_endpoint,
+    secrets_from_secrets_manager,
+)
+
 # Outside local/test a secret must be this long, carry about this much entropy (estimated from its
 # own character frequencies) and not repeat a shorter pattern: a random 32-character hex secret (Meta's
 # app secret format) or base64 key passes, "aaaa...", "changeme-changeme-..." or a password does not.
@@ -124,7 +134,7 @@ class Settings(BaseModel):
     # validated too, as pydantic-settings did.
     model_config = ConfigDict(extra="ignore", hide_input_in_errors=True, validate_default=True)
 
-    environment: Literal["local", "test", "dev", "prod"] = "local"
+    environment: Environment = "local"
     log_level: str = "INFO"
 
     # Storage. SQLite file and in-process fakeredis unless these are set.
@@ -145,11 +155,11 @@ class Settings(BaseModel):
     # Webhooks may be signed with either; both are accepted (docs/instagram.md#signatures).
     # INSTAGRAM_APP_SECRET_SECONDARY is the old name of META_APP_SECRET, read for one more release.
     instagram_app_id: str = "replyflow-local-app"
-    instagram_app_secret: SecretStr = SecretStr("local-app-secret")
+    instagram_app_secret: SecretStr = SecretStr(LOCAL_APP_SECRET)
     meta_app_secret: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("meta_app_secret", "instagram_app_secret_secondary")
+        default=None, validation_alias=AliasChoices(*ALIASES["meta_app_secret"])
     )
-    instagram_verify_token: SecretStr = SecretStr("local-verify-token")
+    instagram_verify_token: SecretStr = SecretStr(LOCAL_VERIFY_TOKEN)
     graph_api_base_url: str = "https://graph.instagram.com"
     graph_api_version: str = "v23.0"
     instagram_oauth_authorize_url: str = "https://www.instagram.com/oauth/authorize"
@@ -179,7 +189,9 @@ class Settings(BaseModel):
     # only a request bearing it is counted by its X-Replyflow-Viewer-Ip (adapters/console_origin.py).
     # Unset (the local stack: no CloudFront), every request is counted by its source IP.
     console_origin_secret_arn: str | None = None
-    secrets_max_age_seconds: int = Field(default=300, ge=1, le=3600)
+    secrets_max_age_seconds: int = Field(
+        default=300, ge=BOUNDS["secrets_max_age_seconds"][0], le=BOUNDS["secrets_max_age_seconds"][1]
+    )
     jwt_issuer: str = "replyflow"
     jwt_audience: str = "replyflow-api"
     access_token_ttl_seconds: int = 900
@@ -285,7 +297,7 @@ class Settings(BaseModel):
     @property
     def secrets_from_secrets_manager(self) -> bool:
         """The function reads its secrets from Secrets Manager at run time, not from the environment."""
-        return self.app_secrets_arn is not None or self.redis_auth_secret_arn is not None
+        return secrets_from_secrets_manager(self)
 
     @field_validator("cors_allow_origins", mode="before")
     @classmethod
@@ -363,12 +375,7 @@ class Settings(BaseModel):
 
     def aws_endpoint(self, service: str) -> str | None:
         """The endpoint override of a boto3 service ("sqs", "s3", "secretsmanager"), or None."""
-        per_service = {
-            "sqs": self.aws_endpoint_url_sqs,
-            "s3": self.aws_endpoint_url_s3,
-            "secretsmanager": self.aws_endpoint_url_secrets_manager,
-        }
-        return per_service.get(service) or self.aws_endpoint_url
+        return aws_endpoint(self, service)
 
     @property
     def billing_manual_allowed(self) -> bool:

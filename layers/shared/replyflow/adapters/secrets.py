@@ -27,14 +27,15 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from replyflow.errors import ReplyflowError
+from replyflow.redacted import Secret
 
 if TYPE_CHECKING:
     from replyflow.settings import Settings
+    from replyflow.settings_view import WebhookSettings
 
 DEFAULT_MAX_AGE_SECONDS = 300
 MIN_REFRESH_SECONDS = 30.0
@@ -66,42 +67,84 @@ def _json_if_string(value: object) -> object:
     return value
 
 
-class SecretValues(BaseModel):
+def _parsed(value: object, bad: list[str], name: str) -> object:
+    """``value`` decoded when it is a JSON string (empty: None); undecodable JSON marks ``name`` bad."""
+    try:
+        return _json_if_string(value)
+    except ValueError:
+        bad.append(name)
+        return None
+
+
+_SECRETS = ("instagram_app_secret", "instagram_verify_token", "token_encryption_key")
+_PREVIOUS = "token_encryption_previous_keys"
+_OPTIONAL_SECRETS = ("meta_app_secret", "redis_auth_token", "stripe_secret_key", "stripe_webhook_secret")
+
+
+@dataclass(frozen=True)
+class SecretValues:
     """One consistent set of the app's secrets. ``token_encryption_key`` seals new blobs; it and
-    ``token_encryption_previous_keys`` open old ones. ``jwt_active_kid`` signs; every key verifies."""
+    ``token_encryption_previous_keys`` open old ones. ``jwt_active_kid`` signs; every key verifies.
 
-    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
+    Each secret is a :class:`~replyflow.redacted.Secret` (a ``SecretStr`` or a string given is
+    wrapped): no repr shows a value, the JWT keys included. :meth:`parse` validates a mapping (the
+    app secret's JSON); plain pydantic-free code, so a function reading its secrets imports no
+    pydantic (docs/architecture.md#cold-starts)."""
 
-    instagram_app_secret: SecretStr
-    meta_app_secret: SecretStr | None = None
-    instagram_verify_token: SecretStr
-    token_encryption_key: SecretStr
-    token_encryption_previous_keys: tuple[SecretStr, ...] = ()
-    jwt_signing_keys: dict[str, str] = Field(repr=False)
+    instagram_app_secret: Secret
+    instagram_verify_token: Secret
+    token_encryption_key: Secret
+    jwt_signing_keys: dict[str, str] = field(repr=False)
     jwt_active_kid: str
-    redis_auth_token: SecretStr | None = None
+    meta_app_secret: Secret | None = None
+    token_encryption_previous_keys: tuple[Secret, ...] = ()
+    redis_auth_token: Secret | None = None
     # Billing: Stripe's API key and webhook signing secret (docs/billing.md); absent in the app secret,
     # the billing calls are refused (503) rather than run without them.
-    stripe_secret_key: SecretStr | None = None
-    stripe_webhook_secret: SecretStr | None = None
+    stripe_secret_key: Secret | None = None
+    stripe_webhook_secret: Secret | None = None
 
-    @field_validator("jwt_signing_keys", mode="before")
-    @classmethod
-    def _keys_map(cls, value: object) -> object:
-        parsed = _json_if_string(value)
-        if not isinstance(parsed, dict):
-            raise ValueError("must be a JSON object of kid -> key")
-        return parsed
+    def __post_init__(self) -> None:
+        for name in _SECRETS:
+            object.__setattr__(self, name, Secret.of(getattr(self, name)))
+        for name in _OPTIONAL_SECRETS:
+            value = getattr(self, name)
+            object.__setattr__(self, name, None if value is None else Secret.of(value))
+        previous = tuple(Secret.of(key) for key in self.token_encryption_previous_keys)
+        object.__setattr__(self, "token_encryption_previous_keys", previous)
+        object.__setattr__(self, "jwt_signing_keys", dict(self.jwt_signing_keys))
 
-    @field_validator("token_encryption_previous_keys", mode="before")
     @classmethod
-    def _keys_list(cls, value: object) -> object:
-        parsed = _json_if_string(value)
-        if parsed is None:
-            return ()
-        if not isinstance(parsed, list | tuple):
-            raise ValueError("must be a JSON list of keys")
-        return parsed
+    def parse(cls, fields: Mapping[str, Any]) -> SecretValues:
+        """The values of ``fields`` (lower-case names; unknown ones ignored): JSON (or a string of it)
+        for the JWT keys and the previous keys, strings for the rest. Raises
+        :class:`SecretsUnavailableError` naming every invalid or missing field, never a value."""
+        bad: list[str] = []
+        values: dict[str, Any] = {}
+        for name in (*_SECRETS, "jwt_active_kid"):
+            values[name] = fields.get(name)
+            if not isinstance(values[name], str):
+                bad.append(name)
+        for name in _OPTIONAL_SECRETS:
+            values[name] = fields.get(name)
+            if values[name] is not None and not isinstance(values[name], str):
+                bad.append(name)
+        keys = _parsed(fields.get("jwt_signing_keys"), bad, "jwt_signing_keys")
+        if not (isinstance(keys, dict) and all(isinstance(v, str) for v in keys.values())):
+            bad.append("jwt_signing_keys")
+        previous = _parsed(fields.get(_PREVIOUS), bad, _PREVIOUS)
+        previous = () if previous is None else previous
+        if not (isinstance(previous, list | tuple) and all(isinstance(k, str) for k in previous)):
+            bad.append(_PREVIOUS)
+        if bad:
+            names = ", ".join(name.upper() for name in sorted(set(bad)))
+            raise SecretsUnavailableError(f"the app secret does not hold valid values: {names}")
+        previous_keys = tuple(Secret(key) for key in cast("list[str]", previous))
+        return cls(
+            **values,
+            jwt_signing_keys=cast("dict[str, str]", keys),
+            token_encryption_previous_keys=previous_keys,
+        )
 
     @property
     def named_app_secrets(self) -> list[tuple[str, bytes]]:
@@ -149,16 +192,18 @@ class SecretValues(BaseModel):
 
 def values_from_settings(settings: Settings) -> SecretValues:
     """The local stack's secrets: the settings' own values (the environment)."""
+    optional = (settings.meta_app_secret, settings.stripe_secret_key, settings.stripe_webhook_secret)
+    meta, stripe_key, stripe_hook = (None if v is None else Secret.of(v) for v in optional)
     return SecretValues(
-        instagram_app_secret=settings.instagram_app_secret,
-        meta_app_secret=settings.meta_app_secret,
-        instagram_verify_token=settings.instagram_verify_token,
-        token_encryption_key=settings.token_encryption_key,
-        token_encryption_previous_keys=tuple(settings.token_encryption_previous_keys),
+        instagram_app_secret=Secret.of(settings.instagram_app_secret),
+        meta_app_secret=meta,
+        instagram_verify_token=Secret.of(settings.instagram_verify_token),
+        token_encryption_key=Secret.of(settings.token_encryption_key),
+        token_encryption_previous_keys=tuple(map(Secret.of, settings.token_encryption_previous_keys)),
         jwt_signing_keys=dict(settings.jwt_signing_keys),
         jwt_active_kid=settings.jwt_active_kid,
-        stripe_secret_key=settings.stripe_secret_key,
-        stripe_webhook_secret=settings.stripe_webhook_secret,
+        stripe_secret_key=stripe_key,
+        stripe_webhook_secret=stripe_hook,
     )
 
 
@@ -171,12 +216,7 @@ def values_from_secrets(app: Mapping[str, Any], redis_token: str | None) -> Secr
     if legacy and not fields.get("meta_app_secret"):
         fields["meta_app_secret"] = legacy
     fields["redis_auth_token"] = redis_token
-    try:
-        known = {k: v for k, v in fields.items() if k in SecretValues.model_fields}
-        values = SecretValues.model_validate(known)
-    except ValidationError as error:
-        names = ", ".join(sorted({str(e["loc"][0]).upper() for e in error.errors() if e["loc"]}))
-        raise SecretsUnavailableError(f"the app secret does not hold valid values: {names}") from None
+    values = SecretValues.parse(fields)
     reason = values.weak_reason()
     if reason:
         raise SecretsUnavailableError(f"the app secret is not fit for a deployed stack: {reason}")
@@ -226,12 +266,12 @@ def secrets_manager_loader(
         if not app_secret_id:
             # Functions that read only the Redis token: no app values, placeholders that verify nothing.
             return SecretValues(
-                instagram_app_secret=SecretStr(""),
-                instagram_verify_token=SecretStr(""),
-                token_encryption_key=SecretStr(""),
+                instagram_app_secret=Secret(""),
+                instagram_verify_token=Secret(""),
+                token_encryption_key=Secret(""),
                 jwt_signing_keys={},
                 jwt_active_kid="",
-                redis_auth_token=SecretStr(token) if token else None,
+                redis_auth_token=Secret(token) if token else None,
             )
         return values_from_secrets(app, token)
 
@@ -310,8 +350,15 @@ class AppSecrets(RotatingSecret[SecretValues]):
 
 def app_secrets_for(settings: Settings, client_factory: Callable[[], Any]) -> AppSecrets:
     """Secrets Manager when the settings name a secret (AWS), else the settings' own values (local)."""
-    if settings.app_secrets_arn is None and settings.redis_auth_secret_arn is None:
+    if not settings.secrets_from_secrets_manager:
         return AppSecrets.fixed(values_from_settings(settings))
+    return secrets_manager_secrets(settings, client_factory)
+
+
+def secrets_manager_secrets(
+    settings: Settings | WebhookSettings, client_factory: Callable[[], Any]
+) -> AppSecrets:
+    """The secrets the settings name in Secrets Manager, re-read after ``secrets_max_age_seconds``."""
     max_age = settings.secrets_max_age_seconds
     loader = secrets_manager_loader(
         client_factory(),

@@ -8,13 +8,14 @@ found before the tenant is known, so it has its own slot. An invalidation that s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, TypeVar
 
 from replyflow.ports import Cache
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+ModelT = TypeVar("ModelT", bound="BaseModel")
 
 ROUTE_TTL_SECONDS = 300
 CONFIG_TTL_SECONDS = 300

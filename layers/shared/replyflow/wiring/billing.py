@@ -14,12 +14,11 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from replyflow.settings import Settings
-
 if TYPE_CHECKING:
     from replyflow.adapters.stripe_billing import StripeGateway
     from replyflow.ports import BillingGateway, ProviderInvoice, ProviderSubscription
     from replyflow.services.billing import BillingUrls
+    from replyflow.settings import Settings
     from replyflow.wiring.core import Clients
 
 

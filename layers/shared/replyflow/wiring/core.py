@@ -15,8 +15,6 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from replyflow.settings import Settings
-
 if TYPE_CHECKING:
     import redis
     from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +24,8 @@ if TYPE_CHECKING:
     from replyflow.adapters.secrets import AppSecrets
     from replyflow.db.shards import ShardRouter
     from replyflow.ports import QueuePublisher
+    from replyflow.settings import Settings
+    from replyflow.settings_view import WebhookSettings
 
 _Owner = TypeVar("_Owner")
 _Value = TypeVar("_Value")
@@ -147,7 +147,7 @@ class Clients:
     def redis(self) -> redis.Redis:
         from replyflow.adapters.redis_client import get_redis
 
-        return get_redis(self.settings.redis_url, _redis_password(self.settings, self.app_secrets))
+        return get_redis(self.settings.redis_url, redis_password(self.settings, self.app_secrets))
 
     @once
     def cache(self) -> RedisCache:
@@ -162,11 +162,7 @@ class Clients:
         return RotatingCipher(self.app_secrets)
 
     def aws_client(self, service: str) -> Any:
-        """A boto3 client in the configured region, at the configured endpoint override if any."""
-        import boto3
-
-        s = self.settings
-        return boto3.client(service, region_name=s.aws_region, endpoint_url=s.aws_endpoint(service))
+        return aws_client(self.settings, service)
 
     @once
     def sqs(self) -> Any:
@@ -179,11 +175,23 @@ class Clients:
         return PublisherOnUse(self._sqs_publisher_now)
 
     def _sqs_publisher_now(self) -> QueuePublisher:
-        from replyflow.adapters.queues import SqsPublisher
+        return sqs_publisher(self.settings.queue_urls, lambda: self.sqs)
 
-        if not self.settings.queue_urls:
-            raise RuntimeError("QUEUE_URLS is empty and no local broker is installed")
-        return SqsPublisher(self.sqs, self.settings.queue_urls)
+
+def aws_client(s: Settings | WebhookSettings, service: str) -> Any:
+    """A boto3 client in the configured region, at the configured endpoint override if any."""
+    import boto3
+
+    return boto3.client(service, region_name=s.aws_region, endpoint_url=s.aws_endpoint(service))
+
+
+def sqs_publisher(queue_urls: dict[str, str], sqs: Callable[[], Any]) -> QueuePublisher:
+    """SQS over ``queue_urls`` (``QUEUE_URLS``), with the client ``sqs()`` gives."""
+    from replyflow.adapters.queues import SqsPublisher
+
+    if not queue_urls:
+        raise RuntimeError("QUEUE_URLS is empty and no local broker is installed")
+    return SqsPublisher(sqs(), queue_urls)
 
 
 class PublisherOnUse:
@@ -229,7 +237,7 @@ def _router(
     return ShardRouter(engine(directory_url), shards, default=default, placements=placements)
 
 
-def _redis_password(s: Settings, secrets: AppSecrets) -> str | None:
+def redis_password(s: Settings | WebhookSettings, secrets: AppSecrets) -> str | None:
     """The Redis AUTH token from its secret (AWS); locally any password stays in ``REDIS_URL``."""
     if s.redis_url is None or s.redis_auth_secret_arn is None:
         return None

@@ -3,8 +3,10 @@
 ``build_pipeline(settings)`` gives the real adapters; the local stack, tests and benches pass theirs
 as arguments (the broker as ``publisher`` and ``visibility``, a scripted ``graph``, a fake
 ``limiter`` or ``clock``). Nothing heavy at import and nothing built before it is read: the webhook
-reads ``settings``, ``route_resolver`` and ``publisher`` only, so it never imports SQLAlchemy (but
-on a route-cache miss), httpx or the services. ::
+reads ``app_secrets``, ``route_resolver``, ``publisher`` and ``billing_api`` only, so it never imports
+SQLAlchemy (but on a route-cache miss), httpx or the services. In Lambda the webhook's own root is
+``wiring.webhook.WebhookDeps`` (no pydantic), which builds this one for a route-cache miss or a Stripe
+event only (docs/architecture.md#cold-starts). ::
 
     deps = build_pipeline(settings, publisher=queues, graph=ScriptedGraph())
     deps.processor.process(EventMessage.from_json(body))
@@ -22,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from replyflow.clock import SystemClock
 from replyflow.services.intake import AccountRoute, RouteResolver
-from replyflow.settings import Settings
 from replyflow.wiring.billing import StripeOnUse
 from replyflow.wiring.core import Clients, once
 
 if TYPE_CHECKING:
     from replyflow.adapters.graph_client import GraphResult
     from replyflow.adapters.rate_limiter import RedisRateLimiter
+    from replyflow.adapters.secrets import AppSecrets
     from replyflow.ports import (
         BillingGateway,
         Clock,
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from replyflow.services.process_event import EventProcessor
     from replyflow.services.send_reply import SendService
     from replyflow.services.sqs_batch import RetryBackoff
+    from replyflow.settings import Settings
 
 RouteLoader = Callable[[str], "AccountRoute | None"]
 
@@ -59,6 +62,10 @@ class PipelineDeps:
     route_loader: RouteLoader
     billing_api: BillingGateway
     """Stripe (or its local fake): webhook verification and subscription reads (``wiring.billing``)."""
+
+    @property
+    def app_secrets(self) -> AppSecrets:
+        return self.clients.app_secrets
 
     @property
     def billing_grace(self) -> timedelta:

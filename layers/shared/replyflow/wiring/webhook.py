@@ -1,0 +1,112 @@
+"""The webhook function's composition root in Lambda: :func:`webhook_deps`, pydantic-free.
+
+A webhook instance's first event is a handshake or a signed body routed from the Redis cache: it
+reads its settings through :class:`~replyflow.settings_view.WebhookSettings` and its secrets as
+:class:`~replyflow.adapters.secrets.SecretValues`, so it imports no pydantic, no SQLAlchemy, no boto3
+(but to publish or read Secrets Manager) and no httpx (docs/architecture.md#cold-starts). What only a
+rarer path needs comes from the full pipeline root (``wiring.pipeline.process_deps``, built from
+``Settings``) at its first use: the database on a route-cache miss, Stripe for a billing event.
+
+The handler (``functions/webhook/handler.py``) takes any ``WebhookRoot`` (its view of a root): this
+one, or a ``PipelineDeps`` (the local stack, the tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from replyflow.services.intake import AccountRoute, RouteResolver
+from replyflow.settings_view import WebhookSettings, needs_settings
+from replyflow.wiring.core import PublisherOnUse, aws_client, once, redis_password, sqs_publisher
+
+if TYPE_CHECKING:
+    import redis
+
+    from replyflow.adapters.redis_client import RedisCache
+    from replyflow.adapters.secrets import AppSecrets
+    from replyflow.ports import BillingEventVerifier, QueuePublisher
+    from replyflow.wiring.pipeline import PipelineDeps
+
+
+class WebhookDeps:
+    """The webhook's adapters over ``settings``, each built on first read; ``full()`` gives the
+    pipeline root for a route-cache miss and Stripe (built at its first call)."""
+
+    def __init__(self, settings: WebhookSettings, full: Callable[[], PipelineDeps]) -> None:
+        self.settings = settings
+        self._full = full
+
+    @once
+    def app_secrets(self) -> AppSecrets:
+        """Secrets Manager when the settings name a secret (AWS), else the environment's: the values
+        the webhook checks (its app secrets, its verify token), the others empty (it reads none)."""
+        from replyflow.adapters.secrets import AppSecrets, SecretValues, secrets_manager_secrets
+        from replyflow.redacted import Secret
+
+        s = self.settings
+        if s.secrets_from_secrets_manager:
+            return secrets_manager_secrets(s, lambda: aws_client(s, "secretsmanager"))
+        return AppSecrets.fixed(
+            SecretValues(
+                instagram_app_secret=s.instagram_app_secret,
+                meta_app_secret=s.meta_app_secret,
+                instagram_verify_token=s.instagram_verify_token,
+                token_encryption_key=Secret(""),
+                jwt_signing_keys={},
+                jwt_active_kid="",
+            )
+        )
+
+    @once
+    def redis(self) -> redis.Redis:
+        from replyflow.adapters.redis_client import get_redis
+
+        return get_redis(self.settings.redis_url, redis_password(self.settings, self.app_secrets))
+
+    @once
+    def cache(self) -> RedisCache:
+        from replyflow.adapters.redis_client import RedisCache
+
+        return RedisCache(self.redis)
+
+    @once
+    def route_resolver(self) -> RouteResolver:
+        return RouteResolver(self.cache, self._load_route)
+
+    def _load_route(self, ig_user_id: str) -> AccountRoute | None:
+        """A route-cache miss: the full root's loader (the reader database)."""
+        return self._full().route_loader(ig_user_id)
+
+    @once
+    def publisher(self) -> QueuePublisher:
+        """SQS over ``QUEUE_URLS``, resolved at the first publish (boto3 is not imported before)."""
+        s = self.settings
+        return PublisherOnUse(lambda: sqs_publisher(s.queue_urls, lambda: aws_client(s, "sqs")))
+
+    @property
+    def billing_api(self) -> BillingEventVerifier:
+        return _FullVerifier(self._full)
+
+
+class _FullVerifier:
+    """The pipeline root's Stripe verifier, built at the first billing event."""
+
+    def __init__(self, full: Callable[[], PipelineDeps]) -> None:
+        self._full = full
+
+    def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        return self._full().billing_api.verify_event(payload, signature)
+
+
+@cache
+def webhook_deps() -> WebhookDeps | PipelineDeps:
+    """This instance's root, built at the first invocation: the pipeline root itself for a deployed
+    stack whose secrets are in the environment (``Settings`` vets them: ``needs_settings``)."""
+    from replyflow.wiring.pipeline import process_deps
+
+    settings = WebhookSettings.from_environ()
+    if needs_settings(settings):
+        return process_deps()
+    return WebhookDeps(settings, process_deps)
