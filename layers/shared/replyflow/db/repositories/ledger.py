@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
@@ -230,15 +230,51 @@ def start_send(session: Session, tenant_id: str, outbound_id: int, *, now: datet
         .where(
             OutboundMessage.tenant_id == tenant_id,
             OutboundMessage.id == outbound_id,
-            or_(
-                OutboundMessage.status.in_(SENDABLE),
-                and_(OutboundMessage.status == "failed", OutboundMessage.error_code == TRANSIENT_ERROR),
-            ),
+            _startable(),
         )
         .values(status="sending", attempts=OutboundMessage.attempts + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+def lock_outbound(session: Session, tenant_id: str, outbound_ids: Sequence[int]) -> list[OutboundMessage]:
+    """A tenant's rows among ``outbound_ids``, locked until the transaction ends (by id: two batches
+    lock shared rows in one order)."""
+    return list(
+        session.scalars(
+            select(OutboundMessage)
+            .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.id.in_(outbound_ids))
+            .order_by(OutboundMessage.id)
+            .with_for_update()
+        )
+    )
+
+
+def start_sends(
+    session: Session, tenant_id: str, outbound_ids: Sequence[int], *, now: datetime | None = None
+) -> int:
+    """``start_send`` for several rows in one UPDATE: how many this worker owns now."""
+    now = now or utcnow()
+    result = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.tenant_id == tenant_id,
+            OutboundMessage.id.in_(outbound_ids),
+            _startable(),
+        )
+        .values(status="sending", attempts=OutboundMessage.attempts + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
+def _startable() -> ColumnElement[bool]:
+    """A row a send may own: sendable, or failed transiently (an inline retry)."""
+    return or_(
+        OutboundMessage.status.in_(SENDABLE),
+        and_(OutboundMessage.status == "failed", OutboundMessage.error_code == TRANSIENT_ERROR),
+    )
 
 
 def settle_stale(

@@ -55,6 +55,22 @@ def reserve_dm(session: Session, tenant_id: str, quota: int, *, at: datetime) ->
     return bool(cast("CursorResult[Any]", session.execute(stmt)).rowcount)
 
 
+def reserve_dms(session: Session, tenant_id: str, quota: int, count: int, *, at: datetime) -> bool:
+    """``reserve_dm`` for ``count`` DMs at once: all of them, or none when the quota cannot hold them."""
+    add_dms(session, tenant_id, 0, at=at)  # the month's row exists
+    stmt = (
+        update(UsageCounter)
+        .where(
+            UsageCounter.tenant_id == tenant_id,
+            UsageCounter.period == period_of(at),
+            UsageCounter.dms_sent <= quota - count,
+        )
+        .values(dms_sent=UsageCounter.dms_sent + count, updated_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(cast("CursorResult[Any]", session.execute(stmt)).rowcount)
+
+
 def release_dm(session: Session, tenant_id: str, period: str, *, now: datetime) -> None:
     """Gives back one reserved DM of ``period`` (a send that did not go out)."""
     stmt = (
