@@ -112,7 +112,7 @@ def test_a_lease_that_fails_falls_back_to_each_record_alone(
     def down(*_a: Any, **_k: Any) -> list[OutboundMessage]:
         raise RuntimeError("lock wait timeout")
 
-    monkeypatch.setattr("replyflow.services.send_reply.ledger.lock_outbound", down)
+    monkeypatch.setattr("replyflow.services.send_reply.ledger.outbound_for_send", down)
     graph = ScriptedGraph()
     assert _batch(world, graph, jobs) == {"batchItemFailures": []}
     assert len(graph.calls) == 2

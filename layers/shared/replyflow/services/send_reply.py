@@ -325,7 +325,7 @@ class SendService:
         try:
             with session_scope(self._sessions) as session:
                 leased: dict[int, _Leased] = {}
-                for tenant_id, tenant_indexes in sorted(by_tenant.items()):  # locks in one order
+                for tenant_id, tenant_indexes in sorted(by_tenant.items()):  # row locks in one order
                     leased.update(self._lease_tenant(session, tenant_id, jobs, tenant_indexes, now))
                 return leased
         except Exception as error:  # nothing owned: every job takes its own path
@@ -340,44 +340,31 @@ class SendService:
         indexes: Sequence[int],
         now: datetime,
     ) -> dict[int, _Leased]:
-        """One tenant's sendable rows, locked and read in one SELECT, their accounts in another, a
-        DM quota reservation for all of them, and one UPDATE that owns them. A row that is not
-        sendable now is left as it is, for its job's own path to settle."""
-        rows = {
-            r.id: r for r in ledger.lock_outbound(session, tenant_id, [jobs[i].outbound_id for i in indexes])
+        """One tenant's rows with their accounts and DM quota in one SELECT, the DMs among those
+        sendable now reserved in one UPDATE, and one UPDATE owning them. A row not sendable now is
+        left as it is, for its job's own path to settle; a row another worker owned meanwhile makes
+        the UPDATE own fewer than chosen, and the transaction is rolled back (``_lease_group``)."""
+        found = {
+            f.row.id: f
+            for f in ledger.outbound_for_send(session, tenant_id, [jobs[i].outbound_id for i in indexes])
         }
-        accounts = {
-            a.id: a for a in accounts_repo.get_many(session, tenant_id, {jobs[i].account_id for i in indexes})
-        }
-        chosen: list[tuple[int, OutboundMessage, InstagramAccount]] = []
+        chosen: list[tuple[int, ledger.OutboundForSend]] = []
         for i in indexes:
-            row = rows.get(jobs[i].outbound_id)
-            account = accounts.get(jobs[i].account_id)
-            if row is None or account is None or row.account_id != account.id:
+            f = found.get(jobs[i].outbound_id)
+            if f is None or f.account.id != jobs[i].account_id:
                 continue  # its own path answers it (a missing row)
-            if _decide(row, account, now).step == SendStep.SEND:
-                chosen.append((i, row, account))
-        period = self._reserve_quotas(session, tenant_id, [r for _, r, _ in chosen], now)
-        if period is None:  # the quota cannot cover them all: each DM reserves (or skips) alone
-            chosen = [c for c in chosen if c[1].kind not in usage_repo.DM_KINDS]
+            if _decide(f.row, f.account, now).step == SendStep.SEND:
+                chosen.append((i, f))
+        dms = sum(1 for _, f in chosen if f.row.kind in usage_repo.DM_KINDS)
+        period = usage_repo.period_of(now)
+        if dms and not usage_repo.reserve_dms(session, tenant_id, chosen[0][1].dm_quota, dms, at=now):
+            # The quota cannot cover them all: each DM reserves (or is skipped) on its own path.
+            chosen = [(i, f) for i, f in chosen if f.row.kind not in usage_repo.DM_KINDS]
         if not chosen:
             return {}
-        if ledger.start_sends(session, tenant_id, [row.id for _, row, _ in chosen], now=now) != len(chosen):
-            raise _LeaseConflictError(f"tenant {tenant_id}: a row changed while locked")
-        return {i: _leased(row, account, period) for i, row, account in chosen}
-
-    def _reserve_quotas(
-        self, session: Session, tenant_id: str, rows: Sequence[OutboundMessage], now: datetime
-    ) -> str | None:
-        """The DMs among ``rows`` reserved against the plan's monthly quota in one UPDATE: the period
-        reserved in, "" when there was none to reserve, None when the quota cannot cover them all."""
-        count = sum(1 for row in rows if row.kind in usage_repo.DM_KINDS)
-        if not count:
-            return ""
-        quota = plans_repo.plan_for_tenant(session, tenant_id).monthly_dm_quota
-        if usage_repo.reserve_dms(session, tenant_id, quota, count, at=now):
-            return usage_repo.period_of(now)
-        return None
+        if ledger.start_sends(session, tenant_id, [f.row.id for _, f in chosen], now=now) != len(chosen):
+            raise _LeaseConflictError(f"tenant {tenant_id}: a row was owned meanwhile")
+        return {i: _leased(f.row, f.account, period) for i, f in chosen}
 
     def _reserve_quota(
         self, session: Session, job: SendJob, row: OutboundMessage, now: datetime
@@ -811,7 +798,7 @@ def release_parked(
 
 
 class _LeaseConflictError(Exception):
-    """A batch's lease owned fewer rows than it locked: rolled back, each job goes its own way."""
+    """A batch's lease owned fewer rows than it chose: rolled back, each job goes its own way."""
 
 
 def _decide(row: OutboundMessage, account: InstagramAccount | None, now: datetime) -> SendDecision:

@@ -26,13 +26,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
-from replyflow.db.models import DedupeClaim, InboundEvent, InstagramAccount, OutboundMessage
+from replyflow.db.models import DedupeClaim, InboundEvent, InstagramAccount, OutboundMessage, Plan, Tenant
 from replyflow.db.repositories._upsert import insert_ignore, insert_ignore_many
 from replyflow.domain.lifecycle import TERMINAL_STATUSES, TRANSIENT_ERROR, OutboundStatus
 from replyflow.errors import ReplyflowError
@@ -238,17 +238,31 @@ def start_send(session: Session, tenant_id: str, outbound_id: int, *, now: datet
     return bool(getattr(result, "rowcount", 0))
 
 
-def lock_outbound(session: Session, tenant_id: str, outbound_ids: Sequence[int]) -> list[OutboundMessage]:
-    """A tenant's rows among ``outbound_ids``, locked until the transaction ends (by id: two batches
-    lock shared rows in one order)."""
-    return list(
-        session.scalars(
-            select(OutboundMessage)
-            .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.id.in_(outbound_ids))
-            .order_by(OutboundMessage.id)
-            .with_for_update()
+class OutboundForSend(NamedTuple):
+    """A row a batch may send, its account, and its tenant's plan's monthly DM quota."""
+
+    row: OutboundMessage
+    account: InstagramAccount
+    dm_quota: int
+
+
+def outbound_for_send(session: Session, tenant_id: str, outbound_ids: Sequence[int]) -> list[OutboundForSend]:
+    """A tenant's rows among ``outbound_ids`` with their accounts and the plan's DM quota, in one
+    SELECT (a consistent read, no lock: ``start_sends`` owns a row only if it is still startable)."""
+    rows = session.execute(
+        select(OutboundMessage, InstagramAccount, Plan.monthly_dm_quota)
+        .join(
+            InstagramAccount,
+            and_(
+                InstagramAccount.tenant_id == OutboundMessage.tenant_id,
+                InstagramAccount.id == OutboundMessage.account_id,
+            ),
         )
-    )
+        .join(Tenant, Tenant.id == OutboundMessage.tenant_id)
+        .join(Plan, Plan.code == Tenant.plan_code)
+        .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.id.in_(outbound_ids))
+    ).all()
+    return [OutboundForSend(row, account, int(quota)) for row, account, quota in rows]
 
 
 def start_sends(
