@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -35,17 +34,6 @@ def get(session: Session, tenant_id: str, account_id: str) -> InstagramAccount |
     return session.scalar(
         select(InstagramAccount).where(
             InstagramAccount.tenant_id == tenant_id, InstagramAccount.id == account_id
-        )
-    )
-
-
-def get_many(session: Session, tenant_id: str, account_ids: Collection[str]) -> list[InstagramAccount]:
-    """A tenant's accounts among ``account_ids`` in one SELECT."""
-    return list(
-        session.scalars(
-            select(InstagramAccount).where(
-                InstagramAccount.tenant_id == tenant_id, InstagramAccount.id.in_(account_ids)
-            )
         )
     )
 
