@@ -16,15 +16,17 @@ broker's shape:
   publish the send job) -> events/s over the whole run, per-batch p50/p95/p99, and the process's CPU
   time per event (``time.process_time``: every thread of this process, the database and Redis
   servers excluded). Every round of events below is processed here, so its row has them all.
-- sender: ``sender.handler.lambda_handler`` (records on its pool of 10 threads: limiter slot in Redis,
-  token decrypt, Graph call to the sandbox, ledger update) on the send jobs the processor published,
+- sender: ``sender.handler.lambda_handler`` (the batch's rows leased in one transaction, then records
+  on its pool of 10 threads: limiter slot in Redis, token decrypt, Graph call to the sandbox; the sends
+  settled in one transaction) on the send jobs the processor published,
   once with the sandbox answering at 0 ms and once, on fresh comments, at 200 ms injected latency
   -> sends/s and per-batch p50/p95/p99.
 
 The processor has its own pool of 4 (``PROCESSOR_POOL``, its functions' ``DATABASE_POOL_SIZE``);
 the sender holds a connection per concurrent send (``SEND_CONCURRENCY=10``, overflow 10), as one
-Lambda instance does. At 200 ms the sender runs twice, each on fresh comments: first with the 2+2 pool
-(ten threads sharing four connections: the "before"), then with its own pool. Outcomes come from the ledger
+Lambda instance does. At 200 ms the sender runs twice, each on fresh comments: first leasing each
+record's row in its own transaction on the record's thread (the "before"), then leasing the batch's
+rows together (one transaction per database) before the Graph calls. Outcomes come from the ledger
 (``outbound_messages.status`` of the rows the run touched): a deferral re-publishes the job with a
 delay to the collector and is counted, not retried.
 """
@@ -61,26 +63,27 @@ if TYPE_CHECKING:
 
 
 BATCH = 10
-# (sandbox latency, the sender's pool): the 2+2 pool is the one every function had before the sender
-# got a connection per concurrent send (before/after in one run, each on fresh comments).
-ROUNDS = ((0, "pool 10+10"), (200, "pool 2+2 (before)"), (200, "pool 10+10"))
+# (sandbox latency, the sender): "rows leased one by one" is the sender before a batch's rows were
+# leased together, each record's own lease transaction (before/after in one run, each on fresh comments).
+ROUNDS = ((0, "pool 10+10"), (200, "pool 10+10, rows leased one by one (before)"), (200, "pool 10+10"))
 PROCESSOR_POOL = 4  # template.yaml, the processor functions' DATABASE_POOL_SIZE
 
 
 @dataclass(frozen=True)
 class _SenderOnPool:
-    """The sender's dependencies with its sessions on another pool (the bench's "before")."""
+    """The sender's dependencies leasing each record's row on its own (the bench's "before")."""
 
     sender: Any
     retry_backoff: Any
 
 
-def _on_pool(deps: PipelineDeps, sessions: Any) -> _SenderOnPool:
-    from replyflow.services.send_reply import SendService
+def _leasing_one_by_one(deps: PipelineDeps) -> _SenderOnPool:
+    from replyflow.services.send_reply import SEND_CONCURRENCY, SendService
 
     clients = deps.clients
     sender = SendService(
-        sessions=sessions,
+        sessions=clients.writer_sessions_for(SEND_CONCURRENCY),
+        lease_batches=False,
         graph=deps.graph,
         limiter=deps.limiter,
         cipher=clients.cipher,
@@ -180,10 +183,10 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
             processor_settings = settings.model_copy(update={"database_pool_size": PROCESSOR_POOL})
             processor_deps = build_pipeline(processor_settings, publisher=collector)
             processor = processor_handler(lambda: processor_deps)
-            before = _on_pool(deps, clients.writer_sessions)
+            before = _leasing_one_by_one(deps)
             senders = {
                 "pool 10+10": sender_handler(lambda: deps),
-                "pool 2+2 (before)": sender_handler(lambda: before),
+                "pool 10+10, rows leased one by one (before)": sender_handler(lambda: before),
             }
             progress(f"workers: seeding the demo tenant + {accounts} accounts on MariaDB")
             ig_ids = seed_accounts(clients, sandbox.issue_token, accounts)

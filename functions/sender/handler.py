@@ -1,7 +1,8 @@
-"""sends-{high,default,low} -> the sender service; the records of one batch are sent concurrently and
-failures are reported record by record. The sends that went out are settled together after the
-batch's Graph calls (``SendService.settle_sent``: one transaction per database for their ledger
-and log rows); every other outcome is settled by its own record as it happens."""
+"""sends-{high,default,low} -> the sender service; the rows of one batch are leased together, its
+records sent concurrently, and failures are reported record by record. The sends that went out are
+settled together after the batch's Graph calls (``SendService.settle_sent``: one transaction per
+database for their ledger and log rows); every other outcome is settled by its own record as it
+happens."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from replyflow.domain.messages import SendJob
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.send_reply import POLICY_BLOCK_REASON, SEND_CONCURRENCY, SendOutcome, SentUnsettled
-from replyflow.services.sqs_batch import RetryBackoff, process_batch, run_each
+from replyflow.services.sqs_batch import RetryBackoff, process_batch
 from replyflow.wiring.pipeline import process_deps
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ class Sends(Protocol):
     def send(self, job: SendJob) -> SendOutcome: ...
 
     def attempt(self, job: SendJob) -> SendOutcome | SentUnsettled: ...
+
+    def attempt_batch(self, jobs: Sequence[SendJob]) -> list[SendOutcome | SentUnsettled | Exception]: ...
 
     def settle_sent(self, sent: Sequence[SentUnsettled]) -> list[SendOutcome | Exception]: ...
 
@@ -87,15 +90,16 @@ def make_handler(deps: Callable[[], SenderDeps]) -> Handler:
 def _together(
     sender: Sends, records: Sequence[dict[str, Any]], outcomes: list[SendOutcome]
 ) -> dict[int, Exception | None]:
-    """Every record's send on its own thread up to its Graph call, then the sends that went out
-    settled together. A record whose body does not decode is left to be handled alone."""
+    """The records' rows leased together, every record's send on its own thread up to its Graph call
+    (``SendService.attempt_batch``), then the sends that went out settled together. A record whose
+    body does not decode is left to be handled alone."""
     jobs: list[tuple[int, SendJob]] = []
     for i, record in enumerate(records):
         try:
             jobs.append((i, SendJob.from_json(record.get("body") or "")))
         except Exception:  # noqa: S112 - handled alone, where it fails and is logged
             continue
-    attempts = run_each(sender.attempt, [job for _, job in jobs], max_workers=SEND_CONCURRENCY)
+    attempts = sender.attempt_batch([job for _, job in jobs])
     unsettled = [(i, a) for (i, _job), a in zip(jobs, attempts, strict=True) if isinstance(a, SentUnsettled)]
     settled = dict(zip((i for i, _ in unsettled), sender.settle_sent([a for _, a in unsettled]), strict=True))
     done: dict[int, Exception | None] = {}

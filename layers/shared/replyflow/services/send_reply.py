@@ -59,19 +59,20 @@ from replyflow.adapters.graph_client import GraphError, GraphResult
 from replyflow.clock import SystemClock
 from replyflow.db.after_commit import after_commit
 from replyflow.db.engine import session_scope
-from replyflow.db.models import OutboundMessage
+from replyflow.db.models import InstagramAccount, OutboundMessage
 from replyflow.db.repositories import accounts as accounts_repo
 from replyflow.db.repositories import ledger
 from replyflow.db.repositories import logs as logs_repo
 from replyflow.db.repositories import plans as plans_repo
 from replyflow.db.repositories import usage as usage_repo
 from replyflow.domain.lifecycle import POLICY_BLOCK_REASON as POLICY_BLOCK_REASON
-from replyflow.domain.lifecycle import TRANSIENT_ERROR, OutboundStatus, SendStep, decide_send
+from replyflow.domain.lifecycle import TRANSIENT_ERROR, OutboundStatus, SendDecision, SendStep, decide_send
 from replyflow.domain.messages import SendJob, sends_queue
 from replyflow.errors import ReplyflowError
 from replyflow.observability import bind_tenant, logger
 from replyflow.ports import Cache, Clock, GraphSender, QueuePublisher, SendLimiter, TokenDecrypter
 from replyflow.services import cache_keys
+from replyflow.services.sqs_batch import run_each
 
 MAX_SQS_DELAY_SECONDS = 900
 # The records of one batch sent at once (the handler's threads); the sender's pool holds as many.
@@ -141,6 +142,7 @@ class SendService:
         rng: Callable[[], float] = random.random,
         limiter_retry_seconds: float = LIMITER_RETRY_SECONDS,
         transaction_group: Callable[[str], str] | None = None,
+        lease_batches: bool = True,
     ) -> None:
         self._sessions = sessions
         self._graph = graph
@@ -156,6 +158,8 @@ class SendService:
         self._limiter_retry = limiter_retry_seconds
         # tenant -> its database (the shard): a batch's sends are settled together per database.
         self._transaction_group = transaction_group or (lambda _tenant: "")
+        # False: a batch's rows leased one by one, each by its own job (the bench's "before").
+        self._lease_batches = lease_batches
 
     # -- the job -----------------------------------------------------------------------------------
 
@@ -175,7 +179,27 @@ class SendService:
             if leased_or_outcome.status == "parked":
                 self._recheck_parked(job)
             return leased_or_outcome
-        leased = leased_or_outcome
+        return self._send_leased(job, leased_or_outcome)
+
+    def attempt_batch(self, jobs: Sequence[SendJob]) -> list[SendOutcome | SentUnsettled | Exception]:
+        """``attempt`` for a batch's jobs, their rows leased together first: one transaction per
+        database (``_lease_together``), then every job on its own thread up to its Graph call. A job
+        that transaction did not lease (not sendable now, a duplicate, a tenant being moved, a lease
+        that conflicted or failed) takes ``attempt``'s own path, alone. Each job's outcome, or the
+        exception it raised."""
+        leased = self._lease_together(jobs) if self._lease_batches else {}
+
+        def one(i: int) -> SendOutcome | SentUnsettled:
+            job = jobs[i]
+            if i not in leased:
+                return self.attempt(job)
+            bind_tenant(job.tenant_id, job.account_id)
+            return self._send_leased(job, leased[i])
+
+        return run_each(one, range(len(jobs)), max_workers=SEND_CONCURRENCY)
+
+    def _send_leased(self, job: SendJob, leased: _Leased) -> SendOutcome | SentUnsettled:
+        """A leased row from its limiter slot to its Graph call (``attempt``)."""
         try:
             slot = self._limiter.acquire(
                 job.account_id, leased.budget, history=lambda: self._send_history(job, leased)
@@ -250,15 +274,7 @@ class SendService:
                 logger.warning("send job for a missing row", extra={"outbound_id": job.outbound_id})
                 return SendOutcome("noop", "missing")
             account = accounts_repo.get(session, job.tenant_id, job.account_id)
-            decision = decide_send(
-                status=row.status,
-                error_code=row.error_code,
-                kind=row.kind,
-                not_after=_parse_time(row.payload.get("not_after")),
-                account_status=account.status if account else None,
-                account_status_reason=account.status_reason if account else None,
-                now=now,
-            )
+            decision = _decide(row, account, now)
             if decision.step == SendStep.NOOP:
                 return SendOutcome("noop", decision.reason)
             if decision.step == SendStep.IN_FLIGHT:
@@ -278,20 +294,77 @@ class SendService:
             quota_period = self._reserve_quota(session, job, row, now)
             if isinstance(quota_period, SendOutcome):
                 return quota_period
-            return _Leased(
-                row_id=row.id,
-                kind=row.kind,
-                automation_id=row.automation_id,
-                payload=dict(row.payload),
-                comment_id=row.comment_id,
-                recipient_id=row.recipient_id,
-                priority=row.priority,
-                attempts=row.attempts + 1,
-                ig_user_id=account.ig_user_id,
-                token_blob=account.access_token_encrypted,
-                budget=account.hourly_send_budget,
-                quota_period=quota_period,
-            )
+            return _leased(row, account, quota_period)
+
+    # -- a batch's rows leased together ------------------------------------------------------------
+
+    def _lease_together(self, jobs: Sequence[SendJob]) -> dict[int, _Leased]:
+        """The rows a batch can send now, owned in one transaction per database: job index -> lease.
+        Each job's first occurrence only (a duplicate takes its own path and finds the row in flight);
+        a tenant being moved between databases is left to its jobs' own paths."""
+        groups: dict[str, list[int]] = {}
+        seen: set[tuple[str, int]] = set()
+        for i, job in enumerate(jobs):
+            group = self._group_of(job.tenant_id)
+            if (job.tenant_id, job.outbound_id) in seen or group.startswith("alone:"):
+                continue
+            seen.add((job.tenant_id, job.outbound_id))
+            groups.setdefault(group, []).append(i)
+        leased: dict[int, _Leased] = {}
+        for indexes in groups.values():
+            leased.update(self._lease_group(jobs, indexes))
+        return leased
+
+    def _lease_group(self, jobs: Sequence[SendJob], indexes: Sequence[int]) -> dict[int, _Leased]:
+        first = jobs[indexes[0]]
+        bind_tenant(first.tenant_id, first.account_id)  # the session's database
+        by_tenant: dict[str, list[int]] = {}
+        for i in indexes:
+            by_tenant.setdefault(jobs[i].tenant_id, []).append(i)
+        now = self._clock.now()
+        try:
+            with session_scope(self._sessions) as session:
+                leased: dict[int, _Leased] = {}
+                for tenant_id, tenant_indexes in sorted(by_tenant.items()):  # row locks in one order
+                    leased.update(self._lease_tenant(session, tenant_id, jobs, tenant_indexes, now))
+                return leased
+        except Exception as error:  # nothing owned: every job takes its own path
+            logger.warning("sends not leased together: one by one", extra={"error": str(error)[:200]})
+            return {}
+
+    def _lease_tenant(
+        self,
+        session: Session,
+        tenant_id: str,
+        jobs: Sequence[SendJob],
+        indexes: Sequence[int],
+        now: datetime,
+    ) -> dict[int, _Leased]:
+        """One tenant's rows with their accounts and DM quota in one SELECT, the DMs among those
+        sendable now reserved in one UPDATE, and one UPDATE owning them. A row not sendable now is
+        left as it is, for its job's own path to settle; a row another worker owned meanwhile makes
+        the UPDATE own fewer than chosen, and the transaction is rolled back (``_lease_group``)."""
+        found = {
+            f.row.id: f
+            for f in ledger.outbound_for_send(session, tenant_id, [jobs[i].outbound_id for i in indexes])
+        }
+        chosen: list[tuple[int, ledger.OutboundForSend]] = []
+        for i in indexes:
+            f = found.get(jobs[i].outbound_id)
+            if f is None or f.account.id != jobs[i].account_id:
+                continue  # its own path answers it (a missing row)
+            if _decide(f.row, f.account, now).step == SendStep.SEND:
+                chosen.append((i, f))
+        dms = sum(1 for _, f in chosen if f.row.kind in usage_repo.DM_KINDS)
+        period = usage_repo.period_of(now)
+        if dms and not usage_repo.reserve_dms(session, tenant_id, chosen[0][1].dm_quota, dms, at=now):
+            # The quota cannot cover them all: each DM reserves (or is skipped) on its own path.
+            chosen = [(i, f) for i, f in chosen if f.row.kind not in usage_repo.DM_KINDS]
+        if not chosen:
+            return {}
+        if ledger.start_sends(session, tenant_id, [f.row.id for _, f in chosen], now=now) != len(chosen):
+            raise _LeaseConflictError(f"tenant {tenant_id}: a row was owned meanwhile")
+        return {i: _leased(f.row, f.account, period) for i, f in chosen}
 
     def _reserve_quota(
         self, session: Session, job: SendJob, row: OutboundMessage, now: datetime
@@ -722,6 +795,40 @@ def release_parked(
     if jobs or recheck_after_commit:
         after_commit(session, publish_and_recheck)
     return len(moved)
+
+
+class _LeaseConflictError(Exception):
+    """A batch's lease owned fewer rows than it chose: rolled back, each job goes its own way."""
+
+
+def _decide(row: OutboundMessage, account: InstagramAccount | None, now: datetime) -> SendDecision:
+    return decide_send(
+        status=row.status,
+        error_code=row.error_code,
+        kind=row.kind,
+        not_after=_parse_time(row.payload.get("not_after")),
+        account_status=account.status if account else None,
+        account_status_reason=account.status_reason if account else None,
+        now=now,
+    )
+
+
+def _leased(row: OutboundMessage, account: InstagramAccount, quota_period: str | None) -> _Leased:
+    """The lease of a row just owned (its ``attempts`` read before ``start_send`` counted one)."""
+    return _Leased(
+        row_id=row.id,
+        kind=row.kind,
+        automation_id=row.automation_id,
+        payload=dict(row.payload),
+        comment_id=row.comment_id,
+        recipient_id=row.recipient_id,
+        priority=row.priority,
+        attempts=row.attempts + 1,
+        ig_user_id=account.ig_user_id,
+        token_blob=account.access_token_encrypted,
+        budget=account.hourly_send_budget,
+        quota_period=quota_period if quota_period and row.kind in usage_repo.DM_KINDS else None,
+    )
 
 
 def _parse_time(value: Any) -> datetime | None:

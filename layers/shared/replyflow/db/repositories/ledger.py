@@ -26,13 +26,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
-from replyflow.db.models import DedupeClaim, InboundEvent, InstagramAccount, OutboundMessage
+from replyflow.db.models import DedupeClaim, InboundEvent, InstagramAccount, OutboundMessage, Plan, Tenant
 from replyflow.db.repositories._upsert import insert_ignore, insert_ignore_many
 from replyflow.domain.lifecycle import TERMINAL_STATUSES, TRANSIENT_ERROR, OutboundStatus
 from replyflow.errors import ReplyflowError
@@ -230,15 +230,65 @@ def start_send(session: Session, tenant_id: str, outbound_id: int, *, now: datet
         .where(
             OutboundMessage.tenant_id == tenant_id,
             OutboundMessage.id == outbound_id,
-            or_(
-                OutboundMessage.status.in_(SENDABLE),
-                and_(OutboundMessage.status == "failed", OutboundMessage.error_code == TRANSIENT_ERROR),
-            ),
+            _startable(),
         )
         .values(status="sending", attempts=OutboundMessage.attempts + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+class OutboundForSend(NamedTuple):
+    """A row a batch may send, its account, and its tenant's plan's monthly DM quota."""
+
+    row: OutboundMessage
+    account: InstagramAccount
+    dm_quota: int
+
+
+def outbound_for_send(session: Session, tenant_id: str, outbound_ids: Sequence[int]) -> list[OutboundForSend]:
+    """A tenant's rows among ``outbound_ids`` with their accounts and the plan's DM quota, in one
+    SELECT (a consistent read, no lock: ``start_sends`` owns a row only if it is still startable)."""
+    rows = session.execute(
+        select(OutboundMessage, InstagramAccount, Plan.monthly_dm_quota)
+        .join(
+            InstagramAccount,
+            and_(
+                InstagramAccount.tenant_id == OutboundMessage.tenant_id,
+                InstagramAccount.id == OutboundMessage.account_id,
+            ),
+        )
+        .join(Tenant, Tenant.id == OutboundMessage.tenant_id)
+        .join(Plan, Plan.code == Tenant.plan_code)
+        .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.id.in_(outbound_ids))
+    ).all()
+    return [OutboundForSend(row, account, int(quota)) for row, account, quota in rows]
+
+
+def start_sends(
+    session: Session, tenant_id: str, outbound_ids: Sequence[int], *, now: datetime | None = None
+) -> int:
+    """``start_send`` for several rows in one UPDATE: how many this worker owns now."""
+    now = now or utcnow()
+    result = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.tenant_id == tenant_id,
+            OutboundMessage.id.in_(outbound_ids),
+            _startable(),
+        )
+        .values(status="sending", attempts=OutboundMessage.attempts + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
+def _startable() -> ColumnElement[bool]:
+    """A row a send may own: sendable, or failed transiently (an inline retry)."""
+    return or_(
+        OutboundMessage.status.in_(SENDABLE),
+        and_(OutboundMessage.status == "failed", OutboundMessage.error_code == TRANSIENT_ERROR),
+    )
 
 
 def settle_stale(

@@ -41,15 +41,27 @@ def add_dms(session: Session, tenant_id: str, count: int = 1, *, at: datetime | 
 def reserve_dm(session: Session, tenant_id: str, quota: int, *, at: datetime) -> bool:
     """Counts one DM against the month's quota if there is room: False (nothing counted) when the
     quota is used up. Atomic under concurrency: the check and the increment are one UPDATE."""
-    add_dms(session, tenant_id, 0, at=at)  # the month's row exists
+    return reserve_dms(session, tenant_id, quota, 1, at=at)
+
+
+def reserve_dms(session: Session, tenant_id: str, quota: int, count: int, *, at: datetime) -> bool:
+    """``reserve_dm`` for ``count`` DMs at once: all of them, or none when the quota cannot hold them.
+    The month's row is created only when the UPDATE finds none (one statement once it exists)."""
+    if _reserve(session, tenant_id, quota, count, at):
+        return True
+    add_dms(session, tenant_id, 0, at=at)  # the month's row exists (or the quota is used up)
+    return _reserve(session, tenant_id, quota, count, at)
+
+
+def _reserve(session: Session, tenant_id: str, quota: int, count: int, at: datetime) -> bool:
     stmt = (
         update(UsageCounter)
         .where(
             UsageCounter.tenant_id == tenant_id,
             UsageCounter.period == period_of(at),
-            UsageCounter.dms_sent < quota,
+            UsageCounter.dms_sent <= quota - count,
         )
-        .values(dms_sent=UsageCounter.dms_sent + 1, updated_at=at)
+        .values(dms_sent=UsageCounter.dms_sent + count, updated_at=at)
         .execution_options(synchronize_session=False)
     )
     return bool(cast("CursorResult[Any]", session.execute(stmt)).rowcount)

@@ -1,0 +1,156 @@
+"""A batch's rows leased together (``SendService.attempt_batch``): one transaction owns every row the
+batch can send now; a row that is not sendable, a duplicate, or a lease that conflicts or fails takes
+its record's own path alone, as a batch of single sends would; nothing is sent twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import event as sa_event
+from sqlalchemy import update
+
+from replyflow.db.engine import session_scope
+from replyflow.db.models import OutboundMessage
+from replyflow.db.repositories import plans
+from replyflow.domain.messages import SendJob
+from replyflow.services.send_reply import SendOutcome, SentUnsettled
+from tests.support_pipeline import ScriptedGraph
+from tests.unit.test_sender import World, _batch, _statuses, module_db, world
+from tests.unit.test_sender_quota import dms, fill_to
+
+__all__ = ["module_db", "world"]
+
+
+def _commits(world: World) -> tuple[list[int], Any]:
+    commits: list[int] = []
+    engine = world.sessions.kw["bind"]
+
+    def listener(_conn: Any) -> None:
+        commits.append(1)
+
+    sa_event.listen(engine, "commit", listener)
+    return commits, lambda: sa_event.remove(engine, "commit", listener)
+
+
+def _statuses_of(attempts: list[SendOutcome | SentUnsettled | Exception]) -> list[str]:
+    return [
+        "unsettled" if isinstance(a, SentUnsettled) else a.status if isinstance(a, SendOutcome) else "error"
+        for a in attempts
+    ]
+
+
+def test_a_batch_owns_its_rows_in_one_transaction_before_the_graph_calls(world: World) -> None:
+    jobs = [world.add(key=f"l{n}") for n in range(4)]
+    graph = ScriptedGraph()
+    commits, stop = _commits(world)
+    try:
+        attempts = world.service(graph).attempt_batch(jobs)
+    finally:
+        stop()
+    assert _statuses_of(attempts) == ["unsettled"] * 4
+    assert len(commits) == 1  # the lease; the settle comes after (settle_sent)
+    assert _statuses(world, jobs) == ["sending"] * 4
+    assert [world.row(j).attempts for j in jobs] == [1] * 4
+    assert len(graph.calls) == 4
+
+
+def test_a_row_already_leased_by_another_worker_is_answered_like_today(world: World) -> None:
+    jobs = [world.add(key=f"o{n}") for n in range(3)]
+    with session_scope(world.sessions) as session:  # another worker owns o1 and is calling Graph
+        session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == jobs[1].outbound_id)
+            .values(status="sending", attempts=1, updated_at=world.clock.now())
+        )
+    graph = ScriptedGraph()
+    assert _batch(world, graph, jobs) == {"batchItemFailures": []}
+    assert len(graph.calls) == 2
+    assert _statuses(world, jobs) == ["sent", "sending", "sent"]
+    assert world.row(jobs[1]).attempts == 1  # not counted again
+    # checked again when the other worker's lease ends
+    assert [body for _q, body, _delay in world.queues.published] == [jobs[1].to_json()]
+
+
+def test_a_duplicate_in_one_batch_is_sent_once(world: World) -> None:
+    first, second = world.add(key="d1"), world.add(key="d2")
+    graph = ScriptedGraph()
+    assert _batch(world, graph, [first, first, second, first]) == {"batchItemFailures": []}
+    assert len(graph.calls) == 2
+    assert _statuses(world, [first, second]) == ["sent", "sent"]
+    assert world.row(first).attempts == 1
+
+
+def test_a_bad_record_does_not_fail_the_others(world: World) -> None:
+    good = [world.add(key=f"g{n}") for n in range(2)]
+    missing = SendJob(tenant_id=world.tenant_id, account_id=world.account_id, outbound_id=10**9)
+    other_account = SendJob(
+        tenant_id=world.tenant_id, account_id="acct-other", outbound_id=good[0].outbound_id
+    )
+    attempts = world.service(ScriptedGraph()).attempt_batch([missing, good[0], other_account, good[1]])
+    assert _statuses_of(attempts) == ["noop", "unsettled", "noop", "unsettled"]
+    assert [a.reason for a in attempts if isinstance(a, SendOutcome)] == ["missing", "missing"]
+
+
+def test_a_lease_that_conflicts_falls_back_to_each_record_alone(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [world.add(key=f"c{n}") for n in range(3)]
+    monkeypatch.setattr("replyflow.services.send_reply.ledger.start_sends", lambda *_a, **_k: 2)
+    graph = ScriptedGraph()
+    assert _batch(world, graph, jobs) == {"batchItemFailures": []}
+    assert len(graph.calls) == 3  # each once, on its own path
+    assert _statuses(world, jobs) == ["sent"] * 3
+    assert [world.row(j).attempts for j in jobs] == [1] * 3  # the rolled-back lease counted nothing
+
+
+def test_a_lease_that_fails_falls_back_to_each_record_alone(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [world.add(key=f"x{n}") for n in range(2)]
+
+    def down(*_a: Any, **_k: Any) -> list[OutboundMessage]:
+        raise RuntimeError("lock wait timeout")
+
+    monkeypatch.setattr("replyflow.services.send_reply.ledger.outbound_for_send", down)
+    graph = ScriptedGraph()
+    assert _batch(world, graph, jobs) == {"batchItemFailures": []}
+    assert len(graph.calls) == 2
+    assert _statuses(world, jobs) == ["sent"] * 2
+
+
+def test_a_tenant_being_moved_takes_its_own_path(world: World) -> None:
+    jobs = [world.add(key=f"m{n}") for n in range(2)]
+
+    def moving(_tenant: str) -> str:
+        raise RuntimeError("tenant moving")
+
+    commits, stop = _commits(world)
+    try:
+        attempts = world.service(ScriptedGraph(), transaction_group=moving).attempt_batch(jobs)
+    finally:
+        stop()
+    assert _statuses_of(attempts) == ["unsettled"] * 2
+    assert len(commits) == 2  # a lease each, as before
+
+
+def test_dms_the_quota_cannot_all_cover_are_reserved_one_by_one(world: World) -> None:
+    fill_to(world, 1)
+    jobs = [world.add(key=f"q{n}") for n in range(2)]
+    graph = ScriptedGraph()
+    assert _batch(world, graph, jobs) == {"batchItemFailures": []}
+    assert len(graph.calls) == 1
+    assert sorted(_statuses(world, jobs)) == ["sent", "skipped"]
+    with session_scope(world.sessions) as session:
+        quota = plans.plan_for_tenant(session, world.tenant_id).monthly_dm_quota
+    assert dms(world) == quota  # the one left went out; the skipped DM holds nothing
+
+
+def test_the_batch_reserves_its_dms_together(world: World) -> None:
+    fill_to(world, 3)
+    start = dms(world)
+    jobs = [world.add(key=f"r{n}") for n in range(3)]
+    attempts = world.service(ScriptedGraph()).attempt_batch(jobs)
+    assert _statuses_of(attempts) == ["unsettled"] * 3
+    assert dms(world) == (start or 0) + 3
+    assert all(isinstance(a, SentUnsettled) and a.leased.quota_period for a in attempts)
