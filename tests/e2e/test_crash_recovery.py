@@ -17,8 +17,11 @@ and nothing may be stuck: no comment without any trace, no ledger row without a 
 no ``sent`` row the sandbox has no DM for. The queues' remaining jobs are read from the broker's state
 file after a clean stop.
 
-``test_ctrl_c_keeps_the_queued_work``: SIGINT right after 40 webhooks (fakeredis, SQLite), a restart,
-and all 40 DMs arrive.
+``test_ctrl_c_keeps_the_queued_work``: Ctrl-C right after 40 webhooks (SQLite, the stack's own
+redis-server), sent to the stack's whole process group as a terminal sends it; no batch may die in
+the stop (the worker processes ignore SIGINT and finish theirs), and after a restart all 40 DMs
+arrive. A failure names, for each missing comment, its inbound event, ledger row, logs and the jobs
+left for it (docs/architecture.md, "Stopping the stack").
 
 Both print a one-line report (``-s`` shows it); the same scenario on an in-memory broker is how the
 numbers in docs/architecture.md were taken.
