@@ -55,15 +55,19 @@ def start_server(
     log: IO[bytes] | None = None,
     cwd: Path | None = None,
     die_with_parent: bool = False,
+    own_group: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Starts it (output to ``log``, else nowhere); ``die_with_parent`` kills it with this process on
-    Linux, even on ``kill -9`` (set it before the caller starts threads: it runs between fork and exec)."""
+    Linux, even on ``kill -9`` (set it before the caller starts threads: it runs between fork and exec);
+    ``own_group`` puts it in a process group of its own, so a Ctrl-C in the terminal (SIGINT to the
+    foreground group) does not stop it before its owner does."""
     return subprocess.Popen(
         server_command(binary, port, extra),
         stdout=log if log is not None else subprocess.DEVNULL,
         stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
         cwd=cwd,
         preexec_fn=_die_with_parent if die_with_parent else None,
+        process_group=0 if own_group else None,
     )
 
 
@@ -109,8 +113,9 @@ class SharedRedis:
         if binary is None:
             self._start_fake()
         else:
-            # before the stack starts its threads
-            self._process = start_server(binary, self.port, die_with_parent=True)
+            # Before the stack starts its threads. Its own process group: a Ctrl-C reaches the stack
+            # alone, whose stop lets the in-flight batches (which call Redis) finish, then stops it.
+            self._process = start_server(binary, self.port, die_with_parent=True, own_group=True)
             self.kind = "redis-server"
         self._wait_ready()
 

@@ -9,9 +9,12 @@ Start order (and stop order, reversed) matters:
 4. seed the demo tenant with a token the sandbox just issued (idempotent);
 5. start the broker's workers, the scheduler, and last the gateway, so a request that arrives can be
    served end to end; then write ``LOCAL_STATE_DIR/stack.env`` (:mod:`local.stack_env`) for the
-   CLI. Stopping closes the gateway first, lets in-flight batches finish, then stops
-   the sandbox. The Stripe fake (``local/stripe_fake``) starts with the sandbox and delivers its signed
-   events to this stack's ``/webhooks/stripe``.
+   CLI. Stopping closes the gateway first, lets in-flight batches finish (30 s for all of them),
+   then ends the worker processes and stops the sandbox; a Ctrl-C reaches this process alone (the
+   worker processes ignore SIGINT, the Redis is in a process group of its own), so the batches are
+   not killed under it (docs/architecture.md, "Stopping the stack"). The Stripe fake
+   (``local/stripe_fake``) starts with the sandbox and delivers its signed events to this stack's
+   ``/webhooks/stripe``.
 
 Redis is ``REDIS_URL`` when set; otherwise, with the processor and sender in processes of their own
 (the default), a ``redis-server`` the stack starts on a free loopback port (``local/redis_server.py``;

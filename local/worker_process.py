@@ -14,7 +14,12 @@ the broker wrote the message to its journal, exactly as in-process. The EMF metr
 travel back with the answer, so ``/metrics`` still counts them under the function's name.
 
 A function process exits when the stack's process does, even on ``kill -9`` (``PR_SET_PDEATHSIG``
-on Linux, and a thread that watches the parent's sentinel everywhere else).
+on Linux, and a thread that watches the parent's sentinel everywhere else), and only then or when
+the stack stops it: it ignores SIGINT. A Ctrl-C in the terminal goes to the whole foreground process
+group; a worker that took it would die mid-batch (a sender between owning its row and calling Graph
+leaves the row ``sending`` until its lease ends, a processor between its commit and its publish leaves
+rows ``queued``), where the stack's stop lets the in-flight batches finish first
+(:meth:`local.stack.LocalStack.stop`).
 """
 
 from __future__ import annotations
@@ -309,6 +314,7 @@ def _child_main(
     authkey: bytes,
     ready: Any,
 ) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the stack's stop ends this process (module docstring)
     _die_with_parent()
     from local.stack import LocalStack
 

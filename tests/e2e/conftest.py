@@ -200,9 +200,15 @@ class RunningStack:
 
     # ---------------------------------------------------------------------------- lifecycle
 
-    def stop(self) -> int:
+    def stop(self, *, group: bool = False) -> int:
+        """SIGINT, as a ``kill -INT`` of its pid; with ``group`` (a stack launched with
+        ``own_group``), to its whole process group, as Ctrl-C in a terminal sends it: the worker
+        processes and the Redis the stack started get it too."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            if group:
+                os.killpg(self.process.pid, signal.SIGINT)
+            else:
+                self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -222,9 +228,11 @@ def launch(
     env: Mapping[str, str] | None = None,
     database_url: str | None = None,
     module: str = "local",
+    own_group: bool = False,
 ) -> RunningStack:
     """Start ``python -m local run --no-scheduler`` in ``workdir`` and wait until it serves (``module``:
-    another entry point with the same arguments, e.g. the load test's timed stack)."""
+    another entry point with the same arguments, e.g. the load test's timed stack; ``own_group``: in a
+    process group of its own, which ``stop(group=True)`` interrupts as a terminal's Ctrl-C would)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port, sandbox_port = free_port(), free_port()
     inherited = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_READER_URL"}}
@@ -255,7 +263,14 @@ def launch(
         *extra_args,
     ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=workdir, env=child_env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=child_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            process_group=0 if own_group else None,
+        )
     stack = RunningStack(
         api_url=f"http://127.0.0.1:{port}",
         sandbox_url=f"http://127.0.0.1:{sandbox_port}",
