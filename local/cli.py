@@ -23,8 +23,6 @@ output for ``run``).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import importlib
 import json
 import logging
@@ -120,10 +118,6 @@ def sandbox_url(settings: Settings) -> str:
     return f"http://{client_host(settings.replyflow_host)}:{settings.replyflow_sandbox_port}"
 
 
-def sign(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def _try_sandbox(url: str, payload: dict[str, Any]) -> str:
     import httpx
 
@@ -137,11 +131,13 @@ def _try_sandbox(url: str, payload: dict[str, Any]) -> str:
 def post_webhook(settings: Settings, body: dict[str, Any]) -> int:
     import httpx
 
+    from replyflow.services.intake import sign
+
     raw = json.dumps(body, separators=(",", ":")).encode()
     url = f"{api_url(settings)}/webhooks/instagram"
     headers = {
         "Content-Type": "application/json",
-        "X-Hub-Signature-256": sign(raw, settings.instagram_app_secret.get_secret_value()),
+        "X-Hub-Signature-256": sign(raw, settings.instagram_app_secret.get_secret_value().encode()),
     }
     try:
         response = httpx.post(url, content=raw, headers=headers, timeout=30)

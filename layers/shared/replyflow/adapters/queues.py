@@ -81,13 +81,7 @@ class SqsPublisher:
         if url is None:
             raise KeyError(f"no URL configured for queue {queue!r} (QUEUE_URLS)")
         delay = max(0, min(delay_seconds, MAX_DELAY_SECONDS))
-        entries = []
-        for body in bodies:
-            entry: dict[str, Any] = {"Id": uuid.uuid4().hex, "MessageBody": body, "DelaySeconds": delay}
-            attributes = message_attributes(body)
-            if attributes:
-                entry["MessageAttributes"] = attributes
-            entries.append(entry)
+        entries = _entries(bodies, delay)
         with traced(f"sqs publish {queue}", queue=queue, messages=len(entries), delay_seconds=delay):
             for batch in _chunks(entries, entry_size):
                 response = self._sqs.send_message_batch(QueueUrl=url, Entries=batch)
@@ -158,13 +152,7 @@ class SqsVisibility:
             self._client = self._factory()
         url = queue_url_from_arn(queue_arn)
         delay = max(0, min(delay_seconds, MAX_DELAY_SECONDS))
-        entries = []
-        for body in bodies:
-            entry: dict[str, Any] = {"Id": uuid.uuid4().hex, "MessageBody": body, "DelaySeconds": delay}
-            attributes = message_attributes(body)
-            if attributes:
-                entry["MessageAttributes"] = attributes
-            entries.append(entry)
+        entries = _entries(bodies, delay)
         for batch in _chunks(entries, entry_size):
             failed = self._client.send_message_batch(QueueUrl=url, Entries=batch).get("Failed") or []
             if failed:
@@ -191,3 +179,15 @@ class BrokerVisibility:
         queue = queue_arn.rsplit(":", 1)[-1]
         for body in bodies:
             self._broker.send(queue, body, delay_seconds=delay_seconds)
+
+
+def _entries(bodies: Sequence[str], delay: int) -> list[dict[str, Any]]:
+    """``SendMessageBatch`` entries of ``bodies``, each with its routing attributes."""
+    entries = []
+    for body in bodies:
+        entry: dict[str, Any] = {"Id": uuid.uuid4().hex, "MessageBody": body, "DelaySeconds": delay}
+        attributes = message_attributes(body)
+        if attributes:
+            entry["MessageAttributes"] = attributes
+        entries.append(entry)
+    return entries
