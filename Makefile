@@ -74,9 +74,14 @@ validate: $(STAMP) $(SAM) ## cfn-lint every template and sam validate --lint
 	$(VENV)/bin/cfn-lint template.yaml infra/*.yaml
 	$(SAM) validate --lint --region us-east-1
 
-build: $(STAMP) $(SAM) ## sam build (no Docker) and the console's static files (console/dist)
+# Lambda's file system is read-only, so a package without bytecode compiles every module it imports on
+# every cold start: the build compiles it with the functions' runtime (python3.11, which sam build
+# needs too), as unchecked-hash .pyc files, valid whatever time the zip gives the sources (the built
+# package is never edited).
+build: $(STAMP) $(SAM) ## sam build (no Docker), the packages' bytecode, the console's static files
 	$(PY) -m local.console_build build
 	$(SAM) build
+	python3.11 -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
 console: $(STAMP) ## build the console (npm ci + vite build) when console/dist is missing or stale
 	$(PY) -m local.console_build build
