@@ -24,7 +24,9 @@ the ORM, so its ratio cannot go below the second row's), and the sender with its
 bytecode cached (``PYTHONPYCACHEPREFIX``, written by the warm-up): a Lambda layer ships the project's
 sources only and ``/opt`` is read-only, so a new instance compiles every ``replyflow`` module it
 imports, as the children here do (site-packages keep the bytecode pip wrote, boto3's included); the
-difference is what a layer built with ``compileall`` would save (docs/scaling.md#cold-starts).
+difference is what a layer built with ``compileall`` would save (docs/scaling.md#cold-starts). So
+that a test run's ``__pycache__`` in the tree does not flatter the current rows against the before
+rows, the current handlers and layer run from a copy without it.
 
 ``COLD_START_BEFORE=<git revision>`` adds a row per handler for that revision's tree (``git archive``
 into a temporary directory, run in the same venv, interleaved with the others), so before and after
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -137,6 +140,14 @@ def _time(code: str, env: dict[str, str]) -> float:
     return elapsed
 
 
+def _sources(into: Path) -> Path:
+    """This tree's handlers and layer without any ``__pycache__`` a test run wrote beside them: as a
+    Lambda package holds them, and as the ``git archive`` of a before row does."""
+    for part in ("layers", "functions"):
+        shutil.copytree(ROOT / part, into / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return into
+
+
 def _export(revision: str, into: Path) -> Path:
     """The tree of ``revision`` (``git archive``), to run the handlers as they were."""
     into.mkdir()
@@ -187,7 +198,7 @@ def run(repeats: int = 15) -> list[dict[str, Any]]:
     rows = _Rows()
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp, private_redis_server() as redis_url:
         database_url = f"sqlite:///{tmp}/cold.db"
-        env = _environment(database_url, redis_url)
+        env = _environment(database_url, redis_url, _sources(Path(tmp) / "current"))
         _create_schema(database_url, env)
         rows.add(BASELINE, "import boto3", env)
         for name, code in FLOOR.items():

@@ -14,7 +14,7 @@ from replyflow.domain.messages import SendJob
 from replyflow.observability import MetricUnit, logger, metrics, tracer
 from replyflow.services.send_reply import POLICY_BLOCK_REASON, SEND_CONCURRENCY, SendOutcome, SentUnsettled
 from replyflow.services.sqs_batch import RetryBackoff, process_batch
-from replyflow.wiring.pipeline import process_deps
+from replyflow.wiring.sender import sender_deps
 
 if TYPE_CHECKING:
     from replyflow.wiring.roots import Handler, Roots
@@ -118,4 +118,4 @@ def bind(roots: Roots) -> Handler:
     return make_handler(lambda: roots.pipeline)
 
 
-lambda_handler = make_handler(process_deps)
+lambda_handler = make_handler(sender_deps)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from replyflow.services.send_reply import SendService
     from replyflow.services.sqs_batch import RetryBackoff
     from replyflow.settings import Settings
+    from replyflow.wiring.sender import SenderSettings
 
 RouteLoader = Callable[[str], "AccountRoute | None"]
 _Adapter = TypeVar("_Adapter")
@@ -254,7 +255,7 @@ class DecrypterOnUse(_OnUse["TokenDecrypter"]):
 class GraphOnUse:
     """The httpx Graph client, built at the first send (the webhook never sends, so never imports httpx)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings | SenderSettings) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self._client: GraphSender | None = None
