@@ -23,8 +23,6 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from replyflow.clock import SystemClock
-from replyflow.services.intake import AccountRoute, RouteResolver
-from replyflow.wiring.billing import StripeOnUse
 from replyflow.wiring.core import Clients, once
 
 if TYPE_CHECKING:
@@ -43,6 +41,7 @@ if TYPE_CHECKING:
         TokenDecrypter,  # noqa: F401 - as Cache
     )
     from replyflow.services.flow_runs import FlowRunner
+    from replyflow.services.intake import AccountRoute, RouteResolver
     from replyflow.services.process_event import EventProcessor
     from replyflow.services.send_reply import SendService
     from replyflow.services.sqs_batch import RetryBackoff
@@ -78,6 +77,8 @@ class PipelineDeps:
 
     @once
     def route_resolver(self) -> RouteResolver:
+        from replyflow.services.intake import RouteResolver
+
         return RouteResolver(self.clients.cache, self.route_loader)
 
     @once
@@ -156,6 +157,8 @@ def build_pipeline(
     billing_api: BillingGateway | None = None,
 ) -> PipelineDeps:
     """The pipeline's dependencies; every argument left out is the real adapter for ``settings``."""
+    from replyflow.wiring.billing import StripeOnUse
+
     shared = clients or Clients(settings)
     return PipelineDeps(
         settings=settings,
@@ -288,6 +291,7 @@ def load_route(clients: Clients, ig_user_id: str) -> AccountRoute | None:
     """The cold path of webhook routing: account + tenant plan priority from the reader database."""
     from replyflow.db.engine import session_scope
     from replyflow.db.repositories import accounts
+    from replyflow.services.intake import AccountRoute
 
     sessions = clients.reader_sessions
     router = clients.shard_reader_router
