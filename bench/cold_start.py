@@ -18,6 +18,16 @@ account that is not ours: nothing is enqueued, so no SQS client is built), the A
 and tenant config are cached. Tracing is off (as outside Lambda; with Active tracing in Lambda the
 X-Ray SDK and botocore are imported on top, see docs/scaling.md).
 
+Reference rows, without a target, show what the targets are measured against: the floor of a
+function on SQLAlchemy (``import sqlalchemy``, ``import sqlalchemy.orm``: the sender's ledger is on
+the ORM, so its ratio cannot go below the second row's), and the sender with its own modules'
+bytecode cached (``PYTHONPYCACHEPREFIX``, written by the warm-up): a Lambda layer ships the project's
+sources only and ``/opt`` is read-only, so a new instance compiles every ``replyflow`` module it
+imports, as the children here do (site-packages keep the bytecode pip wrote, boto3's included); the
+difference is what a layer built with ``compileall`` would save (docs/scaling.md#cold-starts). So
+that a test run's ``__pycache__`` in the tree does not flatter the current rows against the before
+rows, the current handlers and layer run from a copy without it.
+
 ``COLD_START_BEFORE=<git revision>`` adds a row per handler for that revision's tree (``git archive``
 into a temporary directory, run in the same venv, interleaved with the others), so before and after
 come from one run.
@@ -27,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +58,10 @@ HANDLERS = {
     "webhook": ("webhook.handler", "webhook_post_comment.json"),
 }
 TARGETS = {"api": 1.5, "sender": 1.3, "webhook": 1.5}
+# Reference rows (no target): name -> child code; ``BYTECODE_ROW`` is the sender with its bytecode.
+FLOOR = {"sqlalchemy": "import sqlalchemy", "sqlalchemy.orm": "import sqlalchemy.orm"}
+BYTECODE_ROW = "sender (bytecode cached)"
+STATELESS = frozenset({BASELINE, *FLOOR})  # rows that read no cache: never re-warmed
 # A row's caches are re-warmed (unmeasured) when its last warm-up is older than this: well under the
 # shortest TTL it relies on (the webhook's negative route entry, 30 s), a sample included.
 REWARM_SECONDS = 15.0
@@ -125,6 +140,14 @@ def _time(code: str, env: dict[str, str]) -> float:
     return elapsed
 
 
+def _sources(into: Path) -> Path:
+    """This tree's handlers and layer without any ``__pycache__`` a test run wrote beside them: as a
+    Lambda package holds them, and as the ``git archive`` of a before row does."""
+    for part in ("layers", "functions"):
+        shutil.copytree(ROOT / part, into / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return into
+
+
 def _export(revision: str, into: Path) -> Path:
     """The tree of ``revision`` (``git archive``), to run the handlers as they were."""
     into.mkdir()
@@ -150,7 +173,7 @@ class _Rows:
         self.warmed[name] = time.monotonic()
 
     def sample(self, name: str) -> None:
-        if name != BASELINE and time.monotonic() - self.warmed.get(name, 0.0) > REWARM_SECONDS:
+        if name not in STATELESS and time.monotonic() - self.warmed.get(name, 0.0) > REWARM_SECONDS:
             self.warm(name)
         self.samples[name].append(_time(*self.children[name]))
 
@@ -175,9 +198,11 @@ def run(repeats: int = 15) -> list[dict[str, Any]]:
     rows = _Rows()
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp, private_redis_server() as redis_url:
         database_url = f"sqlite:///{tmp}/cold.db"
-        env = _environment(database_url, redis_url)
+        env = _environment(database_url, redis_url, _sources(Path(tmp) / "current"))
         _create_schema(database_url, env)
         rows.add(BASELINE, "import boto3", env)
+        for name, code in FLOOR.items():
+            rows.add(name, code, env)
         before_env = (
             _environment(database_url, redis_url, _export(before, Path(tmp) / "before")) if before else None
         )
@@ -185,6 +210,9 @@ def run(repeats: int = 15) -> list[dict[str, Any]]:
             if before_env is not None:
                 rows.add(name + BEFORE_SUFFIX, code, before_env)
             rows.add(name, code, env)
+        cached = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        cached["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        rows.add(BYTECODE_ROW, _serve_codes()["sender"], cached)
         _measure(rows, repeats)
     return _report(rows.samples, before)
 
@@ -208,4 +236,14 @@ def _report(samples: dict[str, list[float]], before: str | None) -> list[dict[st
                     meets_target=ratio_p50 <= TARGETS[name],
                 )
             )
+    for name in (*FLOOR, BYTECODE_ROW):
+        label = FLOOR.get(name) or f"sender: import + serve {HANDLERS['sender'][1]}, bytecode cached"
+        out.append(
+            summarize(
+                f"cold {label} (reference, no target)",
+                samples[name],
+                ratio_p50=round(percentile(samples[name], 50) / base_p50, 2),
+                ratio_p95=round(percentile(samples[name], 95) / base_p95, 2),
+            )
+        )
     return out

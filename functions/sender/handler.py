@@ -10,11 +10,21 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from replyflow.domain.messages import SendJob
-from replyflow.observability import MetricUnit, logger, metrics, tracer
-from replyflow.services.send_reply import POLICY_BLOCK_REASON, SEND_CONCURRENCY, SendOutcome, SentUnsettled
-from replyflow.services.sqs_batch import RetryBackoff, process_batch
-from replyflow.wiring.pipeline import process_deps
+from replyflow.gc_pause import collector_paused, first_call_paused
+
+# A new instance's imports, and its first invocation, run with the cyclic collector paused: they
+# build what lives as long as the instance (replyflow/gc_pause.py, docs/scaling.md#cold-starts).
+with collector_paused():
+    from replyflow.domain.messages import SendJob
+    from replyflow.observability import MetricUnit, logger, metrics, tracer
+    from replyflow.services.send_reply import (
+        POLICY_BLOCK_REASON,
+        SEND_CONCURRENCY,
+        SendOutcome,
+        SentUnsettled,
+    )
+    from replyflow.services.sqs_batch import RetryBackoff, process_batch
+    from replyflow.wiring.sender import sender_deps
 
 if TYPE_CHECKING:
     from replyflow.wiring.roots import Handler, Roots
@@ -84,7 +94,7 @@ def make_handler(deps: Callable[[], SenderDeps]) -> Handler:
         metrics.flush_metrics()
         return response
 
-    return lambda_handler
+    return first_call_paused(lambda_handler)
 
 
 def _together(
@@ -118,4 +128,4 @@ def bind(roots: Roots) -> Handler:
     return make_handler(lambda: roots.pipeline)
 
 
-lambda_handler = make_handler(process_deps)
+lambda_handler = make_handler(sender_deps)

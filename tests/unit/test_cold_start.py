@@ -116,3 +116,36 @@ def test_the_disabled_tracer_still_wraps_a_handler() -> None:
 
     assert tracer.disabled
     assert handler({"n": 1}, None) == {"n": 2}
+
+
+# The sample's two jobs name rows that do not exist: they end after the lease's SELECT (as a
+# redelivered job does), before a slot, a decryption or a cache read.
+SERVE_SENDER = """
+import json, os, tempfile
+os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/sender.db"
+from local.lambda_context import LambdaContext
+import sender.handler
+from sqlalchemy import create_engine
+from replyflow.db.models import Base
+Base.metadata.create_all(create_engine(os.environ["DATABASE_URL"]))
+event = json.load(open("events/sender_sqs_jobs.json"))
+response = sender.handler.lambda_handler(event, LambdaContext("SenderFunction", 512, 3))
+assert response == {"batchItemFailures": []}, response
+"""
+# What those jobs never import: pydantic (the settings view, plain secret values; the templates are
+# the processor's), redis-py (the limiter and the cache are built at their first call), cryptography's
+# AEAD (the cipher, at the first decryption), httpx (Graph) and boto3 (no publish).
+SENDER_NEVER = (
+    "pydantic",
+    "replyflow.settings",
+    "replyflow.domain.templates",
+    "redis",
+    "cryptography.hazmat.primitives.ciphers",
+    "httpx",
+    "boto3",
+)
+
+
+def test_the_sender_serves_jobs_that_end_before_a_slot_without_pydantic_redis_or_the_cipher() -> None:
+    found = _imported(SERVE_SENDER, SENDER_NEVER)
+    assert [m for m in found if m != "replyflow.settings_view"] == []

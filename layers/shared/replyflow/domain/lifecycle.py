@@ -23,13 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError as PydanticValidationError
-
-from replyflow.domain.matching import Match, Rule
-from replyflow.domain.templates import TemplateContent, build_message, render_text
 from replyflow.domain.webhook_events import INBOUND_MESSAGE_KINDS, WebhookEvent
+
+if TYPE_CHECKING:
+    from replyflow.domain.matching import Match, Rule
 
 PRIVATE_REPLY_WINDOW = timedelta(days=7)
 DM_WINDOW = timedelta(hours=24)
@@ -335,6 +334,8 @@ def _public_reply(
     if not variants:
         return SkippedAction(name, DecisionReason.NO_VARIANTS)
     index = choose_variant(rule, len(variants)) % len(variants)
+    from replyflow.domain.templates import render_text  # pydantic: the processor's, not the sender's
+
     payload = {
         "comment_id": event.comment_id,
         "message": render_text(variants[index], variables),
@@ -375,6 +376,12 @@ def _render(
     content = action.get("content")
     if not isinstance(content, dict):
         return SkippedAction(name, DecisionReason.TEMPLATE_MISSING, name)
+    # Templates are pydantic models, which the sender (it imports this module for ``decide_send``)
+    # never needs: imported by the processor's first rendered message (docs/architecture.md#cold-starts).
+    from pydantic import ValidationError as PydanticValidationError
+
+    from replyflow.domain.templates import TemplateContent, build_message
+
     try:
         template = TemplateContent.model_validate(content)
     except PydanticValidationError as exc:

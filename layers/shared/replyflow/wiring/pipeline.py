@@ -16,15 +16,13 @@ event only (docs/architecture.md#cold-starts). ::
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from replyflow.clock import SystemClock
-from replyflow.services.intake import AccountRoute, RouteResolver
-from replyflow.wiring.billing import StripeOnUse
 from replyflow.wiring.core import Clients, once
 
 if TYPE_CHECKING:
@@ -33,19 +31,25 @@ if TYPE_CHECKING:
     from replyflow.adapters.secrets import AppSecrets
     from replyflow.ports import (
         BillingGateway,
+        Cache,  # noqa: F401 - named in a base's subscript (a string: not imported at run time)
         Clock,
         GraphSender,
         QueuePublisher,
         QueueVisibility,
         SendLimiter,
+        SlotLike,
+        TokenDecrypter,  # noqa: F401 - as Cache
     )
     from replyflow.services.flow_runs import FlowRunner
+    from replyflow.services.intake import AccountRoute, RouteResolver
     from replyflow.services.process_event import EventProcessor
     from replyflow.services.send_reply import SendService
     from replyflow.services.sqs_batch import RetryBackoff
     from replyflow.settings import Settings
+    from replyflow.wiring.sender import SenderSettings
 
 RouteLoader = Callable[[str], "AccountRoute | None"]
+_Adapter = TypeVar("_Adapter")
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +77,8 @@ class PipelineDeps:
 
     @once
     def route_resolver(self) -> RouteResolver:
+        from replyflow.services.intake import RouteResolver
+
         return RouteResolver(self.clients.cache, self.route_loader)
 
     @once
@@ -116,9 +122,11 @@ class PipelineDeps:
             sessions=self.clients.writer_sessions_for(SEND_CONCURRENCY),
             graph=self.graph,
             limiter=self.limiter,
-            cipher=self.clients.cipher,
+            # The cipher and the cache are read by rarer outcomes only (a send, a parked account):
+            # a job that ends before its Graph call never imports cryptography's AEAD or redis-py.
+            cipher=DecrypterOnUse(lambda: self.clients.cipher),
             publisher=self.publisher,
-            cache=self.clients.cache,
+            cache=CacheOnUse(lambda: self.clients.cache),
             clock=self.clock,
             transaction_group=self._transaction_group(),
         )
@@ -149,6 +157,8 @@ def build_pipeline(
     billing_api: BillingGateway | None = None,
 ) -> PipelineDeps:
     """The pipeline's dependencies; every argument left out is the real adapter for ``settings``."""
+    from replyflow.wiring.billing import StripeOnUse
+
     shared = clients or Clients(settings)
     return PipelineDeps(
         settings=settings,
@@ -156,7 +166,7 @@ def build_pipeline(
         publisher=publisher or shared.sqs_publisher,
         visibility=visibility or _sqs_visibility(shared),
         graph=graph or GraphOnUse(settings),
-        limiter=limiter or send_limiter(shared),
+        limiter=limiter or LimiterOnUse(lambda: send_limiter(shared)),
         clock=clock or SystemClock(),
         route_loader=route_loader or (lambda ig_user_id: load_route(shared, ig_user_id)),
         billing_api=billing_api or StripeOnUse(settings, shared),
@@ -188,10 +198,67 @@ def _sqs_visibility(clients: Clients) -> QueueVisibility:
     return SqsVisibility(lambda: clients.sqs)
 
 
+class _OnUse(Generic[_Adapter]):
+    """An adapter built by ``build`` at its first call, once (under a lock: a batch's threads share
+    it). The sender's root hands these out for what only some outcomes touch, so a new instance
+    whose first jobs end early (a redelivered job, a missing row) never imports what they skip:
+    redis-py for the limiter and the cache, cryptography's AEAD for the cipher
+    (docs/architecture.md#cold-starts)."""
+
+    def __init__(self, build: Callable[[], _Adapter]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._adapter: _Adapter | None = None
+
+    def _real(self) -> _Adapter:
+        with self._lock:
+            if self._adapter is None:
+                self._adapter = self._build()
+            return self._adapter
+
+
+class LimiterOnUse(_OnUse["SendLimiter"]):
+    """The send limiter (``send_limiter``: Redis) built at the first slot or pause."""
+
+    def acquire(
+        self, account_id: str, hourly_budget: int, *, history: Callable[[], Sequence[int]] | None = None
+    ) -> SlotLike:
+        return self._real().acquire(account_id, hourly_budget, history=history)
+
+    def release(self, account_id: str, token: str) -> None:
+        self._real().release(account_id, token)
+
+    def pause(self, account_id: str, seconds: float) -> None:
+        self._real().pause(account_id, seconds)
+
+    def pause_all(self, seconds: float) -> None:
+        self._real().pause_all(seconds)
+
+
+class CacheOnUse(_OnUse["Cache"]):
+    """The Redis cache built at its first read or write."""
+
+    def get_json(self, key: str) -> Any | None:
+        return self._real().get_json(key)
+
+    def set_json(self, key: str, value: Any, ttl_seconds: int) -> None:
+        self._real().set_json(key, value, ttl_seconds)
+
+    def delete(self, *keys: str) -> None:
+        self._real().delete(*keys)
+
+
+class DecrypterOnUse(_OnUse["TokenDecrypter"]):
+    """The token cipher built at the first decryption (a job that reaches its Graph call)."""
+
+    def decrypt(self, blob: bytes, *, context: str) -> str:
+        return self._real().decrypt(blob, context=context)
+
+
 class GraphOnUse:
     """The httpx Graph client, built at the first send (the webhook never sends, so never imports httpx)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings | SenderSettings) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self._client: GraphSender | None = None
@@ -224,6 +291,7 @@ def load_route(clients: Clients, ig_user_id: str) -> AccountRoute | None:
     """The cold path of webhook routing: account + tenant plan priority from the reader database."""
     from replyflow.db.engine import session_scope
     from replyflow.db.repositories import accounts
+    from replyflow.services.intake import AccountRoute
 
     sessions = clients.reader_sessions
     router = clients.shard_reader_router
