@@ -15,12 +15,12 @@ for what the request uses. Routes read the one instance from the app (``api.cont
 - A route calls ONE method of ONE service object of ``ApiDeps`` (``deps(router).<service>``) and
   passes only request facts: the principal, the body, path and query parameters, the client IP, a
   header. It opens no session, reads no clock and names no port.
-- A service object (``wiring/api_services.py``) holds its ports, the clock and the unit of work
-  (``unit_of_work`` on the writer or ``read_only`` on the reader). Each method opens the unit of work,
+- A service object (``wiring/api_services/``, one module per resource) holds its ports, the clock
+  and the unit of work (``unit_of_work`` on the writer or ``read_only`` on the reader). Each method opens the unit of work,
   reads ``clock.now()`` once and calls one service function with what it holds; the service
   functions keep their explicit signature (``session, ports..., *, now``) for direct tests.
-- A new service object is a frozen dataclass in ``api_services.py`` and one ``@once`` attribute
-  here that builds it from the root's fields; a test that needs another adapter passes it to
+- A new service object is a frozen dataclass in its resource's ``api_services`` module and one
+  ``@once`` attribute here that builds it from the root's fields; a test that needs another adapter passes it to
   ``build_api`` (or ``ApiEnv.use``), never to the service object.
 - Configs that follow the secrets (``key_ring``, ``auth_config``, ``oauth_config``) are built once
   per secrets version (``PerSecretsVersion``): rebuilt only when the secrets provider returns other
@@ -75,7 +75,17 @@ if TYPE_CHECKING:
     from replyflow.services.billing import BillingUrls
     from replyflow.services.oauth import OAuthConfig
     from replyflow.services.revocation import Revoker
-    from replyflow.wiring import api_services
+    from replyflow.wiring.api_services import accounts as accounts_services
+    from replyflow.wiring.api_services import api_keys as api_keys_services
+    from replyflow.wiring.api_services import auth as auth_services
+    from replyflow.wiring.api_services import automations as automations_services
+    from replyflow.wiring.api_services import billing as billing_services
+    from replyflow.wiring.api_services import contacts as contacts_services
+    from replyflow.wiring.api_services import flows as flows_services
+    from replyflow.wiring.api_services import members as members_services
+    from replyflow.wiring.api_services import meta_callbacks as meta_callbacks_services
+    from replyflow.wiring.api_services import reports as reports_services
+    from replyflow.wiring.api_services import templates as templates_services
 
 RequeueParked = Callable[["Session", str, str], int]
 
@@ -283,14 +293,14 @@ class ApiDeps:
     # clock and the unit of work; built at the first request that uses it.
 
     @once
-    def auth(self) -> api_services.AuthService:
-        from replyflow.wiring.api_services import AuthService
+    def auth(self) -> auth_services.AuthService:
+        from replyflow.wiring.api_services.auth import AuthService
 
         return AuthService(self.unit_of_work, lambda: self.auth_config, self.limiter, self.clock)
 
     @once
-    def passwords(self) -> api_services.PasswordService:
-        from replyflow.wiring.api_services import PasswordService
+    def passwords(self) -> auth_services.PasswordService:
+        from replyflow.wiring.api_services.auth import PasswordService
 
         return PasswordService(
             self.unit_of_work,
@@ -302,16 +312,16 @@ class ApiDeps:
         )
 
     @once
-    def members(self) -> api_services.MemberService:
-        from replyflow.wiring.api_services import MemberService
+    def members(self) -> members_services.MemberService:
+        from replyflow.wiring.api_services.members import MemberService
 
         return MemberService(
             self.unit_of_work, self.revoker, self.limiter, self.mailer, self.console_base_url, self.clock
         )
 
     @once
-    def invitations(self) -> api_services.InvitationService:
-        from replyflow.wiring.api_services import InvitationService
+    def invitations(self) -> members_services.InvitationService:
+        from replyflow.wiring.api_services.members import InvitationService
 
         return InvitationService(
             self.unit_of_work,
@@ -324,8 +334,8 @@ class ApiDeps:
         )
 
     @once
-    def accounts(self) -> api_services.AccountService:
-        from replyflow.wiring.api_services import AccountService
+    def accounts(self) -> accounts_services.AccountService:
+        from replyflow.wiring.api_services.accounts import AccountService
 
         return AccountService(
             self.unit_of_work,
@@ -337,10 +347,10 @@ class ApiDeps:
         )
 
     @once
-    def sandbox_tools(self) -> api_services.SandboxToolsService:
+    def sandbox_tools(self) -> accounts_services.SandboxToolsService:
         """Built at the first test comment; the route resolver is the webhook's (its cache and loader)."""
         from replyflow.services.intake import RouteResolver
-        from replyflow.wiring.api_services import SandboxToolsService
+        from replyflow.wiring.api_services.accounts import SandboxToolsService
         from replyflow.wiring.pipeline import load_route
 
         clients = self.clients
@@ -354,8 +364,8 @@ class ApiDeps:
         )
 
     @once
-    def oauth(self) -> api_services.OAuthService:
-        from replyflow.wiring.api_services import OAuthService
+    def oauth(self) -> accounts_services.OAuthService:
+        from replyflow.wiring.api_services.accounts import OAuthService
 
         return OAuthService(
             self.unit_of_work,
@@ -369,72 +379,72 @@ class ApiDeps:
         )
 
     @once
-    def templates(self) -> api_services.TemplateService:
-        from replyflow.wiring.api_services import TemplateService
+    def templates(self) -> templates_services.TemplateService:
+        from replyflow.wiring.api_services.templates import TemplateService
 
         return TemplateService(self.unit_of_work, self.cache)
 
     @once
-    def automations(self) -> api_services.AutomationService:
-        from replyflow.wiring.api_services import AutomationService
+    def automations(self) -> automations_services.AutomationService:
+        from replyflow.wiring.api_services.automations import AutomationService
 
         return AutomationService(self.unit_of_work, self.cache)
 
     @once
-    def dry_run(self) -> api_services.DryRunService:
-        from replyflow.wiring.api_services import DryRunService
+    def dry_run(self) -> automations_services.DryRunService:
+        from replyflow.wiring.api_services.automations import DryRunService
 
         return DryRunService(self.read_only, self.clock)
 
     @once
-    def contacts(self) -> api_services.ContactService:
-        from replyflow.wiring.api_services import ContactService
+    def contacts(self) -> contacts_services.ContactService:
+        from replyflow.wiring.api_services.contacts import ContactService
 
         return ContactService(self.unit_of_work, self.read_only, self.clock)
 
     @once
-    def flows(self) -> api_services.FlowService:
-        from replyflow.wiring.api_services import FlowService
+    def flows(self) -> flows_services.FlowService:
+        from replyflow.wiring.api_services.flows import FlowService
 
         return FlowService(self.unit_of_work, self.cache, self.clock)
 
     @once
-    def logs(self) -> api_services.LogService:
-        from replyflow.wiring.api_services import LogService
+    def logs(self) -> reports_services.LogService:
+        from replyflow.wiring.api_services.reports import LogService
 
         return LogService(self.read_only)
 
     @once
-    def stats(self) -> api_services.StatsService:
-        from replyflow.wiring.api_services import StatsService
+    def stats(self) -> reports_services.StatsService:
+        from replyflow.wiring.api_services.reports import StatsService
 
         return StatsService(self.read_only, self.cache, self.clock)
 
     @once
-    def subscriptions(self) -> api_services.SubscriptionService:
-        from replyflow.wiring.api_services import SubscriptionService
+    def subscriptions(self) -> billing_services.SubscriptionService:
+        from replyflow.wiring.api_services.billing import SubscriptionService
 
         return SubscriptionService(
             self.unit_of_work, lambda: self.clients.writer_sessions, self.cache, self.billing, self.clock
         )
 
     @once
-    def billing_service(self) -> api_services.BillingService:
-        from replyflow.wiring.api_services import BillingService
+    def billing_service(self) -> billing_services.BillingService:
+        from replyflow.wiring.api_services.billing import BillingService
 
         return BillingService(
             self.unit_of_work, lambda: self.billing_api, lambda: self.billing_urls, self.clock
         )
 
     @once
-    def api_keys(self) -> api_services.ApiKeyService:
-        from replyflow.wiring.api_services import ApiKeyService
+    def api_keys(self) -> api_keys_services.ApiKeyService:
+        from replyflow.wiring.api_services.api_keys import ApiKeyService
 
         return ApiKeyService(self.unit_of_work, self.cache, self.revoker, self.clock)
 
     @once
-    def meta_callbacks(self) -> api_services.MetaCallbackService:
-        from replyflow.wiring.api_services import MetaCallbackService
+    def meta_callbacks(self) -> meta_callbacks_services.MetaCallbackService:
+        from replyflow.wiring.api_services.meta_callbacks import MetaCallbackService
 
         return MetaCallbackService(
             self.unit_of_work,
