@@ -16,12 +16,12 @@ for what the request uses. Routes read the one instance from the app (``api.cont
   passes only request facts: the principal, the body, path and query parameters, the client IP, a
   header. It opens no session, reads no clock and names no port.
 - A service object (``wiring/api_services/``, one module per resource) holds its ports, the clock
-  and the unit of work (``unit_of_work`` on the writer or ``read_only`` on the reader). Each method opens the unit of work,
-  reads ``clock.now()`` once and calls one service function with what it holds; the service
-  functions keep their explicit signature (``session, ports..., *, now``) for direct tests.
+  and the unit of work (``unit_of_work`` on the writer or ``read_only`` on the reader). Each method
+  opens the unit of work, reads ``clock.now()`` once and calls one service function with what it
+  holds; the service functions keep their explicit signature (``session, ports..., *, now``) for direct tests.
 - A new service object is a frozen dataclass in its resource's ``api_services`` module and one
-  ``@once`` attribute here that builds it from the root's fields; a test that needs another adapter passes it to
-  ``build_api`` (or ``ApiEnv.use``), never to the service object.
+  ``@once`` attribute here that builds it from the root's fields; a test that needs another adapter
+  passes it to ``build_api`` (or ``ApiEnv.use``), never to the service object.
 - Configs that follow the secrets (``key_ring``, ``auth_config``, ``oauth_config``) are built once
   per secrets version (``PerSecretsVersion``): rebuilt only when the secrets provider returns other
   values (a ``max_age`` re-read or a forced refresh after a bad signature).
@@ -42,7 +42,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, cast
 
 from replyflow.clock import SystemClock
-from replyflow.settings import Settings
+from replyflow.settings_view import ApiSettings, needs_settings
 from replyflow.wiring.billing import StripeOnUse
 from replyflow.wiring.core import Clients, once
 
@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from replyflow.services.billing import BillingUrls
     from replyflow.services.oauth import OAuthConfig
     from replyflow.services.revocation import Revoker
+    from replyflow.settings import Settings
     from replyflow.wiring.api_services import accounts as accounts_services
     from replyflow.wiring.api_services import api_keys as api_keys_services
     from replyflow.wiring.api_services import auth as auth_services
@@ -149,9 +150,13 @@ def build_authorizer(settings: Settings, *, clients: Clients | None = None) -> A
 
 @dataclass(frozen=True, eq=False)
 class ApiDeps:
-    """What the API's routes and middleware need; configs and services are built on first read."""
+    """What the API's routes and middleware need; configs and services are built on first read.
 
-    settings: Settings
+    ``view`` is what every request reads (CORS, Redis, the secrets' ARNs, the access tokens'
+    lifetime); ``settings`` are the full ones, which a Lambda instance builds (pydantic and the
+    model) at the first request that reads another setting (``lambda_api``)."""
+
+    view: ApiSettings
     clients: Clients
     limiter: RateLimiter
     revocation_store: RevocationStore
@@ -167,6 +172,10 @@ class ApiDeps:
     """The queues the webhook publishes to: a sandbox stack's test comments go through them too."""
     sandbox_comments: SandboxComments
     """The local sandbox's comment registry (used only with ``SANDBOX_TOOLS``)."""
+
+    @property
+    def settings(self) -> Settings:
+        return self.clients.settings
 
     @property
     def cache(self) -> Cache:
@@ -212,7 +221,7 @@ class ApiDeps:
         """Writes revocation entries to the store the API reads them from (``services.revocation``)."""
         from replyflow.services.revocation import Revoker
 
-        return Revoker(self.revocation_store, self.settings.access_token_ttl_seconds)
+        return Revoker(self.revocation_store, self.view.access_token_ttl_seconds)
 
     @property
     def auth_config(self) -> AuthConfig:
@@ -455,9 +464,27 @@ class ApiDeps:
         )
 
 
+def lambda_api() -> ApiDeps:
+    """A Lambda instance's root: its view of the environment now, the full ``Settings`` at their
+    first read (a request served from the caches never builds them). A deployed stack with its
+    secrets in the environment is read by ``Settings`` at once (they vet the secrets:
+    ``settings_view.needs_settings``)."""
+    view = ApiSettings.from_environ()
+    if needs_settings(view):
+        return build_api(_full_settings())
+    return build_api(_full_settings, view=view)
+
+
+def _full_settings() -> Settings:
+    from replyflow.settings import get_settings
+
+    return get_settings()
+
+
 def build_api(
-    settings: Settings,
+    settings: Settings | Callable[[], Settings],
     *,
+    view: ApiSettings | None = None,
     clients: Clients | None = None,
     publisher: QueuePublisher | None = None,
     limiter: RateLimiter | None = None,
@@ -471,25 +498,34 @@ def build_api(
     billing_api: BillingGateway | None = None,
     sandbox_comments: SandboxComments | None = None,
 ) -> ApiDeps:
-    """The API's dependencies; every argument left out is the real adapter for ``settings``."""
-    shared = clients or Clients(settings)
+    """The API's dependencies; every argument left out is the real adapter for ``settings``, which
+    may be a callable that builds them at their first read (then ``view`` is what is read before)."""
+    if view is None:
+        if callable(settings):
+            raise TypeError("settings built on first read need the view read before")
+        view = ApiSettings.of(settings)
+    shared = clients or Clients(settings, view=view)
     gateway = billing_api or StripeOnUse(settings, shared)
     queues = publisher or shared.sqs_publisher
+
+    def full() -> Settings:
+        return shared.settings
+
     return ApiDeps(
-        settings=settings,
+        view=view,
         clients=shared,
         limiter=limiter or _redis_limiter(shared),
         revocation_store=revocation_store or _redis_revocations(shared),
-        oauth_client=oauth_client or OAuthOnUse(settings),
+        oauth_client=oauth_client or OAuthOnUse(full),
         nonces=nonces or _redis_nonces(shared),
         # BillingOnUse reads ``name`` through a property; the port declares a plain attribute.
-        billing=billing or cast("BillingProvider", BillingOnUse(lambda: _billing(settings, gateway))),
-        mailer=mailer or MailerOnUse(settings),
+        billing=billing or cast("BillingProvider", BillingOnUse(lambda: _billing(full(), gateway))),
+        mailer=mailer or MailerOnUse(full),
         requeue_parked=requeue_parked or _release_parked(queues),
         clock=clock or SystemClock(),
         billing_api=gateway,
         publisher=queues,
-        sandbox_comments=sandbox_comments or SandboxCommentsOnUse(settings),
+        sandbox_comments=sandbox_comments or SandboxCommentsOnUse(full),
     )
 
 
@@ -512,11 +548,15 @@ def _redis_nonces(clients: Clients) -> NonceStore:
     return RedisCooldowns(clients.redis)
 
 
+def _resolved(settings: Settings | Callable[[], Settings]) -> Settings:
+    return settings() if callable(settings) else settings
+
+
 class OAuthOnUse:
     """The httpx Instagram OAuth client, built at its first call: only the account routes use it, so
     an API cold start that serves anything else never imports httpx."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings | Callable[[], Settings]) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self._client: InstagramOAuth | None = None
@@ -526,7 +566,7 @@ class OAuthOnUse:
             if self._client is None:
                 from replyflow.adapters.instagram_oauth import HttpxInstagramOAuth
 
-                s = self._settings
+                s = _resolved(self._settings)
                 self._client = HttpxInstagramOAuth(
                     token_url=s.instagram_oauth_token_url,
                     graph_api_base_url=s.graph_api_base_url,
@@ -563,13 +603,13 @@ class SandboxCommentsOnUse:
     """The sandbox's comment registry at the Graph API's origin, built at its first call: no API cold
     start imports httpx for it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings | Callable[[], Settings]) -> None:
         self._settings = settings
 
     def register(self, comment: SandboxComment) -> None:
         from replyflow.adapters.sandbox_comments import HttpxSandboxComments
 
-        HttpxSandboxComments.for_graph(self._settings.graph_api_base_url).register(comment)
+        HttpxSandboxComments.for_graph(_resolved(self._settings).graph_api_base_url).register(comment)
 
 
 class BillingOnUse:
@@ -625,11 +665,11 @@ class MailerOnUse:
     """SES from ``MAIL_FROM``; without it the local outbox, which a deployed stack refuses to use.
     Chosen at the first send, so an API without ``MAIL_FROM`` serves every route but the mailing ones."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings | Callable[[], Settings]) -> None:
         self._settings = settings
 
     def send(self, message: OutgoingEmail) -> None:
-        mailer_for(self._settings).send(message)
+        mailer_for(_resolved(self._settings)).send(message)
 
 
 def mailer_for(settings: Settings) -> Mailer:
