@@ -543,9 +543,24 @@ def _redis_revocations(clients: Clients) -> RevocationStore:
 
 def _redis_nonces(clients: Clients) -> NonceStore:
     """Spent OAuth state nonces: Redis ``SET NX EX``. Fails closed: with Redis down no state completes."""
-    from replyflow.adapters.rate_limiter import RedisCooldowns
+    return NoncesOnUse(clients)
 
-    return RedisCooldowns(clients.redis)
+
+class NoncesOnUse:
+    """``RedisCooldowns`` over the clients' Redis, built at the first nonce (the OAuth callback): no
+    other request imports the cooldowns adapter."""
+
+    def __init__(self, clients: Clients) -> None:
+        self._clients = clients
+
+    @once
+    def _store(self) -> NonceStore:
+        from replyflow.adapters.rate_limiter import RedisCooldowns
+
+        return RedisCooldowns(self._clients.redis)
+
+    def acquire(self, key: str, seconds: int) -> bool:
+        return self._store.acquire(key, seconds)
 
 
 def _resolved(settings: Settings | Callable[[], Settings]) -> Settings:
