@@ -17,6 +17,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import api.lean_imports  # noqa: F401 - first: Powertools' umbrella packages without their __init__
 from api import security_headers
 from api.app import app_for
 from api.context import DEPS_CONTEXT_KEY
