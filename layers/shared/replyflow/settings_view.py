@@ -201,13 +201,13 @@ def _integer(variable: str, raw: str) -> int:
     return int(number)
 
 
-# The strings pydantic reads as a bool (case-insensitive, around whitespace it strips).
+# The strings pydantic reads as a bool (case-insensitive; no whitespace around them).
 TRUE_WORDS = frozenset({"1", "on", "t", "true", "y", "yes"})
 FALSE_WORDS = frozenset({"0", "off", "f", "false", "n", "no"})
 
 
 def _boolean(variable: str, raw: str) -> bool:
-    word = raw.strip().lower()
+    word = raw.lower()
     if word in TRUE_WORDS:
         return True
     if word in FALSE_WORDS:
