@@ -18,15 +18,18 @@ account that is not ours: nothing is enqueued, so no SQS client is built), the A
 and tenant config are cached. Tracing is off (as outside Lambda; with Active tracing in Lambda the
 X-Ray SDK and botocore are imported on top, see docs/scaling.md).
 
-Reference rows, without a target, show what the targets are measured against: the floor of a
-function on SQLAlchemy (``import sqlalchemy``, ``import sqlalchemy.orm``: the sender's ledger is on
-the ORM, so its ratio cannot go below the second row's), and the sender with its own modules'
-bytecode cached (``PYTHONPYCACHEPREFIX``, written by the warm-up): a Lambda layer ships the project's
-sources only and ``/opt`` is read-only, so a new instance compiles every ``replyflow`` module it
-imports, as the children here do (site-packages keep the bytecode pip wrote, boto3's included); the
-difference is what a layer built with ``compileall`` would save (docs/scaling.md#cold-starts). So
-that a test run's ``__pycache__`` in the tree does not flatter the current rows against the before
-rows, the current handlers and layer run from a copy without it.
+Every tree runs as ``make build`` ships it: a copy of its handlers and layer without the
+``__pycache__`` a test run left, compiled the way the build compiles the package
+(``compileall --invalidation-mode unchecked-hash``), the children writing none
+(``PYTHONDONTWRITEBYTECODE``); the installed packages keep the bytecode pip wrote, as the built layer
+now holds its dependencies' (docs/deploy.md#tooling).
+
+Reference rows, without a target: the floor of a function on SQLAlchemy (``import sqlalchemy``,
+``import sqlalchemy.orm``: the sender's ledger is on the ORM, so its ratio cannot go below the second
+row's), and each handler as a package built without bytecode runs (``sam build`` alone: Lambda's file
+system is read-only, so every module but the runtime's standard library is compiled at every start).
+Those children look for bytecode only under a ``PYTHONPYCACHEPREFIX`` that holds the standard
+library's.
 
 ``COLD_START_BEFORE=<git revision>`` adds a row per handler for that revision's tree (``git archive``
 into a temporary directory, run in the same venv, interleaved with the others), so before and after
@@ -40,6 +43,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -58,9 +62,11 @@ HANDLERS = {
     "webhook": ("webhook.handler", "webhook_post_comment.json"),
 }
 TARGETS = {"api": 1.5, "sender": 1.3, "webhook": 1.5}
-# Reference rows (no target): name -> child code; ``BYTECODE_ROW`` is the sender with its bytecode.
+# Reference rows (no target): name -> child code, and each handler's row without bytecode.
 FLOOR = {"sqlalchemy": "import sqlalchemy", "sqlalchemy.orm": "import sqlalchemy.orm"}
-BYTECODE_ROW = "sender (bytecode cached)"
+NO_BYTECODE_SUFFIX = " (no bytecode)"
+# The standard library's parts no handler imports, left out of the no-bytecode rows' prefix.
+STDLIB_UNUSED = r"[/\\](test|idlelib|tkinter|turtledemo|lib2to3|ensurepip|site-packages)[/\\]"
 STATELESS = frozenset({BASELINE, *FLOOR})  # rows that read no cache: never re-warmed
 # A row's caches are re-warmed (unmeasured) when its last warm-up is older than this: well under the
 # shortest TTL it relies on (the webhook's negative route entry, 30 s), a sample included.
@@ -103,6 +109,7 @@ def _environment(database_url: str, redis_url: str, root: Path = ROOT) -> dict[s
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_METRICS_NAMESPACE="Replyflow",
         PYDANTIC_DISABLE_PLUGINS="__all__",  # as template.yaml's Globals set it for every function
+        PYTHONDONTWRITEBYTECODE="1",  # a Lambda package is read-only
     )
     return env
 
@@ -140,9 +147,21 @@ def _time(code: str, env: dict[str, str]) -> float:
     return elapsed
 
 
+def _compiled(tree: Path) -> Path:
+    """``tree`` with its bytecode, compiled as ``make build`` compiles the package."""
+    for part in ("layers", "functions"):
+        _compile(tree / part)
+    return tree
+
+
+def _compile(path: Path, *, exclude: str | None = None, env: dict[str, str] | None = None) -> None:
+    command = [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash"]
+    command += ["-x", exclude] if exclude else []
+    subprocess.run([*command, str(path)], check=True, capture_output=True, env=env)
+
+
 def _sources(into: Path) -> Path:
-    """This tree's handlers and layer without any ``__pycache__`` a test run wrote beside them: as a
-    Lambda package holds them, and as the ``git archive`` of a before row does."""
+    """This tree's handlers and layer without any ``__pycache__`` a test run wrote beside them."""
     for part in ("layers", "functions"):
         shutil.copytree(ROOT / part, into / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return into
@@ -154,6 +173,14 @@ def _export(revision: str, into: Path) -> Path:
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
+
+
+def _without_bytecode(env: dict[str, str], prefix: Path) -> dict[str, str]:
+    """``env`` whose children find bytecode for the standard library only (under ``prefix``)."""
+    stdlib = sysconfig.get_paths()["stdlib"]
+    prefixed = {**env, "PYTHONPYCACHEPREFIX": str(prefix)}
+    _compile(Path(stdlib), exclude=STDLIB_UNUSED, env={**prefixed, "PYTHONDONTWRITEBYTECODE": ""})
+    return prefixed
 
 
 class _Rows:
@@ -198,21 +225,22 @@ def run(repeats: int = 15) -> list[dict[str, Any]]:
     rows = _Rows()
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp, private_redis_server() as redis_url:
         database_url = f"sqlite:///{tmp}/cold.db"
-        env = _environment(database_url, redis_url, _sources(Path(tmp) / "current"))
+        env = _environment(database_url, redis_url, _compiled(_sources(Path(tmp) / "current")))
         _create_schema(database_url, env)
         rows.add(BASELINE, "import boto3", env)
         for name, code in FLOOR.items():
             rows.add(name, code, env)
         before_env = (
-            _environment(database_url, redis_url, _export(before, Path(tmp) / "before")) if before else None
+            _environment(database_url, redis_url, _compiled(_export(before, Path(tmp) / "before")))
+            if before
+            else None
         )
+        uncompiled = _without_bytecode(env, Path(tmp) / "pycache")
         for name, code in _serve_codes().items():
             if before_env is not None:
                 rows.add(name + BEFORE_SUFFIX, code, before_env)
             rows.add(name, code, env)
-        cached = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        cached["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
-        rows.add(BYTECODE_ROW, _serve_codes()["sender"], cached)
+            rows.add(name + NO_BYTECODE_SUFFIX, code, uncompiled)
         _measure(rows, repeats)
     return _report(rows.samples, before)
 
@@ -236,14 +264,21 @@ def _report(samples: dict[str, list[float]], before: str | None) -> list[dict[st
                     meets_target=ratio_p50 <= TARGETS[name],
                 )
             )
-    for name in (*FLOOR, BYTECODE_ROW):
-        label = FLOOR.get(name) or f"sender: import + serve {HANDLERS['sender'][1]}, bytecode cached"
+    for name, (_module, event) in HANDLERS.items():
         out.append(
-            summarize(
-                f"cold {label} (reference, no target)",
-                samples[name],
-                ratio_p50=round(percentile(samples[name], 50) / base_p50, 2),
-                ratio_p95=round(percentile(samples[name], 95) / base_p95, 2),
+            _reference(
+                f"cold {name}: import + serve {event}, no bytecode", samples, name + NO_BYTECODE_SUFFIX
             )
         )
+    for name, code in FLOOR.items():
+        out.append(_reference(f"cold {code}", samples, name))
     return out
+
+
+def _reference(label: str, samples: dict[str, list[float]], row: str) -> dict[str, Any]:
+    return summarize(
+        f"{label} (reference, no target)",
+        samples[row],
+        ratio_p50=round(percentile(samples[row], 50) / percentile(samples[BASELINE], 50), 2),
+        ratio_p95=round(percentile(samples[row], 95) / percentile(samples[BASELINE], 95), 2),
+    )

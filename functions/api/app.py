@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.api_gateway import Route, Router
@@ -31,7 +31,10 @@ from replyflow.clock import utcnow
 from replyflow.services import revocation
 from replyflow.services.access import Principal
 from replyflow.services.tenant_config import tenant_config
-from replyflow.settings import Settings
+
+if TYPE_CHECKING:
+    from replyflow.settings import Settings
+    from replyflow.settings_view import ApiSettings
 
 TITLE = "Replyflow API"
 VERSION = "1.0.0"
@@ -191,7 +194,7 @@ def get_app(settings: Settings) -> ApiResolver:
     return app_for(settings).include_all()
 
 
-def app_for(settings: Settings) -> ApiResolver:
+def app_for(settings: Settings | ApiSettings) -> ApiResolver:
     """The resolver for ``settings``' CORS policy, with the routers included so far. One per process:
     the routers are module-level and belong to the last resolver that included them, so a different
     policy rebuilds it."""

@@ -27,7 +27,10 @@ from replyflow.observability import logger
 RATE_HEADERS_CONTEXT_KEY = "rate_limit_headers"
 
 
+# ``defer_build``: built at the first error or for the OpenAPI document, not by every cold start.
 class ErrorBody(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(defer_build=True)
+
     code: str = pydantic.Field(description="stable, machine-readable")
     message: str = pydantic.Field(description="what went wrong, for a person")
     details: Any = pydantic.Field(default=None, description="field errors, limits; null when none")
@@ -35,6 +38,8 @@ class ErrorBody(pydantic.BaseModel):
 
 class ErrorResponse(pydantic.BaseModel):
     """The body of every error the API and the gateway return."""
+
+    model_config = pydantic.ConfigDict(defer_build=True)
 
     error: ErrorBody
 

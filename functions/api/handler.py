@@ -5,7 +5,9 @@ time. Lambda never runs two invocations in one process; the local stack runs han
 the lock gives it Lambda's semantics (concurrency comes from more instances, not shared state).
 Each request runs with the family's composition root (``ApiDeps``) in the app context, on a resolver
 that holds the routers its path could match (``api.app.ApiResolver``: a cold start imports one route
-module, not all of them).
+module, not all of them). In Lambda the root reads its settings' view at once and builds the full
+``Settings`` at their first read (``wiring.api.lambda_api``): a request served from the caches
+imports no pydantic settings model.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import api.lean_imports  # noqa: F401 - first: Powertools' umbrella packages without their __init__
 from api import security_headers
 from api.app import app_for
 from api.context import DEPS_CONTEXT_KEY
 from replyflow.observability import clear_tenant, logger, tracer
-from replyflow.settings import get_settings
-from replyflow.wiring.api import ApiDeps, build_api
+from replyflow.wiring.api import ApiDeps, lambda_api
 
 if TYPE_CHECKING:
     from replyflow.wiring.roots import Handler, Roots
@@ -36,7 +38,7 @@ def make_handler(deps: Callable[[], ApiDeps]) -> Handler:
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         root = deps()
         with _one_at_a_time:
-            app = app_for(root.settings).include_for(event.get("path"))
+            app = app_for(root.view).include_for(event.get("path"))
             app.clear_context()
             app.append_context(**{DEPS_CONTEXT_KEY: root})
             clear_tenant()  # the route binds the caller's tenant; none is left from the last request
@@ -50,9 +52,5 @@ def bind(roots: Roots) -> Handler:
     return make_handler(lambda: roots.api)
 
 
-@cache
-def _deps() -> ApiDeps:
-    return build_api(get_settings())
-
-
+_deps = cache(lambda_api)
 lambda_handler = make_handler(_deps)

@@ -9,6 +9,7 @@ import pytest
 
 from local.sandbox import SandboxServer
 from replyflow.wiring.api import OAuthOnUse
+from replyflow.wiring.core import Clients
 from tests.unit.test_api_support import ApiEnv, make_env
 
 
@@ -28,7 +29,7 @@ def env(mysql_url: str, redis_url: str) -> Iterator[ApiEnv]:
                     "instagram_oauth_token_url": f"{sandbox.url}/oauth/access_token",
                 }
             )
-            api_env.use(settings=settings, oauth_client=OAuthOnUse(settings))
+            api_env.use(clients=Clients(settings), oauth_client=OAuthOnUse(settings))
             yield api_env
         finally:
             sandbox.stop()

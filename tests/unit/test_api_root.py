@@ -193,3 +193,43 @@ def _route_violations(node: ast.AST) -> list[str]:
     if isinstance(node, ast.ImportFrom) and node.module == "replyflow.services":
         return [f"from replyflow.services import {', '.join(a.name for a in node.names)}"]
     return []
+
+
+def test_a_lambda_instance_builds_its_settings_at_their_first_read(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from replyflow.settings import get_settings
+    from replyflow.settings_view import ApiSettings
+    from replyflow.wiring.api import lambda_api
+
+    monkeypatch.setenv("ENVIRONMENT", "test")
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("CORS_ALLOW_ORIGINS", "https://console.example")
+    monkeypatch.setenv("ACCESS_TOKEN_TTL_SECONDS", "120")
+    get_settings.cache_clear()
+    try:
+        root = lambda_api()
+        assert root.view == ApiSettings.from_environ()
+        assert root.revoker.access_ttl_seconds == 120
+        assert "settings" not in vars(root.clients)  # not built by the root, its Redis or its revoker
+        root.cache.get_json("rf-test:nothing")
+        assert "settings" not in vars(root.clients)
+        assert root.settings == Settings()  # then read the way ``Settings`` reads them
+        assert root.settings is get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_a_deployed_stack_with_its_secrets_in_the_environment_is_vetted_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from replyflow.settings import get_settings
+    from replyflow.wiring.api import lambda_api
+
+    monkeypatch.setenv("ENVIRONMENT", "prod")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="must be set outside the local stack"):
+            lambda_api()
+    finally:
+        get_settings.cache_clear()

@@ -1,6 +1,6 @@
-"""The webhook's pydantic-free settings view agrees with ``Settings``, the one definition: the same
-field names, defaults, aliases and bounds, and the same values read from the same environment
-(docs/architecture.md#cold-starts). Its errors name the variable, never the value."""
+"""The webhook's and the API's pydantic-free settings views agree with ``Settings``, the one
+definition: the same field names, defaults, aliases and bounds, and the same values read from the same
+environment (docs/architecture.md#cold-starts). Their errors name the variable, never the value."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pydantic import AliasChoices, SecretStr
 
 from replyflow.redacted import Secret
 from replyflow.settings import Settings
-from replyflow.settings_view import ALIASES, BOUNDS, WebhookSettings, needs_settings
+from replyflow.settings_view import ALIASES, BOUNDS, ApiSettings, WebhookSettings, needs_settings
 
 VIEW_FIELDS = [f.name for f in fields(WebhookSettings)]
 
@@ -111,3 +111,77 @@ def test_a_deployed_stack_with_its_secrets_in_the_environment_is_read_by_setting
     assert needs_settings(WebhookSettings.from_environ({"ENVIRONMENT": "prod"}))
     assert not needs_settings(WebhookSettings.from_environ({"ENVIRONMENT": "prod", "APP_SECRETS_ARN": "a"}))
     assert not needs_settings(WebhookSettings.from_environ({"ENVIRONMENT": "test"}))
+
+
+# The API's view (``ApiSettings``): the same agreement with ``Settings``.
+API_FIELDS = [f.name for f in fields(ApiSettings)]
+
+
+def _as_view(name: str, value: Any) -> Any:
+    return tuple(value) if name == "cors_allow_origins" else _plain(value)
+
+
+@pytest.mark.parametrize("name", API_FIELDS)
+def test_every_api_field_is_a_settings_field_with_its_default(name: str) -> None:
+    assert name in Settings.model_fields
+    view_field = next(f for f in fields(ApiSettings) if f.name == name)
+    settings_default = Settings.model_fields[name].get_default(call_default_factory=True)
+    assert view_field.default == _as_view(name, settings_default)
+    assert Settings.model_fields[name].validation_alias is None  # no alias to read
+    if Settings.model_fields[name].annotation is int:
+        assert not Settings.model_fields[name].metadata or BOUNDS.get(name)
+
+
+API_ENVIRONMENTS: list[dict[str, str]] = [
+    {},
+    {"ENVIRONMENT": "test", "redis_url": "redis://r:6379/0", "ACCESS_TOKEN_TTL_SECONDS": " 6_0 "},
+    {"CORS_ALLOW_ORIGINS": " https://a.example, https://b.example ,", "CORS_ALLOW_CREDENTIALS": "Yes"},
+    {"CORS_ALLOW_ORIGINS": "", "CORS_ALLOW_CREDENTIALS": "OFF", "ACCESS_TOKEN_TTL_SECONDS": "60.0"},
+    {
+        "ENVIRONMENT": "prod",
+        "APP_SECRETS_ARN": "arn:app",
+        "REDIS_AUTH_SECRET_ARN": "arn:redis",
+        "SECRETS_MAX_AGE_SECONDS": "30",
+        "AWS_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://sm:5000",
+        "CORS_ALLOW_ORIGINS": "https://console.example",
+        "CORS_ALLOW_CREDENTIALS": "1",
+    },
+]
+
+
+@pytest.mark.parametrize("environ", API_ENVIRONMENTS)
+def test_the_api_view_reads_what_settings_read(
+    environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in list(os.environ):
+        monkeypatch.delenv(key)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    view = ApiSettings.from_environ(environ)
+    for name in API_FIELDS:
+        assert getattr(view, name) == _as_view(name, getattr(settings, name)), name
+    assert view == ApiSettings.of(settings)
+    for service in ("sqs", "s3", "secretsmanager"):
+        assert view.aws_endpoint(service) == settings.aws_endpoint(service)
+    assert view.secrets_from_secrets_manager == settings.secrets_from_secrets_manager
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"CORS_ALLOW_CREDENTIALS": "maybe-secret-value"}, "CORS_ALLOW_CREDENTIALS"),
+        ({"CORS_ALLOW_CREDENTIALS": " on "}, "CORS_ALLOW_CREDENTIALS"),
+        ({"ACCESS_TOKEN_TTL_SECONDS": "1.5"}, "ACCESS_TOKEN_TTL_SECONDS"),
+        ({"SECRETS_MAX_AGE_SECONDS": "0"}, "SECRETS_MAX_AGE_SECONDS"),
+        (
+            {"ENVIRONMENT": "prod", "APP_SECRETS_ARN": "a", "CORS_ALLOW_CREDENTIALS": "true"},
+            "CORS_ALLOW_ORIGINS",
+        ),
+    ],
+)
+def test_the_api_view_refuses_what_settings_refuse(environ: dict[str, str], variable: str) -> None:
+    with pytest.raises(ValueError, match=variable) as raised:
+        ApiSettings.from_environ(environ)
+    assert "secret-value" not in str(raised.value)

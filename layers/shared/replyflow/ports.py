@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from replyflow.errors import NotFoundError, ReplyflowError
+from replyflow.port_values import RateDecision as RateDecision
+from replyflow.port_values import RevocationUnavailableError as RevocationUnavailableError
 
 if TYPE_CHECKING:
     from replyflow.adapters.graph_client import GraphResult
@@ -97,21 +99,6 @@ class QueueInspector(Protocol):
 # Rate limits, cooldowns, single-use claims, revocation entries ----------------------------------
 
 
-@dataclass(frozen=True)
-class RateDecision:
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_seconds: int
-
-    def headers(self) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(self.reset_seconds),
-        }
-
-
 class RateLimiter(Protocol):
     def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision: ...
 
@@ -145,13 +132,6 @@ class NonceStore(Protocol):
     (Redis ``SET NX EX``)."""
 
     def acquire(self, key: str, seconds: int) -> bool: ...
-
-
-class RevocationUnavailableError(ReplyflowError):
-    """A revocation entry could not be written: the revoking request fails (503) and rolls back."""
-
-    code = "revocation_unavailable"
-    status = 503
 
 
 class RevocationStore(Protocol):

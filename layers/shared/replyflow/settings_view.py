@@ -1,4 +1,5 @@
-"""The settings the webhook reads, without pydantic: :class:`WebhookSettings`.
+"""The settings the webhook reads, and those every API request reads, without pydantic:
+:class:`WebhookSettings` and :class:`ApiSettings`.
 
 :class:`replyflow.settings.Settings` stays the one definition of every setting; a webhook instance
 pays pydantic's import and that model's build at its first event, about half of ``import boto3``
@@ -12,6 +13,12 @@ it; an invalid value is a ``ValueError`` naming the variable, never its value. O
 are validated: the webhook no longer refuses a bad value of a setting it never reads (the functions
 that read it do). A deployed stack that takes its secrets from the environment (refused unless they
 are strong) is read by ``Settings`` itself (:func:`needs_settings`).
+
+The API reads :class:`ApiSettings` on every request (CORS, Redis, the secrets' ARNs, the access
+tokens' lifetime) and builds the full ``Settings`` at the first request that needs another setting
+(a cache miss, a route's service): its validation of every other value moves to that request
+(``wiring.api.lambda_api``). It refuses what ``Settings`` refuses of the values it reads (credentialed
+CORS open to every origin in a deployed stack).
 """
 
 from __future__ import annotations
@@ -36,12 +43,14 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 # An integer field's inclusive bounds (``Settings`` declares the same with ge / le).
 BOUNDS: dict[str, tuple[int, int]] = {"secrets_max_age_seconds": (1, 3600)}
+# Settings.cors_allow_origins' default: every origin.
+ANY_ORIGIN = ("*",)
 # The local stack's development secrets (refused outside local/test).
 LOCAL_APP_SECRET = "local-app-secret"
 LOCAL_VERIFY_TOKEN = "local-verify-token"
 
 
-def aws_endpoint(settings: Settings | WebhookSettings, service: str) -> str | None:
+def aws_endpoint(settings: Settings | WebhookSettings | ApiSettings, service: str) -> str | None:
     """The endpoint override of a boto3 service ("sqs", "s3", "secretsmanager"), or None."""
     per_service = {
         "sqs": settings.aws_endpoint_url_sqs,
@@ -51,7 +60,7 @@ def aws_endpoint(settings: Settings | WebhookSettings, service: str) -> str | No
     return per_service.get(service) or settings.aws_endpoint_url
 
 
-def secrets_from_secrets_manager(settings: Settings | WebhookSettings) -> bool:
+def secrets_from_secrets_manager(settings: Settings | WebhookSettings | ApiSettings) -> bool:
     """The function reads its secrets from Secrets Manager at run time, not from the environment."""
     return settings.app_secrets_arn is not None or settings.redis_auth_secret_arn is not None
 
@@ -93,7 +102,59 @@ class WebhookSettings:
         return aws_endpoint(self, service)
 
 
-def needs_settings(view: WebhookSettings) -> bool:
+@dataclass(frozen=True)
+class ApiSettings:
+    """What every API request reads: CORS, Redis and the secrets' ARNs (its Redis password), the AWS
+    endpoints (Secrets Manager), the access tokens' lifetime (the revocation check)."""
+
+    environment: Environment = "local"
+    redis_url: str | None = field(default=None, repr=False)
+    app_secrets_arn: str | None = None
+    redis_auth_secret_arn: str | None = None
+    secrets_max_age_seconds: int = 300
+    access_token_ttl_seconds: int = 900
+    cors_allow_origins: tuple[str, ...] = ANY_ORIGIN
+    cors_allow_credentials: bool = False
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    aws_endpoint_url_sqs: str | None = None
+    aws_endpoint_url_s3: str | None = None
+    aws_endpoint_url_secrets_manager: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
+        variables = {k.lower(): v for k, v in (os.environ if environ is None else environ).items()}
+        values: dict[str, Any] = {
+            f.name: _converted(f, f.name.upper(), variables[f.name])
+            for f in fields(cls)
+            if f.name in variables
+        }
+        view = cls(**values)
+        credentialed_wildcard = view.cors_allow_credentials and (
+            not view.cors_allow_origins or "*" in view.cors_allow_origins
+        )
+        if view.environment in DEPLOYED and credentialed_wildcard:
+            raise ValueError(
+                "CORS_ALLOW_ORIGINS=* with CORS_ALLOW_CREDENTIALS: name the allowed origins instead"
+            )
+        return view
+
+    @classmethod
+    def of(cls, settings: Settings) -> ApiSettings:
+        """The view of a ``Settings`` (tests, the local stack)."""
+        values: dict[str, Any] = {f.name: getattr(settings, f.name) for f in fields(cls)}
+        values["cors_allow_origins"] = tuple(settings.cors_allow_origins)
+        return cls(**values)
+
+    @property
+    def secrets_from_secrets_manager(self) -> bool:
+        return secrets_from_secrets_manager(self)
+
+    def aws_endpoint(self, service: str) -> str | None:
+        return aws_endpoint(self, service)
+
+
+def needs_settings(view: WebhookSettings | ApiSettings) -> bool:
     """A deployed stack with its secrets in the environment: ``Settings`` refuses the development
     defaults and weak values, so the webhook reads it the full way (no stack is deployed like that)."""
     return view.environment in DEPLOYED and not view.secrets_from_secrets_manager
@@ -107,11 +168,15 @@ def _converted(f: Field[Any], variable: str, raw: str) -> object:
             raise ValueError(f"{variable} must be one of {', '.join(get_args(Environment))}")
         return cast(Environment, raw)
     if kind == "int":
-        low, high = BOUNDS[f.name]
         number = _integer(variable, raw)
+        low, high = BOUNDS.get(f.name, (number, number))
         if not low <= number <= high:
             raise ValueError(f"{variable} must be between {low} and {high}")
         return number
+    if kind == "bool":
+        return _boolean(variable, raw)
+    if kind == "tuple[str, ...]":  # a comma-separated list (Settings' NoDecode lists)
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     if kind == "dict[str, str]":
         return _json_object(variable, raw)
     if kind.startswith("Secret"):
@@ -134,6 +199,20 @@ def _integer(variable: str, raw: str) -> int:
     if not number.is_integer():
         raise ValueError(f"{variable} is not an integer")
     return int(number)
+
+
+# The strings pydantic reads as a bool (case-insensitive; no whitespace around them).
+TRUE_WORDS = frozenset({"1", "on", "t", "true", "y", "yes"})
+FALSE_WORDS = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def _boolean(variable: str, raw: str) -> bool:
+    word = raw.lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"{variable} is not a boolean")
 
 
 def _json_object(variable: str, raw: str) -> dict[str, str]:

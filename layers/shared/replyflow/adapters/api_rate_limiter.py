@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import redis
 
 from replyflow.adapters.redis_client import OUTAGE_ERRORS, same_slot
-from replyflow.ports import RateDecision
+from replyflow.port_values import RateDecision
 
 
 def _text(value: object) -> str | None:

@@ -41,6 +41,7 @@ from typing import Any, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.driver_info import DriverInfo
 from redis.retry import Retry
 
 from replyflow.errors import ReplyflowError
@@ -192,6 +193,9 @@ def redis_options(breaker: CircuitBreaker | None = None) -> dict[str, Any]:
         "retry": BreakerRetry(breaker or CircuitBreaker(BREAKER_OPEN_SECONDS)),
         "retry_on_error": list(_RETRIED_ERRORS),
         "health_check_interval": 30,
+        # CLIENT SETINFO's LIB-VER, the installed redis-py's own: given, so a new connection does not
+        # look it up in the package metadata (importlib.metadata, a few ms of a cold start).
+        "driver_info": DriverInfo(lib_version=redis.__version__),
     }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis
 
 from replyflow.adapters.redis_client import OUTAGE_ERRORS
-from replyflow.ports import RevocationUnavailableError
+from replyflow.port_values import RevocationUnavailableError
 
 
 class RedisRevocationStore:

@@ -35,7 +35,7 @@ from replyflow.redacted import Secret
 
 if TYPE_CHECKING:
     from replyflow.settings import Settings
-    from replyflow.settings_view import WebhookSettings
+    from replyflow.settings_view import ApiSettings, WebhookSettings
 
 DEFAULT_MAX_AGE_SECONDS = 300
 MIN_REFRESH_SECONDS = 30.0
@@ -356,7 +356,7 @@ def app_secrets_for(settings: Settings, client_factory: Callable[[], Any]) -> Ap
 
 
 def secrets_manager_secrets(
-    settings: Settings | WebhookSettings, client_factory: Callable[[], Any]
+    settings: Settings | WebhookSettings | ApiSettings, client_factory: Callable[[], Any]
 ) -> AppSecrets:
     """The secrets the settings name in Secrets Manager, re-read after ``secrets_max_age_seconds``."""
     max_age = settings.secrets_max_age_seconds

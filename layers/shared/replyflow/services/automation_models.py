@@ -10,13 +10,15 @@ builds, tens of milliseconds)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from replyflow.ports import Cache
 from replyflow.services import cache_keys
 from replyflow.timestamps import UtcDateTime
+
+if TYPE_CHECKING:
+    from replyflow.ports import Cache
 
 Trigger = Literal[
     "comment", "live_comment", "dm_keyword", "story_mention", "story_reply", "postback", "quick_reply"

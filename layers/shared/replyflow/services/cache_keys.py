@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from replyflow.ports import Cache
-
 if TYPE_CHECKING:
     from pydantic import BaseModel
+
+    from replyflow.ports import Cache
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 

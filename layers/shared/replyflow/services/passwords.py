@@ -23,13 +23,12 @@ from replyflow.domain.emails import OutgoingEmail
 from replyflow.errors import BadRequestError, ForbiddenError, MailDeliveryError, UnauthorizedError
 from replyflow.ids import new_id
 from replyflow.observability import logger
-from replyflow.ports import Mailer
+from replyflow.ports import Mailer, RateLimiter
 from replyflow.services import tokens
 from replyflow.services.access import Principal
 from replyflow.services.auth import AuthConfig, Email, TokenPair, issue_pair
 from replyflow.services.password_policy import MAX_LENGTH, check_password
 from replyflow.services.rate_limit_api import (
-    RateLimiter,
     check_password_change,
     check_password_forgot,
     check_password_reset,

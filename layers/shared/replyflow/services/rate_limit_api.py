@@ -45,13 +45,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from replyflow.domain import plans
-from replyflow.domain.emails import limiter_email
 from replyflow.errors import RateLimitedError
-from replyflow.ports import RateDecision, RateLimiter
 from replyflow.services.access import Principal
+
+if TYPE_CHECKING:
+    from replyflow.ports import RateDecision, RateLimiter
 
 LOGIN_PER_IP = (30, 300)  # attempts, window seconds
 LOGIN_PER_EMAIL_CLIENT = (10, 300)  # one client's attempts at one account
@@ -88,8 +89,16 @@ def client_key(ip: str) -> str:
     return str(address)
 
 
+def _email_key(email: str) -> str:
+    """``domain.emails.limiter_email``, imported by the login and password routes only (the module
+    builds the outgoing email's pydantic model, which no other request needs)."""
+    from replyflow.domain.emails import limiter_email
+
+    return limiter_email(email)
+
+
 def check_login(limiter: RateLimiter, ip: str, email: str) -> None:
-    client, account = client_key(ip), limiter_email(email)
+    client, account = client_key(ip), _email_key(email)
     enforce(limiter, f"login:ip:{client}", LOGIN_PER_IP, "login attempts from this address")
     enforce(
         limiter,
@@ -110,7 +119,7 @@ def check_password_forgot(limiter: RateLimiter, ip: str, email: str) -> bool:
     """Whether a reset email may go out. The per-IP limit is a 429; the per-email one is silent (the
     answer stays the same 202, so it reveals nothing about the account), it just sends no more mail."""
     enforce(limiter, f"pwforgot:ip:{client_key(ip)}", PASSWORD_FORGOT_PER_IP, "password reset requests")
-    return limiter.hit(f"pwforgot:email:{limiter_email(email)}", *PASSWORD_FORGOT_PER_EMAIL).allowed
+    return limiter.hit(f"pwforgot:email:{_email_key(email)}", *PASSWORD_FORGOT_PER_EMAIL).allowed
 
 
 def check_password_reset(limiter: RateLimiter, ip: str) -> None:

@@ -44,12 +44,14 @@ from typing import TYPE_CHECKING
 from replyflow.clock import epoch_ms
 from replyflow.errors import UnauthorizedError
 from replyflow.observability import logger
-from replyflow.ports import RateLimiter, RevocationStore, RevocationUnavailableError
+from replyflow.port_values import RevocationUnavailableError
 from replyflow.services.access import Principal, role_rank
 from replyflow.services.rate_limit_api import ApiBudget, allowance_for, tenant_tag
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from replyflow.ports import RateLimiter, RevocationStore
 
 # SQLAlchemy and the repositories are imported where a write or the database check needs them: the
 # API's every request admits its caller from Redis alone (docs/architecture.md#cold-starts).

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from replyflow.ports import Cache
 from replyflow.services import cache_keys
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from replyflow.ports import Cache
 
 
 def tenant_config(session_factory: Callable[[], Session], cache: Cache, tenant_id: str) -> dict[str, Any]:

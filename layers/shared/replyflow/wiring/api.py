@@ -15,13 +15,13 @@ for what the request uses. Routes read the one instance from the app (``api.cont
 - A route calls ONE method of ONE service object of ``ApiDeps`` (``deps(router).<service>``) and
   passes only request facts: the principal, the body, path and query parameters, the client IP, a
   header. It opens no session, reads no clock and names no port.
-- A service object (``wiring/api_services.py``) holds its ports, the clock and the unit of work
-  (``unit_of_work`` on the writer or ``read_only`` on the reader). Each method opens the unit of work,
-  reads ``clock.now()`` once and calls one service function with what it holds; the service
-  functions keep their explicit signature (``session, ports..., *, now``) for direct tests.
-- A new service object is a frozen dataclass in ``api_services.py`` and one ``@once`` attribute
-  here that builds it from the root's fields; a test that needs another adapter passes it to
-  ``build_api`` (or ``ApiEnv.use``), never to the service object.
+- A service object (``wiring/api_services/``, one module per resource) holds its ports, the clock
+  and the unit of work (``unit_of_work`` on the writer or ``read_only`` on the reader). Each method
+  opens the unit of work, reads ``clock.now()`` once and calls one service function with what it
+  holds; the service functions keep their explicit signature (``session, ports..., *, now``) for direct tests.
+- A new service object is a frozen dataclass in its resource's ``api_services`` module and one
+  ``@once`` attribute here that builds it from the root's fields; a test that needs another adapter
+  passes it to ``build_api`` (or ``ApiEnv.use``), never to the service object.
 - Configs that follow the secrets (``key_ring``, ``auth_config``, ``oauth_config``) are built once
   per secrets version (``PerSecretsVersion``): rebuilt only when the secrets provider returns other
   values (a ``max_age`` re-read or a forced refresh after a bad signature).
@@ -42,7 +42,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, cast
 
 from replyflow.clock import SystemClock
-from replyflow.settings import Settings
+from replyflow.settings_view import ApiSettings, needs_settings
 from replyflow.wiring.billing import StripeOnUse
 from replyflow.wiring.core import Clients, once
 
@@ -75,7 +75,18 @@ if TYPE_CHECKING:
     from replyflow.services.billing import BillingUrls
     from replyflow.services.oauth import OAuthConfig
     from replyflow.services.revocation import Revoker
-    from replyflow.wiring import api_services
+    from replyflow.settings import Settings
+    from replyflow.wiring.api_services import accounts as accounts_services
+    from replyflow.wiring.api_services import api_keys as api_keys_services
+    from replyflow.wiring.api_services import auth as auth_services
+    from replyflow.wiring.api_services import automations as automations_services
+    from replyflow.wiring.api_services import billing as billing_services
+    from replyflow.wiring.api_services import contacts as contacts_services
+    from replyflow.wiring.api_services import flows as flows_services
+    from replyflow.wiring.api_services import members as members_services
+    from replyflow.wiring.api_services import meta_callbacks as meta_callbacks_services
+    from replyflow.wiring.api_services import reports as reports_services
+    from replyflow.wiring.api_services import templates as templates_services
 
 RequeueParked = Callable[["Session", str, str], int]
 
@@ -139,9 +150,13 @@ def build_authorizer(settings: Settings, *, clients: Clients | None = None) -> A
 
 @dataclass(frozen=True, eq=False)
 class ApiDeps:
-    """What the API's routes and middleware need; configs and services are built on first read."""
+    """What the API's routes and middleware need; configs and services are built on first read.
 
-    settings: Settings
+    ``view`` is what every request reads (CORS, Redis, the secrets' ARNs, the access tokens'
+    lifetime); ``settings`` are the full ones, which a Lambda instance builds (pydantic and the
+    model) at the first request that reads another setting (``lambda_api``)."""
+
+    view: ApiSettings
     clients: Clients
     limiter: RateLimiter
     revocation_store: RevocationStore
@@ -157,6 +172,10 @@ class ApiDeps:
     """The queues the webhook publishes to: a sandbox stack's test comments go through them too."""
     sandbox_comments: SandboxComments
     """The local sandbox's comment registry (used only with ``SANDBOX_TOOLS``)."""
+
+    @property
+    def settings(self) -> Settings:
+        return self.clients.settings
 
     @property
     def cache(self) -> Cache:
@@ -202,7 +221,7 @@ class ApiDeps:
         """Writes revocation entries to the store the API reads them from (``services.revocation``)."""
         from replyflow.services.revocation import Revoker
 
-        return Revoker(self.revocation_store, self.settings.access_token_ttl_seconds)
+        return Revoker(self.revocation_store, self.view.access_token_ttl_seconds)
 
     @property
     def auth_config(self) -> AuthConfig:
@@ -283,14 +302,14 @@ class ApiDeps:
     # clock and the unit of work; built at the first request that uses it.
 
     @once
-    def auth(self) -> api_services.AuthService:
-        from replyflow.wiring.api_services import AuthService
+    def auth(self) -> auth_services.AuthService:
+        from replyflow.wiring.api_services.auth import AuthService
 
         return AuthService(self.unit_of_work, lambda: self.auth_config, self.limiter, self.clock)
 
     @once
-    def passwords(self) -> api_services.PasswordService:
-        from replyflow.wiring.api_services import PasswordService
+    def passwords(self) -> auth_services.PasswordService:
+        from replyflow.wiring.api_services.auth import PasswordService
 
         return PasswordService(
             self.unit_of_work,
@@ -302,16 +321,16 @@ class ApiDeps:
         )
 
     @once
-    def members(self) -> api_services.MemberService:
-        from replyflow.wiring.api_services import MemberService
+    def members(self) -> members_services.MemberService:
+        from replyflow.wiring.api_services.members import MemberService
 
         return MemberService(
             self.unit_of_work, self.revoker, self.limiter, self.mailer, self.console_base_url, self.clock
         )
 
     @once
-    def invitations(self) -> api_services.InvitationService:
-        from replyflow.wiring.api_services import InvitationService
+    def invitations(self) -> members_services.InvitationService:
+        from replyflow.wiring.api_services.members import InvitationService
 
         return InvitationService(
             self.unit_of_work,
@@ -324,8 +343,8 @@ class ApiDeps:
         )
 
     @once
-    def accounts(self) -> api_services.AccountService:
-        from replyflow.wiring.api_services import AccountService
+    def accounts(self) -> accounts_services.AccountService:
+        from replyflow.wiring.api_services.accounts import AccountService
 
         return AccountService(
             self.unit_of_work,
@@ -337,10 +356,10 @@ class ApiDeps:
         )
 
     @once
-    def sandbox_tools(self) -> api_services.SandboxToolsService:
+    def sandbox_tools(self) -> accounts_services.SandboxToolsService:
         """Built at the first test comment; the route resolver is the webhook's (its cache and loader)."""
         from replyflow.services.intake import RouteResolver
-        from replyflow.wiring.api_services import SandboxToolsService
+        from replyflow.wiring.api_services.accounts import SandboxToolsService
         from replyflow.wiring.pipeline import load_route
 
         clients = self.clients
@@ -354,8 +373,8 @@ class ApiDeps:
         )
 
     @once
-    def oauth(self) -> api_services.OAuthService:
-        from replyflow.wiring.api_services import OAuthService
+    def oauth(self) -> accounts_services.OAuthService:
+        from replyflow.wiring.api_services.accounts import OAuthService
 
         return OAuthService(
             self.unit_of_work,
@@ -369,72 +388,72 @@ class ApiDeps:
         )
 
     @once
-    def templates(self) -> api_services.TemplateService:
-        from replyflow.wiring.api_services import TemplateService
+    def templates(self) -> templates_services.TemplateService:
+        from replyflow.wiring.api_services.templates import TemplateService
 
         return TemplateService(self.unit_of_work, self.cache)
 
     @once
-    def automations(self) -> api_services.AutomationService:
-        from replyflow.wiring.api_services import AutomationService
+    def automations(self) -> automations_services.AutomationService:
+        from replyflow.wiring.api_services.automations import AutomationService
 
         return AutomationService(self.unit_of_work, self.cache)
 
     @once
-    def dry_run(self) -> api_services.DryRunService:
-        from replyflow.wiring.api_services import DryRunService
+    def dry_run(self) -> automations_services.DryRunService:
+        from replyflow.wiring.api_services.automations import DryRunService
 
         return DryRunService(self.read_only, self.clock)
 
     @once
-    def contacts(self) -> api_services.ContactService:
-        from replyflow.wiring.api_services import ContactService
+    def contacts(self) -> contacts_services.ContactService:
+        from replyflow.wiring.api_services.contacts import ContactService
 
         return ContactService(self.unit_of_work, self.read_only, self.clock)
 
     @once
-    def flows(self) -> api_services.FlowService:
-        from replyflow.wiring.api_services import FlowService
+    def flows(self) -> flows_services.FlowService:
+        from replyflow.wiring.api_services.flows import FlowService
 
         return FlowService(self.unit_of_work, self.cache, self.clock)
 
     @once
-    def logs(self) -> api_services.LogService:
-        from replyflow.wiring.api_services import LogService
+    def logs(self) -> reports_services.LogService:
+        from replyflow.wiring.api_services.reports import LogService
 
         return LogService(self.read_only)
 
     @once
-    def stats(self) -> api_services.StatsService:
-        from replyflow.wiring.api_services import StatsService
+    def stats(self) -> reports_services.StatsService:
+        from replyflow.wiring.api_services.reports import StatsService
 
         return StatsService(self.read_only, self.cache, self.clock)
 
     @once
-    def subscriptions(self) -> api_services.SubscriptionService:
-        from replyflow.wiring.api_services import SubscriptionService
+    def subscriptions(self) -> billing_services.SubscriptionService:
+        from replyflow.wiring.api_services.billing import SubscriptionService
 
         return SubscriptionService(
             self.unit_of_work, lambda: self.clients.writer_sessions, self.cache, self.billing, self.clock
         )
 
     @once
-    def billing_service(self) -> api_services.BillingService:
-        from replyflow.wiring.api_services import BillingService
+    def billing_service(self) -> billing_services.BillingService:
+        from replyflow.wiring.api_services.billing import BillingService
 
         return BillingService(
             self.unit_of_work, lambda: self.billing_api, lambda: self.billing_urls, self.clock
         )
 
     @once
-    def api_keys(self) -> api_services.ApiKeyService:
-        from replyflow.wiring.api_services import ApiKeyService
+    def api_keys(self) -> api_keys_services.ApiKeyService:
+        from replyflow.wiring.api_services.api_keys import ApiKeyService
 
         return ApiKeyService(self.unit_of_work, self.cache, self.revoker, self.clock)
 
     @once
-    def meta_callbacks(self) -> api_services.MetaCallbackService:
-        from replyflow.wiring.api_services import MetaCallbackService
+    def meta_callbacks(self) -> meta_callbacks_services.MetaCallbackService:
+        from replyflow.wiring.api_services.meta_callbacks import MetaCallbackService
 
         return MetaCallbackService(
             self.unit_of_work,
@@ -445,9 +464,27 @@ class ApiDeps:
         )
 
 
+def lambda_api() -> ApiDeps:
+    """A Lambda instance's root: its view of the environment now, the full ``Settings`` at their
+    first read (a request served from the caches never builds them). A deployed stack with its
+    secrets in the environment is read by ``Settings`` at once (they vet the secrets:
+    ``settings_view.needs_settings``)."""
+    view = ApiSettings.from_environ()
+    if needs_settings(view):
+        return build_api(_full_settings())
+    return build_api(_full_settings, view=view)
+
+
+def _full_settings() -> Settings:
+    from replyflow.settings import get_settings
+
+    return get_settings()
+
+
 def build_api(
-    settings: Settings,
+    settings: Settings | Callable[[], Settings],
     *,
+    view: ApiSettings | None = None,
     clients: Clients | None = None,
     publisher: QueuePublisher | None = None,
     limiter: RateLimiter | None = None,
@@ -461,25 +498,34 @@ def build_api(
     billing_api: BillingGateway | None = None,
     sandbox_comments: SandboxComments | None = None,
 ) -> ApiDeps:
-    """The API's dependencies; every argument left out is the real adapter for ``settings``."""
-    shared = clients or Clients(settings)
+    """The API's dependencies; every argument left out is the real adapter for ``settings``, which
+    may be a callable that builds them at their first read (then ``view`` is what is read before)."""
+    if view is None:
+        if callable(settings):
+            raise TypeError("settings built on first read need the view read before")
+        view = ApiSettings.of(settings)
+    shared = clients or Clients(settings, view=view)
     gateway = billing_api or StripeOnUse(settings, shared)
     queues = publisher or shared.sqs_publisher
+
+    def full() -> Settings:
+        return shared.settings
+
     return ApiDeps(
-        settings=settings,
+        view=view,
         clients=shared,
         limiter=limiter or _redis_limiter(shared),
         revocation_store=revocation_store or _redis_revocations(shared),
-        oauth_client=oauth_client or OAuthOnUse(settings),
+        oauth_client=oauth_client or OAuthOnUse(full),
         nonces=nonces or _redis_nonces(shared),
         # BillingOnUse reads ``name`` through a property; the port declares a plain attribute.
-        billing=billing or cast("BillingProvider", BillingOnUse(lambda: _billing(settings, gateway))),
-        mailer=mailer or MailerOnUse(settings),
+        billing=billing or cast("BillingProvider", BillingOnUse(lambda: _billing(full(), gateway))),
+        mailer=mailer or MailerOnUse(full),
         requeue_parked=requeue_parked or _release_parked(queues),
         clock=clock or SystemClock(),
         billing_api=gateway,
         publisher=queues,
-        sandbox_comments=sandbox_comments or SandboxCommentsOnUse(settings),
+        sandbox_comments=sandbox_comments or SandboxCommentsOnUse(full),
     )
 
 
@@ -497,16 +543,35 @@ def _redis_revocations(clients: Clients) -> RevocationStore:
 
 def _redis_nonces(clients: Clients) -> NonceStore:
     """Spent OAuth state nonces: Redis ``SET NX EX``. Fails closed: with Redis down no state completes."""
-    from replyflow.adapters.rate_limiter import RedisCooldowns
+    return NoncesOnUse(clients)
 
-    return RedisCooldowns(clients.redis)
+
+class NoncesOnUse:
+    """``RedisCooldowns`` over the clients' Redis, built at the first nonce (the OAuth callback): no
+    other request imports the cooldowns adapter."""
+
+    def __init__(self, clients: Clients) -> None:
+        self._clients = clients
+
+    @once
+    def _store(self) -> NonceStore:
+        from replyflow.adapters.rate_limiter import RedisCooldowns
+
+        return RedisCooldowns(self._clients.redis)
+
+    def acquire(self, key: str, seconds: int) -> bool:
+        return self._store.acquire(key, seconds)
+
+
+def _resolved(settings: Settings | Callable[[], Settings]) -> Settings:
+    return settings() if callable(settings) else settings
 
 
 class OAuthOnUse:
     """The httpx Instagram OAuth client, built at its first call: only the account routes use it, so
     an API cold start that serves anything else never imports httpx."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings | Callable[[], Settings]) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self._client: InstagramOAuth | None = None
@@ -516,7 +581,7 @@ class OAuthOnUse:
             if self._client is None:
                 from replyflow.adapters.instagram_oauth import HttpxInstagramOAuth
 
-                s = self._settings
+                s = _resolved(self._settings)
                 self._client = HttpxInstagramOAuth(
                     token_url=s.instagram_oauth_token_url,
                     graph_api_base_url=s.graph_api_base_url,
@@ -553,13 +618,13 @@ class SandboxCommentsOnUse:
     """The sandbox's comment registry at the Graph API's origin, built at its first call: no API cold
     start imports httpx for it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings | Callable[[], Settings]) -> None:
         self._settings = settings
 
     def register(self, comment: SandboxComment) -> None:
         from replyflow.adapters.sandbox_comments import HttpxSandboxComments
 
-        HttpxSandboxComments.for_graph(self._settings.graph_api_base_url).register(comment)
+        HttpxSandboxComments.for_graph(_resolved(self._settings).graph_api_base_url).register(comment)
 
 
 class BillingOnUse:
@@ -615,11 +680,11 @@ class MailerOnUse:
     """SES from ``MAIL_FROM``; without it the local outbox, which a deployed stack refuses to use.
     Chosen at the first send, so an API without ``MAIL_FROM`` serves every route but the mailing ones."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings | Callable[[], Settings]) -> None:
         self._settings = settings
 
     def send(self, message: OutgoingEmail) -> None:
-        mailer_for(self._settings).send(message)
+        mailer_for(_resolved(self._settings)).send(message)
 
 
 def mailer_for(settings: Settings) -> Mailer:

@@ -12,6 +12,7 @@ adapter module is imported at the first billing call, so a function that never b
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ def stripe_gateway(settings: Settings, clients: Clients) -> StripeGateway:
 class StripeOnUse:
     """The Stripe gateway (or its local fake, by ``STRIPE_API_BASE``), built at its first call."""
 
-    def __init__(self, settings: Settings, clients: Clients) -> None:
+    def __init__(self, settings: Settings | Callable[[], Settings], clients: Clients) -> None:
+        """``settings`` may be a callable: the API's root builds its ``Settings`` at their first read."""
         self._settings = settings
         self._clients = clients
         self._lock = threading.Lock()
@@ -45,7 +47,8 @@ class StripeOnUse:
     def _real(self) -> BillingGateway:
         with self._lock:
             if self._gateway is None:
-                self._gateway = stripe_gateway(self._settings, self._clients)
+                s = self._settings
+                self._gateway = stripe_gateway(s() if callable(s) else s, self._clients)
             return self._gateway
 
     def create_customer(self, tenant_id: str, *, email: str, name: str) -> str:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from replyflow.db.shards import ShardRouter
     from replyflow.ports import QueuePublisher
     from replyflow.settings import Settings
-    from replyflow.settings_view import WebhookSettings
+    from replyflow.settings_view import ApiSettings, WebhookSettings
 
 _Owner = TypeVar("_Owner")
 _Value = TypeVar("_Value")
@@ -68,13 +68,38 @@ class once(Generic[_Owner, _Value]):  # noqa: N801 - reads like the property dec
 class Clients:
     """The clients shared by every family, for one ``Settings``: each built on first read (no I/O
     and no heavy import before). Engines and Redis clients are cached per URL underneath, so two
-    ``Clients`` of the same settings share their pools."""
+    ``Clients`` of the same settings share their pools.
 
-    def __init__(self, settings: Settings, *, app_secrets: AppSecrets | None = None) -> None:
+    Given a ``view`` (``ApiSettings``), the settings may be a callable that builds them: Redis, the
+    Secrets Manager secrets and the AWS clients read the view, and the full settings are built at
+    their first read (a database, or the local stack's secrets)."""
+
+    def __init__(
+        self,
+        settings: Settings | Callable[[], Settings],
+        *,
+        app_secrets: AppSecrets | None = None,
+        view: ApiSettings | None = None,
+    ) -> None:
         """``app_secrets`` replaces the settings' secrets provider (tests of a rotation)."""
-        self.settings = settings
+        self._settings_source = settings
+        self._view = view
+        if not callable(settings):
+            self.__dict__["settings"] = settings  # what the ``once`` attribute would hold
+        elif view is None:
+            raise TypeError("settings to build on first read need the view the clients read meanwhile")
         if app_secrets is not None:
-            self.__dict__["app_secrets"] = app_secrets  # what the ``once`` attribute would hold
+            self.__dict__["app_secrets"] = app_secrets
+
+    @once
+    def settings(self) -> Settings:
+        source = self._settings_source
+        return source() if callable(source) else source
+
+    @property
+    def _reads(self) -> Settings | ApiSettings:
+        """Where Redis, the secrets' ARNs and the AWS endpoints are read: the view when there is one."""
+        return self._view if self._view is not None else self.settings
 
     @once
     def writer_sessions(self) -> sessionmaker[Session]:
@@ -134,8 +159,10 @@ class Clients:
     @once
     def app_secrets(self) -> AppSecrets:
         """The app's secrets: Secrets Manager at run time in AWS, the settings locally."""
-        from replyflow.adapters.secrets import app_secrets_for
+        from replyflow.adapters.secrets import app_secrets_for, secrets_manager_secrets
 
+        if self._view is not None and self._view.secrets_from_secrets_manager:
+            return secrets_manager_secrets(self._view, lambda: self.secretsmanager)
         return app_secrets_for(self.settings, lambda: self.secretsmanager)
 
     @once
@@ -147,7 +174,10 @@ class Clients:
     def redis(self) -> redis.Redis:
         from replyflow.adapters.redis_client import get_redis
 
-        return get_redis(self.settings.redis_url, redis_password(self.settings, self.app_secrets))
+        s = self._reads
+        # The secrets are read for a Redis AUTH token only (AWS): the local stack's is in its URL.
+        password = redis_password(s, self.app_secrets) if s.redis_auth_secret_arn is not None else None
+        return get_redis(s.redis_url, password)
 
     @once
     def cache(self) -> RedisCache:
@@ -162,7 +192,7 @@ class Clients:
         return RotatingCipher(self.app_secrets)
 
     def aws_client(self, service: str) -> Any:
-        return aws_client(self.settings, service)
+        return aws_client(self._reads, service)
 
     @once
     def sqs(self) -> Any:
@@ -178,7 +208,7 @@ class Clients:
         return sqs_publisher(self.settings.queue_urls, lambda: self.sqs)
 
 
-def aws_client(s: Settings | WebhookSettings, service: str) -> Any:
+def aws_client(s: Settings | WebhookSettings | ApiSettings, service: str) -> Any:
     """A boto3 client in the configured region, at the configured endpoint override if any."""
     import boto3
 
@@ -237,7 +267,7 @@ def _router(
     return ShardRouter(engine(directory_url), shards, default=default, placements=placements)
 
 
-def redis_password(s: Settings | WebhookSettings, secrets: AppSecrets) -> str | None:
+def redis_password(s: Settings | WebhookSettings | ApiSettings, secrets: AppSecrets) -> str | None:
     """The Redis AUTH token from its secret (AWS); locally any password stays in ``REDIS_URL``."""
     if s.redis_url is None or s.redis_auth_secret_arn is None:
         return None
