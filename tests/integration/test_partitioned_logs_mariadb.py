@@ -98,6 +98,13 @@ def _names(sessions: sessionmaker[Session], table: str) -> list[str]:
         return [p.name for p in parts.partitions(session, table)]
 
 
+def _about(estimate: int, rows: int) -> bool:
+    """A dropped partition's rows are counted from InnoDB's statistics (``Partition.rows_estimate``,
+    no scan before a drop): for partitions this small they are exact but for a row the background
+    statistics may have counted twice (seen once: 9 for 8). The row counts themselves are exact."""
+    return abs(estimate - rows) <= 1
+
+
 def _at(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
     monkeypatch.setattr(ledger, "utcnow", lambda: moment)
 
@@ -149,8 +156,8 @@ def test_a_partition_is_dropped_only_when_every_tenant_in_it_is_expired_and_arch
     # and lose a's by chunked deletes.
     run_archive(sessions, store, now=NOW, deadline=unlimited, tenant_ids=["tenant-a"])
     second = run_retention(sessions, now=NOW, deadline=unlimited)
-    assert second.counts["rows_dropped_reply_logs"] == 3  # ONLY_A
-    assert second.counts["rows_dropped_automation_logs"] == 3
+    assert _about(second.counts["rows_dropped_reply_logs"], 3)  # ONLY_A
+    assert _about(second.counts["rows_dropped_automation_logs"], 3)
     assert second.counts["deleted_reply_logs"] == 5 + 6  # a's rows in the two shared days
     assert _count(sessions, "reply_logs", "tenant-a") == 0
     assert _count(sessions, "reply_logs", "tenant-b") == 4
@@ -163,7 +170,7 @@ def test_a_partition_is_dropped_only_when_every_tenant_in_it_is_expired_and_arch
     # Everyone archived: b's day goes whole; c keeps 28 days, so its day stays, rows untouched.
     run_archive(sessions, store, now=NOW, deadline=unlimited)
     third = run_retention(sessions, now=NOW, deadline=unlimited)
-    assert third.counts["rows_dropped_reply_logs"] == 4
+    assert _about(third.counts["rows_dropped_reply_logs"], 4)
     assert third.counts["deleted_reply_logs"] == 0
     assert _count(sessions, "reply_logs", "tenant-b") == 0
     assert _count(sessions, "reply_logs", "tenant-c") == 7
@@ -175,7 +182,7 @@ def test_a_partition_is_dropped_only_when_every_tenant_in_it_is_expired_and_arch
     much_later = NOW + timedelta(days=10)
     run_archive(sessions, store, now=much_later, deadline=unlimited)
     fourth = run_retention(sessions, now=much_later, deadline=unlimited)
-    assert fourth.counts["rows_dropped_reply_logs"] == 7
+    assert _about(fourth.counts["rows_dropped_reply_logs"], 7)
     assert _count(sessions, "reply_logs", "tenant-c") == 0
 
 
@@ -189,7 +196,9 @@ def test_rows_of_a_tenant_without_archive_keep_the_partition_with_the_archive_of
     assert kept.counts["rows_dropped"] == 0
     assert kept.counts["rows_kept_unarchived"] == 8
     dropped = run_retention(sessions, now=NOW, deadline=Deadline.unlimited(), require_archive=False)
-    assert dropped.counts["rows_dropped"] == 8
+    assert _about(dropped.counts["rows_dropped"], 8)
+    assert _count(sessions, "reply_logs", "tenant-b") == 0
+    assert _count(sessions, "automation_logs", "tenant-b") == 0
     assert dropped.counts["rows_deleted"] == 0
 
 
@@ -259,7 +268,7 @@ def test_dedupe_holds_across_partitions_and_retention(
     # partition is kept (one is parked), the sent row goes by chunked delete. Claims go after their
     # rows; the parked send's claim stays while the row does.
     result = run_retention(sessions, now=NOW, deadline=Deadline.unlimited(), require_archive=False)
-    assert result.counts["rows_dropped_inbound_events"] == 1
+    assert _about(result.counts["rows_dropped_inbound_events"], 1)
     assert result.counts["deleted_outbound_messages"] == 1
     assert result.counts["claims_deleted"] == 2
     assert result.counts["claims_kept"] == 1
@@ -350,7 +359,7 @@ def test_every_droppable_day_goes_in_one_statement_per_table(
         past = {p for p in before[table] if p.startswith("p2") and p < parts.day_name(cutoff)}
         kept = {parts.day_name(SHARED_LONG)} if table in ("reply_logs", "automation_logs") else set()
         assert gone == (past | {parts.HISTORY}) - kept, table  # the ledgers' days are empty: all go
-    assert result.counts["rows_dropped_reply_logs"] == 3 * len(short_days)
+    assert _about(result.counts["rows_dropped_reply_logs"], 3 * len(short_days))
     assert result.counts["deleted_reply_logs"] == 3  # tenant a's rows in the day c keeps
     assert _count(sessions, "reply_logs", "tenant-a") == 0
     assert _count(sessions, "reply_logs", "tenant-b") == 0
@@ -394,7 +403,7 @@ def test_claims_go_by_ranges_in_chunks_and_a_held_one_stays(
     result = run_retention(
         sessions, now=NOW, deadline=Deadline.unlimited(), require_archive=False, chunk_size=3
     )
-    assert result.counts["rows_dropped_inbound_events"] == 20
+    assert _about(result.counts["rows_dropped_inbound_events"], 20)
     assert result.counts["claims_deleted"] == 10 + 10
     assert result.counts["claims_kept"] == 1
     with sessions() as session:
