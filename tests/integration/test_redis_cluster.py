@@ -48,13 +48,20 @@ def test_the_cluster_url_gives_a_cluster_client_over_three_masters(redis_cluster
         node.redis_connection.delete(first, second)
 
 
+def _accounts_on_their_own_slots(n: int, namespace: str) -> list[str]:
+    """``n`` random account ids whose limiter keys hash to ``n`` slots (random ids may share one)."""
+    accounts: dict[int, str] = {}
+    while len(accounts) < n:
+        account = uuid.uuid4().hex
+        accounts.setdefault(key_slot(f"{namespace}:rl:{{{account}}}:h"), account)
+    return list(accounts.values())
+
+
 def test_the_send_limiter_keeps_its_budget_per_account_on_every_node(
     client: redis.Redis, redis_namespace: str
 ) -> None:
     limiter = RedisRateLimiter(client, per_second=10_000, namespace=redis_namespace)
-    accounts = [uuid.uuid4().hex for _ in range(12)]
-    slots = {key_slot(f"{redis_namespace}:rl:{{{a}}}:h") for a in accounts}
-    assert len(slots) == len(accounts)
+    accounts = _accounts_on_their_own_slots(12, redis_namespace)
     for account in accounts:
         granted = [limiter.acquire(account, 3) for _ in range(4)]
         assert [s.granted for s in granted] == [True, True, True, False]
