@@ -33,6 +33,7 @@ import redis
 
 from replyflow.adapters.redis_client import OUTAGE_ERRORS
 from replyflow.errors import CooldownsUnavailableError
+from replyflow.ports import SlotRequest
 
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
@@ -166,6 +167,95 @@ class RedisRateLimiter:
             return Slot(True, token)
         return Slot(False, "", int(delay_ms) / 1000)
 
+    def acquire_many(self, requests: Sequence[SlotRequest]) -> list[Slot | Exception]:
+        """``acquire`` for a batch's sends in two round trips however many there are: the app-wide
+        pause read once, then one pipeline of the acquire script, one call per request in order. Each
+        call is atomic on its own, so requests for one account are granted one after the other as far
+        as its windows allow (a partial grant: the rest get the delay). Requests that find their
+        account's window missing and carry a history rebuild it (one seed per account, one atomic
+        script as in ``acquire``) and go again in a second pipeline. A call the server did not answer
+        (a cluster node down) is that request's exception; a script the node does not hold yet
+        (NOSCRIPT) is run alone, which loads it. The pipeline is not a transaction: on a cluster its
+        calls go to each account's node."""
+        if not requests:
+            return []
+        try:
+            app_paused_until = int(self._redis.get(self._app_pause_key()) or 0)
+        except Exception as error:  # the limiter did not answer: every request waits (the caller defers)
+            return [error] * len(requests)
+        tokens = [uuid.uuid4().hex for _ in requests]
+        out: dict[int, Slot | Exception] = {}
+        rebuild: list[int] = []
+        everyone = range(len(requests))
+        for i, answer in zip(
+            everyone, self._acquire_all(requests, tokens, everyone, app_paused_until), strict=True
+        ):
+            if _needs_rebuild(answer) and requests[i].history is not None:
+                rebuild.append(i)
+            else:
+                out[i] = _slot(answer, tokens[i])
+        if rebuild:
+            seeded = self._seed_accounts(requests, rebuild)
+            again = [i for i in rebuild if not isinstance(seeded[requests[i].account_id], Exception)]
+            for i in rebuild:
+                failed = seeded[requests[i].account_id]
+                if isinstance(failed, Exception):
+                    out[i] = failed
+            answers = self._acquire_all(requests, tokens, again, app_paused_until, rebuild=False)
+            out.update((i, _slot(answer, tokens[i])) for i, answer in zip(again, answers, strict=True))
+        return [out[i] for i in everyone]
+
+    def _acquire_all(
+        self,
+        requests: Sequence[SlotRequest],
+        tokens: Sequence[str],
+        indexes: Sequence[int],
+        app_paused_until: int,
+        *,
+        rebuild: bool = True,
+    ) -> list[object]:
+        """The acquire script's answer for each of ``indexes`` (one pipeline), or its exception."""
+        if not indexes:
+            return []
+
+        def args(i: int) -> list[str | int]:
+            request = requests[i]
+            flag = "1" if rebuild and request.history is not None else "0"
+            limit = self.limit_for(request.hourly_budget)
+            return [0, limit, self._per_second, tokens[i], app_paused_until, flag]
+
+        pipe = self._redis.pipeline(transaction=False)
+        for i in indexes:
+            pipe.evalsha(self._acquire.sha, 3, *self._keys(requests[i].account_id), *args(i))
+        try:
+            answers: list[object] = list(pipe.execute(raise_on_error=False))
+        except Exception as error:  # the whole pipeline failed (one server down)
+            return [error] * len(indexes)
+        for n, (i, answer) in enumerate(zip(indexes, answers, strict=True)):
+            if isinstance(answer, redis.exceptions.NoScriptError):
+                try:
+                    answers[n] = self._acquire(keys=self._keys(requests[i].account_id), args=args(i))
+                except Exception as error:
+                    answers[n] = error
+        return answers
+
+    def _seed_accounts(
+        self, requests: Sequence[SlotRequest], indexes: Sequence[int]
+    ) -> dict[str, Exception | None]:
+        """Each account's window rebuilt from its first request's history: account -> its failure."""
+        seeded: dict[str, Exception | None] = {}
+        for i in indexes:
+            request = requests[i]
+            if request.account_id in seeded or request.history is None:
+                continue
+            try:
+                history = [int(ms) for ms in request.history()]
+                self._seed(keys=[self._keys(request.account_id)[0]], args=history)
+                seeded[request.account_id] = None
+            except Exception as error:  # this account's requests wait (deferred by the caller)
+                seeded[request.account_id] = error
+        return seeded
+
     def release(self, account_id: str, token: str) -> None:
         if not token:
             return
@@ -192,6 +282,22 @@ class RedisRateLimiter:
     def used(self, account_id: str) -> int:
         """Sends in the current hourly window (tests and metrics)."""
         return int(self._redis.zcard(self._keys(account_id)[0]))
+
+
+def _needs_rebuild(answer: object) -> bool:
+    return isinstance(answer, list) and len(answer) == 2 and int(answer[0]) == -1
+
+
+def _slot(answer: object, token: str) -> Slot | Exception:
+    """The acquire script's ``{granted, delay_ms}`` as a slot (an exception stays one)."""
+    if isinstance(answer, Exception):
+        return answer
+    if not isinstance(answer, list) or len(answer) != 2:
+        return redis.exceptions.ResponseError(f"unexpected limiter answer: {answer!r}")
+    granted, delay_ms = answer
+    if int(granted) == 1:
+        return Slot(True, token)
+    return Slot(False, "", int(delay_ms) / 1000)
 
 
 class RedisCooldowns:

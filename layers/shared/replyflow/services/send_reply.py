@@ -45,9 +45,12 @@ account.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import random
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,10 +72,18 @@ from replyflow.domain.lifecycle import POLICY_BLOCK_REASON as POLICY_BLOCK_REASO
 from replyflow.domain.lifecycle import TRANSIENT_ERROR, OutboundStatus, SendDecision, SendStep, decide_send
 from replyflow.domain.messages import SendJob, sends_queue
 from replyflow.errors import ReplyflowError
-from replyflow.observability import bind_tenant, logger
-from replyflow.ports import Cache, Clock, GraphSender, QueuePublisher, SendLimiter, TokenDecrypter
+from replyflow.observability import bind_tenant, clear_tenant, logger
+from replyflow.ports import (
+    Cache,
+    Clock,
+    GraphSender,
+    QueuePublisher,
+    SendLimiter,
+    SlotLike,
+    SlotRequest,
+    TokenDecrypter,
+)
 from replyflow.services import cache_keys
-from replyflow.services.sqs_batch import run_each
 
 MAX_SQS_DELAY_SECONDS = 900
 # The records of one batch sent at once (the handler's threads); the sender's pool holds as many.
@@ -160,6 +171,8 @@ class SendService:
         self._transaction_group = transaction_group or (lambda _tenant: "")
         # False: a batch's rows leased one by one, each by its own job (the bench's "before").
         self._lease_batches = lease_batches
+        self._executor: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     # -- the job -----------------------------------------------------------------------------------
 
@@ -183,27 +196,81 @@ class SendService:
 
     def attempt_batch(self, jobs: Sequence[SendJob]) -> list[SendOutcome | SentUnsettled | Exception]:
         """``attempt`` for a batch's jobs, their rows leased together first: one transaction per
-        database (``_lease_together``), then every job on its own thread up to its Graph call. A job
-        that transaction did not lease (not sendable now, a duplicate, a tenant being moved, a lease
-        that conflicted or failed) takes ``attempt``'s own path, alone. Each job's outcome, or the
-        exception it raised."""
+        database (``_lease_together``), then the leased rows' limiter slots in one call
+        (``SendLimiter.acquire_many``: two Redis round trips for the batch), then every job on a
+        thread of the service's pool up to its Graph call. A job that transaction did not lease (not
+        sendable now, a duplicate, a tenant being moved, a lease that conflicted or failed) takes
+        ``attempt``'s own path, alone. Each job's outcome, or the exception it raised."""
         leased = self._lease_together(jobs) if self._lease_batches else {}
+        slots = self._slots_for(jobs, leased)
 
         def one(i: int) -> SendOutcome | SentUnsettled:
             job = jobs[i]
             if i not in leased:
                 return self.attempt(job)
             bind_tenant(job.tenant_id, job.account_id)
-            return self._send_leased(job, leased[i])
+            return self._send_leased(job, leased[i], slots.get(i))
 
-        return run_each(one, range(len(jobs)), max_workers=SEND_CONCURRENCY)
+        return self._run_each(one, range(len(jobs)))
 
-    def _send_leased(self, job: SendJob, leased: _Leased) -> SendOutcome | SentUnsettled:
-        """A leased row from its limiter slot to its Graph call (``attempt``)."""
+    def _slots_for(
+        self, jobs: Sequence[SendJob], leased: dict[int, _Leased]
+    ) -> dict[int, SlotLike | Exception]:
+        """The leased jobs' slots, asked for together: job index -> its slot, or the limiter's error."""
+        if not leased:
+            return {}
+        order = sorted(leased)
+        requests = [
+            SlotRequest(jobs[i].account_id, leased[i].budget, self._history_of(jobs[i], leased[i]))
+            for i in order
+        ]
         try:
-            slot = self._limiter.acquire(
-                job.account_id, leased.budget, history=lambda: self._send_history(job, leased)
-            )
+            answers = self._limiter.acquire_many(requests)
+        except Exception as error:  # the limiter did not answer: each job defers on its thread
+            return dict.fromkeys(order, error)
+        return dict(zip(order, answers, strict=True))
+
+    def _history_of(self, job: SendJob, leased: _Leased) -> Callable[[], list[int]]:
+        return lambda: self._send_history(job, leased)
+
+    def _run_each(
+        self, work: Callable[[int], SendOutcome | SentUnsettled], items: Sequence[int]
+    ) -> list[SendOutcome | SentUnsettled | Exception]:
+        """``run_each`` on the service's own pool of ``SEND_CONCURRENCY`` threads, kept for the
+        process's life: starting ten threads per batch cost about a millisecond each under the GIL,
+        and the last Graph call of a batch went out that much later (docs/scaling.md#sender)."""
+
+        def run(item: int) -> SendOutcome | SentUnsettled | Exception:
+            clear_tenant()
+            try:
+                return work(item)
+            except Exception as error:
+                return error
+
+        if len(items) <= 1:
+            return [run(item) for item in items]
+        pool = self._pool()
+        futures = [pool.submit(contextvars.copy_context().run, run, item) for item in items]
+        return [future.result() for future in futures]
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=SEND_CONCURRENCY, thread_name_prefix="send")
+            return self._executor
+
+    def _send_leased(
+        self, job: SendJob, leased: _Leased, slot: SlotLike | Exception | None = None
+    ) -> SendOutcome | SentUnsettled:
+        """A leased row from its limiter slot (taken here unless ``slot`` is given: the batch's, or
+        the error the limiter answered it with) to its Graph call (``attempt``)."""
+        try:
+            if isinstance(slot, Exception):
+                raise slot
+            if slot is None:
+                slot = self._limiter.acquire(
+                    job.account_id, leased.budget, history=lambda: self._send_history(job, leased)
+                )
         except Exception as error:
             # Nothing went out: the row waits and comes back. Left "sending", it would be written off
             # as ``unknown`` (never sent) once the lease ends.
@@ -212,6 +279,11 @@ class SendService:
             return self._defer(job, leased, delay, "limiter_unavailable", "the send limiter did not answer")
         if not slot.granted:
             return self._defer(job, leased, slot.delay_seconds, "rate_limited", "no slot in the send budget")
+        return self._call_with_slot(job, leased, slot)
+
+    def _call_with_slot(self, job: SendJob, leased: _Leased, slot: SlotLike) -> SendOutcome | SentUnsettled:
+        """The token decrypted and the Graph call made, with a slot held (given back if nothing
+        went out)."""
         try:
             token = self._cipher.decrypt(leased.token_blob, context=job.account_id)
         except InvalidTag:  # this row's ciphertext does not open (copied, or tampered with)
