@@ -174,9 +174,8 @@ class RedisRateLimiter:
         as its windows allow (a partial grant: the rest get the delay). Requests that find their
         account's window missing and carry a history rebuild it (one seed per account, one atomic
         script as in ``acquire``) and go again in a second pipeline. A call the server did not answer
-        (a cluster node down) is that request's exception; a script the node does not hold yet
-        (NOSCRIPT) is run alone, which loads it. The pipeline is not a transaction: on a cluster its
-        calls go to each account's node."""
+        (a cluster node down) is that request's exception. The pipeline is not a transaction: on a
+        cluster its calls go to each account's node."""
         if not requests:
             return []
         try:
@@ -226,18 +225,14 @@ class RedisRateLimiter:
 
         pipe = self._redis.pipeline(transaction=False)
         for i in indexes:
-            pipe.evalsha(self._acquire.sha, 3, *self._keys(requests[i].account_id), *args(i))
+            # EVAL, not EVALSHA: a cluster pipeline refuses EVALSHA (and its ``eval`` method takes no
+            # script), and the body costs the server one digest (its script cache keeps it compiled),
+            # never a NOSCRIPT to recover from. Either pipeline routes EVAL by its keys' slot.
+            pipe.execute_command("EVAL", _ACQUIRE, 3, *self._keys(requests[i].account_id), *args(i))
         try:
-            answers: list[object] = list(pipe.execute(raise_on_error=False))
+            return list(pipe.execute(raise_on_error=False))
         except Exception as error:  # the whole pipeline failed (one server down)
             return [error] * len(indexes)
-        for n, (i, answer) in enumerate(zip(indexes, answers, strict=True)):
-            if isinstance(answer, redis.exceptions.NoScriptError):
-                try:
-                    answers[n] = self._acquire(keys=self._keys(requests[i].account_id), args=args(i))
-                except Exception as error:
-                    answers[n] = error
-        return answers
 
     def _seed_accounts(
         self, requests: Sequence[SlotRequest], indexes: Sequence[int]
