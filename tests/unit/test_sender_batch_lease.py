@@ -4,6 +4,7 @@ its record's own path alone, as a batch of single sends would; nothing is sent t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -231,3 +232,24 @@ def test_a_batch_rebuilds_a_lost_limiter_window_from_the_ledger(world: World) ->
     assert len(world.limiter.rebuilt_from) == 2
     assert world.limiter.granted == 4
     assert _statuses(world, jobs) == ["sent", "sent"]
+
+
+def test_a_calling_threads_send_threads_are_kept_for_its_next_batch_and_its_own(world: World) -> None:
+    threads: list[int] = []
+
+    def record(_n: int, _payload: dict[str, Any]) -> None:
+        threads.append(threading.get_ident())
+
+    service = world.service(ScriptedGraph(record))
+    service.attempt_batch([world.add(key=f"t{n}") for n in range(3)])
+    first = set(threads)
+    service.attempt_batch([world.add(key=f"t{n}") for n in range(3, 6)])
+    assert set(threads[3:]) <= first  # the second batch ran on the first one's threads
+    threads.clear()
+    other = threading.Thread(
+        target=service.attempt_batch, args=([world.add(key=f"t{n}") for n in range(6, 9)],)
+    )
+    other.start()
+    other.join()
+    assert threads
+    assert not set(threads) & first  # another calling thread (a concurrent batch) has a pool of its own

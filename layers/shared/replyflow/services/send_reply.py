@@ -171,8 +171,7 @@ class SendService:
         self._transaction_group = transaction_group or (lambda _tenant: "")
         # False: a batch's rows leased one by one, each by its own job (the bench's "before").
         self._lease_batches = lease_batches
-        self._executor: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._pools = threading.local()  # the calling thread's pool of send threads (``_run_each``)
 
     # -- the job -----------------------------------------------------------------------------------
 
@@ -236,9 +235,12 @@ class SendService:
     def _run_each(
         self, work: Callable[[int], SendOutcome | SentUnsettled], items: Sequence[int]
     ) -> list[SendOutcome | SentUnsettled | Exception]:
-        """``run_each`` on the service's own pool of ``SEND_CONCURRENCY`` threads, kept for the
-        process's life: starting ten threads per batch cost about a millisecond each under the GIL,
-        and the last Graph call of a batch went out that much later (docs/scaling.md#sender)."""
+        """``run_each`` (``services.sqs_batch``) on a pool of ``SEND_CONCURRENCY`` threads kept for the
+        life of the calling thread: starting ten threads per batch cost about a millisecond each
+        while the first ones were already calling, so the batch's last Graph call went out ~10 ms
+        after its first (docs/scaling.md#the-sender). One pool per calling thread, as one per batch
+        was before: where batches run at once in one process (the local stack's worker processes),
+        each still gets its ten threads; a thread's pool ends with it."""
 
         def run(item: int) -> SendOutcome | SentUnsettled | Exception:
             clear_tenant()
@@ -249,15 +251,12 @@ class SendService:
 
         if len(items) <= 1:
             return [run(item) for item in items]
-        pool = self._pool()
+        pool: ThreadPoolExecutor | None = getattr(self._pools, "executor", None)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=SEND_CONCURRENCY, thread_name_prefix="send")
+            self._pools.executor = pool
         futures = [pool.submit(contextvars.copy_context().run, run, item) for item in items]
         return [future.result() for future in futures]
-
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=SEND_CONCURRENCY, thread_name_prefix="send")
-            return self._executor
 
     def _send_leased(
         self, job: SendJob, leased: _Leased, slot: SlotLike | Exception | None = None
