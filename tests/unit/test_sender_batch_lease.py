@@ -17,7 +17,7 @@ from replyflow.db.models import OutboundMessage
 from replyflow.db.repositories import plans
 from replyflow.domain.messages import SendJob
 from replyflow.ports import SlotRequest
-from replyflow.services.send_reply import SendOutcome, SentUnsettled
+from replyflow.services.send_reply import SEND_CONCURRENCY, SendOutcome, SentUnsettled
 from tests.support_pipeline import FakeLimiter, FakeSlot, ScriptedGraph
 from tests.unit.test_sender import World, _batch, _statuses, module_db, world
 from tests.unit.test_sender_quota import dms, fill_to
@@ -235,21 +235,21 @@ def test_a_batch_rebuilds_a_lost_limiter_window_from_the_ledger(world: World) ->
 
 
 def test_a_calling_threads_send_threads_are_kept_for_its_next_batch_and_its_own(world: World) -> None:
-    threads: list[int] = []
+    threads: list[threading.Thread] = []  # the objects, so that a thread that ended is never mistaken
 
     def record(_n: int, _payload: dict[str, Any]) -> None:
-        threads.append(threading.get_ident())
+        threads.append(threading.current_thread())
 
     service = world.service(ScriptedGraph(record))
-    service.attempt_batch([world.add(key=f"t{n}") for n in range(3)])
-    first = set(threads)
-    service.attempt_batch([world.add(key=f"t{n}") for n in range(3, 6)])
-    assert set(threads[3:]) <= first  # the second batch ran on the first one's threads
+    for batch in range(12):
+        service.attempt_batch([world.add(key=f"t{batch}.{n}") for n in range(2)])
+    mine = set(threads)
+    # Twelve batches on at most the pool's ten threads (a pool per batch starts one or two per batch).
+    assert len(threads) == 24
+    assert len(mine) <= SEND_CONCURRENCY
     threads.clear()
-    other = threading.Thread(
-        target=service.attempt_batch, args=([world.add(key=f"t{n}") for n in range(6, 9)],)
-    )
+    other = threading.Thread(target=service.attempt_batch, args=([world.add(key=f"o{n}") for n in range(2)],))
     other.start()
     other.join()
-    assert threads
-    assert not set(threads) & first  # another calling thread (a concurrent batch) has a pool of its own
+    assert len(threads) == 2
+    assert not set(threads) & mine  # another calling thread (a concurrent batch) has a pool of its own
