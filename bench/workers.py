@@ -32,7 +32,7 @@ The sandbox runs in a process of its own (``_SandboxProcess``), as Graph is not 
 instance's process: in this one, its request parsing and response writing took the GIL from the
 sender's threads at the very moments the batch's calls went out and came back (about 0.45 ms of CPU
 per call, 4-5 ms per batch of 10). ``BENCH_SANDBOX_IN_PROCESS=1`` runs it in this process, as this
-suite did before (docs/scaling.md#sender), so both placements can be compared on one tree.
+suite did before (docs/scaling.md#the-sender), so both placements can be compared on one tree.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ class SendService:
         self._limiter_retry = limiter_retry_seconds
         # tenant -> its database (the shard): a batch's sends are settled together per database.
         self._transaction_group = transaction_group or (lambda _tenant: "")
-        # False: a batch's rows leased one by one, each by its own job (the bench's "before").
+        # False: a batch's rows leased one by one, each by its own job (as before the batch lease).
         self._lease_batches = lease_batches
         self._pools = threading.local()  # the calling thread's pool of send threads (``_run_each``)
 
