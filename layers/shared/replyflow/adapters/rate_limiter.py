@@ -11,9 +11,10 @@ is atomic across any number of concurrent workers (Redis runs a script alone):
   key has no account hash tag, so it is read first and handed to the script as an argument (a script
   touches keys of one slot only); the longer of the two pauses wins.
 No slot means "try again in N seconds", the exact time at which the oldest entry leaves the full
-window (or the pause ends); nothing is consumed. :meth:`release` gives a slot back when a send
-definitely did not go out. Time is Redis's ``TIME``, one clock for every worker. Keys share the hash
-tag ``{account}`` so the script stays valid on a cluster.
+window (or the pause ends); nothing is consumed. :meth:`acquire_many` asks for a batch's slots in
+two round trips (the app pause, then one pipeline of the script, a call per send). :meth:`release`
+gives a slot back when a send definitely did not go out. Time is Redis's ``TIME``, one clock for
+every worker. Keys share the hash tag ``{account}`` so the script stays valid on a cluster.
 
 A missing hourly key means either an hour without sends or a Redis that lost its data (a restart, a
 failover to an empty replica). The second must not hand the account a fresh budget, so when the

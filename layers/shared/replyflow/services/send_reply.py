@@ -10,10 +10,12 @@ Per send job:
    (``tests/infra``);
 2. park the row if the account needs re-authorisation; skip it if its window (``not_after``) passed;
 3. own the row (``ledger.start_send``: one conditional UPDATE) - only the owner calls Graph;
-4. take a slot from the account's limiter; none -> ``deferred`` and re-published with the delay the
-   limiter names (SQS caps a delay at 900 s; a longer wait just defers again). Never a failure. A
-   limiter that does not answer (Redis down) defers the row too, for ``limiter_retry_seconds``: it
-   was never sent, so it must not stay ``sending`` (that would end as ``unknown``). When the
+4. take a slot from the account's limiter (a batch's leased rows take theirs in one call,
+   ``SendLimiter.acquire_many``, each with the same answer it would get alone); none -> ``deferred``
+   and re-published with the delay the limiter names (SQS caps a delay at 900 s; a longer wait just
+   defers again). Never a failure. A limiter that does not answer (Redis down) defers the row too,
+   for ``limiter_retry_seconds``: it was never sent, so it must not stay ``sending`` (that would end
+   as ``unknown``). When the
    account's window is missing in Redis the limiter rebuilds it from the ledger's ``sent_at``;
 5. call Graph and settle the row by the error class (``adapters.graph_client``): sent (a DM's
    quota was reserved when the row was owned in 3., atomically against the plan's monthly quota: none
