@@ -77,7 +77,8 @@ class _SandboxProcess:
     messages received) over a pipe."""
 
     def __init__(self) -> None:
-        context = multiprocessing.get_context("fork")  # before any thread of this process starts
+        # spawn, not fork: suites before this one may have left threads (a fork could copy a held lock).
+        context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._process = context.Process(target=_serve_sandbox, args=(child,), daemon=True)
         self._process.start()
