@@ -265,22 +265,25 @@ class SendService:
     ) -> SendOutcome | SentUnsettled:
         """A leased row from its limiter slot (taken here unless ``slot`` is given: the batch's, or
         the error the limiter answered it with) to its Graph call (``attempt``)."""
-        try:
-            if isinstance(slot, Exception):
-                raise slot
-            if slot is None:
+        if isinstance(slot, Exception):
+            return self._limiter_unavailable(job, leased, slot)
+        if slot is None:
+            try:
                 slot = self._limiter.acquire(
                     job.account_id, leased.budget, history=lambda: self._send_history(job, leased)
                 )
-        except Exception as error:
-            # Nothing went out: the row waits and comes back. Left "sending", it would be written off
-            # as ``unknown`` (never sent) once the lease ends.
-            logger.warning("send limiter unavailable: the message waits", extra={"error": str(error)})
-            delay = self._limiter_retry * (0.5 + self._rng() / 2)
-            return self._defer(job, leased, delay, "limiter_unavailable", "the send limiter did not answer")
+            except Exception as error:
+                return self._limiter_unavailable(job, leased, error)
         if not slot.granted:
             return self._defer(job, leased, slot.delay_seconds, "rate_limited", "no slot in the send budget")
         return self._call_with_slot(job, leased, slot)
+
+    def _limiter_unavailable(self, job: SendJob, leased: _Leased, error: Exception) -> SendOutcome:
+        # Nothing went out: the row waits and comes back. Left "sending", it would be written off as
+        # ``unknown`` (never sent) once the lease ends.
+        logger.warning("send limiter unavailable: the message waits", extra={"error": str(error)})
+        delay = self._limiter_retry * (0.5 + self._rng() / 2)
+        return self._defer(job, leased, delay, "limiter_unavailable", "the send limiter did not answer")
 
     def _call_with_slot(self, job: SendJob, leased: _Leased, slot: SlotLike) -> SendOutcome | SentUnsettled:
         """The token decrypted and the Graph call made, with a slot held (given back if nothing
