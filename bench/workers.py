@@ -16,26 +16,31 @@ broker's shape:
   publish the send job) -> events/s over the whole run, per-batch p50/p95/p99, and the process's CPU
   time per event (``time.process_time``: every thread of this process, the database and Redis
   servers excluded). Every round of events below is processed here, so its row has them all.
-- sender: ``sender.handler.lambda_handler`` (the batch's rows leased in one transaction, then records
-  on its pool of 10 threads: limiter slot in Redis, token decrypt, Graph call to the sandbox; the sends
-  settled in one transaction) on the send jobs the processor published,
+- sender: ``sender.handler.lambda_handler`` (the batch's rows leased in one transaction, their limiter
+  slots taken in one Redis pipeline, then records on the service's pool of 10 threads: token decrypt,
+  Graph call to the sandbox; the sends settled in one transaction) on the send jobs the processor
+  published,
   once with the sandbox answering at 0 ms and once, on fresh comments, at 200 ms injected latency
   -> sends/s and per-batch p50/p95/p99.
 
 The processor has its own pool of 4 (``PROCESSOR_POOL``, its functions' ``DATABASE_POOL_SIZE``);
 the sender holds a connection per concurrent send (``SEND_CONCURRENCY=10``, overflow 10), as one
-Lambda instance does. At 200 ms the sender runs twice, each on fresh comments: first leasing each
-record's row in its own transaction on the record's thread (the "before"), then leasing the batch's
-rows together (one transaction per database) before the Graph calls. Outcomes come from the ledger
-(``outbound_messages.status`` of the rows the run touched): a deferral re-publishes the job with a
-delay to the collector and is counted, not retried.
+Lambda instance does. Outcomes come from the ledger (``outbound_messages.status`` of the rows the run
+touched): a deferral re-publishes the job with a delay to the collector and is counted, not retried.
+
+The sandbox runs in a process of its own (``_SandboxProcess``), as Graph is not in a Lambda
+instance's process: in this one, its request parsing and response writing took the GIL from the
+sender's threads at the very moments the batch's calls went out and came back (about 0.45 ms of CPU
+per call, 4-5 ms per batch of 10). ``BENCH_SANDBOX_IN_PROCESS=1`` runs it in this process, as this
+suite did before (docs/scaling.md#the-sender), so both placements can be compared on one tree.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.stats import summarize
@@ -59,39 +64,70 @@ from local.extra_accounts import seed_accounts
 
 if TYPE_CHECKING:
     from replyflow.wiring.core import Clients
-    from replyflow.wiring.pipeline import PipelineDeps
 
 
 BATCH = 10
-# (sandbox latency, the sender): "rows leased one by one" is the sender before a batch's rows were
-# leased together, each record's own lease transaction (before/after in one run, each on fresh comments).
-ROUNDS = ((0, "pool 10+10"), (200, "pool 10+10, rows leased one by one (before)"), (200, "pool 10+10"))
+# (sandbox latency, the sender), each round on fresh comments.
+ROUNDS = ((0, "pool 10+10"), (200, "pool 10+10"))
 PROCESSOR_POOL = 4  # template.yaml, the processor functions' DATABASE_POOL_SIZE
 
 
-@dataclass(frozen=True)
-class _SenderOnPool:
-    """The sender's dependencies leasing each record's row on its own (the bench's "before")."""
+class _SandboxProcess:
+    """The sandbox served by a child process: its URL, and what the suite asks of it (tokens issued,
+    messages received) over a pipe."""
 
-    sender: Any
-    retry_backoff: Any
+    def __init__(self) -> None:
+        # spawn, not fork: suites before this one may have left threads (a fork could copy a held lock).
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve_sandbox, args=(child,), daemon=True)
+        self._process.start()
+        self.url: str = self._conn.recv()
+
+    def issue_token(self, ig_user_id: str, username: str) -> str:
+        self._conn.send(("issue", ig_user_id, username))
+        return str(self._conn.recv())
+
+    def sent(self) -> int:
+        self._conn.send(("sent",))
+        return int(self._conn.recv())
+
+    def stop(self) -> None:
+        self._conn.send(("stop",))
+        self._process.join(timeout=10)
 
 
-def _leasing_one_by_one(deps: PipelineDeps) -> _SenderOnPool:
-    from replyflow.services.send_reply import SEND_CONCURRENCY, SendService
+class _SandboxHere:
+    """The sandbox on a thread of this process (``BENCH_SANDBOX_IN_PROCESS=1``)."""
 
-    clients = deps.clients
-    sender = SendService(
-        sessions=clients.writer_sessions_for(SEND_CONCURRENCY),
-        lease_batches=False,
-        graph=deps.graph,
-        limiter=deps.limiter,
-        cipher=clients.cipher,
-        publisher=deps.publisher,
-        cache=clients.cache,
-        clock=deps.clock,
-    )
-    return _SenderOnPool(sender, deps.retry_backoff)
+    def __init__(self) -> None:
+        from local.sandbox import SandboxServer
+
+        self._server = SandboxServer(
+            "127.0.0.1", 0, app_id=APP_ID, app_secret=APP_SECRET, faults={"latency_ms": 0}
+        )
+        self._server.start()
+        self.url = self._server.url
+        self.issue_token = self._server.issue_token
+
+    def sent(self) -> int:
+        return len(self._server.app.state.sent)
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def _serve_sandbox(conn: Any) -> None:
+    from local.sandbox import SandboxServer
+
+    server = SandboxServer("127.0.0.1", 0, app_id=APP_ID, app_secret=APP_SECRET, faults={"latency_ms": 0})
+    server.start()
+    conn.send(server.url)
+    try:
+        while (ask := conn.recv())[0] != "stop":
+            conn.send(server.issue_token(ask[1], ask[2]) if ask[0] == "issue" else len(server.app.state.sent))
+    finally:
+        server.stop()
 
 
 def _events(ig_ids: list[str], count: int, collector: CollectingPublisher, webhook: Any) -> list[Published]:
@@ -151,7 +187,6 @@ def _set_latency(sandbox_url: str, latency_ms: int) -> None:
 
 
 def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
-    from local.sandbox import SandboxServer
     from processor.handler import make_handler as processor_handler
     from replyflow.domain.messages import SendJob
     from replyflow.settings import Settings
@@ -163,8 +198,9 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     processor_samples: list[float] = []
     processor_seconds, processor_cpu, processor_events, processor_failed, sends_queued = 0.0, 0.0, 0, 0, 0
-    sandbox = SandboxServer("127.0.0.1", 0, app_id=APP_ID, app_secret=APP_SECRET, faults={"latency_ms": 0})
-    sandbox.start()
+    here = os.environ.get("BENCH_SANDBOX_IN_PROCESS") == "1"
+    sandbox: _SandboxProcess | _SandboxHere = _SandboxHere() if here else _SandboxProcess()
+    placement = "sandbox in this process" if here else "sandbox in its own process"
     try:
         with mariadb_database("rf_bench_workers") as db_url, bench_redis() as redis_url:
             collector = CollectingPublisher()
@@ -183,11 +219,7 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
             processor_settings = settings.model_copy(update={"database_pool_size": PROCESSOR_POOL})
             processor_deps = build_pipeline(processor_settings, publisher=collector)
             processor = processor_handler(lambda: processor_deps)
-            before = _leasing_one_by_one(deps)
-            senders = {
-                "pool 10+10": sender_handler(lambda: deps),
-                "pool 10+10, rows leased one by one (before)": sender_handler(lambda: before),
-            }
+            senders = {"pool 10+10": sender_handler(lambda: deps)}
             progress(f"workers: seeding the demo tenant + {accounts} accounts on MariaDB")
             ig_ids = seed_accounts(clients, sandbox.issue_token, accounts)
             where = f"MariaDB (fresh db; processor pool {PROCESSOR_POOL}), Redis {redis_url}"
@@ -205,14 +237,14 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
                 jobs = collector.take("sends-")
                 sends_queued += len(jobs)
                 outbound_ids = [SendJob.from_json(job.body).outbound_id for job in jobs]
-                sent_before = len(sandbox.app.state.sent)
+                sent_before = sandbox.sent()
                 progress(f"workers: sender ({pool}), {len(jobs)} sends at sandbox latency {latency_ms} ms")
                 samples, seconds, failed, _cpu = _drive(senders[pool], _batches(jobs))
                 republished = collector.take("sends-")
                 ledger = _ledger(clients, outbound_ids)
                 rows.append(
                     summarize(
-                        f"sender, batch of {BATCH}, sandbox {latency_ms} ms, {pool}",
+                        f"sender, batch of {BATCH}, sandbox {latency_ms} ms, {pool}, {placement}",
                         samples,
                         per_second=rate(len(jobs), seconds),
                         unit="per batch; per_second = sends/s",
@@ -220,7 +252,7 @@ def run(events: int = 1000, accounts: int = 50) -> list[dict[str, Any]]:
                         ledger=dict(sorted(ledger.items())),
                         deferred_republished=len(republished),
                         batch_failures=failed,
-                        sandbox_received=len(sandbox.app.state.sent) - sent_before,
+                        sandbox_received=sandbox.sent() - sent_before,
                         sandbox_latency_ms=latency_ms,
                         backing=where,
                     )

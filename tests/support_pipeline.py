@@ -30,6 +30,7 @@ from replyflow.adapters.queues import BrokerPublisher, BrokerVisibility
 from replyflow.db.models import Automation, InstagramAccount, Template, Tenant
 from replyflow.db.repositories.plans import seed_plans
 from replyflow.ids import new_id
+from replyflow.ports import SlotRequest
 from replyflow.services.intake import sign
 
 KEY = "bG9jYWwtb25seS10b2tlbi1rZXktMzItYnl0ZXMhIT0="
@@ -427,6 +428,7 @@ class FakeLimiter:
         self.paused_all: list[float] = []
         self.window_lost = False  # like a Redis restart: the next acquire rebuilds from ``history``
         self.rebuilt_from: list[int] = []
+        self.batches: list[int] = []  # the size of each ``acquire_many`` call
 
     def acquire(
         self, account_id: str, hourly_budget: int, *, history: Callable[[], Sequence[int]] | None = None
@@ -438,6 +440,16 @@ class FakeLimiter:
             return FakeSlot(False, "", self.delay)
         self.granted += 1
         return FakeSlot(True, f"slot{self.granted}")
+
+    def acquire_many(self, requests: Sequence[SlotRequest]) -> list[FakeSlot | Exception]:
+        self.batches.append(len(requests))
+        out: list[FakeSlot | Exception] = []
+        for request in requests:
+            try:
+                out.append(self.acquire(request.account_id, request.hourly_budget, history=request.history))
+            except Exception as error:
+                out.append(error)
+        return out
 
     def release(self, account_id: str, token: str) -> None:
         self.released.append(token)

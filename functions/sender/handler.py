@@ -100,8 +100,9 @@ def make_handler(deps: Callable[[], SenderDeps]) -> Handler:
 def _together(
     sender: Sends, records: Sequence[dict[str, Any]], outcomes: list[SendOutcome]
 ) -> dict[int, Exception | None]:
-    """The records' rows leased together, every record's send on its own thread up to its Graph call
-    (``SendService.attempt_batch``), then the sends that went out settled together. A record whose
+    """The records' rows leased together and their limiter slots taken together, every record's send
+    on a thread of the sender's pool up to its Graph call (``SendService.attempt_batch``), then the
+    sends that went out settled together. A record whose
     body does not decode is left to be handled alone."""
     jobs: list[tuple[int, SendJob]] = []
     for i, record in enumerate(records):

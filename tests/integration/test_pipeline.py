@@ -21,6 +21,7 @@ from processor import handler as processor
 from replyflow.adapters.rate_limiter import RedisRateLimiter, Slot
 from replyflow.db.engine import session_scope
 from replyflow.db.models import AutomationLog, InstagramAccount, OutboundMessage, ReplyLog
+from replyflow.ports import SlotLike, SlotRequest
 from replyflow.services.send_reply import SendService, release_parked
 from replyflow.services.sqs_batch import RetryBackoff
 from replyflow.settings import Settings
@@ -183,6 +184,9 @@ class CompressedLimiter:
         self, account_id: str, hourly_budget: int, *, history: Callable[[], Sequence[int]] | None = None
     ) -> Slot:
         return self._inner.acquire(account_id, hourly_budget, history=history)
+
+    def acquire_many(self, requests: Sequence[SlotRequest]) -> list[SlotLike | Exception]:
+        return list(self._inner.acquire_many(requests))
 
     def release(self, account_id: str, token: str) -> None:
         self._inner.release(account_id, token)

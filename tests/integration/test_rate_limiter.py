@@ -6,10 +6,12 @@ from __future__ import annotations
 import multiprocessing
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 
-from replyflow.adapters.rate_limiter import RedisRateLimiter
+from replyflow.adapters.rate_limiter import RedisRateLimiter, Slot
+from replyflow.ports import SlotRequest
 from tests.private_redis import client_for
 
 pytestmark = pytest.mark.integration
@@ -82,3 +84,75 @@ def test_every_deferred_message_is_sent_and_no_second_holds_more_than_the_cap(
     assert not slot.granted
     assert 3500 < slot.delay_seconds <= 3600
     client.delete(hour_key)
+
+
+# -- a batch's slots in one call (``acquire_many``) ---------------------------------------------------
+
+
+def test_a_batch_takes_its_slots_in_order_with_a_partial_grant_per_account(
+    redis_url: str, redis_namespace: str
+) -> None:
+    limiter = RedisRateLimiter(client_for(redis_url), per_second=10_000, namespace=redis_namespace)
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    requests = [SlotRequest(a, 3), SlotRequest(b, 3), SlotRequest(a, 3), SlotRequest(a, 3), SlotRequest(a, 3)]
+    slots = limiter.acquire_many(requests)
+    assert all(isinstance(s, Slot) for s in slots)
+    granted = [s.granted for s in slots if isinstance(s, Slot)]
+    assert granted == [True, True, True, True, False]  # a's fourth finds its window full
+    denied = slots[4]
+    assert isinstance(denied, Slot)
+    assert 3500 < denied.delay_seconds <= 3600
+    assert denied.token == ""
+    assert limiter.used(a) == 3
+    assert limiter.used(b) == 1
+    tokens = [s.token for s in slots if isinstance(s, Slot) and s.granted]
+    assert len(set(tokens)) == 4  # each slot its own token, so each can be released alone
+    limiter.release(a, tokens[0])
+    assert limiter.used(a) == 2
+    assert limiter.acquire_many([]) == []
+
+
+def test_a_batch_rebuilds_a_lost_window_once_per_account_then_counts_against_it(
+    redis_url: str, redis_namespace: str
+) -> None:
+    limiter = RedisRateLimiter(client_for(redis_url), per_second=10_000, namespace=redis_namespace)
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    now_ms = int(time.time() * 1000)
+    reads: list[str] = []
+
+    def history(account: str, sends: int) -> Callable[[], list[int]]:
+        def read() -> list[int]:
+            reads.append(account)
+            return [now_ms - 60_000 * (n + 1) for n in range(sends)]
+
+        return read
+
+    requests = [SlotRequest(a, 3, history(a, 2)) for _ in range(3)] + [SlotRequest(b, 3, history(b, 0))]
+    slots = limiter.acquire_many(requests)
+    assert [s.granted for s in slots if isinstance(s, Slot)] == [True, False, False, True]
+    assert sorted(reads) == sorted([a, b])  # one ledger read per account, not per request
+    assert limiter.used(a) == 3  # the two sends of the ledger's history, then one slot
+    # The window exists now: a second batch neither reads the ledger nor gets a fresh budget.
+    again = limiter.acquire_many([SlotRequest(a, 3, history(a, 2))])
+    assert isinstance(again[0], Slot)
+    assert not again[0].granted
+    assert sorted(reads) == sorted([a, b])
+
+
+def test_a_batch_waits_out_an_app_wide_pause(redis_url: str, redis_namespace: str) -> None:
+    limiter = RedisRateLimiter(client_for(redis_url), per_second=10_000, namespace=redis_namespace)
+    accounts = [uuid.uuid4().hex for _ in range(3)]
+    limiter.pause_all(60)
+    slots = limiter.acquire_many([SlotRequest(account, 100) for account in accounts])
+    assert all(isinstance(s, Slot) and not s.granted and 55 < s.delay_seconds <= 60 for s in slots)
+    assert [limiter.used(account) for account in accounts] == [0, 0, 0]
+
+
+def test_a_limiter_that_does_not_answer_gives_each_request_its_error() -> None:
+    import redis
+
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    limiter = RedisRateLimiter(down, namespace="rftest:down")
+    answers = limiter.acquire_many([SlotRequest("a", 3), SlotRequest("b", 3)])
+    assert len(answers) == 2
+    assert all(isinstance(answer, redis.ConnectionError) for answer in answers)

@@ -4,6 +4,8 @@ its record's own path alone, as a batch of single sends would; nothing is sent t
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,8 +16,9 @@ from replyflow.db.engine import session_scope
 from replyflow.db.models import OutboundMessage
 from replyflow.db.repositories import plans
 from replyflow.domain.messages import SendJob
-from replyflow.services.send_reply import SendOutcome, SentUnsettled
-from tests.support_pipeline import ScriptedGraph
+from replyflow.ports import SlotRequest
+from replyflow.services.send_reply import SEND_CONCURRENCY, SendOutcome, SentUnsettled
+from tests.support_pipeline import FakeLimiter, FakeSlot, ScriptedGraph
 from tests.unit.test_sender import World, _batch, _statuses, module_db, world
 from tests.unit.test_sender_quota import dms, fill_to
 
@@ -154,3 +157,99 @@ def test_the_batch_reserves_its_dms_together(world: World) -> None:
     assert _statuses_of(attempts) == ["unsettled"] * 3
     assert dms(world) == (start or 0) + 3
     assert all(isinstance(a, SentUnsettled) and a.leased.quota_period for a in attempts)
+
+
+# -- the batch's limiter slots, asked for together (``SendLimiter.acquire_many``) --------------------
+
+
+class _PartlyDown(FakeLimiter):
+    """Answers the batch with an error for the requests at ``down`` (a cluster node that did not)."""
+
+    def __init__(self, down: set[int]) -> None:
+        super().__init__()
+        self.down = down
+
+    def acquire_many(self, requests: Sequence[SlotRequest]) -> list[FakeSlot | Exception]:
+        answers = super().acquire_many(requests)
+        return [ConnectionError("node down") if i in self.down else a for i, a in enumerate(answers)]
+
+
+class _BatchDown(FakeLimiter):
+    def acquire_many(self, requests: Sequence[SlotRequest]) -> list[FakeSlot | Exception]:
+        raise ConnectionError("redis is down")
+
+
+def test_a_batch_asks_the_limiter_once_for_all_its_leased_rows(world: World) -> None:
+    jobs = [world.add(key=f"s{n}") for n in range(4)]
+    graph = ScriptedGraph()
+    assert _batch(world, graph, jobs) == {"batchItemFailures": []}
+    assert world.limiter.batches == [4]
+    assert world.limiter.granted == 4
+    assert _statuses(world, jobs) == ["sent"] * 4
+
+
+def test_a_partial_grant_sends_what_fits_and_defers_the_rest(world: World) -> None:
+    jobs = [world.add(key=f"p{n}") for n in range(4)]
+    world.limiter.budget = 2
+    graph = ScriptedGraph()
+    assert _batch(world, graph, jobs) == {"batchItemFailures": []}
+    assert len(graph.calls) == 2
+    statuses = _statuses(world, jobs)
+    assert sorted(statuses) == ["deferred", "deferred", "sent", "sent"]
+    deferred = [j for j, s in zip(jobs, statuses, strict=True) if s == "deferred"]
+    assert [world.row(j).error_code for j in deferred] == ["rate_limited"] * 2
+    assert [world.row(j).attempts for j in deferred] == [0, 0]  # a deferral is not an attempt
+    assert sorted(body for _q, body, _d in world.queues.published) == sorted(j.to_json() for j in deferred)
+    assert {delay for _q, _b, delay in world.queues.published} == {30}
+
+
+def test_a_request_the_limiter_did_not_answer_waits_and_the_others_go_out(world: World) -> None:
+    jobs = [world.add(key=f"u{n}") for n in range(3)]
+    graph = ScriptedGraph()
+    service = world.service(graph, limiter=_PartlyDown({1}))
+    attempts = service.attempt_batch(jobs)
+    assert _statuses_of(attempts) == ["unsettled", "deferred", "unsettled"]
+    assert world.row(jobs[1]).error_code == "limiter_unavailable"
+    assert len(graph.calls) == 2
+
+
+def test_a_limiter_down_for_the_whole_batch_defers_every_row_and_sends_nothing(world: World) -> None:
+    jobs = [world.add(key=f"w{n}") for n in range(3)]
+    graph = ScriptedGraph()
+    attempts = world.service(graph, limiter=_BatchDown()).attempt_batch(jobs)
+    assert _statuses_of(attempts) == ["deferred"] * 3
+    assert _statuses(world, jobs) == ["deferred"] * 3  # never left "sending" (it would end "unknown")
+    assert graph.calls == []
+
+
+def test_a_batch_rebuilds_a_lost_limiter_window_from_the_ledger(world: World) -> None:
+    sent = world.add(key="h0")
+    assert _batch(world, ScriptedGraph(), [sent]) == {"batchItemFailures": []}
+    world.limiter.window_lost = True  # a Redis restart
+    jobs = [world.add(key=f"h{n}") for n in range(1, 3)]
+    assert _batch(world, ScriptedGraph(), jobs) == {"batchItemFailures": []}
+    # The first request's history: h0 sent, and h2 leased with it (a row being sent counts); not h1.
+    assert len(world.limiter.rebuilt_from) == 2
+    assert world.limiter.granted == 4
+    assert _statuses(world, jobs) == ["sent", "sent"]
+
+
+def test_a_calling_threads_send_threads_are_kept_for_its_next_batch_and_its_own(world: World) -> None:
+    threads: list[threading.Thread] = []  # the objects, so that a thread that ended is never mistaken
+
+    def record(_n: int, _payload: dict[str, Any]) -> None:
+        threads.append(threading.current_thread())
+
+    service = world.service(ScriptedGraph(record))
+    for batch in range(12):
+        service.attempt_batch([world.add(key=f"t{batch}.{n}") for n in range(2)])
+    mine = set(threads)
+    # Twelve batches on at most the pool's ten threads (a pool per batch starts one or two per batch).
+    assert len(threads) == 24
+    assert len(mine) <= SEND_CONCURRENCY
+    threads.clear()
+    other = threading.Thread(target=service.attempt_batch, args=([world.add(key=f"o{n}") for n in range(2)],))
+    other.start()
+    other.join()
+    assert len(threads) == 2
+    assert not set(threads) & mine  # another calling thread (a concurrent batch) has a pool of its own

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from replyflow.errors import NotFoundError, ReplyflowError
 from replyflow.port_values import RateDecision as RateDecision
@@ -219,10 +219,23 @@ class SlotLike(Protocol):
     def delay_seconds(self) -> float: ...
 
 
+class SlotRequest(NamedTuple):
+    """One send's ask for a slot (``SendLimiter.acquire_many``); ``history`` as for ``acquire``."""
+
+    account_id: str
+    hourly_budget: int
+    history: Callable[[], Sequence[int]] | None = None
+
+
 class SendLimiter(Protocol):
     def acquire(
         self, account_id: str, hourly_budget: int, *, history: Callable[[], Sequence[int]] | None = None
     ) -> SlotLike: ...
+
+    def acquire_many(self, requests: Sequence[SlotRequest]) -> Sequence[SlotLike | Exception]:
+        """``acquire`` for each request, in order, in as few round trips as the limiter can: each
+        request's slot, or the exception the limiter raised for it (it did not answer)."""
+        ...
 
     def release(self, account_id: str, token: str) -> None: ...
 

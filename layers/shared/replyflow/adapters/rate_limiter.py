@@ -11,9 +11,10 @@ is atomic across any number of concurrent workers (Redis runs a script alone):
   key has no account hash tag, so it is read first and handed to the script as an argument (a script
   touches keys of one slot only); the longer of the two pauses wins.
 No slot means "try again in N seconds", the exact time at which the oldest entry leaves the full
-window (or the pause ends); nothing is consumed. :meth:`release` gives a slot back when a send
-definitely did not go out. Time is Redis's ``TIME``, one clock for every worker. Keys share the hash
-tag ``{account}`` so the script stays valid on a cluster.
+window (or the pause ends); nothing is consumed. :meth:`acquire_many` asks for a batch's slots in
+two round trips (the app pause, then one pipeline of the script, a call per send). :meth:`release`
+gives a slot back when a send definitely did not go out. Time is Redis's ``TIME``, one clock for
+every worker. Keys share the hash tag ``{account}`` so the script stays valid on a cluster.
 
 A missing hourly key means either an hour without sends or a Redis that lost its data (a restart, a
 failover to an empty replica). The second must not hand the account a fresh budget, so when the
@@ -33,6 +34,7 @@ import redis
 
 from replyflow.adapters.redis_client import OUTAGE_ERRORS
 from replyflow.errors import CooldownsUnavailableError
+from replyflow.ports import SlotRequest
 
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
@@ -166,6 +168,90 @@ class RedisRateLimiter:
             return Slot(True, token)
         return Slot(False, "", int(delay_ms) / 1000)
 
+    def acquire_many(self, requests: Sequence[SlotRequest]) -> list[Slot | Exception]:
+        """``acquire`` for a batch's sends in two round trips however many there are: the app-wide
+        pause read once, then one pipeline of the acquire script, one call per request in order. Each
+        call is atomic on its own, so requests for one account are granted one after the other as far
+        as its windows allow (a partial grant: the rest get the delay). Requests that find their
+        account's window missing and carry a history rebuild it (one seed per account, one atomic
+        script as in ``acquire``) and go again in a second pipeline. A call the server did not answer
+        (a cluster node down) is that request's exception. The pipeline is not a transaction: on a
+        cluster its calls go to each account's node."""
+        if not requests:
+            return []
+        try:
+            app_paused_until = int(self._redis.get(self._app_pause_key()) or 0)
+        except Exception as error:  # the limiter did not answer: every request waits (the caller defers)
+            return [error] * len(requests)
+        tokens = [uuid.uuid4().hex for _ in requests]
+        out: dict[int, Slot | Exception] = {}
+        rebuild: list[int] = []
+        everyone = range(len(requests))
+        for i, answer in zip(
+            everyone, self._acquire_all(requests, tokens, everyone, app_paused_until), strict=True
+        ):
+            if _needs_rebuild(answer) and requests[i].history is not None:
+                rebuild.append(i)
+            else:
+                out[i] = _slot(answer, tokens[i])
+        if rebuild:
+            seeded = self._seed_accounts(requests, rebuild)
+            again = [i for i in rebuild if not isinstance(seeded[requests[i].account_id], Exception)]
+            for i in rebuild:
+                failed = seeded[requests[i].account_id]
+                if isinstance(failed, Exception):
+                    out[i] = failed
+            answers = self._acquire_all(requests, tokens, again, app_paused_until, rebuild=False)
+            out.update((i, _slot(answer, tokens[i])) for i, answer in zip(again, answers, strict=True))
+        return [out[i] for i in everyone]
+
+    def _acquire_all(
+        self,
+        requests: Sequence[SlotRequest],
+        tokens: Sequence[str],
+        indexes: Sequence[int],
+        app_paused_until: int,
+        *,
+        rebuild: bool = True,
+    ) -> list[object]:
+        """The acquire script's answer for each of ``indexes`` (one pipeline), or its exception."""
+        if not indexes:
+            return []
+
+        def args(i: int) -> list[str | int]:
+            request = requests[i]
+            flag = "1" if rebuild and request.history is not None else "0"
+            limit = self.limit_for(request.hourly_budget)
+            return [0, limit, self._per_second, tokens[i], app_paused_until, flag]
+
+        pipe = self._redis.pipeline(transaction=False)
+        for i in indexes:
+            # EVAL, not EVALSHA: a cluster pipeline refuses EVALSHA (and its ``eval`` method takes no
+            # script), and the body costs the server one digest (its script cache keeps it compiled),
+            # never a NOSCRIPT to recover from. Either pipeline routes EVAL by its keys' slot.
+            pipe.execute_command("EVAL", _ACQUIRE, 3, *self._keys(requests[i].account_id), *args(i))
+        try:
+            return list(pipe.execute(raise_on_error=False))
+        except Exception as error:  # the whole pipeline failed (one server down)
+            return [error] * len(indexes)
+
+    def _seed_accounts(
+        self, requests: Sequence[SlotRequest], indexes: Sequence[int]
+    ) -> dict[str, Exception | None]:
+        """Each account's window rebuilt from its first request's history: account -> its failure."""
+        seeded: dict[str, Exception | None] = {}
+        for i in indexes:
+            request = requests[i]
+            if request.account_id in seeded or request.history is None:
+                continue
+            try:
+                history = [int(ms) for ms in request.history()]
+                self._seed(keys=[self._keys(request.account_id)[0]], args=history)
+                seeded[request.account_id] = None
+            except Exception as error:  # this account's requests wait (deferred by the caller)
+                seeded[request.account_id] = error
+        return seeded
+
     def release(self, account_id: str, token: str) -> None:
         if not token:
             return
@@ -192,6 +278,22 @@ class RedisRateLimiter:
     def used(self, account_id: str) -> int:
         """Sends in the current hourly window (tests and metrics)."""
         return int(self._redis.zcard(self._keys(account_id)[0]))
+
+
+def _needs_rebuild(answer: object) -> bool:
+    return isinstance(answer, list) and len(answer) == 2 and int(answer[0]) == -1
+
+
+def _slot(answer: object, token: str) -> Slot | Exception:
+    """The acquire script's ``{granted, delay_ms}`` as a slot (an exception stays one)."""
+    if isinstance(answer, Exception):
+        return answer
+    if not isinstance(answer, list) or len(answer) != 2:
+        return redis.exceptions.ResponseError(f"unexpected limiter answer: {answer!r}")
+    granted, delay_ms = answer
+    if int(granted) == 1:
+        return Slot(True, token)
+    return Slot(False, "", int(delay_ms) / 1000)
 
 
 class RedisCooldowns:

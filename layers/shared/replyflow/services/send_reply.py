@@ -10,10 +10,12 @@ Per send job:
    (``tests/infra``);
 2. park the row if the account needs re-authorisation; skip it if its window (``not_after``) passed;
 3. own the row (``ledger.start_send``: one conditional UPDATE) - only the owner calls Graph;
-4. take a slot from the account's limiter; none -> ``deferred`` and re-published with the delay the
-   limiter names (SQS caps a delay at 900 s; a longer wait just defers again). Never a failure. A
-   limiter that does not answer (Redis down) defers the row too, for ``limiter_retry_seconds``: it
-   was never sent, so it must not stay ``sending`` (that would end as ``unknown``). When the
+4. take a slot from the account's limiter (a batch's leased rows take theirs in one call,
+   ``SendLimiter.acquire_many``, each with the same answer it would get alone); none -> ``deferred``
+   and re-published with the delay the limiter names (SQS caps a delay at 900 s; a longer wait just
+   defers again). Never a failure. A limiter that does not answer (Redis down) defers the row too,
+   for ``limiter_retry_seconds``: it was never sent, so it must not stay ``sending`` (that would end
+   as ``unknown``). When the
    account's window is missing in Redis the limiter rebuilds it from the ledger's ``sent_at``;
 5. call Graph and settle the row by the error class (``adapters.graph_client``): sent (a DM's
    quota was reserved when the row was owned in 3., atomically against the plan's monthly quota: none
@@ -45,9 +47,12 @@ account.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import random
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,10 +74,18 @@ from replyflow.domain.lifecycle import POLICY_BLOCK_REASON as POLICY_BLOCK_REASO
 from replyflow.domain.lifecycle import TRANSIENT_ERROR, OutboundStatus, SendDecision, SendStep, decide_send
 from replyflow.domain.messages import SendJob, sends_queue
 from replyflow.errors import ReplyflowError
-from replyflow.observability import bind_tenant, logger
-from replyflow.ports import Cache, Clock, GraphSender, QueuePublisher, SendLimiter, TokenDecrypter
+from replyflow.observability import bind_tenant, clear_tenant, logger
+from replyflow.ports import (
+    Cache,
+    Clock,
+    GraphSender,
+    QueuePublisher,
+    SendLimiter,
+    SlotLike,
+    SlotRequest,
+    TokenDecrypter,
+)
 from replyflow.services import cache_keys
-from replyflow.services.sqs_batch import run_each
 
 MAX_SQS_DELAY_SECONDS = 900
 # The records of one batch sent at once (the handler's threads); the sender's pool holds as many.
@@ -158,8 +171,9 @@ class SendService:
         self._limiter_retry = limiter_retry_seconds
         # tenant -> its database (the shard): a batch's sends are settled together per database.
         self._transaction_group = transaction_group or (lambda _tenant: "")
-        # False: a batch's rows leased one by one, each by its own job (the bench's "before").
+        # False: a batch's rows leased one by one, each by its own job (as before the batch lease).
         self._lease_batches = lease_batches
+        self._pools = threading.local()  # the calling thread's pool of send threads (``_run_each``)
 
     # -- the job -----------------------------------------------------------------------------------
 
@@ -183,35 +197,97 @@ class SendService:
 
     def attempt_batch(self, jobs: Sequence[SendJob]) -> list[SendOutcome | SentUnsettled | Exception]:
         """``attempt`` for a batch's jobs, their rows leased together first: one transaction per
-        database (``_lease_together``), then every job on its own thread up to its Graph call. A job
-        that transaction did not lease (not sendable now, a duplicate, a tenant being moved, a lease
-        that conflicted or failed) takes ``attempt``'s own path, alone. Each job's outcome, or the
-        exception it raised."""
+        database (``_lease_together``), then the leased rows' limiter slots in one call
+        (``SendLimiter.acquire_many``: two Redis round trips for the batch), then every job on a
+        thread of the service's pool up to its Graph call. A job that transaction did not lease (not
+        sendable now, a duplicate, a tenant being moved, a lease that conflicted or failed) takes
+        ``attempt``'s own path, alone. Each job's outcome, or the exception it raised."""
         leased = self._lease_together(jobs) if self._lease_batches else {}
+        slots = self._slots_for(jobs, leased)
 
         def one(i: int) -> SendOutcome | SentUnsettled:
             job = jobs[i]
             if i not in leased:
                 return self.attempt(job)
             bind_tenant(job.tenant_id, job.account_id)
-            return self._send_leased(job, leased[i])
+            return self._send_leased(job, leased[i], slots.get(i))
 
-        return run_each(one, range(len(jobs)), max_workers=SEND_CONCURRENCY)
+        return self._run_each(one, range(len(jobs)))
 
-    def _send_leased(self, job: SendJob, leased: _Leased) -> SendOutcome | SentUnsettled:
-        """A leased row from its limiter slot to its Graph call (``attempt``)."""
+    def _slots_for(
+        self, jobs: Sequence[SendJob], leased: dict[int, _Leased]
+    ) -> dict[int, SlotLike | Exception]:
+        """The leased jobs' slots, asked for together: job index -> its slot, or the limiter's error."""
+        if not leased:
+            return {}
+        order = sorted(leased)
+        requests = [
+            SlotRequest(jobs[i].account_id, leased[i].budget, self._history_of(jobs[i], leased[i]))
+            for i in order
+        ]
         try:
-            slot = self._limiter.acquire(
-                job.account_id, leased.budget, history=lambda: self._send_history(job, leased)
-            )
-        except Exception as error:
-            # Nothing went out: the row waits and comes back. Left "sending", it would be written off
-            # as ``unknown`` (never sent) once the lease ends.
-            logger.warning("send limiter unavailable: the message waits", extra={"error": str(error)})
-            delay = self._limiter_retry * (0.5 + self._rng() / 2)
-            return self._defer(job, leased, delay, "limiter_unavailable", "the send limiter did not answer")
+            answers = self._limiter.acquire_many(requests)
+        except Exception as error:  # the limiter did not answer: each job defers on its thread
+            return dict.fromkeys(order, error)
+        return dict(zip(order, answers, strict=True))
+
+    def _history_of(self, job: SendJob, leased: _Leased) -> Callable[[], list[int]]:
+        return lambda: self._send_history(job, leased)
+
+    def _run_each(
+        self, work: Callable[[int], SendOutcome | SentUnsettled], items: Sequence[int]
+    ) -> list[SendOutcome | SentUnsettled | Exception]:
+        """``run_each`` (``services.sqs_batch``) on a pool of ``SEND_CONCURRENCY`` threads kept for the
+        life of the calling thread: starting ten threads per batch cost about a millisecond each
+        while the first ones were already calling, so the batch's last Graph call went out ~10 ms
+        after its first (docs/scaling.md#the-sender). One pool per calling thread, as one per batch
+        was before: where batches run at once in one process (the local stack's worker processes),
+        each still gets its ten threads; a thread's pool ends with it."""
+
+        def run(item: int) -> SendOutcome | SentUnsettled | Exception:
+            clear_tenant()
+            try:
+                return work(item)
+            except Exception as error:
+                return error
+
+        if len(items) <= 1:
+            return [run(item) for item in items]
+        pool: ThreadPoolExecutor | None = getattr(self._pools, "executor", None)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=SEND_CONCURRENCY, thread_name_prefix="send")
+            self._pools.executor = pool
+        futures = [pool.submit(contextvars.copy_context().run, run, item) for item in items]
+        return [future.result() for future in futures]
+
+    def _send_leased(
+        self, job: SendJob, leased: _Leased, slot: SlotLike | Exception | None = None
+    ) -> SendOutcome | SentUnsettled:
+        """A leased row from its limiter slot (taken here unless ``slot`` is given: the batch's, or
+        the error the limiter answered it with) to its Graph call (``attempt``)."""
+        if isinstance(slot, Exception):
+            return self._limiter_unavailable(job, leased, slot)
+        if slot is None:
+            try:
+                slot = self._limiter.acquire(
+                    job.account_id, leased.budget, history=lambda: self._send_history(job, leased)
+                )
+            except Exception as error:
+                return self._limiter_unavailable(job, leased, error)
         if not slot.granted:
             return self._defer(job, leased, slot.delay_seconds, "rate_limited", "no slot in the send budget")
+        return self._call_with_slot(job, leased, slot)
+
+    def _limiter_unavailable(self, job: SendJob, leased: _Leased, error: Exception) -> SendOutcome:
+        # Nothing went out: the row waits and comes back. Left "sending", it would be written off as
+        # ``unknown`` (never sent) once the lease ends.
+        logger.warning("send limiter unavailable: the message waits", extra={"error": str(error)})
+        delay = self._limiter_retry * (0.5 + self._rng() / 2)
+        return self._defer(job, leased, delay, "limiter_unavailable", "the send limiter did not answer")
+
+    def _call_with_slot(self, job: SendJob, leased: _Leased, slot: SlotLike) -> SendOutcome | SentUnsettled:
+        """The token decrypted and the Graph call made, with a slot held (given back if nothing
+        went out)."""
         try:
             token = self._cipher.decrypt(leased.token_blob, context=job.account_id)
         except InvalidTag:  # this row's ciphertext does not open (copied, or tampered with)
