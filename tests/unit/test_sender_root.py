@@ -162,3 +162,21 @@ def test_the_root_builds_its_service_on_adapters_built_at_their_first_use(
     blob = TokenCipher(SenderSettings().token_encryption_key.get_secret_value()).encrypt("t", context="a")
     assert service._cipher.decrypt(blob, context="a") == "t"
     assert "cipher" in vars(root)
+
+
+def test_the_lazy_limiter_builds_once_and_takes_a_batchs_slots_in_one_call() -> None:
+    from replyflow.ports import SlotRequest
+    from tests.support_pipeline import FakeLimiter
+
+    built: list[FakeLimiter] = []
+
+    def build() -> FakeLimiter:
+        built.append(FakeLimiter(budget=2))
+        return built[-1]
+
+    limiter = LimiterOnUse(build)
+    assert built == []
+    slots = limiter.acquire_many([SlotRequest("a", 5, None) for _ in range(3)])
+    assert [getattr(s, "granted", None) for s in slots] == [True, True, False]
+    assert limiter.acquire("a", 5).granted is False
+    assert len(built) == 1

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         QueueVisibility,
         SendLimiter,
         SlotLike,
+        SlotRequest,
         TokenDecrypter,  # noqa: F401 - as Cache
     )
     from replyflow.services.flow_runs import FlowRunner
@@ -224,6 +225,9 @@ class LimiterOnUse(_OnUse["SendLimiter"]):
         self, account_id: str, hourly_budget: int, *, history: Callable[[], Sequence[int]] | None = None
     ) -> SlotLike:
         return self._real().acquire(account_id, hourly_budget, history=history)
+
+    def acquire_many(self, requests: Sequence[SlotRequest]) -> Sequence[SlotLike | Exception]:
+        return self._real().acquire_many(requests)
 
     def release(self, account_id: str, token: str) -> None:
         self._real().release(account_id, token)
