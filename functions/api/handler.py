@@ -17,12 +17,17 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import api.lean_imports  # noqa: F401 - first: Powertools' umbrella packages without their __init__
-from api import security_headers
-from api.app import app_for
-from api.context import DEPS_CONTEXT_KEY
-from replyflow.observability import clear_tenant, logger, tracer
-from replyflow.wiring.api import ApiDeps, lambda_api
+from replyflow.gc_pause import collector_paused, first_call_paused
+
+# A new instance's imports, and its first request, run with the cyclic collector paused: they build
+# what lives as long as the instance (replyflow/gc_pause.py, docs/scaling.md#cold-starts).
+with collector_paused():
+    import api.lean_imports  # noqa: F401 - first: Powertools' umbrella packages without their __init__
+    from api import security_headers
+    from api.app import app_for
+    from api.context import DEPS_CONTEXT_KEY
+    from replyflow.observability import clear_tenant, logger, tracer
+    from replyflow.wiring.api import ApiDeps, lambda_api
 
 if TYPE_CHECKING:
     from replyflow.wiring.roots import Handler, Roots
@@ -44,7 +49,7 @@ def make_handler(deps: Callable[[], ApiDeps]) -> Handler:
             clear_tenant()  # the route binds the caller's tenant; none is left from the last request
             return security_headers.apply(event, app.resolve(event, context))
 
-    return lambda_handler
+    return first_call_paused(lambda_handler)
 
 
 def bind(roots: Roots) -> Handler:

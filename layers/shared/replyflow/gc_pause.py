@@ -4,7 +4,8 @@ A new instance's imports and first event allocate hundreds of thousands of objec
 long as the instance (modules, classes, SQLAlchemy's mappers and compiled statements): nearly none
 is garbage, yet every allocation threshold crossed starts a collection, and the oldest generation's
 collections walk the whole heap built so far. Paused over that phase, a new sender instance serves
-its first jobs about a tenth sooner in CPU time (docs/scaling.md#cold-starts). The collector is
+its first jobs about a tenth sooner in CPU time, an API instance its first request a few hundredths
+sooner (docs/scaling.md#cold-starts). The collector is
 resumed right after, so whatever cycles the phase left are collected at the next collection; a
 collector already paused by someone else stays paused. Reference counting frees everything that is
 not a cycle either way.
