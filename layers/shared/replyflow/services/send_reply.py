@@ -47,7 +47,6 @@ account.
 
 from __future__ import annotations
 
-import contextvars
 import math
 import random
 import threading
@@ -74,7 +73,7 @@ from replyflow.domain.lifecycle import POLICY_BLOCK_REASON as POLICY_BLOCK_REASO
 from replyflow.domain.lifecycle import TRANSIENT_ERROR, OutboundStatus, SendDecision, SendStep, decide_send
 from replyflow.domain.messages import SendJob, sends_queue
 from replyflow.errors import ReplyflowError
-from replyflow.observability import bind_tenant, clear_tenant, logger
+from replyflow.observability import bind_tenant, logger
 from replyflow.ports import (
     Cache,
     Clock,
@@ -86,6 +85,7 @@ from replyflow.ports import (
     TokenDecrypter,
 )
 from replyflow.services import cache_keys
+from replyflow.services.sqs_batch import run_each
 
 MAX_SQS_DELAY_SECONDS = 900
 # The records of one batch sent at once (the handler's threads); the sender's pool holds as many.
@@ -243,22 +243,11 @@ class SendService:
         after its first (docs/scaling.md#the-sender). One pool per calling thread, as one per batch
         was before: where batches run at once in one process (the local stack's worker processes),
         each still gets its ten threads; a thread's pool ends with it."""
-
-        def run(item: int) -> SendOutcome | SentUnsettled | Exception:
-            clear_tenant()
-            try:
-                return work(item)
-            except Exception as error:
-                return error
-
-        if len(items) <= 1:
-            return [run(item) for item in items]
         pool: ThreadPoolExecutor | None = getattr(self._pools, "executor", None)
-        if pool is None:
+        if pool is None and len(items) > 1:
             pool = ThreadPoolExecutor(max_workers=SEND_CONCURRENCY, thread_name_prefix="send")
             self._pools.executor = pool
-        futures = [pool.submit(contextvars.copy_context().run, run, item) for item in items]
-        return [future.result() for future in futures]
+        return run_each(work, items, max_workers=SEND_CONCURRENCY, pool=pool)
 
     def _send_leased(
         self, job: SendJob, leased: _Leased, slot: SlotLike | Exception | None = None

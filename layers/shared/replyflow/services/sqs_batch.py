@@ -119,9 +119,12 @@ class RetryBackoff:
         return kept
 
 
-def run_each(work: Callable[[T], R], items: Sequence[T], *, max_workers: int) -> list[R | Exception]:
+def run_each(
+    work: Callable[[T], R], items: Sequence[T], *, max_workers: int, pool: ThreadPoolExecutor | None = None
+) -> list[R | Exception]:
     """``work`` on each item on a thread pool (each in a copy of the caller's context): its result,
-    or the exception it raised (logged by the caller, with its record)."""
+    or the exception it raised (logged by the caller, with its record). On ``pool`` when given (a
+    pool the caller keeps), else on one of ``max_workers`` threads for this call."""
 
     def run(item: T) -> R | Exception:
         clear_tenant()
@@ -132,9 +135,17 @@ def run_each(work: Callable[[T], R], items: Sequence[T], *, max_workers: int) ->
 
     if len(items) <= 1:
         return [run(item) for item in items]
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items)))) as pool:
-        futures = [pool.submit(contextvars.copy_context().run, run, item) for item in items]
-        return [future.result() for future in futures]
+    if pool is not None:
+        return _on(pool, run, items)
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items)))) as own:
+        return _on(own, run, items)
+
+
+def _on(
+    pool: ThreadPoolExecutor, run: Callable[[T], R | Exception], items: Sequence[T]
+) -> list[R | Exception]:
+    futures = [pool.submit(contextvars.copy_context().run, run, item) for item in items]
+    return [future.result() for future in futures]
 
 
 def _together(together: Together, records: Sequence[dict[str, Any]]) -> dict[int, str]:

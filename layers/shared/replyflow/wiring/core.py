@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from replyflow.adapters.crypto import TokenCipher
     from replyflow.adapters.redis_client import RedisCache
-    from replyflow.adapters.secrets import AppSecrets
+    from replyflow.adapters.secrets import AppSecrets, SecretValues
     from replyflow.db.shards import ShardRouter
     from replyflow.ports import QueuePublisher
     from replyflow.settings import Settings
@@ -265,6 +265,39 @@ def _router(
     shards = {name: engine(readers.get(name, url)) for name, url in s.database_shard_urls.items()}
     default = next((n for n, u in s.database_shard_urls.items() if u == s.database_url), min(shards))
     return ShardRouter(engine(directory_url), shards, default=default, placements=placements)
+
+
+class ViewRoot:
+    """A Lambda root over a pydantic-free settings view (the webhook's, the sender's): its app
+    secrets, Redis and the cache, each built at its first read. The secrets are Secrets Manager's when
+    the view names a secret (AWS), else the environment's (``_environment_secrets``: the values the
+    function reads, the others empty)."""
+
+    settings: WebhookSettings
+
+    def _environment_secrets(self) -> SecretValues:
+        raise NotImplementedError
+
+    @once
+    def app_secrets(self) -> AppSecrets:
+        from replyflow.adapters.secrets import AppSecrets, secrets_manager_secrets
+
+        s = self.settings
+        if s.secrets_from_secrets_manager:
+            return secrets_manager_secrets(s, lambda: aws_client(s, "secretsmanager"))
+        return AppSecrets.fixed(self._environment_secrets())
+
+    @once
+    def redis(self) -> redis.Redis:
+        from replyflow.adapters.redis_client import get_redis
+
+        return get_redis(self.settings.redis_url, redis_password(self.settings, self.app_secrets))
+
+    @once
+    def cache(self) -> RedisCache:
+        from replyflow.adapters.redis_client import RedisCache
+
+        return RedisCache(self.redis)
 
 
 def redis_password(s: Settings | WebhookSettings | ApiSettings, secrets: AppSecrets) -> str | None:

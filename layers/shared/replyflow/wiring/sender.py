@@ -22,21 +22,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from replyflow.redacted import Secret
-from replyflow.settings_view import WebhookSettings, _integer, _json_object, needs_settings
-from replyflow.wiring.core import PublisherOnUse, aws_client, once, redis_password, sqs_publisher
+from replyflow.settings_view import WebhookSettings, _converted, _integer, needs_settings
+from replyflow.wiring.core import PublisherOnUse, ViewRoot, aws_client, once, sqs_publisher
 from replyflow.wiring.pipeline import CacheOnUse, DecrypterOnUse, GraphOnUse, LimiterOnUse
 
 if TYPE_CHECKING:
-    import redis
-
     from replyflow.adapters.crypto import TokenCipher
-    from replyflow.adapters.redis_client import RedisCache
-    from replyflow.adapters.secrets import AppSecrets
+    from replyflow.adapters.secrets import SecretValues
     from replyflow.ports import QueuePublisher, SendLimiter
     from replyflow.services.send_reply import SendService
     from replyflow.services.sqs_batch import RetryBackoff
@@ -52,9 +49,6 @@ SENDER_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "private_reply_hourly_ceiling": (1, 750),
     "per_second_send_cap": (1, None),
 }
-# pydantic's words for a boolean (case-insensitive, not stripped).
-_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
-_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
 LOCAL_TOKEN_KEY = "bG9jYWwtb25seS10b2tlbi1rZXktMzItYnl0ZXMhIT0="
 
 
@@ -86,7 +80,7 @@ class SenderSettings(WebhookSettings):
         own = {f.name for f in fields(WebhookSettings)}
         for f in fields(cls):
             if f.name not in own and f.name in variables:
-                values[f.name] = _read(f.name, str(f.type), f.name.upper(), variables[f.name])
+                values[f.name] = _read(f, f.name.upper(), variables[f.name])
         return cls(**values)
 
     @property
@@ -94,18 +88,17 @@ class SenderSettings(WebhookSettings):
         return f"{self.graph_api_base_url.rstrip('/')}/{self.graph_api_version}"
 
 
-def _read(name: str, kind: str, variable: str, raw: str) -> object:
+def _read(f: Field[Any], variable: str, raw: str) -> object:
+    """``raw`` as the field's type: numbers within ``SENDER_BOUNDS`` and the previous token keys here,
+    every other type as the settings views read it (``settings_view._converted``)."""
+    kind = str(f.type)
     if kind in ("int", "float"):
         number: float = _integer(variable, raw) if kind == "int" else _float(variable, raw)
-        low, high = SENDER_BOUNDS[name]
+        low, high = SENDER_BOUNDS[f.name]
         below = low is not None and not (number >= low if kind == "int" else number > low)  # nan too
         if below or (high is not None and number > high):
             raise ValueError(f"{variable} is out of bounds")
         return number
-    if kind == "bool":
-        if raw.lower() not in _TRUE | _FALSE:
-            raise ValueError(f"{variable} is not a boolean")
-        return raw.lower() in _TRUE
     if kind == "tuple[Secret, ...]":
         try:
             parsed = json.loads(raw) if raw.strip() else []
@@ -114,13 +107,7 @@ def _read(name: str, kind: str, variable: str, raw: str) -> object:
         if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
             raise ValueError(f"{variable} must be a JSON list of strings")
         return tuple(Secret(v) for v in parsed)
-    if kind == "dict[str, str]":
-        return _json_object(variable, raw)
-    if kind == "Secret":
-        return Secret(raw)
-    if kind == "str":
-        return raw
-    raise TypeError(f"{name}: no reader for {kind}")
+    return _converted(f, variable, raw)
 
 
 def _float(variable: str, raw: str) -> float:
@@ -136,44 +123,28 @@ def needs_pipeline(settings: SenderSettings) -> bool:
     return needs_settings(settings) or bool(settings.database_shard_urls)
 
 
-class SenderRoot:
+class SenderRoot(ViewRoot):
     """The sender's adapters over ``settings``, each built on first read."""
+
+    settings: SenderSettings
 
     def __init__(self, settings: SenderSettings) -> None:
         self.settings = settings
 
-    @once
-    def app_secrets(self) -> AppSecrets:
-        """Secrets Manager when the settings name a secret (AWS), else the environment's: the token
-        keys and the webhook's values (the JWT keys empty: the sender signs nothing)."""
-        from replyflow.adapters.secrets import AppSecrets, SecretValues, secrets_manager_secrets
+    def _environment_secrets(self) -> SecretValues:
+        """The token keys and the webhook's values (the JWT keys empty: the sender signs nothing)."""
+        from replyflow.adapters.secrets import SecretValues
 
         s = self.settings
-        if s.secrets_from_secrets_manager:
-            return secrets_manager_secrets(s, lambda: aws_client(s, "secretsmanager"))
-        return AppSecrets.fixed(
-            SecretValues(
-                instagram_app_secret=s.instagram_app_secret,
-                meta_app_secret=s.meta_app_secret,
-                instagram_verify_token=s.instagram_verify_token,
-                token_encryption_key=s.token_encryption_key,
-                token_encryption_previous_keys=s.token_encryption_previous_keys,
-                jwt_signing_keys={},
-                jwt_active_kid="",
-            )
+        return SecretValues(
+            instagram_app_secret=s.instagram_app_secret,
+            meta_app_secret=s.meta_app_secret,
+            instagram_verify_token=s.instagram_verify_token,
+            token_encryption_key=s.token_encryption_key,
+            token_encryption_previous_keys=s.token_encryption_previous_keys,
+            jwt_signing_keys={},
+            jwt_active_kid="",
         )
-
-    @once
-    def redis(self) -> redis.Redis:
-        from replyflow.adapters.redis_client import get_redis
-
-        return get_redis(self.settings.redis_url, redis_password(self.settings, self.app_secrets))
-
-    @once
-    def cache(self) -> RedisCache:
-        from replyflow.adapters.redis_client import RedisCache
-
-        return RedisCache(self.redis)
 
     @once
     def cipher(self) -> TokenCipher:

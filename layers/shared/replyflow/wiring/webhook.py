@@ -19,18 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from replyflow.services.intake import AccountRoute, RouteResolver
 from replyflow.settings_view import WebhookSettings, needs_settings
-from replyflow.wiring.core import PublisherOnUse, aws_client, once, redis_password, sqs_publisher
+from replyflow.wiring.core import PublisherOnUse, ViewRoot, aws_client, once, sqs_publisher
 
 if TYPE_CHECKING:
-    import redis
-
-    from replyflow.adapters.redis_client import RedisCache
-    from replyflow.adapters.secrets import AppSecrets
+    from replyflow.adapters.secrets import SecretValues
     from replyflow.ports import BillingEventVerifier, QueuePublisher
     from replyflow.wiring.pipeline import PipelineDeps
 
 
-class WebhookDeps:
+class WebhookDeps(ViewRoot):
     """The webhook's adapters over ``settings``, each built on first read; ``full()`` gives the
     pipeline root for a route-cache miss and Stripe (built at its first call)."""
 
@@ -38,38 +35,20 @@ class WebhookDeps:
         self.settings = settings
         self._full = full
 
-    @once
-    def app_secrets(self) -> AppSecrets:
-        """Secrets Manager when the settings name a secret (AWS), else the environment's: the values
-        the webhook checks (its app secrets, its verify token), the others empty (it reads none)."""
-        from replyflow.adapters.secrets import AppSecrets, SecretValues, secrets_manager_secrets
+    def _environment_secrets(self) -> SecretValues:
+        """The values the webhook checks (its app secrets, its verify token), the others empty."""
+        from replyflow.adapters.secrets import SecretValues
         from replyflow.redacted import Secret
 
         s = self.settings
-        if s.secrets_from_secrets_manager:
-            return secrets_manager_secrets(s, lambda: aws_client(s, "secretsmanager"))
-        return AppSecrets.fixed(
-            SecretValues(
-                instagram_app_secret=s.instagram_app_secret,
-                meta_app_secret=s.meta_app_secret,
-                instagram_verify_token=s.instagram_verify_token,
-                token_encryption_key=Secret(""),
-                jwt_signing_keys={},
-                jwt_active_kid="",
-            )
+        return SecretValues(
+            instagram_app_secret=s.instagram_app_secret,
+            meta_app_secret=s.meta_app_secret,
+            instagram_verify_token=s.instagram_verify_token,
+            token_encryption_key=Secret(""),
+            jwt_signing_keys={},
+            jwt_active_kid="",
         )
-
-    @once
-    def redis(self) -> redis.Redis:
-        from replyflow.adapters.redis_client import get_redis
-
-        return get_redis(self.settings.redis_url, redis_password(self.settings, self.app_secrets))
-
-    @once
-    def cache(self) -> RedisCache:
-        from replyflow.adapters.redis_client import RedisCache
-
-        return RedisCache(self.redis)
 
     @once
     def route_resolver(self) -> RouteResolver:
