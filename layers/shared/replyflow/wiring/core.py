@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from replyflow.adapters.secrets import AppSecrets, SecretValues
     from replyflow.db.shards import ShardRouter
     from replyflow.ports import QueuePublisher
+    from replyflow.redacted import Secret
     from replyflow.settings import Settings
     from replyflow.settings_view import ApiSettings, WebhookSettings
 
@@ -270,13 +271,32 @@ def _router(
 class ViewRoot:
     """A Lambda root over a pydantic-free settings view (the webhook's, the sender's): its app
     secrets, Redis and the cache, each built at its first read. The secrets are Secrets Manager's when
-    the view names a secret (AWS), else the environment's (``_environment_secrets``: the values the
-    function reads, the others empty)."""
+    the view names a secret (AWS), else the environment's (``_environment_secrets``: the webhook's
+    values, and the token keys where ``_token_keys`` gives them)."""
 
     settings: WebhookSettings
 
     def _environment_secrets(self) -> SecretValues:
-        raise NotImplementedError
+        """The webhook's values (its app secrets, its verify token) and ``_token_keys``; no JWT keys."""
+        from replyflow.adapters.secrets import SecretValues
+
+        s = self.settings
+        key, previous = self._token_keys()
+        return SecretValues(
+            instagram_app_secret=s.instagram_app_secret,
+            meta_app_secret=s.meta_app_secret,
+            instagram_verify_token=s.instagram_verify_token,
+            token_encryption_key=key,
+            token_encryption_previous_keys=previous,
+            jwt_signing_keys={},
+            jwt_active_kid="",
+        )
+
+    def _token_keys(self) -> tuple[Secret, tuple[Secret, ...]]:
+        """The token keys, and the previous ones: none for a function that decrypts no token."""
+        from replyflow.redacted import Secret
+
+        return Secret(""), ()
 
     @once
     def app_secrets(self) -> AppSecrets:

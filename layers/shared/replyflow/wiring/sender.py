@@ -33,7 +33,6 @@ from replyflow.wiring.pipeline import CacheOnUse, DecrypterOnUse, GraphOnUse, Li
 
 if TYPE_CHECKING:
     from replyflow.adapters.crypto import TokenCipher
-    from replyflow.adapters.secrets import SecretValues
     from replyflow.ports import QueuePublisher, SendLimiter
     from replyflow.services.send_reply import SendService
     from replyflow.services.sqs_batch import RetryBackoff
@@ -131,20 +130,8 @@ class SenderRoot(ViewRoot):
     def __init__(self, settings: SenderSettings) -> None:
         self.settings = settings
 
-    def _environment_secrets(self) -> SecretValues:
-        """The token keys and the webhook's values (the JWT keys empty: the sender signs nothing)."""
-        from replyflow.adapters.secrets import SecretValues
-
-        s = self.settings
-        return SecretValues(
-            instagram_app_secret=s.instagram_app_secret,
-            meta_app_secret=s.meta_app_secret,
-            instagram_verify_token=s.instagram_verify_token,
-            token_encryption_key=s.token_encryption_key,
-            token_encryption_previous_keys=s.token_encryption_previous_keys,
-            jwt_signing_keys={},
-            jwt_active_kid="",
-        )
+    def _token_keys(self) -> tuple[Secret, tuple[Secret, ...]]:
+        return self.settings.token_encryption_key, self.settings.token_encryption_previous_keys
 
     @once
     def cipher(self) -> TokenCipher:

@@ -22,7 +22,6 @@ from replyflow.settings_view import WebhookSettings, needs_settings
 from replyflow.wiring.core import PublisherOnUse, ViewRoot, aws_client, once, sqs_publisher
 
 if TYPE_CHECKING:
-    from replyflow.adapters.secrets import SecretValues
     from replyflow.ports import BillingEventVerifier, QueuePublisher
     from replyflow.wiring.pipeline import PipelineDeps
 
@@ -34,21 +33,6 @@ class WebhookDeps(ViewRoot):
     def __init__(self, settings: WebhookSettings, full: Callable[[], PipelineDeps]) -> None:
         self.settings = settings
         self._full = full
-
-    def _environment_secrets(self) -> SecretValues:
-        """The values the webhook checks (its app secrets, its verify token), the others empty."""
-        from replyflow.adapters.secrets import SecretValues
-        from replyflow.redacted import Secret
-
-        s = self.settings
-        return SecretValues(
-            instagram_app_secret=s.instagram_app_secret,
-            meta_app_secret=s.meta_app_secret,
-            instagram_verify_token=s.instagram_verify_token,
-            token_encryption_key=Secret(""),
-            jwt_signing_keys={},
-            jwt_active_kid="",
-        )
 
     @once
     def route_resolver(self) -> RouteResolver:
