@@ -26,9 +26,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, String, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
@@ -238,49 +239,110 @@ def start_send(session: Session, tenant_id: str, outbound_id: int, *, now: datet
     return bool(getattr(result, "rowcount", 0))
 
 
+class SendRow(NamedTuple):
+    """The columns of an ``outbound_messages`` row a batch's lease reads (no ORM object)."""
+
+    id: int
+    account_id: str
+    kind: str
+    status: str
+    error_code: str | None
+    automation_id: str | None
+    payload: dict[str, Any]
+    comment_id: str | None
+    recipient_id: str | None
+    priority: str
+    attempts: int
+
+
+class SendAccount(NamedTuple):
+    """The columns of the row's ``instagram_accounts`` row a batch's lease reads."""
+
+    id: str
+    status: str
+    status_reason: str | None
+    ig_user_id: str
+    access_token_encrypted: bytes
+    hourly_send_budget: int
+
+
 class OutboundForSend(NamedTuple):
     """A row a batch may send, its account, and its tenant's plan's monthly DM quota."""
 
-    row: OutboundMessage
-    account: InstagramAccount
+    row: SendRow
+    account: SendAccount
     dm_quota: int
+
+
+# The batch's statements are built once (``functools.cache``, on first use: nothing at import) with
+# bind parameters, the id lists ``expanding`` ones: SQLAlchemy compiles each once per dialect and
+# afterwards only binds values, where building a statement per call cost most of the lease's CPU.
+# They name the tables' Core columns, so no ORM loading or bulk-update machinery runs either.
+_OUT: Any = OutboundMessage.__table__
+
+
+@cache
+def _for_send_stmt() -> Any:
+    acc: Any = InstagramAccount.__table__
+    tenant: Any = Tenant.__table__
+    plan: Any = Plan.__table__
+    row_cols = [_OUT.c[name] for name in SendRow._fields]
+    acc_cols = [acc.c[name] for name in SendAccount._fields]
+    return (
+        select(*row_cols, *acc_cols, plan.c.monthly_dm_quota)
+        .select_from(
+            _OUT.join(acc, and_(acc.c.tenant_id == _OUT.c.tenant_id, acc.c.id == _OUT.c.account_id))
+            .join(tenant, tenant.c.id == _OUT.c.tenant_id)
+            .join(plan, plan.c.code == tenant.c.plan_code)
+        )
+        .where(
+            _OUT.c.tenant_id == bindparam("p_tenant"),
+            _OUT.c.id.in_(bindparam("p_ids", expanding=True)),
+        )
+    )
 
 
 def outbound_for_send(session: Session, tenant_id: str, outbound_ids: Sequence[int]) -> list[OutboundForSend]:
     """A tenant's rows among ``outbound_ids`` with their accounts and the plan's DM quota, in one
-    SELECT (a consistent read, no lock: ``start_sends`` owns a row only if it is still startable)."""
-    rows = session.execute(
-        select(OutboundMessage, InstagramAccount, Plan.monthly_dm_quota)
-        .join(
-            InstagramAccount,
-            and_(
-                InstagramAccount.tenant_id == OutboundMessage.tenant_id,
-                InstagramAccount.id == OutboundMessage.account_id,
-            ),
+    SELECT (a consistent read, no lock: ``start_sends`` owns a row only if it is still startable).
+    Plain rows, not ORM objects: nothing enters the session's identity map."""
+    if not outbound_ids:
+        return []
+    n_row, n_acc = len(SendRow._fields), len(SendAccount._fields)
+    rows = session.execute(_for_send_stmt(), {"p_tenant": tenant_id, "p_ids": list(outbound_ids)})
+    return [
+        OutboundForSend(SendRow(*r[:n_row]), SendAccount(*r[n_row : n_row + n_acc]), int(r[n_row + n_acc]))
+        for r in rows
+    ]
+
+
+@cache
+def _start_sends_stmt() -> Any:
+    startable = or_(
+        _OUT.c.status.in_(SENDABLE),
+        and_(_OUT.c.status == "failed", _OUT.c.error_code == TRANSIENT_ERROR),
+    )
+    return (
+        update(_OUT)
+        .where(
+            _OUT.c.tenant_id == bindparam("p_tenant"),
+            _OUT.c.id.in_(bindparam("p_ids", expanding=True)),
+            startable,
         )
-        .join(Tenant, Tenant.id == OutboundMessage.tenant_id)
-        .join(Plan, Plan.code == Tenant.plan_code)
-        .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.id.in_(outbound_ids))
-    ).all()
-    return [OutboundForSend(row, account, int(quota)) for row, account, quota in rows]
+        .values(status="sending", attempts=_OUT.c.attempts + 1, updated_at=bindparam("p_now"))
+    )
 
 
 def start_sends(
     session: Session, tenant_id: str, outbound_ids: Sequence[int], *, now: datetime | None = None
 ) -> int:
-    """``start_send`` for several rows in one UPDATE: how many this worker owns now."""
-    now = now or utcnow()
-    result = session.execute(
-        update(OutboundMessage)
-        .where(
-            OutboundMessage.tenant_id == tenant_id,
-            OutboundMessage.id.in_(outbound_ids),
-            _startable(),
-        )
-        .values(status="sending", attempts=OutboundMessage.attempts + 1, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0))
+    """``start_send`` for several rows in one UPDATE (the same condition, ``_startable``): how many
+    this worker owns now."""
+    if not outbound_ids:
+        return 0
+    params = {"p_tenant": tenant_id, "p_ids": list(outbound_ids), "p_now": now or utcnow()}
+    result: Any = session.execute(_start_sends_stmt(), params)
+    return int(result.rowcount)
 
 
 def _startable() -> ColumnElement[bool]:
@@ -344,6 +406,35 @@ def finish(
     )
 
 
+@lru_cache(maxsize=64)
+def _finish_sent_stmt(known: int) -> Any:
+    """The UPDATE of ``finish_sent`` for ``known`` new Graph message ids (one shape per count, so
+    one compiled statement per count; a batch holds ten rows at most)."""
+    graph_id: Any = (
+        case(
+            *(
+                (_OUT.c.id == bindparam(f"p_id{k}"), bindparam(f"p_mid{k}", type_=String))
+                for k in range(known)
+            ),
+            else_=_OUT.c.graph_message_id,
+        )
+        if known
+        else _OUT.c.graph_message_id
+    )
+    return (
+        update(_OUT)
+        .where(_OUT.c.tenant_id == bindparam("p_tenant"), _OUT.c.id.in_(bindparam("p_ids", expanding=True)))
+        .values(
+            status="sent",
+            error_code=None,
+            error_message=None,
+            updated_at=bindparam("p_now"),
+            graph_message_id=graph_id,
+            sent_at=bindparam("p_sent_at"),
+        )
+    )
+
+
 def finish_sent(
     session: Session, tenant_id: str, message_ids: dict[int, str | None], *, sent_at: datetime
 ) -> None:
@@ -351,25 +442,16 @@ def finish_sent(
     message id (None keeps the stored one)."""
     if not message_ids:
         return
-    known = {row_id: mid[:255] for row_id, mid in message_ids.items() if mid is not None}
-    graph_id: Any = (
-        case(known, value=OutboundMessage.id, else_=OutboundMessage.graph_message_id)
-        if known
-        else OutboundMessage.graph_message_id
-    )
-    session.execute(
-        update(OutboundMessage)
-        .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.id.in_(sorted(message_ids)))
-        .values(
-            status="sent",
-            error_code=None,
-            error_message=None,
-            updated_at=utcnow(),
-            graph_message_id=graph_id,
-            sent_at=sent_at,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    known = sorted((row_id, mid[:255]) for row_id, mid in message_ids.items() if mid is not None)
+    params: dict[str, Any] = {
+        "p_tenant": tenant_id,
+        "p_ids": sorted(message_ids),
+        "p_now": utcnow(),
+        "p_sent_at": sent_at,
+    }
+    for k, (row_id, mid) in enumerate(known):
+        params[f"p_id{k}"], params[f"p_mid{k}"] = row_id, mid
+    session.execute(_finish_sent_stmt(len(known)), params)
 
 
 def list_by_status(

@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
 from replyflow.db.models import AutomationLog, DailyStat, ReplyLog
-from replyflow.db.repositories._upsert import upsert
 
 MAX_DETAIL = 1000
 
@@ -93,27 +94,55 @@ def automations_of_events(session: Session, events: Sequence[EventDecisions]) ->
         for e in events
         for d in e.decisions
     ]
-    session.execute(insert(AutomationLog), rows)
+    session.execute(_automation_insert(), rows)
     counts = Counter(
         (e.tenant_id, e.account_id, d.automation_id or "", d.action) for e in events for d in e.decisions
     )
-    table = DailyStat.__table__
-    upsert(
-        session,
-        table,  # type: ignore[arg-type]
-        [
-            {
-                "tenant_id": tenant_id,
-                "day": now.date(),
-                "account_id": account_id,
-                "automation_id": automation_id,
-                "action": action,
-                "count": n,
-            }
-            for (tenant_id, account_id, automation_id, action), n in sorted(counts.items())
-        ],
-        conflict=["tenant_id", "day", "account_id", "automation_id", "action"],
-        update={"count": lambda new: table.c.count + new.count},
+    day = now.date()
+    stats = [
+        {
+            "tenant_id": tenant_id,
+            "day": day,
+            "account_id": account_id,
+            "automation_id": automation_id,
+            "action": action,
+            "count": n,
+        }
+        for (tenant_id, account_id, automation_id, action), n in sorted(counts.items())
+    ]
+    session.execute(_daily_stats_upsert(session.get_bind().dialect.name), stats)
+
+
+# The statements are built once (on first use) and executed with a list of rows: the driver folds
+# the executemany into one multi-row INSERT (PyMySQL; the sqlite3 module loops in C), and SQLAlchemy
+# compiles each statement once instead of building a multi-VALUES statement per batch, whose shape
+# (and cache key) changed with the number of rows. Core tables: no ORM bulk-insert machinery.
+@cache
+def _automation_insert() -> Any:
+    return insert(cast("Table", AutomationLog.__table__))
+
+
+@cache
+def _reply_insert() -> Any:
+    return insert(cast("Table", ReplyLog.__table__))
+
+
+@cache
+def _daily_stats_upsert(dialect: str) -> Any:
+    """``daily_stats``' upsert adding each row's count to the stored one (``_upsert.upsert``'s
+    statement, kept for executemany)."""
+    table = cast("Table", DailyStat.__table__)
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        stmt = mysql_insert(table)
+        return stmt.on_duplicate_key_update(count=table.c.count + stmt.inserted.count)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    lite = sqlite_insert(table)
+    return lite.on_conflict_do_update(
+        index_elements=["tenant_id", "day", "account_id", "automation_id", "action"],
+        set_={"count": table.c.count + lite.excluded.count},
     )
 
 
@@ -175,7 +204,7 @@ def replies(session: Session, rows: Sequence[Reply]) -> None:
         return
     now = utcnow()
     session.execute(
-        insert(ReplyLog),
+        _reply_insert(),
         [
             {
                 "tenant_id": r.tenant_id,

@@ -6,9 +6,10 @@ quota. Every change is one statement (no lost updates)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.clock import utcnow
@@ -53,18 +54,30 @@ def reserve_dms(session: Session, tenant_id: str, quota: int, count: int, *, at:
     return _reserve(session, tenant_id, quota, count, at)
 
 
-def _reserve(session: Session, tenant_id: str, quota: int, count: int, at: datetime) -> bool:
-    stmt = (
-        update(UsageCounter)
+@cache
+def _reserve_stmt() -> Any:
+    """``_reserve``'s UPDATE, built once with bind parameters (compiled once, then only bound)."""
+    table: Any = UsageCounter.__table__
+    return (
+        update(table)
         .where(
-            UsageCounter.tenant_id == tenant_id,
-            UsageCounter.period == period_of(at),
-            UsageCounter.dms_sent <= quota - count,
+            table.c.tenant_id == bindparam("p_tenant"),
+            table.c.period == bindparam("p_period"),
+            table.c.dms_sent <= bindparam("p_most"),
         )
-        .values(dms_sent=UsageCounter.dms_sent + count, updated_at=at)
-        .execution_options(synchronize_session=False)
+        .values(dms_sent=table.c.dms_sent + bindparam("p_count"), updated_at=bindparam("p_at"))
     )
-    return bool(cast("CursorResult[Any]", session.execute(stmt)).rowcount)
+
+
+def _reserve(session: Session, tenant_id: str, quota: int, count: int, at: datetime) -> bool:
+    params = {
+        "p_tenant": tenant_id,
+        "p_period": period_of(at),
+        "p_most": quota - count,  # room for ``count`` more
+        "p_count": count,
+        "p_at": at,
+    }
+    return bool(cast("CursorResult[Any]", session.execute(_reserve_stmt(), params)).rowcount)
 
 
 def release_dm(session: Session, tenant_id: str, period: str, *, now: datetime) -> None:
