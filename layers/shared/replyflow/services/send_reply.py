@@ -418,7 +418,7 @@ class SendService:
             f = found.get(jobs[i].outbound_id)
             if f is None or f.account.id != jobs[i].account_id:
                 continue  # its own path answers it (a missing row)
-            if _decide_for_lease(f, now).step == SendStep.SEND:
+            if _decide(f.row, f.account, now).step == SendStep.SEND:
                 chosen.append((i, f))
         dms = sum(1 for _, f in chosen if f.row.kind in usage_repo.DM_KINDS)
         period = usage_repo.period_of(now)
@@ -429,7 +429,7 @@ class SendService:
             return {}
         if ledger.start_sends(session, tenant_id, [f.row.id for _, f in chosen], now=now) != len(chosen):
             raise _LeaseConflictError(f"tenant {tenant_id}: a row was owned meanwhile")
-        return {i: _lease_of(f, period) for i, f in chosen}
+        return {i: _leased(f.row, f.account, period) for i, f in chosen}
 
     def _reserve_quota(
         self, session: Session, job: SendJob, row: OutboundMessage, now: datetime
@@ -866,7 +866,12 @@ class _LeaseConflictError(Exception):
     """A batch's lease owned fewer rows than it chose: rolled back, each job goes its own way."""
 
 
-def _decide(row: OutboundMessage, account: InstagramAccount | None, now: datetime) -> SendDecision:
+# A row and its account: the ORM's (one job's lease) or the plain rows of a batch's lease.
+_Row = OutboundMessage | ledger.SendRow
+_Account = InstagramAccount | ledger.SendAccount
+
+
+def _decide(row: _Row, account: _Account | None, now: datetime) -> SendDecision:
     return decide_send(
         status=row.status,
         error_code=row.error_code,
@@ -878,41 +883,8 @@ def _decide(row: OutboundMessage, account: InstagramAccount | None, now: datetim
     )
 
 
-def _leased(row: OutboundMessage, account: InstagramAccount, quota_period: str | None) -> _Leased:
+def _leased(row: _Row, account: _Account, quota_period: str | None) -> _Leased:
     """The lease of a row just owned (its ``attempts`` read before ``start_send`` counted one)."""
-    return _Leased(
-        row_id=row.id,
-        kind=row.kind,
-        automation_id=row.automation_id,
-        payload=dict(row.payload),
-        comment_id=row.comment_id,
-        recipient_id=row.recipient_id,
-        priority=row.priority,
-        attempts=row.attempts + 1,
-        ig_user_id=account.ig_user_id,
-        token_blob=account.access_token_encrypted,
-        budget=account.hourly_send_budget,
-        quota_period=quota_period if quota_period and row.kind in usage_repo.DM_KINDS else None,
-    )
-
-
-def _decide_for_lease(f: ledger.OutboundForSend, now: datetime) -> SendDecision:
-    """``_decide`` for a batch's lease, from the plain rows ``ledger.outbound_for_send`` reads."""
-    row, account = f.row, f.account
-    return decide_send(
-        status=row.status,
-        error_code=row.error_code,
-        kind=row.kind,
-        not_after=_parse_time(row.payload.get("not_after")),
-        account_status=account.status,
-        account_status_reason=account.status_reason,
-        now=now,
-    )
-
-
-def _lease_of(f: ledger.OutboundForSend, quota_period: str | None) -> _Leased:
-    """``_leased`` from the plain rows of a batch's lease."""
-    row, account = f.row, f.account
     return _Leased(
         row_id=row.id,
         kind=row.kind,
