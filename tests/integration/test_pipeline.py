@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
+from sqlalchemy import event as sa_event
 
 from local.sandbox import SandboxServer
 from processor import handler as processor
@@ -132,6 +133,32 @@ def test_a_comment_keyword_becomes_one_private_reply_with_logs(stack: Stack) -> 
     assert _count(stack, AutomationLog, tenant_id=seeded.tenant_id, action="sent") == 1
     assert _count(stack, AutomationLog, tenant_id=seeded.tenant_id, action="queued") == 1
     assert _count(stack, OutboundMessage, tenant_id=seeded.tenant_id, status="sent") == 1
+
+
+def test_comments_of_three_tenants_in_one_batch_are_each_sent_once_in_their_tenant(stack: Stack) -> None:
+    tenants = [stack.seed(automations=[{"keywords": ["LINK"], "actions": PRIVATE_REPLY}]) for _ in range(3)]
+    for n in range(6):
+        seeded = tenants[n % 3]
+        comment_id = f"179{uuid.uuid4().int % 10**14:014d}"
+        body = comment_body(seeded.ig_user_id, comment_id, "LINK", from_id=f"73519284650{n:05d}")
+        assert stack.webhook(webhook_post(body))["statusCode"] == 200
+    leases: list[str] = []
+
+    def listener(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.startswith("UPDATE outbound_messages"):
+            leases.append(statement)
+
+    sa_event.listen(Engine, "before_cursor_execute", listener)  # every engine: the sender's own too
+    try:
+        stack.drain()
+    finally:
+        sa_event.remove(Engine, "before_cursor_execute", listener)
+    assert any(lease.count("outbound_messages.tenant_id = ") == 3 for lease in leases)  # one lease, 3 tenants
+    for seeded in tenants:
+        assert len(stack.sandbox_messages(seeded.ig_user_id)) == 2
+        assert _count(stack, OutboundMessage, tenant_id=seeded.tenant_id, status="sent") == 2
+        assert _count(stack, ReplyLog, tenant_id=seeded.tenant_id, status="sent") == 2
+        assert _count(stack, AutomationLog, tenant_id=seeded.tenant_id, action="sent") == 2
 
 
 def test_a_bad_signature_is_401_and_nothing_is_enqueued(stack: Stack) -> None:

@@ -31,12 +31,15 @@ def test_finish_sent_sets_each_rows_graph_id_and_keeps_a_stored_one_for_none(wor
         session.execute(
             update(OutboundMessage).where(OutboundMessage.id == ids[1]).values(graph_message_id="old")
         )
-        assert ledger.start_sends(session, world.tenant_id, ids, now=now) == 4
-        assert ledger.start_sends(session, world.tenant_id, ids, now=now) == 0  # owned already
+        keys = [(world.tenant_id, i) for i in ids]
+        assert ledger.start_sends(session, [("another-tenant", ids[0])], now=now) == 0  # not its row
+        assert ledger.start_sends(session, keys, now=now) == 4
+        assert ledger.start_sends(session, keys, now=now) == 0  # owned already
     with session_scope(world.sessions) as session:
-        ledger.finish_sent(session, world.tenant_id, {ids[0]: "m0", ids[1]: None}, sent_at=now)
-        ledger.finish_sent(session, world.tenant_id, {ids[2]: "m2"}, sent_at=now)
-        ledger.finish_sent(session, "another-tenant", {ids[3]: "m3"}, sent_at=now)  # not its row
+        t = world.tenant_id
+        ledger.finish_sent(session, {(t, ids[0]): "m0", (t, ids[1]): None}, sent_at=now)
+        ledger.finish_sent(session, {(t, ids[2]): "m2"}, sent_at=now)
+        ledger.finish_sent(session, {("another-tenant", ids[3]): "m3"}, sent_at=now)  # not its row
     assert _graph_ids(world, ids) == {
         ids[0]: ("sent", "m0"),
         ids[1]: ("sent", "old"),
@@ -48,10 +51,11 @@ def test_finish_sent_sets_each_rows_graph_id_and_keeps_a_stored_one_for_none(wor
 def test_outbound_for_send_reads_only_the_tenants_rows(world: World) -> None:
     jobs = [world.add(key=f"ofs{n}") for n in range(3)]
     with session_scope(world.sessions) as session:
-        found = ledger.outbound_for_send(session, world.tenant_id, [j.outbound_id for j in jobs[:2]])
-        other = ledger.outbound_for_send(session, "another-tenant", [j.outbound_id for j in jobs])
+        found = ledger.outbound_for_send(session, [(j.tenant_id, j.outbound_id) for j in jobs[:2]])
+        other = ledger.outbound_for_send(session, [("another-tenant", j.outbound_id) for j in jobs])
         assert not session.identity_map  # plain rows: nothing loaded into the session
     assert sorted(f.row.id for f in found) == sorted(j.outbound_id for j in jobs[:2])
+    assert {f.row.tenant_id for f in found} == {world.tenant_id}
     assert {f.account.id for f in found} == {world.account_id}
     assert all(f.row.payload["message"] == {"text": "hi"} and f.dm_quota > 0 for f in found)
     assert other == []

@@ -674,10 +674,10 @@ def test_a_settle_that_fails_together_settles_each_alone_and_fails_only_its_reco
     jobs = [world.add(key=f"f{n}") for n in range(3)]
     real = ledger.finish_sent
 
-    def fails_for_f1(session: Any, tenant_id: str, message_ids: dict[int, str | None], **kw: Any) -> None:
-        if jobs[1].outbound_id in message_ids:
+    def fails_for_f1(session: Any, message_ids: dict[tuple[str, int], str | None], **kw: Any) -> None:
+        if (world.tenant_id, jobs[1].outbound_id) in message_ids:
             raise RuntimeError("the database went away")
-        real(session, tenant_id, message_ids, **kw)
+        real(session, message_ids, **kw)
 
     monkeypatch.setattr("replyflow.services.send_reply.ledger.finish_sent", fails_for_f1)
     graph = ScriptedGraph()

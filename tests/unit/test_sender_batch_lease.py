@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import update
 
+from replyflow.adapters.crypto import TokenCipher
 from replyflow.db.engine import session_scope
 from replyflow.db.models import OutboundMessage
 from replyflow.db.repositories import plans
 from replyflow.domain.messages import SendJob
 from replyflow.ports import SlotRequest
 from replyflow.services.send_reply import SEND_CONCURRENCY, SendOutcome, SentUnsettled
-from tests.support_pipeline import FakeLimiter, FakeSlot, ScriptedGraph
+from tests.support_pipeline import KEY, FakeLimiter, FakeSlot, ScriptedGraph, seed_tenant
 from tests.unit.test_sender import World, _batch, _statuses, module_db, world
 from tests.unit.test_sender_quota import dms, fill_to
 
@@ -56,6 +57,55 @@ def test_a_batch_owns_its_rows_in_one_transaction_before_the_graph_calls(world: 
     assert _statuses(world, jobs) == ["sending"] * 4
     assert [world.row(j).attempts for j in jobs] == [1] * 4
     assert len(graph.calls) == 4
+
+
+def _second_tenant(world: World) -> World:
+    """Another tenant (one account) on the same database and fakes as ``world``."""
+    other = World(world.sessions, world.queues, world.limiter, world.cache, world.clock)
+    with session_scope(world.sessions) as session:
+        seeded = seed_tenant(session, TokenCipher(KEY), token="other-token")
+    other.tenant_id, other.account_id = seeded.tenant_id, seeded.account_id
+    return other
+
+
+def _outbound_statements(world: World) -> tuple[list[str], Any]:
+    """The first words of each statement on ``outbound_messages`` while listening (SELECT/UPDATE)."""
+    seen: list[str] = []
+    engine = world.sessions.kw["bind"]
+
+    def listener(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if "outbound_messages" in statement.split(" WHERE ")[0]:
+            seen.append(statement.split(None, 1)[0])
+
+    sa_event.listen(engine, "before_cursor_execute", listener)
+    return seen, lambda: sa_event.remove(engine, "before_cursor_execute", listener)
+
+
+def test_a_batch_of_two_tenants_is_leased_and_settled_in_one_statement_each(world: World) -> None:
+    other = _second_tenant(world)
+    jobs = [world.add(key="t1"), other.add(key="t2"), world.add(key="t3"), other.add(key="t4")]
+    graph = ScriptedGraph()
+    seen, stop = _outbound_statements(world)
+    try:
+        assert _batch(world, graph, jobs) == {"batchItemFailures": []}
+    finally:
+        stop()
+    assert seen == ["SELECT", "UPDATE", "UPDATE"]  # the lease's read and ownership, the settle
+    assert _statuses(world, jobs[0::2]) == ["sent"] * 2
+    assert _statuses(other, jobs[1::2]) == ["sent"] * 2
+    assert sorted(c["token"] for c in graph.calls) == ["other-token"] * 2 + ["secret-token"] * 2
+    assert (dms(world), dms(other)) == (2, 2)  # each tenant's quota counts its own
+
+
+def test_a_job_naming_another_tenants_row_is_not_leased_with_the_batch(world: World) -> None:
+    other = _second_tenant(world)
+    mine, theirs = world.add(key="i1"), other.add(key="i2")
+    forged = SendJob(tenant_id=world.tenant_id, account_id=world.account_id, outbound_id=theirs.outbound_id)
+    attempts = world.service(ScriptedGraph()).attempt_batch([mine, forged, theirs])
+    assert _statuses_of(attempts) == ["unsettled", "noop", "unsettled"]
+    assert [a.reason for a in attempts if isinstance(a, SendOutcome)] == ["missing"]
+    assert isinstance(attempts[2], SentUnsettled)
+    assert attempts[2].job.tenant_id == other.tenant_id
 
 
 def test_a_row_already_leased_by_another_worker_is_answered_like_today(world: World) -> None:

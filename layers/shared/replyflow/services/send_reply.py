@@ -383,52 +383,45 @@ class SendService:
     def _lease_group(self, jobs: Sequence[SendJob], indexes: Sequence[int]) -> dict[int, _Leased]:
         first = jobs[indexes[0]]
         bind_tenant(first.tenant_id, first.account_id)  # the session's database
-        by_tenant: dict[str, list[int]] = {}
-        for i in indexes:
-            by_tenant.setdefault(jobs[i].tenant_id, []).append(i)
         now = self._clock.now()
         try:
             with session_scope(self._sessions) as session:
-                leased: dict[int, _Leased] = {}
-                for tenant_id, tenant_indexes in sorted(by_tenant.items()):  # row locks in one order
-                    leased.update(self._lease_tenant(session, tenant_id, jobs, tenant_indexes, now))
-                return leased
+                return self._lease_rows(session, jobs, indexes, now)
         except Exception as error:  # nothing owned: every job takes its own path
             logger.warning("sends not leased together: one by one", extra={"error": str(error)[:200]})
             return {}
 
-    def _lease_tenant(
-        self,
-        session: Session,
-        tenant_id: str,
-        jobs: Sequence[SendJob],
-        indexes: Sequence[int],
-        now: datetime,
+    def _lease_rows(
+        self, session: Session, jobs: Sequence[SendJob], indexes: Sequence[int], now: datetime
     ) -> dict[int, _Leased]:
-        """One tenant's rows with their accounts and DM quota in one SELECT, the DMs among those
-        sendable now reserved in one UPDATE, and one UPDATE owning them. A row not sendable now is
-        left as it is, for its job's own path to settle; a row another worker owned meanwhile makes
-        the UPDATE own fewer than chosen, and the transaction is rolled back (``_lease_group``)."""
-        found = {
-            f.row.id: f
-            for f in ledger.outbound_for_send(session, tenant_id, [jobs[i].outbound_id for i in indexes])
-        }
-        chosen: list[tuple[int, ledger.OutboundForSend]] = []
-        for i in indexes:
-            f = found.get(jobs[i].outbound_id)
+        """The jobs' rows (of every tenant among them) with their accounts and DM quotas in one
+        SELECT, each tenant's DMs among those sendable now reserved in one UPDATE per tenant, and one
+        UPDATE owning them all: three statements for a batch of one tenant, one more per further
+        tenant. A row not sendable now is left as it is, for its job's own path to settle; a row
+        another worker owned meanwhile makes the UPDATE own fewer than chosen, and the transaction
+        is rolled back (``_lease_group``)."""
+        keys = [(jobs[i].tenant_id, jobs[i].outbound_id) for i in indexes]
+        found = {(f.row.tenant_id, f.row.id): f for f in ledger.outbound_for_send(session, keys)}
+        by_tenant: dict[str, list[tuple[int, ledger.OutboundForSend]]] = {}
+        for i, key in zip(indexes, keys, strict=True):
+            f = found.get(key)
             if f is None or f.account.id != jobs[i].account_id:
                 continue  # its own path answers it (a missing row)
             if _decide(f.row, f.account, now).step == SendStep.SEND:
-                chosen.append((i, f))
-        dms = sum(1 for _, f in chosen if f.row.kind in usage_repo.DM_KINDS)
-        period = usage_repo.period_of(now)
-        if dms and not usage_repo.reserve_dms(session, tenant_id, chosen[0][1].dm_quota, dms, at=now):
-            # The quota cannot cover them all: each DM reserves (or is skipped) on its own path.
-            chosen = [(i, f) for i, f in chosen if f.row.kind not in usage_repo.DM_KINDS]
+                by_tenant.setdefault(key[0], []).append((i, f))
+        chosen: list[tuple[int, ledger.OutboundForSend]] = []
+        for tenant_id, rows in sorted(by_tenant.items()):  # quota row locks in one order
+            dms = sum(1 for _, f in rows if f.row.kind in usage_repo.DM_KINDS)
+            if dms and not usage_repo.reserve_dms(session, tenant_id, rows[0][1].dm_quota, dms, at=now):
+                # The quota cannot cover them all: each DM reserves (or is skipped) on its own path.
+                rows = [(i, f) for i, f in rows if f.row.kind not in usage_repo.DM_KINDS]
+            chosen += rows
         if not chosen:
             return {}
-        if ledger.start_sends(session, tenant_id, [f.row.id for _, f in chosen], now=now) != len(chosen):
-            raise _LeaseConflictError(f"tenant {tenant_id}: a row was owned meanwhile")
+        owned = ledger.start_sends(session, [(f.row.tenant_id, f.row.id) for _, f in chosen], now=now)
+        if owned != len(chosen):
+            raise _LeaseConflictError("a row of the batch was owned meanwhile")
+        period = usage_repo.period_of(now)
         return {i: _leased(f.row, f.account, period) for i, f in chosen}
 
     def _reserve_quota(
@@ -467,7 +460,7 @@ class SendService:
     # -- outcomes ----------------------------------------------------------------------------------
 
     def settle_sent(self, sent: Sequence[SentUnsettled]) -> list[SendOutcome | Exception]:
-        """Settle sends that went out: their rows ``sent`` (one UPDATE per tenant), their
+        """Settle sends that went out: their rows ``sent`` (one UPDATE, whatever their tenants), their
         ``reply_logs`` and ``automation_logs`` rows (three statements), in one transaction per
         database. If that transaction fails, each is settled alone, and one that
         fails then gets its exception: its record fails, and its row, left ``sending``, becomes
@@ -514,14 +507,13 @@ class SendService:
     def _write_sent(self, session: Session, sent: Sequence[SentUnsettled]) -> None:
         now = self._clock.now()
         outcomes: list[_OutcomeLogs] = []
-        by_tenant: dict[str, dict[int, str | None]] = {}
+        message_ids: dict[ledger.SendKey, str | None] = {}
         for job, leased, result in ((s.job, s.leased, s.result) for s in sent):
-            by_tenant.setdefault(job.tenant_id, {})[leased.row_id] = result.message_id
+            message_ids[(job.tenant_id, leased.row_id)] = result.message_id
             if leased.kind in usage_repo.DM_KINDS and leased.quota_period is None:
                 usage_repo.add_dms(session, job.tenant_id, 1, at=now)  # claimed before reservations
             outcomes.append(_leased_logs(job, leased, "sent", None, f"message {result.message_id}"))
-        for tenant_id, message_ids in sorted(by_tenant.items()):
-            ledger.finish_sent(session, tenant_id, message_ids, sent_at=now)
+        ledger.finish_sent(session, message_ids, sent_at=now)
         _write_logs(session, outcomes)
 
     def _after_sent(self, sent: SentUnsettled) -> SendOutcome:
