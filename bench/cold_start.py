@@ -5,7 +5,7 @@ against a fresh interpreter running ``import boto3`` in the same venv.
 Each sample is one child process, timed from its spawn (the parent's clock) to the moment its work is
 done (the child's clock, ``time.time()`` on the same machine, printed as its last line): for a handler
 the return of its first response, for the baseline the end of ``import boto3``. The interpreter's
-exit after that (its final collection and module teardown: 40 ms for boto3's objects, 80-110 ms for
+exit after that (its final collection and module teardown: 40 ms for boto3's objects, 70-110 ms for
 a handler's before ``gc_pause`` froze them) is no part of a Lambda cold start, as an instance lives on
 after its first answer; it is reported beside each row (``exit_ms_p50``), not counted. The children run
 interleaved (boto3, api, sender, webhook, boto3, api, ...) so load on the shared machine hits every
