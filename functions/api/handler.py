@@ -21,7 +21,7 @@ from replyflow.gc_pause import collector_paused, first_call_paused
 
 # A new instance's imports, and its first request, run with the cyclic collector paused: they build
 # what lives as long as the instance (replyflow/gc_pause.py, docs/scaling.md#cold-starts).
-with collector_paused():
+with collector_paused(freeze=True):  # the modules live as long as the process
     import api.lean_imports  # noqa: F401 - first: Powertools' umbrella packages without their __init__
     from api import security_headers
     from api.app import app_for
@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 _one_at_a_time = threading.Lock()
 
 
-def make_handler(deps: Callable[[], ApiDeps]) -> Handler:
-    """The entry point over the dependencies ``deps()`` returns (read at each invocation)."""
+def make_handler(deps: Callable[[], ApiDeps], *, freeze: bool = False) -> Handler:
+    """The entry point over the dependencies ``deps()`` returns (read at each invocation); with
+    ``freeze``, what its first call built is kept out of later collections (a Lambda instance's
+    entry: ``replyflow/gc_pause.py``)."""
 
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler(capture_response=False)
@@ -49,7 +51,7 @@ def make_handler(deps: Callable[[], ApiDeps]) -> Handler:
             clear_tenant()  # the route binds the caller's tenant; none is left from the last request
             return security_headers.apply(event, app.resolve(event, context))
 
-    return first_call_paused(lambda_handler)
+    return first_call_paused(lambda_handler, freeze=freeze)
 
 
 def bind(roots: Roots) -> Handler:
@@ -58,4 +60,4 @@ def bind(roots: Roots) -> Handler:
 
 
 _deps = cache(lambda_api)
-lambda_handler = make_handler(_deps)
+lambda_handler = make_handler(_deps, freeze=True)

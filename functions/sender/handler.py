@@ -14,7 +14,7 @@ from replyflow.gc_pause import collector_paused, first_call_paused
 
 # A new instance's imports, and its first invocation, run with the cyclic collector paused: they
 # build what lives as long as the instance (replyflow/gc_pause.py, docs/scaling.md#cold-starts).
-with collector_paused():
+with collector_paused(freeze=True):  # the modules live as long as the process
     from replyflow.domain.messages import SendJob
     from replyflow.observability import MetricUnit, logger, metrics, tracer
     from replyflow.services.send_reply import (
@@ -63,8 +63,10 @@ class SenderDeps(Protocol):
     def retry_backoff(self) -> RetryBackoff | None: ...
 
 
-def make_handler(deps: Callable[[], SenderDeps]) -> Handler:
-    """The entry point over the dependencies ``deps()`` returns (read at each invocation)."""
+def make_handler(deps: Callable[[], SenderDeps], *, freeze: bool = False) -> Handler:
+    """The entry point over the dependencies ``deps()`` returns (read at each invocation); with
+    ``freeze``, what its first call built is kept out of later collections (a Lambda instance's
+    entry: ``replyflow/gc_pause.py``)."""
 
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler(capture_response=False)
@@ -94,7 +96,7 @@ def make_handler(deps: Callable[[], SenderDeps]) -> Handler:
         metrics.flush_metrics()
         return response
 
-    return first_call_paused(lambda_handler)
+    return first_call_paused(lambda_handler, freeze=freeze)
 
 
 def _together(
@@ -129,4 +131,4 @@ def bind(roots: Roots) -> Handler:
     return make_handler(lambda: roots.pipeline)
 
 
-lambda_handler = make_handler(sender_deps)
+lambda_handler = make_handler(sender_deps, freeze=True)

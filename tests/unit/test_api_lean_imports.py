@@ -32,8 +32,8 @@ def test_every_exported_name_is_mapped_to_its_submodule(package: str) -> None:
     init = Path(module.__file__ or "").read_text()
     mapped = exports(package, init)
     assert set(module.__all__) <= set(mapped)
-    for name, submodule in mapped.items():
-        assert getattr(module, name) is getattr(__import__(f"{package}.{submodule}", fromlist=[name]), name)
+    for name, origin in mapped.items():
+        assert getattr(module, name) is getattr(__import__(origin, fromlist=[name]), name)
 
 
 def test_a_mapped_name_comes_from_its_submodule_without_the_init() -> None:
@@ -72,3 +72,30 @@ import api.lean_imports
 print(json.dumps([sys.modules["aws_lambda_powertools.event_handler"] is plain, "__getattr__" in vars(plain)]))
 """
     assert _run(code) == [True, False]
+
+
+def test_redis_serves_its_sync_client_without_the_asyncio_cluster_and_sentinel_clients() -> None:
+    code = """
+import json, sys
+import api.lean_imports
+import redis
+from redis.client import Redis
+from replyflow.adapters import redis_client
+client = redis.Redis.from_url("redis://127.0.0.1:1/0")
+from importlib.metadata import version
+print(json.dumps([redis.Redis is Redis, redis.__version__ == version("redis"),
+                  redis.exceptions.ResponseError.__name__, type(client).__name__,
+                  sorted(m for m in sys.modules if m in ("redis.asyncio.client", "redis.sentinel"))]))
+"""
+    assert _run(code) == [True, True, "ResponseError", "Redis", []]
+
+
+def test_a_submodule_read_as_an_attribute_is_imported() -> None:
+    code = """
+import json, sys
+import api.lean_imports
+import redis
+found = ["redis.crc" in sys.modules, redis.crc.key_slot(b"a"), redis.__version__.count(".")]
+print(json.dumps([*found, "__getattr__" in vars(redis)]))  # still deferred: its __init__ never ran
+"""
+    assert _run(code) == [False, 15495, 2, True]

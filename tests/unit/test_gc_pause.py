@@ -47,3 +47,31 @@ def test_only_the_first_call_runs_with_the_collector_paused() -> None:
     assert (handler(1), handler(2), handler(3)) == (2, 3, 4)
     assert seen == [False, True, True]
     assert gc.isenabled()
+
+
+def test_with_freeze_what_the_block_built_is_kept_out_of_later_collections() -> None:
+    gc.enable()
+    before = gc.get_freeze_count()
+    try:
+        with collector_paused():
+            kept = [[n] for n in range(1000)]
+        assert gc.get_freeze_count() == before  # not frozen without ``freeze``
+        with collector_paused(freeze=True):
+            kept += [[n] for n in range(1000)]
+        assert gc.get_freeze_count() >= before + 2000
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+
+
+def test_a_first_call_frozen_after_it_freezes_once() -> None:
+    gc.enable()
+    try:
+        handler = first_call_paused(lambda: gc.get_freeze_count(), freeze=True)
+        during = handler()
+        after = gc.get_freeze_count()
+        assert after > during
+        handler()
+        assert gc.get_freeze_count() == after  # later calls run as they are
+    finally:
+        gc.unfreeze()
