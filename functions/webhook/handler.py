@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import webhook.lean_imports  # noqa: F401 - first of ours: redis-py without its __init__
 from replyflow.adapters.secrets import with_fresh_retry
 from replyflow.errors import BillingSignatureError, MalformedJsonError, SignatureError
 from replyflow.observability import MetricUnit, logger, metrics, tracer

@@ -102,6 +102,14 @@ def test_the_webhook_serves_a_cached_route_and_a_handshake_without_pydantic() ->
     assert [m for m in found if m != "replyflow.settings_view"] == []
 
 
+@pytest.mark.parametrize("module", ["webhook.handler", "api.handler"])
+def test_redis_is_imported_without_its_asyncio_and_sentinel_clients(module: str) -> None:
+    # A client built, not connected (the unit tier opens no socket); the served samples use the
+    # in-process Redis, whose fakeredis imports redis-py whole, as the local stack does.
+    code = f"import {module}\nfrom replyflow.adapters import redis_client\nredis_client.get_redis('redis://127.0.0.1:1/0')"
+    assert _imported(code, ("redis.asyncio.client", "redis.sentinel")) == []
+
+
 def test_the_sender_imports_httpx_at_its_first_graph_call() -> None:
     assert _imported("import sender.handler", ("httpx",)) == []
     code = "from replyflow.adapters.graph_client import GraphClient\nGraphClient('https://graph.example')"

@@ -1,6 +1,7 @@
-"""``api.lean_imports``: Powertools' umbrella packages registered without their ``__init__`` give the
-same objects as a plain import, run their ``__init__`` for any name they do not map, and import what
-the API's cold start needs without the resolvers and event classes it never uses."""
+"""``replyflow.lean_imports``: Powertools' umbrella packages and redis-py registered without their
+``__init__`` give the same objects as a plain import, run their ``__init__`` for any name they do not
+map, and import what the API's cold start needs without the resolvers, event classes and Redis
+clients it never uses."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from api.lean_imports import PACKAGES, exports
+from replyflow.lean_imports import PACKAGES, exports
 
 ROOT = Path(__file__).resolve().parents[2]
 
