@@ -259,13 +259,13 @@ def run(repeats: int = 15) -> list[dict[str, Any]]:
 
 
 def _report(
-    samples: dict[str, list[float]], before: str | None, exits: dict[str, list[float]] | None = None
+    samples: dict[str, list[float]], before: str | None, exits: dict[str, list[float]]
 ) -> list[dict[str, Any]]:
     base_p50 = percentile(samples[BASELINE], 50)
     base_p95 = percentile(samples[BASELINE], 95)
 
     def exit_of(row: str) -> dict[str, float]:
-        return {"exit_ms_p50": round(percentile(exits[row], 50), 1)} if exits and exits.get(row) else {}
+        return {"exit_ms_p50": round(percentile(exits[row], 50), 1)} if exits[row] else {}
 
     out = [
         summarize(

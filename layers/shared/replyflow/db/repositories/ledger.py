@@ -302,19 +302,16 @@ def _keyed(tenants: int) -> ColumnElement[bool]:
     )
 
 
-def _key_params(keys: Sequence[SendKey]) -> dict[str, Any]:
-    """The binds of ``_keyed(len(tenants))``: each tenant's ids, tenants in sorted order."""
+def _key_params(keys: Sequence[SendKey]) -> tuple[int, dict[str, Any]]:
+    """How many tenants ``keys`` hold (the shape of ``_keyed``), and its binds: each tenant's ids,
+    tenants in sorted order."""
     by_tenant: dict[str, set[int]] = {}
     for tenant_id, row_id in keys:
         by_tenant.setdefault(tenant_id, set()).add(row_id)
     params: dict[str, Any] = {}
     for k, (tenant_id, ids) in enumerate(sorted(by_tenant.items())):
         params[f"p_t{k}"], params[f"p_ids{k}"] = tenant_id, sorted(ids)
-    return params
-
-
-def _tenants(keys: Sequence[SendKey]) -> int:
-    return len({tenant_id for tenant_id, _ in keys})
+    return len(by_tenant), params
 
 
 @lru_cache(maxsize=16)
@@ -342,7 +339,8 @@ def outbound_for_send(session: Session, keys: Sequence[SendKey]) -> list[Outboun
     if not keys:
         return []
     n_row, n_acc = len(SendRow._fields), len(SendAccount._fields)
-    rows = session.execute(_for_send_stmt(_tenants(keys)), _key_params(keys))
+    tenants, params = _key_params(keys)
+    rows = session.execute(_for_send_stmt(tenants), params)
     return [
         OutboundForSend(SendRow(*r[:n_row]), SendAccount(*r[n_row : n_row + n_acc]), int(r[n_row + n_acc]))
         for r in rows
@@ -367,8 +365,8 @@ def start_sends(session: Session, keys: Sequence[SendKey], *, now: datetime | No
     condition, ``_startable``): how many this worker owns now."""
     if not keys:
         return 0
-    params = {**_key_params(keys), "p_now": now or utcnow()}
-    result: Any = session.execute(_start_sends_stmt(_tenants(keys)), params)
+    tenants, params = _key_params(keys)
+    result: Any = session.execute(_start_sends_stmt(tenants), {**params, "p_now": now or utcnow()})
     return int(result.rowcount)
 
 
@@ -469,10 +467,11 @@ def finish_sent(session: Session, message_ids: dict[SendKey, str | None], *, sen
     if not message_ids:
         return
     known = sorted((row_id, mid[:255]) for (_, row_id), mid in message_ids.items() if mid is not None)
-    params: dict[str, Any] = {**_key_params(list(message_ids)), "p_now": utcnow(), "p_sent_at": sent_at}
+    tenants, params = _key_params(list(message_ids))
+    params.update(p_now=utcnow(), p_sent_at=sent_at)
     for k, (row_id, mid) in enumerate(known):
         params[f"p_id{k}"], params[f"p_mid{k}"] = row_id, mid
-    session.execute(_finish_sent_stmt(_tenants(list(message_ids)), len(known)), params)
+    session.execute(_finish_sent_stmt(tenants, len(known)), params)
 
 
 def list_by_status(
